@@ -1,0 +1,1 @@
+"""The shared contract: canonical tables and the datafix file model."""

@@ -1,0 +1,353 @@
+"""The canonical model: the eight tables every landlord's data is normalised into.
+
+This module is the single source of truth for the shared model. The warehouse tables
+(`schemas.tables`), the great-expectations contracts (`pipelines.lib.quality`), the datafix
+validation (`schemas.datafix`) and the generated reference page (`schemas/REFERENCE.md`) are
+all derived from the specs below, so a column is added in exactly one place.
+
+Conventions:
+- every table's natural key is `landlord_id` + the landlord's own reference (`key`);
+- money is integer cents in columns named `*_cents`; `ledger_entries.amount_cents` is signed
+  (debit > 0, credit < 0) so a tenant's balance is a plain sum;
+- lineage columns (`LINEAGE_COLUMNS`) are added to every table by the hub, never mapped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ColumnType(StrEnum):
+    """The value types a canonical column can hold; each drives one parser in the transforms."""
+
+    TEXT = "text"
+    INTEGER = "integer"
+    CENTS = "cents"
+    DATE = "date"
+    DATETIME = "datetime"
+    BOOLEAN = "boolean"
+    CHOICE = "choice"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One canonical column: its type, whether a row needs it, and its allowed values."""
+
+    name: str
+    type: ColumnType
+    description: str
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    min_value: int | None = None
+    max_value: int | None = None
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A contract rule across columns of one row (checked on canonical data, never in config)."""
+
+    name: str
+    description: str
+    kind: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """One canonical table: its natural key, its columns and its cross-column rules."""
+
+    name: str
+    description: str
+    key: str
+    columns: tuple[ColumnSpec, ...]
+    rules: tuple[RowRule, ...] = field(default_factory=tuple)
+
+    def column(self, name: str) -> ColumnSpec:
+        """Return the spec of column `name`; raises KeyError for an unknown column."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The mapped columns, in table order (lineage columns excluded)."""
+        return tuple(column.name for column in self.columns)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns a row cannot be loaded without."""
+        return tuple(column.name for column in self.columns if column.required)
+
+
+def _text(name: str, description: str, *, required: bool = False) -> ColumnSpec:
+    return ColumnSpec(name, ColumnType.TEXT, description, required=required)
+
+
+def _cents(name: str, description: str, *, required: bool = False, signed: bool = False) -> ColumnSpec:
+    return ColumnSpec(
+        name, ColumnType.CENTS, description, required=required, min_value=None if signed else 0
+    )
+
+
+def _date(name: str, description: str, *, required: bool = False) -> ColumnSpec:
+    return ColumnSpec(name, ColumnType.DATE, description, required=required)
+
+
+def _choice(name: str, description: str, choices: tuple[str, ...], *, required: bool = False) -> ColumnSpec:
+    return ColumnSpec(name, ColumnType.CHOICE, description, required=required, choices=choices)
+
+
+def _bool(name: str, description: str) -> ColumnSpec:
+    return ColumnSpec(name, ColumnType.BOOLEAN, description)
+
+
+def _int(
+    name: str, description: str, *, min_value: int | None = 0, max_value: int | None = None
+) -> ColumnSpec:
+    return ColumnSpec(
+        name, ColumnType.INTEGER, description, min_value=min_value, max_value=max_value
+    )
+
+
+SEPA_REJECT_REASONS: tuple[str, ...] = (
+    "AC01", "AC04", "AC06", "AG01", "AG02", "AM04", "AM05", "BE05", "FF01", "MD01", "MD02",
+    "MD06", "MD07", "MS02", "MS03", "RC01", "RR01", "RR02", "RR03", "RR04", "SL01",
+)  # fmt: skip
+
+DEBIT_KINDS: tuple[str, ...] = (
+    "rent_call", "rent", "service_charges", "charge_regularisation", "fee", "rejected_debit",
+)  # fmt: skip
+CREDIT_KINDS: tuple[str, ...] = ("payment", "housing_aid", "refund", "credit_note")
+
+TENANTS = EntitySpec(
+    name="tenants",
+    description="Tenants and their lease, with the attributes used to profile them.",
+    key="tenant_ref",
+    columns=(
+        _text("tenant_ref", "The landlord's tenant (account) reference.", required=True),
+        _text("lease_ref", "The landlord's lease (bail) reference."),
+        _text("full_name", "Tenant's name as the landlord writes it (personal data)."),
+        _text("dwelling_ref", "Reference of the dwelling (logement) let."),
+        _date("move_in_date", "Lease start (date d'entrée)."),
+        _date("move_out_date", "Lease end (date de sortie); empty while the lease runs."),
+        _choice("status", "Lease status.", ("active", "leaving", "left"), required=True),
+        _choice("income_band", "Household income band.", ("very_low", "low", "middle", "high")),
+        _choice("age_band", "Age band of the lease holder.", ("under_30", "30_59", "60_plus")),
+        _int("household_size", "People in the household.", min_value=1, max_value=20),
+        _choice(
+            "housing_aid",
+            "Housing aid paid to the landlord (tiers payant).",
+            ("none", "apl", "al"),
+        ),
+        _bool("fsl_aid", "The household receives FSL aid."),
+        _choice(
+            "payment_method",
+            "How rent is paid.",
+            ("sepa_debit", "transfer", "cheque", "cash", "card"),
+        ),
+        _choice("preferred_channel", "Channel for reminders.", ("sms", "email", "letter")),
+        _int("formal_demands", "Earlier formal demands to pay (commandements de payer)."),
+    ),
+    rules=(
+        RowRule(
+            "move_out_after_move_in",
+            "A lease cannot end before it starts.",
+            "a_not_before_b",
+            ("move_out_date", "move_in_date"),
+        ),
+    ),
+)
+
+LEDGER_ENTRIES = EntitySpec(
+    name="ledger_entries",
+    description=(
+        "Rent-account movements. amount_cents is signed: debits (rent calls, charges, fees,"
+        " rejected direct debits) > 0, credits (payments, housing aid, refunds) < 0."
+    ),
+    key="entry_ref",
+    columns=(
+        _text("entry_ref", "The landlord's reference of the movement.", required=True),
+        _text("tenant_ref", "Tenant account the movement is posted to.", required=True),
+        _date("entry_date", "Posting date.", required=True),
+        _choice("kind", "What the movement is.", DEBIT_KINDS + CREDIT_KINDS, required=True),
+        _cents("amount_cents", "Signed amount in cents (debit > 0).", required=True, signed=True),
+        _text("label", "Label as printed on the tenant's statement."),
+        _date("due_date", "Due date for debits."),
+        _choice("reject_reason", "SEPA reason code of a rejected direct debit.", SEPA_REJECT_REASONS),
+    ),
+    rules=(
+        RowRule(
+            "sign_matches_kind",
+            "Debit kinds are positive and credit kinds negative.",
+            "sign_matches_kind",
+            ("kind", "amount_cents"),
+        ),
+    ),
+)
+
+REPAYMENT_PLANS = EntitySpec(
+    name="repayment_plans",
+    description="Repayment plans (plans d'apurement): a debt spread over monthly instalments.",
+    key="plan_ref",
+    columns=(
+        _text("plan_ref", "The landlord's plan reference.", required=True),
+        _text("tenant_ref", "Tenant account the plan belongs to.", required=True),
+        _date("start_date", "First instalment date.", required=True),
+        _cents("total_cents", "Debt covered by the plan.", required=True),
+        _cents("instalment_cents", "Monthly instalment.", required=True),
+        _int("instalments", "Number of instalments.", min_value=1, max_value=240),
+        _choice("status", "Plan status.", ("active", "completed", "broken"), required=True),
+    ),
+    rules=(
+        RowRule(
+            "instalment_within_total",
+            "An instalment cannot exceed the plan's total.",
+            "a_not_above_b",
+            ("instalment_cents", "total_cents"),
+        ),
+    ),
+)
+
+WORK_ORDERS = EntitySpec(
+    name="work_orders",
+    description="Works orders (bons de travaux, BT) from landlord to contractor.",
+    key="order_ref",
+    columns=(
+        _text("order_ref", "The landlord's order number, e.g. BT345678.", required=True),
+        _text("contractor", "Contractor the order is placed with."),
+        _text("dwelling_ref", "Dwelling or site of the works."),
+        _choice(
+            "category",
+            "Kind of works.",
+            ("repair", "leak_search", "planned_works", "maintenance", "other"),
+            required=True,
+        ),
+        _cents("committed_cents", "Amount committed when the order was placed (excl. VAT)."),
+        _choice(
+            "status",
+            "Where the order stands, like a parcel.",
+            ("received", "scheduled", "in_progress", "done", "invoiced", "cancelled"),
+            required=True,
+        ),
+        _date("ordered_date", "Date the order was placed.", required=True),
+        _date("planned_date", "Planned intervention date."),
+        _date("done_date", "Actual completion date."),
+        _int("gti_hours", "Guaranteed time to intervene (GTI), hours."),
+        _int("gtr_hours", "Guaranteed time to restore (GTR), hours."),
+    ),
+    rules=(
+        RowRule(
+            "done_after_ordered",
+            "Works cannot be done before they are ordered.",
+            "a_not_before_b",
+            ("done_date", "ordered_date"),
+        ),
+    ),
+)
+
+QUOTES = EntitySpec(
+    name="quotes",
+    description="Quotes (devis), including quotes for additional works on an existing order.",
+    key="quote_ref",
+    columns=(
+        _text("quote_ref", "The quote's reference.", required=True),
+        _text("order_ref", "The works order it belongs to.", required=True),
+        _bool("additional_works", "The quote is for additional works on the order."),
+        _cents("amount_cents", "Quoted amount (excl. VAT).", required=True),
+        _choice(
+            "status", "Quote status.", ("draft", "sent", "accepted", "refused"), required=True
+        ),
+        _date("issued_date", "Date the quote was issued."),
+        _date("accepted_date", "Date the landlord accepted it."),
+    ),
+)
+
+COMMITMENTS = EntitySpec(
+    name="commitments",
+    description="Commitments (engagements): budget reserved in the landlord's ERP for an order.",
+    key="commitment_ref",
+    columns=(
+        _text("commitment_ref", "The ERP's commitment reference.", required=True),
+        _text("order_ref", "The works order it funds.", required=True),
+        _cents("amount_cents", "Committed amount (excl. VAT).", required=True),
+        _date("committed_date", "Date of the commitment.", required=True),
+        _text("budget_line", "Budget line (ligne budgétaire)."),
+        _choice("status", "Commitment status.", ("draft", "confirmed", "cancelled"), required=True),
+    ),
+)
+
+COMPLETIONS = EntitySpec(
+    name="completions",
+    description="Completion reports (quitus / rapport d'intervention).",
+    key="completion_ref",
+    columns=(
+        _text("completion_ref", "The report's reference.", required=True),
+        _text("order_ref", "The works order completed.", required=True),
+        ColumnSpec(
+            "completed_at",
+            ColumnType.DATETIME,
+            "When the work was completed (Europe/Paris, stored in UTC).",
+            required=True,
+        ),
+        _text("technician", "Technician who did the work."),
+        _bool("tenant_absent", "The tenant was absent (missed appointment, not the contractor's fault)."),
+        _bool("tenant_signed", "The tenant signed the report."),
+        _int("rating", "Tenant's rating in hearts, 1 to 5.", min_value=1, max_value=5),
+        _text("tenant_comment", "Tenant's comment (personal data)."),
+        _int("photos", "Number of before/after photos attached."),
+    ),
+)
+
+INVOICES = EntitySpec(
+    name="invoices",
+    description="Contractor invoices; each must carry the BT number of the order it bills.",
+    key="invoice_ref",
+    columns=(
+        _text("invoice_ref", "The invoice number.", required=True),
+        _text("order_ref", "The BT number billed (landlords refuse unordered work).", required=True),
+        _choice("kind", "Proforma (regularisation) or final invoice.", ("proforma", "final"), required=True),
+        _cents("amount_cents", "Amount excluding VAT.", required=True),
+        _cents("vat_cents", "VAT amount."),
+        _date("issued_date", "Invoice date.", required=True),
+        _date("due_date", "Payment due date."),
+        _choice("status", "Invoice status.", ("draft", "issued", "paid", "cancelled"), required=True),
+    ),
+)
+
+ENTITIES: dict[str, EntitySpec] = {
+    spec.name: spec
+    for spec in (
+        TENANTS,
+        LEDGER_ENTRIES,
+        REPAYMENT_PLANS,
+        WORK_ORDERS,
+        QUOTES,
+        COMMITMENTS,
+        COMPLETIONS,
+        INVOICES,
+    )
+}
+
+LINEAGE_COLUMNS: dict[str, str] = {
+    "landlord_id": "The landlord (datafix id) the row belongs to; first half of the natural key.",
+    "source_name": "The datafix source the row was read from.",
+    "source_row": "Where the row came from: file:sheet:line, or the source's key.",
+    "datafix_sha": "SHA-256 of the datafix file's content when the row was loaded.",
+    "run_id": "The run that last changed the row.",
+    "loaded_at": "When the row was last changed (UTC).",
+    "row_hash": "Hash of the mapped values; an unchanged row is never rewritten.",
+    "deleted_at": "Set when the row vanished from a full-snapshot source (soft delete).",
+}
+
+QUARANTINE_REASONS: dict[str, str] = {
+    "missing_value": "A required value is blank.",
+    "bad_amount": "An amount is not a valid euro amount.",
+    "bad_date": "A date does not match the declared formats.",
+    "bad_integer": "A whole number was expected.",
+    "bad_boolean": "A yes/no value was expected.",
+    "unmapped_value": "A source code has no entry in the datafix's value map.",
+    "out_of_range": "A number lies outside the column's allowed range.",
+    "duplicate_key": "Another row of the same batch has the same natural key.",
+}

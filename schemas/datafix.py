@@ -1,0 +1,414 @@
+"""The datafix file model: what a landlord's YAML may say, validated before anything runs.
+
+A datafix names the landlord, its sources (spreadsheets, SQL databases) and, per canonical
+entity, which source feeds it and how each canonical field is mapped. It holds no code: every
+transform is a declarative rule interpreted by `pipelines.lib.transforms`. Secrets never appear
+in a datafix, only `${ENV_VAR}` references, resolved when a source is opened.
+
+Structural errors come from pydantic (unknown keys are refused); cross-references (an entity
+naming a missing source, a field that is not a canonical column, a mapped value that is not an
+allowed canonical value) come from `semantic_issues`, each with the YAML path it concerns so the
+checker can print `file:line:column`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.canonical import ENTITIES, ColumnType
+
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+LANDLORD_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
+
+YamlPath = tuple[str | int, ...]
+
+
+class StrictModel(BaseModel):
+    """Refuse unknown keys so a typo is an error, not a silently ignored setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Landlord(StrictModel):
+    """Who the datafix is for."""
+
+    id: str = Field(
+        pattern=LANDLORD_ID,
+        description="Short id, lowercase letters, digits and dashes; must equal the file name.",
+    )
+    name: str = Field(min_length=1, description="The landlord's name as people say it.")
+
+
+class FileSource(StrictModel):
+    """Options shared by spreadsheet sources found in the landlord's inbox folder."""
+
+    path: str = Field(
+        description="File name or glob (e.g. `locataires_*.csv`) inside the landlord's inbox."
+    )
+    files: Literal["newest", "all"] = Field(
+        "newest",
+        description="When the glob matches several files: read the newest one, or all of them.",
+    )
+    header_row: int | Literal["auto"] = Field(
+        "auto",
+        description="1-based line or row of the header; `auto` finds it from the mapped columns.",
+    )
+    header_rows: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="Header depth: 2 when a merged cell spans sub-headers (`Montant` over `HT`).",
+    )
+
+    @field_validator("header_row")
+    @classmethod
+    def _header_row_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("header_row counts from 1 (the first line of the file)")
+        return value
+
+
+class CsvSource(FileSource):
+    """A CSV export, typically from French Excel (`;`, decimal comma, cp1252)."""
+
+    kind: Literal["csv"]
+    encoding: str = Field(
+        "auto", description="`auto` (UTF-8 with or without BOM, else cp1252) or a codec name."
+    )
+    separator: str = Field("auto", description="`auto` (sniffed among `; , tab |`) or one character.")
+
+    @field_validator("separator")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if value != "auto" and len(value.replace("\\t", "\t")) != 1:
+            raise ValueError("separator must be one character (use \\t for tab) or auto")
+        return value.replace("\\t", "\t")
+
+
+class XlsxSource(FileSource):
+    """An Excel workbook (.xlsx)."""
+
+    kind: Literal["xlsx"]
+    sheet: str | None = Field(
+        None, description="Sheet name; the first sheet when omitted. An entity may override it."
+    )
+
+
+class SqlSource(StrictModel):
+    """A SQL database reached through a SQLAlchemy URL, read through a table or a query."""
+
+    kind: Literal["sql"]
+    url: str = Field(
+        description="SQLAlchemy URL; put credentials in `${ENV_VAR}` references, never inline."
+    )
+    table: str | None = Field(None, description="Table (or view) to read.")
+    db_schema: str | None = Field(None, alias="schema", description="Schema of the table.")
+    query: str | None = Field(None, description="A read-only SELECT (or WITH … SELECT) query.")
+    key: list[str] = Field(
+        default_factory=list,
+        description="Columns that identify a row, recorded as its lineage (`source_row`).",
+    )
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` or `query`")
+        if self.query is not None:
+            statement = self.query.strip().rstrip(";").strip()
+            if ";" in statement:
+                raise ValueError("query must be a single statement (no `;` inside)")
+            if not re.match(r"(?is)^(select|with)\b", statement):
+                raise ValueError("query must be read-only: start it with SELECT or WITH")
+        return self
+
+
+Source = Annotated[CsvSource | XlsxSource | SqlSource, Field(discriminator="kind")]
+
+
+class FieldRule(StrictModel):
+    """How one canonical field is computed from a source row.
+
+    Exactly one origin: `from` (a column), `concat` (several columns), `const` (a fixed value),
+    or `debit` + `credit` (two amount columns folded into one signed amount).
+    """
+
+    from_: str | None = Field(None, alias="from", description="Source column to read.")
+    concat: list[str] | None = Field(None, min_length=2, description="Columns joined in order.")
+    separator: str = Field(" ", description="Text put between concatenated values.")
+    const: str | int | bool | None = Field(None, description="A fixed value for every row.")
+    debit: str | None = Field(None, description="Debit column (becomes a positive amount).")
+    credit: str | None = Field(None, description="Credit column (becomes a negative amount).")
+    map: dict[str, str | int | bool] | None = Field(
+        None, description="Source value → canonical value; case, accents and spaces are ignored."
+    )
+    unmapped: Literal["reject", "default"] = Field(
+        "reject",
+        description="A value missing from `map`: quarantine the row, or use `default`.",
+    )
+    default: str | int | bool | None = Field(
+        None, description="Value used when the source cell is blank (or unmapped, see above)."
+    )
+    formats: list[str] | None = Field(
+        None,
+        description="Date formats tried in order, e.g. `dd/mm/yyyy`, `yyyy-mm-dd HH:MI`."
+        " Excel serial numbers are always understood.",
+    )
+    unit: Literal["euros", "cents"] = Field("euros", description="Unit of a source amount.")
+    negate: bool = Field(False, description="Flip the sign of an amount.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_column_name(cls, value: Any) -> Any:
+        # `tenant_ref: "N° locataire"` is the short form of `tenant_ref: {from: "N° locataire"}`
+        if isinstance(value, str):
+            return {"from": value}
+        return value
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> FieldRule:
+        origins = [
+            name
+            for name, present in (
+                ("from", self.from_ is not None),
+                ("concat", self.concat is not None),
+                ("const", self.const is not None),
+                ("debit/credit", self.debit is not None or self.credit is not None),
+            )
+            if present
+        ]
+        if len(origins) != 1:
+            found = ", ".join(origins) if origins else "none"
+            raise ValueError(
+                f"give exactly one of from, concat, const or debit+credit (found: {found})"
+            )
+        if (self.debit is None) != (self.credit is None):
+            raise ValueError("debit and credit go together: name both columns")
+        if self.unmapped == "default" and self.default is None:
+            raise ValueError("unmapped: default needs a `default` value")
+        return self
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The source columns this rule reads."""
+        if self.from_ is not None:
+            return [self.from_]
+        if self.concat is not None:
+            return list(self.concat)
+        if self.debit is not None and self.credit is not None:
+            return [self.debit, self.credit]
+        return []
+
+
+class RowFilter(StrictModel):
+    """Rows to skip before mapping, e.g. a `Total` line at the bottom of an export."""
+
+    column: str = Field(description="Source column tested.")
+    matches: str | None = Field(None, description="Regular expression, case-insensitive.")
+    equals: str | None = Field(None, description="Exact value (after trimming spaces).")
+    blank: bool | None = Field(None, description="true: skip rows where the column is empty.")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> RowFilter:
+        tests = [self.matches is not None, self.equals is not None, self.blank is not None]
+        if sum(tests) != 1:
+            raise ValueError("give exactly one of matches, equals or blank")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as error:
+                raise ValueError(f"matches is not a valid regular expression: {error}") from None
+        return self
+
+
+class EntityMapping(StrictModel):
+    """Which source feeds a canonical entity, which rows to skip and how fields map."""
+
+    source: str = Field(description="Name of a source declared under `sources`.")
+    sheet: str | None = Field(None, description="Sheet of an xlsx source (overrides the source's).")
+    mode: Literal["snapshot", "incremental"] = Field(
+        "snapshot",
+        description="snapshot: the source holds every row, so rows that vanish are soft-deleted;"
+        " incremental: the source holds only new or changed rows, nothing is deleted.",
+    )
+    max_vanished_percent: float = Field(
+        50.0,
+        ge=0,
+        le=100,
+        description="Refuse a snapshot that would soft-delete more than this share of the rows"
+        " already loaded (a truncated export must not wipe the warehouse).",
+    )
+    skip_rows: list[RowFilter] = Field(default_factory=list, description="Rows to skip.")
+    fields: dict[str, FieldRule] = Field(description="Canonical field → rule.")
+
+
+class Datafix(StrictModel):
+    """One landlord's datafix file."""
+
+    version: Literal[1] = Field(1, description="Format version of this file.")
+    landlord: Landlord
+    inbox: str | None = Field(
+        None,
+        description="Folder where the landlord's files land; default `$DATAFIX_HOME/inbox/<id>`.",
+    )
+    sources: dict[str, Source] = Field(description="Named sources.")
+    entities: dict[str, EntityMapping] = Field(description="Canonical entity → mapping.")
+
+
+class Issue(BaseModel):
+    """A problem found in a datafix, located by its YAML path."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: YamlPath
+    message: str
+    hint: str = ""
+    key_position: bool = False  # point at the key itself rather than its value
+
+
+def did_you_mean(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+    """A `did you mean …?` hint, or a list of what is allowed when nothing is close."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    return "allowed: " + ", ".join(sorted(candidates))
+
+
+def _choice_matches(value: object, choices: tuple[str, ...]) -> bool:
+    return isinstance(value, str) and value in choices
+
+
+def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[Issue]:
+    """Cross-reference checks the structure alone cannot express."""
+    issues: list[Issue] = []
+    if file_stem is not None and datafix.landlord.id != file_stem:
+        issues.append(
+            Issue(
+                path=("landlord", "id"),
+                message=f"landlord id `{datafix.landlord.id}` differs from the file name",
+                hint=f"rename the file to `{datafix.landlord.id}.yaml` or set `id: {file_stem}`",
+            )
+        )
+    for entity_name, mapping in datafix.entities.items():
+        if entity_name not in ENTITIES:
+            issues.append(
+                Issue(
+                    path=("entities", entity_name),
+                    message=f"`{entity_name}` is not a canonical entity",
+                    hint=did_you_mean(entity_name, tuple(ENTITIES)),
+                    key_position=True,
+                )
+            )
+            continue
+        spec = ENTITIES[entity_name]
+        base: YamlPath = ("entities", entity_name)
+        source = datafix.sources.get(mapping.source)
+        if source is None:
+            issues.append(
+                Issue(
+                    path=(*base, "source"),
+                    message=f"source `{mapping.source}` is not declared under `sources`",
+                    hint=did_you_mean(mapping.source, tuple(datafix.sources)),
+                )
+            )
+        elif mapping.sheet is not None and not isinstance(source, XlsxSource):
+            issues.append(
+                Issue(
+                    path=(*base, "sheet"),
+                    message=f"`sheet` only applies to xlsx sources; `{mapping.source}` is"
+                    f" {source.kind}",
+                    hint="remove `sheet`",
+                )
+            )
+        for field_name, rule in mapping.fields.items():
+            if field_name not in spec.column_names:
+                issues.append(
+                    Issue(
+                        path=(*base, "fields", field_name),
+                        message=f"`{field_name}` is not a column of {entity_name}",
+                        hint=did_you_mean(field_name, spec.column_names),
+                        key_position=True,
+                    )
+                )
+                continue
+            issues.extend(_rule_issues(rule, spec.column(field_name), (*base, "fields", field_name)))
+        for required in spec.required_columns:
+            if required not in mapping.fields:
+                issues.append(
+                    Issue(
+                        path=(*base, "fields"),
+                        message=f"{entity_name} needs `{required}` but the mapping has no rule"
+                        " for it",
+                        hint=f"add `{required}: <source column>` under fields",
+                        key_position=True,
+                    )
+                )
+    return issues
+
+
+def _rule_issues(rule: FieldRule, column: Any, path: YamlPath) -> list[Issue]:
+    issues: list[Issue] = []
+    if column.type is ColumnType.CHOICE:
+        for source_value, target in (rule.map or {}).items():
+            if not _choice_matches(target, column.choices):
+                issues.append(
+                    Issue(
+                        path=(*path, "map", source_value),
+                        message=f"`{target}` is not an allowed value of {column.name}",
+                        hint=did_you_mean(str(target), column.choices),
+                    )
+                )
+        for key in ("const", "default"):
+            value = getattr(rule, key)
+            if value is not None and not _choice_matches(value, column.choices):
+                issues.append(
+                    Issue(
+                        path=(*path, key),
+                        message=f"`{value}` is not an allowed value of {column.name}",
+                        hint=did_you_mean(str(value), column.choices),
+                    )
+                )
+    elif rule.map is not None and column.type not in (ColumnType.TEXT, ColumnType.BOOLEAN):
+        issues.append(
+            Issue(
+                path=(*path, "map"),
+                message=f"`map` applies to text, yes/no and choice columns; {column.name} is"
+                f" {column.type.value}",
+                hint="remove `map`",
+            )
+        )
+    if (rule.debit is not None) and column.type is not ColumnType.CENTS:
+        issues.append(
+            Issue(
+                path=path,
+                message=f"debit/credit folding needs an amount column; {column.name} is"
+                f" {column.type.value}",
+                hint="use `from:` instead",
+            )
+        )
+    if rule.formats is not None and column.type not in (ColumnType.DATE, ColumnType.DATETIME):
+        issues.append(
+            Issue(
+                path=(*path, "formats"),
+                message=f"`formats` applies to dates; {column.name} is {column.type.value}",
+                hint="remove `formats`",
+            )
+        )
+    return issues
+
+
+def env_references(value: object, path: YamlPath = ()) -> list[tuple[YamlPath, str]]:
+    """Every `${VAR}` referenced anywhere in a raw datafix document, with its YAML path."""
+    found: list[tuple[YamlPath, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(env_references(item, (*path, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(env_references(item, (*path, index)))
+    elif isinstance(value, str):
+        found.extend((path, name) for name in ENV_REFERENCE.findall(value))
+    return found
