@@ -1,0 +1,92 @@
+# Datafix Hub: every developer and CI entry point. GNU make; `make` alone lists the targets.
+#
+# Variables you may override: PYTHON (interpreter that creates .venv), DATAFIX_HOME (the hub's
+# state folder, exported to every target), PYTEST_ARGS (extra pytest arguments),
+# PYTEST_WORKERS (pytest-xdist workers).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+# Targets run one after the other, in the order given, even under `make -j`.
+.NOTPARALLEL:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Written after a successful install; rebuilt only when the dependencies' declarations change.
+INSTALL_STAMP := $(VENV)/.installed
+
+DATAFIX_HOME ?= $(CURDIR)/.datafix
+export DATAFIX_HOME
+
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: help install demo ui test system-deps services lint fmt bench lock clean distclean
+
+help: ## List the targets
+	@echo "Datafix Hub: make <target>"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+install: $(INSTALL_STAMP) ## Create .venv and install the hub with its dev tools, pinned by constraints.txt
+
+$(INSTALL_STAMP): pyproject.toml constraints.txt
+	@[ -x $(BIN)/python ] || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: install ## Generate the demo landlords' files, run the nightly job on SQLite, print the summary
+	$(BIN)/datafix demo
+
+ui: install ## Open the Dagster UI on http://127.0.0.1:3000 (state in $DATAFIX_HOME/dagster)
+	mkdir -p "$(DATAFIX_HOME)/dagster"
+	DAGSTER_HOME="$(DATAFIX_HOME)/dagster" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: system-deps services lint ## Everything CI runs: ODBC packages, databases, lint, the whole test suite
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+system-deps: ## Install the Debian ODBC packages the tests need, when missing (root only)
+	bash .ci/system-deps.sh
+
+services: ## Start PostgreSQL and MariaDB when they are not accepting connections
+	bash .ci/services.sh
+
+lint: install ## Check code and formatting with ruff (changes nothing)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install ## Apply ruff's fixes, then format the code
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install ## Run the benchmark: figures and ratios against in-process baselines
+	$(BIN)/python tests/bench/run.py
+
+lock: ## Regenerate constraints.txt from a fresh throwaway venv (unconstrained -e '.[dev]')
+	@lock_venv="$$(mktemp -d)"; trap 'rm -rf "$$lock_venv"' EXIT; \
+	$(PYTHON) -m venv "$$lock_venv"; \
+	"$$lock_venv/bin/python" -m pip install --quiet --upgrade pip; \
+	"$$lock_venv/bin/python" -m pip install -e '.[dev]'; \
+	{ \
+	  echo "# Pinned versions of every distribution in the project's virtualenv (CPython 3.11, Linux x86_64),"; \
+	  echo "# used as pip constraints: \`pip install -c constraints.txt -e '.[dev]'\` (what \`make install\` runs)."; \
+	  echo "#"; \
+	  echo "# Do not edit by hand. Regenerate with \`make lock\`: it installs \`-e '.[dev]'\` without constraints"; \
+	  echo "# into a throwaway venv and writes its \`pip freeze --exclude-editable\` here (the project itself,"; \
+	  echo "# pip and setuptools are not listed). Commit the result with the pyproject.toml change that caused it."; \
+	  "$$lock_venv/bin/python" -m pip freeze --exclude-editable | grep -v -i '^datafix[-_]hub'; \
+	} > constraints.txt.new; \
+	mv constraints.txt.new constraints.txt; \
+	echo "constraints.txt: $$(grep -c '==' constraints.txt) pins written"
+	@echo "Reinstall with: make install"
+
+clean: ## Remove the hub's local state (.datafix) and caches; keeps .venv
+	rm -rf .datafix .pytest_cache .ruff_cache build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)
