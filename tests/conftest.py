@@ -94,9 +94,13 @@ def run_postgres_admin(statement: str, database: str) -> None:
             connect_timeout=5,
         )
     except psycopg.OperationalError as error:
+        problem = " ".join(str(error).split())
+    else:
+        problem = None
+    if problem is not None:  # outside the `except`: the report shows no chained traceback
         service_unavailable(
             f"PostgreSQL is not reachable on {POSTGRES_HOST}:{POSTGRES_PORT} as {POSTGRES_USER} "
-            f"({str(error).strip()}); start it with `make services`"
+            f"({problem}); start it with `make services`"
         )
     with connection:
         connection.execute(sql.SQL(statement).format(sql.Identifier(database)))
@@ -156,7 +160,11 @@ def require_mariadb_odbc_driver() -> None:
     try:
         import pyodbc
     except ImportError as error:
-        service_unavailable(f"pyodbc cannot load unixODBC ({error}); run `make system-deps`")
+        problem = str(error)
+    else:
+        problem = None
+    if problem is not None:
+        service_unavailable(f"pyodbc cannot load unixODBC ({problem}); run `make system-deps`")
     if MARIADB_ODBC_DRIVER not in pyodbc.drivers():
         service_unavailable(
             f"ODBC driver {MARIADB_ODBC_DRIVER!r} is not registered (found {pyodbc.drivers()}); "
