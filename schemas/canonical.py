@@ -41,6 +41,7 @@ class ColumnSpec:
     choices: tuple[str, ...] = ()
     min_value: int | None = None
     max_value: int | None = None
+    personal: bool = False  # personal data (GDPR): masked in previews, logs and UI metadata
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,15 @@ class EntitySpec:
         return tuple(column.name for column in self.columns if column.required)
 
 
-def _text(name: str, description: str, *, required: bool = False) -> ColumnSpec:
-    return ColumnSpec(name, ColumnType.TEXT, description, required=required)
+def _text(
+    name: str, description: str, *, required: bool = False, personal: bool = False
+) -> ColumnSpec:
+    return ColumnSpec(name, ColumnType.TEXT, description, required=required, personal=personal)
 
 
-def _cents(name: str, description: str, *, required: bool = False, signed: bool = False) -> ColumnSpec:
+def _cents(
+    name: str, description: str, *, required: bool = False, signed: bool = False
+) -> ColumnSpec:
     return ColumnSpec(
         name, ColumnType.CENTS, description, required=required, min_value=None if signed else 0
     )
@@ -95,7 +100,9 @@ def _date(name: str, description: str, *, required: bool = False) -> ColumnSpec:
     return ColumnSpec(name, ColumnType.DATE, description, required=required)
 
 
-def _choice(name: str, description: str, choices: tuple[str, ...], *, required: bool = False) -> ColumnSpec:
+def _choice(
+    name: str, description: str, choices: tuple[str, ...], *, required: bool = False
+) -> ColumnSpec:
     return ColumnSpec(name, ColumnType.CHOICE, description, required=required, choices=choices)
 
 
@@ -128,7 +135,7 @@ TENANTS = EntitySpec(
     columns=(
         _text("tenant_ref", "The landlord's tenant (account) reference.", required=True),
         _text("lease_ref", "The landlord's lease (bail) reference."),
-        _text("full_name", "Tenant's name as the landlord writes it (personal data)."),
+        _text("full_name", "Tenant's name as the landlord writes it.", personal=True),
         _text("dwelling_ref", "Reference of the dwelling (logement) let."),
         _date("move_in_date", "Lease start (date d'entrée)."),
         _date("move_out_date", "Lease end (date de sortie); empty while the lease runs."),
@@ -175,7 +182,9 @@ LEDGER_ENTRIES = EntitySpec(
         _cents("amount_cents", "Signed amount in cents (debit > 0).", required=True, signed=True),
         _text("label", "Label as printed on the tenant's statement."),
         _date("due_date", "Due date for debits."),
-        _choice("reject_reason", "SEPA reason code of a rejected direct debit.", SEPA_REJECT_REASONS),
+        _choice(
+            "reject_reason", "SEPA reason code of a rejected direct debit.", SEPA_REJECT_REASONS
+        ),
     ),
     rules=(
         RowRule(
@@ -256,9 +265,7 @@ QUOTES = EntitySpec(
         _text("order_ref", "The works order it belongs to.", required=True),
         _bool("additional_works", "The quote is for additional works on the order."),
         _cents("amount_cents", "Quoted amount (excl. VAT).", required=True),
-        _choice(
-            "status", "Quote status.", ("draft", "sent", "accepted", "refused"), required=True
-        ),
+        _choice("status", "Quote status.", ("draft", "sent", "accepted", "refused"), required=True),
         _date("issued_date", "Date the quote was issued."),
         _date("accepted_date", "Date the landlord accepted it."),
     ),
@@ -292,10 +299,13 @@ COMPLETIONS = EntitySpec(
             required=True,
         ),
         _text("technician", "Technician who did the work."),
-        _bool("tenant_absent", "The tenant was absent (missed appointment, not the contractor's fault)."),
+        _bool(
+            "tenant_absent",
+            "The tenant was absent (missed appointment, not the contractor's fault).",
+        ),
         _bool("tenant_signed", "The tenant signed the report."),
         _int("rating", "Tenant's rating in hearts, 1 to 5.", min_value=1, max_value=5),
-        _text("tenant_comment", "Tenant's comment (personal data)."),
+        _text("tenant_comment", "Tenant's comment.", personal=True),
         _int("photos", "Number of before/after photos attached."),
     ),
 )
@@ -306,13 +316,22 @@ INVOICES = EntitySpec(
     key="invoice_ref",
     columns=(
         _text("invoice_ref", "The invoice number.", required=True),
-        _text("order_ref", "The BT number billed (landlords refuse unordered work).", required=True),
-        _choice("kind", "Proforma (regularisation) or final invoice.", ("proforma", "final"), required=True),
+        _text(
+            "order_ref", "The BT number billed (landlords refuse unordered work).", required=True
+        ),
+        _choice(
+            "kind",
+            "Proforma (regularisation) or final invoice.",
+            ("proforma", "final"),
+            required=True,
+        ),
         _cents("amount_cents", "Amount excluding VAT.", required=True),
         _cents("vat_cents", "VAT amount."),
         _date("issued_date", "Invoice date.", required=True),
         _date("due_date", "Payment due date."),
-        _choice("status", "Invoice status.", ("draft", "issued", "paid", "cancelled"), required=True),
+        _choice(
+            "status", "Invoice status.", ("draft", "issued", "paid", "cancelled"), required=True
+        ),
     ),
 )
 

@@ -79,7 +79,9 @@ class CsvSource(FileSource):
     encoding: str = Field(
         "auto", description="`auto` (UTF-8 with or without BOM, else cp1252) or a codec name."
     )
-    separator: str = Field("auto", description="`auto` (sniffed among `; , tab |`) or one character.")
+    separator: str = Field(
+        "auto", description="`auto` (sniffed among `; , tab |`) or one character."
+    )
 
     @field_validator("separator")
     @classmethod
@@ -334,7 +336,9 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
                     )
                 )
                 continue
-            issues.extend(_rule_issues(rule, spec.column(field_name), (*base, "fields", field_name)))
+            issues.extend(
+                _rule_issues(rule, spec.column(field_name), (*base, "fields", field_name))
+            )
         for required in spec.required_columns:
             if required not in mapping.fields:
                 issues.append(

@@ -1,0 +1,609 @@
+"""The transform engine: a datafix entity mapping applied to raw text rows, column by column.
+
+Every rule of the datafix format is interpreted here, vectorised over whole columns (no Python
+loop per row). A row that cannot be mapped is not dropped: it is returned as a reject with a
+reason code from `schemas.canonical.QUARANTINE_REASONS` and a message naming the field, the
+source column and the value, and saying how to fix it. For every batch:
+`read == len(rows) + len(rejects)`; blank rows and rows matched by `skip_rows` are `skipped`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from connectors.errors import ConfigError
+from connectors.files.client import header_key
+from connectors.files.models import RawTable
+from schemas.canonical import ENTITIES, ColumnSpec, ColumnType, EntitySpec
+from schemas.datafix import EntityMapping, FieldRule, did_you_mean
+
+DEFAULT_DATE_FORMATS: tuple[str, ...] = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d.%m.%Y")
+ISO_FORMATS: tuple[str, ...] = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+# excel serial numbers accepted as dates: 1954-10-03 .. 2119-01-09
+EXCEL_SERIAL_RANGE = (20_000, 80_000)
+EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+LOCAL_TIMEZONE = "Europe/Paris"
+
+TRUE_WORDS = ("oui", "o", "yes", "y", "true", "vrai", "1", "x")
+FALSE_WORDS = ("non", "n", "no", "false", "faux", "0")
+
+_FORMAT_TOKENS = (("yyyy", "%Y"), ("yy", "%y"), ("dd", "%d"), ("mm", "%m"))
+_TIME_TOKENS = (("HH", "%H"), ("MI", "%M"), ("SS", "%S"))
+
+REJECT_COLUMNS = ["source_row", "key", "raw", "reason", "message"]
+
+
+@dataclass(frozen=True)
+class NormalisedBatch:
+    """Canonical rows and rejected rows of one entity from one source read."""
+
+    entity: str
+    rows: pd.DataFrame
+    rejects: pd.DataFrame
+    rows_in_source: int
+    skipped: int
+
+    @property
+    def read(self) -> int:
+        """Data rows offered to the mapping (blank and `skip_rows` rows excluded)."""
+        return self.rows_in_source - self.skipped
+
+
+@dataclass
+class _FieldResult:
+    values: pd.Series
+    errors: pd.Series  # reason code per row, <NA> where the value is fine
+    messages: pd.Series  # message per failing row, <NA> elsewhere
+
+
+def to_strftime(fmt: str) -> str:
+    """Turn a datafix date format (`dd/mm/yyyy HH:MI`) into strftime (`%d/%m/%Y %H:%M`)."""
+    if "%" in fmt:
+        return fmt
+    converted = fmt
+    for token, directive in _TIME_TOKENS:
+        converted = converted.replace(token, directive)
+    for token, directive in _FORMAT_TOKENS:
+        converted = converted.replace(token, directive)
+    return converted
+
+
+def normalise_code(values: pd.Series) -> pd.Series:
+    """Codes compared ignoring case, accents and repeated spaces (`  Réglé ` == `regle`)."""
+    return (
+        values.str.normalize("NFKD")
+        .str.replace("[\u0300-\u036f]", "", regex=True)
+        .str.casefold()
+        .str.replace(r"\s+", " ", regex=True)
+        .str.strip()
+    )
+
+
+def _code_key(value: object) -> str:
+    return normalise_code(pd.Series([str(value)], dtype="str")).iloc[0]
+
+
+def _blank_to_na(values: pd.Series) -> pd.Series:
+    stripped = values.astype("str").str.strip()
+    return stripped.mask(stripped == "")
+
+
+def _fail(
+    result_index: pd.Index, mask: pd.Series, code: str, message: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    errors = pd.Series(pd.NA, index=result_index, dtype="str").mask(mask, code)
+    messages = pd.Series(pd.NA, index=result_index, dtype="str")
+    if mask.any():
+        messages = messages.mask(mask, message)
+    return errors, messages
+
+
+def _value_message(values: pd.Series, mask: pd.Series, prefix: str, suffix: str) -> pd.Series:
+    shown = values.where(mask).fillna("").str.slice(0, 60)
+    return prefix + "'" + shown + "'" + suffix
+
+
+def per_distinct(
+    values: pd.Series, compute: Callable[[pd.Series], tuple[pd.Series, ...]]
+) -> tuple[pd.Series, ...]:
+    """Run `compute` once per distinct value and spread the results back over the rows.
+
+    Source columns repeat a lot (a status code, a date, a rent amount): parsing each distinct
+    value once is several times faster than parsing every cell. Blank (<NA>) cells stay blank.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if len(uniques) * 2 > len(values):
+        return compute(values)
+    results = compute(pd.Series(uniques, dtype=values.dtype))
+    spread = []
+    for result in results:
+        if result.dtype == bool:
+            taken = np.where(codes >= 0, result.to_numpy()[codes], False)
+        else:
+            taken = result.array.take(codes, allow_fill=True)
+        spread.append(pd.Series(taken, index=values.index))
+    return tuple(spread)
+
+
+def parse_cents(values: pd.Series, *, unit: str = "euros") -> tuple[pd.Series, pd.Series]:
+    """French and plain amounts to integer cents, exactly (no float on the way).
+
+    Accepts `1 234,56 €` (space, U+00A0 or U+202F thousands), `1.234,56`, `1234.56`,
+    `1,234.56`, `-12,50`, `12,50-`, `(12,50)`, `+3`. More than two decimals is an error unless
+    the extra digits are zeros. Returns (cents as Int64, bad mask); blanks are <NA>, not bad.
+    """
+    present = values.notna()
+    text = values.str.replace(r"[\s\u00a0\u202f€]|(?i:eur)", "", regex=True)
+    negative = text.str.contains(r"^\(.*\)$|^-|-$", regex=True)
+    core = text.str.replace(r"^\((.*)\)$", r"\1", regex=True).str.replace(
+        r"^[-+]|-$", "", regex=True
+    )
+    comma_style = core.str.fullmatch(r"(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?")
+    dot_style = ~comma_style & core.str.fullmatch(r"(?:\d{1,3}(?:,\d{3})+|\d+)\.\d+")
+    comma_digits = core.str.replace(".", "", regex=False)
+    dot_digits = core.str.replace(",", "", regex=False).str.replace(".", ",", regex=False)
+    digits = comma_digits.where(comma_style, dot_digits)
+    whole = digits.str.replace(r",.*$", "", regex=True)
+    fraction = digits.str.replace(r"^[^,]*,?", "", regex=True)
+    well_formed = (comma_style | dot_style).fillna(False) & (whole.str.len() <= 15)
+    if unit == "cents":
+        fraction_ok = fraction.str.fullmatch(r"0*")
+    else:
+        fraction_ok = fraction.str.fullmatch(r"\d{0,2}0*")
+    good = present & well_formed & fraction_ok.fillna(False)
+    whole_int = pd.to_numeric(whole.where(good, "0"), errors="coerce").fillna(0).astype("int64")
+    if unit == "cents":
+        cents = whole_int
+    else:
+        cents_part = (fraction.where(good, "") + "00").str.slice(0, 2)
+        cents = whole_int * 100 + pd.to_numeric(cents_part, errors="coerce").fillna(0).astype(
+            "int64"
+        )
+    cents = cents.where(~negative.fillna(False), -cents)
+    result = pd.array(cents.to_numpy(), dtype="Int64")
+    result = pd.Series(result, index=values.index).where(good)
+    return result, present & ~good
+
+
+def parse_dates(
+    values: pd.Series, formats: list[str] | None, *, with_time: bool
+) -> tuple[pd.Series, pd.Series]:
+    """Dates in the declared formats, ISO, or Excel serial numbers; returns (datetime64, bad)."""
+    present = values.notna()
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    todo = present.copy()
+    declared = [to_strftime(fmt) for fmt in formats] if formats else list(DEFAULT_DATE_FORMATS)
+    for fmt in (*declared, *ISO_FORMATS, "%Y-%m-%d %H:%M:%S%z"):
+        if not todo.any():
+            break
+        attempt = pd.to_datetime(values[todo], format=fmt, errors="coerce")
+        if isinstance(attempt.dtype, pd.DatetimeTZDtype):
+            attempt = attempt.dt.tz_convert(LOCAL_TIMEZONE).dt.tz_localize(None)
+        attempt = attempt.astype("datetime64[ns]")
+        ok = attempt.notna() & attempt.dt.year.between(1900, 2100)
+        parsed.loc[ok[ok].index] = attempt[ok]
+        todo &= ~ok.reindex(values.index, fill_value=False)
+    if todo.any():
+        serial = pd.to_numeric(
+            values[todo].where(values[todo].str.fullmatch(r"\d{5}(?:\.\d+)?")), errors="coerce"
+        )
+        in_range = serial.between(*EXCEL_SERIAL_RANGE)
+        as_dates = EXCEL_EPOCH + pd.to_timedelta(serial[in_range], unit="D")
+        as_dates = as_dates.dt.round("s") if with_time else as_dates.dt.floor("D")
+        parsed.loc[as_dates.index] = as_dates
+        todo.loc[as_dates.index] = False
+    if not with_time:
+        parsed = parsed.dt.floor("D")
+    return parsed, todo
+
+
+def parse_integers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Whole numbers (`3`, `3.0`, `3,0`, `+3`); returns (Int64, bad mask)."""
+    present = values.notna()
+    good = present & values.str.fullmatch(r"[-+]?\d{1,15}(?:[.,]0+)?").fillna(False)
+    whole = values.where(good).str.replace(r"[.,]0+$", "", regex=True)
+    numbers = pd.to_numeric(whole, errors="coerce").astype("Int64")
+    return numbers, present & ~good
+
+
+def parse_booleans(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """oui/non, o/n, yes/no, true/false, vrai/faux, 1/0, x; returns (boolean, bad mask)."""
+    present = values.notna()
+    codes = normalise_code(values)
+    truth = codes.map({**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)})
+    result = truth.astype("boolean")
+    return result, present & result.isna()
+
+
+class EntityTransformer:
+    """Applies one entity mapping of a datafix to raw tables from its source."""
+
+    def __init__(self, entity: str, mapping: EntityMapping) -> None:
+        self.spec: EntitySpec = ENTITIES[entity]
+        self.mapping = mapping
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Every source column the mapping reads (fields and row filters)."""
+        columns: list[str] = []
+        for rule in self.mapping.fields.values():
+            columns.extend(rule.source_columns)
+        columns.extend(row_filter.column for row_filter in self.mapping.skip_rows)
+        return list(dict.fromkeys(columns))
+
+    def apply(self, raw: RawTable) -> NormalisedBatch:
+        """Map `raw` onto the canonical entity; rows that fail go to `rejects`."""
+        frame = raw.frame
+        labels = self._resolve_columns(frame, raw.origin)
+        keep = self._rows_to_keep(frame, labels)
+        data = frame.loc[keep]
+        source_rows = raw.source_rows.loc[keep]
+        results = {
+            name: self._apply_rule(
+                name, self.mapping.fields.get(name), data, labels, self.spec.column(name)
+            )
+            for name in self.spec.column_names
+        }
+        error_code = pd.Series(pd.NA, index=data.index, dtype="str")
+        message = pd.Series(pd.NA, index=data.index, dtype="str")
+        for result in results.values():
+            first = error_code.isna() & result.errors.notna()
+            if first.any():
+                error_code = error_code.mask(first, result.errors)
+                message = message.mask(first, result.messages)
+        rows = pd.DataFrame({name: result.values for name, result in results.items()})
+        rows["source_row"] = source_rows.astype("str")
+        duplicate = (
+            error_code.isna()
+            & rows[self.spec.key].duplicated(keep="first")
+            & rows[self.spec.key].notna()
+        )
+        duplicate &= error_code.isna()
+        if duplicate.any():
+            first_line = rows.loc[error_code.isna()].drop_duplicates(self.spec.key, keep="first")
+            first_by_key = first_line.set_index(self.spec.key)["source_row"]
+            key_values = rows.loc[duplicate, self.spec.key]
+            error_code = error_code.mask(duplicate, "duplicate_key")
+            message = message.mask(
+                duplicate,
+                f"{self.spec.key} '"
+                + key_values
+                + "' already appears at "
+                + key_values.map(first_by_key).astype("str")
+                + " — keep one row per reference in the export",
+            )
+        rejected = error_code.notna()
+        rejects = self._rejects(
+            data.loc[rejected],
+            rows.loc[rejected, self.spec.key],
+            source_rows.loc[rejected],
+            error_code,
+            message,
+        )
+        return NormalisedBatch(
+            entity=self.spec.name,
+            rows=rows.loc[~rejected].reset_index(drop=True),
+            rejects=rejects,
+            rows_in_source=len(frame),
+            skipped=int((~keep).sum()),
+        )
+
+    def _resolve_columns(self, frame: pd.DataFrame, origin: str) -> dict[str, str]:
+        by_key = {header_key(label): label for label in frame.columns}
+        labels: dict[str, str] = {}
+        missing = []
+        for column in self.source_columns:
+            label = by_key.get(header_key(column))
+            if label is None:
+                missing.append(column)
+            else:
+                labels[column] = label
+        if missing:
+            hints = "; ".join(
+                f"`{name}`: {did_you_mean(name, [str(c) for c in frame.columns])}"
+                for name in missing
+            )
+            raise ConfigError(
+                f"{origin}: the {self.spec.name} mapping reads column(s) missing from the"
+                f" header: {hints}"
+            )
+        return labels
+
+    def _rows_to_keep(self, frame: pd.DataFrame, labels: dict[str, str]) -> pd.Series:
+        if frame.empty:
+            return pd.Series(True, index=frame.index)
+        blank = pd.Series(True, index=frame.index)
+        for label in frame.columns:
+            blank &= frame[label].str.strip() == ""
+        keep = ~blank
+        for row_filter in self.mapping.skip_rows:
+            cell = frame[labels[row_filter.column]].str.strip()
+            if row_filter.matches is not None:
+                hit = cell.str.contains(row_filter.matches, case=False, regex=True)
+            elif row_filter.equals is not None:
+                hit = cell == row_filter.equals.strip()
+            else:
+                hit = (cell == "") if row_filter.blank else (cell != "")
+            keep &= ~hit.fillna(False)
+        return keep
+
+    def _origin_values(
+        self, rule: FieldRule, data: pd.DataFrame, labels: dict[str, str]
+    ) -> pd.Series:
+        if rule.from_ is not None:
+            return _blank_to_na(data[labels[rule.from_]])
+        if rule.concat is not None:
+            parts = [_blank_to_na(data[labels[name]]) for name in rule.concat]
+            joined = (
+                pd.concat(parts, axis=1).apply(
+                    lambda row: rule.separator.join(v for v in row if isinstance(v, str)), axis=1
+                )
+                if len(data)
+                else pd.Series([], dtype="str", index=data.index)
+            )
+            return _blank_to_na(joined.astype("str"))
+        return pd.Series(_as_text(rule.const), index=data.index, dtype="str")
+
+    def _apply_rule(
+        self,
+        name: str,
+        rule: FieldRule | None,
+        data: pd.DataFrame,
+        labels: dict[str, str],
+        column: ColumnSpec,
+    ) -> _FieldResult:
+        index = data.index
+        no_error = pd.Series(pd.NA, index=index, dtype="str")
+        if rule is None:
+            return _FieldResult(_empty(column, index), no_error, no_error.copy())
+        where = f"{name} ← column '{rule.from_ or ', '.join(rule.source_columns)}'"
+        if rule.debit is not None and rule.credit is not None:
+            values, errors, messages = self._fold_debit_credit(rule, data, labels, where)
+        else:
+            raw_values = self._origin_values(rule, data, labels)
+            default_after_map = column.type is ColumnType.CHOICE and rule.map is not None
+            if rule.default is not None and not default_after_map:
+                raw_values = raw_values.fillna(_as_text(rule.default))
+            if column.type is ColumnType.TEXT and rule.map is None:
+                values, errors, messages = self._convert(rule, raw_values, column, where)
+            else:
+                values, errors, messages = per_distinct(
+                    raw_values, lambda distinct: self._convert(rule, distinct, column, where)
+                )
+            if rule.default is not None and default_after_map:
+                values = values.mask(raw_values.isna(), _as_text(rule.default))
+        if column.type in (ColumnType.INTEGER, ColumnType.CENTS) and (
+            column.min_value is not None or column.max_value is not None
+        ):
+            low = column.min_value if column.min_value is not None else -(2**62)
+            high = column.max_value if column.max_value is not None else 2**62
+            outside = values.notna() & ~values.between(low, high).fillna(True) & errors.isna()
+            if outside.any():
+                shown = values.astype("str").where(outside, "")
+                bounds = f"between {column.min_value} and {column.max_value}"
+                if column.max_value is None:
+                    bounds = f"at least {column.min_value}"
+                errors = errors.mask(outside, "out_of_range")
+                messages = messages.mask(outside, f"{where}: value " + shown + f" must be {bounds}")
+                values = values.mask(outside)
+        if column.required:
+            missing = values.isna() & errors.isna()
+            if missing.any():
+                errors = errors.mask(missing, "missing_value")
+                messages = messages.mask(
+                    missing,
+                    f"{where}: {name} is required but the cell is blank — fill it in the"
+                    " source, or give a `default` in the datafix",
+                )
+        return _FieldResult(values, errors, messages)
+
+    def _fold_debit_credit(
+        self, rule: FieldRule, data: pd.DataFrame, labels: dict[str, str], where: str
+    ) -> tuple[pd.Series, pd.Series, pd.Series]:
+        assert rule.debit is not None and rule.credit is not None
+        debit_text = _blank_to_na(data[labels[rule.debit]])
+        credit_text = _blank_to_na(data[labels[rule.credit]])
+        debit, bad_debit = per_distinct(debit_text, lambda v: parse_cents(v, unit=rule.unit))
+        credit, bad_credit = per_distinct(credit_text, lambda v: parse_cents(v, unit=rule.unit))
+        both_blank = debit_text.isna() & credit_text.isna()
+        values = (debit.fillna(0) - credit.fillna(0)).mask(both_blank)
+        if rule.negate:
+            values = -values
+        bad = bad_debit | bad_credit
+        shown = debit_text.where(bad_debit, credit_text)
+        errors, messages = _fail(
+            data.index,
+            bad,
+            "bad_amount",
+            _value_message(shown, bad, f"{where}: ", " is not an amount — write it like 1 234,56"),
+        )
+        return values.mask(bad), errors, messages
+
+    def _convert(
+        self, rule: FieldRule, values: pd.Series, column: ColumnSpec, where: str
+    ) -> tuple[pd.Series, pd.Series, pd.Series]:
+        index = values.index
+        unmapped = pd.Series(False, index=index)
+        if rule.map is not None:
+            lookup = {_code_key(key): _as_text(target) for key, target in rule.map.items()}
+            codes = normalise_code(values)
+            mapped = codes.map(lookup).astype("str")
+            unmapped = values.notna() & mapped.isna()
+            if rule.unmapped == "default":
+                mapped = mapped.mask(unmapped, _as_text(rule.default))
+                unmapped = pd.Series(False, index=index)
+            shown_unmapped = values
+            values = mapped
+        else:
+            shown_unmapped = values
+        parser = _PARSERS[column.type]
+        parsed, bad = parser(values, rule, column)
+        bad &= ~unmapped
+        errors = pd.Series(pd.NA, index=index, dtype="str")
+        messages = pd.Series(pd.NA, index=index, dtype="str")
+        if unmapped.any():
+            known = ", ".join(sorted(str(k) for k in (rule.map or {})))
+            errors = errors.mask(unmapped, "unmapped_value")
+            messages = messages.mask(
+                unmapped,
+                _value_message(
+                    shown_unmapped,
+                    unmapped,
+                    f"{where}: ",
+                    f" has no entry in `map` (known: {known}) — add it to the map, or set"
+                    " `unmapped: default`",
+                ),
+            )
+        if bad.any():
+            code, advice = _ADVICE[column.type](rule, column)
+            errors = errors.mask(bad, code)
+            messages = messages.mask(bad, _value_message(values, bad, f"{where}: ", advice))
+        return parsed.mask(bad | unmapped), errors, messages
+
+    @staticmethod
+    def _rejects(
+        raw_rows: pd.DataFrame,
+        keys: pd.Series,
+        source_rows: pd.Series,
+        error_code: pd.Series,
+        message: pd.Series,
+    ) -> pd.DataFrame:
+        if raw_rows.empty:
+            return pd.DataFrame({name: pd.Series(dtype="str") for name in REJECT_COLUMNS})
+        raw_json = [
+            json.dumps(record, ensure_ascii=False) for record in raw_rows.to_dict(orient="records")
+        ]
+        return pd.DataFrame(
+            {
+                "source_row": source_rows.astype("str").to_numpy(),
+                "key": keys.astype("str").to_numpy(),
+                "raw": raw_json,
+                "reason": error_code.loc[raw_rows.index].to_numpy(),
+                "message": message.loc[raw_rows.index].to_numpy(),
+            }
+        )
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _empty(column: ColumnSpec, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.NA, index=index).astype(_DTYPES[column.type])
+
+
+def _parse_text(
+    values: pd.Series, rule: FieldRule, column: ColumnSpec
+) -> tuple[pd.Series, pd.Series]:
+    return values.astype("str"), pd.Series(False, index=values.index)
+
+
+def _parse_choice(
+    values: pd.Series, rule: FieldRule, column: ColumnSpec
+) -> tuple[pd.Series, pd.Series]:
+    lookup = {_code_key(choice): choice for choice in column.choices}
+    chosen = normalise_code(values).map(lookup).astype("str")
+    return chosen, values.notna() & chosen.isna()
+
+
+def _parse_cents(
+    values: pd.Series, rule: FieldRule, column: ColumnSpec
+) -> tuple[pd.Series, pd.Series]:
+    cents, bad = parse_cents(values, unit=rule.unit)
+    return (-cents if rule.negate else cents), bad
+
+
+def _parse_date(
+    values: pd.Series, rule: FieldRule, column: ColumnSpec
+) -> tuple[pd.Series, pd.Series]:
+    return parse_dates(values, rule.formats, with_time=False)
+
+
+def _parse_datetime(
+    values: pd.Series, rule: FieldRule, column: ColumnSpec
+) -> tuple[pd.Series, pd.Series]:
+    local, bad = parse_dates(values, rule.formats, with_time=True)
+    utc = local.dt.tz_localize(LOCAL_TIMEZONE, ambiguous="NaT", nonexistent="shift_forward")
+    return utc.dt.tz_convert("UTC"), bad
+
+
+def _parse_integer(
+    values: pd.Series, rule: FieldRule, column: ColumnSpec
+) -> tuple[pd.Series, pd.Series]:
+    return parse_integers(values)
+
+
+def _parse_boolean(
+    values: pd.Series, rule: FieldRule, column: ColumnSpec
+) -> tuple[pd.Series, pd.Series]:
+    return parse_booleans(values)
+
+
+_PARSERS: dict[
+    ColumnType, Callable[[pd.Series, FieldRule, ColumnSpec], tuple[pd.Series, pd.Series]]
+] = {
+    ColumnType.TEXT: _parse_text,
+    ColumnType.CHOICE: _parse_choice,
+    ColumnType.CENTS: _parse_cents,
+    ColumnType.DATE: _parse_date,
+    ColumnType.DATETIME: _parse_datetime,
+    ColumnType.INTEGER: _parse_integer,
+    ColumnType.BOOLEAN: _parse_boolean,
+}
+
+
+def _date_advice(rule: FieldRule, column: ColumnSpec) -> tuple[str, str]:
+    formats = ", ".join(rule.formats or ["dd/mm/yyyy", "dd/mm/yy"])
+    return "bad_date", (
+        f" is not a date in the formats {formats} (nor ISO yyyy-mm-dd nor an Excel serial) —"
+        " fix the cell, or add its format under `formats`"
+    )
+
+
+_ADVICE: dict[ColumnType, Callable[[FieldRule, ColumnSpec], tuple[str, str]]] = {
+    ColumnType.TEXT: lambda rule, column: ("unmapped_value", " is not allowed"),
+    ColumnType.CHOICE: lambda rule, column: (
+        "unmapped_value",
+        " is not one of " + ", ".join(column.choices) + " — add a `map` from the source codes",
+    ),
+    ColumnType.CENTS: lambda rule, column: (
+        "bad_amount",
+        " is not an amount with at most 2 decimals — write it like 1 234,56",
+    ),
+    ColumnType.DATE: _date_advice,
+    ColumnType.DATETIME: _date_advice,
+    ColumnType.INTEGER: lambda rule, column: ("bad_integer", " is not a whole number"),
+    ColumnType.BOOLEAN: lambda rule, column: (
+        "bad_boolean",
+        " is not yes/no (oui/non, o/n, 1/0, vrai/faux) — fix the cell or add a `map`",
+    ),
+}
+
+_DTYPES: dict[ColumnType, str] = {
+    ColumnType.TEXT: "str",
+    ColumnType.CHOICE: "str",
+    ColumnType.CENTS: "Int64",
+    ColumnType.INTEGER: "Int64",
+    ColumnType.DATE: "datetime64[ns]",
+    ColumnType.DATETIME: "datetime64[ns, UTC]",
+    ColumnType.BOOLEAN: "boolean",
+}
+
+
+__all__ = [
+    "DEFAULT_DATE_FORMATS",
+    "EntityTransformer",
+    "NormalisedBatch",
+    "normalise_code",
+    "parse_booleans",
+    "parse_cents",
+    "parse_dates",
+    "parse_integers",
+]

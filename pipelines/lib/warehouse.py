@@ -1,0 +1,466 @@
+"""Warehouse writes: schema migration, idempotent upserts, soft deletes and quarantine.
+
+One load = one transaction: canonical rows, soft deletes, quarantine rows, the audit row and the
+source state commit together or not at all, so a crash never leaves half a load.
+
+Upsert on the natural key (`landlord_id`, reference). A row whose mapped values did not change
+(same `row_hash`) is not rewritten, so re-running the same inputs changes nothing, lineage
+included. Rows that vanish from a *snapshot* source are soft-deleted (`deleted_at` set) rather
+than removed: arrears history must survive an incomplete export, and a row that comes back is
+revived. A snapshot that would soft-delete more than `max_vanished_percent` of the landlord's
+live rows is refused (a truncated export must not wipe the warehouse). Rows rejected in this run
+are never soft-deleted: a bad cell is not a vanished tenant.
+
+Bulk writes go straight to the driver: executemany on SQLite, COPY on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from schemas.canonical import ENTITIES, ColumnType
+from schemas.tables import (
+    CANONICAL_TABLES,
+    SCHEMA_VERSION,
+    hub_schema,
+    load_runs,
+    metadata,
+    quarantine,
+    source_state,
+)
+
+BATCH_ROWS = 100_000
+BULK_REINDEX_ROWS = 50_000
+LINEAGE = ("source_name", "source_row", "datafix_sha", "run_id", "loaded_at", "row_hash")
+
+
+class VanishGuardError(Exception):
+    """A snapshot would soft-delete too many rows; nothing was written."""
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Everything one load writes: canonical rows, rejects and lineage."""
+
+    landlord_id: str
+    entity: str
+    source_name: str
+    rows: pd.DataFrame
+    rejects: pd.DataFrame
+    datafix_sha: str
+    run_id: str
+    fingerprint: str
+    rows_in_source: int
+    skipped: int
+    mode: str = "snapshot"
+    max_vanished_percent: float = 50.0
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load changed."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int
+    quarantined: int
+
+    @property
+    def loaded(self) -> int:
+        """Rows accepted into the canonical table (new, changed or unchanged)."""
+        return self.inserted + self.updated + self.unchanged
+
+
+def row_hashes(rows: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """A stable 64-bit hash of each row's mapped values."""
+    if rows.empty:
+        return np.array([], dtype="int64")
+    return pd.util.hash_pandas_object(rows[list(columns)], index=False).to_numpy().view("int64")
+
+
+class Warehouse:
+    """The hub's warehouse behind one SQLAlchemy engine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite`, `postgresql`, …"""
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Create missing tables and add missing columns; record the schema version."""
+        with self.engine.begin() as conn:
+            metadata.create_all(conn, checkfirst=True)
+            inspector = sa.inspect(conn)
+            for table in metadata.sorted_tables:
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present:
+                        column_type = column.type.compile(dialect=conn.dialect)
+                        conn.exec_driver_sql(
+                            f"ALTER TABLE {_quote(conn, table.name)} ADD COLUMN"
+                            f" {_quote(conn, column.name)} {column_type}"
+                        )
+            applied = conn.execute(sa.select(sa.func.max(hub_schema.c.version))).scalar()
+            if applied is None or applied < SCHEMA_VERSION:
+                conn.execute(hub_schema.insert().values(version=SCHEMA_VERSION, applied_at=_now()))
+
+    def last_state(self, landlord_id: str, entity: str) -> tuple[str, str] | None:
+        """(fingerprint, datafix_sha) of the last committed load, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(source_state.c.fingerprint, source_state.c.datafix_sha).where(
+                    source_state.c.landlord_id == landlord_id, source_state.c.entity == entity
+                )
+            ).first()
+        return None if row is None else (row.fingerprint, row.datafix_sha)
+
+    def load(self, request: LoadRequest) -> LoadResult:
+        """Write one batch in one transaction; see the module docstring for the rules."""
+        spec = ENTITIES[request.entity]
+        table = CANONICAL_TABLES[request.entity]
+        now = _now()
+        rows = request.rows
+        columns = [*spec.column_names, *LINEAGE]
+        with self.engine.begin() as conn:
+            live_before = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(table.c.landlord_id == request.landlord_id)
+            ).scalar_one()
+            values = _column_values(rows, request, now, self.dialect)
+            if live_before == 0:
+                self._bulk_insert(conn, table, ["landlord_id", *columns], values, len(rows))
+                result = LoadResult(len(rows), 0, 0, 0, 0)
+            else:
+                result = self._merge(conn, request, table, columns, values, now)
+            quarantined = self._quarantine(conn, request, now)
+            result = LoadResult(
+                result.inserted, result.updated, result.unchanged, result.deleted, quarantined
+            )
+            self._record(conn, request, result, now)
+        return result
+
+    def _merge(
+        self,
+        conn: sa.Connection,
+        request: LoadRequest,
+        table: sa.Table,
+        columns: list[str],
+        values: dict[str, list[Any]],
+        now: datetime,
+    ) -> LoadResult:
+        spec = ENTITIES[request.entity]
+        key = spec.key
+        stage = _temp_table(conn, f"stage_{uuid.uuid4().hex[:12]}", table)
+        self._bulk_insert(conn, stage, ["landlord_id", *columns], values, len(request.rows))
+        target_key = table.c[key]
+        matched = sa.and_(table.c.landlord_id == stage.c.landlord_id, target_key == stage.c[key])
+        changed = sa.or_(table.c.row_hash != stage.c.row_hash, table.c.deleted_at.is_not(None))
+        updated = conn.execute(
+            sa.select(sa.func.count()).select_from(stage.join(table, matched)).where(changed)
+        ).scalar_one()
+        existing = conn.execute(
+            sa.select(sa.func.count()).select_from(stage.join(table, matched))
+        ).scalar_one()
+        inserted = len(request.rows) - existing
+        deleted = 0
+        if request.mode == "snapshot":
+            protected = _temp_table(
+                conn,
+                f"keep_{uuid.uuid4().hex[:12]}",
+                sa.Table("k", sa.MetaData(), sa.Column(key, table.c[key].type)),
+            )
+            rejected_keys = [
+                k for k in request.rejects.get("key", pd.Series(dtype="str")).dropna().unique()
+            ]
+            if rejected_keys:
+                conn.execute(protected.insert(), [{key: k} for k in rejected_keys])
+            vanished = sa.and_(
+                table.c.landlord_id == request.landlord_id,
+                table.c.deleted_at.is_(None),
+                ~sa.exists().where(stage.c[key] == target_key),
+                ~sa.exists().where(protected.c[key] == target_key),
+            )
+            deleted = conn.execute(
+                sa.select(sa.func.count()).select_from(table).where(vanished)
+            ).scalar_one()
+            live = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(table.c.landlord_id == request.landlord_id, table.c.deleted_at.is_(None))
+            ).scalar_one()
+            if live and deleted * 100 > request.max_vanished_percent * live:
+                raise VanishGuardError(
+                    f"{request.landlord_id}/{request.entity}: this snapshot of"
+                    f" `{request.source_name}` lacks {deleted} of the {live} rows already"
+                    f" loaded ({deleted * 100 / live:.0f} % > max_vanished_percent"
+                    f" {request.max_vanished_percent:g} %). Nothing was written. If the export"
+                    " is complete, raise `max_vanished_percent` for this entity in the datafix;"
+                    " otherwise ask for a full export."
+                )
+            if deleted:
+                conn.execute(
+                    table.update()
+                    .where(vanished)
+                    .values(deleted_at=now, run_id=request.run_id, loaded_at=now)
+                )
+        insert = _dialect_insert(conn, table).from_select(
+            ["landlord_id", *columns],
+            sa.select(*[stage.c[c] for c in ["landlord_id", *columns]]).where(sa.true()),
+        )
+        update_columns = {c: insert.excluded[c] for c in columns}
+        update_columns["deleted_at"] = sa.null()
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["landlord_id", key],
+                set_=update_columns,
+                where=sa.or_(
+                    table.c.row_hash != insert.excluded.row_hash, table.c.deleted_at.is_not(None)
+                ),
+            )
+        )
+        for temp in (stage, protected) if request.mode == "snapshot" else (stage,):
+            temp.drop(conn)
+        return LoadResult(inserted, updated, existing - updated, deleted, 0)
+
+    def _quarantine(self, conn: sa.Connection, request: LoadRequest, now: datetime) -> int:
+        rejects = request.rejects
+        scope = sa.and_(
+            quarantine.c.landlord_id == request.landlord_id,
+            quarantine.c.entity == request.entity,
+        )
+        if len(rejects):
+            records = [
+                {
+                    "landlord_id": request.landlord_id,
+                    "entity": request.entity,
+                    "source_name": request.source_name,
+                    "source_row": source_row,
+                    "raw": raw,
+                    "raw_hash": hashlib.sha256(raw.encode()).hexdigest()[:32],
+                    "reason": reason,
+                    "message": message,
+                    "first_run_id": request.run_id,
+                    "run_id": request.run_id,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "resolved_at": None,
+                }
+                for source_row, raw, reason, message in zip(
+                    rejects["source_row"],
+                    rejects["raw"],
+                    rejects["reason"],
+                    rejects["message"],
+                    strict=True,
+                )
+            ]
+            statement = _dialect_insert(conn, quarantine)
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["landlord_id", "entity", "source_row", "raw_hash"],
+                    set_={
+                        "run_id": statement.excluded.run_id,
+                        "last_seen_at": statement.excluded.last_seen_at,
+                        "reason": statement.excluded.reason,
+                        "message": statement.excluded.message,
+                        "resolved_at": None,
+                    },
+                ),
+                records,
+            )
+        conn.execute(
+            quarantine.update()
+            .where(scope, quarantine.c.resolved_at.is_(None), quarantine.c.run_id != request.run_id)
+            .values(resolved_at=now)
+        )
+        return len(rejects)
+
+    def _record(
+        self, conn: sa.Connection, request: LoadRequest, result: LoadResult, now: datetime
+    ) -> None:
+        conn.execute(
+            load_runs.insert().values(
+                run_id=request.run_id,
+                landlord_id=request.landlord_id,
+                entity=request.entity,
+                source_name=request.source_name,
+                status="loaded",
+                rows_in_source=request.rows_in_source,
+                skipped=request.skipped,
+                read=request.rows_in_source - request.skipped,
+                loaded=result.loaded,
+                inserted=result.inserted,
+                updated=result.updated,
+                unchanged=result.unchanged,
+                deleted=result.deleted,
+                quarantined=result.quarantined,
+                fingerprint=request.fingerprint,
+                datafix_sha=request.datafix_sha,
+                finished_at=now,
+            )
+        )
+        state = _dialect_insert(conn, source_state).values(
+            landlord_id=request.landlord_id,
+            entity=request.entity,
+            source_name=request.source_name,
+            fingerprint=request.fingerprint,
+            datafix_sha=request.datafix_sha,
+            run_id=request.run_id,
+            loaded_at=now,
+        )
+        conn.execute(
+            state.on_conflict_do_update(
+                index_elements=["landlord_id", "entity"],
+                set_={
+                    c: state.excluded[c]
+                    for c in ("source_name", "fingerprint", "datafix_sha", "run_id", "loaded_at")
+                },
+            )
+        )
+
+    def _bulk_insert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        columns: list[str],
+        values: dict[str, list[Any]],
+        count: int,
+    ) -> None:
+        if count == 0:
+            return
+        if self.dialect == "sqlite":
+            placeholders = ", ".join("?" for _ in columns)
+            names = ", ".join(_quote(conn, c) for c in columns)
+            sql = f"INSERT INTO {_quote(conn, table.name)} ({names}) VALUES ({placeholders})"
+            # a b-tree fed in random order costs more than building the index once afterwards
+            rebuild = list(table.indexes) if count >= BULK_REINDEX_ROWS else []
+            for index in rebuild:
+                index.drop(conn)
+            for batch in _batches(values, columns, count):
+                conn.exec_driver_sql(sql, batch)
+            for index in rebuild:
+                index.create(conn)
+        elif self.dialect == "postgresql" and conn.dialect.driver == "psycopg":
+            names = ", ".join(_quote(conn, c) for c in columns)
+            cursor = conn.connection.driver_connection.cursor()
+            with cursor.copy(f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN") as copy:
+                for batch in _batches(values, columns, count):
+                    for record in batch:
+                        copy.write_row(record)
+        else:
+            for batch in _batches(values, columns, count):
+                conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in batch])
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _quote(conn: sa.Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(
+        f"the warehouse supports SQLite and PostgreSQL, not {conn.dialect.name}"
+    )
+
+
+def _temp_table(conn: sa.Connection, name: str, like: sa.Table) -> sa.Table:
+    temp = sa.Table(
+        name,
+        sa.MetaData(),
+        *[sa.Column(c.name, c.type) for c in like.columns],
+        prefixes=["TEMPORARY"],
+        **({"postgresql_on_commit": "DROP"} if conn.dialect.name == "postgresql" else {}),
+    )
+    temp.create(conn)
+    return temp
+
+
+def _batches(
+    values: dict[str, list[Any]], columns: list[str], count: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    for start in range(0, count, BATCH_ROWS):
+        stop = min(start + BATCH_ROWS, count)
+        yield list(zip(*(values[c][start:stop] for c in columns), strict=True))
+
+
+def _column_values(
+    rows: pd.DataFrame, request: LoadRequest, now: datetime, dialect: str
+) -> dict[str, list[Any]]:
+    """Driver-ready values per column: None for nulls, ISO text for dates."""
+    spec = ENTITIES[request.entity]
+    count = len(rows)
+    values: dict[str, list[Any]] = {}
+    for column in spec.columns:
+        values[column.name] = _driver_values(rows[column.name], column.type, dialect)
+    hashes = row_hashes(rows, spec.column_names)
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") + ("+00:00" if dialect == "postgresql" else "")
+    values["landlord_id"] = [request.landlord_id] * count
+    values["source_name"] = [request.source_name] * count
+    values["source_row"] = rows["source_row"].astype("str").tolist()
+    values["datafix_sha"] = [request.datafix_sha] * count
+    values["run_id"] = [request.run_id] * count
+    values["loaded_at"] = [stamp] * count
+    values["row_hash"] = hashes.tolist()
+    return values
+
+
+def _driver_values(series: pd.Series, column_type: ColumnType, dialect: str) -> list[Any]:
+    missing = series.isna().to_numpy()
+    if column_type in (ColumnType.TEXT, ColumnType.CHOICE):
+        out = series.astype(object).to_numpy()
+    elif column_type in (ColumnType.CENTS, ColumnType.INTEGER):
+        out = series.to_numpy(dtype="int64", na_value=0).astype(object)
+    elif column_type is ColumnType.BOOLEAN:
+        out = series.to_numpy(dtype="bool", na_value=False).astype(object)
+    elif column_type is ColumnType.DATE:
+        out = series.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(str)
+        out = out.astype(object)
+    else:
+        naive = series.dt.tz_convert("UTC").dt.tz_localize(None) if len(series) else series
+        text = np.asarray(
+            naive.to_numpy(dtype="datetime64[ns]").astype("datetime64[us]"), dtype=str
+        )
+        text = np.char.replace(text, "T", " ")
+        if dialect == "postgresql":
+            text = np.char.add(text, "+00:00")
+        out = text.astype(object)
+    if missing.any():
+        out = out.copy()
+        out[missing] = None
+    return out.tolist()

@@ -1,0 +1,131 @@
+"""Warehouse tables, derived from the canonical model (`schemas.canonical`).
+
+One table per canonical entity, keyed on (`landlord_id`, the entity's own reference), plus the
+hub's bookkeeping: `quarantine` (every rejected row), `load_runs` (one audit row per load) and
+`source_state` (what was last loaded from each source, so an unchanged source is skipped).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from schemas.canonical import ENTITIES, ColumnType, EntitySpec
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+_SQL_TYPES: dict[ColumnType, sa.types.TypeEngine] = {
+    ColumnType.TEXT: sa.Text(),
+    ColumnType.CHOICE: sa.String(32),
+    ColumnType.CENTS: sa.BigInteger(),
+    ColumnType.INTEGER: sa.Integer(),
+    ColumnType.DATE: sa.Date(),
+    ColumnType.DATETIME: sa.DateTime(timezone=True),
+    ColumnType.BOOLEAN: sa.Boolean(),
+}
+
+LANDLORD_ID = sa.String(64)
+KEY = sa.String(128)
+
+
+def _canonical_table(spec: EntitySpec) -> sa.Table:
+    columns = [
+        sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+        sa.Column(spec.key, KEY, primary_key=True),
+    ]
+    columns += [
+        sa.Column(column.name, _SQL_TYPES[column.type], nullable=not column.required)
+        for column in spec.columns
+        if column.name != spec.key
+    ]
+    columns += [
+        sa.Column("source_name", sa.String(128), nullable=False),
+        sa.Column("source_row", sa.Text(), nullable=False),
+        sa.Column("datafix_sha", sa.String(64), nullable=False),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("row_hash", sa.BigInteger(), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    ]
+    return sa.Table(spec.name, metadata, *columns, comment=spec.description)
+
+
+CANONICAL_TABLES: dict[str, sa.Table] = {
+    name: _canonical_table(spec) for name, spec in ENTITIES.items()
+}
+
+sa.Index("ix_ledger_entries_tenant", CANONICAL_TABLES["ledger_entries"].c.landlord_id,
+         CANONICAL_TABLES["ledger_entries"].c.tenant_ref)  # fmt: skip
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("landlord_id", LANDLORD_ID, nullable=False),
+    sa.Column("entity", sa.String(32), nullable=False),
+    sa.Column("source_name", sa.String(128), nullable=False),
+    sa.Column("source_row", sa.Text(), nullable=False),
+    sa.Column("raw", sa.Text(), nullable=False, comment="The raw source values, as JSON."),
+    sa.Column("raw_hash", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("first_run_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False, comment="Last run that rejected it."),
+    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column(
+        "resolved_at",
+        sa.DateTime(timezone=True),
+        nullable=True,
+        comment="Set when a later load no longer rejects the row (fixed at the source).",
+    ),
+    sa.UniqueConstraint(
+        "landlord_id", "entity", "source_row", "raw_hash", name="uq_quarantine_row"
+    ),
+    comment="Every rejected row, with the reason and a message a person can act on.",
+)
+
+load_runs = sa.Table(
+    "load_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("source_name", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows_in_source", sa.Integer(), nullable=False),
+    sa.Column("skipped", sa.Integer(), nullable=False),
+    sa.Column("read", sa.Integer(), nullable=False),
+    sa.Column("loaded", sa.Integer(), nullable=False),
+    sa.Column("inserted", sa.Integer(), nullable=False),
+    sa.Column("updated", sa.Integer(), nullable=False),
+    sa.Column("unchanged", sa.Integer(), nullable=False),
+    sa.Column("deleted", sa.Integer(), nullable=False),
+    sa.Column("quarantined", sa.Integer(), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("datafix_sha", sa.String(64), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    comment="One audit row per load of one landlord's entity.",
+)
+
+source_state = sa.Table(
+    "source_state",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("source_name", sa.String(128), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("datafix_sha", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+    comment="What was last loaded for each landlord's entity: an unchanged source is skipped.",
+)
+
+hub_schema = sa.Table(
+    "hub_schema",
+    metadata,
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    comment="Schema versions the hub has applied to this warehouse.",
+)
