@@ -1,0 +1,1081 @@
+"""Read the landlord's spreadsheet exports (CSV, Excel) into text tables with row lineage.
+
+Every reader returns a `RawTable`: one text column per header label, every cell a `str` (blank
+is `""`), and for each row the place a person would look for it (`file.csv:12`,
+`book.xlsx:Sheet:12`). Nothing is interpreted here: amounts, dates and codes stay text; the
+transform layer parses them. What *is* decided here is where the header is (title lines above
+it, two-row headers under merged cells), which encoding and separator a CSV uses, and how a
+typed Excel cell is written as text (`2026-03-01`, `1234.56`).
+
+The same text rules serve the SQL reader (`value_text`, `column_text`, `unique_labels`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import difflib
+import gc
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.errors import ConfigError, SourceDataError
+from connectors.files.models import RawTable
+
+__all__ = [
+    "column_text",
+    "header_key",
+    "read_csv",
+    "read_header",
+    "read_xlsx",
+    "resolve_files",
+    "sheet_names",
+    "unique_labels",
+    "value_text",
+]
+
+HEADER_SCAN_ROWS = 30  # header_row: auto looks for the header among the first rows
+HEAD_LINES = 50  # lines read to find the separator and the header of a CSV
+SEPARATORS = (";", ",", "\t", "|")
+BLOCK_SIZE = 1 << 20
+
+_BLANK_RUNS = re.compile(r"\s+")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'"})
+_LETTER = re.compile(r"[^\W\d_]")
+_PANDAS_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+# --------------------------------------------------------------------------------------------
+# Header labels
+
+
+def header_key(label: object) -> str:
+    """Normalised header label for matching: no accents, casefolded, single spaces.
+
+    `"  Date d'ENTRÉE\\n"` → `"date d'entree"`; a trailing `:` is dropped (`"Montant :"` →
+    `"montant"`) and typographic apostrophes count as `'` (Excel's autocorrect writes `’`).
+    """
+    text = "" if label is None else str(label)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(char for char in text if not unicodedata.combining(char))
+    text = _BLANK_RUNS.sub(" ", text.translate(_APOSTROPHES).casefold()).strip()
+    if text.endswith(":"):
+        text = text[:-1].rstrip()
+    return text
+
+
+def unique_labels(labels: Sequence[str]) -> list[str]:
+    """Labels made unique by suffixing ` (2)`, ` (3)` … to repeats (compared with `header_key`)."""
+    seen: set[str] = set()
+    result: list[str] = []
+    for label in labels:
+        candidate, number = label, 1
+        while header_key(candidate) in seen:
+            number += 1
+            candidate = f"{label} ({number})"
+        seen.add(header_key(candidate))
+        result.append(candidate)
+    return result
+
+
+def _final_labels(raw: Sequence[str], has_data: Callable[[int], bool]) -> list[tuple[int, str]]:
+    """(column index, label) of the columns kept: empty-label columns without data are dropped,
+    those with data are named `column N` (1-based position)."""
+    kept: list[tuple[int, str]] = []
+    for index, label in enumerate(raw):
+        label = label.strip()
+        if not label:
+            if not has_data(index):
+                continue
+            label = f"column {index + 1}"
+        kept.append((index, label))
+    return list(
+        zip([index for index, _ in kept], unique_labels([lab for _, lab in kept]), strict=True)
+    )
+
+
+def _combine_header(
+    rows: Sequence[Sequence[str]], merged: Sequence[tuple[int, int, int]]
+) -> list[str]:
+    """One label per column from a header spanning several rows.
+
+    An upper cell is spread over the columns it covers: across the horizontally merged cells
+    `merged` gives as (row offset, first column, last column), or, with no merge information
+    (CSV), rightwards over empty upper cells that have a label below (`Montant engagé;;` over
+    `HT;TTC`). Parts are joined by a space, a repeated part (a vertically merged cell) once.
+    """
+    width = max(len(row) for row in rows)
+    grid = [[row[col].strip() if col < len(row) else "" for col in range(width)] for row in rows]
+    if len(grid) > 1:
+        filled = [list(row) for row in grid]
+        if merged:
+            for level, first, last in merged:
+                for col in range(first + 1, min(last, width - 1) + 1):
+                    filled[level][col] = grid[level][first]
+        else:
+            for level in range(len(grid) - 1):
+                carried = ""
+                for col in range(width):
+                    below = any(grid[lower][col] for lower in range(level + 1, len(grid)))
+                    if grid[level][col]:
+                        carried = grid[level][col]
+                    elif carried and below:
+                        filled[level][col] = carried
+                    else:
+                        carried = ""
+        grid = filled
+    labels = []
+    for col in range(width):
+        parts: list[str] = []
+        for row in grid:
+            if row[col] and (not parts or parts[-1] != row[col]):
+                parts.append(row[col])
+        labels.append(" ".join(parts))
+    return labels
+
+
+def _text_cells(cells: Sequence[str]) -> int:
+    return sum(1 for cell in cells if _LETTER.search(cell))
+
+
+def _find_header(
+    rows: Sequence[Sequence[str]],
+    *,
+    header_rows: int,
+    expected_columns: Sequence[str],
+    merged_for: Callable[[int], list[tuple[int, int, int]]],
+    where: str,
+    unit: str,
+) -> tuple[int, list[str]]:
+    """Index (into `rows`) of the first header row and the combined labels, for `auto`.
+
+    The earliest candidate holding the most expected columns wins; with no expected columns,
+    the earliest holding the most cells with letters in them.
+    """
+    expected = {header_key(column) for column in expected_columns} - {""}
+    best: tuple[int, int, list[str]] | None = None
+    last_start = min(HEADER_SCAN_ROWS, len(rows) - header_rows + 1)
+    for start in range(max(last_start, 0)):
+        labels = _combine_header(rows[start : start + header_rows], merged_for(start))
+        score = (
+            len(expected & {header_key(label) for label in labels})
+            if expected
+            else _text_cells(labels)
+        )
+        if best is None or score > best[0]:
+            best = (score, start, labels)
+    if best is None or best[0] == 0:
+        if expected:
+            first = [cell for cell in (rows[0] if rows else []) if cell.strip()]
+            raise SourceDataError(
+                f"{where}: no header found in the first {HEADER_SCAN_ROWS} {unit}s: none of the"
+                f" expected columns ({', '.join(sorted(expected_columns))}) appears. First"
+                f" {unit}: {first or '(empty)'} — set `header_row` to the {unit} number of the"
+                " header, or fix the column names in the datafix"
+            )
+        raise SourceDataError(
+            f"{where}: no header found in the first {HEADER_SCAN_ROWS} {unit}s (no cell with"
+            f" text) — set `header_row` to the {unit} number of the header"
+        )
+    return best[1], best[2]
+
+
+# --------------------------------------------------------------------------------------------
+# Files in the inbox
+
+
+def _case_insensitive(pattern: str) -> str:
+    """`Locataires_*.csv` → `[lL][oO]…`: Windows exports change case from month to month."""
+    out: list[str] = []
+    in_class = False
+    for char in pattern:
+        if char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        if not in_class and char.lower() != char.upper():
+            out.append(f"[{char.lower()}{char.upper()}]")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def resolve_files(inbox: Path, pattern: str, files: Literal["newest", "all"]) -> list[Path]:
+    """The files `pattern` (a glob, case-insensitive) designates inside `inbox`.
+
+    Excel lock files (`~$…`) and hidden files are ignored. `newest`: the single most recently
+    modified file (ties: the last name); `all`: every match, sorted by name.
+    """
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        raise ConfigError(
+            f"inbox folder {inbox} does not exist — create it and drop the exports there, or set"
+            " `inbox` in the datafix"
+        )
+    relative = Path(pattern)
+    if not pattern.strip() or relative.is_absolute() or pattern.startswith(("/", "\\")):
+        raise ConfigError(
+            f"`path: {pattern}` must be a file name or glob inside the inbox ({inbox}), not an"
+            " absolute path — write it relative to the inbox"
+        )
+    if ".." in re.split(r"[\\/]", pattern):
+        raise ConfigError(
+            f"`path: {pattern}` leaves the inbox ({inbox}) with `..` — keep the files inside it"
+        )
+    root = inbox.resolve()
+    matches: list[Path] = []
+    for path in inbox.glob(_case_insensitive(pattern)):
+        parts = path.relative_to(inbox).parts
+        if any(part.startswith((".", "~$")) for part in parts) or not path.is_file():
+            continue
+        if not path.resolve().is_relative_to(root):
+            raise ConfigError(
+                f"{path} is a link to {path.resolve()}, outside the inbox ({inbox}) — copy the"
+                " file into the inbox instead"
+            )
+        matches.append(path)
+    if not matches:
+        present = sorted(
+            entry.name for entry in inbox.iterdir() if not entry.name.startswith((".", "~$"))
+        )
+        listing = ", ".join(present[:20]) + (", …" if len(present) > 20 else "")
+        raise ConfigError(
+            f"no file matches `{pattern}` in {inbox} (files there: {listing or 'none'}) — drop"
+            " the export there or fix `path`"
+        )
+    if files == "all":
+        return sorted(matches, key=lambda path: (str(path.relative_to(inbox)), path.name))
+    return [max(matches, key=lambda path: (path.stat().st_mtime_ns, path.name))]
+
+
+def _hash_file(hasher: Any, path: Path) -> None:
+    hasher.update(path.name.encode() + b"\0")
+    with path.open("rb") as stream:
+        while block := stream.read(BLOCK_SIZE):
+            hasher.update(block)
+    hasher.update(b"\0")
+
+
+def _fingerprint(paths: Sequence[Path]) -> str:
+    hasher = hashlib.sha256()
+    for path in paths:
+        _hash_file(hasher, path)
+    return hasher.hexdigest()
+
+
+def _check_paths(paths: Sequence[Path]) -> list[Path]:
+    if not paths:
+        raise ConfigError("no file to read — give at least one path")
+    paths = [Path(path) for path in paths]
+    for path in paths:
+        if not path.is_file():
+            raise SourceDataError(f"{path}: file not found (moved or deleted while reading?)")
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Values as text (shared with the SQL reader)
+
+
+def _float_text(value: float) -> str:
+    if value.is_integer():
+        return str(int(value))
+    text = repr(value)
+    return format(Decimal(text), "f") if "e" in text else text
+
+
+def _timedelta_text(value: dt.timedelta) -> str:
+    total = int(value.total_seconds())
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    hours, rest = divmod(total, 3600)
+    return f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def value_text(value: object, *, midnight_as_date: bool = False) -> str:
+    """One cell or database value as lossless text.
+
+    None → `""`; bool → `true`/`false`; float → shortest repr, integral without `.0`, never in
+    scientific notation; Decimal → its digits as stored; date → `2026-03-01`; datetime →
+    `2026-03-01 14:30:00` (microseconds only when nonzero, `+01:00` when aware; with
+    `midnight_as_date` a naive midnight is a plain date, as Excel shows a date cell); time →
+    `14:30:00`; duration → `30:05:00`; bytes → hex.
+    """
+    kind = value.__class__
+    if kind is str:
+        return value  # type: ignore[return-value]
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return _float_text(float(value))
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        if (
+            midnight_as_date
+            and value.tzinfo is None
+            and not (value.hour or value.minute or value.second or value.microsecond)
+        ):
+            return value.date().isoformat()
+        return value.isoformat(" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return _timedelta_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+_ARROW_KINDS: dict[type, pa.DataType] = {
+    float: pa.float64(),
+    int: pa.int64(),
+    bool: pa.bool_(),
+    dt.date: pa.date32(),
+    dt.datetime: pa.timestamp("us"),
+}
+
+
+def _arrow_text(
+    values: Sequence[object], kinds: set[type], midnight_as_date: bool
+) -> pa.Array | None:
+    """Whole-column conversion through Arrow for a column of one type (plus blanks); None when
+    the column does not fit (a stray text, an out-of-range integer, timezone-aware values)."""
+    if kinds == {dt.date, dt.datetime}:
+        # a date-time column in which calamine returned the midnights as dates
+        combine, zero = dt.datetime.combine, dt.time()
+        cleaned: list[Any] = [
+            None if value == "" else combine(value, zero) if value.__class__ is dt.date else value  # type: ignore[arg-type]
+            for value in values
+        ]
+        kind: type = dt.datetime
+    else:
+        cleaned = [None if value == "" else value for value in values]
+        (kind,) = kinds
+    try:
+        array = pa.array(cleaned, type=_ARROW_KINDS[kind])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        return None
+    if kind is dt.datetime:
+        sample = next((value for value in cleaned if value is not None), None)
+        if sample is not None and sample.tzinfo is not None:  # type: ignore[attr-defined]
+            return None  # Arrow would silently shift aware values to UTC
+        if (
+            pc.any(pc.not_equal(pc.microsecond(array), 0)).as_py()
+            or pc.any(pc.not_equal(pc.millisecond(array), 0)).as_py()
+        ):
+            return None  # sub-second values are rare: keep the exact per-value rendering
+        text = pc.cast(pc.cast(array, pa.timestamp("s")), pa.string())
+        if midnight_as_date:
+            at_midnight = pc.and_(
+                pc.and_(pc.equal(pc.hour(array), 0), pc.equal(pc.minute(array), 0)),
+                pc.equal(pc.second(array), 0),
+            )
+            text = pc.if_else(at_midnight, pc.cast(pc.cast(array, pa.date32()), pa.string()), text)
+    else:
+        text = pc.cast(array, pa.string())
+    if kind is float:
+        # Arrow writes 1e+20 and -0 where Python writes digits; fix those few exactly
+        odd = pc.or_(pc.match_substring(text, "e"), pc.equal(text, "-0"))
+        if pc.any(odd).as_py():
+            positions = pc.indices_nonzero(odd).to_pylist()
+            fixed = pa.array([_float_text(cleaned[position]) for position in positions])  # type: ignore[arg-type]
+            text = pc.replace_with_mask(text, odd, fixed)
+    return pc.fill_null(text, "")
+
+
+def column_text(values: Sequence[object], *, midnight_as_date: bool = False) -> pd.Series:
+    """A column of cells or database values as a `str` Series (see `value_text`).
+
+    Vectorised: a text column is taken as is, a column of one type (numbers, dates, with blank
+    cells) goes through Arrow in one call; only mixed columns are converted value by value.
+    """
+    kinds = set(map(type, values))
+    kinds.discard(str)
+    if not kinds:
+        return pd.Series(pa.array(values, type=pa.large_string()).to_pandas(), dtype="str")
+    kinds.discard(type(None))
+    if (len(kinds) == 1 and kinds <= _ARROW_KINDS.keys()) or (
+        midnight_as_date and kinds == {dt.date, dt.datetime}
+    ):
+        converted = _arrow_text(values, kinds, midnight_as_date)
+        if converted is not None:
+            return pd.Series(converted.to_pandas(), dtype="str")
+    return pd.Series(
+        [
+            value
+            if value.__class__ is str
+            else value_text(value, midnight_as_date=midnight_as_date)
+            for value in values
+        ],
+        dtype="str",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# CSV
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    return "\n;,".encode(encoding) == b"\n;,"
+
+
+def _explicit_encoding(encoding: str, path: Path) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(
+            f"{path.name}: unknown encoding `{encoding}` — use `auto`, `utf-8` or `cp1252`"
+        ) from None
+
+
+def _bom_encoding(head: bytes) -> str | None:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
+
+
+def _scan_csv(path: Path, encoding: str, hasher: Any) -> tuple[str, int]:
+    """One pass over the file: feed the fingerprint, settle the encoding, count the lines.
+
+    `auto`: a BOM decides; else UTF-8 if the whole file decodes as UTF-8, else cp1252.
+    """
+    with path.open("rb") as stream:
+        block = stream.read(BLOCK_SIZE)
+        if not block:
+            raise SourceDataError(f"{path.name}: the file is empty — export it again")
+        chosen = _bom_encoding(block) if encoding == "auto" else _explicit_encoding(encoding, path)
+        utf8_check = codecs.getincrementaldecoder("utf-8")() if chosen is None else None
+        text_lines = None  # UTF-16 and the like: count line ends in the decoded text
+        if chosen is not None and not _ascii_compatible(chosen):
+            text_lines = codecs.getincrementaldecoder(chosen)(errors="replace")
+        lines, ends_with_newline = 0, False
+        hasher.update(path.name.encode() + b"\0")
+        while block:
+            hasher.update(block)
+            if text_lines is not None:
+                text = text_lines.decode(block)
+                lines += text.count("\n")
+                ends_with_newline = text.endswith("\n") if text else ends_with_newline
+            else:
+                lines += block.count(b"\n")
+                ends_with_newline = block.endswith(b"\n")
+            if utf8_check is not None:
+                try:
+                    utf8_check.decode(block)
+                except UnicodeDecodeError:
+                    utf8_check = None
+                    chosen = "cp1252"
+            block = stream.read(BLOCK_SIZE)
+        hasher.update(b"\0")
+    if utf8_check is not None:
+        try:
+            utf8_check.decode(b"", final=True)
+            chosen = "utf-8"
+        except UnicodeDecodeError:
+            chosen = "cp1252"
+    assert chosen is not None
+    return chosen, lines + (0 if ends_with_newline else 1)
+
+
+def _decode_error(path: Path, encoding: str) -> SourceDataError:
+    """Locate the first byte `encoding` cannot decode, for a message a person can act on."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, line = 0, 1
+    with path.open("rb") as stream:
+        while block := stream.read(BLOCK_SIZE):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                start = max(error.start, 0)
+                position = offset + start
+                line += block[:start].count(b"\n")
+                other = "utf-8" if codecs.lookup(encoding).name != "utf-8" else "cp1252"
+                return SourceDataError(
+                    f"{path.name}:{line}: byte {position} (0x{block[start]:02x}) is not valid"
+                    f" {encoding} — set `encoding: {other}` (cp1252 is what French Excel"
+                    " writes) or export the file again as UTF-8"
+                )
+            offset += len(block)
+            line += block.count(b"\n")
+    return SourceDataError(
+        f"{path.name}: the file ends in the middle of a {encoding} character — export it again"
+    )
+
+
+def _head_lines(path: Path, encoding: str, limit: int) -> list[str]:
+    """The first `limit` lines, decoded, each with its line end (a quoted value may span
+    lines, and the csv module needs the `\\n` to keep it inside the value)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    text = ""
+    with path.open("rb") as stream:
+        while text.count("\n") < limit and (block := stream.read(1 << 16)):
+            try:
+                text += decoder.decode(block)
+            except UnicodeDecodeError:
+                raise _decode_error(path, encoding) from None
+        complete = not stream.read(1)
+    pieces = text.split("\n")
+    lines = [piece + "\n" for piece in pieces[:-1]]
+    if complete and pieces[-1]:
+        lines.append(pieces[-1])  # a last line without line end
+    return lines[:limit]
+
+
+def _sniff_separator(lines: Sequence[str]) -> str:
+    """The separator giving the most lines with one same field count above 1 (title lines,
+    which have another count, are outvoted); ties go to the larger count, then to `;`."""
+    best: tuple[int, int, int] | None = None
+    choice = SEPARATORS[0]
+    for rank, separator in enumerate(SEPARATORS):
+        counts: dict[int, int] = {}
+        try:
+            for record in csv.reader(lines, delimiter=separator):
+                if len(record) > 1:
+                    counts[len(record)] = counts.get(len(record), 0) + 1
+        except csv.Error:
+            continue
+        if not counts:
+            continue
+        width, frequency = max(counts.items(), key=lambda item: (item[1], item[0]))
+        score = (frequency, width, -rank)
+        if best is None or score > best:
+            best, choice = score, separator
+    return choice
+
+
+def _records(lines: Sequence[str], separator: str, where: str) -> list[tuple[int, int, list[str]]]:
+    """(first line, last line, fields) of each record in `lines` (quoted values may span lines)."""
+    records: list[tuple[int, int, list[str]]] = []
+    reader = csv.reader(lines, delimiter=separator)
+    start = 1
+    try:
+        for fields in reader:
+            records.append((start, reader.line_num, fields))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise SourceDataError(f"{where}:{start}: unreadable CSV line ({error})") from None
+    return records
+
+
+def _csv_header(
+    path: Path,
+    encoding: str,
+    separator: str,
+    header_row: int | Literal["auto"],
+    header_rows: int,
+    expected_columns: Sequence[str],
+) -> tuple[str, int, int, list[str], list[list[str]]]:
+    """Find the separator and the header of one CSV file.
+
+    Returns the separator, the number of records before the data (for `skiprows`), the
+    physical line the data starts on, the header labels (raw, one per field) and the data
+    records seen in the head (to size the table and to tell empty columns).
+    """
+    wanted = max(HEAD_LINES, (header_row if isinstance(header_row, int) else 0) + header_rows + 20)
+    lines = _head_lines(path, encoding, wanted)
+    if separator == "auto":
+        separator = _sniff_separator(lines)
+    records = _records(lines, separator, path.name)
+    if not records:
+        raise SourceDataError(f"{path.name}: the file has no line — export it again")
+    cells = [fields for _, _, fields in records]
+    if header_row == "auto":
+        start, labels = _find_header(
+            cells,
+            header_rows=header_rows,
+            expected_columns=expected_columns,
+            merged_for=lambda _start: [],
+            where=path.name,
+            unit="line",
+        )
+    else:
+        starts = [first for first, _, _ in records]
+        if header_row not in starts or starts.index(header_row) + header_rows > len(records):
+            raise SourceDataError(
+                f"{path.name}: `header_row: {header_row}` is past the lines read or inside a"
+                " quoted value — check the line number in a text editor"
+            )
+        start = starts.index(header_row)
+        labels = _combine_header(cells[start : start + header_rows], [])
+    end = start + header_rows
+    data_line = records[end - 1][1] + 1
+    return separator, end, data_line, labels, cells[end:]
+
+
+def _read_one_csv(
+    path: Path,
+    *,
+    encoding: str,
+    separator: str,
+    header_row: int | Literal["auto"],
+    header_rows: int,
+    expected_columns: Sequence[str],
+    hasher: Any,
+) -> tuple[list[str], pd.DataFrame, pd.Series]:
+    chosen, physical_lines = _scan_csv(path, encoding, hasher)
+    separator, skip, data_line, labels, head_data = _csv_header(
+        path, chosen, separator, header_row, header_rows, expected_columns
+    )
+    width = max([len(labels), *(len(fields) for fields in head_data)])
+    labels = labels + [""] * (width - len(labels))
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=separator,
+            encoding=chosen,
+            header=None,
+            names=list(range(width)),
+            index_col=False,
+            skiprows=skip,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            quotechar='"',
+            engine="c",
+        )
+    except UnicodeDecodeError:
+        raise _decode_error(path, chosen) from None
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame({index: pd.Series([], dtype="str") for index in range(width)})
+    except pd.errors.ParserError as error:
+        ragged = _PANDAS_RAGGED.search(str(error))
+        if ragged:
+            expected, line, saw = ragged.groups()
+            raise SourceDataError(
+                f"{path.name}:{line}: {saw} fields where the header has {expected} — a value"
+                f" probably holds an unquoted `{separator}`; quote it or fix the export"
+            ) from None
+        raise SourceDataError(f"{path.name}: unreadable CSV ({error})") from None
+    rows = len(frame)
+    first = np.arange(data_line, data_line + rows, dtype=np.int64)
+    if physical_lines - (data_line - 1) != rows and rows:
+        # quoted values spanning lines: each record starts after the newlines of those above
+        newlines = np.zeros(rows, dtype=np.int64)
+        for column in frame.columns:
+            newlines += frame[column].str.count("\n").to_numpy(dtype=np.int64)
+        first += np.concatenate(([0], np.cumsum(newlines)[:-1]))
+    source_rows = (path.name + ":") + pd.Series(first, dtype=np.int64).astype("str")
+    return labels, frame, source_rows
+
+
+def _assemble(
+    parts: Sequence[tuple[Path, list[str], pd.DataFrame, pd.Series]],
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Concatenate per-file tables sharing one header, then name and prune the columns."""
+    first_path, first_labels, _, _ = parts[0]
+
+    def significant(labels: Sequence[str]) -> list[str]:
+        keys = [header_key(label) for label in labels]
+        while keys and not keys[-1]:
+            keys.pop()
+        return keys
+
+    reference = significant(first_labels)
+    for path, labels, _, _ in parts[1:]:
+        if significant(labels) != reference:
+            missing = sorted(set(reference) - set(significant(labels)) - {""})
+            extra = sorted(set(significant(labels)) - set(reference) - {""})
+            raise SourceDataError(
+                f"{path.name}: its header differs from {first_path.name}'s"
+                f" (missing: {missing or 'none'}; extra: {extra or 'none'}; or another order)"
+                " — read the files separately or export them with the same columns"
+            )
+    width = max(frame.shape[1] for _, _, frame, _ in parts)
+    labels = first_labels + [""] * (width - len(first_labels))
+    frames = []
+    for _, _, frame, _ in parts:
+        frame = frame.set_axis(range(frame.shape[1]), axis=1)
+        for index in range(frame.shape[1], width):
+            frame[index] = pd.Series([""] * len(frame), dtype="str", index=frame.index)
+        frames.append(frame)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    source_rows = (
+        parts[0][3] if len(parts) == 1 else pd.concat([p[3] for p in parts], ignore_index=True)
+    )
+
+    def has_data(index: int) -> bool:
+        return bool((frame[index] != "").any())
+
+    kept = _final_labels(labels, has_data)
+    frame = frame[[index for index, _ in kept]]
+    frame.columns = pd.Index([label for _, label in kept], dtype=object)
+    return frame.reset_index(drop=True), source_rows.reset_index(drop=True).rename(None)
+
+
+def read_csv(
+    paths: list[Path],
+    *,
+    encoding: str = "auto",
+    separator: str = "auto",
+    header_row: int | Literal["auto"] = "auto",
+    header_rows: int = 1,
+    expected_columns: Sequence[str] = (),
+) -> RawTable:
+    """Read CSV exports into one text table (see the module docstring for the rules)."""
+    paths = _check_paths(paths)
+    hasher = hashlib.sha256()
+    parts = []
+    for path in paths:
+        labels, frame, source_rows = _read_one_csv(
+            path,
+            encoding=encoding,
+            separator=separator,
+            header_row=header_row,
+            header_rows=header_rows,
+            expected_columns=expected_columns,
+            hasher=hasher,
+        )
+        parts.append((path, labels, frame, source_rows))
+    frame, source_rows = _assemble(parts)
+    return RawTable(
+        frame=frame,
+        source_rows=source_rows,
+        fingerprint=hasher.hexdigest(),
+        origin=", ".join(path.name for path in paths),
+    )
+
+
+def _csv_header_labels(
+    path: Path,
+    *,
+    encoding: str = "auto",
+    separator: str = "auto",
+    header_row: int | Literal["auto"] = "auto",
+    header_rows: int = 1,
+    expected_columns: Sequence[str] = (),
+) -> list[str]:
+    if encoding == "auto":
+        with path.open("rb") as stream:
+            head = stream.read(1 << 16)
+        chosen = _bom_encoding(head)
+        if chosen is None:
+            try:
+                codecs.getincrementaldecoder("utf-8")().decode(head)
+                chosen = "utf-8"
+            except UnicodeDecodeError:
+                chosen = "cp1252"
+    else:
+        chosen = _explicit_encoding(encoding, path)
+    _, _, _, labels, head_data = _csv_header(
+        path, chosen, separator, header_row, header_rows, expected_columns
+    )
+    width = max([len(labels), *(len(fields) for fields in head_data)])
+    labels = labels + [""] * (width - len(labels))
+    kept = _final_labels(
+        labels, lambda index: any(index < len(row) and row[index] != "" for row in head_data)
+    )
+    return [label for _, label in kept]
+
+
+# --------------------------------------------------------------------------------------------
+# Excel
+
+
+class _Workbook:
+    """An open workbook through python-calamine, or openpyxl when calamine cannot open it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._calamine: Any = None
+        self._openpyxl: Any = None
+        try:
+            from python_calamine import CalamineWorkbook
+
+            self._calamine = CalamineWorkbook.from_path(str(path))
+            self.sheet_names: list[str] = list(self._calamine.sheet_names)
+        except Exception as calamine_error:
+            try:
+                import openpyxl
+
+                self._openpyxl = openpyxl.load_workbook(path, read_only=True, data_only=True)
+                self.sheet_names = list(self._openpyxl.sheetnames)
+            except Exception:
+                raise SourceDataError(
+                    f"{path.name}: not a readable Excel workbook ({calamine_error}) — open it in"
+                    " Excel and save it again as .xlsx"
+                ) from None
+
+    def close(self) -> None:
+        if self._openpyxl is not None:
+            self._openpyxl.close()
+        elif self._calamine is not None:
+            self._calamine.close()
+
+    def __enter__(self) -> _Workbook:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def sheet(self, wanted: str | None) -> str:
+        """The sheet `wanted` names (exact, else the one with the same `header_key`)."""
+        if not self.sheet_names:
+            raise SourceDataError(f"{self.path.name}: the workbook has no sheet")
+        if wanted is None:
+            return self.sheet_names[0]
+        if wanted in self.sheet_names:
+            return wanted
+        same = [name for name in self.sheet_names if header_key(name) == header_key(wanted)]
+        if len(same) == 1:
+            return same[0]
+        close = difflib.get_close_matches(wanted, self.sheet_names, n=1, cutoff=0.5)
+        hint = f"did you mean `{close[0]}`?" if close else "set `sheet` to one of them"
+        raise SourceDataError(
+            f"{self.path.name}: no sheet `{wanted}` (sheets: {', '.join(self.sheet_names)}) —"
+            f" {hint}"
+        )
+
+    def rows(self, sheet: str, limit: int | None = None) -> tuple[list[list[Any]], list]:
+        """Cells from A1 (one list per row, `""` for an empty cell) and merged ranges as
+        ((first row, first col), (last row, last col)), 0-based."""
+        if self._calamine is not None:
+            try:
+                worksheet = self._calamine.get_sheet_by_name(sheet)
+                rows = worksheet.to_python(skip_empty_area=False, nrows=limit)
+                return rows, list(worksheet.merged_cell_ranges or [])
+            except Exception as error:
+                raise SourceDataError(
+                    f"{self.path.name}:{sheet}: the sheet cannot be read ({error}) — open the"
+                    " workbook in Excel and save it again"
+                ) from None
+        worksheet = self._openpyxl[sheet]
+        rows = []
+        for row in worksheet.iter_rows(min_row=1, min_col=1, max_row=limit, values_only=True):
+            rows.append(["" if value is None else value for value in row])
+        width = max((len(row) for row in rows), default=0)
+        return [row + [""] * (width - len(row)) for row in rows], []
+
+
+def _merged_in_header(merged: list, start: int, header_rows: int) -> list[tuple[int, int, int]]:
+    """Horizontal spans of the merged ranges crossing rows start … start+header_rows-1."""
+    spans = []
+    for (first_row, first_col), (last_row, last_col) in merged:
+        if last_col <= first_col:
+            continue
+        for level in range(header_rows):
+            if first_row <= start + level <= last_row:
+                spans.append((level, first_col, last_col))
+    return spans
+
+
+def _xlsx_header(
+    rows: Sequence[Sequence[Any]],
+    merged: list,
+    *,
+    where: str,
+    header_row: int | Literal["auto"],
+    header_rows: int,
+    expected_columns: Sequence[str],
+) -> tuple[int, list[str]]:
+    """0-based index of the first header row and the labels."""
+    head = [
+        [value_text(cell, midnight_as_date=True) for cell in row]
+        for row in rows[: max(HEADER_SCAN_ROWS + header_rows, 0)]
+    ]
+    if header_row == "auto":
+        start, _ = _find_header(
+            head,
+            header_rows=header_rows,
+            expected_columns=expected_columns,
+            merged_for=lambda start: _merged_in_header(merged, start, header_rows),
+            where=where,
+            unit="row",
+        )
+    else:
+        start = header_row - 1
+        if start + header_rows > len(rows):
+            raise SourceDataError(
+                f"{where}: `header_row: {header_row}` is past the last row ({len(rows)}) — check"
+                " the row number in Excel"
+            )
+    block = [
+        [value_text(cell, midnight_as_date=True) for cell in row]
+        for row in rows[start : start + header_rows]
+    ]
+    return start, _combine_header(block, _merged_in_header(merged, start, header_rows))
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a reader builds millions of short-lived lists.
+
+    Those lists hold no cycles, yet every few thousand allocations the collector walks all of
+    them again; pausing it cuts a 100,000-row sheet's conversion time by about half.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _read_one_xlsx(
+    path: Path,
+    *,
+    sheet: str | None,
+    header_row: int | Literal["auto"],
+    header_rows: int,
+    expected_columns: Sequence[str],
+) -> tuple[list[str], pd.DataFrame, pd.Series]:
+    with _Workbook(path) as workbook, gc_paused():
+        name = workbook.sheet(sheet)
+        rows, merged = workbook.rows(name)
+        return _sheet_table(
+            path,
+            name,
+            rows,
+            merged,
+            header_row=header_row,
+            header_rows=header_rows,
+            expected_columns=expected_columns,
+        )
+
+
+def _sheet_table(
+    path: Path,
+    name: str,
+    rows: list[list[Any]],
+    merged: list,
+    *,
+    header_row: int | Literal["auto"],
+    header_rows: int,
+    expected_columns: Sequence[str],
+) -> tuple[list[str], pd.DataFrame, pd.Series]:
+    where = f"{path.name}:{name}"
+    end = len(rows)
+    while end and rows[end - 1].count("") == len(rows[end - 1]):
+        end -= 1  # Excel's used range often ends with formatted but empty rows
+    if not end:
+        raise SourceDataError(f"{where}: the sheet is empty — check `sheet` or the export")
+    rows = rows[:end]
+    start, labels = _xlsx_header(
+        rows,
+        merged,
+        where=where,
+        header_row=header_row,
+        header_rows=header_rows,
+        expected_columns=expected_columns,
+    )
+    data = rows[start + header_rows :]
+    width = max(len(labels), len(rows[0]))
+    labels = labels + [""] * (width - len(labels))
+    frame = pd.DataFrame(
+        {
+            index: column_text(list(map(itemgetter(index), data)), midnight_as_date=True)
+            if index < len(rows[0])
+            else pd.Series([""] * len(data), dtype="str")
+            for index in range(width)
+        },
+        index=pd.RangeIndex(len(data)),
+    )
+    first = start + header_rows + 1
+    numbers = pd.Series(np.arange(first, first + len(data), dtype=np.int64))
+    source_rows = f"{path.name}:{name}:" + numbers.astype("str")
+    return labels, frame, source_rows
+
+
+def read_xlsx(
+    paths: list[Path],
+    *,
+    sheet: str | None = None,
+    header_row: int | Literal["auto"] = "auto",
+    header_rows: int = 1,
+    expected_columns: Sequence[str] = (),
+) -> RawTable:
+    """Read one sheet of Excel workbooks into one text table (see the module docstring)."""
+    paths = _check_paths(paths)
+    parts = []
+    for path in paths:
+        labels, frame, source_rows = _read_one_xlsx(
+            path,
+            sheet=sheet,
+            header_row=header_row,
+            header_rows=header_rows,
+            expected_columns=expected_columns,
+        )
+        parts.append((path, labels, frame, source_rows))
+    frame, source_rows = _assemble(parts)
+    return RawTable(
+        frame=frame,
+        source_rows=source_rows,
+        fingerprint=_fingerprint(paths),
+        origin=", ".join(path.name for path in paths),
+    )
+
+
+def _xlsx_header_labels(
+    path: Path,
+    *,
+    sheet: str | None = None,
+    header_row: int | Literal["auto"] = "auto",
+    header_rows: int = 1,
+    expected_columns: Sequence[str] = (),
+) -> list[str]:
+    limit = max(HEAD_LINES, (header_row if isinstance(header_row, int) else 0) + header_rows + 20)
+    with _Workbook(path) as workbook:
+        name = workbook.sheet(sheet)
+        rows, merged = workbook.rows(name, limit=limit)
+    if not rows or all(row.count("") == len(row) for row in rows):
+        raise SourceDataError(f"{path.name}:{name}: the sheet is empty — check `sheet`")
+    start, labels = _xlsx_header(
+        rows,
+        merged,
+        where=f"{path.name}:{name}",
+        header_row=header_row,
+        header_rows=header_rows,
+        expected_columns=expected_columns,
+    )
+    data = rows[start + header_rows :]
+    kept = _final_labels(
+        labels, lambda index: any(index < len(row) and row[index] != "" for row in data)
+    )
+    return [label for _, label in kept]
+
+
+def read_header(paths: list[Path], *, kind: Literal["csv", "xlsx"], **options: Any) -> list[str]:
+    """The header labels only, as `read_csv` / `read_xlsx` would name the columns.
+
+    Cheap: reads the first lines of the first file (for a workbook, calamine still loads the
+    sheet, but only the first rows are converted). An empty-label column is kept as
+    `column N` when one of those first rows has a value in it.
+    """
+    path = _check_paths(paths)[0]
+    if kind == "csv":
+        return _csv_header_labels(path, **options)
+    if kind == "xlsx":
+        return _xlsx_header_labels(path, **options)
+    raise ConfigError(f"unknown file kind `{kind}` — use csv or xlsx")
+
+
+def sheet_names(path: Path) -> list[str]:
+    """The sheets of a workbook, in order."""
+    path = _check_paths([path])[0]
+    with _Workbook(path) as workbook:
+        return list(workbook.sheet_names)
