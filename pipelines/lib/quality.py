@@ -198,9 +198,13 @@ def run_contract(entity: str, frame: pd.DataFrame) -> ContractResult:
     view = _validation_view(spec, expectations, frame)
     with _validate_lock:
         # One pandas data source holds one active batch at a time: validate one frame at a time.
-        batch = engine.batch_definitions[entity].get_batch(batch_parameters={"dataframe": view})
-        suite_result = batch.validate(engine.suites[entity], result_format=_RESULT_FORMAT)
-        del batch
+        # Batch.validate, not ValidationDefinition.run: the latter also serialises every result
+        # into the context's in-memory results store, which only grows.
+        try:
+            batch = engine.batch_definitions[entity].get_batch(batch_parameters={"dataframe": view})
+            suite_result = batch.validate(engine.suites[entity], result_format=_RESULT_FORMAT)
+        finally:
+            engine.release_batches()
     by_name = {item.name: item for item in expectations}
     failures = [
         _failure(by_name[result.expectation_config.meta["contract"]], result, spec, frame)
@@ -411,11 +415,10 @@ def _describe_failure(failure: dict) -> str:
     name = failure["expectation"]
     if "error" in failure:
         return f"{name}: error {failure['error']}"
-    keys = failure["failing_keys"]
+    keys = failure["failing_keys"][:_KEYS_IN_SUMMARY]
     if keys:
-        shown = ", ".join(keys[:_KEYS_IN_SUMMARY])
-        more = max(failure["unexpected_count"], len(keys)) - min(len(keys), _KEYS_IN_SUMMARY)
-        return f"{name}: {shown}" + (f" and {more} more" if more > 0 else "")
+        rows = failure["unexpected_count"]
+        return f"{name}: {', '.join(keys)}" + (f" ({rows:,} rows)" if rows > len(keys) else "")
     text = f"{name}: observed {failure.get('observed_value')}"
     if failure.get("sample_values"):
         text += f" ({', '.join(failure['sample_values'])})"
@@ -426,8 +429,15 @@ def _describe_failure(failure: dict) -> str:
 class _GxEngine:
     """What is built once per process: batch definitions and suites, one per entity."""
 
+    data_source: Any
     batch_definitions: dict[str, Any]
     suites: dict[str, Any]
+
+    def release_batches(self) -> None:
+        """Drop the engine's reference to the last frame, which would outlive the run."""
+        batch_manager = self.data_source.get_execution_engine().batch_manager
+        batch_manager.reset_batch_cache()
+        batch_manager.batch_data_cache.clear()
 
 
 def _get_engine() -> _GxEngine:
@@ -442,12 +452,15 @@ def _get_engine() -> _GxEngine:
 def _build_engine() -> _GxEngine:
     # GX 1.24 ships no analytics client; the variable keeps any version that does quiet.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level == logging.NOTSET:
+        # GX logs its plugin registry at DEBUG and its temporary docs folder at INFO.
+        gx_logger.setLevel(logging.WARNING)
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     # Every pandas batch under 1 GB is fingerprinted with an MD5 of hash_pandas_object over
     # the whole frame (~0.4 s per 1M rows), only to label the batch in the result's metadata.
     if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
@@ -472,4 +485,4 @@ def _build_engine() -> _GxEngine:
                 )
             )
         suites[entity] = suite
-    return _GxEngine(batch_definitions=batch_definitions, suites=suites)
+    return _GxEngine(data_source=data_source, batch_definitions=batch_definitions, suites=suites)
