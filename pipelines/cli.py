@@ -1,0 +1,201 @@
+"""The `datafix` command: check, preview and run landlords' datafixes.
+
+datafix check [FILES...]                  validate datafix files (all of datafixes/ by default)
+datafix preview LANDLORD [--entity E]     pull and normalise, write nothing
+datafix run [LANDLORD...] [--full-refresh]  run the nightly job in-process
+datafix demo                              make the demo landlords' files and run them
+datafix schema [--check]                  regenerate the JSON Schema and REFERENCE.md
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from connectors.errors import ConnectorError
+from pipelines.lib.datafixes import (
+    LoadedDatafix,
+    check_datafix,
+    datafix_path,
+    landlord_ids,
+    load_landlord,
+)
+from pipelines.lib.environment import datafix_home, datafixes_dir, warehouse_url
+from schemas.canonical import ENTITIES
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Datafix Hub: pull landlords' data through their datafix files into one model."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--no-probe", is_flag=True, help="Do not open the sources (structure only).")
+def check(files: tuple[Path, ...], no_probe: bool) -> None:
+    """Validate datafix files: structure, keys, variables, sources and mapped columns."""
+    paths = list(files) or sorted(datafixes_dir().glob("*.yaml"))
+    if not paths:
+        raise click.ClickException(f"no datafix file in {datafixes_dir()}")
+    total = 0
+    for path in paths:
+        if not path.is_file():
+            click.echo(f"{path}:1:1: no such file")
+            total += 1
+            continue
+        problems = check_datafix(path, probe_sources=not no_probe)
+        for problem in problems:
+            click.echo(str(problem))
+        total += len(problems)
+        if not problems:
+            click.echo(f"{path}: ok")
+    if total:
+        click.echo(f"{total} problem(s) found", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("landlord")
+@click.option("--entity", type=click.Choice(sorted(ENTITIES)), help="Only this entity.")
+@click.option("--limit", default=10, show_default=True, help="Rows shown per table.")
+def preview(landlord: str, entity: str | None, limit: int) -> None:
+    """Pull and normalise one landlord without writing anything; show rows and rejects."""
+    from pipelines.lib.stages import normalise, preview_frame, pull
+
+    loaded = _load_or_exit(landlord)
+    entities = [entity] if entity else list(loaded.datafix.entities)
+    failed = False
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 30)
+    for name in entities:
+        if name not in loaded.datafix.entities:
+            click.echo(f"{name}: not mapped in {loaded.path.name}")
+            continue
+        try:
+            normalised = normalise(loaded, pull(loaded, name))
+        except ConnectorError as error:
+            click.echo(f"{name}: cannot be read — {error}")
+            failed = True
+            continue
+        batch = normalised.batch
+        assert batch is not None
+        click.secho(
+            f"\n== {name}: read {batch.read}, accepted {len(batch.rows)}, "
+            f"quarantined {len(batch.rejects)}, skipped {batch.skipped} "
+            f"(source `{normalised.source_name}`)",
+            bold=True,
+        )
+        if len(batch.rows):
+            rows = preview_frame(normalised.rows, name, limit).drop(columns=["landlord_id"])
+            click.echo(rows.to_string(index=False))
+        if len(batch.rejects):
+            click.secho(f"-- rejected rows ({len(batch.rejects)}):", fg="yellow")
+            for reject in batch.rejects.head(limit).itertuples():
+                click.echo(f"  {reject.source_row}  [{reject.reason}]  {reject.message}")
+    click.echo("\nnothing was written (preview)")
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("landlords", nargs=-1)
+@click.option(
+    "--full-refresh", is_flag=True, help="Re-read every source even when it did not change."
+)
+def run(landlords: tuple[str, ...], full_refresh: bool) -> None:
+    """Run the nightly job (pull → normalise → check → load) for landlords (default: all)."""
+    sys.exit(_run_and_report(list(landlords) or landlord_ids(), full_refresh=full_refresh))
+
+
+@main.command()
+def demo() -> None:
+    """Write the demo landlords' source files, run them, and say how to open the UI."""
+    from connectors.sandbox.demo_files import write_demo_sources
+
+    home = datafix_home()
+    written = write_demo_sources(home)
+    files = sum(len(paths) for paths in written.values())
+    click.echo(f"demo sources for {len(written)} landlords ({files} files) in {home / 'inbox'}")
+    code = _run_and_report(sorted(written), full_refresh=False)
+    click.echo(
+        "\nOpen the Dagster UI on these runs:  make ui   then browse http://127.0.0.1:3000"
+        f"\nWarehouse: {warehouse_url()}"
+    )
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--check", "check_only", is_flag=True, help="Fail if the files are out of date.")
+def schema(check_only: bool) -> None:
+    """Regenerate schemas/datafix.schema.json and schemas/REFERENCE.md."""
+    from schemas.reference import JSON_SCHEMA_PATH, REFERENCE_PATH, json_schema, reference_page
+
+    stale = [
+        path
+        for path, content in ((JSON_SCHEMA_PATH, json_schema()), (REFERENCE_PATH, reference_page()))
+        if not path.exists() or path.read_text(encoding="utf-8") != content
+    ]
+    if check_only:
+        for path in stale:
+            click.echo(f"{path} is out of date — run `datafix schema`")
+        sys.exit(1 if stale else 0)
+    from schemas.reference import write_generated
+
+    for path in write_generated():
+        click.echo(f"wrote {path}")
+
+
+def _load_or_exit(landlord: str) -> LoadedDatafix:
+    try:
+        datafix_path(landlord)
+        return load_landlord(landlord)
+    except ConnectorError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _run_and_report(landlords: list[str], *, full_refresh: bool) -> int:
+    from pipelines.lib.runner import quarantine_sample, run_landlords
+
+    if not landlords:
+        raise click.ClickException(f"no landlord: {datafixes_dir()} has no datafix file")
+    outcomes = run_landlords(landlords, full_refresh=full_refresh)
+    failures = 0
+    header = f"  {'entity':<16} {'status':<15} {'read':>8} {'loaded':>8} {'quarantined':>11}"
+    header += f" {'skipped':>7}  contract"
+    for outcome in outcomes:
+        state = "ok" if outcome.success and not outcome.errors else "FAILED"
+        failures += state != "ok"
+        run = f" (run {outcome.run_id[:8]})" if outcome.run_id else ""
+        click.secho(f"\n{outcome.landlord_id}{run}: {state}", bold=True,
+                    fg="green" if state == "ok" else "red")  # fmt: skip
+        if outcome.entities:
+            click.echo(header)
+        for entity in outcome.entities.values():
+            click.echo(
+                f"  {entity.entity:<16} {entity.status:<15} {entity.read:>8} {entity.loaded:>8}"
+                f" {entity.quarantined:>11} {entity.skipped:>7}  {entity.contract}"
+            )
+            if entity.failing_keys:
+                click.echo(f"      failing keys: {', '.join(entity.failing_keys[:10])}")
+            if entity.error:
+                click.echo("      " + entity.error.replace("\n", "\n      "))
+        for error in outcome.errors:
+            click.echo("  " + error.replace("\n", "\n  "))
+        if outcome.run_id:
+            sample = quarantine_sample(warehouse_url(), outcome.landlord_id, outcome.run_id)
+            if sample:
+                click.echo("  quarantined, for example:")
+                for entity, source_row, reason, message in sample:
+                    click.echo(f"    {entity} {source_row} [{reason}] {message}")
+    click.echo(
+        f"\n{len(outcomes) - failures} of {len(outcomes)} landlord(s) ok"
+        + (f", {failures} failed" if failures else "")
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    main()

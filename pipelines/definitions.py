@@ -1,0 +1,11 @@
+"""The Dagster code location: every definition under `pipelines/defs/`, autoloaded."""
+
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """All assets, checks, jobs, schedules, sensors and resources of the hub."""
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

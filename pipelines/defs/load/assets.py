@@ -1,0 +1,67 @@
+"""Load: one warehouse asset per entity, upserting canonical rows and recording quarantine."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.metadata import counts
+from pipelines.lib.stages import NormalisedEntity, load
+from pipelines.lib.warehouse import VanishGuardError
+from schemas.canonical import ENTITIES
+
+
+def build_load_asset(entity: str) -> dg.AssetsDefinition:
+    """The `warehouse_<entity>` asset: the landlord's rows in the warehouse table."""
+
+    @dg.asset(
+        name=f"warehouse_{entity}",
+        partitions_def=landlord_partitions,
+        group_name="load",
+        kinds={"sql"},
+        ins={"normalised": dg.AssetIn(key=f"canonical_{entity}")},
+        description=f"Warehouse table `{entity}` for one landlord: upserted on the natural key,"
+        " soft-deleting rows that vanished from a snapshot; rejects go to `quarantine`.",
+    )
+    def warehouse_entity(
+        context: dg.AssetExecutionContext,
+        datafixes: DatafixesResource,
+        warehouse: WarehouseResource,
+        normalised: NormalisedEntity,
+    ) -> dg.MaterializeResult:
+        loaded = datafixes.get_client(context.partition_key)
+        try:
+            result = load(warehouse.get_client(), loaded, normalised, run_id=context.run_id)
+        except VanishGuardError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        if result is None:
+            return dg.MaterializeResult(
+                metadata={"status": normalised.status, "datafix_sha": normalised.datafix_sha}
+            )
+        batch = normalised.batch
+        assert batch is not None
+        return dg.MaterializeResult(
+            metadata={
+                "status": "loaded",
+                "datafix_sha": normalised.datafix_sha,
+                **counts(
+                    rows_read=batch.read,
+                    rows_loaded=result.loaded,
+                    rows_quarantined=result.quarantined,
+                    rows_skipped=batch.skipped,
+                    inserted=result.inserted,
+                    updated=result.updated,
+                    unchanged=result.unchanged,
+                    soft_deleted=result.deleted,
+                ),
+            }
+        )
+
+    return warehouse_entity
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """One load asset per canonical entity."""
+    return dg.Definitions(assets=[build_load_asset(entity) for entity in ENTITIES])

@@ -1,0 +1,58 @@
+"""Normalise: one canonical asset per entity, mapping raw rows through the datafix."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from connectors.errors import ConnectorError
+from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.resources import DatafixesResource
+from pipelines.lib.metadata import counts, markdown_preview
+from pipelines.lib.stages import NormalisedEntity, PulledSource, normalise
+from schemas.canonical import ENTITIES
+
+
+def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
+    """The `canonical_<entity>` asset: canonical rows plus the rows sent to quarantine."""
+
+    @dg.asset(
+        name=f"canonical_{entity}",
+        partitions_def=landlord_partitions,
+        group_name="normalise",
+        kinds={"pandas"},
+        ins={"pulled": dg.AssetIn(key=f"raw_{entity}")},
+        description=f"{ENTITIES[entity].description} Canonical rows of one landlord; rows that"
+        " cannot be mapped are set aside for quarantine with a reason.",
+    )
+    def canonical_entity(
+        context: dg.AssetExecutionContext, datafixes: DatafixesResource, pulled: PulledSource
+    ) -> dg.Output[NormalisedEntity]:
+        try:
+            normalised = normalise(datafixes.get_client(context.partition_key), pulled)
+        except ConnectorError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        batch = normalised.batch
+        metadata = {"status": normalised.status, "datafix_sha": normalised.datafix_sha}
+        if batch is not None:
+            metadata |= counts(
+                rows_read=batch.read,
+                rows_accepted=len(batch.rows),
+                rows_quarantined=len(batch.rejects),
+                rows_skipped=batch.skipped,
+            )
+            metadata["dagster/row_count"] = dg.MetadataValue.int(len(batch.rows))
+            metadata["preview"] = markdown_preview(normalised.rows, entity)
+            if len(batch.rejects):
+                reasons = batch.rejects["reason"].value_counts().to_dict()
+                metadata["quarantine_reasons"] = dg.MetadataValue.json(
+                    {str(k): int(v) for k, v in reasons.items()}
+                )
+        return dg.Output(normalised, metadata=metadata)
+
+    return canonical_entity
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """One normalise asset per canonical entity."""
+    return dg.Definitions(assets=[build_normalise_asset(entity) for entity in ENTITIES])

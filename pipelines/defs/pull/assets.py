@@ -1,0 +1,61 @@
+"""Pull: one raw asset per canonical entity, reading the source the landlord's datafix names."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from connectors.errors import ConnectorError
+from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.metadata import counts, full_refresh
+from pipelines.lib.stages import PulledSource, pull
+from schemas.canonical import ENTITIES
+
+
+def build_pull_asset(entity: str) -> dg.AssetsDefinition:
+    """The `raw_<entity>` asset: the rows of the source feeding `entity`, as text."""
+
+    @dg.asset(
+        name=f"raw_{entity}",
+        partitions_def=landlord_partitions,
+        group_name="pull",
+        kinds={"pandas"},
+        description=f"Raw rows of the landlord's source for {entity}, as the source holds"
+        " them (skipped when unchanged since the last load).",
+    )
+    def raw_entity(
+        context: dg.AssetExecutionContext,
+        datafixes: DatafixesResource,
+        warehouse: WarehouseResource,
+    ) -> dg.Output[PulledSource]:
+        try:
+            loaded = datafixes.get_client(context.partition_key)
+            pulled = pull(
+                loaded,
+                entity,
+                warehouse=warehouse.get_client(),
+                full_refresh=full_refresh(context),
+            )
+        except ConnectorError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        context.log.info("%s/%s: %s, %d rows", loaded.landlord_id, entity, pulled.status,
+                         pulled.rows)  # fmt: skip
+        return dg.Output(
+            pulled,
+            metadata={
+                "status": pulled.status,
+                "source": pulled.source_name or "-",
+                "origin": pulled.raw.origin if pulled.raw is not None else "-",
+                "fingerprint": pulled.fingerprint or "-",
+                "datafix_sha": loaded.sha,
+                **counts(rows_in_source=pulled.rows),
+            },
+        )
+
+    return raw_entity
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """One pull asset per canonical entity."""
+    return dg.Definitions(assets=[build_pull_asset(entity) for entity in ENTITIES])

@@ -1,0 +1,91 @@
+"""Generated documentation: the datafix JSON Schema and the canonical model reference page.
+
+Both files are committed next to this module and regenerated with `datafix schema`; a test
+fails when they are stale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from schemas.canonical import ENTITIES, LINEAGE_COLUMNS, QUARANTINE_REASONS, ColumnType
+from schemas.datafix import Datafix
+from schemas.tables import load_runs, quarantine, source_state
+
+HERE = Path(__file__).parent
+JSON_SCHEMA_PATH = HERE / "datafix.schema.json"
+REFERENCE_PATH = HERE / "REFERENCE.md"
+
+_TYPE_LABELS = {
+    ColumnType.TEXT: "text",
+    ColumnType.CHOICE: "choice",
+    ColumnType.CENTS: "integer cents",
+    ColumnType.INTEGER: "integer",
+    ColumnType.DATE: "date",
+    ColumnType.DATETIME: "timestamp (UTC)",
+    ColumnType.BOOLEAN: "yes/no",
+}
+
+
+def json_schema() -> str:
+    """The JSON Schema of a datafix file, for editor autocompletion."""
+    schema = Datafix.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Datafix Hub datafix file"
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def reference_page() -> str:
+    """The canonical model as one Markdown page."""
+    lines = [
+        "# Canonical model reference",
+        "",
+        "_Generated from `schemas/canonical.py` by `datafix schema`; do not edit by hand._",
+        "",
+        "Every table is keyed on `landlord_id` + the landlord's own reference (**bold** below).",
+        "Money is integer cents (`*_cents`); `ledger_entries.amount_cents` is signed (debit > 0,",
+        "credit < 0), so a tenant's balance is `SUM(amount_cents)`. Columns marked *personal*",
+        "hold personal data (GDPR): they are masked in previews and run metadata.",
+        "",
+    ]
+    for spec in ENTITIES.values():
+        lines += [f"## `{spec.name}`", "", spec.description, ""]
+        lines += ["| column | type | required | allowed values / range | description |"]
+        lines += ["|---|---|---|---|---|"]
+        for column in spec.columns:
+            name = f"**{column.name}**" if column.name == spec.key else f"`{column.name}`"
+            allowed = ", ".join(f"`{c}`" for c in column.choices)
+            if column.min_value is not None or column.max_value is not None:
+                low = "" if column.min_value is None else str(column.min_value)
+                high = "" if column.max_value is None else str(column.max_value)
+                allowed = f"{low} … {high}"
+            note = " *personal*" if column.personal else ""
+            lines.append(
+                f"| {name} | {_TYPE_LABELS[column.type]} | {'yes' if column.required else ''}"
+                f" | {allowed} | {column.description}{note} |"
+            )
+        if spec.rules:
+            lines += ["", "Contract rules across columns:"]
+            lines += [f"- `{rule.name}`: {rule.description}" for rule in spec.rules]
+        lines.append("")
+    lines += ["## Lineage columns (on every canonical table)", ""]
+    lines += ["| column | description |", "|---|---|"]
+    lines += [f"| `{name}` | {text} |" for name, text in LINEAGE_COLUMNS.items()]
+    lines += ["", "## Bookkeeping tables", ""]
+    for table in (quarantine, load_runs, source_state):
+        columns = ", ".join(f"`{c.name}`" for c in table.columns)
+        lines += [f"- `{table.name}`: {table.comment} Columns: {columns}."]
+    lines += ["", "## Quarantine reason codes", "", "| reason | meaning |", "|---|---|"]
+    lines += [f"| `{code}` | {text} |" for code, text in QUARANTINE_REASONS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_generated() -> list[Path]:
+    """Rewrite both generated files; returns those whose content changed."""
+    changed = []
+    for path, content in ((JSON_SCHEMA_PATH, json_schema()), (REFERENCE_PATH, reference_page())):
+        if not path.exists() or path.read_text(encoding="utf-8") != content:
+            path.write_text(content, encoding="utf-8")
+            changed.append(path)
+    return changed
