@@ -38,6 +38,8 @@ from connectors.files.models import RawTable
 
 __all__ = [
     "column_text",
+    "fingerprint_files",
+    "gc_paused",
     "header_key",
     "read_csv",
     "read_header",
@@ -270,11 +272,17 @@ def _hash_file(hasher: Any, path: Path) -> None:
     hasher.update(b"\0")
 
 
-def _fingerprint(paths: Sequence[Path]) -> str:
+def fingerprint_files(paths: Sequence[Path]) -> str:
+    """The fingerprint `read_csv` / `read_xlsx` would give these files, without parsing them
+    (SHA-256 over each file's name and bytes): lets a caller skip an unchanged export."""
+    paths = _check_paths(paths)
     hasher = hashlib.sha256()
     for path in paths:
         _hash_file(hasher, path)
     return hasher.hexdigest()
+
+
+_fingerprint = fingerprint_files  # the name pipelines.lib.stages first imported
 
 
 def _check_paths(paths: Sequence[Path]) -> list[Path]:
@@ -1025,7 +1033,7 @@ def read_xlsx(
     return RawTable(
         frame=frame,
         source_rows=source_rows,
-        fingerprint=_fingerprint(paths),
+        fingerprint=fingerprint_files(paths),
         origin=", ".join(path.name for path in paths),
     )
 

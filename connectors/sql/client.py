@@ -1,0 +1,324 @@
+"""Read a landlord's SQL table or query into a text `RawTable`, read-only, streamed in chunks.
+
+The connection is made read-only before anything is read (SQLite `PRAGMA query_only`,
+PostgreSQL and MySQL/MariaDB `SET TRANSACTION READ ONLY`); other databases rely on the account's
+rights. A table is reflected and selected through SQLAlchemy, so identifiers are quoted by the
+dialect; a query is run as written (the datafix model only lets a single SELECT/WITH through).
+Values become text with the same rules as spreadsheet cells (`connectors.files.client`), and
+passwords never appear in a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from operator import itemgetter
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from connectors.errors import ConfigError, ConnectorError, RetriableError
+from connectors.files.client import column_text, gc_paused, header_key, unique_labels
+from connectors.files.models import RawTable
+
+__all__ = ["read_sql", "read_sql_header"]
+
+# pip package to install for a missing database driver module
+DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "asyncpg": "asyncpg",
+    "pg8000": "pg8000",
+    "pymysql": "PyMySQL",
+    "MySQLdb": "mysqlclient",
+    "mysql": "mysql-connector-python",
+    "mariadb": "mariadb",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+    "oracledb": "oracledb",
+    "cx_Oracle": "oracledb",
+}
+
+# words in a driver's message that mean "try again later" rather than "fix the URL"
+_TRANSIENT = re.compile(
+    r"connection refused|timed out|timeout|server closed the connection|connection reset"
+    r"|could not receive data|lost connection|gone away|too many connections|no route to host"
+    r"|the database system is (starting up|shutting down|in recovery mode)|terminating connection"
+    r"|deadlock|could not serialize",
+    re.IGNORECASE,
+)
+
+
+def _masked(url: str) -> str:
+    """The URL with its password replaced by `***`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _scrub(message: str, url: str) -> str:
+    """A driver message with any trace of the URL's password removed."""
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    if password:
+        for form in {str(password), quote(str(password), safe="")}:
+            message = message.replace(form, "***")
+    return message.replace(url, _masked(url))
+
+
+def _driver_message(error: BaseException, url: str) -> str:
+    orig = getattr(error, "orig", None) or error
+    text = " ".join(str(orig).split())  # one line: drivers add newlines and hints
+    return _scrub(text[:500], url)
+
+
+def _database_error(
+    error: sa.exc.DBAPIError, url: str, doing: str, *, connecting: bool = False
+) -> ConnectorError:
+    """Classify a database error by what the caller should do next."""
+    message = _driver_message(error, url)
+    where = _masked(url)
+    if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError) and _TRANSIENT.search(
+        message
+    ):
+        return RetriableError(
+            f"{where}: {doing} failed: {message} — the database may be down or busy; the run"
+            " will be retried"
+        )
+    if connecting:
+        return ConfigError(
+            f"{where}: {doing} failed: {message} — check the host, database name, user and the"
+            " password variable in the datafix `url`"
+        )
+    return ConfigError(f"{where}: {doing} failed: {message} — fix the datafix `table` or `query`")
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError(
+            f"`{_masked(url)}` is not a database URL — write it like"
+            " postgresql+psycopg://user:${DB_PASSWORD}@host:5432/database"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
+        if database and database != ":memory:" and not uri and not Path(database).is_file():
+            raise ConfigError(
+                f"{_masked(url)}: no SQLite database file at {Path(database).resolve()} — fix"
+                " the path in `url`"
+            )
+    try:
+        return sa.create_engine(parsed)
+    except ModuleNotFoundError as error:
+        module = (error.name or "").split(".")[0]
+        package = DRIVER_PACKAGES.get(module, module)
+        raise ConfigError(
+            f"{_masked(url)}: the database driver `{module}` is not installed — install it with"
+            f" `pip install {package}` (or pick another driver in the URL)"
+        ) from None
+    except sa.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"{_masked(url)}: unknown database kind `{parsed.drivername}` — use e.g."
+            " postgresql+psycopg://, mysql+pymysql:// or sqlite:///path/to/file.db"
+        ) from None
+    except sa.exc.ArgumentError as error:
+        raise ConfigError(f"{_masked(url)}: invalid database URL ({error})") from None
+
+
+@contextmanager
+def _read_only_connection(url: str) -> Iterator[Connection]:
+    """A connection on which writes are refused, closed and disposed of afterwards."""
+    engine = _engine(url)
+    try:
+        try:
+            connection = engine.connect()
+        except sa.exc.DBAPIError as error:
+            raise _database_error(error, url, "connecting", connecting=True) from None
+        with connection:
+            backend = connection.dialect.name
+            try:
+                if backend == "sqlite":
+                    connection.exec_driver_sql("PRAGMA query_only = ON")
+                elif backend in ("postgresql", "mysql", "mariadb"):
+                    # first statement of the transaction (SQLAlchemy begins it implicitly)
+                    connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            except sa.exc.DBAPIError as error:
+                raise _database_error(
+                    error, url, "opening a read-only transaction", connecting=True
+                ) from None
+            try:
+                yield connection
+            finally:
+                if connection.in_transaction():
+                    connection.rollback()
+    finally:
+        engine.dispose()
+
+
+def _check_target(table: str | None, query: str | None) -> None:
+    if (table is None) == (query is None):
+        raise ConfigError("give exactly one of `table` or `query` for a SQL source")
+
+
+def _reflect(connection: Connection, table: str, schema: str | None, url: str) -> sa.Table:
+    try:
+        return sa.Table(table, sa.MetaData(), schema=schema, autoload_with=connection)
+    except sa.exc.NoSuchTableError:
+        inspector = sa.inspect(connection)
+        try:
+            names = inspector.get_table_names(schema=schema) + inspector.get_view_names(
+                schema=schema
+            )
+        except sa.exc.DBAPIError:
+            names = []
+        close = difflib.get_close_matches(table, names, n=1, cutoff=0.6)
+        place = f"schema `{schema}`" if schema else "the database"
+        hint = f"did you mean `{close[0]}`?" if close else "fix `table` (or `schema`)"
+        raise ConfigError(
+            f"{_masked(url)}: no table or view `{table}` in {place} (there: "
+            f"{', '.join(sorted(names)) or 'none'}) — {hint}"
+        ) from None
+    except sa.exc.DBAPIError as error:
+        raise _database_error(error, url, f"reading the definition of `{table}`") from None
+
+
+def _match_columns(wanted: Sequence[str], available: Sequence[str], where: str) -> list[str]:
+    """The available column each wanted name designates (exact, else same `header_key`)."""
+    matched = []
+    for name in wanted:
+        if name in available:
+            matched.append(name)
+            continue
+        same = [column for column in available if header_key(column) == header_key(name)]
+        if len(same) != 1:
+            close = difflib.get_close_matches(name, list(available), n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else "fix `key`"
+            raise ConfigError(
+                f"{where}: key column `{name}` is not among the columns"
+                f" ({', '.join(available)}) — {hint}"
+            )
+        matched.append(same[0])
+    return matched
+
+
+def _source_rows(
+    frame: pd.DataFrame, label: str, key: Sequence[str], key_labels: Sequence[str], offset: int
+) -> pd.Series:
+    if not key:
+        numbers = pd.Series(np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64))
+        return f"{label}:row " + numbers.astype("str")
+    rows = pd.Series(f"{label}:", index=frame.index, dtype="str")
+    for position, (name, column) in enumerate(zip(key, key_labels, strict=True)):
+        rows = rows + ("," if position else "") + f"{name}=" + frame[column]
+    return rows.reset_index(drop=True)
+
+
+def read_sql(
+    url: str,
+    *,
+    table: str | None = None,
+    schema: str | None = None,
+    query: str | None = None,
+    key: Sequence[str] = (),
+    chunk_rows: int = 50_000,
+) -> RawTable:
+    """Read a table (every column) or a query's result as text, `chunk_rows` rows at a time.
+
+    Lineage: `table:id=42` (`key` columns) or `table:row 7`; `query` stands for the table name
+    of a query. The fingerprint hashes the column names and every text value in order, so any
+    change of a value changes it. A table is read in key (or primary key) order so the row
+    numbers and the fingerprint do not depend on the storage order.
+    """
+    _check_target(table, query)
+    if chunk_rows < 1:
+        raise ConfigError("chunk_rows must be at least 1")
+    label = table or "query"
+    where = f"{_masked(url)} {label}"
+    with _read_only_connection(url) as connection:
+        if table is not None:
+            reflected = _reflect(connection, table, schema, url)
+            names = [column.name for column in reflected.columns]
+            key_columns = _match_columns(key, names, where)
+            order = key_columns or [column.name for column in reflected.primary_key.columns]
+            statement: sa.Executable = sa.select(reflected).order_by(
+                *(reflected.c[name] for name in order)
+            )
+        else:
+            statement = sa.text(query)  # type: ignore[arg-type]
+        streaming = connection.execution_options(stream_results=True, yield_per=chunk_rows)
+        try:
+            result = streaming.execute(statement)
+        except sa.exc.DBAPIError as error:
+            raise _database_error(error, url, f"reading {label}") from None
+        with result:
+            names = list(map(str, result.keys()))
+            labels = unique_labels(names)
+            key_labels = [labels[names.index(name)] for name in _match_columns(key, names, where)]
+            hasher = hashlib.sha256()
+            hasher.update("\0".join(labels).encode())
+            frames: list[pd.DataFrame] = []
+            rows: list[pd.Series] = []
+            count = 0
+            try:
+                for part in result.partitions():
+                    with gc_paused():
+                        chunk = pd.DataFrame(
+                            {
+                                column: column_text(list(map(itemgetter(index), part)))
+                                for index, column in enumerate(labels)
+                            }
+                        )
+                    hasher.update(
+                        pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes()
+                    )
+                    rows.append(_source_rows(chunk, label, key, key_labels, count))
+                    frames.append(chunk)
+                    count += len(chunk)
+            except sa.exc.DBAPIError as error:
+                raise _database_error(error, url, f"reading {label}") from None
+    hasher.update(str(count).encode())
+    if frames:
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        source_rows = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
+    else:
+        frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in labels})
+        source_rows = pd.Series([], dtype="str")
+    return RawTable(
+        frame=frame,
+        source_rows=source_rows.rename(None),
+        fingerprint=hasher.hexdigest(),
+        origin=f"{_masked(url)} {f'{schema}.' if schema else ''}{label}",
+    )
+
+
+def read_sql_header(
+    url: str,
+    *,
+    table: str | None = None,
+    schema: str | None = None,
+    query: str | None = None,
+) -> list[str]:
+    """The column names a `read_sql` call would give, without reading the rows."""
+    _check_target(table, query)
+    with _read_only_connection(url) as connection:
+        if table is not None:
+            reflected = _reflect(connection, table, schema, url)
+            return unique_labels([column.name for column in reflected.columns])
+        try:
+            result = connection.execution_options(stream_results=True).execute(sa.text(query))  # type: ignore[arg-type]
+        except sa.exc.DBAPIError as error:
+            raise _database_error(error, url, "running the query") from None
+        with result:
+            return unique_labels(list(map(str, result.keys())))
