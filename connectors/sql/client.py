@@ -252,8 +252,16 @@ def read_sql(
             names = [column.name for column in reflected.columns]
             key_columns = _match_columns(key, names, where)
             order = key_columns or [column.name for column in reflected.primary_key.columns]
-            statement: sa.Executable = sa.select(reflected).order_by(
-                *(reflected.c[name] for name in order)
+            # the driver's own values: no SQLAlchemy result processing (MySQL DOUBLE would
+            # come back as a Decimal rounded to 10 places, SQLite text dates re-parsed)
+            raw_columns = [
+                sa.type_coerce(column, sa.types.NullType()).label(column.name)
+                for column in reflected.columns
+            ]
+            statement: sa.Executable = (
+                sa.select(*raw_columns)
+                .select_from(reflected)
+                .order_by(*(reflected.c[name] for name in order))
             )
         else:
             statement = sa.text(query)  # type: ignore[arg-type]
