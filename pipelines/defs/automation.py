@@ -1,7 +1,5 @@
 """The nightly job and its schedule: every landlord at 02:00 Europe/Paris."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from pipelines.defs.partitions import landlord_partitions

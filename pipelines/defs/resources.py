@@ -1,7 +1,5 @@
 """Resources: thin wrappers that hand the assets their clients."""
 
-from __future__ import annotations
-
 import os
 from functools import cache
 

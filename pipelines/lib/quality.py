@@ -331,10 +331,9 @@ def _failure(item: ContractExpectation, result: Any, spec: EntitySpec, frame: pd
         "unexpected_count": int(payload.get("unexpected_count") or 0),
         "failing_keys": [],
     }
-    exception = result.exception_info or {}
-    if exception.get("raised_exception"):
-        message = str(exception.get("exception_message") or "GX raised an exception")
-        failure["error"] = message.splitlines()[0][:300]
+    error = _exception_message(result.exception_info)
+    if error is not None:
+        failure["error"] = error
         return failure
     if "observed_value" in payload:
         failure["observed_value"] = _plain(payload["observed_value"])
@@ -347,6 +346,19 @@ def _failure(item: ContractExpectation, result: Any, spec: EntitySpec, frame: pd
     elif item.reports_values and item.columns and item.columns[0] in frame.columns:
         failure["sample_values"] = _distinct_text(frame[item.columns[0]].dropna())
     return failure
+
+
+def _exception_message(exception_info: Any) -> str | None:
+    """The first error GX caught while computing the expectation (e.g. a missing column)."""
+    if not isinstance(exception_info, dict):
+        return None
+    # One entry per metric that failed to compute, or (older shape) a single flat entry.
+    entries = [exception_info] if "raised_exception" in exception_info else exception_info.values()
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            message = str(entry.get("exception_message") or "great-expectations raised an error")
+            return message.removeprefix("Error: ").splitlines()[0][:300]
+    return None
 
 
 def _failing_positions(index_list: list) -> list[int]:
@@ -414,7 +426,7 @@ def _plain(value: Any) -> Any:
 def _describe_failure(failure: dict) -> str:
     name = failure["expectation"]
     if "error" in failure:
-        return f"{name}: error {failure['error']}"
+        return f"{name}: {failure['error']}"
     keys = failure["failing_keys"][:_KEYS_IN_SUMMARY]
     if keys:
         rows = failure["unexpected_count"]

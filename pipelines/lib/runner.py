@@ -108,6 +108,7 @@ def run_landlords(landlords: list[str], *, full_refresh: bool = False) -> list[L
             instance=instance,
             raise_on_error=False,
             tags={RUN_TAG_FULL_REFRESH: str(full_refresh).lower(), "datafix/launched_by": "cli"},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         outcome.run_id = result.run_id
         outcome.success = result.success
@@ -118,8 +119,7 @@ def run_landlords(landlords: list[str], *, full_refresh: bool = False) -> list[L
 def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) -> None:
     entities = {name: EntityOutcome(name) for name in ENTITIES}
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
-        assert materialization is not None
+        materialization = event.materialization
         name = materialization.asset_key.path[-1]
         stage, _, entity = name.partition("_")
         if entity not in entities:

@@ -1,7 +1,5 @@
 """Load: one warehouse asset per entity, upserting canonical rows and recording quarantine."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from pipelines.defs.partitions import landlord_partitions

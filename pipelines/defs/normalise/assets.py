@@ -1,7 +1,5 @@
 """Normalise: one canonical asset per entity, mapping raw rows through the datafix."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from connectors.errors import ConnectorError

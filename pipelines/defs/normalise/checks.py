@@ -4,8 +4,6 @@ A failed contract stops that landlord's load of the entity in the same run, and 
 names the failing business keys so an integration engineer knows which rows to look at.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
 from pipelines.defs.partitions import landlord_partitions

@@ -1,7 +1,5 @@
 """Pull: one raw asset per canonical entity, reading the source the landlord's datafix names."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from connectors.errors import ConnectorError

@@ -1,7 +1,5 @@
 """The inbox sensor: a file landing in a landlord's inbox starts that landlord's run."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from connectors.errors import ConnectorError
