@@ -985,7 +985,10 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
     quotes = _with_defects(quotes, {5: UNKNOWN_CODE, 30: BAD_DATE, 60: BLANK_REF})
     rated = _index_where(completions, lambda completion: completion.rating is not None, 25)
     completions = _with_defects(completions, {rated: OUT_OF_RANGE, 80: BLANK_REF, 140: BAD_DATE})
-    invoices = _with_defects(invoices, {12: BLANK_REF, 47: UNKNOWN_CODE, 90: BAD_AMOUNT})
+    # odd cents: 5.5 % of the amount then has five decimals, which no reading can take for an
+    # amount (three decimals, `6.545`, would look like a thousands separator)
+    odd_cents = _index_where(invoices, lambda invoice: invoice.amount_cents % 2 == 1, 90)
+    invoices = _with_defects(invoices, {12: BLANK_REF, 47: UNKNOWN_CODE, odd_cents: BAD_AMOUNT})
 
     workbook = Workbook()
     sheet = workbook.active
@@ -1074,7 +1077,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
             amount = _Cell(_french_amount(invoice.amount_cents, thousands=NNBSP, euro=True), "@")
         else:
             amount = _money_cell(invoice.amount_cents)
-        # an unrounded formula result pasted as a value: 5.5 % VAT with four decimals
+        # an unrounded formula result pasted as a value: 5.5 % VAT with five decimals
         vat = (
             _Cell(invoice.amount_cents * 55 / 100_000, _EURO_FORMAT)
             if invoice.defect == BAD_AMOUNT
