@@ -361,7 +361,13 @@ class EntityTransformer:
         no_error = pd.Series(pd.NA, index=index, dtype="str")
         if rule is None:
             return _FieldResult(_empty(column, index), no_error, no_error.copy())
-        where = f"{name} ← column '{rule.from_ or ', '.join(rule.source_columns)}'"
+        columns = rule.source_columns
+        if not columns:
+            where = f"{name} (constant)"
+        elif len(columns) == 1:
+            where = f"{name} ← column '{columns[0]}'"
+        else:
+            where = f"{name} ← columns " + " + ".join(f"'{column}'" for column in columns)
         if rule.debit is not None and rule.credit is not None:
             values, errors, messages = self._fold_debit_credit(rule, data, labels, where)
         else:
