@@ -150,8 +150,10 @@ def _combine_header(
     return labels
 
 
-def _text_cells(cells: Sequence[str]) -> int:
-    return sum(1 for cell in cells if _LETTER.search(cell))
+def _text_labels(labels: Sequence[str]) -> int:
+    """Distinct labels with a letter in them: a merged title spread over the columns counts
+    once, numbers and dates not at all."""
+    return len({header_key(label) for label in labels if _LETTER.search(label)})
 
 
 def _find_header(
@@ -166,17 +168,21 @@ def _find_header(
     """Index (into `rows`) of the first header row and the combined labels, for `auto`.
 
     The earliest candidate holding the most expected columns wins; with no expected columns,
-    the earliest holding the most cells with letters in them.
+    the earliest holding the most distinct labels with letters in them. A header spanning
+    several rows has no blank row (else a blank line above a one-row header would tie).
     """
     expected = {header_key(column) for column in expected_columns} - {""}
     best: tuple[int, int, list[str]] | None = None
     last_start = min(HEADER_SCAN_ROWS, len(rows) - header_rows + 1)
     for start in range(max(last_start, 0)):
-        labels = _combine_header(rows[start : start + header_rows], merged_for(start))
+        block = rows[start : start + header_rows]
+        if header_rows > 1 and not all(any(cell.strip() for cell in row) for row in block):
+            continue
+        labels = _combine_header(block, merged_for(start))
         score = (
             len(expected & {header_key(label) for label in labels})
             if expected
-            else _text_cells(labels)
+            else _text_labels(labels)
         )
         if best is None or score > best[0]:
             best = (score, start, labels)
@@ -634,6 +640,17 @@ def _csv_header(
     return separator, end, data_line, labels, cells[end:]
 
 
+def _table_width(labels: Sequence[str], head_data: Sequence[Sequence[str]]) -> int:
+    """Fields per record: the header's, or the count most data lines share when that is more
+    (a header written without its trailing separators). A lone longer line stays an error."""
+    counts: dict[int, int] = {}
+    for fields in head_data:
+        if fields:
+            counts[len(fields)] = counts.get(len(fields), 0) + 1
+    usual = max(counts, key=lambda width: (counts[width], width)) if counts else 0
+    return max(len(labels), usual)
+
+
 def _read_one_csv(
     path: Path,
     *,
@@ -648,7 +665,7 @@ def _read_one_csv(
     separator, skip, data_line, labels, head_data = _csv_header(
         path, chosen, separator, header_row, header_rows, expected_columns
     )
-    width = max([len(labels), *(len(fields) for fields in head_data)])
+    width = _table_width(labels, head_data)
     labels = labels + [""] * (width - len(labels))
     try:
         frame = pd.read_csv(
@@ -792,7 +809,7 @@ def _csv_header_labels(
     _, _, _, labels, head_data = _csv_header(
         path, chosen, separator, header_row, header_rows, expected_columns
     )
-    width = max([len(labels), *(len(fields) for fields in head_data)])
+    width = _table_width(labels, head_data)
     labels = labels + [""] * (width - len(labels))
     kept = _final_labels(
         labels, lambda index: any(index < len(row) and row[index] != "" for row in head_data)
