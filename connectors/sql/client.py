@@ -107,8 +107,8 @@ def _engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except Exception:
-        raise ConfigError(
-            f"`{_masked(url)}` is not a database URL — write it like"
+        raise ConfigError(  # not echoed: an unparsable URL may hold a password anywhere
+            "the datafix `url` is not a database URL — write it like"
             " postgresql+psycopg://user:${DB_PASSWORD}@host:5432/database"
         ) from None
     if parsed.get_backend_name() == "sqlite":
