@@ -196,9 +196,10 @@ def _tenant(rng: random.Random, ref: str, lease_prefix: str, dwelling_ref: str) 
     rent_cents = rng.randint(28_000, 72_000)
     aid_cents = rng.randint(9_000, min(32_000, rent_cents - 5_000)) if housing_aid != "none" else 0
     in_arrears = rng.random() < 0.15
-    channels = {"sms": 20, "email": 15, "letter": 65} if age_band == "60_plus" else {
-        "sms": 55, "email": 35, "letter": 10,
-    }  # fmt: skip
+    senior = age_band == "60_plus"
+    channels = (
+        {"sms": 20, "email": 15, "letter": 65} if senior else {"sms": 55, "email": 35, "letter": 10}
+    )
     return _Tenant(
         ref=ref,
         lease_ref=f"{lease_prefix}{move_in.year}-{ref[-4:]}",
@@ -499,21 +500,16 @@ def _write_loire_habitat(inbox: Path) -> list[Path]:
     debit_total = credit_total = 0
     for number, entry in enumerate(entries, start=1):
         debit = credit = ""
+        cents = entry.amount_cents
+        # debits go to Débit and credits to Crédit, except that this ledger posts credit notes
+        # as negative debits, and every other rejected direct debit as a negative credit
+        as_negative = entry.kind == "credit_note" or (entry.kind == "rejected_debit" and number % 2)
         if entry.defect == BAD_AMOUNT:
             debit = "12,5O"
-        elif entry.kind == "credit_note" or (entry.kind == "rejected_debit" and number % 2):
-            # some ledgers post a credit note as a negative debit, a reject as a negative credit
-            if entry.amount_cents < 0:
-                debit, debit_total = amount(entry.amount_cents), debit_total + entry.amount_cents
-            else:
-                credit, credit_total = (
-                    amount(-entry.amount_cents),
-                    credit_total - entry.amount_cents,
-                )
-        elif entry.amount_cents > 0:
-            debit, debit_total = amount(entry.amount_cents), debit_total + entry.amount_cents
+        elif (cents > 0) != as_negative:
+            debit, debit_total = amount(cents), debit_total + cents
         else:
-            credit, credit_total = amount(-entry.amount_cents), credit_total - entry.amount_cents
+            credit, credit_total = amount(-cents), credit_total - cents
         if entry.defect == UNKNOWN_CODE:
             code = "TRF"
         elif entry.kind == "housing_aid":
@@ -999,7 +995,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
         _OPALE_ORDER_HEADERS,
         [
             [
-                _Cell("" if order.defect == BLANK_REF else order.ref),
+                _Cell(None if order.defect == BLANK_REF else order.ref),
                 _Cell(order.contractor),
                 _Cell(order.dwelling_ref),
                 _Cell(_OPALE_CATEGORY[order.category]),
@@ -1028,7 +1024,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
         [
             [
                 _Cell(quote.ref),
-                _Cell("" if quote.defect == BLANK_REF else quote.order_ref),
+                _Cell(None if quote.defect == BLANK_REF else quote.order_ref),
                 _Cell(_yes_no(quote.additional_works)),
                 _money_cell(quote.amount_cents),
                 _Cell(
@@ -1056,7 +1052,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
         completion_rows.append(
             [
                 _Cell(completion.ref),
-                _Cell("" if completion.defect == BLANK_REF else completion.order_ref),
+                _Cell(None if completion.defect == BLANK_REF else completion.order_ref),
                 completed_at,
                 _Cell(completion.technician),
                 _Cell(_yes_no(completion.tenant_absent)),
@@ -1086,7 +1082,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
         invoice_rows.append(
             [
                 _Cell(invoice.ref),
-                _Cell("" if invoice.defect == BLANK_REF else invoice.order_ref),
+                _Cell(None if invoice.defect == BLANK_REF else invoice.order_ref),
                 _Cell(
                     "Avoir" if invoice.defect == UNKNOWN_CODE else _OPALE_INVOICE_KIND[invoice.kind]
                 ),
