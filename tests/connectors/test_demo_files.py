@@ -267,7 +267,8 @@ def _read_source(home: Path, datafix: Datafix, mapping: EntityMapping) -> list[d
     else:
         assert isinstance(source, XlsxSource)
         (path,) = inbox.glob(source.path)
-        sheet = openpyxl.load_workbook(path)[mapping.sheet or source.sheet or "Commandes"]
+        book = openpyxl.load_workbook(path)
+        sheet = book[mapping.sheet or source.sheet or book.sheetnames[0]]
         top = [sheet.cell(4, column).value for column in range(1, sheet.max_column + 1)]
         for merged in sheet.merged_cells.ranges:  # a merged header cell names every column below
             if merged.min_row == 4:
