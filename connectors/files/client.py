@@ -24,7 +24,6 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -372,20 +371,21 @@ _ARROW_KINDS: dict[type, pa.DataType] = {
 
 
 def _arrow_text(
-    values: Sequence[object], kinds: set[type], midnight_as_date: bool
+    values: Sequence[object], kinds: set[type], midnight_as_date: bool, *, has_text: bool
 ) -> pa.Array | None:
     """Whole-column conversion through Arrow for a column of one type (plus blanks); None when
     the column does not fit (a stray text, an out-of-range integer, timezone-aware values)."""
     if kinds == {dt.date, dt.datetime}:
         # a date-time column in which calamine returned the midnights as dates
         combine, zero = dt.datetime.combine, dt.time()
-        cleaned: list[Any] = [
+        cleaned: Sequence[Any] = [
             None if value == "" else combine(value, zero) if value.__class__ is dt.date else value  # type: ignore[arg-type]
             for value in values
         ]
         kind: type = dt.datetime
     else:
-        cleaned = [None if value == "" else value for value in values]
+        # blank cells are "" among the values: make them nulls (None already are)
+        cleaned = [None if value == "" else value for value in values] if has_text else values
         (kind,) = kinds
     try:
         array = pa.array(cleaned, type=_ARROW_KINDS[kind])
@@ -426,6 +426,7 @@ def column_text(values: Sequence[object], *, midnight_as_date: bool = False) -> 
     cells) goes through Arrow in one call; only mixed columns are converted value by value.
     """
     kinds = set(map(type, values))
+    has_text = str in kinds
     kinds.discard(str)
     if not kinds:
         return pd.Series(pa.array(values, type=pa.large_string()).to_pandas(), dtype="str")
@@ -433,7 +434,7 @@ def column_text(values: Sequence[object], *, midnight_as_date: bool = False) -> 
     if (len(kinds) == 1 and kinds <= _ARROW_KINDS.keys()) or (
         midnight_as_date and kinds == {dt.date, dt.datetime}
     ):
-        converted = _arrow_text(values, kinds, midnight_as_date)
+        converted = _arrow_text(values, kinds, midnight_as_date, has_text=has_text)
         if converted is not None:
             return pd.Series(converted.to_pandas(), dtype="str")
     return pd.Series(
@@ -1009,15 +1010,11 @@ def _sheet_table(
         expected_columns=expected_columns,
     )
     data = rows[start + header_rows :]
-    width = max(len(labels), len(rows[0]))
+    width = len(rows[0])  # every row has the sheet's width (calamine and openpyxl alike)
     labels = labels + [""] * (width - len(labels))
+    columns = list(zip(*data, strict=True)) if data else [()] * width
     frame = pd.DataFrame(
-        {
-            index: column_text(list(map(itemgetter(index), data)), midnight_as_date=True)
-            if index < len(rows[0])
-            else pd.Series([""] * len(data), dtype="str")
-            for index in range(width)
-        },
+        {index: column_text(column, midnight_as_date=True) for index, column in enumerate(columns)},
         index=pd.RangeIndex(len(data)),
     )
     first = start + header_rows + 1
