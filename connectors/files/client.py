@@ -214,7 +214,7 @@ def _case_insensitive(pattern: str) -> str:
             in_class = True
         elif char == "]":
             in_class = False
-        if not in_class and char.lower() != char.upper():
+        if not in_class and char.lower() != char.upper() and len(char.upper()) == 1:
             out.append(f"[{char.lower()}{char.upper()}]")
         else:
             out.append(char)
@@ -465,6 +465,15 @@ def _explicit_encoding(encoding: str, path: Path) -> str:
         ) from None
 
 
+def _encoding_for(encoding: str, head: bytes, path: Path) -> str | None:
+    """The codec for a declared encoding; `utf-8` on a file with a BOM reads past the BOM.
+    None for `auto` without a BOM: the whole file decides."""
+    if encoding == "auto":
+        return _bom_encoding(head)
+    chosen = _explicit_encoding(encoding, path)
+    return "utf-8-sig" if chosen == "utf-8" and head.startswith(codecs.BOM_UTF8) else chosen
+
+
 def _bom_encoding(head: bytes) -> str | None:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -482,7 +491,7 @@ def _scan_csv(path: Path, encoding: str, hasher: Any) -> tuple[str, int]:
         block = stream.read(BLOCK_SIZE)
         if not block:
             raise SourceDataError(f"{path.name}: the file is empty — export it again")
-        chosen = _bom_encoding(block) if encoding == "auto" else _explicit_encoding(encoding, path)
+        chosen = _encoding_for(encoding, block, path)
         utf8_check = codecs.getincrementaldecoder("utf-8")() if chosen is None else None
         text_lines = None  # UTF-16 and the like: count line ends in the decoded text
         if chosen is not None and not _ascii_compatible(chosen):
@@ -525,12 +534,13 @@ def _decode_error(path: Path, encoding: str) -> SourceDataError:
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as error:
-                start = max(error.start, 0)
-                position = offset + start
-                line += block[:start].count(b"\n")
+                # error.object is the bytes kept from the previous block followed by this one
+                data, start = error.object, max(error.start, 0)
+                position = offset - (len(data) - len(block)) + start
+                line += data[:start].count(b"\n")
                 other = "utf-8" if codecs.lookup(encoding).name != "utf-8" else "cp1252"
                 return SourceDataError(
-                    f"{path.name}:{line}: byte {position} (0x{block[start]:02x}) is not valid"
+                    f"{path.name}:{line}: byte {position} (0x{data[start]:02x}) is not valid"
                     f" {encoding} — set `encoding: {other}` (cp1252 is what French Excel"
                     " writes) or export the file again as UTF-8"
                 )
@@ -795,18 +805,15 @@ def _csv_header_labels(
     header_rows: int = 1,
     expected_columns: Sequence[str] = (),
 ) -> list[str]:
-    if encoding == "auto":
-        with path.open("rb") as stream:
-            head = stream.read(1 << 16)
-        chosen = _bom_encoding(head)
-        if chosen is None:
-            try:
-                codecs.getincrementaldecoder("utf-8")().decode(head)
-                chosen = "utf-8"
-            except UnicodeDecodeError:
-                chosen = "cp1252"
-    else:
-        chosen = _explicit_encoding(encoding, path)
+    with path.open("rb") as stream:
+        head = stream.read(1 << 16)
+    chosen = _encoding_for(encoding, head, path)
+    if chosen is None:  # auto, judged on the head only: cheap, and the header is there
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head)
+            chosen = "utf-8"
+        except UnicodeDecodeError:
+            chosen = "cp1252"
     _, _, _, labels, head_data = _csv_header(
         path, chosen, separator, header_row, header_rows, expected_columns
     )

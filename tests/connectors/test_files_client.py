@@ -768,3 +768,12 @@ def test_csv_rows_wider_than_a_short_header(tmp_path: Path) -> None:
     table = read_csv([path])
     assert list(table.frame.columns) == ["Réf", "Montant", "column 3"]
     assert table.frame["column 3"].tolist() == ["", "", "x"]
+
+
+@pytest.mark.parametrize("encoding", ["auto", "utf-8", "UTF8", "utf-8-sig"])
+def test_csv_bom_never_reaches_the_first_label(tmp_path: Path, encoding: str) -> None:
+    path = write_text(tmp_path / "x.csv", ["Réf;Nom", "R1;Zoé"], encoding="utf-8-sig")
+    table = read_csv([path], encoding=encoding)
+    assert list(table.frame.columns) == ["Réf", "Nom"]
+    assert read_header([path], kind="csv", encoding=encoding) == ["Réf", "Nom"]
+    assert table.source_rows.tolist() == ["x.csv:2"]
