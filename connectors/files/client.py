@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from python_calamine import CalamineWorkbook
 
 from connectors.errors import ConfigError, SourceDataError
 from connectors.files.models import RawTable
@@ -736,10 +737,14 @@ def _assemble(
         if significant(labels) != reference:
             missing = sorted(set(reference) - set(significant(labels)) - {""})
             extra = sorted(set(significant(labels)) - set(reference) - {""})
+            difference = (
+                f"missing: {', '.join(missing) or 'none'}; extra: {', '.join(extra) or 'none'}"
+                if missing or extra
+                else "the same columns in another order"
+            )
             raise SourceDataError(
-                f"{path.name}: its header differs from {first_path.name}'s"
-                f" (missing: {missing or 'none'}; extra: {extra or 'none'}; or another order)"
-                " — read the files separately or export them with the same columns"
+                f"{path.name}: its header differs from {first_path.name}'s ({difference}) —"
+                " read the files separately or export them with the same columns"
             )
     width = max(frame.shape[1] for _, _, frame, _ in parts)
     labels = first_labels + [""] * (width - len(first_labels))
@@ -837,8 +842,6 @@ class _Workbook:
         self._calamine: Any = None
         self._openpyxl: Any = None
         try:
-            from python_calamine import CalamineWorkbook
-
             self._calamine = CalamineWorkbook.from_path(str(path))
             self.sheet_names: list[str] = list(self._calamine.sheet_names)
         except Exception as calamine_error:
@@ -897,6 +900,7 @@ class _Workbook:
                     " workbook in Excel and save it again"
                 ) from None
         worksheet = self._openpyxl[sheet]
+        worksheet.reset_dimensions()  # the declared used range may be wrong: read every row
         rows = []
         for row in worksheet.iter_rows(min_row=1, min_col=1, max_row=limit, values_only=True):
             rows.append(["" if value is None else value for value in row])

@@ -19,6 +19,7 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+import python_calamine
 
 from connectors.errors import ConfigError, SourceDataError
 from connectors.files import client
@@ -692,8 +693,6 @@ def test_xlsx_not_a_workbook_names_the_file(tmp_path: Path, content: bytes) -> N
 def test_xlsx_openpyxl_fallback_reads_the_same(
     engagements_xlsx: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import python_calamine
-
     expected = read_xlsx([engagements_xlsx], header_rows=2)
 
     def refuse(path: object) -> None:
@@ -777,3 +776,24 @@ def test_csv_bom_never_reaches_the_first_label(tmp_path: Path, encoding: str) ->
     assert list(table.frame.columns) == ["Réf", "Nom"]
     assert read_header([path], kind="csv", encoding=encoding) == ["Réf", "Nom"]
     assert table.source_rows.tolist() == ["x.csv:2"]
+
+
+def test_xlsx_fallback_ignores_a_wrong_declared_used_range(
+    engagements_xlsx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # some generators declare `A1` as the used range: openpyxl would stop after one row
+    with zipfile.ZipFile(engagements_xlsx) as source:
+        items = [(info, source.read(info.filename)) for info in source.infolist()]
+    with zipfile.ZipFile(engagements_xlsx, "w", zipfile.ZIP_DEFLATED) as target:
+        for info, data in items:
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data, count = re.subn(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1"/>', data)
+                assert count == 1
+            target.writestr(info, data)
+
+    def refuse(path: object) -> None:
+        raise python_calamine.CalamineError("unsupported")
+
+    monkeypatch.setattr(python_calamine.CalamineWorkbook, "from_path", refuse)
+    table = read_xlsx([engagements_xlsx], header_rows=2, expected_columns=["N° BT"])
+    assert rows_of(table) == EXPECTED_ENGAGEMENTS
