@@ -1,0 +1,310 @@
+"""Loading and checking datafix files (`pipelines.lib.datafixes`).
+
+The fixture files are in tests/cases/datafixes/: `good/` holds a valid datafix, `bad/` one file
+per kind of mistake, each named after its landlord id (except `wrong-id.yaml`, whose mistake is
+exactly that). Expected line and column numbers are computed from the YAML text itself, so a
+test fails if a problem is reported anywhere but where the mistake is written. The sources'
+CSV exports are generated into the test's own inbox (`$DATAFIX_HOME/inbox/<id>/`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from connectors.errors import ConfigError
+from pipelines.lib.datafixes import (
+    DatafixError,
+    Located,
+    check_datafix,
+    load_datafix,
+    resolve_env,
+)
+
+CASES = Path(__file__).resolve().parents[2] / "cases" / "datafixes"
+GOOD = CASES / "good" / "acme-habitat.yaml"
+BAD = CASES / "bad"
+
+TENANTS_CSV = (
+    "N° locataire;Statut;Date d'entrée;Nom;Prénom;Aide;Occupants;FSL\r\n"
+    "T1;ACT;01/01/2020;Dupont;Jean;APL;2;O\r\n"
+)
+LEDGER_CSV = "N° écriture;N° locataire;Date;Code;Débit;Crédit\r\nE1;T1;01/03/2026;QUIT;512,30;\r\n"
+
+
+def position(path: Path, line_containing: str, token: str | None = None) -> tuple[int, int]:
+    """1-based (line, column) of `token` on the first line of `path` holding `line_containing`."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line_containing in line:
+            return number, line.index(token or line_containing) + 1
+    raise AssertionError(f"{line_containing!r} is not in {path}")
+
+
+def drop_export(hub_home: Path, landlord_id: str, name: str, content: str) -> Path:
+    """Write a cp1252 export into the landlord's default inbox, as French Excel saves it."""
+    inbox = hub_home / "inbox" / landlord_id
+    inbox.mkdir(parents=True, exist_ok=True)
+    path = inbox / name
+    path.write_bytes(content.encode("cp1252"))
+    return path
+
+
+def where(problems: list[Located]) -> list[tuple[int, int]]:
+    return [(problem.line, problem.column) for problem in problems]
+
+
+# --- a good file ----------------------------------------------------------------------------
+
+
+def test_good_datafix_loads_with_the_sha256_of_its_bytes() -> None:
+    loaded = load_datafix(GOOD)
+
+    assert loaded.landlord_id == "acme-habitat"
+    assert loaded.sha == hashlib.sha256(GOOD.read_bytes()).hexdigest()
+    assert loaded.path == GOOD
+    assert set(loaded.datafix.entities) == {"tenants", "ledger_entries"}
+
+
+def test_good_datafix_inbox_defaults_to_the_hub_home(hub_home: Path) -> None:
+    assert load_datafix(GOOD).inbox() == hub_home / "inbox" / "acme-habitat"
+
+
+def test_good_datafix_checks_clean_when_its_exports_are_in_the_inbox(hub_home: Path) -> None:
+    drop_export(hub_home, "acme-habitat", "locataires_2026-03.csv", TENANTS_CSV)
+    drop_export(hub_home, "acme-habitat", "quittancement_2026-03.csv", LEDGER_CSV)
+
+    assert check_datafix(GOOD) == []
+
+
+def test_load_datafix_refuses_a_bad_file_listing_its_problems() -> None:
+    path = BAD / "bad-choice.yaml"
+
+    with pytest.raises(DatafixError) as raised:
+        load_datafix(path)
+
+    line, column = position(path, "map: {ACT: actif", "actif")
+    assert where(raised.value.problems) == [(line, column)]
+    assert str(raised.value).startswith(f"{path}:{line}:{column}: `actif` is not an allowed value")
+
+
+# --- the three mistakes landlord IT makes, each located -------------------------------------
+
+
+@dataclass(frozen=True)
+class Mistake:
+    line_containing: str
+    token: str
+    message: str
+    hint: str
+
+
+SEPARATOR_TYPO = Mistake(
+    "sepparator:", "sepparator", "unknown key `sepparator`", "did you mean `separator`?"
+)
+FIELD_TYPO = Mistake(
+    "tenant_reff:",
+    "tenant_reff",
+    "`tenant_reff` is not a column of tenants",
+    "did you mean `tenant_ref`?",
+)
+HEADER_TYPO = Mistake(
+    'from: "Date d\'entre"',
+    '"Date d\'entre"',
+    "column `Date d'entre` is not in the header of `locataires`",
+    "did you mean `Date d'entrée`?",
+)
+THREE_MISTAKES = (SEPARATOR_TYPO, FIELD_TYPO, HEADER_TYPO)
+
+
+def three_mistakes_file(tmp_path: Path, keep: tuple[Mistake, ...]) -> Path:
+    """three-mistakes.yaml with the mistakes not in `keep` corrected."""
+    text = (BAD / "three-mistakes.yaml").read_text(encoding="utf-8")
+    fixes = {
+        SEPARATOR_TYPO: ("sepparator:", "separator:"),
+        FIELD_TYPO: ('      tenant_reff: "N° locataire"\n', ""),
+        HEADER_TYPO: ('"Date d\'entre"', '"Date d\'entrée"'),
+    }
+    for mistake, (wrong, right) in fixes.items():
+        if mistake not in keep:
+            text = text.replace(wrong, right)
+    path = tmp_path / "three-mistakes.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        pytest.param(SEPARATOR_TYPO, id="unknown-csv-option"),
+        pytest.param(FIELD_TYPO, id="field-not-canonical"),
+        pytest.param(HEADER_TYPO, id="column-not-in-header"),
+    ],
+)
+def test_each_mistake_alone_is_located_with_a_did_you_mean(
+    mistake: Mistake, tmp_path: Path, hub_home: Path
+) -> None:
+    drop_export(hub_home, "three-mistakes", "locataires_2026-03.csv", TENANTS_CSV)
+    path = three_mistakes_file(tmp_path, keep=(mistake,))
+
+    problems = check_datafix(path)
+
+    assert where(problems) == [position(path, mistake.line_containing, mistake.token)]
+    assert problems[0].message == mistake.message
+    assert problems[0].hint == mistake.hint
+
+
+def test_check_reports_all_three_mistakes_in_one_pass(hub_home: Path) -> None:
+    """Landlord IT fixes a file in one pass: every problem is reported at once."""
+    path = BAD / "three-mistakes.yaml"
+    drop_export(hub_home, "three-mistakes", "locataires_2026-03.csv", TENANTS_CSV)
+
+    problems = check_datafix(path)
+
+    assert where(problems) == [position(path, m.line_containing, m.token) for m in THREE_MISTAKES]
+    assert [p.message for p in problems] == [m.message for m in THREE_MISTAKES]
+    assert all("did you mean" in problem.hint for problem in problems)
+
+
+# --- one file per other mistake -------------------------------------------------------------
+
+
+def test_unset_variable_is_reported_at_its_line(
+    hub_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATAFIX_TEST_UNSET_PASSWORD", raising=False)
+    path = BAD / "unset-variable.yaml"
+
+    problems = check_datafix(path)
+
+    at = position(path, "url:", '"postgresql')
+    assert problems, "an unset variable must be reported"
+    assert set(where(problems)) == {at}
+    assert "environment variable `DATAFIX_TEST_UNSET_PASSWORD` is not set" in [
+        problem.message for problem in problems
+    ]
+    assert all("DATAFIX_TEST_UNSET_PASSWORD" in problem.message for problem in problems)
+
+
+def test_a_set_variable_is_not_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATAFIX_TEST_UNSET_PASSWORD", "secret")
+
+    problems = check_datafix(BAD / "unset-variable.yaml", probe_sources=False)
+
+    assert problems == []
+
+
+def test_glob_matching_no_file_is_reported_at_path(hub_home: Path) -> None:
+    path = BAD / "no-matching-file.yaml"
+    drop_export(hub_home, "no-matching-file", "tenants.csv", TENANTS_CSV)
+
+    problems = check_datafix(path)
+
+    assert where(problems) == [position(path, "path:", '"locataires_*.csv"')]
+    assert "no file matches `locataires_*.csv`" in problems[0].message
+    assert "tenants.csv" in problems[0].message  # what is there instead
+
+
+def test_invalid_yaml_is_reported_with_its_line() -> None:
+    path = BAD / "invalid-yaml.yaml"
+
+    problems = check_datafix(path)
+
+    # the parser stops at the second `: ` of the unquoted value
+    assert where(problems) == [position(path, "name: Invalid YAML:", ": Habitat")]
+    assert problems[0].message.startswith("not valid YAML")
+    assert "quote values" in problems[0].hint
+
+
+def test_duplicate_key_is_reported_at_the_second_one() -> None:
+    path = BAD / "duplicate-key.yaml"
+    first_line, _ = position(path, 'tenant_ref: "N° locataire"')
+
+    problems = check_datafix(path, probe_sources=False)
+
+    assert where(problems) == [position(path, 'tenant_ref: "N° bail"', "tenant_ref")]
+    assert problems[0].message == (
+        "`tenant_ref` appears twice here; the second one would silently win"
+    )
+    assert f"line {first_line}" in problems[0].hint
+
+
+def test_landlord_id_differing_from_the_file_name_is_reported() -> None:
+    path = BAD / "wrong-id.yaml"
+
+    problems = check_datafix(path, probe_sources=False)
+
+    assert where(problems) == [position(path, "id: acme-habitat", "acme-habitat")]
+    assert problems[0].message == "landlord id `acme-habitat` differs from the file name"
+    assert "wrong-id" in problems[0].hint
+
+
+def test_missing_required_canonical_field_is_reported() -> None:
+    path = BAD / "missing-required.yaml"
+
+    problems = check_datafix(path, probe_sources=False)
+
+    assert where(problems) == [position(path, "fields:")]
+    assert problems[0].message == "tenants needs `status` but the mapping has no rule for it"
+
+
+def test_map_value_outside_the_canonical_choices_gets_a_did_you_mean() -> None:
+    path = BAD / "bad-choice.yaml"
+
+    problems = check_datafix(path, probe_sources=False)
+
+    assert where(problems) == [position(path, "map: {ACT: actif", "actif")]
+    assert problems[0].message == "`actif` is not an allowed value of status"
+    assert problems[0].hint == "did you mean `active`?"
+
+
+# --- how a problem prints -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("located", "printed"),
+    [
+        pytest.param(
+            Located(Path("datafixes/acme.yaml"), 12, 7, "unknown key `sepparator`", "did you mean"),
+            "datafixes/acme.yaml:12:7: unknown key `sepparator`\n    hint: did you mean",
+            id="with-hint",
+        ),
+        pytest.param(
+            Located(Path("datafixes/acme.yaml"), 1, 1, "not UTF-8 text"),
+            "datafixes/acme.yaml:1:1: not UTF-8 text",
+            id="without-hint",
+        ),
+    ],
+)
+def test_located_prints_path_line_column_message_and_hint(located: Located, printed: str) -> None:
+    assert str(located) == printed
+
+
+# --- ${VARIABLE} references -----------------------------------------------------------------
+
+
+def test_resolve_env_substitutes_set_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_DB_USER", "reader")
+    monkeypatch.setenv("ACME_DB_PASSWORD", "s3cret")
+
+    resolved = resolve_env("postgresql://${ACME_DB_USER}:${ACME_DB_PASSWORD}@db/erp")
+
+    assert resolved == "postgresql://reader:s3cret@db/erp"
+
+
+def test_resolve_env_leaves_text_without_references_alone() -> None:
+    assert resolve_env("sqlite:///erp.db $HOME {X}") == "sqlite:///erp.db $HOME {X}"
+
+
+def test_resolve_env_names_the_unset_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_DB_USER", "reader")
+    monkeypatch.delenv("ACME_DB_PASSWORD", raising=False)
+
+    with pytest.raises(ConfigError, match=r"`ACME_DB_PASSWORD` is not set"):
+        resolve_env("postgresql://${ACME_DB_USER}:${ACME_DB_PASSWORD}@db/erp")
+
+
+def test_resolve_env_always_knows_datafix_home(hub_home: Path) -> None:
+    assert resolve_env("${DATAFIX_HOME}/drop") == f"{hub_home.resolve()}/drop"
