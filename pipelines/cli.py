@@ -105,9 +105,15 @@ def preview(landlord: str, entity: str | None, limit: int) -> None:
 @click.option(
     "--full-refresh", is_flag=True, help="Re-read every source even when it did not change."
 )
-def run(landlords: tuple[str, ...], full_refresh: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show Dagster's step logs.")
+def run(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
     """Run the nightly job (pull → normalise → check → load) for landlords (default: all)."""
-    sys.exit(_run_and_report(list(landlords) or landlord_ids(), full_refresh=full_refresh))
+    code = _run_and_report(
+        list(landlords) or landlord_ids(),
+        full_refresh=full_refresh,
+        log_level="INFO" if verbose else "CRITICAL",
+    )
+    sys.exit(code)
 
 
 @main.command()
@@ -156,12 +162,14 @@ def _load_or_exit(landlord: str) -> LoadedDatafix:
         raise click.ClickException(str(error)) from error
 
 
-def _run_and_report(landlords: list[str], *, full_refresh: bool) -> int:
+def _run_and_report(
+    landlords: list[str], *, full_refresh: bool, log_level: str = "CRITICAL"
+) -> int:
     from pipelines.lib.runner import quarantine_sample, run_landlords
 
     if not landlords:
         raise click.ClickException(f"no landlord: {datafixes_dir()} has no datafix file")
-    outcomes = run_landlords(landlords, full_refresh=full_refresh)
+    outcomes = run_landlords(landlords, full_refresh=full_refresh, log_level=log_level)
     failures = 0
     header = f"  {'entity':<16} {'status':<15} {'read':>8} {'loaded':>8} {'quarantined':>11}"
     header += f" {'skipped':>7}  contract"
@@ -178,6 +186,8 @@ def _run_and_report(landlords: list[str], *, full_refresh: bool) -> int:
                 f"  {entity.entity:<16} {entity.status:<15} {entity.read:>8} {entity.loaded:>8}"
                 f" {entity.quarantined:>11} {entity.skipped:>7}  {entity.contract}"
             )
+            if entity.contract == "FAILED" and entity.contract_summary:
+                click.echo(f"      contract: {entity.contract_summary}")
             if entity.failing_keys:
                 click.echo(f"      failing keys: {', '.join(entity.failing_keys[:10])}")
             if entity.error:

@@ -339,8 +339,15 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
             issues.extend(
                 _rule_issues(rule, spec.column(field_name), (*base, "fields", field_name))
             )
+        # a misspelt required field is reported once, as the unknown key it is
+        misspelt = {
+            match
+            for name in mapping.fields
+            if name not in spec.column_names
+            for match in difflib.get_close_matches(name, spec.column_names, n=1, cutoff=0.6)
+        }
         for required in spec.required_columns:
-            if required not in mapping.fields:
+            if required not in mapping.fields and required not in misspelt:
                 issues.append(
                     Issue(
                         path=(*base, "fields"),

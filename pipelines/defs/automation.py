@@ -7,7 +7,6 @@ from pipelines.defs.partitions import landlord_partitions
 nightly_job = dg.define_asset_job(
     name="nightly",
     selection=dg.AssetSelection.groups("pull", "normalise", "load"),
-    partitions_def=landlord_partitions,
     description="Pull, normalise, check and load one landlord's data.",
 )
 

@@ -8,6 +8,7 @@ problems at once so landlord IT fixes a file in one pass.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import types
 import typing
@@ -158,19 +159,24 @@ class _Document:
 
 def read_datafix(path: Path) -> tuple[LoadedDatafix | None, list[Located], _Document]:
     """Parse and validate one file; returns the datafix (when valid) and every problem."""
+    loaded, problems, document, _ = _read_datafix(path)
+    return loaded, problems, document
+
+
+def _read_datafix(
+    path: Path,
+) -> tuple[LoadedDatafix | None, list[Located], _Document, LoadedDatafix | None]:
+    """As read_datafix, plus a best-effort datafix (unknown keys dropped) to check further."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        return (
-            None,
-            [Located(path, 1, 1, f"not UTF-8 text ({error})", "save it as UTF-8")],
-            _Document(path, ""),
-        )
+        problem = Located(path, 1, 1, f"not UTF-8 text ({error})", "save it as UTF-8")
+        return None, [problem], _Document(path, ""), None
     document = _Document(path, text)
     problems = list(document.problems)
     if problems:
-        return None, problems, document
+        return None, problems, document, None
     if not isinstance(document.data, dict):
         problems.append(
             Located(
@@ -181,16 +187,42 @@ def read_datafix(path: Path) -> tuple[LoadedDatafix | None, list[Located], _Docu
                 "start from a demo file in datafixes/",
             )
         )
-        return None, problems, document
+        return None, problems, document, None
+    sha = hashlib.sha256(raw).hexdigest()
     try:
         datafix = Datafix.model_validate(document.data)
     except ValidationError as error:
         problems.extend(document.at(issue) for issue in _pydantic_issues(error))
-        return None, _sorted(problems), document
+        recovered = _without_unknown_keys(document.data, error)
+        if recovered is None:
+            return None, _sorted(problems), document, None
+        datafix = recovered
     problems.extend(document.at(issue) for issue in semantic_issues(datafix, file_stem=path.stem))
+    best_effort = LoadedDatafix(datafix, path, sha)
     if problems:
-        return None, _sorted(problems), document
-    return LoadedDatafix(datafix, path, hashlib.sha256(raw).hexdigest()), [], document
+        return None, _sorted(problems), document, best_effort
+    return best_effort, [], document, best_effort
+
+
+def _without_unknown_keys(data: Any, error: ValidationError) -> Datafix | None:
+    """When unknown keys are the only structural problem, the datafix without them."""
+    details = error.errors()
+    if any(detail["type"] != "extra_forbidden" for detail in details):
+        return None
+    cleaned = copy.deepcopy(data)
+    for detail in details:
+        node, loc = cleaned, tuple(detail["loc"])
+        for element in loc[:-1]:
+            in_mapping = isinstance(node, dict) and element in node
+            in_list = isinstance(node, list) and isinstance(element, int) and element < len(node)
+            if in_mapping or in_list:
+                node = node[element]
+        if isinstance(node, dict):
+            node.pop(loc[-1], None)
+    try:
+        return Datafix.model_validate(cleaned)
+    except ValidationError:
+        return None
 
 
 def load_datafix(path: Path) -> LoadedDatafix:
@@ -242,7 +274,7 @@ def resolve_env(text: str) -> str:
 
 def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
     """Every problem `datafix check` reports for one file (empty list: the file is good)."""
-    loaded, problems, document = read_datafix(path)
+    _, problems, document, best_effort = _read_datafix(path)
     environment = interpolation_env()
     if document.data is not None:
         for yaml_path, name in env_references(document.data):
@@ -258,8 +290,8 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
                         " never go in the datafix itself",
                     )
                 )
-    if loaded is not None and probe_sources:
-        problems.extend(document.at(issue) for issue in _probe_sources(loaded))
+    if best_effort is not None and probe_sources:
+        problems.extend(document.at(issue) for issue in _probe_sources(best_effort))
     return _sorted(problems)
 
 

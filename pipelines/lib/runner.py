@@ -47,6 +47,7 @@ class EntityOutcome:
     quarantined: int = 0
     skipped: int = 0
     contract: str = "-"
+    contract_summary: str = ""
     failing_keys: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -81,7 +82,9 @@ def ensure_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_landlords(landlords: list[str], *, full_refresh: bool = False) -> list[LandlordOutcome]:
+def run_landlords(
+    landlords: list[str], *, full_refresh: bool = False, log_level: str = "CRITICAL"
+) -> list[LandlordOutcome]:
     """Run the nightly job for each landlord in turn; one failure never stops the others."""
     instance = ensure_instance()
     from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
@@ -108,7 +111,7 @@ def run_landlords(landlords: list[str], *, full_refresh: bool = False) -> list[L
             instance=instance,
             raise_on_error=False,
             tags={RUN_TAG_FULL_REFRESH: str(full_refresh).lower(), "datafix/launched_by": "cli"},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
         outcome.run_id = result.run_id
         outcome.success = result.success
@@ -146,11 +149,14 @@ def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) ->
                 continue  # nothing was checked (source unchanged or not configured)
             entities[entity].contract = "passed" if evaluation.passed else "FAILED"
             entities[entity].failing_keys = list(metadata.get("failing_keys") or [])
+            entities[entity].contract_summary = evaluation.description or ""
             if not evaluation.passed:
                 entities[entity].status = "blocked"
                 entities[entity].loaded = 0
     for event in result.get_step_failure_events():
         step = event.step_key or ""
+        if step.endswith("_contract"):
+            continue  # a failed blocking contract is reported with its entity
         stage, _, entity = step.partition("_")
         data = event.step_failure_data
         message = ""

@@ -135,7 +135,8 @@ def parse_cents(values: pd.Series, *, unit: str = "euros") -> tuple[pd.Series, p
 
     Accepts `1 234,56 €` (space, U+00A0 or U+202F thousands), `1.234,56`, `1234.56`,
     `1,234.56`, `-12,50`, `12,50-`, `(12,50)`, `+3`. More than two decimals is an error unless
-    the extra digits are zeros. Returns (cents as Int64, bad mask); blanks are <NA>, not bad.
+    the extra digits after a decimal comma are zeros; `1.234` is ambiguous (1,234 or 1 234?)
+    and refused. Returns (cents as Int64, bad mask); blanks are <NA>, not bad.
     """
     present = values.notna()
     text = values.str.replace(r"[\s\u00a0\u202f€]|(?i:eur)", "", regex=True)
@@ -143,8 +144,10 @@ def parse_cents(values: pd.Series, *, unit: str = "euros") -> tuple[pd.Series, p
     core = text.str.replace(r"^\((.*)\)$", r"\1", regex=True).str.replace(
         r"^[-+]|-$", "", regex=True
     )
-    comma_style = core.str.fullmatch(r"(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?")
-    dot_style = ~comma_style & core.str.fullmatch(r"(?:\d{1,3}(?:,\d{3})+|\d+)\.\d+")
+    # a dot is a thousands separator only where it cannot be a decimal point (`1.234,56`,
+    # `1.234.567`); a lone `1.234` (an Excel number cell) would otherwise become 1 000 × too big
+    comma_style = core.str.fullmatch(r"\d{1,3}(?:\.\d{3})+,\d+|\d{1,3}(?:\.\d{3}){2,}|\d+(?:,\d+)?")
+    dot_style = ~comma_style & core.str.fullmatch(r"(?:\d{1,3}(?:,\d{3})+|\d+)\.\d{1,2}")
     comma_digits = core.str.replace(".", "", regex=False)
     dot_digits = core.str.replace(",", "", regex=False).str.replace(".", ",", regex=False)
     digits = comma_digits.where(comma_style, dot_digits)

@@ -1,0 +1,151 @@
+"""The Dagster code location: definitions, schedule, sensor, and assets run for real.
+
+Level 2 calls assets directly with `dg.build_asset_context`; level 3 materialises a demo
+landlord through `dg.materialize` and reads checks back from the result.
+"""
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from connectors.sandbox.demo_files import DEMO_BAD_ROWS, DEMO_ROWS, write_demo_sources
+from pipelines.definitions import defs
+from pipelines.defs.automation import nightly_schedule
+from pipelines.defs.normalise.assets import build_normalise_asset
+from pipelines.defs.pull.sensors import inbox_sensor
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.datafixes import landlord_ids, load_landlord
+from pipelines.lib.environment import REPO_ROOT
+from pipelines.lib.stages import pull
+from pipelines.lib.warehouse import Warehouse
+from schemas.canonical import ENTITIES
+
+DEFINITIONS = defs()
+
+
+def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
+    keys = {key.to_user_string() for key in DEFINITIONS.resolve_asset_graph().get_all_asset_keys()}
+    expected = {
+        f"{stage}_{entity}" for stage in ("raw", "canonical", "warehouse") for entity in ENTITIES
+    }
+    assert keys == expected
+    checks = DEFINITIONS.resolve_asset_graph().asset_check_keys
+    assert {(c.asset_key.to_user_string(), c.name) for c in checks} == {
+        (f"canonical_{entity}", "contract") for entity in ENTITIES
+    }
+    for spec in DEFINITIONS.resolve_all_asset_check_specs():
+        assert spec.blocking, spec.key
+
+
+def test_partitions_are_the_datafix_files() -> None:
+    job = DEFINITIONS.resolve_job_def("nightly")
+    assert job.partitions_def is not None
+    assert job.partitions_def.get_partition_keys() == landlord_ids()
+    assert landlord_ids() == sorted(p.stem for p in (REPO_ROOT / "datafixes").glob("*.yaml"))
+
+
+def test_nightly_schedule_runs_every_landlord_at_two_in_paris() -> None:
+    assert nightly_schedule.cron_schedule == "0 2 * * *"
+    assert nightly_schedule.execution_timezone == "Europe/Paris"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    )
+    requests = nightly_schedule.evaluate_tick(context).run_requests
+    assert requests is not None
+    assert [r.partition_key for r in requests] == landlord_ids()
+    assert {r.run_key for r in requests} == {f"nightly:{key}:2026-11-23" for key in landlord_ids()}
+
+
+def test_workspace_validates_with_the_dagster_cli() -> None:
+    dagster = Path(sys.executable).parent / "dagster"
+    completed = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_inbox_sensor_requests_one_run_per_file_keyed_by_path_and_mtime(hub_home: Path) -> None:
+    written = write_demo_sources(hub_home)
+    file_sources = {
+        landlord: [p for p in paths if p.suffix in (".csv", ".xlsx")]
+        for landlord, paths in written.items()
+    }
+    with dg.instance_for_test() as instance:
+        result = inbox_sensor(dg.build_sensor_context(instance=instance))
+        requests = result.run_requests or []
+        assert sorted(r.partition_key for r in requests) == sorted(
+            landlord for landlord, paths in file_sources.items() for _ in paths
+        )
+        first_keys = {r.run_key for r in requests}
+        touched = file_sources["loire-habitat"][0]
+        stat = touched.stat()
+        import os
+
+        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        again = inbox_sensor(dg.build_sensor_context(instance=instance)).run_requests or []
+        new_keys = {r.run_key for r in again} - first_keys
+        assert len(new_keys) == 1
+        assert touched.name in next(iter(new_keys))
+
+
+def test_canonical_asset_called_directly_splits_rows_and_rejects(hub_home: Path) -> None:
+    write_demo_sources(hub_home)
+    loaded = load_landlord("loire-habitat")
+    pulled = pull(loaded, "tenants")
+    asset = build_normalise_asset("tenants")
+    context = dg.build_asset_context(partition_key="loire-habitat")
+    output = asset(context=context, datafixes=DatafixesResource(), pulled=pulled)
+    normalised = output.value
+    assert normalised.batch is not None
+    assert normalised.batch.read == DEMO_ROWS["loire-habitat"]["tenants"]
+    assert len(normalised.batch.rejects) == DEMO_BAD_ROWS["loire-habitat"]["tenants"]
+    assert output.metadata["rows_read"].value == normalised.batch.read
+    assert "preview" in output.metadata
+
+
+@pytest.mark.parametrize("landlord", ["loire-habitat", "opale-logement"])
+def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
+    landlord: str, hub_home: Path, warehouse_url: str
+) -> None:
+    write_demo_sources(hub_home)
+    job = DEFINITIONS.resolve_job_def("nightly")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(partition_key=landlord, instance=instance)
+        assert result.success
+        evaluations = result.get_asset_check_evaluations()
+        checked = {e.asset_key.path[-1] for e in evaluations if "status" not in e.metadata}
+        assert checked == {f"canonical_{entity}" for entity in DEMO_ROWS[landlord]}
+        assert all(e.passed for e in evaluations)
+        for event in result.get_asset_materialization_events():
+            name = event.materialization.asset_key.path[-1]
+            if not name.startswith("warehouse_"):
+                continue
+            entity = name.removeprefix("warehouse_")
+            metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+            if entity not in DEMO_ROWS[landlord]:
+                assert metadata["status"] == "not_configured"
+                continue
+            assert metadata["rows_read"] == DEMO_ROWS[landlord][entity]
+            assert metadata["rows_quarantined"] == DEMO_BAD_ROWS[landlord][entity]
+            assert metadata["rows_read"] == metadata["rows_loaded"] + metadata["rows_quarantined"]
+    warehouse = Warehouse(warehouse_url)
+    try:
+        for entity, rows in DEMO_ROWS[landlord].items():
+            state = warehouse.last_state(landlord, entity)
+            assert state is not None and state[1] == load_landlord(landlord).sha
+            del rows
+    finally:
+        warehouse.dispose()
+
+
+def test_warehouse_resource_uses_the_environment_url(warehouse_url: str) -> None:
+    assert WarehouseResource().get_client().url == warehouse_url

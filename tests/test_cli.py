@@ -1,0 +1,212 @@
+"""End to end: the `datafix` command as a user runs it, in a subprocess, on real files."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from connectors.sandbox.demo_files import DEMO_BAD_ROWS, DEMO_ROWS
+from pipelines.lib.environment import REPO_ROOT
+from schemas.canonical import ENTITIES
+
+DATAFIX = str(Path(sys.executable).parent / "datafix")
+CASES = REPO_ROOT / "tests" / "cases" / "landlords"
+LINEAGE = {"run_id", "loaded_at"}
+
+
+def datafix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command with the test's environment (isolated DATAFIX_HOME)."""
+    return subprocess.run(
+        [DATAFIX, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def snapshot(url: str, *, drop: set[str] = frozenset()) -> dict[str, list[tuple]]:
+    """Every canonical table's rows, sorted, without the columns in `drop`."""
+    engine = sa.create_engine(url)
+    tables = {}
+    try:
+        with engine.connect() as conn:
+            for entity in ENTITIES:
+                table = sa.Table(entity, sa.MetaData(), autoload_with=conn)
+                columns = [c for c in table.columns if c.name not in drop]
+                rows = conn.execute(sa.select(*columns)).all()
+                tables[entity] = sorted(tuple(str(v) for v in row) for row in rows)
+    finally:
+        engine.dispose()
+    return tables
+
+
+@pytest.mark.slow
+def test_demo_balances_and_names_every_quarantined_row(warehouse_url: str) -> None:
+    completed = datafix("demo")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "3 of 3 landlord(s) ok" in completed.stdout
+    engine = sa.create_engine(warehouse_url)
+    try:
+        with engine.connect() as conn:
+            runs = conn.execute(
+                sa.text("SELECT landlord_id, entity, read, loaded, quarantined FROM load_runs")
+            ).all()
+            quarantined = conn.execute(
+                sa.text("SELECT landlord_id, entity, source_row, reason, message FROM quarantine")
+            ).all()
+    finally:
+        engine.dispose()
+    by_entity = {(r.landlord_id, r.entity): r for r in runs}
+    expected = {(lid, e) for lid, entities in DEMO_ROWS.items() for e in entities}
+    assert set(by_entity) == expected
+    for (landlord, entity), run in by_entity.items():
+        assert run.read == run.loaded + run.quarantined, (landlord, entity)
+        assert run.read == DEMO_ROWS[landlord][entity], (landlord, entity)
+        assert run.quarantined == DEMO_BAD_ROWS[landlord][entity], (landlord, entity)
+        # the summary printed the same figures
+        assert re.search(
+            rf"{entity}\s+loaded\s+{run.read}\s+{run.loaded}\s+{run.quarantined}\s",
+            completed.stdout,
+        ), (landlord, entity)
+    assert len(quarantined) == sum(sum(e.values()) for e in DEMO_BAD_ROWS.values())
+    for row in quarantined:
+        if row.landlord_id == "opale-logement":
+            assert re.fullmatch(r"travaux_2026-10\.xlsx:\w+:\d+", row.source_row), row
+        elif row.landlord_id == "loire-habitat":
+            assert re.fullmatch(r"\w+_2026-10\.csv:\d+", row.source_row), row
+        else:
+            assert re.fullmatch(r"\w+:\w+=\S+", row.source_row), row
+        assert row.message and row.reason
+
+
+@pytest.mark.slow
+def test_demo_twice_leaves_the_warehouse_identical(hub_home: Path) -> None:
+    url = f"sqlite:///{hub_home}/warehouse.db"
+    assert datafix("demo").returncode == 0
+    first = snapshot(url)
+    second_run = datafix("demo")
+    assert second_run.returncode == 0
+    assert "unchanged" in second_run.stdout
+    assert snapshot(url) == first
+    # re-reading everything changes no value and rewrites no row
+    assert datafix("run", "--full-refresh").returncode == 0
+    assert snapshot(url) == first
+
+
+@pytest.mark.slow
+def test_preview_writes_nothing(hub_home: Path) -> None:
+    assert datafix("demo").returncode == 0
+    database = hub_home / "warehouse.db"
+    before = snapshot(f"sqlite:///{database}")
+    for landlord in DEMO_ROWS:
+        completed = datafix("preview", landlord, "--limit", "3")
+        assert completed.returncode == 0, completed.stderr
+        assert "nothing was written" in completed.stdout
+        for entity in DEMO_ROWS[landlord]:
+            assert f"== {entity}: read {DEMO_ROWS[landlord][entity]}," in completed.stdout
+    assert snapshot(f"sqlite:///{database}") == before
+
+
+def test_preview_on_a_fresh_home_creates_no_warehouse(hub_home: Path) -> None:
+    from connectors.sandbox.demo_files import write_demo_sources
+
+    write_demo_sources(hub_home)
+    completed = datafix("preview", "loire-habitat", "--entity", "tenants")
+    assert completed.returncode == 0, completed.stderr
+    assert "[unmapped_value]" in completed.stdout or "[bad_date]" in completed.stdout
+    assert not (hub_home / "warehouse.db").exists()
+
+
+def write_three_mistakes(folder: Path) -> Path:
+    text = (CASES / "datafixes" / "acme-habitat.yaml").read_text(encoding="utf-8")
+    text = text.replace(
+        "    path: locataires_*.csv", "    path: locataires_*.csv\n    sepparator: ';'"
+    )
+    text = text.replace("      tenant_ref: ", "      tenant_reff: ")
+    text = text.replace('{from: "Date d\'entrée"', '{from: "Date d\'entre"')
+    path = folder / "acme-habitat.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_check_prints_every_mistake_with_line_and_column(hub_home: Path, tmp_path: Path) -> None:
+    shutil.copytree(CASES / "inbox", hub_home / "inbox")
+    folder = tmp_path / "datafixes"
+    folder.mkdir()
+    path = write_three_mistakes(folder)
+    completed = datafix("check", str(path))
+    assert completed.returncode == 1
+    located = re.findall(rf"^{re.escape(str(path))}:(\d+):(\d+): (.*)$", completed.stdout, re.M)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    messages = {message: int(line) for line, _, message in located}
+    assert len(located) == 3, completed.stdout
+    assert lines[messages["unknown key `sepparator`"] - 1].strip().startswith("sepparator")
+    assert (
+        lines[messages["`tenant_reff` is not a column of tenants"] - 1]
+        .strip()
+        .startswith("tenant_reff")
+    )
+    missing = next(m for m in messages if m.startswith("column `Date d'entre`"))
+    assert "Date d'entre\"" in lines[messages[missing] - 1]
+    assert completed.stdout.count("hint:") == 3
+    assert "did you mean `separator`?" in completed.stdout
+    assert "did you mean `tenant_ref`?" in completed.stdout
+
+
+def test_check_passes_on_good_files(hub_home: Path) -> None:
+    shutil.copytree(CASES / "inbox", hub_home / "inbox")
+    completed = datafix("check", env={"DATAFIX_DATAFIXES_DIR": str(CASES / "datafixes")})
+    assert completed.returncode == 0, completed.stdout
+    assert completed.stdout.count(": ok") == 2
+
+
+@pytest.mark.slow
+def test_run_exit_code_reports_a_failed_contract_and_runs_the_others(hub_home: Path) -> None:
+    shutil.copytree(CASES / "inbox", hub_home / "inbox")
+    env = {"DATAFIX_DATAFIXES_DIR": str(CASES / "datafixes")}
+    completed = datafix("run", env=env)
+    assert completed.returncode == 1, completed.stdout
+    assert "acme-habitat (run" in completed.stdout and "broken-habitat (run" in completed.stdout
+    assert re.search(r"acme-habitat \(run \w+\): ok", completed.stdout)
+    assert re.search(r"broken-habitat \(run \w+\): FAILED", completed.stdout)
+    assert "failing keys: B002" in completed.stdout
+    assert "move_out_after_move_in" in completed.stdout
+    engine = sa.create_engine(f"sqlite:///{hub_home}/warehouse.db")
+    try:
+        with engine.connect() as conn:
+            loaded = dict(
+                conn.execute(
+                    sa.text("SELECT landlord_id, count(*) FROM tenants GROUP BY landlord_id")
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    # the blocked landlord wrote nothing; the other loaded its 2 good rows (1 quarantined)
+    assert loaded == {"acme-habitat": 2}
+
+
+def test_run_reports_a_missing_source_without_stopping_other_landlords(hub_home: Path) -> None:
+    (hub_home / "inbox").mkdir()
+    shutil.copytree(CASES / "inbox" / "acme-habitat", hub_home / "inbox" / "acme-habitat")
+    env = {"DATAFIX_DATAFIXES_DIR": str(CASES / "datafixes")}
+    completed = datafix("run", "broken-habitat", "acme-habitat", env=env)
+    assert completed.returncode == 1
+    assert re.search(r"acme-habitat \(run \w+\): ok", completed.stdout)
+    assert "inbox folder" in completed.stdout and "broken-habitat" in completed.stdout
+
+
+def test_run_refuses_an_invalid_datafix_before_running(hub_home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "datafixes"
+    folder.mkdir()
+    write_three_mistakes(folder)
+    completed = datafix("run", "acme-habitat", env={"DATAFIX_DATAFIXES_DIR": str(folder)})
+    assert completed.returncode == 1
+    assert "datafix refused, nothing was run" in completed.stdout
+    assert "unknown key `sepparator`" in completed.stdout
