@@ -168,6 +168,9 @@ class FieldRule(StrictModel):
         # `tenant_ref: "N° locataire"` is the short form of `tenant_ref: {from: "N° locataire"}`
         if isinstance(value, str):
             return {"from": value}
+        # YAML reads an unquoted code such as `1:` or `01:` as a number; codes are text
+        if isinstance(value, dict) and isinstance(value.get("map"), dict):
+            value = {**value, "map": {str(k): v for k, v in value["map"].items()}}
         return value
 
     @model_validator(mode="after")
@@ -231,6 +234,15 @@ class EntityMapping(StrictModel):
 
     source: str = Field(description="Name of a source declared under `sources`.")
     sheet: str | None = Field(None, description="Sheet of an xlsx source (overrides the source's).")
+    header_row: int | Literal["auto"] | None = Field(
+        None, description="Header row for this entity's sheet (overrides the source's)."
+    )
+    header_rows: int | None = Field(
+        None,
+        ge=1,
+        le=3,
+        description="Header depth for this entity's sheet (overrides the source's).",
+    )
     mode: Literal["snapshot", "incremental"] = Field(
         "snapshot",
         description="snapshot: the source holds every row, so rows that vanish are soft-deleted;"
@@ -365,11 +377,14 @@ def _rule_issues(rule: FieldRule, column: Any, path: YamlPath) -> list[Issue]:
     if column.type is ColumnType.CHOICE:
         for source_value, target in (rule.map or {}).items():
             if not _choice_matches(target, column.choices):
+                hint = did_you_mean(str(target), column.choices)
+                if not isinstance(target, str):
+                    hint = f"write the value in quotes (YAML read it as a number); {hint}"
                 issues.append(
                     Issue(
                         path=(*path, "map", source_value),
                         message=f"`{target}` is not an allowed value of {column.name}",
-                        hint=did_you_mean(str(target), column.choices),
+                        hint=hint,
                     )
                 )
         for key in ("const", "default"):

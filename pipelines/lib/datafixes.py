@@ -297,16 +297,16 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
 
 def _probe_sources(loaded: LoadedDatafix) -> Iterator[Issue]:
     datafix = loaded.datafix
-    headers: dict[tuple[str, str | None], list[str] | None] = {}
+    headers: dict[tuple[Any, ...], list[str] | None] = {}
     for entity, mapping in datafix.entities.items():
         source = datafix.sources[mapping.source]
         sheet = mapping.sheet if isinstance(source, XlsxSource) else None
-        cache_key = (mapping.source, sheet)
+        cache_key = (mapping.source, sheet, mapping.header_row, mapping.header_rows)
         base: YamlPath = ("sources", mapping.source)
         if cache_key not in headers:
             expected = [c for rule in mapping.fields.values() for c in rule.source_columns]
             try:
-                headers[cache_key] = source_header(loaded, mapping.source, sheet, expected)
+                headers[cache_key] = source_header(loaded, entity, expected)
             except ConnectorError as error:
                 headers[cache_key] = None
                 where = "url" if isinstance(source, SqlSource) else "path"
@@ -350,32 +350,33 @@ def _rule_columns(rule: Any) -> Iterator[tuple[YamlPath, str]]:
         yield ("credit",), rule.credit
 
 
-def source_header(
-    loaded: LoadedDatafix, source_name: str, sheet: str | None, expected: list[str]
-) -> list[str]:
-    """The header labels of a source (cheap: reads only its first lines)."""
-    source = loaded.datafix.sources[source_name]
+def source_header(loaded: LoadedDatafix, entity: str, expected: list[str]) -> list[str]:
+    """The header labels of the source feeding `entity` (cheap: reads only its first lines)."""
+    mapping = loaded.datafix.entities[entity]
+    source = loaded.datafix.sources[mapping.source]
     if isinstance(source, SqlSource):
         return read_sql_header(
             resolve_env(source.url), table=source.table, schema=source.db_schema, query=source.query
         )
     paths = resolve_files(loaded.inbox(), source.path, source.files)
+    header_row = source.header_row if mapping.header_row is None else mapping.header_row
+    header_rows = source.header_rows if mapping.header_rows is None else mapping.header_rows
     if isinstance(source, CsvSource):
         return read_header(
             paths,
             kind="csv",
             encoding=source.encoding,
             separator=source.separator,
-            header_row=source.header_row,
-            header_rows=source.header_rows,
+            header_row=header_row,
+            header_rows=header_rows,
             expected_columns=expected,
         )
     return read_header(
         paths,
         kind="xlsx",
-        sheet=sheet or source.sheet,
-        header_row=source.header_row,
-        header_rows=source.header_rows,
+        sheet=mapping.sheet or source.sheet,
+        header_row=header_row,
+        header_rows=header_rows,
         expected_columns=expected,
     )
 

@@ -7,7 +7,7 @@ what the command line prints and what the benchmark measures are the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pandas as pd
 
@@ -22,6 +22,7 @@ from schemas.canonical import ENTITIES
 from schemas.datafix import CsvSource, SqlSource, XlsxSource
 
 PullStatus = Literal["read", "unchanged", "not_configured"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ def pull(
                 paths,
                 encoding=source.encoding,
                 separator=source.separator,
-                header_row=source.header_row,
-                header_rows=source.header_rows,
+                header_row=_override(mapping.header_row, source.header_row),
+                header_rows=_override(mapping.header_rows, source.header_rows),
                 expected_columns=expected,
             )
         else:
@@ -112,8 +113,8 @@ def pull(
             raw = read_xlsx(
                 paths,
                 sheet=mapping.sheet or source.sheet,
-                header_row=source.header_row,
-                header_rows=source.header_rows,
+                header_row=_override(mapping.header_row, source.header_row),
+                header_rows=_override(mapping.header_rows, source.header_rows),
                 expected_columns=expected,
             )
     if last == (raw.fingerprint, loaded.sha):
@@ -166,6 +167,10 @@ def load(
             max_vanished_percent=mapping.max_vanished_percent,
         )
     )
+
+
+def _override(entity_value: T | None, source_value: T) -> T:
+    return source_value if entity_value is None else entity_value
 
 
 def preview_frame(frame: pd.DataFrame, entity: str, limit: int = 5) -> pd.DataFrame:
