@@ -1,8 +1,5 @@
 """The great-expectations contracts (`pipelines.lib.quality`) on small canonical frames.
 
-(This file belongs in tests/pipelines/lib/; it lives here until pytest puts the repository root
-on sys.path: without it, a tests/pipelines/lib/ folder shadows the `pipelines.lib` package.)
-
 Every frame here is built from the specs in `schemas.canonical`, with the dtypes normalisation
 produces: a valid frame passes for every entity, and each kind of rule fails on the row it should,
 naming that row's natural key.
