@@ -1,0 +1,571 @@
+"""`make bench`: the hub's speed and memory on a 1M-line ledger CSV and a 100k-row works-orders
+workbook, beside baselines measured in the same run.
+
+For each file:
+- the hub: `stages.pull` → `stages.normalise` → `quality.run_contract` → `stages.load` into a
+  fresh SQLite warehouse under `$DATAFIX_HOME/bench/`, with the bench datafixes of
+  `tests/bench/datafixes/` (DATAFIX_DATAFIXES_DIR points there), exactly what the Dagster assets
+  call;
+- the same hub run again on the unchanged file and warehouse (the source state says unchanged,
+  so it is skipped);
+- the naive version (pandas reads the file, `to_sql` writes it, no mapping at all);
+- the I/O floor: reading the file alone (CSV: pandas `read_csv(dtype=str)`; xlsx: the fastest of
+  python-calamine `to_python()`, `pandas.read_excel(engine="calamine")`, openpyxl read-only).
+
+Every measurement runs in a fresh subprocess (this script with `--measure NAME`), so its peak
+RSS is its own; each runs twice and the faster run is kept (the machine is shared: figures are
+noisy). Imports, and for the hub building the great-expectations context, happen before the
+clock starts: they are paid once per process, not per file; the hub's set-up time is reported
+apart. Results go to `$DATAFIX_HOME/bench.json`. The exit code is 0 even when a target is
+missed: this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path[:0] = [str(HERE), str(REPO)]
+
+import generate  # noqa: E402  (tests/bench/generate.py, beside this script)
+
+DATAFIXES = HERE / "datafixes"
+LEDGER_LANDLORD = "bench-ledger"
+WORKS_LANDLORD = "bench-works"
+ATTEMPTS = 2
+
+# targets (2-core machine)
+LEDGER_WALL_SECONDS = 10.0
+LEDGER_VS_NAIVE = 0.8
+LEDGER_RSS_MB = 1500.0
+RERUN_VS_FIRST = 0.25
+XLSX_VS_READ = 1.5
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements: each runs inside its own subprocess
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _fresh_sqlite(name: str) -> Path:
+    path = generate.bench_home() / name
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def _naive_to_sql(frame: Any, db: Path, table: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        frame.to_sql(table, engine, index=False)
+    finally:
+        engine.dispose()
+
+
+def _csv_naive(ledger: Path) -> dict:
+    import pandas as pd
+
+    started = time.perf_counter()
+    frame = pd.read_csv(ledger, sep=";", encoding="cp1252", decimal=",")
+    _naive_to_sql(frame, _fresh_sqlite("naive-ledger.db"), "ledger")
+    return {"seconds": time.perf_counter() - started, "rows_read": len(frame)}
+
+
+def _csv_read(ledger: Path) -> dict:
+    import pandas as pd
+
+    started = time.perf_counter()
+    frame = pd.read_csv(ledger, sep=";", encoding="cp1252", dtype=str)
+    return {"seconds": time.perf_counter() - started, "rows_read": len(frame)}
+
+
+def _xlsx_read_calamine(works: Path) -> dict:
+    from python_calamine import CalamineWorkbook
+
+    started = time.perf_counter()
+    workbook = CalamineWorkbook.from_path(str(works))
+    rows = workbook.get_sheet_by_name("Commandes").to_python()
+    return {"seconds": time.perf_counter() - started, "rows_read": len(rows)}
+
+
+def _xlsx_read_pandas(works: Path) -> dict:
+    import pandas as pd
+
+    started = time.perf_counter()
+    frame = pd.read_excel(works, sheet_name="Commandes", engine="calamine", header=1)
+    return {"seconds": time.perf_counter() - started, "rows_read": len(frame)}
+
+
+def _xlsx_read_openpyxl(works: Path) -> dict:
+    import openpyxl
+
+    started = time.perf_counter()
+    workbook = openpyxl.load_workbook(works, read_only=True, data_only=True)
+    count = sum(1 for _ in workbook["Commandes"].iter_rows(values_only=True))
+    workbook.close()
+    return {"seconds": time.perf_counter() - started, "rows_read": count}
+
+
+def _xlsx_naive(works: Path) -> dict:
+    import pandas as pd
+
+    started = time.perf_counter()
+    frame = pd.read_excel(works, sheet_name="Commandes", header=1)
+    _naive_to_sql(frame, _fresh_sqlite("naive-works.db"), "work_orders")
+    return {"seconds": time.perf_counter() - started, "rows_read": len(frame)}
+
+
+def _hub(landlord: str, entity: str, *, rerun: bool) -> dict:
+    """pull → normalise → contract → load, as the Dagster assets chain them."""
+    from pipelines.lib import quality, stages
+    from pipelines.lib.datafixes import datafix_path, load_datafix
+    from pipelines.lib.warehouse import Warehouse
+
+    setup_started = time.perf_counter()
+    quality.contract_expectations(entity)
+    import great_expectations  # noqa: F401  (about 3 s to import: once per process)
+
+    warm = getattr(quality, "_get_engine", None)  # the GX context and suites, once per process
+    if warm is not None:
+        warm()
+    setup = time.perf_counter() - setup_started
+    name = f"hub-{landlord}.db"
+    db = generate.bench_home() / name if rerun else _fresh_sqlite(name)
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    mark = started
+
+    def lap(stage: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        timings[stage] = round(now - mark, 3)
+        mark = now
+
+    loaded = load_datafix(datafix_path(landlord))
+    warehouse = Warehouse(f"sqlite:///{db}")
+    warehouse.migrate()
+    lap("setup_warehouse")
+    pulled = stages.pull(loaded, entity, warehouse=warehouse)
+    lap("pull")
+    normalised = stages.normalise(loaded, pulled)
+    lap("normalise")
+    result: dict[str, Any] = {"status": pulled.status, "rows_in_source": pulled.rows}
+    if normalised.batch is not None:
+        contract = quality.run_contract(entity, normalised.rows)
+        lap("contract")
+        result["contract_passed"] = contract.passed
+        result["contract"] = contract.summary()
+        if contract.passed:  # the contract is a blocking check: a failure stops the load
+            outcome = stages.load(warehouse, loaded, normalised, run_id=uuid.uuid4().hex)
+            lap("load")
+            assert outcome is not None
+            result |= {
+                "loaded": outcome.loaded,
+                "inserted": outcome.inserted,
+                "quarantined": outcome.quarantined,
+                "skipped": normalised.batch.skipped,
+                "read": normalised.batch.read,
+            }
+    seconds = time.perf_counter() - started
+    with warehouse.engine.connect() as conn:
+        result["warehouse_rows"] = conn.exec_driver_sql(
+            f"SELECT count(*) FROM {entity} WHERE landlord_id = ?", (landlord,)
+        ).scalar_one()
+    warehouse.dispose()
+    return result | {"seconds": seconds, "setup_seconds": setup, "stages": timings}
+
+
+def _ledger_path() -> Path:
+    return generate.bench_home() / "ledger" / "quittancement_2024-12.csv"
+
+
+def _works_path() -> Path:
+    return generate.bench_home() / "works" / "commandes_2024-12.xlsx"
+
+
+MEASURES: dict[str, Callable[[], dict]] = {
+    "ledger_naive": lambda: _csv_naive(_ledger_path()),
+    "ledger_read": lambda: _csv_read(_ledger_path()),
+    "ledger_hub": lambda: _hub(LEDGER_LANDLORD, "ledger_entries", rerun=False),
+    "ledger_hub_rerun": lambda: _hub(LEDGER_LANDLORD, "ledger_entries", rerun=True),
+    "works_naive": lambda: _xlsx_naive(_works_path()),
+    "works_read_calamine": lambda: _xlsx_read_calamine(_works_path()),
+    "works_read_pandas_calamine": lambda: _xlsx_read_pandas(_works_path()),
+    "works_read_openpyxl": lambda: _xlsx_read_openpyxl(_works_path()),
+    "works_hub": lambda: _hub(WORKS_LANDLORD, "work_orders", rerun=False),
+    "works_hub_rerun": lambda: _hub(WORKS_LANDLORD, "work_orders", rerun=True),
+}
+
+
+def _measure_here(name: str, out: Path) -> None:
+    import gc
+
+    import pandas  # noqa: F401  (imported before the clock, like every measurement's libraries)
+    import sqlalchemy  # noqa: F401
+
+    gc.collect()
+    result = MEASURES[name]()
+    result["peak_rss_mb"] = _peak_rss_mb()
+    out.write_text(json.dumps(result, default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# The driver: subprocesses, best of two, the table and bench.json
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATAFIX_DATAFIXES_DIR"] = str(DATAFIXES)
+    env["DATAFIX_HOME"] = str(generate.bench_home().parent)
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def _run_once(name: str) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "result.json"
+        completed = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--measure", name, "--out", str(out)],
+            env=_environment(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        if completed.returncode != 0 or not out.is_file():
+            tail = (completed.stderr or completed.stdout).strip().splitlines()[-15:]
+            return {"error": "\n".join(tail) or f"exit code {completed.returncode}"}
+        return json.loads(out.read_text())
+
+
+def _best_of(name: str, attempts: int = ATTEMPTS) -> dict:
+    runs = []
+    for attempt in range(attempts):
+        result = _run_once(name)
+        runs.append(result)
+        shown = "error" if "error" in result else f"{result['seconds']:.2f} s"
+        print(f"  {name} #{attempt + 1}: {shown}", flush=True)
+        if "error" in result:
+            print("    " + result["error"].replace("\n", "\n    "), flush=True)
+            break
+    good = [run for run in runs if "error" not in run]
+    best = min(good, key=lambda run: run["seconds"]) if good else dict(runs[-1])
+    return best | {"runs": [run.get("seconds") for run in runs]}
+
+
+@dataclass
+class Row:
+    measurement: str
+    rows: int
+    result: dict
+    baseline: str = ""
+    ratio: float | None = None
+    target: str = ""
+    checks: tuple[tuple[str, bool], ...] = ()
+
+    @property
+    def seconds(self) -> float | None:
+        return self.result.get("seconds")
+
+    @property
+    def status(self) -> str:
+        if "error" in self.result:
+            return "MISS (error)"
+        if not self.checks:
+            return ""
+        missed = [label for label, ok in self.checks if not ok]
+        return "PASS" if not missed else "MISS (" + ", ".join(missed) + ")"
+
+
+def _ratio(value: float | None, baseline: float | None) -> float | None:
+    if value is None or not baseline:
+        return None
+    return value / baseline
+
+
+def _hub_checks(result: dict, expected_rows: int, expected_bad: int) -> list[tuple[str, bool]]:
+    return [
+        ("contract", bool(result.get("contract_passed"))),
+        (
+            "counts",
+            result.get("read") == expected_rows
+            and result.get("loaded", -1) + result.get("quarantined", -1) == expected_rows
+            and result.get("quarantined") == expected_bad
+            and result.get("warehouse_rows") == expected_rows - expected_bad,
+        ),
+    ]
+
+
+def _table(rows: list[Row]) -> str:
+    header = (
+        "measurement",
+        "rows",
+        "wall s",
+        "rows/s",
+        "peak RSS MB",
+        "ratio vs baseline",
+        "target",
+        "PASS/MISS",
+    )
+    lines = []
+    for row in rows:
+        seconds = row.seconds
+        rss = row.result.get("peak_rss_mb")
+        ratio = f"{row.ratio:.2f}x {row.baseline}" if row.ratio is not None else "-"
+        lines.append(
+            (
+                row.measurement,
+                f"{row.rows:,}",
+                f"{seconds:.2f}" if seconds is not None else "-",
+                f"{row.rows / seconds:,.0f}" if seconds else "-",
+                f"{rss:,.0f}" if rss is not None else "-",
+                ratio,
+                row.target or "-",
+                row.status or "-",
+            )
+        )
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
+    numeric = {1, 2, 3, 4}
+
+    def render(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            cell.rjust(width) if index in numeric else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([render(header), rule, *(render(line) for line in lines)])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", choices=("ledger", "works"), help="measure one of the two files only"
+    )
+    args = parser.parse_args()
+    if args.measure:
+        _measure_here(args.measure, args.out)
+        return 0
+
+    print("Generating the bench files (reused when already there)…", flush=True)
+    ledger = generate.ledger_csv()
+    works = generate.works_xlsx()
+    for generated in (ledger, works):
+        state = "reused" if generated.reused else "written"
+        print(f"  {generated.path} ({generated.data_rows:,} rows, {state})", flush=True)
+    print(f"Measuring, each in a fresh subprocess, best of {ATTEMPTS}:", flush=True)
+    results: dict[str, dict] = {}
+    order = [name for name in MEASURES if args.only is None or name.startswith(args.only)]
+    for name in order:
+        if name.endswith("_rerun"):
+            # the rerun reads the warehouse the first run just wrote: measure it right after
+            continue
+        results[name] = _best_of(name)
+        if f"{name}_rerun" in MEASURES:
+            results[f"{name}_rerun"] = _best_of(f"{name}_rerun")
+
+    rows: list[Row] = []
+    if "ledger_hub" in results:
+        naive = results["ledger_naive"]
+        hub = results["ledger_hub"]
+        rerun = results["ledger_hub_rerun"]
+        n = ledger.data_rows
+        rows.append(Row("ledger: naive read_csv + to_sql", n, naive, target="baseline"))
+        rows.append(
+            Row(
+                "ledger: read_csv dtype=str (I/O floor)",
+                n,
+                results["ledger_read"],
+                "naive",
+                _ratio(results["ledger_read"].get("seconds"), naive.get("seconds")),
+                "info",
+            )
+        )
+        hub_ratio = _ratio(hub.get("seconds"), naive.get("seconds"))
+        rows.append(
+            Row(
+                "ledger: hub pull+normalise+contract+load",
+                n,
+                hub,
+                "naive",
+                hub_ratio,
+                f"<={LEDGER_WALL_SECONDS:g} s, <={LEDGER_VS_NAIVE}x, <={LEDGER_RSS_MB:g} MB",
+                (
+                    ("wall", (hub.get("seconds") or 1e9) <= LEDGER_WALL_SECONDS),
+                    ("ratio", hub_ratio is not None and hub_ratio <= LEDGER_VS_NAIVE),
+                    ("RSS", (hub.get("peak_rss_mb") or 1e9) <= LEDGER_RSS_MB),
+                    *_hub_checks(hub, n, ledger.bad_rows),
+                ),
+            )
+        )
+        rerun_ratio = _ratio(rerun.get("seconds"), hub.get("seconds"))
+        rows.append(
+            Row(
+                "ledger: hub second run (unchanged)",
+                n,
+                rerun,
+                "hub 1st",
+                rerun_ratio,
+                f"<={RERUN_VS_FIRST}x",
+                (
+                    ("ratio", rerun_ratio is not None and rerun_ratio <= RERUN_VS_FIRST),
+                    ("skipped", rerun.get("status") == "unchanged"),
+                ),
+            )
+        )
+    if "works_hub" in results:
+        n = works.data_rows
+        reads = {
+            label: results[name]
+            for label, name in (
+                ("calamine to_python", "works_read_calamine"),
+                ("pandas read_excel calamine", "works_read_pandas_calamine"),
+                ("openpyxl read_only", "works_read_openpyxl"),
+            )
+        }
+        timed = {label: r["seconds"] for label, r in reads.items() if "seconds" in r}
+        fastest = min(timed, key=timed.__getitem__) if timed else None
+        floor = timed.get(fastest) if fastest else None
+        for label, result in reads.items():
+            mark = " (floor)" if label == fastest else ""
+            rows.append(
+                Row(
+                    f"works: {label}{mark}",
+                    n,
+                    result,
+                    "floor",
+                    _ratio(result.get("seconds"), floor),
+                    "baseline" if mark else "info",
+                )
+            )
+        rows.append(
+            Row(
+                "works: naive read_excel + to_sql",
+                n,
+                results["works_naive"],
+                "floor",
+                _ratio(results["works_naive"].get("seconds"), floor),
+                "info",
+            )
+        )
+        hub = results["works_hub"]
+        rerun = results["works_hub_rerun"]
+        hub_ratio = _ratio(hub.get("seconds"), floor)
+        rows.append(
+            Row(
+                "works: hub pull+normalise+contract+load",
+                n,
+                hub,
+                "floor",
+                hub_ratio,
+                f"<={XLSX_VS_READ}x floor",
+                (
+                    ("ratio", hub_ratio is not None and hub_ratio <= XLSX_VS_READ),
+                    *_hub_checks(hub, n, works.bad_rows),
+                ),
+            )
+        )
+        rerun_ratio = _ratio(rerun.get("seconds"), hub.get("seconds"))
+        rows.append(
+            Row(
+                "works: hub second run (unchanged)",
+                n,
+                rerun,
+                "hub 1st",
+                rerun_ratio,
+                f"<={RERUN_VS_FIRST}x",
+                (
+                    ("ratio", rerun_ratio is not None and rerun_ratio <= RERUN_VS_FIRST),
+                    ("skipped", rerun.get("status") == "unchanged"),
+                ),
+            )
+        )
+
+    print()
+    print(_table(rows))
+    print()
+    for name in ("ledger_hub", "works_hub"):
+        if name in results and "stages" in results[name]:
+            hub = results[name]
+            stages = ", ".join(f"{stage} {secs:.2f}" for stage, secs in hub["stages"].items())
+            print(
+                f"{name}: stages (s): {stages}; set-up before the clock (imports, GX context):"
+                f" {hub.get('setup_seconds', 0):.2f} s; {hub.get('contract', '')}"
+            )
+    missed = [row for row in rows if row.status.startswith("MISS")]
+    print()
+    if missed:
+        for row in missed:
+            print(f"MISS: {row.measurement}: {row.status} (target {row.target})")
+    else:
+        print("All targets PASS.")
+    print("Figures are noisy: a shared 2-core machine; each is the best of", ATTEMPTS, "runs.")
+
+    report = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "files": {
+            "ledger": {
+                "path": str(ledger.path),
+                "rows": ledger.data_rows,
+                "bad_rows": ledger.bad_rows,
+                "sha256": ledger.sha256,
+            },
+            "works": {
+                "path": str(works.path),
+                "rows": works.data_rows,
+                "bad_rows": works.bad_rows,
+                "sha256": works.sha256,
+            },
+        },
+        "attempts": ATTEMPTS,
+        "measurements": results,
+        "table": [
+            {
+                "measurement": row.measurement,
+                "rows": row.rows,
+                "wall_seconds": row.seconds,
+                "rows_per_second": row.rows / row.seconds if row.seconds else None,
+                "peak_rss_mb": row.result.get("peak_rss_mb"),
+                "ratio": row.ratio,
+                "ratio_vs": row.baseline or None,
+                "target": row.target,
+                "status": row.status or None,
+            }
+            for row in rows
+        ],
+    }
+    out = generate.bench_home().parent / "bench.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"Figures written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
