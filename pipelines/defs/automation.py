@@ -8,6 +8,9 @@ nightly_job = dg.define_asset_job(
     name="nightly",
     selection=dg.AssetSelection.groups("pull", "normalise", "load"),
     description="Pull, normalise, check and load one landlord's data.",
+    # one process per run: a landlord's steps are light and sequential in practice, and a
+    # subprocess per step would re-import pandas, GX and dagster 32 times on a 2-core machine
+    executor_def=dg.in_process_executor,
 )
 
 
