@@ -306,6 +306,16 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
                 hint=f"rename the file to `{datafix.landlord.id}.yaml` or set `id: {file_stem}`",
             )
         )
+    for source_name, source in datafix.sources.items():
+        if isinstance(source, SqlSource) and _inline_password(source.url):
+            issues.append(
+                Issue(
+                    path=("sources", source_name, "url"),
+                    message="the url holds a password in clear",
+                    hint="write `${VARIABLE}` in its place (e.g. postgresql://hub:${ERP_PASSWORD}@…)"
+                    " and export the variable; secrets never live in a datafix",
+                )
+            )
     for entity_name, mapping in datafix.entities.items():
         if entity_name not in ENTITIES:
             issues.append(
@@ -370,6 +380,15 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
                     )
                 )
     return issues
+
+
+def _inline_password(url: str) -> bool:
+    """True when a URL carries a literal password (`user:secret@host`), not a `${VAR}`."""
+    match = re.match(r"^[\w+.-]+://([^/@]*)@", url)
+    if match is None or ":" not in match.group(1):
+        return False
+    password = match.group(1).split(":", 1)[1]
+    return bool(password) and ENV_REFERENCE.fullmatch(password) is None
 
 
 def _rule_issues(rule: FieldRule, column: Any, path: YamlPath) -> list[Issue]:
