@@ -1,0 +1,404 @@
+"""The datafix file model (`schemas.datafix`): what a landlord's YAML may say.
+
+Structural rules are pydantic validators (one origin per field rule, read-only single-statement
+SQL, the landlord id pattern, no unknown key); cross-references are `semantic_issues`, each with
+the YAML path it concerns. Every demo datafix in datafixes/ must pass both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from schemas.datafix import (
+    CsvSource,
+    Datafix,
+    EntityMapping,
+    FieldRule,
+    Landlord,
+    RowFilter,
+    SqlSource,
+    did_you_mean,
+    env_references,
+    semantic_issues,
+)
+from schemas.reference import HERE
+
+DEMO_DATAFIXES = sorted((HERE.parent / "datafixes").glob("*.yaml"))
+
+
+def error_text(error: pytest.ExceptionInfo[ValidationError]) -> str:
+    return " | ".join(str(detail["msg"]) for detail in error.value.errors())
+
+
+# --- the demo datafixes ---------------------------------------------------------------------
+
+
+def test_there_are_demo_datafixes() -> None:
+    assert len(DEMO_DATAFIXES) >= 3
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in DEMO_DATAFIXES])
+def test_demo_datafix_is_valid_with_no_semantic_issue(path: Path) -> None:
+    datafix = Datafix.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+    assert datafix.landlord.id == path.stem
+    assert semantic_issues(datafix, file_stem=path.stem) == []
+
+
+# --- field rules: exactly one origin --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        pytest.param({}, "found: none", id="no-origin"),
+        pytest.param({"map": {"A": "active"}}, "found: none", id="only-a-map"),
+        pytest.param({"from": "Statut", "const": "active"}, "found: from, const", id="from+const"),
+        pytest.param({"from": "A", "concat": ["B", "C"]}, "found: from, concat", id="from+concat"),
+        pytest.param(
+            {"from": "Montant", "debit": "Débit", "credit": "Crédit"},
+            "found: from, debit/credit",
+            id="from+debit-credit",
+        ),
+        pytest.param({"debit": "Débit"}, "debit and credit go together", id="debit-no-credit"),
+        pytest.param({"credit": "Crédit"}, "debit and credit go together", id="credit-no-debit"),
+        pytest.param(
+            {"from": "Statut", "map": {"A": "active"}, "unmapped": "default"},
+            "unmapped: default needs a `default` value",
+            id="unmapped-default-without-default",
+        ),
+        pytest.param({"concat": ["Nom"]}, "at least 2 items", id="concat-of-one"),
+        pytest.param({"from": "Montant", "unit": "francs"}, "'euros' or 'cents'", id="bad-unit"),
+        pytest.param({"form": "Statut"}, "Extra inputs are not permitted", id="misspelled-from"),
+    ],
+)
+def test_field_rule_refuses(rule: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        FieldRule.model_validate(rule)
+
+    assert expected in error_text(error)
+
+
+@pytest.mark.parametrize(
+    ("rule", "columns"),
+    [
+        pytest.param("N° locataire", ["N° locataire"], id="bare-string-is-from"),
+        pytest.param({"from": "N° locataire"}, ["N° locataire"], id="from"),
+        pytest.param({"concat": ["Nom", "Prénom"]}, ["Nom", "Prénom"], id="concat"),
+        pytest.param({"const": 0}, [], id="const-zero"),
+        pytest.param({"const": False}, [], id="const-false"),
+        pytest.param(
+            {"debit": "Débit", "credit": "Crédit"}, ["Débit", "Crédit"], id="debit-credit"
+        ),
+        pytest.param(
+            {"from": "S", "map": {"A": "active"}, "unmapped": "default", "default": "left"},
+            ["S"],
+            id="unmapped-default-with-default",
+        ),
+    ],
+)
+def test_field_rule_accepts_one_origin(rule: Any, columns: list[str]) -> None:
+    assert FieldRule.model_validate(rule).source_columns == columns
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("DELETE FROM locataires", "read-only", id="delete"),
+        pytest.param("update locataires set statut = 'SOR'", "read-only", id="update"),
+        pytest.param("DROP TABLE locataires", "read-only", id="drop"),
+        pytest.param("   ", "read-only", id="blank"),
+        pytest.param("SELECT 1; DROP TABLE locataires", "single statement", id="two-statements"),
+        pytest.param("SELECT 1;\nSELECT 2;", "single statement", id="two-selects"),
+        pytest.param("selection_view", "read-only", id="select-prefix-of-a-word"),
+    ],
+)
+def test_sql_source_refuses_what_is_not_one_select(query: str, expected: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        SqlSource.model_validate({"kind": "sql", "url": "sqlite:///erp.db", "query": query})
+
+    assert expected in error_text(error)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("SELECT * FROM locataires", id="select"),
+        pytest.param("  select ref from locataires;  ", id="trailing-semicolon-lower-case"),
+        pytest.param("WITH t AS (SELECT 1 AS x) SELECT x FROM t", id="with"),
+        pytest.param("\n  SELECT ref\n  FROM locataires\n  WHERE statut = 'ACT'", id="multi-line"),
+    ],
+)
+def test_sql_source_accepts_one_read_only_query(query: str) -> None:
+    source = SqlSource.model_validate({"kind": "sql", "url": "sqlite:///erp.db", "query": query})
+
+    assert source.query == query
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({}, id="neither"),
+        pytest.param({"table": "locataires", "query": "SELECT 1"}, id="both"),
+    ],
+)
+def test_sql_source_needs_exactly_one_of_table_or_query(options: dict[str, str]) -> None:
+    with pytest.raises(ValidationError) as error:
+        SqlSource.model_validate({"kind": "sql", "url": "sqlite:///erp.db", **options})
+
+    assert "exactly one of `table` or `query`" in error_text(error)
+
+
+def test_sql_source_schema_alias() -> None:
+    source = SqlSource.model_validate(
+        {"kind": "sql", "url": "sqlite:///erp.db", "table": "t", "schema": "erp"}
+    )
+
+    assert source.db_schema == "erp"
+
+
+@pytest.mark.parametrize(
+    ("separator", "stored"),
+    [
+        pytest.param(";", ";", id="semicolon"),
+        pytest.param("\\t", "\t", id="escaped-tab"),
+        pytest.param("auto", "auto", id="auto"),
+    ],
+)
+def test_csv_separator(separator: str, stored: str) -> None:
+    source = CsvSource.model_validate({"kind": "csv", "path": "x.csv", "separator": separator})
+
+    assert source.separator == stored
+
+
+def test_csv_separator_of_two_characters_is_refused() -> None:
+    with pytest.raises(ValidationError) as error:
+        CsvSource.model_validate({"kind": "csv", "path": "x.csv", "separator": ";;"})
+
+    assert "one character" in error_text(error)
+
+
+def test_header_row_counts_from_one() -> None:
+    with pytest.raises(ValidationError) as error:
+        CsvSource.model_validate({"kind": "csv", "path": "x.csv", "header_row": 0})
+
+    assert "counts from 1" in error_text(error)
+
+
+# --- landlord ids and row filters -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "landlord_id",
+    [
+        pytest.param("acme", id="word"),
+        pytest.param("loire-habitat", id="dashed"),
+        pytest.param("opale-logement-2", id="digit"),
+        pytest.param("13-habitat", id="leading-digit"),
+        pytest.param("ab", id="two-characters"),
+        pytest.param("a" * 63, id="63-characters"),
+    ],
+)
+def test_landlord_id_accepted(landlord_id: str) -> None:
+    assert Landlord(id=landlord_id, name="X").id == landlord_id
+
+
+@pytest.mark.parametrize(
+    "landlord_id",
+    [
+        pytest.param("Acme", id="upper-case"),
+        pytest.param("acme_habitat", id="underscore"),
+        pytest.param("acme habitat", id="space"),
+        pytest.param("-acme", id="leading-dash"),
+        pytest.param("a", id="one-character"),
+        pytest.param("a" * 64, id="64-characters"),
+        pytest.param("cité-jardins", id="accent"),
+        pytest.param("../etc", id="path"),
+    ],
+)
+def test_landlord_id_refused(landlord_id: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        Landlord(id=landlord_id, name="X")
+
+    assert "should match pattern" in error_text(error)
+
+
+@pytest.mark.parametrize(
+    ("row_filter", "expected"),
+    [
+        pytest.param({"column": "Ref"}, "exactly one of matches, equals or blank", id="no-test"),
+        pytest.param(
+            {"column": "Ref", "matches": "^total", "equals": "Total"},
+            "exactly one of matches, equals or blank",
+            id="two-tests",
+        ),
+        pytest.param({"column": "Ref", "matches": "(total"}, "not a valid regular", id="bad-regex"),
+    ],
+)
+def test_row_filter_refuses(row_filter: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        RowFilter.model_validate(row_filter)
+
+    assert expected in error_text(error)
+
+
+# --- semantic issues ------------------------------------------------------------------------
+
+
+def datafix_with(entity: str, mapping: dict[str, Any], **sources: dict[str, Any]) -> Datafix:
+    return Datafix.model_validate(
+        {
+            "landlord": {"id": "acme", "name": "Acme"},
+            "sources": sources or {"export": {"kind": "csv", "path": "x.csv"}},
+            "entities": {entity: {"source": "export", **mapping}},
+        }
+    )
+
+
+TENANT_KEYS = {"tenant_ref": "Ref", "status": {"const": "active"}}
+
+
+@pytest.mark.parametrize(
+    ("entity", "mapping", "path", "message", "hint"),
+    [
+        pytest.param(
+            "tenant",
+            {"fields": TENANT_KEYS},
+            ("entities", "tenant"),
+            "`tenant` is not a canonical entity",
+            "did you mean `tenants`?",
+            id="unknown-entity",
+        ),
+        pytest.param(
+            "tenants",
+            {"source": "exprot", "fields": TENANT_KEYS},
+            ("entities", "tenants", "source"),
+            "source `exprot` is not declared under `sources`",
+            "did you mean `export`?",
+            id="undeclared-source",
+        ),
+        pytest.param(
+            "tenants",
+            {"sheet": "Feuil1", "fields": TENANT_KEYS},
+            ("entities", "tenants", "sheet"),
+            "`sheet` only applies to xlsx sources; `export` is csv",
+            "remove `sheet`",
+            id="sheet-on-csv",
+        ),
+        pytest.param(
+            "tenants",
+            {"fields": TENANT_KEYS | {"tenant_reff": "Ref"}},
+            ("entities", "tenants", "fields", "tenant_reff"),
+            "`tenant_reff` is not a column of tenants",
+            "did you mean `tenant_ref`?",
+            id="unknown-field",
+        ),
+        pytest.param(
+            "tenants",
+            {"fields": {"tenant_ref": "Ref"}},
+            ("entities", "tenants", "fields"),
+            "tenants needs `status` but the mapping has no rule for it",
+            "add `status: <source column>` under fields",
+            id="required-field-missing",
+        ),
+        pytest.param(
+            "tenants",
+            {"fields": {"tenant_ref": "Ref", "status": {"from": "S", "map": {"A": "actif"}}}},
+            ("entities", "tenants", "fields", "status", "map", "A"),
+            "`actif` is not an allowed value of status",
+            "did you mean `active`?",
+            id="map-value-not-a-choice",
+        ),
+        pytest.param(
+            "tenants",
+            {"fields": {"tenant_ref": "Ref", "status": {"const": "gone"}}},
+            ("entities", "tenants", "fields", "status", "const"),
+            "`gone` is not an allowed value of status",
+            "allowed: active, leaving, left",
+            id="const-not-a-choice",
+        ),
+        pytest.param(
+            "tenants",
+            {"fields": TENANT_KEYS | {"household_size": {"from": "N", "map": {"deux": 2}}}},
+            ("entities", "tenants", "fields", "household_size", "map"),
+            "`map` applies to text, yes/no and choice columns; household_size is integer",
+            "remove `map`",
+            id="map-on-integer",
+        ),
+        pytest.param(
+            "tenants",
+            {"fields": TENANT_KEYS | {"lease_ref": {"debit": "D", "credit": "C"}}},
+            ("entities", "tenants", "fields", "lease_ref"),
+            "debit/credit folding needs an amount column; lease_ref is text",
+            "use `from:` instead",
+            id="debit-credit-on-text",
+        ),
+        pytest.param(
+            "tenants",
+            {"fields": TENANT_KEYS | {"lease_ref": {"from": "B", "formats": ["dd/mm/yyyy"]}}},
+            ("entities", "tenants", "fields", "lease_ref", "formats"),
+            "`formats` applies to dates; lease_ref is text",
+            "remove `formats`",
+            id="formats-on-text",
+        ),
+    ],
+)
+def test_semantic_issue(
+    entity: str, mapping: dict[str, Any], path: tuple[str, ...], message: str, hint: str
+) -> None:
+    issues = semantic_issues(datafix_with(entity, mapping))
+
+    assert [(issue.path, issue.message, issue.hint) for issue in issues] == [(path, message, hint)]
+
+
+def test_landlord_id_must_equal_the_file_name() -> None:
+    issues = semantic_issues(datafix_with("tenants", {"fields": TENANT_KEYS}), file_stem="acme-2")
+
+    assert [(issue.path, issue.message) for issue in issues] == [
+        (("landlord", "id"), "landlord id `acme` differs from the file name")
+    ]
+
+
+def test_unknown_key_anywhere_is_refused() -> None:
+    with pytest.raises(ValidationError) as error:
+        EntityMapping.model_validate({"source": "x", "feilds": {}, "fields": {}})
+
+    assert [detail["loc"] for detail in error.value.errors()] == [("feilds",)]
+
+
+# --- helpers for messages -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("word", "hint"),
+    [
+        pytest.param("sepparator", "did you mean `separator`?", id="close"),
+        pytest.param("zzz", "allowed: encoding, separator", id="nothing-close"),
+    ],
+)
+def test_did_you_mean(word: str, hint: str) -> None:
+    assert did_you_mean(word, ["separator", "encoding"]) == hint
+
+
+def test_env_references_are_found_with_their_yaml_path() -> None:
+    document = {
+        "sources": {"erp": {"url": "postgresql://${ERP_USER}:${ERP_PASSWORD}@db/erp"}},
+        "inbox": "${DATAFIX_HOME}/drop",
+        "list": ["plain", "${IN_A_LIST}"],
+        "not_a_reference": "$HOME and {X}",
+    }
+
+    assert env_references(document) == [
+        (("sources", "erp", "url"), "ERP_USER"),
+        (("sources", "erp", "url"), "ERP_PASSWORD"),
+        (("inbox",), "DATAFIX_HOME"),
+        (("list", 1), "IN_A_LIST"),
+    ]
