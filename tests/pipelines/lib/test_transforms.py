@@ -120,6 +120,7 @@ def test_parse_cents_reads_french_and_plain_amounts(cell: str, cents: int) -> No
     [
         pytest.param("12,345", id="three-significant-decimals"),
         pytest.param("1,234", id="comma-then-three-digits"),
+        pytest.param("1.234", id="dot-then-three-digits-is-ambiguous"),
         pytest.param("12,5O", id="letter-o-for-zero"),
         pytest.param("abc", id="words"),
         pytest.param("--12", id="two-minus-signs"),
@@ -542,6 +543,15 @@ def test_map_matches_ignoring_case_and_accents(cell: str) -> None:
     )
 
     assert column(batch, "status") == ["leaving"]
+
+
+@pytest.mark.parametrize("cell", ["active", "ACTIVE", " Active "])
+def test_choice_without_map_matches_canonical_values_ignoring_case(cell: str) -> None:
+    batch = transform(
+        "tenants", {"tenant_ref": "Ref", "status": "Statut"}, ["Ref", "Statut"], [["T1", cell]]
+    )
+
+    assert column(batch, "status") == ["active"]
 
 
 def test_unmapped_value_is_rejected_naming_the_value_and_the_known_codes() -> None:
