@@ -31,6 +31,14 @@ _TYPE_LABELS = {
 def json_schema() -> str:
     """The JSON Schema of a datafix file, for editor autocompletion."""
     schema = Datafix.model_json_schema(by_alias=True, mode="validation")
+    # `tenant_ref: "N° locataire"` is the short form of `tenant_ref: {from: "N° locataire"}`
+    fields = schema["$defs"]["EntityMapping"]["properties"]["fields"]
+    fields["additionalProperties"] = {
+        "anyOf": [
+            {"type": "string", "description": "Short form of `{from: <column>}`."},
+            {"$ref": "#/$defs/FieldRule"},
+        ]
+    }
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Datafix Hub datafix file"
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"

@@ -276,9 +276,12 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
     """Every problem `datafix check` reports for one file (empty list: the file is good)."""
     _, problems, document, best_effort = _read_datafix(path)
     environment = interpolation_env()
+    unresolved: set[str] = set()  # sources not probed: their unset variable is the problem
     if document.data is not None:
         for yaml_path, name in env_references(document.data):
             if name not in environment:
+                if len(yaml_path) > 1 and yaml_path[0] == "sources":
+                    unresolved.add(str(yaml_path[1]))
                 line, column = document.locate(yaml_path)
                 problems.append(
                     Located(
@@ -291,14 +294,16 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
                     )
                 )
     if best_effort is not None and probe_sources:
-        problems.extend(document.at(issue) for issue in _probe_sources(best_effort))
+        problems.extend(document.at(issue) for issue in _probe_sources(best_effort, unresolved))
     return _sorted(problems)
 
 
-def _probe_sources(loaded: LoadedDatafix) -> Iterator[Issue]:
+def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
     datafix = loaded.datafix
     headers: dict[tuple[Any, ...], list[str] | None] = {}
     for entity, mapping in datafix.entities.items():
+        if mapping.source in unresolved:
+            continue
         source = datafix.sources[mapping.source]
         sheet = mapping.sheet if isinstance(source, XlsxSource) else None
         cache_key = (mapping.source, sheet, mapping.header_row, mapping.header_rows)

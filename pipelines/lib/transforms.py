@@ -23,7 +23,13 @@ from schemas.canonical import ENTITIES, ColumnSpec, ColumnType, EntitySpec
 from schemas.datafix import EntityMapping, FieldRule, did_you_mean
 
 DEFAULT_DATE_FORMATS: tuple[str, ...] = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d.%m.%Y")
-ISO_FORMATS: tuple[str, ...] = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+ISO_FORMATS: tuple[str, ...] = (
+    "%Y-%m-%d",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+)
 # excel serial numbers accepted as dates: 1954-10-03 .. 2119-01-09
 EXCEL_SERIAL_RANGE = (20_000, 80_000)
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
@@ -117,7 +123,7 @@ def per_distinct(
     value once is several times faster than parsing every cell. Blank (<NA>) cells stay blank.
     """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if len(uniques) * 2 > len(values):
+    if len(uniques) == 0 or len(uniques) * 2 > len(values):
         return compute(values)
     results = compute(pd.Series(uniques, dtype=values.dtype))
     spread = []
@@ -261,12 +267,9 @@ class EntityTransformer:
                 message = message.mask(first, result.messages)
         rows = pd.DataFrame({name: result.values for name, result in results.items()})
         rows["source_row"] = source_rows.astype("str")
-        duplicate = (
-            error_code.isna()
-            & rows[self.spec.key].duplicated(keep="first")
-            & rows[self.spec.key].notna()
-        )
-        duplicate &= error_code.isna()
+        # only rows that are otherwise fine compete for a key: a rejected row never hides one
+        valid_keys = rows[self.spec.key].where(error_code.isna()).dropna()
+        duplicate = valid_keys.duplicated(keep="first").reindex(rows.index, fill_value=False)
         if duplicate.any():
             first_line = rows.loc[error_code.isna()].drop_duplicates(self.spec.key, keep="first")
             first_by_key = first_line.set_index(self.spec.key)["source_row"]
@@ -539,7 +542,10 @@ def _parse_datetime(
     values: pd.Series, rule: FieldRule, column: ColumnSpec
 ) -> tuple[pd.Series, pd.Series]:
     local, bad = parse_dates(values, rule.formats, with_time=True)
-    utc = local.dt.tz_localize(LOCAL_TIMEZONE, ambiguous="NaT", nonexistent="shift_forward")
+    # the repeated autumn hour is read as its first (summer-time) occurrence, a skipped spring
+    # hour is moved forward: a clock time is never silently lost
+    summer_first = np.ones(len(local), dtype=bool)
+    utc = local.dt.tz_localize(LOCAL_TIMEZONE, ambiguous=summer_first, nonexistent="shift_forward")
     return utc.dt.tz_convert("UTC"), bad
 
 
