@@ -402,3 +402,77 @@ def test_env_references_are_found_with_their_yaml_path() -> None:
         (("inbox",), "DATAFIX_HOME"),
         (("list", 1), "IN_A_LIST"),
     ]
+
+
+# --- secrets, YAML number pitfalls, per-entity header settings -------------------------------
+
+
+def sql_datafix(url: str) -> Datafix:
+    return Datafix.model_validate(
+        {
+            "landlord": {"id": "acme-habitat", "name": "Acme"},
+            "sources": {"erp": {"kind": "sql", "url": url, "table": "tiers"}},
+            "entities": {
+                "tenants": {"source": "erp", "fields": {"tenant_ref": "ref", "status": "st"}}
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        pytest.param("postgresql://hub:s3cret@db/erp", True, id="password-in-clear"),
+        pytest.param("mssql+pyodbc://hub:pw@erp-dsn", True, id="odbc-password-in-clear"),
+        pytest.param("postgresql://hub:${ERP_PASSWORD}@db/erp", False, id="password-variable"),
+        pytest.param("${ERP_URL}", False, id="whole-url-variable"),
+        pytest.param("postgresql://hub@db/erp", False, id="no-password"),
+        pytest.param("sqlite:///${DATAFIX_HOME}/erp.db", False, id="sqlite-file"),
+    ],
+)
+def test_sql_url_with_a_password_in_clear_is_refused(url: str, refused: bool) -> None:
+    issues = semantic_issues(sql_datafix(url), file_stem="acme-habitat")
+    secrets = [i for i in issues if i.path == ("sources", "erp", "url")]
+    assert bool(secrets) is refused
+    if refused:
+        assert "password in clear" in secrets[0].message
+        assert "${" in secrets[0].hint
+
+
+def test_numeric_map_keys_are_read_as_codes() -> None:
+    rule = FieldRule.model_validate({"from": "Tranche", "map": {1: "very_low", 2: "low"}})
+    assert rule.map == {"1": "very_low", "2": "low"}
+
+
+def test_a_choice_value_yaml_read_as_a_number_gets_a_quote_hint() -> None:
+    document = yaml.safe_load(
+        "landlord: {id: acme-habitat, name: Acme}\n"
+        "sources: {f: {kind: csv, path: a.csv}}\n"
+        "entities:\n"
+        "  tenants:\n"
+        "    source: f\n"
+        "    fields:\n"
+        "      tenant_ref: Ref\n"
+        "      status: {const: active}\n"
+        "      age_band: {from: Age, map: {A: 30_59}}\n"
+    )
+    issues = semantic_issues(Datafix.model_validate(document), file_stem="acme-habitat")
+    (issue,) = issues
+    assert issue.path == ("entities", "tenants", "fields", "age_band", "map", "A")
+    assert "`3059`" in issue.message  # what YAML made of 30_59
+    assert "quotes" in issue.hint
+
+
+def test_entity_header_settings_override_the_source() -> None:
+    mapping = EntityMapping.model_validate(
+        {
+            "source": "book",
+            "sheet": "Commandes",
+            "header_rows": 2,
+            "header_row": 5,
+            "fields": {"order_ref": "N° BT"},
+        }
+    )
+    assert (mapping.sheet, mapping.header_row, mapping.header_rows) == ("Commandes", 5, 2)
+    with pytest.raises(ValidationError):
+        EntityMapping.model_validate({"source": "book", "header_rows": 4, "fields": {}})
