@@ -362,7 +362,8 @@ def value_text(value: object, *, midnight_as_date: bool = False) -> str:
     return str(value)
 
 
-_ARROW_KINDS: dict[type, pa.DataType] = {
+# a column holding one of these types (and blanks) is converted by Arrow in one call
+_ARROW_TYPES: dict[type, pa.DataType] = {
     float: pa.float64(),
     int: pa.int64(),
     bool: pa.bool_(),
@@ -371,81 +372,121 @@ _ARROW_KINDS: dict[type, pa.DataType] = {
 }
 
 
-def _arrow_text(
-    values: Sequence[object], kinds: set[type], midnight_as_date: bool, *, has_text: bool
-) -> pa.Array | None:
-    """Whole-column conversion through Arrow for a column of one type (plus blanks); None when
-    the column does not fit (a stray text, an out-of-range integer, timezone-aware values)."""
-    if kinds == {dt.date, dt.datetime}:
-        # a date-time column in which calamine returned the midnights as dates
-        combine, zero = dt.datetime.combine, dt.time()
-        cleaned: Sequence[Any] = [
-            None if value == "" else combine(value, zero) if value.__class__ is dt.date else value  # type: ignore[arg-type]
-            for value in values
-        ]
-        kind: type = dt.datetime
-    else:
-        # blank cells are "" among the values: make them nulls (None already are)
-        cleaned = [None if value == "" else value for value in values] if has_text else values
-        (kind,) = kinds
+def _as_object_array(values: Sequence[object]) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values
+    # fromiter never descends into a value that is itself a sequence (a JSON list, bytes)
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _datetime_text(array: pa.Array, midnight_as_date: bool) -> pa.Array | None:
+    """`2026-03-01 14:30:00` for naive timestamps without fractions of a second (else None)."""
+    if (
+        pc.any(pc.not_equal(pc.microsecond(array), 0)).as_py()
+        or pc.any(pc.not_equal(pc.millisecond(array), 0)).as_py()
+    ):
+        return None  # sub-second values are rare: keep the exact per-value rendering
+    text = pc.cast(pc.cast(array, pa.timestamp("s")), pa.string())
+    if midnight_as_date:
+        at_midnight = pc.and_(
+            pc.and_(pc.equal(pc.hour(array), 0), pc.equal(pc.minute(array), 0)),
+            pc.equal(pc.second(array), 0),
+        )
+        text = pc.if_else(at_midnight, pc.cast(pc.cast(array, pa.date32()), pa.string()), text)
+    return text
+
+
+def _arrow_text(column: np.ndarray, kind: type, midnight_as_date: bool) -> pa.Array | None:
+    """Whole-column conversion through Arrow of a column of `kind` values and nulls; None when
+    the column does not fit (a text left among numbers, an out-of-range integer, aware or
+    sub-second date-times): Arrow refuses those rather than coercing them."""
+    if kind is dt.datetime:
+        sample = next((value for value in column if value is not None), None)
+        if sample is None or sample.tzinfo is not None:  # type: ignore[attr-defined]
+            return None  # Arrow would silently shift aware values to UTC
     try:
-        array = pa.array(cleaned, type=_ARROW_KINDS[kind])
+        array = pa.array(column, type=_ARROW_TYPES[kind])
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
         return None
     if kind is dt.datetime:
-        sample = next((value for value in cleaned if value is not None), None)
-        if sample is not None and sample.tzinfo is not None:  # type: ignore[attr-defined]
-            return None  # Arrow would silently shift aware values to UTC
-        if (
-            pc.any(pc.not_equal(pc.microsecond(array), 0)).as_py()
-            or pc.any(pc.not_equal(pc.millisecond(array), 0)).as_py()
-        ):
-            return None  # sub-second values are rare: keep the exact per-value rendering
-        text = pc.cast(pc.cast(array, pa.timestamp("s")), pa.string())
-        if midnight_as_date:
-            at_midnight = pc.and_(
-                pc.and_(pc.equal(pc.hour(array), 0), pc.equal(pc.minute(array), 0)),
-                pc.equal(pc.second(array), 0),
-            )
-            text = pc.if_else(at_midnight, pc.cast(pc.cast(array, pa.date32()), pa.string()), text)
+        text = _datetime_text(array, midnight_as_date)
+        if text is None:
+            return None
     else:
         text = pc.cast(array, pa.string())
     if kind is float:
         # Arrow writes 1e+20 and -0 where Python writes digits; fix those few exactly
         odd = pc.or_(pc.match_substring(text, "e"), pc.equal(text, "-0"))
         if pc.any(odd).as_py():
-            positions = pc.indices_nonzero(odd).to_pylist()
-            fixed = pa.array([_float_text(cleaned[position]) for position in positions])  # type: ignore[arg-type]
+            positions = pc.indices_nonzero(odd).to_numpy()
+            fixed = pa.array([_float_text(value) for value in column[positions]])
             text = pc.replace_with_mask(text, odd, fixed)
     return pc.fill_null(text, "")
+
+
+def _quick_text(column: np.ndarray, midnight_as_date: bool) -> pd.Series | None:
+    """The common cases without looking at every value's type first: when a sample says the
+    column is text, or numbers with blanks, let Arrow convert it (Arrow refuses any value that
+    does not fit, and then the caller takes the careful path). Dates are not tried: Arrow
+    would silently cut the time off a date-time among dates."""
+    step = max(1, len(column) // 256)
+    kinds = set(map(type, column[::step])) | set(map(type, column[-8:]))
+    try:
+        if kinds <= {str}:
+            array = pa.array(column, type=pa.large_string())
+            return pd.Series(array.to_pandas(), dtype="str")
+        numbers = kinds - {str, type(None)}
+        if len(numbers) == 1 and (kind := next(iter(numbers))) in (float, int, bool):
+            if str in kinds:  # blank cells seen in the sample: make every blank a null
+                blank = column == ""
+                column = column.copy()
+                column[blank] = None
+            converted = _arrow_text(column, kind, midnight_as_date)
+            return None if converted is None else pd.Series(converted.to_pandas(), dtype="str")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        return None
+    return None
 
 
 def column_text(values: Sequence[object], *, midnight_as_date: bool = False) -> pd.Series:
     """A column of cells or database values as a `str` Series (see `value_text`).
 
-    Vectorised: a text column is taken as is, a column of one type (numbers, dates, with blank
-    cells) goes through Arrow in one call; only mixed columns are converted value by value.
+    Vectorised: a text column goes to Arrow as is; in a column of one other type (numbers,
+    dates …) the blank cells become nulls and Arrow converts the whole column in one call;
+    only a column mixing types is converted value by value.
     """
-    kinds = set(map(type, values))
-    has_text = str in kinds
-    kinds.discard(str)
-    if not kinds:
-        return pd.Series(pa.array(values, type=pa.large_string()).to_pandas(), dtype="str")
-    kinds.discard(type(None))
-    if (len(kinds) == 1 and kinds <= _ARROW_KINDS.keys()) or (
-        midnight_as_date and kinds == {dt.date, dt.datetime}
-    ):
-        converted = _arrow_text(values, kinds, midnight_as_date, has_text=has_text)
+    column = _as_object_array(values)
+    quick = _quick_text(column, midnight_as_date)
+    if quick is not None:
+        return quick
+    kinds = set(map(type, column))
+    if kinds <= {str}:
+        return pd.Series(pa.array(column, type=pa.large_string()).to_pandas(), dtype="str")
+    if str in kinds:
+        blank = column == ""
+        if blank.any():
+            column = column.copy()
+            column[blank] = None
+    kinds -= {str, type(None)}
+    if kinds == {dt.date, dt.datetime} and midnight_as_date:
+        # calamine returns the midnights of a date-time column as dates
+        combine, zero = dt.datetime.combine, dt.time()
+        column = np.fromiter(
+            (combine(v, zero) if v.__class__ is dt.date else v for v in column),
+            dtype=object,
+            count=len(column),
+        )
+        kinds = {dt.datetime}
+    if len(kinds) == 1 and (kind := next(iter(kinds))) in _ARROW_TYPES:
+        converted = _arrow_text(column, kind, midnight_as_date)
         if converted is not None:
             return pd.Series(converted.to_pandas(), dtype="str")
+
+    def text(value: object) -> str:
+        return value_text(value, midnight_as_date=midnight_as_date)
+
     return pd.Series(
-        [
-            value
-            if value.__class__ is str
-            else value_text(value, midnight_as_date=midnight_as_date)
-            for value in values
-        ],
-        dtype="str",
+        [value if value.__class__ is str else text(value) for value in values], dtype="str"
     )
 
 
@@ -1023,9 +1064,10 @@ def _sheet_table(
     data = rows[start + header_rows :]
     width = len(rows[0])  # every row has the sheet's width (calamine and openpyxl alike)
     labels = labels + [""] * (width - len(labels))
-    columns = list(zip(*data, strict=True)) if data else [()] * width
+    # one 2-D object array (C speed), then a column at a time; cells are scalars, never lists
+    grid = np.array(data, dtype=object) if data else np.empty((0, width), dtype=object)
     frame = pd.DataFrame(
-        {index: column_text(column, midnight_as_date=True) for index, column in enumerate(columns)},
+        {index: column_text(grid[:, index], midnight_as_date=True) for index in range(width)},
         index=pd.RangeIndex(len(data)),
     )
     first = start + header_rows + 1

@@ -455,6 +455,11 @@ def _random_float(generator: random.Random) -> float:
     return generator.choice([0.0, -0.0, 1e-05, 1e16, 123456789012.5, 0.1 + 0.2])
 
 
+def _with_at(values: list[object], index: int, value: object) -> list[object]:
+    values[index] = value
+    return values
+
+
 COLUMN_CASES = {
     "floats-with-blanks": lambda g: [
         _random_float(g) if g.random() > 0.2 else "" for _ in range(500)
@@ -477,6 +482,14 @@ COLUMN_CASES = {
     "aware-datetimes": lambda g: [dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC), None],
     "bools-and-none": lambda g: [True, False, None, True],
     "numbers-with-stray-text": lambda g: [1.5, "n/a", 2.0, ""],
+    # long columns where the odd value sits where a sample of the column does not look
+    "floats-one-text-unsampled": lambda g: _with_at([1.5] * 10_000, 5001, "n/a"),
+    "floats-one-blank-unsampled": lambda g: _with_at([2.0] * 10_000, 5001, ""),
+    "texts-one-number-unsampled": lambda g: _with_at(["a"] * 10_000, 5001, 3.0),
+    "ints-one-huge-unsampled": lambda g: _with_at([7] * 10_000, 5001, 2**80),
+    "dates-one-datetime-unsampled": lambda g: _with_at(
+        [dt.date(2026, 1, 2)] * 10_000, 5001, dt.datetime(2026, 1, 2, 3, 4)
+    ),
     "mixed": lambda g: [
         1,
         2.5,
