@@ -186,9 +186,10 @@ def _reflect(connection: Connection, table: str, schema: str | None, url: str) -
         close = difflib.get_close_matches(table, names, n=1, cutoff=0.6)
         place = f"schema `{schema}`" if schema else "the database"
         hint = f"did you mean `{close[0]}`?" if close else "fix `table` (or `schema`)"
+        listing = ", ".join(sorted(names)[:30]) + (", …" if len(names) > 30 else "")
         raise ConfigError(
-            f"{_masked(url)}: no table or view `{table}` in {place} (there: "
-            f"{', '.join(sorted(names)) or 'none'}) — {hint}"
+            f"{_masked(url)}: no table or view `{table}` in {place} (there: {listing or 'none'})"
+            f" — {hint}"
         ) from None
     except sa.exc.DBAPIError as error:
         raise _database_error(error, url, f"reading the definition of `{table}`") from None
