@@ -818,7 +818,14 @@ def read_csv(
     header_rows: int = 1,
     expected_columns: Sequence[str] = (),
 ) -> RawTable:
-    """Read CSV exports into one text table (see the module docstring for the rules)."""
+    """Read CSV exports (concatenated in order, one shared header) into one text table.
+
+    `encoding: auto`: a BOM decides, else UTF-8 when the whole file decodes as UTF-8, else
+    cp1252. `separator: auto`: the one of `; , tab |` giving most lines one same field count.
+    `header_row: auto`: among the first 30 lines, the earliest holding the most
+    `expected_columns` (compared with `header_key`). Blank lines are kept as rows of `""`;
+    `source_rows` give each record's first physical line (`file.csv:12`).
+    """
     paths = _check_paths(paths)
     hasher = hashlib.sha256()
     parts = []
@@ -1084,7 +1091,14 @@ def read_xlsx(
     header_rows: int = 1,
     expected_columns: Sequence[str] = (),
 ) -> RawTable:
-    """Read one sheet of Excel workbooks into one text table (see the module docstring)."""
+    """Read one sheet (`sheet`, else the first) of Excel workbooks into one text table.
+
+    The header is found as for CSV, a two-row header combining a merged upper cell with each
+    cell below it (`Montant engagé` over `HT` → `Montant engagé HT`). Cells become text as
+    `value_text` says, dates as `2026-03-01`; formulas give their cached value; the empty
+    rows Excel keeps at the bottom of the used range are dropped, blank rows above are kept.
+    `source_rows`: `book.xlsx:Sheet:12` (Excel row numbers).
+    """
     paths = _check_paths(paths)
     parts = []
     for path in paths:
