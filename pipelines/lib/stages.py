@@ -11,8 +11,7 @@ from typing import Literal, TypeVar
 
 import pandas as pd
 
-from connectors.files.client import _fingerprint as fingerprint_files
-from connectors.files.client import read_csv, read_xlsx, resolve_files
+from connectors.files.client import fingerprint_files, read_csv, read_xlsx, resolve_files
 from connectors.files.models import RawTable
 from connectors.sql.client import read_sql
 from pipelines.lib.datafixes import LoadedDatafix, resolve_env

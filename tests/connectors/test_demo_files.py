@@ -274,7 +274,7 @@ def _read_source(home: Path, datafix: Datafix, mapping: EntityMapping) -> list[d
             if merged.min_row == 4:
                 for column in range(merged.min_col, merged.max_col + 1):
                     top[column - 1] = top[merged.min_col - 1]
-        depth = source.header_rows
+        depth = mapping.header_rows or source.header_rows
         bottom = (
             [sheet.cell(5, c).value for c in range(1, sheet.max_column + 1)] if depth == 2 else []
         )
