@@ -1,0 +1,782 @@
+"""Read a landlord's database over ODBC (Sage 100 on SQL Server, PostgreSQL, MariaDB) into text.
+
+`read_odbc` returns the same `RawTable` as `connectors.sql.client.read_sql` does for the same
+rows: the same text for every value, the same lineage (`table:id=42` or `table:row 7`), the same
+fingerprint. It shares that reader's rules and helpers; what is ODBC's own is here:
+
+- the connection string (`Driver={PostgreSQL Unicode};Server=…;PWD=…`): the driver or DSN it
+  names must be installed, else a one-line `ConfigError` says which package to install; a
+  password (`PWD=`, `Password=`) never appears in a message;
+- the driver's own defaults that would lose data or memory are overridden unless the connection
+  string sets them: psqlODBC sends booleans as `'1'`/`'0'` text (`BoolsAsChar=0`) and caches a
+  whole result set in memory (`UseDeclareFetch=1` streams it through a server-side cursor);
+  MariaDB's driver is asked to stream too (`NO_CACHE=1`, honoured from Connector/ODBC 3.1.17
+  on: Debian 12's 3.1.15 still buffers the result) and gets its parameters as UTF-8 (its UTF-16
+  parameters of 255 characters or more arrive garbled);
+- the session is read-only (`readonly=True`, and `SET TRANSACTION READ ONLY` on PostgreSQL and
+  MySQL/MariaDB, as the SQLAlchemy reader does; SQL Server relies on the account's rights);
+- identifiers from the datafix (schema, table, `since` column) are quoted for the dialect, and
+  one holding the quote character is refused; values (the `since` bound) are always bound
+  parameters, converted to the column's type so that no server parses a date with its locale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from operator import itemgetter
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
+from connectors.files.client import column_text, gc_paused, header_key, unique_labels
+from connectors.files.models import RawTable
+from connectors.sql.client import _TRANSIENT, _check_target, _match_columns, _source_rows
+
+if TYPE_CHECKING:
+    import pyodbc
+
+__all__ = ["odbc_drivers", "read_odbc", "read_odbc_header", "resolve_connection_string"]
+
+# connection-string keys whose value is a secret (compared lower-case)
+SECRET_KEYS = frozenset({"pwd", "password"})
+# the usual spelling of the keys `resolve_connection_string` takes as keyword arguments
+KNOWN_KEYS = {
+    "dsn": "DSN",
+    "driver": "Driver",
+    "server": "Server",
+    "port": "Port",
+    "database": "Database",
+    "uid": "UID",
+    "pwd": "PWD",
+}
+# rows psqlODBC fetches per round trip from its server-side cursor (at most)
+POSTGRES_FETCH_ROWS = 10_000
+
+_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_ -]*")
+_NEEDS_BRACES = re.compile(r"[;{}=]|^\s|\s$")
+_PASSWORD_PAIR = re.compile(r"((?:pwd|password)\s*=\s*)(\{(?:[^}]|\}\})*\}?|[^;]*)", re.IGNORECASE)
+
+# SQLSTATEs: connection lost / timeouts / serialisation (retry); missing table or column (config)
+_RETRIABLE_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "HYT00", "HYT01"})
+_MISSING_TABLE_STATES = frozenset({"42P01", "42S02"})
+_MISSING_COLUMN_STATES = frozenset({"42703", "42S22"})
+
+
+# --------------------------------------------------------------------------------------------
+# pyodbc, loaded on first use: importing it needs unixODBC's libodbc
+
+
+@cache
+def _pyodbc() -> ModuleType:
+    try:
+        import pyodbc
+    except ImportError as error:
+        problem = " ".join(str(error).split())
+    else:
+        return pyodbc
+    raise ConfigError(
+        f"pyodbc cannot load unixODBC ({problem}) — apt-get install unixodbc (make system-deps)"
+    )
+
+
+def odbc_drivers() -> list[str]:
+    """The ODBC drivers registered with unixODBC (`odbcinst -q -d`), by their `Driver=` name."""
+    return list(_pyodbc().drivers())
+
+
+# --------------------------------------------------------------------------------------------
+# Connection strings
+
+
+def _parse(text: str) -> list[tuple[str, str]]:
+    """`key=value;…` pairs; a value in braces may hold `;` and `}}` stands for `}`.
+
+    Messages never quote the text: it may hold a password anywhere."""
+    malformed = (
+        "the ODBC connection string is malformed ({}) — write it as"
+        " Driver={{…}};Server=…;Database=…;UID=…;PWD=${{VARIABLE}}"
+    )
+    pairs: list[tuple[str, str]] = []
+    position, end = 0, len(text)
+    while position < end:
+        while position < end and text[position] in "; \t\r\n":
+            position += 1
+        if position >= end:
+            break
+        equals = text.find("=", position)
+        if equals < 0:
+            raise ConfigError(malformed.format(f"a part without `=` at character {position + 1}"))
+        key = text[position:equals].strip()
+        if not _KEY.fullmatch(key):
+            raise ConfigError(malformed.format(f"a key that is not a name at character {position}"))
+        position = equals + 1
+        while position < end and text[position] in " \t":
+            position += 1
+        if position < end and text[position] == "{":
+            value, position = _braced(text, position + 1)
+            if position is None:
+                raise ConfigError(malformed.format(f"the value of `{key}` opens `{{` never closed"))
+            rest = text.find(";", position)
+            rest = end if rest < 0 else rest
+            if text[position:rest].strip():
+                raise ConfigError(malformed.format(f"text after the `}}` of `{key}`"))
+            position = rest
+        else:
+            semicolon = text.find(";", position)
+            stop = end if semicolon < 0 else semicolon
+            value, position = text[position:stop].strip(), stop
+        pairs.append((key, value))
+    return pairs
+
+
+def _braced(text: str, position: int) -> tuple[str, int | None]:
+    """The value after an opening `{` and the position after its closing `}` (None: unclosed)."""
+    characters: list[str] = []
+    while position < len(text):
+        character = text[position]
+        if character == "}":
+            if text[position + 1 : position + 2] == "}":
+                characters.append("}")
+                position += 2
+                continue
+            return "".join(characters), position + 1
+        characters.append(character)
+        position += 1
+    return "".join(characters), None
+
+
+def _parse_connection(connection: str) -> list[tuple[str, str]]:
+    if "://" in connection.split(";", 1)[0]:
+        raise ConfigError(
+            "this is a database URL, not an ODBC connection string — read it with the `sql`"
+            " source, or write Driver={…};Server=…;Database=… for ODBC"
+        )
+    return _parse(connection)
+
+
+def _format(pairs: Sequence[tuple[str, str]], *, masked: bool = False) -> str:
+    parts = []
+    for key, value in pairs:
+        if masked and key.lower() in SECRET_KEYS:
+            value = "***"
+        if key.lower() == "driver" or _NEEDS_BRACES.search(value):
+            value = "{" + value.replace("}", "}}") + "}"
+        parts.append(f"{key}={value}")
+    return ";".join(parts)
+
+
+def _get(pairs: Sequence[tuple[str, str]], key: str) -> str | None:
+    return next((value for name, value in pairs if name.lower() == key.lower()), None)
+
+
+def _set(pairs: list[tuple[str, str]], key: str, value: str) -> None:
+    for index, (name, _) in enumerate(pairs):
+        if name.lower() == key.lower():
+            pairs[index] = (name, value)
+            return
+    pairs.append((key, value))
+
+
+def _masked_text(text: str) -> str:
+    """A connection string with its passwords replaced by `***` (also when it is malformed)."""
+    try:
+        return _format(_parse(text), masked=True)
+    except ConfigError:
+        return _PASSWORD_PAIR.sub(r"\1***", text)
+
+
+def _install_hint(driver: str) -> str:
+    name = driver.lower()
+    if "postgres" in name or "psqlodbc" in name:
+        return "apt-get install odbc-postgresql"
+    if "mariadb" in name or "mysql" in name or "maodbc" in name:
+        return "apt-get install odbc-mariadb"
+    if "sql server" in name or "msodbcsql" in name:
+        return "install msodbcsql18 from Microsoft's package repository"
+    return "install the vendor's ODBC driver and register it with odbcinst"
+
+
+def _installed_driver(pairs: Sequence[tuple[str, str]]) -> str:
+    """The driver the connection string designates (by name, library path or DSN); refuses a
+    driver or DSN that unixODBC does not know."""
+    pyodbc = _pyodbc()
+    driver, dsn = _get(pairs, "driver"), _get(pairs, "dsn")
+    if driver:
+        if "/" in driver or "\\" in driver:  # a driver library given by its path
+            if not Path(driver).is_file():
+                raise ConfigError(
+                    f"ODBC driver library {driver} does not exist — {_install_hint(driver)}"
+                )
+            return driver
+        found = list(pyodbc.drivers())
+        if driver in found:
+            return driver
+        same = [name for name in found if name.lower() == driver.lower()]
+        if same:
+            return same[0]
+        raise ConfigError(
+            f"ODBC driver {driver!r} is not installed (found: {', '.join(found) or 'none'})"
+            f" — {_install_hint(driver)}"
+        )
+    if dsn:
+        sources = dict(pyodbc.dataSources())
+        same = [name for name in sources if name.lower() == dsn.lower()]
+        if not same:
+            raise ConfigError(
+                f"ODBC data source {dsn!r} is not defined (found: {', '.join(sources) or 'none'})"
+                " — add it to /etc/odbc.ini or ~/.odbc.ini, or name the driver with Driver={…}"
+            )
+        return str(sources[same[0]])
+    raise ConfigError(
+        "the ODBC connection string names neither a driver nor a data source — start it with"
+        f" Driver={{…}} (installed: {', '.join(pyodbc.drivers()) or 'none'}) or DSN=…"
+    )
+
+
+def resolve_connection_string(
+    connection: str | None = None,
+    *,
+    dsn: str | None = None,
+    driver: str | None = None,
+    **parts: str,
+) -> str:
+    """An ODBC connection string from a written one and/or its parts, its driver checked.
+
+    `resolve_connection_string(driver="PostgreSQL Unicode", server="127.0.0.1", port="5432",
+    database="erp", uid="hub", pwd=secret)` gives
+    `Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Database=erp;UID=hub;PWD=…`;
+    keyword parts replace the same keys (any case) of `connection`, and values holding `;`,
+    braces or edge spaces are braced. Raises `ConfigError` when the driver or DSN is not
+    installed, naming the ones that are and the package to install.
+    """
+    pairs = _parse_connection(connection) if connection else []
+    for key, value in (("dsn", dsn), ("driver", driver), *parts.items()):
+        if value is None:
+            continue
+        if not _KEY.fullmatch(key):
+            raise ConfigError(f"{key!r} is not an ODBC connection-string key")
+        _set(pairs, KNOWN_KEYS.get(key.lower(), key), str(value))
+    _installed_driver(pairs)
+    return _format(pairs)
+
+
+# --------------------------------------------------------------------------------------------
+# Dialects
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a database quotes identifiers and makes a transaction read-only."""
+
+    name: str
+    open_quote: str
+    close_quote: str
+    read_only_statement: str | None
+
+    def quote(self, identifier: str) -> str:
+        """The identifier quoted; refused when it holds a quote character (or is empty)."""
+        for character in {self.open_quote, self.close_quote, "\0"}:
+            if character in identifier:
+                shown = "NUL" if character == "\0" else character
+                raise ConfigError(
+                    f"identifier {identifier!r} contains `{shown}`, which the {self.name}"
+                    " reader refuses to quote — read it through a view or a `query`"
+                )
+        if not identifier:
+            raise ConfigError("an empty identifier (table, schema or column name) was given")
+        return f"{self.open_quote}{identifier}{self.close_quote}"
+
+
+DIALECTS = {
+    "postgresql": Dialect("postgresql", '"', '"', "SET TRANSACTION READ ONLY"),
+    "mysql": Dialect("mysql", "`", "`", "SET TRANSACTION READ ONLY"),
+    "mssql": Dialect("mssql", "[", "]", None),
+}
+_DIALECT_NAMES = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mssql": "mssql",
+    "sqlserver": "mssql",
+    "sql server": "mssql",
+}
+
+
+def _dialect_of_driver(driver: str) -> Dialect | None:
+    name = driver.lower()
+    if "postgres" in name or "psqlodbc" in name:
+        return DIALECTS["postgresql"]
+    if "mariadb" in name or "mysql" in name or "maodbc" in name or "myodbc" in name:
+        return DIALECTS["mysql"]
+    if "sql server" in name or "msodbcsql" in name or "freetds" in name or "tdsodbc" in name:
+        return DIALECTS["mssql"]
+    return None
+
+
+def _dialect_of_server(connection: pyodbc.Connection) -> Dialect:
+    """The dialect the server names itself with; ANSI double quotes for anything else."""
+    pyodbc = _pyodbc()
+    product = str(connection.getinfo(pyodbc.SQL_DBMS_NAME)).lower()
+    known = _dialect_of_driver(product.replace("microsoft sql server", "sql server"))
+    if known is not None:
+        return known
+    quote = str(connection.getinfo(pyodbc.SQL_IDENTIFIER_QUOTE_CHAR)).strip() or '"'
+    return Dialect(product or "odbc", quote, quote, None)
+
+
+def _driver_options(driver: str, fetch_rows: int) -> dict[str, str]:
+    """Driver settings the reader needs, unless the connection string sets them itself."""
+    name = driver.lower()
+    if "postgres" in name or "psqlodbc" in name:
+        return {
+            "BoolsAsChar": "0",  # booleans as booleans, not '1'/'0' text
+            "UseDeclareFetch": "1",  # stream through a cursor instead of caching the result
+            "Fetch": str(min(fetch_rows, POSTGRES_FETCH_ROWS)),
+        }
+    if "mariadb" in name or "maodbc" in name:
+        return {"NO_CACHE": "1"}  # stream the result (Connector/ODBC 3.1.17 and later)
+    return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A checked connection: the string given to the driver, and how to speak of it."""
+
+    connection_string: str
+    masked: str
+    secrets: tuple[str, ...]
+    dialect: Dialect | None  # None: ask the server once connected
+
+    def scrub(self, message: str) -> str:
+        """A driver message with any trace of the password removed."""
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        return message
+
+
+def _state_and_message(error: BaseException, target: _Target) -> tuple[str, str]:
+    args = error.args
+    state = args[0] if len(args) >= 2 and isinstance(args[0], str) else ""
+    text = " ".join(str(args[-1] if args else error).split())  # one line
+    return state, target.scrub(text[:500])
+
+
+def _is_transient(state: str, message: str) -> bool:
+    return state.startswith("08") or state in _RETRIABLE_STATES or bool(_TRANSIENT.search(message))
+
+
+def _connect_error(error: BaseException, target: _Target) -> ConnectorError:
+    _, message = _state_and_message(error, target)
+    # by the message only: drivers give every failed connection SQLSTATE 08001, even a database
+    # that does not exist
+    if _TRANSIENT.search(message):
+        return RetriableError(
+            f"{target.masked}: connecting failed: {message} — the database may be down or busy;"
+            " the run will be retried"
+        )
+    return ConfigError(
+        f"{target.masked}: connecting failed: {message} — check the server, port, database,"
+        " user and the password variable of the ODBC connection"
+    )
+
+
+def _read_error(error: BaseException, target: _Target, doing: str) -> ConnectorError:
+    state, message = _state_and_message(error, target)
+    if _is_transient(state, message):
+        return RetriableError(
+            f"{target.masked}: {doing} failed: {message} — the connection was lost or the"
+            " database is busy; the run will be retried"
+        )
+    if state in _MISSING_TABLE_STATES | _MISSING_COLUMN_STATES:
+        return ConfigError(f"{target.masked}: {doing} failed: {message} — fix the datafix source")
+    return PermanentError(
+        f"{target.masked}: {doing} failed: {message} — fix the datafix `table` or `query`, or"
+        " grant the account SELECT on it"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Connecting
+
+
+def _target(connection_string: str, dialect: str | None, fetch_rows: int) -> _Target:
+    pairs = _parse_connection(connection_string)
+    secrets = tuple(
+        sorted({value for key, value in pairs if key.lower() in SECRET_KEYS and value}, key=len)
+    )[::-1]  # longest first: a password that contains another is scrubbed whole
+    masked = _format(pairs, masked=True)
+    driver = _installed_driver(pairs)
+    for key, value in _driver_options(driver, fetch_rows).items():
+        if _get(pairs, key) is None:
+            pairs.append((key, value))
+    if dialect is not None:
+        known = _DIALECT_NAMES.get(dialect.strip().lower())
+        if known is None:
+            raise ConfigError(
+                f"unknown SQL dialect {dialect!r} — use one of postgresql, mysql (MariaDB) or"
+                " mssql (SQL Server)"
+            )
+        chosen: Dialect | None = DIALECTS[known]
+    else:
+        chosen = _dialect_of_driver(driver)
+    return _Target(_format(pairs), masked, secrets, chosen)
+
+
+def _begin_read_only(connection: pyodbc.Connection, dialect: Dialect, target: _Target) -> None:
+    if dialect.read_only_statement is None:
+        return
+    pyodbc = _pyodbc()
+    try:
+        # the transaction's first statement: what follows runs in it (autocommit is off)
+        connection.execute(dialect.read_only_statement).close()
+    except pyodbc.Error as error:
+        raise _connect_error(error, target) from None
+
+
+def _uuid_text(raw: bytes | None) -> str | None:
+    """A GUID as psycopg writes a PostgreSQL uuid (lower case), not pyodbc's upper case."""
+    return None if raw is None else str(uuid.UUID(bytes_le=bytes(raw)))
+
+
+@contextmanager
+def _read_only_session(
+    target: _Target, timeout: int
+) -> Iterator[tuple[pyodbc.Connection, Dialect]]:
+    """A connection in a read-only transaction, rolled back and closed afterwards."""
+    pyodbc = _pyodbc()
+    try:
+        connection = pyodbc.connect(
+            target.connection_string, timeout=timeout, readonly=True, autocommit=False
+        )
+    except pyodbc.Error as error:
+        raise _connect_error(error, target) from None
+    try:
+        try:
+            dialect = target.dialect or _dialect_of_server(connection)
+        except pyodbc.Error as error:
+            raise _connect_error(error, target) from None
+        if dialect.name == "mysql":
+            connection.setencoding(encoding="utf-8")
+        if dialect.name == "postgresql":
+            connection.add_output_converter(pyodbc.SQL_GUID, _uuid_text)
+        _begin_read_only(connection, dialect, target)
+        yield connection, dialect
+    finally:
+        with suppress(pyodbc.Error):
+            connection.rollback()
+        with suppress(pyodbc.Error):
+            connection.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Building the SELECT
+
+
+def _run(
+    connection: pyodbc.Connection,
+    target: _Target,
+    doing: str,
+    statement: str,
+    parameters: Sequence[object] = (),
+) -> pyodbc.Cursor:
+    pyodbc = _pyodbc()
+    cursor = connection.cursor()
+    try:
+        cursor.execute(statement, *parameters)
+    except pyodbc.Error as error:
+        cursor.close()
+        raise _read_error(error, target, doing) from None
+    return cursor
+
+
+def _table_names(connection: pyodbc.Connection, dialect: Dialect, schema: str | None) -> list[str]:
+    pyodbc = _pyodbc()
+    place = {"catalog": schema} if dialect.name == "mysql" else {"schema": schema}
+    if dialect.name == "mysql" and schema is None:
+        place = {"catalog": str(connection.getinfo(pyodbc.SQL_DATABASE_NAME))}
+    try:
+        with closing(connection.cursor()) as cursor:
+            return sorted({row[2] for row in cursor.tables(tableType="TABLE,VIEW", **place)})
+    except pyodbc.Error:
+        return []
+
+
+def _source_columns(
+    connection: pyodbc.Connection,
+    dialect: Dialect,
+    target: _Target,
+    source: str,
+    table: str | None,
+    schema: str | None,
+) -> list[tuple[str, Any]]:
+    """(name, Python type) of each column of `source`, read without fetching a row."""
+    pyodbc = _pyodbc()
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"SELECT * FROM {source} WHERE 1 = 0")  # identifiers quoted above
+    except pyodbc.Error as error:
+        cursor.close()
+        state, _ = _state_and_message(error, target)
+        if table is None or state not in _MISSING_TABLE_STATES:
+            doing = f"reading the columns of {table or 'the query'}"
+            raise _read_error(error, target, doing) from None
+        with suppress(pyodbc.Error):
+            connection.rollback()  # PostgreSQL refuses anything more in a failed transaction
+        _begin_read_only(connection, dialect, target)
+        names = _table_names(connection, dialect, schema)
+        close = difflib.get_close_matches(table, names, n=1, cutoff=0.6)
+        place = f"schema `{schema}`" if schema else "the database"
+        hint = f"did you mean `{close[0]}`?" if close else "fix `table` (or `schema`)"
+        listing = ", ".join(names[:30]) + (", …" if len(names) > 30 else "")
+        raise ConfigError(
+            f"{target.masked}: no table or view `{table}` in {place} (there:"
+            f" {listing or 'none'}) — {hint}"
+        ) from None
+    with closing(cursor):  # closing, not the cursor's own `with`: that one commits
+        return [(column[0], column[1]) for column in cursor.description]
+
+
+def _primary_key(
+    connection: pyodbc.Connection, dialect: Dialect, target: _Target, table: str, schema: str | None
+) -> list[str]:
+    """The primary key's columns in key order (what SQLAlchemy's reflection gives)."""
+    pyodbc = _pyodbc()
+    doing = f"reading the primary key of `{table}`"
+    if dialect.name == "mysql":
+        # MariaDB Connector/ODBC 3.1 numbers SQLPrimaryKeys' KEY_SEQ wrongly: ask the catalogue
+        statement = (
+            "SELECT column_name FROM information_schema.key_column_usage"
+            " WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?"
+            " AND constraint_name = 'PRIMARY' ORDER BY ordinal_position"
+        )
+        with closing(_run(connection, target, doing, statement, (schema, table))) as cursor:
+            return [str(row[0]) for row in cursor.fetchall()]
+    try:
+        with closing(connection.cursor()) as cursor:
+            rows = cursor.primaryKeys(table, schema=schema).fetchall()
+    except pyodbc.Error as error:
+        raise _read_error(error, target, doing) from None
+    return [str(row[3]) for row in sorted(rows, key=itemgetter(4))]
+
+
+def _typed_bound(value: str, kind: Any, column: str) -> object:
+    """The `since` bound as the column's Python type, so the driver binds a typed parameter
+    (a French SQL Server would read '2026-03-01 14:30:00' as the 3rd of January)."""
+    text = value.strip()
+    try:
+        if kind is dt.datetime:
+            return dt.datetime.fromisoformat(text)
+        if kind is dt.date:
+            return dt.date.fromisoformat(text)
+        if kind is bool:
+            if text.lower() in ("true", "1"):
+                return True
+            if text.lower() in ("false", "0"):
+                return False
+            raise ValueError(value)
+        if kind is int:
+            return int(text)
+        if kind is Decimal:
+            return Decimal(text)
+        if kind is float:
+            return float(text)
+    except (ValueError, InvalidOperation):
+        example = {dt.datetime: "2026-03-01 14:30:00", dt.date: "2026-03-01", bool: "true"}
+        raise ConfigError(
+            f"`since` value {value!r} is not a {kind.__name__} as column `{column}` holds —"
+            f" write it like {example.get(kind, '42')!r}"
+        ) from None
+    return value
+
+
+def _column_named(name: str, columns: Sequence[tuple[str, Any]], where: str) -> tuple[str, Any]:
+    exact = [column for column in columns if column[0] == name]
+    same = exact or [column for column in columns if header_key(column[0]) == header_key(name)]
+    if len(same) != 1:
+        names = [column[0] for column in columns]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"did you mean `{close[0]}`?" if close else "fix `since`"
+        raise ConfigError(
+            f"{where}: `since` column `{name}` is not among the columns ({', '.join(names)})"
+            f" — {hint}"
+        )
+    return same[0]
+
+
+def _select(
+    connection: pyodbc.Connection,
+    dialect: Dialect,
+    target: _Target,
+    *,
+    table: str | None,
+    schema: str | None,
+    query: str | None,
+    key: Sequence[str],
+    since: tuple[str, str] | None,
+    where: str,
+) -> tuple[str, tuple[object, ...]]:
+    """The statement reading the source, and its bound parameters."""
+    if table is None and since is None:
+        return str(query), ()  # a query is run as written, like the SQLAlchemy reader
+    if table is not None:
+        source = dialect.quote(table)
+        if schema is not None:
+            source = f"{dialect.quote(schema)}.{source}"
+    else:
+        source = f"({str(query).strip().rstrip(';').rstrip()}) AS src"
+    columns = _source_columns(connection, dialect, target, source, table, schema)
+    key_columns = _match_columns(key, [name for name, _ in columns], where)
+    if table is not None and not key_columns:
+        key_columns = _primary_key(connection, dialect, target, table, schema)
+    statement = f"SELECT * FROM {source}"
+    parameters: tuple[object, ...] = ()
+    if since is not None:
+        name, kind = _column_named(since[0], columns, where)
+        statement += f" WHERE {dialect.quote(name)} >= ?"
+        parameters = (_typed_bound(since[1], kind, name),)
+    if key_columns:  # row numbers and fingerprint must not depend on the storage order
+        statement += " ORDER BY " + ", ".join(map(dialect.quote, key_columns))
+    return statement, parameters
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+class _TextChunks:
+    """Rows arriving chunk by chunk, made text at once (only the text is kept), with their
+    lineage and a running fingerprint — the rules of `connectors.sql.client.read_sql`."""
+
+    def __init__(self, labels: list[str], label: str, key: Sequence[str], key_labels: list[str]):
+        self.labels, self.label, self.key, self.key_labels = labels, label, key, key_labels
+        self.hasher = hashlib.sha256()
+        self.hasher.update("\0".join(labels).encode())
+        self.frames: list[pd.DataFrame] = []
+        self.rows: list[pd.Series] = []
+        self.count = 0
+
+    def add(self, part: Sequence[Sequence[object]]) -> None:
+        with gc_paused():
+            chunk = pd.DataFrame(
+                {
+                    column: column_text(list(map(itemgetter(index), part)))
+                    for index, column in enumerate(self.labels)
+                }
+            )
+        self.hasher.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
+        self.rows.append(_source_rows(chunk, self.label, self.key, self.key_labels, self.count))
+        self.frames.append(chunk)
+        self.count += len(chunk)
+
+    def table(self, origin: str) -> RawTable:
+        self.hasher.update(str(self.count).encode())
+        if self.frames:
+            # Arrow-backed text columns: concatenating chains the chunks, it copies nothing
+            frame = pd.concat(self.frames, ignore_index=True)
+            source_rows = pd.concat(self.rows, ignore_index=True)
+        else:
+            frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in self.labels})
+            source_rows = pd.Series([], dtype="str")
+        return RawTable(
+            frame=frame,
+            source_rows=source_rows.rename(None),
+            fingerprint=self.hasher.hexdigest(),
+            origin=origin,
+        )
+
+
+def read_odbc(
+    connection_string: str,
+    *,
+    table: str | None = None,
+    schema: str | None = None,
+    query: str | None = None,
+    key: Sequence[str] = (),
+    since: tuple[str, str] | None = None,
+    chunk_rows: int = 50_000,
+    timeout: int = 30,
+    dialect: str | None = None,
+) -> RawTable:
+    """Read a table (every column) or a query's result over ODBC as text, `chunk_rows` at a time.
+
+    Same result as `read_sql` on the same rows: lineage `table:id=42` (`key` columns) or
+    `table:row 7` (`query` stands for the name of a query); a table is read in `key` (else
+    primary key) order. `since=(column, value)` keeps the rows whose column is `>=` the value
+    (bound as the column's type); a query is then wrapped (`SELECT * FROM (query) AS src WHERE
+    …`, ordered by `key` when given). `timeout` is the login timeout in seconds; `dialect`
+    (postgresql, mysql, mssql) overrides the one guessed from the driver's name.
+    """
+    _check_target(table, query)
+    if chunk_rows < 1:
+        raise ConfigError("chunk_rows must be at least 1")
+    target = _target(connection_string, dialect, chunk_rows)
+    pyodbc = _pyodbc()
+    label = table or "query"
+    where = f"{target.masked} {label}"
+    with _read_only_session(target, timeout) as (connection, sql_dialect):
+        statement, parameters = _select(
+            connection,
+            sql_dialect,
+            target,
+            table=table,
+            schema=schema,
+            query=query,
+            key=key,
+            since=since,
+            where=where,
+        )
+        reading = _run(connection, target, f"reading {label}", statement, parameters)
+        with closing(reading) as cursor:
+            names = [str(column[0]) for column in cursor.description]
+            labels = unique_labels(names)
+            key_labels = [labels[names.index(name)] for name in _match_columns(key, names, where)]
+            chunks = _TextChunks(labels, label, key, key_labels)
+            try:
+                while True:
+                    part = cursor.fetchmany(chunk_rows)
+                    if not part:
+                        break
+                    chunks.add(part)
+                    del part  # not alive while the next chunk is fetched
+            except pyodbc.Error as error:
+                raise _read_error(error, target, f"reading {label}") from None
+    return chunks.table(f"{target.masked} {f'{schema}.' if schema else ''}{label}")
+
+
+def read_odbc_header(
+    connection_string: str,
+    *,
+    table: str | None = None,
+    schema: str | None = None,
+    query: str | None = None,
+    dialect: str | None = None,
+) -> list[str]:
+    """The column names a `read_odbc` call would give, without reading the rows."""
+    _check_target(table, query)
+    target = _target(connection_string, dialect, 1)
+    with _read_only_session(target, 30) as (connection, sql_dialect):
+        if table is not None:
+            source = sql_dialect.quote(table)
+            if schema is not None:
+                source = f"{sql_dialect.quote(schema)}.{source}"
+        else:
+            source = f"({str(query).strip().rstrip(';').rstrip()}) AS src"
+        columns = _source_columns(connection, sql_dialect, target, source, table, schema)
+    return unique_labels([name for name, _ in columns])
