@@ -38,8 +38,8 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
     assert {(c.asset_key.to_user_string(), c.name) for c in checks} == {
         (f"canonical_{entity}", "contract") for entity in ENTITIES
     }
-    for spec in DEFINITIONS.resolve_all_asset_check_specs():
-        assert spec.blocking, spec.key
+    for key in checks:
+        assert DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking, key
 
 
 def test_partitions_are_the_datafix_files() -> None:
@@ -53,7 +53,8 @@ def test_nightly_schedule_runs_every_landlord_at_two_in_paris() -> None:
     assert nightly_schedule.cron_schedule == "0 2 * * *"
     assert nightly_schedule.execution_timezone == "Europe/Paris"
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=ZoneInfo("Europe/Paris"))
+        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=ZoneInfo("Europe/Paris")),
+        repository_def=DEFINITIONS.get_repository_def(),
     )
     requests = nightly_schedule.evaluate_tick(context).run_requests
     assert requests is not None
