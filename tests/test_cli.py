@@ -16,7 +16,6 @@ from schemas.canonical import ENTITIES
 
 DATAFIX = str(Path(sys.executable).parent / "datafix")
 CASES = REPO_ROOT / "tests" / "cases" / "landlords"
-LINEAGE = {"run_id", "loaded_at"}
 
 
 def datafix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -31,16 +30,15 @@ def datafix(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def snapshot(url: str, *, drop: set[str] = frozenset()) -> dict[str, list[tuple]]:
-    """Every canonical table's rows, sorted, without the columns in `drop`."""
+def snapshot(url: str) -> dict[str, list[tuple]]:
+    """Every canonical table's rows, sorted, lineage included."""
     engine = sa.create_engine(url)
     tables = {}
     try:
         with engine.connect() as conn:
             for entity in ENTITIES:
                 table = sa.Table(entity, sa.MetaData(), autoload_with=conn)
-                columns = [c for c in table.columns if c.name not in drop]
-                rows = conn.execute(sa.select(*columns)).all()
+                rows = conn.execute(sa.select(table)).all()
                 tables[entity] = sorted(tuple(str(v) for v in row) for row in rows)
     finally:
         engine.dispose()

@@ -38,6 +38,14 @@ LOCAL_TIMEZONE = "Europe/Paris"
 TRUE_WORDS = ("oui", "o", "yes", "y", "true", "vrai", "1", "x")
 FALSE_WORDS = ("non", "n", "no", "false", "faux", "0")
 
+# Python's `\s` spelled out (every character for which str.isspace() is true), the euro sign
+# and `eur`: written this way the pattern runs in Arrow's RE2, whereas pandas sends a pattern
+# with `\s` through Python's `re` one value at a time (RE2's `\s` is ASCII only).
+_SPACES_OR_EURO = (
+    "[\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+    "\u3000€]|(?i:eur)"
+)
+
 _FORMAT_TOKENS = (("yyyy", "%Y"), ("yy", "%y"), ("dd", "%d"), ("mm", "%m"))
 _TIME_TOKENS = (("HH", "%H"), ("MI", "%M"), ("SS", "%S"))
 
@@ -110,8 +118,13 @@ def _fail(
 
 
 def _value_message(values: pd.Series, mask: pd.Series, prefix: str, suffix: str) -> pd.Series:
-    shown = values.where(mask).fillna("").str.slice(0, 60)
-    return prefix + "'" + shown + "'" + suffix
+    """The message of each row in `mask` (<NA> elsewhere: callers only read the masked rows).
+
+    Built on the masked rows alone: a few rejects among a million rows must not cost five string
+    concatenations over every row.
+    """
+    shown = values[mask].fillna("").str.slice(0, 60)
+    return (prefix + "'" + shown + "'" + suffix).reindex(values.index)
 
 
 def per_distinct(
@@ -130,6 +143,9 @@ def per_distinct(
     for result in results:
         if result.dtype == bool:
             taken = np.where(codes >= 0, result.to_numpy()[codes], False)
+        elif not result.notna().any():
+            # the usual error and message columns: nothing to spread, skip the take
+            taken = result.array[:0].take(np.full(len(codes), -1, np.intp), allow_fill=True)
         else:
             taken = result.array.take(codes, allow_fill=True)
         spread.append(pd.Series(taken, index=values.index))
@@ -145,7 +161,7 @@ def parse_cents(values: pd.Series, *, unit: str = "euros") -> tuple[pd.Series, p
     and refused. Returns (cents as Int64, bad mask); blanks are <NA>, not bad.
     """
     present = values.notna()
-    text = values.str.replace(r"[\s\u00a0\u202f€]|(?i:eur)", "", regex=True)
+    text = values.str.replace(_SPACES_OR_EURO, "", regex=True)
     negative = text.str.contains(r"^\(.*\)$|^-|-$", regex=True)
     core = text.str.replace(r"^\((.*)\)$", r"\1", regex=True).str.replace(
         r"^[-+]|-$", "", regex=True
@@ -323,10 +339,19 @@ class EntityTransformer:
     def _rows_to_keep(self, frame: pd.DataFrame, labels: dict[str, str]) -> pd.Series:
         if frame.empty:
             return pd.Series(True, index=frame.index)
-        blank = pd.Series(True, index=frame.index)
+        # a row is blank when every cell is: narrow the candidates column by column, so only
+        # the first column is scanned in full
+        candidates = np.arange(len(frame))
         for label in frame.columns:
-            blank &= frame[label].str.strip() == ""
-        keep = ~blank
+            cells = frame[label]
+            if len(candidates) < len(frame):
+                cells = cells.iloc[candidates]
+            candidates = candidates[(cells.str.strip() == "").to_numpy(dtype=bool, na_value=False)]
+            if not len(candidates):
+                break
+        blank = np.zeros(len(frame), dtype=bool)
+        blank[candidates] = True
+        keep = pd.Series(~blank, index=frame.index)
         for row_filter in self.mapping.skip_rows:
             cell = frame[labels[row_filter.column]].str.strip()
             if row_filter.matches is not None:
