@@ -1,0 +1,438 @@
+"""A landlord ERP's SOAP web service, served locally for the tests and the demo.
+
+The service is described by the static document/literal WSDL `wsdl/landlord_erp.wsdl` (read
+it: it documents the operations, the two paging schemes and the fault codes). The peer serves
+it at `/wsdl` (its `soap:address` rewritten to the peer's own `/soap` URL) and answers the
+operations at `/soap`:
+
+- `ListTenants(pageNumber, pageSize, modifiedSince?)`, paged by number, answers
+  `tenants.tenant*`, `pageNumber`, `totalCount`;
+- `ListLedgerEntries(pageNumber, pageSize, modifiedSince?)`, paged by number, answers
+  `ledgerEntries.entry*`, `pageNumber`, `hasMore`;
+- `ListWorkOrders(continuationToken?, pageSize, modifiedSince?)`, paged by continuation
+  token, answers `workOrders.workOrder*`, `nextContinuationToken?` (absent on the last page).
+
+`modifiedSince` keeps the records whose `modifiedAt` is at or after it (inclusive). Records come
+back in the seed's order; `pageNumber` starts at 1; `pageSize` is 1 to `max_page_size`. A
+wrong argument (page size out of range, page number below 1, an unknown continuation token, a
+date that is not ISO) is answered by the fault `soap:Client.InvalidArgument`.
+
+The data is the `seed` given to the constructor: `{"tenants": [...], "ledger_entries": [...],
+"work_orders": [...]}`, each record a dict keyed by the WSDL's field names (`tenantRef`,
+`monthlyRent` …) holding `str`, `Decimal`, `int`, `bool`, `date`, `datetime` (naive means UTC),
+nested dicts for `contact` / `sla`, or None (field left out; `moveOutDate` is sent nil).
+`modifiedAt` is required. A key the WSDL does not know is refused at construction.
+
+Fault modes (`set_fault(mode, times=None)`: every operation call, or only the next `times`
+calls, after which the peer answers normally again; the WSDL itself is always served):
+
+- `slow`: the right answer after `slow_seconds` (5 s): a client timeout, retriable;
+- `http_500`: HTTP 500 with a plain-text body: retriable;
+- `http_503`: HTTP 503, `Retry-After: 0`, an HTML body: retriable;
+- `http_429`: HTTP 429, `Retry-After: 0`, an empty body: retriable;
+- `http_400`: HTTP 400, an empty body: permanent;
+- `fault_busy`: SOAP fault `soap:Server.Busy` (HTTP 500): retriable;
+- `fault_invalid_argument`: SOAP fault `soap:Client.InvalidArgument` (HTTP 500): permanent;
+- `malformed_xml`: HTTP 200, the envelope cut in half: permanent;
+- `dtd_billion_laughs`: HTTP 200, the answer with a billion-laughs DTD: to be refused;
+- `xxe_file`: HTTP 200, an external entity naming `secret_file`: refused, file never read;
+- `xxe_http`: HTTP 200, an external entity at `canary_url`: refused, never contacted;
+- `xxe_parameter`: HTTP 200, an external parameter entity at `canary_url`: idem;
+- `external_dtd`: HTTP 200, an external DTD at `canary_url`: idem.
+
+The peer counts what it receives: `calls` (operation calls, faulted or not),
+`calls_by_operation` and `wsdl_requests`. No dagster import: a plain connector helper.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from lxml import etree
+
+from connectors.sandbox.http import (
+    HOSTILE_MODES,
+    SOAP_ENV,
+    FaultPlan,
+    LocalHttpServer,
+    Reply,
+    Request,
+    hostile_xml,
+    parse_soap_body,
+    soap_fault_reply,
+)
+
+__all__ = [
+    "BINDING",
+    "ERP_FAULT_MODES",
+    "NAMESPACE",
+    "WSDL_PATH",
+    "LandlordErpPeer",
+]
+
+WSDL_PATH = Path(__file__).with_name("wsdl") / "landlord_erp.wsdl"
+NAMESPACE = "urn:datafix-hub:landlord-erp:v1"
+BINDING = f"{{{NAMESPACE}}}LandlordErpSoapBinding"
+_PLACEHOLDER_ADDRESS = "http://127.0.0.1:8123/soap"
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+ERP_FAULT_MODES = frozenset(
+    {
+        "slow",
+        "http_500",
+        "http_503",
+        "http_429",
+        "http_400",
+        "fault_busy",
+        "fault_invalid_argument",
+        "malformed_xml",
+        *HOSTILE_MODES,
+    }
+)
+
+# field order of each record type, as the WSDL's xsd:sequence declares it (strict clients
+# refuse elements out of order); a nested tuple is a nested complex type
+_CONTACT = ("email", "phone", "channel")
+_SLA = ("gtiHours", "gtrHours")
+_TENANT: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("tenantRef", None),
+    ("lastName", None),
+    ("firstName", None),
+    ("dwellingRef", None),
+    ("moveInDate", None),
+    ("moveOutDate", None),
+    ("monthlyRent", None),
+    ("housingAid", None),
+    ("householdSize", None),
+    ("contact", _CONTACT),
+    ("modifiedAt", None),
+)
+_LEDGER_ENTRY: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("entryId", None),
+    ("tenantRef", None),
+    ("entryDate", None),
+    ("kind", None),
+    ("label", None),
+    ("amount", None),
+    ("sepaReasonCode", None),
+    ("modifiedAt", None),
+)
+_WORK_ORDER: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("orderNumber", None),
+    ("contractor", None),
+    ("dwellingRef", None),
+    ("category", None),
+    ("committedAmount", None),
+    ("status", None),
+    ("plannedAt", None),
+    ("sla", _SLA),
+    ("modifiedAt", None),
+)
+_NILLABLE = {"moveOutDate"}
+
+
+@dataclass(frozen=True)
+class _Entity:
+    seed_key: str
+    operation: str
+    list_element: str
+    item_element: str
+    fields: tuple[tuple[str, tuple[str, ...] | None], ...]
+    paging: str  # "page_number" | "continuation_token"
+    end_marker: str  # "totalCount" | "hasMore" | "nextContinuationToken"
+
+
+_ENTITIES = {
+    entity.operation: entity
+    for entity in (
+        _Entity(
+            "tenants", "ListTenants", "tenants", "tenant", _TENANT, "page_number", "totalCount"
+        ),
+        _Entity(
+            "ledger_entries",
+            "ListLedgerEntries",
+            "ledgerEntries",
+            "entry",
+            _LEDGER_ENTRY,
+            "page_number",
+            "hasMore",
+        ),
+        _Entity(
+            "work_orders",
+            "ListWorkOrders",
+            "workOrders",
+            "workOrder",
+            _WORK_ORDER,
+            "continuation_token",
+            "nextContinuationToken",
+        ),
+    )
+}
+
+
+class _InvalidArgument(Exception):
+    """A request argument the ERP refuses: answered by soap:Client.InvalidArgument."""
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def _parse_datetime(text: str, what: str) -> dt.datetime:
+    try:
+        return _as_utc(dt.datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise _InvalidArgument(f"{what} is not an ISO date-time: {text!r}") from None
+
+
+def _xml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _check_record(record: Mapping[str, Any], entity: _Entity, position: int) -> dict[str, Any]:
+    known = {name: nested for name, nested in entity.fields}
+    for name, value in record.items():
+        if name not in known:
+            raise ValueError(
+                f"seed {entity.seed_key}[{position}]: unknown field {name!r}"
+                f" (the WSDL has {', '.join(known)})"
+            )
+        nested = known[name]
+        if nested is not None and value is not None:
+            unknown = set(value) - set(nested)
+            if unknown:
+                raise ValueError(
+                    f"seed {entity.seed_key}[{position}].{name}: unknown fields {sorted(unknown)}"
+                )
+    modified = record.get("modifiedAt")
+    if modified is None:
+        raise ValueError(f"seed {entity.seed_key}[{position}]: modifiedAt is required")
+    if isinstance(modified, str):
+        modified = dt.datetime.fromisoformat(modified)
+    return {**record, "modifiedAt": _as_utc(modified)}
+
+
+class LandlordErpPeer:
+    """The landlord ERP web service on 127.0.0.1 (see the module docstring)."""
+
+    def __init__(
+        self,
+        seed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        *,
+        max_page_size: int = 500,
+        slow_seconds: float = 5.0,
+        secret_file: str | Path = "/etc/passwd",
+        canary_url: str = "http://127.0.0.1:9",
+    ) -> None:
+        seed = seed or {}
+        unknown = set(seed) - {entity.seed_key for entity in _ENTITIES.values()}
+        if unknown:
+            raise ValueError(f"unknown seed entities {sorted(unknown)}")
+        self.records: dict[str, list[dict[str, Any]]] = {
+            entity.seed_key: [
+                _check_record(record, entity, position)
+                for position, record in enumerate(seed.get(entity.seed_key, ()))
+            ]
+            for entity in _ENTITIES.values()
+        }
+        self.max_page_size = max_page_size
+        self.slow_seconds = slow_seconds
+        self.secret_file = str(secret_file)
+        self.canary_url = canary_url.rstrip("/")
+        self.faults = FaultPlan()
+        self.calls = 0
+        self.calls_by_operation: Counter[str] = Counter()
+        self.wsdl_requests = 0
+        self._lock = threading.Lock()
+        self._server = LocalHttpServer(self._app, name="sandbox-soap-erp")
+
+    # lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def wsdl_url(self) -> str:
+        """Where the WSDL is served (its soap:address points at `soap_url`)."""
+        return f"{self.url}/wsdl"
+
+    @property
+    def soap_url(self) -> str:
+        return f"{self.url}/soap"
+
+    def set_fault(self, mode: str | None, *, times: int | None = None) -> None:
+        """Answer operation calls with `mode` (see the module docstring); None: normally."""
+        if mode is not None and mode not in ERP_FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r} (one of {sorted(ERP_FAULT_MODES)})")
+        self.faults.set(mode, times=times)
+
+    def clear_fault(self) -> None:
+        self.faults.set(None)
+
+    def wsdl_text(self) -> str:
+        return WSDL_PATH.read_text(encoding="utf-8").replace(_PLACEHOLDER_ADDRESS, self.soap_url)
+
+    # HTTP ------------------------------------------------------------------------------
+    def _app(self, request: Request) -> Reply:
+        if request.method == "GET" and (request.path == "/wsdl" or "wsdl" in request.query):
+            with self._lock:
+                self.wsdl_requests += 1
+            return Reply(body=self.wsdl_text().encode())
+        if request.method != "POST" or request.path != "/soap":
+            return Reply(status=404, body=b"not found", content_type="text/plain")
+        try:
+            body = parse_soap_body(request.body)
+        except ValueError as error:
+            return soap_fault_reply("Client.InvalidArgument", str(error))
+        operation = etree.QName(body).localname
+        with self._lock:
+            self.calls += 1
+            self.calls_by_operation[operation] += 1
+        mode = self.faults.take()
+        if mode == "http_500":
+            return Reply(500, b"Internal Server Error", "text/plain; charset=utf-8")
+        if mode == "http_503":
+            page = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
+            return Reply(503, page, "text/html; charset=utf-8", {"Retry-After": "0"})
+        if mode == "http_429":
+            return Reply(429, b"", "text/plain", {"Retry-After": "0"})
+        if mode == "http_400":
+            return Reply(400, b"", "text/plain")
+        if mode == "fault_busy":
+            return soap_fault_reply("Server.Busy", "The ERP is busy; try again in a moment")
+        if mode == "fault_invalid_argument":
+            return soap_fault_reply("Client.InvalidArgument", f"{operation}: invalid argument")
+        try:
+            document = self._answer(operation, body)
+        except _InvalidArgument as error:
+            return soap_fault_reply("Client.InvalidArgument", str(error))
+        if mode == "malformed_xml":
+            return Reply(body=document[: len(document) // 2])
+        if mode in HOSTILE_MODES:
+            return Reply(
+                body=hostile_xml(document, mode, file_path=self.secret_file, url=self.canary_url)
+            )
+        return Reply(body=document, delay=self.slow_seconds if mode == "slow" else 0.0)
+
+    # operations --------------------------------------------------------------------------
+    def _answer(self, operation: str, body: etree._Element) -> bytes:
+        entity = _ENTITIES.get(operation)
+        if entity is None:
+            raise _InvalidArgument(f"unknown operation {operation!r}")
+        arguments = {etree.QName(child).localname: (child.text or "") for child in body}
+        page_size = self._int_argument(arguments, "pageSize")
+        if not 1 <= page_size <= self.max_page_size:
+            raise _InvalidArgument(f"pageSize must be between 1 and {self.max_page_size}")
+        records = self.records[entity.seed_key]
+        if arguments.get("modifiedSince"):
+            since = _parse_datetime(arguments["modifiedSince"], "modifiedSince")
+            records = [record for record in records if record["modifiedAt"] >= since]
+        if entity.paging == "page_number":
+            page_number = self._int_argument(arguments, "pageNumber")
+            if page_number < 1:
+                raise _InvalidArgument("pageNumber starts at 1")
+            start = (page_number - 1) * page_size
+        else:
+            start = self._token_offset(arguments.get("continuationToken", ""))
+        page = records[start : start + page_size]
+        more = start + page_size < len(records)
+
+        response = etree.Element(f"{{{NAMESPACE}}}{operation}Response", nsmap={"tns": NAMESPACE})
+        container = etree.SubElement(response, f"{{{NAMESPACE}}}{entity.list_element}")
+        for record in page:
+            item = etree.SubElement(container, f"{{{NAMESPACE}}}{entity.item_element}")
+            self._fill(item, record, entity.fields)
+        if entity.paging == "page_number":
+            etree.SubElement(response, f"{{{NAMESPACE}}}pageNumber").text = str(page_number)
+        if entity.end_marker == "totalCount":
+            etree.SubElement(response, f"{{{NAMESPACE}}}totalCount").text = str(len(records))
+        elif entity.end_marker == "hasMore":
+            etree.SubElement(response, f"{{{NAMESPACE}}}hasMore").text = _xml_text(more)
+        elif more:
+            token = etree.SubElement(response, f"{{{NAMESPACE}}}nextContinuationToken")
+            token.text = self._token(start + page_size)
+        return self._envelope(response)
+
+    @staticmethod
+    def _int_argument(arguments: Mapping[str, str], name: str) -> int:
+        try:
+            return int(arguments[name])
+        except KeyError:
+            raise _InvalidArgument(f"{name} is required") from None
+        except ValueError:
+            raise _InvalidArgument(f"{name} must be an integer: {arguments[name]!r}") from None
+
+    @staticmethod
+    def _token(offset: int) -> str:
+        return base64.urlsafe_b64encode(f"work-orders:{offset}".encode()).decode()
+
+    @staticmethod
+    def _token_offset(token: str) -> int:
+        if not token:
+            return 0
+        try:
+            prefix, offset = base64.urlsafe_b64decode(token.encode()).decode().split(":")
+            if prefix != "work-orders" or int(offset) < 0:
+                raise ValueError
+            return int(offset)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise _InvalidArgument(f"unknown continuationToken {token!r}") from None
+
+    def _fill(
+        self,
+        parent: etree._Element,
+        record: Mapping[str, Any],
+        fields: Sequence[tuple[str, tuple[str, ...] | None]],
+    ) -> None:
+        for name, nested in fields:
+            value = record.get(name)
+            if value is None:
+                if name in _NILLABLE and name in record:
+                    node = etree.SubElement(parent, f"{{{NAMESPACE}}}{name}")
+                    node.set(f"{{{_XSI}}}nil", "true")
+                continue
+            node = etree.SubElement(parent, f"{{{NAMESPACE}}}{name}")
+            if nested is None:
+                node.text = _xml_text(value)
+            else:
+                self._fill(node, value, [(child, None) for child in nested])
+
+    @staticmethod
+    def _envelope(payload: etree._Element) -> bytes:
+        envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
+        etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body").append(payload)
+        return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")

@@ -1,0 +1,802 @@
+"""Read a landlord ERP's SOAP operation into a text `RawTable`, through a hardened zeep client.
+
+Hardening (RELIABILITY.md §3.3), on every client `make_client` builds:
+
+- `zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True, strict=True,
+  xml_huge_tree=False)`: a WSDL, schema or response carrying a `<!DOCTYPE>` is refused before
+  anything in it is used, so no entity is ever expanded (billion laughs) and no external
+  entity or DTD is ever fetched (XXE: local files, SSRF).
+- a `GuardedTransport`: the WSDL named in the datafix is the only document ever loaded. Any
+  import it makes of another schema or WSDL (over http(s), `file://` or a local path) is
+  refused, which `forbid_external` alone does not do for local files. The one exception is
+  the SOAP-encoding schema (`http://schemas.xmlsoap.org/soap/encoding/`) that RPC/encoded
+  services such as Sage X3 reference: with `soap_encoding=True` it is served from a copy
+  bundled here, never fetched. zeep checks `forbid_external` before asking the transport, so
+  with `soap_encoding=True` zeep's own flag is off and the transport alone enforces the rule.
+- timeouts: `timeout` for loading the WSDL, `operation_timeout` for every call (zeep's
+  default is no timeout at all).
+
+Failures are sorted by what to do next (`connectors.errors`):
+
+- `ConfigError` (one line): the WSDL file is missing, its URL unreachable or answered 4xx,
+  it is not a WSDL; arguments the WSDL does not accept; a `records_path` not in the response.
+- `RetriableError`, retried here first: a timeout, a refused or cut connection, HTTP 5xx or
+  429, a SOAP fault whose code is in `RETRIABLE_FAULT_CODES` (`Server.Busy` …).
+- `PermanentError`: any other SOAP fault (`Client.*` …), HTTP 4xx, malformed XML, a DTD or
+  entity declarations in an answer or in the WSDL.
+
+Retriable failures are retried inside the client (tenacity: exponential backoff with jitter,
+`RetryPolicy`), per call, so a fault on page 7 repeats page 7 only. Messages name the WSDL
+(credentials masked) and the operation, and never quote a response body.
+
+Values become text as in the other readers (`connectors.files.client.column_text`): Decimal
+(zeep's `xsd:decimal`) digits as sent, dates ISO, date-times `2026-03-01 14:30:00+00:00`,
+booleans `true`/`false`, absent values `""`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import pandas as pd
+import requests
+import tenacity
+import zeep
+import zeep.exceptions as zeep_errors
+from lxml import etree
+from zeep.helpers import serialize_object
+from zeep.proxy import ServiceProxy
+from zeep.xsd import ComplexType
+
+from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
+from connectors.files.client import column_text
+from connectors.files.models import RawTable
+from connectors.soap.models import RETRIABLE_FAULT_CODES, RetryPolicy, SoapPaging
+
+__all__ = [
+    "SOAP_ENCODING_NAMESPACE",
+    "GuardedTransport",
+    "call_operation",
+    "check_key",
+    "classify_error",
+    "flatten_record",
+    "hardened_settings",
+    "has_doctype",
+    "key_source_rows",
+    "make_client",
+    "masked_location",
+    "read_soap",
+    "rows_to_table",
+    "service_for",
+    "with_retries",
+]
+
+T = TypeVar("T")
+
+SOAP_ENCODING_NAMESPACE = "http://schemas.xmlsoap.org/soap/encoding/"
+
+# The parts of the SOAP 1.1 encoding schema zeep needs to understand `soapenc:Array`
+# restrictions (the `Array` group and type, `arrayType`, `offset`, the common `id`/`href`
+# attributes) and `soapenc:Struct`; written after the SOAP 1.1 note, section 5.
+_SOAP_ENCODING_SCHEMA = b"""<?xml version="1.0" encoding="UTF-8"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"
+    xmlns:tns="http://schemas.xmlsoap.org/soap/encoding/"
+    targetNamespace="http://schemas.xmlsoap.org/soap/encoding/">
+  <xs:attribute name="root">
+    <xs:simpleType>
+      <xs:restriction base="xs:boolean"><xs:pattern value="0|1"/></xs:restriction>
+    </xs:simpleType>
+  </xs:attribute>
+  <xs:attributeGroup name="commonAttributes">
+    <xs:attribute name="id" type="xs:ID"/>
+    <xs:attribute name="href" type="xs:anyURI"/>
+    <xs:anyAttribute namespace="##other" processContents="lax"/>
+  </xs:attributeGroup>
+  <xs:simpleType name="arrayCoordinate"><xs:restriction base="xs:string"/></xs:simpleType>
+  <xs:attribute name="arrayType" type="xs:string"/>
+  <xs:attribute name="offset" type="tns:arrayCoordinate"/>
+  <xs:attributeGroup name="arrayAttributes">
+    <xs:attribute ref="tns:arrayType"/>
+    <xs:attribute ref="tns:offset"/>
+  </xs:attributeGroup>
+  <xs:attribute name="position" type="tns:arrayCoordinate"/>
+  <xs:group name="Array">
+    <xs:sequence>
+      <xs:any namespace="##any" minOccurs="0" maxOccurs="unbounded" processContents="lax"/>
+    </xs:sequence>
+  </xs:group>
+  <xs:element name="Array" type="tns:Array"/>
+  <xs:complexType name="Array">
+    <xs:group ref="tns:Array" minOccurs="0"/>
+    <xs:attributeGroup ref="tns:arrayAttributes"/>
+    <xs:attributeGroup ref="tns:commonAttributes"/>
+  </xs:complexType>
+  <xs:group name="Struct">
+    <xs:sequence>
+      <xs:any namespace="##any" minOccurs="0" maxOccurs="unbounded" processContents="lax"/>
+    </xs:sequence>
+  </xs:group>
+  <xs:element name="Struct" type="tns:Struct"/>
+  <xs:complexType name="Struct">
+    <xs:group ref="tns:Struct" minOccurs="0"/>
+    <xs:attributeGroup ref="tns:commonAttributes"/>
+  </xs:complexType>
+</xs:schema>
+"""
+
+_HOW_TO_FIX_WSDL = "check `wsdl` in the datafix (a file path or an http(s) URL)"
+
+# what may precede a DOCTYPE: the XML declaration, comments, processing instructions, blanks
+_PROLOG_DOCTYPE = re.compile(
+    rb"\s*(?:<\?xml[^>]*\?>)?\s*(?:(?:<!--.*?-->|<\?.*?\?>)\s*)*<!DOCTYPE", re.DOTALL
+)
+
+
+def has_doctype(content: bytes | str) -> bool:
+    """True when the document declares a DTD (`<!DOCTYPE` before its root element).
+
+    Checked on the raw bytes before any parser runs: libxml2 answers an entity bomb with a
+    generic "amplification" syntax error, and this lets the message say what really happened.
+    """
+    if isinstance(content, str):
+        content = content.encode("utf-8", "replace")
+    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
+        content = content.decode("utf-16", "replace").encode("utf-8", "replace")
+    content = content.removeprefix(b"\xef\xbb\xbf")
+    return _PROLOG_DOCTYPE.match(content) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Locations
+
+
+def masked_location(location: str) -> str:
+    """A WSDL path or URL fit for a message: a password in the URL becomes `***`."""
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def _is_url(location: str) -> bool:
+    return urlsplit(location).scheme.lower() in ("http", "https", "file")
+
+
+def _wsdl_location(wsdl: str) -> str:
+    """The location zeep will load (an absolute path for a file), or a one-line ConfigError."""
+    if not wsdl or not wsdl.strip():
+        raise ConfigError(f"no WSDL given — {_HOW_TO_FIX_WSDL}")
+    scheme = urlsplit(wsdl).scheme.lower()
+    if scheme in ("http", "https"):
+        return wsdl
+    if scheme == "file":
+        path = Path(urlsplit(wsdl).path)
+    elif scheme and len(scheme) > 1:  # `c:` is a Windows drive, not a scheme
+        raise ConfigError(
+            f"WSDL location {masked_location(wsdl)} is neither a file nor an"
+            f" http(s) URL — {_HOW_TO_FIX_WSDL}"
+        )
+    else:
+        path = Path(wsdl).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"WSDL not found: {path} — {_HOW_TO_FIX_WSDL}")
+    return wsdl if scheme == "file" else os.path.abspath(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The hardened client
+
+
+def hardened_settings(*, soap_encoding: bool = False) -> zeep.Settings:
+    """zeep settings for an untrusted peer (see the module docstring for `soap_encoding`)."""
+    return zeep.Settings(
+        forbid_dtd=True,
+        forbid_entities=True,
+        forbid_external=not soap_encoding,
+        strict=True,
+        xml_huge_tree=False,
+    )
+
+
+class GuardedTransport(zeep.Transport):
+    """A zeep transport that loads the entry WSDL and no other document.
+
+    Also remembers the HTTP status of the last operation call (`last_status`), which zeep
+    does not keep on the faults it raises.
+    """
+
+    def __init__(
+        self,
+        entry: str,
+        *,
+        timeout: float,
+        operation_timeout: float,
+        session: requests.Session | None = None,
+        soap_encoding: bool = False,
+    ) -> None:
+        super().__init__(timeout=timeout, operation_timeout=operation_timeout, session=session)
+        self.entry = entry
+        self.soap_encoding = soap_encoding
+        self.last_status: int | None = None
+
+    def load(self, url: str) -> bytes:
+        if self.soap_encoding and url.rstrip("/") == SOAP_ENCODING_NAMESPACE.rstrip("/"):
+            return _SOAP_ENCODING_SCHEMA
+        if url == self.entry or (not _is_url(url) and os.path.abspath(url) == self.entry):
+            content = super().load(url)
+            if has_doctype(content):
+                raise zeep_errors.DTDForbidden("", None, None)
+            return content
+        raise zeep_errors.ExternalReferenceForbidden(url)
+
+    def post(self, address: str, message: Any, headers: Any) -> requests.Response:
+        self.last_status = None
+        response = super().post(address, message, headers)
+        self.last_status = response.status_code
+        if has_doctype(response.content[:65536]):
+            raise zeep_errors.DTDForbidden("", None, None)
+        return response
+
+
+def _wsdl_error(error: BaseException, wsdl: str, timeout: float) -> ConnectorError:
+    where = masked_location(wsdl)
+    if isinstance(error, ConnectorError):
+        return error
+    if isinstance(error, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+        return ConfigError(f"WSDL not found: {where} — {_HOW_TO_FIX_WSDL}")
+    if isinstance(error, requests.Timeout):
+        return RetriableError(
+            f"WSDL {where}: no answer within {timeout:g} s — the service may be down or slow;"
+            " the run will be retried"
+        )
+    if isinstance(error, requests.ConnectionError):
+        return ConfigError(
+            f"WSDL unreachable: {where} (no connection) — {_HOW_TO_FIX_WSDL}, and that the"
+            " service is up"
+        )
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        status = error.response.status_code
+        if status >= 500 or status == 429:
+            return RetriableError(
+                f"WSDL {where}: HTTP {status} — the service is failing or busy; the run will be"
+                " retried"
+            )
+        return ConfigError(f"WSDL {where}: HTTP {status} — {_HOW_TO_FIX_WSDL}")
+    if isinstance(error, zeep_errors.DTDForbidden | zeep_errors.EntitiesForbidden):
+        return PermanentError(
+            f"WSDL {where} refused: it carries a DTD or entity declarations, which the hub"
+            " never reads (XXE, billion laughs) — ask the landlord's IT for a WSDL without"
+            " <!DOCTYPE>"
+        )
+    if isinstance(error, zeep_errors.ExternalReferenceForbidden):
+        return PermanentError(
+            f"WSDL {where} refused: it imports another document ({error.url}), which the hub"
+            " never fetches — use a self-contained WSDL (schemas inlined), saved as a file if"
+            " need be"
+        )
+    if isinstance(error, zeep_errors.XMLSyntaxError | etree.XMLSyntaxError):
+        return ConfigError(
+            f"WSDL {where} is not valid XML — {_HOW_TO_FIX_WSDL}, pointing at the WSDL itself"
+            " (often the service URL followed by ?wsdl)"
+        )
+    if isinstance(error, zeep_errors.Error):
+        detail = " ".join(str(error.message or error).split())[:200]
+        return ConfigError(f"WSDL {where} cannot be used ({detail}) — {_HOW_TO_FIX_WSDL}")
+    raise error
+
+
+def make_client(
+    wsdl: str,
+    *,
+    timeout: float = 30,
+    operation_timeout: float = 60,
+    session: requests.Session | None = None,
+    soap_encoding: bool = False,
+) -> zeep.Client:
+    """A zeep client for `wsdl` (a file path, `file://` or http(s) URL), hardened.
+
+    `soap_encoding=True` for RPC/encoded services (Sage X3): see the module docstring.
+    Raises ConfigError (missing file, unreachable URL, 4xx, not a WSDL), RetriableError (WSDL
+    timeout, 5xx) or PermanentError (a DTD, entities or an import in the WSDL).
+    """
+    location = _wsdl_location(wsdl)
+    transport = GuardedTransport(
+        location,
+        timeout=timeout,
+        operation_timeout=operation_timeout,
+        session=session,
+        soap_encoding=soap_encoding,
+    )
+    try:
+        return zeep.Client(
+            location, transport=transport, settings=hardened_settings(soap_encoding=soap_encoding)
+        )
+    except Exception as error:
+        raise _wsdl_error(error, wsdl, timeout) from None
+
+
+def service_for(client: zeep.Client, address: str | None = None) -> ServiceProxy:
+    """The client's first service port, or its binding at `address` when given (a WSDL file's
+    `soap:address` rarely names the right host)."""
+    if address is None:
+        return client.service
+    for service in client.wsdl.services.values():
+        for port in service.ports.values():
+            return client.create_service(port.binding.name.text, address)
+    raise ConfigError("the WSDL declares no service port — use a WSDL with a <wsdl:service>")
+
+
+# --------------------------------------------------------------------------------------------
+# Calling an operation
+
+
+def _fault_code(code: object) -> str:
+    """`soap:Server.Busy` → `Server.Busy` (the code without its namespace prefix)."""
+    text = str(getattr(code, "localname", code) or "")
+    return text.rsplit(":", 1)[-1].strip()
+
+
+def classify_error(
+    error: BaseException,
+    where: str,
+    *,
+    status: int | None = None,
+    retriable_faults: Collection[str] = RETRIABLE_FAULT_CODES,
+    operation_timeout: float | None = None,
+) -> ConnectorError:
+    """The connector error for a failed call of `where` (`<wsdl> <operation>`).
+
+    `status` is the HTTP status of the answer when one came. Unknown errors are re-raised.
+    """
+    if isinstance(error, ConnectorError):
+        return error
+    if isinstance(error, requests.Timeout):
+        limit = f" within {operation_timeout:g} s" if operation_timeout else ""
+        return RetriableError(
+            f"{where}: no answer{limit} (timeout) — the service is slow or down; retried"
+        )
+    if isinstance(error, requests.ConnectionError):
+        return RetriableError(
+            f"{where}: connection failed or was cut — the service may be down; retried"
+        )
+    if isinstance(error, zeep_errors.Fault):
+        code = _fault_code(error.code)
+        message = " ".join(str(error.message or "").split())[:300]
+        if code in retriable_faults:
+            return RetriableError(
+                f"{where}: the service is busy (SOAP fault {code}: {message}) — retried"
+            )
+        if not code:  # an XML answer with an HTTP error status and no SOAP fault in it
+            if status is not None and (status >= 500 or status == 429):
+                return RetriableError(f"{where}: HTTP {status} without a SOAP fault — retried")
+            return PermanentError(
+                f"{where}: HTTP {status or '?'} without a SOAP fault — check the endpoint"
+                " address and the arguments"
+            )
+        hint = (
+            "fix the call's arguments in the datafix"
+            if code.startswith("Client")
+            else "the service failed on its side; ask the landlord's IT"
+        )
+        return PermanentError(f"{where}: SOAP fault {code}: {message} — {hint}")
+    if isinstance(error, zeep_errors.DTDForbidden | zeep_errors.EntitiesForbidden):
+        return PermanentError(
+            f"{where}: refused the answer: it carries a DTD or entity declarations, which the"
+            " hub never reads (XXE, billion laughs) — ask the landlord's IT to remove the"
+            " <!DOCTYPE> from the service's answers"
+        )
+    if isinstance(error, zeep_errors.ExternalReferenceForbidden):
+        return PermanentError(
+            f"{where}: refused the answer: it refers to an external document ({error.url}),"
+            " which the hub never fetches — ask the landlord's IT"
+        )
+    if isinstance(error, zeep_errors.TransportError):
+        code = error.status_code or status or 0
+        if code >= 500 or code == 429:
+            return RetriableError(f"{where}: HTTP {code} — the service is failing or busy; retried")
+        if code in (401, 403):
+            return PermanentError(
+                f"{where}: HTTP {code}, access refused — check the user and the password"
+                " variable of this source"
+            )
+        if 200 <= code < 300:
+            return PermanentError(
+                f"{where}: the answer is malformed XML — the service is broken; ask the"
+                " landlord's IT (the hub reads nothing from it)"
+            )
+        return PermanentError(
+            f"{where}: HTTP {code} — check the endpoint address and the arguments"
+        )
+    if isinstance(error, zeep_errors.XMLSyntaxError | etree.XMLSyntaxError):
+        return PermanentError(
+            f"{where}: the answer is malformed XML or not a SOAP envelope — ask the landlord's"
+            " IT (the hub reads nothing from it)"
+        )
+    if isinstance(error, zeep_errors.ValidationError | TypeError):
+        detail = " ".join(str(error).split())[:300]
+        return ConfigError(
+            f"{where}: the arguments do not fit the WSDL ({detail}) — fix `arguments` (or the"
+            " paging / since argument names) in the datafix"
+        )
+    if isinstance(error, zeep_errors.XMLParseError | zeep_errors.UnexpectedElementError):
+        detail = " ".join(str(error).split())[:300]
+        return PermanentError(
+            f"{where}: the answer does not match the WSDL ({detail}) — the service and its"
+            " WSDL disagree; ask the landlord's IT"
+        )
+    raise error
+
+
+def _retrying(policy: RetryPolicy) -> tenacity.Retrying:
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(policy.attempts),
+        wait=tenacity.wait_exponential_jitter(
+            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+        ),
+        retry=tenacity.retry_if_exception_type(RetriableError),
+        reraise=True,
+    )
+
+
+def with_retries(function: Callable[[], T], policy: RetryPolicy) -> T:
+    """`function()`, called again on RetriableError as `policy` says; the last error says how
+    many attempts were made."""
+    try:
+        return _retrying(policy)(function)
+    except RetriableError as error:
+        if policy.attempts == 1:
+            raise
+        raise RetriableError(f"{error} (gave up after {policy.attempts} attempts)") from None
+
+
+def call_operation(
+    service: ServiceProxy,
+    operation: str,
+    arguments: Mapping[str, Any],
+    *,
+    where: str,
+    retry: RetryPolicy | None = None,
+    retriable_faults: Collection[str] = RETRIABLE_FAULT_CODES,
+) -> Any:
+    """Call `operation` with `arguments`, retrying transient faults; zeep's answer.
+
+    Errors are classified as in the module docstring; `where` opens every message.
+    """
+    method = _operation(service, operation, where)
+    transport = getattr(service._client, "transport", None)
+
+    def once() -> Any:
+        try:
+            return method(**arguments)
+        except Exception as error:
+            raise classify_error(
+                error,
+                where,
+                status=getattr(transport, "last_status", None),
+                retriable_faults=retriable_faults,
+                operation_timeout=getattr(transport, "operation_timeout", None),
+            ) from None
+
+    return with_retries(once, retry or RetryPolicy())
+
+
+def _operation(service: ServiceProxy, operation: str, where: str) -> Callable[..., Any]:
+    operations = sorted(service._binding._operations)
+    if operation not in operations:
+        close = difflib.get_close_matches(operation, operations, n=1, cutoff=0.6)
+        hint = f"did you mean `{close[0]}`?" if close else "fix `operation` in the datafix"
+        raise ConfigError(
+            f"{where}: the WSDL has no operation `{operation}` (there: {', '.join(operations)})"
+            f" — {hint}"
+        )
+    return getattr(service, operation)
+
+
+# --------------------------------------------------------------------------------------------
+# From zeep's answer to rows
+
+
+def _complex(xsd_type: object) -> ComplexType | None:
+    if isinstance(xsd_type, ComplexType) and (xsd_type.elements or xsd_type.attributes):
+        return xsd_type
+    return None
+
+
+def _fields(xsd_type: ComplexType) -> list[tuple[str, Any]]:
+    return list(xsd_type.elements) + list(xsd_type.attributes)
+
+
+def _response_type(service: ServiceProxy, operation: str) -> ComplexType | None:
+    output = service._binding._operations[operation].output
+    body = getattr(output, "body", None)
+    return _complex(getattr(body, "type", None))
+
+
+def _response_data(result: Any, response_type: ComplexType | None) -> Any:
+    """zeep's answer as plain dicts and lists, rooted at the response element.
+
+    zeep hands back the response element's only child instead of the element (twice when that
+    child is itself a one-child element); the missing levels are put back so `records_path`
+    always reads from the response element, as the WSDL shows it.
+    """
+    if result is None:
+        return {}
+    data = serialize_object(result, dict)
+    if response_type is None:
+        return data
+    fields = _fields(response_type)
+    if len(fields) != 1:
+        return data
+    name, element = fields[0]
+    inner = _complex(getattr(element, "type", None))
+    if (
+        inner is not None
+        and getattr(element, "max_occurs", 1) == 1
+        and len(inner.elements) == 1
+        and not inner.attributes
+    ):
+        return {name: {inner.elements[0][0]: data}}
+    return {name: data}
+
+
+def _child_type(xsd_type: ComplexType | None, name: str) -> tuple[Any, ComplexType | None]:
+    if xsd_type is None:
+        return None, None
+    for field_name, element in _fields(xsd_type):
+        if field_name == name:
+            return element, _complex(getattr(element, "type", None))
+    return None, None
+
+
+def _at_path(data: Any, path: str, where: str, what: str) -> Any:
+    current = data
+    walked: list[str] = []
+    for segment in path.split("."):
+        if not isinstance(current, Mapping) or segment not in current:
+            there = ", ".join(current) if isinstance(current, Mapping) else "no fields"
+            place = ".".join(walked) or "the response"
+            raise ConfigError(
+                f"{where}: `{segment}` of {what} `{path}` is not in {place} (there: {there})"
+                f" — fix {what} in the datafix"
+            )
+        current = current[segment]
+        walked.append(segment)
+    return current
+
+
+def _record_type(response_type: ComplexType | None, path: str) -> ComplexType | None:
+    current = response_type
+    for segment in path.split("."):
+        _, current = _child_type(current, segment)
+    return current
+
+
+def _flatten_typed(value: Any, xsd_type: ComplexType, prefix: str, row: dict[str, Any]) -> None:
+    mapping = value if isinstance(value, Mapping) else {}
+    for name, element in _fields(xsd_type):
+        column = f"{prefix}{name}"
+        child = mapping.get(name)
+        repeated = getattr(element, "max_occurs", 1) != 1
+        nested = _complex(getattr(element, "type", None))
+        if nested is not None and not repeated and not isinstance(child, list):
+            _flatten_typed(child, nested, f"{column}.", row)
+        else:
+            row[column] = child if child not in ([], {}) else None
+
+
+def _flatten_untyped(value: Any, prefix: str, row: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for name, child in value.items():
+            _flatten_untyped(child, f"{prefix}{name}.", row)
+    else:
+        row[prefix[:-1] or "value"] = value
+
+
+def flatten_record(record: Any, record_type: ComplexType | None) -> dict[str, Any]:
+    """One record as `{column: value}`: nested fields as `parent.child`, in the WSDL's order.
+
+    With the record's type known, every field the WSDL declares is a column (absent: None),
+    so the columns do not depend on the data; a repeated field stays one cell (JSON text).
+    """
+    row: dict[str, Any] = {}
+    if record_type is not None:
+        _flatten_typed(record, record_type, "", row)
+    else:
+        _flatten_untyped(record, "", row)
+    return row
+
+
+def _as_records(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+def rows_to_table(
+    rows: Sequence[Mapping[str, Any]],
+    source_rows: Sequence[str],
+    *,
+    columns: Iterable[str] = (),
+    origin: str,
+) -> RawTable:
+    """A RawTable from flat rows (values converted to text column by column).
+
+    `columns` come first in that order; any other column found in the rows follows, in order
+    of first appearance. The fingerprint hashes the labels and every text value in order.
+    """
+    labels = list(dict.fromkeys([*columns, *(name for row in rows for name in row)]))
+    frame = pd.DataFrame(
+        {label: column_text([row.get(label) for row in rows]) for label in labels},
+        index=pd.RangeIndex(len(rows)),
+    )
+    if not labels:
+        frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+    hasher = hashlib.sha256()
+    hasher.update("\0".join(labels).encode())
+    if len(frame) and labels:
+        hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    hasher.update(str(len(frame)).encode())
+    return RawTable(
+        frame=frame,
+        source_rows=pd.Series(list(source_rows), dtype="str"),
+        fingerprint=hasher.hexdigest(),
+        origin=origin,
+    )
+
+
+def key_source_rows(frame: pd.DataFrame, label: str, key: Sequence[str]) -> list[str]:
+    """Lineage `label:name=value,name=value` of every row, from its `key` columns."""
+    values = [frame[name].tolist() for name in key]
+    return [
+        f"{label}:"
+        + ",".join(f"{name}={column[index]}" for name, column in zip(key, values, strict=True))
+        for index in range(len(frame))
+    ]
+
+
+def check_key(key: Sequence[str], columns: Sequence[str], where: str) -> None:
+    for name in key:
+        if name not in columns:
+            close = difflib.get_close_matches(name, list(columns), n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else "fix `key`"
+            raise ConfigError(
+                f"{where}: key column `{name}` is not among the columns"
+                f" ({', '.join(columns)}) — {hint}"
+            )
+
+
+def read_soap(
+    wsdl: str,
+    *,
+    operation: str,
+    arguments: Mapping[str, Any] | None = None,
+    records_path: str,
+    paging: SoapPaging | None = None,
+    since: tuple[str, str] | None = None,
+    key: Sequence[str] = (),
+    timeout: float = 30,
+    operation_timeout: float = 60,
+    max_pages: int = 10_000,
+    address: str | None = None,
+    retry: RetryPolicy | None = None,
+    retriable_faults: Collection[str] = RETRIABLE_FAULT_CODES,
+    session: requests.Session | None = None,
+) -> RawTable:
+    """Call `operation` (page after page) and return its records as a text RawTable.
+
+    Args:
+        wsdl: the WSDL, a file path or an http(s) URL.
+        operation: the operation to call.
+        arguments: fixed arguments of every call.
+        records_path: dotted path from the response element to the repeated record element,
+            e.g. `ledgerEntries.entry`. Each record is one row; nested fields become
+            `parent.child` columns.
+        paging: how the operation pages (`SoapPaging`); None for a single call.
+        since: `(argument name, value)`: the incremental lower bound, sent as that argument
+            (e.g. `("modifiedSince", "2026-03-01T00:00:00+01:00")`).
+        key: columns naming a record for lineage (`ListTenants:tenantRef=T1`); without it a
+            row is named `ListTenants:page 2 row 7`.
+        timeout / operation_timeout: seconds for loading the WSDL / for each call.
+        max_pages: a safety stop: more pages than this is an error, not a silent cut.
+        address: the endpoint to call instead of the WSDL's `soap:address`.
+        retry: how transient faults are retried (`RetryPolicy()` by default).
+        retriable_faults: SOAP fault codes that mean "try again later".
+        session: a requests session (TLS settings, authentication).
+    """
+    origin = f"{masked_location(wsdl)} {operation}"
+    if max_pages < 1:
+        raise ConfigError(f"{origin}: max_pages must be at least 1")
+    policy = retry or RetryPolicy()
+    client = with_retries(
+        lambda: make_client(
+            wsdl, timeout=timeout, operation_timeout=operation_timeout, session=session
+        ),
+        policy,
+    )
+    service = service_for(client, address)
+    _operation(service, operation, origin)
+    response_type = _response_type(service, operation)
+    record_type = _record_type(response_type, records_path)
+
+    call_arguments = dict(arguments or {})
+    if since is not None:
+        call_arguments[since[0]] = since[1]
+    if paging is not None:
+        call_arguments[paging.page_size_argument] = paging.page_size
+    page_number = paging.first_page if paging is not None else 0
+    token: str | None = None
+    seen_tokens: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    positions: list[tuple[int, int]] = []
+
+    for page in range(1, max_pages + 1):
+        if paging is not None and paging.kind == "page_number":
+            call_arguments[paging.page_argument] = page_number
+        elif paging is not None and token is not None:
+            call_arguments[paging.token_argument] = token
+        result = call_operation(
+            service,
+            operation,
+            call_arguments,
+            where=origin,
+            retry=policy,
+            retriable_faults=retriable_faults,
+        )
+        data = _response_data(result, response_type)
+        records = _as_records(_at_path(data, records_path, origin, "records_path"))
+        for index, record in enumerate(records, start=1):
+            rows.append(flatten_record(record, record_type))
+            positions.append((page, index))
+        if paging is None:
+            break
+        if paging.kind == "page_number":
+            if paging.has_more_path:
+                more = bool(_at_path(data, paging.has_more_path, origin, "has_more_path"))
+            else:
+                more = len(records) >= paging.page_size
+            if not more:
+                break
+            page_number += 1
+        else:
+            next_token = _at_path(data, paging.token_path, origin, "token_path")
+            if next_token in (None, ""):
+                break
+            token = str(next_token)
+            if token in seen_tokens:
+                raise PermanentError(
+                    f"{origin}: the service sent the continuation token of an earlier page"
+                    " again — its paging is broken; ask the landlord's IT"
+                )
+            seen_tokens.add(token)
+    else:
+        raise PermanentError(
+            f"{origin}: still more pages after max_pages={max_pages} — raise max_pages or check"
+            " the paging settings"
+        )
+
+    columns = list(flatten_record({}, record_type)) if record_type is not None else []
+    table = rows_to_table(rows, [], columns=columns, origin=origin)
+    check_key(key, list(table.frame.columns), origin)
+    if key:
+        lineage = key_source_rows(table.frame, operation, key)
+    else:
+        lineage = [f"{operation}:page {page} row {index}" for page, index in positions]
+    return RawTable(
+        frame=table.frame,
+        source_rows=pd.Series(lineage, dtype="str"),
+        fingerprint=table.fingerprint,
+        origin=origin,
+    )
