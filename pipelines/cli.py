@@ -116,6 +116,29 @@ def run(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
     sys.exit(code)
 
 
+@main.command(name="reset-cursor")
+@click.argument("landlord")
+@click.argument("source")
+@click.option("--to", "to", default=None, help="Resume from this value (inclusive).")
+def reset_cursor(landlord: str, source: str, to: str | None) -> None:
+    """Forget (or set) the watermark of an incremental source: the next run re-reads from it."""
+    from pipelines.defs.resources import WarehouseResource
+    from schemas.datafix import did_you_mean
+
+    loaded = _load_or_exit(landlord)
+    if source not in loaded.datafix.sources:
+        raise click.ClickException(
+            f"`{source}` is not a source of {landlord}: "
+            + did_you_mean(source, tuple(loaded.datafix.sources))
+        )
+    if getattr(loaded.datafix.sources[source], "cursor", None) is None:
+        raise click.ClickException(f"`{source}` has no `cursor`: it is read in full every run")
+    entities = [e for e, m in loaded.datafix.entities.items() if m.source == source]
+    changed = WarehouseResource().get_client().reset_cursor(landlord, entities, to=to)
+    what = f"set to {to!r} (inclusive)" if to is not None else "cleared (next run reads all)"
+    click.echo(f"{landlord}/{source}: {changed} watermark(s) {what} for {', '.join(entities)}")
+
+
 @main.command()
 def demo() -> None:
     """Write the demo landlords' source files, run them, and say how to open the UI."""

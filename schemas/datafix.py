@@ -100,6 +100,22 @@ class XlsxSource(FileSource):
     )
 
 
+class CursorSpec(StrictModel):
+    """How an incremental source tells new and changed rows: a column that grows with them."""
+
+    column: str = Field(
+        description="Column whose value grows when a row is added or changed (a modification"
+        " timestamp, or a sequence number)."
+    )
+    lookback_minutes: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="Re-read rows changed up to this many minutes before the last watermark, for"
+        " sources whose transactions commit late (re-read rows change nothing if unchanged).",
+    )
+
+
 class SqlSource(StrictModel):
     """A SQL database reached through a SQLAlchemy URL, read through a table or a query."""
 
@@ -114,11 +130,21 @@ class SqlSource(StrictModel):
         default_factory=list,
         description="Columns that identify a row, recorded as its lineage (`source_row`).",
     )
+    cursor: CursorSpec | None = Field(
+        None,
+        description="Pull incrementally: only rows past the last watermark (the entities it"
+        " feeds must use `mode: incremental`).",
+    )
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlSource:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of `table` or `query`")
+        if self.cursor is not None and not self.key:
+            raise ValueError(
+                "an incremental source (`cursor`) needs `key`: the columns that tell apart rows"
+                " sharing one cursor value"
+            )
         if self.query is not None:
             statement = self.query.strip().rstrip(";").strip()
             if ";" in statement:
@@ -336,6 +362,17 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
                     path=(*base, "source"),
                     message=f"source `{mapping.source}` is not declared under `sources`",
                     hint=did_you_mean(mapping.source, tuple(datafix.sources)),
+                )
+            )
+        elif getattr(source, "cursor", None) is not None and mapping.mode != "incremental":
+            issues.append(
+                Issue(
+                    path=(*base, "mode"),
+                    message=f"`{mapping.source}` is pulled incrementally (it has a `cursor`), so"
+                    " each pull holds only changed rows",
+                    hint="set `mode: incremental` (a snapshot would soft-delete every row not in"
+                    " the latest changes)",
+                    key_position=True,
                 )
             )
         elif mapping.sheet is not None and not isinstance(source, XlsxSource):

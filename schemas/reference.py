@@ -11,7 +11,7 @@ from pathlib import Path
 
 from schemas.canonical import ENTITIES, LINEAGE_COLUMNS, QUARANTINE_REASONS, ColumnType
 from schemas.datafix import Datafix
-from schemas.tables import load_runs, quarantine, source_state
+from schemas.tables import load_runs, quarantine, source_cursors, source_state
 
 HERE = Path(__file__).parent
 JSON_SCHEMA_PATH = HERE / "datafix.schema.json"
@@ -81,7 +81,7 @@ def reference_page() -> str:
     lines += ["| column | description |", "|---|---|"]
     lines += [f"| `{name}` | {text} |" for name, text in LINEAGE_COLUMNS.items()]
     lines += ["", "## Bookkeeping tables", ""]
-    for table in (quarantine, load_runs, source_state):
+    for table in (quarantine, load_runs, source_state, source_cursors):
         columns = ", ".join(f"`{c.name}`" for c in table.columns)
         lines += [f"- `{table.name}`: {table.comment} Columns: {columns}."]
     lines += ["", "## Quarantine reason codes", "", "| reason | meaning |", "|---|---|"]

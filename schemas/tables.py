@@ -122,6 +122,21 @@ source_state = sa.Table(
     comment="What was last loaded for each landlord's entity: an unchanged source is skipped.",
 )
 
+source_cursors = sa.Table(
+    "source_cursors",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("source_name", sa.String(128), nullable=False),
+    sa.Column("cursor_column", sa.String(128), nullable=False),
+    sa.Column("cursor_value", sa.Text(), nullable=False),
+    sa.Column("key_columns", sa.Text(), nullable=False, comment="JSON list of column names."),
+    sa.Column("key_values", sa.Text(), nullable=False, comment="JSON list: the last row's key."),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    comment="Watermarks of incremental sources: advanced in the same transaction as the load.",
+)
+
 hub_schema = sa.Table(
     "hub_schema",
     metadata,

@@ -31,3 +31,20 @@ class RawTable:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where an incremental pull resumes: after the row (`value`, `key_values`) in cursor order.
+
+    Readers return the rows strictly after that position in (`column`, *`key`) order, sorted in
+    that order, so the last row read is the next watermark. With no `key_values` (a manual
+    reset to a value, or a lookback) the bound is inclusive: `column >= value`; with no `value`
+    (a first pull) every row is read, in cursor order. Rows sharing one cursor value are told
+    apart by the key, so none is skipped and none is read twice.
+    """
+
+    column: str
+    value: str | None
+    key: tuple[str, ...] = ()
+    key_values: tuple[str, ...] = ()

@@ -11,8 +11,14 @@ from typing import Literal, TypeVar
 
 import pandas as pd
 
-from connectors.files.client import fingerprint_files, read_csv, read_xlsx, resolve_files
-from connectors.files.models import RawTable
+from connectors.files.client import (
+    fingerprint_files,
+    header_key,
+    read_csv,
+    read_xlsx,
+    resolve_files,
+)
+from connectors.files.models import RawTable, Watermark
 from connectors.sql.client import read_sql
 from pipelines.lib.datafixes import LoadedDatafix, resolve_env
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch
@@ -35,6 +41,7 @@ class PulledSource:
     source_name: str = ""
     fingerprint: str = ""
     raw: RawTable | None = None
+    watermark: Watermark | None = None  # where the next incremental pull resumes
 
     @property
     def rows(self) -> int:
@@ -53,6 +60,7 @@ class NormalisedEntity:
     source_name: str = ""
     fingerprint: str = ""
     batch: NormalisedBatch | None = None
+    watermark: Watermark | None = None
 
     @property
     def rows(self) -> pd.DataFrame:
@@ -83,6 +91,8 @@ def pull(
         if warehouse is None or full_refresh
         else warehouse.last_state(loaded.landlord_id, entity)
     )
+    if isinstance(source, SqlSource) and source.cursor is not None:
+        return _pull_incremental(loaded, entity, source, warehouse, full_refresh)
     if isinstance(source, SqlSource):
         raw = read_sql(
             resolve_env(source.url),
@@ -125,6 +135,68 @@ def pull(
     )
 
 
+def _pull_incremental(
+    loaded: LoadedDatafix,
+    entity: str,
+    source: SqlSource,
+    warehouse: Warehouse | None,
+    full_refresh: bool,
+) -> PulledSource:
+    """Rows past the entity's watermark, and the watermark the load will advance to."""
+    assert source.cursor is not None
+    mapping = loaded.datafix.entities[entity]
+    last = (
+        None if warehouse is None or full_refresh else warehouse.cursor(loaded.landlord_id, entity)
+    )
+    after = Watermark(source.cursor.column, None, tuple(source.key))  # from the start
+    if last is not None:
+        after = Watermark(source.cursor.column, last.value, tuple(source.key), last.key_values)
+        if source.cursor.lookback_minutes:
+            after = Watermark(
+                source.cursor.column,
+                _minus_minutes(last.value, source.cursor.lookback_minutes),
+                tuple(source.key),
+            )
+    raw = read_sql(
+        resolve_env(source.url),
+        table=source.table,
+        schema=source.db_schema,
+        query=source.query,
+        key=source.key,
+        after=after,
+    )
+    base = {"landlord_id": loaded.landlord_id, "entity": entity, "datafix_sha": loaded.sha}
+    if len(raw) == 0:
+        return PulledSource(**base, status="unchanged", source_name=mapping.source)
+    labels = {header_key(label): label for label in raw.frame.columns}
+    last_row = raw.frame.iloc[-1]
+    watermark = Watermark(
+        column=source.cursor.column,
+        value=str(last_row[labels[header_key(source.cursor.column)]]),
+        key=tuple(source.key),
+        key_values=tuple(str(last_row[labels[header_key(k)]]) for k in source.key),
+    )
+    return PulledSource(
+        **base,
+        status="read",
+        source_name=mapping.source,
+        fingerprint=raw.fingerprint,
+        raw=raw,
+        watermark=watermark,
+    )
+
+
+def _minus_minutes(value: str | None, minutes: int) -> str | None:
+    """A timestamp cursor moved back; an integer cursor (a sequence) is left as it is."""
+    if value is None:
+        return None
+    try:
+        moved = pd.Timestamp(value) - pd.Timedelta(minutes=minutes)
+    except ValueError:
+        return value
+    return moved.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def normalise(loaded: LoadedDatafix, pulled: PulledSource) -> NormalisedEntity:
     """Map the pulled rows onto the canonical entity; rejected rows keep their reason."""
     batch = None
@@ -139,6 +211,7 @@ def normalise(loaded: LoadedDatafix, pulled: PulledSource) -> NormalisedEntity:
         source_name=pulled.source_name,
         fingerprint=pulled.fingerprint,
         batch=batch,
+        watermark=pulled.watermark,
     )
 
 
@@ -164,6 +237,7 @@ def load(
             skipped=batch.skipped,
             mode=mapping.mode,
             max_vanished_percent=mapping.max_vanished_percent,
+            watermark=normalised.watermark,
         )
     )
 

@@ -17,6 +17,7 @@ Bulk writes go straight to the driver: executemany on SQLite, COPY on PostgreSQL
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connectors.files.models import Watermark
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.tables import (
     CANONICAL_TABLES,
@@ -36,6 +38,7 @@ from schemas.tables import (
     load_runs,
     metadata,
     quarantine,
+    source_cursors,
     source_state,
 )
 
@@ -64,6 +67,7 @@ class LoadRequest:
     skipped: int
     mode: str = "snapshot"
     max_vanished_percent: float = 50.0
+    watermark: Watermark | None = None  # advanced with the load, never before it commits
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,39 @@ class Warehouse:
             ).first()
         return None if row is None else (row.fingerprint, row.datafix_sha)
 
+    def cursor(self, landlord_id: str, entity: str) -> Watermark | None:
+        """The watermark of an incremental entity, if it was ever loaded."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(source_cursors).where(
+                    source_cursors.c.landlord_id == landlord_id, source_cursors.c.entity == entity
+                )
+            ).first()
+        if row is None:
+            return None
+        return Watermark(
+            column=row.cursor_column,
+            value=row.cursor_value,
+            key=tuple(json.loads(row.key_columns)),
+            key_values=tuple(json.loads(row.key_values)),
+        )
+
+    def reset_cursor(
+        self, landlord_id: str, entities: Sequence[str], *, to: str | None = None
+    ) -> int:
+        """Forget watermarks (next pull reads everything) or set them to `to` (inclusive)."""
+        scope = sa.and_(
+            source_cursors.c.landlord_id == landlord_id, source_cursors.c.entity.in_(entities)
+        )
+        with self.engine.begin() as conn:
+            if to is None:
+                return conn.execute(source_cursors.delete().where(scope)).rowcount
+            return conn.execute(
+                source_cursors.update()
+                .where(scope)
+                .values(cursor_value=to, key_values="[]", updated_at=_now(), run_id="manual")
+            ).rowcount
+
     def load(self, request: LoadRequest) -> LoadResult:
         """Write one batch in one transaction; see the module docstring for the rules."""
         spec = ENTITIES[request.entity]
@@ -159,7 +196,33 @@ class Warehouse:
                 result.inserted, result.updated, result.unchanged, result.deleted, quarantined
             )
             self._record(conn, request, result, now)
+            if request.watermark is not None:
+                self._advance(conn, request, request.watermark, now)
         return result
+
+    def _advance(
+        self, conn: sa.Connection, request: LoadRequest, watermark: Watermark, now: datetime
+    ) -> None:
+        values = {
+            "landlord_id": request.landlord_id,
+            "entity": request.entity,
+            "source_name": request.source_name,
+            "cursor_column": watermark.column,
+            "cursor_value": watermark.value,
+            "key_columns": json.dumps(list(watermark.key)),
+            "key_values": json.dumps(list(watermark.key_values), ensure_ascii=False),
+            "run_id": request.run_id,
+            "updated_at": now,
+        }
+        statement = _dialect_insert(conn, source_cursors).values(**values)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["landlord_id", "entity"],
+                set_={
+                    c: statement.excluded[c] for c in values if c not in ("landlord_id", "entity")
+                },
+            )
+        )
 
     def _merge(
         self,
