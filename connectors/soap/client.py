@@ -39,7 +39,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,8 +72,8 @@ __all__ = [
     "make_client",
     "masked_location",
     "read_soap",
-    "rows_to_table",
     "service_for",
+    "text_frame",
     "with_retries",
 ]
 
@@ -133,24 +132,33 @@ _SOAP_ENCODING_SCHEMA = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 _HOW_TO_FIX_WSDL = "check `wsdl` in the datafix (a file path or an http(s) URL)"
 
-# what may precede a DOCTYPE: the XML declaration, comments, processing instructions, blanks
-_PROLOG_DOCTYPE = re.compile(
-    rb"\s*(?:<\?xml[^>]*\?>)?\s*(?:(?:<!--.*?-->|<\?.*?\?>)\s*)*<!DOCTYPE", re.DOTALL
-)
-
 
 def has_doctype(content: bytes | str) -> bool:
     """True when the document declares a DTD (`<!DOCTYPE` before its root element).
 
     Checked on the raw bytes before any parser runs: libxml2 answers an entity bomb with a
     generic "amplification" syntax error, and this lets the message say what really happened.
+    Only the prolog is looked at (the XML declaration, comments, processing instructions and
+    blanks that may come first), so a `<!DOCTYPE` quoted inside the document is no DTD.
     """
     if isinstance(content, str):
         content = content.encode("utf-8", "replace")
     if content.startswith((b"\xff\xfe", b"\xfe\xff")):
         content = content.decode("utf-16", "replace").encode("utf-8", "replace")
     content = content.removeprefix(b"\xef\xbb\xbf")
-    return _PROLOG_DOCTYPE.match(content) is not None
+    position = 0
+    while True:
+        while position < len(content) and content[position] in b" \t\r\n":
+            position += 1
+        for opening, closing in ((b"<?", b"?>"), (b"<!--", b"-->")):
+            if content.startswith(opening, position):
+                end = content.find(closing, position + len(opening))
+                if end < 0:
+                    return False
+                position = end + len(closing)
+                break
+        else:
+            return content.startswith(b"<!DOCTYPE", position)
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,7 +395,8 @@ def classify_error(
         hint = (
             "fix the call's arguments in the datafix"
             if code.startswith("Client")
-            else "the service failed on its side; ask the landlord's IT"
+            else "the service refused the call: check what the fault names, or ask the"
+            " service's administrators"
         )
         return PermanentError(f"{where}: SOAP fault {code}: {message} — {hint}")
     if isinstance(error, zeep_errors.DTDForbidden | zeep_errors.EntitiesForbidden):
@@ -625,14 +634,10 @@ def _as_records(value: Any) -> list[Any]:
     return [value]
 
 
-def rows_to_table(
-    rows: Sequence[Mapping[str, Any]],
-    source_rows: Sequence[str],
-    *,
-    columns: Iterable[str] = (),
-    origin: str,
-) -> RawTable:
-    """A RawTable from flat rows (values converted to text column by column).
+def text_frame(
+    rows: Sequence[Mapping[str, Any]], *, columns: Iterable[str] = ()
+) -> tuple[pd.DataFrame, str]:
+    """Flat rows as a frame of text (values converted column by column), and its fingerprint.
 
     `columns` come first in that order; any other column found in the rows follows, in order
     of first appearance. The fingerprint hashes the labels and every text value in order.
@@ -642,19 +647,12 @@ def rows_to_table(
         {label: column_text([row.get(label) for row in rows]) for label in labels},
         index=pd.RangeIndex(len(rows)),
     )
-    if not labels:
-        frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
     hasher = hashlib.sha256()
     hasher.update("\0".join(labels).encode())
     if len(frame) and labels:
         hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     hasher.update(str(len(frame)).encode())
-    return RawTable(
-        frame=frame,
-        source_rows=pd.Series(list(source_rows), dtype="str"),
-        fingerprint=hasher.hexdigest(),
-        origin=origin,
-    )
+    return frame, hasher.hexdigest()
 
 
 def key_source_rows(frame: pd.DataFrame, label: str, key: Sequence[str]) -> list[str]:
@@ -788,15 +786,15 @@ def read_soap(
         )
 
     columns = list(flatten_record({}, record_type)) if record_type is not None else []
-    table = rows_to_table(rows, [], columns=columns, origin=origin)
-    check_key(key, list(table.frame.columns), origin)
+    frame, fingerprint = text_frame(rows, columns=columns)
+    check_key(key, list(frame.columns), origin)
     if key:
-        lineage = key_source_rows(table.frame, operation, key)
+        lineage = key_source_rows(frame, operation, key)
     else:
         lineage = [f"{operation}:page {page} row {index}" for page, index in positions]
     return RawTable(
-        frame=table.frame,
+        frame=frame,
         source_rows=pd.Series(lineage, dtype="str"),
-        fingerprint=table.fingerprint,
+        fingerprint=fingerprint,
         origin=origin,
     )

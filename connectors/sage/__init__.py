@@ -1,0 +1,1 @@
+"""Sage sources: Sage X3 objects read through the classic SOAP web service."""

@@ -1,0 +1,574 @@
+"""A Sage X3-style SOAP web service (`CAdxWebServiceXmlCC`), served locally for tests and demo.
+
+What it speaks (PROTOCOLS.md §3a): SOAP 1.1, RPC/encoded, namespace `http://www.adonix.com/WSS`,
+the static WSDL `wsdl/sage_x3.wsdl` (served at `/wsdl`, its address rewritten to this peer's
+`/soap-generic/syracuse/collaboration/syracuse/CAdxWebServiceXmlCC`). Every answer is a
+`CAdxResultXml`: `status` 1 (success) or 0 (failure), `messages` sent as multiRef elements as
+X3 does (`type` 1 information, 2 warning, 3 error), `resultXml` as a CDATA payload
+(`RESULT` → `GRP ID=…` of `FLD NAME=… TYPE=…`, `LST NAME=…` of `ITM`, `TAB ID=…` of
+`LIN NUM=…`; dates `YYYYMMDD`), nil on failure, and `technicalInfos`.
+
+Operations implemented: `query` (the object's list: one `LIN` per record holding its
+`query_fields`, `objectKeys` as equality criteria, at most `listSize` lines) and `read` (one
+record by its key fields). The other operations of the WSDL answer a SOAP fault. To add one
+(`save` …), write a method `(SageCall) -> SageAnswer` and register it in `self.operations`;
+`self.records` holds the data by public name and `self.objects` their descriptions.
+
+The call context is checked on every call: `poolAlias` must be the peer's `pool_alias`
+(else a `soapenv:Server.userException` fault, as Axis reports an X3 exception) and `codeLang`
+one of `languages` (same fault). With `credentials` set, HTTP Basic authentication is
+required (V7+ style; 401 otherwise). Incoming envelopes are accepted with or without
+`xsi:type` attributes (zeep sends none; Axis clients do).
+
+Objects (`DEFAULT_OBJECTS`, extensible by passing `objects=`): `BPC` customers (key `BPCNUM`),
+`SIH` sales invoices (key `NUM`, lines in table `SIH4_1`). Group, field and table codes follow
+the standard screens as far as public samples show them; the layout of `query` answers is not
+documented publicly [NOT VERIFIED]: one `TAB` of `LIN`s, as the read answers use.
+
+Seed: `{"BPC": [{"BPCNUM": "C001", "BPCNAM": "…", "UPDDAT": date(…), "REP": ["R1"]}, …],
+"SIH": [{"NUM": "…", …, "SIH4_1": [{"ITMREF": …}, …]}]}`: field values as `str`, `int`,
+`Decimal` or `date`; a list field (`LST`) as a list of texts; a table as a list of dicts.
+
+Fault modes (`set_fault(mode, times=None)`, like the landlord ERP peer): `slow`, `http_500`
+(the body X3 sends when no web-service child process is available: "No Web services
+accepted"), `http_503`, `malformed_xml`, the envelope-level DTD attacks of
+`connectors.sandbox.http.HOSTILE_MODES`, and the same attacks inside the `resultXml` payload:
+`result_dtd_billion_laughs`, `result_xxe_file`, `result_xxe_http`. Counters: `calls`,
+`calls_by_operation`, `wsdl_requests`. No dagster import: a plain connector helper.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from lxml import etree
+
+from connectors.sandbox.http import (
+    HOSTILE_MODES,
+    SOAP_ENV,
+    FaultPlan,
+    LocalHttpServer,
+    Reply,
+    Request,
+    hostile_xml,
+    parse_soap_body,
+    soap_fault_reply,
+)
+
+__all__ = [
+    "DEFAULT_OBJECTS",
+    "ENDPOINT_PATH",
+    "SAGE_FAULT_MODES",
+    "WSDL_PATH",
+    "WSS",
+    "SageAnswer",
+    "SageCall",
+    "SageField",
+    "SageObject",
+    "SageX3Peer",
+]
+
+WSDL_PATH = Path(__file__).with_name("wsdl") / "sage_x3.wsdl"
+WSS = "http://www.adonix.com/WSS"
+SOAP_ENC = "http://schemas.xmlsoap.org/soap/encoding/"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+ENDPOINT_PATH = "/soap-generic/syracuse/collaboration/syracuse/CAdxWebServiceXmlCC"
+_PLACEHOLDER_ADDRESS = f"http://127.0.0.1:8124{ENDPOINT_PATH}"
+
+_RESULT_HOSTILE = {
+    "result_dtd_billion_laughs": "dtd_billion_laughs",
+    "result_xxe_file": "xxe_file",
+    "result_xxe_http": "xxe_http",
+}
+SAGE_FAULT_MODES = frozenset(
+    {"slow", "http_500", "http_503", "malformed_xml", *HOSTILE_MODES, *_RESULT_HOSTILE}
+)
+
+
+@dataclass(frozen=True)
+class SageField:
+    """One screen field: its code and X3 type (`Char`, `Integer`, `Decimal`, `Date`)."""
+
+    name: str
+    type: str = "Char"
+    is_list: bool = False  # a LST (several values, one ITM each)
+
+
+@dataclass(frozen=True)
+class SageObject:
+    """A published object: its key fields, its query list, its groups and tables."""
+
+    public_name: str
+    keys: tuple[str, ...]
+    query_fields: tuple[str, ...]
+    groups: tuple[tuple[str, tuple[SageField, ...]], ...]
+    tables: tuple[tuple[str, tuple[SageField, ...]], ...] = ()
+
+    def header_fields(self) -> dict[str, SageField]:
+        return {item.name: item for _, fields in self.groups for item in fields}
+
+
+DEFAULT_OBJECTS: dict[str, SageObject] = {
+    "BPC": SageObject(
+        public_name="BPC",
+        keys=("BPCNUM",),
+        query_fields=("BPCNUM", "BPCNAM", "UPDDAT"),
+        groups=(
+            (
+                "BPC0_1",
+                (SageField("BPCNUM"), SageField("BPCNAM"), SageField("BPCSHO")),
+            ),
+            (
+                "BPC1_1",
+                (
+                    SageField("BPCTYP", "Integer"),
+                    SageField("CUR"),
+                    SageField("OSTAUZ", "Decimal"),
+                    SageField("REP", is_list=True),
+                ),
+            ),
+            ("BPC5_1", (SageField("CREDAT", "Date"), SageField("UPDDAT", "Date"))),
+        ),
+    ),
+    "SIH": SageObject(
+        public_name="SIH",
+        keys=("NUM",),
+        query_fields=("NUM", "BPCINV", "INVDAT", "AMTATI", "UPDDAT"),
+        groups=(
+            (
+                "SIH0_1",
+                (
+                    SageField("SALFCY"),
+                    SageField("SIVTYP"),
+                    SageField("NUM"),
+                    SageField("INVDAT", "Date"),
+                    SageField("BPCINV"),
+                    SageField("CUR"),
+                ),
+            ),
+            (
+                "SIH1_1",
+                (
+                    SageField("YBTNUM"),
+                    SageField("AMTNOT", "Decimal"),
+                    SageField("AMTATI", "Decimal"),
+                    SageField("UPDDAT", "Date"),
+                ),
+            ),
+        ),
+        tables=(
+            (
+                "SIH4_1",
+                (
+                    SageField("ITMREF"),
+                    SageField("ITMDES"),
+                    SageField("QTY", "Decimal"),
+                    SageField("GROPRI", "Decimal"),
+                    SageField("AMTNOTLIN", "Decimal"),
+                ),
+            ),
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SageCall:
+    """One incoming call: operation, call context, public name and the other parameters."""
+
+    operation: str
+    context: Mapping[str, str]
+    public_name: str
+    object_keys: tuple[tuple[str, str], ...]
+    parameters: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class SageAnswer:
+    """What an operation answers: status 1/0, the RESULT payload, `(type, text)` messages."""
+
+    status: int
+    result_xml: str | None = None
+    messages: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+
+
+class _Refused(Exception):
+    """A call X3 would reject with an exception: answered by a SOAP fault."""
+
+
+def _field_text(item: SageField, value: Any) -> str:
+    if value is None:
+        return ""
+    if item.type == "Date":
+        if isinstance(value, dt.date):
+            return value.strftime("%Y%m%d")
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _fld(parent: etree._Element, item: SageField, value: Any) -> None:
+    if item.is_list:
+        values = list(value or [])
+        node = etree.SubElement(
+            parent, "LST", NAME=item.name, SIZE=str(len(values)), TYPE=item.type
+        )
+        for entry in values:
+            etree.SubElement(node, "ITM").text = _field_text(item, entry)
+        return
+    node = etree.SubElement(parent, "FLD", NAME=item.name, TYPE=item.type)
+    node.text = _field_text(item, value)
+
+
+def _result_text(root: etree._Element) -> str:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+
+
+class SageX3Peer:
+    """The Sage X3 `CAdxWebServiceXmlCC` service on 127.0.0.1 (see the module docstring)."""
+
+    def __init__(
+        self,
+        seed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        *,
+        pool_alias: str = "SEED",
+        languages: Sequence[str] = ("FRA", "ENG"),
+        objects: Mapping[str, SageObject] | None = None,
+        credentials: tuple[str, str] | None = None,
+        slow_seconds: float = 5.0,
+        secret_file: str | Path = "/etc/passwd",
+        canary_url: str = "http://127.0.0.1:9",
+    ) -> None:
+        self.objects: dict[str, SageObject] = dict(objects or DEFAULT_OBJECTS)
+        seed = seed or {}
+        unknown = set(seed) - set(self.objects)
+        if unknown:
+            raise ValueError(f"no object {sorted(unknown)} (there: {sorted(self.objects)})")
+        self.records: dict[str, list[dict[str, Any]]] = {
+            name: [dict(record) for record in seed.get(name, ())] for name in self.objects
+        }
+        self.pool_alias = pool_alias
+        self.languages = tuple(languages)
+        self.credentials = credentials
+        self.slow_seconds = slow_seconds
+        self.secret_file = str(secret_file)
+        self.canary_url = canary_url.rstrip("/")
+        self.faults = FaultPlan()
+        self.calls = 0
+        self.calls_by_operation: Counter[str] = Counter()
+        self.wsdl_requests = 0
+        self.contexts: list[Mapping[str, str]] = []  # every call context received, in order
+        self.operations: dict[str, Callable[[SageCall], SageAnswer]] = {
+            "query": self._query,
+            "read": self._read,
+        }
+        self._lock = threading.Lock()
+        self._server = LocalHttpServer(self._app, name="sandbox-sage-x3")
+
+    # lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def wsdl_url(self) -> str:
+        return f"{self.url}/wsdl"
+
+    @property
+    def soap_url(self) -> str:
+        return f"{self.url}{ENDPOINT_PATH}"
+
+    def set_fault(self, mode: str | None, *, times: int | None = None) -> None:
+        if mode is not None and mode not in SAGE_FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r} (one of {sorted(SAGE_FAULT_MODES)})")
+        self.faults.set(mode, times=times)
+
+    def clear_fault(self) -> None:
+        self.faults.set(None)
+
+    def wsdl_text(self) -> str:
+        return WSDL_PATH.read_text(encoding="utf-8").replace(_PLACEHOLDER_ADDRESS, self.soap_url)
+
+    # HTTP ------------------------------------------------------------------------------
+    def _authorised(self, request: Request) -> bool:
+        if self.credentials is None:
+            return True
+        user, password = self.credentials
+        expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return request.headers.get("authorization", "") == f"Basic {expected}"
+
+    def _app(self, request: Request) -> Reply:
+        if request.method == "GET" and (request.path == "/wsdl" or "wsdl" in request.query):
+            with self._lock:
+                self.wsdl_requests += 1
+            return Reply(body=self.wsdl_text().encode())
+        if request.method != "POST" or request.path != ENDPOINT_PATH:
+            return Reply(status=404, body=b"not found", content_type="text/plain")
+        if not self._authorised(request):
+            return Reply(status=401, headers={"WWW-Authenticate": 'Basic realm="Sage X3"'})
+        try:
+            body = parse_soap_body(request.body)
+        except ValueError as error:
+            return soap_fault_reply("Client", str(error))
+        operation = etree.QName(body).localname
+        with self._lock:
+            self.calls += 1
+            self.calls_by_operation[operation] += 1
+        mode = self.faults.take()
+        if mode == "http_500":
+            return Reply(500, b"No Web services accepted", "text/plain; charset=utf-8")
+        if mode == "http_503":
+            return Reply(503, b"Service Unavailable", "text/plain", {"Retry-After": "0"})
+        try:
+            call = self._call(operation, body)
+            handler = self.operations.get(operation)
+            if handler is None:
+                raise _Refused(f"operation {operation} is not available in this sandbox")
+            answer = handler(call)
+        except _Refused as error:
+            return soap_fault_reply("Server.userException", str(error))
+        if mode in _RESULT_HOSTILE and answer.result_xml is not None:
+            payload = hostile_xml(
+                answer.result_xml.encode("utf-8"),
+                _RESULT_HOSTILE[mode],
+                file_path=self.secret_file,
+                url=self.canary_url,
+            )
+            answer = SageAnswer(answer.status, payload.decode("utf-8"), answer.messages)
+        document = self._envelope(operation, answer)
+        if mode == "malformed_xml":
+            return Reply(body=document[: len(document) // 2])
+        if mode in HOSTILE_MODES:
+            return Reply(
+                body=hostile_xml(document, mode, file_path=self.secret_file, url=self.canary_url)
+            )
+        return Reply(body=document, delay=self.slow_seconds if mode == "slow" else 0.0)
+
+    def _call(self, operation: str, body: etree._Element) -> SageCall:
+        parameters: dict[str, etree._Element] = {
+            etree.QName(child).localname: child for child in body
+        }
+        context_node = parameters.pop("callContext", None)
+        if context_node is None:
+            raise _Refused("callContext is missing")
+        context = {etree.QName(child).localname: (child.text or "") for child in context_node}
+        with self._lock:
+            self.contexts.append(context)
+        if context.get("poolAlias", "") != self.pool_alias:
+            raise _Refused(f"Pool alias {context.get('poolAlias', '')!r} unknown")
+        if context.get("codeLang", "") not in self.languages:
+            raise _Refused(f"Language code {context.get('codeLang', '')!r} not available")
+        keys_node = parameters.pop("objectKeys", None)
+        object_keys: list[tuple[str, str]] = []
+        if keys_node is not None:
+            for item in keys_node:
+                values = {etree.QName(child).localname: (child.text or "") for child in item}
+                object_keys.append((values.get("key", ""), values.get("value", "")))
+        public_name_node = parameters.pop("publicName", None)
+        return SageCall(
+            operation=operation,
+            context=context,
+            public_name=(public_name_node.text or "") if public_name_node is not None else "",
+            object_keys=tuple(object_keys),
+            parameters={name: (node.text or "") for name, node in parameters.items()},
+        )
+
+    def _message(self, call: SageCall, french: str, english: str) -> tuple[int, str]:
+        return (3, french if call.context.get("codeLang") == "FRA" else english)
+
+    def _object(self, call: SageCall) -> SageObject | SageAnswer:
+        found = self.objects.get(call.public_name)
+        if found is None:
+            return SageAnswer(
+                0,
+                messages=(
+                    self._message(
+                        call,
+                        f"Web service {call.public_name} non publié",
+                        f"Web service {call.public_name} not published",
+                    ),
+                ),
+            )
+        return found
+
+    # operations --------------------------------------------------------------------------
+    def _query(self, call: SageCall) -> SageAnswer:
+        described = self._object(call)
+        if isinstance(described, SageAnswer):
+            return described
+        header = described.header_fields()
+        records = self.records[described.public_name]
+        for key, value in call.object_keys:
+            if key not in header:
+                return SageAnswer(
+                    0,
+                    messages=(
+                        self._message(call, f"Critère {key} inconnu", f"Unknown criterion {key}"),
+                    ),
+                )
+            records = [
+                record for record in records if _field_text(header[key], record.get(key)) == value
+            ]
+        try:
+            list_size = int(call.parameters.get("listSize") or 0)
+        except ValueError:
+            raise _Refused("listSize is not an integer") from None
+        chosen = records[: max(list_size, 0)]
+        root = etree.Element("RESULT")
+        table = etree.SubElement(
+            root,
+            "TAB",
+            DIM=str(list_size),
+            ID=f"{described.public_name}_QUERY",
+            SIZE=str(len(chosen)),
+        )
+        for number, record in enumerate(chosen, start=1):
+            line = etree.SubElement(table, "LIN", NUM=str(number))
+            for name in described.query_fields:
+                _fld(line, header[name], record.get(name))
+        return SageAnswer(1, _result_text(root))
+
+    def _read(self, call: SageCall) -> SageAnswer:
+        described = self._object(call)
+        if isinstance(described, SageAnswer):
+            return described
+        wanted = dict(call.object_keys)
+        missing = [key for key in described.keys if key not in wanted]
+        if missing:
+            return SageAnswer(
+                0,
+                messages=(
+                    self._message(
+                        call,
+                        f"Clé {', '.join(missing)} obligatoire",
+                        f"Key {', '.join(missing)} mandatory",
+                    ),
+                ),
+            )
+        header = described.header_fields()
+        found = next(
+            (
+                record
+                for record in self.records[described.public_name]
+                if all(
+                    _field_text(header[key], record.get(key)) == wanted[key]
+                    for key in described.keys
+                )
+            ),
+            None,
+        )
+        if found is None:
+            shown = ", ".join(wanted[key] for key in described.keys)
+            return SageAnswer(
+                0,
+                messages=(
+                    self._message(
+                        call, f"{shown} : Fiche inexistante", f"{shown}: Record does not exist"
+                    ),
+                ),
+            )
+        root = etree.Element("RESULT")
+        for group_id, fields in described.groups:
+            group = etree.SubElement(root, "GRP", ID=group_id)
+            for item in fields:
+                _fld(group, item, found.get(item.name))
+        for table_id, fields in described.tables:
+            lines = list(found.get(table_id) or [])
+            table = etree.SubElement(root, "TAB", DIM="300", ID=table_id, SIZE=str(len(lines)))
+            for number, values in enumerate(lines, start=1):
+                line = etree.SubElement(table, "LIN", NUM=str(number))
+                for item in fields:
+                    _fld(line, item, values.get(item.name))
+        return SageAnswer(1, _result_text(root))
+
+    # envelope ----------------------------------------------------------------------------
+    def _envelope(self, operation: str, answer: SageAnswer) -> bytes:
+        nsmap = {"soapenv": SOAP_ENV, "xsd": "http://www.w3.org/2001/XMLSchema", "xsi": XSI}
+        envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap=nsmap)
+        body = etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
+        response = etree.SubElement(
+            body, f"{{{WSS}}}{operation}Response", nsmap={"wss": WSS, "soapenc": SOAP_ENC}
+        )
+        response.set(f"{{{SOAP_ENV}}}encodingStyle", SOAP_ENC)
+        result = etree.SubElement(response, f"{operation}Return")
+        result.set(f"{{{XSI}}}type", "wss:CAdxResultXml")
+        messages = etree.SubElement(result, "messages")
+        messages.set(f"{{{XSI}}}type", "soapenc:Array")
+        messages.set(f"{{{SOAP_ENC}}}arrayType", f"wss:CAdxMessage[{len(answer.messages)}]")
+        for index in range(len(answer.messages)):
+            etree.SubElement(messages, "messages", href=f"#id{index}")
+        result_xml = etree.SubElement(result, "resultXml")
+        if answer.result_xml is None:
+            result_xml.set(f"{{{XSI}}}nil", "true")
+        else:
+            result_xml.set(f"{{{XSI}}}type", "xsd:string")
+            result_xml.text = etree.CDATA(answer.result_xml)
+        status = etree.SubElement(result, "status")
+        status.set(f"{{{XSI}}}type", "xsd:int")
+        status.text = str(answer.status)
+        infos = etree.SubElement(result, "technicalInfos")
+        infos.set(f"{{{XSI}}}type", "wss:CAdxTechnicalInfos")
+        for name, value in (
+            ("busy", "false"),
+            ("changeLanguage", "false"),
+            ("changeUserId", "false"),
+            ("flushAdx", "false"),
+            ("loadWebsDuration", "0.0"),
+            ("nbDistributionCycle", "-1"),
+            ("poolDistribDuration", "-1.0"),
+            ("poolEntryIdx", "1"),
+            ("poolExecDuration", "12.0"),
+            ("poolRequestDuration", "-1.0"),
+            ("poolWaitDuration", "0.0"),
+            ("processReport", None),
+            ("processReportSize", "-1"),
+            ("reloadWebs", "false"),
+            ("resumitAfterDBOpen", "false"),
+            ("rowInDistribStack", "-1"),
+            ("totalDuration", "14.0"),
+            ("traceRequest", None),
+            ("traceRequestSize", "-1"),
+        ):
+            node = etree.SubElement(infos, name)
+            if value is None:
+                node.set(f"{{{XSI}}}nil", "true")
+            else:
+                node.text = value
+        for index, (kind, text) in enumerate(answer.messages):
+            reference = etree.SubElement(
+                body, "multiRef", id=f"id{index}", nsmap={"wss": WSS, "soapenc": SOAP_ENC}
+            )
+            reference.set(f"{{{SOAP_ENC}}}root", "0")
+            reference.set(f"{{{SOAP_ENV}}}encodingStyle", SOAP_ENC)
+            reference.set(f"{{{XSI}}}type", "wss:CAdxMessage")
+            etree.SubElement(reference, "message").text = text
+            etree.SubElement(reference, "type").text = str(kind)
+        return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
