@@ -576,13 +576,16 @@ def _primary_key(
     return [str(row[3]) for row in sorted(rows, key=itemgetter(4))]
 
 
-def _typed_bound(value: str, kind: Any, column: str) -> object:
+def _typed_bound(value: str, kind: Any, column: str, dialect: Dialect) -> object:
     """The `since` bound as the column's Python type, so the driver binds a typed parameter
     (a French SQL Server would read '2026-03-01 14:30:00' as the 3rd of January)."""
     text = value.strip()
     try:
         if kind is dt.datetime:
-            return dt.datetime.fromisoformat(text)
+            moment = dt.datetime.fromisoformat(text)
+            # MariaDB Connector/ODBC 3.1 drops the fraction of a timestamp parameter; MariaDB
+            # reads ISO text the same whatever the locale
+            return moment.isoformat(" ") if dialect.name == "mysql" else moment
         if kind is dt.date:
             return dt.date.fromisoformat(text)
         if kind is bool:
@@ -650,7 +653,7 @@ def _select(
     if since is not None:
         name, kind = _column_named(since[0], columns, where)
         statement += f" WHERE {dialect.quote(name)} >= ?"
-        parameters = (_typed_bound(since[1], kind, name),)
+        parameters = (_typed_bound(since[1], kind, name, dialect),)
     if key_columns:  # row numbers and fingerprint must not depend on the storage order
         statement += " ORDER BY " + ", ".join(map(dialect.quote, key_columns))
     return statement, parameters
@@ -772,11 +775,11 @@ def read_odbc_header(
     _check_target(table, query)
     target = _target(connection_string, dialect, 1)
     with _read_only_session(target, 30) as (connection, sql_dialect):
-        if table is not None:
-            source = sql_dialect.quote(table)
-            if schema is not None:
-                source = f"{sql_dialect.quote(schema)}.{source}"
-        else:
-            source = f"({str(query).strip().rstrip(';').rstrip()}) AS src"
+        if table is None:  # run as written (a derived table would refuse repeated names)
+            with closing(_run(connection, target, "running the query", str(query))) as cursor:
+                return unique_labels([str(column[0]) for column in cursor.description])
+        source = sql_dialect.quote(table)
+        if schema is not None:
+            source = f"{sql_dialect.quote(schema)}.{source}"
         columns = _source_columns(connection, sql_dialect, target, source, table, schema)
     return unique_labels([name for name, _ in columns])
