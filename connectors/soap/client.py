@@ -451,7 +451,7 @@ def _retrying(policy: RetryPolicy) -> tenacity.Retrying:
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.attempts),
         wait=tenacity.wait_exponential_jitter(
-            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+            multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
         ),
         retry=tenacity.retry_if_exception_type(RetriableError),
         reraise=True,
@@ -572,6 +572,8 @@ def _at_path(data: Any, path: str, where: str, what: str) -> Any:
     current = data
     walked: list[str] = []
     for segment in path.split("."):
+        if current is None:
+            return None  # an empty element (`<tenants/>`): zeep gives None, nothing below
         if not isinstance(current, Mapping) or segment not in current:
             there = ", ".join(current) if isinstance(current, Mapping) else "no fields"
             place = ".".join(walked) or "the response"
