@@ -39,6 +39,7 @@ import base64
 import contextlib
 import csv
 import datetime as dt
+import functools
 import gzip
 import io
 import itertools
@@ -61,16 +62,21 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
+    "DATA_PATH",
     "DEFAULT_SESSION_ID",
     "FIELD_SERVICE_SCHEMA",
     "FieldSpec",
     "ObjectSpec",
+    "PeerFault",
     "PeerFaults",
     "PeerRequest",
     "PeerResponse",
     "SalesforcePeer",
     "SalesforceStore",
     "field_service_store",
+    "json_text",
+    "parse_soql",
+    "salesforce_id",
 ]
 
 DEFAULT_SESSION_ID = "00D5E0000000001!AQ4AQLocalPeerSessionForTestsOnly"
@@ -995,6 +1001,7 @@ class PeerFaults:
     unavailable_calls: int = 0  # the next N calls answer 503 SERVER_UNAVAILABLE
     slow_calls: int = 0  # the next N calls answer after `slow_seconds`
     slow_seconds: float = 0.0
+    path_prefix: str = "/"  # the 503 and slow faults only hit paths starting with this
 
 
 @dataclass
@@ -1051,12 +1058,14 @@ class _QueryJob:
 _DELIMITERS = {"COMMA": ",", "SEMICOLON": ";", "TAB": "\t", "PIPE": "|", "CARET": "^"}
 _DELIMITERS["BACKQUOTE"] = "`"
 _LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
-_DATA = r"/services/data/v(?P<version>\d+\.\d)/"
+DATA_PATH = r"/services/data/v(?P<version>\d+\.\d)/"
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # never keeps the interpreter alive …
-    block_on_close = True  # … but server_close() joins every handler thread
+    # handler threads are tracked (socketserver only tracks non-daemon ones) and joined by
+    # server_close(); stop() first shuts their sockets down so none of them lingers
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, peer: SalesforcePeer, context: ssl.SSLContext) -> None:
         self.peer = peer
@@ -1064,24 +1073,29 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        # the TLS handshake runs here, in the connection's own thread, not in the accept loop
-        request.settimeout(10)
+        # The TLS handshake runs here, in the connection's own thread, not in the accept loop.
+        # stop() shuts connections down through a duplicate of the socket: shutdown() acts on
+        # the connection itself, and the TLS object of another thread is never touched.
+        handle = request.dup()
         try:
-            connection = self.context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            request.close()
-            return
-        if not self.peer._register(connection):
-            connection.close()
-            return
-        try:
-            self.RequestHandlerClass(connection, client_address, self)
-        except OSError:
-            pass  # the client went away, or the peer is stopping
+            if not self.peer._register(handle):
+                return
+            request.settimeout(10)
+            try:
+                connection = self.context.wrap_socket(request, server_side=True)
+            except OSError:  # a client that does not trust the certificate, or went away
+                return
+            try:
+                self.RequestHandlerClass(connection, client_address, self)
+            except OSError:
+                pass  # the client went away, or the peer is stopping
+            finally:
+                with contextlib.suppress(OSError):
+                    connection.close()
         finally:
-            self.peer._unregister(connection)
-            with contextlib.suppress(OSError):
-                connection.close()
+            self.peer._unregister(handle)
+            handle.close()
+            request.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -1091,6 +1105,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body leave in one write (flushed after each request): two small writes
+    # would meet Nagle's algorithm and the client's delayed ACK, 40 ms per call
+    wbufsize = 1 << 16
     timeout = 30  # an idle keep-alive connection is dropped after this (stop() is faster)
     server: _Server
 
@@ -1116,11 +1133,9 @@ class _Handler(BaseHTTPRequestHandler):
         }
         payload = response.body
         if payload is not None:
-            if (
-                len(payload) > 256
-                and "gzip" in request.headers.get("accept-encoding", "")
-                and response.content_type.startswith("text/csv")
-            ):
+            if "gzip" in request.headers.get(
+                "accept-encoding", ""
+            ) and response.content_type.startswith("text/csv"):
                 payload = gzip.compress(payload, mtime=0)
                 headers["Content-Encoding"] = "gzip"
             headers["Content-Type"] = response.content_type
@@ -1136,6 +1151,20 @@ class _Handler(BaseHTTPRequestHandler):
 
 # --------------------------------------------------------------------------------------------
 # The peer
+
+
+@functools.cache
+def _certificates() -> tuple[Any, Any]:
+    """A CA and its certificate for 127.0.0.1/localhost, made once per process (key
+    generation is the slow part of starting a peer)."""
+    try:
+        import trustme
+    except ModuleNotFoundError:  # a dev dependency: the peer is for demos and tests
+        raise RuntimeError(
+            "the local Salesforce peer needs trustme — pip install trustme"
+        ) from None
+    authority = trustme.CA(organization_name="Datafix Hub local Salesforce peer")
+    return authority, authority.issue_cert("127.0.0.1", "localhost")
 
 
 class SalesforcePeer:
@@ -1184,14 +1213,7 @@ class SalesforcePeer:
     def start(self) -> SalesforcePeer:
         if self._server is not None:
             return self
-        try:
-            import trustme
-        except ModuleNotFoundError:  # a dev dependency: the peer is for demos and tests
-            raise RuntimeError(
-                "the local Salesforce peer needs trustme — pip install trustme"
-            ) from None
-        authority = trustme.CA()
-        certificate = authority.issue_cert("127.0.0.1", "localhost")
+        authority, certificate = _certificates()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         certificate.configure_cert(context)
         self._folder = Path(tempfile.mkdtemp(prefix="salesforce-peer-"))
@@ -1302,9 +1324,10 @@ class SalesforcePeer:
         *,
         public: bool = False,
     ) -> None:
-        """Serve `method` on paths matching `pattern` (a regex over the whole path; `_DATA`
-        style groups such as `(?P<version>…)` are available to the handler as `request.match`).
-        Routes added later win over the defaults."""
+        """Serve `method` on paths matching `pattern`, a regex over the whole path (start it
+        with `DATA_PATH` for `/services/data/vNN.N/`; the match is `request.match`, the version
+        `request.version`). Calls are authenticated and counted unless `public`. Routes added
+        later win over the defaults: this is where Bulk 2.0 ingest jobs or sObject writes go."""
         self._routes.insert(0, _Route(method, re.compile(pattern), handler, public))
 
     def _limit_info(self) -> str:
@@ -1315,10 +1338,11 @@ class SalesforcePeer:
     def _dispatch(self, request: PeerRequest) -> PeerResponse:
         with self.lock:
             self.calls[f"{request.method} {request.path}"] += 1
-            slow = self.faults.slow_calls > 0
+            targeted = request.path.startswith(self.faults.path_prefix)
+            slow = targeted and self.faults.slow_calls > 0
             if slow:
                 self.faults.slow_calls -= 1
-            unavailable = self.faults.unavailable_calls > 0
+            unavailable = targeted and self.faults.unavailable_calls > 0
             if unavailable:
                 self.faults.unavailable_calls -= 1
         if slow:
@@ -1390,16 +1414,16 @@ class SalesforcePeer:
     def _add_default_routes(self) -> None:
         routes = (
             ("GET", r"/services/data/?", self._versions, True),
-            ("GET", _DATA + r"(?P<kind>query|queryAll)/?", self._query, False),
-            ("GET", _DATA + r"(?:query|queryAll)/(?P<cursor>[^/]+)/?", self._query_more, False),
-            ("GET", _DATA + r"sobjects/?", self._describe_global, False),
-            ("GET", _DATA + r"sobjects/(?P<object>\w+)/describe/?", self._describe, False),
-            ("GET", _DATA + r"limits/?", self._limits, False),
-            ("POST", _DATA + r"jobs/query/?", self._create_query_job, False),
-            ("GET", _DATA + r"jobs/query/(?P<job>\w+)/?", self._query_job_info, False),
-            ("PATCH", _DATA + r"jobs/query/(?P<job>\w+)/?", self._query_job_state, False),
-            ("DELETE", _DATA + r"jobs/query/(?P<job>\w+)/?", self._query_job_delete, False),
-            ("GET", _DATA + r"jobs/query/(?P<job>\w+)/results/?", self._query_results, False),
+            ("GET", DATA_PATH + r"(?P<kind>query|queryAll)/?", self._query, False),
+            ("GET", DATA_PATH + r"(?:query|queryAll)/(?P<cursor>[^/]+)/?", self._query_more, False),
+            ("GET", DATA_PATH + r"sobjects/?", self._describe_global, False),
+            ("GET", DATA_PATH + r"sobjects/(?P<object>\w+)/describe/?", self._describe, False),
+            ("GET", DATA_PATH + r"limits/?", self._limits, False),
+            ("POST", DATA_PATH + r"jobs/query/?", self._create_query_job, False),
+            ("GET", DATA_PATH + r"jobs/query/(?P<job>\w+)/?", self._query_job_info, False),
+            ("PATCH", DATA_PATH + r"jobs/query/(?P<job>\w+)/?", self._query_job_state, False),
+            ("DELETE", DATA_PATH + r"jobs/query/(?P<job>\w+)/?", self._query_job_delete, False),
+            ("GET", DATA_PATH + r"jobs/query/(?P<job>\w+)/results/?", self._query_results, False),
         )
         for method, pattern, handler, public in routes:
             self._routes.append(_Route(method, re.compile(pattern), handler, public))
