@@ -181,7 +181,7 @@ class LocalHttpServer:
         self._server = _Server(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.02},
             name=f"{self.name}-{self.port}",
             daemon=True,
         )

@@ -540,7 +540,7 @@ def _response_data(result: Any, response_type: ComplexType | None) -> Any:
     always reads from the response element, as the WSDL shows it.
     """
     if result is None:
-        return {}
+        return None  # zeep's answer for an empty response element: no records
     data = serialize_object(result, dict)
     if response_type is None:
         return data
@@ -586,10 +586,26 @@ def _at_path(data: Any, path: str, where: str, what: str) -> Any:
     return current
 
 
-def _record_type(response_type: ComplexType | None, path: str) -> ComplexType | None:
+def _schema_path(
+    response_type: ComplexType | None, path: str, where: str, what: str
+) -> ComplexType | None:
+    """The complex type `path` leads to in the WSDL (None: a simple value, or a part the WSDL
+    leaves open); a ConfigError, before any call, when the WSDL has no such field."""
     current = response_type
+    walked: list[str] = []
     for segment in path.split("."):
-        _, current = _child_type(current, segment)
+        if current is None:
+            return None
+        element, nested = _child_type(current, segment)
+        if element is None:
+            there = ", ".join(name for name, _ in _fields(current))
+            place = ".".join(walked) or "the response"
+            raise ConfigError(
+                f"{where}: `{segment}` of {what} `{path}` is not in {place} (there: {there})"
+                f" — fix {what} in the datafix"
+            )
+        current = nested
+        walked.append(segment)
     return current
 
 
@@ -729,7 +745,11 @@ def read_soap(
     service = service_for(client, address)
     _operation(service, operation, origin)
     response_type = _response_type(service, operation)
-    record_type = _record_type(response_type, records_path)
+    record_type = _schema_path(response_type, records_path, origin, "records_path")
+    if paging is not None and paging.kind == "page_number" and paging.has_more_path:
+        _schema_path(response_type, paging.has_more_path, origin, "has_more_path")
+    elif paging is not None and paging.kind == "continuation_token":
+        _schema_path(response_type, paging.token_path, origin, "token_path")
 
     call_arguments = dict(arguments or {})
     if since is not None:

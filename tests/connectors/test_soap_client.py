@@ -726,3 +726,95 @@ def test_a_session_is_used_for_every_request(erp: LandlordErpPeer) -> None:
     erp._server.app = spy
     _read(erp, session=session)
     assert seen and set(seen) == {"acme"}
+
+
+# --- Response shapes zeep unwraps ----------------------------------------------------------
+
+SINGLE_CHILD_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
+<wsdl:definitions targetNamespace="urn:one" xmlns:tns="urn:one"
+    xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+    xmlns:xsd="http://www.w3.org/2001/XMLSchema">
+  <wsdl:types><xsd:schema targetNamespace="urn:one" elementFormDefault="qualified">
+    <xsd:element name="GetTenants"><xsd:complexType><xsd:sequence/></xsd:complexType></xsd:element>
+    <xsd:element name="GetTenantsResponse"><xsd:complexType><xsd:sequence>
+      <xsd:element name="tenants"><xsd:complexType><xsd:sequence>
+        <xsd:element name="tenant" minOccurs="0" maxOccurs="unbounded">
+          <xsd:complexType><xsd:sequence>
+            <xsd:element name="ref" type="xsd:string"/>
+            <xsd:element name="rent" type="xsd:decimal"/>
+          </xsd:sequence></xsd:complexType>
+        </xsd:element>
+      </xsd:sequence></xsd:complexType></xsd:element>
+    </xsd:sequence></xsd:complexType></xsd:element>
+  </xsd:schema></wsdl:types>
+  <wsdl:message name="In">
+    <wsdl:part name="parameters" element="tns:GetTenants"/></wsdl:message>
+  <wsdl:message name="Out">
+    <wsdl:part name="parameters" element="tns:GetTenantsResponse"/></wsdl:message>
+  <wsdl:portType name="P"><wsdl:operation name="GetTenants">
+    <wsdl:input message="tns:In"/><wsdl:output message="tns:Out"/></wsdl:operation></wsdl:portType>
+  <wsdl:binding name="B" type="tns:P"><soap:binding style="document"
+      transport="http://schemas.xmlsoap.org/soap/http"/>
+    <wsdl:operation name="GetTenants"><soap:operation soapAction=""/>
+      <wsdl:input><soap:body use="literal"/></wsdl:input>
+      <wsdl:output><soap:body use="literal"/></wsdl:output></wsdl:operation></wsdl:binding>
+  <wsdl:service name="S"><wsdl:port name="Port" binding="tns:B">
+    <soap:address location="http://127.0.0.1:1/soap"/></wsdl:port></wsdl:service>
+</wsdl:definitions>
+"""
+
+
+@pytest.mark.parametrize(
+    ("tenants", "expected"),
+    [
+        ("<t:tenant><t:ref>A</t:ref><t:rent>1.50</t:rent></t:tenant>", [("A", "1.50")]),
+        (
+            "<t:tenant><t:ref>A</t:ref><t:rent>1.50</t:rent></t:tenant>"
+            "<t:tenant><t:ref>B</t:ref><t:rent>-2.00</t:rent></t:tenant>",
+            [("A", "1.50"), ("B", "-2.00")],
+        ),
+        ("", []),
+    ],
+    ids=["one-record", "two-records", "no-record"],
+)
+def test_records_path_reads_from_the_response_element_even_when_zeep_unwraps_it(
+    tmp_path: Path, tenants: str, expected: list[tuple[str, str]]
+) -> None:
+    # GetTenantsResponse has one child (tenants) which has one child (tenant): zeep returns the
+    # tenant list itself; records_path is still written from the response element
+    answer = (
+        f'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:t="urn:one">'
+        f"<s:Body><t:GetTenantsResponse><t:tenants>{tenants}</t:tenants>"
+        f"</t:GetTenantsResponse></s:Body></s:Envelope>"
+    ).encode()
+    wsdl = tmp_path / "one.wsdl"
+    wsdl.write_text(SINGLE_CHILD_WSDL, encoding="utf-8")
+    with LocalHttpServer(lambda request: Reply(body=answer), name="one") as server:
+        table = read_soap(
+            str(wsdl),
+            address=f"{server.url}/soap",
+            operation="GetTenants",
+            records_path="tenants.tenant",
+            key=["ref"],
+            retry=FAST,
+        )
+    assert list(zip(table.frame["ref"], table.frame["rent"], strict=True)) == expected
+    assert list(table.frame.columns) == ["ref", "rent"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"records_path": "tenants.tenant.address"},
+        {"records_path": "tenant"},
+        {"paging": SoapPaging("page_number", has_more_path="hasMore")},
+        {"paging": SoapPaging("continuation_token")},
+    ],
+    ids=["too-deep", "wrong-name", "has-more-not-in-response", "token-not-in-response"],
+)
+def test_paths_the_wsdl_does_not_have_fail_before_any_call(
+    erp: LandlordErpPeer, options: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigError, match="is not in"):
+        _read(erp, **options)
+    assert erp.calls == 0
