@@ -138,23 +138,154 @@ class SqlSource(StrictModel):
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlSource:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of `table` or `query`")
+        _check_table_or_query(self.table, self.query)
         if self.cursor is not None and not self.key:
             raise ValueError(
                 "an incremental source (`cursor`) needs `key`: the columns that tell apart rows"
                 " sharing one cursor value"
             )
-        if self.query is not None:
-            statement = self.query.strip().rstrip(";").strip()
-            if ";" in statement:
-                raise ValueError("query must be a single statement (no `;` inside)")
-            if not re.match(r"(?is)^(select|with)\b", statement):
-                raise ValueError("query must be read-only: start it with SELECT or WITH")
         return self
 
 
-Source = Annotated[CsvSource | XlsxSource | SqlSource, Field(discriminator="kind")]
+class OdbcSource(StrictModel):
+    """A database reached over ODBC (pyodbc): a connection string or a DSN."""
+
+    kind: Literal["odbc"]
+    connection: str | None = Field(
+        None,
+        description="ODBC connection string, e.g. `Driver={PostgreSQL Unicode};Server=erp;"
+        "Database=gestion;UID=hub;PWD=${ERP_PASSWORD}`.",
+    )
+    dsn: str | None = Field(None, description="A DSN declared in odbc.ini, instead of a string.")
+    table: str | None = Field(None, description="Table (or view) to read.")
+    db_schema: str | None = Field(None, alias="schema", description="Schema of the table.")
+    query: str | None = Field(None, description="A read-only SELECT (or WITH … SELECT) query.")
+    key: list[str] = Field(default_factory=list, description="Columns that identify a row.")
+    cursor: CursorSpec | None = Field(None, description="Pull incrementally (see `sql`).")
+    dialect: Literal["postgresql", "mysql", "mssql", "ansi"] | None = Field(
+        None, description="How identifiers are quoted; detected from the driver when omitted."
+    )
+
+    @model_validator(mode="after")
+    def _target(self) -> OdbcSource:
+        if (self.connection is None) == (self.dsn is None):
+            raise ValueError("give exactly one of `connection` or `dsn`")
+        _check_table_or_query(self.table, self.query)
+        if self.cursor is not None and not self.key:
+            raise ValueError("an incremental source (`cursor`) needs `key`")
+        return self
+
+
+class SoapCursorSpec(CursorSpec):
+    """Incremental SOAP pulls: the record field that grows, and the argument that filters."""
+
+    argument: str = Field(
+        description="Operation argument taking the lower bound, e.g. `modifiedSince`."
+    )
+
+
+class SoapPagingSpec(StrictModel):
+    """How a SOAP operation pages (see connectors/soap/models.py for every field)."""
+
+    kind: Literal["page_number", "continuation_token"]
+    page_size: int = Field(100, ge=1, le=10_000)
+    page_size_argument: str = "pageSize"
+    page_argument: str = "pageNumber"
+    first_page: Literal[0, 1] = 1
+    has_more_path: str | None = None
+    token_argument: str = "continuationToken"
+    token_path: str = "nextContinuationToken"
+
+
+class SoapSource(StrictModel):
+    """A landlord ERP web service described by a WSDL (zeep, hardened)."""
+
+    kind: Literal["soap"]
+    wsdl: str = Field(description="WSDL file path or http(s) URL.")
+    address: str | None = Field(None, description="Service address overriding the WSDL's.")
+    operation: str = Field(description="Operation to call, e.g. `ListLedgerEntries`.")
+    arguments: dict[str, str | int | bool] = Field(
+        default_factory=dict, description="Fixed arguments of the operation."
+    )
+    records: str = Field(description="Dotted path of the record list in the response.")
+    paging: SoapPagingSpec | None = Field(None, description="How the operation pages.")
+    key: list[str] = Field(default_factory=list, description="Record fields identifying a row.")
+    cursor: SoapCursorSpec | None = Field(None, description="Pull incrementally.")
+    timeout: float = Field(30, gt=0, le=600, description="Seconds to connect/read the WSDL.")
+    operation_timeout: float = Field(60, gt=0, le=3600, description="Seconds per call.")
+
+    @model_validator(mode="after")
+    def _cursor_needs_key(self) -> SoapSource:
+        if self.cursor is not None and not self.key:
+            raise ValueError("an incremental source (`cursor`) needs `key`")
+        return self
+
+
+class SalesforceAuthSpec(StrictModel):
+    """Credentials, each a `${VARIABLE}`: a session, a password login, or a JWT bearer flow."""
+
+    session_id: str | None = None
+    instance_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    security_token: str | None = None
+    consumer_key: str | None = None
+    private_key_file: str | None = None
+    domain: str = Field("login", description="`login`, `test` or a My Domain prefix.")
+
+
+class SalesforceSource(StrictModel):
+    """Salesforce objects (REST query with paging, or Bulk API 2.0 for large objects)."""
+
+    kind: Literal["salesforce"]
+    auth: SalesforceAuthSpec
+    object: str = Field(description="sObject, e.g. `WorkOrder` or `ServiceAppointment`.")
+    fields: list[str] = Field(min_length=1, description="Fields to read (`Rel.Field` allowed).")
+    where: str | None = Field(None, description="Extra SOQL condition (read-only filter).")
+    bulk: bool = Field(False, description="Use a Bulk API 2.0 query job (large objects).")
+    key: list[str] = Field(default_factory=lambda: ["Id"], description="Fields identifying a row.")
+    cursor: CursorSpec | None = Field(
+        None, description="Pull incrementally, normally on `SystemModstamp`."
+    )
+    ca_bundle: str | None = Field(
+        None, description="CA certificates file to trust (the local sandbox's own CA)."
+    )
+    timeout: float = Field(30, gt=0, le=600, description="Seconds per HTTP call.")
+
+
+class SageX3Source(StrictModel):
+    """Sage X3 classic SOAP web services (`CAdxWebServiceXmlCC`), read with query/read."""
+
+    kind: Literal["sage_x3"]
+    wsdl: str = Field(description="WSDL of CAdxWebServiceXmlCC (file path or URL).")
+    address: str | None = Field(None, description="Service address overriding the WSDL's.")
+    pool_alias: str = Field(description="Sage X3 pool alias (e.g. `SEED`).")
+    public_name: str = Field(description="Web service public name, e.g. `BPC` or `SIH`.")
+    keys: list[str] = Field(min_length=1, description="Key fields of the object.")
+    language: str = "FRA"
+    lines: str | None = Field(None, description="Group of detail lines read as rows.")
+    username: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
+    password: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
+    timeout: float = Field(30, gt=0, le=600)
+    operation_timeout: float = Field(60, gt=0, le=3600)
+
+
+Source = Annotated[
+    CsvSource | XlsxSource | SqlSource | OdbcSource | SoapSource | SalesforceSource | SageX3Source,
+    Field(discriminator="kind"),
+]
+SOURCE_KINDS = ("csv", "xlsx", "sql", "odbc", "soap", "salesforce", "sage_x3")
+
+
+def _check_table_or_query(table: str | None, query: str | None) -> None:
+    if (table is None) == (query is None):
+        raise ValueError("give exactly one of `table` or `query`")
+    if query is not None:
+        statement = query.strip().rstrip(";").strip()
+        if ";" in statement:
+            raise ValueError("query must be a single statement (no `;` inside)")
+        if not re.match(r"(?is)^(select|with)\b", statement):
+            raise ValueError("query must be read-only: start it with SELECT or WITH")
 
 
 class FieldRule(StrictModel):
@@ -333,15 +464,7 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
             )
         )
     for source_name, source in datafix.sources.items():
-        if isinstance(source, SqlSource) and _inline_password(source.url):
-            issues.append(
-                Issue(
-                    path=("sources", source_name, "url"),
-                    message="the url holds a password in clear",
-                    hint="write `${VARIABLE}` in its place (e.g. postgresql://hub:${ERP_PASSWORD}@…)"
-                    " and export the variable; secrets never live in a datafix",
-                )
-            )
+        issues.extend(_secret_issues(source_name, source))
     for entity_name, mapping in datafix.entities.items():
         if entity_name not in ENTITIES:
             issues.append(
@@ -417,6 +540,55 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
                     )
                 )
     return issues
+
+
+_SECRET_HINT = (
+    "write `${VARIABLE}` instead and export the variable; secrets never live in a datafix"
+)
+
+
+def _secret_issues(source_name: str, source: object) -> list[Issue]:
+    """Secrets written in clear: passwords in URLs and connection strings, tokens, keys."""
+    base: YamlPath = ("sources", source_name)
+    found: list[Issue] = []
+    if isinstance(source, SqlSource) and _inline_password(source.url):
+        found.append(
+            Issue(
+                path=(*base, "url"),
+                message="the url holds a password in clear",
+                hint=_SECRET_HINT + " (e.g. postgresql://hub:${ERP_PASSWORD}@…)",
+            )
+        )
+    if isinstance(source, OdbcSource) and source.connection is not None:
+        match = re.search(r"(?i)(?:^|;)\s*(?:pwd|password)\s*=\s*([^;]*)", source.connection)
+        if match and match.group(1).strip() and not ENV_REFERENCE.fullmatch(match.group(1).strip()):
+            found.append(
+                Issue(
+                    path=(*base, "connection"),
+                    message="the connection string holds a password in clear",
+                    hint=_SECRET_HINT + " (e.g. PWD=${ERP_PASSWORD})",
+                )
+            )
+    secrets: dict[str, str | None] = {}
+    if isinstance(source, SalesforceSource):
+        auth = source.auth
+        secrets = {
+            "session_id": auth.session_id,
+            "password": auth.password,
+            "security_token": auth.security_token,
+            "consumer_key": auth.consumer_key,
+        }
+        base = (*base, "auth")
+    elif isinstance(source, SageX3Source):
+        secrets = {"password": source.password}
+    for name, value in secrets.items():
+        if value is not None and not ENV_REFERENCE.fullmatch(value.strip()):
+            found.append(
+                Issue(
+                    path=(*base, name), message=f"`{name}` is written in clear", hint=_SECRET_HINT
+                )
+            )
+    return found
 
 
 def _inline_password(url: str) -> bool:

@@ -21,15 +21,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from connectors.errors import ConfigError, ConnectorError
-from connectors.files.client import header_key, read_header, resolve_files
-from connectors.sql.client import read_sql_header
+from connectors.files.client import header_key
 from pipelines.lib.environment import datafixes_dir, default_inbox, interpolation_env
 from schemas.datafix import (
     ENV_REFERENCE,
-    CsvSource,
+    SOURCE_KINDS,
     Datafix,
     Issue,
-    SqlSource,
     XlsxSource,
     YamlPath,
     did_you_mean,
@@ -298,7 +296,20 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
     return _sorted(problems)
 
 
+_SOURCE_LOCATOR = {
+    "csv": "path",
+    "xlsx": "path",
+    "sql": "url",
+    "odbc": "connection",
+    "soap": "wsdl",
+    "salesforce": "auth",
+    "sage_x3": "wsdl",
+}
+
+
 def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
+    from pipelines.lib.sources import source_header  # sources imports this module
+
     datafix = loaded.datafix
     headers: dict[tuple[Any, ...], list[str] | None] = {}
     for entity, mapping in datafix.entities.items():
@@ -309,12 +320,11 @@ def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issu
         cache_key = (mapping.source, sheet, mapping.header_row, mapping.header_rows)
         base: YamlPath = ("sources", mapping.source)
         if cache_key not in headers:
-            expected = [c for rule in mapping.fields.values() for c in rule.source_columns]
             try:
-                headers[cache_key] = source_header(loaded, entity, expected)
+                headers[cache_key] = source_header(loaded, entity)
             except ConnectorError as error:
                 headers[cache_key] = None
-                where = "url" if isinstance(source, SqlSource) else "path"
+                where = _SOURCE_LOCATOR.get(source.kind, "kind")
                 if isinstance(source, XlsxSource) and "sheet" in str(error).lower():
                     yield Issue(path=("entities", entity, "sheet"), message=str(error))
                 else:
@@ -355,37 +365,6 @@ def _rule_columns(rule: Any) -> Iterator[tuple[YamlPath, str]]:
         yield ("credit",), rule.credit
 
 
-def source_header(loaded: LoadedDatafix, entity: str, expected: list[str]) -> list[str]:
-    """The header labels of the source feeding `entity` (cheap: reads only its first lines)."""
-    mapping = loaded.datafix.entities[entity]
-    source = loaded.datafix.sources[mapping.source]
-    if isinstance(source, SqlSource):
-        return read_sql_header(
-            resolve_env(source.url), table=source.table, schema=source.db_schema, query=source.query
-        )
-    paths = resolve_files(loaded.inbox(), source.path, source.files)
-    header_row = source.header_row if mapping.header_row is None else mapping.header_row
-    header_rows = source.header_rows if mapping.header_rows is None else mapping.header_rows
-    if isinstance(source, CsvSource):
-        return read_header(
-            paths,
-            kind="csv",
-            encoding=source.encoding,
-            separator=source.separator,
-            header_row=header_row,
-            header_rows=header_rows,
-            expected_columns=expected,
-        )
-    return read_header(
-        paths,
-        kind="xlsx",
-        sheet=mapping.sheet or source.sheet,
-        header_row=header_row,
-        header_rows=header_rows,
-        expected_columns=expected,
-    )
-
-
 def _sorted(problems: list[Located]) -> list[Located]:
     unique = list(dict.fromkeys(problems))
     return sorted(unique, key=lambda p: (str(p.file), p.line, p.column))
@@ -416,7 +395,7 @@ def _pydantic_issues(error: ValidationError) -> Iterator[Issue]:
             yield Issue(
                 path=(*loc, "kind"),
                 message=f"unknown source kind `{tag}`",
-                hint=did_you_mean(tag, ("csv", "xlsx", "sql")),
+                hint=did_you_mean(tag, SOURCE_KINDS),
             )
         else:
             yield Issue(path=loc, message=message, hint=_field_description(loc))
@@ -435,7 +414,7 @@ def _walk_annotation(loc: tuple[Any, ...]) -> Any:
             if element in fields:
                 current = fields[element].annotation
                 continue
-            if isinstance(element, str) and element in {"csv", "xlsx", "sql"}:
+            if isinstance(element, str) and element in SOURCE_KINDS:
                 continue
             return None
         origin = typing.get_origin(current)

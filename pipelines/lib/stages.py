@@ -7,27 +7,19 @@ what the command line prints and what the benchmark measures are the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal
 
 import pandas as pd
 
-from connectors.files.client import (
-    fingerprint_files,
-    header_key,
-    read_csv,
-    read_xlsx,
-    resolve_files,
-)
+from connectors.files.client import fingerprint_files, header_key
 from connectors.files.models import RawTable, Watermark
-from connectors.sql.client import read_sql
-from pipelines.lib.datafixes import LoadedDatafix, resolve_env
+from pipelines.lib.datafixes import LoadedDatafix
+from pipelines.lib.sources import file_paths, read_source
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch
 from pipelines.lib.warehouse import LoadRequest, LoadResult, Warehouse
 from schemas.canonical import ENTITIES
-from schemas.datafix import CsvSource, SqlSource, XlsxSource
 
 PullStatus = Literal["read", "unchanged", "not_configured"]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,110 +71,73 @@ def pull(
     warehouse: Warehouse | None = None,
     full_refresh: bool = False,
 ) -> PulledSource:
-    """Read the source feeding `entity`; skip it when it is unchanged since the last load."""
+    """Read the source feeding `entity`, skipping what the last load already has.
+
+    A source with a `cursor` is read past the entity's watermark (nothing new: `unchanged`).
+    Any other source is read in full and skipped when its fingerprint (file bytes, or rows)
+    and the datafix are those of the last committed load; files are fingerprinted before
+    being parsed, so an unchanged file costs one hash.
+    """
     base = {"landlord_id": loaded.landlord_id, "entity": entity, "datafix_sha": loaded.sha}
     mapping = loaded.datafix.entities.get(entity)
     if mapping is None:
         return PulledSource(**base, status="not_configured")
     source = loaded.datafix.sources[mapping.source]
-    expected = EntityTransformer(entity, mapping).source_columns
-    last = (
-        None
-        if warehouse is None or full_refresh
-        else warehouse.last_state(loaded.landlord_id, entity)
-    )
-    if isinstance(source, SqlSource) and source.cursor is not None:
+    base["source_name"] = mapping.source
+    cursor = getattr(source, "cursor", None)
+    if cursor is not None:
         return _pull_incremental(loaded, entity, source, warehouse, full_refresh)
-    if isinstance(source, SqlSource):
-        raw = read_sql(
-            resolve_env(source.url),
-            table=source.table,
-            schema=source.db_schema,
-            query=source.query,
-            key=source.key,
-        )
-    else:
-        paths = resolve_files(loaded.inbox(), source.path, source.files)
+    last = None
+    if warehouse is not None and not full_refresh:
+        last = warehouse.last_state(loaded.landlord_id, entity)
+    paths = file_paths(loaded, entity)
+    if paths is not None:
         fingerprint = fingerprint_files(paths)
         if last == (fingerprint, loaded.sha):
-            return PulledSource(
-                **base, status="unchanged", source_name=mapping.source, fingerprint=fingerprint
-            )
-        if isinstance(source, CsvSource):
-            raw = read_csv(
-                paths,
-                encoding=source.encoding,
-                separator=source.separator,
-                header_row=_override(mapping.header_row, source.header_row),
-                header_rows=_override(mapping.header_rows, source.header_rows),
-                expected_columns=expected,
-            )
-        else:
-            assert isinstance(source, XlsxSource)
-            raw = read_xlsx(
-                paths,
-                sheet=mapping.sheet or source.sheet,
-                header_row=_override(mapping.header_row, source.header_row),
-                header_rows=_override(mapping.header_rows, source.header_rows),
-                expected_columns=expected,
-            )
+            return PulledSource(**base, status="unchanged", fingerprint=fingerprint)
+    raw = read_source(loaded, entity)
     if last == (raw.fingerprint, loaded.sha):
-        return PulledSource(
-            **base, status="unchanged", source_name=mapping.source, fingerprint=raw.fingerprint
-        )
-    return PulledSource(
-        **base, status="read", source_name=mapping.source, fingerprint=raw.fingerprint, raw=raw
-    )
+        return PulledSource(**base, status="unchanged", fingerprint=raw.fingerprint)
+    return PulledSource(**base, status="read", fingerprint=raw.fingerprint, raw=raw)
 
 
 def _pull_incremental(
     loaded: LoadedDatafix,
     entity: str,
-    source: SqlSource,
+    source: Any,
     warehouse: Warehouse | None,
     full_refresh: bool,
 ) -> PulledSource:
     """Rows past the entity's watermark, and the watermark the load will advance to."""
-    assert source.cursor is not None
-    mapping = loaded.datafix.entities[entity]
-    last = (
-        None if warehouse is None or full_refresh else warehouse.cursor(loaded.landlord_id, entity)
-    )
-    after = Watermark(source.cursor.column, None, tuple(source.key))  # from the start
-    if last is not None:
-        after = Watermark(source.cursor.column, last.value, tuple(source.key), last.key_values)
-        if source.cursor.lookback_minutes:
-            after = Watermark(
-                source.cursor.column,
-                _minus_minutes(last.value, source.cursor.lookback_minutes),
-                tuple(source.key),
-            )
-    raw = read_sql(
-        resolve_env(source.url),
-        table=source.table,
-        schema=source.db_schema,
-        query=source.query,
-        key=source.key,
-        after=after,
-    )
-    base = {"landlord_id": loaded.landlord_id, "entity": entity, "datafix_sha": loaded.sha}
+    cursor = source.cursor
+    key = tuple(source.key)
+    last = None
+    if warehouse is not None and not full_refresh:
+        last = warehouse.cursor(loaded.landlord_id, entity)
+    after = Watermark(cursor.column, None, key)  # a first pull: everything, in cursor order
+    if last is not None and cursor.lookback_minutes:
+        after = Watermark(cursor.column, _minus_minutes(last.value, cursor.lookback_minutes), key)
+    elif last is not None:
+        after = Watermark(cursor.column, last.value, key, last.key_values)
+    raw = read_source(loaded, entity, after=after)
+    base = {
+        "landlord_id": loaded.landlord_id,
+        "entity": entity,
+        "datafix_sha": loaded.sha,
+        "source_name": loaded.datafix.entities[entity].source,
+    }
     if len(raw) == 0:
-        return PulledSource(**base, status="unchanged", source_name=mapping.source)
+        return PulledSource(**base, status="unchanged")
     labels = {header_key(label): label for label in raw.frame.columns}
     last_row = raw.frame.iloc[-1]
     watermark = Watermark(
-        column=source.cursor.column,
-        value=str(last_row[labels[header_key(source.cursor.column)]]),
-        key=tuple(source.key),
-        key_values=tuple(str(last_row[labels[header_key(k)]]) for k in source.key),
+        column=cursor.column,
+        value=str(last_row[labels[header_key(cursor.column)]]),
+        key=key,
+        key_values=tuple(str(last_row[labels[header_key(k)]]) for k in key),
     )
     return PulledSource(
-        **base,
-        status="read",
-        source_name=mapping.source,
-        fingerprint=raw.fingerprint,
-        raw=raw,
-        watermark=watermark,
+        **base, status="read", fingerprint=raw.fingerprint, raw=raw, watermark=watermark
     )
 
 
@@ -240,10 +195,6 @@ def load(
             watermark=normalised.watermark,
         )
     )
-
-
-def _override(entity_value: T | None, source_value: T) -> T:
-    return source_value if entity_value is None else entity_value
 
 
 def preview_frame(frame: pd.DataFrame, entity: str, limit: int = 5) -> pd.DataFrame:
