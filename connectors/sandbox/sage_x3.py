@@ -34,13 +34,18 @@ Fault modes (`set_fault(mode, times=None)`, like the landlord ERP peer): `slow`,
 accepted"), `http_503`, `malformed_xml`, the envelope-level DTD attacks of
 `connectors.sandbox.http.HOSTILE_MODES`, and the same attacks inside the `resultXml` payload:
 `result_dtd_billion_laughs`, `result_xxe_file`, `result_xxe_http`. Counters: `calls`,
-`calls_by_operation`, `wsdl_requests`. No dagster import: a plain connector helper.
+`calls_by_operation`, `wsdl_requests`. `demo_seed()` is a small fixed data set for the demo;
+`python -m connectors.sandbox.sage_x3 [--pool SEED] [--fault MODE]` serves it until Ctrl-C.
+No dagster import: a plain connector helper.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import contextlib
 import datetime as dt
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +80,8 @@ __all__ = [
     "SageField",
     "SageObject",
     "SageX3Peer",
+    "demo_seed",
+    "main",
 ]
 
 WSDL_PATH = Path(__file__).with_name("wsdl") / "sage_x3.wsdl"
@@ -572,3 +579,81 @@ class SageX3Peer:
             etree.SubElement(reference, "message").text = text
             etree.SubElement(reference, "type").text = str(kind)
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Demo data and a standalone run
+
+
+def demo_seed() -> dict[str, list[dict[str, Any]]]:
+    """A small fixed seed (invented companies): 5 customers (landlords billed by a contractor)
+    and 6 sales invoices with 1 to 3 lines each, every one carrying a work-order number."""
+    names = (
+        "Loire Habitat Social",
+        "Opale Logement",
+        "Cité des Jardins",
+        "Val de Seine Habitat",
+        "Mer et Pins HLM",
+    )
+    customers = [
+        {
+            "BPCNUM": f"C{number:04d}",
+            "BPCNAM": name,
+            "BPCSHO": name.split()[0].upper()[:10],
+            "BPCTYP": 1,
+            "CUR": "EUR",
+            "OSTAUZ": Decimal("50000.00") * number,
+            "REP": [f"REP{number:02d}"],
+            "CREDAT": dt.date(2018 + number, 1, 15),
+            "UPDDAT": dt.date(2026, 3, 2 * number),
+        }
+        for number, name in enumerate(names, start=1)
+    ]
+    invoices = []
+    for number in range(1, 7):
+        lines = [
+            {
+                "ITMREF": ("DEPANNAGE", "FOURNITURE", "DEPLACEMENT")[line % 3],
+                "ITMDES": ("Dépannage", "Fournitures", "Déplacement")[line % 3],
+                "QTY": Decimal(line + 1),
+                "GROPRI": Decimal("85.50") * (line + 1),
+                "AMTNOTLIN": Decimal("85.50") * (line + 1) * (line + 1),
+            }
+            for line in range(1 + number % 3)
+        ]
+        net = sum((line["AMTNOTLIN"] for line in lines), Decimal("0.00"))
+        invoices.append(
+            {
+                "SALFCY": "SED",
+                "SIVTYP": "FRN",
+                "NUM": f"FRN-26/{number:05d}",
+                "INVDAT": dt.date(2026, 3, number * 3),
+                "BPCINV": customers[number % len(customers)]["BPCNUM"],
+                "CUR": "EUR",
+                "YBTNUM": f"BT{345670 + number}",
+                "AMTNOT": net,
+                "AMTATI": (net * Decimal("1.10")).quantize(Decimal("0.01")),
+                "UPDDAT": dt.date(2026, 3, number * 3 + 1),
+                "SIH4_1": lines,
+            }
+        )
+    return {"BPC": customers, "SIH": invoices}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the demo Sage X3 service until interrupted: `python -m connectors.sandbox.sage_x3`."""
+    parser = argparse.ArgumentParser(description="Serve the sandbox Sage X3 web service.")
+    parser.add_argument("--pool", default="SEED", help="the pool alias callers must name")
+    parser.add_argument("--fault", choices=sorted(SAGE_FAULT_MODES), help="answer with a fault")
+    options = parser.parse_args(argv)
+    with SageX3Peer(demo_seed(), pool_alias=options.pool) as peer:
+        peer.set_fault(options.fault)
+        sys.stdout.write(f"Sage X3 WSDL: {peer.wsdl_url} pool {options.pool} (Ctrl-C to stop)\n")
+        sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,14 +41,19 @@ calls, after which the peer answers normally again; the WSDL itself is always se
 - `external_dtd`: HTTP 200, an external DTD at `canary_url`: idem.
 
 The peer counts what it receives: `calls` (operation calls, faulted or not),
-`calls_by_operation` and `wsdl_requests`. No dagster import: a plain connector helper.
+`calls_by_operation` and `wsdl_requests`. `demo_seed()` is a small fixed data set for the
+demo; `python -m connectors.sandbox.soap_erp [--fault MODE]` serves it until Ctrl-C.
+No dagster import: a plain connector helper.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
+import contextlib
 import datetime as dt
+import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -78,6 +83,8 @@ __all__ = [
     "NAMESPACE",
     "WSDL_PATH",
     "LandlordErpPeer",
+    "demo_seed",
+    "main",
 ]
 
 WSDL_PATH = Path(__file__).with_name("wsdl") / "landlord_erp.wsdl"
@@ -436,3 +443,95 @@ class LandlordErpPeer:
         envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
         etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body").append(payload)
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Demo data and a standalone run
+
+_LAST_NAMES = ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand")
+_FIRST_NAMES = ("Léa", "Hugo", "Chloé", "Louis", "Manon", "Gabriel", "Inès", "Jules")
+_CATEGORIES = ("dépannage", "recherche de fuite", "travaux programmés")
+_STATUSES = ("received", "scheduled", "done", "invoiced")
+
+
+def demo_seed() -> dict[str, list[dict[str, Any]]]:
+    """A small fixed seed (invented people): 12 tenants, 36 ledger entries, 9 work orders.
+
+    Identical from one call to the next; `modifiedAt` spreads over March 2026 so incremental
+    pulls have something to skip.
+    """
+    start = dt.datetime(2026, 3, 1, 7, 0, tzinfo=dt.UTC)
+    tenants = [
+        {
+            "tenantRef": f"LOC-{number:05d}",
+            "lastName": _LAST_NAMES[number % len(_LAST_NAMES)],
+            "firstName": _FIRST_NAMES[number % len(_FIRST_NAMES)],
+            "dwellingRef": f"LGT-{100 + number}",
+            "moveInDate": dt.date(2015 + number % 10, 1 + number % 12, 1),
+            "moveOutDate": dt.date(2026, 6, 30) if number == 5 else None,
+            "monthlyRent": Decimal("389.40") + Decimal(number * 13) + Decimal("0.05"),
+            "housingAid": number % 3 == 0,
+            "householdSize": 1 + number % 5,
+            "contact": {
+                "email": f"locataire{number}@exemple.fr",
+                "phone": f"06 12 34 56 {number:02d}",
+                "channel": ("sms", "email", "letter")[number % 3],
+            },
+            "modifiedAt": start + dt.timedelta(days=number, hours=number),
+        }
+        for number in range(1, 13)
+    ]
+    entries = []
+    for number in range(1, 37):
+        tenant = tenants[(number - 1) % len(tenants)]
+        if number % 11 == 0:  # a rejected direct debit: the rent is owed again
+            kind, label, amount, reason = "debit", "Rejet prélèvement SEPA", None, "AM04"
+        elif number % 3 == 0:
+            kind, label, amount, reason = "credit", "Paiement CAF (APL)", Decimal("-212.37"), None
+        else:
+            kind, label, amount, reason = "debit", "Avis d'échéance mars 2026", None, None
+        entries.append(
+            {
+                "entryId": f"ECR-{number:06d}",
+                "tenantRef": tenant["tenantRef"],
+                "entryDate": dt.date(2026, 3, 1 + number % 25),
+                "kind": kind,
+                "label": label,
+                "amount": tenant["monthlyRent"] if amount is None else amount,
+                "sepaReasonCode": reason,
+                "modifiedAt": start + dt.timedelta(hours=number * 17),
+            }
+        )
+    orders = [
+        {
+            "orderNumber": f"BT{345670 + number}",
+            "contractor": ("Plomberie du Centre", "Élec Services", "Multi-Travaux 44")[number % 3],
+            "dwellingRef": f"LGT-{100 + number}",
+            "category": _CATEGORIES[number % len(_CATEGORIES)],
+            "committedAmount": Decimal("180.00") * number + Decimal("0.50"),
+            "status": _STATUSES[number % len(_STATUSES)],
+            "plannedAt": start + dt.timedelta(days=number + 2, hours=9),
+            "sla": {"gtiHours": 4 if number % 3 == 0 else 24, "gtrHours": 72},
+            "modifiedAt": start + dt.timedelta(days=2 * number),
+        }
+        for number in range(1, 10)
+    ]
+    return {"tenants": tenants, "ledger_entries": entries, "work_orders": orders}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the demo ERP until interrupted: `python -m connectors.sandbox.soap_erp`."""
+    parser = argparse.ArgumentParser(description="Serve the sandbox landlord ERP (SOAP).")
+    parser.add_argument("--fault", choices=sorted(ERP_FAULT_MODES), help="answer with a fault")
+    options = parser.parse_args(argv)
+    with LandlordErpPeer(demo_seed()) as peer:
+        peer.set_fault(options.fault)
+        sys.stdout.write(f"landlord ERP WSDL: {peer.wsdl_url} (Ctrl-C to stop)\n")
+        sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

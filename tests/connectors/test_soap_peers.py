@@ -407,3 +407,34 @@ def test_sage_peer_checks_its_seed_and_fault_modes() -> None:
         SageX3Peer({"XYZ": []})
     with pytest.raises(ValueError, match="unknown fault mode"):
         SageX3Peer().set_fault("explode")
+
+
+# --- Demo data ------------------------------------------------------------------------------
+
+
+def test_demo_seeds_are_fixed_and_read_in_full() -> None:
+    from connectors.sage.client import read_sage_x3
+    from connectors.sandbox import sage_x3, soap_erp
+    from connectors.soap.client import read_soap
+    from connectors.soap.models import SoapPaging
+
+    erp_seed, sage_seed = soap_erp.demo_seed(), sage_x3.demo_seed()
+    assert erp_seed == soap_erp.demo_seed() and sage_seed == sage_x3.demo_seed()
+    with LandlordErpPeer(erp_seed) as peer:
+        entries = read_soap(
+            peer.wsdl_url,
+            operation="ListLedgerEntries",
+            records_path="ledgerEntries.entry",
+            paging=SoapPaging("page_number", page_size=10, has_more_path="hasMore"),
+            key=["entryId"],
+        )
+    assert len(entries) == len(erp_seed["ledger_entries"]) == 36
+    assert sum(map(Decimal, entries.frame["amount"])) == sum(
+        entry["amount"] for entry in erp_seed["ledger_entries"]
+    )
+    with SageX3Peer(sage_seed) as peer:
+        lines = read_sage_x3(
+            peer.wsdl_url, pool_alias="SEED", public_name="SIH", keys=["NUM"], lines="SIH4_1"
+        )
+    assert len(lines) == sum(len(invoice["SIH4_1"]) for invoice in sage_seed["SIH"])
+    assert lines.frame["YBTNUM"].str.startswith("BT").all()
