@@ -100,7 +100,7 @@ class SalesforceQueryError(PermanentError):
 
 
 class _TimedSession(requests.Session):
-    """A session that gives every call a timeout and remembers the last `Sforce-Limit-Info`.
+    """A session that gives every call a timeout and keeps the last answer's `Sforce-Limit-Info`.
 
     simple-salesforce passes no timeout on its Bulk calls and records the API usage only after
     a successful call; an exhausted limit arrives on a refused one, so it is read here.
@@ -128,8 +128,8 @@ class _TimedSession(requests.Session):
         # #3829): a CA bundle set on the session must win, so it is passed on every call
         kwargs.setdefault("verify", self.verify)
         response = super().request(method, url, *args, **kwargs)
-        if info := response.headers.get("Sforce-Limit-Info"):
-            self.limit_info = info
+        # the usage reported with *this* answer: a refusal is judged on its own figures
+        self.limit_info = response.headers.get("Sforce-Limit-Info")
         return response
 
     def close(self) -> None:
@@ -168,14 +168,15 @@ def _limit_error(host: str, code: str, message: str, limit_info: str | None) -> 
     usage = _API_USAGE.search(limit_info or "")
     used, total = (int(usage[1]), int(usage[2])) if usage else (None, None)
     said = _said(code, message)
-    if used is not None and total is not None and used < total:
+    figures = f"{used}/{total} calls in 24h" if used is not None else "usage not reported"
+    concurrent = "concurrent" in message.lower()
+    if concurrent or (used is not None and total is not None and used < total):
         return SalesforceLimitError(
-            f"Salesforce {host} refused the call ({said}) with {used}/{total} API calls used in"
-            " 24h: too many long-running requests at once — the pull will be retried later",
+            f"Salesforce {host} refused the call ({said}): too many long-running requests at"
+            f" once ({figures}) — the pull will be retried later",
             used,
             total,
         )
-    figures = f"{used}/{total} calls in 24h" if used is not None else "usage not reported"
     return SalesforceLimitError(
         f"Salesforce {host}: API limit exhausted: {figures} ({said}) — the pull will resume when"
         " the limit resets",
@@ -264,7 +265,7 @@ class _Caller:
         retrying = Retrying(
             stop=stop_after_attempt(self.retry.attempts),
             wait=wait_exponential_jitter(
-                initial=self.retry.first_wait, max=self.retry.max_wait, jitter=self.retry.jitter
+                multiplier=self.retry.first_wait, max=self.retry.max_wait, jitter=self.retry.jitter
             ),
             retry=retry_if_exception_type(SalesforceUnavailableError),
             reraise=True,
@@ -443,6 +444,8 @@ def _selected_fields(fields: Sequence[str], key: Sequence[str]) -> tuple[list[st
     """The fields to select (key fields appended when not listed) and the key's labels."""
     if isinstance(fields, str) or isinstance(key, str):
         raise ConfigError("`fields` and `key` are lists of field names, not a single string")
+    if not fields:
+        raise ConfigError("no fields to read from Salesforce — list them in `fields`")
     selected = [check_name(field) for field in fields]
     by_lower = {field.lower(): field for field in selected}
     key_labels = []
