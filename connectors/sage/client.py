@@ -238,7 +238,8 @@ def read_sage_x3(
         since: `(query list field, ISO value)`: keep records with field >= value.
         request_config: `callContext.requestConfig`.
         address: the endpoint to call instead of the WSDL's `soap:address`.
-        auth: (user, password) for HTTP Basic authentication (X3 V7 and later).
+        auth: (user, password) for HTTP Basic authentication (X3 V7 and later), set on
+            `session` (a new one when none is given).
         session: a requests session (TLS settings …).
         timeout / operation_timeout / retry: as `connectors.soap.client.read_soap`.
     """
