@@ -66,12 +66,14 @@ POSTGRES_FETCH_ROWS = 10_000
 
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_ -]*")
 _NEEDS_BRACES = re.compile(r"[;{}=]|^\s|\s$")
-_PASSWORD_PAIR = re.compile(r"((?:pwd|password)\s*=\s*)(\{(?:[^}]|\}\})*\}?|[^;]*)", re.IGNORECASE)
 
 # SQLSTATEs: connection lost / timeouts / serialisation (retry); missing table or column (config)
 _RETRIABLE_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "HYT00", "HYT01"})
 _MISSING_TABLE_STATES = frozenset({"42P01", "42S02"})
 _MISSING_COLUMN_STATES = frozenset({"42703", "42S22"})
+# SQLSTATE classes that say what is wrong with the statement or the data, never the connection
+# (a column named `timeout` must not make a missing-column error look transient)
+_STATEMENT_CLASSES = frozenset({"22", "23", "25", "28", "2D", "3D", "3F", "42", "44"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,14 +189,6 @@ def _set(pairs: list[tuple[str, str]], key: str, value: str) -> None:
             pairs[index] = (name, value)
             return
     pairs.append((key, value))
-
-
-def _masked_text(text: str) -> str:
-    """A connection string with its passwords replaced by `***` (also when it is malformed)."""
-    try:
-        return _format(_parse(text), masked=True)
-    except ConfigError:
-        return _PASSWORD_PAIR.sub(r"\1***", text)
 
 
 def _install_hint(driver: str) -> str:
@@ -379,7 +373,9 @@ def _state_and_message(error: BaseException, target: _Target) -> tuple[str, str]
 
 
 def _is_transient(state: str, message: str) -> bool:
-    return state.startswith("08") or state in _RETRIABLE_STATES or bool(_TRANSIENT.search(message))
+    if state.startswith("08") or state in _RETRIABLE_STATES:
+        return True
+    return state[:2] not in _STATEMENT_CLASSES and bool(_TRANSIENT.search(message))
 
 
 def _connect_error(error: BaseException, target: _Target) -> ConnectorError:

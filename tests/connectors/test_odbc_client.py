@@ -595,6 +595,9 @@ def test_missing_table_lists_the_tables(database: Database) -> None:
 def test_postgres_errors_by_what_to_do_next(postgres: Database) -> None:
     with pytest.raises(PermanentError, match="syntax error"):
         read_odbc(postgres.odbc, query="SELEC * FROM journal")
+    # the SQLSTATE decides, not a word of the message: no retry for a column named `timeout`
+    with pytest.raises(ConfigError, match='column "timeout" does not exist'):
+        read_odbc(postgres.odbc, query="SELECT timeout FROM journal")
     # the server ends the session in the middle of the read: a connection reset
     with pytest.raises(RetriableError, match="terminating connection"):
         read_odbc(postgres.odbc, query="SELECT pg_terminate_backend(pg_backend_pid())")
