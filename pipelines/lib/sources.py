@@ -81,17 +81,22 @@ def read_source(loaded: LoadedDatafix, entity: str, *, after: Watermark | None =
             address=None if source.address is None else resolve_env(source.address),
         )
     elif isinstance(source, SalesforceSource):
-        raw = read_salesforce(
-            _salesforce_auth(source),
-            object_name=source.object,
-            fields=source.fields,
-            where=source.where,
-            since=None if since is None else (after.column, since),
-            bulk=source.bulk,
-            key=source.key,
-            session=_salesforce_session(source),
-            timeout=source.timeout,
-        )
+        session = _salesforce_session(source)
+        try:
+            raw = read_salesforce(
+                _salesforce_auth(source),
+                object_name=source.object,
+                fields=source.fields,
+                where=source.where,
+                since=None if since is None else (after.column, since),
+                bulk=source.bulk,
+                key=source.key,
+                session=session,
+                timeout=source.timeout,
+            )
+        finally:
+            if session is not None:
+                session.close()
     else:
         assert isinstance(source, SageX3Source)
         auth = None
