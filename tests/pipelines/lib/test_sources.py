@@ -225,3 +225,70 @@ def test_salesforce_source_loads_work_orders_and_pulls_only_changes(
         changed = pull(loaded, "work_orders", warehouse=warehouse)
         assert changed.rows == 3
         assert peer.errors == []
+
+
+@pytest.mark.postgres
+def test_odbc_and_sqlalchemy_give_the_same_canonical_rows(tmp_path: Path) -> None:
+    from conftest import temporary_postgres_database
+
+    with temporary_postgres_database() as url:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE ecritures (id integer PRIMARY KEY, compte text, jour date,"
+                " montant numeric(12, 2), modifie_le timestamp NOT NULL)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO ecritures SELECT n, 'T' || mod(n, 40), DATE '2026-02-01' + mod(n, 20),"
+                " mod(n * 37.31, 2000) - 300, TIMESTAMP '2026-03-01 08:00' + (n / 50) * INTERVAL"
+                " '1 minute' FROM generate_series(1, 500) n"
+            )
+        engine.dispose()
+        database = str(sa.make_url(url).database)
+        rows = {}
+        for kind, source in {
+            "sql": {"kind": "sql", "url": url},
+            "odbc": {
+                "kind": "odbc",
+                "connection": "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;"
+                f"Database={database};UID=postgres",
+            },
+        }.items():
+            document = {
+                "landlord": {"id": "odbc-habitat", "name": "ODBC Habitat"},
+                "sources": {
+                    "erp": {
+                        **source,
+                        "table": "ecritures",
+                        "key": ["id"],
+                        "cursor": {"column": "modifie_le"},
+                    }
+                },
+                "entities": {
+                    "ledger_entries": {
+                        "source": "erp",
+                        "mode": "incremental",
+                        "fields": {
+                            "entry_ref": "id",
+                            "tenant_ref": "compte",
+                            "entry_date": "jour",
+                            "kind": {"const": "rent"},
+                            "amount_cents": "montant",
+                        },
+                    }
+                },
+            }
+            folder = tmp_path / kind
+            folder.mkdir()
+            path = folder / "odbc-habitat.yaml"
+            path.write_text(yaml.safe_dump(document), encoding="utf-8")
+            loaded = load_datafix(path)
+            pulled = pull(loaded, "ledger_entries")
+            batch = normalise(loaded, pulled).batch
+            assert batch is not None and len(batch.rejects) == 0
+            rows[kind] = (batch.rows, pulled.watermark)
+    sql_rows, sql_watermark = rows["sql"]
+    odbc_rows, odbc_watermark = rows["odbc"]
+    assert len(sql_rows) == 500
+    assert sql_rows.equals(odbc_rows)
+    assert sql_watermark == odbc_watermark
