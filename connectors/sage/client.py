@@ -43,7 +43,8 @@ from lxml import etree
 
 from connectors.errors import ConfigError, PermanentError
 from connectors.files.models import RawTable
-from connectors.sage.models import SageMessage, SageResult
+from connectors.retry import RetryPolicy, with_retries
+from connectors.sage.models import SAGE_X3_RETRY, SageMessage, SageResult
 from connectors.soap.client import (
     call_operation,
     check_key,
@@ -53,9 +54,7 @@ from connectors.soap.client import (
     masked_location,
     service_for,
     text_frame,
-    with_retries,
 )
-from connectors.soap.models import RetryPolicy
 
 __all__ = ["WSS_NAMESPACE", "parse_result_xml", "read_sage_x3", "sage_result"]
 
@@ -241,14 +240,15 @@ def read_sage_x3(
         auth: (user, password) for HTTP Basic authentication (X3 V7 and later), set on
             `session` (a new one when none is given).
         session: a requests session (TLS settings …).
-        timeout / operation_timeout / retry: as `connectors.soap.client.read_soap`.
+        timeout / operation_timeout / retry: as `connectors.soap.client.read_soap`
+            (`SAGE_X3_RETRY` by default).
     """
     origin = f"{masked_location(wsdl)} {public_name}"
     if list_size < 1:
         raise ConfigError(f"{origin}: list_size must be at least 1")
     if details and not keys:
         raise ConfigError(f"{origin}: give the object's `keys` (e.g. BPCNUM) to read each record")
-    policy = retry or RetryPolicy()
+    policy = retry or SAGE_X3_RETRY
     if auth is not None:
         session = session or requests.Session()
         session.auth = auth

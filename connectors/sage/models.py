@@ -1,14 +1,19 @@
-"""What a Sage X3 web service answers, as plain values."""
+"""What a Sage X3 web service answers, as plain values, and how hard a failed call is retried."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MESSAGE_TYPES", "SageMessage", "SageResult"]
+from connectors.soap.models import SOAP_RETRY
+
+__all__ = ["MESSAGE_TYPES", "SAGE_X3_RETRY", "SageMessage", "SageResult"]
 
 # CAdxMessage.type: 3 = error is seen in real answers; 1 and 2 are the usual X3 message levels
 # (information, warning) [NOT VERIFIED in a public source]
 MESSAGE_TYPES = {"1": "information", "2": "warning", "3": "error"}
+
+# X3 is called through the landlord ERPs' hardened SOAP client, and retried as they are.
+SAGE_X3_RETRY = SOAP_RETRY
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Salesforce: read objects through simple-salesforce (REST or Bulk API 2.0) as text tables."""
 
+from connectors.retry import RetryPolicy
 from connectors.salesforce.client import (
     DEFAULT_API_VERSION,
     SalesforceLimitError,
@@ -9,10 +10,11 @@ from connectors.salesforce.client import (
     connect,
     read_salesforce,
 )
-from connectors.salesforce.models import RetryPolicy, SalesforceAuth
+from connectors.salesforce.models import SALESFORCE_RETRY, SalesforceAuth
 
 __all__ = [
     "DEFAULT_API_VERSION",
+    "SALESFORCE_RETRY",
     "RetryPolicy",
     "SalesforceAuth",
     "SalesforceLimitError",

@@ -48,12 +48,12 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
     SalesforceResourceNotFound,
 )
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.files.client import column_text
 from connectors.files.models import RawTable
-from connectors.salesforce.models import RetryPolicy, SalesforceAuth
+from connectors.retry import RetryPolicy, with_retries
+from connectors.salesforce.models import SALESFORCE_RETRY, SalesforceAuth
 from connectors.salesforce.soql import build_query, check_name, check_object
 
 __all__ = [
@@ -262,30 +262,20 @@ class _Caller:
         self.retry = retry
 
     def __call__(self, call: Callable[[], T], soql: str | None = None) -> T:
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry.first_wait, max=self.retry.max_wait, jitter=self.retry.jitter
-            ),
-            retry=retry_if_exception_type(SalesforceUnavailableError),
-            reraise=True,
-        )
+        def once() -> T:
+            try:
+                return call()
+            except Exception as error:
+                translated = _translate(error, self.host, soql, self.session)
+                if translated is None or translated is error:
+                    raise
+                raise translated from error
+
         try:
-            for attempt in retrying:
-                with attempt:
-                    try:
-                        result = call()
-                    except Exception as error:
-                        translated = _translate(error, self.host, soql, self.session)
-                        if translated is None or translated is error:
-                            raise
-                        raise translated from error
+            return with_retries(once, self.retry, retriable=(SalesforceUnavailableError,))
         except SalesforceUnavailableError as error:
-            raise SalesforceUnavailableError(
-                f"{error} (after {self.retry.attempts} attempts) — Salesforce may be down or"
-                " slow; the next run will try again"
-            ) from error.__cause__
-        return result
+            error.args = (f"{error} — Salesforce may be down or slow; the next run will try again",)
+            raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,7 +326,7 @@ def connect(
     try:
         if mode == "session":
             return Salesforce(session_id=auth.session_id, instance_url=auth.instance_url, **options)
-        caller = _Caller(http, _host(auth), retry or RetryPolicy())
+        caller = _Caller(http, _host(auth), retry or SALESFORCE_RETRY)
         if mode == "password":
             return caller(
                 lambda: Salesforce(
@@ -507,7 +497,7 @@ def read_salesforce(
     soql = build_query(object_name, selected, where=where, since=since)
     if bulk_wait < 0:
         raise ConfigError("bulk_wait must not be negative")
-    retry = retry or RetryPolicy()
+    retry = retry or SALESFORCE_RETRY
     sf = connect(auth, session=session, timeout=timeout, version=version, retry=retry)
     http = sf.session
     assert isinstance(http, _TimedSession)

@@ -13,8 +13,9 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from connectors.errors import ConfigError
+from connectors.retry import RetryPolicy
 
-__all__ = ["AuthMode", "RetryPolicy", "SalesforceAuth"]
+__all__ = ["SALESFORCE_RETRY", "AuthMode", "SalesforceAuth"]
 
 AuthMode = Literal["session", "password", "jwt"]
 
@@ -98,22 +99,7 @@ class SalesforceAuth:
             )
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient faults (5xx, timeouts, dropped connections) are retried within a call.
-
-    Waits grow exponentially from `first_wait` up to `max_wait` seconds, each with up to
-    `jitter` seconds added at random; at most `attempts` tries in all. An exhausted API limit
-    and every permanent refusal are never retried here.
-    """
-
-    attempts: int = 5
-    first_wait: float = 1.0
-    max_wait: float = 60.0
-    jitter: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or min(self.first_wait, self.max_wait, self.jitter) < 0:
-            raise ConfigError(
-                "retry policy: attempts must be at least 1 and waits must not be negative"
-            )
+# How transient faults (5xx, timeouts, dropped connections) are retried within a call unless
+# the caller says otherwise. An exhausted API limit and every permanent refusal are never
+# retried here.
+SALESFORCE_RETRY = RetryPolicy(attempts=5, first_wait=1.0, max_wait=60.0, jitter=1.0)

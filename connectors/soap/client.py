@@ -25,9 +25,10 @@ Failures are sorted by what to do next (`connectors.errors`):
 - `PermanentError`: any other SOAP fault (`Client.*` …), HTTP 4xx, malformed XML, a DTD or
   entity declarations in an answer or in the WSDL.
 
-Retriable failures are retried inside the client (tenacity: exponential backoff with jitter,
-`RetryPolicy`), per call, so a fault on page 7 repeats page 7 only. Messages name the WSDL
-(credentials masked) and the operation, and never quote a response body.
+Retriable failures are retried inside the client (`connectors.retry.with_retries`: exponential
+backoff with jitter, `SOAP_RETRY` unless told otherwise), per call, so a fault on page 7
+repeats page 7 only. Messages name the WSDL (credentials masked) and the operation, and never
+quote a response body.
 
 Values become text as in the other readers (`connectors.files.client.column_text`): Decimal
 (zeep's `xsd:decimal`) digits as sent, dates ISO, date-times `2026-03-01 14:30:00+00:00`,
@@ -41,12 +42,11 @@ import hashlib
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import requests
-import tenacity
 import zeep
 import zeep.exceptions as zeep_errors
 from lxml import etree
@@ -57,7 +57,8 @@ from zeep.xsd import ComplexType
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.files.client import column_text
 from connectors.files.models import RawTable
-from connectors.soap.models import RETRIABLE_FAULT_CODES, RetryPolicy, SoapPaging
+from connectors.retry import RetryPolicy, with_retries
+from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY, SoapPaging
 
 __all__ = [
     "SOAP_ENCODING_NAMESPACE",
@@ -74,10 +75,7 @@ __all__ = [
     "read_soap",
     "service_for",
     "text_frame",
-    "with_retries",
 ]
-
-T = TypeVar("T")
 
 SOAP_ENCODING_NAMESPACE = "http://schemas.xmlsoap.org/soap/encoding/"
 
@@ -447,28 +445,6 @@ def classify_error(
     raise error
 
 
-def _retrying(policy: RetryPolicy) -> tenacity.Retrying:
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=tenacity.wait_exponential_jitter(
-            multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
-        ),
-        retry=tenacity.retry_if_exception_type(RetriableError),
-        reraise=True,
-    )
-
-
-def with_retries(function: Callable[[], T], policy: RetryPolicy) -> T:
-    """`function()`, called again on RetriableError as `policy` says; the last error says how
-    many attempts were made."""
-    try:
-        return _retrying(policy)(function)
-    except RetriableError as error:
-        if policy.attempts == 1:
-            raise
-        raise RetriableError(f"{error} (gave up after {policy.attempts} attempts)") from None
-
-
 def call_operation(
     service: ServiceProxy,
     operation: str,
@@ -497,7 +473,7 @@ def call_operation(
                 operation_timeout=getattr(transport, "operation_timeout", None),
             ) from None
 
-    return with_retries(once, retry or RetryPolicy())
+    return with_retries(once, retry or SOAP_RETRY)
 
 
 def _operation(service: ServiceProxy, operation: str, where: str) -> Callable[..., Any]:
@@ -728,14 +704,14 @@ def read_soap(
         timeout / operation_timeout: seconds for loading the WSDL / for each call.
         max_pages: a safety stop: more pages than this is an error, not a silent cut.
         address: the endpoint to call instead of the WSDL's `soap:address`.
-        retry: how transient faults are retried (`RetryPolicy()` by default).
+        retry: how transient faults are retried (`SOAP_RETRY` by default).
         retriable_faults: SOAP fault codes that mean "try again later".
         session: a requests session (TLS settings, authentication).
     """
     origin = f"{masked_location(wsdl)} {operation}"
     if max_pages < 1:
         raise ConfigError(f"{origin}: max_pages must be at least 1")
-    policy = retry or RetryPolicy()
+    policy = retry or SOAP_RETRY
     client = with_retries(
         lambda: make_client(
             wsdl, timeout=timeout, operation_timeout=operation_timeout, session=session

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from connectors.errors import ConfigError
+from connectors.retry import RetryPolicy
 
-__all__ = ["RETRIABLE_FAULT_CODES", "RetryPolicy", "SoapPaging"]
+__all__ = ["RETRIABLE_FAULT_CODES", "SOAP_RETRY", "SoapPaging"]
 
 # SOAP 1.1 fault codes (the part after the namespace prefix) that mean "try again later".
 # Every other fault (`Client.*`, other `Server.*` codes) is permanent: retrying the same
@@ -65,21 +66,5 @@ class SoapPaging:
                 raise ConfigError(f"paging {name} must not be empty")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of a call that failed with a transient fault (timeout, 5xx, 429, busy fault).
-
-    Waits grow exponentially from `initial_wait` to at most `max_wait` seconds, each with up
-    to `jitter` seconds of random jitter, for `attempts` calls in all (the first included).
-    """
-
-    attempts: int = 4
-    initial_wait: float = 0.5
-    max_wait: float = 8.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ConfigError(f"retry attempts must be at least 1 (got {self.attempts})")
-        if min(self.initial_wait, self.max_wait, self.jitter) < 0:
-            raise ConfigError("retry waits must not be negative")
+# How hard a SOAP call (and the WSDL load) is retried unless the caller says otherwise.
+SOAP_RETRY = RetryPolicy(attempts=4, first_wait=0.5, max_wait=8.0, jitter=0.5)

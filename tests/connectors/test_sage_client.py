@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from connectors.errors import ConfigError, PermanentError, RetriableError
+from connectors.retry import RetryPolicy
 from connectors.sage.client import parse_result_xml, read_sage_x3
 from connectors.sandbox.http import HOSTILE_MODES, LocalHttpServer, Reply
 from connectors.sandbox.sage_x3 import WSDL_PATH, SageAnswer, SageCall, SageX3Peer
-from connectors.soap.models import RetryPolicy
 
-FAST = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.02, jitter=0.01)
+FAST = RetryPolicy(attempts=3, first_wait=0.01, max_wait=0.02, jitter=0.01)
 
 CUSTOMERS = [
     {

@@ -27,6 +27,7 @@ from zeep.loader import parse_xml
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.files.models import RawTable
+from connectors.retry import RetryPolicy
 from connectors.sandbox.http import HOSTILE_MODES, LocalHttpServer, Reply, Request, hostile_xml
 from connectors.sandbox.soap_erp import WSDL_PATH, LandlordErpPeer
 from connectors.soap.client import (
@@ -37,9 +38,9 @@ from connectors.soap.client import (
     masked_location,
     read_soap,
 )
-from connectors.soap.models import RetryPolicy, SoapPaging
+from connectors.soap.models import SoapPaging
 
-FAST = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.02, jitter=0.01)
+FAST = RetryPolicy(attempts=4, first_wait=0.01, max_wait=0.02, jitter=0.01)
 UTC = dt.UTC
 
 
@@ -368,7 +369,7 @@ def test_transient_faults_give_up_after_the_attempts(
     erp: LandlordErpPeer, mode: str, message: str
 ) -> None:
     erp.set_fault(mode)
-    policy = RetryPolicy(attempts=2, initial_wait=0.01, max_wait=0.01, jitter=0.0)
+    policy = RetryPolicy(attempts=2, first_wait=0.01, max_wait=0.01, jitter=0.0)
     with pytest.raises(RetriableError) as raised:
         _read(erp, retry=policy, operation_timeout=0.5)
     text = str(raised.value)
@@ -429,7 +430,7 @@ def test_connection_refused_is_retriable(erp: LandlordErpPeer) -> None:
             operation="ListTenants",
             records_path="tenants.tenant",
             arguments={"pageNumber": 1, "pageSize": 1},
-            retry=RetryPolicy(attempts=2, initial_wait=0.01, max_wait=0.01, jitter=0),
+            retry=RetryPolicy(attempts=2, first_wait=0.01, max_wait=0.01, jitter=0),
         )
 
 
