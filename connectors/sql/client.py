@@ -28,7 +28,14 @@ from connectors.errors import ConfigError, ConnectorError, RetriableError
 from connectors.files.client import column_text, gc_paused, header_key, unique_labels
 from connectors.files.models import RawTable, Watermark
 
-__all__ = ["read_sql", "read_sql_header"]
+__all__ = [
+    "TRANSIENT",
+    "TextChunks",
+    "check_target",
+    "match_columns",
+    "read_sql",
+    "read_sql_header",
+]
 
 # pip package to install for a missing database driver module
 DRIVER_PACKAGES = {
@@ -47,7 +54,7 @@ DRIVER_PACKAGES = {
 }
 
 # words in a driver's message that mean "try again later" rather than "fix the URL"
-_TRANSIENT = re.compile(
+TRANSIENT = re.compile(
     r"connection refused|timed out|timeout|server closed the connection|connection reset"
     r"|could not receive data|lost connection|gone away|too many connections|no route to host"
     r"|the database system is (starting up|shutting down|in recovery mode)|terminating connection"
@@ -88,7 +95,7 @@ def _database_error(
     """Classify a database error by what the caller should do next."""
     message = _driver_message(error, url)
     where = _masked(url)
-    if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError) and _TRANSIENT.search(
+    if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError) and TRANSIENT.search(
         message
     ):
         return RetriableError(
@@ -167,7 +174,7 @@ def _read_only_connection(url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
-def _check_target(table: str | None, query: str | None) -> None:
+def check_target(table: str | None, query: str | None) -> None:
     if (table is None) == (query is None):
         raise ConfigError("give exactly one of `table` or `query` for a SQL source")
 
@@ -195,7 +202,7 @@ def _reflect(connection: Connection, table: str, schema: str | None, url: str) -
         raise _database_error(error, url, f"reading the definition of `{table}`") from None
 
 
-def _match_columns(wanted: Sequence[str], available: Sequence[str], where: str) -> list[str]:
+def match_columns(wanted: Sequence[str], available: Sequence[str], where: str) -> list[str]:
     """The available column each wanted name designates (exact, else same `header_key`)."""
     matched = []
     for name in wanted:
@@ -226,13 +233,72 @@ def _source_rows(
     return rows.reset_index(drop=True)
 
 
+class TextChunks:
+    """Rows of a result arriving chunk by chunk, made text at once (only the text is kept), with
+    their lineage and a running fingerprint.
+
+    The one rule set `read_sql` and `connectors.sql.odbc.read_odbc` share, so both give the
+    same `RawTable` for the same rows: values as `column_text` writes them, lineage `label:id=42`
+    (`key` columns) or `label:row 7`, a fingerprint over the column labels, every text value in
+    order and the row count.
+    """
+
+    def __init__(self, names: Sequence[str], label: str, key: Sequence[str], where: str) -> None:
+        """`names`: the result's column names, in order; `key`: the datafix key columns, matched
+        to them (a ConfigError, naming `where`, for one that is not there)."""
+        names = list(names)
+        self.labels = unique_labels(names)
+        self.label = label
+        self.key = key
+        self.key_labels = [
+            self.labels[names.index(name)] for name in match_columns(key, names, where)
+        ]
+        self.hasher = hashlib.sha256()
+        self.hasher.update("\0".join(self.labels).encode())
+        self.frames: list[pd.DataFrame] = []
+        self.rows: list[pd.Series] = []
+        self.count = 0
+
+    def add(self, part: Sequence[Sequence[object]]) -> None:
+        """One chunk of rows, as the driver fetched them (one value per column, in order)."""
+        with gc_paused():
+            chunk = pd.DataFrame(
+                {
+                    column: column_text(list(map(itemgetter(index), part)))
+                    for index, column in enumerate(self.labels)
+                }
+            )
+        self.hasher.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
+        self.rows.append(_source_rows(chunk, self.label, self.key, self.key_labels, self.count))
+        self.frames.append(chunk)
+        self.count += len(chunk)
+
+    def table(self, origin: str) -> RawTable:
+        """Every chunk added, as one table named `origin`."""
+        self.hasher.update(str(self.count).encode())
+        if self.frames:
+            # Arrow-backed text columns: concatenating chains the chunks, it copies nothing
+            many = len(self.frames) > 1
+            frame = pd.concat(self.frames, ignore_index=True) if many else self.frames[0]
+            lineage = pd.concat(self.rows, ignore_index=True) if many else self.rows[0]
+        else:
+            frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in self.labels})
+            lineage = pd.Series([], dtype="str")
+        return RawTable(
+            frame=frame,
+            source_rows=lineage.rename(None),
+            fingerprint=self.hasher.hexdigest(),
+            origin=origin,
+        )
+
+
 def _after(
     statement: sa.Select, after: Watermark, names: Sequence[str] | None, where: str
 ) -> sa.Select:
     """Rows past the watermark in (cursor, key) order; names are checked when known."""
     wanted = [after.column, *after.key]
     if names is not None:
-        wanted = _match_columns(wanted, names, where)
+        wanted = match_columns(wanted, names, where)
     cursor, *keys = (sa.column(name) for name in wanted)
     if after.value is None:
         return statement.order_by(cursor, *keys)
@@ -270,7 +336,7 @@ def read_sql(
     change of a value changes it. A table is read in key (or primary key) order so the row
     numbers and the fingerprint do not depend on the storage order.
     """
-    _check_target(table, query)
+    check_target(table, query)
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be at least 1")
     label = table or "query"
@@ -279,7 +345,7 @@ def read_sql(
         if table is not None:
             reflected = _reflect(connection, table, schema, url)
             names = [column.name for column in reflected.columns]
-            key_columns = _match_columns(key, names, where)
+            key_columns = match_columns(key, names, where)
             order = key_columns or [column.name for column in reflected.primary_key.columns]
             # the driver's own values: no SQLAlchemy result processing (MySQL DOUBLE would
             # come back as a Decimal rounded to 10 places, SQLite text dates re-parsed)
@@ -303,44 +369,13 @@ def read_sql(
         except sa.exc.DBAPIError as error:
             raise _database_error(error, url, f"reading {label}") from None
         with result:
-            names = list(map(str, result.keys()))
-            labels = unique_labels(names)
-            key_labels = [labels[names.index(name)] for name in _match_columns(key, names, where)]
-            hasher = hashlib.sha256()
-            hasher.update("\0".join(labels).encode())
-            frames: list[pd.DataFrame] = []
-            rows: list[pd.Series] = []
-            count = 0
+            chunks = TextChunks(list(map(str, result.keys())), label, key, where)
             try:
                 for part in result.partitions():
-                    with gc_paused():
-                        chunk = pd.DataFrame(
-                            {
-                                column: column_text(list(map(itemgetter(index), part)))
-                                for index, column in enumerate(labels)
-                            }
-                        )
-                    hasher.update(
-                        pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes()
-                    )
-                    rows.append(_source_rows(chunk, label, key, key_labels, count))
-                    frames.append(chunk)
-                    count += len(chunk)
+                    chunks.add(part)
             except sa.exc.DBAPIError as error:
                 raise _database_error(error, url, f"reading {label}") from None
-    hasher.update(str(count).encode())
-    if frames:
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        source_rows = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
-    else:
-        frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in labels})
-        source_rows = pd.Series([], dtype="str")
-    return RawTable(
-        frame=frame,
-        source_rows=source_rows.rename(None),
-        fingerprint=hasher.hexdigest(),
-        origin=f"{_masked(url)} {f'{schema}.' if schema else ''}{label}",
-    )
+    return chunks.table(f"{_masked(url)} {f'{schema}.' if schema else ''}{label}")
 
 
 def read_sql_header(
@@ -351,7 +386,7 @@ def read_sql_header(
     query: str | None = None,
 ) -> list[str]:
     """The column names a `read_sql` call would give, without reading the rows."""
-    _check_target(table, query)
+    check_target(table, query)
     with _read_only_connection(url) as connection:
         if table is not None:
             reflected = _reflect(connection, table, schema, url)

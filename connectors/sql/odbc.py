@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import hashlib
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -37,12 +36,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.files.client import column_text, gc_paused, header_key, unique_labels
+from connectors.files.client import header_key, unique_labels
 from connectors.files.models import RawTable
-from connectors.sql.client import _TRANSIENT, _check_target, _match_columns, _source_rows
+from connectors.sql.client import TRANSIENT, TextChunks, check_target, match_columns
 
 if TYPE_CHECKING:
     import pyodbc
@@ -375,14 +372,14 @@ def _state_and_message(error: BaseException, target: _Target) -> tuple[str, str]
 def _is_transient(state: str, message: str) -> bool:
     if state.startswith("08") or state in _RETRIABLE_STATES:
         return True
-    return state[:2] not in _STATEMENT_CLASSES and bool(_TRANSIENT.search(message))
+    return state[:2] not in _STATEMENT_CLASSES and bool(TRANSIENT.search(message))
 
 
 def _connect_error(error: BaseException, target: _Target) -> ConnectorError:
     _, message = _state_and_message(error, target)
     # by the message only: drivers give every failed connection SQLSTATE 08001, even a database
     # that does not exist
-    if _TRANSIENT.search(message):
+    if TRANSIENT.search(message):
         return RetriableError(
             f"{target.masked}: connecting failed: {message} — the database may be down or busy;"
             " the run will be retried"
@@ -641,7 +638,7 @@ def _select(
     else:
         source = f"({str(query).strip().rstrip(';').rstrip()}) AS src"
     columns = _source_columns(connection, dialect, target, source, table, schema)
-    key_columns = _match_columns(key, [name for name, _ in columns], where)
+    key_columns = match_columns(key, [name for name, _ in columns], where)
     if table is not None and not key_columns:
         key_columns = _primary_key(connection, dialect, target, table, schema)
     statement = f"SELECT * FROM {source}"
@@ -657,48 +654,6 @@ def _select(
 
 # --------------------------------------------------------------------------------------------
 # Reading
-
-
-class _TextChunks:
-    """Rows arriving chunk by chunk, made text at once (only the text is kept), with their
-    lineage and a running fingerprint — the rules of `connectors.sql.client.read_sql`."""
-
-    def __init__(self, labels: list[str], label: str, key: Sequence[str], key_labels: list[str]):
-        self.labels, self.label, self.key, self.key_labels = labels, label, key, key_labels
-        self.hasher = hashlib.sha256()
-        self.hasher.update("\0".join(labels).encode())
-        self.frames: list[pd.DataFrame] = []
-        self.rows: list[pd.Series] = []
-        self.count = 0
-
-    def add(self, part: Sequence[Sequence[object]]) -> None:
-        with gc_paused():
-            chunk = pd.DataFrame(
-                {
-                    column: column_text(list(map(itemgetter(index), part)))
-                    for index, column in enumerate(self.labels)
-                }
-            )
-        self.hasher.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
-        self.rows.append(_source_rows(chunk, self.label, self.key, self.key_labels, self.count))
-        self.frames.append(chunk)
-        self.count += len(chunk)
-
-    def table(self, origin: str) -> RawTable:
-        self.hasher.update(str(self.count).encode())
-        if self.frames:
-            # Arrow-backed text columns: concatenating chains the chunks, it copies nothing
-            frame = pd.concat(self.frames, ignore_index=True)
-            source_rows = pd.concat(self.rows, ignore_index=True)
-        else:
-            frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in self.labels})
-            source_rows = pd.Series([], dtype="str")
-        return RawTable(
-            frame=frame,
-            source_rows=source_rows.rename(None),
-            fingerprint=self.hasher.hexdigest(),
-            origin=origin,
-        )
 
 
 def read_odbc(
@@ -722,7 +677,7 @@ def read_odbc(
     …`, ordered by `key` when given). `timeout` is the login timeout in seconds; `dialect`
     (postgresql, mysql, mssql) overrides the one guessed from the driver's name.
     """
-    _check_target(table, query)
+    check_target(table, query)
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be at least 1")
     target = _target(connection_string, dialect, chunk_rows)
@@ -744,9 +699,7 @@ def read_odbc(
         reading = _run(connection, target, f"reading {label}", statement, parameters)
         with closing(reading) as cursor:
             names = [str(column[0]) for column in cursor.description]
-            labels = unique_labels(names)
-            key_labels = [labels[names.index(name)] for name in _match_columns(key, names, where)]
-            chunks = _TextChunks(labels, label, key, key_labels)
+            chunks = TextChunks(names, label, key, where)
             try:
                 while True:
                     part = cursor.fetchmany(chunk_rows)
@@ -768,7 +721,7 @@ def read_odbc_header(
     dialect: str | None = None,
 ) -> list[str]:
     """The column names a `read_odbc` call would give, without reading the rows."""
-    _check_target(table, query)
+    check_target(table, query)
     target = _target(connection_string, dialect, 1)
     with _read_only_session(target, 30) as (connection, sql_dialect):
         if table is None:  # run as written (a derived table would refuse repeated names)
