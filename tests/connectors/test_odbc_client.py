@@ -19,7 +19,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import (
+
+from connectors.errors import ConfigError, PermanentError, RetriableError
+from connectors.files.models import RawTable
+from connectors.sql.client import read_sql, read_sql_header
+from connectors.sql.odbc import (
+    DIALECTS,
+    odbc_drivers,
+    read_odbc,
+    read_odbc_header,
+    resolve_connection_string,
+)
+from tests.conftest import (
     MARIADB_HOST,
     MARIADB_ODBC_DRIVER,
     MARIADB_PORT,
@@ -32,17 +43,6 @@ from conftest import (
     service_unavailable,
     temporary_mariadb_database,
     temporary_postgres_database,
-)
-
-from connectors.errors import ConfigError, PermanentError, RetriableError
-from connectors.files.models import RawTable
-from connectors.sql.client import read_sql, read_sql_header
-from connectors.sql.odbc import (
-    DIALECTS,
-    odbc_drivers,
-    read_odbc,
-    read_odbc_header,
-    resolve_connection_string,
 )
 
 POSTGRES_ODBC_DRIVER = "PostgreSQL Unicode"

@@ -8,8 +8,6 @@ authentication, exact decimals and the refusal of DTDs in the envelope and in `r
 from __future__ import annotations
 
 import datetime as dt
-import secrets
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,10 +18,11 @@ import pytest
 from connectors.errors import ConfigError, PermanentError, RetriableError
 from connectors.retry import RetryPolicy
 from connectors.sage.client import parse_result_xml, read_sage_x3
-from connectors.sandbox.http import HOSTILE_MODES, LocalHttpServer, Reply
+from connectors.sandbox.http import HOSTILE_MODES, LocalHttpServer
 from connectors.sandbox.sage_x3 import WSDL_PATH, SageAnswer, SageCall, SageX3Peer
 
 FAST = RetryPolicy(attempts=3, first_wait=0.01, max_wait=0.02, jitter=0.01)
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 CUSTOMERS = [
     {
@@ -82,27 +81,6 @@ INVOICES = [
     },
 ]
 SEED = {"BPC": CUSTOMERS, "SIH": INVOICES}
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left_behind() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    left = [thread for thread in threading.enumerate() if thread not in before]
-    assert not left, f"threads left running: {left}"
-
-
-@pytest.fixture
-def canary() -> Iterator[LocalHttpServer]:
-    with LocalHttpServer(lambda request: Reply(body=b"CANARY"), name="canary") as server:
-        yield server
-
-
-@pytest.fixture
-def secret_file(tmp_path: Path) -> Path:
-    path = tmp_path / "secret.txt"
-    path.write_text(f"SECRET-{secrets.token_hex(8)}\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture

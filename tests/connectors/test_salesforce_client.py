@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,13 +34,12 @@ from connectors.salesforce import (
     read_salesforce,
 )
 from connectors.salesforce.soql import check_where
-from connectors.sandbox.salesforce import SalesforcePeer, field_service_store
+from connectors.sandbox.salesforce import SalesforcePeer
 
-PAGE = 100  # REST page size at the peer: 446 live work orders make 5 pages
-BULK_PAGE = 120  # Bulk results page size at the peer: 4 locator pages
 API = "/services/data/v59.0"
 FAST = RetryPolicy(attempts=4, first_wait=0.001, max_wait=0.01, jitter=0.001)
 UTC = dt.UTC
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 WORK_ORDER_FIELDS = [
     "Id",
@@ -74,31 +72,6 @@ APPOINTMENT_FIELDS = [
     "Note_Locataire__c",
     "SystemModstamp",
 ]
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    left = [thread for thread in threading.enumerate() if thread not in before]
-    assert left == [], f"threads left running: {left}"
-
-
-@pytest.fixture
-def peer() -> Iterator[SalesforcePeer]:
-    with SalesforcePeer(field_service_store(), page_size=PAGE, bulk_page_size=BULK_PAGE) as running:
-        port = running.port
-        yield running
-    assert running.errors == []
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-
-
-@pytest.fixture
-def http(peer: SalesforcePeer) -> Iterator[requests.Session]:
-    session = peer.http_session()
-    yield session
-    session.close()
 
 
 @pytest.fixture
@@ -147,7 +120,8 @@ def test_rest_pull_reads_every_page_as_text(
     assert len(table) == expected
     assert list(table.frame.columns) == WORK_ORDER_FIELDS
     assert peer.calls[f"GET {API}/query/"] == 1
-    assert peer.count("GET", f"{API}/query/01g") == -(-expected // PAGE) - 1 >= 2  # 3+ pages
+    pages = -(-expected // peer.page_size)
+    assert peer.count("GET", f"{API}/query/01g") == pages - 1 >= 2  # 3+ pages
     assert all_text(table)
     assert row(table, "WorkOrderNumber", "00000001") == {
         "Id": row(table, "WorkOrderNumber", "00000001")["Id"],
@@ -183,8 +157,8 @@ def test_bulk_pull_gives_the_same_table_as_rest(
     bulk = read(object_name=object_name, fields=fields, bulk=True)
 
     pages = peer.count("GET", f"{API}/jobs/query/750") - 2  # minus the two state polls
-    assert pages == -(-len(live(peer, object_name)) // BULK_PAGE) >= 2
-    assert len(rest) == len(live(peer, object_name)) > BULK_PAGE
+    assert pages == -(-len(live(peer, object_name)) // peer.bulk_page_size) >= 2
+    assert len(rest) == len(live(peer, object_name)) > peer.bulk_page_size
     pd.testing.assert_frame_equal(bulk.frame, rest.frame)
     assert bulk.source_rows.tolist() == rest.source_rows.tolist()
     assert bulk.fingerprint == rest.fingerprint
@@ -533,7 +507,7 @@ def test_transient_503_is_retried_then_succeeds(
 def test_rest_retries_only_the_failed_page(
     peer: SalesforcePeer, read: Callable[..., RawTable]
 ) -> None:
-    pages = -(-len(live(peer)) // PAGE)
+    pages = -(-len(live(peer)) // peer.page_size)
     peer.faults.path_prefix = f"{API}/query/01g"  # the nextRecordsUrl pages only
     peer.faults.unavailable_calls = 2
 

@@ -15,7 +15,7 @@ import io
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -36,35 +36,9 @@ from connectors.sandbox.salesforce import (
     field_service_store,
 )
 
-PAGE = 100  # REST records per page: 446 live work orders make 5 pages
-BULK_PAGE = 120  # Bulk results rows per locator page: 4 pages
 API = "/services/data/v59.0"
 UTC = dt.UTC
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    left = [thread for thread in threading.enumerate() if thread not in before]
-    assert left == [], f"threads left running: {left}"
-
-
-@pytest.fixture
-def peer() -> Iterator[SalesforcePeer]:
-    with SalesforcePeer(field_service_store(), page_size=PAGE, bulk_page_size=BULK_PAGE) as running:
-        port = running.port
-        yield running
-    assert running.errors == []
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-
-
-@pytest.fixture
-def http(peer: SalesforcePeer) -> Iterator[requests.Session]:
-    session = peer.http_session()
-    yield session
-    session.close()
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 @pytest.fixture
@@ -107,16 +81,16 @@ def test_plain_http_is_not_answered(peer: SalesforcePeer) -> None:
 
 def test_query_pages_by_next_records_path(peer: SalesforcePeer, sf: Salesforce) -> None:
     first = sf.query("SELECT Id FROM WorkOrder")
-    expected = len(live_work_orders(peer))
-    assert (first["totalSize"], first["done"], len(first["records"])) == (expected, False, PAGE)
+    expected, page = len(live_work_orders(peer)), peer.page_size
+    assert (first["totalSize"], first["done"], len(first["records"])) == (expected, False, page)
     # a path, which simple-salesforce appends to https://{instance}
     assert first["nextRecordsUrl"].startswith(f"{API}/query/01g")
-    assert first["nextRecordsUrl"].endswith(f"-{PAGE}")
+    assert first["nextRecordsUrl"].endswith(f"-{page}")
 
     records = list(sf.query_all_iter("SELECT Id FROM WorkOrder"))
 
     assert ids(records) == ids(live_work_orders(peer))
-    pages = -(-expected // PAGE)
+    pages = -(-expected // page)
     assert pages >= 3
     assert peer.count("GET", f"{API}/query/01g") == pages - 1  # the second read's pages
     assert peer.calls[f"GET {API}/query/"] == 2
@@ -430,7 +404,7 @@ def test_bulk_query_through_simple_salesforce(peer: SalesforcePeer, sf: Salesfor
     )
 
     rows = rows_of(pages)
-    assert len(pages) == -(-len(live_work_orders(peer)) // BULK_PAGE) >= 3
+    assert len(pages) == -(-len(live_work_orders(peer)) // peer.bulk_page_size) >= 3
     assert {row["Id"] for row in rows} == ids(live_work_orders(peer))
     assert list(rows[0]) == ["Id", "Account.Name", "Description", "Urgent__c"]
     first = next(row for row in rows if row["Description"])

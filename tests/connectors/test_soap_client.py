@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
-import threading
 import traceback
 from collections.abc import Iterator
 from decimal import Decimal
@@ -42,6 +40,7 @@ from connectors.soap.models import SoapPaging
 
 FAST = RetryPolicy(attempts=4, first_wait=0.01, max_wait=0.02, jitter=0.01)
 UTC = dt.UTC
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 def _tenants(count: int) -> list[dict[str, Any]]:
@@ -124,29 +123,6 @@ SOURCES = {
 
 
 # --- Fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left_behind() -> Iterator[None]:
-    """Every peer and listener a test starts is stopped, with all its threads, at teardown."""
-    before = set(threading.enumerate())
-    yield
-    left = [thread for thread in threading.enumerate() if thread not in before]
-    assert not left, f"threads left running: {left}"
-
-
-@pytest.fixture
-def canary() -> Iterator[LocalHttpServer]:
-    """A second listener: any connection to it means the client followed a URL it was fed."""
-    with LocalHttpServer(lambda request: Reply(body=b"CANARY"), name="canary") as server:
-        yield server
-
-
-@pytest.fixture
-def secret_file(tmp_path: Path) -> Path:
-    path = tmp_path / "secret.txt"
-    path.write_text(f"SECRET-{secrets.token_hex(8)}\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture

@@ -31,14 +31,7 @@ from connectors.sandbox.sage_x3 import ENDPOINT_PATH, WSS, SageX3Peer
 from connectors.sandbox.soap_erp import ERP_FAULT_MODES, NAMESPACE, LandlordErpPeer
 
 UTC = dt.UTC
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left_behind() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    left = [thread for thread in threading.enumerate() if thread not in before]
-    assert not left, f"threads left running: {left}"
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 def _refused(port: int) -> bool:

@@ -229,7 +229,7 @@ def test_salesforce_source_loads_work_orders_and_pulls_only_changes(
 
 @pytest.mark.postgres
 def test_odbc_and_sqlalchemy_give_the_same_canonical_rows(tmp_path: Path) -> None:
-    from conftest import temporary_postgres_database
+    from tests.conftest import temporary_postgres_database
 
     with temporary_postgres_database() as url:
         engine = sa.create_engine(url)
