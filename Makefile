@@ -49,7 +49,7 @@ ui: install ## Open the Dagster UI on http://127.0.0.1:3000 (state in $DATAFIX_H
 test: system-deps services lint ## Everything CI runs: ODBC packages, databases, lint, the whole test suite
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-system-deps: ## Install the Debian ODBC packages the tests need, when missing (root only)
+system-deps: ## Install the Debian ODBC packages the tests need when missing; psqlODBC logs off (root only)
 	bash .ci/system-deps.sh
 
 services: ## Start PostgreSQL and MariaDB when they are not accepting connections
