@@ -4,18 +4,25 @@ datafix check [FILES...]                  validate datafix files (all of datafix
 datafix preview LANDLORD [--entity E]     pull and normalise, write nothing
 datafix run [LANDLORD...] [--full-refresh]  run the nightly job in-process
 datafix demo                              make the demo landlords' files and run them
+datafix sandbox [--seconds N]             serve the local peers (SOAP ERP, Sage X3, Salesforce)
 datafix schema [--check]                  regenerate the JSON Schema and REFERENCE.md
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import pandas as pd
 
 from connectors.errors import ConnectorError
+from connectors.sandbox.run import Sandbox, SandboxError, start_sandbox
 from pipelines.lib.datafixes import (
     LoadedDatafix,
     check_datafix,
@@ -141,19 +148,68 @@ def reset_cursor(landlord: str, source: str, to: str | None) -> None:
 
 @main.command()
 def demo() -> None:
-    """Write the demo landlords' source files, run them, and say how to open the UI."""
-    from connectors.sandbox.demo_files import write_demo_sources
+    """Write the demo landlords' source files, run them with the sandbox peers up, and say how
+    to open the UI."""
+    from connectors.sandbox.demo_files import DEMO_LANDLORDS, write_demo_sources
 
     home = datafix_home()
     written = write_demo_sources(home)
     files = sum(len(paths) for paths in written.values())
     click.echo(f"demo sources for {len(written)} landlords ({files} files) in {home / 'inbox'}")
-    code = _run_and_report(sorted(written), full_refresh=False)
+    with _sandbox_or_exit(home) as sandbox:
+        started = [peer.name for peer in sandbox.peers if peer.started]
+        served = "started for this run" if started else "already running (datafix sandbox)"
+        click.echo(
+            f"{len(DEMO_LANDLORDS) - len(written)} landlords read web services: sandbox peers"
+            f" {served} — {sandbox.erp_wsdl}, {sandbox.salesforce.url}"
+        )
+        code = _run_and_report(sorted(DEMO_LANDLORDS), full_refresh=False)
     click.echo(
         "\nOpen the Dagster UI on these runs:  make ui   then browse http://127.0.0.1:3000"
         f"\nWarehouse: {warehouse_url()}"
     )
     sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop by itself after this many seconds (default: run until Ctrl-C or SIGTERM).",
+)
+def sandbox(seconds: float | None) -> None:
+    """Serve the local peers with demo data (landlord ERP, Sage X3, Salesforce) on 127.0.0.1,
+    so a web-service datafix can be rehearsed offline; stop with Ctrl-C."""
+    home = datafix_home()
+    stop = threading.Event()
+    previous = {
+        number: signal.signal(number, lambda *_: stop.set())
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with _sandbox_or_exit(home) as running:
+            click.echo("Datafix sandbox: local peers with demo data, on 127.0.0.1 only")
+            for peer in running.peers:
+                state = "started" if peer.started else "already running in another process"
+                click.echo(f"  {peer.name:<22} {peer.url:<26} {state}")
+            click.echo(f"  landlord ERP WSDL      {running.erp_wsdl}")
+            click.echo(f"  Sage X3 WSDL           {running.sage_wsdl} (pool {running.sage_pool})")
+            click.echo(f"  Salesforce CA bundle   {running.ca_bundle}")
+            click.echo("Variables the demo datafixes read (these values are their defaults):")
+            for name, value in running.variables().items():
+                click.echo(f"  {name}={value}")
+            if not running.started_any:
+                click.echo("Nothing to serve here: another `datafix sandbox` serves every peer.")
+                return
+            click.echo(
+                "Serving until Ctrl-C" + (f" or {seconds:g} s" if seconds is not None else "")
+            )
+            stop.wait(seconds)
+        click.echo("sandbox stopped")
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @main.command()
@@ -175,6 +231,28 @@ def schema(check_only: bool) -> None:
 
     for path in write_generated():
         click.echo(f"wrote {path}")
+
+
+@contextmanager
+def _sandbox_or_exit(home: Path) -> Iterator[Sandbox]:
+    """The sandbox peers for the block: started here (stopped after), or reused. Datafixes
+    read in this process are pointed at them (their ports may be ones the system picked)."""
+    try:
+        sandbox = start_sandbox(home)
+    except SandboxError as error:
+        raise click.ClickException(str(error)) from error
+    variables = sandbox.variables()
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _load_or_exit(landlord: str) -> LoadedDatafix:

@@ -5,6 +5,8 @@
   them (`pipelines/lib/environment.py`) and nothing leaks from the developer's shell or `.env`.
 - `warehouse_url` runs a test twice, on SQLite and on a fresh PostgreSQL database, and points the
   hub at it. `mariadb_url` gives a fresh MariaDB database, reached over ODBC.
+- `sandbox` runs the local peers the demo's web-service landlords read, on ports the system
+  picks, and points the hub at them.
 - `postgres_database` and `mariadb_database` are factories (context managers) for tests that need
   several databases or want to see one dropped.
 - A server that cannot be reached skips the test on a workstation, but fails it when `CI=true`.
@@ -24,8 +26,12 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from connectors.sandbox.run import Sandbox
 
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
@@ -218,6 +224,22 @@ def warehouse_url(
     with temporary_postgres_database() as url:
         monkeypatch.setenv("DATAFIX_WAREHOUSE_URL", url)
         yield url
+
+
+# --- The sandbox peers ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def sandbox(hub_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """The sandbox peers (landlord ERP, Sage X3, Salesforce) on ports the system picks, so
+    parallel workers never collide; `DATAFIX_SANDBOX_*` point the demo datafixes (and any
+    `datafix` subprocess) at them. Every peer is stopped, its threads joined, after the test."""
+    from connectors.sandbox.run import SandboxPorts, running_sandbox
+
+    with running_sandbox(hub_home, ports=SandboxPorts.ephemeral()) as running:
+        for name, value in running.variables().items():
+            monkeypatch.setenv(name, value)
+        yield running
 
 
 # --- CI: nothing may be skipped -------------------------------------------------------------

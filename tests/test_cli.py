@@ -3,6 +3,8 @@
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connectors.sandbox.demo_files import DEMO_BAD_ROWS, DEMO_ROWS
+from connectors.sandbox.demo_files import (
+    DEMO_BAD_ROWS,
+    DEMO_LANDLORDS,
+    DEMO_ROWS,
+    DEMO_SANDBOX_LANDLORDS,
+)
 from pipelines.lib.environment import REPO_ROOT
 from schemas.canonical import ENTITIES
 
@@ -46,10 +53,14 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("sandbox")
 def test_demo_balances_and_names_every_quarantined_row(warehouse_url: str) -> None:
     completed = datafix("demo")
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "3 of 3 landlord(s) ok" in completed.stdout
+    assert f"{len(DEMO_LANDLORDS)} of {len(DEMO_LANDLORDS)} landlord(s) ok" in completed.stdout
+    assert len(DEMO_LANDLORDS) == 5
+    # the test's sandbox is up: the demo reuses it rather than starting its own
+    assert "sandbox peers already running" in completed.stdout
     engine = sa.create_engine(warehouse_url)
     try:
         with engine.connect() as conn:
@@ -79,12 +90,17 @@ def test_demo_balances_and_names_every_quarantined_row(warehouse_url: str) -> No
             assert re.fullmatch(r"travaux_2026-10\.xlsx:\w+:\d+", row.source_row), row
         elif row.landlord_id == "loire-habitat":
             assert re.fullmatch(r"\w+_2026-10\.csv:\d+", row.source_row), row
+        elif row.landlord_id == "val-de-seine":  # the SOAP operation and the record's key
+            assert re.fullmatch(r"List(Tenants|LedgerEntries):\w+=[\w-]+", row.source_row), row
+        elif row.landlord_id == "residences-estuaire":  # the sObject and its Salesforce id
+            assert re.fullmatch(r"(WorkOrder:0WO|ServiceAppointment:08p)\w{15}", row.source_row)
         else:
             assert re.fullmatch(r"\w+:\w+=\S+", row.source_row), row
         assert row.message and row.reason
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("sandbox")
 def test_demo_twice_and_previews_leave_the_warehouse_identical(hub_home: Path) -> None:
     url = f"sqlite:///{hub_home}/warehouse.db"
     assert datafix("demo").returncode == 0
@@ -100,6 +116,11 @@ def test_demo_twice_and_previews_leave_the_warehouse_identical(hub_home: Path) -
     second_run = datafix("demo")
     assert second_run.returncode == 0
     assert "unchanged" in second_run.stdout
+    # the web-service landlords resume from their watermarks: nothing new is transferred
+    for landlord in DEMO_SANDBOX_LANDLORDS:
+        report = second_run.stdout.split(f"\n{landlord} (run ", 1)[1].split("\n\n", 1)[0]
+        for entity in DEMO_ROWS[landlord]:
+            assert re.search(rf"\n  {entity}\s+unchanged\s+0\s+0\s+0\s", report), report
     assert snapshot(url) == first
     # re-reading everything changes no value and rewrites no row (lineage included)
     assert datafix("run", "--full-refresh").returncode == 0
@@ -114,6 +135,60 @@ def test_preview_on_a_fresh_home_creates_no_warehouse(hub_home: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "[unmapped_value]" in completed.stdout or "[bad_date]" in completed.stdout
     assert not (hub_home / "warehouse.db").exists()
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_check_passes_on_the_web_service_demo_datafixes_while_the_sandbox_runs() -> None:
+    paths = [
+        str(REPO_ROOT / "datafixes" / f"{landlord}.yaml") for landlord in DEMO_SANDBOX_LANDLORDS
+    ]
+    completed = datafix("check", *paths)
+    assert completed.returncode == 0, completed.stdout
+    assert sorted(re.findall(r"^(.*): ok$", completed.stdout, re.M)) == sorted(paths)
+
+
+def test_sandbox_serves_the_peers_prints_how_to_reach_them_and_stops(hub_home: Path) -> None:
+    # DATAFIX_SANDBOX_PORT=0: ports the system picks, so parallel workers never collide
+    completed = datafix("sandbox", "--seconds", "0", env={"DATAFIX_SANDBOX_PORT": "0"})
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    urls = re.findall(r"^  \S.*? +(https?://127\.0\.0\.1:\d+) +started$", completed.stdout, re.M)
+    assert len(urls) == 3 and urls[2].startswith("https://"), completed.stdout
+    assert f"landlord ERP WSDL      {urls[0]}/wsdl" in completed.stdout
+    assert (
+        f"Salesforce CA bundle   {hub_home / 'sandbox' / 'salesforce-ca.pem'}" in completed.stdout
+    )
+    assert (hub_home / "sandbox" / "salesforce-ca.pem").read_text().startswith("-----BEGIN")
+    assert f"DATAFIX_SANDBOX_ERP_WSDL={urls[0]}/wsdl" in completed.stdout
+    assert f"DATAFIX_SANDBOX_SF_INSTANCE_URL={urls[2]}" in completed.stdout
+    assert completed.stdout.rstrip().endswith("sandbox stopped")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_sandbox_runs_until_signalled_then_stops_cleanly(
+    stop_signal: signal.Signals, hub_home: Path
+) -> None:
+    process = subprocess.Popen(
+        [DATAFIX, "sandbox"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DATAFIX_SANDBOX_PORT": "0"},
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:  # until the peers serve
+        lines.append(line)
+        if line.startswith("Serving until Ctrl-C"):
+            break
+    wsdl = next(line.split("=", 1)[1].strip() for line in lines if "_ERP_WSDL=" in line)
+    port = int(wsdl.rsplit(":", 1)[1].split("/")[0])
+    process.send_signal(stop_signal)
+    rest, errors = process.communicate()
+    assert process.returncode == 0, errors
+    assert rest.strip().endswith("sandbox stopped")
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
 
 
 def write_three_mistakes(folder: Path) -> Path:

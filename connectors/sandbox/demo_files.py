@@ -1,4 +1,5 @@
-"""The three demo landlords' source files, generated deterministically into a hub home.
+"""The demo landlords: the source files of three, generated deterministically into a hub home,
+and the figures of all five.
 
 - `loire-habitat` (Loire Habitat Social): two CSV exports as French Excel writes them: cp1252,
   `;`, CRLF, decimal comma, thousands separated by a no-break or a plain space, `€` suffixes,
@@ -11,10 +12,19 @@
 - `cite-jardins` (Cité des Jardins): an ERP's SQLite database: amounts as exact decimal text,
   ISO dates as text, the ERP's own codes.
 
+Two more read web services, served by the sandbox peers (`connectors/sandbox/run.py`), so
+nothing is written for them here (`DEMO_SANDBOX_LANDLORDS`):
+
+- `val-de-seine` (Val de Seine Habitat): tenants and ledger entries from the landlord ERP's SOAP
+  service (`soap_erp.demo_seed()`), paged, pulled incrementally on `modifiedAt`.
+- `residences-estuaire` (Résidences de l'Estuaire): work orders and completions from its
+  contractor's Salesforce Field Service org (`salesforce.demo_store()`, `WorkOrder` and completed
+  `ServiceAppointment`s of the landlord's account), pulled incrementally on `SystemModstamp`.
+
 Every landlord carries deliberately bad rows so the demo shows quarantine at work: `DEMO_ROWS`
-is the number of data rows written per entity (header, title, blank and totals rows excluded)
-and `DEMO_BAD_ROWS` how many of them the hub must quarantine, so that a run can assert
-`read == loaded + quarantined` exactly.
+is the number of data rows written (or served by the peer) per entity (header, title, blank and
+totals rows excluded) and `DEMO_BAD_ROWS` how many of them the hub must quarantine, so that a run
+can assert `read == loaded + quarantined` exactly.
 
 The output is identical to the byte from one run to the next (fixed seeds, fixed dates, fixed
 workbook properties and zip timestamps, SQLite written by `VACUUM INTO`), and a file whose
@@ -49,12 +59,18 @@ from openpyxl.worksheet.worksheet import Worksheet
 LOIRE_HABITAT = "loire-habitat"
 OPALE_LOGEMENT = "opale-logement"
 CITE_JARDINS = "cite-jardins"
+VAL_DE_SEINE = "val-de-seine"
+RESIDENCES_ESTUAIRE = "residences-estuaire"
 
 DEMO_LANDLORDS: dict[str, str] = {
     LOIRE_HABITAT: "Loire Habitat Social",
     OPALE_LOGEMENT: "Opale Logement",
     CITE_JARDINS: "Cité des Jardins",
+    VAL_DE_SEINE: "Val de Seine Habitat",
+    RESIDENCES_ESTUAIRE: "Résidences de l'Estuaire",
 }
+# Landlords whose data the sandbox peers serve: `write_demo_sources` writes nothing for them.
+DEMO_SANDBOX_LANDLORDS: frozenset[str] = frozenset({VAL_DE_SEINE, RESIDENCES_ESTUAIRE})
 
 # Data rows written per landlord and entity (header, title, blank and totals rows excluded).
 DEMO_ROWS: dict[str, dict[str, int]] = {
@@ -66,12 +82,20 @@ DEMO_ROWS: dict[str, dict[str, int]] = {
         "repayment_plans": 27,
         "commitments": 200,
     },
+    # soap_erp.demo_seed(): 12 tenants, 36 ledger entries
+    VAL_DE_SEINE: {"tenants": 12, "ledger_entries": 36},
+    # salesforce.demo_store(), the account's records: 23 work orders, 4 completed appointments
+    RESIDENCES_ESTUAIRE: {"work_orders": 23, "completions": 4},
 }
 # Of those, the rows the hub must quarantine (each carries exactly one seeded defect).
 DEMO_BAD_ROWS: dict[str, dict[str, int]] = {
     LOIRE_HABITAT: {"tenants": 4, "ledger_entries": 4},
     OPALE_LOGEMENT: {"work_orders": 4, "quotes": 3, "completions": 3, "invoices": 3},
     CITE_JARDINS: {"tenants": 3, "ledger_entries": 4, "repayment_plans": 1, "commitments": 3},
+    # channel `fax`; a blank tenantRef, the movement code `PEN`
+    VAL_DE_SEINE: {"tenants": 1, "ledger_entries": 2},
+    # 2 `Cannot Complete` and 1 without BT number; 1 completed visit without end time
+    RESIDENCES_ESTUAIRE: {"work_orders": 3, "completions": 1},
 }
 
 EXTRACTED_ON = date(2026, 10, 31)
@@ -1340,7 +1364,8 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
 
 
 def write_demo_sources(home: Path) -> dict[str, list[Path]]:
-    """Write every demo landlord's sources into `home/inbox/<landlord>/`; return them by landlord.
+    """Write the file landlords' sources into `home/inbox/<landlord>/`; return them by landlord
+    (`DEMO_SANDBOX_LANDLORDS` read web services: nothing is written for them).
 
     Files whose content is already on disk are left untouched (same bytes, same mtime).
     """
@@ -1356,7 +1381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m connectors.sandbox.demo_files HOME`: write the demo inboxes under HOME."""
     parser = argparse.ArgumentParser(
         prog="python -m connectors.sandbox.demo_files",
-        description="Write the three demo landlords' source files into HOME/inbox/<landlord>/.",
+        description="Write the demo landlords' source files into HOME/inbox/<landlord>/.",
     )
     parser.add_argument("home", type=Path, help="the hub's home folder (DATAFIX_HOME)")
     arguments = parser.parse_args(argv)

@@ -1,9 +1,10 @@
 """A small threaded HTTP server for the local peers, and the SOAP pieces the peers share.
 
-`LocalHttpServer` listens on 127.0.0.1 on a port the system picks, answers each request from a
-plain function (`Request` → `Reply`) in its own thread, counts connections and requests, and
-stops cleanly: `stop()` wakes any reply that is still sleeping (the "slow" fault), closes the
-listening socket and joins every thread it started, so a test leaves no thread or port behind.
+`LocalHttpServer` listens on 127.0.0.1 on a port the system picks (or a fixed `port`), answers
+each request from a plain function (`Request` → `Reply`) in its own thread, counts connections
+and requests, and stops cleanly: `stop()` wakes any reply that is still sleeping (the "slow"
+fault), closes the listening socket and joins every thread it started, so a test leaves no
+thread or port behind.
 
 ```python
 with LocalHttpServer(lambda request: Reply(body=b"ok")) as server:
@@ -124,9 +125,12 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True
     allow_reuse_address = False
 
-    def __init__(self, owner: LocalHttpServer) -> None:
+    def __init__(self, owner: LocalHttpServer, port: int) -> None:
         self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
+        # a fixed port (the sandbox's) must bind again at once after a stop, despite the
+        # TIME_WAIT of its last connections; a port the system picks needs no such option
+        self.allow_reuse_address = port != 0
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def verify_request(self, request: object, client_address: object) -> bool:
         self.owner._count_connection()
@@ -134,7 +138,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class LocalHttpServer:
-    """An HTTP server on 127.0.0.1:<ephemeral port> answering from `app`, in threads.
+    """An HTTP server on 127.0.0.1:<port> answering from `app`, in threads; `port=0` (the
+    default) lets the system pick a free one.
 
     Attributes:
         url: `http://127.0.0.1:<port>` once started.
@@ -142,9 +147,10 @@ class LocalHttpServer:
         requests: HTTP requests read so far.
     """
 
-    def __init__(self, app: App, *, name: str = "sandbox-http") -> None:
+    def __init__(self, app: App, *, name: str = "sandbox-http", port: int = 0) -> None:
         self.app = app
         self.name = name
+        self.requested_port = port
         self.connections = 0
         self.requests = 0
         self._lock = threading.Lock()
@@ -178,7 +184,7 @@ class LocalHttpServer:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = _Server(self)
+        self._server = _Server(self, self.requested_port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.02},

@@ -242,7 +242,8 @@ def _result_text(root: etree._Element) -> str:
 
 
 class SageX3Peer:
-    """The Sage X3 `CAdxWebServiceXmlCC` service on 127.0.0.1 (see the module docstring)."""
+    """The Sage X3 `CAdxWebServiceXmlCC` service on 127.0.0.1 (see the module docstring), on
+    `port` (0: one the system picks)."""
 
     def __init__(
         self,
@@ -255,6 +256,7 @@ class SageX3Peer:
         slow_seconds: float = 5.0,
         secret_file: str | Path = "/etc/passwd",
         canary_url: str = "http://127.0.0.1:9",
+        port: int = 0,
     ) -> None:
         self.objects: dict[str, SageObject] = dict(objects or DEFAULT_OBJECTS)
         seed = seed or {}
@@ -280,7 +282,7 @@ class SageX3Peer:
             "read": self._read,
         }
         self._lock = threading.Lock()
-        self._server = LocalHttpServer(self._app, name="sandbox-sage-x3")
+        self._server = LocalHttpServer(self._app, name="sandbox-sage-x3", port=port)
 
     # lifecycle ---------------------------------------------------------------------------
     def start(self) -> Self:

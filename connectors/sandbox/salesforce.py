@@ -30,7 +30,9 @@ writes date-times as `2026-01-05T10:00:00.000+0000`, Bulk CSV as `2026-01-05T10:
 
 Faults for tests (`peer.faults`): an expired session, the next N calls answering 503, the next
 N calls answering only after a delay; `peer.exhaust_api_limit()` uses up the daily allocation.
-`peer.calls` counts calls per `METHOD path`. No dagster import: this is a plain helper.
+`peer.calls` counts calls per `METHOD path`. `demo_store()` is the org the sandbox serves
+(`connectors/sandbox/run.py`), with a few deliberately bad records. No dagster import: this is
+a plain helper.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ from urllib.parse import parse_qs, urlsplit
 __all__ = [
     "DATA_PATH",
     "DEFAULT_SESSION_ID",
+    "DEMO_ACCOUNT",
+    "DEMO_WORK_ORDERS",
     "FIELD_SERVICE_SCHEMA",
     "FieldSpec",
     "ObjectSpec",
@@ -73,6 +77,7 @@ __all__ = [
     "PeerResponse",
     "SalesforcePeer",
     "SalesforceStore",
+    "demo_store",
     "field_service_store",
     "json_text",
     "parse_soql",
@@ -449,6 +454,50 @@ def field_service_store(work_orders: int = 450, *, appointments_every: int = 2) 
                 "SystemModstamp": stamp + dt.timedelta(minutes=1),
             },
         )
+    return store
+
+
+DEMO_WORK_ORDERS = 120
+DEMO_ACCOUNT = "Résidences de l'Estuaire"
+
+
+def demo_store() -> SalesforceStore:
+    """The org the sandbox serves (`datafix sandbox`, `datafix demo`): `field_service_store`
+    with `DEMO_WORK_ORDERS` work orders, plus one deliberately bad work order of
+    `DEMO_ACCOUNT`, with no `BT_Number__c` (the landlord's order number was never typed in).
+
+    The store has bad records of its own, which the demo's quarantine shows too: work orders
+    `Cannot Complete` (a status the hub has no value for), and their appointments marked
+    `Completed` with no `ActualEndTime`. Identical from one call to the next (every date is
+    fixed).
+    """
+    store = field_service_store(DEMO_WORK_ORDERS)
+    account_id = next(
+        record_id
+        for record_id, record in store.records["Account"].items()
+        if record["Name"] == DEMO_ACCOUNT
+    )
+    stamp = _MODSTAMP_START + dt.timedelta(hours=3 * DEMO_WORK_ORDERS)
+    store.insert(
+        "WorkOrder",
+        {
+            "WorkOrderNumber": f"{DEMO_WORK_ORDERS + 1:08d}",
+            "Status": "New",
+            "StatusCategory": "New",
+            "Priority": "High",
+            "Subject": "Dégât des eaux, plafond de la cuisine",
+            "AccountId": account_id,
+            "City": "Saint-Nazaire",
+            "PostalCode": "44600",
+            "BT_Number__c": None,
+            "Montant_Engage__c": Decimal("640.00"),
+            "Date_Commande__c": dt.date(2026, 1, 5),
+            "Categorie__c": "dépannage",
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+        },
+    )
     return store
 
 
@@ -1067,10 +1116,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, peer: SalesforcePeer, context: ssl.SSLContext) -> None:
+    def __init__(self, peer: SalesforcePeer, context: ssl.SSLContext, port: int = 0) -> None:
         self.peer = peer
         self.context = context
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs here, in the connection's own thread, not in the accept loop.
@@ -1172,7 +1221,8 @@ class SalesforcePeer:
     """A Salesforce org on 127.0.0.1 over HTTPS; use as a context manager (or start/stop).
 
     `page_size` is the REST page size (Salesforce: 2,000), `bulk_page_size` the most rows per
-    Bulk results page whatever `maxRecords` asks, `api_limit` the daily allocation.
+    Bulk results page whatever `maxRecords` asks, `api_limit` the daily allocation, `port`
+    the port to listen on (0: one the system picks).
     """
 
     def __init__(
@@ -1184,6 +1234,7 @@ class SalesforcePeer:
         session_id: str = DEFAULT_SESSION_ID,
         api_limit: int = 15_000,
         bulk_polls_in_progress: int = 1,
+        port: int = 0,
     ) -> None:
         if page_size < 1 or bulk_page_size < 1:
             raise ValueError("page sizes must be at least 1")
@@ -1194,6 +1245,7 @@ class SalesforcePeer:
         self.api_limit = api_limit
         self.api_used = 0
         self.bulk_polls_in_progress = bulk_polls_in_progress
+        self.requested_port = port
         self.faults = PeerFaults()
         self.calls: Counter[str] = Counter()
         self.log: list[tuple[str, str, int]] = []  # method, path with query, status
@@ -1220,7 +1272,12 @@ class SalesforcePeer:
         self._folder = Path(tempfile.mkdtemp(prefix="salesforce-peer-"))
         authority.cert_pem.write_to_path(str(self._folder / "ca.pem"))
         self._stopping.clear()
-        self._server = _Server(self, context)
+        try:
+            self._server = _Server(self, context, self.requested_port)
+        except OSError:  # the port is taken: leave nothing behind
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+            raise
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -236,7 +236,8 @@ def _check_record(record: Mapping[str, Any], entity: _Entity, position: int) -> 
 
 
 class LandlordErpPeer:
-    """The landlord ERP web service on 127.0.0.1 (see the module docstring)."""
+    """The landlord ERP web service on 127.0.0.1 (see the module docstring), on `port` (0: one
+    the system picks)."""
 
     def __init__(
         self,
@@ -246,6 +247,7 @@ class LandlordErpPeer:
         slow_seconds: float = 5.0,
         secret_file: str | Path = "/etc/passwd",
         canary_url: str = "http://127.0.0.1:9",
+        port: int = 0,
     ) -> None:
         seed = seed or {}
         unknown = set(seed) - {entity.seed_key for entity in _ENTITIES.values()}
@@ -267,7 +269,7 @@ class LandlordErpPeer:
         self.calls_by_operation: Counter[str] = Counter()
         self.wsdl_requests = 0
         self._lock = threading.Lock()
-        self._server = LocalHttpServer(self._app, name="sandbox-soap-erp")
+        self._server = LocalHttpServer(self._app, name="sandbox-soap-erp", port=port)
 
     # lifecycle ---------------------------------------------------------------------------
     def start(self) -> Self:
@@ -454,11 +456,23 @@ _CATEGORIES = ("dépannage", "recherche de fuite", "travaux programmés")
 _STATUSES = ("received", "scheduled", "done", "invoiced")
 
 
+# The ERP's movement codes (`kind` of a ledger entry): rent call, rejected direct debit,
+# housing aid paid by the CAF; `PEN` (late-payment penalty) is a code the demo datafix does not
+# map, so the entry carrying it is quarantined
+_ENTRY_CODES = {"rent_call": "QUI", "rejected_debit": "REJ", "housing_aid": "CAF"}
+# deliberately bad records, one defect each, so the demo shows quarantine at work
+_BAD_CHANNEL_TENANT = 7  # contact channel `fax`: not a channel the hub knows
+_NO_TENANT_ENTRY = 20  # posted to no tenant account (blank tenantRef)
+_UNKNOWN_CODE_ENTRY = 25  # movement code `PEN`
+
+
 def demo_seed() -> dict[str, list[dict[str, Any]]]:
     """A small fixed seed (invented people): 12 tenants, 36 ledger entries, 9 work orders.
 
     Identical from one call to the next; `modifiedAt` spreads over March 2026 so incremental
-    pulls have something to skip.
+    pulls have something to skip. Three records are deliberately bad, for the demo's
+    quarantine: tenant `LOC-00007` has the contact channel `fax`, entry `ECR-000020` has no
+    tenant reference and entry `ECR-000025` the movement code `PEN`.
     """
     start = dt.datetime(2026, 3, 1, 7, 0, tzinfo=dt.UTC)
     tenants = [
@@ -475,7 +489,9 @@ def demo_seed() -> dict[str, list[dict[str, Any]]]:
             "contact": {
                 "email": f"locataire{number}@exemple.fr",
                 "phone": f"06 12 34 56 {number:02d}",
-                "channel": ("sms", "email", "letter")[number % 3],
+                "channel": "fax"
+                if number == _BAD_CHANNEL_TENANT
+                else ("sms", "email", "letter")[number % 3],
             },
             "modifiedAt": start + dt.timedelta(days=number, hours=number),
         }
@@ -485,17 +501,18 @@ def demo_seed() -> dict[str, list[dict[str, Any]]]:
     for number in range(1, 37):
         tenant = tenants[(number - 1) % len(tenants)]
         if number % 11 == 0:  # a rejected direct debit: the rent is owed again
-            kind, label, amount, reason = "debit", "Rejet prélèvement SEPA", None, "AM04"
+            kind, label, amount, reason = "rejected_debit", "Rejet prélèvement SEPA", None, "AM04"
         elif number % 3 == 0:
-            kind, label, amount, reason = "credit", "Paiement CAF (APL)", Decimal("-212.37"), None
+            kind, label, amount = "housing_aid", "Paiement CAF (APL)", Decimal("-212.37")
+            reason = None
         else:
-            kind, label, amount, reason = "debit", "Avis d'échéance mars 2026", None, None
+            kind, label, amount, reason = "rent_call", "Avis d'échéance mars 2026", None, None
         entries.append(
             {
                 "entryId": f"ECR-{number:06d}",
-                "tenantRef": tenant["tenantRef"],
+                "tenantRef": "" if number == _NO_TENANT_ENTRY else tenant["tenantRef"],
                 "entryDate": dt.date(2026, 3, 1 + number % 25),
-                "kind": kind,
+                "kind": "PEN" if number == _UNKNOWN_CODE_ENTRY else _ENTRY_CODES[kind],
                 "label": label,
                 "amount": tenant["monthlyRent"] if amount is None else amount,
                 "sepaReasonCode": reason,

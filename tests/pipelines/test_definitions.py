@@ -13,7 +13,12 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from connectors.sandbox.demo_files import DEMO_BAD_ROWS, DEMO_ROWS, write_demo_sources
+from connectors.sandbox.demo_files import (
+    DEMO_BAD_ROWS,
+    DEMO_ROWS,
+    DEMO_SANDBOX_LANDLORDS,
+    write_demo_sources,
+)
 from pipelines.definitions import defs
 from pipelines.defs.automation import nightly_schedule
 from pipelines.defs.normalise.assets import build_normalise_asset
@@ -113,10 +118,14 @@ def test_canonical_asset_called_directly_splits_rows_and_rejects(hub_home: Path)
     assert "preview" in output.metadata
 
 
-@pytest.mark.parametrize("landlord", ["loire-habitat", "opale-logement"])
+@pytest.mark.parametrize(
+    "landlord", ["loire-habitat", "opale-logement", "val-de-seine", "residences-estuaire"]
+)
 def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
-    landlord: str, hub_home: Path, warehouse_url: str
+    landlord: str, hub_home: Path, warehouse_url: str, request: pytest.FixtureRequest
 ) -> None:
+    if landlord in DEMO_SANDBOX_LANDLORDS:
+        request.getfixturevalue("sandbox")  # its data comes from the sandbox peers
     write_demo_sources(hub_home)
     job = DEFINITIONS.resolve_job_def("nightly")
     with dg.instance_for_test() as instance:

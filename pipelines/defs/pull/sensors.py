@@ -7,7 +7,7 @@ from connectors.files.client import resolve_files
 from pipelines.defs.automation import nightly_job
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.lib.datafixes import load_landlord
-from schemas.datafix import SqlSource
+from schemas.datafix import CsvSource, XlsxSource
 
 
 def inbox_run_requests(landlords: list[str]) -> tuple[list[dg.RunRequest], list[str]]:
@@ -24,7 +24,7 @@ def inbox_run_requests(landlords: list[str]) -> tuple[list[dg.RunRequest], list[
         patterns = {
             source.path
             for source in loaded.datafix.sources.values()
-            if not isinstance(source, SqlSource)
+            if isinstance(source, CsvSource | XlsxSource)  # databases and web services: no file
         }
         for pattern in sorted(patterns):
             try:

@@ -1,0 +1,402 @@
+"""Every local peer at once, seeded with the demo data: the sandbox of `datafix sandbox`.
+
+An integration engineer rehearses a web-service datafix offline against these peers; `datafix
+demo` runs its two web-service landlords against them; `make ui` keeps them up for the UI.
+
+- landlord ERP, SOAP (`soap_erp.py`), port 8711, `soap_erp.demo_seed()`; datafixes read
+  `DATAFIX_SANDBOX_ERP_WSDL` (`http://127.0.0.1:8711/wsdl`);
+- Sage X3, SOAP (`sage_x3.py`), port 8712, `sage_x3.demo_seed()`, pool `SEED`;
+  `DATAFIX_SANDBOX_SAGE_WSDL` (`http://127.0.0.1:8712/wsdl`), `DATAFIX_SANDBOX_SAGE_POOL`;
+- Salesforce, HTTPS (`salesforce.py`), port 8713, `salesforce.demo_store()`;
+  `DATAFIX_SANDBOX_SF_INSTANCE_URL` (`https://127.0.0.1:8713`) and
+  `DATAFIX_SANDBOX_SF_SESSION_ID` (the session id the peer accepts).
+
+Every peer listens on 127.0.0.1 only. `DATAFIX_SANDBOX_PORT` moves the three ports together
+(base, base + 1, base + 2). `sandbox_variables()` gives the `DATAFIX_SANDBOX_*` values for the
+configured ports; the hub offers them to datafixes as defaults (`interpolation_env`), so a
+datafix writes `wsdl: "${DATAFIX_SANDBOX_ERP_WSDL}"` and a test points it at peers on ports the
+system picked by exporting `Sandbox.variables()`.
+
+The Salesforce peer speaks real TLS with a CA made when its process starts; the sandbox writes
+that CA to `$DATAFIX_HOME/sandbox/salesforce-ca.pem` (the demo datafix's `ca_bundle`).
+
+`running_sandbox(home)` starts the peers for the block and stops them after, joining every
+thread. A peer already answering on its port (another `datafix sandbox` process) is reused,
+not started again and not stopped: the Salesforce peer hands its CA out at `/sandbox/ca.pem`
+(fetched over loopback without verification, then verified: a sandbox has no secret to keep),
+and the other peers are recognised by their WSDL. A port held by some other program is an
+error that says which variable moves it. No dagster import: a plain connector helper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import http.client
+import os
+import ssl
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from connectors.errors import ConfigError
+from connectors.sandbox import sage_x3, soap_erp
+from connectors.sandbox.salesforce import (
+    DEFAULT_SESSION_ID,
+    PeerRequest,
+    PeerResponse,
+    SalesforcePeer,
+    demo_store,
+)
+
+__all__ = [
+    "CA_BUNDLE",
+    "DEFAULT_PORT",
+    "HOST",
+    "PORT_VARIABLE",
+    "SAGE_POOL",
+    "Sandbox",
+    "SandboxError",
+    "SandboxPeer",
+    "SandboxPorts",
+    "configured_ports",
+    "running_sandbox",
+    "sandbox_variables",
+    "start_sandbox",
+]
+
+HOST = "127.0.0.1"
+PORT_VARIABLE = "DATAFIX_SANDBOX_PORT"
+DEFAULT_PORT = 8711
+SAGE_POOL = "SEED"
+# where the Salesforce peer's CA goes, under the hub's home
+CA_BUNDLE = Path("sandbox") / "salesforce-ca.pem"
+CA_ROUTE = "/sandbox/ca.pem"
+
+ERP_WSDL = "DATAFIX_SANDBOX_ERP_WSDL"
+SAGE_WSDL = "DATAFIX_SANDBOX_SAGE_WSDL"
+SAGE_POOL_VARIABLE = "DATAFIX_SANDBOX_SAGE_POOL"
+SF_INSTANCE_URL = "DATAFIX_SANDBOX_SF_INSTANCE_URL"
+SF_SESSION_ID = "DATAFIX_SANDBOX_SF_SESSION_ID"
+
+_PROBE_TIMEOUT = 5.0  # seconds: a peer on loopback answers in milliseconds
+
+
+class SandboxError(ConfigError):
+    """The sandbox cannot start: a port is taken by another program, or a variable is wrong."""
+
+
+@dataclass(frozen=True)
+class SandboxPorts:
+    """The three peers' ports; 0 lets the system pick a free one (what tests use)."""
+
+    erp: int
+    sage_x3: int
+    salesforce: int
+
+    @classmethod
+    def from_base(cls, base: int) -> SandboxPorts:
+        return cls(base, base + 1, base + 2)
+
+    @classmethod
+    def ephemeral(cls) -> SandboxPorts:
+        return cls(0, 0, 0)
+
+
+def base_port(environ: Mapping[str, str] | None = None) -> int:
+    """`DATAFIX_SANDBOX_PORT` (the ERP's port; Sage X3 and Salesforce follow), default 8711;
+    0: ports the system picks (`datafix sandbox` prints them), for parallel runs and tests."""
+    environ = os.environ if environ is None else environ
+    text = (environ.get(PORT_VARIABLE) or "").strip()
+    if not text:
+        return DEFAULT_PORT
+    if not text.isdigit() or not (int(text) == 0 or 1024 <= int(text) <= 65533):
+        raise SandboxError(
+            f"{PORT_VARIABLE}={text!r} is not a port — give a number from 1024 to 65533 (the"
+            " sandbox uses it and the next two), or 0 for ports the system picks"
+        )
+    return int(text)
+
+
+def sandbox_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Default values of the `DATAFIX_SANDBOX_*` variables: the peers on the configured ports."""
+    base = base_port(environ)
+    ports = SandboxPorts.from_base(base) if base else SandboxPorts.ephemeral()
+    return _variables(
+        f"http://{HOST}:{ports.erp}", f"http://{HOST}:{ports.sage_x3}", _https(ports.salesforce)
+    )
+
+
+def _variables(erp_url: str, sage_url: str, salesforce_url: str) -> dict[str, str]:
+    return {
+        ERP_WSDL: f"{erp_url}/wsdl",
+        SAGE_WSDL: f"{sage_url}/wsdl",
+        SAGE_POOL_VARIABLE: SAGE_POOL,
+        SF_INSTANCE_URL: salesforce_url,
+        SF_SESSION_ID: DEFAULT_SESSION_ID,
+    }
+
+
+def configured_ports(environ: Mapping[str, str] | None = None) -> SandboxPorts:
+    """The ports the datafixes point at: those of the `DATAFIX_SANDBOX_*` URLs (set, or their
+    defaults). A URL that is not on this machine cannot be served by the sandbox: an error."""
+    environ = os.environ if environ is None else environ
+    values = {**sandbox_variables(environ), **environ}
+
+    def port_of(name: str) -> int:
+        parts = urlsplit(values[name])
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.hostname not in (HOST, "localhost") or port is None:
+            raise SandboxError(
+                f"{name}={values[name]!r} is not a 127.0.0.1 address with a port: the sandbox"
+                f" only serves this machine — unset {name} (or set {PORT_VARIABLE})"
+            )
+        return port
+
+    return SandboxPorts(port_of(ERP_WSDL), port_of(SAGE_WSDL), port_of(SF_INSTANCE_URL))
+
+
+@dataclass(frozen=True)
+class SandboxPeer:
+    """One peer of a running sandbox; `started` is False when another process serves it."""
+
+    name: str
+    url: str
+    started: bool
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class Sandbox:
+    """The running peers (see the module docstring); `stop()` stops those this process started."""
+
+    def __init__(
+        self,
+        erp: SandboxPeer,
+        sage_x3: SandboxPeer,
+        salesforce: SandboxPeer,
+        ca_bundle: Path,
+        owned: list[_Stoppable],
+    ) -> None:
+        self.erp = erp
+        self.sage_x3 = sage_x3
+        self.salesforce = salesforce
+        self.ca_bundle = ca_bundle
+        self.session_id = DEFAULT_SESSION_ID
+        self.sage_pool = SAGE_POOL
+        self._owned = owned
+
+    @property
+    def peers(self) -> tuple[SandboxPeer, SandboxPeer, SandboxPeer]:
+        return (self.erp, self.sage_x3, self.salesforce)
+
+    @property
+    def erp_wsdl(self) -> str:
+        return f"{self.erp.url}/wsdl"
+
+    @property
+    def sage_wsdl(self) -> str:
+        return f"{self.sage_x3.url}/wsdl"
+
+    @property
+    def started_any(self) -> bool:
+        return any(peer.started for peer in self.peers)
+
+    def variables(self) -> dict[str, str]:
+        """`DATAFIX_SANDBOX_*` values pointing datafixes at these peers (export them)."""
+        return _variables(self.erp.url, self.sage_x3.url, self.salesforce.url)
+
+    def stop(self) -> None:
+        """Stop the peers this process started (in reverse order); idempotent."""
+        while self._owned:
+            self._owned.pop().stop()
+
+
+def start_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Sandbox:
+    """Start (or reuse) the three peers and write the Salesforce CA under `home`.
+
+    `ports` defaults to `configured_ports()`. Raises SandboxError when a port is held by a
+    program that is not a sandbox peer; nothing is left running then.
+    """
+    ports = configured_ports() if ports is None else ports
+    owned: list[_Stoppable] = []
+    try:
+        erp, _ = _attach(
+            "landlord ERP (SOAP)",
+            ports.erp,
+            lambda port: _ErpPeer(soap_erp.demo_seed(), port=port),
+            lambda port: _wsdl(port, soap_erp.NAMESPACE),
+            owned,
+        )
+        sage, _ = _attach(
+            "Sage X3 (SOAP)",
+            ports.sage_x3,
+            lambda port: _SagePeer(sage_x3.demo_seed(), pool_alias=SAGE_POOL, port=port),
+            lambda port: _wsdl(port, sage_x3.ENDPOINT_PATH),
+            owned,
+        )
+        salesforce, ca_pem = _attach(
+            "Salesforce (HTTPS)", ports.salesforce, _SalesforcePeer, _salesforce_ca, owned
+        )
+        ca_bundle = Path(home) / CA_BUNDLE
+        _write_if_changed(ca_bundle, ca_pem)
+    except BaseException:
+        for peer in reversed(owned):
+            peer.stop()
+        raise
+    return Sandbox(erp, sage, salesforce, ca_bundle, owned)
+
+
+@contextlib.contextmanager
+def running_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Iterator[Sandbox]:
+    """The sandbox for the block (see `start_sandbox`); the peers started here stop after."""
+    sandbox = start_sandbox(home, ports=ports)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+# --- Starting or recognising each peer ------------------------------------------------------
+
+
+class _Peer(Protocol):
+    """What `_attach` needs of a peer: start and stop, and what it tells about itself."""
+
+    url: str
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+    def identity(self) -> str: ...
+
+
+def _attach(
+    name: str,
+    port: int,
+    make: Callable[[int], _Peer],
+    recognise: Callable[[int], str | None],
+    owned: list[_Stoppable],
+) -> tuple[SandboxPeer, str]:
+    """Reuse the peer already on `port`, or start one there (`port` 0: always start).
+
+    Returns the peer and what identifies it (its WSDL, or the Salesforce peer's CA).
+    """
+    if port and (identity := recognise(port)) is not None:
+        return SandboxPeer(name, _base_url(name, port), started=False), identity
+    peer = make(port)
+    try:
+        peer.start()
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        # another sandbox may have bound the port between the probe and now
+        if (identity := recognise(port)) is not None:
+            return SandboxPeer(name, _base_url(name, port), started=False), identity
+        raise SandboxError(
+            f"cannot start the sandbox's {name} on {HOST}:{port}: the port is taken by another"
+            f" program — stop it, or move the sandbox with {PORT_VARIABLE}=<another base port>"
+        ) from None
+    owned.append(peer)
+    return SandboxPeer(name, peer.url, started=True), peer.identity()
+
+
+def _base_url(name: str, port: int) -> str:
+    return _https(port) if name.startswith("Salesforce") else f"http://{HOST}:{port}"
+
+
+def _https(port: int) -> str:
+    return f"https://{HOST}:{port}"
+
+
+class _ErpPeer(soap_erp.LandlordErpPeer):
+    def identity(self) -> str:
+        return self.wsdl_text()
+
+
+class _SagePeer(sage_x3.SageX3Peer):
+    def identity(self) -> str:
+        return self.wsdl_text()
+
+
+class _SalesforcePeer(SalesforcePeer):
+    """The demo org; it hands out its CA at `GET /sandbox/ca.pem` (no session needed)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(demo_store(), port=port)
+        self.add_route("GET", CA_ROUTE, self._ca_response, public=True)
+
+    @property
+    def url(self) -> str:
+        return self.instance_url
+
+    def identity(self) -> str:
+        return Path(self.ca_path).read_text(encoding="ascii")
+
+    def _ca_response(self, request: PeerRequest) -> PeerResponse:
+        del request
+        return PeerResponse(200, self.identity().encode("ascii"), "application/x-pem-file")
+
+
+def _wsdl(port: int, marker: str) -> str | None:
+    """The WSDL a peer on `port` serves at `/wsdl` when it names `marker`, else None."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=_PROBE_TIMEOUT)
+    try:
+        connection.request("GET", "/wsdl")
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+    text = body.decode("utf-8", errors="replace")
+    return text if response.status == 200 and marker in text else None
+
+
+def _salesforce_ca(port: int) -> str | None:
+    """The CA of a sandbox Salesforce peer on `port`, once it verified the peer; else None."""
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE  # loopback only, and verified right below
+    pem = _https_get(port, CA_ROUTE, unverified)
+    if pem is None or "BEGIN CERTIFICATE" not in pem:
+        return None
+    try:
+        verified = ssl.create_default_context(cadata=pem)
+    except ssl.SSLError:
+        return None
+    if _https_get(port, "/services/data/", verified) is None:
+        return None
+    return pem
+
+
+def _https_get(port: int, path: str, context: ssl.SSLContext) -> str | None:
+    connection = http.client.HTTPSConnection(HOST, port, timeout=_PROBE_TIMEOUT, context=context)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+    if response.status != 200:
+        return None
+    return body.decode("ascii", errors="replace")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text(encoding="ascii", errors="replace") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text, encoding="ascii")
+    temporary.replace(path)
