@@ -42,8 +42,13 @@ $(INSTALL_STAMP): pyproject.toml constraints.txt
 demo: install ## Generate the demo landlords' files, run the nightly job on SQLite, print the summary
 	$(BIN)/datafix demo
 
-ui: install ## Open the Dagster UI on http://127.0.0.1:3000 (state in $DATAFIX_HOME/dagster)
+# The sandbox peers (`datafix sandbox`) serve the web-service demo landlords while the UI runs:
+# started in the background, stopped by the trap when the UI exits (Ctrl-C included). A sandbox
+# already running elsewhere is reused (the background one then exits at once).
+ui: install ## Open the Dagster UI on http://127.0.0.1:3000 with the sandbox peers up (state in $DATAFIX_HOME/dagster)
 	mkdir -p "$(DATAFIX_HOME)/dagster"
+	$(BIN)/datafix sandbox & sandbox_pid=$$!; \
+	trap 'kill -TERM $$sandbox_pid 2>/dev/null || true; wait $$sandbox_pid 2>/dev/null || true' EXIT; \
 	DAGSTER_HOME="$(DATAFIX_HOME)/dagster" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: system-deps services lint ## Everything CI runs: ODBC packages, databases, lint, the whole test suite
