@@ -243,9 +243,19 @@ class TextChunks:
     order and the row count.
     """
 
-    def __init__(self, names: Sequence[str], label: str, key: Sequence[str], where: str) -> None:
+    def __init__(
+        self,
+        names: Sequence[str],
+        label: str,
+        key: Sequence[str],
+        where: str,
+        *,
+        retain: bool = True,
+    ) -> None:
         """`names`: the result's column names, in order; `key`: the datafix key columns, matched
-        to them (a ConfigError, naming `where`, for one that is not there)."""
+        to them (a ConfigError, naming `where`, for one that is not there). With `retain`
+        false the chunks are handed back by `add` and not kept (streaming)."""
+        self.retain = retain
         names = list(names)
         self.labels = unique_labels(names)
         self.label = label
@@ -259,8 +269,9 @@ class TextChunks:
         self.rows: list[pd.Series] = []
         self.count = 0
 
-    def add(self, part: Sequence[Sequence[object]]) -> None:
-        """One chunk of rows, as the driver fetched them (one value per column, in order)."""
+    def add(self, part: Sequence[Sequence[object]]) -> RawTable:
+        """One chunk of rows, as the driver fetched them (one value per column, in order);
+        returns it as a table (its fingerprint covers this chunk only)."""
         with gc_paused():
             chunk = pd.DataFrame(
                 {
@@ -268,10 +279,19 @@ class TextChunks:
                     for index, column in enumerate(self.labels)
                 }
             )
-        self.hasher.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
-        self.rows.append(_source_rows(chunk, self.label, self.key, self.key_labels, self.count))
-        self.frames.append(chunk)
+        hashes = pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes()
+        self.hasher.update(hashes)
+        lineage = _source_rows(chunk, self.label, self.key, self.key_labels, self.count)
+        if self.retain:
+            self.rows.append(lineage)
+            self.frames.append(chunk)
         self.count += len(chunk)
+        return RawTable(
+            frame=chunk,
+            source_rows=lineage.rename(None),
+            fingerprint=hashlib.sha256(hashes).hexdigest(),
+            origin=self.label,
+        )
 
     def table(self, origin: str) -> RawTable:
         """Every chunk added, as one table named `origin`."""

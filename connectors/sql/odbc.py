@@ -26,7 +26,7 @@ import datetime as dt
 import difflib
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -677,6 +677,50 @@ def read_odbc(
     …`, ordered by `key` when given). `timeout` is the login timeout in seconds; `dialect`
     (postgresql, mysql, mssql) overrides the one guessed from the driver's name.
     """
+    chunks = _chunks(
+        connection_string, table, schema, query, key, since, chunk_rows, timeout, dialect, True
+    )
+    while True:
+        try:
+            next(chunks)
+        except StopIteration as finished:
+            retained, origin = finished.value
+            return retained.table(origin)
+
+
+def iter_odbc(
+    connection_string: str,
+    *,
+    table: str | None = None,
+    schema: str | None = None,
+    query: str | None = None,
+    key: Sequence[str] = (),
+    since: tuple[str, str] | None = None,
+    chunk_rows: int = 50_000,
+    timeout: int = 30,
+    dialect: str | None = None,
+) -> Iterator[RawTable]:
+    """As `read_odbc`, one `chunk_rows` table at a time: memory stays that of one chunk.
+
+    Lineage numbering continues across chunks; each chunk's fingerprint covers that chunk.
+    """
+    yield from _chunks(
+        connection_string, table, schema, query, key, since, chunk_rows, timeout, dialect, False
+    )
+
+
+def _chunks(
+    connection_string: str,
+    table: str | None,
+    schema: str | None,
+    query: str | None,
+    key: Sequence[str],
+    since: tuple[str, str] | None,
+    chunk_rows: int,
+    timeout: int,
+    dialect: str | None,
+    retain: bool,
+) -> Generator[RawTable, None, tuple[TextChunks, str]]:
     check_target(table, query)
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be at least 1")
@@ -699,17 +743,19 @@ def read_odbc(
         reading = _run(connection, target, f"reading {label}", statement, parameters)
         with closing(reading) as cursor:
             names = [str(column[0]) for column in cursor.description]
-            chunks = TextChunks(names, label, key, where)
+            chunks = TextChunks(names, label, key, where, retain=retain)
             try:
                 while True:
                     part = cursor.fetchmany(chunk_rows)
                     if not part:
                         break
-                    chunks.add(part)
+                    chunk = chunks.add(part)
                     del part  # not alive while the next chunk is fetched
+                    yield chunk
+                    del chunk
             except pyodbc.Error as error:
                 raise _read_error(error, target, f"reading {label}") from None
-    return chunks.table(f"{target.masked} {f'{schema}.' if schema else ''}{label}")
+    return chunks, f"{target.masked} {f'{schema}.' if schema else ''}{label}"
 
 
 def read_odbc_header(

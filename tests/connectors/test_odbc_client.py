@@ -25,6 +25,7 @@ from connectors.files.models import RawTable
 from connectors.sql.client import read_sql, read_sql_header
 from connectors.sql.odbc import (
     DIALECTS,
+    iter_odbc,
     odbc_drivers,
     read_odbc,
     read_odbc_header,
@@ -421,6 +422,16 @@ def test_chunks_of_7_rows_give_the_same_table(database: Database) -> None:
         read_odbc(database.odbc, table="ledger", chunk_rows=2),
         read_odbc(database.odbc, table="ledger"),
     )
+
+
+def test_streamed_chunks_add_up_to_the_whole_table(database: Database) -> None:
+    whole = read_odbc(database.odbc, table="journal")
+    chunks = list(iter_odbc(database.odbc, table="journal", chunk_rows=1000))
+    assert [len(chunk) for chunk in chunks] == [1000] * 5 + [20]
+    frame = pd.concat([chunk.frame for chunk in chunks], ignore_index=True)
+    lineage = pd.concat([chunk.source_rows for chunk in chunks], ignore_index=True)
+    assert frame.equals(whole.frame)
+    assert lineage.tolist() == whole.source_rows.tolist()
 
 
 # --- since ----------------------------------------------------------------------------------
