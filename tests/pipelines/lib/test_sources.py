@@ -227,68 +227,106 @@ def test_salesforce_source_loads_work_orders_and_pulls_only_changes(
         assert peer.errors == []
 
 
-@pytest.mark.postgres
-def test_odbc_and_sqlalchemy_give_the_same_canonical_rows(tmp_path: Path) -> None:
-    from tests.conftest import temporary_postgres_database
+ERP_ROWS = [
+    (
+        n,
+        f"T{n % 40}",
+        dt.date(2026, 2, 1) + dt.timedelta(days=n % 20),
+        Decimal(n * 3731 % 200_000 - 30_000) / 100,
+        dt.datetime(2026, 3, 1, 8, 0) + dt.timedelta(minutes=n // 50),
+    )
+    for n in range(1, 501)
+]
+ERP_TABLE = (
+    "CREATE TABLE ecritures (id integer PRIMARY KEY, compte varchar(10), jour date,"
+    " montant numeric(12, 2), modifie_le {timestamp} NOT NULL)"
+)
 
+
+def canonical_ledger(folder: Path, source: dict[str, Any]) -> tuple[Any, Any]:
+    """The canonical ledger rows and the next watermark of an incremental SQL-ish source."""
+    document = {
+        "landlord": {"id": "odbc-habitat", "name": "ODBC Habitat"},
+        "sources": {
+            "erp": {
+                **source,
+                "table": "ecritures",
+                "key": ["id"],
+                "cursor": {"column": "modifie_le"},
+            }
+        },
+        "entities": {
+            "ledger_entries": {
+                "source": "erp",
+                "mode": "incremental",
+                "fields": {
+                    "entry_ref": "id",
+                    "tenant_ref": "compte",
+                    "entry_date": "jour",
+                    "kind": {"const": "rent"},
+                    "amount_cents": "montant",
+                },
+            }
+        },
+    }
+    folder.mkdir()
+    path = folder / "odbc-habitat.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    loaded = load_datafix(path)
+    pulled = pull(loaded, "ledger_entries")
+    batch = normalise(loaded, pulled).batch
+    assert batch is not None and len(batch.rejects) == 0
+    return batch.rows, pulled.watermark
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_odbc_on_postgresql_and_mariadb_gives_the_canonical_rows_of_sqlalchemy(
+    tmp_path: Path,
+) -> None:
+    import pyodbc
+
+    from tests.conftest import temporary_mariadb_database, temporary_postgres_database
+
+    results = {}
     with temporary_postgres_database() as url:
         engine = sa.create_engine(url)
         with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE TABLE ecritures (id integer PRIMARY KEY, compte text, jour date,"
-                " montant numeric(12, 2), modifie_le timestamp NOT NULL)"
-            )
-            conn.exec_driver_sql(
-                "INSERT INTO ecritures SELECT n, 'T' || mod(n, 40), DATE '2026-02-01' + mod(n, 20),"
-                " mod(n * 37.31, 2000) - 300, TIMESTAMP '2026-03-01 08:00' + (n / 50) * INTERVAL"
-                " '1 minute' FROM generate_series(1, 500) n"
+            conn.exec_driver_sql(ERP_TABLE.format(timestamp="timestamp"))
+            conn.execute(
+                sa.text("INSERT INTO ecritures VALUES (:i, :c, :j, :m, :t)"),
+                [dict(zip("icjmt", row, strict=True)) for row in ERP_ROWS],
             )
         engine.dispose()
         database = str(sa.make_url(url).database)
-        rows = {}
-        for kind, source in {
-            "sql": {"kind": "sql", "url": url},
-            "odbc": {
+        results["sqlalchemy"] = canonical_ledger(tmp_path / "sql", {"kind": "sql", "url": url})
+        results["odbc-postgresql"] = canonical_ledger(
+            tmp_path / "pg",
+            {
                 "kind": "odbc",
                 "connection": "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;"
                 f"Database={database};UID=postgres",
             },
-        }.items():
-            document = {
-                "landlord": {"id": "odbc-habitat", "name": "ODBC Habitat"},
-                "sources": {
-                    "erp": {
-                        **source,
-                        "table": "ecritures",
-                        "key": ["id"],
-                        "cursor": {"column": "modifie_le"},
-                    }
-                },
-                "entities": {
-                    "ledger_entries": {
-                        "source": "erp",
-                        "mode": "incremental",
-                        "fields": {
-                            "entry_ref": "id",
-                            "tenant_ref": "compte",
-                            "entry_date": "jour",
-                            "kind": {"const": "rent"},
-                            "amount_cents": "montant",
-                        },
-                    }
-                },
-            }
-            folder = tmp_path / kind
-            folder.mkdir()
-            path = folder / "odbc-habitat.yaml"
-            path.write_text(yaml.safe_dump(document), encoding="utf-8")
-            loaded = load_datafix(path)
-            pulled = pull(loaded, "ledger_entries")
-            batch = normalise(loaded, pulled).batch
-            assert batch is not None and len(batch.rejects) == 0
-            rows[kind] = (batch.rows, pulled.watermark)
-    sql_rows, sql_watermark = rows["sql"]
-    odbc_rows, odbc_watermark = rows["odbc"]
-    assert len(sql_rows) == 500
-    assert sql_rows.equals(odbc_rows)
-    assert sql_watermark == odbc_watermark
+        )
+    with temporary_mariadb_database() as url:
+        database = str(sa.make_url(url).database)
+        connection = (
+            f"Driver={{MariaDB Unicode}};Server=127.0.0.1;Port=3306;Database={database};UID=root"
+        )
+        admin = pyodbc.connect(connection, autocommit=True)
+        try:
+            admin.execute(ERP_TABLE.format(timestamp="datetime"))
+            admin.cursor().executemany(
+                "INSERT INTO ecritures VALUES (?, ?, ?, ?, ?)",
+                [(*row[:4], row[4].isoformat(" ")) for row in ERP_ROWS],
+            )
+        finally:
+            admin.close()
+        results["odbc-mariadb"] = canonical_ledger(
+            tmp_path / "maria", {"kind": "odbc", "connection": connection}
+        )
+    expected_rows, expected_watermark = results.pop("sqlalchemy")
+    assert len(expected_rows) == 500
+    for name, (rows, watermark) in results.items():
+        assert rows.equals(expected_rows), name
+        assert watermark == expected_watermark, name
