@@ -76,6 +76,8 @@ def test_demo_datafixes_exist() -> None:
         "cite-jardins",
         "loire-habitat",
         "opale-logement",
+        "residences-estuaire",
+        "val-de-seine",
     ]
 
 
