@@ -47,27 +47,16 @@ import contextlib
 import datetime as dt
 import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar
 
 from lxml import etree
 
-from connectors.sandbox.http import (
-    HOSTILE_MODES,
-    SOAP_ENV,
-    FaultPlan,
-    LocalHttpServer,
-    Reply,
-    Request,
-    hostile_xml,
-    parse_soap_body,
-    soap_fault_reply,
-)
+from connectors.sandbox.http import HOSTILE_MODES, SOAP_ENV, Reply, Request, soap_fault_reply
+from connectors.sandbox.soap import SoapPeer
 
 __all__ = [
     "DEFAULT_OBJECTS",
@@ -241,9 +230,19 @@ def _result_text(root: etree._Element) -> str:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
 
 
-class SageX3Peer:
+class SageX3Peer(SoapPeer):
     """The Sage X3 `CAdxWebServiceXmlCC` service on 127.0.0.1 (see the module docstring), on
     `port` (0: one the system picks)."""
+
+    wsdl_path = WSDL_PATH
+    placeholder_address = _PLACEHOLDER_ADDRESS
+    endpoint_path = ENDPOINT_PATH
+    fault_modes = SAGE_FAULT_MODES
+    http_faults: ClassVar[Mapping[str, Reply]] = {
+        "http_500": Reply(500, b"No Web services accepted", "text/plain; charset=utf-8"),
+        "http_503": Reply(503, b"Service Unavailable", "text/plain", {"Retry-After": "0"}),
+    }
+    envelope_fault_code = "Client"
 
     def __init__(
         self,
@@ -269,93 +268,30 @@ class SageX3Peer:
         self.pool_alias = pool_alias
         self.languages = tuple(languages)
         self.credentials = credentials
-        self.slow_seconds = slow_seconds
-        self.secret_file = str(secret_file)
-        self.canary_url = canary_url.rstrip("/")
-        self.faults = FaultPlan()
-        self.calls = 0
-        self.calls_by_operation: Counter[str] = Counter()
-        self.wsdl_requests = 0
         self.contexts: list[Mapping[str, str]] = []  # every call context received, in order
         self.operations: dict[str, Callable[[SageCall], SageAnswer]] = {
             "query": self._query,
             "read": self._read,
         }
-        self._lock = threading.Lock()
-        self._server = LocalHttpServer(self._app, name="sandbox-sage-x3", port=port)
-
-    # lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
-    def wsdl_url(self) -> str:
-        return f"{self.url}/wsdl"
-
-    @property
-    def soap_url(self) -> str:
-        return f"{self.url}{ENDPOINT_PATH}"
-
-    def set_fault(self, mode: str | None, *, times: int | None = None) -> None:
-        if mode is not None and mode not in SAGE_FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r} (one of {sorted(SAGE_FAULT_MODES)})")
-        self.faults.set(mode, times=times)
-
-    def clear_fault(self) -> None:
-        self.faults.set(None)
-
-    def wsdl_text(self) -> str:
-        return WSDL_PATH.read_text(encoding="utf-8").replace(_PLACEHOLDER_ADDRESS, self.soap_url)
+        super().__init__(
+            name="sandbox-sage-x3",
+            slow_seconds=slow_seconds,
+            secret_file=secret_file,
+            canary_url=canary_url,
+            port=port,
+        )
 
     # HTTP ------------------------------------------------------------------------------
-    def _authorised(self, request: Request) -> bool:
+    def _refusal(self, request: Request) -> Reply | None:
         if self.credentials is None:
-            return True
+            return None
         user, password = self.credentials
         expected = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return request.headers.get("authorization", "") == f"Basic {expected}"
+        if request.headers.get("authorization", "") == f"Basic {expected}":
+            return None
+        return Reply(status=401, headers={"WWW-Authenticate": 'Basic realm="Sage X3"'})
 
-    def _app(self, request: Request) -> Reply:
-        if request.method == "GET" and (request.path == "/wsdl" or "wsdl" in request.query):
-            with self._lock:
-                self.wsdl_requests += 1
-            return Reply(body=self.wsdl_text().encode())
-        if request.method != "POST" or request.path != ENDPOINT_PATH:
-            return Reply(status=404, body=b"not found", content_type="text/plain")
-        if not self._authorised(request):
-            return Reply(status=401, headers={"WWW-Authenticate": 'Basic realm="Sage X3"'})
-        try:
-            body = parse_soap_body(request.body)
-        except ValueError as error:
-            return soap_fault_reply("Client", str(error))
-        operation = etree.QName(body).localname
-        with self._lock:
-            self.calls += 1
-            self.calls_by_operation[operation] += 1
-        mode = self.faults.take()
-        if mode == "http_500":
-            return Reply(500, b"No Web services accepted", "text/plain; charset=utf-8")
-        if mode == "http_503":
-            return Reply(503, b"Service Unavailable", "text/plain", {"Retry-After": "0"})
+    def _answer(self, operation: str, body: etree._Element, mode: str | None) -> bytes | Reply:
         try:
             call = self._call(operation, body)
             handler = self.operations.get(operation)
@@ -365,21 +301,9 @@ class SageX3Peer:
         except _Refused as error:
             return soap_fault_reply("Server.userException", str(error))
         if mode in _RESULT_HOSTILE and answer.result_xml is not None:
-            payload = hostile_xml(
-                answer.result_xml.encode("utf-8"),
-                _RESULT_HOSTILE[mode],
-                file_path=self.secret_file,
-                url=self.canary_url,
-            )
+            payload = self._hostile(answer.result_xml.encode("utf-8"), _RESULT_HOSTILE[mode])
             answer = SageAnswer(answer.status, payload.decode("utf-8"), answer.messages)
-        document = self._envelope(operation, answer)
-        if mode == "malformed_xml":
-            return Reply(body=document[: len(document) // 2])
-        if mode in HOSTILE_MODES:
-            return Reply(
-                body=hostile_xml(document, mode, file_path=self.secret_file, url=self.canary_url)
-            )
-        return Reply(body=document, delay=self.slow_seconds if mode == "slow" else 0.0)
+        return self._envelope(operation, answer)
 
     def _call(self, operation: str, body: etree._Element) -> SageCall:
         parameters: dict[str, etree._Element] = {

@@ -55,27 +55,16 @@ import contextlib
 import datetime as dt
 import sys
 import threading
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar
 
 from lxml import etree
 
-from connectors.sandbox.http import (
-    HOSTILE_MODES,
-    SOAP_ENV,
-    FaultPlan,
-    LocalHttpServer,
-    Reply,
-    Request,
-    hostile_xml,
-    parse_soap_body,
-    soap_fault_reply,
-)
+from connectors.sandbox.http import HOSTILE_MODES, SOAP_ENV, Reply, soap_fault_reply
+from connectors.sandbox.soap import SoapPeer
 
 __all__ = [
     "BINDING",
@@ -235,9 +224,26 @@ def _check_record(record: Mapping[str, Any], entity: _Entity, position: int) -> 
     return {**record, "modifiedAt": _as_utc(modified)}
 
 
-class LandlordErpPeer:
+class LandlordErpPeer(SoapPeer):
     """The landlord ERP web service on 127.0.0.1 (see the module docstring), on `port` (0: one
     the system picks)."""
+
+    wsdl_path = WSDL_PATH
+    placeholder_address = _PLACEHOLDER_ADDRESS
+    endpoint_path = "/soap"
+    fault_modes = ERP_FAULT_MODES
+    http_faults: ClassVar[Mapping[str, Reply]] = {
+        "http_500": Reply(500, b"Internal Server Error", "text/plain; charset=utf-8"),
+        "http_503": Reply(
+            503,
+            b"<html><body><h1>503 Service Unavailable</h1></body></html>",
+            "text/html; charset=utf-8",
+            {"Retry-After": "0"},
+        ),
+        "http_429": Reply(429, b"", "text/plain", {"Retry-After": "0"}),
+        "http_400": Reply(400, b"", "text/plain"),
+    }
+    envelope_fault_code = "Client.InvalidArgument"
 
     def __init__(
         self,
@@ -261,104 +267,26 @@ class LandlordErpPeer:
             for entity in _ENTITIES.values()
         }
         self.max_page_size = max_page_size
-        self.slow_seconds = slow_seconds
-        self.secret_file = str(secret_file)
-        self.canary_url = canary_url.rstrip("/")
-        self.faults = FaultPlan()
-        self.calls = 0
-        self.calls_by_operation: Counter[str] = Counter()
-        self.wsdl_requests = 0
-        self._lock = threading.Lock()
-        self._server = LocalHttpServer(self._app, name="sandbox-soap-erp", port=port)
+        super().__init__(
+            name="sandbox-soap-erp",
+            slow_seconds=slow_seconds,
+            secret_file=secret_file,
+            canary_url=canary_url,
+            port=port,
+        )
 
-    # lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
-    def wsdl_url(self) -> str:
-        """Where the WSDL is served (its soap:address points at `soap_url`)."""
-        return f"{self.url}/wsdl"
-
-    @property
-    def soap_url(self) -> str:
-        return f"{self.url}/soap"
-
-    def set_fault(self, mode: str | None, *, times: int | None = None) -> None:
-        """Answer operation calls with `mode` (see the module docstring); None: normally."""
-        if mode is not None and mode not in ERP_FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r} (one of {sorted(ERP_FAULT_MODES)})")
-        self.faults.set(mode, times=times)
-
-    def clear_fault(self) -> None:
-        self.faults.set(None)
-
-    def wsdl_text(self) -> str:
-        return WSDL_PATH.read_text(encoding="utf-8").replace(_PLACEHOLDER_ADDRESS, self.soap_url)
-
-    # HTTP ------------------------------------------------------------------------------
-    def _app(self, request: Request) -> Reply:
-        if request.method == "GET" and (request.path == "/wsdl" or "wsdl" in request.query):
-            with self._lock:
-                self.wsdl_requests += 1
-            return Reply(body=self.wsdl_text().encode())
-        if request.method != "POST" or request.path != "/soap":
-            return Reply(status=404, body=b"not found", content_type="text/plain")
-        try:
-            body = parse_soap_body(request.body)
-        except ValueError as error:
-            return soap_fault_reply("Client.InvalidArgument", str(error))
-        operation = etree.QName(body).localname
-        with self._lock:
-            self.calls += 1
-            self.calls_by_operation[operation] += 1
-        mode = self.faults.take()
-        if mode == "http_500":
-            return Reply(500, b"Internal Server Error", "text/plain; charset=utf-8")
-        if mode == "http_503":
-            page = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
-            return Reply(503, page, "text/html; charset=utf-8", {"Retry-After": "0"})
-        if mode == "http_429":
-            return Reply(429, b"", "text/plain", {"Retry-After": "0"})
-        if mode == "http_400":
-            return Reply(400, b"", "text/plain")
+    def _answer(self, operation: str, body: etree._Element, mode: str | None) -> bytes | Reply:
         if mode == "fault_busy":
             return soap_fault_reply("Server.Busy", "The ERP is busy; try again in a moment")
         if mode == "fault_invalid_argument":
             return soap_fault_reply("Client.InvalidArgument", f"{operation}: invalid argument")
         try:
-            document = self._answer(operation, body)
+            return self._page(operation, body)
         except _InvalidArgument as error:
             return soap_fault_reply("Client.InvalidArgument", str(error))
-        if mode == "malformed_xml":
-            return Reply(body=document[: len(document) // 2])
-        if mode in HOSTILE_MODES:
-            return Reply(
-                body=hostile_xml(document, mode, file_path=self.secret_file, url=self.canary_url)
-            )
-        return Reply(body=document, delay=self.slow_seconds if mode == "slow" else 0.0)
 
     # operations --------------------------------------------------------------------------
-    def _answer(self, operation: str, body: etree._Element) -> bytes:
+    def _page(self, operation: str, body: etree._Element) -> bytes:
         entity = _ENTITIES.get(operation)
         if entity is None:
             raise _InvalidArgument(f"unknown operation {operation!r}")

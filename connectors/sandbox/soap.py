@@ -1,0 +1,172 @@
+"""What the local SOAP peers (`soap_erp.py`, `sage_x3.py`) share: one base class, `SoapPeer`.
+
+A peer serves its static WSDL at `/wsdl` (or `?wsdl`), its `soap:address` rewritten to the
+peer's own endpoint, and answers SOAP 1.1 calls POSTed to that endpoint. The base does the
+HTTP side the same way for every peer: it counts WSDL requests and operation calls, refuses a
+wrong path (404) or an unreadable envelope (a SOAP fault), takes the fault mode planned for
+the call (`set_fault`), and turns the answer the peer writes into what goes on the wire:
+
+- a mode in `http_faults` is answered by that reply without looking at the call;
+- `malformed_xml`: the answer cut in half;
+- a mode of `connectors.sandbox.http.HOSTILE_MODES`: the answer carrying that DTD attack,
+  aimed at `secret_file` and `canary_url`;
+- `slow`: the answer after `slow_seconds` (woken early by `stop()`).
+
+A peer names its WSDL, endpoint and fault modes in class attributes and writes `_answer`
+(the operation's envelope, or a `Reply` such as a SOAP fault to send as it is); it may refuse a
+request before its envelope is read (`_refusal`, e.g. HTTP authentication).
+No dagster import: a plain connector helper.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
+
+from lxml import etree
+
+from connectors.sandbox.http import (
+    HOSTILE_MODES,
+    FaultPlan,
+    LocalHttpServer,
+    Reply,
+    Request,
+    hostile_xml,
+    parse_soap_body,
+    soap_fault_reply,
+)
+
+__all__ = ["SoapPeer"]
+
+
+class SoapPeer:
+    """A SOAP service on 127.0.0.1:`port` (0: one the system picks) answered by `_answer` (see
+    the module docstring).
+
+    Counters: `calls` (operation calls, faulted or not), `calls_by_operation`,
+    `wsdl_requests`.
+    """
+
+    wsdl_path: ClassVar[Path]
+    # the `soap:address` written in the WSDL file, replaced by the peer's own endpoint
+    placeholder_address: ClassVar[str]
+    endpoint_path: ClassVar[str]
+    fault_modes: ClassVar[frozenset[str]]
+    # fault modes answered by a fixed HTTP reply, before the call is looked at
+    http_faults: ClassVar[Mapping[str, Reply]] = {}
+    # the fault code of the answer to an envelope that cannot be read
+    envelope_fault_code: ClassVar[str] = "Client"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        slow_seconds: float,
+        secret_file: str | Path,
+        canary_url: str,
+        port: int = 0,
+    ) -> None:
+        self.slow_seconds = slow_seconds
+        self.secret_file = str(secret_file)
+        self.canary_url = canary_url.rstrip("/")
+        self.faults = FaultPlan()
+        self.calls = 0
+        self.calls_by_operation: Counter[str] = Counter()
+        self.wsdl_requests = 0
+        self._lock = threading.Lock()
+        self._server = LocalHttpServer(self._app, name=name, port=port)
+
+    # lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def wsdl_url(self) -> str:
+        """Where the WSDL is served (its soap:address points at `soap_url`)."""
+        return f"{self.url}/wsdl"
+
+    @property
+    def soap_url(self) -> str:
+        return f"{self.url}{self.endpoint_path}"
+
+    def set_fault(self, mode: str | None, *, times: int | None = None) -> None:
+        """Answer operation calls with `mode` (every call, or only the next `times`); None:
+        normally."""
+        if mode is not None and mode not in self.fault_modes:
+            raise ValueError(f"unknown fault mode {mode!r} (one of {sorted(self.fault_modes)})")
+        self.faults.set(mode, times=times)
+
+    def clear_fault(self) -> None:
+        self.faults.set(None)
+
+    def wsdl_text(self) -> str:
+        text = self.wsdl_path.read_text(encoding="utf-8")
+        return text.replace(self.placeholder_address, self.soap_url)
+
+    # what a peer writes ------------------------------------------------------------------
+    def _refusal(self, request: Request) -> Reply | None:
+        """A reply refusing `request` before its envelope is read; None to go on."""
+        return None
+
+    def _answer(self, operation: str, body: etree._Element, mode: str | None) -> bytes | Reply:
+        """The answer to `operation` (`body`: the element inside `soap:Body`) under fault
+        `mode`: the response envelope, or a `Reply` sent as it is."""
+        raise NotImplementedError
+
+    def _hostile(self, document: bytes, mode: str) -> bytes:
+        """`document` carrying the DTD attack `mode`, aimed at this peer's bait."""
+        return hostile_xml(document, mode, file_path=self.secret_file, url=self.canary_url)
+
+    # HTTP --------------------------------------------------------------------------------
+    def _app(self, request: Request) -> Reply:
+        if request.method == "GET" and (request.path == "/wsdl" or "wsdl" in request.query):
+            with self._lock:
+                self.wsdl_requests += 1
+            return Reply(body=self.wsdl_text().encode())
+        if request.method != "POST" or request.path != self.endpoint_path:
+            return Reply(status=404, body=b"not found", content_type="text/plain")
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            body = parse_soap_body(request.body)
+        except ValueError as error:
+            return soap_fault_reply(self.envelope_fault_code, str(error))
+        operation = etree.QName(body).localname
+        with self._lock:
+            self.calls += 1
+            self.calls_by_operation[operation] += 1
+        mode = self.faults.take()
+        if mode is not None and mode in self.http_faults:
+            return self.http_faults[mode]
+        answer = self._answer(operation, body, mode)
+        if isinstance(answer, Reply):
+            return answer
+        if mode == "malformed_xml":
+            return Reply(body=answer[: len(answer) // 2])
+        if mode in HOSTILE_MODES:
+            return Reply(body=self._hostile(answer, mode))
+        return Reply(body=answer, delay=self.slow_seconds if mode == "slow" else 0.0)
