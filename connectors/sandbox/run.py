@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.client
+import importlib.util
 import os
 import ssl
 from collections.abc import Callable, Iterator, Mapping
@@ -331,6 +332,11 @@ class _SalesforcePeer(SalesforcePeer):
     """The demo org; it hands out its CA at `GET /sandbox/ca.pem` (no session needed)."""
 
     def __init__(self, port: int) -> None:
+        if importlib.util.find_spec("trustme") is None:  # makes its certificates
+            raise SandboxError(
+                "the sandbox's Salesforce peer needs trustme, a development dependency — install"
+                " the hub with `make install` (pip install -e '.[dev]')"
+            )
         super().__init__(demo_store(), port=port)
         self.add_route("GET", CA_ROUTE, self._ca_response, public=True)
 

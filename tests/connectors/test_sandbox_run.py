@@ -257,3 +257,22 @@ def test_the_peers_serve_the_demo_rows_and_their_bad_records(
         "residences-estuaire": r"(WorkOrder|ServiceAppointment):",
     }
     assert batch.rejects["source_row"].str.match(prefix[landlord]).all()
+
+
+def test_without_trustme_the_sandbox_says_how_to_install_it_and_stops_what_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "trustme" else find_spec(name, *a),
+    )
+    with (
+        pytest.raises(SandboxError, match=r"trustme.*make install"),
+        running_sandbox(tmp_path, ports=SandboxPorts.ephemeral()),
+    ):
+        pass  # pragma: no cover
+    assert not (tmp_path / CA_BUNDLE).exists()
