@@ -266,8 +266,13 @@ class EntityTransformer:
         frame = raw.frame
         labels = self._resolve_columns(frame, raw.origin)
         keep = self._rows_to_keep(frame, labels)
-        data = frame.loc[keep]
-        source_rows = raw.source_rows.loc[keep]
+        kept = int(keep.sum())
+        if keep.iloc[:kept].all():
+            # the rows set aside (totals, trailing blanks) are all at the bottom: a slice of
+            # the frame, where a boolean selection would copy every column
+            data, source_rows = frame.iloc[:kept], raw.source_rows.iloc[:kept]
+        else:
+            data, source_rows = frame.loc[keep], raw.source_rows.loc[keep]
         results = {
             name: self._apply_rule(
                 name, self.mapping.fields.get(name), data, labels, self.spec.column(name)
@@ -284,8 +289,13 @@ class EntityTransformer:
         rows = pd.DataFrame({name: result.values for name, result in results.items()})
         rows["source_row"] = source_rows.astype("str")
         # only rows that are otherwise fine compete for a key: a rejected row never hides one
-        valid_keys = rows[self.spec.key].where(error_code.isna()).dropna()
-        duplicate = valid_keys.duplicated(keep="first").reindex(rows.index, fill_value=False)
+        # (keys compared as factorized codes: hashing the text once, no copies of the column)
+        key_codes, _ = pd.factorize(rows[self.spec.key], use_na_sentinel=True)
+        competing = np.flatnonzero((key_codes >= 0) & error_code.isna().to_numpy(dtype=bool))
+        repeated = pd.Series(key_codes[competing]).duplicated(keep="first").to_numpy(dtype=bool)
+        duplicate = np.zeros(len(rows), dtype=bool)
+        duplicate[competing[repeated]] = True
+        duplicate = pd.Series(duplicate, index=rows.index)
         if duplicate.any():
             first_line = rows.loc[error_code.isna()].drop_duplicates(self.spec.key, keep="first")
             first_by_key = first_line.set_index(self.spec.key)["source_row"]
