@@ -10,17 +10,40 @@ source column and the value, and saying how to fix it. For every batch:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from connectors.errors import ConfigError
 from connectors.files.client import header_key
 from connectors.files.models import RawTable
 from schemas.canonical import ENTITIES, ColumnSpec, ColumnType, EntitySpec
 from schemas.datafix import EntityMapping, FieldRule, did_you_mean
+
+
+def _use_a_fast_arrow_pool() -> None:
+    """Allocate Arrow memory (every text column) with jemalloc rather than mimalloc.
+
+    Arrow's default allocator, mimalloc, spends about 1 s of system time the first time a
+    process transforms a million rows (measured on the bench ledger: 1.0-1.3 s of `sys` in
+    the first normalise, 0.1 s in the next ones), and the hub runs each landlord in a fresh
+    process. jemalloc (or the system allocator where pyarrow has no jemalloc) avoids it, with
+    a lower peak RSS. Only the allocator changes; an explicit ARROW_DEFAULT_MEMORY_POOL wins.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pool = pa.system_memory_pool()
+    pa.set_memory_pool(pool)
+
+
+_use_a_fast_arrow_pool()
 
 DEFAULT_DATE_FORMATS: tuple[str, ...] = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d.%m.%Y")
 ISO_FORMATS: tuple[str, ...] = (
