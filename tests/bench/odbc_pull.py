@@ -303,7 +303,7 @@ def run_all(attempts: int = 1) -> dict:
     }
 
 
-def _print_table(report: dict) -> None:
+def print_table(report: dict) -> None:
     print(f"{'kind':<10}{'rows':>11}{'seconds':>10}{'rows/s':>11}{'peak MB':>10}{'result MB':>11}")
     for runs in report["results"].values():
         for run in runs:
@@ -332,7 +332,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     report = run_all()
-    _print_table(report)
+    print_table(report)
     print(json.dumps(report))
     return 0
 

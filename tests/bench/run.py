@@ -42,6 +42,7 @@ REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO)]
 
 import generate  # noqa: E402  (tests/bench/generate.py, beside this script)
+import odbc_pull  # noqa: E402  (tests/bench/odbc_pull.py: the 1M-row pull over pyodbc)
 
 DATAFIXES = HERE / "datafixes"
 LEDGER_LANDLORD = "bench-ledger"
@@ -361,12 +362,22 @@ def main() -> int:
     parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--only", choices=("ledger", "works"), help="measure one of the two files only"
+        "--only",
+        choices=("ledger", "works", "odbc"),
+        help="measure one part only: the ledger CSV, the works xlsx or the ODBC pull",
     )
     args = parser.parse_args()
     if args.measure:
         _measure_here(args.measure, args.out)
         return 0
+
+    odbc_report = None
+    if args.only in (None, "odbc"):
+        print("ODBC: a 1,000,000-row PostgreSQL ledger over pyodbc beside pandas.read_sql…")
+        odbc_report = odbc_pull.run_all()
+        odbc_pull.print_table(odbc_report)
+        if args.only == "odbc":
+            return 0
 
     print("Generating the bench files (reused when already there)…", flush=True)
     ledger = generate.ledger_csv()
@@ -546,6 +557,7 @@ def main() -> int:
         },
         "attempts": ATTEMPTS,
         "measurements": results,
+        "odbc": odbc_report,
         "table": [
             {
                 "measurement": row.measurement,
