@@ -68,7 +68,7 @@ fmt: install ## Apply ruff's fixes, then format the code
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Run the benchmark: figures and ratios against in-process baselines
+bench: system-deps services install ## Run the benchmark (CSV, xlsx, ODBC pull): figures beside baselines from the same run
 	$(BIN)/python tests/bench/run.py
 
 lock: ## Regenerate constraints.txt from a fresh throwaway venv (unconstrained -e '.[dev]')
