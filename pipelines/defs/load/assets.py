@@ -30,7 +30,7 @@ def build_load_asset(entity: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         loaded = datafixes.get_client(context.partition_key)
         try:
-            result = load(warehouse.get_client(), loaded, normalised, run_id=context.run_id)
+            result = load(warehouse.get_client(), loaded, normalised, run_id=context.run.run_id)
         except VanishGuardError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from error
         if result is None:
