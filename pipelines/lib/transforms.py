@@ -69,6 +69,9 @@ _SPACES_OR_EURO = (
     "\u3000€]|(?i:eur)"
 )
 
+# a plain amount: an optional sign, at most 15 digits, at most 2 decimals after `.` or `,`
+_PLAIN_AMOUNT = r"[-+]?[0-9]{1,15}(?:[.,][0-9]{1,2})?"
+
 _FORMAT_TOKENS = (("yyyy", "%Y"), ("yy", "%y"), ("dd", "%d"), ("mm", "%m"))
 _TIME_TOKENS = (("HH", "%H"), ("MI", "%M"), ("SS", "%S"))
 
@@ -183,6 +186,35 @@ def parse_cents(values: pd.Series, *, unit: str = "euros") -> tuple[pd.Series, p
     the extra digits after a decimal comma are zeros; `1.234` is ambiguous (1,234 or 1 234?)
     and refused. Returns (cents as Int64, bad mask); blanks are <NA>, not bad.
     """
+    plain = (
+        values.str.fullmatch(_PLAIN_AMOUNT).to_numpy(dtype=bool, na_value=False)
+        if unit == "euros" and len(values)
+        else None
+    )
+    if plain is None or not plain.any():
+        return _parse_any_cents(values, unit=unit)
+    # `1234`, `-12,5`, `1234.56` (what number cells and most exports hold) in a few passes; the
+    # other values go through every rule below (same results, checked value for value)
+    simple = values[plain]
+    whole = simple.str.replace(r"^[-+]|[.,][0-9]*$", "", regex=True).astype("int64").to_numpy()
+    fraction = simple.str.replace(r"^[-+]?[0-9]*[.,]?", "", regex=True)
+    fraction = (fraction + "00").str.slice(0, 2).astype("int64").to_numpy()
+    amount = whole * 100 + fraction
+    cents = np.zeros(len(values), dtype=np.int64)
+    cents[plain] = np.where(simple.str.startswith("-").to_numpy(dtype=bool), -amount, amount)
+    valid = plain.copy()
+    bad = np.zeros(len(values), dtype=bool)
+    rest = ~plain & values.notna().to_numpy(dtype=bool)
+    if rest.any():
+        other, other_bad = _parse_any_cents(values[rest], unit=unit)
+        cents[rest] = other.to_numpy(dtype=np.int64, na_value=0)
+        valid[rest] = other.notna().to_numpy(dtype=bool)
+        bad[rest] = other_bad.to_numpy(dtype=bool)
+    result = pd.Series(pd.arrays.IntegerArray(cents, ~valid), index=values.index)
+    return result, pd.Series(bad, index=values.index, name=values.name)
+
+
+def _parse_any_cents(values: pd.Series, *, unit: str) -> tuple[pd.Series, pd.Series]:
     present = values.notna()
     text = values.str.replace(_SPACES_OR_EURO, "", regex=True)
     negative = text.str.contains(r"^\(.*\)$|^-|-$", regex=True)
