@@ -128,16 +128,23 @@ def _code_key(value: object) -> str:
     return normalise_code(pd.Series([str(value)], dtype="str")).iloc[0]
 
 
+def _no_text(index: pd.Index) -> pd.Series:
+    """An all-<NA> `str` Series on `index`, from Arrow nulls: `pd.Series(pd.NA, dtype="str")`
+    builds the same thing by repeating one value (9 ms per million rows, ~25 times a batch)."""
+    return pd.Series(pa.nulls(len(index), pa.large_string()), index=index, dtype="str")
+
+
 def _blank_to_na(values: pd.Series) -> pd.Series:
     stripped = values.astype("str").str.strip()
-    return stripped.mask(stripped == "")
+    blank = stripped == ""
+    return stripped.mask(blank) if blank.any() else stripped
 
 
 def _fail(
     result_index: pd.Index, mask: pd.Series, code: str, message: pd.Series
 ) -> tuple[pd.Series, pd.Series]:
-    errors = pd.Series(pd.NA, index=result_index, dtype="str").mask(mask, code)
-    messages = pd.Series(pd.NA, index=result_index, dtype="str")
+    errors = _no_text(result_index).mask(mask, code)
+    messages = _no_text(result_index)
     if mask.any():
         messages = messages.mask(mask, message)
     return errors, messages
@@ -334,8 +341,8 @@ class EntityTransformer:
             )
             for name in self.spec.column_names
         }
-        error_code = pd.Series(pd.NA, index=data.index, dtype="str")
-        message = pd.Series(pd.NA, index=data.index, dtype="str")
+        error_code = _no_text(data.index)
+        message = _no_text(data.index)
         for result in results.values():
             first = error_code.isna() & result.errors.notna()
             if first.any():
@@ -454,7 +461,7 @@ class EntityTransformer:
         column: ColumnSpec,
     ) -> _FieldResult:
         index = data.index
-        no_error = pd.Series(pd.NA, index=index, dtype="str")
+        no_error = _no_text(index)
         if rule is None:
             return _FieldResult(_empty(column, index), no_error, no_error.copy())
         columns = rule.source_columns
@@ -546,8 +553,8 @@ class EntityTransformer:
         parser = _PARSERS[column.type]
         parsed, bad = parser(values, rule, column)
         bad &= ~unmapped
-        errors = pd.Series(pd.NA, index=index, dtype="str")
-        messages = pd.Series(pd.NA, index=index, dtype="str")
+        errors = _no_text(index)
+        messages = _no_text(index)
         if unmapped.any():
             known = ", ".join(sorted(str(k) for k in (rule.map or {})))
             errors = errors.mask(unmapped, "unmapped_value")
