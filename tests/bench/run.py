@@ -16,11 +16,12 @@ For each file:
   python-calamine `to_python()`, `pandas.read_excel(engine="calamine")`, openpyxl read-only).
 
 Every measurement runs in a fresh subprocess (this script with `--measure NAME`), so its peak
-RSS is its own; each runs twice and the faster run is kept (the machine is shared: figures are
-noisy). Imports, and for the hub building the great-expectations context, happen before the
-clock starts: they are paid once per process, not per file; the hub's set-up time is reported
-apart. Results go to `$DATAFIX_HOME/bench.json`. The exit code is 0 even when a target is
-missed: this is a measurement, not a test.
+RSS is its own; each runs twice, in two interleaved rounds (a hub run next to its baseline), and
+the faster run is kept (the machine is shared: figures are noisy). Imports, and for the hub
+building the great-expectations context, happen before the clock starts: they are paid once per
+process, not per file; the hub's set-up time is reported apart. Results go to
+`$DATAFIX_HOME/bench.json`. The exit code is 0 even when a target is missed: this is a
+measurement, not a test.
 """
 
 from __future__ import annotations
@@ -225,17 +226,18 @@ def _works_path() -> Path:
 
 
 MEASURES: dict[str, Callable[[], dict]] = {
+    # in the order of a round: each hub run next to its baseline, its rerun right after it
     "ledger_naive": lambda: _csv_naive(_ledger_path()),
-    "ledger_naive_sqlite3": lambda: _csv_naive_sqlite3(_ledger_path()),
-    "ledger_read": lambda: _csv_read(_ledger_path()),
     "ledger_hub": lambda: _hub(LEDGER_LANDLORD, "ledger_entries", rerun=False),
     "ledger_hub_rerun": lambda: _hub(LEDGER_LANDLORD, "ledger_entries", rerun=True),
-    "works_naive": lambda: _xlsx_naive(_works_path()),
+    "ledger_naive_sqlite3": lambda: _csv_naive_sqlite3(_ledger_path()),
+    "ledger_read": lambda: _csv_read(_ledger_path()),
     "works_read_calamine": lambda: _xlsx_read_calamine(_works_path()),
-    "works_read_pandas_calamine": lambda: _xlsx_read_pandas(_works_path()),
-    "works_read_openpyxl": lambda: _xlsx_read_openpyxl(_works_path()),
     "works_hub": lambda: _hub(WORKS_LANDLORD, "work_orders", rerun=False),
     "works_hub_rerun": lambda: _hub(WORKS_LANDLORD, "work_orders", rerun=True),
+    "works_read_pandas_calamine": lambda: _xlsx_read_pandas(_works_path()),
+    "works_read_openpyxl": lambda: _xlsx_read_openpyxl(_works_path()),
+    "works_naive": lambda: _xlsx_naive(_works_path()),
 }
 
 
@@ -279,19 +281,28 @@ def _run_once(name: str) -> dict:
         return json.loads(out.read_text())
 
 
-def _best_of(name: str, attempts: int = ATTEMPTS) -> dict:
-    runs = []
+def _measure_all(names: list[str], attempts: int = ATTEMPTS) -> dict[str, dict]:
+    """Every measurement `attempts` times, interleaved (a round runs each name once), keeping
+    each one's fastest run: a baseline and the hub it is compared with then share the machine's
+    moments of load from other processes instead of one of them taking it all. A `*_rerun`
+    runs right after its hub run, on the warehouse that run wrote."""
+    runs: dict[str, list[dict]] = {name: [] for name in names}
     for attempt in range(attempts):
-        result = _run_once(name)
-        runs.append(result)
-        shown = "error" if "error" in result else f"{result['seconds']:.2f} s"
-        print(f"  {name} #{attempt + 1}: {shown}", flush=True)
-        if "error" in result:
-            print("    " + result["error"].replace("\n", "\n    "), flush=True)
-            break
-    good = [run for run in runs if "error" not in run]
-    best = min(good, key=lambda run: run["seconds"]) if good else dict(runs[-1])
-    return best | {"runs": [run.get("seconds") for run in runs]}
+        for name in names:
+            if runs[name] and "error" in runs[name][-1]:
+                continue
+            result = _run_once(name)
+            runs[name].append(result)
+            shown = "error" if "error" in result else f"{result['seconds']:.2f} s"
+            print(f"  {name} #{attempt + 1}: {shown}", flush=True)
+            if "error" in result:
+                print("    " + result["error"].replace("\n", "\n    "), flush=True)
+    best: dict[str, dict] = {}
+    for name, done in runs.items():
+        good = [run for run in done if "error" not in run]
+        chosen = min(good, key=lambda run: run["seconds"]) if good else dict(done[-1])
+        best[name] = chosen | {"runs": [run.get("seconds") for run in done]}
+    return best
 
 
 @dataclass
@@ -406,16 +417,11 @@ def main() -> int:
     for generated in (ledger, works):
         state = "reused" if generated.reused else "written"
         print(f"  {generated.path} ({generated.data_rows:,} rows, {state})", flush=True)
-    print(f"Measuring, each in a fresh subprocess, best of {ATTEMPTS}:", flush=True)
+    print(f"Measuring, each in a fresh subprocess, {ATTEMPTS} interleaved rounds:", flush=True)
     results: dict[str, dict] = {}
-    order = [name for name in MEASURES if args.only is None or name.startswith(args.only)]
-    for name in order:
-        if name.endswith("_rerun"):
-            # the rerun reads the warehouse the first run just wrote: measure it right after
-            continue
-        results[name] = _best_of(name)
-        if f"{name}_rerun" in MEASURES:
-            results[f"{name}_rerun"] = _best_of(f"{name}_rerun")
+    for group in ("ledger", "works"):
+        if args.only in (None, group):
+            results |= _measure_all([name for name in MEASURES if name.startswith(group)])
 
     rows: list[Row] = []
     if "ledger_hub" in results:
