@@ -524,7 +524,8 @@ class EntityTransformer:
         if rule.negate:
             values = -values
         bad = bad_debit | bad_credit
-        shown = debit_text.where(bad_debit, credit_text)
+        # the value named in a message, on the bad rows only (_value_message reads no other)
+        shown = debit_text[bad].where(bad_debit[bad], credit_text[bad]).reindex(data.index)
         errors, messages = _fail(
             data.index,
             bad,
