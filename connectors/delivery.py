@@ -1,0 +1,116 @@
+"""What every push sink speaks: outgoing records in, one outcome per record out.
+
+The hub's outbox (`pipelines/lib/outbox.py`) hands a sink batches of `OutgoingRecord`s and
+records each `Delivered` outcome. A sink is a plain client (no dagster import) built from one
+landlord's datafix: it can only ever reach the peer that landlord declared.
+
+Rules every sink follows, so a crash at any moment leaves no duplicate and no hole at the peer:
+
+- `send` is safe to repeat: it upserts by the record's key (external id, key column) or passes
+  `idempotency_key` to a peer that deduplicates on it. A sink whose peer call is *not*
+  idempotent (Sage X3 `save`) reads the peer back before creating anything a second time.
+- `send` answers for every record, in order: `sent`, `retry` (a transient per-record refusal,
+  e.g. a locked row) or `dead` (the peer refused this record for good; its own message kept).
+- When the whole call fails transiently (timeout, connection reset, 5xx, 429) `send` raises
+  `RetriableError`: nothing is known about the batch, the outbox reads back and resends.
+  When the whole call is refused for good (credentials, configuration) it raises
+  `PermanentError` or `ConfigError`: the records stay queued and the push stops with the message.
+- `read_back` tells which records the peer already holds *in this very version* (same
+  idempotency key, or the same field values): used for records that were in flight when the
+  hub stopped, before anything is resent.
+- Nothing connects before the first `send` or `read_back`: a run with nothing to push makes no
+  call at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "Delivered",
+    "Outcome",
+    "OutgoingRecord",
+    "Sink",
+    "payload_hash",
+    "payload_json",
+]
+
+Outcome = Literal["sent", "retry", "dead"]
+
+# Values a record's fields may hold: exact money travels as int cents or as a Decimal-formatted
+# string, never as a float.
+FieldValue = str | int | bool | dt.date | dt.datetime | None
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    """One record to deliver, already mapped onto the target's field names."""
+
+    key: str  # the landlord's natural key (BT number, invoice number …), unique in a batch
+    idempotency_key: str  # stable for this version of this record; changes when the payload does
+    fields: Mapping[str, FieldValue]  # target field name → value
+    peer_id: str | None = None  # the peer's id from an earlier delivery (update, not create)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The peer's answer for one record."""
+
+    key: str
+    outcome: Outcome
+    peer_id: str | None = None  # the id the peer gave the record (Salesforce Id, X3 NUM …)
+    message: str = ""  # the peer's own words when it refused the record
+    created: bool | None = None  # True: created, False: updated, None: the peer did not say
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    """A push target of one landlord (see the module docstring for the rules)."""
+
+    kind: str  # sql, soap, sage_x3, sage100_file, salesforce
+    name: str  # the sink's name in the landlord's datafix
+
+    def batch_size(self, pending: int) -> int:
+        """How many records to hand `send` at once when `pending` are waiting."""
+        ...
+
+    def send(self, records: Sequence[OutgoingRecord]) -> list[Delivered]:
+        """Deliver `records`; one `Delivered` per record, in the same order."""
+        ...
+
+    def read_back(self, records: Sequence[OutgoingRecord]) -> dict[str, str]:
+        """`{key: peer_id}` of the records the peer already holds in exactly this version."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the sink may not be used afterwards."""
+        ...
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot put {type(value).__name__} in a payload: {value!r}")
+
+
+def payload_json(fields: Mapping[str, FieldValue]) -> str:
+    """The canonical JSON text of a payload (sorted keys): what the outbox stores and hashes."""
+    return json.dumps(
+        dict(fields),
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=_json_default,
+    )
+
+
+def payload_hash(fields: Mapping[str, FieldValue]) -> str:
+    """SHA-256 of `payload_json(fields)`: equal payloads, equal hashes, whatever the key order."""
+    return hashlib.sha256(payload_json(fields).encode("utf-8")).hexdigest()
