@@ -40,6 +40,35 @@ calls, after which the peer answers normally again; the WSDL itself is always se
 - `xxe_parameter`: HTTP 200, an external parameter entity at `canary_url`: idem;
 - `external_dtd`: HTTP 200, an external DTD at `canary_url`: idem.
 
+Imports (the push side, port `LandlordErpImportPort` of the same WSDL, same `/soap` endpoint):
+
+- `SubmitCommitments(Commitments.Commitment+)`: a batch of commitments (engagements);
+  answers `Results.Result*` (`Reference`, `Status` ACCEPTED/REJECTED, `ErpId`, `Message`);
+- `SubmitCompletionReport(Reference, IdempotencyKey, CompletedAt, TenantAbsent, Rating?,
+  Technician)`: one completion report per call; answers `Result` (a `Rating` outside 1-5 is
+  the fault `soap:Client.InvalidArgument`: the whole call refused);
+- `GetCommitments(References.Reference*)` / `GetCompletionReports(…)`: what the ERP holds for
+  each known reference: current values, the `IdempotencyKey` of its last movement, `ErpId`,
+  `MovementCount` (`Commitments.Commitment*` / `Reports.Report*`).
+
+Idempotency, as a real ERP's import module does it: a submission whose `IdempotencyKey` the
+ERP has not seen records one *movement* (`movements[kind][reference]`) and sets the record's
+current values (`held[kind][reference]`); a key already seen answers the earlier result and
+records nothing (`replays[kind]` counts them). A hub that resends with the same key never
+duplicates; one that invents a new key per attempt shows duplicate movements
+(`duplicate_movements(kind)`). A rejected item records nothing, and its key is not kept (a
+resend once the ERP is fixed goes through). Kinds: `commitments`, `completion_reports`.
+
+Test hooks of the imports:
+
+- `peer.poison(reference, message)`: that reference is REJECTED with `message` every time
+  (the rest of a batch is accepted); `peer.cure(reference)` lifts it;
+- `peer.transient_rate = 0.2` (seeded by `transient_seed`): that share of import calls
+  (submissions and read-backs) fails transiently, one of `http_503`, `fault_busy`
+  (`soap:Server.Busy`) or `slow` (the call *is* processed, then the answer stalls
+  `slow_seconds`, past the client's timeout); `peer.transient_faults` counts them by mode;
+- a missing `BudgetLine` is REJECTED with the ERP's message ("Ligne budgétaire obligatoire").
+
 The peer counts what it receives: `calls` (operation calls, faulted or not),
 `calls_by_operation` and `wsdl_requests`. `demo_seed()` is a small fixed data set for the
 demo; `python -m connectors.sandbox.soap_erp [--fault MODE]` serves it until Ctrl-C.
@@ -53,9 +82,12 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import itertools
+import random
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -69,9 +101,12 @@ from connectors.sandbox.soap import SoapPeer
 __all__ = [
     "BINDING",
     "ERP_FAULT_MODES",
+    "IMPORT_BINDING",
     "NAMESPACE",
     "WSDL_PATH",
     "LandlordErpPeer",
+    "Movement",
+    "TransientFaults",
     "demo_seed",
     "main",
 ]
@@ -79,6 +114,7 @@ __all__ = [
 WSDL_PATH = Path(__file__).with_name("wsdl") / "landlord_erp.wsdl"
 NAMESPACE = "urn:datafix-hub:landlord-erp:v1"
 BINDING = f"{{{NAMESPACE}}}LandlordErpSoapBinding"
+IMPORT_BINDING = f"{{{NAMESPACE}}}LandlordErpImportSoapBinding"
 _PLACEHOLDER_ADDRESS = "http://127.0.0.1:8123/soap"
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
@@ -176,6 +212,94 @@ _ENTITIES = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# Imports (the push side)
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One recorded submission: its sequence number, key and the values it set."""
+
+    number: int
+    reference: str
+    idempotency_key: str
+    values: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class _ImportKind:
+    name: str  # the store's key: `commitments`, `completion_reports`
+    submit: str  # the submit operation
+    read: str  # the read-back operation
+    batch: tuple[str, str] | None  # (list element, item element) of a batch submission
+    held: tuple[str, str]  # (list element, item element) of the read-back answer
+    fields: tuple[str, ...]  # the submission's fields, in the WSDL's order
+    id_prefix: str
+
+
+_IMPORT_KINDS = (
+    _ImportKind(
+        "commitments",
+        "SubmitCommitments",
+        "GetCommitments",
+        ("Commitments", "Commitment"),
+        ("Commitments", "Commitment"),
+        (
+            "Reference",
+            "IdempotencyKey",
+            "Contractor",
+            "BudgetLine",
+            "AmountExclTaxCents",
+            "AmountInclTax",
+            "OrderedOn",
+            "PlannedEnd",
+            "Label",
+        ),
+        "ENG",
+    ),
+    _ImportKind(
+        "completion_reports",
+        "SubmitCompletionReport",
+        "GetCompletionReports",
+        None,
+        ("Reports", "Report"),
+        ("Reference", "IdempotencyKey", "CompletedAt", "TenantAbsent", "Rating", "Technician"),
+        "PVR",
+    ),
+)
+_SUBMITS = {kind.submit: kind for kind in _IMPORT_KINDS}
+_READS = {kind.read: kind for kind in _IMPORT_KINDS}
+
+
+class TransientFaults:
+    """A seeded share (`rate`, 0 to 1) of calls that fail transiently, each with one of `modes`
+    drawn at random; `counts` says how many of each were drawn."""
+
+    def __init__(self, modes: Iterable[str], *, seed: int = 0) -> None:
+        self.modes = tuple(modes)
+        self.rate = 0.0
+        self.counts: Counter[str] = Counter()
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> str | None:
+        """The transient mode of this call, or None (answer normally)."""
+        with self._lock:
+            if self.rate <= 0 or self._random.random() >= self.rate:
+                return None
+            mode = self._random.choice(self.modes)
+            self.counts[mode] += 1
+            return mode
+
+
+def _children(node: etree._Element) -> dict[str, str]:
+    return {etree.QName(child).localname: (child.text or "") for child in node}
+
+
+def _named(node: etree._Element, name: str) -> list[etree._Element]:
+    return [child for child in node if etree.QName(child).localname == name]
+
+
 class _InvalidArgument(Exception):
     """A request argument the ERP refuses: answered by soap:Client.InvalidArgument."""
 
@@ -254,6 +378,7 @@ class LandlordErpPeer(SoapPeer):
         secret_file: str | Path = "/etc/passwd",
         canary_url: str = "http://127.0.0.1:9",
         port: int = 0,
+        transient_seed: int = 0,
     ) -> None:
         seed = seed or {}
         unknown = set(seed) - {entity.seed_key for entity in _ENTITIES.values()}
@@ -267,6 +392,15 @@ class LandlordErpPeer(SoapPeer):
             for entity in _ENTITIES.values()
         }
         self.max_page_size = max_page_size
+        kinds = [kind.name for kind in _IMPORT_KINDS]
+        self.held: dict[str, dict[str, dict[str, str]]] = {kind: {} for kind in kinds}
+        self.movements: dict[str, dict[str, list[Movement]]] = {kind: {} for kind in kinds}
+        self.replays: Counter[str] = Counter()
+        self.poisoned: dict[str, str] = {}
+        self.transient = TransientFaults(("http_503", "fault_busy", "slow"), seed=transient_seed)
+        self._results: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        self._movement_count = 0
+        self._store_lock = threading.Lock()
         super().__init__(
             name="sandbox-soap-erp",
             slow_seconds=slow_seconds,
@@ -275,17 +409,179 @@ class LandlordErpPeer(SoapPeer):
             port=port,
         )
 
+    # test hooks of the imports ---------------------------------------------------------
+    @property
+    def transient_rate(self) -> float:
+        return self.transient.rate
+
+    @transient_rate.setter
+    def transient_rate(self, rate: float) -> None:
+        if not 0 <= rate <= 1:
+            raise ValueError(f"transient_rate must be between 0 and 1 (got {rate})")
+        self.transient.rate = rate
+
+    @property
+    def transient_faults(self) -> Counter[str]:
+        return self.transient.counts
+
+    def poison(self, reference: str, message: str) -> None:
+        """Reject `reference` with `message` on every submission, until `cure`."""
+        with self._store_lock:
+            self.poisoned[reference] = message
+
+    def cure(self, reference: str) -> None:
+        with self._store_lock:
+            self.poisoned.pop(reference, None)
+
+    def duplicate_movements(self, kind: str) -> int:
+        """Movements that repeat the values of the same reference's previous movement: what a
+        hub inventing a new idempotency key per attempt leaves behind."""
+        with self._store_lock:
+            return sum(
+                1
+                for movements in self.movements[kind].values()
+                for before, after in itertools.pairwise(movements)
+                if before.values == after.values
+            )
+
+    def movement_count(self, kind: str) -> int:
+        with self._store_lock:
+            return sum(len(movements) for movements in self.movements[kind].values())
+
+    # answers -----------------------------------------------------------------------------
     def _answer(self, operation: str, body: etree._Element, mode: str | None) -> bytes | Reply:
+        if mode is None and (operation in _SUBMITS or operation in _READS):
+            transient = self.transient.draw()
+            if transient == "http_503":
+                return self.http_faults["http_503"]
+            if transient == "fault_busy":
+                return soap_fault_reply("Server.Busy", "The ERP is busy; try again in a moment")
+            if transient == "slow":  # processed, then the answer stalls past the timeout
+                answer = self._answer(operation, body, None)
+                if isinstance(answer, Reply):
+                    return answer
+                return Reply(body=answer, delay=self.slow_seconds)
         if mode == "fault_busy":
             return soap_fault_reply("Server.Busy", "The ERP is busy; try again in a moment")
         if mode == "fault_invalid_argument":
             return soap_fault_reply("Client.InvalidArgument", f"{operation}: invalid argument")
         try:
+            if operation in _SUBMITS:
+                return self._submit(_SUBMITS[operation], body)
+            if operation in _READS:
+                return self._read_back(_READS[operation], body)
             return self._page(operation, body)
         except _InvalidArgument as error:
             return soap_fault_reply("Client.InvalidArgument", str(error))
 
-    # operations --------------------------------------------------------------------------
+    # imports -----------------------------------------------------------------------------
+    def _submit(self, kind: _ImportKind, body: etree._Element) -> bytes:
+        if kind.batch is None:
+            items = [_children(body)]
+        else:
+            containers = _named(body, kind.batch[0])
+            if len(containers) != 1:
+                raise _InvalidArgument(f"{kind.submit}: {kind.batch[0]} is required")
+            items = [_children(node) for node in _named(containers[0], kind.batch[1])]
+            if not items:
+                raise _InvalidArgument(f"{kind.submit}: at least one {kind.batch[1]} is required")
+        for item in items:
+            self._check_item(kind, item)
+        results = [self._record(kind, item) for item in items]
+        response = etree.Element(f"{{{NAMESPACE}}}{kind.submit}Response", nsmap={"tns": NAMESPACE})
+        parent = response
+        if kind.batch is not None:
+            parent = etree.SubElement(response, f"{{{NAMESPACE}}}Results")
+        for reference, status, erp_id, message in results:
+            result = etree.SubElement(parent, f"{{{NAMESPACE}}}Result")
+            etree.SubElement(result, f"{{{NAMESPACE}}}Reference").text = reference
+            etree.SubElement(result, f"{{{NAMESPACE}}}Status").text = status
+            if erp_id:
+                etree.SubElement(result, f"{{{NAMESPACE}}}ErpId").text = erp_id
+            if message:
+                etree.SubElement(result, f"{{{NAMESPACE}}}Message").text = message
+        return self._envelope(response)
+
+    @staticmethod
+    def _check_item(kind: _ImportKind, item: Mapping[str, str]) -> None:
+        """What the ERP refuses as a malformed request (a fault for the whole call)."""
+        unknown = sorted(set(item) - set(kind.fields))
+        if unknown:
+            raise _InvalidArgument(f"{kind.submit}: unknown fields {', '.join(unknown)}")
+        if item.get("Rating"):
+            try:
+                rating = int(item["Rating"])
+            except ValueError:
+                rating = 0
+            if not 1 <= rating <= 5:
+                raise _InvalidArgument(f"Rating must be 1 to 5 (got {item['Rating']!r})")
+
+    @staticmethod
+    def _rejection(kind: _ImportKind, item: Mapping[str, str]) -> str:
+        """The ERP's business reason to reject an item ("" when it is acceptable)."""
+        if not item.get("Reference") or not item.get("IdempotencyKey"):
+            return "Reference et IdempotencyKey obligatoires"
+        if kind.name == "commitments" and not item.get("BudgetLine", "").strip():
+            return f"{item['Reference']} : ligne budgétaire obligatoire"
+        return ""
+
+    def _record(self, kind: _ImportKind, item: Mapping[str, str]) -> tuple[str, str, str, str]:
+        """Record one submission (or answer the earlier result of its key)."""
+        reference = item.get("Reference", "")
+        key = item.get("IdempotencyKey", "")
+        with self._store_lock:
+            earlier = self._results.get((kind.name, key))
+            if earlier is not None:
+                self.replays[kind.name] += 1
+                return earlier
+            if reference in self.poisoned:
+                return (reference, "REJECTED", "", self.poisoned[reference])
+            reason = self._rejection(kind, item)
+            if reason:
+                return (reference, "REJECTED", "", reason)
+            held = self.held[kind.name].get(reference)
+            movements = self.movements[kind.name].setdefault(reference, [])
+            if held is None:
+                count = len(self.held[kind.name]) + 1
+                erp_id = f"{kind.id_prefix}-{count:06d}"
+            else:
+                erp_id = held["ErpId"]
+            self._movement_count += 1
+            values = {name: item[name] for name in kind.fields if name in item}
+            del values["IdempotencyKey"]  # kept on the movement, not among its values
+            movements.append(Movement(self._movement_count, reference, key, values))
+            self.held[kind.name][reference] = {
+                **values,
+                "IdempotencyKey": key,
+                "ErpId": erp_id,
+                "MovementCount": str(len(movements)),
+            }
+            result = (reference, "ACCEPTED", erp_id, "")
+            self._results[(kind.name, key)] = result
+            return result
+
+    def _read_back(self, kind: _ImportKind, body: etree._Element) -> bytes:
+        references = [
+            node.text or ""
+            for container in _named(body, "References")
+            for node in _named(container, "Reference")
+        ]
+        response = etree.Element(f"{{{NAMESPACE}}}{kind.read}Response", nsmap={"tns": NAMESPACE})
+        container = etree.SubElement(response, f"{{{NAMESPACE}}}{kind.held[0]}")
+        with self._store_lock:
+            found = [
+                dict(self.held[kind.name][reference])
+                for reference in dict.fromkeys(references)
+                if reference in self.held[kind.name]
+            ]
+        for held in found:
+            item = etree.SubElement(container, f"{{{NAMESPACE}}}{kind.held[1]}")
+            for name in (*kind.fields, "ErpId", "MovementCount"):
+                if name in held:
+                    etree.SubElement(item, f"{{{NAMESPACE}}}{name}").text = held[name]
+        return self._envelope(response)
+
+    # pages -------------------------------------------------------------------------------
     def _page(self, operation: str, body: etree._Element) -> bytes:
         entity = _ENTITIES.get(operation)
         if entity is None:
