@@ -15,7 +15,27 @@ What it answers (paths under `/services/data/v{version}/`, version 20.0 to 66.0)
   jobs/query/{id}/results?maxRecords=&locator=` (CSV, every value quoted, pages of at most
   `bulk_page_size` rows, `Sforce-Locator` (`null` on the last page) and
   `Sforce-NumberOfRecords` headers, gzip when the client accepts it), `PATCH` (abort) and
-  `DELETE`. Ingest jobs are not served yet: add routes with `peer.add_route`.
+  `DELETE`.
+- Writes (`_write`, one code path for all of them; every record answered on its own):
+  `POST sobjects/{O}/` creates (201; never deduplicates, so a hub that creates twice shows as
+  a duplicate), `PATCH sobjects/{O}/{Id}` updates (204), `PATCH sobjects/{O}/{Ext}/{value}`
+  upserts (201 created, 200 `created:false` from API 46.0, 204 before, 300 with the records'
+  URLs when 2+ hold the value, 404 when `{Ext}` is not an External ID field);
+  `PATCH composite/sobjects/{O}/{Ext}` upserts up to 200 records (each with
+  `attributes.type`; 400 `EXCEEDED_ID_LIMIT` above) and answers 200 with one
+  `{id, success, errors: [{statusCode, message, fields}], created}` per record in order,
+  `allOrNone` honoured (`ALL_OR_NONE_OPERATION_ROLLED_BACK`). External ids match
+  case-insensitively; a value held by 2+ records or given twice in one call is refused
+  (`DUPLICATE_EXTERNAL_ID`); bad types, read-only fields and restricted picklist values are
+  per-record errors; an unknown field is a 400 `INVALID_FIELD` for the whole call.
+- Bulk API 2.0 ingest jobs (insert, upsert): `POST jobs/ingest` (Open), `PUT
+  jobs/ingest/{id}/batches` (text/csv, 201, once), `PATCH` `UploadComplete` (the rows are
+  written then; `GET` shows `InProgress` for `bulk_polls_in_progress` polls, then
+  `JobComplete` with `numberRecordsProcessed`/`numberRecordsFailed`) or `Aborted`, `GET
+  …/successfulResults` (`sf__Id`, `sf__Created` + the uploaded columns), `…/failedResults`
+  (`sf__Id`, `sf__Error` = `CODE:message:fields --`, + columns), `…/unprocessedRecords`, all
+  CSV in no particular order. The CSV header may list columns in any order; `#N/A` sets null,
+  an empty value leaves the field as it is; an unknown column fails the job.
 - Every answer carries `Sforce-Limit-Info: api-usage=N/M`; each authenticated call counts.
 - Errors are JSON lists `[{"message", "errorCode"}]`: 401 `INVALID_SESSION_ID`, 403
   `REQUEST_LIMIT_EXCEEDED`, 400 `MALFORMED_QUERY` / `INVALID_FIELD` / `INVALID_TYPE`, 404
@@ -29,10 +49,16 @@ as Salesforce does). Names are case-insensitive; answers use the API names' own 
 writes date-times as `2026-01-05T10:00:00.000+0000`, Bulk CSV as `2026-01-05T10:00:00.000Z`.
 
 Faults for tests (`peer.faults`): an expired session, the next N calls answering 503, the next
-N calls answering only after a delay; `peer.exhaust_api_limit()` uses up the daily allocation.
-`peer.calls` counts calls per `METHOD path`. `demo_store()` is the org the sandbox serves
-(`connectors/sandbox/run.py`), with a few deliberately bad records. No dagster import: this is
-a plain helper.
+N calls answering only after a delay, and `transient_rate` (each call fails at random, drawn
+from `faults.rng`, as 503, 500, 429, 403 REQUEST_LIMIT_EXCEEDED or a stall after the work is
+done; `faults.injected` counts them); `peer.exhaust_api_limit()` uses up the daily allocation;
+`peer.poison(object, field, value_or_predicate, status_code, message, times=None)` refuses the
+matching records on every write (or `times` writes), `peer.lock_rows(...)` is the transient
+`UNABLE_TO_LOCK_ROW` case. `peer.calls` counts calls per `METHOD path` (`peer.count(method,
+path_prefix)` sums them), `peer.ingest_jobs()` lists the Bulk ingest jobs, and
+`peer.store.rows / find / duplicates` read the org back. `demo_store()` is the org the
+sandbox serves (`connectors/sandbox/run.py`), with a few deliberately bad records. No dagster
+import: this is a plain helper.
 """
 
 from __future__ import annotations
@@ -46,6 +72,7 @@ import gzip
 import io
 import itertools
 import json
+import random
 import re
 import shutil
 import socket
@@ -61,7 +88,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
     "DATA_PATH",
@@ -100,7 +127,14 @@ class FieldSpec:
     type: str = "string"
     reference_to: str | None = None
     relationship_name: str | None = None
+    # an External ID field: upserts match on it, case-insensitively, as Salesforce does
     external_id: bool = False
+    # the Unique attribute: a create or update giving a value another record holds is refused
+    # (DUPLICATE_VALUE). Off by default, as in Salesforce: then a plain create *can* make a
+    # second record with the same external id, and a later upsert on it is refused
+    unique: bool = False
+    updateable: bool = True  # False: system fields, refused on writes (INVALID_FIELD_FOR_…)
+    picklist: tuple[str, ...] = ()  # a restricted picklist's values (writes are checked)
 
 
 @dataclass(frozen=True)
@@ -129,12 +163,23 @@ class ObjectSpec:
 
 def _system_fields() -> tuple[FieldSpec, ...]:
     return (
-        FieldSpec("Id", "id"),
-        FieldSpec("IsDeleted", "boolean"),
-        FieldSpec("CreatedDate", "datetime"),
-        FieldSpec("LastModifiedDate", "datetime"),
-        FieldSpec("SystemModstamp", "datetime"),
+        FieldSpec("Id", "id", updateable=False),
+        FieldSpec("IsDeleted", "boolean", updateable=False),
+        FieldSpec("CreatedDate", "datetime", updateable=False),
+        FieldSpec("LastModifiedDate", "datetime", updateable=False),
+        FieldSpec("SystemModstamp", "datetime", updateable=False),
     )
+
+
+_WORK_ORDER_STATUSES = (
+    "New",
+    "In Progress",
+    "On Hold",
+    "Completed",
+    "Cannot Complete",
+    "Closed",
+    "Canceled",
+)
 
 
 def _account_lookup() -> FieldSpec:
@@ -160,7 +205,7 @@ FIELD_SERVICE_SCHEMA: dict[str, ObjectSpec] = {
             (
                 *_system_fields(),
                 FieldSpec("WorkOrderNumber"),
-                FieldSpec("Status", "picklist"),
+                FieldSpec("Status", "picklist", picklist=_WORK_ORDER_STATUSES),
                 FieldSpec("StatusCategory", "picklist"),
                 FieldSpec("Priority", "picklist"),
                 FieldSpec("Subject"),
@@ -178,6 +223,13 @@ FIELD_SERVICE_SCHEMA: dict[str, ObjectSpec] = {
                 FieldSpec("Urgent__c", "boolean"),
                 FieldSpec("Date_Commande__c", "date"),
                 FieldSpec("Categorie__c", "picklist"),
+                # what the hub pushes back when a work order is completed
+                FieldSpec("Hub_External_Id__c", external_id=True),
+                FieldSpec("Completed_At__c", "datetime"),
+                FieldSpec("Tenant_Absent__c", "boolean"),
+                FieldSpec("Rating__c", "double"),
+                FieldSpec("Technician__c"),
+                FieldSpec("Completion_Ref__c"),
             ),
         ),
         ObjectSpec(
@@ -297,6 +349,37 @@ class SalesforceStore:
             if include_deleted or not record["IsDeleted"]
         ]
 
+    def index(self, object_name: str, field_name: str) -> dict[Any, list[str]]:
+        """Live record ids by the value of `field_name` (text compared case-insensitively, as
+        Salesforce matches external ids); built afresh, so it sees any change a test made."""
+        spec = self.spec(object_name)
+        assert spec is not None
+        field_spec = spec.field(field_name)
+        assert field_spec is not None
+        index: dict[Any, list[str]] = {}
+        for record in self.rows(spec.name):
+            value = record.get(field_spec.name)
+            if value is not None:
+                index.setdefault(_match_key(value), []).append(record["Id"])
+        return index
+
+    def find(self, object_name: str, field_name: str, value: Any) -> list[dict[str, Any]]:
+        """The live records whose `field_name` matches `value` (case-insensitive text)."""
+        spec = self.spec(object_name)
+        assert spec is not None
+        ids = self.index(spec.name, field_name).get(_match_key(value), [])
+        return [self.records[spec.name][record_id] for record_id in ids]
+
+    def duplicates(self, object_name: str, field_name: str) -> dict[Any, list[str]]:
+        """`{value: [Id, …]}` for every value of `field_name` that 2+ live records hold."""
+        return {
+            value: ids for value, ids in self.index(object_name, field_name).items() if len(ids) > 1
+        }
+
+
+def _match_key(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
 
 def _coerce(spec: FieldSpec, value: Any) -> Any:
     if value is None:
@@ -322,15 +405,6 @@ def _coerce(spec: FieldSpec, value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # Demo data: social landlords' maintenance works in Field Service objects
 
-_WORK_ORDER_STATUSES = (
-    "New",
-    "In Progress",
-    "On Hold",
-    "Completed",
-    "Cannot Complete",
-    "Closed",
-    "Canceled",
-)
 _APPOINTMENT_STATUSES = (
     "None",
     "Scheduled",
@@ -508,11 +582,14 @@ def demo_store() -> SalesforceStore:
 class PeerFault(Exception):
     """An error answer: HTTP status and Salesforce's `errorCode` and `message`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, fields: Sequence[str] | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.fields = list(fields) if fields is not None else None
 
 
 def _malformed(message: str) -> PeerFault:
@@ -570,6 +647,96 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     return str(value)
+
+
+_WRITE_DATETIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)(Z|[+-]\d{2}:?\d{2})?"
+)
+_TRUE_TEXT = frozenset({"true", "1", "yes"})
+_FALSE_TEXT = frozenset({"false", "0", "no"})
+
+
+def _write_value(spec: FieldSpec, value: Any) -> Any:
+    """A value a client wrote (JSON value or CSV text) as the store keeps it; ValueError when
+    it is not of the field's type."""
+    if value is None:
+        return None
+    kind = spec.type
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE_TEXT | _FALSE_TEXT:
+            return value.strip().lower() in _TRUE_TEXT
+        raise ValueError(value)
+    if kind in _NUMBER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
+            raise ValueError(value)
+        number = Decimal(str(value).strip())  # InvalidOperation is a ValueError
+        if not number.is_finite():
+            raise ValueError(value)
+        return int(number) if kind == "int" else number
+    if kind == "date":
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError(value)
+        return dt.date.fromisoformat(value)
+    if kind == "datetime":
+        match = _WRITE_DATETIME.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(value)
+        zone = match[2] or "+00:00"  # no offset: Salesforce reads the instant as UTC
+        if zone != "Z" and ":" not in zone:
+            zone = f"{zone[:3]}:{zone[3:]}"
+        parsed = dt.datetime.fromisoformat(match[1] + ("+00:00" if zone == "Z" else zone))
+        return parsed.astimezone(UTC)
+    if isinstance(value, bool | dict | list):
+        raise ValueError(value)
+    return str(value)
+
+
+def _item_error(code: str, message: str, fields: Sequence[str] = ()) -> dict[str, Any]:
+    return {"statusCode": code, "message": message, "fields": list(fields)}
+
+
+@dataclass
+class _ItemResult:
+    """The outcome of writing one record: an id and `created`, or errors."""
+
+    id: str | None = None
+    created: bool | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def json(self) -> dict[str, Any]:
+        if self.errors:
+            body: dict[str, Any] = {"id": self.id} if self.id else {}
+            return {**body, "success": False, "errors": self.errors}
+        return {"id": self.id, "success": True, "errors": [], "created": self.created}
+
+    def bulk_error(self) -> str:
+        # Bulk API 2.0's sf__Error: `CODE:message:fields --` (exact text NOT VERIFIED)
+        return " ".join(
+            f"{error['statusCode']}:{error['message']}:{','.join(error['fields'])} --"
+            for error in self.errors
+        )
+
+
+@dataclass
+class _Poison:
+    """Records whose `field` matches are refused with `code`/`message` (`times` left: None =
+    always)."""
+
+    object: str
+    field: str
+    match: Any
+    code: str
+    message: str
+    times: int | None
+
+    def hits(self, value: Any) -> bool:
+        if self.times is not None and self.times <= 0:
+            return False
+        if callable(self.match):
+            return bool(self.match(value))
+        return value is not None and _match_key(value) == _match_key(self.match)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1050,7 +1217,16 @@ class PeerFaults:
     unavailable_calls: int = 0  # the next N calls answer 503 SERVER_UNAVAILABLE
     slow_calls: int = 0  # the next N calls answer after `slow_seconds`
     slow_seconds: float = 0.0
-    path_prefix: str = "/"  # the 503 and slow faults only hit paths starting with this
+    path_prefix: str = "/"  # the 503, slow and transient faults only hit paths starting so
+    # each call fails at random with this probability, as one of `transient_kinds`: "503",
+    # "500", "429" and "403" (REQUEST_LIMIT_EXCEEDED) answer at once without doing anything;
+    # "stall" does the work, then holds the answer `stall_seconds` (past the client's timeout:
+    # the write happened, the client never hears of it)
+    transient_rate: float = 0.0
+    transient_kinds: tuple[str, ...] = ("503", "500", "429", "403", "stall")
+    stall_seconds: float = 2.0
+    rng: random.Random = field(default_factory=lambda: random.Random(20260101))
+    injected: Counter[str] = field(default_factory=Counter)  # transient faults played, by kind
 
 
 @dataclass
@@ -1101,6 +1277,61 @@ class _QueryJob:
         }
         if self.state == "JobComplete" and self.rows is not None:
             info.update(numberRecordsProcessed=len(self.rows), retries=0, totalProcessingTime=42)
+        return info
+
+
+@dataclass
+class _IngestJob:
+    """A Bulk API 2.0 ingest job: Open → (CSV uploaded) → UploadComplete → InProgress →
+    JobComplete, or Aborted / Failed."""
+
+    id: str
+    operation: str
+    object: str
+    external_id_field: str | None
+    delimiter: str
+    line_ending: str
+    api_version: str
+    created: dt.datetime
+    state: str = "Open"
+    data: str | None = None
+    header: list[str] = field(default_factory=list)
+    successful: list[list[str]] = field(default_factory=list)
+    failed: list[list[str]] = field(default_factory=list)
+    unprocessed: list[list[str]] = field(default_factory=list)
+    error_message: str = ""
+    polls: int = 0
+
+    def info(self) -> dict[str, Any]:
+        stamp = _rest_datetime(self.created)
+        info: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.object,
+            "createdById": salesforce_id("005", 1),
+            "createdDate": stamp,
+            "systemModstamp": stamp,
+            "state": self.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": Decimal(self.api_version),
+            "jobType": "V2Ingest",
+            "lineEnding": self.line_ending,
+            "columnDelimiter": self.delimiter,
+        }
+        if self.external_id_field:
+            info["externalIdFieldName"] = self.external_id_field
+        if self.state not in ("Open", "UploadComplete"):
+            info.update(
+                numberRecordsProcessed=len(self.successful) + len(self.failed),
+                numberRecordsFailed=len(self.failed),
+                retries=0,
+                totalProcessingTime=42,
+                apiActiveProcessingTime=21,
+                apexProcessingTime=0,
+            )
+        if self.error_message:
+            info["errorMessage"] = self.error_message
         return info
 
 
@@ -1254,6 +1485,8 @@ class SalesforcePeer:
         self._routes: list[_Route] = []
         self._cursors: dict[str, _Cursor] = {}
         self._jobs: dict[str, _QueryJob] = {}
+        self._ingest_jobs: dict[str, _IngestJob] = {}
+        self.poisons: list[_Poison] = []
         self._numbers = itertools.count(1)
         self._connections: set[Any] = set()
         self._stopping = threading.Event()
@@ -1374,6 +1607,46 @@ class SalesforcePeer:
         with self.lock:
             self.api_used = self.api_limit
 
+    def poison(
+        self,
+        object_name: str,
+        field_name: str,
+        match: Any,
+        status_code: str = "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        message: str = "This record breaks a validation rule",
+        *,
+        times: int | None = None,
+    ) -> None:
+        """Refuse every write of a record of `object_name` whose `field_name` (as written)
+        equals `match` (case-insensitive text) or satisfies `match(value)` when it is callable:
+        that record gets a per-item error `status_code`/`message` (REST collections, single
+        calls, Bulk `sf__Error`) while the others succeed. `times`: only that many refusals
+        (e.g. a transient UNABLE_TO_LOCK_ROW); None: every time."""
+        spec = self.store.spec(object_name)
+        if spec is None or spec.field(field_name) is None:
+            raise KeyError(f"no field {field_name} on {object_name}")
+        with self.lock:
+            self.poisons.append(
+                _Poison(spec.name, spec.field(field_name).name, match, status_code, message, times)  # type: ignore[union-attr]
+            )
+
+    def lock_rows(self, object_name: str, field_name: str, match: Any, *, times: int = 1) -> None:
+        """The matching records are locked by another transaction for the next `times` writes:
+        per-item `UNABLE_TO_LOCK_ROW`, as Salesforce answers under contention."""
+        self.poison(
+            object_name,
+            field_name,
+            match,
+            "UNABLE_TO_LOCK_ROW",
+            "unable to obtain exclusive access to this record or 1 records",
+            times=times,
+        )
+
+    def ingest_jobs(self) -> list[dict[str, Any]]:
+        """The Bulk API 2.0 ingest jobs created so far (their job info)."""
+        with self.lock:
+            return [job.info() for job in self._ingest_jobs.values()]
+
     def add_route(
         self,
         method: str,
@@ -1403,16 +1676,37 @@ class SalesforcePeer:
             unavailable = targeted and self.faults.unavailable_calls > 0
             if unavailable:
                 self.faults.unavailable_calls -= 1
+            transient = ""
+            if (
+                targeted
+                and self.faults.transient_rate > 0
+                and self.faults.rng.random() < self.faults.transient_rate
+            ):
+                transient = self.faults.rng.choice(self.faults.transient_kinds)
+                self.faults.injected[transient] += 1
         if slow:
             self._stopping.wait(self.faults.slow_seconds)
         try:
-            if unavailable:
+            if unavailable or transient == "503":
                 raise PeerFault(
                     503, "SERVER_UNAVAILABLE", "Server temporarily unavailable, please retry"
                 )
+            if transient == "500":
+                raise PeerFault(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
+            if transient == "429":
+                raise PeerFault(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests, retry later")
+            if transient == "403":
+                raise PeerFault(
+                    403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."
+                )
             response = self._route(request)
+            if transient == "stall":
+                self._stopping.wait(self.faults.stall_seconds)
         except PeerFault as fault:
-            response = PeerResponse.json([{"message": fault.message, "errorCode": fault.code}])
+            error: dict[str, Any] = {"message": fault.message, "errorCode": fault.code}
+            if fault.fields is not None:
+                error["fields"] = fault.fields
+            response = PeerResponse.json([error])
             response.status = fault.status
         except Exception:
             self.errors.append(traceback.format_exc())
@@ -1482,6 +1776,37 @@ class SalesforcePeer:
             ("PATCH", DATA_PATH + r"jobs/query/(?P<job>\w+)/?", self._query_job_state, False),
             ("DELETE", DATA_PATH + r"jobs/query/(?P<job>\w+)/?", self._query_job_delete, False),
             ("GET", DATA_PATH + r"jobs/query/(?P<job>\w+)/results/?", self._query_results, False),
+            ("POST", DATA_PATH + r"sobjects/(?P<object>\w+)/?", self._create_one, False),
+            (
+                "PATCH",
+                DATA_PATH + r"sobjects/(?P<object>\w+)/(?P<id>\w+)/?",
+                self._update_one,
+                False,
+            ),
+            (
+                "PATCH",
+                DATA_PATH + r"sobjects/(?P<object>\w+)/(?P<field>\w+)/(?P<value>[^/]+)/?",
+                self._upsert_one,
+                False,
+            ),
+            (
+                "PATCH",
+                DATA_PATH + r"composite/sobjects/(?P<object>\w+)/(?P<field>\w+)/?",
+                self._upsert_collection,
+                False,
+            ),
+            ("POST", DATA_PATH + r"jobs/ingest/?", self._create_ingest_job, False),
+            ("GET", DATA_PATH + r"jobs/ingest/(?P<job>\w+)/?", self._ingest_job_info, False),
+            ("PATCH", DATA_PATH + r"jobs/ingest/(?P<job>\w+)/?", self._ingest_job_state, False),
+            ("DELETE", DATA_PATH + r"jobs/ingest/(?P<job>\w+)/?", self._ingest_job_delete, False),
+            ("PUT", DATA_PATH + r"jobs/ingest/(?P<job>\w+)/batches/?", self._ingest_upload, False),
+            (
+                "GET",
+                DATA_PATH + r"jobs/ingest/(?P<job>\w+)/(?P<kind>successfulResults|failedResults"
+                r"|unprocessedRecords)/?",
+                self._ingest_results,
+                False,
+            ),
         )
         for method, pattern, handler, public in routes:
             self._routes.append(_Route(method, re.compile(pattern), handler, public))
@@ -1697,6 +2022,482 @@ class SalesforcePeer:
             "text/csv",
             {"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(rows))},
         )
+
+    # -- sObject writes (REST single calls, collections, Bulk API 2.0 ingest share _write)
+    def _object_spec(self, name: str) -> ObjectSpec:
+        spec = self.store.spec(name)
+        if spec is None:
+            raise PeerFault(
+                404, "NOT_FOUND", f"The requested resource does not exist: sObject type {name}"
+            )
+        return spec
+
+    def _external_id(self, spec: ObjectSpec, name: str) -> FieldSpec:
+        field_spec = spec.field(name)
+        if field_spec is None or not (field_spec.external_id or field_spec.type == "id"):
+            raise PeerFault(
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {name}",
+            )
+        return field_spec
+
+    def _write(
+        self,
+        spec: ObjectSpec,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        external_id: FieldSpec | None,
+        all_or_none: bool = False,
+        record_id: str | None = None,
+    ) -> list[_ItemResult]:
+        """Create (no `external_id`), upsert (matching on `external_id`) or update (`record_id`)
+        `items`, each a {field name: value as written}; every item answered on its own.
+        Unknown fields are a PeerFault (400 INVALID_FIELD) for the whole call. Call under the
+        lock."""
+        for item in items:
+            for name in item:
+                if spec.field(name) is None:
+                    raise PeerFault(
+                        400,
+                        "INVALID_FIELD",
+                        f"No such column '{name}' on sobject of type {spec.name}",
+                    )
+        index = self.store.index(spec.name, external_id.name) if external_id else {}
+        plans: list[tuple[_ItemResult, dict[str, Any]]] = []
+        seen: Counter[Any] = Counter()
+        typed_items: list[dict[str, Any]] = []
+        results: list[_ItemResult] = []
+        for item in items:
+            result = _ItemResult()
+            typed: dict[str, Any] = {}
+            for name, value in item.items():
+                field_spec = spec.field(name)
+                assert field_spec is not None
+                if not field_spec.updateable and not (
+                    external_id is not None and field_spec is external_id
+                ):
+                    result.errors.append(
+                        _item_error(
+                            "INVALID_FIELD_FOR_INSERT_UPDATE",
+                            f"Unable to create/update fields: {field_spec.name}. Please check"
+                            " the security settings of this field and verify that it is"
+                            " read/write for your profile or permission set.",
+                            [field_spec.name],
+                        )
+                    )
+                    continue
+                try:
+                    typed[field_spec.name] = _write_value(field_spec, value)
+                except (ValueError, TypeError, ArithmeticError):
+                    result.errors.append(
+                        _item_error(
+                            "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                            f"{field_spec.name}: value not of required type: {value}",
+                            [field_spec.name],
+                        )
+                    )
+                    continue
+                if (
+                    field_spec.picklist
+                    and typed[field_spec.name] is not None
+                    and typed[field_spec.name] not in field_spec.picklist
+                ):
+                    result.errors.append(
+                        _item_error(
+                            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                            f"{field_spec.name}: bad value for restricted picklist field: {value}",
+                            [field_spec.name],
+                        )
+                    )
+            if external_id is not None and typed.get(external_id.name) is not None:
+                seen[_match_key(typed[external_id.name])] += 1
+            typed_items.append(typed)
+            results.append(result)
+        for typed, result in zip(typed_items, results, strict=True):
+            key = _match_key(typed[external_id.name]) if external_id is not None else None
+            if external_id is not None and not result.errors:
+                if key is None:
+                    result.errors.append(
+                        _item_error(
+                            "MISSING_ARGUMENT",
+                            f"{external_id.name} not specified",
+                            [external_id.name],
+                        )
+                    )
+                elif seen[key] > 1:
+                    result.errors.append(
+                        _item_error(
+                            "DUPLICATE_EXTERNAL_ID",
+                            f"Duplicate external id specified: {typed[external_id.name]}",
+                            [external_id.name],
+                        )
+                    )
+                elif len(index.get(key, ())) > 1:
+                    result.errors.append(
+                        _item_error(
+                            "DUPLICATE_EXTERNAL_ID",
+                            f"{external_id.name}: more than one record found for external id"
+                            f" field: [{', '.join(index[key])}]",
+                            [external_id.name],
+                        )
+                    )
+            if not result.errors:
+                for poison in self.poisons:
+                    if poison.object == spec.name and poison.hits(typed.get(poison.field)):
+                        if poison.times is not None:
+                            poison.times -= 1
+                        result.errors.append(_item_error(poison.code, poison.message))
+                        break
+            if not result.errors:
+                for field_spec in spec.fields:
+                    value = typed.get(field_spec.name)
+                    if not field_spec.unique or value is None:
+                        continue
+                    holders = self.store.index(spec.name, field_spec.name).get(
+                        _match_key(value), []
+                    )
+                    target = record_id or (index.get(key, [None])[0] if key else None)
+                    if [holder for holder in holders if holder != target]:
+                        result.errors.append(
+                            _item_error(
+                                "DUPLICATE_VALUE",
+                                f"duplicate value found: {field_spec.name} duplicates value on"
+                                f" record with id: {holders[0]}",
+                                [field_spec.name],
+                            )
+                        )
+            plans.append((result, typed))
+        if all_or_none and any(result.errors for result, _ in plans):
+            for result, _ in plans:
+                if not result.errors:
+                    result.errors.append(
+                        _item_error(
+                            "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                            "Record rolled back because not all records were valid and the"
+                            " request was using AllOrNone header",
+                        )
+                    )
+            return [result for result, _ in plans]
+        for result, typed in plans:
+            if result.errors:
+                continue
+            target = record_id
+            if external_id is not None:
+                matches = index.get(_match_key(typed[external_id.name]), [])
+                target = matches[0] if matches else None
+            if target is None:
+                result.id = self.store.insert(spec.name, typed)
+                result.created = True
+            else:
+                self.store.update(spec.name, target, typed)
+                result.id, result.created = target, False
+        return [result for result, _ in plans]
+
+    @staticmethod
+    def _write_body(request: PeerRequest) -> Any:
+        try:
+            return json.loads(request.body or b"null", parse_float=Decimal)
+        except ValueError:
+            raise PeerFault(400, "JSON_PARSER_ERROR", "Unexpected character in the body") from None
+
+    @staticmethod
+    def _refusal(result: _ItemResult) -> PeerResponse:
+        """A single call's per-item errors as Salesforce answers them: 400 and a JSON list."""
+        return PeerResponse.json(
+            [
+                {
+                    "message": error["message"],
+                    "errorCode": error["statusCode"],
+                    **({"fields": error["fields"]} if error["fields"] else {}),
+                }
+                for error in result.errors
+            ],
+            status=400,
+        )
+
+    def _single_record(self, request: PeerRequest) -> dict[str, Any]:
+        body = self._write_body(request)
+        if not isinstance(body, dict):
+            raise PeerFault(400, "JSON_PARSER_ERROR", "The body must be a JSON object")
+        body.pop("attributes", None)
+        return body
+
+    def _create_one(self, request: PeerRequest) -> PeerResponse:
+        """`POST sobjects/{O}/`: always a new record, duplicates included (no deduplication)."""
+        assert request.match is not None
+        with self.lock:
+            spec = self._object_spec(request.match["object"])
+            (result,) = self._write(spec, [self._single_record(request)], external_id=None)
+        if result.errors:
+            return self._refusal(result)
+        return PeerResponse.json({"id": result.id, "success": True, "errors": []}, status=201)
+
+    def _update_one(self, request: PeerRequest) -> PeerResponse:
+        """`PATCH sobjects/{O}/{Id}` → 204."""
+        assert request.match is not None
+        with self.lock:
+            spec = self._object_spec(request.match["object"])
+            record = self.store.get(spec.name, request.match["id"])
+            if record is None or record["IsDeleted"]:
+                raise PeerFault(404, "NOT_FOUND", "The requested resource does not exist")
+            (result,) = self._write(
+                spec, [self._single_record(request)], external_id=None, record_id=record["Id"]
+            )
+        return self._refusal(result) if result.errors else PeerResponse(204, None)
+
+    def _upsert_one(self, request: PeerRequest) -> PeerResponse:
+        """`PATCH sobjects/{O}/{ExtField}/{value}`: 201 created, 200 `created:false` (API ≥ 46;
+        204 before), 300 with the matching records' URLs when 2+ hold the value."""
+        assert request.match is not None
+        value = unquote(request.match["value"])
+        with self.lock:
+            spec = self._object_spec(request.match["object"])
+            external_id = self._external_id(spec, request.match["field"])
+            record = self._single_record(request)
+            record = {
+                name: item
+                for name, item in record.items()
+                if name.lower() != external_id.name.lower()
+            }
+            matches = self.store.index(spec.name, external_id.name).get(
+                _match_key(_write_value(external_id, value)), []
+            )
+            if len(matches) > 1:
+                return PeerResponse.json(
+                    [
+                        f"/services/data/v{request.version}/sobjects/{spec.name}/{match}"
+                        for match in matches
+                    ],
+                    status=300,
+                )
+            (result,) = self._write(
+                spec, [{external_id.name: value, **record}], external_id=external_id
+            )
+        if result.errors:
+            return self._refusal(result)
+        if result.created:
+            return PeerResponse.json(result.json(), status=201)
+        if float(request.version) < 46.0:
+            return PeerResponse(204, None)
+        return PeerResponse.json(result.json())
+
+    def _upsert_collection(self, request: PeerRequest) -> PeerResponse:
+        """`PATCH composite/sobjects/{O}/{ExtField}`: ≤ 200 records, 200 with one result per
+        record in request order; `allOrNone` honoured."""
+        assert request.match is not None
+        body = self._write_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            raise PeerFault(400, "JSON_PARSER_ERROR", "The body must have a records list")
+        records = body["records"]
+        if len(records) > 200:
+            raise PeerFault(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        with self.lock:
+            spec = self._object_spec(request.match["object"])
+            external_id = self._external_id(spec, request.match["field"])
+            items = []
+            for record in records:
+                attributes = record.get("attributes") if isinstance(record, dict) else None
+                kind = attributes.get("type") if isinstance(attributes, dict) else None
+                if not isinstance(kind, str) or kind.lower() != spec.name.lower():
+                    raise PeerFault(
+                        400,
+                        "INVALID_TYPE",
+                        f"Each record must have attributes.type {spec.name} in this call",
+                    )
+                items.append(
+                    {name: value for name, value in record.items() if name != "attributes"}
+                )
+            results = self._write(
+                spec, items, external_id=external_id, all_or_none=bool(body.get("allOrNone"))
+            )
+        return PeerResponse.json([result.json() for result in results])
+
+    # -- Bulk API 2.0 ingest jobs
+    def _ingest_job(self, request: PeerRequest) -> _IngestJob:
+        assert request.match is not None
+        job = self._ingest_jobs.get(request.match["job"])
+        if job is None:
+            raise PeerFault(404, "NOT_FOUND", "The requested resource does not exist")
+        return job
+
+    def _create_ingest_job(self, request: PeerRequest) -> PeerResponse:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise PeerFault(400, "INVALIDJOB", "InvalidJob : the body must be a JSON object")
+        operation = body.get("operation")
+        if operation not in ("insert", "upsert"):
+            raise PeerFault(
+                400, "INVALIDJOB", f"InvalidJob : operation {operation!r} is not served here"
+            )
+        delimiter = body.get("columnDelimiter", "COMMA")
+        line_ending = body.get("lineEnding", "LF")
+        if delimiter not in _DELIMITERS or line_ending not in _LINE_ENDINGS:
+            raise PeerFault(400, "INVALIDJOB", "unknown columnDelimiter or lineEnding")
+        if body.get("contentType", "CSV") != "CSV":
+            raise PeerFault(400, "INVALIDJOB", "InvalidJob : contentType must be CSV")
+        with self.lock:
+            spec = self.store.spec(str(body.get("object") or ""))
+            if spec is None:
+                raise PeerFault(
+                    400, "INVALIDJOB", f"InvalidJob : Invalid object: {body.get('object')}"
+                )
+            external = None
+            if operation == "upsert":
+                name = str(body.get("externalIdFieldName") or "")
+                field_spec = spec.field(name)
+                if field_spec is None or not (field_spec.external_id or field_spec.type == "id"):
+                    raise PeerFault(
+                        400,
+                        "INVALIDJOB",
+                        f"InvalidJob : Field name provided, {name} is not an External ID or"
+                        f" indexed field for {spec.name}",
+                    )
+                external = field_spec.name
+            job = _IngestJob(
+                id=self._next_id("750"),
+                operation=operation,
+                object=spec.name,
+                external_id_field=external,
+                delimiter=delimiter,
+                line_ending=line_ending,
+                api_version=request.version,
+                created=dt.datetime.now(UTC).replace(microsecond=0),
+            )
+            self._ingest_jobs[job.id] = job
+            return PeerResponse.json(job.info())
+
+    def _ingest_upload(self, request: PeerRequest) -> PeerResponse:
+        if not request.headers.get("content-type", "").startswith("text/csv"):
+            raise PeerFault(400, "INVALIDCONTENTTYPE", "the batch must be sent as text/csv")
+        with self.lock:
+            job = self._ingest_job(request)
+            if job.state != "Open" or job.data is not None:
+                raise PeerFault(
+                    409, "INVALIDJOBSTATE", f"Job {job.id} is {job.state}: no upload accepted"
+                )
+            job.data = request.body.decode("utf-8")
+        return PeerResponse(201, None)
+
+    def _ingest_job_state(self, request: PeerRequest) -> PeerResponse:
+        body = request.json()
+        state = body.get("state") if isinstance(body, dict) else None
+        with self.lock:
+            job = self._ingest_job(request)
+            if state == "UploadComplete" and job.state == "Open":
+                job.state = "UploadComplete"
+                self._process_ingest(job)  # at once; GET shows InProgress a while first
+            elif state == "Aborted" and job.state in ("Open", "UploadComplete", "InProgress"):
+                job.state = "Aborted"
+            else:
+                raise PeerFault(
+                    400, "INVALIDJOBSTATE", f"Job {job.id} is {job.state}: cannot go to {state}"
+                )
+            return PeerResponse.json(job.info())
+
+    def _process_ingest(self, job: _IngestJob) -> None:
+        """Write every row of the uploaded CSV (`#N/A` = null, empty = leave as is); rows
+        never fail one another."""
+        if job.data is None:
+            job.state, job.error_message = "Failed", "InvalidBatch : no data uploaded"
+            return
+        reader = csv.reader(io.StringIO(job.data, newline=""), delimiter=_DELIMITERS[job.delimiter])
+        rows = list(reader)
+        if not rows:
+            job.state, job.error_message = "Failed", "InvalidBatch : empty CSV"
+            return
+        job.header, data_rows = rows[0], rows[1:]
+        spec = self.store.spec(job.object)
+        assert spec is not None
+        unknown = [name for name in job.header if spec.field(name) is None]
+        if unknown or (
+            job.external_id_field
+            and job.external_id_field.lower() not in [name.lower() for name in job.header]
+        ):
+            missing = unknown[0] if unknown else job.external_id_field
+            job.state = "Failed"
+            job.error_message = f"InvalidBatch : Field name not found : {missing}"
+            return
+        items = [
+            {
+                name: (None if text == "#N/A" else text)
+                for name, text in zip(job.header, row, strict=False)
+                if text != ""
+            }
+            for row in data_rows
+        ]
+        external = spec.field(job.external_id_field) if job.external_id_field else None
+        results = self._write(spec, items, external_id=external)
+        for row, result in zip(data_rows, results, strict=True):
+            if result.errors:
+                job.failed.append([result.id or "", result.bulk_error(), *row])
+            else:
+                job.successful.append(
+                    [result.id or "", "true" if result.created else "false", *row]
+                )
+        # Salesforce gives no order; neither does the peer (a fixed shuffle per job)
+        shuffle = random.Random(job.id)
+        shuffle.shuffle(job.successful)
+        shuffle.shuffle(job.failed)
+
+    def _ingest_job_info(self, request: PeerRequest) -> PeerResponse:
+        with self.lock:
+            job = self._ingest_job(request)
+            if job.state in ("UploadComplete", "InProgress"):
+                job.polls += 1
+                job.state = (
+                    "InProgress" if job.polls <= self.bulk_polls_in_progress else "JobComplete"
+                )
+            return PeerResponse.json(job.info())
+
+    def _ingest_job_delete(self, request: PeerRequest) -> PeerResponse:
+        with self.lock:
+            job = self._ingest_job(request)
+            if job.state not in ("JobComplete", "Aborted", "Failed"):
+                raise PeerFault(400, "INVALIDJOBSTATE", f"Job {job.id} is {job.state}")
+            del self._ingest_jobs[job.id]
+        return PeerResponse(204, None)
+
+    def _ingest_results(self, request: PeerRequest) -> PeerResponse:
+        assert request.match is not None
+        kind = request.match["kind"]
+        with self.lock:
+            job = self._ingest_job(request)
+            if job.state not in ("JobComplete", "Aborted", "Failed"):
+                raise PeerFault(
+                    400, "INVALIDJOBSTATE", f"Job {job.id} is {job.state}: no results yet"
+                )
+            if kind == "successfulResults":
+                header, rows = ["sf__Id", "sf__Created", *job.header], job.successful
+            elif kind == "failedResults":
+                header, rows = ["sf__Id", "sf__Error", *job.header], job.failed
+            else:
+                # rows of an upload that was never processed (a job aborted while Open)
+                parsed = (
+                    list(
+                        csv.reader(
+                            io.StringIO(job.data, newline=""), delimiter=_DELIMITERS[job.delimiter]
+                        )
+                    )
+                    if job.data is not None and not job.header
+                    else []
+                )
+                header, rows = (parsed[0], parsed[1:]) if parsed else (job.header, [])
+            buffer = io.StringIO()
+            writer = csv.writer(
+                buffer,
+                delimiter=_DELIMITERS[job.delimiter],
+                lineterminator=_LINE_ENDINGS[job.line_ending],
+                quoting=csv.QUOTE_ALL,
+            )
+            if header:
+                writer.writerow(header)
+            writer.writerows(rows)
+        return PeerResponse(200, buffer.getvalue().encode(), "text/csv")
 
 
 def _locator(offset: int) -> str:
