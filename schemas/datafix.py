@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.canonical import ENTITIES, ColumnType
+from schemas.outgoing import OUTGOING
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 LANDLORD_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -416,6 +417,174 @@ class EntityMapping(StrictModel):
     fields: dict[str, FieldRule] = Field(description="Canonical field → rule.")
 
 
+OUTGOING_NAMES = ("commitments", "invoices", "completions")
+SINK_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class OutFieldRule(StrictModel):
+    """How one field of a pushed record is filled: from an outgoing column, or a fixed value.
+
+    `Status: status` is the short form of `Status: {from: status}`.
+    """
+
+    from_: str | None = Field(None, alias="from", description="Outgoing column to send.")
+    value: str | int | bool | None = Field(None, description="A fixed value for every record.")
+    as_: Literal["native", "text", "euros", "euros_comma", "date", "yyyymmdd", "datetime"] = Field(
+        "native",
+        alias="as",
+        description="How the value is written: `native` (cents as a whole number, dates as"
+        " dates), `text`, `euros` (cents as `1234.56`), `euros_comma` (`1234,56`), `date`"
+        " (`2026-11-22`), `yyyymmdd` (`20261122`) or `datetime` (ISO 8601 with offset).",
+    )
+    map: dict[str, str | int | bool] | None = Field(
+        None, description="Value → what the target expects (e.g. `done: Completed`)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_column_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"from": value}
+        if isinstance(value, dict) and isinstance(value.get("map"), dict):
+            value = {**value, "map": {_map_key(k): v for k, v in value["map"].items()}}
+        return value
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> OutFieldRule:
+        if (self.from_ is None) == (self.value is None):
+            raise ValueError("give exactly one of `from` (an outgoing column) or `value`")
+        return self
+
+
+def _map_key(key: object) -> str:
+    # YAML reads `true:` as a boolean and `1:` as a number; the map compares text
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+class SinkBase(StrictModel):
+    """What every sink says: which records it receives and how their fields are filled."""
+
+    sends: Literal["commitments", "invoices", "completions"] = Field(
+        description="The outgoing records this sink receives."
+    )
+    fields: dict[str, OutFieldRule] = Field(
+        min_length=1, description="Target field → outgoing column (or `{value: …}`)."
+    )
+    batch_size: int | None = Field(
+        None, ge=1, le=100_000, description="Records per call (default: the sink's own)."
+    )
+    max_attempts: int = Field(
+        8, ge=1, le=100, description="Tries per record and run on transient refusals."
+    )
+    timeout: float = Field(30, gt=0, le=600, description="Seconds per call.")
+
+
+class SqlSink(SinkBase):
+    """Upsert into a table of the landlord's ERP database (SQLAlchemy URL or ODBC)."""
+
+    kind: Literal["sql"]
+    url: str | None = Field(None, description="SQLAlchemy URL; `${VARIABLE}` for the password.")
+    connection: str | None = Field(
+        None, description="ODBC connection string instead of `url` (`PWD=${VARIABLE}`)."
+    )
+    table: str = Field(description="Target table; it must exist.")
+    db_schema: str | None = Field(None, alias="schema", description="Schema of the table.")
+    key_column: str = Field(description="Column holding the record's key (upsert on it).")
+    idempotency_column: str | None = Field(
+        None, description="Column storing each record's idempotency key (optional)."
+    )
+
+    @model_validator(mode="after")
+    def _one_address(self) -> SqlSink:
+        if (self.url is None) == (self.connection is None):
+            raise ValueError("give exactly one of `url` (SQLAlchemy) or `connection` (ODBC)")
+        return self
+
+
+class SoapSink(SinkBase):
+    """A web service of the landlord's ERP, described by its WSDL."""
+
+    kind: Literal["soap"]
+    wsdl: str = Field(description="WSDL file path or http(s) URL.")
+    operation: str = Field(description="Operation receiving the records.")
+    mode: Literal["auto", "batch", "per_record"] = Field(
+        "auto", description="A list of records per call, or one call per record (auto: WSDL)."
+    )
+    idempotency_field: str = Field(
+        "IdempotencyKey", description="Field of a record carrying its idempotency key."
+    )
+    read_operation: str | None = Field(
+        None, description="Operation reading records back by reference (crash recovery)."
+    )
+    username: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
+    password: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
+
+
+class SageX3Sink(SinkBase):
+    """Sage X3 `CAdxWebServiceXmlCC`: `save` (create) or `modify` of an object, e.g. SIH."""
+
+    kind: Literal["sage_x3"]
+    wsdl: str = Field(description="WSDL of CAdxWebServiceXmlCC (file path or URL).")
+    pool_alias: str = Field(description="Sage X3 pool alias (e.g. `SEED`).")
+    public_name: str = Field("SIH", description="Web service public name (sales invoice: SIH).")
+    group: str = Field("SIH0_1", description="Screen block (GRP ID) the fields belong to.")
+    reference_field: str = Field(
+        description="X3 field holding the hub's reference, queried to read invoices back."
+    )
+    language: str = "FRA"
+    username: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
+    password: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
+
+
+class Sage100FileSink(SinkBase):
+    """Sage 100: an import file (import paramétrable) dropped atomically into a folder."""
+
+    kind: Literal["sage100_file"]
+    folder: str = Field(description="Drop folder Sage 100 imports from.")
+    file_prefix: str = Field("HUB_", description="Start of every file name the hub writes.")
+    format: Literal["csv", "xlsx"] = "csv"
+    delimiter: str = Field(";", min_length=1, max_length=1)
+    encoding: str = "cp1252"
+    date_format: str = Field("%d/%m/%Y", description="strftime format of dates in the file.")
+    archive_folders: list[str] = Field(
+        default_factory=list, description="Where Sage moves imported files (read back)."
+    )
+    idempotency_column: str = Field("HUB_ID", description="File column with the record's id.")
+    rows_per_file: int = Field(5000, ge=1, le=1_000_000)
+
+
+class SalesforceSink(SinkBase):
+    """Salesforce: upsert by external id (composite collections, or Bulk 2.0 when large)."""
+
+    kind: Literal["salesforce"]
+    auth: SalesforceAuthSpec
+    object: str = Field(description="sObject, e.g. `WorkOrder`.")
+    external_id_field: str = Field(description="External id field the upsert matches on.")
+    bulk_threshold: int = Field(
+        2000, ge=1, description="From this many records, one Bulk API 2.0 job instead."
+    )
+    ca_bundle: str | None = Field(None, description="CA file for a private certificate.")
+
+
+Sink = Annotated[
+    SqlSink | SoapSink | SageX3Sink | Sage100FileSink | SalesforceSink,
+    Field(discriminator="kind"),
+]
+SINK_KINDS = ("sql", "soap", "sage_x3", "sage100_file", "salesforce")
+
+
+class PushSection(StrictModel):
+    """What the hub pushes back for this landlord, and where."""
+
+    confirmed: dict[str, dict[str, list[str | bool | int]]] = Field(
+        default_factory=dict,
+        description="Per outgoing record: column → values that let a record out.",
+    )
+    sinks: dict[str, Sink] = Field(description="Named sinks.")
+
+
 class Datafix(StrictModel):
     """One landlord's datafix file."""
 
@@ -427,6 +596,7 @@ class Datafix(StrictModel):
     )
     sources: dict[str, Source] = Field(description="Named sources.")
     entities: dict[str, EntityMapping] = Field(description="Canonical entity → mapping.")
+    push: PushSection | None = Field(None, description="What goes back out, and where.")
 
 
 class Issue(BaseModel):
@@ -464,7 +634,9 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
             )
         )
     for source_name, source in datafix.sources.items():
-        issues.extend(_secret_issues(source_name, source))
+        issues.extend(_secret_issues(("sources", source_name), source))
+    if datafix.push is not None:
+        issues.extend(_push_issues(datafix))
     for entity_name, mapping in datafix.entities.items():
         if entity_name not in ENTITIES:
             issues.append(
@@ -547,11 +719,11 @@ _SECRET_HINT = (
 )
 
 
-def _secret_issues(source_name: str, source: object) -> list[Issue]:
+def _secret_issues(base: YamlPath, source: object) -> list[Issue]:
     """Secrets written in clear: passwords in URLs and connection strings, tokens, keys."""
-    base: YamlPath = ("sources", source_name)
     found: list[Issue] = []
-    if isinstance(source, SqlSource) and _inline_password(source.url):
+    url = getattr(source, "url", None) if isinstance(source, SqlSource | SqlSink) else None
+    if url is not None and _inline_password(url):
         found.append(
             Issue(
                 path=(*base, "url"),
@@ -559,8 +731,9 @@ def _secret_issues(source_name: str, source: object) -> list[Issue]:
                 hint=_SECRET_HINT + " (e.g. postgresql://hub:${ERP_PASSWORD}@…)",
             )
         )
-    if isinstance(source, OdbcSource) and source.connection is not None:
-        match = re.search(r"(?i)(?:^|;)\s*(?:pwd|password)\s*=\s*([^;]*)", source.connection)
+    connection = getattr(source, "connection", None)
+    if isinstance(source, OdbcSource | SqlSink) and connection is not None:
+        match = re.search(r"(?i)(?:^|;)\s*(?:pwd|password)\s*=\s*([^;]*)", connection)
         if match and match.group(1).strip() and not ENV_REFERENCE.fullmatch(match.group(1).strip()):
             found.append(
                 Issue(
@@ -570,7 +743,7 @@ def _secret_issues(source_name: str, source: object) -> list[Issue]:
                 )
             )
     secrets: dict[str, str | None] = {}
-    if isinstance(source, SalesforceSource):
+    if isinstance(source, SalesforceSource | SalesforceSink):
         auth = source.auth
         secrets = {
             "session_id": auth.session_id,
@@ -579,7 +752,7 @@ def _secret_issues(source_name: str, source: object) -> list[Issue]:
             "consumer_key": auth.consumer_key,
         }
         base = (*base, "auth")
-    elif isinstance(source, SageX3Source):
+    elif isinstance(source, SageX3Source | SageX3Sink | SoapSink):
         secrets = {"password": source.password}
     for name, value in secrets.items():
         if value is not None and not ENV_REFERENCE.fullmatch(value.strip()):
@@ -589,6 +762,106 @@ def _secret_issues(source_name: str, source: object) -> list[Issue]:
                 )
             )
     return found
+
+
+_AS_TYPES: dict[str, tuple[ColumnType, ...]] = {
+    "euros": (ColumnType.CENTS,),
+    "euros_comma": (ColumnType.CENTS,),
+    "date": (ColumnType.DATE, ColumnType.DATETIME),
+    "yyyymmdd": (ColumnType.DATE, ColumnType.DATETIME),
+    "datetime": (ColumnType.DATETIME,),
+}
+
+
+def _push_issues(datafix: Datafix) -> list[Issue]:
+    """The `push:` section: known records and columns, allowed values, inputs mapped."""
+    push = datafix.push
+    assert push is not None
+    issues: list[Issue] = []
+    for name, rule in push.confirmed.items():
+        base: YamlPath = ("push", "confirmed", name)
+        spec = OUTGOING.get(name)
+        if spec is None:
+            issues.append(
+                Issue(
+                    path=base,
+                    message=f"`{name}` is not something the hub pushes",
+                    hint=did_you_mean(name, tuple(OUTGOING)),
+                    key_position=True,
+                )
+            )
+            continue
+        allowed = (*spec.column_names, *spec.confirmed_options)
+        for column, values in rule.items():
+            if column not in allowed:
+                issues.append(
+                    Issue(
+                        path=(*base, column),
+                        message=f"`{column}` is not a column of the outgoing {name}",
+                        hint=did_you_mean(column, allowed),
+                        key_position=True,
+                    )
+                )
+                continue
+            choices = spec.column(column).choices if column in spec.column_names else ()
+            if column == "quote_status":
+                choices = ENTITIES["quotes"].column("status").choices
+            for index, value in enumerate(values):
+                if choices and value not in choices:
+                    issues.append(
+                        Issue(
+                            path=(*base, column, index),
+                            message=f"`{value}` is not an allowed value of {column}",
+                            hint=did_you_mean(str(value), choices),
+                        )
+                    )
+    for sink_name, sink in push.sinks.items():
+        base = ("push", "sinks", sink_name)
+        if not re.match(SINK_NAME, sink_name):
+            issues.append(
+                Issue(
+                    path=base,
+                    message=f"sink name `{sink_name}` is not allowed",
+                    hint="use lowercase letters, digits, `-` and `_` (at most 64)",
+                    key_position=True,
+                )
+            )
+        issues.extend(_secret_issues(base, sink))
+        spec = OUTGOING[sink.sends]
+        unmapped = [entity for entity in spec.inputs[:1] if entity not in datafix.entities]
+        for entity in unmapped:
+            issues.append(
+                Issue(
+                    path=(*base, "sends"),
+                    message=f"{sink.sends} are derived from {entity}, which this datafix does"
+                    " not map",
+                    hint=f"map `{entity}` under entities, or remove this sink",
+                )
+            )
+        for target, rule in sink.fields.items():
+            if rule.from_ is None:
+                continue
+            if rule.from_ not in spec.column_names:
+                issues.append(
+                    Issue(
+                        path=(*base, "fields", target),
+                        message=f"`{rule.from_}` is not a column of the outgoing {sink.sends}",
+                        hint=did_you_mean(rule.from_, spec.column_names),
+                    )
+                )
+                continue
+            column_type = spec.column(rule.from_).type
+            needs = _AS_TYPES.get(rule.as_)
+            if needs is not None and column_type not in needs:
+                issues.append(
+                    Issue(
+                        path=(*base, "fields", target, "as"),
+                        message=f"`as: {rule.as_}` does not apply to {rule.from_}"
+                        f" ({column_type.value})",
+                        hint="use `as: text` or `native`",
+                    )
+                )
+    return issues
 
 
 def _inline_password(url: str) -> bool:

@@ -1,8 +1,11 @@
 """Warehouse tables, derived from the canonical model (`schemas.canonical`).
 
 One table per canonical entity, keyed on (`landlord_id`, the entity's own reference), plus the
-hub's bookkeeping: `quarantine` (every rejected row), `load_runs` (one audit row per load) and
-`source_state` (what was last loaded from each source, so an unchanged source is skipped).
+hub's bookkeeping: `quarantine` (every rejected row), `load_runs` (one audit row per load),
+`source_state` (what was last loaded from each source, so an unchanged source is skipped),
+`source_cursors` (incremental watermarks), `contract_results` (the last contract verdict per
+entity, which gates the push), and the push side: `outbox` (every record to deliver, its state
+and the peer's answer) and `push_leases` (one push per landlord at a time).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import sqlalchemy as sa
 
 from schemas.canonical import ENTITIES, ColumnType, EntitySpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -143,4 +146,63 @@ hub_schema = sa.Table(
     sa.Column("version", sa.Integer(), primary_key=True),
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
     comment="Schema versions the hub has applied to this warehouse.",
+)
+
+contract_results = sa.Table(
+    "contract_results",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("passed", sa.Boolean(), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+    comment="The last contract verdict on each landlord's entity: a failed one holds the push.",
+)
+
+OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dead")
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("sink", sa.String(64), primary_key=True, comment="The sink's name in the datafix."),
+    sa.Column("record_key", KEY, primary_key=True, comment="The record's natural key."),
+    sa.Column("entity", sa.String(32), nullable=False, comment="commitments, invoices, …"),
+    sa.Column("sink_kind", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, comment=", ".join(OUTBOX_STATES)),
+    sa.Column("version", sa.Integer(), nullable=False, comment="Bumped when the payload changes."),
+    sa.Column("payload", sa.Text(), nullable=False, comment="The mapped record, as JSON."),
+    sa.Column("payload_hash", sa.String(64), nullable=False),
+    sa.Column(
+        "idempotency_key",
+        sa.String(64),
+        nullable=False,
+        comment="Stable per version: a resend after a crash is recognised by the peer.",
+    ),
+    sa.Column("source_rows", sa.Text(), nullable=False, comment="The canonical rows it came from."),
+    sa.Column("attempts", sa.Integer(), nullable=False, comment="Deliveries tried, this version."),
+    sa.Column("last_error", sa.Text(), nullable=True, comment="The peer's message, as it said it."),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("claimed_by", sa.String(64), nullable=True, comment="Run sending it (`sending`)."),
+    sa.Column("peer_id", sa.String(128), nullable=True, comment="The id the peer gave it."),
+    sa.Column("sent_hash", sa.String(64), nullable=True, comment="Hash of the payload last sent."),
+    sa.Column("sent_payload", sa.Text(), nullable=True, comment="The payload last sent."),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("enqueued_run_id", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    comment="Every record to push: only a changed payload is queued; states pending → sending →"
+    " sent, or failed (retried) or dead (refused for good, kept with the peer's message).",
+)
+sa.Index("ix_outbox_state", outbox.c.landlord_id, outbox.c.sink, outbox.c.state)
+
+push_leases = sa.Table(
+    "push_leases",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False, comment="The run pushing."),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=False),
+    comment="One push per landlord at a time; a lease whose process died is taken over.",
 )
