@@ -9,10 +9,29 @@ X3 does (`type` 1 information, 2 warning, 3 error), `resultXml` as a CDATA paylo
 `LIN NUM=…`; dates `YYYYMMDD`), nil on failure, and `technicalInfos`.
 
 Operations implemented: `query` (the object's list: one `LIN` per record holding its
-`query_fields`, `objectKeys` as equality criteria, at most `listSize` lines) and `read` (one
-record by its key fields). The other operations of the WSDL answer a SOAP fault. To add one
-(`save` …), write a method `(SageCall) -> SageAnswer` and register it in `self.operations`;
-`self.records` holds the data by public name and `self.objects` their descriptions.
+`query_fields`, `objectKeys` as equality criteria on any header field, at most `listSize`
+lines) and `read` (one record by its key fields). With `writable=True` (a pool opened for
+writing) also:
+
+- `save(objectXml)`: creates a NEW record on every call, with a new `NUM` (`FRN-26/50001` …),
+  as the real `save` does: it is not idempotent, a resend makes a second invoice. Answers
+  status 1 and the record as `resultXml` (`GRP` … `FLD NAME="NUM"`); a business error
+  (unknown customer `BPCINV`, missing BT reference `YBTNUM`, a poisoned reference, an unknown
+  group or field) answers status 0 with a type-3 message, HTTP 200, no record created;
+- `modify(objectKeys NUM, objectXml)`: changes the fields sent (a table sent replaces its
+  lines); status 0 "Fiche inexistante" for an unknown NUM.
+
+The other operations of the WSDL answer a SOAP fault. To add one, write a method
+`(SageCall) -> SageAnswer` and register it in `self.operations`; `self.records` holds the
+data by public name and `self.objects` their descriptions.
+
+Test hooks of the writes: `peer.poison(reference, message)` (a save or modify of a record whose
+`reference_field` (`YHUBREF`) holds `reference` answers status 0 with `message`),
+`peer.transient_rate = 0.2` (seeded by `transient_seed`: that share of calls answers HTTP 503,
+HTTP 500 "No Web services accepted", or is processed then stalls `slow_seconds`; counted in
+`peer.transient_faults`), `peer.created` (NUMs created by `save`, in order) and
+`peer.numbers_by_reference()` (`{reference: [NUM, …]}` of the saved records: more than one
+NUM for a reference is a duplicate invoice).
 
 The call context is checked on every call: `poolAlias` must be the peer's `pool_alias`
 (else a `soapenv:Server.userException` fault, as Axis reports an X3 exception) and `codeLang`
@@ -45,8 +64,10 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import re
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -57,6 +78,7 @@ from lxml import etree
 
 from connectors.sandbox.http import HOSTILE_MODES, SOAP_ENV, Reply, Request, soap_fault_reply
 from connectors.sandbox.soap import SoapPeer
+from connectors.sandbox.soap_erp import TransientFaults
 
 __all__ = [
     "DEFAULT_OBJECTS",
@@ -87,6 +109,12 @@ _RESULT_HOSTILE = {
 }
 SAGE_FAULT_MODES = frozenset(
     {"slow", "http_500", "http_503", "malformed_xml", *HOSTILE_MODES, *_RESULT_HOSTILE}
+)
+
+_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+# what the peer's own parser accepts in objectXml: no DTD, no entities, no network
+_PAYLOAD_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
 )
 
 
@@ -158,6 +186,10 @@ DEFAULT_OBJECTS: dict[str, SageObject] = {
                     SageField("AMTNOT", "Decimal"),
                     SageField("AMTATI", "Decimal"),
                     SageField("UPDDAT", "Date"),
+                    # custom fields of the landlord's install: the hub's invoice reference and
+                    # the version (idempotency key) it last wrote
+                    SageField("YHUBREF"),
+                    SageField("YHUBVER"),
                 ),
             ),
         ),
@@ -256,6 +288,9 @@ class SageX3Peer(SoapPeer):
         secret_file: str | Path = "/etc/passwd",
         canary_url: str = "http://127.0.0.1:9",
         port: int = 0,
+        writable: bool = False,
+        reference_field: str = "YHUBREF",
+        transient_seed: int = 0,
     ) -> None:
         self.objects: dict[str, SageObject] = dict(objects or DEFAULT_OBJECTS)
         seed = seed or {}
@@ -273,6 +308,14 @@ class SageX3Peer(SoapPeer):
             "query": self._query,
             "read": self._read,
         }
+        if writable:
+            self.operations |= {"save": self._save, "modify": self._modify}
+        self.reference_field = reference_field
+        self.poisoned: dict[str, str] = {}
+        self.created: list[str] = []
+        self.transient = TransientFaults(("http_503", "http_500", "slow"), seed=transient_seed)
+        self._next_number = 50001
+        self._store_lock = threading.Lock()
         super().__init__(
             name="sandbox-sage-x3",
             slow_seconds=slow_seconds,
@@ -291,7 +334,47 @@ class SageX3Peer(SoapPeer):
             return None
         return Reply(status=401, headers={"WWW-Authenticate": 'Basic realm="Sage X3"'})
 
+    # test hooks ------------------------------------------------------------------------------
+    @property
+    def transient_rate(self) -> float:
+        return self.transient.rate
+
+    @transient_rate.setter
+    def transient_rate(self, rate: float) -> None:
+        if not 0 <= rate <= 1:
+            raise ValueError(f"transient_rate must be between 0 and 1 (got {rate})")
+        self.transient.rate = rate
+
+    @property
+    def transient_faults(self) -> Counter[str]:
+        return self.transient.counts
+
+    def poison(self, reference: str, message: str) -> None:
+        """Refuse (status 0, `message`) every save or modify of `reference`."""
+        with self._store_lock:
+            self.poisoned[reference] = message
+
+    def numbers_by_reference(self, public_name: str = "SIH") -> dict[str, list[str]]:
+        """`{reference: [NUM, …]}` of the records `save` created, by `reference_field`."""
+        created = set(self.created)
+        found: dict[str, list[str]] = {}
+        with self._store_lock:
+            for record in self.records[public_name]:
+                if record.get("NUM") in created:
+                    reference = str(record.get(self.reference_field) or "")
+                    found.setdefault(reference, []).append(str(record["NUM"]))
+        return found
+
     def _answer(self, operation: str, body: etree._Element, mode: str | None) -> bytes | Reply:
+        if mode is None:
+            transient = self.transient.draw()
+            if transient in self.http_faults:
+                return self.http_faults[transient]
+            if transient == "slow":  # processed, then the answer stalls past the timeout
+                answer = self._answer(operation, body, "processed")
+                if isinstance(answer, Reply):
+                    return answer
+                return Reply(body=answer, delay=self.slow_seconds)
         try:
             call = self._call(operation, body)
             handler = self.operations.get(operation)
@@ -428,19 +511,161 @@ class SageX3Peer(SoapPeer):
                     ),
                 ),
             )
+        return SageAnswer(1, self._render(described, found))
+
+    def _render(self, described: SageObject, record: Mapping[str, Any]) -> str:
         root = etree.Element("RESULT")
         for group_id, fields in described.groups:
             group = etree.SubElement(root, "GRP", ID=group_id)
             for item in fields:
-                _fld(group, item, found.get(item.name))
+                _fld(group, item, record.get(item.name))
         for table_id, fields in described.tables:
-            lines = list(found.get(table_id) or [])
+            lines = list(record.get(table_id) or [])
             table = etree.SubElement(root, "TAB", DIM="300", ID=table_id, SIZE=str(len(lines)))
             for number, values in enumerate(lines, start=1):
                 line = etree.SubElement(table, "LIN", NUM=str(number))
                 for item in fields:
                     _fld(line, item, values.get(item.name))
-        return SageAnswer(1, _result_text(root))
+        return _result_text(root)
+
+    def _payload(
+        self, call: SageCall, described: SageObject
+    ) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]] | SageAnswer:
+        """The header values and tables of `objectXml`, or a status-0 answer naming the fault."""
+
+        def refused(french: str, english: str) -> SageAnswer:
+            return SageAnswer(0, messages=(self._message(call, french, english),))
+
+        text = call.parameters.get("objectXml", "")
+        try:
+            root = etree.fromstring(_DECLARATION.sub("", text, count=1).encode(), _PAYLOAD_PARSER)
+        except etree.XMLSyntaxError:
+            return refused("objectXml : XML invalide", "objectXml: invalid XML")
+        if root.getroottree().docinfo.doctype or root.tag != "PARAM":
+            return refused("objectXml : PARAM attendu", "objectXml: PARAM expected")
+        groups = {group_id: {item.name for item in fields} for group_id, fields in described.groups}
+        tables = dict(described.tables)
+        header: dict[str, Any] = {}
+        lines: dict[str, list[dict[str, str]]] = {}
+        for node in root:
+            node_id = node.get("ID", "")
+            if node.tag == "GRP" and node_id in groups:
+                for field_node in node.iterchildren("FLD"):
+                    name = field_node.get("NAME", "")
+                    if name not in groups[node_id]:
+                        return refused(
+                            f"Zone {name} inconnue dans le bloc {node_id}",
+                            f"Field {name} unknown in block {node_id}",
+                        )
+                    header[name] = field_node.text or ""
+            elif node.tag == "TAB" and node_id in tables:
+                known = {item.name for item in tables[node_id]}
+                lines[node_id] = []
+                for line in node.iterchildren("LIN"):
+                    values = {f.get("NAME", ""): f.text or "" for f in line.iterchildren("FLD")}
+                    unknown = sorted(set(values) - known)
+                    if unknown:
+                        return refused(
+                            f"Zone {unknown[0]} inconnue dans le tableau {node_id}",
+                            f"Field {unknown[0]} unknown in table {node_id}",
+                        )
+                    lines[node_id].append(values)
+            else:
+                return refused(f"Bloc {node_id} inconnu", f"Unknown block {node_id}")
+        return header, lines
+
+    def _business_error(self, call: SageCall, record: Mapping[str, Any]) -> SageAnswer | None:
+        reference = str(record.get(self.reference_field) or "")
+        if reference and reference in self.poisoned:
+            return SageAnswer(0, messages=((3, self.poisoned[reference]),))
+        described = self.objects[call.public_name]
+        header = described.header_fields()
+        if "YBTNUM" in header and not str(record.get("YBTNUM") or "").strip():
+            return SageAnswer(
+                0,
+                messages=(
+                    self._message(
+                        call, "Référence BT (YBTNUM) obligatoire", "BT reference (YBTNUM) mandatory"
+                    ),
+                ),
+            )
+        customer = record.get("BPCINV")
+        if "BPCINV" in header and "BPC" in self.records:
+            known = {str(item.get("BPCNUM")) for item in self.records["BPC"]}
+            if str(customer or "") not in known:
+                return SageAnswer(
+                    0,
+                    messages=(
+                        self._message(
+                            call,
+                            f"Client {customer or ''} : fiche inexistante",
+                            f"Customer {customer or ''}: record does not exist",
+                        ),
+                    ),
+                )
+        return None
+
+    def _save(self, call: SageCall) -> SageAnswer:
+        described = self._object(call)
+        if isinstance(described, SageAnswer):
+            return described
+        payload = self._payload(call, described)
+        if isinstance(payload, SageAnswer):
+            return payload
+        header, lines = payload
+        record: dict[str, Any] = {**header, **lines}
+        refusal = self._business_error(call, record)
+        if refusal is not None:
+            return refusal
+        with self._store_lock:
+            number = f"{record.get('SIVTYP') or 'FRN'}-26/{self._next_number:05d}"
+            self._next_number += 1
+            record["NUM"] = number
+            record["UPDDAT"] = dt.date.today()
+            self.records[described.public_name].append(record)
+            self.created.append(number)
+        return SageAnswer(1, self._render(described, record))
+
+    def _modify(self, call: SageCall) -> SageAnswer:
+        described = self._object(call)
+        if isinstance(described, SageAnswer):
+            return described
+        wanted = dict(call.object_keys)
+        header = described.header_fields()
+        with self._store_lock:
+            found = next(
+                (
+                    record
+                    for record in self.records[described.public_name]
+                    if all(
+                        _field_text(header[key], record.get(key)) == wanted.get(key)
+                        for key in described.keys
+                    )
+                ),
+                None,
+            )
+        if found is None:
+            shown = ", ".join(wanted.get(key, "") for key in described.keys)
+            return SageAnswer(
+                0,
+                messages=(
+                    self._message(
+                        call, f"{shown} : Fiche inexistante", f"{shown}: Record does not exist"
+                    ),
+                ),
+            )
+        payload = self._payload(call, described)
+        if isinstance(payload, SageAnswer):
+            return payload
+        values, lines = payload
+        changed = {**found, **values, **lines}
+        refusal = self._business_error(call, changed)
+        if refusal is not None:
+            return refusal
+        with self._store_lock:
+            found.update(values, **lines)
+            found["UPDDAT"] = dt.date.today()
+        return SageAnswer(1, self._render(described, found))
 
     # envelope ----------------------------------------------------------------------------
     def _envelope(self, operation: str, answer: SageAnswer) -> bytes:

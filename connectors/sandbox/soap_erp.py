@@ -457,7 +457,7 @@ class LandlordErpPeer(SoapPeer):
             if transient == "fault_busy":
                 return soap_fault_reply("Server.Busy", "The ERP is busy; try again in a moment")
             if transient == "slow":  # processed, then the answer stalls past the timeout
-                answer = self._answer(operation, body, None)
+                answer = self._answer(operation, body, "processed")
                 if isinstance(answer, Reply):
                     return answer
                 return Reply(body=answer, delay=self.slow_seconds)
