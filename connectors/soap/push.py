@@ -211,8 +211,12 @@ class SoapSink:
         if not records:
             return []
         self._connect()
-        if self.mode == "batch":
-            return self._send_batch(records)
+        if self.mode == "batch":  # never more than max_batch items in one call
+            return [
+                delivered
+                for start in range(0, len(records), self.max_batch)
+                for delivered in self._send_batch(records[start : start + self.max_batch])
+            ]
         return [self._send_one(record) for record in records]
 
     def read_back(self, records: Sequence[OutgoingRecord]) -> dict[str, str]:

@@ -1,0 +1,265 @@
+"""`SoapSink` against the local landlord ERP peer's import port, through zeep over loopback.
+
+Covers batch (`SubmitCommitments`) and one-call-per-record (`SubmitCompletionReport`) modes,
+per-item rejections, a client fault or values the WSDL refuses for one record, transient
+faults, read-back of the held versions, and resends after a crash (no duplicate movement, no
+missing record), with and without the peer's seeded transient faults.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+
+import pytest
+
+from connectors.delivery import Delivered, OutgoingRecord
+from connectors.errors import RetriableError
+from connectors.retry import RetryPolicy
+from connectors.sandbox.soap_erp import LandlordErpPeer
+from connectors.soap.push import SoapSink, cents_text
+
+FAST = RetryPolicy(attempts=4, first_wait=0.01, max_wait=0.02, jitter=0.01)
+ONCE = RetryPolicy(attempts=1, first_wait=0, max_wait=0, jitter=0)
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
+
+
+@pytest.fixture
+def erp() -> Iterator[LandlordErpPeer]:
+    with LandlordErpPeer(slow_seconds=0.6, transient_seed=7) as peer:
+        yield peer
+
+
+def _commitments(count: int, version: str = "v1") -> list[OutgoingRecord]:
+    return [
+        OutgoingRecord(
+            key=f"BT{number:06d}",
+            idempotency_key=f"{version}-BT{number:06d}",
+            fields={
+                "Contractor": "Plomberie du Centre",
+                "BudgetLine": "GE-2026-61521",
+                "AmountExclTaxCents": 18050 + number,
+                "AmountInclTax": 19855 + number,
+                "OrderedOn": dt.date(2026, 3, 2),
+                "Label": f"Dépannage {version}",
+            },
+        )
+        for number in range(1, count + 1)
+    ]
+
+
+def _reports(count: int, version: str = "v1") -> list[OutgoingRecord]:
+    return [
+        OutgoingRecord(
+            key=f"BT{number:06d}",
+            idempotency_key=f"{version}-PV{number:06d}",
+            fields={
+                "CompletedAt": dt.datetime(2026, 3, 4, 15, 30, tzinfo=dt.UTC),
+                "TenantAbsent": number % 5 == 0,
+                "Rating": 1 + number % 5,
+                "Technician": "J. Martin",
+            },
+        )
+        for number in range(1, count + 1)
+    ]
+
+
+def _commitment_sink(peer: LandlordErpPeer, **options: object) -> SoapSink:
+    settings: dict[str, object] = {
+        "wsdl": peer.wsdl_url,
+        "operation": "SubmitCommitments",
+        "read_back_operation": "GetCommitments",
+        "amount_fields": ["AmountInclTax"],
+        "operation_timeout": 0.3,
+        "retry": FAST,
+    }
+    settings.update(options)
+    return SoapSink("erp-commitments", **settings)  # type: ignore[arg-type]
+
+
+def _report_sink(peer: LandlordErpPeer, **options: object) -> SoapSink:
+    settings: dict[str, object] = {
+        "wsdl": peer.wsdl_url,
+        "operation": "SubmitCompletionReport",
+        "read_back_operation": "GetCompletionReports",
+        "operation_timeout": 0.3,
+        "retry": FAST,
+    }
+    settings.update(options)
+    return SoapSink("erp-reports", **settings)  # type: ignore[arg-type]
+
+
+def _deliver(sink: SoapSink, records: Sequence[OutgoingRecord]) -> dict[str, Delivered]:
+    """A minimal outbox: read back what is in doubt, send the rest, start again after a
+    transient failure of a whole call."""
+    done: dict[str, Delivered] = {}
+    pending = list(records)
+    for _ in range(1000):
+        if not pending:
+            return done
+        try:
+            held = sink.read_back(pending)
+            for record in pending:
+                if record.key in held:
+                    done[record.key] = Delivered(record.key, "sent", peer_id=held[record.key])
+            pending = [record for record in pending if record.key not in done]
+            size = sink.batch_size(len(pending))
+            for start in range(0, len(pending), size):
+                for delivered in sink.send(pending[start : start + size]):
+                    if delivered.outcome != "retry":
+                        done[delivered.key] = delivered
+        except RetriableError:
+            pass
+        pending = [record for record in pending if record.key not in done]
+    raise AssertionError(f"{len(pending)} records still pending after 1000 rounds")
+
+
+SINKS = {"batch": ("commitments", _commitment_sink, _commitments)}
+SINKS["per-record"] = ("completion_reports", _report_sink, _reports)
+
+
+def test_nothing_connects_before_the_first_send(erp: LandlordErpPeer) -> None:
+    sink = _commitment_sink(erp)
+    assert sink.batch_size(1000) == 100
+    assert sink.send([]) == [] and sink.read_back([]) == {}
+    assert (erp.wsdl_requests, erp.calls) == (0, 0)
+    sink.send(_commitments(1))
+    assert (erp.wsdl_requests, erp.calls) == (1, 1)
+    sink.close()
+
+
+@pytest.mark.parametrize(
+    ("operation", "mode"),
+    [("SubmitCommitments", "batch"), ("SubmitCompletionReport", "per_record")],
+    ids=["list-input-is-batch", "record-input-is-per-record"],
+)
+def test_the_mode_is_read_from_the_wsdl(erp: LandlordErpPeer, operation: str, mode: str) -> None:
+    sink = SoapSink("erp", wsdl=erp.wsdl_url, operation=operation)
+    records = _commitments(2) if mode == "batch" else _reports(2)
+    assert [delivered.outcome for delivered in sink.send(records)] == ["sent", "sent"]
+    assert sink.mode == mode
+    assert erp.calls_by_operation[operation] == (1 if mode == "batch" else 2)
+
+
+def test_values_arrive_exact(erp: LandlordErpPeer) -> None:
+    delivered = _commitment_sink(erp).send(_commitments(1))
+    assert delivered == [
+        Delivered("BT000001", "sent", peer_id="ENG-000001", details={"status": "ACCEPTED"})
+    ]
+    held = erp.held["commitments"]["BT000001"]
+    assert held["AmountExclTaxCents"] == "18051"
+    assert Decimal(held["AmountInclTax"]) == Decimal("198.56")
+    assert held["OrderedOn"] == "2026-03-02"
+    assert held["IdempotencyKey"] == "v1-BT000001"
+    assert cents_text(-5) == "-0.05" and cents_text(100) == "1.00"
+
+
+@pytest.mark.parametrize("kind", ["batch", "per-record"])
+def test_a_thousand_records_with_seven_poisoned(erp: LandlordErpPeer, kind: str) -> None:
+    store, make_sink, make_records = SINKS[kind]
+    records = make_records(1000)
+    poisoned = {records[index].key for index in (0, 99, 100, 333, 500, 998, 999)}
+    for reference in poisoned:
+        erp.poison(reference, f"{reference} : engagement clôturé, aucune modification possible")
+    delivered = make_sink(erp).send(records)
+    assert [item.key for item in delivered] == [record.key for record in records]
+    dead = {item.key: item.message for item in delivered if item.outcome == "dead"}
+    assert sum(item.outcome == "sent" for item in delivered) == 993
+    assert dead == {
+        key: f"{key} : engagement clôturé, aucune modification possible" for key in poisoned
+    }
+    assert erp.movement_count(store) == 993
+    assert erp.calls == (10 if kind == "batch" else 1000)
+
+
+def test_an_item_the_erp_rejects_is_dead_with_its_message(erp: LandlordErpPeer) -> None:
+    records = _commitments(3)
+    fields = {**records[1].fields, "BudgetLine": ""}
+    records[1] = OutgoingRecord(records[1].key, records[1].idempotency_key, fields)
+    outcomes = [(d.outcome, d.message) for d in _commitment_sink(erp).send(records)]
+    assert outcomes == [
+        ("sent", ""),
+        ("dead", "BT000002 : ligne budgétaire obligatoire"),
+        ("sent", ""),
+    ]
+
+
+def test_a_client_fault_on_a_one_record_call_kills_that_record_only(erp: LandlordErpPeer) -> None:
+    records = _reports(3)
+    records[1] = OutgoingRecord(records[1].key, "bad", {**records[1].fields, "Rating": 9})
+    delivered = _report_sink(erp).send(records)
+    assert [d.outcome for d in delivered] == ["sent", "dead", "sent"]
+    assert delivered[1].message == "SubmitCompletionReport: Rating must be 1 to 5 (got '9')"
+
+
+def test_values_the_wsdl_refuses_kill_that_item_and_the_batch_goes_on(
+    erp: LandlordErpPeer,
+) -> None:
+    records = _commitments(3)
+    fields = {name: value for name, value in records[0].fields.items() if name != "OrderedOn"}
+    records[0] = OutgoingRecord(records[0].key, records[0].idempotency_key, fields)
+    delivered = _commitment_sink(erp).send(records)
+    assert [d.outcome for d in delivered] == ["dead", "sent", "sent"]
+    assert "Missing element OrderedOn" in delivered[0].message
+    assert erp.movement_count("commitments") == 2
+
+
+@pytest.mark.parametrize("mode", ["http_503", "fault_busy", "slow"])
+@pytest.mark.parametrize("kind", ["batch", "per-record"])
+def test_a_transient_fault_of_the_whole_call_is_retriable(
+    erp: LandlordErpPeer, kind: str, mode: str
+) -> None:
+    _, make_sink, make_records = SINKS[kind]
+    erp.set_fault(mode)
+    with pytest.raises(RetriableError):
+        make_sink(erp, retry=ONCE).send(make_records(2))
+
+
+def test_a_transient_fault_is_retried_inside_with_the_same_key(erp: LandlordErpPeer) -> None:
+    erp.set_fault("slow", times=1)  # processed, answer lost: the retry is answered as a replay
+    delivered = _commitment_sink(erp).send(_commitments(5))
+    assert [d.outcome for d in delivered] == ["sent"] * 5
+    assert erp.movement_count("commitments") == 5
+    assert erp.replays["commitments"] == 5
+
+
+@pytest.mark.parametrize("kind", ["batch", "per-record"])
+def test_read_back_finds_exactly_the_held_versions(erp: LandlordErpPeer, kind: str) -> None:
+    _, make_sink, make_records = SINKS[kind]
+    sink = make_sink(erp)
+    sink.send(make_records(4)[:3])
+    asked = make_records(4)[:2] + make_records(4, "v2")[2:]  # v1 held, v1 held, v2, never sent
+    held = sink.read_back(asked)
+    assert sorted(held) == ["BT000001", "BT000002"]
+    assert all(peer_id.endswith(("000001", "000002")) for peer_id in held.values())
+
+
+@pytest.mark.parametrize("kind", ["batch", "per-record"])
+def test_a_resend_after_a_crash_leaves_no_duplicate_and_no_hole(
+    erp: LandlordErpPeer, kind: str
+) -> None:
+    store, make_sink, make_records = SINKS[kind]
+    records = make_records(200)
+    make_sink(erp, max_batch=20).send(records[:130])  # the answers are lost in the crash
+    erp.transient_rate = 0.2
+    delivered = _deliver(make_sink(erp, max_batch=20), records)
+    assert sum(erp.transient_faults.values()) > 0
+    assert {d.outcome for d in delivered.values()} == {"sent"}
+    assert len(delivered) == 200
+    assert erp.movement_count(store) == 200
+    assert erp.duplicate_movements(store) == 0
+    assert all(len(movements) == 1 for movements in erp.movements[store].values())
+
+
+def test_a_hub_inventing_a_key_per_attempt_would_duplicate(erp: LandlordErpPeer) -> None:
+    sink = _commitment_sink(erp)
+    sink.send(_commitments(3))
+    sink.send(_commitments(3))  # the same keys: replays, nothing recorded
+    assert erp.duplicate_movements("commitments") == 0
+    same_payload = [
+        OutgoingRecord(record.key, f"fresh-{record.idempotency_key}", record.fields)
+        for record in _commitments(3)
+    ]
+    sink.send(same_payload)
+    assert erp.duplicate_movements("commitments") == 3
