@@ -43,6 +43,7 @@ from simple_salesforce.exceptions import (
     SalesforceMalformedRequest,
     SalesforceResourceNotFound,
 )
+from simple_salesforce.util import exception_handler
 
 from connectors.delivery import Delivered, FieldValue, OutgoingRecord
 from connectors.errors import ConfigError, PermanentError
@@ -449,14 +450,10 @@ class SalesforceSink:
             job_id = str(job["job_id"])
             texts = {
                 kind: self._call(
-                    lambda getter=getter, job_id=job_id: getter(job_id),
+                    lambda kind=kind, job_id=job_id: self._results_csv(sf, job_id, kind),
                     f"Bulk API 2.0 {kind} of job {job_id}",
                 )
-                for kind, getter in (
-                    ("successfulResults", handler.get_successful_records),
-                    ("failedResults", handler.get_failed_records),
-                    ("unprocessedRecords", handler.get_unprocessed_records),
-                )
+                for kind in ("successfulResults", "failedResults", "unprocessedRecords")
             }
             for kind, text in texts.items():
                 for row in csv.DictReader(io.StringIO(text, newline="")):
@@ -499,6 +496,19 @@ class SalesforceSink:
                     details={"job_id": job_ids},
                 )
         return answers
+
+    @staticmethod
+    def _results_csv(sf: Salesforce, job_id: str, kind: str) -> str:
+        """A job's results CSV, read as UTF-8 (Bulk API 2.0 data always is) whatever charset
+        the answer names: simple-salesforce's getters return `response.text`, which requests
+        decodes as ISO-8859-1 when `text/csv` names none."""
+        response = sf.session.get(
+            f"{sf.bulk2_url}ingest/{job_id}/{kind}/",
+            headers={**sf.headers, "Accept": "text/csv"},
+        )
+        if response.status_code >= 300:
+            exception_handler(response, f"ingest/{job_id}/{kind}")
+        return response.content.decode("utf-8-sig")
 
     def read_back(self, records: Sequence[OutgoingRecord]) -> dict[str, str]:
         """`{key: Id}` of the records Salesforce holds with exactly these field values (one

@@ -2381,7 +2381,7 @@ class SalesforcePeer:
                     409, "INVALIDJOBSTATE", f"Job {job.id} is {job.state}: no upload accepted"
                 )
             job.data = request.body.decode("utf-8")
-        return PeerResponse(201, None)
+        return PeerResponse(201, b"", "text/plain")
 
     def _ingest_job_state(self, request: PeerRequest) -> PeerResponse:
         body = request.json()
