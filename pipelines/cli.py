@@ -2,7 +2,10 @@
 
 datafix check [FILES...]                  validate datafix files (all of datafixes/ by default)
 datafix preview LANDLORD [--entity E]     pull and normalise, write nothing
-datafix run [LANDLORD...] [--full-refresh]  run the nightly job in-process
+datafix run [LANDLORD...] [--full-refresh]  run the nightly job in-process (pull through push)
+datafix push [LANDLORD...] [--dry-run]    push what changed (dry run: show it, send nothing)
+datafix outbox LANDLORD                   the landlord's outbox: states per sink, errors
+datafix replay LANDLORD [--sink S]        queue dead letters again after a fix
 datafix demo                              make the demo landlords' files and run them
 datafix sandbox [--seconds N]             serve the local peers (SOAP ERP, Sage X3, Salesforce)
 datafix schema [--check]                  regenerate the JSON Schema and REFERENCE.md
@@ -17,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 import pandas as pd
@@ -121,6 +125,76 @@ def run(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
         log_level="INFO" if verbose else "CRITICAL",
     )
     sys.exit(code)
+
+
+@main.command()
+@click.argument("landlords", nargs=-1)
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be created or updated; send nothing."
+)
+@click.option("--verbose", "-v", is_flag=True, help="Show Dagster's step logs.")
+def push(landlords: tuple[str, ...], dry_run: bool, verbose: bool) -> None:
+    """Push landlords' confirmed records (commitments, invoices, completions) to their sinks:
+    only what changed since the last push, each record once."""
+    names = list(landlords) or [
+        landlord for landlord in landlord_ids() if load_landlord(landlord).datafix.push
+    ]
+    if not names:
+        raise click.ClickException("no landlord has a `push:` section in its datafix")
+    if dry_run:
+        sys.exit(_dry_run(names))
+    sys.exit(_run_and_report(names, full_refresh=False, job_name="push",
+                             log_level="INFO" if verbose else "CRITICAL"))  # fmt: skip
+
+
+@main.command()
+@click.argument("landlord")
+@click.option("--limit", default=20, show_default=True, help="Problems listed.")
+def outbox(landlord: str, limit: int) -> None:
+    """Show a landlord's outbox: records per sink and state, and the peers' messages."""
+    from pipelines.defs.resources import WarehouseResource
+    from pipelines.lib.outbox import Outbox
+
+    _load_or_exit(landlord)
+    box = Outbox(WarehouseResource().get_client().engine)
+    states = box.states(landlord)
+    if not states:
+        click.echo(f"{landlord}: the outbox is empty (nothing pushed yet)")
+        return
+    click.echo(f"  {'sink':<20} {'sends':<12} {'state':<8} {'records':>8}")
+    for sink, entity, state, records in states:
+        click.echo(f"  {sink:<20} {entity:<12} {state:<8} {records:>8}")
+    problems = box.problems(landlord, limit)
+    if problems:
+        click.echo("dead and failed records (newest first):")
+    for problem in problems:
+        click.echo(
+            f"  {problem['sink']} {problem['record_key']} [{problem['state']}, attempts"
+            f" {problem['attempts']}] {problem['last_error']}  (from {problem['source_rows']})"
+        )
+    if any(problem["state"] == "dead" for problem in problems):
+        click.echo(f"after fixing the cause: datafix replay {landlord} [--sink SINK]")
+
+
+@main.command()
+@click.argument("landlord")
+@click.option("--sink", default=None, help="Only this sink's dead letters.")
+def replay(landlord: str, sink: str | None) -> None:
+    """Queue a landlord's dead letters again (after the cause was fixed); the next push sends
+    them."""
+    from pipelines.defs.resources import WarehouseResource
+    from pipelines.lib.outbox import Outbox
+
+    loaded = _load_or_exit(landlord)
+    sinks = loaded.datafix.push.sinks if loaded.datafix.push else {}
+    if sink is not None and sink not in sinks:
+        known = ", ".join(sorted(sinks)) or "none"
+        raise click.ClickException(f"`{sink}` is not a sink of {landlord} (its sinks: {known})")
+    count = Outbox(WarehouseResource().get_client().engine).replay(landlord, sink)
+    where = f" for {sink}" if sink else ""
+    click.echo(
+        f"{landlord}: {count} dead letter(s) queued again{where}; run `datafix push {landlord}`"
+    )
 
 
 @main.command(name="reset-cursor")
@@ -263,14 +337,53 @@ def _load_or_exit(landlord: str) -> LoadedDatafix:
         raise click.ClickException(str(error)) from error
 
 
+def _dry_run(landlords: list[str]) -> int:
+    """Print what a push would create or update, field by field; send and write nothing."""
+    from pipelines.defs.resources import WarehouseResource
+    from pipelines.lib.push import push_landlord
+
+    warehouse = WarehouseResource().get_client()
+    failures = 0
+    for landlord in landlords:
+        loaded = _load_or_exit(landlord)
+        for outcome in push_landlord(warehouse, loaded, _no_sink, dry_run=True):
+            waiting = outcome.dead_waiting
+            click.secho(
+                f"{landlord} → {outcome.sink} ({outcome.kind}, {outcome.sends}):"
+                f" {outcome.queued} to send, {outcome.unchanged} unchanged"
+                + (f", {waiting} dead waiting for a fix" if waiting else ""),
+                bold=True,
+            )
+            if outcome.status in ("blocked", "failed"):
+                failures += 1
+                click.echo(f"  {outcome.status}: {outcome.error}")
+            for change in outcome.changes:
+                click.echo(f"  {change.action} {change.key}")
+                for name, (old, new) in change.fields.items():
+                    shown = f"{new!r}" if change.action == "create" else f"{old!r} → {new!r}"
+                    click.echo(f"      {name}: {shown}")
+    click.echo("dry run: nothing was sent or written")
+    return 1 if failures else 0
+
+
+def _no_sink(_loaded: LoadedDatafix, name: str) -> Any:
+    raise AssertionError(f"a dry run never opens a sink ({name})")
+
+
 def _run_and_report(
-    landlords: list[str], *, full_refresh: bool, log_level: str = "CRITICAL"
+    landlords: list[str],
+    *,
+    full_refresh: bool,
+    log_level: str = "CRITICAL",
+    job_name: str = "nightly",
 ) -> int:
     from pipelines.lib.runner import quarantine_sample, run_landlords
 
     if not landlords:
         raise click.ClickException(f"no landlord: {datafixes_dir()} has no datafix file")
-    outcomes = run_landlords(landlords, full_refresh=full_refresh, log_level=log_level)
+    outcomes = run_landlords(
+        landlords, full_refresh=full_refresh, log_level=log_level, job_name=job_name
+    )
     failures = 0
     header = f"  {'entity':<16} {'status':<15} {'read':>8} {'loaded':>8} {'quarantined':>11}"
     header += f" {'skipped':>7}  contract"
@@ -293,6 +406,20 @@ def _run_and_report(
                 click.echo(f"      failing keys: {', '.join(entity.failing_keys[:10])}")
             if entity.error:
                 click.echo("      " + entity.error.replace("\n", "\n      "))
+        if outcome.pushes:
+            click.echo(
+                f"  {'push to':<16} {'sends':<12} {'status':<15} {'sent':>6} {'unchanged':>9}"
+                f" {'failed':>6} {'dead':>5}"
+            )
+        for report in outcome.pushes:
+            click.echo(
+                f"  {report.sink:<16} {report.sends:<12} {report.status:<15} {report.sent:>6}"
+                f" {report.unchanged:>9} {report.failed:>6} {report.dead:>5}"
+            )
+            if report.error:
+                click.echo("      " + report.error.replace("\n", "\n      "))
+            if report.dead or report.failed:
+                click.echo(f"      details: datafix outbox {outcome.landlord_id}")
         for error in outcome.errors:
             click.echo("  " + error.replace("\n", "\n  "))
         if outcome.run_id:

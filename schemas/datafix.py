@@ -503,21 +503,51 @@ class SqlSink(SinkBase):
         return self
 
 
+class SoapResults(StrictModel):
+    """Where a batch operation's answer says what became of each record."""
+
+    path: str | None = Field(None, description="Dotted path of the result list (default: WSDL).")
+    reference: str = Field("Reference", description="Result field naming the record.")
+    status: str = Field("Status", description="Result field with the outcome.")
+    id: str = Field("ErpId", description="Result field with the ERP's id for the record.")
+    message: str = Field("Message", description="Result field with the ERP's message.")
+    accepted: list[str] = Field(
+        default_factory=lambda: ["ACCEPTED"], min_length=1, description="Statuses meaning done."
+    )
+
+
+class SoapReadBack(StrictModel):
+    """The operation reading records back by reference (recovery after a crash)."""
+
+    operation: str = Field(description="Operation taking a list of references.")
+    path: str | None = Field(None, description="Dotted path of the record list in the answer.")
+    id: str = Field("ErpId", description="Field with the ERP's id.")
+    idempotency_key: str = Field(
+        "IdempotencyKey", description="Field with the idempotency key the ERP holds."
+    )
+
+
 class SoapSink(SinkBase):
     """A web service of the landlord's ERP, described by its WSDL."""
 
     kind: Literal["soap"]
     wsdl: str = Field(description="WSDL file path or http(s) URL.")
+    address: str | None = Field(None, description="Service address overriding the WSDL's.")
     operation: str = Field(description="Operation receiving the records.")
     mode: Literal["auto", "batch", "per_record"] = Field(
         "auto", description="A list of records per call, or one call per record (auto: WSDL)."
     )
+    reference_field: str = Field(
+        "Reference", description="Field of a record carrying its key (added when not mapped)."
+    )
     idempotency_field: str = Field(
         "IdempotencyKey", description="Field of a record carrying its idempotency key."
     )
-    read_operation: str | None = Field(
-        None, description="Operation reading records back by reference (crash recovery)."
+    results: SoapResults = Field(default_factory=SoapResults)
+    read_back: SoapReadBack | None = Field(
+        None, description="How to read records back; without it, records in doubt are resent."
     )
+    operation_timeout: float = Field(60, gt=0, le=3600, description="Seconds per call.")
     username: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
     password: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
 
@@ -531,8 +561,15 @@ class SageX3Sink(SinkBase):
     public_name: str = Field("SIH", description="Web service public name (sales invoice: SIH).")
     group: str = Field("SIH0_1", description="Screen block (GRP ID) the fields belong to.")
     reference_field: str = Field(
-        description="X3 field holding the hub's reference, queried to read invoices back."
+        "YHUBREF", description="X3 field holding the hub's reference, queried to read back."
     )
+    version_field: str | None = Field(
+        "YHUBVER", description="X3 field holding the record's idempotency key (read back)."
+    )
+    key_field: str = Field("NUM", description="X3 key of the object (the invoice number).")
+    lines_table: str | None = Field(None, description="TAB ID of the object's lines, if any.")
+    address: str | None = Field(None, description="Service address overriding the WSDL's.")
+    operation_timeout: float = Field(60, gt=0, le=3600, description="Seconds per call.")
     language: str = "FRA"
     username: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
     password: str | None = Field(None, description="`${VARIABLE}` for Basic auth.")
@@ -547,7 +584,9 @@ class Sage100FileSink(SinkBase):
     format: Literal["csv", "xlsx"] = "csv"
     delimiter: str = Field(";", min_length=1, max_length=1)
     encoding: str = "cp1252"
-    date_format: str = Field("%d/%m/%Y", description="strftime format of dates in the file.")
+    date_format: str = Field(
+        "dd/mm/yyyy", description="How dates are written: `dd/mm/yyyy`, `ddmmyy`, `yyyymmdd`…"
+    )
     archive_folders: list[str] = Field(
         default_factory=list, description="Where Sage moves imported files (read back)."
     )

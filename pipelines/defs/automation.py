@@ -1,4 +1,5 @@
-"""The nightly job and its schedule: every landlord at 02:00 Europe/Paris."""
+"""The jobs and the schedule: every landlord's nightly run at 02:00 Europe/Paris (pull through
+push), and `push` alone (from the UI's launchpad or `datafix push`)."""
 
 import dagster as dg
 
@@ -6,10 +7,19 @@ from pipelines.defs.partitions import landlord_partitions
 
 nightly_job = dg.define_asset_job(
     name="nightly",
-    selection=dg.AssetSelection.groups("pull", "normalise", "load"),
-    description="Pull, normalise, check and load one landlord's data.",
+    selection=dg.AssetSelection.groups("pull", "normalise", "load", "derive", "push"),
+    description="Pull, normalise, check and load one landlord's data, then push what changed.",
     # one process per run: a landlord's steps are light and sequential in practice, and a
     # subprocess per step would re-import pandas, GX and dagster 32 times on a 2-core machine
+    executor_def=dg.in_process_executor,
+)
+
+
+push_job = dg.define_asset_job(
+    name="push",
+    selection=dg.AssetSelection.groups("derive", "push"),
+    description="Derive and push one landlord's confirmed records from the warehouse as it is"
+    " (a failed contract still holds the records it concerns).",
     executor_def=dg.in_process_executor,
 )
 

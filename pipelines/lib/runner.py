@@ -53,6 +53,25 @@ class EntityOutcome:
 
 
 @dataclass
+class SinkReport:
+    """What one run pushed to one sink of one landlord (from the push asset's metadata)."""
+
+    sink: str
+    kind: str
+    sends: str
+    status: str
+    queued: int = 0
+    sent: int = 0
+    unchanged: int = 0
+    recovered: int = 0
+    failed: int = 0
+    dead: int = 0
+    dead_waiting: int = 0
+    calls: int = 0
+    error: str = ""
+
+
+@dataclass
 class LandlordOutcome:
     """What one run did for one landlord."""
 
@@ -61,6 +80,7 @@ class LandlordOutcome:
     success: bool = False
     errors: list[str] = field(default_factory=list)
     entities: dict[str, EntityOutcome] = field(default_factory=dict)
+    pushes: list[SinkReport] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -83,14 +103,19 @@ def ensure_instance() -> dg.DagsterInstance:
 
 
 def run_landlords(
-    landlords: list[str], *, full_refresh: bool = False, log_level: str = "CRITICAL"
+    landlords: list[str],
+    *,
+    full_refresh: bool = False,
+    log_level: str = "CRITICAL",
+    job_name: str = "nightly",
 ) -> list[LandlordOutcome]:
-    """Run the nightly job for each landlord in turn; one failure never stops the others."""
+    """Run a job (`nightly`, or `push` alone) for each landlord in turn; one failure never
+    stops the others."""
     instance = ensure_instance()
     from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
 
     definitions = defs()
-    job = definitions.resolve_job_def("nightly")
+    job = definitions.resolve_job_def(job_name)
     known = set(job.partitions_def.get_partition_keys()) if job.partitions_def else set()
     outcomes = []
     for landlord in landlords:
@@ -125,9 +150,12 @@ def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) ->
         materialization = event.materialization
         name = materialization.asset_key.path[-1]
         stage, _, entity = name.partition("_")
-        if entity not in entities:
-            continue
         metadata = {k: _plain(v) for k, v in materialization.metadata.items()}
+        if stage == "push":
+            outcome.pushes.extend(_sink_reports(entity, metadata))
+            continue
+        if entity not in entities or stage == "outgoing":
+            continue
         target = entities[entity]
         if stage == "raw":
             target.status = str(metadata.get("status", target.status))
@@ -163,14 +191,28 @@ def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) ->
         if data is not None:
             if data.user_failure_data is not None and data.user_failure_data.description:
                 message = data.user_failure_data.description
+                if stage == "push":
+                    failure_metadata = {
+                        k: _plain(v) for k, v in data.user_failure_data.metadata.items()
+                    }
+                    outcome.pushes.extend(_sink_reports(entity, failure_metadata))
+                    continue
             elif data.error is not None:
                 message = data.error.message.strip()
-        if entity in entities:
+        if entity in entities and stage not in ("push", "outgoing"):
             entities[entity].status = "failed"
             entities[entity].error = entities[entity].error or message
         else:
             outcome.errors.append(f"{step}: {message}")
     outcome.entities = {k: v for k, v in entities.items() if v.status != "not_configured"}
+
+
+def _sink_reports(sends: str, metadata: dict[str, Any]) -> list[SinkReport]:
+    fields = set(SinkReport.__dataclass_fields__)
+    return [
+        SinkReport(sends=sends, **{k: v for k, v in sink.items() if k in fields and k != "sends"})
+        for sink in metadata.get("sinks") or []
+    ]
 
 
 def _plain(value: Any) -> Any:

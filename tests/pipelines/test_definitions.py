@@ -29,6 +29,7 @@ from pipelines.lib.environment import REPO_ROOT
 from pipelines.lib.stages import pull
 from pipelines.lib.warehouse import Warehouse
 from schemas.canonical import ENTITIES
+from schemas.outgoing import OUTGOING
 
 DEFINITIONS = defs()
 
@@ -38,6 +39,7 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
     expected = {
         f"{stage}_{entity}" for stage in ("raw", "canonical", "warehouse") for entity in ENTITIES
     }
+    expected |= {f"{stage}_{name}" for stage in ("outgoing", "push") for name in OUTGOING}
     assert keys == expected
     checks = DEFINITIONS.resolve_asset_graph().asset_check_keys
     assert {(c.asset_key.to_user_string(), c.name) for c in checks} == {
@@ -45,6 +47,28 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
     }
     for key in checks:
         assert DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking, key
+
+
+def test_the_nightly_job_runs_pull_through_push_and_push_runs_alone() -> None:
+    graph = DEFINITIONS.resolve_asset_graph()
+    nightly = DEFINITIONS.resolve_job_def("nightly")
+    push = DEFINITIONS.resolve_job_def("push")
+    nightly_keys = {key.to_user_string() for key in nightly.asset_layer.selected_asset_keys}
+    push_keys = {key.to_user_string() for key in push.asset_layer.selected_asset_keys}
+    assert {
+        "raw_invoices",
+        "warehouse_invoices",
+        "outgoing_invoices",
+        "push_invoices",
+    } <= nightly_keys
+    assert push_keys == {f"{stage}_{name}" for stage in ("outgoing", "push") for name in OUTGOING}
+    # a push follows the loads it reads, so a blocking contract upstream holds it in the run
+    upstream = graph.get(dg.AssetKey("push_commitments")).parent_keys
+    assert upstream == {dg.AssetKey("outgoing_commitments")}
+    assert graph.get(dg.AssetKey("outgoing_commitments")).parent_keys == {
+        dg.AssetKey("warehouse_work_orders"),
+        dg.AssetKey("warehouse_quotes"),
+    }
 
 
 def test_partitions_are_the_datafix_files() -> None:

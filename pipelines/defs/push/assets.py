@@ -1,0 +1,97 @@
+"""Push: one asset per kind of outgoing record, delivering it to the landlord's sinks."""
+
+import dagster as dg
+
+from connectors.errors import ConnectorError
+from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.outbox import PushBusyError
+from pipelines.lib.push import push_landlord
+from pipelines.lib.sinks import build_sink
+from schemas.outgoing import OUTGOING, OutgoingSpec
+
+
+def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
+    """The `push_<name>` asset: the landlord's outbox for that kind, delivered to every sink of
+    the landlord's datafix that sends it."""
+
+    @dg.asset(
+        name=f"push_{spec.name}",
+        partitions_def=landlord_partitions,
+        group_name="push",
+        kinds={"python"},
+        deps=[f"outgoing_{spec.name}"],
+        description=f"Push of the landlord's {spec.name} to the sinks its datafix declares:"
+        " only changed records are queued in the outbox, each delivered once (idempotency"
+        " keys, read-back after a crash); refused records go to the dead letter.",
+    )
+    def push_records(
+        context: dg.AssetExecutionContext,
+        datafixes: DatafixesResource,
+        warehouse: WarehouseResource,
+    ) -> dg.MaterializeResult:
+        loaded = datafixes.get_client(context.partition_key)
+        push = loaded.datafix.push
+        names = (
+            sorted(name for name, sink in push.sinks.items() if sink.sends == spec.name)
+            if push is not None
+            else []
+        )
+        if not names:
+            return dg.MaterializeResult(metadata={"status": "no sink sends it"})
+        try:
+            outcomes = push_landlord(
+                warehouse.get_client(), loaded, build_sink, run_id=context.run.run_id, sinks=names
+            )
+        except (PushBusyError, ConnectorError) as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        totals = {
+            key: sum(getattr(outcome, key) for outcome in outcomes)
+            for key in ("sent", "unchanged", "failed", "dead", "queued", "recovered", "calls")
+        }
+        for outcome in outcomes:
+            context.log.info(
+                "%s → %s (%s): %s; sent %d, unchanged %d, failed %d, dead %d",
+                loaded.landlord_id, outcome.sink, outcome.kind, outcome.status, outcome.sent,
+                outcome.unchanged, outcome.failed, outcome.dead,
+            )  # fmt: skip
+        failed = [o for o in outcomes if o.status in ("failed", "blocked")]
+        metadata = {
+            "status": "failed" if failed else "pushed",
+            **{key: dg.MetadataValue.int(value) for key, value in totals.items()},
+            "sinks": dg.MetadataValue.json(
+                [
+                    {
+                        "sink": o.sink,
+                        "kind": o.kind,
+                        "status": o.status,
+                        "confirmed": o.confirmed,
+                        "queued": o.queued,
+                        "sent": o.sent,
+                        "unchanged": o.unchanged,
+                        "recovered": o.recovered,
+                        "failed": o.failed,
+                        "dead": o.dead,
+                        "dead_waiting": o.dead_waiting,
+                        "calls": o.calls,
+                        "error": o.error,
+                    }
+                    for o in outcomes
+                ]
+            ),
+        }
+        if failed:
+            raise dg.Failure(
+                description="; ".join(f"{o.sink}: {o.status}: {o.error}" for o in failed),
+                metadata=metadata,
+                allow_retries=False,
+            )
+        return dg.MaterializeResult(metadata=metadata)
+
+    return push_records
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """One push asset per kind of outgoing record."""
+    return dg.Definitions(assets=[build_push_asset(spec) for spec in OUTGOING.values()])
