@@ -229,7 +229,8 @@ class SageX3Sink:
     def _text(self, name: str, value: FieldValue) -> str:
         if isinstance(value, bool):
             return "2" if value else "1"
-        if isinstance(value, int) and name in self.amount_fields:
+        # a line field counts as an amount by its full name or its field name alone
+        if isinstance(value, int) and {name, name.rsplit(".", 1)[-1]} & self.amount_fields:
             return cents_text(value)
         if isinstance(value, dt.datetime | dt.date):
             return value.strftime("%Y%m%d")
@@ -266,7 +267,7 @@ class SageX3Sink:
                         f"{self._origin}: field `{name}`: lines are named"
                         f" {self.lines_table}.<line number>.<FIELD>"
                     )
-                lines.setdefault(int(parts[1]), {})[parts[2]] = self._text(parts[2], value)
+                lines.setdefault(int(parts[1]), {})[parts[2]] = self._text(name, value)
             if lines:
                 table = etree.SubElement(root, "TAB", ID=self.lines_table)
                 for number in sorted(lines):
