@@ -472,6 +472,12 @@ class SinkBase(StrictModel):
     fields: dict[str, OutFieldRule] = Field(
         min_length=1, description="Target field → outgoing column (or `{value: …}`)."
     )
+    key: str | None = Field(
+        None,
+        description="Outgoing column the target keys records on, when not the record's own"
+        " reference (e.g. `order_ref` for a Salesforce WorkOrder fed by completion reports:"
+        " the latest report of each order is sent).",
+    )
     batch_size: int | None = Field(
         None, ge=1, le=100_000, description="Records per call (default: the sink's own)."
     )
@@ -560,6 +566,9 @@ class SageX3Sink(SinkBase):
     pool_alias: str = Field(description="Sage X3 pool alias (e.g. `SEED`).")
     public_name: str = Field("SIH", description="Web service public name (sales invoice: SIH).")
     group: str = Field("SIH0_1", description="Screen block (GRP ID) the fields belong to.")
+    field_groups: dict[str, str] = Field(
+        default_factory=dict, description="Fields of other blocks: field → GRP ID."
+    )
     reference_field: str = Field(
         "YHUBREF", description="X3 field holding the hub's reference, queried to read back."
     )
@@ -875,6 +884,14 @@ def _push_issues(datafix: Datafix) -> list[Issue]:
                     message=f"{sink.sends} are derived from {entity}, which this datafix does"
                     " not map",
                     hint=f"map `{entity}` under entities, or remove this sink",
+                )
+            )
+        if sink.key is not None and sink.key not in spec.column_names:
+            issues.append(
+                Issue(
+                    path=(*base, "key"),
+                    message=f"`{sink.key}` is not a column of the outgoing {sink.sends}",
+                    hint=did_you_mean(sink.key, spec.column_names),
                 )
             )
         for target, rule in sink.fields.items():

@@ -41,6 +41,9 @@ class OutgoingSpec:
     confirmed_default: dict[str, tuple[str | bool, ...]]
     # extra `confirmed` settings that are not columns (e.g. which quotes raise a commitment)
     confirmed_options: dict[str, str]
+    # when a sink keys records on another column (`key:`), the record kept among those sharing
+    # a value is the latest by this column (e.g. the last visit of an order)
+    latest_by: str
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -111,6 +114,7 @@ COMMITMENTS_OUT = OutgoingSpec(
     confirmed_options={
         "quote_status": "Quote statuses that raise the commitment (default: [accepted]).",
     },
+    latest_by="ordered_date",
 )
 
 INVOICES_OUT = OutgoingSpec(
@@ -140,6 +144,7 @@ INVOICES_OUT = OutgoingSpec(
     ),
     confirmed_default={"status": ("issued",)},
     confirmed_options={},
+    latest_by="issued_date",
 )
 
 COMPLETIONS_OUT = OutgoingSpec(
@@ -168,6 +173,7 @@ COMPLETIONS_OUT = OutgoingSpec(
     ),
     confirmed_default={},
     confirmed_options={},
+    latest_by="completed_at",
 )
 
 OUTGOING: dict[str, OutgoingSpec] = {

@@ -1363,13 +1363,42 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
 # --- Entry points ---------------------------------------------------------------------------
 
 
+OPALE_ERP_TABLE = """
+CREATE TABLE IF NOT EXISTS engagements_hub (
+    bt TEXT PRIMARY KEY,
+    prestataire TEXT,
+    montant_cts INTEGER NOT NULL,
+    montant_eur TEXT NOT NULL,
+    devis_acceptes INTEGER NOT NULL,
+    date_commande DATE NOT NULL,
+    hub_idem TEXT NOT NULL
+)"""
+
+
+def write_demo_targets(home: Path) -> dict[str, Path]:
+    """Where the demo landlords' pushes land besides the sandbox peers: Opale Logement's ERP
+    table of commitments (a SQLite file with its `engagements_hub` table) and the drop folder
+    its contractor's Sage 100 imports from. Existing content is kept (it is what was pushed)."""
+    sandbox = Path(home) / "sandbox"
+    sandbox.mkdir(parents=True, exist_ok=True)
+    erp = sandbox / "opale-erp.db"
+    with sqlite3.connect(erp) as conn:
+        conn.execute(OPALE_ERP_TABLE)
+    conn.close()
+    drop = Path(home) / "sage100" / "import"
+    drop.mkdir(parents=True, exist_ok=True)
+    return {"opale_erp": erp, "sage100_drop": drop}
+
+
 def write_demo_sources(home: Path) -> dict[str, list[Path]]:
     """Write the file landlords' sources into `home/inbox/<landlord>/`; return them by landlord
-    (`DEMO_SANDBOX_LANDLORDS` read web services: nothing is written for them).
+    (`DEMO_SANDBOX_LANDLORDS` read web services: nothing is written for them). The demo's push
+    targets are made too (`write_demo_targets`).
 
     Files whose content is already on disk are left untouched (same bytes, same mtime).
     """
     inbox = Path(home) / "inbox"
+    write_demo_targets(home)
     return {
         LOIRE_HABITAT: _write_loire_habitat(inbox),
         OPALE_LOGEMENT: _write_opale_logement(inbox),

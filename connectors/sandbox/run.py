@@ -239,7 +239,10 @@ def start_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Sandbox:
         sage, _ = _attach(
             "Sage X3 (SOAP)",
             ports.sage_x3,
-            lambda port: _SagePeer(sage_x3.demo_seed(), pool_alias=SAGE_POOL, port=port),
+            # writable: the demo pushes its sales invoices there (`save` / `modify` of SIH)
+            lambda port: _SagePeer(
+                sage_x3.demo_seed(), pool_alias=SAGE_POOL, port=port, writable=True
+            ),
             lambda port: _wsdl(port, sage_x3.ENDPOINT_PATH),
             owned,
         )

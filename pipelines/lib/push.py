@@ -168,7 +168,13 @@ def convert(value: Any, rule: OutFieldRule, column_type: ColumnType | None) -> A
 
 
 def map_records(frame: pd.DataFrame, sink: SinkBase, spec: OutgoingSpec) -> list[QueuedRecord]:
-    """The sink's payload for each confirmed record, keyed by the record's natural key."""
+    """The sink's payload for each confirmed record, keyed by the record's natural key (or the
+    sink's `key`: then the latest record of each key value, by `spec.latest_by`)."""
+    key = sink.key or spec.key
+    if sink.key is not None and sink.key != spec.key:
+        frame = frame[frame[key].notna()]
+        frame = frame.sort_values([spec.latest_by, spec.key], kind="stable", na_position="first")
+        frame = frame.drop_duplicates(subset=[key], keep="last").sort_values(key, kind="stable")
     types = {column.name: column.type for column in spec.columns}
     records = []
     columns = list(frame.columns)
@@ -180,7 +186,7 @@ def map_records(frame: pd.DataFrame, sink: SinkBase, spec: OutgoingSpec) -> list
             )
             for target, rule in sink.fields.items()
         }
-        records.append(QueuedRecord(str(row[spec.key]), payload, str(row[SOURCE_ROWS])))
+        records.append(QueuedRecord(str(row[key]), payload, str(row[SOURCE_ROWS])))
     return records
 
 

@@ -97,6 +97,7 @@ def build_sink(loaded: LoadedDatafix, name: str) -> Sink:
             public_name=spec.public_name,
             key_field=spec.key_field,
             group=spec.group,
+            field_groups=dict(spec.field_groups) or None,
             reference_field=spec.reference_field,
             version_field=spec.version_field,
             lines_table=spec.lines_table,
