@@ -224,10 +224,15 @@ def reset_cursor(landlord: str, source: str, to: str | None) -> None:
 def demo() -> None:
     """Write the demo landlords' source files, run them with the sandbox peers up, and say how
     to open the UI."""
-    from connectors.sandbox.demo_files import DEMO_LANDLORDS, write_demo_sources
+    from connectors.sandbox.demo_files import (
+        DEMO_LANDLORDS,
+        write_demo_sources,
+        write_demo_targets,
+    )
 
     home = datafix_home()
     written = write_demo_sources(home)
+    write_demo_targets(home)  # where the demo pushes besides the peers: an ERP table, a folder
     files = sum(len(paths) for paths in written.values())
     click.echo(f"demo sources for {len(written)} landlords ({files} files) in {home / 'inbox'}")
     with _sandbox_or_exit(home) as sandbox:
@@ -255,7 +260,10 @@ def demo() -> None:
 def sandbox(seconds: float | None) -> None:
     """Serve the local peers with demo data (landlord ERP, Sage X3, Salesforce) on 127.0.0.1,
     so a web-service datafix can be rehearsed offline; stop with Ctrl-C."""
+    from connectors.sandbox.demo_files import write_demo_targets
+
     home = datafix_home()
+    write_demo_targets(home)  # the demo's push targets that are files, not peers
     stop = threading.Event()
     previous = {
         number: signal.signal(number, lambda *_: stop.set())

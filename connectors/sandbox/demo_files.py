@@ -1392,13 +1392,11 @@ def write_demo_targets(home: Path) -> dict[str, Path]:
 
 def write_demo_sources(home: Path) -> dict[str, list[Path]]:
     """Write the file landlords' sources into `home/inbox/<landlord>/`; return them by landlord
-    (`DEMO_SANDBOX_LANDLORDS` read web services: nothing is written for them). The demo's push
-    targets are made too (`write_demo_targets`).
+    (`DEMO_SANDBOX_LANDLORDS` read web services: nothing is written for them).
 
     Files whose content is already on disk are left untouched (same bytes, same mtime).
     """
     inbox = Path(home) / "inbox"
-    write_demo_targets(home)
     return {
         LOIRE_HABITAT: _write_loire_habitat(inbox),
         OPALE_LOGEMENT: _write_opale_logement(inbox),
