@@ -12,6 +12,8 @@ For each file:
   mapping at all): the baseline of the ledger targets. The same through a plain sqlite3
   connection (pandas' own executemany path, about twice as fast) is shown beside it, for
   information: it writes a third of the bytes per row (no lineage) and builds no index;
+- the push (tests/bench/push.py, `--only push`): records/s per sink kind against the local
+  peers through `push_landlord`, beside the raw connector alone, and the unchanged second push;
 - the I/O floor: reading the file alone (CSV: pandas `read_csv(dtype=str)`; xlsx: the fastest of
   python-calamine `to_python()`, `pandas.read_excel(engine="calamine")`, openpyxl read-only).
 
@@ -47,6 +49,7 @@ sys.path[:0] = [str(HERE), str(REPO)]
 
 import generate  # noqa: E402  (tests/bench/generate.py, beside this script)
 import odbc_pull  # noqa: E402  (tests/bench/odbc_pull.py: the 1M-row pull over pyodbc)
+import push as push_bench  # noqa: E402  (tests/bench/push.py: push throughput per sink kind)
 
 DATAFIXES = HERE / "datafixes"
 LEDGER_LANDLORD = "bench-ledger"
@@ -395,8 +398,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
         "--only",
-        choices=("ledger", "works", "odbc"),
-        help="measure one part only: the ledger CSV, the works xlsx or the ODBC pull",
+        choices=("ledger", "works", "odbc", "push"),
+        help="measure one part only: the ledger CSV, the works xlsx, the ODBC pull or the push"
+        " per sink kind",
     )
     args = parser.parse_args()
     if args.measure:
@@ -409,6 +413,20 @@ def main() -> int:
         odbc_report = odbc_pull.run_all()
         odbc_pull.print_table(odbc_report)
         if args.only == "odbc":
+            return 0
+
+    push_report = None
+    if args.only in (None, "push"):
+        print(
+            "Push: records/s per sink kind against the local peers, beside the raw connector"
+            f" ({push_bench.ATTEMPTS} interleaved rounds)…",
+            flush=True,
+        )
+        push_report = push_bench.run_all()
+        print()
+        push_bench.print_table(push_report)
+        print()
+        if args.only == "push":
             return 0
 
     print("Generating the bench files (reused when already there)…", flush=True)
@@ -595,6 +613,7 @@ def main() -> int:
         "attempts": ATTEMPTS,
         "measurements": results,
         "odbc": odbc_report,
+        "push": push_report,
         "table": [
             {
                 "measurement": row.measurement,
