@@ -253,6 +253,8 @@ def _salesforce(
                 state=lambda: {r[EXTERNAL_ID]: r["Montant_Engage__c"] for r in pushed()},
             )  # fmt: skip
             assert sf.store.duplicates(OBJECT, EXTERNAL_ID) == {}
+            # bulk: one ingest job per push that sent something (10,000 then 10); else none
+            assert len(sf.ingest_jobs()) == (2 if bulk else 0)
         assert sf.errors == []
 
     return start
