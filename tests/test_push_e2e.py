@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ import yaml
 from connectors.sandbox.salesforce import SalesforcePeer, field_service_store
 from connectors.sandbox.soap_erp import LandlordErpPeer
 from pipelines.lib.environment import REPO_ROOT
+from pipelines.lib.push import push_landlord, record_contract
+from pipelines.lib.sinks import build_sink
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import outbox
 from tests.pipelines.lib.pushing import load_all, write_datafix, write_works
@@ -157,11 +160,11 @@ class Hub:
         self.load(path)
         return path
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path, run_id: str = "load-1") -> None:
         warehouse = Warehouse(self.url)
         try:
             warehouse.migrate()
-            load_all(warehouse, path)
+            load_all(warehouse, path, run_id=run_id)
         finally:
             warehouse.dispose()
 
@@ -355,3 +358,261 @@ def test_kill_9_twenty_times_during_a_10000_record_push_to_the_erp(
     again = hub.run("push", "alpha")
     assert again.returncode == 0, again.stdout + again.stderr
     assert (erp.calls, erp.wsdl_requests) == (calls, wsdl)  # not one call, not even the WSDL
+
+
+# --- 2. 20 % transient faults ---------------------------------------------------------------
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    yield warehouse
+    warehouse.dispose()
+
+
+def outbox_rows(warehouse: Warehouse, landlord: str) -> list[Any]:
+    with warehouse.engine.connect() as conn:
+        return conn.execute(sa.select(outbox).where(outbox.c.landlord_id == landlord)).all()
+
+
+def test_salesforce_push_through_20_percent_transient_faults(
+    tmp_path: Path,
+    warehouse: Warehouse,
+    salesforce: SalesforcePeer,
+    hub: Hub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in hub.env.items():
+        monkeypatch.setenv(name, value)
+    sink = {**SALESFORCE_INVOICES, "timeout": 2}
+    write_works(tmp_path / "data", orders=100, invoices=10_000)
+    loaded = load_all(warehouse, write_datafix(tmp_path, "alpha", {"crm": sink}))
+    faults = salesforce.faults
+    faults.transient_rate, faults.stall_seconds = 0.2, 4.0  # a stall outlasts the 2 s timeout
+    started = time.monotonic()
+    [outcome] = push_landlord(warehouse, loaded, build_sink, run_id="faulty")
+    elapsed = time.monotonic() - started
+    print(
+        f"salesforce 20 %: 10,000 in {elapsed:.1f} s ({10_000 / elapsed:.0f} records/s),"
+        f" {outcome.calls} calls by the hub, faults {dict(faults.injected)}"
+    )
+    assert sum(faults.injected.values()) >= 5
+    assert outcome.status == "sent" and outcome.error == ""
+    assert outcome.sent + outcome.recovered == 10_000
+    held = sf_held(salesforce, "FA")
+    assert len(held) == 10_000 and max(held.values()) == 1  # every record, none twice
+    rows = outbox_rows(warehouse, "alpha")
+    assert Counter(row.state for row in rows) == Counter({"sent": 10_000})
+    assert max(row.attempts for row in rows) <= sink.get("max_attempts", 8)  # no retry storm
+
+
+def test_erp_push_through_20_percent_transient_faults(
+    tmp_path: Path,
+    warehouse: Warehouse,
+    erp: LandlordErpPeer,
+    hub: Hub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ERP_WSDL", erp.wsdl_url)
+    sink = {**ERP_COMMITMENTS, "operation_timeout": 1.0}  # the peer's stall: 1.5 s
+    write_works(tmp_path / "data", orders=2_000)
+    path = write_datafix(tmp_path, "alpha", {"erp": sink}, confirmed=ALL_COMMITMENTS)
+    loaded = load_all(warehouse, path)
+    erp.transient_rate = 0.2  # 503, soap:Server.Busy, processed then stalled past the timeout
+    erp.set_fault("http_429", times=2)  # and the first two calls answer 429
+    started = time.monotonic()
+    [outcome] = push_landlord(warehouse, loaded, build_sink, run_id="faulty")
+    elapsed = time.monotonic() - started
+    print(
+        f"erp 20 %: 2,000 in {elapsed:.1f} s ({2_000 / elapsed:.0f} records/s), {outcome.calls}"
+        f" calls by the hub, faults {dict(erp.transient_faults)} + 2 x 429,"
+        f" replays {erp.replays['commitments']}"
+    )
+    assert sum(erp.transient_faults.values()) >= 3
+    assert outcome.status == "sent" and outcome.error == ""
+    assert outcome.sent + outcome.recovered == 2_000
+    assert len(erp.held["commitments"]) == 2_000
+    assert erp.movement_count("commitments") == 2_000  # every record, none twice
+    assert erp.duplicate_movements("commitments") == 0
+    assert Counter(row.state for row in outbox_rows(warehouse, "alpha")) == {"sent": 2_000}
+
+
+# --- 3. poisoned records --------------------------------------------------------------------
+
+POISONED = [f"FA{i:06d}" for i in (3, 150, 151, 404, 777, 900, 1000)]
+POISONED_ORDERS = [f"BT{i:06d}" for i in (3, 150, 151, 404, 777, 900, 1000)]
+
+
+def test_seven_poisoned_records_out_of_1000_go_dead_once_then_replay_delivers_them(
+    hub: Hub, salesforce: SalesforcePeer, erp: LandlordErpPeer
+) -> None:
+    hub.landlord("alpha", {"crm": SALESFORCE_INVOICES, "erp": ERP_COMMITMENTS}, orders=1_000)
+    sf_tries: Counter[str] = Counter()
+
+    def refused(value: Any) -> bool:
+        if value in POISONED:
+            sf_tries[value] += 1
+            return True
+        return False
+
+    salesforce.poison(
+        OBJECT, EXTERNAL_ID, refused, "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "Montant hors plafond du marché (règle R-12)",
+    )  # fmt: skip
+    erp_tries: Counter[str] = Counter()
+    record = erp._record
+
+    def counted(kind: Any, item: Any) -> Any:
+        if item.get("Reference") in POISONED_ORDERS:
+            erp_tries[item["Reference"]] += 1
+        return record(kind, item)
+
+    erp._record = counted  # type: ignore[method-assign]
+    for reference in POISONED_ORDERS:
+        erp.poison(reference, f"{reference} : fournisseur bloqué (litige)")
+
+    first = hub.run("push", "alpha")
+    assert "dead" in first.stdout, first.stdout + first.stderr
+    assert len(sf_held(salesforce, "FA")) == 993
+    assert not set(sf_held(salesforce, "FA")) & set(POISONED)
+    assert len(erp.held["commitments"]) == 993
+    assert hub.outbox("alpha") == Counter({
+        ("alpha", "crm", "sent"): 993, ("alpha", "crm", "dead"): 7,
+        ("alpha", "erp", "sent"): 993, ("alpha", "erp", "dead"): 7,
+    })  # fmt: skip
+    assert sf_tries == Counter(dict.fromkeys(POISONED, 1))  # never retried
+    assert erp_tries == Counter(dict.fromkeys(POISONED_ORDERS, 1))
+
+    sf_calls, erp_calls = salesforce.count(), erp.calls
+    second = hub.run("push", "alpha")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (salesforce.count(), erp.calls) == (sf_calls, erp_calls)  # the dead are not resent
+    assert sf_tries == Counter(dict.fromkeys(POISONED, 1))
+
+    shown = hub.run("outbox", "alpha", "--limit", "50")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    for key in POISONED:
+        line = next(line for line in shown.stdout.splitlines() if f"crm {key} " in line)
+        assert "dead" in line and "Montant hors plafond du marché (règle R-12)" in line, line
+    for reference in POISONED_ORDERS:
+        line = next(line for line in shown.stdout.splitlines() if f"erp {reference} " in line)
+        assert "dead" in line and f"{reference} : fournisseur bloqué (litige)" in line, line
+
+    salesforce.poisons.clear()
+    for reference in POISONED_ORDERS:
+        erp.cure(reference)
+    replay = hub.run("replay", "alpha")
+    assert replay.returncode == 0 and "14 dead letter(s)" in replay.stdout, replay.stdout
+    third = hub.run("push", "alpha")
+    assert third.returncode == 0, third.stdout + third.stderr
+    held = sf_held(salesforce, "FA")
+    assert len(held) == 1_000 and max(held.values()) == 1
+    assert erp.movement_count("commitments") == 1_000
+    assert erp_tries == Counter(dict.fromkeys(POISONED_ORDERS, 2))
+    assert hub.outbox("alpha") == Counter(
+        {("alpha", "crm", "sent"): 1_000, ("alpha", "erp", "sent"): 1_000}
+    )
+
+
+# --- 4. Salesforce call budget --------------------------------------------------------------
+
+
+def sf_rows(peer: SalesforcePeer) -> dict[str, dict[str, Any]]:
+    with peer.lock:
+        return {row[EXTERNAL_ID]: dict(row) for row in peer.store.rows(OBJECT) if row[EXTERNAL_ID]}
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["collections", "bulk"])
+def test_10000_salesforce_upserts_in_50_calls_or_one_bulk_job(
+    hub: Hub, salesforce: SalesforcePeer, bulk: bool
+) -> None:
+    sink = {**SALESFORCE_INVOICES, "bulk_threshold": 5_000 if bulk else 20_000}
+    path = hub.landlord("alpha", {"crm": sink}, orders=100, invoices=10_000)
+    started = time.monotonic()
+    first = hub.run("push", "alpha")
+    elapsed = time.monotonic() - started
+    assert first.returncode == 0, first.stdout + first.stderr
+    calls = salesforce.count()
+    print(f"{'bulk' if bulk else 'collections'}: 10,000 in {elapsed:.1f} s (CLI), {calls} calls")
+    assert len(sf_held(salesforce, "FA")) == 10_000
+    if bulk:
+        assert len(salesforce.ingest_jobs()) == 1
+        assert salesforce.ingest_jobs()[0]["numberRecordsProcessed"] == 10_000
+        assert sf_writes(salesforce) == 1
+    else:
+        assert salesforce.ingest_jobs() == []
+        assert sf_writes(salesforce) == calls <= 50
+
+    again = hub.run("push", "alpha")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert salesforce.count() == calls  # nothing changed: not one call
+
+    before = sf_rows(salesforce)
+    changed = [17, 18, 500, 1234, 2000, 4999, 5000, 7777, 9998, 10_000]
+    write_works(
+        hub.root / "data", orders=100, invoices=10_000,
+        amount_overrides={i: "1234,56" for i in changed},
+    )  # fmt: skip
+    hub.load(path, run_id="load-2")
+    third = hub.run("push", "alpha")
+    assert third.returncode == 0, third.stdout + third.stderr
+    after = sf_rows(salesforce)
+    assert after.keys() == before.keys()
+    updated = sorted(key for key in after if after[key] != before[key])
+    assert updated == [f"FA{i:06d}" for i in changed]
+    assert {after[key]["Montant_Engage__c"] for key in updated} == {Decimal("1258.56")}
+    assert salesforce.count() == calls + 1  # 10 records: one collection call
+    assert sf_writes(salesforce) == (1 if bulk else 50) + 1
+
+
+# --- 5. isolation ---------------------------------------------------------------------------
+
+
+def test_two_landlords_sharing_the_peers_each_push_only_their_records(
+    hub: Hub, salesforce: SalesforcePeer, erp: LandlordErpPeer
+) -> None:
+    hub.landlord("alpha", {"crm": SALESFORCE_INVOICES, "erp": ERP_COMMITMENTS}, orders=30)
+    hub.landlord("beta", {"crm": SALESFORCE_COMPLETIONS}, data="data-beta", orders=40)
+
+    beta = hub.run("push", "beta")
+    assert beta.returncode == 0, beta.stdout + beta.stderr
+    assert sf_held(salesforce) == Counter({f"RI{i:06d}": 1 for i in range(2, 41, 4)})
+    assert erp.calls == 0 and erp.wsdl_requests == 0  # beta has no ERP sink: nothing there
+    assert hub.outbox() == Counter({("beta", "crm", "sent"): 10})
+    beta_rows = sf_rows(salesforce)
+
+    alpha = hub.run("push", "alpha")
+    assert alpha.returncode == 0, alpha.stdout + alpha.stderr
+    assert sf_held(salesforce, "FA") == Counter({f"FA{i:06d}": 1 for i in range(1, 31)})
+    assert {key: row for key, row in sf_rows(salesforce).items() if key.startswith("RI")} == (
+        beta_rows
+    )  # beta's records untouched
+    assert set(erp.held["commitments"]) == {f"BT{i:06d}" for i in range(1, 31)}
+    assert hub.outbox() == Counter({
+        ("beta", "crm", "sent"): 10, ("alpha", "crm", "sent"): 30, ("alpha", "erp", "sent"): 30,
+    })  # fmt: skip
+
+
+# --- 6. gating ------------------------------------------------------------------------------
+
+
+def test_a_failed_contract_holds_the_push_and_the_command_says_why(
+    hub: Hub, salesforce: SalesforcePeer
+) -> None:
+    hub.landlord("alpha", {"crm": SALESFORCE_INVOICES}, orders=30)
+    warehouse = Warehouse(hub.url)
+    try:
+        record_contract(
+            warehouse, "alpha", "invoices", passed=False,
+            summary="amount_cents: 3 values below 0", run_id="run-bad",
+        )  # fmt: skip
+    finally:
+        warehouse.dispose()
+    held = hub.run("push", "alpha")
+    assert held.returncode != 0, held.stdout
+    assert "blocked" in held.stdout
+    assert "the invoices contract failed in run run-bad: amount_cents: 3 values below 0" in (
+        held.stdout
+    )
+    assert salesforce.count() == 0 and hub.outbox() == Counter()
