@@ -11,7 +11,16 @@ from pathlib import Path
 
 from schemas.canonical import ENTITIES, LINEAGE_COLUMNS, QUARANTINE_REASONS, ColumnType
 from schemas.datafix import Datafix
-from schemas.tables import load_runs, quarantine, source_cursors, source_state
+from schemas.outgoing import OUTGOING
+from schemas.tables import (
+    contract_results,
+    load_runs,
+    outbox,
+    push_leases,
+    quarantine,
+    source_cursors,
+    source_state,
+)
 
 HERE = Path(__file__).parent
 JSON_SCHEMA_PATH = HERE / "datafix.schema.json"
@@ -39,6 +48,16 @@ def json_schema() -> str:
             {"$ref": "#/$defs/FieldRule"},
         ]
     }
+    # the same short form in every sink of `push:`: `Status: status` is `{from: status}`
+    for definition in schema["$defs"].values():
+        sink_fields = definition.get("properties", {}).get("fields", {})
+        if sink_fields.get("additionalProperties") == {"$ref": "#/$defs/OutFieldRule"}:
+            sink_fields["additionalProperties"] = {
+                "anyOf": [
+                    {"type": "string", "description": "Short form of `{from: <column>}`."},
+                    {"$ref": "#/$defs/OutFieldRule"},
+                ]
+            }
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Datafix Hub datafix file"
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
@@ -81,11 +100,38 @@ def reference_page() -> str:
     lines += ["| column | description |", "|---|---|"]
     lines += [f"| `{name}` | {text} |" for name, text in LINEAGE_COLUMNS.items()]
     lines += ["", "## Bookkeeping tables", ""]
-    for table in (quarantine, load_runs, source_state, source_cursors):
+    for table in (
+        quarantine,
+        load_runs,
+        source_state,
+        source_cursors,
+        contract_results,
+        outbox,
+        push_leases,
+    ):
         columns = ", ".join(f"`{c.name}`" for c in table.columns)
         lines += [f"- `{table.name}`: {table.comment} Columns: {columns}."]
     lines += ["", "## Quarantine reason codes", "", "| reason | meaning |", "|---|---|"]
     lines += [f"| `{code}` | {text} |" for code, text in QUARANTINE_REASONS.items()]
+    lines += ["", "## Outgoing records (what `push:` sends)", ""]
+    lines += ["Derived from the canonical tables; a sink's `fields` read these columns.", ""]
+    for out in OUTGOING.values():
+        confirmed = ", ".join(
+            f"`{column}` in {', '.join(f'`{v}`' for v in values)}"
+            for column, values in out.confirmed_default.items()
+        )
+        lines += [f"### `{out.name}`", "", out.description, ""]
+        lines += [
+            f"Read from: {', '.join(f'`{e}`' for e in out.inputs)}; confirmed by default:"
+            f" {confirmed or 'every record'}.",
+            "",
+            "| column | type | description |",
+            "|---|---|---|",
+        ]
+        for column in out.columns:
+            name = f"**{column.name}**" if column.name == out.key else f"`{column.name}`"
+            lines.append(f"| {name} | {_TYPE_LABELS[column.type]} | {column.description} |")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 

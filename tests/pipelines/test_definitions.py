@@ -18,6 +18,7 @@ from connectors.sandbox.demo_files import (
     DEMO_ROWS,
     DEMO_SANDBOX_LANDLORDS,
     write_demo_sources,
+    write_demo_targets,
 )
 from pipelines.definitions import defs
 from pipelines.defs.automation import nightly_schedule
@@ -148,9 +149,11 @@ def test_canonical_asset_called_directly_splits_rows_and_rejects(hub_home: Path)
 def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
     landlord: str, hub_home: Path, warehouse_url: str, request: pytest.FixtureRequest
 ) -> None:
-    if landlord in DEMO_SANDBOX_LANDLORDS:
-        request.getfixturevalue("sandbox")  # its data comes from the sandbox peers
+    pushes = load_landlord(landlord).datafix.push is not None
+    if landlord in DEMO_SANDBOX_LANDLORDS or pushes:
+        request.getfixturevalue("sandbox")  # data read from, or pushed to, the sandbox peers
     write_demo_sources(hub_home)
+    write_demo_targets(hub_home)
     job = DEFINITIONS.resolve_job_def("nightly")
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(partition_key=landlord, instance=instance)
@@ -159,8 +162,11 @@ def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
         checked = {e.asset_key.path[-1] for e in evaluations if "status" not in e.metadata}
         assert checked == {f"canonical_{entity}" for entity in DEMO_ROWS[landlord]}
         assert all(e.passed for e in evaluations)
+        pushed = {}
         for event in result.get_asset_materialization_events():
             name = event.materialization.asset_key.path[-1]
+            if name.startswith("push_"):
+                pushed[name] = {k: v.value for k, v in event.materialization.metadata.items()}
             if not name.startswith("warehouse_"):
                 continue
             entity = name.removeprefix("warehouse_")
@@ -171,6 +177,14 @@ def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
             assert metadata["rows_read"] == DEMO_ROWS[landlord][entity]
             assert metadata["rows_quarantined"] == DEMO_BAD_ROWS[landlord][entity]
             assert metadata["rows_read"] == metadata["rows_loaded"] + metadata["rows_quarantined"]
+    # the night ends with the push: every sink of the datafix got its confirmed records
+    assert set(pushed) == {f"push_{name}" for name in OUTGOING}
+    sinks = [sink for meta in pushed.values() for sink in meta.get("sinks") or []]
+    declared = load_landlord(landlord).datafix.push
+    assert {sink["sink"] for sink in sinks} == (set(declared.sinks) if declared else set())
+    for sink in sinks:
+        assert sink["status"] == "sent" and sink["sent"] == sink["confirmed"] > 0, sink
+        assert sink["dead"] == sink["failed"] == 0, sink
     warehouse = Warehouse(warehouse_url)
     try:
         for entity, rows in DEMO_ROWS[landlord].items():
