@@ -26,6 +26,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from connectors.processes import pid_alive
+
 __all__ = [
     "DANGEROUS_FIRST_CHARACTERS",
     "clean_stale_temporaries",
@@ -163,16 +165,6 @@ def write_xlsx_atomic(
     return _write_atomic(Path(path), write)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_temporaries(folder: Path | str, *, older_than: float = 3600.0) -> list[Path]:
     """Remove the temporary files of writers that died (pid gone) or are older than
     `older_than` seconds (a pid may have been reused); the paths removed."""
@@ -187,7 +179,7 @@ def clean_stale_temporaries(folder: Path | str, *, older_than: float = 3600.0) -
             age = now - entry.stat().st_mtime
         except FileNotFoundError:  # its writer just renamed it
             continue
-        if (pid != os.getpid() and not _alive(pid)) or age > older_than:
+        if (pid != os.getpid() and not pid_alive(pid)) or age > older_than:
             with suppress(FileNotFoundError):
                 entry.unlink()
                 removed.append(entry)

@@ -67,7 +67,6 @@ import datetime as dt
 import re
 import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -77,8 +76,7 @@ from typing import Any, ClassVar
 from lxml import etree
 
 from connectors.sandbox.http import HOSTILE_MODES, SOAP_ENV, Reply, Request, soap_fault_reply
-from connectors.sandbox.soap import SoapPeer
-from connectors.sandbox.soap_erp import TransientFaults
+from connectors.sandbox.soap import PushFaultHooks, SoapPeer, TransientFaults
 
 __all__ = [
     "DEFAULT_OBJECTS",
@@ -262,7 +260,7 @@ def _result_text(root: etree._Element) -> str:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
 
 
-class SageX3Peer(SoapPeer):
+class SageX3Peer(PushFaultHooks, SoapPeer):
     """The Sage X3 `CAdxWebServiceXmlCC` service on 127.0.0.1 (see the module docstring), on
     `port` (0: one the system picks)."""
 
@@ -335,25 +333,6 @@ class SageX3Peer(SoapPeer):
         return Reply(status=401, headers={"WWW-Authenticate": 'Basic realm="Sage X3"'})
 
     # test hooks ------------------------------------------------------------------------------
-    @property
-    def transient_rate(self) -> float:
-        return self.transient.rate
-
-    @transient_rate.setter
-    def transient_rate(self, rate: float) -> None:
-        if not 0 <= rate <= 1:
-            raise ValueError(f"transient_rate must be between 0 and 1 (got {rate})")
-        self.transient.rate = rate
-
-    @property
-    def transient_faults(self) -> Counter[str]:
-        return self.transient.counts
-
-    def poison(self, reference: str, message: str) -> None:
-        """Refuse (status 0, `message`) every save or modify of `reference`."""
-        with self._store_lock:
-            self.poisoned[reference] = message
-
     def numbers_by_reference(self, public_name: str = "SIH") -> dict[str, list[str]]:
         """`{reference: [NUM, …]}` of the records `save` created, by `reference_field`."""
         created = set(self.created)

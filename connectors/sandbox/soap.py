@@ -20,9 +20,10 @@ No dagster import: a plain connector helper.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
@@ -40,7 +41,7 @@ from connectors.sandbox.http import (
     soap_fault_reply,
 )
 
-__all__ = ["SoapPeer"]
+__all__ = ["PushFaultHooks", "SoapPeer", "TransientFaults"]
 
 
 class SoapPeer:
@@ -170,3 +171,60 @@ class SoapPeer:
         if mode in HOSTILE_MODES:
             return Reply(body=self._hostile(answer, mode))
         return Reply(body=answer, delay=self.slow_seconds if mode == "slow" else 0.0)
+
+
+class TransientFaults:
+    """A seeded share (`rate`, 0 to 1) of calls that fail transiently, each with one of `modes`
+    drawn at random; `counts` says how many of each were drawn."""
+
+    def __init__(self, modes: Iterable[str], *, seed: int = 0) -> None:
+        self.modes = tuple(modes)
+        self.rate = 0.0
+        self.counts: Counter[str] = Counter()
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> str | None:
+        """The transient mode of this call, or None (answer normally)."""
+        with self._lock:
+            if self.rate <= 0 or self._random.random() >= self.rate:
+                return None
+            mode = self._random.choice(self.modes)
+            self.counts[mode] += 1
+            return mode
+
+
+class PushFaultHooks:
+    """Test hooks of the peers' write operations, shared by the ERP and Sage X3 peers: a seeded
+    share of transient faults (`transient_rate`, drawn by `self.transient`) and references the
+    peer refuses for good (`poison` / `cure`, held in `self.poisoned` under `self._store_lock`).
+    """
+
+    transient: TransientFaults
+    poisoned: dict[str, str]
+    _store_lock: threading.Lock
+
+    @property
+    def transient_rate(self) -> float:
+        return self.transient.rate
+
+    @transient_rate.setter
+    def transient_rate(self, rate: float) -> None:
+        if not 0 <= rate <= 1:
+            raise ValueError(f"transient_rate must be between 0 and 1 (got {rate})")
+        self.transient.rate = rate
+
+    @property
+    def transient_faults(self) -> Counter[str]:
+        """How many transient faults of each mode were played."""
+        return self.transient.counts
+
+    def poison(self, reference: str, message: str) -> None:
+        """Refuse every write of `reference` with `message`, until `cure`."""
+        with self._store_lock:
+            self.poisoned[reference] = message
+
+    def cure(self, reference: str) -> None:
+        """Accept `reference` again."""
+        with self._store_lock:
+            self.poisoned.pop(reference, None)

@@ -83,11 +83,10 @@ import binascii
 import contextlib
 import datetime as dt
 import itertools
-import random
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -96,7 +95,7 @@ from typing import Any, ClassVar
 from lxml import etree
 
 from connectors.sandbox.http import HOSTILE_MODES, SOAP_ENV, Reply, soap_fault_reply
-from connectors.sandbox.soap import SoapPeer
+from connectors.sandbox.soap import PushFaultHooks, SoapPeer, TransientFaults
 
 __all__ = [
     "BINDING",
@@ -106,7 +105,6 @@ __all__ = [
     "WSDL_PATH",
     "LandlordErpPeer",
     "Movement",
-    "TransientFaults",
     "demo_seed",
     "main",
 ]
@@ -271,27 +269,6 @@ _SUBMITS = {kind.submit: kind for kind in _IMPORT_KINDS}
 _READS = {kind.read: kind for kind in _IMPORT_KINDS}
 
 
-class TransientFaults:
-    """A seeded share (`rate`, 0 to 1) of calls that fail transiently, each with one of `modes`
-    drawn at random; `counts` says how many of each were drawn."""
-
-    def __init__(self, modes: Iterable[str], *, seed: int = 0) -> None:
-        self.modes = tuple(modes)
-        self.rate = 0.0
-        self.counts: Counter[str] = Counter()
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
-
-    def draw(self) -> str | None:
-        """The transient mode of this call, or None (answer normally)."""
-        with self._lock:
-            if self.rate <= 0 or self._random.random() >= self.rate:
-                return None
-            mode = self._random.choice(self.modes)
-            self.counts[mode] += 1
-            return mode
-
-
 def _children(node: etree._Element) -> dict[str, str]:
     return {etree.QName(child).localname: (child.text or "") for child in node}
 
@@ -348,7 +325,7 @@ def _check_record(record: Mapping[str, Any], entity: _Entity, position: int) -> 
     return {**record, "modifiedAt": _as_utc(modified)}
 
 
-class LandlordErpPeer(SoapPeer):
+class LandlordErpPeer(PushFaultHooks, SoapPeer):
     """The landlord ERP web service on 127.0.0.1 (see the module docstring), on `port` (0: one
     the system picks)."""
 
@@ -408,30 +385,6 @@ class LandlordErpPeer(SoapPeer):
             canary_url=canary_url,
             port=port,
         )
-
-    # test hooks of the imports ---------------------------------------------------------
-    @property
-    def transient_rate(self) -> float:
-        return self.transient.rate
-
-    @transient_rate.setter
-    def transient_rate(self, rate: float) -> None:
-        if not 0 <= rate <= 1:
-            raise ValueError(f"transient_rate must be between 0 and 1 (got {rate})")
-        self.transient.rate = rate
-
-    @property
-    def transient_faults(self) -> Counter[str]:
-        return self.transient.counts
-
-    def poison(self, reference: str, message: str) -> None:
-        """Reject `reference` with `message` on every submission, until `cure`."""
-        with self._store_lock:
-            self.poisoned[reference] = message
-
-    def cure(self, reference: str) -> None:
-        with self._store_lock:
-            self.poisoned.pop(reference, None)
 
     def duplicate_movements(self, kind: str) -> int:
         """Movements that repeat the values of the same reference's previous movement: what a

@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.delivery import Delivered, payload_hash, payload_json
+from connectors.processes import pid_alive
 from schemas.tables import outbox, push_leases
 
 __all__ = [
@@ -124,7 +125,7 @@ class Outbox:
             ).first()
             if row is not None and row.holder != holder:
                 alive = (
-                    _pid_alive(row.pid)
+                    pid_alive(row.pid)
                     if row.host == host
                     else now - _aware(row.renewed_at) < stale_after
                 )
@@ -550,18 +551,3 @@ def _change(
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while process `pid` runs (a killed process not yet reaped, a zombie, is dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

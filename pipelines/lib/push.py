@@ -44,7 +44,14 @@ from schemas.datafix import OutFieldRule, SinkBase
 from schemas.outgoing import OUTGOING, OutgoingSpec
 from schemas.tables import contract_results
 
-__all__ = ["PushBusyError", "PushOutcome", "map_records", "push_landlord", "record_contract"]
+__all__ = [
+    "PushBusyError",
+    "PushOutcome",
+    "map_records",
+    "push_landlord",
+    "record_contract",
+    "sinks_sending",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +82,14 @@ class PushOutcome:
     calls: int = 0  # send and read-back calls made
     error: str = ""
     changes: list[Change] = field(default_factory=list)
+
+
+def sinks_sending(loaded: LoadedDatafix, name: str) -> list[str]:
+    """The landlord's sinks that receive the outgoing records `name`, in name order."""
+    push = loaded.datafix.push
+    if push is None:
+        return []
+    return sorted(sink_name for sink_name, sink in push.sinks.items() if sink.sends == name)
 
 
 def record_contract(

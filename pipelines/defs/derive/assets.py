@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.derive import confirmed_rule, derive
+from pipelines.lib.push import sinks_sending
 from schemas.outgoing import OUTGOING, OutgoingSpec
 
 
@@ -28,12 +29,8 @@ def build_derive_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         loaded = datafixes.get_client(context.partition_key)
         push = loaded.datafix.push
-        senders = (
-            sorted(name for name, sink in push.sinks.items() if sink.sends == spec.name)
-            if push is not None
-            else []
-        )
-        if not senders:
+        senders = sinks_sending(loaded, spec.name)
+        if push is None or not senders:
             return dg.MaterializeResult(metadata={"status": "no sink sends it"})
         frame = derive(warehouse.get_client(), loaded.landlord_id, spec.name, push.confirmed)
         preview = frame.head(5).drop(columns=["source_rows"]).astype("str")

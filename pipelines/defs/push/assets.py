@@ -6,7 +6,7 @@ from connectors.errors import ConnectorError
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.outbox import PushBusyError
-from pipelines.lib.push import push_landlord
+from pipelines.lib.push import push_landlord, sinks_sending
 from pipelines.lib.sinks import build_sink
 from schemas.outgoing import OUTGOING, OutgoingSpec
 
@@ -31,12 +31,7 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         loaded = datafixes.get_client(context.partition_key)
-        push = loaded.datafix.push
-        names = (
-            sorted(name for name, sink in push.sinks.items() if sink.sends == spec.name)
-            if push is not None
-            else []
-        )
+        names = sinks_sending(loaded, spec.name)
         if not names:
             return dg.MaterializeResult(metadata={"status": "no sink sends it"})
         try:
