@@ -54,6 +54,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -206,6 +207,15 @@ class Sage100FileSink:
     def close(self) -> None:
         """Nothing to release: each file is complete once `send` returns."""
 
+    def probe(self, fields: Sequence[str]) -> None:
+        """Check the drop folder exists and the hub may write there (`datafix check`)."""
+        self._check_drop_folder()
+        if not os.access(self._drop, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"sink `{self.name}`: the hub may not write in the drop folder {self._drop} —"
+                " give its user write access"
+            )
+
     def describe_format(self) -> str:
         """The import file's layout for this sink, for landlord IT (column, content)."""
         lines = [
@@ -229,7 +239,7 @@ class Sage100FileSink:
         if not self._drop.is_dir():
             raise ConfigError(
                 f"sink `{self.name}`: the drop folder {self._drop} does not exist or is not a"
-                " folder — create it or fix `drop_folder`"
+                " folder — create it or fix the sink's `folder`"
             )
         if not self._cleaned:
             clean_stale_temporaries(self._drop)

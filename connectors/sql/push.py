@@ -455,6 +455,11 @@ class SqlSink:
     def close(self) -> None:
         self._link.close()
 
+    def probe(self, fields: Sequence[str]) -> None:
+        """Connect and check the table holds the key, idempotency and `fields` columns (what
+        `datafix check` asks before any push); raises ConfigError naming what is missing."""
+        self._require(list(fields), self._open())
+
     # -- first use ----------------------------------------------------------------------------
 
     def _open(self) -> _Catalogue:

@@ -280,6 +280,8 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
             if name not in environment:
                 if len(yaml_path) > 1 and yaml_path[0] == "sources":
                     unresolved.add(str(yaml_path[1]))
+                if len(yaml_path) > 2 and yaml_path[:2] == ("push", "sinks"):
+                    unresolved.add(f"push:{yaml_path[2]}")
                 line, column = document.locate(yaml_path)
                 problems.append(
                     Located(
@@ -293,7 +295,35 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
                 )
     if best_effort is not None and probe_sources:
         problems.extend(document.at(issue) for issue in _probe_sources(best_effort, unresolved))
+        problems.extend(document.at(issue) for issue in _probe_sinks(best_effort, unresolved))
     return _sorted(problems)
+
+
+def _probe_sinks(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
+    """Sinks that can be checked without sending anything: an ERP table (it must hold every
+    mapped column) and a Sage 100 drop folder (it must exist and be writable). Web services
+    are not called, as for sources."""
+    from pipelines.lib.sinks import build_sink  # sinks imports this module
+
+    push = loaded.datafix.push
+    if push is None:
+        return
+    for name, spec in push.sinks.items():
+        if spec.kind not in ("sql", "sage100_file") or f"push:{name}" in unresolved:
+            continue
+        where = {"sql": "url" if getattr(spec, "url", None) else "connection"}.get(
+            spec.kind, "folder"
+        )
+        try:
+            sink = build_sink(loaded, name)
+            try:
+                sink.probe(list(spec.fields))  # type: ignore[attr-defined]
+            finally:
+                sink.close()
+        except ConnectorError as error:
+            text = str(error)
+            message = text if text.startswith(f"sink `{name}`") else f"sink `{name}`: {text}"
+            yield Issue(path=("push", "sinks", name, where), message=message)
 
 
 _SOURCE_LOCATOR = {

@@ -298,3 +298,38 @@ def test_dry_run_lists_changes_field_by_field_and_sends_nothing(
     [change] = dry.changes
     assert change.key == "FA000002" and change.action == "update"
     assert change.fields == {"AmountExclVat": ("202.25", "1000.00"), "Amount": (22225, 102000)}
+
+
+def test_datafix_check_opens_erp_tables_and_drop_folders_before_any_push(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from pipelines.lib.datafixes import check_datafix
+
+    write_works(tmp_path / "data", orders=3)
+    erp = tmp_path / "erp.db"
+    with sqlite3.connect(erp) as conn:
+        conn.execute("CREATE TABLE engagements (bt TEXT PRIMARY KEY, montant INTEGER)")
+    conn.close()
+    sinks = {
+        "erp": {"kind": "sql", "sends": "commitments", "url": f"sqlite:///{erp}",
+                "table": "engagements", "key_column": "bt",
+                "fields": {"bt": "order_ref", "montant": "amount_cents", "libelle": "category"}},
+        "sage": {"kind": "sage100_file", "sends": "invoices", "folder": str(tmp_path / "nope"),
+                 "fields": {"Piece": "invoice_ref"}},
+    }  # fmt: skip
+    path = write_datafix(tmp_path, "delta-habitat", sinks)
+    problems = [str(problem) for problem in check_datafix(path)]
+    assert len(problems) == 2, problems
+    sql, folder = sorted(problems, key=lambda p: "sage" in p)
+    assert (
+        "sink `erp`" in sql
+        and "has no column `libelle`" in sql
+        and "its columns: bt, montant" in sql
+    )
+    assert f"{tmp_path / 'nope'} does not exist" in folder
+    # each problem points at the sink's line in the file
+    lines = path.read_text(encoding="utf-8").splitlines()
+    sql_line = int(sql.split(":")[1])
+    assert lines[sql_line - 1].strip().startswith("url:")
