@@ -34,7 +34,7 @@ from tests.conftest import temporary_postgres_database
 from tests.pipelines.lib.pushing import load_all, write_datafix, write_works
 
 N = 10_000
-X3_N = 2_000  # Sage X3 saves one invoice per call (~145 a second): 2,000 keep the case short
+X3_N = N  # Sage X3 saves one invoice per call (~145 a second): the longest case
 CHANGED = range(100, 110)  # records 100 … 109 change between the second and the third push
 OBJECT = "WorkOrder"
 EXTERNAL_ID = "Hub_External_Id__c"
