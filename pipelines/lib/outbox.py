@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.delivery import Delivered, payload_hash, payload_json
+from connectors.delivery import Delivered, payload_json
 from connectors.processes import pid_alive
 from schemas.tables import outbox, push_leases
 
@@ -201,12 +201,13 @@ class Outbox:
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             for record in records:
-                digest = payload_hash(record.payload)
                 text = payload_json(record.payload)
+                digest = hashlib.sha256(text.encode("utf-8")).hexdigest()  # = payload_hash
                 old = existing.get(record.key)
                 if old is None:
                     result.queued += 1
-                    result.changes.append(_change(record.key, "create", None, record.payload))
+                    if dry_run:  # only a dry run lists changes: a night need not build them
+                        result.changes.append(_change(record.key, "create", None, text))
                     inserts.append(
                         {
                             "landlord_id": landlord_id,
@@ -238,9 +239,10 @@ class Outbox:
                     result.unchanged += 1
                     continue
                 result.queued += 1
-                previous = json.loads(old.sent_payload) if old.sent_payload else None
-                action = "update" if previous is not None else "create"
-                result.changes.append(_change(record.key, action, previous, record.payload))
+                if dry_run:
+                    previous = json.loads(old.sent_payload) if old.sent_payload else None
+                    action = "update" if previous is not None else "create"
+                    result.changes.append(_change(record.key, action, previous, text))
                 version = old.version + 1
                 updates.append(
                     {
@@ -535,10 +537,8 @@ class Outbox:
         return [OutboxRow(*row) for row in rows]
 
 
-def _change(
-    key: str, action: str, previous: Mapping[str, Any] | None, new: Mapping[str, Any]
-) -> Change:
-    fresh = json.loads(payload_json(new))
+def _change(key: str, action: str, previous: Mapping[str, Any] | None, new_json: str) -> Change:
+    fresh = json.loads(new_json)
     old = previous or {}
     fields = {
         name: (old.get(name), value)
