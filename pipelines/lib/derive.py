@@ -40,7 +40,14 @@ def _read(warehouse: Warehouse, entity: str, landlord_id: str) -> pd.DataFrame:
     )
     with warehouse.engine.connect() as conn:
         rows = conn.execute(query).all()
-    frame = pd.DataFrame(rows, columns=list(spec.column_names), dtype=object)
+    names = list(spec.column_names)
+    columns_of_values = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(values, dtype=object)
+            for name, values in zip(names, columns_of_values, strict=True)
+        }
+    )
     for column in spec.columns:
         if column.type in (ColumnType.CENTS, ColumnType.INTEGER):
             frame[column.name] = frame[column.name].astype("Int64")

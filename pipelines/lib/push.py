@@ -136,6 +136,8 @@ def _now() -> dt.datetime:
 
 def _native(value: Any) -> Any:
     """A pandas cell as a plain Python value (None for blanks, int for Int64)."""
+    if type(value) in _PLAIN:  # the common case first: this runs for every field of every record
+        return value
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, pd.Timestamp):
@@ -143,6 +145,9 @@ def _native(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, str | dt.date):
         return value.item()
     return value
+
+
+_PLAIN = frozenset((str, int, bool, dt.date, dt.datetime))
 
 
 def _euros(cents: int, separator: str) -> str:
