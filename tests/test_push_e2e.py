@@ -643,3 +643,30 @@ def test_a_dry_run_shows_creations_and_updates_field_by_field_and_sends_nothing(
     assert "  update FA000002\n      Montant_Engage__c: '222.25' → '320.00'\n" in dry.stdout
     assert salesforce.count() == calls
     assert hub.outbox() == Counter({("alpha", "crm", "sent"): 3})
+
+
+def test_a_failing_contract_in_the_nightly_run_holds_that_push_then_and_alone(
+    hub: Hub, erp: LandlordErpPeer
+) -> None:
+    # BT000007 is done before it was ordered: the work_orders contract fails on it
+    write_works(hub.root / "data", orders=30, done_before_ordered={7})
+    path = write_datafix(hub.datafixes, "alpha", {"erp": ERP_COMMITMENTS})
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    document["inbox"] = str(hub.root / "data")
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+
+    night = hub.run("run", "alpha")
+    assert night.returncode == 1, night.stdout + night.stderr
+    assert "work_orders" in night.stdout and "FAILED" in night.stdout
+    assert "BT000007" in night.stdout  # the failing key is named
+    assert erp.calls == 0 and erp.wsdl_requests == 0  # the push after it never ran
+
+    alone = hub.run("push", "alpha")
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    assert "blocked" in alone.stdout and "the work_orders contract failed in run" in alone.stdout
+    assert erp.calls == 0 and hub.outbox() == Counter()
+
+    write_works(hub.root / "data", orders=30)  # fixed at the source: the next night pushes
+    fixed = hub.run("run", "alpha")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert hub.outbox() == Counter({("alpha", "erp", "sent"): 23})  # 30 orders less 7 cancelled

@@ -8,7 +8,7 @@ export would; `write_datafix(folder, landlord, sinks)` declares them plus a `pus
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ ENTITY_FIELDS: dict[str, dict[str, Any]] = {
             "map": {"REC": "received", "PLA": "scheduled", "FIN": "done", "ANN": "cancelled"},
         },
         "ordered_date": "date_commande",
+        "done_date": "date_fin",
     },
     "quotes": {
         "quote_ref": "devis",
@@ -73,10 +74,13 @@ def write_works(
     invoices: int | None = None,
     amount_overrides: Mapping[int, str] | None = None,
     invoice_statuses: Mapping[int, str] | None = None,
+    done_before_ordered: Collection[int] = (),
 ) -> None:
     """Works data of `orders` orders (BT000001 …); invoice i bills order i (default: one each).
 
-    `amount_overrides` sets invoice i's amount text (e.g. to change 10 records between runs).
+    `amount_overrides` sets invoice i's amount text (e.g. to change 10 records between runs);
+    orders in `done_before_ordered` are done before they were ordered: the work_orders contract
+    (`done_after_ordered`) fails on them.
     """
     folder.mkdir(parents=True, exist_ok=True)
     invoices = orders if invoices is None else invoices
@@ -84,10 +88,12 @@ def write_works(
     invoice_statuses = invoice_statuses or {}
     _write(
         folder / "bt.csv",
-        ["bt", "entreprise", "logement", "nature", "montant", "statut", "date_commande"],
+        ["bt", "entreprise", "logement", "nature", "montant", "statut", "date_commande",
+         "date_fin"],
         [
             [f"BT{i:06d}", "Plomberie Martin", f"LOG-{i % 300:04d}", "DEP" if i % 3 else "FUI",
-             f"{100 + i % 400},50", ["REC", "PLA", "FIN", "ANN"][i % 4], "03/01/2026"]
+             f"{100 + i % 400},50", ["REC", "PLA", "FIN", "ANN"][i % 4], "03/01/2026",
+             "01/01/2026" if i in done_before_ordered else ""]
             for i in range(1, orders + 1)
         ],
     )  # fmt: skip
