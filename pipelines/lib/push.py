@@ -427,7 +427,9 @@ def _deliver(
                 break
             sleep(max(0.0, (due - _now()).total_seconds()))
             continue
-        limit = config.batch_size or sink().batch_size(ready)
+        # the sink has the last word: a Salesforce batch above 200 must become a Bulk job
+        wanted = min(ready, config.batch_size) if config.batch_size else ready
+        limit = max(1, sink().batch_size(wanted))
         rows = outbox.claim(landlord, name, limit=limit, run_id=run_id, max_attempts=max_attempts)
         if not rows:
             continue
