@@ -416,12 +416,12 @@ def _run_and_report(
                 click.echo("      " + entity.error.replace("\n", "\n      "))
         if outcome.pushes:
             click.echo(
-                f"  {'push to':<16} {'sends':<12} {'status':<15} {'sent':>6} {'unchanged':>9}"
+                f"  {'push to':<20} {'sends':<12} {'status':<15} {'sent':>6} {'unchanged':>9}"
                 f" {'failed':>6} {'dead':>5}"
             )
         for report in outcome.pushes:
             click.echo(
-                f"  {report.sink:<16} {report.sends:<12} {report.status:<15} {report.sent:>6}"
+                f"  {report.sink:<20} {report.sends:<12} {report.status:<15} {report.sent:>6}"
                 f" {report.unchanged:>9} {report.failed:>6} {report.dead:>5}"
             )
             if report.error:

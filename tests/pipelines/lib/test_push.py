@@ -8,6 +8,7 @@ in tests/test_push_e2e.py.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -259,7 +260,7 @@ def test_a_crash_after_the_peer_applied_a_batch_neither_duplicates_nor_loses(
 def test_a_landlord_pushes_one_at_a_time(tmp_path: Path, warehouse: Warehouse) -> None:
     loaded = setup_landlord(tmp_path, warehouse, orders=10)
     Outbox(warehouse.engine).acquire(
-        loaded.landlord_id, "other-run", stale_after=__import__("datetime").timedelta(hours=1)
+        loaded.landlord_id, "other-run", stale_after=dt.timedelta(hours=1)
     )
     with pytest.raises(PushBusyError, match="another push of delta-habitat is running"):
         push(warehouse, loaded, MemoryPeer())
@@ -333,3 +334,39 @@ def test_datafix_check_opens_erp_tables_and_drop_folders_before_any_push(
     lines = path.read_text(encoding="utf-8").splitlines()
     sql_line = int(sql.split(":")[1])
     assert lines[sql_line - 1].strip().startswith("url:")
+
+
+@pytest.mark.parametrize(
+    ("rule", "column_type", "value", "expected"),
+    [
+        pytest.param({"from": "a", "as": "euros"}, "cents", 123456, "1234.56", id="euros"),
+        pytest.param({"from": "a", "as": "euros"}, "cents", -5, "-0.05", id="euros-negative"),
+        pytest.param({"from": "a", "as": "euros_comma"}, "cents", 100, "1,00", id="euros-comma"),
+        pytest.param({"from": "a"}, "cents", 2**40 + 1, 2**40 + 1, id="cents-stay-exact"),
+        pytest.param(
+            {"from": "a", "as": "yyyymmdd"}, "date", dt.date(2026, 3, 1),
+            "20260301", id="yyyymmdd",
+        ),
+        pytest.param(
+            {"from": "a", "as": "datetime"}, "datetime",
+            dt.datetime(2026, 3, 1, 13, 30), "2026-03-01T13:30:00+00:00",
+            id="naive-datetime-is-utc",
+        ),
+        pytest.param({"from": "a", "map": {"true": "O", "false": "N"}}, "boolean", True, "O",
+                     id="map-boolean"),
+        pytest.param({"from": "a", "map": {"done": "Completed"}}, "choice", "done", "Completed",
+                     id="map-choice"),
+        pytest.param({"from": "a", "map": {"done": "Completed"}}, "choice", "received",
+                     "received", id="map-passes-unmapped"),
+        pytest.param({"from": "a", "as": "euros"}, "cents", None, None, id="blank-stays-blank"),
+        pytest.param({"value": "HUB"}, "text", "ignored", "HUB", id="fixed-value"),
+    ],
+)  # fmt: skip
+def test_a_field_rule_writes_what_the_target_expects(
+    rule: dict, column_type: str, value: object, expected: object
+) -> None:
+    from pipelines.lib.push import convert
+    from schemas.canonical import ColumnType
+    from schemas.datafix import OutFieldRule
+
+    assert convert(value, OutFieldRule.model_validate(rule), ColumnType(column_type)) == expected
