@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -264,9 +264,11 @@ def sandbox(seconds: float | None) -> None:
 
     home = datafix_home()
     write_demo_targets(home)  # the demo's push targets that are files, not peers
-    stop = threading.Event()
+    # The handler only sets a flag: calling Event.set() from a signal handler can deadlock
+    # on the lock Event.wait() holds in the main thread (seen once in a few hundred Ctrl-Cs).
+    stopping: list[int] = []
     previous = {
-        number: signal.signal(number, lambda *_: stop.set())
+        number: signal.signal(number, lambda number, _frame: stopping.append(number))
         for number in (signal.SIGINT, signal.SIGTERM)
     }
     try:
@@ -287,7 +289,11 @@ def sandbox(seconds: float | None) -> None:
             click.echo(
                 "Serving until Ctrl-C" + (f" or {seconds:g} s" if seconds is not None else "")
             )
-            stop.wait(seconds)
+            deadline = None if seconds is None else time.monotonic() + seconds
+            while not stopping and (deadline is None or time.monotonic() < deadline):
+                time.sleep(
+                    0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic()))
+                )
         click.echo("sandbox stopped")
     finally:
         for number, handler in previous.items():
