@@ -185,6 +185,8 @@ def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
     for sink in sinks:
         assert sink["status"] == "sent" and sink["sent"] == sink["confirmed"] > 0, sink
         assert sink["dead"] == sink["failed"] == 0, sink
+        meta = next(m for m in pushed.values() if sink["sink"] in (s["sink"] for s in m["sinks"]))
+        assert meta[f"{sink['sink']}/sent"] == sink["sent"]  # a number the UI can plot
     warehouse = Warehouse(warehouse_url)
     try:
         for entity, rows in DEMO_ROWS[landlord].items():

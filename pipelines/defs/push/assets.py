@@ -50,10 +50,17 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
                 loaded.landlord_id, outcome.sink, outcome.kind, outcome.status, outcome.sent,
                 outcome.unchanged, outcome.failed, outcome.dead,
             )  # fmt: skip
+        # one number per sink and count too: the UI plots numeric metadata run after run
+        per_sink = {
+            f"{o.sink}/{key}": dg.MetadataValue.int(getattr(o, key))
+            for o in outcomes
+            for key in ("sent", "unchanged", "failed", "dead")
+        }
         failed = [o for o in outcomes if o.status in ("failed", "blocked")]
         metadata = {
             "status": "failed" if failed else "pushed",
             **{key: dg.MetadataValue.int(value) for key, value in totals.items()},
+            **per_sink,
             "sinks": dg.MetadataValue.json(
                 [
                     {
