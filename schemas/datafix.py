@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -289,6 +290,16 @@ def _check_table_or_query(table: str | None, query: str | None) -> None:
             raise ValueError("query must be read-only: start it with SELECT or WITH")
 
 
+def _short_form(value: Any, map_key: Callable[[Any], str]) -> Any:
+    """A field rule given as a bare column name is `{from: <name>}`; the keys of its `map` are
+    made text (YAML reads an unquoted code such as `1:` or `01:` as a number)."""
+    if isinstance(value, str):
+        return {"from": value}
+    if isinstance(value, dict) and isinstance(value.get("map"), dict):
+        value = {**value, "map": {map_key(k): v for k, v in value["map"].items()}}
+    return value
+
+
 class FieldRule(StrictModel):
     """How one canonical field is computed from a source row.
 
@@ -324,12 +335,7 @@ class FieldRule(StrictModel):
     @classmethod
     def _bare_column_name(cls, value: Any) -> Any:
         # `tenant_ref: "N° locataire"` is the short form of `tenant_ref: {from: "N° locataire"}`
-        if isinstance(value, str):
-            return {"from": value}
-        # YAML reads an unquoted code such as `1:` or `01:` as a number; codes are text
-        if isinstance(value, dict) and isinstance(value.get("map"), dict):
-            value = {**value, "map": {str(k): v for k, v in value["map"].items()}}
-        return value
+        return _short_form(value, str)
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldRule:
@@ -443,11 +449,7 @@ class OutFieldRule(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _bare_column_name(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return {"from": value}
-        if isinstance(value, dict) and isinstance(value.get("map"), dict):
-            value = {**value, "map": {_map_key(k): v for k, v in value["map"].items()}}
-        return value
+        return _short_form(value, _map_key)
 
     @model_validator(mode="after")
     def _one_origin(self) -> OutFieldRule:

@@ -1259,22 +1259,7 @@ class _QueryJob:
     polls: int = 0
 
     def info(self) -> dict[str, Any]:
-        stamp = _rest_datetime(self.created)
-        info: dict[str, Any] = {
-            "id": self.id,
-            "operation": self.operation,
-            "object": self.object,
-            "createdById": salesforce_id("005", 1),
-            "createdDate": stamp,
-            "systemModstamp": stamp,
-            "state": self.state,
-            "concurrencyMode": "Parallel",
-            "contentType": "CSV",
-            "apiVersion": Decimal(self.api_version),
-            "jobType": "V2Query",
-            "lineEnding": self.line_ending,
-            "columnDelimiter": self.delimiter,
-        }
+        info = _job_info(self, "V2Query")
         if self.state == "JobComplete" and self.rows is not None:
             info.update(numberRecordsProcessed=len(self.rows), retries=0, totalProcessingTime=42)
         return info
@@ -1303,22 +1288,7 @@ class _IngestJob:
     polls: int = 0
 
     def info(self) -> dict[str, Any]:
-        stamp = _rest_datetime(self.created)
-        info: dict[str, Any] = {
-            "id": self.id,
-            "operation": self.operation,
-            "object": self.object,
-            "createdById": salesforce_id("005", 1),
-            "createdDate": stamp,
-            "systemModstamp": stamp,
-            "state": self.state,
-            "concurrencyMode": "Parallel",
-            "contentType": "CSV",
-            "apiVersion": Decimal(self.api_version),
-            "jobType": "V2Ingest",
-            "lineEnding": self.line_ending,
-            "columnDelimiter": self.delimiter,
-        }
+        info = _job_info(self, "V2Ingest")
         if self.external_id_field:
             info["externalIdFieldName"] = self.external_id_field
         if self.state not in ("Open", "UploadComplete"):
@@ -1333,6 +1303,26 @@ class _IngestJob:
         if self.error_message:
             info["errorMessage"] = self.error_message
         return info
+
+
+def _job_info(job: _QueryJob | _IngestJob, job_type: str) -> dict[str, Any]:
+    """What a Bulk API 2.0 job's info says whatever its type (query or ingest)."""
+    stamp = _rest_datetime(job.created)
+    return {
+        "id": job.id,
+        "operation": job.operation,
+        "object": job.object,
+        "createdById": salesforce_id("005", 1),
+        "createdDate": stamp,
+        "systemModstamp": stamp,
+        "state": job.state,
+        "concurrencyMode": "Parallel",
+        "contentType": "CSV",
+        "apiVersion": Decimal(job.api_version),
+        "jobType": job_type,
+        "lineEnding": job.line_ending,
+        "columnDelimiter": job.delimiter,
+    }
 
 
 _DELIMITERS = {"COMMA": ",", "SEMICOLON": ";", "TAB": "\t", "PIPE": "|", "CARET": "^"}
