@@ -14,7 +14,7 @@ import tenacity
 
 from connectors.errors import ConfigError, RetriableError
 
-__all__ = ["RetryPolicy", "with_retries"]
+__all__ = ["ONE_ATTEMPT", "RetryPolicy", "with_retries"]
 
 T = TypeVar("T")
 
@@ -37,6 +37,11 @@ class RetryPolicy:
             raise ConfigError(f"retry attempts must be at least 1 (got {self.attempts})")
         if min(self.first_wait, self.max_wait, self.jitter) < 0:
             raise ConfigError("retry waits must not be negative")
+
+
+# For calls whose caller retries itself: the push's outbox resends whole calls, reading the
+# peer back between attempts, so its sinks make one attempt each (no retries nested in retries).
+ONE_ATTEMPT = RetryPolicy(attempts=1, first_wait=0, max_wait=0, jitter=0)
 
 
 def with_retries(
