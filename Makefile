@@ -44,9 +44,11 @@ demo: install ## Generate the demo landlords' files, run the nightly job on SQLi
 
 # The sandbox peers (`datafix sandbox`) serve the web-service demo landlords while the UI runs:
 # started in the background, stopped by the trap when the UI exits (Ctrl-C included). A sandbox
-# already running elsewhere is reused (the background one then exits at once).
+# already running elsewhere is reused (the background one then exits at once). The hub offers
+# no sandbox defaults: the UI gets the peers' DATAFIX_SANDBOX_* addresses from `--env`.
 ui: install ## Open the Dagster UI on http://127.0.0.1:3000 with the sandbox peers up (state in $DATAFIX_HOME/dagster)
 	mkdir -p "$(DATAFIX_HOME)/dagster"
+	sandbox_env="$$($(BIN)/datafix sandbox --env)" || exit 1; eval "$$sandbox_env"; \
 	$(BIN)/datafix sandbox & sandbox_pid=$$!; \
 	trap 'kill -TERM $$sandbox_pid 2>/dev/null || true; wait $$sandbox_pid 2>/dev/null || true' EXIT; \
 	DAGSTER_HOME="$(DATAFIX_HOME)/dagster" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -7,18 +7,18 @@ datafix push [LANDLORD...] [--dry-run]    push what changed (dry run: show it, s
 datafix outbox LANDLORD                   the landlord's outbox: states per sink, errors
 datafix replay LANDLORD [--sink S]        queue dead letters again after a fix
 datafix demo                              make the demo landlords' files and run them
-datafix sandbox [--seconds N]             serve the local peers (SOAP ERP, Sage X3, Salesforce)
+datafix sandbox [--seconds N] [--env]     serve the local peers (SOAP ERP, Sage X3, Salesforce)
 datafix schema [--check]                  regenerate the JSON Schema and REFERENCE.md
+
+`demo` and `sandbox` live with the sandbox (`connectors/sandbox/commands.py`): they are
+registered here by import string and imported only when used or listed, so no production
+module imports the sandbox.
 """
 
 from __future__ import annotations
 
-import os
-import signal
+import importlib
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ import click
 import pandas as pd
 
 from connectors.errors import ConnectorError
-from connectors.sandbox.run import Sandbox, SandboxError, start_sandbox
 from pipelines.lib.datafixes import (
     LoadedDatafix,
     check_datafix,
@@ -34,11 +33,42 @@ from pipelines.lib.datafixes import (
     landlord_ids,
     load_landlord,
 )
-from pipelines.lib.environment import datafix_home, datafixes_dir, warehouse_url
+from pipelines.lib.environment import datafixes_dir, warehouse_url
 from schemas.canonical import ENTITIES
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose `lazy_subcommands` ({name: "module:attribute"}) are imported on demand
+    (click's documented lazy-loading pattern)."""
+
+    def __init__(self, *args: Any, lazy_subcommands: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = lazy_subcommands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_subcommands])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_subcommands:
+            return self._lazy_load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def _lazy_load(self, cmd_name: str) -> click.Command:
+        module_name, attribute = self.lazy_subcommands[cmd_name].split(":", 1)
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise ValueError(f"{self.lazy_subcommands[cmd_name]} is not a click command")
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    lazy_subcommands={
+        "demo": "connectors.sandbox.commands:demo",
+        "sandbox": "connectors.sandbox.commands:sandbox",
+    },
+)
 def main() -> None:
     """Datafix Hub: pull landlords' data through their datafix files into one model."""
 
@@ -119,7 +149,7 @@ def preview(landlord: str, entity: str | None, limit: int) -> None:
 @click.option("--verbose", "-v", is_flag=True, help="Show Dagster's step logs.")
 def run(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
     """Run the nightly job (pull → normalise → check → load) for landlords (default: all)."""
-    code = _run_and_report(
+    code = run_and_report(
         list(landlords) or landlord_ids(),
         full_refresh=full_refresh,
         log_level="INFO" if verbose else "CRITICAL",
@@ -143,7 +173,7 @@ def push(landlords: tuple[str, ...], dry_run: bool, verbose: bool) -> None:
         raise click.ClickException("no landlord has a `push:` section in its datafix")
     if dry_run:
         sys.exit(_dry_run(names))
-    sys.exit(_run_and_report(names, full_refresh=False, job_name="push",
+    sys.exit(run_and_report(names, full_refresh=False, job_name="push",
                              log_level="INFO" if verbose else "CRITICAL"))  # fmt: skip
 
 
@@ -221,86 +251,6 @@ def reset_cursor(landlord: str, source: str, to: str | None) -> None:
 
 
 @main.command()
-def demo() -> None:
-    """Write the demo landlords' source files, run them with the sandbox peers up, and say how
-    to open the UI."""
-    from connectors.sandbox.demo_files import (
-        DEMO_LANDLORDS,
-        write_demo_sources,
-        write_demo_targets,
-    )
-
-    home = datafix_home()
-    written = write_demo_sources(home)
-    write_demo_targets(home)  # where the demo pushes besides the peers: an ERP table, a folder
-    files = sum(len(paths) for paths in written.values())
-    click.echo(f"demo sources for {len(written)} landlords ({files} files) in {home / 'inbox'}")
-    with _sandbox_or_exit(home) as sandbox:
-        started = [peer.name for peer in sandbox.peers if peer.started]
-        served = "started for this run" if started else "already running (datafix sandbox)"
-        click.echo(
-            f"{len(DEMO_LANDLORDS) - len(written)} landlords read web services: sandbox peers"
-            f" {served} — {sandbox.erp_wsdl}, {sandbox.salesforce.url}"
-        )
-        code = _run_and_report(sorted(DEMO_LANDLORDS), full_refresh=False)
-    click.echo(
-        "\nOpen the Dagster UI on these runs:  make ui   then browse http://127.0.0.1:3000"
-        f"\nWarehouse: {warehouse_url()}"
-    )
-    sys.exit(code)
-
-
-@main.command()
-@click.option(
-    "--seconds",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Stop by itself after this many seconds (default: run until Ctrl-C or SIGTERM).",
-)
-def sandbox(seconds: float | None) -> None:
-    """Serve the local peers with demo data (landlord ERP, Sage X3, Salesforce) on 127.0.0.1,
-    so a web-service datafix can be rehearsed offline; stop with Ctrl-C."""
-    from connectors.sandbox.demo_files import write_demo_targets
-
-    home = datafix_home()
-    write_demo_targets(home)  # the demo's push targets that are files, not peers
-    # The handler only sets a flag: calling Event.set() from a signal handler can deadlock
-    # on the lock Event.wait() holds in the main thread (seen once in a few hundred Ctrl-Cs).
-    stopping: list[int] = []
-    previous = {
-        number: signal.signal(number, lambda number, _frame: stopping.append(number))
-        for number in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        with _sandbox_or_exit(home) as running:
-            click.echo("Datafix sandbox: local peers with demo data, on 127.0.0.1 only")
-            for peer in running.peers:
-                state = "started" if peer.started else "already running in another process"
-                click.echo(f"  {peer.name:<22} {peer.url:<26} {state}")
-            click.echo(f"  landlord ERP WSDL      {running.erp_wsdl}")
-            click.echo(f"  Sage X3 WSDL           {running.sage_wsdl} (pool {running.sage_pool})")
-            click.echo(f"  Salesforce CA bundle   {running.ca_bundle}")
-            click.echo("Variables the demo datafixes read (these values are their defaults):")
-            for name, value in running.variables().items():
-                click.echo(f"  {name}={value}")
-            if not running.started_any:
-                click.echo("Nothing to serve here: another `datafix sandbox` serves every peer.")
-                return
-            click.echo(
-                "Serving until Ctrl-C" + (f" or {seconds:g} s" if seconds is not None else "")
-            )
-            deadline = None if seconds is None else time.monotonic() + seconds
-            while not stopping and (deadline is None or time.monotonic() < deadline):
-                time.sleep(
-                    0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic()))
-                )
-        click.echo("sandbox stopped")
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-@main.command()
 @click.option("--check", "check_only", is_flag=True, help="Fail if the files are out of date.")
 def schema(check_only: bool) -> None:
     """Regenerate schemas/datafix.schema.json and schemas/REFERENCE.md."""
@@ -319,28 +269,6 @@ def schema(check_only: bool) -> None:
 
     for path in write_generated():
         click.echo(f"wrote {path}")
-
-
-@contextmanager
-def _sandbox_or_exit(home: Path) -> Iterator[Sandbox]:
-    """The sandbox peers for the block: started here (stopped after), or reused. Datafixes
-    read in this process are pointed at them (their ports may be ones the system picked)."""
-    try:
-        sandbox = start_sandbox(home)
-    except SandboxError as error:
-        raise click.ClickException(str(error)) from error
-    variables = sandbox.variables()
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _load_or_exit(landlord: str) -> LoadedDatafix:
@@ -384,13 +312,15 @@ def _no_sink(_loaded: LoadedDatafix, name: str) -> Any:
     raise AssertionError(f"a dry run never opens a sink ({name})")
 
 
-def _run_and_report(
+def run_and_report(
     landlords: list[str],
     *,
     full_refresh: bool,
     log_level: str = "CRITICAL",
     job_name: str = "nightly",
 ) -> int:
+    """Run the landlords' job in-process and print the summary per landlord, entity and sink
+    (also `datafix demo`'s); 1 if any landlord failed, else 0."""
     from pipelines.lib.runner import quarantine_sample, run_landlords
 
     if not landlords:

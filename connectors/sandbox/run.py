@@ -13,9 +13,11 @@ demo` runs its two web-service landlords against them; `make ui` keeps them up f
 
 Every peer listens on 127.0.0.1 only. `DATAFIX_SANDBOX_PORT` moves the three ports together
 (base, base + 1, base + 2). `sandbox_variables()` gives the `DATAFIX_SANDBOX_*` values for the
-configured ports; the hub offers them to datafixes as defaults (`interpolation_env`), so a
-datafix writes `wsdl: "${DATAFIX_SANDBOX_ERP_WSDL}"` and a test points it at peers on ports the
-system picked by exporting `Sandbox.variables()`.
+configured ports. The hub offers no defaults (no production module imports the sandbox):
+`datafix demo` and `datafix sandbox` export them for what they run, `datafix sandbox --env`
+prints them for a shell (`eval "$(datafix sandbox --env)"`), so a datafix writes
+`wsdl: "${DATAFIX_SANDBOX_ERP_WSDL}"`; a test points it at peers on ports the system picked by
+exporting `Sandbox.variables()`.
 
 The Salesforce peer speaks real TLS with a CA made when its process starts; the sandbox writes
 that CA to `$DATAFIX_HOME/sandbox/salesforce-ca.pem` (the demo datafix's `ca_bundle`).

@@ -4,24 +4,18 @@
 - `DATAFIX_WAREHOUSE_URL` (default `sqlite:///$DATAFIX_HOME/warehouse.db`): the warehouse.
 - `DATAFIX_DATAFIXES_DIR` (default: the repository's `datafixes/`): the landlords' files.
 
-Datafixes may reference any environment variable as `${NAME}`, plus `DATAFIX_HOME` and these
-defaults for the local sandbox peers (`datafix sandbox`, `connectors/sandbox/run.py`), which
-the demo's web-service landlords read; a value set in the environment wins:
-
-- `DATAFIX_SANDBOX_ERP_WSDL` (`http://127.0.0.1:8711/wsdl`): the landlord ERP's WSDL;
-- `DATAFIX_SANDBOX_SAGE_WSDL` (`http://127.0.0.1:8712/wsdl`) and `DATAFIX_SANDBOX_SAGE_POOL`
-  (`SEED`): the Sage X3 web service;
-- `DATAFIX_SANDBOX_SF_INSTANCE_URL` (`https://127.0.0.1:8713`) and
-  `DATAFIX_SANDBOX_SF_SESSION_ID` (the session id the Salesforce peer accepts);
-- the ports follow `DATAFIX_SANDBOX_PORT` (default 8711; Sage X3 and Salesforce on the next two).
+Datafixes may reference any environment variable as `${NAME}`, plus `DATAFIX_HOME`; nothing
+else is offered. The demo's web-service landlords read `DATAFIX_SANDBOX_*` addresses of the local
+sandbox peers: those belong to the sandbox (`connectors/sandbox/run.py`, which no production
+module imports). `datafix demo` and `datafix sandbox` export them for what they run; any other
+process gets them from the shell: `eval "$(datafix sandbox --env)"` before `datafix run` (what
+`make ui` does before starting Dagster).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from connectors.sandbox.run import sandbox_variables
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +51,5 @@ def dagster_home() -> Path:
 
 
 def interpolation_env() -> dict[str, str]:
-    """Variables a datafix may reference: the process environment, `DATAFIX_HOME`, and the
-    sandbox peers' `DATAFIX_SANDBOX_*` defaults (see the module docstring)."""
-    return {**sandbox_variables(os.environ), **os.environ, "DATAFIX_HOME": str(datafix_home())}
+    """Variables a datafix may reference: the process environment and `DATAFIX_HOME`."""
+    return {**os.environ, "DATAFIX_HOME": str(datafix_home())}

@@ -7,6 +7,8 @@ thread and no listening port behind.
 
 from __future__ import annotations
 
+import os
+import shlex
 import socket
 import threading
 from collections import Counter
@@ -116,20 +118,50 @@ def test_a_wrong_sandbox_variable_is_a_clear_error(environ: dict[str, str], mess
         configured_ports(environ)
 
 
-def test_the_hub_offers_the_sandbox_defaults_and_the_environment_wins(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_hub_offers_no_sandbox_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.lib.environment import interpolation_env
 
-    monkeypatch.delenv("DATAFIX_SANDBOX_ERP_WSDL", raising=False)
+    for name in sandbox_variables({}):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATAFIX_SANDBOX_PORT", "9300")
-    monkeypatch.setenv("DATAFIX_SANDBOX_SF_SESSION_ID", "${OTHER}")
     environment = interpolation_env()
-    assert environment["DATAFIX_SANDBOX_ERP_WSDL"] == "http://127.0.0.1:9300/wsdl"
-    assert environment["DATAFIX_SANDBOX_SF_INSTANCE_URL"] == "https://127.0.0.1:9302"
-    assert environment["DATAFIX_SANDBOX_SF_SESSION_ID"] == "${OTHER}"
-    added = set(environment) - set(__import__("os").environ) - {"DATAFIX_HOME"}
-    assert added and all(name.startswith("DATAFIX_SANDBOX_") for name in added)
+    assert not {name for name in environment if name.startswith("DATAFIX_SANDBOX_")} - {
+        "DATAFIX_SANDBOX_PORT"
+    }
+    assert set(environment) - set(os.environ) <= {"DATAFIX_HOME"}
+    monkeypatch.setenv("DATAFIX_SANDBOX_ERP_WSDL", "http://127.0.0.1:9400/wsdl")
+    assert interpolation_env()["DATAFIX_SANDBOX_ERP_WSDL"] == "http://127.0.0.1:9400/wsdl"
+
+
+def test_an_unset_sandbox_variable_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.errors import ConfigError
+    from pipelines.lib.datafixes import resolve_env
+
+    monkeypatch.delenv("DATAFIX_SANDBOX_ERP_WSDL", raising=False)
+    with pytest.raises(ConfigError, match=r"datafix demo.*datafix sandbox --env"):
+        resolve_env("${DATAFIX_SANDBOX_ERP_WSDL}")
+
+
+def test_sandbox_env_prints_the_variables_to_export_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    for name in sandbox_variables({}):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATAFIX_SANDBOX_PORT", "9300")
+    monkeypatch.setenv("DATAFIX_SANDBOX_SF_SESSION_ID", "it's ${OTHER}")
+    result = CliRunner().invoke(main, ["sandbox", "--env"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "export DATAFIX_SANDBOX_ERP_WSDL=http://127.0.0.1:9300/wsdl",
+        "export DATAFIX_SANDBOX_SAGE_WSDL=http://127.0.0.1:9301/wsdl",
+        "export DATAFIX_SANDBOX_SAGE_POOL=SEED",
+        "export DATAFIX_SANDBOX_SF_INSTANCE_URL=https://127.0.0.1:9302",
+        "export DATAFIX_SANDBOX_SF_SESSION_ID=" + shlex.quote("it's ${OTHER}"),
+    ]
 
 
 # --- Starting, reusing, stopping ------------------------------------------------------------
