@@ -261,9 +261,14 @@ def resolve_env(text: str) -> str:
     def substitute(match: Any) -> str:
         name = match.group(1)
         if name not in environment:
+            hint = (
+                ' — run it under `datafix demo`, or eval "$(datafix sandbox --env)" first'
+                if name.startswith("DATAFIX_SANDBOX_")
+                else ""
+            )
             raise ConfigError(
                 f"environment variable `{name}` is not set — export it (see .env.example);"
-                " secrets never go in the datafix itself"
+                f" secrets never go in the datafix itself{hint}"
             )
         return environment[name]
 
