@@ -396,21 +396,18 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
             parameters={name: (node.text or "") for name, node in parameters.items()},
         )
 
-    def _message(self, call: SageCall, french: str, english: str) -> tuple[int, str]:
-        return (3, french if call.context.get("codeLang") == "FRA" else english)
+    def _error_answer(self, call: SageCall, french: str, english: str) -> SageAnswer:
+        """A status-0 answer with one error message, in the call's language (`codeLang`)."""
+        message = french if call.context.get("codeLang") == "FRA" else english
+        return SageAnswer(0, messages=((3, message),))
 
     def _object(self, call: SageCall) -> SageObject | SageAnswer:
         found = self.objects.get(call.public_name)
         if found is None:
-            return SageAnswer(
-                0,
-                messages=(
-                    self._message(
-                        call,
-                        f"Web service {call.public_name} non publié",
-                        f"Web service {call.public_name} not published",
-                    ),
-                ),
+            return self._error_answer(
+                call,
+                f"Web service {call.public_name} non publié",
+                f"Web service {call.public_name} not published",
             )
         return found
 
@@ -423,11 +420,8 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
         records = self.records[described.public_name]
         for key, value in call.object_keys:
             if key not in header:
-                return SageAnswer(
-                    0,
-                    messages=(
-                        self._message(call, f"Critère {key} inconnu", f"Unknown criterion {key}"),
-                    ),
+                return self._error_answer(
+                    call, f"Critère {key} inconnu", f"Unknown criterion {key}"
                 )
             records = [
                 record for record in records if _field_text(header[key], record.get(key)) == value
@@ -458,15 +452,8 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
         wanted = dict(call.object_keys)
         missing = [key for key in described.keys if key not in wanted]
         if missing:
-            return SageAnswer(
-                0,
-                messages=(
-                    self._message(
-                        call,
-                        f"Clé {', '.join(missing)} obligatoire",
-                        f"Key {', '.join(missing)} mandatory",
-                    ),
-                ),
+            return self._error_answer(
+                call, f"Clé {', '.join(missing)} obligatoire", f"Key {', '.join(missing)} mandatory"
             )
         header = described.header_fields()
         found = next(
@@ -482,13 +469,8 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
         )
         if found is None:
             shown = ", ".join(wanted[key] for key in described.keys)
-            return SageAnswer(
-                0,
-                messages=(
-                    self._message(
-                        call, f"{shown} : Fiche inexistante", f"{shown}: Record does not exist"
-                    ),
-                ),
+            return self._error_answer(
+                call, f"{shown} : Fiche inexistante", f"{shown}: Record does not exist"
             )
         return SageAnswer(1, self._render(described, found))
 
@@ -512,16 +494,15 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
     ) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]] | SageAnswer:
         """The header values and tables of `objectXml`, or a status-0 answer naming the fault."""
 
-        def refused(french: str, english: str) -> SageAnswer:
-            return SageAnswer(0, messages=(self._message(call, french, english),))
-
         text = call.parameters.get("objectXml", "")
         try:
             root = etree.fromstring(_DECLARATION.sub("", text, count=1).encode(), _PAYLOAD_PARSER)
         except etree.XMLSyntaxError:
-            return refused("objectXml : XML invalide", "objectXml: invalid XML")
+            return self._error_answer(call, "objectXml : XML invalide", "objectXml: invalid XML")
         if root.getroottree().docinfo.doctype or root.tag != "PARAM":
-            return refused("objectXml : PARAM attendu", "objectXml: PARAM expected")
+            return self._error_answer(
+                call, "objectXml : PARAM attendu", "objectXml: PARAM expected"
+            )
         groups = {group_id: {item.name for item in fields} for group_id, fields in described.groups}
         tables = dict(described.tables)
         header: dict[str, Any] = {}
@@ -532,7 +513,8 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
                 for field_node in node.iterchildren("FLD"):
                     name = field_node.get("NAME", "")
                     if name not in groups[node_id]:
-                        return refused(
+                        return self._error_answer(
+                            call,
                             f"Zone {name} inconnue dans le bloc {node_id}",
                             f"Field {name} unknown in block {node_id}",
                         )
@@ -544,13 +526,16 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
                     values = {f.get("NAME", ""): f.text or "" for f in line.iterchildren("FLD")}
                     unknown = sorted(set(values) - known)
                     if unknown:
-                        return refused(
+                        return self._error_answer(
+                            call,
                             f"Zone {unknown[0]} inconnue dans le tableau {node_id}",
                             f"Field {unknown[0]} unknown in table {node_id}",
                         )
                     lines[node_id].append(values)
             else:
-                return refused(f"Bloc {node_id} inconnu", f"Unknown block {node_id}")
+                return self._error_answer(
+                    call, f"Bloc {node_id} inconnu", f"Unknown block {node_id}"
+                )
         return header, lines
 
     def _business_error(self, call: SageCall, record: Mapping[str, Any]) -> SageAnswer | None:
@@ -560,27 +545,17 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
         described = self.objects[call.public_name]
         header = described.header_fields()
         if "YBTNUM" in header and not str(record.get("YBTNUM") or "").strip():
-            return SageAnswer(
-                0,
-                messages=(
-                    self._message(
-                        call, "Référence BT (YBTNUM) obligatoire", "BT reference (YBTNUM) mandatory"
-                    ),
-                ),
+            return self._error_answer(
+                call, "Référence BT (YBTNUM) obligatoire", "BT reference (YBTNUM) mandatory"
             )
         customer = record.get("BPCINV")
         if "BPCINV" in header and "BPC" in self.records:
             known = {str(item.get("BPCNUM")) for item in self.records["BPC"]}
             if str(customer or "") not in known:
-                return SageAnswer(
-                    0,
-                    messages=(
-                        self._message(
-                            call,
-                            f"Client {customer or ''} : fiche inexistante",
-                            f"Customer {customer or ''}: record does not exist",
-                        ),
-                    ),
+                return self._error_answer(
+                    call,
+                    f"Client {customer or ''} : fiche inexistante",
+                    f"Customer {customer or ''}: record does not exist",
                 )
         return None
 
@@ -625,13 +600,8 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
             )
         if found is None:
             shown = ", ".join(wanted.get(key, "") for key in described.keys)
-            return SageAnswer(
-                0,
-                messages=(
-                    self._message(
-                        call, f"{shown} : Fiche inexistante", f"{shown}: Record does not exist"
-                    ),
-                ),
+            return self._error_answer(
+                call, f"{shown} : Fiche inexistante", f"{shown}: Record does not exist"
             )
         payload = self._payload(call, described)
         if isinstance(payload, SageAnswer):

@@ -8,9 +8,10 @@ import csv
 import datetime as dt
 import io
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from connectors.sandbox.salesforce.schema import UTC, salesforce_id
 from connectors.sandbox.salesforce.server import PeerRequest, PeerResponse
@@ -103,6 +104,7 @@ def _job_info(job: _QueryJob | _IngestJob, job_type: str) -> dict[str, Any]:
 _DELIMITERS = {"COMMA": ",", "SEMICOLON": ";", "TAB": "\t", "PIPE": "|", "CARET": "^"}
 _DELIMITERS["BACKQUOTE"] = "`"
 _LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
+_Job = TypeVar("_Job", _QueryJob, _IngestJob)
 
 
 class BulkApi:
@@ -111,20 +113,13 @@ class BulkApi:
 
     # -- Bulk API 2.0 query jobs
     def _job(self, request: PeerRequest) -> _QueryJob:
-        assert request.match is not None
-        job = self._jobs.get(request.match["job"])
-        if job is None:
-            raise PeerFault(404, "NOT_FOUND", "The requested resource does not exist")
-        return job
+        return _find_job(self._jobs, request)
 
     def _create_query_job(self, request: PeerRequest) -> PeerResponse:
         body = request.json()
         if not isinstance(body, dict) or body.get("operation") not in ("query", "queryAll"):
             raise PeerFault(400, "INVALIDJOB", "operation must be query or queryAll")
-        delimiter = body.get("columnDelimiter", "COMMA")
-        line_ending = body.get("lineEnding", "LF")
-        if delimiter not in _DELIMITERS or line_ending not in _LINE_ENDINGS:
-            raise PeerFault(400, "INVALIDJOB", "unknown columnDelimiter or lineEnding")
+        delimiter, line_ending = _csv_format(body)
         with self.lock:
             query = self._parse(body.get("query"))
             job = _QueryJob(
@@ -150,13 +145,7 @@ class BulkApi:
 
     def _query_job_info(self, request: PeerRequest) -> PeerResponse:
         with self.lock:
-            job = self._job(request)
-            if job.state in ("UploadComplete", "InProgress"):
-                job.polls += 1
-                job.state = (
-                    "InProgress" if job.polls <= self.bulk_polls_in_progress else "JobComplete"
-                )
-            return PeerResponse.json(job.info())
+            return self._polled(self._job(request))
 
     def _query_job_state(self, request: PeerRequest) -> PeerResponse:
         body = request.json()
@@ -195,30 +184,26 @@ class BulkApi:
                 raise PeerFault(400, "INVALIDLOCATOR", "invalid locator")
             rows = job.rows[offset : offset + size]
             end = offset + len(rows)
-            buffer = io.StringIO()
-            writer = csv.writer(
-                buffer,
-                delimiter=_DELIMITERS[job.delimiter],
-                lineterminator=_LINE_ENDINGS[job.line_ending],
-                quoting=csv.QUOTE_ALL,
-            )
-            writer.writerow(job.header)
-            writer.writerows(rows)
+            text = _csv_text(job, job.header, rows)
             locator = _locator(end) if end < len(job.rows) else "null"
         return PeerResponse(
             200,
-            buffer.getvalue().encode(),
+            text,
             "text/csv",
             {"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(rows))},
         )
 
     # -- Bulk API 2.0 ingest jobs
     def _ingest_job(self, request: PeerRequest) -> _IngestJob:
-        assert request.match is not None
-        job = self._ingest_jobs.get(request.match["job"])
-        if job is None:
-            raise PeerFault(404, "NOT_FOUND", "The requested resource does not exist")
-        return job
+        return _find_job(self._ingest_jobs, request)
+
+    def _polled(self, job: _QueryJob | _IngestJob) -> PeerResponse:
+        """A job's info as `GET` answers it: a started job shows `InProgress` for
+        `bulk_polls_in_progress` polls, then `JobComplete`. Call under the lock."""
+        if job.state in ("UploadComplete", "InProgress"):
+            job.polls += 1
+            job.state = "InProgress" if job.polls <= self.bulk_polls_in_progress else "JobComplete"
+        return PeerResponse.json(job.info())
 
     def _create_ingest_job(self, request: PeerRequest) -> PeerResponse:
         body = request.json()
@@ -229,10 +214,7 @@ class BulkApi:
             raise PeerFault(
                 400, "INVALIDJOB", f"InvalidJob : operation {operation!r} is not served here"
             )
-        delimiter = body.get("columnDelimiter", "COMMA")
-        line_ending = body.get("lineEnding", "LF")
-        if delimiter not in _DELIMITERS or line_ending not in _LINE_ENDINGS:
-            raise PeerFault(400, "INVALIDJOB", "unknown columnDelimiter or lineEnding")
+        delimiter, line_ending = _csv_format(body)
         if body.get("contentType", "CSV") != "CSV":
             raise PeerFault(400, "INVALIDJOB", "InvalidJob : contentType must be CSV")
         with self.lock:
@@ -341,13 +323,7 @@ class BulkApi:
 
     def _ingest_job_info(self, request: PeerRequest) -> PeerResponse:
         with self.lock:
-            job = self._ingest_job(request)
-            if job.state in ("UploadComplete", "InProgress"):
-                job.polls += 1
-                job.state = (
-                    "InProgress" if job.polls <= self.bulk_polls_in_progress else "JobComplete"
-                )
-            return PeerResponse.json(job.info())
+            return self._polled(self._ingest_job(request))
 
     def _ingest_job_delete(self, request: PeerRequest) -> PeerResponse:
         with self.lock:
@@ -382,17 +358,41 @@ class BulkApi:
                     else []
                 )
                 header, rows = (parsed[0], parsed[1:]) if parsed else (job.header, [])
-            buffer = io.StringIO()
-            writer = csv.writer(
-                buffer,
-                delimiter=_DELIMITERS[job.delimiter],
-                lineterminator=_LINE_ENDINGS[job.line_ending],
-                quoting=csv.QUOTE_ALL,
-            )
-            if header:
-                writer.writerow(header)
-            writer.writerows(rows)
-        return PeerResponse(200, buffer.getvalue().encode(), "text/csv")
+            text = _csv_text(job, header, rows)
+        return PeerResponse(200, text, "text/csv")
+
+
+def _find_job(jobs: Mapping[str, _Job], request: PeerRequest) -> _Job:
+    assert request.match is not None
+    job = jobs.get(request.match["job"])
+    if job is None:
+        raise PeerFault(404, "NOT_FOUND", "The requested resource does not exist")
+    return job
+
+
+def _csv_format(body: Mapping[str, Any]) -> tuple[str, str]:
+    """A new job's `columnDelimiter` and `lineEnding` (defaults COMMA, LF), checked."""
+    delimiter = body.get("columnDelimiter", "COMMA")
+    line_ending = body.get("lineEnding", "LF")
+    if delimiter not in _DELIMITERS or line_ending not in _LINE_ENDINGS:
+        raise PeerFault(400, "INVALIDJOB", "unknown columnDelimiter or lineEnding")
+    return delimiter, line_ending
+
+
+def _csv_text(job: _QueryJob | _IngestJob, header: list[str], rows: list[list[str]]) -> bytes:
+    """Results as Bulk 2.0 writes them: the job's delimiter and line ending, every value
+    quoted; no header line when `header` is empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(
+        buffer,
+        delimiter=_DELIMITERS[job.delimiter],
+        lineterminator=_LINE_ENDINGS[job.line_ending],
+        quoting=csv.QUOTE_ALL,
+    )
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
 
 
 def _locator(offset: int) -> str:
