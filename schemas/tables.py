@@ -5,7 +5,8 @@ hub's bookkeeping: `quarantine` (every rejected row), `load_runs` (one audit row
 `source_state` (what was last loaded from each source, so an unchanged source is skipped),
 `source_cursors` (incremental watermarks), `contract_results` (the last contract verdict per
 entity, which gates the push), and the push side: `outbox` (every record to deliver, its state
-and the peer's answer) and `push_leases` (one push per landlord at a time).
+and the peer's answer) and `push_leases` (one push per landlord at a time); insight's figures
+(`tenant_balances`).
 """
 
 from __future__ import annotations
@@ -205,4 +206,15 @@ push_leases = sa.Table(
     sa.Column("pid", sa.Integer(), nullable=False),
     sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=False),
     comment="One push per landlord at a time; a lease whose process died is taken over.",
+)
+
+tenant_balances = sa.Table(
+    "tenant_balances",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("tenant_ref", KEY, primary_key=True),
+    sa.Column("as_of", sa.Date(), primary_key=True),
+    sa.Column("balance_cents", sa.BigInteger(), nullable=False, comment="> 0: the tenant owes."),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    comment="Each tenant's balance on a date: the sum of their live ledger entries up to it.",
 )

@@ -1,5 +1,6 @@
 """The jobs and the schedule: every landlord's nightly run at 02:00 Europe/Paris (pull through
-push), and `push` alone (from the UI's launchpad or `datafix push`)."""
+push, and the insight figures after the loads), and `push` alone (from the UI's launchpad or
+`datafix push`)."""
 
 import dagster as dg
 
@@ -7,8 +8,9 @@ from pipelines.defs.partitions import landlord_partitions
 
 nightly_job = dg.define_asset_job(
     name="nightly",
-    selection=dg.AssetSelection.groups("pull", "normalise", "load", "derive", "push"),
-    description="Pull, normalise, check and load one landlord's data, then push what changed.",
+    selection=dg.AssetSelection.groups("pull", "normalise", "load", "derive", "push", "insight"),
+    description="Pull, normalise, check and load one landlord's data, then push what changed"
+    " and compute the morning figures.",
     # one process per run: a landlord's steps are light and sequential in practice, and a
     # subprocess per step would re-import pandas, GX and dagster 32 times on a 2-core machine
     executor_def=dg.in_process_executor,

@@ -7,6 +7,7 @@ the UI (`$DATAFIX_HOME/dagster`), so every command-line run is visible in the UI
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from connectors.errors import ConnectorError
 from pipelines.lib.datafixes import load_landlord
 from pipelines.lib.environment import dagster_home
-from pipelines.lib.metadata import RUN_TAG_FULL_REFRESH
+from pipelines.lib.metadata import RUN_TAG_FULL_REFRESH, AssetRole
 from schemas.canonical import ENTITIES
 from schemas.tables import quarantine
 
@@ -144,67 +145,86 @@ def run_landlords(
     return outcomes
 
 
+# the stages whose assets carry one canonical entity each (derive, push and insight do not)
+ENTITY_STAGES = ("pull", "normalise", "load")
+
+
 def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) -> None:
+    """Fill the outcome from the run's events, by the role (`datafix/stage`, `datafix/entity`,
+    `datafix/sends`) each asset records in its metadata and definition tags."""
     entities = {name: EntityOutcome(name) for name in ENTITIES}
     for event in result.get_asset_materialization_events():
-        materialization = event.materialization
-        name = materialization.asset_key.path[-1]
-        stage, _, entity = name.partition("_")
-        metadata = {k: _plain(v) for k, v in materialization.metadata.items()}
-        if stage == "push":
-            outcome.pushes.extend(_sink_reports(entity, metadata))
+        metadata = _plain_metadata(event.materialization.metadata)
+        role = AssetRole.read(metadata)
+        if role is None:
             continue
-        if entity not in entities or stage == "outgoing":
+        if role.stage == "push":
+            outcome.pushes.extend(_sink_reports(role.sends, metadata))
             continue
-        target = entities[entity]
-        if stage == "raw":
+        target = entities.get(role.entity)
+        if target is None or role.stage not in ENTITY_STAGES:
+            continue
+        if role.stage == "pull":
             target.status = str(metadata.get("status", target.status))
-        elif stage == "warehouse":
+        elif role.stage == "load":
             target.status = str(metadata.get("status", target.status))
             target.read = int(metadata.get("rows_read", 0))
             target.loaded = int(metadata.get("rows_loaded", 0))
             target.quarantined = int(metadata.get("rows_quarantined", 0))
             target.skipped = int(metadata.get("rows_skipped", 0))
-        elif stage == "canonical" and "rows_read" in metadata:
+        elif "rows_read" in metadata:  # normalise
             target.read = int(metadata["rows_read"])
             target.quarantined = int(metadata.get("rows_quarantined", 0))
             target.skipped = int(metadata.get("rows_skipped", 0))
     for evaluation in result.get_asset_check_evaluations():
-        entity = evaluation.asset_key.path[-1].removeprefix("canonical_")
-        if entity in entities:
-            metadata = {k: _plain(v.value) for k, v in evaluation.metadata.items()}
-            if "status" in metadata:
-                continue  # nothing was checked (source unchanged or not configured)
-            entities[entity].contract = "passed" if evaluation.passed else "FAILED"
-            entities[entity].failing_keys = list(metadata.get("failing_keys") or [])
-            entities[entity].contract_summary = evaluation.description or ""
-            if not evaluation.passed:
-                entities[entity].status = "blocked"
-                entities[entity].loaded = 0
+        metadata = _plain_metadata(evaluation.metadata)
+        role = AssetRole.read(metadata)
+        if role is None or role.entity not in entities:
+            continue
+        if "status" in metadata:
+            continue  # nothing was checked (source unchanged or not configured)
+        target = entities[role.entity]
+        target.contract = "passed" if evaluation.passed else "FAILED"
+        target.failing_keys = list(metadata.get("failing_keys") or [])
+        target.contract_summary = evaluation.description or ""
+        if not evaluation.passed:
+            target.status = "blocked"
+            target.loaded = 0
     for event in result.get_step_failure_events():
-        step = event.step_key or ""
-        if step.endswith("_contract"):
-            continue  # a failed blocking contract is reported with its entity
-        stage, _, entity = step.partition("_")
-        data = event.step_failure_data
+        assets_def = result.job_def.asset_layer.get_assets_def_for_node(event.node_handle)
+        if assets_def is not None and not assets_def.keys:
+            continue  # checks only: a failed blocking contract is reported with its entity
+        role = _defined_role(assets_def)
         message = ""
+        data = event.step_failure_data
         if data is not None:
-            if data.user_failure_data is not None and data.user_failure_data.description:
-                message = data.user_failure_data.description
-                if stage == "push":
-                    failure_metadata = {
-                        k: _plain(v) for k, v in data.user_failure_data.metadata.items()
-                    }
-                    outcome.pushes.extend(_sink_reports(entity, failure_metadata))
+            failure = data.user_failure_data
+            if failure is not None and failure.description:
+                message = failure.description
+                if role is not None and role.stage == "push":
+                    metadata = _plain_metadata(failure.metadata)
+                    outcome.pushes.extend(_sink_reports(role.sends, metadata))
                     continue
             elif data.error is not None:
                 message = data.error.message.strip()
-        if entity in entities and stage not in ("push", "outgoing"):
-            entities[entity].status = "failed"
-            entities[entity].error = entities[entity].error or message
+        if role is not None and role.stage in ENTITY_STAGES and role.entity in entities:
+            target = entities[role.entity]
+            target.status = "failed"
+            target.error = target.error or message
         else:
-            outcome.errors.append(f"{step}: {message}")
+            outcome.errors.append(f"{event.step_key}: {message}")
     outcome.entities = {k: v for k, v in entities.items() if v.status != "not_configured"}
+
+
+def _defined_role(assets_def: dg.AssetsDefinition | None) -> AssetRole | None:
+    """The role an asset's definition declares in its tags."""
+    if assets_def is None:
+        return None
+    return next((AssetRole.read(spec.tags) for spec in assets_def.specs), None)
+
+
+def _plain_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: getattr(value, "value", value) for key, value in metadata.items()}
 
 
 def _sink_reports(sends: str, metadata: dict[str, Any]) -> list[SinkReport]:
@@ -213,10 +233,6 @@ def _sink_reports(sends: str, metadata: dict[str, Any]) -> list[SinkReport]:
         SinkReport(sends=sends, **{k: v for k, v in sink.items() if k in fields and k != "sends"})
         for sink in metadata.get("sinks") or []
     ]
-
-
-def _plain(value: Any) -> Any:
-    return getattr(value, "value", value)
 
 
 def quarantine_sample(

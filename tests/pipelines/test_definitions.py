@@ -27,6 +27,7 @@ from pipelines.defs.pull.sensors import inbox_sensor
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.datafixes import landlord_ids, load_landlord
 from pipelines.lib.environment import REPO_ROOT
+from pipelines.lib.metadata import AssetRole
 from pipelines.lib.stages import pull
 from pipelines.lib.warehouse import Warehouse
 from schemas.canonical import ENTITIES
@@ -41,6 +42,7 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
         f"{stage}_{entity}" for stage in ("raw", "canonical", "warehouse") for entity in ENTITIES
     }
     expected |= {f"{stage}_{name}" for stage in ("outgoing", "push") for name in OUTGOING}
+    expected |= {"insight_tenant_balances"}
     assert keys == expected
     checks = DEFINITIONS.resolve_asset_graph().asset_check_keys
     assert {(c.asset_key.to_user_string(), c.name) for c in checks} == {
@@ -61,6 +63,7 @@ def test_the_nightly_job_runs_pull_through_push_and_push_runs_alone() -> None:
         "warehouse_invoices",
         "outgoing_invoices",
         "push_invoices",
+        "insight_tenant_balances",
     } <= nightly_keys
     assert push_keys == {f"{stage}_{name}" for stage in ("outgoing", "push") for name in OUTGOING}
     # a push follows the loads it reads, so a blocking contract upstream holds it in the run
@@ -69,6 +72,26 @@ def test_the_nightly_job_runs_pull_through_push_and_push_runs_alone() -> None:
     assert graph.get(dg.AssetKey("outgoing_commitments")).parent_keys == {
         dg.AssetKey("warehouse_work_orders"),
         dg.AssetKey("warehouse_quotes"),
+    }
+
+
+def test_every_asset_declares_its_stage_and_entity_in_its_tags() -> None:
+    graph = DEFINITIONS.resolve_asset_graph()
+    roles = {
+        key.to_user_string(): AssetRole.read(graph.get(key).tags)
+        for key in graph.get_all_asset_keys()
+    }
+    assert roles["raw_tenants"] == AssetRole("pull", entity="tenants")
+    assert roles["canonical_invoices"] == AssetRole("normalise", entity="invoices")
+    assert roles["warehouse_ledger_entries"] == AssetRole("load", entity="ledger_entries")
+    assert roles["outgoing_commitments"] == AssetRole("derive", sends="commitments")
+    assert roles["push_completions"] == AssetRole("push", sends="completions")
+    assert roles["insight_tenant_balances"] == AssetRole("insight")
+    for key in graph.get_all_asset_keys():
+        assert roles[key.to_user_string()].stage == graph.get(key).group_name, key
+    # the morning figures follow the loads they read
+    assert graph.get(dg.AssetKey("insight_tenant_balances")).parent_keys == {
+        dg.AssetKey("warehouse_ledger_entries")
     }
 
 

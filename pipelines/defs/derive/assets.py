@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.common import landlord_asset
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.derive import confirmed_rule, derive
+from pipelines.lib.metadata import AssetRole
 from pipelines.lib.push import sinks_sending
 from schemas.outgoing import OUTGOING, OutgoingSpec
 
@@ -12,10 +13,11 @@ from schemas.outgoing import OUTGOING, OutgoingSpec
 def build_derive_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
     """The `outgoing_<name>` asset: the landlord's confirmed records of that kind."""
 
-    @dg.asset(
+    role = AssetRole("derive", sends=spec.name)
+
+    @landlord_asset(
+        role,
         name=f"outgoing_{spec.name}",
-        partitions_def=landlord_partitions,
-        group_name="derive",
         kinds={"pandas"},
         deps=[f"warehouse_{entity}" for entity in spec.inputs]
         + (["warehouse_work_orders"] if "work_orders" not in spec.inputs else []),
@@ -31,11 +33,12 @@ def build_derive_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
         push = loaded.datafix.push
         senders = sinks_sending(loaded, spec.name)
         if push is None or not senders:
-            return dg.MaterializeResult(metadata={"status": "no sink sends it"})
+            return dg.MaterializeResult(metadata={**role.entries(), "status": "no sink sends it"})
         frame = derive(warehouse.get_client(), loaded.landlord_id, spec.name, push.confirmed)
         preview = frame.head(5).drop(columns=["source_rows"]).astype("str")
         return dg.MaterializeResult(
             metadata={
+                **role.entries(),
                 "status": "derived",
                 "confirmed": dg.MetadataValue.int(len(frame)),
                 "confirmed_rule": dg.MetadataValue.json(confirmed_rule(spec.name, push.confirmed)),

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.common import landlord_asset, refused
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
-from pipelines.lib.metadata import counts
+from pipelines.lib.metadata import AssetRole, counts
 from pipelines.lib.stages import NormalisedEntity, load
 from pipelines.lib.warehouse import VanishGuardError
 from schemas.canonical import ENTITIES
@@ -13,10 +13,11 @@ from schemas.canonical import ENTITIES
 def build_load_asset(entity: str) -> dg.AssetsDefinition:
     """The `warehouse_<entity>` asset: the landlord's rows in the warehouse table."""
 
-    @dg.asset(
+    role = AssetRole("load", entity)
+
+    @landlord_asset(
+        role,
         name=f"warehouse_{entity}",
-        partitions_def=landlord_partitions,
-        group_name="load",
         kinds={"sql"},
         ins={"normalised": dg.AssetIn(key=f"canonical_{entity}")},
         description=f"Warehouse table `{entity}` for one landlord: upserted on the natural key,"
@@ -32,15 +33,20 @@ def build_load_asset(entity: str) -> dg.AssetsDefinition:
         try:
             result = load(warehouse.get_client(), loaded, normalised, run_id=context.run.run_id)
         except VanishGuardError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from error
+            raise refused(error) from error
         if result is None:
             return dg.MaterializeResult(
-                metadata={"status": normalised.status, "datafix_sha": normalised.datafix_sha}
+                metadata={
+                    **role.entries(),
+                    "status": normalised.status,
+                    "datafix_sha": normalised.datafix_sha,
+                }
             )
         batch = normalised.batch
         assert batch is not None
         return dg.MaterializeResult(
             metadata={
+                **role.entries(),
                 "status": "loaded",
                 "datafix_sha": normalised.datafix_sha,
                 **counts(

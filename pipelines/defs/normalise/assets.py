@@ -3,9 +3,9 @@
 import dagster as dg
 
 from connectors.errors import ConnectorError
-from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.common import landlord_asset, refused
 from pipelines.defs.resources import DatafixesResource
-from pipelines.lib.metadata import counts, markdown_preview
+from pipelines.lib.metadata import AssetRole, counts, markdown_preview
 from pipelines.lib.stages import NormalisedEntity, PulledSource, normalise
 from schemas.canonical import ENTITIES
 
@@ -13,10 +13,11 @@ from schemas.canonical import ENTITIES
 def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
     """The `canonical_<entity>` asset: canonical rows plus the rows sent to quarantine."""
 
-    @dg.asset(
+    role = AssetRole("normalise", entity)
+
+    @landlord_asset(
+        role,
         name=f"canonical_{entity}",
-        partitions_def=landlord_partitions,
-        group_name="normalise",
         kinds={"pandas"},
         ins={"pulled": dg.AssetIn(key=f"raw_{entity}")},
         description=f"{ENTITIES[entity].description} Canonical rows of one landlord; rows that"
@@ -28,9 +29,13 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
         try:
             normalised = normalise(datafixes.get_client(context.partition_key), pulled)
         except ConnectorError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from error
+            raise refused(error) from error
         batch = normalised.batch
-        metadata = {"status": normalised.status, "datafix_sha": normalised.datafix_sha}
+        metadata = {
+            **role.entries(),
+            "status": normalised.status,
+            "datafix_sha": normalised.datafix_sha,
+        }
         if batch is not None:
             metadata |= counts(
                 rows_read=batch.read,

@@ -10,6 +10,7 @@ import dagster as dg
 
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import WarehouseResource
+from pipelines.lib.metadata import AssetRole
 from pipelines.lib.push import record_contract
 from pipelines.lib.quality import contract_description, run_contract
 from pipelines.lib.stages import NormalisedEntity
@@ -18,6 +19,7 @@ from schemas.canonical import ENTITIES
 
 def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
     """The blocking `contract` check on `canonical_<entity>`."""
+    role = AssetRole("normalise", entity)
 
     @dg.asset_check(
         asset=f"canonical_{entity}",
@@ -34,7 +36,7 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
         if canonical.batch is None:
             return dg.AssetCheckResult(
                 passed=True,
-                metadata={"status": f"not checked: source {canonical.status}"},
+                metadata={**role.entries(), "status": f"not checked: source {canonical.status}"},
             )
         result = run_contract(entity, canonical.rows)
         record_contract(
@@ -50,6 +52,7 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
             severity=dg.AssetCheckSeverity.ERROR,
             description=result.summary(),
             metadata={
+                **role.entries(),
                 "rows": dg.MetadataValue.int(result.rows),
                 "failing_keys": dg.MetadataValue.json(result.failing_keys()),
                 "failures": dg.MetadataValue.json(result.failures),

@@ -3,9 +3,9 @@
 import dagster as dg
 
 from connectors.errors import ConnectorError
-from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.common import landlord_asset, refused
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
-from pipelines.lib.metadata import counts, full_refresh
+from pipelines.lib.metadata import AssetRole, counts, full_refresh
 from pipelines.lib.stages import PulledSource, pull
 from schemas.canonical import ENTITIES
 
@@ -13,10 +13,11 @@ from schemas.canonical import ENTITIES
 def build_pull_asset(entity: str) -> dg.AssetsDefinition:
     """The `raw_<entity>` asset: the rows of the source feeding `entity`, as text."""
 
-    @dg.asset(
+    role = AssetRole("pull", entity)
+
+    @landlord_asset(
+        role,
         name=f"raw_{entity}",
-        partitions_def=landlord_partitions,
-        group_name="pull",
         kinds={"pandas"},
         description=f"Raw rows of the landlord's source for {entity}, as the source holds"
         " them (skipped when unchanged since the last load).",
@@ -35,12 +36,13 @@ def build_pull_asset(entity: str) -> dg.AssetsDefinition:
                 full_refresh=full_refresh(context),
             )
         except ConnectorError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from error
+            raise refused(error) from error
         context.log.info("%s/%s: %s, %d rows", loaded.landlord_id, entity, pulled.status,
                          pulled.rows)  # fmt: skip
         return dg.Output(
             pulled,
             metadata={
+                **role.entries(),
                 "status": pulled.status,
                 "source": pulled.source_name or "-",
                 "origin": pulled.raw.origin if pulled.raw is not None else "-",

@@ -3,8 +3,9 @@
 import dagster as dg
 
 from connectors.errors import ConnectorError
-from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.common import landlord_asset, refused
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.metadata import AssetRole
 from pipelines.lib.outbox import PushBusyError
 from pipelines.lib.push import push_landlord, sinks_sending
 from pipelines.lib.sinks import build_sink
@@ -15,10 +16,11 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
     """The `push_<name>` asset: the landlord's outbox for that kind, delivered to every sink of
     the landlord's datafix that sends it."""
 
-    @dg.asset(
+    role = AssetRole("push", sends=spec.name)
+
+    @landlord_asset(
+        role,
         name=f"push_{spec.name}",
-        partitions_def=landlord_partitions,
-        group_name="push",
         kinds={"python"},
         deps=[f"outgoing_{spec.name}"],
         description=f"Push of the landlord's {spec.name} to the sinks its datafix declares:"
@@ -33,13 +35,13 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
         loaded = datafixes.get_client(context.partition_key)
         names = sinks_sending(loaded, spec.name)
         if not names:
-            return dg.MaterializeResult(metadata={"status": "no sink sends it"})
+            return dg.MaterializeResult(metadata={**role.entries(), "status": "no sink sends it"})
         try:
             outcomes = push_landlord(
                 warehouse.get_client(), loaded, build_sink, run_id=context.run.run_id, sinks=names
             )
         except (PushBusyError, ConnectorError) as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from error
+            raise refused(error) from error
         totals = {
             key: sum(getattr(outcome, key) for outcome in outcomes)
             for key in ("sent", "unchanged", "failed", "dead", "queued", "recovered", "calls")
@@ -58,6 +60,7 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
         }
         failed = [o for o in outcomes if o.status in ("failed", "blocked")]
         metadata = {
+            **role.entries(),
             "status": "failed" if failed else "pushed",
             **{key: dg.MetadataValue.int(value) for key, value in totals.items()},
             **per_sink,

@@ -1,0 +1,122 @@
+"""Insight figures (`pipelines.lib.insight`) on SQLite and on a fresh PostgreSQL database.
+
+The ledger below is written by hand and the balances expected from it are worked out by hand in
+the comments, independently of the hub's SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from pipelines.defs.insight.assets import PARIS, insight_tenant_balances
+from pipelines.defs.resources import WarehouseResource
+from pipelines.lib.insight import TenantBalance, record_tenant_balances, tenant_balances
+from pipelines.lib.warehouse import Warehouse
+from schemas.tables import CANONICAL_TABLES
+from schemas.tables import tenant_balances as tenant_balances_table
+
+LANDLORD = "loire-habitat"
+AS_OF = dt.date(2026, 1, 31)
+LOADED_AT = dt.datetime(2026, 2, 1, 3, 0, tzinfo=dt.UTC)
+
+# (entry_ref, tenant_ref, entry_date, kind, amount_cents, soft-deleted, landlord)
+LEDGER_ROWS = [
+    ("E1", "T1", dt.date(2026, 1, 1), "rent", 50_000, False, LANDLORD),
+    ("E2", "T1", dt.date(2026, 1, 5), "payment", -30_000, False, LANDLORD),
+    ("E3", "T1", dt.date(2026, 1, 10), "fee", 1_500, True, LANDLORD),  # soft-deleted
+    ("E4", "T1", dt.date(2026, 2, 1), "rent", 50_000, False, LANDLORD),  # after as_of
+    ("E5", "T2", dt.date(2026, 1, 1), "rent", 40_000, False, LANDLORD),
+    ("E6", "T2", dt.date(2026, 1, 31), "payment", -45_000, False, LANDLORD),  # on as_of
+    ("E7", "T3", dt.date(2026, 3, 1), "rent", 40_000, False, LANDLORD),  # only after as_of
+    ("E8", "T4", dt.date(2026, 1, 2), "rent", 40_000, True, LANDLORD),  # only soft-deleted
+    ("E1", "T1", dt.date(2026, 1, 1), "rent", 99_999, False, "opale-logement"),
+]
+# T1: 50 000 - 30 000 = 20 000 (owes 200.00 €); T2: 40 000 - 45 000 = -5 000 (in credit)
+EXPECTED = [TenantBalance("T1", 20_000), TenantBalance("T2", -5_000)]
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    """The migrated warehouse holding the hand-made ledger."""
+    warehouse = Warehouse(warehouse_url)
+    warehouse.migrate()
+    ledger = CANONICAL_TABLES["ledger_entries"]
+    rows = [
+        {
+            "landlord_id": landlord,
+            "entry_ref": entry,
+            "tenant_ref": tenant,
+            "entry_date": entry_date,
+            "kind": kind,
+            "amount_cents": amount,
+            "source_name": "ledger",
+            "source_row": f"ledger.csv:{line}",
+            "datafix_sha": "0" * 64,
+            "run_id": "load-run",
+            "loaded_at": LOADED_AT,
+            "row_hash": line,
+            "deleted_at": LOADED_AT if deleted else None,
+        }
+        for line, (entry, tenant, entry_date, kind, amount, deleted, landlord) in enumerate(
+            LEDGER_ROWS, start=2
+        )
+    ]
+    with warehouse.engine.begin() as connection:
+        connection.execute(ledger.insert(), rows)
+    yield warehouse
+    warehouse.dispose()
+
+
+def test_balances_sum_live_entries_up_to_as_of_per_tenant(warehouse: Warehouse) -> None:
+    with warehouse.engine.connect() as connection:
+        assert tenant_balances(connection, LANDLORD, AS_OF) == EXPECTED
+        # the day before, T2's payment is not posted yet and T1's payment is
+        assert tenant_balances(connection, LANDLORD, dt.date(2026, 1, 30)) == [
+            TenantBalance("T1", 20_000),
+            TenantBalance("T2", 40_000),
+        ]
+        assert tenant_balances(connection, "nobody", AS_OF) == []
+
+
+def test_recording_twice_leaves_one_row_per_tenant_and_day(warehouse: Warehouse) -> None:
+    table = tenant_balances_table
+    for run_id in ("run-1", "run-2"):
+        with warehouse.engine.begin() as connection:
+            record_tenant_balances(connection, LANDLORD, AS_OF, run_id)
+    with warehouse.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(table.c.landlord_id, table.c.tenant_ref, table.c.as_of,
+                      table.c.balance_cents, table.c.run_id).order_by(table.c.tenant_ref)
+        ).all()  # fmt: skip
+    assert [tuple(row) for row in rows] == [
+        (LANDLORD, "T1", AS_OF, 20_000, "run-2"),
+        (LANDLORD, "T2", AS_OF, -5_000, "run-2"),
+    ]
+
+
+def test_the_asset_records_todays_figures(warehouse: Warehouse) -> None:
+    today = dt.datetime.now(PARIS).date()
+    assert today > dt.date(2026, 3, 1)  # every dated entry of the ledger is in the past
+    result = dg.materialize(
+        [insight_tenant_balances],
+        partition_key=LANDLORD,
+        resources={"warehouse": WarehouseResource(url=warehouse.url)},
+    )
+    assert result.success
+    metadata = {
+        key: getattr(value, "value", value)
+        for key, value in result.asset_materializations_for_node("insight_tenant_balances")[
+            0
+        ].metadata.items()
+    }
+    # T1: 50 000 - 30 000 + 50 000 (E4, now past) = 70 000; T2: -5 000; T3: 40 000
+    assert metadata["tenants"] == 3
+    assert metadata["tenants_in_debt"] == 2
+    assert metadata["total_balance_cents"] == 105_000
+    assert metadata["total_balance_euros"] == "1050.00"
+    assert metadata["datafix/stage"] == "insight"
