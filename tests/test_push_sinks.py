@@ -287,13 +287,13 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wareh
 def connections(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Connections the SQL sink opens (its link connects on first use only)."""
     opened: Counter[str] = Counter()
-    connect = sql_push._AlchemyLink.connect
+    connect = sql_push.AlchemyLink.connect
 
     def counted(link: Any) -> None:
         opened["connect"] += 1
         connect(link)
 
-    monkeypatch.setattr(sql_push._AlchemyLink, "connect", counted)
+    monkeypatch.setattr(sql_push.AlchemyLink, "connect", counted)
     return opened
 
 

@@ -56,7 +56,14 @@ from connectors.soap.client import (
     text_frame,
 )
 
-__all__ = ["WSS_NAMESPACE", "parse_result_xml", "read_sage_x3", "sage_result"]
+__all__ = [
+    "WSS_NAMESPACE",
+    "object_keys_param",
+    "parse_result_xml",
+    "query_lines",
+    "read_sage_x3",
+    "sage_result",
+]
 
 WSS_NAMESPACE = "http://www.adonix.com/WSS"
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
@@ -141,7 +148,8 @@ def _fields(container: etree._Element) -> list[tuple[str, str]]:
     return found
 
 
-def _query_lines(root: etree._Element | None) -> list[dict[str, str]]:
+def query_lines(root: etree._Element | None) -> list[dict[str, str]]:
+    """The `LIN` lines of a Sage X3 `query` answer, each as {field name: text}."""
     if root is None:
         return []
     return [dict(_fields(line)) for line in root.iter("LIN")]
@@ -193,7 +201,12 @@ def _object_rows(
     return exploded or [(header, None)]  # a record without lines still shows up once
 
 
-def _object_keys(client: zeep.Client, pairs: Sequence[tuple[str, str]]) -> Any:
+def object_keys_param(client: zeep.Client, pairs: Sequence[tuple[str, str]]) -> Any:
+    """The `objectKeys` parameter of a Sage X3 call.
+
+    The (key, value) pairs as an `ArrayOfCAdxParamKeyValue` of the client's WSDL, or
+    `SkipValue` when there are none.
+    """
     if not pairs:
         return zeep.xsd.SkipValue
     array = client.get_type(f"{{{WSS_NAMESPACE}}}ArrayOfCAdxParamKeyValue")
@@ -285,10 +298,10 @@ def read_sage_x3(
         _check_status(result, where)
         return parse_result_xml(result.result_xml, where)
 
-    listed = _query_lines(
+    listed = query_lines(
         call(
             "query",
-            objectKeys=_object_keys(client, list((criteria or {}).items())),
+            objectKeys=object_keys_param(client, list((criteria or {}).items())),
             listSize=list_size,
         )
     )
@@ -315,7 +328,7 @@ def read_sage_x3(
         rows = listed
         line_numbers = [None] * len(rows)
     for line in listed if details else ():
-        root = call("read", objectKeys=_object_keys(client, [(k, line[k]) for k in keys]))
+        root = call("read", objectKeys=object_keys_param(client, [(k, line[k]) for k in keys]))
         for values, number in _object_rows(root, lines, f"{origin} read"):
             rows.append(values)
             line_numbers.append(number)

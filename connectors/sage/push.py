@@ -42,9 +42,9 @@ from connectors.delivery import Delivered, FieldValue, OutgoingRecord
 from connectors.errors import ConfigError
 from connectors.retry import RetryPolicy, with_retries
 from connectors.sage.client import (
-    _object_keys,
-    _query_lines,
+    object_keys_param,
     parse_result_xml,
+    query_lines,
     sage_result,
 )
 from connectors.sage.models import SAGE_X3_RETRY
@@ -219,7 +219,7 @@ class SageX3Sink:
 
     def _keys(self, pairs: Sequence[tuple[str, str]]) -> Any:
         assert self._client is not None
-        return _object_keys(self._client, pairs)
+        return object_keys_param(self._client, pairs)
 
     # sending --------------------------------------------------------------------------------
     def _reference(self, record: OutgoingRecord) -> str:
@@ -331,7 +331,7 @@ class SageX3Sink:
             )
         numbers = [
             line[self.key_field]
-            for line in _query_lines(parse_result_xml(result.result_xml, where))
+            for line in query_lines(parse_result_xml(result.result_xml, where))
             if line.get(self.key_field)
         ]
         if not numbers:

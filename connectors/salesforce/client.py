@@ -62,8 +62,14 @@ __all__ = [
     "SalesforceQueryError",
     "SalesforceSessionError",
     "SalesforceUnavailableError",
+    "TimedSession",
+    "check_api_version",
     "connect",
+    "detail_text",
+    "error_detail",
     "read_salesforce",
+    "record_value",
+    "translate_error",
 ]
 
 T = TypeVar("T")
@@ -99,7 +105,7 @@ class SalesforceQueryError(PermanentError):
 # The HTTP session
 
 
-class _TimedSession(requests.Session):
+class TimedSession(requests.Session):
     """A session that gives every call a timeout and keeps the last answer's `Sforce-Limit-Info`.
 
     simple-salesforce passes no timeout on its Bulk calls and records the API usage only after
@@ -141,7 +147,7 @@ class _TimedSession(requests.Session):
 # Errors
 
 
-def _error_detail(error: SalesforceError) -> tuple[str, str]:
+def error_detail(error: SalesforceError) -> tuple[str, str]:
     """Salesforce's `errorCode` and `message` from an error body (a JSON list of objects)."""
     content: Any = error.content
     if isinstance(content, bytes | bytearray):
@@ -160,14 +166,15 @@ def _error_detail(error: SalesforceError) -> tuple[str, str]:
     return "", " ".join(str(content).split())[:300]
 
 
-def _said(code: str, message: str) -> str:
+def detail_text(code: str, message: str) -> str:
+    """Salesforce's error code and message as one text for messages (`CODE: message`)."""
     return f"{code}: {message}" if code and message else code or message or "no detail"
 
 
 def _limit_error(host: str, code: str, message: str, limit_info: str | None) -> ConnectorError:
     usage = _API_USAGE.search(limit_info or "")
     used, total = (int(usage[1]), int(usage[2])) if usage else (None, None)
-    said = _said(code, message)
+    said = detail_text(code, message)
     figures = f"{used}/{total} calls in 24h" if used is not None else "usage not reported"
     concurrent = "concurrent" in message.lower()
     if concurrent or (used is not None and total is not None and used < total):
@@ -185,21 +192,21 @@ def _limit_error(host: str, code: str, message: str, limit_info: str | None) -> 
     )
 
 
-def _translate(
-    error: Exception, host: str, soql: str | None, session: _TimedSession
+def translate_error(
+    error: Exception, host: str, soql: str | None, session: TimedSession
 ) -> ConnectorError | None:
     """The connector error a simple-salesforce or requests exception stands for."""
     if isinstance(error, ConnectorError):
         return error
     if isinstance(error, SalesforceAuthenticationFailed):
         return SalesforceSessionError(
-            f"Salesforce login refused ({_said(str(error.code or ''), error.auth_message)}) —"
+            f"Salesforce login refused ({detail_text(str(error.code or ''), error.auth_message)}) —"
             " check the username, password, security token or connected app (JWT) and the"
             " domain (login / test)"
         )
     if isinstance(error, SalesforceError):
-        code, message = _error_detail(error)
-        said = _said(code, message)
+        code, message = error_detail(error)
+        said = detail_text(code, message)
         if isinstance(error, SalesforceExpiredSession):
             return SalesforceSessionError(
                 f"Salesforce session expired or invalid on {host} ({said}) — renew the session"
@@ -256,7 +263,7 @@ def _translate(
 class _Caller:
     """Runs calls to Salesforce with the retry policy, raising connector errors only."""
 
-    def __init__(self, session: _TimedSession, host: str, retry: RetryPolicy) -> None:
+    def __init__(self, session: TimedSession, host: str, retry: RetryPolicy) -> None:
         self.session = session
         self.host = host
         self.retry = retry
@@ -266,7 +273,7 @@ class _Caller:
             try:
                 return call()
             except Exception as error:
-                translated = _translate(error, self.host, soql, self.session)
+                translated = translate_error(error, self.host, soql, self.session)
                 if translated is None or translated is error:
                     raise
                 raise translated from error
@@ -282,7 +289,8 @@ class _Caller:
 # Connecting
 
 
-def _check_version(version: str) -> None:
+def check_api_version(version: str) -> None:
+    """Raise a `ConfigError` unless `version` is an API version like `62.0`."""
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ConfigError(
             f"Salesforce API version {version!r} is not valid — write it like"
@@ -311,12 +319,12 @@ def connect(
     password and JWT modes log in now (retried on transient faults). JSON numbers are parsed as
     `Decimal`. The caller closes the client's session (`sf.session.close()`) when done.
     """
-    _check_version(version)
+    check_api_version(version)
     if timeout <= 0:
         raise ConfigError(f"Salesforce timeout {timeout!r} must be a positive number of seconds")
     mode = auth.mode
     auth.check_files()
-    http = _TimedSession(timeout, session)
+    http = TimedSession(timeout, session)
     options: dict[str, Any] = {
         "session": http,
         "version": version,
@@ -355,7 +363,7 @@ def connect(
 # Reading
 
 
-def _lookup(record: Mapping[str, Any], parts: Sequence[str]) -> Any:
+def record_value(record: Mapping[str, Any], parts: Sequence[str]) -> Any:
     """The value at `parts` (`["Account", "Name"]`) in a REST record; None through a null."""
     value: Any = record
     for part in parts:
@@ -377,7 +385,7 @@ def _rest_frame(
     def page_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         return pd.DataFrame(
             {
-                label: column_text([_lookup(record, parts) for record in records])
+                label: column_text([record_value(record, parts) for record in records])
                 for label, parts in zip(fields, paths, strict=True)
             }
         )
@@ -500,7 +508,7 @@ def read_salesforce(
     retry = retry or SALESFORCE_RETRY
     sf = connect(auth, session=session, timeout=timeout, version=version, retry=retry)
     http = sf.session
-    assert isinstance(http, _TimedSession)
+    assert isinstance(http, TimedSession)
     try:
         caller = _Caller(http, sf.sf_instance, retry)
         if bulk:

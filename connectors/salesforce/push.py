@@ -20,7 +20,7 @@ Per-record refusals become outcomes: transient codes (`UNABLE_TO_LOCK_ROW`,
 `CODE: message (fields)`. A whole call that fails transiently (5xx, 429, 403
 REQUEST_LIMIT_EXCEEDED, timeout, dropped connection) raises `RetriableError`; an expired
 session, a refused permission or an unknown object or field raises `ConfigError` /
-`PermanentError`. The errors are mapped by `connectors.salesforce.client._translate`, the one
+`PermanentError`. The errors are mapped by `connectors.salesforce.client.translate_error`, the one
 mapping the reader uses too. Nothing is retried here: the outbox retries whole calls. Nothing
 connects before the first `send` or `read_back`.
 """
@@ -50,13 +50,13 @@ from connectors.errors import ConfigError, PermanentError
 from connectors.retry import RetryPolicy
 from connectors.salesforce.client import (
     DEFAULT_API_VERSION,
-    _check_version,
-    _error_detail,
-    _lookup,
-    _said,
-    _TimedSession,
-    _translate,
+    TimedSession,
+    check_api_version,
     connect,
+    detail_text,
+    error_detail,
+    record_value,
+    translate_error,
 )
 from connectors.salesforce.models import SalesforceAuth
 from connectors.salesforce.soql import check_name, check_object
@@ -237,7 +237,7 @@ class SalesforceSink:
                 f"Salesforce external id field {external_id_field!r} must be a field of"
                 f" {object_name} itself, not through a relationship"
             )
-        _check_version(api_version)
+        check_api_version(api_version)
         if not isinstance(bulk_threshold, int) or bulk_threshold < 1:
             raise ConfigError(f"bulk_threshold {bulk_threshold!r} must be a positive integer")
         if timeout <= 0 or bulk_poll_wait < 0:
@@ -299,7 +299,7 @@ class SalesforceSink:
         RetriableError) that names this sink and what was being done."""
         sf = self._client()
         http = sf.session
-        assert isinstance(http, _TimedSession)
+        assert isinstance(http, TimedSession)
         host = sf.sf_instance
         target = f"{self.object_name}.{self.external_id_field}"
         try:
@@ -307,22 +307,22 @@ class SalesforceSink:
         except SalesforceResourceNotFound as error:
             raise ConfigError(
                 f"Salesforce {host} ({self.name}): {what} of {target} refused"
-                f" ({_said(*_error_detail(error))}) — check that the object exists and that"
+                f" ({detail_text(*error_detail(error))}) — check that the object exists and that"
                 f" {self.external_id_field} is an External ID field of it"
             ) from error
         except SalesforceMalformedRequest as error:
-            code, message = _error_detail(error)
+            code, message = error_detail(error)
             kind = ConfigError if code in ("INVALID_FIELD", "INVALID_TYPE") else PermanentError
             raise kind(
                 f"Salesforce {host} ({self.name}): {what} of {target} refused"
-                f" ({_said(code, message)}) — check the sink's field mapping"
+                f" ({detail_text(code, message)}) — check the sink's field mapping"
             ) from error
         except SalesforceBulkV2LoadError as error:
             raise PermanentError(
                 f"Salesforce {host} ({self.name}): Bulk API 2.0 {what} of {target} refused: {error}"
             ) from error
         except Exception as error:
-            translated = _translate(error, host, None, http)
+            translated = translate_error(error, host, None, http)
             if translated is None or translated is error:
                 raise
             translated.args = (f"{translated} ({self.name}: {what} of {target})",)
@@ -441,7 +441,7 @@ class SalesforceSink:
         answers: dict[int, Delivered] = {}
 
         def position_of(row: Mapping[str, str]) -> int | None:
-            value = _lookup(row, [self.external_id_field])
+            value = record_value(row, [self.external_id_field])
             if value is None:
                 return None
             return by_value.get(value, by_value.get(str(value).casefold()))
@@ -535,7 +535,7 @@ class SalesforceSink:
             soql = head + ", ".join(batch) + ")"
             answer = self._call(lambda: sf.query_all(soql), "read-back query")
             for row in answer["records"]:
-                value = _lookup(row, [self.external_id_field])
+                value = record_value(row, [self.external_id_field])
                 if value is not None:
                     held.setdefault(str(value).casefold(), []).append(row)
 
@@ -556,6 +556,8 @@ class SalesforceSink:
                 continue
             row = rows[0]
             for record in candidates:
-                if all(_same(value, _lookup(row, [name])) for name, value in record.fields.items()):
+                if all(
+                    _same(value, record_value(row, [name])) for name, value in record.fields.items()
+                ):
                     found[record.key] = str(row["Id"])
         return found

@@ -66,6 +66,8 @@ __all__ = [
     "call_operation",
     "check_key",
     "classify_error",
+    "complex_type_of",
+    "fault_code",
     "flatten_record",
     "hardened_settings",
     "has_doctype",
@@ -73,8 +75,11 @@ __all__ = [
     "make_client",
     "masked_location",
     "read_soap",
+    "response_data",
+    "response_type_of",
     "service_for",
     "text_frame",
+    "value_at_path",
 ]
 
 SOAP_ENCODING_NAMESPACE = "http://schemas.xmlsoap.org/soap/encoding/"
@@ -347,7 +352,7 @@ def service_for(client: zeep.Client, address: str | None = None) -> ServiceProxy
 # Calling an operation
 
 
-def _fault_code(code: object) -> str:
+def fault_code(code: object) -> str:
     """`soap:Server.Busy` → `Server.Busy` (the code without its namespace prefix)."""
     text = str(getattr(code, "localname", code) or "")
     return text.rsplit(":", 1)[-1].strip()
@@ -377,7 +382,7 @@ def classify_error(
             f"{where}: connection failed or was cut — the service may be down; retried"
         )
     if isinstance(error, zeep_errors.Fault):
-        code = _fault_code(error.code)
+        code = fault_code(error.code)
         message = " ".join(str(error.message or "").split())[:300]
         if code in retriable_faults:
             return RetriableError(
@@ -492,7 +497,8 @@ def _operation(service: ServiceProxy, operation: str, where: str) -> Callable[..
 # From zeep's answer to rows
 
 
-def _complex(xsd_type: object) -> ComplexType | None:
+def complex_type_of(xsd_type: object) -> ComplexType | None:
+    """`xsd_type` when it is a complex type with elements or attributes, else None."""
     if isinstance(xsd_type, ComplexType) and (xsd_type.elements or xsd_type.attributes):
         return xsd_type
     return None
@@ -502,13 +508,14 @@ def _fields(xsd_type: ComplexType) -> list[tuple[str, Any]]:
     return list(xsd_type.elements) + list(xsd_type.attributes)
 
 
-def _response_type(service: ServiceProxy, operation: str) -> ComplexType | None:
+def response_type_of(service: ServiceProxy, operation: str) -> ComplexType | None:
+    """The complex type of `operation`'s response element in the WSDL, or None."""
     output = service._binding._operations[operation].output
     body = getattr(output, "body", None)
-    return _complex(getattr(body, "type", None))
+    return complex_type_of(getattr(body, "type", None))
 
 
-def _response_data(result: Any, response_type: ComplexType | None) -> Any:
+def response_data(result: Any, response_type: ComplexType | None) -> Any:
     """zeep's answer as plain dicts and lists, rooted at the response element.
 
     zeep hands back the response element's only child instead of the element (twice when that
@@ -524,7 +531,7 @@ def _response_data(result: Any, response_type: ComplexType | None) -> Any:
     if len(fields) != 1:
         return data
     name, element = fields[0]
-    inner = _complex(getattr(element, "type", None))
+    inner = complex_type_of(getattr(element, "type", None))
     if (
         inner is not None
         and getattr(element, "max_occurs", 1) == 1
@@ -540,11 +547,15 @@ def _child_type(xsd_type: ComplexType | None, name: str) -> tuple[Any, ComplexTy
         return None, None
     for field_name, element in _fields(xsd_type):
         if field_name == name:
-            return element, _complex(getattr(element, "type", None))
+            return element, complex_type_of(getattr(element, "type", None))
     return None, None
 
 
-def _at_path(data: Any, path: str, where: str, what: str) -> Any:
+def value_at_path(data: Any, path: str, where: str, what: str) -> Any:
+    """The value at a dotted `path` in a SOAP answer as plain data.
+
+    `None` below an empty element; a missing segment is a `ConfigError` naming `what`.
+    """
     current = data
     walked: list[str] = []
     for segment in path.split("."):
@@ -591,7 +602,7 @@ def _flatten_typed(value: Any, xsd_type: ComplexType, prefix: str, row: dict[str
         column = f"{prefix}{name}"
         child = mapping.get(name)
         repeated = getattr(element, "max_occurs", 1) != 1
-        nested = _complex(getattr(element, "type", None))
+        nested = complex_type_of(getattr(element, "type", None))
         if nested is not None and not repeated and not isinstance(child, list):
             _flatten_typed(child, nested, f"{column}.", row)
         else:
@@ -720,7 +731,7 @@ def read_soap(
     )
     service = service_for(client, address)
     _operation(service, operation, origin)
-    response_type = _response_type(service, operation)
+    response_type = response_type_of(service, operation)
     record_type = _schema_path(response_type, records_path, origin, "records_path")
     if paging is not None and paging.kind == "page_number" and paging.has_more_path:
         _schema_path(response_type, paging.has_more_path, origin, "has_more_path")
@@ -751,8 +762,8 @@ def read_soap(
             retry=policy,
             retriable_faults=retriable_faults,
         )
-        data = _response_data(result, response_type)
-        records = _as_records(_at_path(data, records_path, origin, "records_path"))
+        data = response_data(result, response_type)
+        records = _as_records(value_at_path(data, records_path, origin, "records_path"))
         for index, record in enumerate(records, start=1):
             rows.append(flatten_record(record, record_type))
             positions.append((page, index))
@@ -760,14 +771,14 @@ def read_soap(
             break
         if paging.kind == "page_number":
             if paging.has_more_path:
-                more = bool(_at_path(data, paging.has_more_path, origin, "has_more_path"))
+                more = bool(value_at_path(data, paging.has_more_path, origin, "has_more_path"))
             else:
                 more = len(records) >= paging.page_size
             if not more:
                 break
             page_number += 1
         else:
-            next_token = _at_path(data, paging.token_path, origin, "token_path")
+            next_token = value_at_path(data, paging.token_path, origin, "token_path")
             if next_token in (None, ""):
                 break
             token = str(next_token)

@@ -43,14 +43,14 @@ from connectors.delivery import Delivered, FieldValue, OutgoingRecord
 from connectors.errors import ConfigError, PermanentError
 from connectors.retry import RetryPolicy, with_retries
 from connectors.soap.client import (
-    _at_path,
-    _complex,
-    _fault_code,
-    _response_data,
-    _response_type,
     classify_error,
+    complex_type_of,
+    fault_code,
     make_client,
     masked_location,
+    response_data,
+    response_type_of,
+    value_at_path,
 )
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY
 
@@ -72,13 +72,13 @@ def list_path(xsd_type: Any) -> tuple[str, ...] | None:
     """The path to the one repeated element a type wraps: `("Commitments", "Commitment")` for
     `<Commitments><Commitment/>…</Commitments>`, `("items",)` for a repeated `items`; None when
     the type is not such a list (a record's own fields)."""
-    complex_type = _complex(xsd_type)
+    complex_type = complex_type_of(xsd_type)
     if complex_type is None or complex_type.attributes or len(complex_type.elements) != 1:
         return None
     name, element = complex_type.elements[0]
     if getattr(element, "max_occurs", 1) != 1:
         return (name,)
-    inner = _complex(getattr(element, "type", None))
+    inner = complex_type_of(getattr(element, "type", None))
     if inner is not None and not inner.attributes and len(inner.elements) == 1:
         inner_name, inner_element = inner.elements[0]
         if getattr(inner_element, "max_occurs", 1) != 1:
@@ -301,11 +301,11 @@ class SoapSink:
 
     def _input_type(self, operation: str) -> ComplexType | None:
         binding = self._services[operation]._binding
-        return _complex(getattr(binding._operations[operation].input.body, "type", None))
+        return complex_type_of(getattr(binding._operations[operation].input.body, "type", None))
 
     def _answer_list(self, operation: str) -> tuple[str, ...]:
         service = self._services[operation]
-        shape = list_path(_response_type(service, operation))
+        shape = list_path(response_type_of(service, operation))
         if shape is None:
             raise ConfigError(
                 f"{masked_location(self.wsdl)} {operation}: cannot tell where the answer's"
@@ -325,7 +325,7 @@ class SoapSink:
             try:
                 return method(**arguments)
             except zeep_errors.Fault as fault:
-                if single_record and _fault_code(fault.code).startswith("Client"):
+                if single_record and fault_code(fault.code).startswith("Client"):
                     raise _RecordRefused(_one_line(fault.message)) from None
                 raise self._classified(fault, where, transport) from None
             except (zeep_errors.ValidationError, TypeError) as error:
@@ -352,9 +352,9 @@ class SoapSink:
 
     def _records_at(self, operation: str, answer: Any, path: str) -> list[Mapping[str, Any]]:
         service = self._services[operation]
-        data = _response_data(answer, _response_type(service, operation))
+        data = response_data(answer, response_type_of(service, operation))
         where = f"{masked_location(self.wsdl)} {operation}"
-        found = data if not path else _at_path(data, path, where, "results path")
+        found = data if not path else value_at_path(data, path, where, "results path")
         if found is None:
             return []
         return found if isinstance(found, list) else [found]
@@ -417,7 +417,7 @@ class SoapSink:
         return self._delivered(record, results[0] if results else None)
 
     def _single_result_path(self) -> str:
-        response = _response_type(self._services[self.operation], self.operation)
+        response = response_type_of(self._services[self.operation], self.operation)
         names = [name for name, _ in response.elements] if response is not None else []
         if self.result_status in names or len(names) != 1:
             return ""
@@ -448,7 +448,7 @@ class SoapSink:
         for name in self._input_list:
             found = dict(element.elements)[name] if element is not None else None
             element_type = getattr(found, "type", None)
-            element = _complex(element_type)
+            element = complex_type_of(element_type)
         refused: dict[str, str] = {}
         for record, item in zip(records, items, strict=True):
             try:

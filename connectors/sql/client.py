@@ -32,9 +32,13 @@ __all__ = [
     "TRANSIENT",
     "TextChunks",
     "check_target",
+    "database_error",
+    "driver_message",
+    "make_engine",
     "match_columns",
     "read_sql",
     "read_sql_header",
+    "reflect_table",
 ]
 
 # pip package to install for a missing database driver module
@@ -83,17 +87,18 @@ def _scrub(message: str, url: str) -> str:
     return message.replace(url, _masked(url))
 
 
-def _driver_message(error: BaseException, url: str) -> str:
+def driver_message(error: BaseException, url: str) -> str:
+    """The driver's own message for `error` on one line, cut short, the URL's secrets scrubbed."""
     orig = getattr(error, "orig", None) or error
     text = " ".join(str(orig).split())  # one line: drivers add newlines and hints
     return _scrub(text[:500], url)
 
 
-def _database_error(
+def database_error(
     error: sa.exc.DBAPIError, url: str, doing: str, *, connecting: bool = False
 ) -> ConnectorError:
     """Classify a database error by what the caller should do next."""
-    message = _driver_message(error, url)
+    message = driver_message(error, url)
     where = _masked(url)
     if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError) and TRANSIENT.search(
         message
@@ -110,7 +115,12 @@ def _database_error(
     return ConfigError(f"{where}: {doing} failed: {message} — fix the datafix `table` or `query`")
 
 
-def _engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
+    """The SQLAlchemy engine for a database URL (for readers and the `sql` sink).
+
+    Parses the URL and checks its driver module is installed (a `ConfigError` names the
+    package to install); does not connect.
+    """
     try:
         parsed = make_url(url)
     except Exception:
@@ -147,12 +157,12 @@ def _engine(url: str) -> Engine:
 @contextmanager
 def _read_only_connection(url: str) -> Iterator[Connection]:
     """A connection on which writes are refused, closed and disposed of afterwards."""
-    engine = _engine(url)
+    engine = make_engine(url)
     try:
         try:
             connection = engine.connect()
         except sa.exc.DBAPIError as error:
-            raise _database_error(error, url, "connecting", connecting=True) from None
+            raise database_error(error, url, "connecting", connecting=True) from None
         with connection:
             backend = connection.dialect.name
             try:
@@ -162,7 +172,7 @@ def _read_only_connection(url: str) -> Iterator[Connection]:
                     # first statement of the transaction (SQLAlchemy begins it implicitly)
                     connection.exec_driver_sql("SET TRANSACTION READ ONLY")
             except sa.exc.DBAPIError as error:
-                raise _database_error(
+                raise database_error(
                     error, url, "opening a read-only transaction", connecting=True
                 ) from None
             try:
@@ -179,7 +189,11 @@ def check_target(table: str | None, query: str | None) -> None:
         raise ConfigError("give exactly one of `table` or `query` for a SQL source")
 
 
-def _reflect(connection: Connection, table: str, schema: str | None, url: str) -> sa.Table:
+def reflect_table(connection: Connection, table: str, schema: str | None, url: str) -> sa.Table:
+    """The table `table` (in `schema`) as the database describes it, for the `sql` sink.
+
+    A missing table is a `ConfigError` naming the tables that exist.
+    """
     try:
         return sa.Table(table, sa.MetaData(), schema=schema, autoload_with=connection)
     except sa.exc.NoSuchTableError:
@@ -199,7 +213,7 @@ def _reflect(connection: Connection, table: str, schema: str | None, url: str) -
             f" — {hint}"
         ) from None
     except sa.exc.DBAPIError as error:
-        raise _database_error(error, url, f"reading the definition of `{table}`") from None
+        raise database_error(error, url, f"reading the definition of `{table}`") from None
 
 
 def match_columns(wanted: Sequence[str], available: Sequence[str], where: str) -> list[str]:
@@ -363,7 +377,7 @@ def read_sql(
     where = f"{_masked(url)} {label}"
     with _read_only_connection(url) as connection:
         if table is not None:
-            reflected = _reflect(connection, table, schema, url)
+            reflected = reflect_table(connection, table, schema, url)
             names = [column.name for column in reflected.columns]
             key_columns = match_columns(key, names, where)
             order = key_columns or [column.name for column in reflected.primary_key.columns]
@@ -387,14 +401,14 @@ def read_sql(
         try:
             result = streaming.execute(statement)
         except sa.exc.DBAPIError as error:
-            raise _database_error(error, url, f"reading {label}") from None
+            raise database_error(error, url, f"reading {label}") from None
         with result:
             chunks = TextChunks(list(map(str, result.keys())), label, key, where)
             try:
                 for part in result.partitions():
                     chunks.add(part)
             except sa.exc.DBAPIError as error:
-                raise _database_error(error, url, f"reading {label}") from None
+                raise database_error(error, url, f"reading {label}") from None
     return chunks.table(f"{_masked(url)} {f'{schema}.' if schema else ''}{label}")
 
 
@@ -409,11 +423,11 @@ def read_sql_header(
     check_target(table, query)
     with _read_only_connection(url) as connection:
         if table is not None:
-            reflected = _reflect(connection, table, schema, url)
+            reflected = reflect_table(connection, table, schema, url)
             return unique_labels([column.name for column in reflected.columns])
         try:
             result = connection.execution_options(stream_results=True).execute(sa.text(query))  # type: ignore[arg-type]
         except sa.exc.DBAPIError as error:
-            raise _database_error(error, url, "running the query") from None
+            raise database_error(error, url, "running the query") from None
         with result:
             return unique_labels(list(map(str, result.keys())))

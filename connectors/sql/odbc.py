@@ -44,7 +44,23 @@ from connectors.sql.client import TRANSIENT, TextChunks, check_target, match_col
 if TYPE_CHECKING:
     import pyodbc
 
-__all__ = ["odbc_drivers", "read_odbc", "read_odbc_header", "resolve_connection_string"]
+__all__ = [
+    "MISSING_COLUMN_STATES",
+    "MISSING_TABLE_STATES",
+    "OdbcTarget",
+    "connect_error",
+    "dialect_of_server",
+    "is_transient",
+    "load_pyodbc",
+    "odbc_drivers",
+    "odbc_target",
+    "read_odbc",
+    "read_odbc_header",
+    "resolve_connection_string",
+    "source_columns",
+    "state_and_message",
+    "uuid_text",
+]
 
 # connection-string keys whose value is a secret (compared lower-case)
 SECRET_KEYS = frozenset({"pwd", "password"})
@@ -66,8 +82,8 @@ _NEEDS_BRACES = re.compile(r"[;{}=]|^\s|\s$")
 
 # SQLSTATEs: connection lost / timeouts / serialisation (retry); missing table or column (config)
 _RETRIABLE_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "HYT00", "HYT01"})
-_MISSING_TABLE_STATES = frozenset({"42P01", "42S02"})
-_MISSING_COLUMN_STATES = frozenset({"42703", "42S22"})
+MISSING_TABLE_STATES = frozenset({"42P01", "42S02"})
+MISSING_COLUMN_STATES = frozenset({"42703", "42S22"})
 # SQLSTATE classes that say what is wrong with the statement or the data, never the connection
 # (a column named `timeout` must not make a missing-column error look transient)
 _STATEMENT_CLASSES = frozenset({"22", "23", "25", "28", "2D", "3D", "3F", "42", "44"})
@@ -78,7 +94,8 @@ _STATEMENT_CLASSES = frozenset({"22", "23", "25", "28", "2D", "3D", "3F", "42", 
 
 
 @cache
-def _pyodbc() -> ModuleType:
+def load_pyodbc() -> ModuleType:
+    """The `pyodbc` module, imported on first use (a `ConfigError` says how to install it)."""
     try:
         import pyodbc
     except ImportError as error:
@@ -92,7 +109,7 @@ def _pyodbc() -> ModuleType:
 
 def odbc_drivers() -> list[str]:
     """The ODBC drivers registered with unixODBC (`odbcinst -q -d`), by their `Driver=` name."""
-    return list(_pyodbc().drivers())
+    return list(load_pyodbc().drivers())
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,7 +219,7 @@ def _install_hint(driver: str) -> str:
 def _installed_driver(pairs: Sequence[tuple[str, str]]) -> str:
     """The driver the connection string designates (by name, library path or DSN); refuses a
     driver or DSN that unixODBC does not know."""
-    pyodbc = _pyodbc()
+    pyodbc = load_pyodbc()
     driver, dsn = _get(pairs, "driver"), _get(pairs, "dsn")
     if driver:
         if "/" in driver or "\\" in driver:  # a driver library given by its path
@@ -317,9 +334,9 @@ def _dialect_of_driver(driver: str) -> Dialect | None:
     return None
 
 
-def _dialect_of_server(connection: pyodbc.Connection) -> Dialect:
+def dialect_of_server(connection: pyodbc.Connection) -> Dialect:
     """The dialect the server names itself with; ANSI double quotes for anything else."""
-    pyodbc = _pyodbc()
+    pyodbc = load_pyodbc()
     product = str(connection.getinfo(pyodbc.SQL_DBMS_NAME)).lower()
     known = _dialect_of_driver(product.replace("microsoft sql server", "sql server"))
     if known is not None:
@@ -347,7 +364,7 @@ def _driver_options(driver: str, fetch_rows: int) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _Target:
+class OdbcTarget:
     """A checked connection: the string given to the driver, and how to speak of it."""
 
     connection_string: str
@@ -362,21 +379,31 @@ class _Target:
         return message
 
 
-def _state_and_message(error: BaseException, target: _Target) -> tuple[str, str]:
+def state_and_message(error: BaseException, target: OdbcTarget) -> tuple[str, str]:
+    """The SQLSTATE and the driver's message (one line, secrets scrubbed) of a pyodbc error."""
     args = error.args
     state = args[0] if len(args) >= 2 and isinstance(args[0], str) else ""
     text = " ".join(str(args[-1] if args else error).split())  # one line
     return state, target.scrub(text[:500])
 
 
-def _is_transient(state: str, message: str) -> bool:
+def is_transient(state: str, message: str) -> bool:
+    """Whether an ODBC error (SQLSTATE, message) is worth retrying.
+
+    Connection or serialisation trouble is; a statement the server refused never is.
+    """
     if state.startswith("08") or state in _RETRIABLE_STATES:
         return True
     return state[:2] not in _STATEMENT_CLASSES and bool(TRANSIENT.search(message))
 
 
-def _connect_error(error: BaseException, target: _Target) -> ConnectorError:
-    _, message = _state_and_message(error, target)
+def connect_error(error: BaseException, target: OdbcTarget) -> ConnectorError:
+    """The connector error for a failed ODBC connection.
+
+    Retriable when the message says the server is unreachable or busy, else a `ConfigError`
+    naming the connection.
+    """
+    _, message = state_and_message(error, target)
     # by the message only: drivers give every failed connection SQLSTATE 08001, even a database
     # that does not exist
     if TRANSIENT.search(message):
@@ -390,14 +417,14 @@ def _connect_error(error: BaseException, target: _Target) -> ConnectorError:
     )
 
 
-def _read_error(error: BaseException, target: _Target, doing: str) -> ConnectorError:
-    state, message = _state_and_message(error, target)
-    if _is_transient(state, message):
+def _read_error(error: BaseException, target: OdbcTarget, doing: str) -> ConnectorError:
+    state, message = state_and_message(error, target)
+    if is_transient(state, message):
         return RetriableError(
             f"{target.masked}: {doing} failed: {message} — the connection was lost or the"
             " database is busy; the run will be retried"
         )
-    if state in _MISSING_TABLE_STATES | _MISSING_COLUMN_STATES:
+    if state in MISSING_TABLE_STATES | MISSING_COLUMN_STATES:
         return ConfigError(f"{target.masked}: {doing} failed: {message} — fix the datafix source")
     return PermanentError(
         f"{target.masked}: {doing} failed: {message} — fix the datafix `table` or `query`, or"
@@ -409,7 +436,12 @@ def _read_error(error: BaseException, target: _Target, doing: str) -> ConnectorE
 # Connecting
 
 
-def _target(connection_string: str, dialect: str | None, fetch_rows: int) -> _Target:
+def odbc_target(connection_string: str, dialect: str | None, fetch_rows: int) -> OdbcTarget:
+    """A checked ODBC connection string, with its masked form, secrets and dialect.
+
+    `dialect` forces the dialect (else the driver's); `fetch_rows` sets the driver's fetch
+    size options when the string does not.
+    """
     pairs = _parse_connection(connection_string)
     secrets = tuple(
         sorted({value for key, value in pairs if key.lower() in SECRET_KEYS and value}, key=len)
@@ -429,46 +461,46 @@ def _target(connection_string: str, dialect: str | None, fetch_rows: int) -> _Ta
         chosen: Dialect | None = DIALECTS[known]
     else:
         chosen = _dialect_of_driver(driver)
-    return _Target(_format(pairs), masked, secrets, chosen)
+    return OdbcTarget(_format(pairs), masked, secrets, chosen)
 
 
-def _begin_read_only(connection: pyodbc.Connection, dialect: Dialect, target: _Target) -> None:
+def _begin_read_only(connection: pyodbc.Connection, dialect: Dialect, target: OdbcTarget) -> None:
     if dialect.read_only_statement is None:
         return
-    pyodbc = _pyodbc()
+    pyodbc = load_pyodbc()
     try:
         # the transaction's first statement: what follows runs in it (autocommit is off)
         connection.execute(dialect.read_only_statement).close()
     except pyodbc.Error as error:
-        raise _connect_error(error, target) from None
+        raise connect_error(error, target) from None
 
 
-def _uuid_text(raw: bytes | None) -> str | None:
+def uuid_text(raw: bytes | None) -> str | None:
     """A GUID as psycopg writes a PostgreSQL uuid (lower case), not pyodbc's upper case."""
     return None if raw is None else str(uuid.UUID(bytes_le=bytes(raw)))
 
 
 @contextmanager
 def _read_only_session(
-    target: _Target, timeout: int
+    target: OdbcTarget, timeout: int
 ) -> Iterator[tuple[pyodbc.Connection, Dialect]]:
     """A connection in a read-only transaction, rolled back and closed afterwards."""
-    pyodbc = _pyodbc()
+    pyodbc = load_pyodbc()
     try:
         connection = pyodbc.connect(
             target.connection_string, timeout=timeout, readonly=True, autocommit=False
         )
     except pyodbc.Error as error:
-        raise _connect_error(error, target) from None
+        raise connect_error(error, target) from None
     try:
         try:
-            dialect = target.dialect or _dialect_of_server(connection)
+            dialect = target.dialect or dialect_of_server(connection)
         except pyodbc.Error as error:
-            raise _connect_error(error, target) from None
+            raise connect_error(error, target) from None
         if dialect.name == "mysql":
             connection.setencoding(encoding="utf-8")
         if dialect.name == "postgresql":
-            connection.add_output_converter(pyodbc.SQL_GUID, _uuid_text)
+            connection.add_output_converter(pyodbc.SQL_GUID, uuid_text)
         _begin_read_only(connection, dialect, target)
         yield connection, dialect
     finally:
@@ -484,12 +516,12 @@ def _read_only_session(
 
 def _run(
     connection: pyodbc.Connection,
-    target: _Target,
+    target: OdbcTarget,
     doing: str,
     statement: str,
     parameters: Sequence[object] = (),
 ) -> pyodbc.Cursor:
-    pyodbc = _pyodbc()
+    pyodbc = load_pyodbc()
     cursor = connection.cursor()
     try:
         cursor.execute(statement, *parameters)
@@ -500,7 +532,7 @@ def _run(
 
 
 def _table_names(connection: pyodbc.Connection, dialect: Dialect, schema: str | None) -> list[str]:
-    pyodbc = _pyodbc()
+    pyodbc = load_pyodbc()
     place = {"catalog": schema} if dialect.name == "mysql" else {"schema": schema}
     if dialect.name == "mysql" and schema is None:
         place = {"catalog": str(connection.getinfo(pyodbc.SQL_DATABASE_NAME))}
@@ -511,23 +543,23 @@ def _table_names(connection: pyodbc.Connection, dialect: Dialect, schema: str | 
         return []
 
 
-def _source_columns(
+def source_columns(
     connection: pyodbc.Connection,
     dialect: Dialect,
-    target: _Target,
+    target: OdbcTarget,
     source: str,
     table: str | None,
     schema: str | None,
 ) -> list[tuple[str, Any]]:
     """(name, Python type) of each column of `source`, read without fetching a row."""
-    pyodbc = _pyodbc()
+    pyodbc = load_pyodbc()
     cursor = connection.cursor()
     try:
         cursor.execute(f"SELECT * FROM {source} WHERE 1 = 0")  # identifiers quoted above
     except pyodbc.Error as error:
         cursor.close()
-        state, _ = _state_and_message(error, target)
-        if table is None or state not in _MISSING_TABLE_STATES:
+        state, _ = state_and_message(error, target)
+        if table is None or state not in MISSING_TABLE_STATES:
             doing = f"reading the columns of {table or 'the query'}"
             raise _read_error(error, target, doing) from None
         with suppress(pyodbc.Error):
@@ -547,10 +579,14 @@ def _source_columns(
 
 
 def _primary_key(
-    connection: pyodbc.Connection, dialect: Dialect, target: _Target, table: str, schema: str | None
+    connection: pyodbc.Connection,
+    dialect: Dialect,
+    target: OdbcTarget,
+    table: str,
+    schema: str | None,
 ) -> list[str]:
     """The primary key's columns in key order (what SQLAlchemy's reflection gives)."""
-    pyodbc = _pyodbc()
+    pyodbc = load_pyodbc()
     doing = f"reading the primary key of `{table}`"
     if dialect.name == "mysql":
         # MariaDB Connector/ODBC 3.1 numbers SQLPrimaryKeys' KEY_SEQ wrongly: ask the catalogue
@@ -619,7 +655,7 @@ def _column_named(name: str, columns: Sequence[tuple[str, Any]], where: str) -> 
 def _select(
     connection: pyodbc.Connection,
     dialect: Dialect,
-    target: _Target,
+    target: OdbcTarget,
     *,
     table: str | None,
     schema: str | None,
@@ -637,7 +673,7 @@ def _select(
             source = f"{dialect.quote(schema)}.{source}"
     else:
         source = f"({str(query).strip().rstrip(';').rstrip()}) AS src"
-    columns = _source_columns(connection, dialect, target, source, table, schema)
+    columns = source_columns(connection, dialect, target, source, table, schema)
     key_columns = match_columns(key, [name for name, _ in columns], where)
     if table is not None and not key_columns:
         key_columns = _primary_key(connection, dialect, target, table, schema)
@@ -724,8 +760,8 @@ def _chunks(
     check_target(table, query)
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be at least 1")
-    target = _target(connection_string, dialect, chunk_rows)
-    pyodbc = _pyodbc()
+    target = odbc_target(connection_string, dialect, chunk_rows)
+    pyodbc = load_pyodbc()
     label = table or "query"
     where = f"{target.masked} {label}"
     with _read_only_session(target, timeout) as (connection, sql_dialect):
@@ -768,7 +804,7 @@ def read_odbc_header(
 ) -> list[str]:
     """The column names a `read_odbc` call would give, without reading the rows."""
     check_target(table, query)
-    target = _target(connection_string, dialect, 1)
+    target = odbc_target(connection_string, dialect, 1)
     with _read_only_session(target, 30) as (connection, sql_dialect):
         if table is None:  # run as written (a derived table would refuse repeated names)
             with closing(_run(connection, target, "running the query", str(query))) as cursor:
@@ -776,5 +812,5 @@ def read_odbc_header(
         source = sql_dialect.quote(table)
         if schema is not None:
             source = f"{sql_dialect.quote(schema)}.{source}"
-        columns = _source_columns(connection, sql_dialect, target, source, table, schema)
+        columns = source_columns(connection, sql_dialect, target, source, table, schema)
     return unique_labels([name for name, _ in columns])

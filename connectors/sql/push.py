@@ -40,18 +40,24 @@ from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
 
 from connectors.delivery import Delivered, FieldValue, OutgoingRecord
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.sql.client import TRANSIENT, _database_error, _driver_message, _engine, _reflect
+from connectors.sql.client import (
+    TRANSIENT,
+    database_error,
+    driver_message,
+    make_engine,
+    reflect_table,
+)
 from connectors.sql.odbc import (
-    _MISSING_COLUMN_STATES,
-    _MISSING_TABLE_STATES,
-    _connect_error,
-    _dialect_of_server,
-    _is_transient,
-    _pyodbc,
-    _source_columns,
-    _state_and_message,
-    _Target,
-    _target,
+    MISSING_COLUMN_STATES,
+    MISSING_TABLE_STATES,
+    OdbcTarget,
+    connect_error,
+    dialect_of_server,
+    is_transient,
+    load_pyodbc,
+    odbc_target,
+    source_columns,
+    state_and_message,
 )
 
 if TYPE_CHECKING:
@@ -103,12 +109,12 @@ _SA_TYPES: dict[type, sa.types.TypeEngine[Any]] = {
 # Transports: what differs between a SQLAlchemy engine and a pyodbc connection
 
 
-class _AlchemyLink:
-    """A SQLAlchemy connection kept open between batches."""
+class AlchemyLink:
+    """The `sql` sink's transport for a SQLAlchemy URL: a connection kept open between batches."""
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._engine = _engine(url)  # parses the URL and checks the driver; does not connect
+        self._engine = make_engine(url)  # parses the URL and checks the driver; does not connect
         self._connection: sa.Connection | None = None
         self.where = self._engine.url.render_as_string(hide_password=True)
 
@@ -120,11 +126,11 @@ class _AlchemyLink:
         try:
             self._connection = self._engine.connect()
         except sa.exc.DBAPIError as error:
-            raise _database_error(error, self._url, "connecting", connecting=True) from None
+            raise database_error(error, self._url, "connecting", connecting=True) from None
 
     def catalogue(self, table: str, schema: str | None, key: str) -> _Catalogue:
         assert self._connection is not None
-        reflected = _reflect(self._connection, table, schema, self._url)
+        reflected = reflect_table(self._connection, table, schema, self._url)
         self._connection.rollback()
         unique = [list(reflected.primary_key.columns.keys())]
         unique += [
@@ -162,7 +168,7 @@ class _AlchemyLink:
             state = getattr(orig, "sqlstate", None) or ""  # psycopg
             if not state and len(orig.args) >= 2 and isinstance(orig.args[0], str):
                 state = orig.args[0]  # pyodbc (mysql+pyodbc, mssql+pyodbc)
-            return orig, state, _driver_message(error, self._url)
+            return orig, state, driver_message(error, self._url)
         if isinstance(error, sa.exc.StatementError):  # a value a type processor refused
             return error.orig or error, "22000", " ".join(str(error.orig or error).split())
         return None
@@ -174,30 +180,33 @@ class _AlchemyLink:
         self._engine.dispose()
 
 
-class _OdbcLink:
-    """A pyodbc connection (autocommit off) kept open between batches."""
+class OdbcLink:
+    """The `sql` sink's transport for an ODBC string: a pyodbc connection kept open.
+
+    Autocommit is off: the sink commits or rolls back each batch itself.
+    """
 
     def __init__(self, connection_string: str, timeout: int) -> None:
         self._connection_string = connection_string
         self._timeout = timeout
         self._connection: pyodbc.Connection | None = None
-        self._target: _Target | None = None
+        self._target: OdbcTarget | None = None
         self.dialect: sa.Dialect = sa.engine.default.DefaultDialect()
         self._odbc_dialect: Any = None
         self.where = "ODBC connection"
 
     def connect(self) -> None:
-        pyodbc = _pyodbc()
-        target = self._target = _target(self._connection_string, None, _KEYS_PER_SELECT)
+        pyodbc = load_pyodbc()
+        target = self._target = odbc_target(self._connection_string, None, _KEYS_PER_SELECT)
         self.where = target.masked
         try:
             connection = pyodbc.connect(
                 target.connection_string, timeout=self._timeout, autocommit=False
             )
-            odbc_dialect = target.dialect or _dialect_of_server(connection)
+            odbc_dialect = target.dialect or dialect_of_server(connection)
             version = str(connection.getinfo(pyodbc.SQL_DBMS_VER))
         except pyodbc.Error as error:
-            raise _connect_error(error, target) from None
+            raise connect_error(error, target) from None
         self._connection, self._odbc_dialect = connection, odbc_dialect
         if odbc_dialect.name == "mysql":
             connection.setencoding(encoding="utf-8")  # see connectors.sql.odbc
@@ -213,11 +222,11 @@ class _OdbcLink:
 
     def catalogue(self, table: str, schema: str | None, key: str) -> _Catalogue:
         assert self._connection is not None and self._target is not None
-        pyodbc = _pyodbc()
+        pyodbc = load_pyodbc()
         quote = self._odbc_dialect.quote  # refuses a name holding the quote character
         source = quote(table) if schema is None else f"{quote(schema)}.{quote(table)}"
         try:
-            columns = _source_columns(
+            columns = source_columns(
                 self._connection, self._odbc_dialect, self._target, source, table, schema
             )
             place = {"schema": schema}
@@ -242,8 +251,8 @@ class _OdbcLink:
 
     def _failure(self, error: BaseException, doing: str) -> ConnectorError:
         assert self._target is not None
-        state, message = _state_and_message(error, self._target)
-        if _is_transient(state, message):
+        state, message = state_and_message(error, self._target)
+        if is_transient(state, message):
             return RetriableError(f"{self.where}: {doing} failed: {message}")
         return PermanentError(f"{self.where}: {doing} failed: {message}")
 
@@ -272,18 +281,18 @@ class _OdbcLink:
 
     def rollback(self) -> None:
         if self._connection is not None:
-            with suppress(_pyodbc().Error):
+            with suppress(load_pyodbc().Error):
                 self._connection.rollback()
 
     def reason(self, error: BaseException) -> tuple[BaseException, str, str] | None:
-        if isinstance(error, _pyodbc().Error) and self._target is not None:
-            state, message = _state_and_message(error, self._target)
+        if isinstance(error, load_pyodbc().Error) and self._target is not None:
+            state, message = state_and_message(error, self._target)
             return error, state, message
         return None
 
     def close(self) -> None:
         if self._connection is not None:
-            with suppress(_pyodbc().Error):
+            with suppress(load_pyodbc().Error):
                 self._connection.rollback()
                 self._connection.close()
             self._connection = None
@@ -293,9 +302,9 @@ def _classify(orig: BaseException, state: str, message: str) -> str:
     """`transient`, `row` (this data refused), `missing` (table/column) or `other`."""
     name = type(orig).__name__
     sqlite = type(orig).__module__.startswith("sqlite3")
-    if _is_transient(state, message) or (sqlite and _SQLITE_TRANSIENT.search(message)):
+    if is_transient(state, message) or (sqlite and _SQLITE_TRANSIENT.search(message)):
         return "transient"
-    if state in _MISSING_TABLE_STATES | _MISSING_COLUMN_STATES or (
+    if state in MISSING_TABLE_STATES | MISSING_COLUMN_STATES or (
         sqlite and re.search(r"no such (table|column)|has no column", message)
     ):
         return "missing"
@@ -390,8 +399,8 @@ class SqlSink:
         self._idempotency = idempotency_column
         self._id = id_column
         self._batch = batch_size
-        self._link: _AlchemyLink | _OdbcLink = (
-            _AlchemyLink(url) if url is not None else _OdbcLink(str(odbc), timeout)
+        self._link: AlchemyLink | OdbcLink = (
+            AlchemyLink(url) if url is not None else OdbcLink(str(odbc), timeout)
         )
         self._catalogue: _Catalogue | None = None
 

@@ -751,8 +751,8 @@ def test_driver_library_path_is_checked() -> None:
 
 
 def test_uuid_converter_matches_psycopg() -> None:
-    from connectors.sql.odbc import _uuid_text
+    from connectors.sql.odbc import uuid_text
 
     value = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
-    assert _uuid_text(value.bytes_le) == str(value)
-    assert _uuid_text(None) is None
+    assert uuid_text(value.bytes_le) == str(value)
+    assert uuid_text(None) is None
