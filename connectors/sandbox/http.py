@@ -21,7 +21,9 @@ No dagster import: this is a plain connector helper.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,8 +42,10 @@ __all__ = [
     "LocalHttpServer",
     "Reply",
     "Request",
+    "Served",
     "hostile_xml",
     "parse_soap_body",
+    "serve_until_interrupted",
     "soap_fault_reply",
 ]
 
@@ -137,7 +141,38 @@ class _Server(ThreadingHTTPServer):
         return True
 
 
-class LocalHttpServer:
+class Served:
+    """A peer or server used as `with peer:`: started for the block, stopped after (a subclass
+    writes `start` and `stop`)."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve_until_interrupted(banner: str) -> None:
+    """A peer's `python -m` entry point, once the peer is started: print `banner` (how to
+    reach it) and block until Ctrl-C while the peer serves in its own threads."""
+    sys.stdout.write(banner)
+    sys.stdout.flush()
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+class LocalHttpServer(Served):
     """An HTTP server on 127.0.0.1:<port> answering from `app`, in threads; `port=0` (the
     default) lets the system pick a free one.
 
@@ -205,17 +240,6 @@ class LocalHttpServer:
         if thread is not None:
             thread.join()
         self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------------------------

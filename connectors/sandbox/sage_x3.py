@@ -62,10 +62,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import datetime as dt
 import re
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +73,14 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
-from connectors.sandbox.http import HOSTILE_MODES, SOAP_ENV, Reply, Request, soap_fault_reply
+from connectors.sandbox.http import (
+    HOSTILE_MODES,
+    SOAP_ENV,
+    Reply,
+    Request,
+    serve_until_interrupted,
+    soap_fault_reply,
+)
 from connectors.sandbox.soap import PushFaultHooks, SoapPeer, TransientFaults
 
 __all__ = [
@@ -349,11 +354,8 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
             transient = self.transient.draw()
             if transient in self.http_faults:
                 return self.http_faults[transient]
-            if transient == "slow":  # processed, then the answer stalls past the timeout
-                answer = self._answer(operation, body, "processed")
-                if isinstance(answer, Reply):
-                    return answer
-                return Reply(body=answer, delay=self.slow_seconds)
+            if transient == "slow":
+                return self._stalled(operation, body)
         try:
             call = self._call(operation, body)
             handler = self.operations.get(operation)
@@ -748,10 +750,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     with SageX3Peer(demo_seed(), pool_alias=options.pool) as peer:
         peer.set_fault(options.fault)
-        sys.stdout.write(f"Sage X3 WSDL: {peer.wsdl_url} pool {options.pool} (Ctrl-C to stop)\n")
-        sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        serve_until_interrupted(
+            f"Sage X3 WSDL: {peer.wsdl_url} pool {options.pool} (Ctrl-C to stop)\n"
+        )
     return 0
 
 

@@ -25,7 +25,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import ClassVar, Self
 
 from lxml import etree
@@ -36,6 +35,7 @@ from connectors.sandbox.http import (
     LocalHttpServer,
     Reply,
     Request,
+    Served,
     hostile_xml,
     parse_soap_body,
     soap_fault_reply,
@@ -44,7 +44,7 @@ from connectors.sandbox.http import (
 __all__ = ["PushFaultHooks", "SoapPeer", "TransientFaults"]
 
 
-class SoapPeer:
+class SoapPeer(Served):
     """A SOAP service on 127.0.0.1:`port` (0: one the system picks) answered by `_answer` (see
     the module docstring).
 
@@ -88,17 +88,6 @@ class SoapPeer:
 
     def stop(self) -> None:
         self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -203,6 +192,16 @@ class PushFaultHooks:
     transient: TransientFaults
     poisoned: dict[str, str]
     _store_lock: threading.Lock
+    slow_seconds: float
+
+    def _stalled(self, operation: str, body: etree._Element) -> Reply:
+        """The transient `slow` fault: the call is processed, then its answer stalls
+        `slow_seconds`, past the client's timeout (the write happened; the client never hears
+        of it). `_answer` is the peer's own (`SoapPeer._answer`)."""
+        answer = self._answer(operation, body, "processed")  # type: ignore[attr-defined]
+        if isinstance(answer, Reply):
+            return answer
+        return Reply(body=answer, delay=self.slow_seconds)
 
     @property
     def transient_rate(self) -> float:

@@ -80,10 +80,8 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import itertools
-import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -94,7 +92,13 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
-from connectors.sandbox.http import HOSTILE_MODES, SOAP_ENV, Reply, soap_fault_reply
+from connectors.sandbox.http import (
+    HOSTILE_MODES,
+    SOAP_ENV,
+    Reply,
+    serve_until_interrupted,
+    soap_fault_reply,
+)
 from connectors.sandbox.soap import PushFaultHooks, SoapPeer, TransientFaults
 
 __all__ = [
@@ -409,11 +413,8 @@ class LandlordErpPeer(PushFaultHooks, SoapPeer):
                 return self.http_faults["http_503"]
             if transient == "fault_busy":
                 return soap_fault_reply("Server.Busy", "The ERP is busy; try again in a moment")
-            if transient == "slow":  # processed, then the answer stalls past the timeout
-                answer = self._answer(operation, body, "processed")
-                if isinstance(answer, Reply):
-                    return answer
-                return Reply(body=answer, delay=self.slow_seconds)
+            if transient == "slow":
+                return self._stalled(operation, body)
         if mode == "fault_busy":
             return soap_fault_reply("Server.Busy", "The ERP is busy; try again in a moment")
         if mode == "fault_invalid_argument":
@@ -720,10 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     with LandlordErpPeer(demo_seed()) as peer:
         peer.set_fault(options.fault)
-        sys.stdout.write(f"landlord ERP WSDL: {peer.wsdl_url} (Ctrl-C to stop)\n")
-        sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        serve_until_interrupted(f"landlord ERP WSDL: {peer.wsdl_url} (Ctrl-C to stop)\n")
     return 0
 
 

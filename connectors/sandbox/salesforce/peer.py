@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import ssl
-import sys
 import tempfile
 import threading
 import traceback
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from connectors.sandbox.http import Served, serve_until_interrupted
 from connectors.sandbox.salesforce.bulk import BulkApi, _IngestJob, _QueryJob
 from connectors.sandbox.salesforce.rest import RestApi, _Cursor
 from connectors.sandbox.salesforce.schema import salesforce_id
@@ -39,7 +39,7 @@ from connectors.sandbox.salesforce.writes import SObjectWrites
 DEFAULT_SESSION_ID = "00D5E0000000001!AQ4AQLocalPeerSessionForTestsOnly"
 
 
-class SalesforcePeer(RestApi, SObjectWrites, BulkApi):
+class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
     """A Salesforce org on 127.0.0.1 over HTTPS; use as a context manager (or start/stop).
 
     `page_size` is the REST page size (Salesforce: 2,000), `bulk_page_size` the most rows per
@@ -131,12 +131,6 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi):
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
-
-    def __enter__(self) -> SalesforcePeer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _register(self, connection: Any) -> bool:
         with self.lock:
@@ -407,11 +401,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     """Run the peer in the foreground for a demo: prints how to reach it, stops on Ctrl-C."""
     del argv
     with SalesforcePeer() as peer:
-        sys.stdout.write(
+        serve_until_interrupted(
             f"Salesforce peer at {peer.instance_url}\nCA bundle: {peer.ca_path}\n"
             f"session id: {peer.session_id}\n"
         )
-        sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
     return 0
