@@ -9,9 +9,12 @@ problems at once so landlord IT fixes a file in one pass.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
+import threading
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +23,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from connectors import registry
 from connectors.errors import ConfigError, ConnectorError
 from connectors.files.client import header_key
 from pipelines.lib.environment import datafixes_dir, default_inbox, interpolation_env
+from schemas.config import resolve_settings
 from schemas.datafix import (
     ENV_REFERENCE,
-    SOURCE_KINDS,
     Datafix,
     Issue,
-    XlsxSource,
+    KindOf,
     YamlPath,
     did_you_mean,
     env_references,
@@ -63,11 +67,32 @@ class DatafixError(ConfigError):
 
 @dataclass(frozen=True)
 class LoadedDatafix:
-    """A valid datafix with where it came from and its content hash (lineage)."""
+    """A valid datafix with where it came from, its content hash (lineage), and the settings of
+    its sources and sinks with every `${VARIABLE}` resolved (once, here).
+
+    A variable that is not set fails only the source or sink that names it, when it is used:
+    the landlord's other entities still run.
+    """
 
     datafix: Datafix
     path: Path
     sha: str
+    _resolved: dict[str, BaseModel | ConfigError] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        sections: dict[str, BaseModel] = {
+            f"source:{name}": settings for name, settings in self.datafix.sources.items()
+        }
+        if self.datafix.push is not None:
+            sections |= {f"sink:{name}": spec for name, spec in self.datafix.push.sinks.items()}
+        for key, settings in sections.items():
+            try:
+                self._resolved[key] = resolve_settings(settings, resolve_env)
+            except ConfigError as error:
+                what, _, name = key.partition(":")
+                self._resolved[key] = ConfigError(f"{what} `{name}`: {error}")
 
     @property
     def landlord_id(self) -> str:
@@ -79,6 +104,20 @@ class LoadedDatafix:
         if self.datafix.inbox is None:
             return default_inbox(self.landlord_id)
         return Path(resolve_env(self.datafix.inbox)).expanduser()
+
+    def source(self, name: str) -> Any:
+        """Settings of source `name`, variables resolved; ConfigError naming an unset one."""
+        return self._settings(f"source:{name}")
+
+    def sink(self, name: str) -> Any:
+        """Settings of sink `name`, variables resolved; ConfigError naming an unset one."""
+        return self._settings(f"sink:{name}")
+
+    def _settings(self, key: str) -> Any:
+        settings = self._resolved[key]
+        if isinstance(settings, ConfigError):
+            raise settings
+        return settings
 
 
 class _Document:
@@ -161,20 +200,75 @@ def read_datafix(path: Path) -> tuple[LoadedDatafix | None, list[Located], _Docu
     return loaded, problems, document
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    valid: bool
+    problems: list[Located]
+    document: _Document
+    best_effort: Datafix | None
+    sha: str
+
+
+class _ParseCache:
+    """Parsed and validated datafixes by (path, content hash): a run (and every asset of it)
+    parses a landlord's file once; any change to the file is a new entry."""
+
+    size = 1024
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[tuple[Any, ...], _Parsed] = OrderedDict()
+        self.lock = threading.Lock()
+        self.parses = 0
+
+    def get(self, path: Path) -> _Parsed:
+        raw = path.read_bytes()
+        # the kinds known decide what validates: a kind registered later is a new entry
+        kinds = (*registry.source_kind_names(), "|", *registry.sink_kind_names())
+        key = (str(path.resolve()), hashlib.sha256(raw).hexdigest(), kinds)
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return self.entries[key]
+        parsed = _parse(path, raw, key[1])
+        with self.lock:
+            self.parses += 1
+            self.entries[key] = parsed
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return parsed
+
+
+_CACHE = _ParseCache()
+
+
+def parse_count() -> int:
+    """How many times this process has parsed and validated a datafix file (cache misses)."""
+    return _CACHE.parses
+
+
 def _read_datafix(
     path: Path,
 ) -> tuple[LoadedDatafix | None, list[Located], _Document, LoadedDatafix | None]:
     """As read_datafix, plus a best-effort datafix (unknown keys dropped) to check further."""
-    raw = path.read_bytes()
+    parsed = _CACHE.get(path)
+    best_effort = None
+    if parsed.best_effort is not None:
+        best_effort = LoadedDatafix(parsed.best_effort, path, parsed.sha)
+    loaded = best_effort if parsed.valid else None
+    return loaded, list(parsed.problems), parsed.document, best_effort
+
+
+def _parse(path: Path, raw: bytes, sha: str) -> _Parsed:
+    """Parse and validate the bytes of one datafix file, collecting every problem."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         problem = Located(path, 1, 1, f"not UTF-8 text ({error})", "save it as UTF-8")
-        return None, [problem], _Document(path, ""), None
+        return _Parsed(False, [problem], _Document(path, ""), None, sha)
     document = _Document(path, text)
     problems = list(document.problems)
     if problems:
-        return None, problems, document, None
+        return _Parsed(False, problems, document, None, sha)
     if not isinstance(document.data, dict):
         problems.append(
             Located(
@@ -185,21 +279,19 @@ def _read_datafix(
                 "start from a demo file in datafixes/",
             )
         )
-        return None, problems, document, None
-    sha = hashlib.sha256(raw).hexdigest()
+        return _Parsed(False, problems, document, None, sha)
     try:
         datafix = Datafix.model_validate(document.data)
     except ValidationError as error:
-        problems.extend(document.at(issue) for issue in _pydantic_issues(error))
+        problems.extend(document.at(issue) for issue in _pydantic_issues(error, document.data))
         recovered = _without_unknown_keys(document.data, error)
         if recovered is None:
-            return None, _sorted(problems), document, None
+            return _Parsed(False, _sorted(problems), document, None, sha)
         datafix = recovered
     problems.extend(document.at(issue) for issue in semantic_issues(datafix, file_stem=path.stem))
-    best_effort = LoadedDatafix(datafix, path, sha)
     if problems:
-        return None, _sorted(problems), document, best_effort
-    return best_effort, [], document, best_effort
+        return _Parsed(False, _sorted(problems), document, datafix, sha)
+    return _Parsed(True, [], document, datafix, sha)
 
 
 def _without_unknown_keys(data: Any, error: ValidationError) -> Datafix | None:
@@ -305,41 +397,27 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
 
 
 def _probe_sinks(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
-    """Sinks that can be checked without sending anything: an ERP table (it must hold every
-    mapped column) and a Sage 100 drop folder (it must exist and be writable). Web services
-    are not called, as for sources."""
-    from pipelines.lib.sinks import build_sink  # sinks imports this module
-
+    """Sinks whose kind can check them without sending anything (an ERP table must hold every
+    mapped column, a Sage 100 drop folder must exist and be writable). Web services are not
+    called, as for sources."""
     push = loaded.datafix.push
     if push is None:
         return
     for name, spec in push.sinks.items():
-        if spec.kind not in ("sql", "sage100_file") or f"push:{name}" in unresolved:
+        kind = registry.sink_kind(spec.kind)
+        if kind is None or kind.check is None or f"push:{name}" in unresolved:
             continue
-        where = {"sql": "url" if getattr(spec, "url", None) else "connection"}.get(
-            spec.kind, "folder"
-        )
         try:
-            sink = build_sink(loaded, name)
+            settings = loaded.sink(name)
+            sink = kind.build(name, settings)
             try:
-                sink.probe(list(spec.fields))  # type: ignore[attr-defined]
+                kind.check(sink, settings)
             finally:
                 sink.close()
         except ConnectorError as error:
             text = str(error)
             message = text if text.startswith(f"sink `{name}`") else f"sink `{name}`: {text}"
-            yield Issue(path=("push", "sinks", name, where), message=message)
-
-
-_SOURCE_LOCATOR = {
-    "csv": "path",
-    "xlsx": "path",
-    "sql": "url",
-    "odbc": "connection",
-    "soap": "wsdl",
-    "salesforce": "auth",
-    "sage_x3": "wsdl",
-}
+            yield Issue(path=("push", "sinks", name, kind.where(spec)), message=message)
 
 
 def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
@@ -348,10 +426,11 @@ def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issu
     datafix = loaded.datafix
     headers: dict[tuple[Any, ...], list[str] | None] = {}
     for entity, mapping in datafix.entities.items():
-        if mapping.source in unresolved:
+        if mapping.source in unresolved or mapping.source not in datafix.sources:
             continue
         source = datafix.sources[mapping.source]
-        sheet = mapping.sheet if isinstance(source, XlsxSource) else None
+        workbook = "sheet" in type(source).model_fields
+        sheet = mapping.sheet if workbook else None
         cache_key = (mapping.source, sheet, mapping.header_row, mapping.header_rows)
         base: YamlPath = ("sources", mapping.source)
         if cache_key not in headers:
@@ -359,8 +438,9 @@ def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issu
                 headers[cache_key] = source_header(loaded, entity)
             except ConnectorError as error:
                 headers[cache_key] = None
-                where = _SOURCE_LOCATOR.get(source.kind, "kind")
-                if isinstance(source, XlsxSource) and "sheet" in str(error).lower():
+                kind = registry.source_kind(source.kind)
+                where = kind.where(source) if kind is not None else "kind"
+                if workbook and "sheet" in str(error).lower():
                     yield Issue(path=("entities", entity, "sheet"), message=str(error))
                 else:
                     yield Issue(
@@ -405,13 +485,13 @@ def _sorted(problems: list[Located]) -> list[Located]:
     return sorted(unique, key=lambda p: (str(p.file), p.line, p.column))
 
 
-def _pydantic_issues(error: ValidationError) -> Iterator[Issue]:
+def _pydantic_issues(error: ValidationError, data: Any) -> Iterator[Issue]:
     for detail in error.errors():
         loc = tuple(detail["loc"])
         kind = detail["type"]
         message = str(detail["msg"]).removeprefix("Value error, ")
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(loc[:-1], data)
             yield Issue(
                 path=loc,
                 message=f"unknown key `{loc[-1]}`",
@@ -422,72 +502,85 @@ def _pydantic_issues(error: ValidationError) -> Iterator[Issue]:
             yield Issue(
                 path=loc[:-1],
                 message=f"`{loc[-1]}` is required here",
-                hint=_field_description(loc) or f"add `{loc[-1]}:`",
+                hint=_field_description(loc, data) or f"add `{loc[-1]}:`",
                 key_position=True,
             )
-        elif kind == "union_tag_invalid":
-            tag = str(detail.get("ctx", {}).get("tag", ""))
+        elif kind == "kind_unknown":
+            context = detail.get("ctx", {})
             yield Issue(
                 path=(*loc, "kind"),
-                message=f"unknown source kind `{tag}`",
-                hint=did_you_mean(tag, SOURCE_KINDS),
+                message=message,
+                hint=did_you_mean(str(context.get("tag", "")), list(context.get("allowed", []))),
             )
+        elif kind == "kind_missing":
+            yield Issue(path=loc, message=message, key_position=True)
         else:
-            yield Issue(path=loc, message=message, hint=_field_description(loc))
+            yield Issue(path=loc, message=message, hint=_field_description(loc, data))
 
 
-def _walk_annotation(loc: tuple[Any, ...]) -> Any:
-    """The type annotation reached by following a pydantic error location from Datafix."""
+def _walk_annotation(loc: tuple[Any, ...], data: Any) -> tuple[Any, Any]:
+    """The type annotation (and the raw YAML value) reached by following a pydantic error
+    location from Datafix; a source's or sink's model is the one its `kind:` names."""
     current: Any = Datafix
+    node = data
     for element in loc:
-        current = _unwrap(current, element)
+        current = _unwrap(current, node)
         if current is None:
-            return None
+            return None, None
         if isinstance(current, type) and issubclass(current, BaseModel):
             fields = {f.alias or n: f for n, f in current.model_fields.items()}
             fields.update(current.model_fields)
-            if element in fields:
-                current = fields[element].annotation
-                continue
-            if isinstance(element, str) and element in SOURCE_KINDS:
-                continue
-            return None
-        origin = typing.get_origin(current)
-        if origin is dict:
-            current = typing.get_args(current)[1]
-        elif origin is list:
-            current = typing.get_args(current)[0]
-    return current
+            if element not in fields:
+                return None, None
+            current = fields[element].annotation
+        else:
+            origin = typing.get_origin(current)
+            if origin is dict:
+                current = typing.get_args(current)[1]
+            elif origin is list:
+                current = typing.get_args(current)[0]
+        node = _child(node, element)
+    return current, node
 
 
-def _unwrap(annotation: Any, element: Any) -> Any:
+def _child(node: Any, element: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(element)
+    if isinstance(node, list) and isinstance(element, int) and 0 <= element < len(node):
+        return node[element]
+    return None
+
+
+def _unwrap(annotation: Any, node: Any) -> Any:
+    """The model (or plain type) an annotation stands for, given the raw value it validates."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0], element)
+        for marker in annotation.__metadata__:
+            if isinstance(marker, KindOf):
+                return marker.model_for(node)
+        return _unwrap(typing.get_args(annotation)[0], node)
     if origin in (typing.Union, types.UnionType):
         members = [m for m in typing.get_args(annotation) if m is not type(None)]
-        tagged = {
-            getattr(m.model_fields.get("kind"), "annotation", None): m
-            for m in members
-            if isinstance(m, type) and issubclass(m, BaseModel) and "kind" in m.model_fields
-        }
-        for literal, member in tagged.items():
-            if element in typing.get_args(literal):
-                return member
+        tag = node.get("kind") if isinstance(node, dict) else None
+        for member in members:
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                literal = getattr(member.model_fields.get("kind"), "annotation", None)
+                if tag is not None and tag in typing.get_args(literal):
+                    return member
         models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
         return models[0] if len(models) == 1 else (members[0] if members else None)
     return annotation
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model = _unwrap(_walk_annotation(loc), None)
+def _allowed_keys(loc: tuple[Any, ...], data: Any) -> list[str]:
+    model = _unwrap(*_walk_annotation(loc, data))
     if isinstance(model, type) and issubclass(model, BaseModel):
         return [field.alias or name for name, field in model.model_fields.items()]
     return []
 
 
-def _field_description(loc: tuple[Any, ...]) -> str:
-    parent = _unwrap(_walk_annotation(loc[:-1]), loc[-1] if loc else None)
+def _field_description(loc: tuple[Any, ...], data: Any) -> str:
+    parent = _unwrap(*_walk_annotation(loc[:-1], data))
     if isinstance(parent, type) and issubclass(parent, BaseModel) and loc:
         for name, field in parent.model_fields.items():
             if loc[-1] in (name, field.alias):

@@ -40,7 +40,7 @@ from pipelines.lib.derive import SOURCE_ROWS, derive
 from pipelines.lib.outbox import Change, Outbox, OutboxRow, PushBusyError, QueuedRecord
 from pipelines.lib.warehouse import Warehouse
 from schemas.canonical import ColumnType
-from schemas.datafix import OutFieldRule, SinkBase
+from schemas.config import OutFieldRule, SinkBase
 from schemas.outgoing import OUTGOING, OutgoingSpec
 from schemas.tables import contract_results
 

@@ -183,7 +183,7 @@ def _sqlite_run(url: str, *statements: str) -> None:
 
 
 def _x3_spec_has_field_groups() -> bool:
-    from schemas.datafix import SageX3Sink
+    from connectors.sage.kinds import SageX3Sink
 
     return "field_groups" in SageX3Sink.model_fields
 

@@ -24,6 +24,7 @@ import openpyxl
 import pytest
 import yaml
 
+from connectors.files.kinds import CsvSource, XlsxSource
 from connectors.sandbox.demo_files import (
     DEMO_BAD_ROWS,
     DEMO_LANDLORDS,
@@ -32,16 +33,9 @@ from connectors.sandbox.demo_files import (
     main,
     write_demo_sources,
 )
+from connectors.sql.kinds import SqlSource
 from schemas.canonical import CREDIT_KINDS, DEBIT_KINDS, ENTITIES, ColumnSpec, ColumnType
-from schemas.datafix import (
-    CsvSource,
-    Datafix,
-    EntityMapping,
-    FieldRule,
-    SqlSource,
-    XlsxSource,
-    semantic_issues,
-)
+from schemas.datafix import Datafix, EntityMapping, FieldRule, semantic_issues
 
 DATAFIXES = Path(__file__).resolve().parents[2] / "datafixes"
 # the landlords whose files are written here (the others' rows are checked against the peers

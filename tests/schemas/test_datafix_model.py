@@ -14,14 +14,14 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from connectors.files.kinds import CsvSource
+from connectors.sql.kinds import SqlSource
 from schemas.datafix import (
-    CsvSource,
     Datafix,
     EntityMapping,
     FieldRule,
     Landlord,
     RowFilter,
-    SqlSource,
     did_you_mean,
     env_references,
     semantic_issues,

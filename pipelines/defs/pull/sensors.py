@@ -1,17 +1,18 @@
 """The inbox sensor: a file landing in a landlord's inbox starts that landlord's run."""
 
+from pathlib import Path
+
 import dagster as dg
 
+from connectors import registry
 from connectors.errors import ConnectorError
-from connectors.files.client import resolve_files
 from pipelines.defs.automation import nightly_job
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.lib.datafixes import load_landlord
-from schemas.datafix import CsvSource, XlsxSource
 
 
 def inbox_run_requests(landlords: list[str]) -> tuple[list[dg.RunRequest], list[str]]:
-    """One run request per file matching a file source, keyed by landlord, path and mtime."""
+    """One run request per file a source watches, keyed by landlord, path and mtime."""
     requests: list[dg.RunRequest] = []
     problems: list[str] = []
     for landlord in landlords:
@@ -21,25 +22,24 @@ def inbox_run_requests(landlords: list[str]) -> tuple[list[dg.RunRequest], list[
             problems.append(f"{landlord}: {error}")
             continue
         inbox = loaded.inbox()
-        patterns = {
-            source.path
-            for source in loaded.datafix.sources.values()
-            if isinstance(source, CsvSource | XlsxSource)  # databases and web services: no file
-        }
-        for pattern in sorted(patterns):
+        watched: set[Path] = set()
+        for name, settings in loaded.datafix.sources.items():
+            kind = registry.source_kind(settings.kind)
+            if kind is None or kind.watch is None:
+                continue  # databases and web services: no file
             try:
-                paths = resolve_files(inbox, pattern, "all")
+                watched.update(kind.watch(loaded.source(name), inbox))
             except ConnectorError:
                 continue  # nothing landed yet for this source
-            for path in paths:
-                relative = path.relative_to(inbox).as_posix()
-                requests.append(
-                    dg.RunRequest(
-                        run_key=f"inbox:{landlord}:{relative}:{path.stat().st_mtime_ns}",
-                        partition_key=landlord,
-                        tags={"datafix/trigger_file": relative},
-                    )
+        for path in sorted(watched):
+            relative = path.relative_to(inbox).as_posix()
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"inbox:{landlord}:{relative}:{path.stat().st_mtime_ns}",
+                    partition_key=landlord,
+                    tags={"datafix/trigger_file": relative},
                 )
+            )
     return requests, problems
 
 

@@ -367,6 +367,6 @@ def test_a_field_rule_writes_what_the_target_expects(
 ) -> None:
     from pipelines.lib.push import convert
     from schemas.canonical import ColumnType
-    from schemas.datafix import OutFieldRule
+    from schemas.config import OutFieldRule
 
     assert convert(value, OutFieldRule.model_validate(rule), ColumnType(column_type)) == expected

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import yaml
 
 from connectors.sandbox.soap_erp import LandlordErpPeer
+from connectors.watermark import past_watermark
 from pipelines.lib.datafixes import load_datafix
-from pipelines.lib.sources import past_watermark
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse
 
