@@ -359,17 +359,8 @@ class _SalesforcePeer(SalesforcePeer):
 
 def _wsdl(port: int, marker: str) -> str | None:
     """The WSDL a peer on `port` serves at `/wsdl` when it names `marker`, else None."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=_PROBE_TIMEOUT)
-    try:
-        connection.request("GET", "/wsdl")
-        response = connection.getresponse()
-        body = response.read()
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        connection.close()
-    text = body.decode("utf-8", errors="replace")
-    return text if response.status == 200 and marker in text else None
+    text = _get(port, "/wsdl", "utf-8")
+    return text if text is not None and marker in text else None
 
 
 def _salesforce_ca(port: int) -> str | None:
@@ -377,20 +368,26 @@ def _salesforce_ca(port: int) -> str | None:
     unverified = ssl.create_default_context()
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE  # loopback only, and verified right below
-    pem = _https_get(port, CA_ROUTE, unverified)
+    pem = _get(port, CA_ROUTE, "ascii", unverified)
     if pem is None or "BEGIN CERTIFICATE" not in pem:
         return None
     try:
         verified = ssl.create_default_context(cadata=pem)
     except ssl.SSLError:
         return None
-    if _https_get(port, "/services/data/", verified) is None:
+    if _get(port, "/services/data/", "ascii", verified) is None:
         return None
     return pem
 
 
-def _https_get(port: int, path: str, context: ssl.SSLContext) -> str | None:
-    connection = http.client.HTTPSConnection(HOST, port, timeout=_PROBE_TIMEOUT, context=context)
+def _get(port: int, path: str, encoding: str, context: ssl.SSLContext | None = None) -> str | None:
+    """The body of `GET path` from a peer on `port` (HTTPS with `context`) when it answers
+    200, else None (nothing there, not HTTP, or another status)."""
+    connection = (
+        http.client.HTTPConnection(HOST, port, timeout=_PROBE_TIMEOUT)
+        if context is None
+        else http.client.HTTPSConnection(HOST, port, timeout=_PROBE_TIMEOUT, context=context)
+    )
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -401,7 +398,7 @@ def _https_get(port: int, path: str, context: ssl.SSLContext) -> str | None:
         connection.close()
     if response.status != 200:
         return None
-    return body.decode("ascii", errors="replace")
+    return body.decode(encoding, errors="replace")
 
 
 def _write_if_changed(path: Path, text: str) -> None:
