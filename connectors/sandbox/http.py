@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import BaseServer
 from types import TracebackType
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
@@ -45,8 +46,11 @@ __all__ = [
     "Served",
     "hostile_xml",
     "parse_soap_body",
+    "read_request",
+    "serve_in_thread",
     "serve_until_interrupted",
     "soap_fault_reply",
+    "stop_serving",
 ]
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -77,6 +81,21 @@ class Reply:
 App = Callable[[Request], Reply]
 
 
+def read_request(handler: BaseHTTPRequestHandler) -> Request:
+    """What `handler` received: its body (by Content-Length), path and parsed query, and its
+    headers with lower-cased names."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    body = handler.rfile.read(length) if length else b""
+    parts = urlsplit(handler.path)
+    return Request(
+        method=handler.command,
+        path=parts.path,
+        query=parse_qs(parts.query, keep_blank_values=True),
+        headers={name.lower(): value for name, value in handler.headers.items()},
+        body=body,
+    )
+
+
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.0: one request per connection, so no handler thread waits on an idle keep-alive
     protocol_version = "HTTP/1.0"
@@ -88,16 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         owner = self.server.owner
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        parts = urlsplit(self.path)
-        request = Request(
-            method=self.command,
-            path=parts.path,
-            query=parse_qs(parts.query, keep_blank_values=True),
-            headers={name.lower(): value for name, value in self.headers.items()},
-            body=body,
-        )
+        request = read_request(self)
         owner._count_request()
         try:
             reply = owner.app(request)
@@ -163,6 +173,34 @@ class Served:
         self.stop()
 
 
+def serve_in_thread(server: BaseServer, name: str, poll_interval: float) -> threading.Thread:
+    """`server.serve_forever()` in a thread of its own (started); `stop_serving` ends it."""
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": poll_interval},
+        name=name,
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+def stop_serving(
+    server: BaseServer,
+    thread: threading.Thread | None,
+    *,
+    before_close: Callable[[], None] | None = None,
+) -> None:
+    """Stop the serve loop, run `before_close` (e.g. shut open connections down), close the
+    socket (joining the request threads when `block_on_close`), then join the loop's thread."""
+    server.shutdown()
+    if before_close is not None:
+        before_close()
+    server.server_close()  # joins the request threads (block_on_close)
+    if thread is not None:
+        thread.join()
+
+
 def serve_until_interrupted(banner: str) -> None:
     """A peer's `python -m` entry point, once the peer is started: print `banner` (how to
     reach it) and block until Ctrl-C while the peer serves in its own threads."""
@@ -220,13 +258,7 @@ class LocalHttpServer(Served):
             return self
         self._stopping.clear()
         self._server = _Server(self, self.requested_port)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name=f"{self.name}-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, f"{self.name}-{self.port}", 0.02)
         return self
 
     def stop(self) -> None:
@@ -235,10 +267,7 @@ class LocalHttpServer(Served):
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
-        server.server_close()  # joins the request threads (block_on_close)
-        if thread is not None:
-            thread.join()
+        stop_serving(server, thread)
         self._server = self._thread = None
 
 

@@ -18,7 +18,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from connectors.sandbox.http import Served, serve_until_interrupted
+from connectors.sandbox.http import (
+    Served,
+    serve_in_thread,
+    serve_until_interrupted,
+    stop_serving,
+)
 from connectors.sandbox.salesforce.bulk import BulkApi, _IngestJob, _QueryJob
 from connectors.sandbox.salesforce.rest import RestApi, _Cursor
 from connectors.sandbox.salesforce.schema import salesforce_id
@@ -102,13 +107,7 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
             raise
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"salesforce-peer-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, f"salesforce-peer-{self.port}", 0.05)
         return self
 
     def stop(self) -> None:
@@ -118,19 +117,18 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
             return
         with self.lock:
             self._stopping.set()
-        server.shutdown()
+        stop_serving(server, thread, before_close=self._drop_connections)
+        self._server = self._thread = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def _drop_connections(self) -> None:
         with self.lock:
             connections = list(self._connections)
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
 
     def _register(self, connection: Any) -> bool:
         with self.lock:

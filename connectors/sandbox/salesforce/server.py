@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
+from connectors.sandbox.http import read_request
 from connectors.sandbox.salesforce.wire import PeerFault, json_text
 
 if TYPE_CHECKING:
@@ -150,15 +150,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        parts = urlsplit(self.path)
+        received = read_request(self)
         request = PeerRequest(
-            method=self.command,
-            path=parts.path,
-            params=parse_qs(parts.query, keep_blank_values=True),
-            headers={name.lower(): value for name, value in self.headers.items()},
-            body=body,
+            method=received.method,
+            path=received.path,
+            params=dict(received.query),
+            headers=received.headers,
+            body=received.body,
         )
         response = self.server.peer._dispatch(request)
         self.send_response(response.status)
