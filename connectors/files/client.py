@@ -7,35 +7,42 @@ transform layer parses them. What *is* decided here is where the header is (titl
 it, two-row headers under merged cells), which encoding and separator a CSV uses, and how a
 typed Excel cell is written as text (`2026-03-01`, `1234.56`).
 
-The same text rules serve the SQL reader (`value_text`, `column_text`, `unique_labels`).
+The header, text and lineage rules every source kind shares live in `connectors.rawtable`
+(`header_key`, `unique_labels`, `value_text`, `column_text` are re-exported here).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
 import difflib
 import gc
 import hashlib
-import json
 import re
-import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from python_calamine import CalamineWorkbook
 
 from connectors.errors import ConfigError, SourceDataError
-from connectors.files.models import RawTable
+from connectors.rawtable import (
+    HEADER_SCAN_ROWS,
+    RawTable,
+    column_text,
+    combine_header,
+    final_labels,
+    find_header,
+    header_key,
+    line_lineage,
+    unique_labels,
+    value_text,
+)
 
 __all__ = [
     "column_text",
@@ -51,156 +58,11 @@ __all__ = [
     "value_text",
 ]
 
-HEADER_SCAN_ROWS = 30  # header_row: auto looks for the header among the first rows
 HEAD_LINES = 50  # lines read to find the separator and the header of a CSV
 SEPARATORS = (";", ",", "\t", "|")
 BLOCK_SIZE = 1 << 20
 
-_BLANK_RUNS = re.compile(r"\s+")
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'"})
-_LETTER = re.compile(r"[^\W\d_]")
 _PANDAS_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-
-
-# --------------------------------------------------------------------------------------------
-# Header labels
-
-
-def header_key(label: object) -> str:
-    """Normalised header label for matching: no accents, casefolded, single spaces.
-
-    `"  Date d'ENTRÉE\\n"` → `"date d'entree"`; a trailing `:` is dropped (`"Montant :"` →
-    `"montant"`) and typographic apostrophes count as `'` (Excel's autocorrect writes `’`).
-    """
-    text = "" if label is None else str(label)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(char for char in text if not unicodedata.combining(char))
-    text = _BLANK_RUNS.sub(" ", text.translate(_APOSTROPHES).casefold()).strip()
-    if text.endswith(":"):
-        text = text[:-1].rstrip()
-    return text
-
-
-def unique_labels(labels: Sequence[str]) -> list[str]:
-    """Labels made unique by suffixing ` (2)`, ` (3)` … to repeats (compared with `header_key`)."""
-    seen: set[str] = set()
-    result: list[str] = []
-    for label in labels:
-        candidate, number = label, 1
-        while header_key(candidate) in seen:
-            number += 1
-            candidate = f"{label} ({number})"
-        seen.add(header_key(candidate))
-        result.append(candidate)
-    return result
-
-
-def _final_labels(raw: Sequence[str], has_data: Callable[[int], bool]) -> list[tuple[int, str]]:
-    """(column index, label) of the columns kept: empty-label columns without data are dropped,
-    those with data are named `column N` (1-based position)."""
-    kept: list[tuple[int, str]] = []
-    for index, label in enumerate(raw):
-        label = label.strip()
-        if not label:
-            if not has_data(index):
-                continue
-            label = f"column {index + 1}"
-        kept.append((index, label))
-    return list(
-        zip([index for index, _ in kept], unique_labels([lab for _, lab in kept]), strict=True)
-    )
-
-
-def _combine_header(
-    rows: Sequence[Sequence[str]], merged: Sequence[tuple[int, int, int]]
-) -> list[str]:
-    """One label per column from a header spanning several rows.
-
-    An upper cell is spread over the columns it covers: across the horizontally merged cells
-    `merged` gives as (row offset, first column, last column), or, with no merge information
-    (CSV), rightwards over empty upper cells that have a label below (`Montant engagé;;` over
-    `HT;TTC`). Parts are joined by a space, a repeated part (a vertically merged cell) once.
-    """
-    width = max(len(row) for row in rows)
-    grid = [[row[col].strip() if col < len(row) else "" for col in range(width)] for row in rows]
-    if len(grid) > 1:
-        filled = [list(row) for row in grid]
-        if merged:
-            for level, first, last in merged:
-                for col in range(first + 1, min(last, width - 1) + 1):
-                    filled[level][col] = grid[level][first]
-        else:
-            for level in range(len(grid) - 1):
-                carried = ""
-                for col in range(width):
-                    below = any(grid[lower][col] for lower in range(level + 1, len(grid)))
-                    if grid[level][col]:
-                        carried = grid[level][col]
-                    elif carried and below:
-                        filled[level][col] = carried
-                    else:
-                        carried = ""
-        grid = filled
-    labels = []
-    for col in range(width):
-        parts: list[str] = []
-        for row in grid:
-            if row[col] and (not parts or parts[-1] != row[col]):
-                parts.append(row[col])
-        labels.append(" ".join(parts))
-    return labels
-
-
-def _text_labels(labels: Sequence[str]) -> int:
-    """Distinct labels with a letter in them: a merged title spread over the columns counts
-    once, numbers and dates not at all."""
-    return len({header_key(label) for label in labels if _LETTER.search(label)})
-
-
-def _find_header(
-    rows: Sequence[Sequence[str]],
-    *,
-    header_rows: int,
-    expected_columns: Sequence[str],
-    merged_for: Callable[[int], list[tuple[int, int, int]]],
-    where: str,
-    unit: str,
-) -> tuple[int, list[str]]:
-    """Index (into `rows`) of the first header row and the combined labels, for `auto`.
-
-    The earliest candidate holding the most expected columns wins; with no expected columns,
-    the earliest holding the most distinct labels with letters in them. A header spanning
-    several rows has no blank row (else a blank line above a one-row header would tie).
-    """
-    expected = {header_key(column) for column in expected_columns} - {""}
-    best: tuple[int, int, list[str]] | None = None
-    last_start = min(HEADER_SCAN_ROWS, len(rows) - header_rows + 1)
-    for start in range(max(last_start, 0)):
-        block = rows[start : start + header_rows]
-        if header_rows > 1 and not all(any(cell.strip() for cell in row) for row in block):
-            continue
-        labels = _combine_header(block, merged_for(start))
-        score = (
-            len(expected & {header_key(label) for label in labels})
-            if expected
-            else _text_labels(labels)
-        )
-        if best is None or score > best[0]:
-            best = (score, start, labels)
-    if best is None or best[0] == 0:
-        if expected:
-            first = [cell for cell in (rows[0] if rows else []) if cell.strip()]
-            raise SourceDataError(
-                f"{where}: no header found in the first {HEADER_SCAN_ROWS} {unit}s: none of the"
-                f" expected columns ({', '.join(sorted(expected_columns))}) appears. First"
-                f" {unit}: {first or '(empty)'} — set `header_row` to the {unit} number of the"
-                " header, or fix the column names in the datafix"
-            )
-        raise SourceDataError(
-            f"{where}: no header found in the first {HEADER_SCAN_ROWS} {unit}s (no cell with"
-            f" text) — set `header_row` to the {unit} number of the header"
-        )
-    return best[1], best[2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,195 +162,6 @@ def _check_paths(paths: Sequence[Path]) -> list[Path]:
         if not path.is_file():
             raise SourceDataError(f"{path}: file not found (moved or deleted while reading?)")
     return paths
-
-
-# --------------------------------------------------------------------------------------------
-# Values as text (shared with the SQL reader)
-
-
-def _float_text(value: float) -> str:
-    if value.is_integer():
-        return str(int(value))
-    text = repr(value)
-    return format(Decimal(text), "f") if "e" in text else text
-
-
-def _timedelta_text(value: dt.timedelta) -> str:
-    total = int(value.total_seconds())
-    sign, total = ("-", -total) if total < 0 else ("", total)
-    hours, rest = divmod(total, 3600)
-    return f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def value_text(value: object, *, midnight_as_date: bool = False) -> str:
-    """One cell or database value as lossless text.
-
-    None → `""`; bool → `true`/`false`; float → shortest repr, integral without `.0`, never in
-    scientific notation; Decimal → its digits as stored; date → `2026-03-01`; datetime →
-    `2026-03-01 14:30:00` (microseconds only when nonzero, `+01:00` when aware; with
-    `midnight_as_date` a naive midnight is a plain date, as Excel shows a date cell); time →
-    `14:30:00`; duration → `30:05:00`; bytes → hex.
-    """
-    kind = value.__class__
-    if kind is str:
-        return value  # type: ignore[return-value]
-    if value is None:
-        return ""
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        return _float_text(float(value))
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime):
-        if (
-            midnight_as_date
-            and value.tzinfo is None
-            and not (value.hour or value.minute or value.second or value.microsecond)
-        ):
-            return value.date().isoformat()
-        return value.isoformat(" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return _timedelta_text(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
-
-
-# a column holding one of these types (and blanks) is converted by Arrow in one call
-_ARROW_TYPES: dict[type, pa.DataType] = {
-    float: pa.float64(),
-    int: pa.int64(),
-    bool: pa.bool_(),
-    dt.date: pa.date32(),
-    dt.datetime: pa.timestamp("us"),
-}
-
-
-def _as_object_array(values: Sequence[object]) -> np.ndarray:
-    if isinstance(values, np.ndarray) and values.dtype == object:
-        return values
-    # fromiter never descends into a value that is itself a sequence (a JSON list, bytes)
-    return np.fromiter(values, dtype=object, count=len(values))
-
-
-def _datetime_text(array: pa.Array, midnight_as_date: bool) -> pa.Array | None:
-    """`2026-03-01 14:30:00` for naive timestamps without fractions of a second (else None)."""
-    if (
-        pc.any(pc.not_equal(pc.microsecond(array), 0)).as_py()
-        or pc.any(pc.not_equal(pc.millisecond(array), 0)).as_py()
-    ):
-        return None  # sub-second values are rare: keep the exact per-value rendering
-    text = pc.cast(pc.cast(array, pa.timestamp("s")), pa.string())
-    if midnight_as_date:
-        at_midnight = pc.and_(
-            pc.and_(pc.equal(pc.hour(array), 0), pc.equal(pc.minute(array), 0)),
-            pc.equal(pc.second(array), 0),
-        )
-        text = pc.if_else(at_midnight, pc.cast(pc.cast(array, pa.date32()), pa.string()), text)
-    return text
-
-
-def _arrow_text(column: np.ndarray, kind: type, midnight_as_date: bool) -> pa.Array | None:
-    """Whole-column conversion through Arrow of a column of `kind` values and nulls; None when
-    the column does not fit (a text left among numbers, an out-of-range integer, aware or
-    sub-second date-times): Arrow refuses those rather than coercing them."""
-    if kind is dt.datetime:
-        sample = next((value for value in column if value is not None), None)
-        if sample is None or sample.tzinfo is not None:  # type: ignore[attr-defined]
-            return None  # Arrow would silently shift aware values to UTC
-    try:
-        array = pa.array(column, type=_ARROW_TYPES[kind])
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
-        return None
-    if kind is dt.datetime:
-        text = _datetime_text(array, midnight_as_date)
-        if text is None:
-            return None
-    else:
-        text = pc.cast(array, pa.string())
-    if kind is float:
-        # Arrow writes 1e+20 and -0 where Python writes digits; fix those few exactly
-        odd = pc.or_(pc.match_substring(text, "e"), pc.equal(text, "-0"))
-        if pc.any(odd).as_py():
-            positions = pc.indices_nonzero(odd).to_numpy()
-            fixed = pa.array([_float_text(value) for value in column[positions]])
-            text = pc.replace_with_mask(text, odd, fixed)
-    return pc.fill_null(text, "")
-
-
-def _quick_text(column: np.ndarray, midnight_as_date: bool) -> pd.Series | None:
-    """The common cases without looking at every value's type first: when a sample says the
-    column is text, or numbers with blanks, let Arrow convert it (Arrow refuses any value that
-    does not fit, and then the caller takes the careful path). Dates are not tried: Arrow
-    would silently cut the time off a date-time among dates."""
-    step = max(1, len(column) // 256)
-    kinds = set(map(type, column[::step])) | set(map(type, column[-8:]))
-    try:
-        if kinds <= {str}:
-            array = pa.array(column, type=pa.large_string())
-            return pd.Series(array.to_pandas(), dtype="str")
-        numbers = kinds - {str, type(None)}
-        if len(numbers) == 1 and (kind := next(iter(numbers))) in (float, int, bool):
-            if str in kinds:  # blank cells seen in the sample: make every blank a null
-                blank = column == ""
-                column = column.copy()
-                column[blank] = None
-            converted = _arrow_text(column, kind, midnight_as_date)
-            return None if converted is None else pd.Series(converted.to_pandas(), dtype="str")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
-        return None
-    return None
-
-
-def column_text(values: Sequence[object], *, midnight_as_date: bool = False) -> pd.Series:
-    """A column of cells or database values as a `str` Series (see `value_text`).
-
-    Vectorised: a text column goes to Arrow as is; in a column of one other type (numbers,
-    dates …) the blank cells become nulls and Arrow converts the whole column in one call;
-    only a column mixing types is converted value by value.
-    """
-    column = _as_object_array(values)
-    quick = _quick_text(column, midnight_as_date)
-    if quick is not None:
-        return quick
-    kinds = set(map(type, column))
-    if kinds <= {str}:
-        return pd.Series(pa.array(column, type=pa.large_string()).to_pandas(), dtype="str")
-    if str in kinds:
-        blank = column == ""
-        if blank.any():
-            column = column.copy()
-            column[blank] = None
-    kinds -= {str, type(None)}
-    if kinds == {dt.date, dt.datetime} and midnight_as_date:
-        # calamine returns the midnights of a date-time column as dates
-        combine, zero = dt.datetime.combine, dt.time()
-        column = np.fromiter(
-            (combine(v, zero) if v.__class__ is dt.date else v for v in column),
-            dtype=object,
-            count=len(column),
-        )
-        kinds = {dt.datetime}
-    if len(kinds) == 1 and (kind := next(iter(kinds))) in _ARROW_TYPES:
-        converted = _arrow_text(column, kind, midnight_as_date)
-        if converted is not None:
-            return pd.Series(converted.to_pandas(), dtype="str")
-
-    def text(value: object) -> str:
-        return value_text(value, midnight_as_date=midnight_as_date)
-
-    return pd.Series(
-        [value if value.__class__ is str else text(value) for value in values], dtype="str"
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,7 +345,7 @@ def _csv_header(
         raise SourceDataError(f"{path.name}: the file has no line — export it again")
     cells = [fields for _, _, fields in records]
     if header_row == "auto":
-        start, labels = _find_header(
+        start, labels = find_header(
             cells,
             header_rows=header_rows,
             expected_columns=expected_columns,
@@ -688,7 +361,7 @@ def _csv_header(
                 " quoted value — check the line number in a text editor"
             )
         start = starts.index(header_row)
-        labels = _combine_header(cells[start : start + header_rows], [])
+        labels = combine_header(cells[start : start + header_rows], [])
     end = start + header_rows
     data_line = records[end - 1][1] + 1
     return separator, end, data_line, labels, cells[end:]
@@ -818,7 +491,7 @@ def _read_one_csv(
         for column in frame.columns:
             newlines += frame[column].str.count("\n").to_numpy(dtype=np.int64)
         first += np.concatenate(([0], np.cumsum(newlines)[:-1]))
-    source_rows = (path.name + ":") + pd.Series(first, dtype=np.int64).astype("str")
+    source_rows = line_lineage(f"{path.name}:", first)
     return labels, frame, source_rows
 
 
@@ -864,7 +537,7 @@ def _assemble(
     def has_data(index: int) -> bool:
         return bool((frame[index] != "").any())
 
-    kept = _final_labels(labels, has_data)
+    kept = final_labels(labels, has_data)
     frame = frame[[index for index, _ in kept]]
     frame.columns = pd.Index([label for _, label in kept], dtype=object)
     return frame.reset_index(drop=True), source_rows.reset_index(drop=True).rename(None)
@@ -933,7 +606,7 @@ def _csv_header_labels(
     )
     width = _table_width(labels, head_data)
     labels = labels + [""] * (width - len(labels))
-    kept = _final_labels(
+    kept = final_labels(
         labels, lambda index: any(index < len(row) and row[index] != "" for row in head_data)
     )
     return [label for _, label in kept]
@@ -1044,7 +717,7 @@ def _xlsx_header(
         for row in rows[: max(HEADER_SCAN_ROWS + header_rows, 0)]
     ]
     if header_row == "auto":
-        start, _ = _find_header(
+        start, _ = find_header(
             head,
             header_rows=header_rows,
             expected_columns=expected_columns,
@@ -1063,7 +736,7 @@ def _xlsx_header(
         [value_text(cell, midnight_as_date=True) for cell in row]
         for row in rows[start : start + header_rows]
     ]
-    return start, _combine_header(block, _merged_in_header(merged, start, header_rows))
+    return start, combine_header(block, _merged_in_header(merged, start, header_rows))
 
 
 @contextmanager
@@ -1139,8 +812,7 @@ def _sheet_table(
         index=pd.RangeIndex(len(data)),
     )
     first = start + header_rows + 1
-    numbers = pd.Series(np.arange(first, first + len(data), dtype=np.int64))
-    source_rows = f"{path.name}:{name}:" + numbers.astype("str")
+    source_rows = line_lineage(f"{path.name}:{name}:", np.arange(first, first + len(data)))
     return labels, frame, source_rows
 
 
@@ -1203,7 +875,7 @@ def _xlsx_header_labels(
         expected_columns=expected_columns,
     )
     data = rows[start + header_rows :]
-    kept = _final_labels(
+    kept = final_labels(
         labels, lambda index: any(index < len(row) and row[index] != "" for row in data)
     )
     return [label for _, label in kept]

@@ -42,14 +42,13 @@ import zeep
 from lxml import etree
 
 from connectors.errors import ConfigError, PermanentError
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable, key_lineage, line_lineage
 from connectors.retry import RetryPolicy, with_retries
 from connectors.sage.models import SAGE_X3_RETRY, SageMessage, SageResult
 from connectors.soap.client import (
     call_operation,
     check_key,
     has_doctype,
-    key_source_rows,
     make_client,
     masked_location,
     service_for,
@@ -335,9 +334,9 @@ def read_sage_x3(
 
     frame, fingerprint = text_frame(rows, columns=keys)
     if keys:
-        names = key_source_rows(frame, public_name, keys)
+        names = key_lineage(frame, public_name, keys)
     else:
-        names = [f"{public_name}:row {index}" for index in range(1, len(rows) + 1)]
+        names = line_lineage(f"{public_name}:row ", range(1, len(rows) + 1))
     lineage = [
         name if number is None else f"{name} line {number}"
         for name, number in zip(names, line_numbers, strict=True)

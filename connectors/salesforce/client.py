@@ -25,7 +25,6 @@ message.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -50,8 +49,7 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.files.client import column_text
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage, line_lineage
 from connectors.retry import RetryPolicy, with_retries
 from connectors.salesforce.models import SALESFORCE_RETRY, SalesforceAuth
 from connectors.salesforce.soql import build_query, check_name, check_object
@@ -456,25 +454,11 @@ def _selected_fields(fields: Sequence[str], key: Sequence[str]) -> tuple[list[st
     return selected, key_labels
 
 
-def _fingerprint(frame: pd.DataFrame) -> str:
-    hasher = hashlib.sha256()
-    hasher.update("\0".join(map(str, frame.columns)).encode())
-    if len(frame):
-        hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    hasher.update(str(len(frame)).encode())
-    return hasher.hexdigest()
-
-
-def _source_rows(frame: pd.DataFrame, object_name: str, key_labels: Sequence[str]) -> pd.Series:
-    if not key_labels:
-        numbers = pd.Series(range(1, len(frame) + 1), dtype="int64").astype("str")
-        return (f"{object_name}:row " + numbers).astype("str")
-    if len(key_labels) == 1:
-        return (f"{object_name}:" + frame[key_labels[0]]).astype("str")
-    rows = pd.Series(f"{object_name}:", index=frame.index, dtype="str")
-    for position, label in enumerate(key_labels):
-        rows = rows + ("," if position else "") + f"{label}=" + frame[label]
-    return rows.astype("str")
+def _lineage(frame: pd.DataFrame, object_name: str, key_labels: Sequence[str]) -> pd.Series:
+    """`WorkOrder:0WO…` (one key), `WorkOrder:A=1,B=2` (several), `WorkOrder:row 7` (none)."""
+    if key_labels:
+        return key_lineage(frame, object_name, key_labels, named=False)
+    return line_lineage(f"{object_name}:row ", range(1, len(frame) + 1))
 
 
 def read_salesforce(
@@ -524,7 +508,7 @@ def read_salesforce(
         frame = frame.sort_values(key_labels, kind="stable", ignore_index=True)
     return RawTable(
         frame=frame,
-        source_rows=_source_rows(frame, object_name, key_labels).rename(None),
-        fingerprint=_fingerprint(frame),
+        source_rows=_lineage(frame, object_name, key_labels),
+        fingerprint=frame_fingerprint(frame),
         origin=f"Salesforce {sf.sf_instance} {object_name}",
     )

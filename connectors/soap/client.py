@@ -30,7 +30,7 @@ backoff with jitter, `SOAP_RETRY` unless told otherwise), per call, so a fault o
 repeats page 7 only. Messages name the WSDL (credentials masked) and the operation, and never
 quote a response body.
 
-Values become text as in the other readers (`connectors.files.client.column_text`): Decimal
+Values become text as in the other readers (`connectors.rawtable.column_text`): Decimal
 (zeep's `xsd:decimal`) digits as sent, dates ISO, date-times `2026-03-01 14:30:00+00:00`,
 booleans `true`/`false`, absent values `""`.
 """
@@ -38,7 +38,6 @@ booleans `true`/`false`, absent values `""`.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -55,8 +54,7 @@ from zeep.proxy import ServiceProxy
 from zeep.xsd import ComplexType
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.files.client import column_text
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage
 from connectors.retry import RetryPolicy, with_retries
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY, SoapPaging
 
@@ -71,7 +69,6 @@ __all__ = [
     "flatten_record",
     "hardened_settings",
     "has_doctype",
-    "key_source_rows",
     "make_client",
     "masked_location",
     "read_soap",
@@ -652,22 +649,7 @@ def text_frame(
         {label: column_text([row.get(label) for row in rows]) for label in labels},
         index=pd.RangeIndex(len(rows)),
     )
-    hasher = hashlib.sha256()
-    hasher.update("\0".join(labels).encode())
-    if len(frame) and labels:
-        hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    hasher.update(str(len(frame)).encode())
-    return frame, hasher.hexdigest()
-
-
-def key_source_rows(frame: pd.DataFrame, label: str, key: Sequence[str]) -> list[str]:
-    """Lineage `label:name=value,name=value` of every row, from its `key` columns."""
-    values = [frame[name].tolist() for name in key]
-    return [
-        f"{label}:"
-        + ",".join(f"{name}={column[index]}" for name, column in zip(key, values, strict=True))
-        for index in range(len(frame))
-    ]
+    return frame, frame_fingerprint(frame)
 
 
 def check_key(key: Sequence[str], columns: Sequence[str], where: str) -> None:
@@ -798,12 +780,13 @@ def read_soap(
     frame, fingerprint = text_frame(rows, columns=columns)
     check_key(key, list(frame.columns), origin)
     if key:
-        lineage = key_source_rows(frame, operation, key)
+        lineage = key_lineage(frame, operation, key)
     else:
-        lineage = [f"{operation}:page {page} row {index}" for page, index in positions]
+        places = [f"{operation}:page {page} row {index}" for page, index in positions]
+        lineage = pd.Series(places, dtype="str")
     return RawTable(
         frame=frame,
-        source_rows=pd.Series(lineage, dtype="str"),
+        source_rows=lineage,
         fingerprint=fingerprint,
         origin=origin,
     )

@@ -4,7 +4,7 @@ The connection is made read-only before anything is read (SQLite `PRAGMA query_o
 PostgreSQL and MySQL/MariaDB `SET TRANSACTION READ ONLY`); other databases rely on the account's
 rights. A table is reflected and selected through SQLAlchemy, so identifiers are quoted by the
 dialect; a query is run as written (the datafix model only lets a single SELECT/WITH through).
-Values become text with the same rules as spreadsheet cells (`connectors.files.client`), and
+Values become text with the same rules as spreadsheet cells (`connectors.rawtable`), and
 passwords never appear in a message.
 """
 
@@ -25,8 +25,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from connectors.errors import ConfigError, ConnectorError, RetriableError
-from connectors.files.client import column_text, gc_paused, header_key, unique_labels
-from connectors.files.models import RawTable, Watermark
+from connectors.files.client import gc_paused
+from connectors.rawtable import (
+    RawTable,
+    Watermark,
+    column_text,
+    header_key,
+    key_lineage,
+    line_lineage,
+    unique_labels,
+)
 
 __all__ = [
     "TRANSIENT",
@@ -235,18 +243,6 @@ def match_columns(wanted: Sequence[str], available: Sequence[str], where: str) -
     return matched
 
 
-def _source_rows(
-    frame: pd.DataFrame, label: str, key: Sequence[str], key_labels: Sequence[str], offset: int
-) -> pd.Series:
-    if not key:
-        numbers = pd.Series(np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64))
-        return f"{label}:row " + numbers.astype("str")
-    rows = pd.Series(f"{label}:", index=frame.index, dtype="str")
-    for position, (name, column) in enumerate(zip(key, key_labels, strict=True)):
-        rows = rows + ("," if position else "") + f"{name}=" + frame[column]
-    return rows.reset_index(drop=True)
-
-
 class TextChunks:
     """Rows of a result arriving chunk by chunk, made text at once (only the text is kept), with
     their lineage and a running fingerprint.
@@ -295,7 +291,11 @@ class TextChunks:
             )
         hashes = pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes()
         self.hasher.update(hashes)
-        lineage = _source_rows(chunk, self.label, self.key, self.key_labels, self.count)
+        if self.key:
+            lineage = key_lineage(chunk, self.label, self.key, columns=self.key_labels)
+        else:
+            numbers = np.arange(self.count + 1, self.count + len(chunk) + 1)
+            lineage = line_lineage(f"{self.label}:row ", numbers)
         if self.retain:
             self.rows.append(lineage)
             self.frames.append(chunk)

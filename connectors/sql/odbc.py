@@ -37,8 +37,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.files.client import header_key, unique_labels
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable, header_key, unique_labels
 from connectors.sql.client import TRANSIENT, TextChunks, check_target, match_columns
 
 if TYPE_CHECKING:

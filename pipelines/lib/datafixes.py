@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from connectors import registry
 from connectors.errors import ConfigError, ConnectorError
-from connectors.files.client import header_key
+from connectors.rawtable import header_key
 from pipelines.lib.environment import datafixes_dir, default_inbox, interpolation_env
 from schemas.config import resolve_settings
 from schemas.datafix import (

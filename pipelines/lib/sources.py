@@ -12,7 +12,7 @@ from pathlib import Path
 
 from connectors import registry
 from connectors.errors import ConfigError
-from connectors.files.models import RawTable, Watermark
+from connectors.rawtable import RawTable, Watermark
 from pipelines.lib.datafixes import LoadedDatafix
 
 __all__ = ["file_paths", "read_source", "source_header"]

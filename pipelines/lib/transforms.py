@@ -19,8 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from connectors.errors import ConfigError
-from connectors.files.client import header_key
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable, header_key
 from schemas.canonical import ENTITIES, ColumnSpec, ColumnType, EntitySpec
 from schemas.datafix import EntityMapping, FieldRule, did_you_mean
 

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.errors import ConfigError, PermanentError, RetriableError
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from connectors.sql.client import read_sql, read_sql_header
 from connectors.sql.odbc import (
     DIALECTS,

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from connectors.errors import ConfigError, PermanentError, RetriableError
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from connectors.salesforce import (
     DEFAULT_API_VERSION,
     RetryPolicy,

@@ -24,7 +24,7 @@ import zeep.exceptions as zeep_errors
 from zeep.loader import parse_xml
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from connectors.retry import RetryPolicy
 from connectors.sandbox.http import HOSTILE_MODES, LocalHttpServer, Reply, Request, hostile_xml
 from connectors.sandbox.soap_erp import WSDL_PATH, LandlordErpPeer

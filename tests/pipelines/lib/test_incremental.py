@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from connectors.files.models import Watermark
+from connectors.rawtable import Watermark
 from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse

@@ -122,7 +122,7 @@ def test_soap_transient_fault_is_retried_then_pulled(tmp_path: Path, warehouse: 
 def test_past_watermark_keeps_rows_after_the_last_loaded_key() -> None:
     import pandas as pd
 
-    from connectors.files.models import RawTable, Watermark
+    from connectors.rawtable import RawTable, Watermark
 
     frame = pd.DataFrame(
         {

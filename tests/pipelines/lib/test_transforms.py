@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from connectors.errors import ConfigError
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from pipelines.lib.transforms import (
     EntityTransformer,
     NormalisedBatch,

@@ -1,0 +1,483 @@
+"""The rules every source kind shares for its raw table: header labels, values as text, lineage.
+
+A source reader (CSV and xlsx files, SQL and ODBC tables, SOAP services, Salesforce, Sage X3)
+returns a `RawTable`: one text column per header label, every value a `str`, and for each row
+the place a person would look for it. What makes those tables alike lives here, as plain
+functions on labels, rows and frames:
+
+- header labels: `header_key` (how labels match), `unique_labels`, `final_labels` (empty
+  labels), `combine_header` (a header over several rows, merged cells) and `find_header`
+  (`header_row: auto`);
+- values as text: `value_text` (one value) and `column_text` (a whole column, vectorised);
+- the fingerprint of a table read whole: `frame_fingerprint`;
+- lineage: `key_lineage` (`label:id=42`, from key columns) and `line_lineage` (`file.csv:12`,
+  `book.xlsx:Sheet:12`, `table:row 7`, from line or row numbers).
+
+`Watermark` (where an incremental pull resumes) is here too: every incremental reader takes one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.errors import SourceDataError
+
+__all__ = [
+    "HEADER_SCAN_ROWS",
+    "RawTable",
+    "Watermark",
+    "column_text",
+    "combine_header",
+    "final_labels",
+    "find_header",
+    "frame_fingerprint",
+    "header_key",
+    "key_lineage",
+    "line_lineage",
+    "unique_labels",
+    "value_text",
+]
+
+HEADER_SCAN_ROWS = 30  # header_row: auto looks for the header among the first rows
+
+_BLANK_RUNS = re.compile(r"\s+")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'"})
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+# --------------------------------------------------------------------------------------------
+# What a reader returns
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """Rows read from one source, before any mapping.
+
+    Attributes:
+        frame: one column per source header label (labels as written in the source, made
+            unique), every value a `str`; a blank cell is `""`. Text is the lossless common
+            form: amounts stay exact decimals, dates are ISO (`2026-03-01`, `2026-03-01 14:30:00`)
+            when the source stored a real date, or the text as typed otherwise.
+        source_rows: lineage of each row, aligned with `frame`: `file.csv:12`,
+            `book.xlsx:Sheet:12` (1-based line / row numbers as a person sees them), or
+            `table:id=42` for SQL.
+        fingerprint: SHA-256 over what was read (file bytes, or the rows for SQL); equal
+            fingerprints mean the source did not change.
+        origin: the files or table read, for messages.
+    """
+
+    frame: pd.DataFrame
+    source_rows: pd.Series
+    fingerprint: str
+    origin: str
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where an incremental pull resumes: after the row (`value`, `key_values`) in cursor order.
+
+    Readers return the rows strictly after that position in (`column`, *`key`) order, sorted in
+    that order, so the last row read is the next watermark. With no `key_values` (a manual
+    reset to a value, or a lookback) the bound is inclusive: `column >= value`; with no `value`
+    (a first pull) every row is read, in cursor order. Rows sharing one cursor value are told
+    apart by the key, so none is skipped and none is read twice.
+    """
+
+    column: str
+    value: str | None
+    key: tuple[str, ...] = ()
+    key_values: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Header labels
+
+
+def header_key(label: object) -> str:
+    """Normalised header label for matching: no accents, casefolded, single spaces.
+
+    `"  Date d'ENTRÉE\\n"` → `"date d'entree"`; a trailing `:` is dropped (`"Montant :"` →
+    `"montant"`) and typographic apostrophes count as `'` (Excel's autocorrect writes `’`).
+    """
+    text = "" if label is None else str(label)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(char for char in text if not unicodedata.combining(char))
+    text = _BLANK_RUNS.sub(" ", text.translate(_APOSTROPHES).casefold()).strip()
+    if text.endswith(":"):
+        text = text[:-1].rstrip()
+    return text
+
+
+def unique_labels(labels: Sequence[str]) -> list[str]:
+    """Labels made unique by suffixing ` (2)`, ` (3)` … to repeats (compared with `header_key`)."""
+    seen: set[str] = set()
+    result: list[str] = []
+    for label in labels:
+        candidate, number = label, 1
+        while header_key(candidate) in seen:
+            number += 1
+            candidate = f"{label} ({number})"
+        seen.add(header_key(candidate))
+        result.append(candidate)
+    return result
+
+
+def final_labels(raw: Sequence[str], has_data: Callable[[int], bool]) -> list[tuple[int, str]]:
+    """(column index, label) of the columns kept: empty-label columns without data are dropped,
+    those with data are named `column N` (1-based position)."""
+    kept: list[tuple[int, str]] = []
+    for index, label in enumerate(raw):
+        label = label.strip()
+        if not label:
+            if not has_data(index):
+                continue
+            label = f"column {index + 1}"
+        kept.append((index, label))
+    return list(
+        zip([index for index, _ in kept], unique_labels([lab for _, lab in kept]), strict=True)
+    )
+
+
+def combine_header(
+    rows: Sequence[Sequence[str]], merged: Sequence[tuple[int, int, int]]
+) -> list[str]:
+    """One label per column from a header spanning several rows.
+
+    An upper cell is spread over the columns it covers: across the horizontally merged cells
+    `merged` gives as (row offset, first column, last column), or, with no merge information
+    (CSV), rightwards over empty upper cells that have a label below (`Montant engagé;;` over
+    `HT;TTC`). Parts are joined by a space, a repeated part (a vertically merged cell) once.
+    """
+    width = max(len(row) for row in rows)
+    grid = [[row[col].strip() if col < len(row) else "" for col in range(width)] for row in rows]
+    if len(grid) > 1:
+        filled = [list(row) for row in grid]
+        if merged:
+            for level, first, last in merged:
+                for col in range(first + 1, min(last, width - 1) + 1):
+                    filled[level][col] = grid[level][first]
+        else:
+            for level in range(len(grid) - 1):
+                carried = ""
+                for col in range(width):
+                    below = any(grid[lower][col] for lower in range(level + 1, len(grid)))
+                    if grid[level][col]:
+                        carried = grid[level][col]
+                    elif carried and below:
+                        filled[level][col] = carried
+                    else:
+                        carried = ""
+        grid = filled
+    labels = []
+    for col in range(width):
+        parts: list[str] = []
+        for row in grid:
+            if row[col] and (not parts or parts[-1] != row[col]):
+                parts.append(row[col])
+        labels.append(" ".join(parts))
+    return labels
+
+
+def _text_labels(labels: Sequence[str]) -> int:
+    """Distinct labels with a letter in them: a merged title spread over the columns counts
+    once, numbers and dates not at all."""
+    return len({header_key(label) for label in labels if _LETTER.search(label)})
+
+
+def find_header(
+    rows: Sequence[Sequence[str]],
+    *,
+    header_rows: int,
+    expected_columns: Sequence[str],
+    merged_for: Callable[[int], list[tuple[int, int, int]]],
+    where: str,
+    unit: str,
+) -> tuple[int, list[str]]:
+    """Index (into `rows`) of the first header row and the combined labels, for `auto`.
+
+    The earliest candidate holding the most expected columns wins; with no expected columns,
+    the earliest holding the most distinct labels with letters in them. A header spanning
+    several rows has no blank row (else a blank line above a one-row header would tie).
+    """
+    expected = {header_key(column) for column in expected_columns} - {""}
+    best: tuple[int, int, list[str]] | None = None
+    last_start = min(HEADER_SCAN_ROWS, len(rows) - header_rows + 1)
+    for start in range(max(last_start, 0)):
+        block = rows[start : start + header_rows]
+        if header_rows > 1 and not all(any(cell.strip() for cell in row) for row in block):
+            continue
+        labels = combine_header(block, merged_for(start))
+        score = (
+            len(expected & {header_key(label) for label in labels})
+            if expected
+            else _text_labels(labels)
+        )
+        if best is None or score > best[0]:
+            best = (score, start, labels)
+    if best is None or best[0] == 0:
+        if expected:
+            first = [cell for cell in (rows[0] if rows else []) if cell.strip()]
+            raise SourceDataError(
+                f"{where}: no header found in the first {HEADER_SCAN_ROWS} {unit}s: none of the"
+                f" expected columns ({', '.join(sorted(expected_columns))}) appears. First"
+                f" {unit}: {first or '(empty)'} — set `header_row` to the {unit} number of the"
+                " header, or fix the column names in the datafix"
+            )
+        raise SourceDataError(
+            f"{where}: no header found in the first {HEADER_SCAN_ROWS} {unit}s (no cell with"
+            f" text) — set `header_row` to the {unit} number of the header"
+        )
+    return best[1], best[2]
+
+
+# --------------------------------------------------------------------------------------------
+# Values as text
+
+
+def _float_text(value: float) -> str:
+    if value.is_integer():
+        return str(int(value))
+    text = repr(value)
+    return format(Decimal(text), "f") if "e" in text else text
+
+
+def _timedelta_text(value: dt.timedelta) -> str:
+    total = int(value.total_seconds())
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    hours, rest = divmod(total, 3600)
+    return f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def value_text(value: object, *, midnight_as_date: bool = False) -> str:
+    """One cell or database value as lossless text.
+
+    None → `""`; bool → `true`/`false`; float → shortest repr, integral without `.0`, never in
+    scientific notation; Decimal → its digits as stored; date → `2026-03-01`; datetime →
+    `2026-03-01 14:30:00` (microseconds only when nonzero, `+01:00` when aware; with
+    `midnight_as_date` a naive midnight is a plain date, as Excel shows a date cell); time →
+    `14:30:00`; duration → `30:05:00`; bytes → hex.
+    """
+    kind = value.__class__
+    if kind is str:
+        return value  # type: ignore[return-value]
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return _float_text(float(value))
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        if (
+            midnight_as_date
+            and value.tzinfo is None
+            and not (value.hour or value.minute or value.second or value.microsecond)
+        ):
+            return value.date().isoformat()
+        return value.isoformat(" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return _timedelta_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+# a column holding one of these types (and blanks) is converted by Arrow in one call
+_ARROW_TYPES: dict[type, pa.DataType] = {
+    float: pa.float64(),
+    int: pa.int64(),
+    bool: pa.bool_(),
+    dt.date: pa.date32(),
+    dt.datetime: pa.timestamp("us"),
+}
+
+
+def _as_object_array(values: Sequence[object]) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values
+    # fromiter never descends into a value that is itself a sequence (a JSON list, bytes)
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _datetime_text(array: pa.Array, midnight_as_date: bool) -> pa.Array | None:
+    """`2026-03-01 14:30:00` for naive timestamps without fractions of a second (else None)."""
+    if (
+        pc.any(pc.not_equal(pc.microsecond(array), 0)).as_py()
+        or pc.any(pc.not_equal(pc.millisecond(array), 0)).as_py()
+    ):
+        return None  # sub-second values are rare: keep the exact per-value rendering
+    text = pc.cast(pc.cast(array, pa.timestamp("s")), pa.string())
+    if midnight_as_date:
+        at_midnight = pc.and_(
+            pc.and_(pc.equal(pc.hour(array), 0), pc.equal(pc.minute(array), 0)),
+            pc.equal(pc.second(array), 0),
+        )
+        text = pc.if_else(at_midnight, pc.cast(pc.cast(array, pa.date32()), pa.string()), text)
+    return text
+
+
+def _arrow_text(column: np.ndarray, kind: type, midnight_as_date: bool) -> pa.Array | None:
+    """Whole-column conversion through Arrow of a column of `kind` values and nulls; None when
+    the column does not fit (a text left among numbers, an out-of-range integer, aware or
+    sub-second date-times): Arrow refuses those rather than coercing them."""
+    if kind is dt.datetime:
+        sample = next((value for value in column if value is not None), None)
+        if sample is None or sample.tzinfo is not None:  # type: ignore[attr-defined]
+            return None  # Arrow would silently shift aware values to UTC
+    try:
+        array = pa.array(column, type=_ARROW_TYPES[kind])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        return None
+    if kind is dt.datetime:
+        text = _datetime_text(array, midnight_as_date)
+        if text is None:
+            return None
+    else:
+        text = pc.cast(array, pa.string())
+    if kind is float:
+        # Arrow writes 1e+20 and -0 where Python writes digits; fix those few exactly
+        odd = pc.or_(pc.match_substring(text, "e"), pc.equal(text, "-0"))
+        if pc.any(odd).as_py():
+            positions = pc.indices_nonzero(odd).to_numpy()
+            fixed = pa.array([_float_text(value) for value in column[positions]])
+            text = pc.replace_with_mask(text, odd, fixed)
+    return pc.fill_null(text, "")
+
+
+def _quick_text(column: np.ndarray, midnight_as_date: bool) -> pd.Series | None:
+    """The common cases without looking at every value's type first: when a sample says the
+    column is text, or numbers with blanks, let Arrow convert it (Arrow refuses any value that
+    does not fit, and then the caller takes the careful path). Dates are not tried: Arrow
+    would silently cut the time off a date-time among dates."""
+    step = max(1, len(column) // 256)
+    kinds = set(map(type, column[::step])) | set(map(type, column[-8:]))
+    try:
+        if kinds <= {str}:
+            array = pa.array(column, type=pa.large_string())
+            return pd.Series(array.to_pandas(), dtype="str")
+        numbers = kinds - {str, type(None)}
+        if len(numbers) == 1 and (kind := next(iter(numbers))) in (float, int, bool):
+            if str in kinds:  # blank cells seen in the sample: make every blank a null
+                blank = column == ""
+                column = column.copy()
+                column[blank] = None
+            converted = _arrow_text(column, kind, midnight_as_date)
+            return None if converted is None else pd.Series(converted.to_pandas(), dtype="str")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        return None
+    return None
+
+
+def column_text(values: Sequence[object], *, midnight_as_date: bool = False) -> pd.Series:
+    """A column of cells or database values as a `str` Series (see `value_text`).
+
+    Vectorised: a text column goes to Arrow as is; in a column of one other type (numbers,
+    dates …) the blank cells become nulls and Arrow converts the whole column in one call;
+    only a column mixing types is converted value by value.
+    """
+    column = _as_object_array(values)
+    quick = _quick_text(column, midnight_as_date)
+    if quick is not None:
+        return quick
+    kinds = set(map(type, column))
+    if kinds <= {str}:
+        return pd.Series(pa.array(column, type=pa.large_string()).to_pandas(), dtype="str")
+    if str in kinds:
+        blank = column == ""
+        if blank.any():
+            column = column.copy()
+            column[blank] = None
+    kinds -= {str, type(None)}
+    if kinds == {dt.date, dt.datetime} and midnight_as_date:
+        # calamine returns the midnights of a date-time column as dates
+        combine, zero = dt.datetime.combine, dt.time()
+        column = np.fromiter(
+            (combine(v, zero) if v.__class__ is dt.date else v for v in column),
+            dtype=object,
+            count=len(column),
+        )
+        kinds = {dt.datetime}
+    if len(kinds) == 1 and (kind := next(iter(kinds))) in _ARROW_TYPES:
+        converted = _arrow_text(column, kind, midnight_as_date)
+        if converted is not None:
+            return pd.Series(converted.to_pandas(), dtype="str")
+
+    def text(value: object) -> str:
+        return value_text(value, midnight_as_date=midnight_as_date)
+
+    return pd.Series(
+        [value if value.__class__ is str else text(value) for value in values], dtype="str"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Lineage
+
+
+def key_lineage(
+    frame: pd.DataFrame,
+    label: str,
+    key: Sequence[str],
+    *,
+    columns: Sequence[str] | None = None,
+    named: bool = True,
+) -> pd.Series:
+    """Lineage `label:name=value,name=value` of every row, from its key columns.
+
+    `key` names the key columns as the lineage writes them; `columns` the frame's columns that
+    hold them when their labels differ (default: `key`). With `named=False` a single key is
+    written as its value alone (`WorkOrder:0WO000000000001`). A `str` Series aligned with
+    `frame`'s rows, index reset.
+    """
+    columns = key if columns is None else columns
+    if not named and len(columns) == 1:
+        return (f"{label}:" + frame[columns[0]]).astype("str").reset_index(drop=True)
+    rows = pd.Series(f"{label}:", index=frame.index, dtype="str")
+    for position, (name, column) in enumerate(zip(key, columns, strict=True)):
+        rows = rows + ("," if position else "") + f"{name}=" + frame[column]
+    return rows.astype("str").reset_index(drop=True)
+
+
+def line_lineage(prefix: str, numbers: Sequence[int] | np.ndarray | pd.Series) -> pd.Series:
+    """Lineage `prefix` + number of every row: `file.csv:12`, `book.xlsx:Sheet:12` (1-based
+    line or row numbers as a person sees them), `table:row 7` (the row's position).
+    """
+    return (prefix + pd.Series(numbers, dtype=np.int64).astype("str")).astype("str")
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 over a text frame: its column labels, every value in order and the row count.
+
+    Equal fingerprints mean the source returned the same rows (readers of web services, which
+    read a whole table at once; SQL readers hash chunk by chunk with the same ingredients).
+    """
+    hasher = hashlib.sha256()
+    hasher.update("\0".join(map(str, frame.columns)).encode())
+    if len(frame) and len(frame.columns):
+        hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    hasher.update(str(len(frame)).encode())
+    return hasher.hexdigest()
