@@ -31,6 +31,27 @@ _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine] = {
 
 LANDLORD_ID = sa.String(64)
 KEY = sa.String(128)
+RUN_ID = sa.String(64)
+SHA = sa.String(64)  # SHA-256 hex digests: datafix versions, source fingerprints, payload hashes
+TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def _required(column_type: sa.types.TypeEngine, *names: str) -> list[sa.Column]:
+    """Columns of one type that every row fills."""
+    return [sa.Column(name, column_type, nullable=False) for name in names]
+
+
+def _written(at: str) -> list[sa.Column]:
+    """The run that last wrote the row, and when (column `at`)."""
+    return [sa.Column("run_id", RUN_ID, nullable=False), sa.Column(at, TIMESTAMP, nullable=False)]
+
+
+def _landlord_entity_key() -> list[sa.Column]:
+    """The key of a bookkeeping row kept per landlord and entity."""
+    return [
+        sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+        sa.Column("entity", sa.String(32), primary_key=True),
+    ]
 
 
 def _canonical_table(spec: EntitySpec) -> sa.Table:
@@ -46,11 +67,11 @@ def _canonical_table(spec: EntitySpec) -> sa.Table:
     columns += [
         sa.Column("source_name", sa.String(128), nullable=False),
         sa.Column("source_row", sa.Text(), nullable=False),
-        sa.Column("datafix_sha", sa.String(64), nullable=False),
-        sa.Column("run_id", sa.String(64), nullable=False),
-        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("datafix_sha", SHA, nullable=False),
+        sa.Column("run_id", RUN_ID, nullable=False),
+        sa.Column("loaded_at", TIMESTAMP, nullable=False),
         sa.Column("row_hash", sa.BigInteger(), nullable=False),
-        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("deleted_at", TIMESTAMP, nullable=True),
     ]
     return sa.Table(spec.name, metadata, *columns, comment=spec.description)
 
@@ -74,13 +95,13 @@ quarantine = sa.Table(
     sa.Column("raw_hash", sa.String(32), nullable=False),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("message", sa.Text(), nullable=False),
-    sa.Column("first_run_id", sa.String(64), nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=False, comment="Last run that rejected it."),
-    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_run_id", RUN_ID, nullable=False),
+    sa.Column("run_id", RUN_ID, nullable=False, comment="Last run that rejected it."),
+    sa.Column("first_seen_at", TIMESTAMP, nullable=False),
+    sa.Column("last_seen_at", TIMESTAMP, nullable=False),
     sa.Column(
         "resolved_at",
-        sa.DateTime(timezone=True),
+        TIMESTAMP,
         nullable=True,
         comment="Set when a later load no longer rejects the row (fixed at the source).",
     ),
@@ -93,51 +114,36 @@ quarantine = sa.Table(
 load_runs = sa.Table(
     "load_runs",
     metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
-    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("run_id", RUN_ID, primary_key=True),
+    *_landlord_entity_key(),
     sa.Column("source_name", sa.String(128), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("rows_in_source", sa.Integer(), nullable=False),
-    sa.Column("skipped", sa.Integer(), nullable=False),
-    sa.Column("read", sa.Integer(), nullable=False),
-    sa.Column("loaded", sa.Integer(), nullable=False),
-    sa.Column("inserted", sa.Integer(), nullable=False),
-    sa.Column("updated", sa.Integer(), nullable=False),
-    sa.Column("unchanged", sa.Integer(), nullable=False),
-    sa.Column("deleted", sa.Integer(), nullable=False),
-    sa.Column("quarantined", sa.Integer(), nullable=False),
-    sa.Column("fingerprint", sa.String(64), nullable=False),
-    sa.Column("datafix_sha", sa.String(64), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    *_required(sa.Integer(), "rows_in_source", "skipped", "read", "loaded"),
+    *_required(sa.Integer(), "inserted", "updated", "unchanged", "deleted", "quarantined"),
+    *_required(SHA, "fingerprint", "datafix_sha"),
+    sa.Column("finished_at", TIMESTAMP, nullable=False),
     comment="One audit row per load of one landlord's entity.",
 )
 
 source_state = sa.Table(
     "source_state",
     metadata,
-    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
-    sa.Column("entity", sa.String(32), primary_key=True),
+    *_landlord_entity_key(),
     sa.Column("source_name", sa.String(128), nullable=False),
-    sa.Column("fingerprint", sa.String(64), nullable=False),
-    sa.Column("datafix_sha", sa.String(64), nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+    *_required(SHA, "fingerprint", "datafix_sha"),
+    *_written("loaded_at"),
     comment="What was last loaded for each landlord's entity: an unchanged source is skipped.",
 )
 
 source_cursors = sa.Table(
     "source_cursors",
     metadata,
-    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
-    sa.Column("entity", sa.String(32), primary_key=True),
-    sa.Column("source_name", sa.String(128), nullable=False),
-    sa.Column("cursor_column", sa.String(128), nullable=False),
+    *_landlord_entity_key(),
+    *_required(sa.String(128), "source_name", "cursor_column"),
     sa.Column("cursor_value", sa.Text(), nullable=False),
     sa.Column("key_columns", sa.Text(), nullable=False, comment="JSON list of column names."),
     sa.Column("key_values", sa.Text(), nullable=False, comment="JSON list: the last row's key."),
-    sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    *_written("updated_at"),
     comment="Watermarks of incremental sources: advanced in the same transaction as the load.",
 )
 
@@ -145,19 +151,17 @@ hub_schema = sa.Table(
     "hub_schema",
     metadata,
     sa.Column("version", sa.Integer(), primary_key=True),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("applied_at", TIMESTAMP, nullable=False),
     comment="Schema versions the hub has applied to this warehouse.",
 )
 
 contract_results = sa.Table(
     "contract_results",
     metadata,
-    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
-    sa.Column("entity", sa.String(32), primary_key=True),
+    *_landlord_entity_key(),
     sa.Column("passed", sa.Boolean(), nullable=False),
     sa.Column("summary", sa.Text(), nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+    *_written("checked_at"),
     comment="The last contract verdict on each landlord's entity: a failed one holds the push.",
 )
 
@@ -174,7 +178,7 @@ outbox = sa.Table(
     sa.Column("state", sa.String(16), nullable=False, comment=", ".join(OUTBOX_STATES)),
     sa.Column("version", sa.Integer(), nullable=False, comment="Bumped when the payload changes."),
     sa.Column("payload", sa.Text(), nullable=False, comment="The mapped record, as JSON."),
-    sa.Column("payload_hash", sa.String(64), nullable=False),
+    sa.Column("payload_hash", SHA, nullable=False),
     sa.Column(
         "idempotency_key",
         sa.String(64),
@@ -184,14 +188,14 @@ outbox = sa.Table(
     sa.Column("source_rows", sa.Text(), nullable=False, comment="The canonical rows it came from."),
     sa.Column("attempts", sa.Integer(), nullable=False, comment="Deliveries tried, this version."),
     sa.Column("last_error", sa.Text(), nullable=True, comment="The peer's message, as it said it."),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("claimed_by", sa.String(64), nullable=True, comment="Run sending it (`sending`)."),
+    sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
+    sa.Column("claimed_by", RUN_ID, nullable=True, comment="Run sending it (`sending`)."),
     sa.Column("peer_id", sa.String(128), nullable=True, comment="The id the peer gave it."),
-    sa.Column("sent_hash", sa.String(64), nullable=True, comment="Hash of the payload last sent."),
+    sa.Column("sent_hash", SHA, nullable=True, comment="Hash of the payload last sent."),
     sa.Column("sent_payload", sa.Text(), nullable=True, comment="The payload last sent."),
-    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("enqueued_run_id", sa.String(64), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", TIMESTAMP, nullable=True),
+    sa.Column("enqueued_run_id", RUN_ID, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
     comment="Every record to push: only a changed payload is queued; states pending → sending →"
     " sent, or failed (retried) or dead (refused for good, kept with the peer's message).",
 )
@@ -201,10 +205,10 @@ push_leases = sa.Table(
     "push_leases",
     metadata,
     sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
-    sa.Column("holder", sa.String(64), nullable=False, comment="The run pushing."),
+    sa.Column("holder", RUN_ID, nullable=False, comment="The run pushing."),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer(), nullable=False),
-    sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("renewed_at", TIMESTAMP, nullable=False),
     comment="One push per landlord at a time; a lease whose process died is taken over.",
 )
 
@@ -215,6 +219,6 @@ tenant_balances = sa.Table(
     sa.Column("tenant_ref", KEY, primary_key=True),
     sa.Column("as_of", sa.Date(), primary_key=True),
     sa.Column("balance_cents", sa.BigInteger(), nullable=False, comment="> 0: the tenant owes."),
-    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("run_id", RUN_ID, nullable=False),
     comment="Each tenant's balance on a date: the sum of their live ledger entries up to it.",
 )

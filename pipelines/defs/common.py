@@ -10,22 +10,37 @@ import dagster as dg
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.lib.metadata import AssetRole
 
+# stage → (prefix of its assets' names, what they compute with, shown as kinds in the UI)
+STAGES: dict[str, tuple[str, set[str]]] = {
+    "pull": ("raw", {"pandas"}),
+    "normalise": ("canonical", {"pandas"}),
+    "load": ("warehouse", {"sql"}),
+    "derive": ("outgoing", {"pandas"}),
+    "push": ("push", {"python"}),
+    "insight": ("insight", {"sql"}),
+}
+
+
+def asset_name(role: AssetRole) -> str:
+    """`<prefix>_<entity or record kind>`: `raw_tenants`, `push_invoices`, …"""
+    return f"{STAGES[role.stage][0]}_{role.entity or role.sends}"
+
 
 def landlord_asset(
     role: AssetRole,
     *,
-    name: str,
-    kinds: set[str],
     description: str,
+    name: str = "",
     ins: dict[str, dg.AssetIn] | None = None,
     deps: Sequence[str] | None = None,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
-    """`@dg.asset` for one stage's asset: partitioned by landlord, in its stage's group."""
+    """`@dg.asset` for one stage's asset, named after its role (unless `name` says otherwise):
+    partitioned by landlord, in its stage's group."""
     return dg.asset(
-        name=name,
+        name=name or asset_name(role),
         partitions_def=landlord_partitions,
         group_name=role.stage,
-        kinds=kinds,
+        kinds=STAGES[role.stage][1],
         tags=role.entries(),
         ins=ins,
         deps=deps,

@@ -354,16 +354,9 @@ class Outbox:
             ]
             if not keys:
                 return []
-            for chunk in _chunks(keys, 500):
-                conn.execute(
-                    outbox.update()
-                    .where(
-                        outbox.c.landlord_id == landlord_id,
-                        outbox.c.sink == sink,
-                        outbox.c.record_key.in_(chunk),
-                    )
-                    .values(state="sending", claimed_by=run_id, updated_at=_now())
-                )
+            _update_records(
+                conn, landlord_id, sink, keys, state="sending", claimed_by=run_id, updated_at=_now()
+            )
         where = (
             (outbox.c.landlord_id == landlord_id)
             & (outbox.c.sink == sink)
@@ -455,24 +448,19 @@ class Outbox:
         now = _now()
         next_at = None if retry_in is None else now + dt.timedelta(seconds=retry_in)
         with self.engine.begin() as conn:
-            for chunk in _chunks([row.key for row in rows], 500):
-                conn.execute(
-                    outbox.update()
-                    .where(
-                        outbox.c.landlord_id == landlord_id,
-                        outbox.c.sink == sink,
-                        outbox.c.record_key.in_(chunk),
-                        outbox.c.state == "sending",
-                    )
-                    .values(
-                        state=state,
-                        last_error=error,
-                        next_attempt_at=next_at,
-                        claimed_by=None,
-                        attempts=outbox.c.attempts + (1 if state == "failed" else 0),
-                        updated_at=now,
-                    )
-                )
+            _update_records(
+                conn,
+                landlord_id,
+                sink,
+                [row.key for row in rows],
+                outbox.c.state == "sending",
+                state=state,
+                last_error=error,
+                next_attempt_at=next_at,
+                claimed_by=None,
+                attempts=outbox.c.attempts + (1 if state == "failed" else 0),
+                updated_at=now,
+            )
 
     # -- operators ---------------------------------------------------------------------------
 
@@ -505,13 +493,8 @@ class Outbox:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(
-                    outbox.c.sink,
-                    outbox.c.record_key,
-                    outbox.c.state,
-                    outbox.c.attempts,
-                    outbox.c.last_error,
-                    outbox.c.source_rows,
-                    outbox.c.updated_at,
+                    *(outbox.c[name] for name in ("sink", "record_key", "state", "attempts")),
+                    *(outbox.c[name] for name in ("last_error", "source_rows", "updated_at")),
                 )
                 .where(outbox.c.landlord_id == landlord_id, outbox.c.state.in_(("dead", "failed")))
                 .order_by(outbox.c.updated_at.desc(), outbox.c.record_key)
@@ -546,6 +529,29 @@ def _change(key: str, action: str, previous: Mapping[str, Any] | None, new_json:
         if previous is None or old.get(name) != value
     }
     return Change(key, action, fields)
+
+
+def _update_records(
+    conn: sa.Connection,
+    landlord_id: str,
+    sink: str,
+    keys: Sequence[str],
+    *conditions: sa.ColumnElement[bool],
+    **values: Any,
+) -> None:
+    """Set `values` on the sink's records named by `keys` (that also meet `conditions`), 500
+    keys per statement: an IN list stays well below every driver's parameter limit."""
+    for chunk in _chunks(keys, 500):
+        conn.execute(
+            outbox.update()
+            .where(
+                outbox.c.landlord_id == landlord_id,
+                outbox.c.sink == sink,
+                outbox.c.record_key.in_(chunk),
+                *conditions,
+            )
+            .values(**values)
+        )
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

@@ -6,7 +6,7 @@ what the command line prints and what the benchmark measures are the same code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import pandas as pd
@@ -23,8 +23,8 @@ PullStatus = Literal["read", "unchanged", "not_configured"]
 
 
 @dataclass(frozen=True)
-class PulledSource:
-    """What the pull stage hands to normalise for one landlord's entity."""
+class EntityLineage:
+    """Where one landlord's entity comes from in this run, carried from pull through load."""
 
     landlord_id: str
     entity: str
@@ -32,8 +32,18 @@ class PulledSource:
     status: PullStatus
     source_name: str = ""
     fingerprint: str = ""
-    raw: RawTable | None = None
     watermark: Watermark | None = None  # where the next incremental pull resumes
+
+    def lineage(self) -> dict[str, Any]:
+        """The lineage alone (not the status), to hand on to the next stage or the load."""
+        return {f.name: getattr(self, f.name) for f in fields(EntityLineage) if f.name != "status"}
+
+
+@dataclass(frozen=True)
+class PulledSource(EntityLineage):
+    """What the pull stage hands to normalise for one landlord's entity."""
+
+    raw: RawTable | None = None
 
     @property
     def rows(self) -> int:
@@ -42,17 +52,10 @@ class PulledSource:
 
 
 @dataclass(frozen=True)
-class NormalisedEntity:
+class NormalisedEntity(EntityLineage):
     """Canonical rows and rejects of one landlord's entity, with their lineage."""
 
-    landlord_id: str
-    entity: str
-    datafix_sha: str
-    status: PullStatus
-    source_name: str = ""
-    fingerprint: str = ""
     batch: NormalisedBatch | None = None
-    watermark: Watermark | None = None
 
     @property
     def rows(self) -> pd.DataFrame:
@@ -78,12 +81,11 @@ def pull(
     and the datafix are those of the last committed load; files are fingerprinted before
     being parsed, so an unchanged file costs one hash.
     """
-    base = {"landlord_id": loaded.landlord_id, "entity": entity, "datafix_sha": loaded.sha}
     mapping = loaded.datafix.entities.get(entity)
     if mapping is None:
-        return PulledSource(**base, status="not_configured")
+        return PulledSource(loaded.landlord_id, entity, loaded.sha, status="not_configured")
     source = loaded.datafix.sources[mapping.source]
-    base["source_name"] = mapping.source
+    base = _lineage(loaded, entity)
     cursor = getattr(source, "cursor", None)
     if cursor is not None:
         return _pull_incremental(loaded, entity, source, warehouse, full_refresh)
@@ -120,12 +122,7 @@ def _pull_incremental(
     elif last is not None:
         after = Watermark(cursor.column, last.value, key, last.key_values)
     raw = read_source(loaded, entity, after=after)
-    base = {
-        "landlord_id": loaded.landlord_id,
-        "entity": entity,
-        "datafix_sha": loaded.sha,
-        "source_name": loaded.datafix.entities[entity].source,
-    }
+    base = _lineage(loaded, entity)
     if len(raw) == 0:
         return PulledSource(**base, status="unchanged")
     labels = {header_key(label): label for label in raw.frame.columns}
@@ -139,6 +136,16 @@ def _pull_incremental(
     return PulledSource(
         **base, status="read", fingerprint=raw.fingerprint, raw=raw, watermark=watermark
     )
+
+
+def _lineage(loaded: LoadedDatafix, entity: str) -> dict[str, str]:
+    """The lineage of an entity the datafix maps: landlord, entity, datafix version, source."""
+    return {
+        "landlord_id": loaded.landlord_id,
+        "entity": entity,
+        "datafix_sha": loaded.sha,
+        "source_name": loaded.datafix.entities[entity].source,
+    }
 
 
 def _minus_minutes(value: str | None, minutes: int) -> str | None:
@@ -158,16 +165,7 @@ def normalise(loaded: LoadedDatafix, pulled: PulledSource) -> NormalisedEntity:
     if pulled.raw is not None:
         mapping = loaded.datafix.entities[pulled.entity]
         batch = EntityTransformer(pulled.entity, mapping).apply(pulled.raw)
-    return NormalisedEntity(
-        landlord_id=pulled.landlord_id,
-        entity=pulled.entity,
-        datafix_sha=pulled.datafix_sha,
-        status=pulled.status,
-        source_name=pulled.source_name,
-        fingerprint=pulled.fingerprint,
-        batch=batch,
-        watermark=pulled.watermark,
-    )
+    return NormalisedEntity(**pulled.lineage(), status=pulled.status, batch=batch)
 
 
 def load(
@@ -180,19 +178,14 @@ def load(
     batch = normalised.batch
     return warehouse.load(
         LoadRequest(
-            landlord_id=normalised.landlord_id,
-            entity=normalised.entity,
-            source_name=normalised.source_name,
+            **normalised.lineage(),
             rows=batch.rows,
             rejects=batch.rejects,
-            datafix_sha=normalised.datafix_sha,
             run_id=run_id,
-            fingerprint=normalised.fingerprint,
             rows_in_source=batch.rows_in_source,
             skipped=batch.skipped,
             mode=mapping.mode,
             max_vanished_percent=mapping.max_vanished_percent,
-            watermark=normalised.watermark,
         )
     )
 

@@ -21,7 +21,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,7 +189,7 @@ class Warehouse:
             ).scalar_one()
             values = _column_values(rows, request, now, self.dialect)
             if live_before == 0:
-                self._bulk_insert(conn, table, ["landlord_id", *columns], values, len(rows))
+                self._bulk_insert(conn, table, ["landlord_id", *columns], values)
                 result = LoadResult(len(rows), 0, 0, 0, 0)
             else:
                 result = self._merge(conn, request, table, columns, values, now)
@@ -238,7 +238,7 @@ class Warehouse:
         spec = ENTITIES[request.entity]
         key = spec.key
         stage = _temp_table(conn, f"stage_{uuid.uuid4().hex[:12]}", table)
-        self._bulk_insert(conn, stage, ["landlord_id", *columns], values, len(request.rows))
+        self._bulk_insert(conn, stage, ["landlord_id", *columns], values)
         # the vanished-row check below asks, for every live row, whether the stage holds its key:
         # without an index that is a scan of the stage per row (20k rows: 7 s, 1M rows: hours)
         sa.Index(f"ix_{stage.name}", stage.c[key]).create(conn)
@@ -368,35 +368,25 @@ class Warehouse:
     def _record(
         self, conn: sa.Connection, request: LoadRequest, result: LoadResult, now: datetime
     ) -> None:
+        source = {
+            name: getattr(request, name)
+            for name in ("landlord_id", "entity", "source_name", "fingerprint", "datafix_sha")
+        }
         conn.execute(
             load_runs.insert().values(
+                **source,
                 run_id=request.run_id,
-                landlord_id=request.landlord_id,
-                entity=request.entity,
-                source_name=request.source_name,
                 status="loaded",
                 rows_in_source=request.rows_in_source,
                 skipped=request.skipped,
                 read=request.rows_in_source - request.skipped,
                 loaded=result.loaded,
-                inserted=result.inserted,
-                updated=result.updated,
-                unchanged=result.unchanged,
-                deleted=result.deleted,
-                quarantined=result.quarantined,
-                fingerprint=request.fingerprint,
-                datafix_sha=request.datafix_sha,
+                **asdict(result),  # inserted, updated, unchanged, deleted, quarantined
                 finished_at=now,
             )
         )
         state = _dialect_insert(conn, source_state).values(
-            landlord_id=request.landlord_id,
-            entity=request.entity,
-            source_name=request.source_name,
-            fingerprint=request.fingerprint,
-            datafix_sha=request.datafix_sha,
-            run_id=request.run_id,
-            loaded_at=now,
+            **source, run_id=request.run_id, loaded_at=now
         )
         conn.execute(
             state.on_conflict_do_update(
@@ -409,83 +399,74 @@ class Warehouse:
         )
 
     def _bulk_insert(
-        self,
-        conn: sa.Connection,
-        table: sa.Table,
-        columns: list[str],
-        values: _DriverValues,
-        count: int,
+        self, conn: sa.Connection, table: sa.Table, columns: list[str], values: _DriverValues
     ) -> None:
-        if count == 0:
+        if values.count == 0:
             return
         if self.dialect == "sqlite":
-            self._sqlite_bulk_insert(conn, table, columns, values, count)
+            _sqlite_bulk_insert(conn, table, columns, values)
         elif self.dialect == "postgresql" and conn.dialect.driver == "psycopg":
             names = ", ".join(_quote(conn, c) for c in columns)
             cursor = conn.connection.driver_connection.cursor()
             with cursor.copy(f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN") as copy:
-                for grid in values.grids(columns, count):
+                for grid in values.grids(columns):
                     for record in grid.tolist():
                         copy.write_row(record)
         else:
-            for grid in values.grids(columns, count):
+            for grid in values.grids(columns):
                 conn.execute(
                     table.insert(), [dict(zip(columns, r, strict=True)) for r in grid.tolist()]
                 )
 
-    def _sqlite_bulk_insert(
-        self,
-        conn: sa.Connection,
-        table: sa.Table,
-        columns: list[str],
-        values: _DriverValues,
-        count: int,
-    ) -> None:
-        """Multi-row INSERTs straight to the driver, the load's constants written inline.
 
-        Binding is what costs at a million rows: the lineage shared by every row of the load
-        (landlord, source, datafix version, run, time) goes into the statement as SQL literals
-        instead of being bound five times per row, and each statement carries up to
-        `SQLITE_ROWS_PER_STATEMENT` rows (`VALUES (…), (…), …`), which halves SQLite's cost per
-        row against one `executemany` step per row. The parameters come from numpy object grids
-        reshaped to one flat list per statement, without a Python loop per row.
-        """
-        driver = conn.connection.driver_connection
-        # DROP INDEX is DDL, which sqlite3 runs outside any transaction unless one is open:
-        # open it first so that a failed load gets its index back with the rollback
-        if not driver.in_transaction:
-            conn.exec_driver_sql("BEGIN")
-        literals = {
-            name: _sqlite_literal(values.constants[name])
-            for name in columns
-            if name in values.constants and _sqlite_literal(values.constants[name]) is not None
-        }
-        bound = [name for name in columns if name not in literals]
-        one_row = "(" + ", ".join(literals.get(name, "?") for name in columns) + ")"
-        limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, limit // max(1, len(bound))))
-        names = ", ".join(_quote(conn, c) for c in columns)
-        insert = f"INSERT INTO {_quote(conn, table.name)} ({names}) VALUES "
-        many_rows_sql = insert + ", ".join([one_row] * per_statement)
-        one_row_sql = insert + one_row
-        # a b-tree fed in random order costs more than building the index once afterwards
-        rebuild = list(table.indexes) if count >= BULK_REINDEX_ROWS else []
-        for index in rebuild:
-            index.drop(conn)
-        cursor = driver.cursor()
-        try:
-            for grid in values.grids(bound, count):
-                whole = len(grid) - len(grid) % per_statement
-                if whole:
-                    cursor.executemany(
-                        many_rows_sql, grid[:whole].reshape(-1, per_statement * len(bound)).tolist()
-                    )
-                if whole < len(grid):
-                    cursor.executemany(one_row_sql, grid[whole:].tolist())
-        finally:
-            cursor.close()
-        for index in rebuild:
-            index.create(conn)
+def _sqlite_bulk_insert(
+    conn: sa.Connection, table: sa.Table, columns: list[str], values: _DriverValues
+) -> None:
+    """Multi-row INSERTs straight to the driver, the load's constants written inline.
+
+    Binding is what costs at a million rows: the lineage shared by every row of the load
+    (landlord, source, datafix version, run, time) goes into the statement as SQL literals
+    instead of being bound five times per row, and each statement carries up to
+    `SQLITE_ROWS_PER_STATEMENT` rows (`VALUES (…), (…), …`), which halves SQLite's cost per
+    row against one `executemany` step per row. The parameters come from numpy object grids
+    reshaped to one flat list per statement, without a Python loop per row.
+    """
+    driver = conn.connection.driver_connection
+    # DROP INDEX is DDL, which sqlite3 runs outside any transaction unless one is open:
+    # open it first so that a failed load gets its index back with the rollback
+    if not driver.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+    literals = {
+        name: _sqlite_literal(values.constants[name])
+        for name in columns
+        if name in values.constants and _sqlite_literal(values.constants[name]) is not None
+    }
+    bound = [name for name in columns if name not in literals]
+    one_row = "(" + ", ".join(literals.get(name, "?") for name in columns) + ")"
+    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, limit // max(1, len(bound))))
+    names = ", ".join(_quote(conn, c) for c in columns)
+    insert = f"INSERT INTO {_quote(conn, table.name)} ({names}) VALUES "
+    many_rows_sql = insert + ", ".join([one_row] * per_statement)
+    one_row_sql = insert + one_row
+    # a b-tree fed in random order costs more than building the index once afterwards
+    rebuild = list(table.indexes) if values.count >= BULK_REINDEX_ROWS else []
+    for index in rebuild:
+        index.drop(conn)
+    cursor = driver.cursor()
+    try:
+        for grid in values.grids(bound):
+            whole = len(grid) - len(grid) % per_statement
+            if whole:
+                cursor.executemany(
+                    many_rows_sql, grid[:whole].reshape(-1, per_statement * len(bound)).tolist()
+                )
+            if whole < len(grid):
+                cursor.executemany(one_row_sql, grid[whole:].tolist())
+    finally:
+        cursor.close()
+    for index in rebuild:
+        index.create(conn)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -546,11 +527,12 @@ class _DriverValues:
 
     constants: dict[str, Any]
     columns: dict[str, Callable[[int, int], np.ndarray]]
+    count: int  # rows
 
-    def grids(self, names: Sequence[str], count: int) -> Iterator[np.ndarray]:
+    def grids(self, names: Sequence[str]) -> Iterator[np.ndarray]:
         """Batches of at most BATCH_ROWS rows as 2-D object arrays, one column per name."""
-        for start in range(0, count, BATCH_ROWS):
-            stop = min(start + BATCH_ROWS, count)
+        for start in range(0, self.count, BATCH_ROWS):
+            stop = min(start + BATCH_ROWS, self.count)
             grid = np.empty((stop - start, len(names)), dtype=object)
             for position, name in enumerate(names):
                 if name in self.constants:
@@ -583,7 +565,7 @@ def _column_values(
         "run_id": request.run_id,
         "loaded_at": stamp,
     }
-    return _DriverValues(constants, columns)
+    return _DriverValues(constants, columns, len(rows))
 
 
 def _driver_values(

@@ -17,8 +17,6 @@ def build_derive_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
 
     @landlord_asset(
         role,
-        name=f"outgoing_{spec.name}",
-        kinds={"pandas"},
         deps=[f"warehouse_{entity}" for entity in spec.inputs]
         + (["warehouse_work_orders"] if "work_orders" not in spec.inputs else []),
         description=f"{spec.description} Derived from the warehouse; only records the"

@@ -17,7 +17,6 @@ PARIS = ZoneInfo("Europe/Paris")
 @landlord_asset(
     AssetRole("insight"),
     name="insight_tenant_balances",
-    kinds={"sql"},
     deps=["warehouse_ledger_entries"],
     description="Each tenant's balance today (Paris date), in cents: the sum of their live"
     " ledger entries up to today (soft-deleted and future-dated entries left out), kept in"

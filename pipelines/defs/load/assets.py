@@ -17,8 +17,6 @@ def build_load_asset(entity: str) -> dg.AssetsDefinition:
 
     @landlord_asset(
         role,
-        name=f"warehouse_{entity}",
-        kinds={"sql"},
         ins={"normalised": dg.AssetIn(key=f"canonical_{entity}")},
         description=f"Warehouse table `{entity}` for one landlord: upserted on the natural key,"
         " soft-deleting rows that vanished from a snapshot; rejects go to `quarantine`.",

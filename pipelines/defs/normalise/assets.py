@@ -17,8 +17,6 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
 
     @landlord_asset(
         role,
-        name=f"canonical_{entity}",
-        kinds={"pandas"},
         ins={"pulled": dg.AssetIn(key=f"raw_{entity}")},
         description=f"{ENTITIES[entity].description} Canonical rows of one landlord; rows that"
         " cannot be mapped are set aside for quarantine with a reason.",

@@ -17,8 +17,6 @@ def build_pull_asset(entity: str) -> dg.AssetsDefinition:
 
     @landlord_asset(
         role,
-        name=f"raw_{entity}",
-        kinds={"pandas"},
         description=f"Raw rows of the landlord's source for {entity}, as the source holds"
         " them (skipped when unchanged since the last load).",
     )

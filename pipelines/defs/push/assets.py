@@ -20,8 +20,6 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
 
     @landlord_asset(
         role,
-        name=f"push_{spec.name}",
-        kinds={"python"},
         deps=[f"outgoing_{spec.name}"],
         description=f"Push of the landlord's {spec.name} to the sinks its datafix declares:"
         " only changed records are queued in the outbox, each delivered once (idempotency"
