@@ -26,9 +26,9 @@ import click
 import pandas as pd
 
 from connectors.errors import ConnectorError
+from pipelines.lib.checks import check_datafix
 from pipelines.lib.datafixes import (
     LoadedDatafix,
-    check_datafix,
     datafix_path,
     landlord_ids,
     load_landlord,

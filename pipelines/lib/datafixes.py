@@ -1,9 +1,9 @@
 """Loading and checking datafix files, with every problem located as `file:line:column`.
 
 `load_datafix` is what every run uses: it refuses a file with any structural or semantic
-problem. `check_datafix` goes further for `datafix check`: unset environment variables, sources
-that cannot be opened, and mapped columns missing from the source's header. Both collect all
-problems at once so landlord IT fixes a file in one pass.
+problem, collecting all problems at once so landlord IT fixes a file in one pass. What
+`datafix check` verifies beyond (unset variables, sources that cannot be opened, mapped columns
+missing from a source's header, sink targets) is in `pipelines/lib/checks.py`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from connectors import registry
-from connectors.errors import ConfigError, ConnectorError
-from connectors.rawtable import header_key
+from connectors.errors import ConfigError
 from pipelines.lib.environment import datafixes_dir, default_inbox, interpolation_env
 from schemas.config import resolve_settings
 from schemas.datafix import (
@@ -35,7 +34,6 @@ from schemas.datafix import (
     KindOf,
     YamlPath,
     did_you_mean,
-    env_references,
     semantic_issues,
 )
 
@@ -120,7 +118,7 @@ class LoadedDatafix:
         return settings
 
 
-class _Document:
+class Document:
     """A parsed YAML document with the position of every value and key."""
 
     def __init__(self, path: Path, text: str) -> None:
@@ -194,9 +192,9 @@ class _Document:
         return Located(self.path, line, column, issue.message, issue.hint)
 
 
-def read_datafix(path: Path) -> tuple[LoadedDatafix | None, list[Located], _Document]:
+def read_datafix(path: Path) -> tuple[LoadedDatafix | None, list[Located], Document]:
     """Parse and validate one file; returns the datafix (when valid) and every problem."""
-    loaded, problems, document, _ = _read_datafix(path)
+    loaded, problems, document, _ = read_datafix_best_effort(path)
     return loaded, problems, document
 
 
@@ -204,7 +202,7 @@ def read_datafix(path: Path) -> tuple[LoadedDatafix | None, list[Located], _Docu
 class _Parsed:
     valid: bool
     problems: list[Located]
-    document: _Document
+    document: Document
     best_effort: Datafix | None
     sha: str
 
@@ -246,9 +244,9 @@ def parse_count() -> int:
     return _CACHE.parses
 
 
-def _read_datafix(
+def read_datafix_best_effort(
     path: Path,
-) -> tuple[LoadedDatafix | None, list[Located], _Document, LoadedDatafix | None]:
+) -> tuple[LoadedDatafix | None, list[Located], Document, LoadedDatafix | None]:
     """As read_datafix, plus a best-effort datafix (unknown keys dropped) to check further."""
     parsed = _CACHE.get(path)
     best_effort = None
@@ -264,8 +262,8 @@ def _parse(path: Path, raw: bytes, sha: str) -> _Parsed:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         problem = Located(path, 1, 1, f"not UTF-8 text ({error})", "save it as UTF-8")
-        return _Parsed(False, [problem], _Document(path, ""), None, sha)
-    document = _Document(path, text)
+        return _Parsed(False, [problem], Document(path, ""), None, sha)
+    document = Document(path, text)
     problems = list(document.problems)
     if problems:
         return _Parsed(False, problems, document, None, sha)
@@ -286,11 +284,11 @@ def _parse(path: Path, raw: bytes, sha: str) -> _Parsed:
         problems.extend(document.at(issue) for issue in _pydantic_issues(error, document.data))
         recovered = _without_unknown_keys(document.data, error)
         if recovered is None:
-            return _Parsed(False, _sorted(problems), document, None, sha)
+            return _Parsed(False, sorted_problems(problems), document, None, sha)
         datafix = recovered
     problems.extend(document.at(issue) for issue in semantic_issues(datafix, file_stem=path.stem))
     if problems:
-        return _Parsed(False, _sorted(problems), document, datafix, sha)
+        return _Parsed(False, sorted_problems(problems), document, datafix, sha)
     return _Parsed(True, [], document, datafix, sha)
 
 
@@ -367,120 +365,8 @@ def resolve_env(text: str) -> str:
     return ENV_REFERENCE.sub(substitute, text)
 
 
-def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
-    """Every problem `datafix check` reports for one file (empty list: the file is good)."""
-    _, problems, document, best_effort = _read_datafix(path)
-    environment = interpolation_env()
-    unresolved: set[str] = set()  # sources not probed: their unset variable is the problem
-    if document.data is not None:
-        for yaml_path, name in env_references(document.data):
-            if name not in environment:
-                if len(yaml_path) > 1 and yaml_path[0] == "sources":
-                    unresolved.add(str(yaml_path[1]))
-                if len(yaml_path) > 2 and yaml_path[:2] == ("push", "sinks"):
-                    unresolved.add(f"push:{yaml_path[2]}")
-                line, column = document.locate(yaml_path)
-                problems.append(
-                    Located(
-                        path,
-                        line,
-                        column,
-                        f"environment variable `{name}` is not set",
-                        f"export {name}=… before running (list it in .env.example); secrets"
-                        " never go in the datafix itself",
-                    )
-                )
-    if best_effort is not None and probe_sources:
-        problems.extend(document.at(issue) for issue in _probe_sources(best_effort, unresolved))
-        problems.extend(document.at(issue) for issue in _probe_sinks(best_effort, unresolved))
-    return _sorted(problems)
-
-
-def _probe_sinks(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
-    """Sinks whose kind can check them without sending anything (an ERP table must hold every
-    mapped column, a Sage 100 drop folder must exist and be writable). Web services are not
-    called, as for sources."""
-    push = loaded.datafix.push
-    if push is None:
-        return
-    for name, spec in push.sinks.items():
-        kind = registry.sink_kind(spec.kind)
-        if kind is None or kind.check is None or f"push:{name}" in unresolved:
-            continue
-        try:
-            settings = loaded.sink(name)
-            sink = kind.build(name, settings)
-            try:
-                kind.check(sink, settings)
-            finally:
-                sink.close()
-        except ConnectorError as error:
-            text = str(error)
-            message = text if text.startswith(f"sink `{name}`") else f"sink `{name}`: {text}"
-            yield Issue(path=("push", "sinks", name, kind.where(spec)), message=message)
-
-
-def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
-    from pipelines.lib.sources import source_header  # sources imports this module
-
-    datafix = loaded.datafix
-    headers: dict[tuple[Any, ...], list[str] | None] = {}
-    for entity, mapping in datafix.entities.items():
-        if mapping.source in unresolved or mapping.source not in datafix.sources:
-            continue
-        source = datafix.sources[mapping.source]
-        workbook = "sheet" in type(source).model_fields
-        sheet = mapping.sheet if workbook else None
-        cache_key = (mapping.source, sheet, mapping.header_row, mapping.header_rows)
-        base: YamlPath = ("sources", mapping.source)
-        if cache_key not in headers:
-            try:
-                headers[cache_key] = source_header(loaded, entity)
-            except ConnectorError as error:
-                headers[cache_key] = None
-                kind = registry.source_kind(source.kind)
-                where = kind.where(source) if kind is not None else "kind"
-                if workbook and "sheet" in str(error).lower():
-                    yield Issue(path=("entities", entity, "sheet"), message=str(error))
-                else:
-                    yield Issue(
-                        path=(*base, where), message=f"cannot open `{mapping.source}`: {error}"
-                    )
-                continue
-        header = headers[cache_key]
-        if header is None:
-            continue
-        present = {header_key(label) for label in header}
-        for field, rule in mapping.fields.items():
-            for position, column in _rule_columns(rule):
-                if header_key(column) not in present:
-                    yield Issue(
-                        path=("entities", entity, "fields", field, *position),
-                        message=f"column `{column}` is not in the header of `{mapping.source}`",
-                        hint=did_you_mean(column, header),
-                    )
-        for index, row_filter in enumerate(mapping.skip_rows):
-            if header_key(row_filter.column) not in present:
-                yield Issue(
-                    path=("entities", entity, "skip_rows", index, "column"),
-                    message=f"column `{row_filter.column}` is not in the header of"
-                    f" `{mapping.source}`",
-                    hint=did_you_mean(row_filter.column, header),
-                )
-
-
-def _rule_columns(rule: Any) -> Iterator[tuple[YamlPath, str]]:
-    if rule.from_ is not None:
-        yield ("from",), rule.from_
-    for index, column in enumerate(rule.concat or []):
-        yield ("concat", index), column
-    if rule.debit is not None:
-        yield ("debit",), rule.debit
-    if rule.credit is not None:
-        yield ("credit",), rule.credit
-
-
-def _sorted(problems: list[Located]) -> list[Located]:
+def sorted_problems(problems: list[Located]) -> list[Located]:
+    """Problems without repeats, in file, line and column order."""
     unique = list(dict.fromkeys(problems))
     return sorted(unique, key=lambda p: (str(p.file), p.line, p.column))
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from connectors.errors import ConfigError
+from pipelines.lib.checks import check_datafix
 from pipelines.lib.datafixes import (
     DatafixError,
     Located,
-    check_datafix,
     load_datafix,
     resolve_env,
 )

@@ -306,7 +306,7 @@ def test_datafix_check_opens_erp_tables_and_drop_folders_before_any_push(
 ) -> None:
     import sqlite3
 
-    from pipelines.lib.datafixes import check_datafix
+    from pipelines.lib.checks import check_datafix
 
     write_works(tmp_path / "data", orders=3)
     erp = tmp_path / "erp.db"

@@ -1,0 +1,138 @@
+"""`datafix check`: every problem of a datafix file, located as `file:line:column`.
+
+Beyond what loading refuses (`pipelines/lib/datafixes.py`): `${VARIABLES}` that are not set,
+sources that cannot be opened, mapped columns missing from a source's header (asked of each
+source's kind), and sink targets a kind can check without sending anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from connectors import registry
+from connectors.errors import ConnectorError
+from connectors.files.client import header_key
+from pipelines.lib.datafixes import (
+    LoadedDatafix,
+    Located,
+    read_datafix_best_effort,
+    sorted_problems,
+)
+from pipelines.lib.environment import interpolation_env
+from pipelines.lib.sources import source_header
+from schemas.datafix import Issue, YamlPath, did_you_mean, env_references
+
+__all__ = ["check_datafix"]
+
+
+def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
+    """Every problem `datafix check` reports for one file (empty list: the file is good)."""
+    _, problems, document, best_effort = read_datafix_best_effort(path)
+    environment = interpolation_env()
+    unresolved: set[str] = set()  # sources not probed: their unset variable is the problem
+    if document.data is not None:
+        for yaml_path, name in env_references(document.data):
+            if name not in environment:
+                if len(yaml_path) > 1 and yaml_path[0] == "sources":
+                    unresolved.add(str(yaml_path[1]))
+                if len(yaml_path) > 2 and yaml_path[:2] == ("push", "sinks"):
+                    unresolved.add(f"push:{yaml_path[2]}")
+                line, column = document.locate(yaml_path)
+                problems.append(
+                    Located(
+                        path,
+                        line,
+                        column,
+                        f"environment variable `{name}` is not set",
+                        f"export {name}=… before running (list it in .env.example); secrets"
+                        " never go in the datafix itself",
+                    )
+                )
+    if best_effort is not None and probe_sources:
+        problems.extend(document.at(issue) for issue in _probe_sources(best_effort, unresolved))
+        problems.extend(document.at(issue) for issue in _probe_sinks(best_effort, unresolved))
+    return sorted_problems(problems)
+
+
+def _probe_sinks(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
+    """Sinks whose kind can check them without sending anything (an ERP table must hold every
+    mapped column, a Sage 100 drop folder must exist and be writable). Web services are not
+    called, as for sources."""
+    push = loaded.datafix.push
+    if push is None:
+        return
+    for name, spec in push.sinks.items():
+        kind = registry.sink_kind(spec.kind)
+        if kind is None or kind.check is None or f"push:{name}" in unresolved:
+            continue
+        try:
+            settings = loaded.sink(name)
+            sink = kind.build(name, settings)
+            try:
+                kind.check(sink, settings)
+            finally:
+                sink.close()
+        except ConnectorError as error:
+            text = str(error)
+            message = text if text.startswith(f"sink `{name}`") else f"sink `{name}`: {text}"
+            yield Issue(path=("push", "sinks", name, kind.where(spec)), message=message)
+
+
+def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issue]:
+    datafix = loaded.datafix
+    headers: dict[tuple[Any, ...], list[str] | None] = {}
+    for entity, mapping in datafix.entities.items():
+        if mapping.source in unresolved or mapping.source not in datafix.sources:
+            continue
+        source = datafix.sources[mapping.source]
+        workbook = "sheet" in type(source).model_fields
+        sheet = mapping.sheet if workbook else None
+        cache_key = (mapping.source, sheet, mapping.header_row, mapping.header_rows)
+        base: YamlPath = ("sources", mapping.source)
+        if cache_key not in headers:
+            try:
+                headers[cache_key] = source_header(loaded, entity)
+            except ConnectorError as error:
+                headers[cache_key] = None
+                kind = registry.source_kind(source.kind)
+                where = kind.where(source) if kind is not None else "kind"
+                if workbook and "sheet" in str(error).lower():
+                    yield Issue(path=("entities", entity, "sheet"), message=str(error))
+                else:
+                    yield Issue(
+                        path=(*base, where), message=f"cannot open `{mapping.source}`: {error}"
+                    )
+                continue
+        header = headers[cache_key]
+        if header is None:
+            continue
+        present = {header_key(label) for label in header}
+        for field, rule in mapping.fields.items():
+            for position, column in _rule_columns(rule):
+                if header_key(column) not in present:
+                    yield Issue(
+                        path=("entities", entity, "fields", field, *position),
+                        message=f"column `{column}` is not in the header of `{mapping.source}`",
+                        hint=did_you_mean(column, header),
+                    )
+        for index, row_filter in enumerate(mapping.skip_rows):
+            if header_key(row_filter.column) not in present:
+                yield Issue(
+                    path=("entities", entity, "skip_rows", index, "column"),
+                    message=f"column `{row_filter.column}` is not in the header of"
+                    f" `{mapping.source}`",
+                    hint=did_you_mean(row_filter.column, header),
+                )
+
+
+def _rule_columns(rule: Any) -> Iterator[tuple[YamlPath, str]]:
+    if rule.from_ is not None:
+        yield ("from",), rule.from_
+    for index, column in enumerate(rule.concat or []):
+        yield ("concat", index), column
+    if rule.debit is not None:
+        yield ("debit",), rule.debit
+    if rule.credit is not None:
+        yield ("credit",), rule.credit
