@@ -103,17 +103,11 @@ def _basic_auth(spec: SageX3Source | SageX3Sink) -> tuple[str, str] | None:
 def _read_x3(source: SageX3Source, request: SourceRequest) -> RawTable:
     from connectors.sage.client import read_sage_x3
 
+    same = {"pool_alias", "public_name", "keys", "language", "lines", "address", "timeout"}
     raw = read_sage_x3(
         source.wsdl,
-        pool_alias=source.pool_alias,
-        public_name=source.public_name,
-        keys=source.keys,
-        language=source.language,
-        lines=source.lines,
-        address=source.address,
+        **source.model_dump(include={*same, "operation_timeout"}),
         auth=_basic_auth(source),
-        timeout=source.timeout,
-        operation_timeout=source.operation_timeout,
     )
     return raw if request.after is None else past_watermark(raw, request.after)
 
@@ -121,24 +115,15 @@ def _read_x3(source: SageX3Source, request: SourceRequest) -> RawTable:
 def _build_x3_sink(name: str, spec: SageX3Sink) -> Sink:
     from connectors.sage.push import SageX3Sink as SageX3Connector
 
+    same = {"wsdl", "pool_alias", "language", "public_name", "key_field", "group", "address"}
+    same |= {"reference_field", "version_field", "lines_table", "timeout", "operation_timeout"}
     return SageX3Connector(
         name,
-        wsdl=spec.wsdl,
-        pool_alias=spec.pool_alias,
-        language=spec.language,
+        **spec.model_dump(include=same),
         user=spec.username,
         password=spec.password,
-        public_name=spec.public_name,
-        key_field=spec.key_field,
-        group=spec.group,
         field_groups=dict(spec.field_groups) or None,
-        reference_field=spec.reference_field,
-        version_field=spec.version_field,
-        lines_table=spec.lines_table,
         max_batch=spec.batch_size or 50,
-        address=spec.address,
-        timeout=spec.timeout,
-        operation_timeout=spec.operation_timeout,
         retry=ONE_ATTEMPT,
     )
 
@@ -159,18 +144,14 @@ def _cents_fields(spec: SinkBase) -> list[str]:
 def _build_file_sink(name: str, spec: Sage100FileSink) -> Sink:
     from connectors.sage.sage100 import Sage100FileSink as Sage100Connector
 
+    same = {"file_prefix", "format", "date_format", "delimiter", "encoding", "idempotency_column"}
     return Sage100Connector(
         name,
+        **spec.model_dump(include=same),
         drop_folder=Path(spec.folder).expanduser(),
-        file_prefix=spec.file_prefix,
         columns=list(spec.fields),
-        format=spec.format,
         amount_columns=_cents_fields(spec),
-        date_format=spec.date_format,
-        delimiter=spec.delimiter,
-        encoding=spec.encoding,
         archive_folders=[Path(folder).expanduser() for folder in spec.archive_folders],
-        idempotency_column=spec.idempotency_column,
         max_rows_per_file=spec.batch_size or spec.rows_per_file,
     )
 

@@ -125,14 +125,11 @@ def _read(source: SoapSource, request: SourceRequest) -> RawTable:
         since = (source.cursor.argument, after.value)
     raw = read_soap(
         source.wsdl,
-        operation=source.operation,
+        **source.model_dump(include={"operation", "key", "timeout", "operation_timeout"}),
         arguments=dict(source.arguments),
         records_path=source.records,
         paging=None if source.paging is None else SoapPaging(**source.paging.model_dump()),
         since=since,
-        key=source.key,
-        timeout=source.timeout,
-        operation_timeout=source.operation_timeout,
         address=source.address,
     )
     return raw if after is None else past_watermark(raw, after)
@@ -145,27 +142,22 @@ def _build_sink(name: str, spec: SoapSink) -> Sink:
     if spec.username is not None and spec.password is not None:
         auth = (spec.username, spec.password)
     read_back = spec.read_back or SoapReadBack(operation="")
+    results = spec.results
+    same = {"wsdl", "operation", "mode", "idempotency_field", "reference_field", "address"}
     return SoapConnector(
         name,
-        wsdl=spec.wsdl,
-        operation=spec.operation,
-        mode=spec.mode,
-        idempotency_field=spec.idempotency_field,
-        reference_field=spec.reference_field,
-        results_path=spec.results.path,
-        result_reference=spec.results.reference,
-        result_status=spec.results.status,
-        result_id=spec.results.id,
-        result_message=spec.results.message,
-        accepted=tuple(spec.results.accepted),
+        **spec.model_dump(include={*same, "timeout", "operation_timeout"}),
+        results_path=results.path,
+        result_reference=results.reference,
+        result_status=results.status,
+        result_id=results.id,
+        result_message=results.message,
+        accepted=tuple(results.accepted),
         read_back_operation=spec.read_back.operation if spec.read_back else None,
         read_back_path=read_back.path,
         held_id=read_back.id,
         held_idempotency_key=read_back.idempotency_key,
         max_batch=spec.batch_size or 100,
-        address=spec.address,
-        timeout=spec.timeout,
-        operation_timeout=spec.operation_timeout,
         auth=auth,
         retry=ONE_ATTEMPT,
     )

@@ -112,26 +112,22 @@ class SqlSink(SinkBase):
 # --- sources ----------------------------------------------------------------------------------
 
 
+def _target(source: SqlSource | OdbcSource) -> dict[str, str | None]:
+    """What a database source reads: a table (in a schema) or a query."""
+    return {"table": source.table, "schema": source.db_schema, "query": source.query}
+
+
 def _read_sql(source: SqlSource, request: SourceRequest) -> RawTable:
     from connectors.sql.client import read_sql
 
     # the database applies the whole (cursor, key) condition itself
-    return read_sql(
-        source.url,
-        table=source.table,
-        schema=source.db_schema,
-        query=source.query,
-        key=source.key,
-        after=request.after,
-    )
+    return read_sql(source.url, **_target(source), key=source.key, after=request.after)
 
 
 def _sql_header(source: SqlSource, request: SourceRequest) -> list[str]:
     from connectors.sql.client import read_sql_header
 
-    return read_sql_header(
-        source.url, table=source.table, schema=source.db_schema, query=source.query
-    )
+    return read_sql_header(source.url, **_target(source))
 
 
 def _odbc_connection(source: OdbcSource) -> str:
@@ -150,9 +146,7 @@ def _read_odbc(source: OdbcSource, request: SourceRequest) -> RawTable:
     since = None if after is None or after.value is None else (after.column, after.value)
     raw = read_odbc(
         _odbc_connection(source),
-        table=source.table,
-        schema=source.db_schema,
-        query=source.query,
+        **_target(source),
         key=source.key,
         since=since,
         dialect=source.dialect,
@@ -163,13 +157,7 @@ def _read_odbc(source: OdbcSource, request: SourceRequest) -> RawTable:
 def _odbc_header(source: OdbcSource, request: SourceRequest) -> list[str]:
     from connectors.sql.odbc import read_odbc_header
 
-    return read_odbc_header(
-        _odbc_connection(source),
-        table=source.table,
-        schema=source.db_schema,
-        query=source.query,
-        dialect=source.dialect,
-    )
+    return read_odbc_header(_odbc_connection(source), **_target(source), dialect=source.dialect)
 
 
 # --- sink -------------------------------------------------------------------------------------
@@ -195,18 +183,14 @@ def _check_sink(sink: Sink, spec: SqlSink) -> None:
     sink.probe(list(spec.fields))  # type: ignore[attr-defined]
 
 
+def _odbc_locator(source: OdbcSource) -> str:
+    return "dsn" if source.dsn is not None else "connection"
+
+
+def _sink_locator(sink: SqlSink) -> str:
+    return "url" if sink.url is not None else "connection"
+
+
 SQL_SOURCE = SourceKind("sql", SqlSource, read=_read_sql, header=_sql_header, locator="url")
-ODBC_SOURCE = SourceKind(
-    "odbc",
-    OdbcSource,
-    read=_read_odbc,
-    header=_odbc_header,
-    locator=lambda source: "dsn" if source.dsn is not None else "connection",
-)
-SQL_SINK = SinkKind(
-    "sql",
-    SqlSink,
-    build=_build_sink,
-    check=_check_sink,
-    locator=lambda sink: "url" if sink.url is not None else "connection",
-)
+ODBC_SOURCE = SourceKind("odbc", OdbcSource, _read_odbc, _odbc_header, locator=_odbc_locator)
+SQL_SINK = SinkKind("sql", SqlSink, _build_sink, check=_check_sink, locator=_sink_locator)
