@@ -106,18 +106,25 @@ def test_outside_ci_skips_are_reported_and_the_run_passes(tmp_path: Path) -> Non
 UNREACHABLE_POSTGRES = "\nPOSTGRES_PORT = 9\n"
 
 
-def test_unreachable_postgres_fails_in_ci(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("ci", "exit_code", "summary", "also_said"),
+    [
+        pytest.param(
+            True,
+            pytest.ExitCode.TESTS_FAILED,
+            "1 passed, 1 error",
+            "CI=true: tests needing it must not be skipped",
+            id="fails-in-ci",
+        ),
+        pytest.param(False, pytest.ExitCode.OK, "1 passed, 1 skipped", "", id="skips-outside-ci"),
+    ],
+)
+def test_unreachable_postgres(
+    tmp_path: Path, ci: bool, exit_code: pytest.ExitCode, summary: str, also_said: str
+) -> None:
     tests = {"test_sample.py": SAMPLE_WAREHOUSE}
-    result = run_suite(tmp_path, tests, ci=True, conftest_tail=UNREACHABLE_POSTGRES)
-    assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout
-    assert "1 passed, 1 error" in result.stdout
+    result = run_suite(tmp_path, tests, ci=ci, conftest_tail=UNREACHABLE_POSTGRES)
+    assert result.returncode == exit_code, result.stdout
+    assert summary in result.stdout
     assert "PostgreSQL is not reachable on 127.0.0.1:9" in result.stdout
-    assert "CI=true: tests needing it must not be skipped" in result.stdout
-
-
-def test_unreachable_postgres_skips_outside_ci(tmp_path: Path) -> None:
-    tests = {"test_sample.py": SAMPLE_WAREHOUSE}
-    result = run_suite(tmp_path, tests, ci=False, conftest_tail=UNREACHABLE_POSTGRES)
-    assert result.returncode == pytest.ExitCode.OK, result.stdout
-    assert "1 passed, 1 skipped" in result.stdout
-    assert "PostgreSQL is not reachable on 127.0.0.1:9" in result.stdout
+    assert also_said in result.stdout

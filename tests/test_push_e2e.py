@@ -42,6 +42,7 @@ from pipelines.lib.push import push_landlord, record_contract
 from pipelines.lib.sinks import build_sink
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import outbox
+from tests.pipelines.lib.helpers import migrated_warehouse
 from tests.pipelines.lib.pushing import load_all, write_datafix, write_works
 
 DATAFIX = str(Path(sys.executable).parent / "datafix")
@@ -365,10 +366,7 @@ def test_kill_9_twenty_times_during_a_10000_record_push_to_the_erp(
 
 @pytest.fixture
 def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.migrate()
-    yield warehouse
-    warehouse.dispose()
+    yield from migrated_warehouse(warehouse_url)
 
 
 def outbox_rows(warehouse: Warehouse, landlord: str) -> list[Any]:

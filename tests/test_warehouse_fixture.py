@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
@@ -22,6 +26,18 @@ def database_exists(server_url: sa.URL, name: str) -> bool:
             return connection.scalar(query, {"name": name}) == 1
     finally:
         engine.dispose()
+
+
+@contextmanager
+def private_database(factory: Callable[[], Any]) -> Iterator[str]:
+    """The URL of a database from `factory`, asserted to exist while used, gone afterwards."""
+    with factory() as url:
+        server = sa.make_url(url)
+        name = server.database
+        assert name.startswith("datafix_test_")
+        assert database_exists(server, name)
+        yield url
+    assert not database_exists(server, name)
 
 
 def test_warehouse_url_is_an_empty_warehouse_the_hub_uses(warehouse_url: str) -> None:
@@ -45,15 +61,10 @@ def test_without_a_warehouse_fixture_the_hub_uses_sqlite_in_its_home(hub_home) -
 
 @pytest.mark.postgres
 def test_postgres_database_exists_while_used_and_is_dropped_after(postgres_database) -> None:
-    with postgres_database() as url:
-        server = sa.make_url(url)
-        name = server.database
-        assert name.startswith("datafix_test_")
-        assert database_exists(server, name)
+    with private_database(postgres_database) as url:
         # Left open on purpose: the drop must end sessions the code under test forgot.
         forgotten = sa.create_engine(url, poolclass=sa.NullPool).connect()
-        assert forgotten.scalar(sa.text("SELECT current_database()")) == name
-    assert not database_exists(server, name)
+        assert forgotten.scalar(sa.text("SELECT current_database()")) == sa.make_url(url).database
     forgotten.invalidate()
 
 
@@ -71,9 +82,5 @@ def test_mariadb_url_reaches_an_empty_database_over_odbc(mariadb_url: str) -> No
 
 @pytest.mark.mariadb
 def test_mariadb_database_exists_while_used_and_is_dropped_after(mariadb_database) -> None:
-    with mariadb_database() as url:
-        server = sa.make_url(url)
-        name = server.database
-        assert name.startswith("datafix_test_")
-        assert database_exists(server, name)
-    assert not database_exists(server, name)
+    with private_database(mariadb_database):
+        pass  # asserted on the way in and out

@@ -5,6 +5,7 @@ PostgreSQL (`warehouse_url`).
 """
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ from connectors.rawtable import Watermark
 from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse
+from tests.pipelines.lib import helpers
+from tests.pipelines.lib.helpers import incremental_ledger, migrated_warehouse
+from tests.pipelines.lib.helpers import run_ledger_once as run_once
 
 BOUNDARY = "2026-03-01 08:00:00"
 
@@ -43,34 +47,29 @@ def make_erp(path: Path, rows: int = 6_000, sharing_boundary: int = 5_000) -> No
 
 
 def write_datafix(folder: Path, erp: Path, *, lookback: int = 0) -> Path:
-    document = {
-        "landlord": {"id": "delta-habitat", "name": "Delta Habitat"},
-        "sources": {
-            "erp": {
-                "kind": "sql",
-                "url": f"sqlite:///{erp}",
-                "table": "ecritures",
-                "key": ["id"],
-                "cursor": {"column": "modifie_le", "lookback_minutes": lookback},
-            }
+    return helpers.write_datafix(
+        folder,
+        {
+            "landlord": {"id": "delta-habitat", "name": "Delta Habitat"},
+            "sources": {
+                "erp": {
+                    "kind": "sql",
+                    "url": f"sqlite:///{erp}",
+                    "table": "ecritures",
+                    "key": ["id"],
+                    "cursor": {"column": "modifie_le", "lookback_minutes": lookback},
+                }
+            },
+            "entities": incremental_ledger(
+                "erp",
+                entry_ref="id",
+                tenant_ref="compte",
+                entry_date="date_ecriture",
+                kind={"from": "code", "map": {"LOY": "rent"}},
+                amount="montant",
+            ),
         },
-        "entities": {
-            "ledger_entries": {
-                "source": "erp",
-                "mode": "incremental",
-                "fields": {
-                    "entry_ref": "id",
-                    "tenant_ref": "compte",
-                    "entry_date": "date_ecriture",
-                    "kind": {"from": "code", "map": {"LOY": "rent"}},
-                    "amount_cents": "montant",
-                },
-            }
-        },
-    }
-    path = folder / "delta-habitat.yaml"
-    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    return path
+    )
 
 
 @pytest.fixture
@@ -81,19 +80,8 @@ def erp(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def warehouse(warehouse_url: str) -> Warehouse:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.migrate()
-    yield warehouse
-    warehouse.dispose()
-
-
-def run_once(datafix: Path, warehouse: Warehouse, run_id: str) -> int:
-    """One pull → normalise → load; returns the rows pulled from the source."""
-    loaded = load_datafix(datafix)
-    pulled = pull(loaded, "ledger_entries", warehouse=warehouse)
-    load(warehouse, loaded, normalise(loaded, pulled), run_id=run_id)
-    return pulled.rows
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    yield from migrated_warehouse(warehouse_url)
 
 
 def loaded_rows(warehouse: Warehouse) -> int:

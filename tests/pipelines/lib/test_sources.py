@@ -5,19 +5,21 @@ is SQLite. Each test goes datafix YAML → pull → normalise → load, as a nig
 """
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from connectors.sandbox.soap_erp import LandlordErpPeer
 from connectors.watermark import past_watermark
 from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse
+from tests.pipelines.lib.helpers import incremental_ledger, migrated_warehouse, write_datafix
+from tests.pipelines.lib.helpers import run_ledger_once as run_once
 
 START = dt.datetime(2026, 3, 1, 8, 0, 0)
 
@@ -53,38 +55,21 @@ def soap_datafix(folder: Path, wsdl: str) -> Path:
                 "operation_timeout": 5,
             }
         },
-        "entities": {
-            "ledger_entries": {
-                "source": "erp",
-                "mode": "incremental",
-                "fields": {
-                    "entry_ref": "entryId",
-                    "tenant_ref": "tenantRef",
-                    "entry_date": "entryDate",
-                    "kind": {"from": "kind", "map": {"LOY": "rent"}},
-                    "amount_cents": "amount",
-                },
-            }
-        },
+        "entities": incremental_ledger(
+            "erp",
+            entry_ref="entryId",
+            tenant_ref="tenantRef",
+            entry_date="entryDate",
+            kind={"from": "kind", "map": {"LOY": "rent"}},
+            amount="amount",
+        ),
     }
-    path = folder / "erp-habitat.yaml"
-    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_datafix(folder, document)
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> Warehouse:
-    warehouse = Warehouse(f"sqlite:///{tmp_path / 'warehouse.db'}")
-    warehouse.migrate()
-    yield warehouse
-    warehouse.dispose()
-
-
-def run_once(datafix: Path, warehouse: Warehouse, run_id: str) -> int:
-    loaded = load_datafix(datafix)
-    pulled = pull(loaded, "ledger_entries", warehouse=warehouse)
-    load(warehouse, loaded, normalise(loaded, pulled), run_id=run_id)
-    return pulled.rows
+def warehouse(tmp_path: Path) -> Iterator[Warehouse]:
+    yield from migrated_warehouse(f"sqlite:///{tmp_path / 'warehouse.db'}")
 
 
 def test_soap_source_pages_loads_exact_amounts_and_resumes_incrementally(
@@ -191,9 +176,7 @@ def salesforce_datafix(folder: Path, peer: Any) -> Path:
             }
         },
     }
-    path = folder / "sf-works.yaml"
-    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_datafix(folder, document)
 
 
 def test_salesforce_source_loads_work_orders_and_pulls_only_changes(
@@ -255,24 +238,17 @@ def canonical_ledger(folder: Path, source: dict[str, Any]) -> tuple[Any, Any]:
                 "cursor": {"column": "modifie_le"},
             }
         },
-        "entities": {
-            "ledger_entries": {
-                "source": "erp",
-                "mode": "incremental",
-                "fields": {
-                    "entry_ref": "id",
-                    "tenant_ref": "compte",
-                    "entry_date": "jour",
-                    "kind": {"const": "rent"},
-                    "amount_cents": "montant",
-                },
-            }
-        },
+        "entities": incremental_ledger(
+            "erp",
+            entry_ref="id",
+            tenant_ref="compte",
+            entry_date="jour",
+            kind={"const": "rent"},
+            amount="montant",
+        ),
     }
     folder.mkdir()
-    path = folder / "odbc-habitat.yaml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    loaded = load_datafix(path)
+    loaded = load_datafix(write_datafix(folder, document))
     pulled = pull(loaded, "ledger_entries")
     batch = normalise(loaded, pulled).batch
     assert batch is not None and len(batch.rejects) == 0

@@ -33,6 +33,7 @@ from schemas.tables import (
     quarantine,
     source_state,
 )
+from tests.pipelines.lib.helpers import migrated_warehouse
 
 LANDLORD = "acme-habitat"
 OTHER_LANDLORD = "opale-logement"
@@ -146,10 +147,7 @@ def as_utc(value: dt.datetime) -> dt.datetime:
 @pytest.fixture
 def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
     """A migrated, empty warehouse."""
-    hub = Warehouse(warehouse_url)
-    hub.migrate()
-    yield hub
-    hub.dispose()
+    yield from migrated_warehouse(warehouse_url)
 
 
 # --- migrate --------------------------------------------------------------------------------
