@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 __all__ = [
+    "BatchedSink",
     "Delivered",
     "Outcome",
     "OutgoingRecord",
@@ -90,6 +91,49 @@ class Sink(Protocol):
     def close(self) -> None:
         """Release connections; the sink may not be used afterwards."""
         ...
+
+
+class BatchedSink:
+    """Base of the web-service sinks (SOAP, Sage X3): at most `max_batch` records a `send`,
+    over an HTTP session, and no use after `close`.
+
+    The session is the caller's (TLS trust, proxies, mounted adapters: shared, never closed
+    here) or, when `auth` (HTTP Basic) is given without one, a session made on first use, the
+    only one `close` closes. A subclass calls `_hold_session` from its constructor, then
+    `_check_open` and `_http_session` when it connects.
+    """
+
+    name: str
+    max_batch: int
+
+    def _hold_session(self, session: Any, auth: tuple[str, str] | None) -> None:
+        self._session = session
+        self._http_auth = auth
+        self._own_session = False
+        self._closed = False
+
+    def batch_size(self, pending: int) -> int:
+        return max(0, min(pending, self.max_batch))
+
+    def close(self) -> None:
+        if self._own_session and self._session is not None:
+            self._session.close()
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"sink {self.name} is closed")
+
+    def _http_session(self) -> Any:
+        """The session calls go through: the caller's, or one made here for `auth`."""
+        if self._http_auth is not None:
+            if self._session is None:
+                import requests  # only web-service sinks need it
+
+                self._session = requests.Session()
+                self._own_session = True
+            self._session.auth = self._http_auth
+        return self._session
 
 
 def _json_default(value: Any) -> Any:

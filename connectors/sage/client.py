@@ -43,7 +43,7 @@ from lxml import etree
 
 from connectors.errors import ConfigError, PermanentError
 from connectors.rawtable import RawTable, key_lineage, line_lineage
-from connectors.retry import RetryPolicy, with_retries
+from connectors.retry import RetryPolicy
 from connectors.sage.models import SAGE_X3_RETRY, SageMessage, SageResult
 from connectors.soap.client import (
     call_operation,
@@ -57,6 +57,7 @@ from connectors.soap.client import (
 
 __all__ = [
     "WSS_NAMESPACE",
+    "call_context",
     "object_keys_param",
     "parse_result_xml",
     "query_lines",
@@ -67,6 +68,18 @@ __all__ = [
 WSS_NAMESPACE = "http://www.adonix.com/WSS"
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _X3_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+
+
+def call_context(pool_alias: str, language: str, request_config: str) -> dict[str, str]:
+    """The `callContext` of every Sage X3 call (the user is the web service pool's)."""
+    return {
+        "codeLang": language,
+        "codeUser": "",
+        "password": "",
+        "poolAlias": pool_alias,
+        "poolId": "",
+        "requestConfig": request_config,
+    }
 
 
 def sage_result(answer: Any) -> SageResult:
@@ -264,25 +277,16 @@ def read_sage_x3(
     if auth is not None:
         session = session or requests.Session()
         session.auth = auth
-    client = with_retries(
-        lambda: make_client(
-            wsdl,
-            timeout=timeout,
-            operation_timeout=operation_timeout,
-            session=session,
-            soap_encoding=True,
-        ),
-        policy,
+    client = make_client(
+        wsdl,
+        timeout=timeout,
+        operation_timeout=operation_timeout,
+        session=session,
+        soap_encoding=True,
+        retry=policy,
     )
     service = service_for(client, address)
-    context = {
-        "codeLang": language,
-        "codeUser": "",
-        "password": "",
-        "poolAlias": pool_alias,
-        "poolId": "",
-        "requestConfig": request_config,
-    }
+    context = call_context(pool_alias, language, request_config)
 
     def call(operation: str, **parameters: Any) -> etree._Element | None:
         where = f"{origin} {operation}"

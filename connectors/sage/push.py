@@ -38,10 +38,11 @@ import zeep
 from lxml import etree
 from zeep.proxy import ServiceProxy
 
-from connectors.delivery import Delivered, FieldValue, OutgoingRecord
+from connectors.delivery import BatchedSink, Delivered, FieldValue, OutgoingRecord
 from connectors.errors import ConfigError
-from connectors.retry import RetryPolicy, with_retries
+from connectors.retry import RetryPolicy
 from connectors.sage.client import (
+    call_context,
     object_keys_param,
     parse_result_xml,
     query_lines,
@@ -66,7 +67,7 @@ def _same(held: str, sent: str) -> bool:
         return False
 
 
-class SageX3Sink:
+class SageX3Sink(BatchedSink):
     """Delivers records as Sage X3 objects (module docstring), one `save`/`modify` each.
 
     Args:
@@ -134,28 +135,15 @@ class SageX3Sink:
         self.operation_timeout = operation_timeout
         self.retry = retry or SAGE_X3_RETRY
         self.calls: Counter[str] = Counter()  # operation calls made, by operation
-        self.context = {
-            "codeLang": language,
-            "codeUser": "",
-            "password": "",
-            "poolAlias": pool_alias,
-            "poolId": "",
-            "requestConfig": request_config,
-        }
-        self._auth = (user, password or "") if user else None
-        self._session = session
-        self._own_session = False
+        self.context = call_context(pool_alias, language, request_config)
+        self._hold_session(session, (user, password or "") if user else None)
         self._client: zeep.Client | None = None
         self._service: ServiceProxy | None = None
         self._numbers: dict[str, str] = {}  # key → NUM this sink created or found
         self._versions: dict[str, str] = {}  # key → idempotency key delivered by this sink
-        self._closed = False
         self._origin = f"{masked_location(wsdl)} {public_name}"
 
     # the contract ---------------------------------------------------------------------------
-    def batch_size(self, pending: int) -> int:
-        return max(0, min(pending, self.max_batch))
-
     def send(self, records: Sequence[OutgoingRecord]) -> list[Delivered]:
         if not records:
             return []
@@ -177,31 +165,21 @@ class SageX3Sink:
         return found
 
     def close(self) -> None:
-        if self._own_session and self._session is not None:
-            self._session.close()
         self._client = self._service = None
-        self._closed = True
+        super().close()
 
     # calls ----------------------------------------------------------------------------------
     def _connect(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"sink {self.name} is closed")
+        self._check_open()
         if self._service is not None:
             return
-        if self._auth is not None:
-            if self._session is None:
-                self._session = requests.Session()
-                self._own_session = True
-            self._session.auth = self._auth
-        self._client = with_retries(
-            lambda: make_client(
-                self.wsdl,
-                timeout=self.timeout,
-                operation_timeout=self.operation_timeout,
-                session=self._session,
-                soap_encoding=True,
-            ),
-            self.retry,
+        self._client = make_client(
+            self.wsdl,
+            timeout=self.timeout,
+            operation_timeout=self.operation_timeout,
+            session=self._http_session(),
+            soap_encoding=True,
+            retry=self.retry,
         )
         self._service = service_for(self._client, self.address)
 

@@ -311,13 +311,26 @@ def make_client(
     operation_timeout: float = 60,
     session: requests.Session | None = None,
     soap_encoding: bool = False,
+    retry: RetryPolicy | None = None,
 ) -> zeep.Client:
     """A zeep client for `wsdl` (a file path, `file://` or http(s) URL), hardened.
 
     `soap_encoding=True` for RPC/encoded services (Sage X3): see the module docstring.
     Raises ConfigError (missing file, unreachable URL, 4xx, not a WSDL), RetriableError (WSDL
-    timeout, 5xx) or PermanentError (a DTD, entities or an import in the WSDL).
+    timeout, 5xx) or PermanentError (a DTD, entities or an import in the WSDL). With `retry`,
+    a `RetriableError` is retried under that policy first.
     """
+    if retry is not None:
+        return with_retries(
+            lambda: make_client(
+                wsdl,
+                timeout=timeout,
+                operation_timeout=operation_timeout,
+                session=session,
+                soap_encoding=soap_encoding,
+            ),
+            retry,
+        )
     location = _wsdl_location(wsdl)
     transport = GuardedTransport(
         location,
@@ -705,11 +718,8 @@ def read_soap(
     if max_pages < 1:
         raise ConfigError(f"{origin}: max_pages must be at least 1")
     policy = retry or SOAP_RETRY
-    client = with_retries(
-        lambda: make_client(
-            wsdl, timeout=timeout, operation_timeout=operation_timeout, session=session
-        ),
-        policy,
+    client = make_client(
+        wsdl, timeout=timeout, operation_timeout=operation_timeout, session=session, retry=policy
     )
     service = service_for(client, address)
     _operation(service, operation, origin)

@@ -39,7 +39,7 @@ from lxml import etree
 from zeep.proxy import ServiceProxy
 from zeep.xsd import ComplexType
 
-from connectors.delivery import Delivered, FieldValue, OutgoingRecord
+from connectors.delivery import BatchedSink, Delivered, FieldValue, OutgoingRecord
 from connectors.errors import ConfigError, PermanentError
 from connectors.retry import RetryPolicy, with_retries
 from connectors.soap.client import (
@@ -107,7 +107,7 @@ class _BatchInvalid(Exception):
     """The values of some item in a batch do not fit the WSDL."""
 
 
-class SoapSink:
+class SoapSink(BatchedSink):
     """Delivers records to one SOAP import operation of a landlord ERP (module docstring).
 
     Args:
@@ -194,19 +194,14 @@ class SoapSink:
         self.retry = retry or SOAP_RETRY
         self.retriable_faults = frozenset(retriable_faults)
         self.calls: Counter[str] = Counter()  # operation calls made, by operation
-        self._session = session
-        self._own_session = False
+        self._hold_session(session, auth)
         self._services: dict[str, ServiceProxy] = {}
         self._input_list: tuple[str, ...] | None = None
         self._read_input: tuple[str, ...] | None = None
         self._connected = False
-        self._closed = False
         self._origin = f"{masked_location(wsdl)} {operation}"
 
     # the contract ---------------------------------------------------------------------------
-    def batch_size(self, pending: int) -> int:
-        return max(0, min(pending, self.max_batch))
-
     def send(self, records: Sequence[OutgoingRecord]) -> list[Delivered]:
         if not records:
             return []
@@ -241,30 +236,20 @@ class SoapSink:
         return found
 
     def close(self) -> None:
-        if self._own_session and self._session is not None:
-            self._session.close()
         self._services.clear()
-        self._closed = True
+        super().close()
 
     # connecting -----------------------------------------------------------------------------
     def _connect(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"sink {self.name} is closed")
+        self._check_open()
         if self._connected:
             return
-        if self.auth is not None:
-            if self._session is None:
-                self._session = requests.Session()
-                self._own_session = True
-            self._session.auth = self.auth
-        client = with_retries(
-            lambda: make_client(
-                self.wsdl,
-                timeout=self.timeout,
-                operation_timeout=self.operation_timeout,
-                session=self._session,
-            ),
-            self.retry,
+        client = make_client(
+            self.wsdl,
+            timeout=self.timeout,
+            operation_timeout=self.operation_timeout,
+            session=self._http_session(),
+            retry=self.retry,
         )
         wanted = [self.operation, *([self.read_back_operation] if self.read_back_operation else [])]
         ports = [
