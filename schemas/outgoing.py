@@ -23,6 +23,7 @@ from schemas.canonical import (
     WORK_ORDERS,
     ColumnSpec,
     ColumnType,
+    EntitySpec,
 )
 
 __all__ = ["OUTGOING", "OutgoingSpec"]
@@ -72,6 +73,11 @@ def _from(spec_column: ColumnSpec, description: str | None = None) -> ColumnSpec
     )
 
 
+def _carried(spec: EntitySpec, *names: str) -> tuple[ColumnSpec, ...]:
+    """Canonical columns of `spec` carried as they are, in this order."""
+    return tuple(spec.column(name) for name in names)
+
+
 def _column(name: str, type_: ColumnType, description: str, **extra: object) -> ColumnSpec:
     return ColumnSpec(name, type_, description, **extra)  # type: ignore[arg-type]
 
@@ -85,10 +91,7 @@ COMMITMENTS_OUT = OutgoingSpec(
     key="order_ref",
     inputs=("work_orders", "quotes"),
     columns=(
-        WORK_ORDERS.column("order_ref"),
-        WORK_ORDERS.column("contractor"),
-        WORK_ORDERS.column("dwelling_ref"),
-        WORK_ORDERS.column("category"),
+        *_carried(WORK_ORDERS, "order_ref", "contractor", "dwelling_ref", "category"),
         _from(WORK_ORDERS.column("status"), "The works order's status."),
         WORK_ORDERS.column("ordered_date"),
         _column(
@@ -124,21 +127,16 @@ INVOICES_OUT = OutgoingSpec(
     key="invoice_ref",
     inputs=("invoices",),
     columns=(
-        INVOICES.column("invoice_ref"),
-        INVOICES.column("order_ref"),
-        INVOICES.column("kind"),
+        *_carried(INVOICES, "invoice_ref", "order_ref", "kind"),
         _column(
             "document",
             ColumnType.CHOICE,
             "What the target receives: `invoice` (final) or `regularisation_request` (proforma).",
             choices=("invoice", "regularisation_request"),
         ),
-        INVOICES.column("amount_cents"),
-        INVOICES.column("vat_cents"),
+        *_carried(INVOICES, "amount_cents", "vat_cents"),
         _column("total_cents", ColumnType.CENTS, "Amount including VAT: amount + VAT."),
-        INVOICES.column("issued_date"),
-        INVOICES.column("due_date"),
-        INVOICES.column("status"),
+        *_carried(INVOICES, "issued_date", "due_date", "status"),
         _from(WORK_ORDERS.column("contractor"), "Contractor of the order billed (when known)."),
         _from(WORK_ORDERS.column("dwelling_ref"), "Dwelling of the order billed (when known)."),
     ),
@@ -153,17 +151,11 @@ COMPLETIONS_OUT = OutgoingSpec(
     key="completion_ref",
     inputs=("completions",),
     columns=(
-        COMPLETIONS.column("completion_ref"),
-        COMPLETIONS.column("order_ref"),
-        COMPLETIONS.column("completed_at"),
+        *_carried(COMPLETIONS, "completion_ref", "order_ref", "completed_at"),
         _column(
             "completed_date", ColumnType.DATE, "The day the work was completed (Europe/Paris)."
         ),
-        COMPLETIONS.column("technician"),
-        COMPLETIONS.column("tenant_absent"),
-        COMPLETIONS.column("tenant_signed"),
-        COMPLETIONS.column("rating"),
-        COMPLETIONS.column("photos"),
+        *_carried(COMPLETIONS, "technician", "tenant_absent", "tenant_signed", "rating", "photos"),
         _column(
             "order_status",
             ColumnType.CHOICE,
