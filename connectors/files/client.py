@@ -19,7 +19,7 @@ import difflib
 import gc
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -495,6 +495,23 @@ def _read_one_csv(
     return labels, frame, source_rows
 
 
+def _read_files(
+    paths: list[Path],
+    read_one: Callable[[Path], tuple[list[str], pd.DataFrame, pd.Series]],
+    fingerprint: Callable[[list[Path]], str],
+) -> RawTable:
+    """Each file read by `read_one` (labels, frame, lineage), then one table of them all."""
+    paths = _check_paths(paths)
+    parts = [(path, *read_one(path)) for path in paths]
+    frame, source_rows = _assemble(parts)
+    return RawTable(
+        frame=frame,
+        source_rows=source_rows,
+        fingerprint=fingerprint(paths),
+        origin=", ".join(path.name for path in paths),
+    )
+
+
 def _assemble(
     parts: Sequence[tuple[Path, list[str], pd.DataFrame, pd.Series]],
 ) -> tuple[pd.DataFrame, pd.Series]:
@@ -560,11 +577,10 @@ def read_csv(
     `expected_columns` (compared with `header_key`). Blank lines are kept as rows of `""`;
     `source_rows` give each record's first physical line (`file.csv:12`).
     """
-    paths = _check_paths(paths)
     hasher = hashlib.sha256()
-    parts = []
-    for path in paths:
-        labels, frame, source_rows = _read_one_csv(
+    return _read_files(
+        paths,
+        lambda path: _read_one_csv(
             path,
             encoding=encoding,
             separator=separator,
@@ -572,14 +588,8 @@ def read_csv(
             header_rows=header_rows,
             expected_columns=expected_columns,
             hasher=hasher,
-        )
-        parts.append((path, labels, frame, source_rows))
-    frame, source_rows = _assemble(parts)
-    return RawTable(
-        frame=frame,
-        source_rows=source_rows,
-        fingerprint=hasher.hexdigest(),
-        origin=", ".join(path.name for path in paths),
+        ),
+        lambda _: hasher.hexdigest(),
     )
 
 
@@ -606,10 +616,7 @@ def _csv_header_labels(
     )
     width = _table_width(labels, head_data)
     labels = labels + [""] * (width - len(labels))
-    kept = final_labels(
-        labels, lambda index: any(index < len(row) and row[index] != "" for row in head_data)
-    )
-    return [label for _, label in kept]
+    return _kept_labels(labels, head_data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -832,23 +839,16 @@ def read_xlsx(
     rows Excel keeps at the bottom of the used range are dropped, blank rows above are kept.
     `source_rows`: `book.xlsx:Sheet:12` (Excel row numbers).
     """
-    paths = _check_paths(paths)
-    parts = []
-    for path in paths:
-        labels, frame, source_rows = _read_one_xlsx(
+    return _read_files(
+        paths,
+        lambda path: _read_one_xlsx(
             path,
             sheet=sheet,
             header_row=header_row,
             header_rows=header_rows,
             expected_columns=expected_columns,
-        )
-        parts.append((path, labels, frame, source_rows))
-    frame, source_rows = _assemble(parts)
-    return RawTable(
-        frame=frame,
-        source_rows=source_rows,
-        fingerprint=fingerprint_files(paths),
-        origin=", ".join(path.name for path in paths),
+        ),
+        fingerprint_files,
     )
 
 
@@ -875,8 +875,13 @@ def _xlsx_header_labels(
         expected_columns=expected_columns,
     )
     data = rows[start + header_rows :]
+    return _kept_labels(labels, data)
+
+
+def _kept_labels(labels: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The column labels `final_labels` keeps when the data is `rows` (the first ones)."""
     kept = final_labels(
-        labels, lambda index: any(index < len(row) and row[index] != "" for row in data)
+        labels, lambda index: any(index < len(row) and row[index] != "" for row in rows)
     )
     return [label for _, label in kept]
 
