@@ -30,6 +30,14 @@ class ColumnType(StrEnum):
     CHOICE = "choice"
 
 
+# the pandas dtype a column of each type has once normalised (nullable: a blank stays a blank)
+PANDAS_DTYPES: dict[ColumnType, str] = {
+    ColumnType.TEXT: "str", ColumnType.CHOICE: "str", ColumnType.BOOLEAN: "boolean",
+    ColumnType.CENTS: "Int64", ColumnType.INTEGER: "Int64", ColumnType.DATE: "datetime64[ns]",
+    ColumnType.DATETIME: "datetime64[ns, UTC]",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """One canonical column: its type, whether a row needs it, and its allowed values."""

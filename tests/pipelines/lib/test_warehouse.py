@@ -23,7 +23,7 @@ from pipelines.lib.warehouse import (
     VanishGuardError,
     Warehouse,
 )
-from schemas.canonical import ENTITIES, ColumnType
+from schemas.canonical import ENTITIES, PANDAS_DTYPES
 from schemas.tables import (
     CANONICAL_TABLES,
     SCHEMA_VERSION,
@@ -38,15 +38,6 @@ from tests.pipelines.lib.helpers import migrated_warehouse
 LANDLORD = "acme-habitat"
 OTHER_LANDLORD = "opale-logement"
 LEDGER = CANONICAL_TABLES["ledger_entries"]
-DTYPES = {
-    ColumnType.TEXT: "str",
-    ColumnType.CHOICE: "str",
-    ColumnType.CENTS: "Int64",
-    ColumnType.INTEGER: "Int64",
-    ColumnType.DATE: "datetime64[ns]",
-    ColumnType.DATETIME: "datetime64[ns, UTC]",
-    ColumnType.BOOLEAN: "boolean",
-}
 REJECT_COLUMNS = ["source_row", "key", "raw", "reason", "message"]
 
 
@@ -58,7 +49,9 @@ def canonical(entity: str, records: list[dict[str, Any]]) -> pd.DataFrame:
     spec = ENTITIES[entity]
     frame = pd.DataFrame(
         {
-            column.name: pd.Series([r.get(column.name) for r in records], dtype=DTYPES[column.type])
+            column.name: pd.Series(
+                [r.get(column.name) for r in records], dtype=PANDAS_DTYPES[column.type]
+            )
             for column in spec.columns
         }
     )
