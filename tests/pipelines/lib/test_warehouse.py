@@ -464,26 +464,27 @@ def test_amounts_round_trip_as_exact_integers(warehouse: Warehouse) -> None:
     assert {type(value) for value in stored.values()} == {int}
 
 
+# microseconds, booleans, a rating, text beyond ASCII (C1) and blanks (C2)
+COMPLETIONS = [
+    {
+        "completion_ref": "C1",
+        "order_ref": "BT345678",
+        "completed_at": pd.Timestamp("2026-07-01 12:00:00.123456", tz="UTC"),
+        "tenant_absent": False,
+        "tenant_signed": True,
+        "rating": 5,
+        "tenant_comment": "Très bien, merci ❤",
+    },
+    {
+        "completion_ref": "C2",
+        "order_ref": "BT345679",
+        "completed_at": pd.Timestamp("2026-01-15 13:00:00", tz="UTC"),
+    },
+]
+
+
 def test_dates_datetimes_booleans_and_blanks_round_trip(warehouse: Warehouse) -> None:
-    completions = canonical(
-        "completions",
-        [
-            {
-                "completion_ref": "C1",
-                "order_ref": "BT345678",
-                "completed_at": pd.Timestamp("2026-07-01 12:00:00.123456", tz="UTC"),
-                "tenant_absent": False,
-                "tenant_signed": True,
-                "rating": 5,
-                "tenant_comment": "Très bien, merci ❤",
-            },
-            {
-                "completion_ref": "C2",
-                "order_ref": "BT345679",
-                "completed_at": pd.Timestamp("2026-01-15 13:00:00", tz="UTC"),
-            },
-        ],
-    )
+    completions = canonical("completions", COMPLETIONS)
     ledger = canonical(
         "ledger_entries",
         [entries(1)[0] | {"entry_date": pd.Timestamp("2026-02-28"), "due_date": None}],
@@ -510,22 +511,7 @@ def test_dates_datetimes_booleans_and_blanks_round_trip(warehouse: Warehouse) ->
 
 def test_reloading_what_was_read_back_changes_nothing(warehouse: Warehouse) -> None:
     """Blanks, booleans and UTC datetimes hash the same on every run: nothing is rewritten."""
-    completions = canonical(
-        "completions",
-        [
-            {
-                "completion_ref": "C1",
-                "order_ref": "BT1",
-                "completed_at": pd.Timestamp("2026-07-01 12:00", tz="UTC"),
-                "tenant_signed": True,
-            },
-            {
-                "completion_ref": "C2",
-                "order_ref": "BT2",
-                "completed_at": pd.Timestamp("2026-07-01 13:00", tz="UTC"),
-            },
-        ],
-    )
+    completions = canonical("completions", COMPLETIONS)
     warehouse.load(request(completions, "run-1", entity="completions"))
 
     result = warehouse.load(request(completions.copy(), "run-2", entity="completions"))
