@@ -333,24 +333,13 @@ def connect(
         if mode == "session":
             return Salesforce(session_id=auth.session_id, instance_url=auth.instance_url, **options)
         caller = _Caller(http, _host(auth), retry or SALESFORCE_RETRY)
-        if mode == "password":
-            return caller(
-                lambda: Salesforce(
-                    username=auth.username,
-                    password=auth.password,
-                    security_token=auth.security_token,
-                    domain=auth.domain,
-                    **options,
-                )
-            )
+        login = (
+            {"password": auth.password, "security_token": auth.security_token}
+            if mode == "password"
+            else {"consumer_key": auth.consumer_key, "privatekey_file": auth.private_key_file}
+        )
         return caller(
-            lambda: Salesforce(
-                username=auth.username,
-                consumer_key=auth.consumer_key,
-                privatekey_file=auth.private_key_file,
-                domain=auth.domain,
-                **options,
-            )
+            lambda: Salesforce(username=auth.username, domain=auth.domain, **login, **options)
         )
     except BaseException:
         http.close()

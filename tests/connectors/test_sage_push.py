@@ -8,17 +8,16 @@ on the reference field, and resends after a crash: no duplicate invoice, no miss
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
 from connectors.delivery import Delivered, OutgoingRecord
 from connectors.errors import RetriableError
-from connectors.retry import RetryPolicy
 from connectors.sage.push import SageX3Sink
 from connectors.sandbox.sage_x3 import SageX3Peer, demo_seed
+from tests.connectors.sinks import FAST, deliver
 
-FAST = RetryPolicy(attempts=4, first_wait=0.01, max_wait=0.02, jitter=0.01)
 pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 GROUPS = {name: "SIH1_1" for name in ("YBTNUM", "AMTNOT", "AMTATI", "YHUBREF", "YHUBVER")}
 
@@ -64,30 +63,6 @@ def _invoices(count: int, version: str = "v1", customer: str = "C0002") -> list[
         )
         for number in range(1, count + 1)
     ]
-
-
-def _deliver(sink: SageX3Sink, records: Sequence[OutgoingRecord]) -> dict[str, Delivered]:
-    """A minimal outbox: read back what is in doubt, send the rest, start again after a
-    transient failure of a whole call."""
-    done: dict[str, Delivered] = {}
-    pending = list(records)
-    for _ in range(1000):
-        if not pending:
-            return done
-        try:
-            held = sink.read_back(pending)
-            for record in pending:
-                if record.key in held:
-                    done[record.key] = Delivered(record.key, "sent", peer_id=held[record.key])
-            pending = [record for record in pending if record.key not in done]
-            size = sink.batch_size(len(pending))
-            for start in range(0, len(pending), size):
-                for delivered in sink.send(pending[start : start + size]):
-                    done[delivered.key] = delivered
-        except RetriableError:
-            pass
-        pending = [record for record in pending if record.key not in done]
-    raise AssertionError(f"{len(pending)} records still pending after 1000 rounds")
 
 
 def test_nothing_connects_before_the_first_send(sage: SageX3Peer) -> None:
@@ -189,7 +164,7 @@ def test_a_resend_after_a_crash_leaves_no_duplicate_and_no_hole(sage: SageX3Peer
     sage.poison("HUB-FA-00007", "HUB-FA-00007 : période comptable fermée")
     _sink(sage).send(records[:50])  # the answers are lost in the crash
     sage.transient_rate = 0.2
-    delivered = _deliver(_sink(sage, max_batch=10), records)
+    delivered = deliver(_sink(sage, max_batch=10), records)
     assert sum(sage.transient_faults.values()) > 0
     assert len(delivered) == 120
     assert [key for key, d in delivered.items() if d.outcome == "dead"] == ["HUB-FA-00007"]

@@ -9,7 +9,7 @@ missing record), with and without the peer's seeded transient faults.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -19,8 +19,8 @@ from connectors.errors import RetriableError
 from connectors.retry import RetryPolicy
 from connectors.sandbox.soap_erp import LandlordErpPeer
 from connectors.soap.push import SoapSink, cents_text
+from tests.connectors.sinks import FAST, deliver
 
-FAST = RetryPolicy(attempts=4, first_wait=0.01, max_wait=0.02, jitter=0.01)
 ONCE = RetryPolicy(attempts=1, first_wait=0, max_wait=0, jitter=0)
 pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
@@ -88,31 +88,6 @@ def _report_sink(peer: LandlordErpPeer, **options: object) -> SoapSink:
     }
     settings.update(options)
     return SoapSink("erp-reports", **settings)  # type: ignore[arg-type]
-
-
-def _deliver(sink: SoapSink, records: Sequence[OutgoingRecord]) -> dict[str, Delivered]:
-    """A minimal outbox: read back what is in doubt, send the rest, start again after a
-    transient failure of a whole call."""
-    done: dict[str, Delivered] = {}
-    pending = list(records)
-    for _ in range(1000):
-        if not pending:
-            return done
-        try:
-            held = sink.read_back(pending)
-            for record in pending:
-                if record.key in held:
-                    done[record.key] = Delivered(record.key, "sent", peer_id=held[record.key])
-            pending = [record for record in pending if record.key not in done]
-            size = sink.batch_size(len(pending))
-            for start in range(0, len(pending), size):
-                for delivered in sink.send(pending[start : start + size]):
-                    if delivered.outcome != "retry":
-                        done[delivered.key] = delivered
-        except RetriableError:
-            pass
-        pending = [record for record in pending if record.key not in done]
-    raise AssertionError(f"{len(pending)} records still pending after 1000 rounds")
 
 
 SINKS = {"batch": ("commitments", _commitment_sink, _commitments)}
@@ -243,7 +218,7 @@ def test_a_resend_after_a_crash_leaves_no_duplicate_and_no_hole(
     records = make_records(200)
     make_sink(erp, max_batch=20).send(records[:130])  # the answers are lost in the crash
     erp.transient_rate = 0.2
-    delivered = _deliver(make_sink(erp, max_batch=20), records)
+    delivered = deliver(make_sink(erp, max_batch=20), records)
     assert sum(erp.transient_faults.values()) > 0
     assert {d.outcome for d in delivered.values()} == {"sent"}
     assert len(delivered) == 200

@@ -1,0 +1,37 @@
+"""Helpers the push-sink tests share (SOAP, Sage X3): a retry policy for fast peers and a
+minimal outbox loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from connectors.delivery import Delivered, OutgoingRecord, Sink
+from connectors.errors import RetriableError
+from connectors.retry import RetryPolicy
+
+FAST = RetryPolicy(attempts=4, first_wait=0.01, max_wait=0.02, jitter=0.01)
+
+
+def deliver(sink: Sink, records: Sequence[OutgoingRecord]) -> dict[str, Delivered]:
+    """A minimal outbox: read back what is in doubt, send the rest, start again after a
+    transient failure of a whole call (a `retry` outcome stays pending)."""
+    done: dict[str, Delivered] = {}
+    pending = list(records)
+    for _ in range(1000):
+        if not pending:
+            return done
+        try:
+            held = sink.read_back(pending)
+            for record in pending:
+                if record.key in held:
+                    done[record.key] = Delivered(record.key, "sent", peer_id=held[record.key])
+            pending = [record for record in pending if record.key not in done]
+            size = sink.batch_size(len(pending))
+            for start in range(0, len(pending), size):
+                for delivered in sink.send(pending[start : start + size]):
+                    if delivered.outcome != "retry":
+                        done[delivered.key] = delivered
+        except RetriableError:
+            pass
+        pending = [record for record in pending if record.key not in done]
+    raise AssertionError(f"{len(pending)} records still pending after 1000 rounds")
