@@ -87,22 +87,17 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         path.touch()
         url = f"sqlite:///{path}"
         yield Target(backend, url, url, None)
-    elif backend.startswith("postgresql"):
-        with temporary_postgres_database() as url:
-            database = make_url(url).database
-            odbc = (
-                f"Driver={{{POSTGRES_ODBC_DRIVER}}};Server={POSTGRES_HOST};Port={POSTGRES_PORT};"
-                f"Database={database};UID={POSTGRES_USER}"
-            )
-            odbc_only = backend.endswith("odbc")
-            yield Target(backend, url, None if odbc_only else url, odbc if odbc_only else None)
     else:
-        with temporary_mariadb_database() as url:
+        if backend.startswith("postgresql"):
+            temporary = temporary_postgres_database
+            server = (POSTGRES_ODBC_DRIVER, POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER)
+        else:
+            temporary = temporary_mariadb_database
+            server = (MARIADB_ODBC_DRIVER, MARIADB_HOST, MARIADB_PORT, MARIADB_USER)
+        driver, host, port, user = server
+        with temporary() as url:
             database = make_url(url).database
-            odbc = (
-                f"Driver={{{MARIADB_ODBC_DRIVER}}};Server={MARIADB_HOST};Port={MARIADB_PORT};"
-                f"Database={database};UID={MARIADB_USER}"
-            )
+            odbc = f"Driver={{{driver}}};Server={host};Port={port};Database={database};UID={user}"
             odbc_only = backend.endswith("odbc")
             yield Target(backend, url, None if odbc_only else url, odbc if odbc_only else None)
 
