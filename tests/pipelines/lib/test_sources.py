@@ -40,21 +40,20 @@ def ledger_seed(count: int, *, sharing: int = 0) -> list[dict]:
 
 
 def soap_datafix(folder: Path, wsdl: str) -> Path:
+    erp = {
+        "kind": "soap",
+        "wsdl": wsdl,
+        "operation": "ListLedgerEntries",
+        "records": "ledgerEntries.entry",
+        "paging": {"kind": "page_number", "page_size": 50, "has_more_path": "hasMore"},
+        "key": ["entryId"],
+        "cursor": {"column": "modifiedAt", "argument": "modifiedSince"},
+        "timeout": 5,
+        "operation_timeout": 5,
+    }
     document = {
         "landlord": {"id": "erp-habitat", "name": "ERP Habitat"},
-        "sources": {
-            "erp": {
-                "kind": "soap",
-                "wsdl": wsdl,
-                "operation": "ListLedgerEntries",
-                "records": "ledgerEntries.entry",
-                "paging": {"kind": "page_number", "page_size": 50, "has_more_path": "hasMore"},
-                "key": ["entryId"],
-                "cursor": {"column": "modifiedAt", "argument": "modifiedSince"},
-                "timeout": 5,
-                "operation_timeout": 5,
-            }
-        },
+        "sources": {"erp": erp},
         "entities": incremental_ledger(
             "erp",
             entry_ref="entryId",

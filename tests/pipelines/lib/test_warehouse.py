@@ -23,16 +23,9 @@ from pipelines.lib.warehouse import (
     VanishGuardError,
     Warehouse,
 )
+from schemas import tables
 from schemas.canonical import ENTITIES, PANDAS_DTYPES
-from schemas.tables import (
-    CANONICAL_TABLES,
-    SCHEMA_VERSION,
-    hub_schema,
-    load_runs,
-    metadata,
-    quarantine,
-    source_state,
-)
+from schemas.tables import CANONICAL_TABLES, load_runs, quarantine, source_state
 from tests.pipelines.lib.helpers import migrated_warehouse
 
 LANDLORD = "acme-habitat"
@@ -151,8 +144,8 @@ def test_migrate_creates_every_table_with_every_column(warehouse_url: str) -> No
     hub.migrate()
 
     inspector = sa.inspect(hub.engine)
-    assert set(metadata.tables) <= set(inspector.get_table_names())
-    for table in metadata.sorted_tables:
+    assert set(tables.metadata.tables) <= set(inspector.get_table_names())
+    for table in tables.metadata.sorted_tables:
         present = {column["name"] for column in inspector.get_columns(table.name)}
         assert present == set(table.columns.keys()), table.name
     hub.dispose()
@@ -167,8 +160,8 @@ def test_migrate_is_idempotent_and_keeps_the_data(warehouse: Warehouse) -> None:
 
     assert dump(warehouse, LEDGER) == before
     with warehouse.engine.connect() as conn:
-        versions = conn.execute(sa.select(hub_schema.c.version)).scalars().all()
-    assert versions == [SCHEMA_VERSION]
+        versions = conn.execute(sa.select(tables.hub_schema.c.version)).scalars().all()
+    assert versions == [tables.SCHEMA_VERSION]
 
 
 def test_migrate_adds_a_column_missing_from_an_older_table(warehouse_url: str) -> None:
@@ -344,8 +337,8 @@ def test_vanish_guard_writes_nothing(warehouse: Warehouse) -> None:
             rejected=rejects(("quittancement.csv:20", "E20")),
         )
     )
-    tables = (LEDGER, quarantine, load_runs, source_state)
-    before = {table.name: dump(warehouse, table) for table in tables}
+    written = (LEDGER, quarantine, load_runs, source_state)
+    before = {table.name: dump(warehouse, table) for table in written}
     truncated = entries(4)
     truncated[0]["amount_cents"] = 1  # a change that must not be written either
     truncated_load = request(
@@ -357,7 +350,7 @@ def test_vanish_guard_writes_nothing(warehouse: Warehouse) -> None:
     with pytest.raises(VanishGuardError, match="Nothing was written"):
         warehouse.load(truncated_load)
 
-    assert {table.name: dump(warehouse, table) for table in tables} == before
+    assert {table.name: dump(warehouse, table) for table in written} == before
     assert warehouse.last_state(LANDLORD, "ledger_entries") == ("fingerprint-run-1", "a" * 64)
 
 
