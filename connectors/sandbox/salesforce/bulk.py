@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 
 from connectors.sandbox.salesforce.schema import UTC, salesforce_id
 from connectors.sandbox.salesforce.server import PeerRequest, PeerResponse
-from connectors.sandbox.salesforce.soql import Query, _value
-from connectors.sandbox.salesforce.wire import PeerFault, _csv_value, _rest_datetime
+from connectors.sandbox.salesforce.soql import Query, path_value
+from connectors.sandbox.salesforce.wire import PeerFault, csv_value, rest_datetime
 
 
 @dataclass
-class _QueryJob:
+class QueryJob:
     id: str
     operation: str
     object: str
@@ -42,7 +42,7 @@ class _QueryJob:
 
 
 @dataclass
-class _IngestJob:
+class IngestJob:
     """A Bulk API 2.0 ingest job: Open → (CSV uploaded) → UploadComplete → InProgress →
     JobComplete, or Aborted / Failed."""
 
@@ -81,9 +81,9 @@ class _IngestJob:
         return info
 
 
-def _job_info(job: _QueryJob | _IngestJob, job_type: str) -> dict[str, Any]:
+def _job_info(job: QueryJob | IngestJob, job_type: str) -> dict[str, Any]:
     """What a Bulk API 2.0 job's info says whatever its type (query or ingest)."""
-    stamp = _rest_datetime(job.created)
+    stamp = rest_datetime(job.created)
     return {
         "id": job.id,
         "operation": job.operation,
@@ -104,7 +104,7 @@ def _job_info(job: _QueryJob | _IngestJob, job_type: str) -> dict[str, Any]:
 _DELIMITERS = {"COMMA": ",", "SEMICOLON": ";", "TAB": "\t", "PIPE": "|", "CARET": "^"}
 _DELIMITERS["BACKQUOTE"] = "`"
 _LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
-_Job = TypeVar("_Job", _QueryJob, _IngestJob)
+_Job = TypeVar("_Job", QueryJob, IngestJob)
 
 
 class BulkApi:
@@ -112,7 +112,7 @@ class BulkApi:
     size and `bulk_polls_in_progress`)."""
 
     # -- Bulk API 2.0 query jobs
-    def _job(self, request: PeerRequest) -> _QueryJob:
+    def _job(self, request: PeerRequest) -> QueryJob:
         return _find_job(self._jobs, request)
 
     def _create_query_job(self, request: PeerRequest) -> PeerResponse:
@@ -122,7 +122,7 @@ class BulkApi:
         delimiter, line_ending = _csv_format(body)
         with self.lock:
             query = self._parse(body.get("query"))
-            job = _QueryJob(
+            job = QueryJob(
                 id=self._next_id("750"),
                 operation=body["operation"],
                 object=query.object.name,
@@ -136,7 +136,7 @@ class BulkApi:
             records = query.run(self.store, include_deleted=job.operation == "queryAll")
             job.header = [path.name for path in query.fields]
             job.rows = [
-                [_csv_value(_value(path, record, self.store)) for path in query.fields]
+                [csv_value(path_value(path, record, self.store)) for path in query.fields]
                 for record in records
             ]
             self._jobs[job.id] = job
@@ -194,10 +194,10 @@ class BulkApi:
         )
 
     # -- Bulk API 2.0 ingest jobs
-    def _ingest_job(self, request: PeerRequest) -> _IngestJob:
+    def _ingest_job(self, request: PeerRequest) -> IngestJob:
         return _find_job(self._ingest_jobs, request)
 
-    def _polled(self, job: _QueryJob | _IngestJob) -> PeerResponse:
+    def _polled(self, job: QueryJob | IngestJob) -> PeerResponse:
         """A job's info as `GET` answers it: a started job shows `InProgress` for
         `bulk_polls_in_progress` polls, then `JobComplete`. Call under the lock."""
         if job.state in ("UploadComplete", "InProgress"):
@@ -235,7 +235,7 @@ class BulkApi:
                         f" indexed field for {spec.name}",
                     )
                 external = field_spec.name
-            job = _IngestJob(
+            job = IngestJob(
                 id=self._next_id("750"),
                 operation=operation,
                 object=spec.name,
@@ -276,7 +276,7 @@ class BulkApi:
                 )
             return PeerResponse.json(job.info())
 
-    def _process_ingest(self, job: _IngestJob) -> None:
+    def _process_ingest(self, job: IngestJob) -> None:
         """Write every row of the uploaded CSV (`#N/A` = null, empty = leave as is); rows
         never fail one another."""
         if job.data is None:
@@ -379,7 +379,7 @@ def _csv_format(body: Mapping[str, Any]) -> tuple[str, str]:
     return delimiter, line_ending
 
 
-def _csv_text(job: _QueryJob | _IngestJob, header: list[str], rows: list[list[str]]) -> bytes:
+def _csv_text(job: QueryJob | IngestJob, header: list[str], rows: list[list[str]]) -> bytes:
     """Results as Bulk 2.0 writes them: the job's delimiter and line ending, every value
     quoted; no header line when `header` is empty."""
     buffer = io.StringIO()

@@ -24,8 +24,8 @@ from connectors.sandbox.http import (
     serve_until_interrupted,
     stop_serving,
 )
-from connectors.sandbox.salesforce.bulk import BulkApi, _IngestJob, _QueryJob
-from connectors.sandbox.salesforce.rest import RestApi, _Cursor
+from connectors.sandbox.salesforce.bulk import BulkApi, IngestJob, QueryJob
+from connectors.sandbox.salesforce.rest import Cursor, RestApi
 from connectors.sandbox.salesforce.schema import salesforce_id
 from connectors.sandbox.salesforce.seed import field_service_store
 from connectors.sandbox.salesforce.server import (
@@ -33,12 +33,12 @@ from connectors.sandbox.salesforce.server import (
     PeerFaults,
     PeerRequest,
     PeerResponse,
-    _certificates,
-    _Route,
-    _Server,
+    PeerServer,
+    Route,
+    peer_certificates,
 )
 from connectors.sandbox.salesforce.store import SalesforceStore
-from connectors.sandbox.salesforce.wire import PeerFault, _Poison
+from connectors.sandbox.salesforce.wire import PeerFault, Poison
 from connectors.sandbox.salesforce.writes import SObjectWrites
 
 DEFAULT_SESSION_ID = "00D5E0000000001!AQ4AQLocalPeerSessionForTestsOnly"
@@ -78,15 +78,15 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
         self.log: list[tuple[str, str, int]] = []  # method, path with query, status
         self.errors: list[str] = []  # unexpected exceptions inside the peer (tests assert [])
         self.lock = threading.RLock()
-        self._routes: list[_Route] = []
-        self._cursors: dict[str, _Cursor] = {}
-        self._jobs: dict[str, _QueryJob] = {}
-        self._ingest_jobs: dict[str, _IngestJob] = {}
-        self.poisons: list[_Poison] = []
+        self._routes: list[Route] = []
+        self._cursors: dict[str, Cursor] = {}
+        self._jobs: dict[str, QueryJob] = {}
+        self._ingest_jobs: dict[str, IngestJob] = {}
+        self.poisons: list[Poison] = []
         self._numbers = itertools.count(1)
         self._connections: set[Any] = set()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: PeerServer | None = None
         self._thread: threading.Thread | None = None
         self._folder: Path | None = None
         self._add_default_routes()
@@ -95,14 +95,14 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
     def start(self) -> SalesforcePeer:
         if self._server is not None:
             return self
-        authority, certificate = _certificates()
+        authority, certificate = peer_certificates()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         certificate.configure_cert(context)
         self._folder = Path(tempfile.mkdtemp(prefix="salesforce-peer-"))
         authority.cert_pem.write_to_path(str(self._folder / "ca.pem"))
         self._stopping.clear()
         try:
-            self._server = _Server(self, context, self.requested_port)
+            self._server = PeerServer(self, context, self.requested_port)
         except OSError:  # the port is taken: leave nothing behind
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
@@ -210,7 +210,7 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
             raise KeyError(f"no field {field_name} on {object_name}")
         with self.lock:
             self.poisons.append(
-                _Poison(spec.name, spec.field(field_name).name, match, status_code, message, times)  # type: ignore[union-attr]
+                Poison(spec.name, spec.field(field_name).name, match, status_code, message, times)  # type: ignore[union-attr]
             )
 
     def lock_rows(self, object_name: str, field_name: str, match: Any, *, times: int = 1) -> None:
@@ -242,7 +242,7 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
         with `DATA_PATH` for `/services/data/vNN.N/`; the match is `request.match`, the version
         `request.version`). Calls are authenticated and counted unless `public`. Routes added
         later win over the defaults: this is where Bulk 2.0 ingest jobs or sObject writes go."""
-        self._routes.insert(0, _Route(method, re.compile(pattern), handler, public))
+        self._routes.insert(0, Route(method, re.compile(pattern), handler, public))
 
     def _limit_info(self) -> str:
         with self.lock:
@@ -392,7 +392,7 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
             ),
         )
         for method, pattern, handler, public in routes:
-            self._routes.append(_Route(method, re.compile(pattern), handler, public))
+            self._routes.append(Route(method, re.compile(pattern), handler, public))
 
 
 def main(argv: Iterable[str] | None = None) -> int:

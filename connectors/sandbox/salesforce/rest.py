@@ -9,15 +9,15 @@ from typing import Any
 
 from connectors.sandbox.salesforce.schema import FieldSpec, ObjectSpec
 from connectors.sandbox.salesforce.server import PeerRequest, PeerResponse
-from connectors.sandbox.salesforce.soql import Query, _Path, parse_soql
+from connectors.sandbox.salesforce.soql import FieldPath, Query, parse_soql
 from connectors.sandbox.salesforce.store import SalesforceStore
-from connectors.sandbox.salesforce.wire import PeerFault, _malformed
+from connectors.sandbox.salesforce.wire import PeerFault, malformed
 
 
 def _rest_record(
     spec: ObjectSpec,
     record: dict[str, Any],
-    paths: Sequence[_Path],
+    paths: Sequence[FieldPath],
     store: SalesforceStore,
     version: str,
 ) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def _rest_record(
             "url": f"/services/data/v{version}/sobjects/{spec.name}/{record['Id']}",
         }
     }
-    parents: dict[str, tuple[FieldSpec, list[_Path]]] = {}
+    parents: dict[str, tuple[FieldSpec, list[FieldPath]]] = {}
     for path in paths:
         if not path.hops:
             out[path.field.name] = record.get(path.field.name)
@@ -38,7 +38,7 @@ def _rest_record(
         if name not in parents:
             parents[name] = (hop, [])
             out[name] = None  # keeps the select-list order
-        parents[name][1].append(_Path(path.hops[1:], path.field))
+        parents[name][1].append(FieldPath(path.hops[1:], path.field))
     for name, (hop, sub_paths) in parents.items():
         parent = store.get(hop.reference_to or "", record.get(hop.name))
         parent_spec = store.spec(hop.reference_to or "")
@@ -48,7 +48,7 @@ def _rest_record(
 
 
 @dataclass
-class _Cursor:
+class Cursor:
     rows: list[dict[str, Any]]
     total: int
 
@@ -71,7 +71,7 @@ class RestApi:
 
     def _parse(self, text: str | None) -> Query:
         if not text:
-            raise _malformed("ERROR at Row:1:Column:1 unexpected token: '<EOF>'")
+            raise malformed("ERROR at Row:1:Column:1 unexpected token: '<EOF>'")
         return parse_soql(text, self.store.spec)
 
     def _page(self, cursor_id: str, offset: int, version: str) -> PeerResponse:
@@ -92,7 +92,7 @@ class RestApi:
                 for record in query.run(self.store, include_deleted=include_deleted)
             ]
             cursor_id = self._next_id("01g")
-            self._cursors[cursor_id] = _Cursor(rows, len(rows))
+            self._cursors[cursor_id] = Cursor(rows, len(rows))
             return self._page(cursor_id, 0, request.version)
 
     def _query_more(self, request: PeerRequest) -> PeerResponse:

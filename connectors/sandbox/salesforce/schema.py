@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 UTC = dt.UTC
 # field types by family: SOQL literals and written values are checked against them
-_TEXT_TYPES = frozenset({"id", "string", "textarea", "picklist", "reference"})
-_NUMBER_TYPES = frozenset({"currency", "double", "int"})
+TEXT_TYPES = frozenset({"id", "string", "textarea", "picklist", "reference"})
+NUMBER_TYPES = frozenset({"currency", "double", "int"})
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _system_fields() -> tuple[FieldSpec, ...]:
     )
 
 
-_WORK_ORDER_STATUSES = (
+WORK_ORDER_STATUSES = (
     "New",
     "In Progress",
     "On Hold",
@@ -99,7 +99,7 @@ FIELD_SERVICE_SCHEMA: dict[str, ObjectSpec] = {
             (
                 *_system_fields(),
                 FieldSpec("WorkOrderNumber"),
-                FieldSpec("Status", "picklist", picklist=_WORK_ORDER_STATUSES),
+                FieldSpec("Status", "picklist", picklist=WORK_ORDER_STATUSES),
                 FieldSpec("StatusCategory", "picklist"),
                 FieldSpec("Priority", "picklist"),
                 FieldSpec("Subject"),

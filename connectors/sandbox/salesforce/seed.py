@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from connectors.sandbox.salesforce.schema import _WORK_ORDER_STATUSES, UTC
+from connectors.sandbox.salesforce.schema import UTC, WORK_ORDER_STATUSES
 from connectors.sandbox.salesforce.store import SalesforceStore
 
 _APPOINTMENT_STATUSES = (
@@ -68,7 +68,7 @@ def field_service_store(work_orders: int = 450, *, appointments_every: int = 2) 
         stamp = _MODSTAMP_START + dt.timedelta(hours=3 * i)
         start = stamp + dt.timedelta(days=2, minutes=30 * (i % 4))
         account_index = i % len(_ACCOUNTS)
-        status = _WORK_ORDER_STATUSES[i % len(_WORK_ORDER_STATUSES)]
+        status = WORK_ORDER_STATUSES[i % len(WORK_ORDER_STATUSES)]
         amount = None if i % 13 == 5 else Decimal(f"{(i * 137) % 9000 + 50}.{(i * 7) % 100:02d}")
         order_id = store.insert(
             "WorkOrder",

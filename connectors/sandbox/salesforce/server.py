@@ -18,13 +18,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connectors.sandbox.http import read_request
 from connectors.sandbox.salesforce.wire import PeerFault, json_text
-
-if TYPE_CHECKING:
-    from connectors.sandbox.salesforce.peer import SalesforcePeer
 
 
 @dataclass
@@ -85,7 +82,7 @@ class PeerFaults:
 
 
 @dataclass
-class _Route:
+class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Callable[[PeerRequest], PeerResponse]
@@ -95,13 +92,27 @@ class _Route:
 DATA_PATH = r"/services/data/v(?P<version>\d+\.\d)/"
 
 
-class _Server(ThreadingHTTPServer):
+class ServedPeer(Protocol):
+    """What the TLS server needs of the peer it serves (`SalesforcePeer`)."""
+
+    errors: list[str]
+
+    def _register(self, connection: Any) -> bool: ...
+
+    def _unregister(self, connection: Any) -> None: ...
+
+    def _dispatch(self, request: PeerRequest) -> PeerResponse: ...
+
+    def _limit_info(self) -> str: ...
+
+
+class PeerServer(ThreadingHTTPServer):
     # handler threads are tracked (socketserver only tracks non-daemon ones) and joined by
     # server_close(); stop() first shuts their sockets down so none of them lingers
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, peer: SalesforcePeer, context: ssl.SSLContext, port: int = 0) -> None:
+    def __init__(self, peer: ServedPeer, context: ssl.SSLContext, port: int = 0) -> None:
         self.peer = peer
         self.context = context
         super().__init__(("127.0.0.1", port), _Handler)
@@ -144,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     wbufsize = 1 << 16  # headers and body in as few TLS records as possible
     timeout = 30  # an idle keep-alive connection is dropped after this (stop() is faster)
-    server: _Server
+    server: PeerServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -183,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @functools.cache
-def _certificates() -> tuple[Any, Any]:
+def peer_certificates() -> tuple[Any, Any]:
     """A CA and its certificate for 127.0.0.1/localhost, made once per process (key
     generation is the slow part of starting a peer)."""
     try:

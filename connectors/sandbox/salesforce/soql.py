@@ -10,13 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.sandbox.salesforce.schema import (
-    _NUMBER_TYPES,
+    NUMBER_TYPES,
     UTC,
     FieldSpec,
     ObjectSpec,
 )
 from connectors.sandbox.salesforce.store import SalesforceStore
-from connectors.sandbox.salesforce.wire import PeerFault, _malformed, _no_column
+from connectors.sandbox.salesforce.wire import PeerFault, malformed, no_column
 
 _TOKEN = re.compile(
     r"""(?P<space>\s+)
@@ -64,7 +64,7 @@ class _Token:
 
 
 @dataclass(frozen=True)
-class _Path:
+class FieldPath:
     """A resolved field path: the reference fields followed, then the field read."""
 
     hops: tuple[FieldSpec, ...]
@@ -80,9 +80,9 @@ class Query:
     """A parsed SOQL query (the subset above)."""
 
     object: ObjectSpec
-    fields: tuple[_Path, ...]
+    fields: tuple[FieldPath, ...]
     condition: Callable[[dict[str, Any], SalesforceStore], bool] | None
-    order: tuple[tuple[_Path, bool, bool], ...]  # path, descending, nulls last
+    order: tuple[tuple[FieldPath, bool, bool], ...]  # path, descending, nulls last
     limit: int | None
 
     def run(self, store: SalesforceStore, *, include_deleted: bool = False) -> list[dict[str, Any]]:
@@ -95,14 +95,16 @@ class Query:
             if self.condition is None or self.condition(record, store)
         ]
         for path, descending, nulls_last in reversed(self.order):
-            present = [row for row in rows if _value(path, row, store) is not None]
-            absent = [row for row in rows if _value(path, row, store) is None]
-            present.sort(key=lambda row: _sort_key(_value(path, row, store)), reverse=descending)
+            present = [row for row in rows if path_value(path, row, store) is not None]
+            absent = [row for row in rows if path_value(path, row, store) is None]
+            present.sort(
+                key=lambda row: _sort_key(path_value(path, row, store)), reverse=descending
+            )
             rows = present + absent if nulls_last else absent + present
         return rows if self.limit is None else rows[: self.limit]
 
 
-def _value(path: _Path, record: dict[str, Any] | None, store: SalesforceStore) -> Any:
+def path_value(path: FieldPath, record: dict[str, Any] | None, store: SalesforceStore) -> Any:
     for hop in path.hops:
         if record is None:
             return None
@@ -120,7 +122,7 @@ def _tokens(text: str) -> list[_Token]:
     while position < len(text):
         match = _TOKEN.match(text, position)
         if match is None:
-            raise _malformed(
+            raise malformed(
                 f"ERROR at Row:1:Column:{position + 1} unexpected token: '{text[position]}'"
             )
         if match.lastgroup != "space":
@@ -148,7 +150,7 @@ class _Parser:
 
     def unexpected(self, token: _Token | None = None) -> PeerFault:
         token = token or self.peek()
-        return _malformed(f"ERROR at Row:1:Column:{token.column} unexpected token: '{token.text}'")
+        return malformed(f"ERROR at Row:1:Column:{token.column} unexpected token: '{token.text}'")
 
     def expect_word(self, *words: str) -> None:
         for word in words:
@@ -168,7 +170,7 @@ class _Parser:
         self.take()
 
     # -- names
-    def resolve(self, dotted: str) -> _Path:
+    def resolve(self, dotted: str) -> FieldPath:
         assert self.object is not None
         current = self.object
         parts = dotted.split(".")
@@ -192,15 +194,15 @@ class _Parser:
             current = target
         spec = current.field(parts[-1])
         if spec is None:
-            raise _no_column(parts[-1], current.name)
-        return _Path(tuple(hops), spec)
+            raise no_column(parts[-1], current.name)
+        return FieldPath(tuple(hops), spec)
 
     def field_name(self) -> str:
         token = self.take()
         if token.kind != "name" or token.word in _KEYWORDS:
             raise self.unexpected(token)
         if self.peek().text == "(":
-            raise _malformed(
+            raise malformed(
                 f"ERROR at Row:1:Column:{token.column} function {token.text}() is not supported"
                 " by this local peer"
             )
@@ -230,12 +232,12 @@ class _Parser:
         seen: set[str] = set()
         for path in fields:
             if path.name.lower() in seen:
-                raise _malformed(f"duplicate field selected: {path.name}")
+                raise malformed(f"duplicate field selected: {path.name}")
             seen.add(path.name.lower())
         condition = None
         if self.accept_word("WHERE"):
             condition = self.disjunction()
-        order: list[tuple[_Path, bool, bool]] = []
+        order: list[tuple[FieldPath, bool, bool]] = []
         if self.accept_word("ORDER"):
             self.expect_word("BY")
             while True:
@@ -291,7 +293,7 @@ class _Parser:
             return inner
         return self.comparison()
 
-    def literal(self, path: _Path) -> Any:
+    def literal(self, path: FieldPath) -> Any:
         token = self.take()
         spec = path.field
         kind = spec.type
@@ -325,7 +327,7 @@ class _Parser:
                     " and should not be enclosed in quotes",
                 )
             return token.word == "TRUE"
-        if kind in _NUMBER_TYPES:
+        if kind in NUMBER_TYPES:
             if token.kind != "number":
                 raise PeerFault(
                     400,
@@ -354,7 +356,9 @@ class _Parser:
             self.take()
             operator = "!=" if token.text == "<>" else token.text
             literal = self.literal(path)
-            return lambda record, store: _compare(_value(path, record, store), operator, literal)
+            return lambda record, store: _compare(
+                path_value(path, record, store), operator, literal
+            )
         negate = self.accept_word("NOT")
         if self.accept_word("IN"):
             self.expect_punct("(")
@@ -364,7 +368,9 @@ class _Parser:
                 values.append(self.literal(path))
             self.expect_punct(")")
             keys = {_sort_key(value) for value in values}
-            return lambda record, store: (_sort_key(_value(path, record, store)) in keys) != negate
+            return lambda record, store: (
+                (_sort_key(path_value(path, record, store)) in keys) != negate
+            )
         if not negate and self.accept_word("LIKE"):
             pattern_token = self.peek()
             literal = self.literal(path)
@@ -378,7 +384,8 @@ class _Parser:
                 re.IGNORECASE | re.DOTALL,
             )
             return lambda record, store: bool(
-                isinstance(value := _value(path, record, store), str) and pattern.fullmatch(value)
+                isinstance(value := path_value(path, record, store), str)
+                and pattern.fullmatch(value)
             )
         raise self.unexpected()
 

@@ -94,14 +94,14 @@ class SalesforceStore:
         for record in self.rows(spec.name):
             value = record.get(field_spec.name)
             if value is not None:
-                index.setdefault(_match_key(value), []).append(record["Id"])
+                index.setdefault(match_key(value), []).append(record["Id"])
         return index
 
     def find(self, object_name: str, field_name: str, value: Any) -> list[dict[str, Any]]:
         """The live records whose `field_name` matches `value` (case-insensitive text)."""
         spec = self.spec(object_name)
         assert spec is not None
-        ids = self.index(spec.name, field_name).get(_match_key(value), [])
+        ids = self.index(spec.name, field_name).get(match_key(value), [])
         return [self.records[spec.name][record_id] for record_id in ids]
 
     def duplicates(self, object_name: str, field_name: str) -> dict[Any, list[str]]:
@@ -111,7 +111,7 @@ class SalesforceStore:
         }
 
 
-def _match_key(value: Any) -> Any:
+def match_key(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 

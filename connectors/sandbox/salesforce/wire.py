@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from connectors.sandbox.salesforce.schema import _NUMBER_TYPES, UTC, FieldSpec
-from connectors.sandbox.salesforce.store import _match_key
+from connectors.sandbox.salesforce.schema import NUMBER_TYPES, UTC, FieldSpec
+from connectors.sandbox.salesforce.store import match_key
 
 
 class PeerFault(Exception):
@@ -28,11 +28,11 @@ class PeerFault(Exception):
         self.fields = list(fields) if fields is not None else None
 
 
-def _malformed(message: str) -> PeerFault:
+def malformed(message: str) -> PeerFault:
     return PeerFault(400, "MALFORMED_QUERY", message)
 
 
-def _no_column(name: str, entity: str) -> PeerFault:
+def no_column(name: str, entity: str) -> PeerFault:
     return PeerFault(
         400,
         "INVALID_FIELD",
@@ -42,7 +42,7 @@ def _no_column(name: str, entity: str) -> PeerFault:
     )
 
 
-def _rest_datetime(value: dt.datetime) -> str:
+def rest_datetime(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}+0000"
 
 
@@ -60,7 +60,7 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return f"{_NUMBER_MARK}{value}"
     if isinstance(value, dt.datetime):
-        return _rest_datetime(value)
+        return rest_datetime(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
@@ -73,7 +73,7 @@ def json_text(value: Any) -> str:
     return _MARKED_NUMBER.sub(r"\1", text)
 
 
-def _csv_value(value: Any) -> str:
+def csv_value(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -92,7 +92,7 @@ _TRUE_TEXT = frozenset({"true", "1", "yes"})
 _FALSE_TEXT = frozenset({"false", "0", "no"})
 
 
-def _write_value(spec: FieldSpec, value: Any) -> Any:
+def write_value(spec: FieldSpec, value: Any) -> Any:
     """A value a client wrote (JSON value or CSV text) as the store keeps it; ValueError when
     it is not of the field's type."""
     if value is None:
@@ -104,7 +104,7 @@ def _write_value(spec: FieldSpec, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE_TEXT | _FALSE_TEXT:
             return value.strip().lower() in _TRUE_TEXT
         raise ValueError(value)
-    if kind in _NUMBER_TYPES:
+    if kind in NUMBER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
             raise ValueError(value)
         number = Decimal(str(value).strip())  # InvalidOperation is a ValueError
@@ -129,12 +129,12 @@ def _write_value(spec: FieldSpec, value: Any) -> Any:
     return str(value)
 
 
-def _item_error(code: str, message: str, fields: Sequence[str] = ()) -> dict[str, Any]:
+def item_error(code: str, message: str, fields: Sequence[str] = ()) -> dict[str, Any]:
     return {"statusCode": code, "message": message, "fields": list(fields)}
 
 
 @dataclass
-class _ItemResult:
+class ItemResult:
     """The outcome of writing one record: an id and `created`, or errors."""
 
     id: str | None = None
@@ -156,7 +156,7 @@ class _ItemResult:
 
 
 @dataclass
-class _Poison:
+class Poison:
     """Records whose `field` matches are refused with `code`/`message` (`times` left: None =
     always)."""
 
@@ -172,4 +172,4 @@ class _Poison:
             return False
         if callable(self.match):
             return bool(self.match(value))
-        return value is not None and _match_key(value) == _match_key(self.match)
+        return value is not None and match_key(value) == match_key(self.match)

@@ -14,8 +14,8 @@ from urllib.parse import unquote
 
 from connectors.sandbox.salesforce.schema import FieldSpec, ObjectSpec
 from connectors.sandbox.salesforce.server import PeerRequest, PeerResponse
-from connectors.sandbox.salesforce.store import _match_key
-from connectors.sandbox.salesforce.wire import PeerFault, _item_error, _ItemResult, _write_value
+from connectors.sandbox.salesforce.store import match_key
+from connectors.sandbox.salesforce.wire import ItemResult, PeerFault, item_error, write_value
 
 
 class SObjectWrites:
@@ -48,7 +48,7 @@ class SObjectWrites:
         external_id: FieldSpec | None,
         all_or_none: bool = False,
         record_id: str | None = None,
-    ) -> list[_ItemResult]:
+    ) -> list[ItemResult]:
         """Create (no `external_id`), upsert (matching on `external_id`) or update (`record_id`)
         `items`, each a {field name: value as written}; every item answered on its own.
         Unknown fields are a PeerFault (400 INVALID_FIELD) for the whole call. Call under the
@@ -62,12 +62,12 @@ class SObjectWrites:
                         f"No such column '{name}' on sobject of type {spec.name}",
                     )
         index = self.store.index(spec.name, external_id.name) if external_id else {}
-        plans: list[tuple[_ItemResult, dict[str, Any]]] = []
+        plans: list[tuple[ItemResult, dict[str, Any]]] = []
         seen: Counter[Any] = Counter()
         typed_items: list[dict[str, Any]] = []
-        results: list[_ItemResult] = []
+        results: list[ItemResult] = []
         for item in items:
-            result = _ItemResult()
+            result = ItemResult()
             typed: dict[str, Any] = {}
             for name, value in item.items():
                 field_spec = spec.field(name)
@@ -76,7 +76,7 @@ class SObjectWrites:
                     external_id is not None and field_spec is external_id
                 ):
                     result.errors.append(
-                        _item_error(
+                        item_error(
                             "INVALID_FIELD_FOR_INSERT_UPDATE",
                             f"Unable to create/update fields: {field_spec.name}. Please check"
                             " the security settings of this field and verify that it is"
@@ -86,10 +86,10 @@ class SObjectWrites:
                     )
                     continue
                 try:
-                    typed[field_spec.name] = _write_value(field_spec, value)
+                    typed[field_spec.name] = write_value(field_spec, value)
                 except (ValueError, TypeError, ArithmeticError):
                     result.errors.append(
-                        _item_error(
+                        item_error(
                             "INVALID_TYPE_ON_FIELD_IN_RECORD",
                             f"{field_spec.name}: value not of required type: {value}",
                             [field_spec.name],
@@ -102,22 +102,22 @@ class SObjectWrites:
                     and typed[field_spec.name] not in field_spec.picklist
                 ):
                     result.errors.append(
-                        _item_error(
+                        item_error(
                             "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                             f"{field_spec.name}: bad value for restricted picklist field: {value}",
                             [field_spec.name],
                         )
                     )
             if external_id is not None and typed.get(external_id.name) is not None:
-                seen[_match_key(typed[external_id.name])] += 1
+                seen[match_key(typed[external_id.name])] += 1
             typed_items.append(typed)
             results.append(result)
         for typed, result in zip(typed_items, results, strict=True):
-            key = _match_key(typed[external_id.name]) if external_id is not None else None
+            key = match_key(typed[external_id.name]) if external_id is not None else None
             if external_id is not None and not result.errors:
                 if key is None:
                     result.errors.append(
-                        _item_error(
+                        item_error(
                             "MISSING_ARGUMENT",
                             f"{external_id.name} not specified",
                             [external_id.name],
@@ -125,7 +125,7 @@ class SObjectWrites:
                     )
                 elif seen[key] > 1:
                     result.errors.append(
-                        _item_error(
+                        item_error(
                             "DUPLICATE_EXTERNAL_ID",
                             f"Duplicate external id specified: {typed[external_id.name]}",
                             [external_id.name],
@@ -133,7 +133,7 @@ class SObjectWrites:
                     )
                 elif len(index.get(key, ())) > 1:
                     result.errors.append(
-                        _item_error(
+                        item_error(
                             "DUPLICATE_EXTERNAL_ID",
                             f"{external_id.name}: more than one record found for external id"
                             f" field: [{', '.join(index[key])}]",
@@ -145,20 +145,18 @@ class SObjectWrites:
                     if poison.object == spec.name and poison.hits(typed.get(poison.field)):
                         if poison.times is not None:
                             poison.times -= 1
-                        result.errors.append(_item_error(poison.code, poison.message))
+                        result.errors.append(item_error(poison.code, poison.message))
                         break
             if not result.errors:
                 for field_spec in spec.fields:
                     value = typed.get(field_spec.name)
                     if not field_spec.unique or value is None:
                         continue
-                    holders = self.store.index(spec.name, field_spec.name).get(
-                        _match_key(value), []
-                    )
+                    holders = self.store.index(spec.name, field_spec.name).get(match_key(value), [])
                     target = record_id or (index.get(key, [None])[0] if key else None)
                     if [holder for holder in holders if holder != target]:
                         result.errors.append(
-                            _item_error(
+                            item_error(
                                 "DUPLICATE_VALUE",
                                 f"duplicate value found: {field_spec.name} duplicates value on"
                                 f" record with id: {holders[0]}",
@@ -170,7 +168,7 @@ class SObjectWrites:
             for result, _ in plans:
                 if not result.errors:
                     result.errors.append(
-                        _item_error(
+                        item_error(
                             "ALL_OR_NONE_OPERATION_ROLLED_BACK",
                             "Record rolled back because not all records were valid and the"
                             " request was using AllOrNone header",
@@ -182,7 +180,7 @@ class SObjectWrites:
                 continue
             target = record_id
             if external_id is not None:
-                matches = index.get(_match_key(typed[external_id.name]), [])
+                matches = index.get(match_key(typed[external_id.name]), [])
                 target = matches[0] if matches else None
             if target is None:
                 result.id = self.store.insert(spec.name, typed)
@@ -200,7 +198,7 @@ class SObjectWrites:
             raise PeerFault(400, "JSON_PARSER_ERROR", "Unexpected character in the body") from None
 
     @staticmethod
-    def _refusal(result: _ItemResult) -> PeerResponse:
+    def _refusal(result: ItemResult) -> PeerResponse:
         """A single call's per-item errors as Salesforce answers them: 400 and a JSON list."""
         return PeerResponse.json(
             [
@@ -259,7 +257,7 @@ class SObjectWrites:
                 if name.lower() != external_id.name.lower()
             }
             matches = self.store.index(spec.name, external_id.name).get(
-                _match_key(_write_value(external_id, value)), []
+                match_key(write_value(external_id, value)), []
             )
             if len(matches) > 1:
                 return PeerResponse.json(
