@@ -13,8 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from connectors.files.client import header_key
-from connectors.files.models import RawTable, Watermark
+from connectors.rawtable import RawTable, Watermark, header_key
 
 __all__ = ["past_watermark"]
 

@@ -25,7 +25,7 @@ from pydantic import Field
 from connectors import registry
 from connectors.delivery import Delivered, OutgoingRecord, payload_json
 from connectors.errors import ConfigError, SourceDataError
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from connectors.watermark import past_watermark
 from schemas.config import EnvText, SinkBase, StrictModel
 

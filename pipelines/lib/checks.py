@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors import registry
 from connectors.errors import ConnectorError
-from connectors.files.client import header_key
+from connectors.rawtable import header_key
 from pipelines.lib.datafixes import (
     LoadedDatafix,
     Located,

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from connectors.files.client import fingerprint_files, header_key
-from connectors.files.models import RawTable, Watermark
+from connectors.files.client import fingerprint_files
+from connectors.rawtable import RawTable, Watermark, header_key
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.sources import file_paths, read_source
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch

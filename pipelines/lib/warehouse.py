@@ -30,7 +30,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connectors.files.models import Watermark
+from connectors.rawtable import Watermark
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.tables import (
     CANONICAL_TABLES,
