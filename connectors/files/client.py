@@ -7,8 +7,7 @@ transform layer parses them. What *is* decided here is where the header is (titl
 it, two-row headers under merged cells), which encoding and separator a CSV uses, and how a
 typed Excel cell is written as text (`2026-03-01`, `1234.56`).
 
-The header, text and lineage rules every source kind shares live in `connectors.rawtable`
-(`header_key`, `unique_labels`, `value_text`, `column_text` are re-exported here).
+The header, text and lineage rules every source kind shares live in `connectors.rawtable`.
 """
 
 from __future__ import annotations
@@ -40,22 +39,17 @@ from connectors.rawtable import (
     find_header,
     header_key,
     line_lineage,
-    unique_labels,
     value_text,
 )
 
 __all__ = [
-    "column_text",
     "fingerprint_files",
     "gc_paused",
-    "header_key",
     "read_csv",
     "read_header",
     "read_xlsx",
     "resolve_files",
     "sheet_names",
-    "unique_labels",
-    "value_text",
 ]
 
 HEAD_LINES = 50  # lines read to find the separator and the header of a CSV

@@ -24,16 +24,14 @@ import python_calamine
 from connectors.errors import ConfigError, SourceDataError
 from connectors.files import client
 from connectors.files.client import (
-    column_text,
     fingerprint_files,
-    header_key,
     read_csv,
     read_header,
     read_xlsx,
     resolve_files,
     sheet_names,
-    value_text,
 )
+from connectors.rawtable import column_text, header_key, value_text
 
 # --- helpers --------------------------------------------------------------------------------
 
