@@ -37,8 +37,9 @@ import yaml
 
 from connectors.sandbox.salesforce import SalesforcePeer, field_service_store
 from connectors.sandbox.soap_erp import LandlordErpPeer
+from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.environment import REPO_ROOT
-from pipelines.lib.push import push_landlord, record_contract
+from pipelines.lib.push import PushOutcome, push_landlord, record_contract
 from pipelines.lib.sinks import build_sink
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import outbox
@@ -160,6 +161,12 @@ class Hub:
         path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
         self.load(path)
         return path
+
+    def push(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`datafix push ARGS`, which must succeed."""
+        completed = self.run("push", *args)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        return completed
 
     def load(self, path: Path, run_id: str = "load-1") -> None:
         warehouse = Warehouse(self.url)
@@ -293,19 +300,27 @@ def push_under_kills(
     return log
 
 
+def push_under_kills_then_to_the_end(
+    hub: Hub, landlord: str, writes: Callable[[], int], calls: Callable[[], int], **kills: Any
+) -> tuple[KillLog, int, float]:
+    """`push_under_kills`, then one push that must run to the end; the kill moments are printed.
+    Returns the kill log, the write calls made under kills and the seconds it all took."""
+    started = time.monotonic()
+    log = push_under_kills(hub, landlord, writes, calls, **kills)
+    writes_killed = writes()
+    hub.push(landlord)
+    elapsed = time.monotonic() - started
+    print("\n".join(log.moments))
+    return log, writes_killed, elapsed
+
+
 def test_kill_9_twenty_times_during_a_10000_record_push_to_salesforce(
     hub: Hub, salesforce: SalesforcePeer
 ) -> None:
     hub.landlord("alpha", {"crm": SALESFORCE_INVOICES}, orders=100, invoices=10_000)
-    started = time.monotonic()
-    log = push_under_kills(
+    log, writes_killed, elapsed = push_under_kills_then_to_the_end(
         hub, "alpha", lambda: sf_writes(salesforce), salesforce.count, kills=20, seed=1
     )
-    writes_killed = sf_writes(salesforce)
-    final = hub.run("push", "alpha")
-    elapsed = time.monotonic() - started
-    assert final.returncode == 0, final.stdout + final.stderr
-    print("\n".join(log.moments))
     print(
         f"salesforce: 20 kills + 1 run in {elapsed:.1f} s; write calls {writes_killed} under"
         f" kills, {sf_writes(salesforce)} in all (50 without kills), {salesforce.count()} calls"
@@ -320,8 +335,7 @@ def test_kill_9_twenty_times_during_a_10000_record_push_to_salesforce(
     assert hub.outbox("alpha") == Counter({("alpha", "crm", "sent"): 10_000})
 
     calls = salesforce.count()
-    again = hub.run("push", "alpha")
-    assert again.returncode == 0, again.stdout + again.stderr
+    hub.push("alpha")
     assert salesforce.count() == calls  # nothing to send or recover: not one call
 
 
@@ -329,16 +343,10 @@ def test_kill_9_twenty_times_during_a_10000_record_push_to_the_erp(
     hub: Hub, erp: LandlordErpPeer
 ) -> None:
     hub.landlord("alpha", {"erp": ERP_COMMITMENTS}, orders=10_000)
-    started = time.monotonic()
-    log = push_under_kills(
+    log, writes_killed, elapsed = push_under_kills_then_to_the_end(
         hub, "alpha", lambda: erp_writes(erp), lambda: erp.calls, kills=20, seed=2,
         most_writes=3,
     )  # fmt: skip
-    writes_killed = erp_writes(erp)
-    final = hub.run("push", "alpha")
-    elapsed = time.monotonic() - started
-    assert final.returncode == 0, final.stdout + final.stderr
-    print("\n".join(log.moments))
     print(
         f"erp: 20 kills + 1 run in {elapsed:.1f} s; SubmitCommitments {writes_killed} under"
         f" kills, {erp_writes(erp)} in all (100 without kills); {dict(erp.calls_by_operation)};"
@@ -356,8 +364,7 @@ def test_kill_9_twenty_times_during_a_10000_record_push_to_the_erp(
     assert hub.outbox("alpha") == Counter({("alpha", "erp", "sent"): 10_000})
 
     calls, wsdl = erp.calls, erp.wsdl_requests
-    again = hub.run("push", "alpha")
-    assert again.returncode == 0, again.stdout + again.stderr
+    hub.push("alpha")
     assert (erp.calls, erp.wsdl_requests) == (calls, wsdl)  # not one call, not even the WSDL
 
 
@@ -374,6 +381,13 @@ def outbox_rows(warehouse: Warehouse, landlord: str) -> list[Any]:
         return conn.execute(sa.select(outbox).where(outbox.c.landlord_id == landlord)).all()
 
 
+def push_timed(warehouse: Warehouse, loaded: LoadedDatafix) -> tuple[PushOutcome, float]:
+    """One in-process push of the landlord's single sink: its outcome and the seconds it took."""
+    started = time.monotonic()
+    [outcome] = push_landlord(warehouse, loaded, build_sink, run_id="faulty")
+    return outcome, time.monotonic() - started
+
+
 def test_salesforce_push_through_20_percent_transient_faults(
     tmp_path: Path,
     warehouse: Warehouse,
@@ -388,9 +402,7 @@ def test_salesforce_push_through_20_percent_transient_faults(
     loaded = load_all(warehouse, write_datafix(tmp_path, "alpha", {"crm": sink}))
     faults = salesforce.faults
     faults.transient_rate, faults.stall_seconds = 0.2, 4.0  # a stall outlasts the 2 s timeout
-    started = time.monotonic()
-    [outcome] = push_landlord(warehouse, loaded, build_sink, run_id="faulty")
-    elapsed = time.monotonic() - started
+    outcome, elapsed = push_timed(warehouse, loaded)
     print(
         f"salesforce 20 %: 5,000 in {elapsed:.1f} s ({5_000 / elapsed:.0f} records/s),"
         f" {outcome.calls} calls by the hub, faults {dict(faults.injected)}"
@@ -419,9 +431,7 @@ def test_erp_push_through_20_percent_transient_faults(
     loaded = load_all(warehouse, path)
     erp.transient_rate = 0.2  # 503, soap:Server.Busy, processed then stalled past the timeout
     erp.set_fault("http_429", times=2)  # and the first two calls answer 429
-    started = time.monotonic()
-    [outcome] = push_landlord(warehouse, loaded, build_sink, run_id="faulty")
-    elapsed = time.monotonic() - started
+    outcome, elapsed = push_timed(warehouse, loaded)
     print(
         f"erp 20 %: 2,000 in {elapsed:.1f} s ({2_000 / elapsed:.0f} records/s), {outcome.calls}"
         f" calls by the hub, faults {dict(erp.transient_faults)} + 2 x 429,"
@@ -483,8 +493,7 @@ def test_seven_poisoned_records_out_of_1000_go_dead_once_then_replay_delivers_th
     assert erp_tries == Counter(dict.fromkeys(POISONED_ORDERS, 1))
 
     sf_calls, erp_calls = salesforce.count(), erp.calls
-    second = hub.run("push", "alpha")
-    assert second.returncode == 0, second.stdout + second.stderr
+    hub.push("alpha")
     assert (salesforce.count(), erp.calls) == (sf_calls, erp_calls)  # the dead are not resent
     assert sf_tries == Counter(dict.fromkeys(POISONED, 1))
 
@@ -502,8 +511,7 @@ def test_seven_poisoned_records_out_of_1000_go_dead_once_then_replay_delivers_th
         erp.cure(reference)
     replay = hub.run("replay", "alpha")
     assert replay.returncode == 0 and "14 dead letter(s)" in replay.stdout, replay.stdout
-    third = hub.run("push", "alpha")
-    assert third.returncode == 0, third.stdout + third.stderr
+    hub.push("alpha")
     held = sf_held(salesforce, "FA")
     assert len(held) == 1_000 and max(held.values()) == 1
     assert erp.movement_count("commitments") == 1_000
@@ -542,8 +550,7 @@ def test_10000_salesforce_upserts_in_50_calls_or_one_bulk_job(
         assert salesforce.ingest_jobs() == []
         assert sf_writes(salesforce) == calls <= 50
 
-    again = hub.run("push", "alpha")
-    assert again.returncode == 0, again.stdout + again.stderr
+    hub.push("alpha")
     assert salesforce.count() == calls  # nothing changed: not one call
 
     before = sf_rows(salesforce)
@@ -553,8 +560,7 @@ def test_10000_salesforce_upserts_in_50_calls_or_one_bulk_job(
         amount_overrides={i: "1234,56" for i in changed},
     )  # fmt: skip
     hub.load(path, run_id="load-2")
-    third = hub.run("push", "alpha")
-    assert third.returncode == 0, third.stdout + third.stderr
+    hub.push("alpha")
     after = sf_rows(salesforce)
     assert after.keys() == before.keys()
     updated = sorted(key for key in after if after[key] != before[key])
@@ -573,15 +579,13 @@ def test_two_landlords_sharing_the_peers_each_push_only_their_records(
     hub.landlord("alpha", {"crm": SALESFORCE_INVOICES, "erp": ERP_COMMITMENTS}, orders=30)
     hub.landlord("beta", {"crm": SALESFORCE_COMPLETIONS}, data="data-beta", orders=40)
 
-    beta = hub.run("push", "beta")
-    assert beta.returncode == 0, beta.stdout + beta.stderr
+    hub.push("beta")
     assert sf_held(salesforce) == Counter({f"RI{i:06d}": 1 for i in range(2, 41, 4)})
     assert erp.calls == 0 and erp.wsdl_requests == 0  # beta has no ERP sink: nothing there
     assert hub.outbox() == Counter({("beta", "crm", "sent"): 10})
     beta_rows = sf_rows(salesforce)
 
-    alpha = hub.run("push", "alpha")
-    assert alpha.returncode == 0, alpha.stdout + alpha.stderr
+    hub.push("alpha")
     assert sf_held(salesforce, "FA") == Counter({f"FA{i:06d}": 1 for i in range(1, 31)})
     assert {key: row for key, row in sf_rows(salesforce).items() if key.startswith("RI")} == (
         beta_rows
@@ -623,16 +627,14 @@ def test_a_dry_run_shows_creations_and_updates_field_by_field_and_sends_nothing(
     hub: Hub, salesforce: SalesforcePeer
 ) -> None:
     path = hub.landlord("alpha", {"crm": SALESFORCE_INVOICES}, orders=3)
-    dry = hub.run("push", "alpha", "--dry-run")
-    assert dry.returncode == 0, dry.stdout + dry.stderr
+    dry = hub.push("alpha", "--dry-run")
     assert "alpha → crm (salesforce, invoices): 3 to send, 0 unchanged" in dry.stdout
     assert "  create FA000002\n" in dry.stdout
     assert "      Montant_Engage__c: '222.25'\n" in dry.stdout  # 202,25 + 20,00 VAT
     assert "dry run: nothing was sent or written" in dry.stdout
     assert salesforce.count() == 0 and hub.outbox() == Counter()
 
-    pushed = hub.run("push", "alpha")
-    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    hub.push("alpha")
     write_works(hub.root / "data", orders=3, amount_overrides={2: "300,00"})
     hub.load(path, run_id="load-2")
     calls = salesforce.count()
