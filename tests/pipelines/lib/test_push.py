@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from pipelines.lib.outbox import Outbox, PushBusyError
 from pipelines.lib.push import push_landlord, record_contract
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import outbox
+from tests.pipelines.lib.helpers import migrated_warehouse
 from tests.pipelines.lib.pushing import load_all, write_datafix, write_works
 
 INVOICE_FIELDS = {
@@ -101,11 +102,14 @@ class MemorySink:
 
 
 @pytest.fixture
-def warehouse(warehouse_url: str) -> Warehouse:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.migrate()
-    yield warehouse
-    warehouse.dispose()
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    yield from migrated_warehouse(warehouse_url)
+
+
+@pytest.fixture
+def peer() -> MemoryPeer:
+    """A fresh in-memory peer, without faults until a test sets them."""
+    return MemoryPeer()
 
 
 def setup_landlord(
@@ -164,10 +168,9 @@ def test_proforma_invoices_go_out_as_regularisation_requests(
 
 
 def test_a_second_push_makes_no_call_and_ten_changes_make_ten_updates(
-    tmp_path: Path, warehouse: Warehouse
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
 ) -> None:
     loaded = setup_landlord(tmp_path, warehouse, orders=1_000)
-    peer = MemoryPeer()
     [first] = push(warehouse, loaded, peer)
     assert (first.sent, first.queued, first.status) == (1_000, 1_000, "sent")
     assert peer.calls == 10
@@ -186,10 +189,9 @@ def test_a_second_push_makes_no_call_and_ten_changes_make_ten_updates(
 
 
 def test_transient_whole_call_failures_still_deliver_every_record_once(
-    tmp_path: Path, warehouse: Warehouse
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
 ) -> None:
     loaded = setup_landlord(tmp_path, warehouse, orders=1_000)
-    peer = MemoryPeer()
     peer.transient_rate = 0.2
     [outcome] = push(warehouse, loaded, peer)
     assert (outcome.sent, outcome.dead, outcome.failed) == (1_000, 0, 0)
@@ -199,10 +201,9 @@ def test_transient_whole_call_failures_still_deliver_every_record_once(
 
 
 def test_poisoned_records_are_dead_lettered_once_with_the_peer_message(
-    tmp_path: Path, warehouse: Warehouse
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
 ) -> None:
     loaded = setup_landlord(tmp_path, warehouse, orders=1_000)
-    peer = MemoryPeer()
     peer.poisoned = {f"FA{i:06d}" for i in (3, 50, 51, 400, 777, 901, 1000)}
     [outcome] = push(warehouse, loaded, peer)
     assert (outcome.sent, outcome.dead) == (993, 7)
@@ -225,9 +226,10 @@ def test_poisoned_records_are_dead_lettered_once_with_the_peer_message(
     assert (replayed.sent, len(peer.held)) == (7, 1_000)
 
 
-def test_a_locked_record_is_retried_later_in_the_run(tmp_path: Path, warehouse: Warehouse) -> None:
+def test_a_locked_record_is_retried_later_in_the_run(
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
+) -> None:
     loaded = setup_landlord(tmp_path, warehouse, orders=200)
-    peer = MemoryPeer()
     peer.locked["FA000007"] = 3
     [outcome] = push(warehouse, loaded, peer)
     assert (outcome.sent, outcome.failed) == (200, 0)
@@ -239,10 +241,9 @@ def test_a_locked_record_is_retried_later_in_the_run(tmp_path: Path, warehouse: 
 
 
 def test_a_crash_after_the_peer_applied_a_batch_neither_duplicates_nor_loses(
-    tmp_path: Path, warehouse: Warehouse
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
 ) -> None:
     loaded = setup_landlord(tmp_path, warehouse, orders=1_000)
-    peer = MemoryPeer()
     peer.crash_after_apply_on_call = 4
     with pytest.raises(Crash):
         push(warehouse, loaded, peer)
@@ -285,10 +286,9 @@ def test_a_failed_contract_holds_the_push(tmp_path: Path, warehouse: Warehouse) 
 
 
 def test_dry_run_lists_changes_field_by_field_and_sends_nothing(
-    tmp_path: Path, warehouse: Warehouse
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
 ) -> None:
     loaded = setup_landlord(tmp_path, warehouse, orders=30)
-    peer = MemoryPeer()
     [dry] = push(warehouse, loaded, peer, dry_run=True)
     assert (dry.status, dry.queued, peer.calls, states(warehouse)) == ("dry run", 30, 0, Counter())
     assert dry.changes[0].action == "create"
