@@ -40,6 +40,7 @@ __all__ = [
     "OdbcString",
     "OutFieldRule",
     "Secret",
+    "ShortFormRule",
     "SinkBase",
     "StrictModel",
     "YamlPath",
@@ -211,7 +212,17 @@ def map_key(key: object) -> str:
     return str(key)
 
 
-class OutFieldRule(StrictModel):
+class ShortFormRule(StrictModel):
+    """A field rule that may be written as a bare column name: `Status: status` is the short
+    form of `Status: {from: status}`; the keys of its `map` are read as text."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_column_name(cls, value: Any) -> Any:
+        return short_form(value, map_key)
+
+
+class OutFieldRule(ShortFormRule):
     """How one field of a pushed record is filled: from an outgoing column, or a fixed value.
 
     `Status: status` is the short form of `Status: {from: status}`.
@@ -229,11 +240,6 @@ class OutFieldRule(StrictModel):
     map: dict[str, str | int | bool] | None = Field(
         None, description="Value → what the target expects (e.g. `done: Completed`)."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_column_name(cls, value: Any) -> Any:
-        return short_form(value, map_key)
 
     @model_validator(mode="after")
     def _one_origin(self) -> OutFieldRule:

@@ -30,12 +30,12 @@ from schemas.canonical import ENTITIES, ColumnType
 from schemas.config import (
     ENV_REFERENCE,
     Issue,
+    ShortFormRule,
     SinkBase,
     StrictModel,
     YamlPath,
     did_you_mean,
     env_fields,
-    short_form,
 )
 from schemas.outgoing import OUTGOING
 
@@ -126,11 +126,12 @@ class Landlord(StrictModel):
     name: str = Field(min_length=1, description="The landlord's name as people say it.")
 
 
-class FieldRule(StrictModel):
+class FieldRule(ShortFormRule):
     """How one canonical field is computed from a source row.
 
     Exactly one origin: `from` (a column), `concat` (several columns), `const` (a fixed value),
     or `debit` + `credit` (two amount columns folded into one signed amount).
+    `tenant_ref: "N° locataire"` is the short form of `tenant_ref: {from: "N° locataire"}`.
     """
 
     from_: str | None = Field(None, alias="from", description="Source column to read.")
@@ -156,12 +157,6 @@ class FieldRule(StrictModel):
     )
     unit: Literal["euros", "cents"] = Field("euros", description="Unit of a source amount.")
     negate: bool = Field(False, description="Flip the sign of an amount.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_column_name(cls, value: Any) -> Any:
-        # `tenant_ref: "N° locataire"` is the short form of `tenant_ref: {from: "N° locataire"}`
-        return short_form(value, str)
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldRule:
