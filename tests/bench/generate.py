@@ -18,6 +18,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +89,15 @@ def _code_hash() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
+def _target(folder: str, name: str, params: Any) -> tuple[Path, dict, Generated | None]:
+    """Where a generated file goes, the key it is generated for (its parameters and this
+    module's code), and the file already there when it was generated for that very key."""
+    path = bench_home() / folder / name
+    path.parent.mkdir(exist_ok=True)
+    key = {**asdict(params), "code": _code_hash()}
+    return path, key, _cached(path, key)
+
+
 def _cached(path: Path, params: dict) -> Generated | None:
     meta = path.with_name(path.name + ".meta.json")
     if not (path.is_file() and meta.is_file()):
@@ -129,11 +139,8 @@ class LedgerParams:
 
 def ledger_csv(params: LedgerParams = LedgerParams()) -> Generated:
     """`bench/ledger/quittancement_2024-12.csv`, generated unless an identical one exists."""
-    folder = bench_home() / "ledger"
-    folder.mkdir(exist_ok=True)
-    path = folder / "quittancement_2024-12.csv"
-    key = {**asdict(params), "code": _code_hash()}
-    if (cached := _cached(path, key)) is not None:
+    path, key, cached = _target("ledger", "quittancement_2024-12.csv", params)
+    if cached is not None:
         return cached
     rng = np.random.default_rng(params.seed)
     n = params.rows
@@ -196,11 +203,8 @@ def works_xlsx(params: WorksParams = WorksParams()) -> Generated:
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
-    folder = bench_home() / "works"
-    folder.mkdir(exist_ok=True)
-    path = folder / "commandes_2024-12.xlsx"
-    key = {**asdict(params), "code": _code_hash()}
-    if (cached := _cached(path, key)) is not None:
+    path, key, cached = _target("works", "commandes_2024-12.xlsx", params)
+    if cached is not None:
         return cached
     rng = np.random.default_rng(params.seed)
     n = params.rows

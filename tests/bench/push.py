@@ -257,15 +257,7 @@ def started(kind: str, folder: Path) -> Iterator[Target]:
         elif kind == "sql_sqlite":
             url = f"sqlite:///{folder / 'erp.db'}"
             _sqlite_run(url, SQL_DDL)
-            target.sink = {
-                "kind": "sql",
-                "sends": "invoices",
-                "fields": INVOICES_SQL,
-                "url": url,
-                "table": SQL_TABLE,
-                "key_column": "invoice_no",
-                "idempotency_column": "hub_key",
-            }
+            target.sink = _sql_sink(url)
         elif kind == "sql_postgresql":
             database = f"datafix_bench_push_{os.getpid()}_{uuid.uuid4().hex[:6]}"
             _pg_admin(f'CREATE DATABASE "{database}"')
@@ -273,18 +265,23 @@ def started(kind: str, folder: Path) -> Iterator[Target]:
             stack.callback(_pg_admin, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
             _sqlite_run(url, SQL_DDL)
-            target.sink = {
-                "kind": "sql",
-                "sends": "invoices",
-                "fields": INVOICES_SQL,
-                "url": url,
-                "table": SQL_TABLE,
-                "key_column": "invoice_no",
-                "idempotency_column": "hub_key",
-            }
+            target.sink = _sql_sink(url)
         else:
             raise ValueError(f"unknown kind {kind}")
         yield target
+
+
+def _sql_sink(url: str) -> dict[str, object]:
+    """The ERP table sink of the SQL benches (SQLite and PostgreSQL alike)."""
+    return {
+        "kind": "sql",
+        "sends": "invoices",
+        "fields": INVOICES_SQL,
+        "url": url,
+        "table": SQL_TABLE,
+        "key_column": "invoice_no",
+        "idempotency_column": "hub_key",
+    }
 
 
 @dataclass(frozen=True)

@@ -332,6 +332,23 @@ class Row:
         return "PASS" if not missed else "MISS (" + ", ".join(missed) + ")"
 
 
+def _rerun_row(what: str, rows: int, rerun: dict, first: dict) -> Row:
+    """The unchanged second run beside the first: skipped, and a fraction of its time."""
+    ratio = _ratio(rerun.get("seconds"), first.get("seconds"))
+    return Row(
+        f"{what}: hub second run (unchanged)",
+        rows,
+        rerun,
+        "hub 1st",
+        ratio,
+        f"<={RERUN_VS_FIRST}x",
+        (
+            ("ratio", ratio is not None and ratio <= RERUN_VS_FIRST),
+            ("skipped", rerun.get("status") == "unchanged"),
+        ),
+    )
+
+
 def _ratio(value: float | None, baseline: float | None) -> float | None:
     if value is None or not baseline:
         return None
@@ -485,21 +502,7 @@ def main() -> int:
                 ),
             )
         )
-        rerun_ratio = _ratio(rerun.get("seconds"), hub.get("seconds"))
-        rows.append(
-            Row(
-                "ledger: hub second run (unchanged)",
-                n,
-                rerun,
-                "hub 1st",
-                rerun_ratio,
-                f"<={RERUN_VS_FIRST}x",
-                (
-                    ("ratio", rerun_ratio is not None and rerun_ratio <= RERUN_VS_FIRST),
-                    ("skipped", rerun.get("status") == "unchanged"),
-                ),
-            )
-        )
+        rows.append(_rerun_row("ledger", n, rerun, hub))
     if "works_hub" in results:
         n = works.data_rows
         reads = {
@@ -552,21 +555,7 @@ def main() -> int:
                 ),
             )
         )
-        rerun_ratio = _ratio(rerun.get("seconds"), hub.get("seconds"))
-        rows.append(
-            Row(
-                "works: hub second run (unchanged)",
-                n,
-                rerun,
-                "hub 1st",
-                rerun_ratio,
-                f"<={RERUN_VS_FIRST}x",
-                (
-                    ("ratio", rerun_ratio is not None and rerun_ratio <= RERUN_VS_FIRST),
-                    ("skipped", rerun.get("status") == "unchanged"),
-                ),
-            )
-        )
+        rows.append(_rerun_row("works", n, rerun, hub))
 
     print()
     print(_table(rows))
