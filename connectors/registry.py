@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from connectors.delivery import Sink
-from connectors.files.models import RawTable, Watermark
+from connectors.rawtable import RawTable, Watermark
 
 __all__ = [
     "BUILTIN_SINKS",

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from connectors.files.client import read_csv, read_header, read_xlsx, resolve_files
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from connectors.registry import SourceKind, SourceRequest
 from schemas.config import StrictModel
 

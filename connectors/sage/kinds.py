@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from connectors.delivery import Sink
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from connectors.registry import SinkKind, SourceKind, SourceRequest
 from connectors.retry import ONE_ATTEMPT
 from connectors.watermark import past_watermark

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from connectors.delivery import Sink
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from connectors.registry import SinkKind, SourceKind, SourceRequest
 from connectors.watermark import past_watermark
 from schemas.config import CursorSpec, EnvText, Secret, SinkBase, StrictModel

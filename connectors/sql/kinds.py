@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from connectors.delivery import Sink
-from connectors.files.models import RawTable
+from connectors.rawtable import RawTable
 from connectors.registry import SinkKind, SourceKind, SourceRequest
 from connectors.watermark import past_watermark
 from schemas.config import (
