@@ -19,6 +19,7 @@ from pipelines.lib.datafixes import (
     Located,
     read_datafix_best_effort,
     sorted_problems,
+    unset_variable_hint,
 )
 from pipelines.lib.environment import interpolation_env
 from pipelines.lib.sources import source_header
@@ -46,8 +47,7 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
                         line,
                         column,
                         f"environment variable `{name}` is not set",
-                        f"export {name}=… before running (list it in .env.example); secrets"
-                        " never go in the datafix itself",
+                        unset_variable_hint(name),
                     )
                 )
     if best_effort is not None and probe_sources:

@@ -344,6 +344,16 @@ def load_landlord(landlord_id: str) -> LoadedDatafix:
     return load_datafix(datafix_path(landlord_id))
 
 
+def unset_variable_hint(name: str) -> str:
+    """How to set a variable a datafix names (the sandbox's own are set by its commands)."""
+    if name.startswith("DATAFIX_SANDBOX_"):
+        return (
+            f"export {name}=… (see .env.example); for the local sandbox peers run it under"
+            ' `datafix demo`, or eval "$(datafix sandbox --env)" first'
+        )
+    return f"export {name}=… (see .env.example); secrets never go in the datafix itself"
+
+
 def resolve_env(text: str) -> str:
     """Replace `${VAR}` references; ConfigError naming the first unset variable."""
     environment = interpolation_env()
@@ -351,14 +361,8 @@ def resolve_env(text: str) -> str:
     def substitute(match: Any) -> str:
         name = match.group(1)
         if name not in environment:
-            hint = (
-                ' — run it under `datafix demo`, or eval "$(datafix sandbox --env)" first'
-                if name.startswith("DATAFIX_SANDBOX_")
-                else ""
-            )
             raise ConfigError(
-                f"environment variable `{name}` is not set — export it (see .env.example);"
-                f" secrets never go in the datafix itself{hint}"
+                f"environment variable `{name}` is not set — {unset_variable_hint(name)}"
             )
         return environment[name]
 
