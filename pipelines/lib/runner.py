@@ -153,6 +153,18 @@ def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) ->
     """Fill the outcome from the run's events, by the role (`datafix/stage`, `datafix/entity`,
     `datafix/sends`) each asset records in its metadata and definition tags."""
     entities = {name: EntityOutcome(name) for name in ENTITIES}
+    _read_materializations(result, outcome, entities)
+    _read_contracts(result, entities)
+    _read_failures(result, outcome, entities)
+    outcome.entities = {k: v for k, v in entities.items() if v.status != "not_configured"}
+
+
+def _read_materializations(
+    result: dg.ExecuteInProcessResult,
+    outcome: LandlordOutcome,
+    entities: dict[str, EntityOutcome],
+) -> None:
+    """Counts per entity from pull, normalise and load; per sink from push."""
     for event in result.get_asset_materialization_events():
         metadata = _plain_metadata(event.materialization.metadata)
         role = AssetRole.read(metadata)
@@ -176,6 +188,10 @@ def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) ->
             target.read = int(metadata["rows_read"])
             target.quarantined = int(metadata.get("rows_quarantined", 0))
             target.skipped = int(metadata.get("rows_skipped", 0))
+
+
+def _read_contracts(result: dg.ExecuteInProcessResult, entities: dict[str, EntityOutcome]) -> None:
+    """The contract verdict per entity; a failed one blocked the entity's load."""
     for evaluation in result.get_asset_check_evaluations():
         metadata = _plain_metadata(evaluation.metadata)
         role = AssetRole.read(metadata)
@@ -190,6 +206,15 @@ def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) ->
         if not evaluation.passed:
             target.status = "blocked"
             target.loaded = 0
+
+
+def _read_failures(
+    result: dg.ExecuteInProcessResult,
+    outcome: LandlordOutcome,
+    entities: dict[str, EntityOutcome],
+) -> None:
+    """Failed steps, mapped to their asset's role through the job's asset graph: an entity's
+    stage marks the entity failed, a push reports its sinks, anything else is a run error."""
     for event in result.get_step_failure_events():
         assets_def = result.job_def.asset_layer.get_assets_def_for_node(event.node_handle)
         if assets_def is not None and not assets_def.keys:
@@ -213,7 +238,6 @@ def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) ->
             target.error = target.error or message
         else:
             outcome.errors.append(f"{event.step_key}: {message}")
-    outcome.entities = {k: v for k, v in entities.items() if v.status != "not_configured"}
 
 
 def _defined_role(assets_def: dg.AssetsDefinition | None) -> AssetRole | None:
