@@ -32,6 +32,7 @@ from connectors.files.client import (
     sheet_names,
 )
 from connectors.rawtable import column_text, header_key, value_text
+from tests.casedata import parametrize
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -72,18 +73,7 @@ def ledger_csv(tmp_path: Path) -> Path:
 # --- header_key -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("label", "key"),
-    [
-        pytest.param("  Date d'ENTRÉE\n", "date d'entree", id="accents-case-newline"),
-        pytest.param("Montant\u00a0 HT :", "montant ht", id="nbsp-and-trailing-colon"),
-        pytest.param("N°\u202flocataire", "n° locataire", id="narrow-nbsp"),
-        pytest.param("Date\r\nd’entrée", "date d'entree", id="typographic-apostrophe"),
-        pytest.param("Straße", "strasse", id="casefold"),
-        pytest.param(None, "", id="none"),
-        pytest.param(2026, "2026", id="number"),
-    ],
-)
+@parametrize("header_keys", "normalised", "label, key")
 def test_header_key_normalises_what_changes_between_exports(label: object, key: str) -> None:
     assert header_key(label) == key
 

@@ -27,6 +27,7 @@ from schemas.datafix import (
     semantic_issues,
 )
 from schemas.reference import HERE
+from tests.casedata import parametrize
 
 DEMO_DATAFIXES = sorted((HERE.parent / "datafixes").glob("*.yaml"))
 
@@ -53,30 +54,7 @@ def test_demo_datafix_is_valid_with_no_semantic_issue(path: Path) -> None:
 # --- field rules: exactly one origin --------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("rule", "expected"),
-    [
-        pytest.param({}, "found: none", id="no-origin"),
-        pytest.param({"map": {"A": "active"}}, "found: none", id="only-a-map"),
-        pytest.param({"from": "Statut", "const": "active"}, "found: from, const", id="from+const"),
-        pytest.param({"from": "A", "concat": ["B", "C"]}, "found: from, concat", id="from+concat"),
-        pytest.param(
-            {"from": "Montant", "debit": "Débit", "credit": "Crédit"},
-            "found: from, debit/credit",
-            id="from+debit-credit",
-        ),
-        pytest.param({"debit": "Débit"}, "debit and credit go together", id="debit-no-credit"),
-        pytest.param({"credit": "Crédit"}, "debit and credit go together", id="credit-no-debit"),
-        pytest.param(
-            {"from": "Statut", "map": {"A": "active"}, "unmapped": "default"},
-            "unmapped: default needs a `default` value",
-            id="unmapped-default-without-default",
-        ),
-        pytest.param({"concat": ["Nom"]}, "at least 2 items", id="concat-of-one"),
-        pytest.param({"from": "Montant", "unit": "francs"}, "'euros' or 'cents'", id="bad-unit"),
-        pytest.param({"form": "Statut"}, "Extra inputs are not permitted", id="misspelled-from"),
-    ],
-)
+@parametrize("field_rules", "refused", "rule, expected")
 def test_field_rule_refuses(rule: dict[str, Any], expected: str) -> None:
     with pytest.raises(ValidationError) as error:
         FieldRule.model_validate(rule)
@@ -84,24 +62,7 @@ def test_field_rule_refuses(rule: dict[str, Any], expected: str) -> None:
     assert expected in error_text(error)
 
 
-@pytest.mark.parametrize(
-    ("rule", "columns"),
-    [
-        pytest.param("N° locataire", ["N° locataire"], id="bare-string-is-from"),
-        pytest.param({"from": "N° locataire"}, ["N° locataire"], id="from"),
-        pytest.param({"concat": ["Nom", "Prénom"]}, ["Nom", "Prénom"], id="concat"),
-        pytest.param({"const": 0}, [], id="const-zero"),
-        pytest.param({"const": False}, [], id="const-false"),
-        pytest.param(
-            {"debit": "Débit", "credit": "Crédit"}, ["Débit", "Crédit"], id="debit-credit"
-        ),
-        pytest.param(
-            {"from": "S", "map": {"A": "active"}, "unmapped": "default", "default": "left"},
-            ["S"],
-            id="unmapped-default-with-default",
-        ),
-    ],
-)
+@parametrize("field_rules", "one-origin", "rule, columns")
 def test_field_rule_accepts_one_origin(rule: Any, columns: list[str]) -> None:
     assert FieldRule.model_validate(rule).source_columns == columns
 
@@ -109,18 +70,7 @@ def test_field_rule_accepts_one_origin(rule: Any, columns: list[str]) -> None:
 # --- sources --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        pytest.param("DELETE FROM locataires", "read-only", id="delete"),
-        pytest.param("update locataires set statut = 'SOR'", "read-only", id="update"),
-        pytest.param("DROP TABLE locataires", "read-only", id="drop"),
-        pytest.param("   ", "read-only", id="blank"),
-        pytest.param("SELECT 1; DROP TABLE locataires", "single statement", id="two-statements"),
-        pytest.param("SELECT 1;\nSELECT 2;", "single statement", id="two-selects"),
-        pytest.param("selection_view", "read-only", id="select-prefix-of-a-word"),
-    ],
-)
+@parametrize("sql_queries", "refused", "query, expected")
 def test_sql_source_refuses_what_is_not_one_select(query: str, expected: str) -> None:
     with pytest.raises(ValidationError) as error:
         SqlSource.model_validate({"kind": "sql", "url": "sqlite:///erp.db", "query": query})

@@ -30,6 +30,7 @@ from pipelines.lib.transforms import (
 )
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.datafix import EntityMapping
+from tests.casedata import parametrize
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -86,27 +87,7 @@ ACTIVE = {"status": {"const": "active"}}
 # --- parse_cents ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("cell", "cents"),
-    [
-        pytest.param("1 234,56 €", 123456, id="space-thousands-euro-sign"),
-        pytest.param("1\u00a0234,56\u00a0€", 123456, id="no-break-space-thousands"),
-        pytest.param("1\u202f234,56 €", 123456, id="narrow-no-break-space-thousands"),
-        pytest.param("1 234 567,89", 123456789, id="several-thousands-groups"),
-        pytest.param("1.234,56", 123456, id="dot-thousands-decimal-comma"),
-        pytest.param("1234.56", 123456, id="decimal-point"),
-        pytest.param("1,234.56", 123456, id="comma-thousands-decimal-point"),
-        pytest.param("-12,50", -1250, id="leading-minus"),
-        pytest.param("12,50-", -1250, id="trailing-minus"),
-        pytest.param("(12,50)", -1250, id="parentheses"),
-        pytest.param("+3", 300, id="plus-sign-whole-euros"),
-        pytest.param("0,1", 10, id="one-decimal"),
-        pytest.param("12,500", 1250, id="extra-zero-decimals"),
-        pytest.param("0,00", 0, id="zero"),
-        pytest.param("12,50 EUR", 1250, id="eur-suffix"),
-        pytest.param("999 999 999 999 999,99", 99_999_999_999_999_999, id="beyond-float-precision"),
-    ],
-)
+@parametrize("amounts", "french-and-plain", "cell, cents")
 def test_parse_cents_reads_french_and_plain_amounts(cell: str, cents: int) -> None:
     values, bad = parse_cents(text([cell]))
 
@@ -115,19 +96,7 @@ def test_parse_cents_reads_french_and_plain_amounts(cell: str, cents: int) -> No
     assert bad.tolist() == [False]
 
 
-@pytest.mark.parametrize(
-    "cell",
-    [
-        pytest.param("12,345", id="three-significant-decimals"),
-        pytest.param("1,234", id="comma-then-three-digits"),
-        pytest.param("1.234", id="dot-then-three-digits-is-ambiguous"),
-        pytest.param("12,5O", id="letter-o-for-zero"),
-        pytest.param("abc", id="words"),
-        pytest.param("--12", id="two-minus-signs"),
-        pytest.param("12,50 $", id="dollar-sign"),
-        pytest.param("1 2,5,0", id="two-decimal-commas"),
-    ],
-)
+@parametrize("amounts", "not-amounts", "cell")
 def test_parse_cents_flags_what_is_not_an_amount(cell: str) -> None:
     values, bad = parse_cents(text([cell]))
 
@@ -162,22 +131,7 @@ def test_parse_cents_in_cents_unit(cell: str, cents: int | None, is_bad: bool) -
 # --- parse_dates ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("cell", "with_time", "expected"),
-    [
-        pytest.param("15/03/2026", False, "2026-03-15", id="dd/mm/yyyy"),
-        pytest.param("15/03/26", False, "2026-03-15", id="dd/mm/yy"),
-        pytest.param("15-03-2026", False, "2026-03-15", id="dd-mm-yyyy"),
-        pytest.param("15.03.2026", False, "2026-03-15", id="dd.mm.yyyy"),
-        pytest.param("2026-03-15", False, "2026-03-15", id="iso-date"),
-        pytest.param("2026-03-15 14:30:00", True, "2026-03-15 14:30:00", id="iso-datetime"),
-        pytest.param("2026-03-15T14:30:00", True, "2026-03-15 14:30:00", id="iso-datetime-T"),
-        pytest.param("2026-03-15 14:30:00", False, "2026-03-15", id="iso-datetime-as-date"),
-        pytest.param("45658", False, "2025-01-01", id="excel-serial"),
-        pytest.param("45658.5", True, "2025-01-01 12:00:00", id="excel-serial-noon"),
-        pytest.param("45658.5", False, "2025-01-01", id="excel-serial-noon-as-date"),
-    ],
-)
+@parametrize("dates", "default-formats", "cell, with_time, expected")
 def test_parse_dates_default_formats_iso_and_excel(
     cell: str, with_time: bool, expected: str
 ) -> None:
@@ -188,19 +142,7 @@ def test_parse_dates_default_formats_iso_and_excel(
     assert bad.tolist() == [False]
 
 
-@pytest.mark.parametrize(
-    "cell",
-    [
-        pytest.param("31/02/2026", id="february-31st"),
-        pytest.param("15/13/2026", id="month-13"),
-        pytest.param("2026-02-30", id="iso-february-30th"),
-        pytest.param("15/03/1850", id="year-before-1900"),
-        pytest.param("15/03/2150", id="year-after-2100"),
-        pytest.param("19999", id="serial-below-1954"),
-        pytest.param("80001", id="serial-after-2119"),
-        pytest.param("bientôt", id="words"),
-    ],
-)
+@parametrize("dates", "impossible", "cell")
 def test_parse_dates_flags_impossible_or_implausible_dates(cell: str) -> None:
     values, bad = parse_dates(text([cell]), None, with_time=False)
 
@@ -256,21 +198,7 @@ def test_format_tokens_become_strftime(datafix_format: str, strftime: str) -> No
 # --- parse_integers and parse_booleans ------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("cell", "number", "is_bad"),
-    [
-        pytest.param("3", 3, False, id="plain"),
-        pytest.param("+3", 3, False, id="plus"),
-        pytest.param("-2", -2, False, id="minus"),
-        pytest.param("3.0", 3, False, id="point-zero"),
-        pytest.param("3,00", 3, False, id="comma-zeros"),
-        pytest.param("007", 7, False, id="leading-zeros"),
-        pytest.param(None, None, False, id="blank"),
-        pytest.param("3,5", None, True, id="fraction"),
-        pytest.param("1e3", None, True, id="exponent"),
-        pytest.param("trois", None, True, id="words"),
-    ],
-)
+@parametrize("integers", "cells", "cell, number, is_bad")
 def test_parse_integers(cell: str | None, number: int | None, is_bad: bool) -> None:
     values, bad = parse_integers(text([cell]))
 
