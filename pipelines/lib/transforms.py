@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from connectors.errors import ConfigError
 from connectors.rawtable import RawTable, header_key
-from schemas.canonical import ENTITIES, ColumnSpec, ColumnType, EntitySpec
+from schemas.canonical import ENTITIES, PANDAS_DTYPES, ColumnSpec, ColumnType, EntitySpec
 from schemas.datafix import EntityMapping, FieldRule, did_you_mean
 
 
@@ -605,7 +605,7 @@ def _as_text(value: object) -> str:
 
 
 def _empty(column: ColumnSpec, index: pd.Index) -> pd.Series:
-    return pd.Series(pd.NA, index=index).astype(_DTYPES[column.type])
+    return pd.Series(pd.NA, index=index).astype(PANDAS_DTYPES[column.type])
 
 
 def _parse_text(
@@ -696,16 +696,6 @@ _ADVICE: dict[ColumnType, Callable[[FieldRule, ColumnSpec], tuple[str, str]]] = 
         "bad_boolean",
         " is not yes/no (oui/non, o/n, 1/0, vrai/faux) — fix the cell or add a `map`",
     ),
-}
-
-_DTYPES: dict[ColumnType, str] = {
-    ColumnType.TEXT: "str",
-    ColumnType.CHOICE: "str",
-    ColumnType.CENTS: "Int64",
-    ColumnType.INTEGER: "Int64",
-    ColumnType.DATE: "datetime64[ns]",
-    ColumnType.DATETIME: "datetime64[ns, UTC]",
-    ColumnType.BOOLEAN: "boolean",
 }
 
 

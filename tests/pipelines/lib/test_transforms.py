@@ -28,7 +28,7 @@ from pipelines.lib.transforms import (
     per_distinct,
     to_strftime,
 )
-from schemas.canonical import ENTITIES, ColumnType
+from schemas.canonical import ENTITIES, PANDAS_DTYPES, ColumnType
 from schemas.datafix import EntityMapping
 from tests.casedata import parametrize
 
@@ -778,15 +778,6 @@ def test_column_missing_from_the_header_raises_config_error_with_did_you_mean() 
 
 # --- dtypes and time zones ------------------------------------------------------------------
 
-DTYPES = {
-    ColumnType.TEXT: "str",
-    ColumnType.CHOICE: "str",
-    ColumnType.CENTS: "Int64",
-    ColumnType.INTEGER: "Int64",
-    ColumnType.DATE: "datetime64[ns]",
-    ColumnType.DATETIME: "datetime64[ns, UTC]",
-    ColumnType.BOOLEAN: "boolean",
-}
 VALID_CELL = {
     ColumnType.TEXT: "ABC-1",
     ColumnType.CENTS: "12,50",
@@ -816,7 +807,8 @@ def test_output_dtypes_follow_the_column_types(entity: str) -> None:
     assert rejected(batch) == []
     assert list(batch.rows.columns) == [*spec.column_names, "source_row"]
     for spec_column in spec.columns:
-        assert batch.rows[spec_column.name].dtype == DTYPES[spec_column.type], spec_column.name
+        dtype = PANDAS_DTYPES[spec_column.type]
+        assert batch.rows[spec_column.name].dtype == dtype, spec_column.name
     assert batch.rows["source_row"].dtype == "str"
 
 
