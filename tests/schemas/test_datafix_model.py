@@ -216,97 +216,14 @@ def datafix_with(entity: str, mapping: dict[str, Any], **sources: dict[str, Any]
 TENANT_KEYS = {"tenant_ref": "Ref", "status": {"const": "active"}}
 
 
-@pytest.mark.parametrize(
-    ("entity", "mapping", "path", "message", "hint"),
-    [
-        pytest.param(
-            "tenant",
-            {"fields": TENANT_KEYS},
-            ("entities", "tenant"),
-            "`tenant` is not a canonical entity",
-            "did you mean `tenants`?",
-            id="unknown-entity",
-        ),
-        pytest.param(
-            "tenants",
-            {"source": "exprot", "fields": TENANT_KEYS},
-            ("entities", "tenants", "source"),
-            "source `exprot` is not declared under `sources`",
-            "did you mean `export`?",
-            id="undeclared-source",
-        ),
-        pytest.param(
-            "tenants",
-            {"sheet": "Feuil1", "fields": TENANT_KEYS},
-            ("entities", "tenants", "sheet"),
-            "`sheet` only applies to xlsx sources; `export` is csv",
-            "remove `sheet`",
-            id="sheet-on-csv",
-        ),
-        pytest.param(
-            "tenants",
-            {"fields": TENANT_KEYS | {"tenant_reff": "Ref"}},
-            ("entities", "tenants", "fields", "tenant_reff"),
-            "`tenant_reff` is not a column of tenants",
-            "did you mean `tenant_ref`?",
-            id="unknown-field",
-        ),
-        pytest.param(
-            "tenants",
-            {"fields": {"tenant_ref": "Ref"}},
-            ("entities", "tenants", "fields"),
-            "tenants needs `status` but the mapping has no rule for it",
-            "add `status: <source column>` under fields",
-            id="required-field-missing",
-        ),
-        pytest.param(
-            "tenants",
-            {"fields": {"tenant_ref": "Ref", "status": {"from": "S", "map": {"A": "actif"}}}},
-            ("entities", "tenants", "fields", "status", "map", "A"),
-            "`actif` is not an allowed value of status",
-            "did you mean `active`?",
-            id="map-value-not-a-choice",
-        ),
-        pytest.param(
-            "tenants",
-            {"fields": {"tenant_ref": "Ref", "status": {"const": "gone"}}},
-            ("entities", "tenants", "fields", "status", "const"),
-            "`gone` is not an allowed value of status",
-            "allowed: active, leaving, left",
-            id="const-not-a-choice",
-        ),
-        pytest.param(
-            "tenants",
-            {"fields": TENANT_KEYS | {"household_size": {"from": "N", "map": {"deux": 2}}}},
-            ("entities", "tenants", "fields", "household_size", "map"),
-            "`map` applies to text, yes/no and choice columns; household_size is integer",
-            "remove `map`",
-            id="map-on-integer",
-        ),
-        pytest.param(
-            "tenants",
-            {"fields": TENANT_KEYS | {"lease_ref": {"debit": "D", "credit": "C"}}},
-            ("entities", "tenants", "fields", "lease_ref"),
-            "debit/credit folding needs an amount column; lease_ref is text",
-            "use `from:` instead",
-            id="debit-credit-on-text",
-        ),
-        pytest.param(
-            "tenants",
-            {"fields": TENANT_KEYS | {"lease_ref": {"from": "B", "formats": ["dd/mm/yyyy"]}}},
-            ("entities", "tenants", "fields", "lease_ref", "formats"),
-            "`formats` applies to dates; lease_ref is text",
-            "remove `formats`",
-            id="formats-on-text",
-        ),
-    ],
-)
+@parametrize("semantic_issues", "mapping-mistakes", "entity, mapping, path, message, hint")
 def test_semantic_issue(
-    entity: str, mapping: dict[str, Any], path: tuple[str, ...], message: str, hint: str
+    entity: str, mapping: dict[str, Any], path: list[str], message: str, hint: str
 ) -> None:
     issues = semantic_issues(datafix_with(entity, mapping))
 
-    assert [(issue.path, issue.message, issue.hint) for issue in issues] == [(path, message, hint)]
+    found = [(issue.path, issue.message, issue.hint) for issue in issues]
+    assert found == [(tuple(path), message, hint)]
 
 
 def test_landlord_id_must_equal_the_file_name() -> None:
