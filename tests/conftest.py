@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
 if TYPE_CHECKING:
     from connectors.sandbox.run import Sandbox
@@ -41,6 +42,8 @@ MARIADB_PORT = 3306
 MARIADB_USER = "root"
 # The unixODBC driver name registered by Debian's odbc-mariadb package (`odbcinst -q -d`).
 MARIADB_ODBC_DRIVER = "MariaDB Unicode"
+# The one registered by Debian's odbc-postgresql package.
+POSTGRES_ODBC_DRIVER = "PostgreSQL Unicode"
 TEST_DATABASE_PREFIX = "datafix_test_"
 
 DatabaseFactory = Callable[[], AbstractContextManager[str]]
@@ -140,6 +143,17 @@ def mariadb_url(database: str) -> str:
     """SQLAlchemy URL for a database on the test server, through pyodbc and the MariaDB driver."""
     driver = MARIADB_ODBC_DRIVER.replace(" ", "+")
     return f"mysql+pyodbc://{MARIADB_USER}@{MARIADB_HOST}:{MARIADB_PORT}/{database}?driver={driver}"
+
+
+def odbc_connection_string(url: str) -> str:
+    """The DSN-less ODBC connection string to the test server's database that a SQLAlchemy
+    `url` names (PostgreSQL or MariaDB), through the server's registered ODBC driver."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        driver, host, port, user = POSTGRES_ODBC_DRIVER, POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER
+    else:
+        driver, host, port, user = MARIADB_ODBC_DRIVER, MARIADB_HOST, MARIADB_PORT, MARIADB_USER
+    return f"Driver={{{driver}}};Server={host};Port={port};Database={parsed.database};UID={user}"
 
 
 def run_mariadb_admin(statement: str) -> None:

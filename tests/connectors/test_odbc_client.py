@@ -32,21 +32,18 @@ from connectors.sql.odbc import (
     resolve_connection_string,
 )
 from tests.conftest import (
-    MARIADB_HOST,
-    MARIADB_ODBC_DRIVER,
-    MARIADB_PORT,
-    MARIADB_USER,
     POSTGRES_HOST,
+    POSTGRES_ODBC_DRIVER,
     POSTGRES_PORT,
     POSTGRES_USER,
     new_database_name,
+    odbc_connection_string,
     run_postgres_admin,
     service_unavailable,
     temporary_mariadb_database,
     temporary_postgres_database,
 )
 
-POSTGRES_ODBC_DRIVER = "PostgreSQL Unicode"
 PASSWORD = "S3cr3t-pw;{x}"  # holds the characters that need braces in a connection string
 BRACED_PASSWORD = "{S3cr3t-pw;{x}}}"  # as written in one: `}` doubled
 
@@ -241,10 +238,7 @@ def postgres() -> Iterator[Database]:
             )
         engine.dispose()
         name = str(sa.make_url(url).database)
-        odbc = (
-            f"Driver={{{POSTGRES_ODBC_DRIVER}}};Server={POSTGRES_HOST};Port={POSTGRES_PORT};"
-            f"Database={name};UID={POSTGRES_USER}"
-        )
+        odbc = odbc_connection_string(url)
         yield Database("postgres", odbc, url, name)
 
 
@@ -266,10 +260,7 @@ def _mariadb_parameters(row: tuple[object, ...]) -> tuple[object, ...]:
 def mariadb() -> Iterator[Database]:
     with temporary_mariadb_database() as url:
         name = str(sa.make_url(url).database)
-        odbc = (
-            f"Driver={{{MARIADB_ODBC_DRIVER}}};Server={MARIADB_HOST};Port={MARIADB_PORT};"
-            f"Database={name};UID={MARIADB_USER}"
-        )
+        odbc = odbc_connection_string(url)
         admin = _mariadb_admin(odbc)
         try:
             admin.execute(

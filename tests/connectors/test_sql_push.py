@@ -11,24 +11,16 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from connectors.delivery import OutgoingRecord
 from connectors.errors import ConfigError
 from connectors.sql.push import SqlSink
 from tests.conftest import (
-    MARIADB_HOST,
-    MARIADB_ODBC_DRIVER,
-    MARIADB_PORT,
-    MARIADB_USER,
-    POSTGRES_HOST,
-    POSTGRES_PORT,
-    POSTGRES_USER,
+    odbc_connection_string,
     temporary_mariadb_database,
     temporary_postgres_database,
 )
 
-POSTGRES_ODBC_DRIVER = "PostgreSQL Unicode"
 TARGETS = ["sqlite", "postgresql", "mariadb", "postgresql-odbc", "mariadb-odbc"]
 
 
@@ -88,16 +80,10 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         url = f"sqlite:///{path}"
         yield Target(backend, url, url, None)
     else:
-        if backend.startswith("postgresql"):
-            temporary = temporary_postgres_database
-            server = (POSTGRES_ODBC_DRIVER, POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER)
-        else:
-            temporary = temporary_mariadb_database
-            server = (MARIADB_ODBC_DRIVER, MARIADB_HOST, MARIADB_PORT, MARIADB_USER)
-        driver, host, port, user = server
+        postgres = backend.startswith("postgresql")
+        temporary = temporary_postgres_database if postgres else temporary_mariadb_database
         with temporary() as url:
-            database = make_url(url).database
-            odbc = f"Driver={{{driver}}};Server={host};Port={port};Database={database};UID={user}"
+            odbc = odbc_connection_string(url)
             odbc_only = backend.endswith("odbc")
             yield Target(backend, url, None if odbc_only else url, odbc if odbc_only else None)
 
