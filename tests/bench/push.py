@@ -54,6 +54,13 @@ for _path in (str(HERE), str(REPO)):
 
 import generate  # noqa: E402  (tests/bench/generate.py: bench_home)
 
+from tests.pipelines.lib.pushing import (  # noqa: E402
+    ERP_COMMITMENT_FIELDS,
+    SF_EXTERNAL_ID,
+    SF_OBJECT,
+    run_sql,
+)
+
 ATTEMPTS = 2
 RECORDS = 10_000
 X3_RECORDS = 1_000  # one SOAP call per record (about 100 records/s): fewer, to keep the bench short
@@ -69,8 +76,6 @@ SQL_DDL = (
     f"CREATE TABLE {SQL_TABLE} (invoice_no VARCHAR(20) PRIMARY KEY, bt VARCHAR(20),"
     " amount_cents BIGINT, total_cents BIGINT, issued_on DATE, hub_key VARCHAR(120))"
 )
-SF_OBJECT = "WorkOrder"
-SF_EXTERNAL_ID = "Hub_External_Id__c"
 SF_SESSION_VARIABLE = "DATAFIX_BENCH_SF_SESSION"
 
 COMMITMENTS_SF = {
@@ -78,14 +83,6 @@ COMMITMENTS_SF = {
     "City": "dwelling_ref",
     "Description": {"from": "amount_cents", "as": "euros"},
     "Date_Commande__c": "ordered_date",
-}
-COMMITMENTS_SOAP = {
-    "Contractor": "contractor",
-    "BudgetLine": {"value": "GE-2026-61521"},
-    "AmountExclTaxCents": "amount_cents",
-    "AmountInclTax": {"from": "amount_cents", "as": "euros"},
-    "OrderedOn": "ordered_date",
-    "Label": {"value": "Engagement travaux"},
 }
 INVOICES_X3 = {
     "SALFCY": {"value": "SED"},
@@ -170,18 +167,6 @@ def _pg_admin(statement: str) -> None:
         conn.execute(statement)
 
 
-def _sqlite_run(url: str, *statements: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 def _x3_spec_has_field_groups() -> bool:
     from connectors.sage.kinds import SageX3Sink
 
@@ -225,7 +210,7 @@ def started(kind: str, folder: Path) -> Iterator[Target]:
             target.sink = {
                 "kind": "soap",
                 "sends": "commitments",
-                "fields": COMMITMENTS_SOAP,
+                "fields": ERP_COMMITMENT_FIELDS,
                 "wsdl": peer.wsdl_url,
                 "operation": "SubmitCommitments",
                 "mode": "batch",
@@ -256,7 +241,7 @@ def started(kind: str, folder: Path) -> Iterator[Target]:
             }
         elif kind == "sql_sqlite":
             url = f"sqlite:///{folder / 'erp.db'}"
-            _sqlite_run(url, SQL_DDL)
+            run_sql(url, SQL_DDL)
             target.sink = _sql_sink(url)
         elif kind == "sql_postgresql":
             database = f"datafix_bench_push_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -264,7 +249,7 @@ def started(kind: str, folder: Path) -> Iterator[Target]:
             target.pg_database = database
             stack.callback(_pg_admin, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
-            _sqlite_run(url, SQL_DDL)
+            run_sql(url, SQL_DDL)
             target.sink = _sql_sink(url)
         else:
             raise ValueError(f"unknown kind {kind}")

@@ -20,6 +20,7 @@ from tests.conftest import (
     temporary_mariadb_database,
     temporary_postgres_database,
 )
+from tests.pipelines.lib.pushing import run_sql
 
 TARGETS = ["sqlite", "postgresql", "mariadb", "postgresql-odbc", "mariadb-odbc"]
 
@@ -34,13 +35,7 @@ class Target:
     sink_odbc: str | None
 
     def run(self, *statements: str) -> None:
-        engine = sa.create_engine(self.admin_url)
-        try:
-            with engine.begin() as connection:
-                for statement in statements:
-                    connection.exec_driver_sql(statement)
-        finally:
-            engine.dispose()
+        run_sql(self.admin_url, *statements)
 
     def rows(self, table: str = "invoices") -> list[tuple[Any, ...]]:
         """The table's rows by key, values normalised (bool, int, date) across backends."""

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import yaml
 
 from pipelines.lib.datafixes import LoadedDatafix, load_datafix
@@ -58,6 +59,31 @@ ENTITY_FIELDS: dict[str, dict[str, Any]] = {
         "status": {"from": "statut", "map": {"EMI": "issued", "BRO": "draft"}},
     },
 }
+
+# the local Salesforce peer's object (connectors/sandbox/salesforce/) and its upsert key
+SF_OBJECT = "WorkOrder"
+SF_EXTERNAL_ID = "Hub_External_Id__c"
+# commitments → the local ERP's SubmitCommitments (connectors/sandbox/soap_erp.py), as the
+# end-to-end tests and the push bench declare them
+ERP_COMMITMENT_FIELDS: dict[str, Any] = {
+    "Contractor": "contractor",
+    "BudgetLine": {"value": "GE-2026-61521"},
+    "AmountExclTaxCents": "amount_cents",
+    "AmountInclTax": {"from": "amount_cents", "as": "euros"},
+    "OrderedOn": "ordered_date",
+    "Label": {"value": "Engagement travaux"},
+}
+
+
+def run_sql(url: str, *statements: str) -> None:
+    """Run `statements` on the database at the SQLAlchemy `url`, in one transaction."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
 
 
 def _write(path: Path, header: list[str], rows: list[list[Any]]) -> None:
