@@ -78,15 +78,7 @@ def test_sql_source_refuses_what_is_not_one_select(query: str, expected: str) ->
     assert expected in error_text(error)
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        pytest.param("SELECT * FROM locataires", id="select"),
-        pytest.param("  select ref from locataires;  ", id="trailing-semicolon-lower-case"),
-        pytest.param("WITH t AS (SELECT 1 AS x) SELECT x FROM t", id="with"),
-        pytest.param("\n  SELECT ref\n  FROM locataires\n  WHERE statut = 'ACT'", id="multi-line"),
-    ],
-)
+@parametrize("sql_queries", "accepted", "query")
 def test_sql_source_accepts_one_read_only_query(query: str) -> None:
     source = SqlSource.model_validate({"kind": "sql", "url": "sqlite:///erp.db", "query": query})
 

@@ -111,16 +111,7 @@ def test_parse_cents_blank_is_missing_not_bad() -> None:
     assert bad.tolist() == [False, False]
 
 
-@pytest.mark.parametrize(
-    ("cell", "cents", "is_bad"),
-    [
-        pytest.param("1234", 1234, False, id="whole"),
-        pytest.param("1 234", 1234, False, id="thousands-space"),
-        pytest.param("-5", -5, False, id="negative"),
-        pytest.param("12,00", 12, False, id="zero-decimals"),
-        pytest.param("12,5", None, True, id="fraction-of-a-cent"),
-    ],
-)
+@parametrize("amounts", "cents-unit", "cell, cents, is_bad")
 def test_parse_cents_in_cents_unit(cell: str, cents: int | None, is_bad: bool) -> None:
     values, bad = parse_cents(text([cell]), unit="cents")
 
@@ -157,16 +148,7 @@ def test_parse_dates_blank_is_missing_not_bad() -> None:
     assert bad.tolist() == [False, False]
 
 
-@pytest.mark.parametrize(
-    ("formats", "cell", "expected"),
-    [
-        pytest.param(["dd/mm/yyyy HH:MI"], "15/03/2026 14:30", "2026-03-15 14:30", id="fr-time"),
-        pytest.param(["yyyy-mm-dd HH:MI"], "2026-03-15 14:30", "2026-03-15 14:30", id="iso-no-s"),
-        pytest.param(["mm/dd/yyyy"], "03/15/2026", "2026-03-15", id="us-month-first"),
-        pytest.param(["mm/dd/yyyy"], "01/02/2026", "2026-01-02", id="declared-wins-over-dd/mm"),
-        pytest.param(["dd/mm/yyyy HH:MI"], "2026-03-15", "2026-03-15", id="iso-still-accepted"),
-    ],
-)
+@parametrize("dates", "declared-formats", "formats, cell, expected")
 def test_parse_dates_declared_formats(formats: list[str], cell: str, expected: str) -> None:
     values, bad = parse_dates(text([cell]), formats, with_time=True)
 
@@ -181,16 +163,7 @@ def test_parse_dates_declared_formats_replace_the_defaults() -> None:
     assert values.isna().tolist() == [True]
 
 
-@pytest.mark.parametrize(
-    ("datafix_format", "strftime"),
-    [
-        pytest.param("dd/mm/yyyy", "%d/%m/%Y", id="date"),
-        pytest.param("dd/mm/yy", "%d/%m/%y", id="two-digit-year"),
-        pytest.param("dd/mm/yyyy HH:MI", "%d/%m/%Y %H:%M", id="hours-minutes"),
-        pytest.param("yyyy-mm-dd HH:MI:SS", "%Y-%m-%d %H:%M:%S", id="seconds"),
-        pytest.param("%d/%m/%Y", "%d/%m/%Y", id="strftime-passes-through"),
-    ],
-)
+@parametrize("dates", "format-tokens", "datafix_format, strftime")
 def test_format_tokens_become_strftime(datafix_format: str, strftime: str) -> None:
     assert to_strftime(datafix_format) == strftime
 
@@ -281,16 +254,7 @@ def test_rename_with_from_and_with_the_bare_string_short_form() -> None:
     pd.testing.assert_frame_equal(long_form.rows, short_form.rows)
 
 
-@pytest.mark.parametrize(
-    "label_in_export",
-    [
-        pytest.param("Date d'entrée", id="as-written"),
-        pytest.param("DATE D'ENTRÉE", id="upper-case"),
-        pytest.param("date d'entree", id="no-accent"),
-        pytest.param("  Date  d'entrée ", id="odd-spacing"),
-        pytest.param("Date d’entrée", id="typographic-apostrophe"),
-    ],
-)
+@parametrize("header_keys", "in-export", "label_in_export")
 def test_header_matches_ignoring_case_accents_and_spaces(label_in_export: str) -> None:
     batch = transform(
         "tenants",
