@@ -50,6 +50,18 @@ def bearer(peer: SalesforcePeer) -> dict[str, str]:
     return {"Authorization": f"Bearer {peer.session_id}"}
 
 
+def create_query_job(
+    peer: SalesforcePeer, http: requests.Session, query: str, **options: str
+) -> tuple[dict[str, Any], str]:
+    """POST a Bulk 2.0 query job: the peer's answer and the job's address."""
+    created = http.post(
+        f"{peer.instance_url}{API}/jobs/query",
+        json={"operation": "query", "query": query, **options},
+        headers=bearer(peer),
+    ).json()
+    return created, f"{peer.instance_url}{API}/jobs/query/{created['id']}"
+
+
 def live_work_orders(peer: SalesforcePeer) -> list[dict[str, Any]]:
     return peer.store.rows("WorkOrder")
 
@@ -418,13 +430,8 @@ def test_bulk_query_through_simple_salesforce(peer: SalesforcePeer, sf: Salesfor
 def test_bulk_respects_max_records_and_answers_locator_headers(
     peer: SalesforcePeer, http: requests.Session
 ) -> None:
-    created = http.post(
-        f"{peer.instance_url}{API}/jobs/query",
-        json={"operation": "query", "query": "SELECT Id FROM Account"},
-        headers=bearer(peer),
-    ).json()
+    created, job = create_query_job(peer, http, "SELECT Id FROM Account")
     assert created["state"] == "UploadComplete" and created["id"].startswith("750")
-    job = f"{peer.instance_url}{API}/jobs/query/{created['id']}"
     early = http.get(f"{job}/results", headers=bearer(peer))
     assert (early.status_code, early.json()[0]["errorCode"]) == (400, "INVALIDJOBSTATE")
     states = [http.get(job, headers=bearer(peer)).json()["state"] for _ in range(2)]
@@ -448,12 +455,7 @@ def test_bulk_respects_max_records_and_answers_locator_headers(
 def test_bulk_job_can_be_aborted_before_it_completes(
     peer: SalesforcePeer, http: requests.Session
 ) -> None:
-    created = http.post(
-        f"{peer.instance_url}{API}/jobs/query",
-        json={"operation": "query", "query": "SELECT Id FROM WorkOrder"},
-        headers=bearer(peer),
-    ).json()
-    job = f"{peer.instance_url}{API}/jobs/query/{created['id']}"
+    _, job = create_query_job(peer, http, "SELECT Id FROM WorkOrder")
     aborted = http.patch(job, json={"state": "Aborted"}, headers=bearer(peer)).json()
     assert aborted["state"] == "Aborted"
     assert http.get(job, headers=bearer(peer)).json()["state"] == "Aborted"
@@ -462,17 +464,13 @@ def test_bulk_job_can_be_aborted_before_it_completes(
 def test_bulk_results_honour_delimiter_line_ending_and_gzip(
     peer: SalesforcePeer, http: requests.Session
 ) -> None:
-    created = http.post(
-        f"{peer.instance_url}{API}/jobs/query",
-        json={
-            "operation": "query",
-            "query": "SELECT Name, BillingCity FROM Account ORDER BY Name",
-            "columnDelimiter": "SEMICOLON",
-            "lineEnding": "CRLF",
-        },
-        headers=bearer(peer),
-    ).json()
-    job = f"{peer.instance_url}{API}/jobs/query/{created['id']}"
+    _, job = create_query_job(
+        peer,
+        http,
+        "SELECT Name, BillingCity FROM Account ORDER BY Name",
+        columnDelimiter="SEMICOLON",
+        lineEnding="CRLF",
+    )
     while http.get(job, headers=bearer(peer)).json()["state"] != "JobComplete":
         pass
     answer = http.get(f"{job}/results", headers=bearer(peer), stream=True)
