@@ -44,11 +44,16 @@ from pipelines.lib.sinks import build_sink
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import outbox
 from tests.pipelines.lib.helpers import migrated_warehouse
-from tests.pipelines.lib.pushing import load_all, write_datafix, write_works
+from tests.pipelines.lib.pushing import (
+    ERP_COMMITMENT_FIELDS,
+    SF_EXTERNAL_ID,
+    SF_OBJECT,
+    load_all,
+    write_datafix,
+    write_works,
+)
 
 DATAFIX = str(Path(sys.executable).parent / "datafix")
-OBJECT = "WorkOrder"
-EXTERNAL_ID = "Hub_External_Id__c"
 
 # invoices → Salesforce WorkOrder, upserted on Hub_External_Id__c = invoice_ref
 SALESFORCE_INVOICES = {
@@ -56,12 +61,12 @@ SALESFORCE_INVOICES = {
     "sends": "invoices",
     "auth": {"session_id": "${SF_SESSION_ID}", "instance_url": "${SF_INSTANCE_URL}"},
     "ca_bundle": "${SF_CA_BUNDLE}",
-    "object": OBJECT,
-    "external_id_field": EXTERNAL_ID,
+    "object": SF_OBJECT,
+    "external_id_field": SF_EXTERNAL_ID,
     "bulk_threshold": 20_000,  # above 10,000: composite collections of 200
     "timeout": 10,
     "fields": {
-        EXTERNAL_ID: "invoice_ref",
+        SF_EXTERNAL_ID: "invoice_ref",
         "Subject": "document",
         "Description": "order_ref",
         "Montant_Engage__c": {"from": "total_cents", "as": "euros"},
@@ -73,7 +78,7 @@ SALESFORCE_COMPLETIONS = {
     **SALESFORCE_INVOICES,
     "sends": "completions",
     "fields": {
-        EXTERNAL_ID: "completion_ref",
+        SF_EXTERNAL_ID: "completion_ref",
         "Completed_At__c": "completed_at",
         "Tenant_Absent__c": "tenant_absent",
         "Technician__c": "technician",
@@ -88,14 +93,7 @@ ERP_COMMITMENTS = {
     "read_back": {"operation": "GetCommitments"},
     "timeout": 10,
     "operation_timeout": 10,
-    "fields": {
-        "Contractor": "contractor",
-        "BudgetLine": {"value": "GE-2026-61521"},
-        "AmountExclTaxCents": "amount_cents",
-        "AmountInclTax": {"from": "amount_cents", "as": "euros"},
-        "OrderedOn": "ordered_date",
-        "Label": {"value": "Engagement travaux"},
-    },
+    "fields": ERP_COMMITMENT_FIELDS,
 }
 # every order is a commitment (cancelled ones too): N orders make N commitments
 ALL_COMMITMENTS = {"commitments": {"status": ["received", "scheduled", "done", "cancelled"]}}
@@ -230,9 +228,11 @@ def sf_writes(peer: SalesforcePeer) -> int:
 def sf_held(peer: SalesforcePeer, prefix: str = "") -> Counter[str]:
     """External id → records holding it, for the records the hub pushed."""
     with peer.lock:
-        rows = peer.store.rows(OBJECT)
+        rows = peer.store.rows(SF_OBJECT)
     return Counter(
-        row[EXTERNAL_ID] for row in rows if row[EXTERNAL_ID] and row[EXTERNAL_ID].startswith(prefix)
+        row[SF_EXTERNAL_ID]
+        for row in rows
+        if row[SF_EXTERNAL_ID] and row[SF_EXTERNAL_ID].startswith(prefix)
     )
 
 
@@ -330,7 +330,7 @@ def test_kill_9_twenty_times_during_a_10000_record_push_to_salesforce(
     held = sf_held(salesforce, "FA")
     assert len(held) == 10_000  # 0 missing
     assert [key for key, n in held.items() if n > 1] == []  # 0 duplicates
-    assert salesforce.store.duplicates(OBJECT, EXTERNAL_ID) == {}
+    assert salesforce.store.duplicates(SF_OBJECT, SF_EXTERNAL_ID) == {}
     assert not [entry for entry in salesforce.log if entry[2] == 300]  # no "multiple matches"
     assert hub.outbox("alpha") == Counter({("alpha", "crm", "sent"): 10_000})
 
@@ -465,7 +465,7 @@ def test_seven_poisoned_records_out_of_1000_go_dead_once_then_replay_delivers_th
         return False
 
     salesforce.poison(
-        OBJECT, EXTERNAL_ID, refused, "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        SF_OBJECT, SF_EXTERNAL_ID, refused, "FIELD_CUSTOM_VALIDATION_EXCEPTION",
         "Montant hors plafond du marché (règle R-12)",
     )  # fmt: skip
     erp_tries: Counter[str] = Counter()
@@ -526,7 +526,11 @@ def test_seven_poisoned_records_out_of_1000_go_dead_once_then_replay_delivers_th
 
 def sf_rows(peer: SalesforcePeer) -> dict[str, dict[str, Any]]:
     with peer.lock:
-        return {row[EXTERNAL_ID]: dict(row) for row in peer.store.rows(OBJECT) if row[EXTERNAL_ID]}
+        return {
+            row[SF_EXTERNAL_ID]: dict(row)
+            for row in peer.store.rows(SF_OBJECT)
+            if row[SF_EXTERNAL_ID]
+        }
 
 
 @pytest.mark.parametrize("bulk", [False, True], ids=["collections", "bulk"])
