@@ -23,6 +23,7 @@ from pipelines.lib.datafixes import (
 )
 from pipelines.lib.environment import interpolation_env
 from pipelines.lib.sources import source_header
+from schemas.canonical import ENTITIES
 from schemas.datafix import Issue, YamlPath, did_you_mean, env_references
 
 __all__ = ["check_datafix"]
@@ -84,7 +85,9 @@ def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issu
     datafix = loaded.datafix
     headers: dict[tuple[Any, ...], list[str] | None] = {}
     for entity, mapping in datafix.entities.items():
-        if mapping.source in unresolved or mapping.source not in datafix.sources:
+        if entity not in ENTITIES or mapping.source not in datafix.sources:
+            continue  # already reported: not a canonical entity, or an undeclared source
+        if mapping.source in unresolved:
             continue
         source = datafix.sources[mapping.source]
         workbook = "sheet" in type(source).model_fields

@@ -308,3 +308,24 @@ def test_resolve_env_names_the_unset_variable(monkeypatch: pytest.MonkeyPatch) -
 
 def test_resolve_env_always_knows_datafix_home(hub_home: Path) -> None:
     assert resolve_env("${DATAFIX_HOME}/drop") == f"{hub_home.resolve()}/drop"
+
+
+def test_an_unknown_entity_is_one_message_when_the_source_is_probed(
+    hub_home: Path, tmp_path: Path
+) -> None:
+    """Probing the sources skips an entity that is not canonical: `check` says so once, with
+    a did-you-mean, instead of failing on the mapping it cannot build."""
+    path = tmp_path / "unknown-entity.yaml"
+    path.write_text(
+        "landlord: {id: unknown-entity, name: Unknown entity}\n"
+        "sources:\n  export: {kind: csv, path: tenants.csv}\n"
+        "entities:\n  tenant:\n    source: export\n    fields: {tenant_ref: Ref}\n",
+        encoding="utf-8",
+    )
+    drop_export(hub_home, "unknown-entity", "tenants.csv", TENANTS_CSV)
+
+    problems = check_datafix(path)
+
+    assert [(p.line, p.column, p.message, p.hint) for p in problems] == [
+        (5, 3, "`tenant` is not a canonical entity", "did you mean `tenants`?")
+    ]
