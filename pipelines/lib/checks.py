@@ -112,14 +112,26 @@ def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issu
         if header is None:
             continue
         present = {header_key(label) for label in header}
-        for field, rule in mapping.fields.items():
-            for position, column in _rule_columns(rule):
-                if header_key(column) not in present:
-                    yield Issue(
-                        path=("entities", entity, "fields", field, *position),
-                        message=f"column `{column}` is not in the header of `{mapping.source}`",
-                        hint=did_you_mean(column, header),
-                    )
+        missing = [
+            (field, position, column)
+            for field, rule in mapping.fields.items()
+            for position, column in _rule_columns(rule)
+            if header_key(column) not in present
+        ]
+        deeper = _two_row_header(loaded, entity, source, missing) if missing else set()
+        for field, position, column in missing:
+            hint = did_you_mean(column, header)
+            if header_key(column) in deeper:
+                hint = (
+                    f"the header looks split over two rows (`{column}` is there when the row"
+                    " below the header is read as part of it): set `header_rows: 2` on the"
+                    " source or the entity"
+                )
+            yield Issue(
+                path=("entities", entity, "fields", field, *position),
+                message=f"column `{column}` is not in the header of `{mapping.source}`",
+                hint=hint,
+            )
         for index, row_filter in enumerate(mapping.skip_rows):
             if header_key(row_filter.column) not in present:
                 yield Issue(
@@ -128,6 +140,24 @@ def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issu
                     f" `{mapping.source}`",
                     hint=did_you_mean(row_filter.column, header),
                 )
+
+
+def _two_row_header(
+    loaded: LoadedDatafix, entity: str, source: Any, missing: list[tuple[str, YamlPath, str]]
+) -> set[str]:
+    """The header labels (as keys) read two rows deep, when the source reads one row and that
+    deeper reading holds mapped columns the one-row header lacks (a forgotten `header_rows:
+    2` under a merged `Montant` over `HT` / `TTC`); else empty."""
+    mapping = loaded.datafix.entities[entity]
+    depth = mapping.header_rows or getattr(source, "header_rows", None)
+    if depth != 1:
+        return set()
+    try:
+        labels = source_header(loaded, entity, header_rows=2) or []
+    except ConnectorError:
+        return set()
+    keys = {header_key(label) for label in labels}
+    return keys if any(header_key(column) in keys for _, _, column in missing) else set()
 
 
 def _rule_columns(rule: Any) -> Iterator[tuple[YamlPath, str]]:

@@ -19,7 +19,10 @@ __all__ = ["file_paths", "read_source", "source_header"]
 
 
 def _request(
-    loaded: LoadedDatafix, entity: str, after: Watermark | None = None
+    loaded: LoadedDatafix,
+    entity: str,
+    after: Watermark | None = None,
+    header_rows: int | None = None,
 ) -> tuple[registry.SourceKind, object, registry.SourceRequest]:
     from pipelines.lib.transforms import EntityTransformer  # transforms imports the model only
 
@@ -33,7 +36,7 @@ def _request(
         inbox=loaded.inbox(),
         columns=tuple(EntityTransformer(entity, mapping).source_columns),
         header_row=mapping.header_row,
-        header_rows=mapping.header_rows,
+        header_rows=mapping.header_rows if header_rows is None else header_rows,
         sheet=mapping.sheet,
         after=after,
     )
@@ -46,9 +49,12 @@ def read_source(loaded: LoadedDatafix, entity: str, *, after: Watermark | None =
     return kind.read(settings, request)
 
 
-def source_header(loaded: LoadedDatafix, entity: str) -> list[str] | None:
-    """The source's column labels, cheaply; None when its kind knows them only by calling."""
-    kind, settings, request = _request(loaded, entity)
+def source_header(
+    loaded: LoadedDatafix, entity: str, *, header_rows: int | None = None
+) -> list[str] | None:
+    """The source's column labels, cheaply; None when its kind knows them only by calling.
+    `header_rows` reads the header as that many rows deep instead of as configured."""
+    kind, settings, request = _request(loaded, entity, header_rows=header_rows)
     return None if kind.header is None else kind.header(settings, request)
 
 

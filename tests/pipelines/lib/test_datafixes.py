@@ -329,3 +329,33 @@ def test_an_unknown_entity_is_one_message_when_the_source_is_probed(
     assert [(p.line, p.column, p.message, p.hint) for p in problems] == [
         (5, 3, "`tenant` is not a canonical entity", "did you mean `tenants`?")
     ]
+
+
+def test_a_header_split_over_two_rows_gets_the_header_rows_hint(
+    hub_home: Path, tmp_path: Path
+) -> None:
+    """`Montant` over `HT` / `TTC`, mapped as `Montant HT` without `header_rows: 2`: the hint
+    says what is wrong, not a did-you-mean on the upper row's labels."""
+    path = tmp_path / "split-header.yaml"
+    path.write_text(
+        "landlord: {id: split-header, name: Split header}\n"
+        "sources:\n  export: {kind: csv, path: factures.csv}\n"
+        "entities:\n"
+        "  invoices:\n"
+        "    source: export\n"
+        "    fields:\n"
+        "      invoice_ref: Facture\n"
+        "      order_ref: BT\n"
+        "      kind: {const: final}\n"
+        "      amount_cents: Montant HT\n"
+        "      issued_date: Date\n"
+        "      status: {const: issued}\n",
+        encoding="utf-8",
+    )
+    export = "Facture;BT;Date;Montant;\n;;;HT;TTC\nF-1;BT-1;2026-11-02;10,00;12,00\n"
+    drop_export(hub_home, "split-header", "factures.csv", export)
+
+    problems = check_datafix(path)
+
+    assert [p.message for p in problems] == ["column `Montant HT` is not in the header of `export`"]
+    assert "set `header_rows: 2`" in problems[0].hint
