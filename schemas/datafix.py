@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, GetCoreSchemaHandler, model_validator
+from pydantic import BaseModel, Field, GetCoreSchemaHandler, field_validator, model_validator
 from pydantic_core import PydanticCustomError, core_schema
 
 from connectors import registry
@@ -36,11 +37,15 @@ from schemas.config import (
     YamlPath,
     did_you_mean,
     env_fields,
+    map_key,
 )
 from schemas.outgoing import OUTGOING
 
 __all__ = [
     "ENV_REFERENCE",
+    "Case",
+    "CaseOutcome",
+    "Condition",
     "Datafix",
     "EntityMapping",
     "FieldRule",
@@ -49,6 +54,7 @@ __all__ = [
     "Landlord",
     "PushSection",
     "RowFilter",
+    "SignRule",
     "SinkSettings",
     "SourceSettings",
     "YamlPath",
@@ -126,11 +132,219 @@ class Landlord(StrictModel):
     name: str = Field(min_length=1, description="The landlord's name as people say it.")
 
 
+# an amount written in a condition: an optional sign, digits, at most 2 decimals
+_THRESHOLD = re.compile(r"^[-+]?[0-9]{1,15}(?:[.,][0-9]{1,2})?$")
+NUMBER_TESTS = ("above", "at_least", "below", "at_most")
+DATE_TESTS = ("before", "after", "on_or_before", "on_or_after")
+Scalar = str | int | bool
+
+
+def _one_scalar(value: Any, what: str) -> Any:
+    """A value written where one text, number or yes/no is expected (not a list or mapping)."""
+    if isinstance(value, dict | list):
+        raise ValueError(f"{what} is one value (a text, a number or yes/no), not a list or mapping")
+    if isinstance(value, float):
+        return str(value)
+    return value
+
+
+def _list_of_scalars(value: Any, what: str) -> Any:
+    """A list of codes; a single code is a list of one."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, dict | list):
+            raise ValueError(f"{what} lists codes (texts or numbers), not mappings")
+    return [map_key(item) if isinstance(item, bool) else str(item) for item in items]
+
+
+class Condition(StrictModel):
+    """One test of a case on a column of the same row; every test written must hold.
+
+    Blank cells never pass a comparison; a cell a comparison cannot read (not an amount, not a
+    date) sends the row to quarantine, unless an earlier case took it.
+    """
+
+    column: str = Field(description="Source column tested (of the same row).")
+    blank: bool | None = Field(
+        None, description="true: the cell is empty; false: the cell is not empty."
+    )
+    equals: Scalar | None = Field(
+        None, description="The cell equals this code (case, accents and spaces ignored)."
+    )
+    in_: list[str] | None = Field(
+        None,
+        alias="in",
+        description="The cell is one of these codes (case, accents and spaces ignored).",
+    )
+    matches: str | None = Field(
+        None, description="The cell matches this regular expression (case ignored)."
+    )
+    above: str | int | None = Field(None, description="The cell is an amount > this one.")
+    at_least: str | int | None = Field(None, description="The cell is an amount >= this one.")
+    below: str | int | None = Field(None, description="The cell is an amount < this one.")
+    at_most: str | int | None = Field(None, description="The cell is an amount <= this one.")
+    before: date | Literal["today"] | None = Field(
+        None, description="The cell is a date before this one (`yyyy-mm-dd` or `today`)."
+    )
+    after: date | Literal["today"] | None = Field(
+        None, description="The cell is a date after this one (`yyyy-mm-dd` or `today`)."
+    )
+    on_or_before: date | Literal["today"] | None = Field(
+        None, description="The cell is a date on or before this one (`yyyy-mm-dd` or `today`)."
+    )
+    on_or_after: date | Literal["today"] | None = Field(
+        None, description="The cell is a date on or after this one (`yyyy-mm-dd` or `today`)."
+    )
+    formats: list[str] | None = Field(
+        None,
+        description="Date formats of the cell, tried in order (as a field rule's `formats`);"
+        " `today` is the day of the run (Paris).",
+    )
+
+    @field_validator("equals", mode="before")
+    @classmethod
+    def _equals_is_one_value(cls, value: Any) -> Any:
+        return _one_scalar(value, "`equals`")
+
+    @field_validator("in_", mode="before")
+    @classmethod
+    def _in_is_a_list(cls, value: Any) -> Any:
+        return _list_of_scalars(value, "`in`")
+
+    @field_validator(*NUMBER_TESTS, mode="before")
+    @classmethod
+    def _an_amount(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not _THRESHOLD.match(str(value)):
+            raise ValueError(
+                f"`{value}` is not an amount to compare with: write it like 100 or 12.50"
+            )
+        return str(value)
+
+    @field_validator(*DATE_TESTS, mode="before")
+    @classmethod
+    def _a_date(cls, value: Any) -> Any:
+        if value is None or value == "today":
+            return value
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(
+                f"`{value}` is not a date to compare with: write `today` or yyyy-mm-dd"
+            ) from None
+
+    @model_validator(mode="after")
+    def _some_test(self) -> Condition:
+        tests = [name for name in self.tests if getattr(self, name) is not None]
+        if not tests:
+            raise ValueError(
+                "give at least one test: blank, equals, in, matches, above, at_least, below,"
+                " at_most, before, after, on_or_before or on_or_after"
+            )
+        numbers = [name for name in tests if name in NUMBER_TESTS]
+        dates = [name for name in tests if name in DATE_TESTS]
+        if numbers and dates:
+            raise ValueError(
+                f"a column is compared as an amount ({numbers[0]}) or as a date ({dates[0]}),"
+                " not both"
+            )
+        if self.formats is not None and not dates:
+            raise ValueError("`formats` goes with a date test (before, after …)")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as error:
+                raise ValueError(f"matches is not a valid regular expression: {error}") from None
+        return self
+
+    @property
+    def tests(self) -> tuple[str, ...]:
+        """The names of every test a condition may hold."""
+        return ("blank", "equals", "in_", "matches", *NUMBER_TESTS, *DATE_TESTS)
+
+
+class CaseOutcome(StrictModel):
+    """What a case (or `else`) gives the field: a fixed value or a whole field rule."""
+
+    value: Scalar | None = Field(None, description="A fixed value for the rows of this case.")
+    then: FieldRule | None = Field(
+        None, description="A field rule for the rows of this case (`{from: …, map: …}`)."
+    )
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value_is_one_value(cls, value: Any) -> Any:
+        return _one_scalar(value, "`value`")
+
+    @model_validator(mode="after")
+    def _value_or_then(self) -> CaseOutcome:
+        if (self.value is None) == (self.then is None):
+            raise ValueError("give exactly one of `value` or `then`")
+        return self
+
+
+class Case(CaseOutcome):
+    """One case of a conditional rule: the first case whose conditions all hold gives the value."""
+
+    when: list[Condition] | None = Field(
+        None,
+        description="Conditions that must all hold (one mapping, or a list); a case without"
+        " `when` takes every row left.",
+    )
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return [value]
+        if value is not None and not isinstance(value, list):
+            raise ValueError("`when` is a condition `{column: …, <test>: …}` or a list of them")
+        return value
+
+
+class SignRule(StrictModel):
+    """The sign of an unsigned amount, read from an indicator column (`Sens` = D / C)."""
+
+    column: str = Field(description="Indicator column (e.g. `Sens`).")
+    positive: list[str] = Field(
+        min_length=1,
+        description="Indicator values of a positive amount (e.g. `D`); case, accents and spaces"
+        " ignored.",
+    )
+    negative: list[str] = Field(
+        min_length=1,
+        description="Indicator values of a negative amount (e.g. `C`); case, accents and spaces"
+        " ignored.",
+    )
+
+    @field_validator("positive", "negative", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        return _list_of_scalars(value, "the indicator values")
+
+    @model_validator(mode="after")
+    def _apart(self) -> SignRule:
+        both = {v.strip().casefold() for v in self.positive} & {
+            v.strip().casefold() for v in self.negative
+        }
+        if both:
+            raise ValueError(f"`{sorted(both)[0]}` is both positive and negative")
+        return self
+
+
 class FieldRule(ShortFormRule):
     """How one canonical field is computed from a source row.
 
     Exactly one origin: `from` (a column), `concat` (several columns), `const` (a fixed value),
-    or `debit` + `credit` (two amount columns folded into one signed amount).
+    `debit` + `credit` (two amount columns folded into one signed amount), or `cases` (the
+    first case whose conditions hold gives the value, else `else`).
     `tenant_ref: "N° locataire"` is the short form of `tenant_ref: {from: "N° locataire"}`.
     """
 
@@ -157,6 +371,23 @@ class FieldRule(ShortFormRule):
     )
     unit: Literal["euros", "cents"] = Field("euros", description="Unit of a source amount.")
     negate: bool = Field(False, description="Flip the sign of an amount.")
+    sign: SignRule | None = Field(
+        None,
+        description="Sign of an unsigned amount (`from`) read from an indicator column; a blank"
+        " or unknown indicator quarantines the row.",
+    )
+    cases: list[Case] | None = Field(
+        None,
+        min_length=1,
+        description="Conditional rule: the first case whose `when` holds gives the value"
+        " (`value`) or the rule (`then`); rows no case takes get `else`.",
+    )
+    else_: CaseOutcome | None = Field(
+        None,
+        alias="else",
+        description="With `cases`: the value (`value`) or rule (`then`) of the rows no case"
+        " takes; without it such a row is quarantined (`no_case`).",
+    )
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldRule:
@@ -167,14 +398,29 @@ class FieldRule(ShortFormRule):
                 ("concat", self.concat is not None),
                 ("const", self.const is not None),
                 ("debit/credit", self.debit is not None or self.credit is not None),
+                ("cases", self.cases is not None),
             )
             if present
         ]
         if len(origins) != 1:
             found = ", ".join(origins) if origins else "none"
             raise ValueError(
-                f"give exactly one of from, concat, const or debit+credit (found: {found})"
+                f"give exactly one of from, concat, const, debit+credit or cases (found: {found})"
             )
+        if self.else_ is not None and self.cases is None:
+            raise ValueError("`else` goes with `cases`")
+        if self.sign is not None and self.from_ is None:
+            raise ValueError("`sign` goes with `from` (the column of the unsigned amount)")
+        if self.cases is not None:
+            options = sorted(
+                (self.model_fields_set - {"cases", "else_"})
+                & {"map", "unmapped", "default", "formats", "unit", "negate", "separator"}
+            )
+            if options:
+                raise ValueError(
+                    f"`{options[0]}` does not go beside `cases`: put it in the `then` rule of"
+                    " each case"
+                )
         if (self.debit is None) != (self.credit is None):
             raise ValueError("debit and credit go together: name both columns")
         if self.unmapped == "default" and self.default is None:
@@ -190,7 +436,25 @@ class FieldRule(ShortFormRule):
             return list(self.concat)
         if self.debit is not None and self.credit is not None:
             return [self.debit, self.credit]
+        if self.cases is not None:
+            columns: list[str] = []
+            for outcome in [*self.cases, *([self.else_] if self.else_ else [])]:
+                columns.extend(c.column for c in getattr(outcome, "when", None) or [])
+                if outcome.then is not None:
+                    columns.extend(outcome.then.read_columns)
+            return list(dict.fromkeys(columns))
         return []
+
+    @property
+    def read_columns(self) -> list[str]:
+        """Every source column the rule reads: its origin's and its sign indicator's."""
+        if self.sign is None:
+            return self.source_columns
+        return [*self.source_columns, self.sign.column]
+
+
+CaseOutcome.model_rebuild()
+Case.model_rebuild()
 
 
 class RowFilter(StrictModel):

@@ -48,6 +48,13 @@ def json_schema() -> str:
             {"$ref": "#/$defs/FieldRule"},
         ]
     }
+    # and in the `then` rule of a case (or of `else`)
+    for name in ("Case", "CaseOutcome"):
+        then = schema["$defs"][name]["properties"]["then"]
+        then["anyOf"] = [
+            {"type": "string", "description": "Short form of `{from: <column>}`."},
+            *then["anyOf"],
+        ]
     # the same short form in every sink of `push:`: `Status: status` is `{from: status}`
     for definition in schema["$defs"].values():
         sink_fields = definition.get("properties", {}).get("fields", {})

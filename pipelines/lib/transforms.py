@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,16 @@ import pyarrow as pa
 from connectors.errors import ConfigError
 from connectors.rawtable import RawTable, header_key
 from schemas.canonical import ENTITIES, PANDAS_DTYPES, ColumnSpec, ColumnType, EntitySpec
-from schemas.datafix import EntityMapping, FieldRule, did_you_mean
+from schemas.datafix import (
+    DATE_TESTS,
+    NUMBER_TESTS,
+    CaseOutcome,
+    Condition,
+    EntityMapping,
+    FieldRule,
+    SignRule,
+    did_you_mean,
+)
 
 
 def _use_a_fast_arrow_pool() -> None:
@@ -309,16 +319,18 @@ def parse_booleans(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 class EntityTransformer:
     """Applies one entity mapping of a datafix to raw tables from its source."""
 
-    def __init__(self, entity: str, mapping: EntityMapping) -> None:
+    def __init__(self, entity: str, mapping: EntityMapping, *, today: date | None = None) -> None:
         self.spec: EntitySpec = ENTITIES[entity]
         self.mapping = mapping
+        # the run date that `today` means in a case's date test (Paris), fixed per transformer
+        self.today = today
 
     @property
     def source_columns(self) -> list[str]:
         """Every source column the mapping reads (fields and row filters)."""
         columns: list[str] = []
         for rule in self.mapping.fields.values():
-            columns.extend(rule.source_columns)
+            columns.extend(rule.read_columns)
         columns.extend(row_filter.column for row_filter in self.mapping.skip_rows)
         return list(dict.fromkeys(columns))
 
@@ -463,13 +475,21 @@ class EntityTransformer:
         no_error = _no_text(index)
         if rule is None:
             return _FieldResult(_empty(column, index), no_error, no_error.copy())
-        columns = rule.source_columns
-        if not columns:
-            where = f"{name} (constant)"
-        elif len(columns) == 1:
-            where = f"{name} ← column '{columns[0]}'"
-        else:
-            where = f"{name} ← columns " + " + ".join(f"'{column}'" for column in columns)
+        values, errors, messages = self._rule_values(name, rule, data, labels, column)
+        return self._range_and_required(name, column, _where(name, rule), values, errors, messages)
+
+    def _rule_values(
+        self,
+        name: str,
+        rule: FieldRule,
+        data: pd.DataFrame,
+        labels: dict[str, str],
+        column: ColumnSpec,
+    ) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """A rule's values, reason codes and messages, before the range and required checks."""
+        where = _where(name, rule)
+        if rule.cases is not None:
+            return self._apply_cases(name, rule, data, labels, column, where)
         if rule.debit is not None and rule.credit is not None:
             values, errors, messages = self._fold_debit_credit(rule, data, labels, where)
         else:
@@ -485,6 +505,21 @@ class EntityTransformer:
                 )
             if rule.default is not None and default_after_map:
                 values = values.mask(raw_values.isna(), _as_text(rule.default))
+        if rule.sign is not None:
+            values, errors, messages = self._apply_sign(
+                rule.sign, values, errors, messages, data, labels, where
+            )
+        return values, errors, messages
+
+    def _range_and_required(
+        self,
+        name: str,
+        column: ColumnSpec,
+        where: str,
+        values: pd.Series,
+        errors: pd.Series,
+        messages: pd.Series,
+    ) -> _FieldResult:
         if column.type in (ColumnType.INTEGER, ColumnType.CENTS) and (
             column.min_value is not None or column.max_value is not None
         ):
@@ -509,6 +544,126 @@ class EntityTransformer:
                     " source, or give a `default` in the datafix",
                 )
         return _FieldResult(values, errors, messages)
+
+    def _apply_sign(
+        self,
+        sign: SignRule,
+        values: pd.Series,
+        errors: pd.Series,
+        messages: pd.Series,
+        data: pd.DataFrame,
+        labels: dict[str, str],
+        where: str,
+    ) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """An unsigned amount signed by its indicator column (codes compared like `map`'s)."""
+        indicator = _blank_to_na(data[labels[sign.column]])
+        positive_keys = [_code_key(code) for code in sign.positive]
+        negative_keys = [_code_key(code) for code in sign.negative]
+
+        def sides(distinct: pd.Series) -> tuple[pd.Series, pd.Series]:
+            codes = normalise_code(distinct)
+            return codes.isin(positive_keys), codes.isin(negative_keys)
+
+        positive, negative = per_distinct(indicator, sides)
+        values = values.mask(negative, -values)
+        unknown = values.notna() & ~positive & ~negative & errors.isna()
+        if unknown.any():
+            expected = (
+                " or ".join(f"'{code}'" for code in sign.positive)
+                + " (positive), "
+                + " or ".join(f"'{code}'" for code in sign.negative)
+                + " (negative)"
+            )
+            errors = errors.mask(unknown, "bad_sign")
+            messages = messages.mask(
+                unknown,
+                _value_message(
+                    indicator,
+                    unknown,
+                    f"{where}: sign column '{sign.column}' holds ",
+                    f", expected {expected} — fix the cell, or add the value under `sign`",
+                ),
+            )
+            values = values.mask(unknown)
+        return values, errors, messages
+
+    def _apply_cases(
+        self,
+        name: str,
+        rule: FieldRule,
+        data: pd.DataFrame,
+        labels: dict[str, str],
+        column: ColumnSpec,
+        where: str,
+    ) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """First match over whole columns: each case takes the rows no earlier case took and
+        whose conditions all hold; a row a condition cannot read (an amount or a date) is
+        rejected where it would decide; the rest get `else`, or are rejected (`no_case`)."""
+        assert rule.cases is not None
+        index = data.index
+        today = self.today or pd.Timestamp.now(tz=LOCAL_TIMEZONE).date()
+        cells = _CaseCells(data, labels, pd.Timestamp(today))
+        left = np.ones(len(index), dtype=bool)
+        errors = _no_text(index)
+        messages = _no_text(index)
+        parts: list[pd.Series] = []
+        outcomes: list[tuple[CaseOutcome, np.ndarray]] = []
+        for case in rule.cases:
+            if not left.any():
+                break
+            if case.when is None:
+                outcomes.append((case, left.copy()))
+                left[:] = False
+                break
+            holds, unreadable, code, message = cells.holds(case.when, where)
+            rejected = left & unreadable
+            if rejected.any():
+                errors = errors.mask(rejected, code)
+                messages = messages.mask(rejected, message)
+                left &= ~rejected
+            taken = left & holds
+            if taken.any():
+                outcomes.append((case, taken))
+                left &= ~taken
+        if left.any():
+            if rule.else_ is not None:
+                outcomes.append((rule.else_, left))
+            else:
+                errors = errors.mask(left, "no_case")
+                messages = messages.mask(
+                    left,
+                    f"{where}: no case holds for this row and the rule has no `else` — add a"
+                    " case or an `else` to the rule of " + name,
+                )
+        for outcome, taken in outcomes:
+            values, part_errors, part_messages = self._outcome(
+                name, outcome, data, labels, column, taken
+            )
+            parts.append(values)
+            failed = part_errors.notna()
+            if failed.any():
+                errors = errors.mask(failed.reindex(index, fill_value=False), part_errors)
+                messages = messages.mask(failed.reindex(index, fill_value=False), part_messages)
+        if not parts:
+            return _empty(column, index), errors, messages
+        values = pd.concat(parts).reindex(index) if len(parts) > 1 else parts[0].reindex(index)
+        return values.astype(PANDAS_DTYPES[column.type]), errors, messages
+
+    def _outcome(
+        self,
+        name: str,
+        outcome: CaseOutcome,
+        data: pd.DataFrame,
+        labels: dict[str, str],
+        column: ColumnSpec,
+        taken: np.ndarray,
+    ) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """The values of one case on the rows it takes (only the columns its rule reads)."""
+        rule = outcome.then or FieldRule.model_validate({"const": outcome.value})
+        read = [labels[name] for name in rule.read_columns]
+        rows = data.iloc[np.flatnonzero(taken)] if not read else data[read].iloc[taken]
+        values, errors, messages = self._rule_values(name, rule, rows[read], labels, column)
+        return values, errors, messages
 
     def _fold_debit_credit(
         self, rule: FieldRule, data: pd.DataFrame, labels: dict[str, str], where: str
@@ -596,6 +751,153 @@ class EntityTransformer:
                 "message": message.loc[raw_rows.index].to_numpy(),
             }
         )
+
+
+def _where(name: str, rule: FieldRule) -> str:
+    """How a message names a field and what it reads: `kind ← column 'Code'`."""
+    if rule.cases is not None:
+        return f"{name} (cases)"
+    columns = rule.source_columns
+    if not columns:
+        return f"{name} (constant)"
+    if len(columns) == 1:
+        return f"{name} ← column '{columns[0]}'"
+    return f"{name} ← columns " + " + ".join(f"'{column}'" for column in columns)
+
+
+class _CaseCells:
+    """The source columns a rule's conditions read, each read once per way it is tested (text,
+    amount, date in some formats) and each distinct value parsed once."""
+
+    def __init__(self, data: pd.DataFrame, labels: dict[str, str], today: pd.Timestamp) -> None:
+        self.data = data
+        self.labels = labels
+        self.today = today
+        self._text: dict[str, pd.Series] = {}
+        self._codes: dict[str, pd.Series] = {}
+        self._amounts: dict[str, tuple[pd.Series, pd.Series]] = {}
+        self._dates: dict[tuple[str, tuple[str, ...]], tuple[pd.Series, pd.Series]] = {}
+
+    def text(self, column: str) -> pd.Series:
+        if column not in self._text:
+            self._text[column] = _blank_to_na(self.data[self.labels[column]])
+        return self._text[column]
+
+    def amounts(self, column: str) -> tuple[pd.Series, pd.Series]:
+        if column not in self._amounts:
+            self._amounts[column] = per_distinct(self.text(column), parse_cents)  # type: ignore[assignment]
+        return self._amounts[column]
+
+    def dates(self, column: str, formats: list[str] | None) -> tuple[pd.Series, pd.Series]:
+        key = (column, tuple(formats or ()))
+        if key not in self._dates:
+            self._dates[key] = per_distinct(  # type: ignore[assignment]
+                self.text(column), lambda v: parse_dates(v, formats, with_time=False)
+            )
+        return self._dates[key]
+
+    def holds(
+        self, conditions: list[Condition], where: str
+    ) -> tuple[np.ndarray, np.ndarray, str, pd.Series]:
+        """(rows where every condition holds, rows a condition cannot read while none of the
+        others fails, the reason code and message of those)."""
+        size = len(self.data)
+        holds = np.ones(size, dtype=bool)
+        fails = np.zeros(size, dtype=bool)
+        unreadable = np.zeros(size, dtype=bool)
+        code = ""
+        message = _no_text(self.data.index)
+        for condition in conditions:
+            passed, bad, bad_code, advice = self._test(condition)
+            holds &= passed
+            fails |= ~passed & ~bad
+            if bad.any():
+                fresh = bad & ~unreadable
+                code = code or bad_code
+                shown = self.text(condition.column)
+                message = message.mask(
+                    pd.Series(fresh, index=self.data.index),
+                    _value_message(
+                        shown,
+                        pd.Series(fresh, index=self.data.index),
+                        f"{where}: column '{condition.column}' holds ",
+                        advice,
+                    ),
+                )
+                unreadable |= bad
+        return holds, unreadable & ~fails, code or "bad_amount", message
+
+    def _test(self, condition: Condition) -> tuple[np.ndarray, np.ndarray, str, str]:
+        cell = self.text(condition.column)
+        passed = np.ones(len(cell), dtype=bool)
+        bad = np.zeros(len(cell), dtype=bool)
+        if condition.blank is not None:
+            passed &= cell.isna().to_numpy(dtype=bool) == condition.blank
+        codes = [condition.equals] if condition.equals is not None else []
+        codes += condition.in_ or []
+        if condition.equals is not None or condition.in_ is not None:
+            keys = [_code_key(_as_text(code)) for code in codes]
+            (among,) = per_distinct(cell, lambda v: (normalise_code(v).isin(keys),))
+            passed &= among.to_numpy(dtype=bool)
+        if condition.matches is not None:
+            pattern = condition.matches
+            (hit,) = per_distinct(
+                cell,
+                lambda v: (
+                    v.str.strip()
+                    .str.contains(pattern, case=False, regex=True)
+                    .fillna(False)
+                    .astype(bool),
+                ),
+            )
+            passed &= hit.to_numpy(dtype=bool)
+        numbers = [(test, getattr(condition, test)) for test in NUMBER_TESTS]
+        numbers = [(test, bound) for test, bound in numbers if bound is not None]
+        if numbers:
+            cents, unreadable = self.amounts(condition.column)
+            bad |= unreadable.to_numpy(dtype=bool)
+            for test, bound in numbers:
+                threshold = int(parse_cents(pd.Series([str(bound)], dtype="str"))[0].iloc[0])
+                passed &= _compare(cents, test, threshold)
+            return (
+                passed & ~bad,
+                bad,
+                "bad_amount",
+                (" — not an amount (write it like 1 234,56), so no case can be chosen"),
+            )
+        moments = [(test, getattr(condition, test)) for test in DATE_TESTS]
+        moments = [(test, bound) for test, bound in moments if bound is not None]
+        if moments:
+            days, unreadable = self.dates(condition.column, condition.formats)
+            bad |= unreadable.to_numpy(dtype=bool)
+            for test, bound in moments:
+                limit = self.today if bound == "today" else pd.Timestamp(bound)
+                passed &= _compare(days, test, limit)
+            formats = ", ".join(condition.formats or ["dd/mm/yyyy", "dd/mm/yy"])
+            return (
+                passed & ~bad,
+                bad,
+                "bad_date",
+                (
+                    f" — not a date in the formats {formats} (nor ISO nor an Excel serial), so no"
+                    " case can be chosen; fix the cell or add its format under the condition's"
+                    " `formats`"
+                ),
+            )
+        return passed, bad, "", ""
+
+
+def _compare(values: pd.Series, test: str, bound: object) -> np.ndarray:
+    """`values <op> bound` as a plain mask; a blank value never passes."""
+    if test in ("above", "after"):
+        result = values > bound
+    elif test in ("at_least", "on_or_after"):
+        result = values >= bound
+    elif test in ("below", "before"):
+        result = values < bound
+    else:
+        result = values <= bound
+    return result.to_numpy(dtype=bool, na_value=False)
 
 
 def _as_text(value: object) -> str:
