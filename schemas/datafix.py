@@ -389,6 +389,16 @@ class FieldRule(ShortFormRule):
         " takes; without it such a row is quarantined (`no_case`).",
     )
 
+    @field_validator("else_", mode="before")
+    @classmethod
+    def _else_outcome(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict | BaseModel):
+            raise ValueError(
+                f"`else` is `{{value: {value}}}` (a fixed value) or `{{then: {{from: …}}}}` (a"
+                " rule), like a case"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_origin(self) -> FieldRule:
         origins = [
@@ -844,7 +854,84 @@ def _rule_issues(rule: FieldRule, column: Any, path: YamlPath) -> list[Issue]:
                 hint="remove `formats`",
             )
         )
+    if rule.sign is not None and column.type is not ColumnType.CENTS:
+        issues.append(
+            Issue(
+                path=(*path, "sign"),
+                message=f"`sign` applies to amounts; {column.name} is {column.type.value}",
+                hint="remove `sign`",
+                key_position=True,
+            )
+        )
+    if rule.cases is not None:
+        issues.extend(_case_issues(rule, column, path))
     return issues
+
+
+def _case_issues(rule: FieldRule, column: Any, path: YamlPath) -> list[Issue]:
+    """Each case's value or rule checked as the field's own; cases no row can reach."""
+    issues: list[Issue] = []
+    assert rule.cases is not None
+    outcomes: list[tuple[YamlPath, CaseOutcome]] = [
+        ((*path, "cases", index), case) for index, case in enumerate(rule.cases)
+    ]
+    if rule.else_ is not None:
+        outcomes.append(((*path, "else"), rule.else_))
+    for where, outcome in outcomes:
+        if outcome.then is not None:
+            issues.extend(_rule_issues(outcome.then, column, (*where, "then")))
+        elif (problem := _value_problem(outcome.value, column)) is not None:
+            issues.append(Issue(path=(*where, "value"), message=problem[0], hint=problem[1]))
+    catch_all = next((i for i, case in enumerate(rule.cases) if case.when is None), None)
+    if catch_all is not None:
+        for index in range(catch_all + 1, len(rule.cases)):
+            issues.append(
+                Issue(
+                    path=(*path, "cases", index),
+                    message=f"case {index + 1} of {column.name} can never apply: case"
+                    f" {catch_all + 1} has no `when` and takes every row left",
+                    hint=f"remove case {index + 1}, or give case {catch_all + 1} a `when`",
+                )
+            )
+        if rule.else_ is not None:
+            issues.append(
+                Issue(
+                    path=(*path, "else"),
+                    message=f"`else` of {column.name} can never apply: case {catch_all + 1} has"
+                    " no `when` and takes every row left",
+                    hint=f"remove `else`, or give case {catch_all + 1} a `when`",
+                    key_position=True,
+                )
+            )
+    return issues
+
+
+def _value_problem(value: object, column: Any) -> tuple[str, str] | None:
+    """(message, hint) when a fixed value cannot be a value of `column`, else None."""
+    text = "true" if value is True else "false" if value is False else str(value)
+    if column.type is ColumnType.CHOICE:
+        if _choice_matches(value, column.choices):
+            return None
+        hint = did_you_mean(text, column.choices)
+        if not isinstance(value, str):
+            hint = f"write the value in quotes (YAML read it as a number); {hint}"
+        return f"`{text}` is not an allowed value of {column.name}", hint
+    if column.type is ColumnType.CENTS and (
+        isinstance(value, bool) or not _THRESHOLD.match(text.replace(" ", ""))
+    ):
+        return f"`{text}` is not an amount for {column.name}", "write it like 12.50 or -12,50"
+    if column.type is ColumnType.INTEGER and (
+        isinstance(value, bool) or not re.fullmatch(r"[-+]?\d{1,15}", text)
+    ):
+        return f"`{text}` is not a whole number for {column.name}", "write it like 3"
+    if column.type is ColumnType.BOOLEAN and not isinstance(value, bool):
+        return f"`{text}` is not yes/no for {column.name}", "write true or false"
+    if column.type in (ColumnType.DATE, ColumnType.DATETIME):
+        try:
+            date.fromisoformat(text[:10])
+        except ValueError:
+            return f"`{text}` is not a date for {column.name}", "write it like 2026-03-01"
+    return None
 
 
 def env_references(value: object, path: YamlPath = ()) -> list[tuple[YamlPath, str]]:

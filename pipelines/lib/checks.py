@@ -169,3 +169,14 @@ def _rule_columns(rule: Any) -> Iterator[tuple[YamlPath, str]]:
         yield ("debit",), rule.debit
     if rule.credit is not None:
         yield ("credit",), rule.credit
+    if rule.sign is not None:
+        yield ("sign", "column"), rule.sign.column
+    for index, case in enumerate(rule.cases or []):
+        for position, condition in enumerate(case.when or []):
+            yield ("cases", index, "when", position, "column"), condition.column
+        if case.then is not None:
+            for path, column in _rule_columns(case.then):
+                yield ("cases", index, "then", *path), column
+    if rule.else_ is not None and rule.else_.then is not None:
+        for path, column in _rule_columns(rule.else_.then):
+            yield ("else", "then", *path), column

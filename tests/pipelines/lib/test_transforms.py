@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from functools import partial
 from typing import Any
 
@@ -835,3 +836,300 @@ def test_datetime_in_the_repeated_autumn_hour_is_not_reported_blank() -> None:
         assert column(batch, "completed_at")[0] in one_of_the_two
     else:
         assert rejected(batch) == [("export.csv:2", "bad_date")]
+
+
+# --- sign from an indicator column, and first-match cases ------------------------------------
+
+RUN_DAY = date(2026, 6, 15)
+
+
+def transform_on(
+    day: date, entity: str, fields: dict[str, Any], header: list[str], rows: list[list[str]]
+) -> NormalisedBatch:
+    """`transform` with the run date `today` means in a case's date test fixed to `day`."""
+    mapping = EntityMapping.model_validate({"source": "export", "fields": fields})
+    batch = EntityTransformer(entity, mapping, today=day).apply(raw_table(header, rows))
+    assert batch.read == len(batch.rows) + len(batch.rejects) == len(rows)
+    return batch
+
+
+SIGNED_LEDGER = {
+    "entry_ref": "Pièce",
+    "tenant_ref": "Compte",
+    "entry_date": "Date",
+    "kind": {"const": "rent_call"},
+    "amount_cents": {
+        "from": "Montant",
+        "sign": {"column": "Sens", "positive": "D", "negative": "C"},
+    },
+}
+
+
+def test_sign_comes_from_the_indicator_column_ignoring_case_accents_and_spaces() -> None:
+    rows = [
+        ["E1", "T1", "01/03/2026", "512,30", "D"],
+        ["E2", "T1", "02/03/2026", "100", " c "],
+        ["E3", "T1", "03/03/2026", "1 234,56", "C"],
+        ["E4", "T1", "04/03/2026", "0,05", "d"],
+    ]
+    batch = transform(
+        "ledger_entries", SIGNED_LEDGER, ["Pièce", "Compte", "Date", "Montant", "Sens"], rows
+    )
+
+    assert batch.rows["amount_cents"].tolist() == [51230, -10000, -123456, 5]
+    assert str(batch.rows["amount_cents"].dtype) == "Int64"
+
+
+def test_sign_values_may_be_lists_and_words_with_accents() -> None:
+    fields = {
+        **SIGNED_LEDGER,
+        "amount_cents": {
+            "from": "Montant",
+            "sign": {"column": "Sens", "positive": ["Débit", "D"], "negative": ["Crédit", "C"]},
+        },
+    }
+    rows = [["E1", "T1", "01/03/2026", "10", "DEBIT"], ["E2", "T1", "01/03/2026", "10", "credit"]]
+    batch = transform(
+        "ledger_entries", fields, ["Pièce", "Compte", "Date", "Montant", "Sens"], rows
+    )
+
+    assert batch.rows["amount_cents"].tolist() == [1000, -1000]
+
+
+@pytest.mark.parametrize(
+    ("indicator", "shown"), [("X", "'X'"), ("", "''")], ids=["unknown", "blank"]
+)
+def test_an_unknown_or_blank_indicator_quarantines_the_row_naming_column_and_value(
+    indicator: str, shown: str
+) -> None:
+    rows = [["E1", "T1", "01/03/2026", "10", "D"], ["E2", "T1", "01/03/2026", "20", indicator]]
+    batch = transform(
+        "ledger_entries", SIGNED_LEDGER, ["Pièce", "Compte", "Date", "Montant", "Sens"], rows
+    )
+
+    assert batch.rows["entry_ref"].tolist() == ["E1"]
+    assert batch.rejects["reason"].tolist() == ["bad_sign"]
+    assert batch.rejects["source_row"].tolist() == ["export.csv:3"]
+    assert batch.rejects["message"].iloc[0] == (
+        f"amount_cents ← column 'Montant': sign column 'Sens' holds {shown}, expected 'D'"
+        " (positive), 'C' (negative) — fix the cell, or add the value under `sign`"
+    )
+
+
+def test_a_bad_amount_with_a_sign_is_reported_as_a_bad_amount() -> None:
+    rows = [["E1", "T1", "01/03/2026", "12,5O", "X"]]
+    batch = transform(
+        "ledger_entries", SIGNED_LEDGER, ["Pièce", "Compte", "Date", "Montant", "Sens"], rows
+    )
+
+    assert batch.rejects["reason"].tolist() == ["bad_amount"]
+
+
+TENANT_STATUS = {
+    "tenant_ref": "Réf",
+    "move_out_date": {"from": "Sortie", "formats": ["dd/mm/yyyy"]},
+    "status": {
+        "cases": [
+            {
+                "when": {"column": "Sortie", "before": "today", "formats": ["dd/mm/yyyy"]},
+                "value": "left",
+            },
+            {
+                "when": {"column": "Sortie", "after": "today", "formats": ["dd/mm/yyyy"]},
+                "value": "leaving",
+            },
+        ],
+        "else": {"value": "active"},
+    },
+}
+
+
+def test_tenant_status_from_the_move_out_date_against_the_run_date() -> None:
+    rows = [
+        ["T1", "14/06/2026"],  # the day before the run: left
+        ["T2", "16/06/2026"],  # the day after: leaving
+        ["T3", ""],  # no move-out date: active
+        ["T4", "15/06/2026"],  # the run day itself: neither before nor after → else
+        ["T5", "2025-12-31"],  # ISO is always understood
+    ]
+    batch = transform_on(RUN_DAY, "tenants", TENANT_STATUS, ["Réf", "Sortie"], rows)
+
+    assert batch.rows["status"].tolist() == ["left", "leaving", "active", "active", "left"]
+    assert str(batch.rows["status"].dtype) == "str"
+
+
+def test_the_same_rows_on_a_later_run_day_give_a_later_status() -> None:
+    rows = [["T1", "14/06/2026"], ["T2", "16/06/2026"]]
+
+    batch = transform_on(date(2026, 7, 1), "tenants", TENANT_STATUS, ["Réf", "Sortie"], rows)
+
+    assert batch.rows["status"].tolist() == ["left", "left"]
+
+
+def test_a_date_a_case_cannot_read_quarantines_the_row() -> None:
+    fields = {"tenant_ref": "Réf", "status": TENANT_STATUS["status"]}
+    rows = [["T1", "31/02/2026"], ["T2", ""]]
+    batch = transform_on(RUN_DAY, "tenants", fields, ["Réf", "Sortie"], rows)
+
+    assert batch.rows["tenant_ref"].tolist() == ["T2"]
+    assert batch.rejects["reason"].tolist() == ["bad_date"]
+    assert (
+        batch.rejects["message"]
+        .iloc[0]
+        .startswith(
+            "status (cases): column 'Sortie' holds '31/02/2026' — not a date in the formats"
+            " dd/mm/yyyy"
+        )
+    )
+
+
+LEDGER_KIND = {
+    "entry_ref": "Pièce",
+    "tenant_ref": "Compte",
+    "entry_date": "Date",
+    "amount_cents": "Montant",
+    "kind": {
+        "cases": [
+            {
+                "when": [{"column": "Code", "equals": "REG"}, {"column": "Montant", "below": 0}],
+                "value": "payment",
+            },
+            {
+                "when": [
+                    {"column": "Code", "equals": "REG"},
+                    {"column": "Montant", "at_least": "0"},
+                ],
+                "value": "refund",
+            },
+            {"when": {"column": "Code", "in": ["QUI", "QUIT"]}, "value": "rent_call"},
+            {"when": {"column": "Code", "matches": "^rej"}, "value": "rejected_debit"},
+        ]
+    },
+}
+
+
+def test_ledger_kind_from_the_movement_code_and_the_sign_of_the_amount() -> None:
+    rows = [
+        ["E1", "T1", "01/03/2026", "QUI", "512,30"],
+        ["E2", "T1", "05/03/2026", "reg ", "-512,30"],
+        ["E3", "T1", "06/03/2026", "REG", "1 000,00"],
+        ["E4", "T1", "07/03/2026", "Quit", "10"],
+        ["E5", "T1", "08/03/2026", "REJET", "512,30"],
+        ["E6", "T1", "09/03/2026", "ANN", "5"],  # no case, no else
+    ]
+    batch = transform(
+        "ledger_entries", LEDGER_KIND, ["Pièce", "Compte", "Date", "Code", "Montant"], rows
+    )
+
+    assert batch.rows["kind"].tolist() == [
+        "rent_call",
+        "payment",
+        "refund",
+        "rent_call",
+        "rejected_debit",
+    ]
+    assert batch.rows["amount_cents"].tolist() == [51230, -51230, 100000, 1000, 51230]
+    assert batch.rejects["reason"].tolist() == ["no_case"]
+    assert batch.rejects["source_row"].tolist() == ["export.csv:7"]
+    assert (
+        "no case holds for this row and the rule has no `else`" in batch.rejects["message"].iloc[0]
+    )
+
+
+def test_an_amount_a_case_cannot_read_quarantines_only_where_it_decides() -> None:
+    rows = [
+        ["E1", "T1", "01/03/2026", "QUI", "5O"],  # the code already fails `REG`: bad amount later
+        ["E2", "T1", "01/03/2026", "REG", "5O"],  # the amount decides the case: rejected here
+    ]
+    batch = transform(
+        "ledger_entries", LEDGER_KIND, ["Pièce", "Compte", "Date", "Code", "Montant"], rows
+    )
+
+    assert batch.rejects["reason"].tolist() == ["bad_amount", "bad_amount"]
+    assert (
+        batch.rejects["message"]
+        .iloc[1]
+        .startswith("kind (cases): column 'Montant' holds '5O' — not an amount")
+    )
+    assert batch.rejects["message"].iloc[0].startswith("amount_cents ← column 'Montant': '5O'")
+
+
+def test_amount_from_whichever_of_two_columns_is_filled() -> None:
+    fields = {
+        "entry_ref": "Pièce",
+        "tenant_ref": "Compte",
+        "entry_date": "Date",
+        "kind": {"const": "rent_call"},
+        "amount_cents": {
+            "cases": [
+                {"when": {"column": "Montant TTC", "blank": False}, "then": {"from": "Montant TTC"}}
+            ],
+            "else": {"then": {"from": "Montant HT", "negate": True}},
+        },
+    }
+    rows = [
+        ["E1", "T1", "01/03/2026", "120,00", "100,00"],
+        ["E2", "T1", "01/03/2026", "", "50,00"],
+        ["E3", "T1", "01/03/2026", "  ", ""],  # both blank: amount is required
+    ]
+    header = ["Pièce", "Compte", "Date", "Montant TTC", "Montant HT"]
+    batch = transform("ledger_entries", fields, header, rows)
+
+    assert batch.rows["amount_cents"].tolist() == [12000, -5000]
+    assert str(batch.rows["amount_cents"].dtype) == "Int64"
+    assert batch.rejects["reason"].tolist() == ["missing_value"]
+
+
+def test_a_case_then_rule_with_a_map_rejects_its_unmapped_codes() -> None:
+    fields = {
+        **LEDGER_KIND,
+        "kind": {
+            "cases": [{"when": {"column": "Montant", "below": "-0,00"}, "value": "payment"}],
+            "else": {"then": {"from": "Code", "map": {"QUI": "rent_call"}}},
+        },
+    }
+    rows = [
+        ["E1", "T1", "01/03/2026", "QUI", "5"],
+        ["E2", "T1", "01/03/2026", "XX", "5"],
+        ["E3", "T1", "01/03/2026", "XX", "-5"],
+    ]
+    batch = transform(
+        "ledger_entries", fields, ["Pièce", "Compte", "Date", "Code", "Montant"], rows
+    )
+
+    assert batch.rows["kind"].tolist() == ["rent_call", "payment"]
+    assert batch.rejects["reason"].tolist() == ["unmapped_value"]
+    assert batch.rejects["source_row"].tolist() == ["export.csv:3"]
+
+
+def test_cases_parse_each_distinct_value_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A million rows hold a few hundred dates: a case's date test parses those, not the rows."""
+    import pipelines.lib.transforms as transforms
+
+    seen: list[int] = []
+    real = transforms.parse_dates
+
+    def counting(values: pd.Series, *args: Any, **kwargs: Any) -> Any:
+        seen.append(len(values))
+        return real(values, *args, **kwargs)
+
+    monkeypatch.setattr(transforms, "parse_dates", counting)
+    rows = [[f"T{i}", "14/06/2026" if i % 2 else "16/06/2026"] for i in range(1_000)]
+    fields = {"tenant_ref": "Réf", "status": TENANT_STATUS["status"]}
+
+    batch = transform_on(RUN_DAY, "tenants", fields, ["Réf", "Sortie"], rows)
+
+    assert batch.rows["status"].value_counts().to_dict() == {"left": 500, "leaving": 500}
+    assert seen == [2]
+
+
+def test_the_sign_indicator_is_one_of_the_columns_the_mapping_reads() -> None:
+    mapping = EntityMapping.model_validate({"source": "export", "fields": SIGNED_LEDGER})
+
+    assert EntityTransformer("ledger_entries", mapping).source_columns == [
+        "Pièce",
+        "Compte",
+        "Date",
+        "Montant",
+        "Sens",
+    ]
