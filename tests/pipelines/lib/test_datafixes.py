@@ -359,3 +359,199 @@ def test_a_header_split_over_two_rows_gets_the_header_rows_hint(
 
     assert [p.message for p in problems] == ["column `Montant HT` is not in the header of `export`"]
     assert "set `header_rows: 2`" in problems[0].hint
+
+
+# --- sign and cases ---------------------------------------------------------------------------
+
+STATUS_FROM_DATES = (
+    "landlord: {id: cases-check, name: Cases check}\n"
+    "sources:\n  export: {kind: csv, path: locataires.csv}\n"
+    "entities:\n"
+    "  tenants:\n"
+    "    source: export\n"
+    "    fields:\n"
+    "      tenant_ref: Ref\n"
+    "      status:\n"
+    "        cases:\n"
+    "          - when: {column: Date de sortei, before: today}\n"
+    "            value: left\n"
+    "          - when: [{column: Ref, blank: false}, {column: Date de sortie, after: today}]\n"
+    "            value: leaving\n"
+    "        else: {value: active}\n"
+)
+
+
+def test_a_case_on_a_missing_column_is_one_message_with_a_did_you_mean(
+    hub_home: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "cases-check.yaml"
+    path.write_text(STATUS_FROM_DATES, encoding="utf-8")
+    drop_export(hub_home, "cases-check", "locataires.csv", "Ref;Date de sortie\r\nT1;\r\n")
+
+    problems = check_datafix(path)
+
+    assert [(p.line, p.column, p.message, p.hint) for p in problems] == [
+        (
+            *position(path, "Date de sortei", "Date de sortei"),
+            "column `Date de sortei` is not in the header of `export`",
+            "did you mean `Date de sortie`?",
+        )
+    ]
+
+
+def test_a_sign_indicator_missing_from_the_header_is_one_message(
+    hub_home: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "sign-check.yaml"
+    path.write_text(
+        "landlord: {id: sign-check, name: Sign check}\n"
+        "sources:\n  export: {kind: csv, path: ecritures.csv}\n"
+        "entities:\n"
+        "  ledger_entries:\n"
+        "    source: export\n"
+        "    fields:\n"
+        "      entry_ref: N° écriture\n"
+        "      tenant_ref: N° locataire\n"
+        "      entry_date: Date\n"
+        "      kind: {const: rent_call}\n"
+        "      amount_cents: {from: Débit, sign: {column: Sns, positive: D, negative: C}}\n",
+        encoding="utf-8",
+    )
+    drop_export(
+        hub_home, "sign-check", "ecritures.csv", "N° écriture;N° locataire;Date;Débit;Sens\r\n"
+    )
+
+    problems = check_datafix(path)
+
+    assert [(p.line, p.column, p.message, p.hint) for p in problems] == [
+        (
+            *position(path, "Sns", "Sns"),
+            "column `Sns` is not in the header of `export`",
+            "did you mean `Sens`?",
+        )
+    ]
+
+
+def cases_file(tmp_path: Path, status_rule: str) -> Path:
+    """A tenants datafix whose `status` rule is `status_rule` (indented under `status:`)."""
+    path = tmp_path / "cases-check.yaml"
+    path.write_text(
+        "landlord: {id: cases-check, name: Cases check}\n"
+        "sources:\n  export: {kind: csv, path: locataires.csv}\n"
+        "entities:\n  tenants:\n    source: export\n    fields:\n      tenant_ref: Ref\n"
+        "      status:\n" + status_rule,
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_case_value_not_allowed_for_a_choice_field_gets_a_did_you_mean(tmp_path: Path) -> None:
+    path = cases_file(
+        tmp_path,
+        "        cases:\n"
+        "          - {when: {column: Sortie, blank: false}, value: leavng}\n"
+        "        else: {then: {from: Statut, map: {ACT: actif}}}\n",
+    )
+
+    problems = check_datafix(path, probe_sources=False)
+
+    assert [(p.line, p.column, p.message, p.hint) for p in problems] == [
+        (
+            *position(path, "leavng", "leavng"),
+            "`leavng` is not an allowed value of status",
+            "did you mean `leaving`?",
+        ),
+        (
+            *position(path, "actif", "actif"),
+            "`actif` is not an allowed value of status",
+            "did you mean `active`?",
+        ),
+    ]
+
+
+def test_a_case_after_one_without_condition_is_reported_as_impossible(tmp_path: Path) -> None:
+    path = cases_file(
+        tmp_path,
+        "        cases:\n"
+        "          - {value: active}\n"
+        "          - {when: {column: Sortie, blank: false}, value: left}\n",
+    )
+
+    problems = check_datafix(path, probe_sources=False)
+
+    assert [(p.line, p.message, p.hint) for p in problems] == [
+        (
+            position(path, "value: left")[0],
+            "case 2 of status can never apply: case 1 has no `when` and takes every row left",
+            "remove case 2, or give case 1 a `when`",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "token", "message"),
+    [
+        pytest.param(
+            "        cases:\n          - {when: Sortie, value: left}\n",
+            "Sortie",
+            "`when` is a condition `{column: …, <test>: …}` or a list of them",
+            id="when-not-a-condition",
+        ),
+        pytest.param(
+            "        cases:\n          - {when: {column: Sortie, before: demain}, value: left}\n",
+            "demain",
+            "`demain` is not a date to compare with: write `today` or yyyy-mm-dd",
+            id="date-bound-not-a-date",
+        ),
+        pytest.param(
+            "        cases:\n          - {when: {column: Loyer, above: douze}, value: left}\n",
+            "douze",
+            "`douze` is not an amount to compare with: write it like 100 or 12.50",
+            id="number-bound-not-an-amount",
+        ),
+        pytest.param(
+            "        cases:\n          - {when: {column: Sortie, blank: false}, value: [left]}\n",
+            "[left]",
+            "`value` is one value (a text, a number or yes/no), not a list or mapping",
+            id="value-a-list",
+        ),
+        pytest.param(
+            "        cases:\n          - {when: {column: Sortie}, value: left}\n",
+            "{column: Sortie}",
+            "give at least one test: blank, equals, in, matches, above, at_least, below, at_most,"
+            " before, after, on_or_before or on_or_after",
+            id="condition-without-test",
+        ),
+        pytest.param(
+            "        cases:\n          - {when: {column: Sortie, blank: false}}\n",
+            "{when",
+            "give exactly one of `value` or `then`",
+            id="case-without-outcome",
+        ),
+        pytest.param(
+            "        cases:\n          - {when: {column: Sortie, blank: false}, value: left}\n"
+            "        else: active\n",
+            "active",
+            "`else` is `{value: active}` (a fixed value) or `{then: {from: …}}` (a rule), like a"
+            " case",
+            id="else-a-bare-value",
+        ),
+        pytest.param(
+            "        cases:\n          - {when: {column: Sortie, above: 0, before: today},"
+            " value: left}\n",
+            "{column: Sortie, above",
+            "a column is compared as an amount (above) or as a date (before), not both",
+            id="amount-and-date-tests",
+        ),
+    ],
+)
+def test_a_wrong_type_in_a_case_is_one_clear_message(
+    tmp_path: Path, rule: str, token: str, message: str
+) -> None:
+    path = cases_file(tmp_path, rule)
+
+    problems = check_datafix(path, probe_sources=False)
+
+    assert [(p.line, p.column, p.message) for p in problems] == [
+        (*position(path, token, token), message)
+    ]
