@@ -7,6 +7,7 @@ the YAML path it concerns. Every demo datafix in datafixes/ must pass both.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from connectors.files.kinds import CsvSource
 from connectors.sql.kinds import SqlSource
 from schemas.datafix import (
+    Condition,
     Datafix,
     EntityMapping,
     FieldRule,
@@ -335,3 +337,201 @@ def test_entity_header_settings_override_the_source() -> None:
     assert (mapping.sheet, mapping.header_row, mapping.header_rows) == ("Commandes", 5, 2)
     with pytest.raises(ValidationError):
         EntityMapping.model_validate({"source": "book", "header_rows": 4, "fields": {}})
+
+
+# --- sign and cases -------------------------------------------------------------------------
+
+
+def test_sign_reads_its_indicator_column_and_takes_one_code_or_a_list() -> None:
+    rule = FieldRule.model_validate(
+        {"from": "Montant", "sign": {"column": "Sens", "positive": "D", "negative": ["C", 2]}}
+    )
+
+    assert rule.sign is not None
+    assert (rule.sign.positive, rule.sign.negative) == (["D"], ["C", "2"])
+    assert rule.source_columns == ["Montant"]
+    assert rule.read_columns == ["Montant", "Sens"]
+
+
+def test_cases_read_every_condition_and_then_column_once() -> None:
+    rule = FieldRule.model_validate(
+        {
+            "cases": [
+                {"when": {"column": "Sortie", "before": "today"}, "value": "left"},
+                {
+                    "when": [{"column": "Code", "in": "REG"}, {"column": "Sortie", "blank": False}],
+                    "then": {
+                        "from": "Montant",
+                        "sign": {"column": "Sens", "positive": "D", "negative": "C"},
+                    },
+                },
+            ],
+            "else": {"then": "Statut"},
+        }
+    )
+
+    assert rule.read_columns == ["Sortie", "Code", "Montant", "Sens", "Statut"]
+    assert rule.cases is not None and rule.else_ is not None
+    assert rule.cases[0].when is not None and rule.cases[0].when[0].before == "today"
+    assert rule.cases[1].when is not None and rule.cases[1].when[0].in_ == ["REG"]
+    assert rule.else_.then is not None and rule.else_.then.from_ == "Statut"
+
+
+def test_a_date_bound_is_today_or_a_date_yaml_may_have_read_already() -> None:
+    document = yaml.safe_load("{column: Sortie, on_or_after: 2026-01-31, before: '2026-03-01'}")
+    condition = Condition.model_validate(document)
+
+    assert (condition.on_or_after, condition.before) == (date(2026, 1, 31), date(2026, 3, 1))
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        pytest.param(
+            {"from": "M", "cases": [{"value": "x"}]},
+            "exactly one of from, concat, const, debit+credit or cases (found: from, cases)",
+            id="cases-and-from",
+        ),
+        pytest.param(
+            {"from": "M", "else": {"value": "x"}}, "`else` goes with `cases`", id="else-alone"
+        ),
+        pytest.param(
+            {"concat": ["A", "B"], "sign": {"column": "S", "positive": "D", "negative": "C"}},
+            "`sign` goes with `from`",
+            id="sign-without-from",
+        ),
+        pytest.param(
+            {"from": "M", "sign": {"column": "S", "positive": "D", "negative": "d "}},
+            "`d` is both positive and negative",
+            id="sign-code-both-ways",
+        ),
+        pytest.param(
+            {"cases": [{"value": "x"}], "map": {"A": "b"}},
+            "`map` does not go beside `cases`: put it in the `then` rule of each case",
+            id="map-beside-cases",
+        ),
+        pytest.param({"cases": []}, "at least 1 item", id="no-case"),
+        pytest.param(
+            {"cases": [{"when": {"column": "A", "blank": True}, "value": "x", "then": "B"}]},
+            "give exactly one of `value` or `then`",
+            id="value-and-then",
+        ),
+        pytest.param(
+            {"cases": [{"when": {"column": "A", "matches": "(total"}, "value": "x"}]},
+            "matches is not a valid regular expression",
+            id="bad-regex",
+        ),
+        pytest.param(
+            {
+                "cases": [
+                    {
+                        "when": {"column": "A", "blank": True, "formats": ["dd/mm/yyyy"]},
+                        "value": "x",
+                    }
+                ]
+            },
+            "`formats` goes with a date test",
+            id="formats-without-date-test",
+        ),
+        pytest.param(
+            {"cases": [{"when": {"column": "A", "above": "1,234"}, "value": "x"}]},
+            "`1,234` is not an amount to compare with",
+            id="three-decimals",
+        ),
+        pytest.param(
+            {"cases": [{"when": {"column": "A", "equals": {"x": 1}}, "value": "x"}]},
+            "`equals` is one value",
+            id="equals-a-mapping",
+        ),
+    ],
+)
+def test_sign_and_cases_refuse(rule: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        FieldRule.model_validate(rule)
+
+    assert expected in error_text(error)
+    assert len(error.value.errors()) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "rule", "path", "message"),
+    [
+        pytest.param(
+            "status",
+            {"cases": [{"when": {"column": "S", "blank": True}, "value": "gone"}]},
+            ("cases", 0, "value"),
+            "`gone` is not an allowed value of status",
+            id="case-value-not-a-choice",
+        ),
+        pytest.param(
+            "status",
+            {
+                "cases": [{"when": {"column": "S", "blank": True}, "value": "left"}],
+                "else": {"then": {"from": "S", "map": {"A": "actif"}}},
+            },
+            ("else", "then", "map", "A"),
+            "`actif` is not an allowed value of status",
+            id="else-map-not-a-choice",
+        ),
+        pytest.param(
+            "status",
+            {
+                "cases": [
+                    {"value": "left"},
+                    {"when": {"column": "S", "blank": True}, "value": "active"},
+                ]
+            },
+            ("cases", 1),
+            "case 2 of status can never apply: case 1 has no `when` and takes every row left",
+            id="case-after-a-catch-all",
+        ),
+        pytest.param(
+            "status",
+            {"cases": [{"value": "left"}], "else": {"value": "active"}},
+            ("else",),
+            "`else` of status can never apply: case 1 has no `when` and takes every row left",
+            id="else-after-a-catch-all",
+        ),
+        pytest.param(
+            "household_size",
+            {"cases": [{"when": {"column": "S", "blank": True}, "value": "deux"}]},
+            ("cases", 0, "value"),
+            "`deux` is not a whole number for household_size",
+            id="case-value-not-an-integer",
+        ),
+        pytest.param(
+            "full_name",
+            {"from": "Nom", "sign": {"column": "Sens", "positive": "D", "negative": "C"}},
+            ("sign",),
+            "`sign` applies to amounts; full_name is text",
+            id="sign-on-text",
+        ),
+    ],
+)
+def test_sign_and_cases_semantic_issue(
+    field: str, rule: dict[str, Any], path: tuple[Any, ...], message: str
+) -> None:
+    issues = semantic_issues(datafix_with("tenants", {"fields": {**TENANT_KEYS, field: rule}}))
+
+    assert [(issue.path, issue.message) for issue in issues] == [
+        (("entities", "tenants", "fields", field, *path), message)
+    ]
+
+
+def test_a_case_amount_value_must_be_an_amount() -> None:
+    ledger = {
+        "entry_ref": "N",
+        "tenant_ref": "T",
+        "entry_date": "D",
+        "kind": {"const": "payment"},
+        "amount_cents": {
+            "cases": [{"when": {"column": "A", "blank": True}, "value": "zéro"}],
+            "else": {"value": "-12,50"},
+        },
+    }
+
+    issues = semantic_issues(datafix_with("ledger_entries", {"fields": ledger}))
+
+    assert [(issue.path[-3:], issue.message) for issue in issues] == [
+        (("cases", 0, "value"), "`zéro` is not an amount for amount_cents")
+    ]
