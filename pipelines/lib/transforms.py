@@ -646,7 +646,19 @@ class EntityTransformer:
                 messages = messages.mask(failed.reindex(index, fill_value=False), part_messages)
         if not parts:
             return _empty(column, index), errors, messages
-        values = pd.concat(parts).reindex(index) if len(parts) > 1 else parts[0].reindex(index)
+        if len(parts) == 1 and len(parts[0]) == len(index):
+            values = pd.Series(parts[0].array, index=index)
+        else:
+            # each part holds its case's rows in frame order: put them back by position (a
+            # take), not by label (a reindex hashes the whole index)
+            order = np.full(len(index), -1, dtype=np.intp)
+            start = 0
+            for _, taken in outcomes:
+                rows_at = np.flatnonzero(taken)
+                order[rows_at] = np.arange(start, start + len(rows_at))
+                start += len(rows_at)
+            joined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            values = pd.Series(joined.array.take(order, allow_fill=True), index=index)
         return values.astype(PANDAS_DTYPES[column.type]), errors, messages
 
     def _outcome(
@@ -659,11 +671,20 @@ class EntityTransformer:
         taken: np.ndarray,
     ) -> tuple[pd.Series, pd.Series, pd.Series]:
         """The values of one case on the rows it takes (only the columns its rule reads)."""
-        rule = outcome.then or FieldRule.model_validate({"const": outcome.value})
+        rows_index = data.index[taken]
+        if outcome.then is None:
+            # a fixed value: converted once, then repeated over the rows
+            rule = FieldRule.model_validate({"const": outcome.value})
+            one = self._rule_values(name, rule, data.iloc[:1][[]], labels, column)
+            repeat = np.zeros(len(rows_index), dtype=np.intp)
+            values, errors, messages = (
+                pd.Series(result.array.take(repeat), index=rows_index) for result in one
+            )
+            return values, errors, messages
+        rule = outcome.then
         read = [labels[name] for name in rule.read_columns]
-        rows = data.iloc[np.flatnonzero(taken)] if not read else data[read].iloc[taken]
-        values, errors, messages = self._rule_values(name, rule, rows[read], labels, column)
-        return values, errors, messages
+        rows = data[read] if taken.all() else data[read].iloc[taken]
+        return self._rule_values(name, rule, rows, labels, column)
 
     def _fold_debit_credit(
         self, rule: FieldRule, data: pd.DataFrame, labels: dict[str, str], where: str
