@@ -42,7 +42,9 @@ from schemas.config import (
 from schemas.outgoing import OUTGOING
 
 __all__ = [
+    "DATE_TESTS",
     "ENV_REFERENCE",
+    "NUMBER_TESTS",
     "Case",
     "CaseOutcome",
     "Condition",
@@ -145,6 +147,8 @@ def _one_scalar(value: Any, what: str) -> Any:
         raise ValueError(f"{what} is one value (a text, a number or yes/no), not a list or mapping")
     if isinstance(value, float):
         return str(value)
+    if isinstance(value, date):  # YAML reads an unquoted 2026-03-01 as a date
+        return value.isoformat()
     return value
 
 
