@@ -633,7 +633,7 @@ class EntityTransformer:
                 messages = messages.mask(
                     left,
                     f"{where}: no case holds for this row and the rule has no `else` — add a"
-                    " case or an `else` to the rule of " + name,
+                    " case that takes it, or an `else`",
                 )
         for outcome, taken in outcomes:
             values, part_errors, part_messages = self._outcome(
