@@ -212,12 +212,12 @@ class Condition(StrictModel):
     def _equals_is_one_value(cls, value: Any) -> Any:
         return _one_scalar(value, "`equals`")
 
-    @field_validator("in_", mode="before")
+    @field_validator("in_", mode="before", json_schema_input_type=list[Scalar] | Scalar | None)
     @classmethod
     def _in_is_a_list(cls, value: Any) -> Any:
         return _list_of_scalars(value, "`in`")
 
-    @field_validator(*NUMBER_TESTS, mode="before")
+    @field_validator(*NUMBER_TESTS, mode="before", json_schema_input_type=str | int | float | None)
     @classmethod
     def _an_amount(cls, value: Any) -> Any:
         if value is None:
@@ -303,7 +303,9 @@ class Case(CaseOutcome):
         " `when` takes every row left.",
     )
 
-    @field_validator("when", mode="before")
+    @field_validator(
+        "when", mode="before", json_schema_input_type=list[Condition] | Condition | None
+    )
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         if isinstance(value, dict):
@@ -328,7 +330,9 @@ class SignRule(StrictModel):
         " ignored.",
     )
 
-    @field_validator("positive", "negative", mode="before")
+    @field_validator(
+        "positive", "negative", mode="before", json_schema_input_type=list[Scalar] | Scalar
+    )
     @classmethod
     def _codes(cls, value: Any) -> Any:
         return _list_of_scalars(value, "the indicator values")

@@ -89,3 +89,30 @@ def test_json_schema_flags_a_misspelled_key() -> None:
 
     assert errors, "a misspelled key must be flagged by the editor"
     assert any("sepparator" in str(error.message) for error in errors)
+
+
+def test_sign_and_cases_in_their_short_yaml_forms_pass_the_json_schema() -> None:
+    """One code for `positive`, one condition for `when`, one code for `in`, a bare column in
+    `then`: what the hub accepts, the editor's schema accepts too."""
+    fields = yaml.safe_load(
+        """
+        entry_ref: Pièce
+        tenant_ref: Compte
+        entry_date: Date
+        amount_cents: {from: Montant, sign: {column: Sens, positive: D, negative: [C, Crédit]}}
+        kind:
+          cases:
+            - when: [{column: Code, in: REG}, {column: Montant, below: 0}]
+              value: payment
+            - when: {column: Date, before: today, formats: [dd/mm/yyyy]}
+              then: Code
+          else: {then: {from: Code, map: {QUI: rent_call}}}
+        """
+    )
+    document = {
+        "landlord": {"id": "schema-check", "name": "Schema check"},
+        "sources": {"export": {"kind": "csv", "path": "x.csv"}},
+        "entities": {"ledger_entries": {"source": "export", "fields": fields}},
+    }
+
+    assert [error.message for error in schema_validator().iter_errors(document)] == []
