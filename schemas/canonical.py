@@ -378,6 +378,5 @@ QUARANTINE_REASONS: dict[str, str] = {
     "out_of_range": "A number lies outside the column's allowed range.",
     "duplicate_key": "Another row of the same batch has the same natural key.",
     "bad_sign": "The sign indicator of an amount (`Sens` D/C) is blank or not a declared value.",
-    "no_case": "No case of a conditional field rule holds for the row, and the rule has no"
-    " `else`.",
+    "no_case": "No case of a conditional field rule holds for the row, and the rule has no `else`.",
 }
