@@ -6,6 +6,9 @@ For each file:
   fresh SQLite warehouse under `$DATAFIX_HOME/bench/`, with the bench datafixes of
   `tests/bench/datafixes/` (DATAFIX_DATAFIXES_DIR points there), exactly what the Dagster assets
   call;
+- the ledger again through `bench-ledger-rules.yaml`: the amount from whichever of Débit / Crédit
+  is filled, signed by an indicator rule, the kind from a case rule (target: <= 1.1x the plain
+  mapping, the same rows loaded);
 - the same hub run again on the unchanged file and warehouse (the source state says unchanged,
   so it is skipped);
 - the naive version (pandas reads the file, `to_sql` writes it through a SQLAlchemy engine, no
@@ -53,6 +56,9 @@ import push as push_bench  # noqa: E402  (tests/bench/push.py: push throughput p
 
 DATAFIXES = HERE / "datafixes"
 LEDGER_LANDLORD = "bench-ledger"
+# the same file through an indicator (sign) rule and case rules: at most 1.1x the plain mapping
+LEDGER_RULES_LANDLORD = "bench-ledger-rules"
+LEDGER_RULES_VS_PLAIN = 1.1
 WORKS_LANDLORD = "bench-works"
 ATTEMPTS = 2
 
@@ -233,6 +239,7 @@ MEASURES: dict[str, Callable[[], dict]] = {
     "ledger_naive": lambda: _csv_naive(_ledger_path()),
     "ledger_hub": lambda: _hub(LEDGER_LANDLORD, "ledger_entries", rerun=False),
     "ledger_hub_rerun": lambda: _hub(LEDGER_LANDLORD, "ledger_entries", rerun=True),
+    "ledger_hub_rules": lambda: _hub(LEDGER_RULES_LANDLORD, "ledger_entries", rerun=False),
     "ledger_naive_sqlite3": lambda: _csv_naive_sqlite3(_ledger_path()),
     "ledger_read": lambda: _csv_read(_ledger_path()),
     "works_read_calamine": lambda: _xlsx_read_calamine(_works_path()),
@@ -503,6 +510,23 @@ def main() -> int:
             )
         )
         rows.append(_rerun_row("ledger", n, rerun, hub))
+        rules = results["ledger_hub_rules"]
+        rules_ratio = _ratio(rules.get("seconds"), hub.get("seconds"))
+        same = rules.get("warehouse_rows") == hub.get("warehouse_rows")
+        rows.append(
+            Row(
+                "ledger: hub, sign indicator + case rules",
+                n,
+                rules,
+                "hub 1st",
+                rules_ratio,
+                f"<={LEDGER_RULES_VS_PLAIN}x, same rows",
+                (
+                    ("ratio", rules_ratio is not None and rules_ratio <= LEDGER_RULES_VS_PLAIN),
+                    ("rows", same),
+                ),
+            )
+        )
     if "works_hub" in results:
         n = works.data_rows
         reads = {
@@ -560,7 +584,7 @@ def main() -> int:
     print()
     print(_table(rows))
     print()
-    for name in ("ledger_hub", "works_hub"):
+    for name in ("ledger_hub", "ledger_hub_rules", "works_hub"):
         if name in results and "stages" in results[name]:
             hub = results[name]
             stages = ", ".join(f"{stage} {secs:.2f}" for stage, secs in hub["stages"].items())
