@@ -103,8 +103,9 @@ def check(files: tuple[Path, ...], no_probe: bool) -> None:
 @click.option("--entity", type=click.Choice(sorted(ENTITIES)), help="Only this entity.")
 @click.option("--limit", default=10, show_default=True, help="Rows shown per table.")
 def preview(landlord: str, entity: str | None, limit: int) -> None:
-    """Pull and normalise one landlord without writing anything; show rows and rejects."""
-    from pipelines.lib.stages import normalise, preview_frame, pull
+    """Pull and normalise one landlord without writing anything; show rows, rejects and what
+    the contract would say (rows quarantined by each rule, a table rule that would block)."""
+    from pipelines.lib.stages import check_contract, normalise, preview_frame, pull
 
     loaded = _load_or_exit(landlord)
     entities = [entity] if entity else list(loaded.datafix.entities)
@@ -134,8 +135,16 @@ def preview(landlord: str, entity: str | None, limit: int) -> None:
             click.echo(rows.to_string(index=False))
         if len(batch.rejects):
             click.secho(f"-- rejected rows ({len(batch.rejects)}):", fg="yellow")
+            reasons = batch.rejects["reason"].value_counts()
+            click.echo("  by reason: " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
             for reject in batch.rejects.head(limit).itertuples():
                 click.echo(f"  {reject.source_row}  [{reject.reason}]  {reject.message}")
+        contract = check_contract(loaded, normalised)
+        if contract.passed:
+            click.secho(f"-- contract: passes ({contract.summary()})", fg="green")
+        else:
+            click.secho(f"-- contract: would BLOCK the load ({contract.summary()})", fg="red")
+            click.echo(f"  failing keys: {', '.join(contract.failing_keys()[:limit])}")
     click.echo("\nnothing was written (preview)")
     if failed:
         sys.exit(1)

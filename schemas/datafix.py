@@ -496,6 +496,9 @@ class RowFilter(StrictModel):
         return self
 
 
+RuleSeverity = Literal["block", "quarantine", "warn"]
+
+
 class EntityMapping(StrictModel):
     """Which source feeds a canonical entity, which rows to skip and how fields map."""
 
@@ -521,6 +524,19 @@ class EntityMapping(StrictModel):
         le=100,
         description="Refuse a snapshot that would soft-delete more than this share of the rows"
         " already loaded (a truncated export must not wipe the warehouse).",
+    )
+    max_quarantine_percent: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="Block the load when more than this share of the rows read is quarantined"
+        " (a broken mapping must never quietly quarantine everything).",
+    )
+    rules: dict[str, RuleSeverity] = Field(
+        default_factory=dict,
+        description="Row rule of the entity's contract → what a row breaking it does: `quarantine`"
+        " (the default: the row is set aside, the rest loads), `warn` (loaded, counted) or"
+        " `block` (the whole load is refused).",
     )
     skip_rows: list[RowFilter] = Field(default_factory=list, description="Rows to skip.")
     fields: dict[str, FieldRule] = Field(description="Canonical field → rule.")
@@ -616,6 +632,19 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
                     hint="remove `sheet`",
                 )
             )
+        rule_names = tuple(rule.name for rule in spec.rules)
+        issues.extend(
+            Issue(
+                path=(*base, "rules", name),
+                message=f"`{name}` is not a row rule of {entity_name}",
+                hint=did_you_mean(name, rule_names)
+                if rule_names
+                else f"{entity_name} has no row rules: remove `rules`",
+                key_position=True,
+            )
+            for name in mapping.rules
+            if name not in rule_names
+        )
         for field_name, rule in mapping.fields.items():
             if field_name not in spec.column_names:
                 issues.append(

@@ -100,7 +100,11 @@ def reference_page() -> str:
                 f" | {allowed} | {column.description}{note} |"
             )
         if spec.rules:
-            lines += ["", "Contract rules across columns:"]
+            lines += [
+                "",
+                "Row rules across columns (a row breaking one is quarantined with the rule's name,"
+                " unless the datafix's `rules:` sets it to `warn` or `block`):",
+            ]
             lines += [f"- `{rule.name}`: {rule.description}" for rule in spec.rules]
         lines.append("")
     lines += ["## Lineage columns (on every canonical table)", ""]

@@ -1,12 +1,12 @@
 """Warehouse tables, derived from the canonical model (`schemas.canonical`).
 
 One table per canonical entity, keyed on (`landlord_id`, the entity's own reference), plus the
-hub's bookkeeping: `quarantine` (every rejected row), `load_runs` (one audit row per load),
-`source_state` (what was last loaded from each source, so an unchanged source is skipped),
-`source_cursors` (incremental watermarks), `contract_results` (the last contract verdict per
-entity, which gates the push), and the push side: `outbox` (every record to deliver, its state
-and the peer's answer) and `push_leases` (one push per landlord at a time); insight's figures
-(`tenant_balances`).
+hub's bookkeeping: `quarantine` (every rejected row), `load_runs` (one audit row per load,
+blocked and failed ones included, with the reason), `source_state` (what was last loaded from
+each source, so an unchanged source is skipped), `source_cursors` (incremental watermarks),
+`contract_results` (the last contract verdict per entity, which gates the push), and the push
+side: `outbox` (every record to deliver, its state and the peer's answer) and `push_leases` (one
+push per landlord at a time); insight's figures (`tenant_balances`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from schemas.canonical import ENTITIES, ColumnType, EntitySpec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -117,12 +117,13 @@ load_runs = sa.Table(
     sa.Column("run_id", RUN_ID, primary_key=True),
     *_landlord_entity_key(),
     sa.Column("source_name", sa.String(128), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, comment="loaded, blocked or failed."),
+    sa.Column("reason", sa.Text(), nullable=True, comment="Why a load was blocked or failed."),
     *_required(sa.Integer(), "rows_in_source", "skipped", "read", "loaded"),
     *_required(sa.Integer(), "inserted", "updated", "unchanged", "deleted", "quarantined"),
     *_required(SHA, "fingerprint", "datafix_sha"),
     sa.Column("finished_at", TIMESTAMP, nullable=False),
-    comment="One audit row per load of one landlord's entity.",
+    comment="One audit row per load of one landlord's entity, blocked and failed ones included.",
 )
 
 source_state = sa.Table(

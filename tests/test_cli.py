@@ -137,6 +137,36 @@ def test_preview_on_a_fresh_home_creates_no_warehouse(hub_home: Path) -> None:
     assert not (hub_home / "warehouse.db").exists()
 
 
+def test_preview_runs_the_contract(hub_home: Path, tmp_path: Path) -> None:
+    shutil.copytree(CASES / "inbox", hub_home / "inbox")
+    blocked = datafix(
+        "preview", "broken-habitat", env={"DATAFIX_DATAFIXES_DIR": str(CASES / "datafixes")}
+    )
+    assert blocked.returncode == 0, blocked.stderr
+    assert "by reason: unmapped_value 1" in blocked.stdout
+    assert "-- contract: would BLOCK the load" in blocked.stdout
+    assert "move_out_after_move_in: B002" in blocked.stdout  # a rule the datafix sets to block
+    assert "max_quarantine_percent" in blocked.stdout and "failing keys: B002, B003" in (
+        blocked.stdout
+    )
+    # without `rules:` the rule quarantines B002 (2 of 3 rows quarantined: under 70 %)
+    folder = tmp_path / "datafixes"
+    folder.mkdir()
+    text = (CASES / "datafixes" / "broken-habitat.yaml").read_text(encoding="utf-8")
+    text = text.replace("    rules: {move_out_after_move_in: block}\n", "")
+    text = text.replace(
+        "    source: locataires\n", "    source: locataires\n    max_quarantine_percent: 70\n"
+    )
+    (folder / "broken-habitat.yaml").write_text(text, encoding="utf-8")
+    quarantined = datafix("preview", "broken-habitat", env={"DATAFIX_DATAFIXES_DIR": str(folder)})
+    assert "[move_out_after_move_in]  move_out_after_move_in: move_out_date 2019-08-31," in (
+        quarantined.stdout
+    )
+    assert "by reason: move_out_after_move_in 1, unmapped_value 1" in quarantined.stdout
+    assert "-- contract: passes" in quarantined.stdout
+    assert not (hub_home / "warehouse.db").exists()
+
+
 @pytest.mark.usefixtures("sandbox")
 def test_check_passes_on_the_web_service_demo_datafixes_while_the_sandbox_runs() -> None:
     paths = [
@@ -245,6 +275,9 @@ def test_run_exit_code_reports_a_failed_contract_and_runs_the_others(hub_home: P
     assert re.search(r"broken-habitat \(run \w+\): FAILED", completed.stdout)
     assert "failing keys: B002" in completed.stdout
     assert "move_out_after_move_in" in completed.stdout
+    # B003's status is unmapped: 1 of 3 rows quarantined passes max_quarantine_percent (20)
+    assert "max_quarantine_percent" in completed.stdout
+    assert "failing keys: B002, B003" in completed.stdout
     engine = sa.create_engine(f"sqlite:///{hub_home}/warehouse.db")
     try:
         with engine.connect() as conn:
@@ -253,10 +286,30 @@ def test_run_exit_code_reports_a_failed_contract_and_runs_the_others(hub_home: P
                     sa.text("SELECT landlord_id, count(*) FROM tenants GROUP BY landlord_id")
                 ).all()
             )
+            runs = {
+                row.landlord_id: row
+                for row in conn.execute(
+                    sa.text(
+                        "SELECT landlord_id, status, reason, loaded, quarantined FROM load_runs"
+                    )
+                )
+            }
+            kept = conn.execute(
+                sa.text(
+                    "SELECT source_row, reason FROM quarantine WHERE landlord_id = 'broken-habitat'"
+                    " AND resolved_at IS NULL"
+                )
+            ).all()
     finally:
         engine.dispose()
-    # the blocked landlord wrote nothing; the other loaded its 2 good rows (1 quarantined)
+    # the blocked landlord loaded nothing; the other loaded its 2 good rows (1 quarantined)
     assert loaded == {"acme-habitat": 2}
+    # the blocked load left its trace: the audit row with the reason, its quarantined row
+    blocked = runs["broken-habitat"]
+    assert (blocked.status, blocked.loaded, blocked.quarantined) == ("blocked", 0, 1)
+    assert "move_out_after_move_in: B002" in blocked.reason
+    assert (runs["acme-habitat"].status, runs["acme-habitat"].reason) == ("loaded", None)
+    assert kept == [("locataires_2026-10.csv:4", "unmapped_value")]
 
 
 def test_run_reports_a_missing_source_without_stopping_other_landlords(hub_home: Path) -> None:

@@ -34,6 +34,7 @@ sources:
 entities:
   invoices:
     source: factures
+    max_quarantine_percent: 50 # one invoice of four has no BT number
     fields:
       invoice_ref: numero
       order_ref: bt

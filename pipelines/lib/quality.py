@@ -9,6 +9,12 @@ columns by hand, so a column added to the model is covered the next time the sui
 - `landlord_id` holds exactly one value (a partition never mixes landlords);
 - the entity's `RowRule`s: `a_not_before_b`, `a_not_above_b`, `sign_matches_kind`.
 
+Row rules are judged row by row before the contract runs (`row_rule_breaks`, vectorised): the
+normalise stage quarantines the rows that break one (or only counts them, or leaves them for
+the contract to block, as the datafix's `rules:` says), so here they are a safety net. The
+table rules block: the key unique and present, one landlord, at least one row, and the share
+of quarantined rows (`quarantine_guard`, `max_quarantine_percent`).
+
 Nulls are ignored by every check except the not-null ones. `run_contract` returns a
 `ContractResult` made of plain, JSON-safe values that the Dagster asset checks put into their
 metadata. `contract_description` lists the expectations in words without importing GX.
@@ -23,13 +29,15 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from schemas.canonical import CREDIT_KINDS, DEBIT_KINDS, ENTITIES, ColumnType, EntitySpec
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 LANDLORD_COLUMN = "landlord_id"
@@ -83,6 +91,7 @@ class ContractResult:
     failures: list[dict]
     statistics: dict
     rows: int
+    warnings: list[dict] = field(default_factory=list)  # failures of rules set to `warn`
 
     def failing_keys(self) -> list[str]:
         """Natural keys of the failing rows over all failures, first seen first, at most 200."""
@@ -98,9 +107,72 @@ class ContractResult:
         """One line a person reads: what failed and on which keys."""
         evaluated = self.statistics.get("evaluated_expectations", 0)
         if self.passed:
-            return f"{self.entity}: all {evaluated} expectations passed on {self.rows:,} rows"
+            text = f"{self.entity}: all {evaluated} expectations passed on {self.rows:,} rows"
+            if self.warnings:
+                warned = "; ".join(_describe_failure(failure) for failure in self.warnings)
+                text += f" (warnings, rows loaded: {warned})"
+            return text
         details = "; ".join(_describe_failure(failure) for failure in self.failures)
         return f"{self.entity}: {len(self.failures)} of {evaluated} expectations failed ({details})"
+
+    def blocked_by(self, failure: dict | None) -> ContractResult:
+        """This result with one more failure (a table rule judged outside GX), if any."""
+        if failure is None:
+            return self
+        return replace(self, passed=False, failures=[*self.failures, failure])
+
+
+def quarantine_guard(
+    entity: str, read: int, rejects: pd.DataFrame, max_percent: float
+) -> dict | None:
+    """The `max_quarantine_percent` table rule as a failure, or None when the share is fine.
+
+    A broken mapping (a wrong column, a wrong sign) quarantines most rows: loading the few
+    left would quietly empty the warehouse of that entity, so the load is blocked instead.
+    """
+    if not read or len(rejects) * 100 <= max_percent * read:
+        return None
+    reasons = rejects["reason"].value_counts()
+    counted = ", ".join(f"{reason} {count:,}" for reason, count in reasons.items())
+    return {
+        "expectation": "max_quarantine_percent",
+        "column": None,
+        "columns": [],
+        "unexpected_count": len(rejects),
+        "failing_keys": _distinct_keys(rejects["key"]),
+        "observed_value": round(len(rejects) * 100 / read, 1),
+        "reasons": {str(reason): int(count) for reason, count in reasons.items()},
+        "message": f"{len(rejects):,} of {read:,} rows quarantined"
+        f" ({len(rejects) * 100 / read:.0f} % > max_quarantine_percent {max_percent:g} %;"
+        f" {counted}): fix the mapping or the data, or raise `max_quarantine_percent` for"
+        f" {entity} in the datafix",
+    }
+
+
+def row_rule_breaks(spec: EntitySpec, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per row rule of `spec`, which rows of `frame` break it (vectorised, one bool array each).
+
+    A row missing a value the rule compares is not judged: the not-null checks report it.
+    """
+    import pandas as pd
+
+    broken: dict[str, np.ndarray] = {}
+    for rule in spec.rules:
+        if not set(rule.columns) <= set(frame.columns):
+            continue
+        first, second = frame[rule.columns[0]], frame[rule.columns[1]]
+        if rule.kind == "sign_matches_kind":
+            breaks = (first.isin(DEBIT_KINDS) & (second < 0)) | (
+                first.isin(CREDIT_KINDS) & (second > 0)
+            )
+        elif rule.kind == "a_not_before_b":
+            breaks = first < second
+        elif rule.kind == "a_not_above_b":
+            breaks = first > second
+        else:
+            raise ValueError(f"{spec.name}: rule {rule.name!r} has an unknown kind {rule.kind!r}")
+        broken[rule.name] = pd.Series(breaks).fillna(False).to_numpy(dtype=bool)
+    return broken
 
 
 def contract_description(entity: str) -> list[str]:
@@ -190,8 +262,12 @@ def contract_expectations(entity: str) -> tuple[ContractExpectation, ...]:
     return tuple(items)
 
 
-def run_contract(entity: str, frame: pd.DataFrame) -> ContractResult:
-    """Validate one canonical frame against its entity's contract and name the failing keys."""
+def run_contract(entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()) -> ContractResult:
+    """Validate one canonical frame against its entity's contract and name the failing keys.
+
+    A failure of an expectation named in `warn` (a row rule the datafix sets to `warn`) is
+    reported in `warnings` and does not fail the contract.
+    """
     started = time.perf_counter()
     spec = _entity_spec(entity)
     expectations = contract_expectations(entity)
@@ -207,23 +283,25 @@ def run_contract(entity: str, frame: pd.DataFrame) -> ContractResult:
         finally:
             engine.release_batches()
     by_name = {item.name: item for item in expectations}
-    failures = [
+    failed = [
         _failure(by_name[result.expectation_config.meta["contract"]], result, spec, frame)
         for result in sorted(
             suite_result.results, key=lambda r: r.expectation_config.meta["contract_order"]
         )
         if not result.success
     ]
+    failures = [failure for failure in failed if failure["expectation"] not in warn]
     statistics = {key: _plain(value) for key, value in dict(suite_result.statistics).items()} | {
         "rows": len(frame),
         "seconds": round(time.perf_counter() - started, 3),
     }
     return ContractResult(
         entity=entity,
-        passed=bool(suite_result.success),
+        passed=not failures,
         failures=failures,
         statistics=statistics,
         rows=len(frame),
+        warnings=[failure for failure in failed if failure["expectation"] in warn],
     )
 
 
@@ -280,18 +358,10 @@ def _rule_expectation(spec: EntitySpec, rule_index: int) -> ContractExpectation:
 
 def _helper_columns(spec: EntitySpec, frame: pd.DataFrame) -> dict[str, Any]:
     """Per-row booleans for the rules GX checks as a helper column (see `_rule_expectation`)."""
-    helpers: dict[str, Any] = {}
-    for rule in spec.rules:
-        if rule.kind != "sign_matches_kind" or not set(rule.columns) <= set(frame.columns):
-            continue
-        kind_column, amount_column = rule.columns
-        kind, amount = frame[kind_column], frame[amount_column]
-        wrong_sign = (kind.isin(DEBIT_KINDS) & (amount < 0)) | (
-            kind.isin(CREDIT_KINDS) & (amount > 0)
-        )
-        # A missing kind or amount is not judged here: the not-null checks report it.
-        helpers[rule.name] = ~wrong_sign.fillna(False).to_numpy(dtype=bool)
-    return helpers
+    sign_rules = {rule.name for rule in spec.rules if rule.kind == "sign_matches_kind"}
+    return {
+        name: ~broken for name, broken in row_rule_breaks(spec, frame).items() if name in sign_rules
+    }
 
 
 def _validation_view(
@@ -376,6 +446,11 @@ def _failing_positions(index_list: list) -> list[int]:
     return positions
 
 
+def _distinct_keys(keys: pd.Series) -> list[str]:
+    """Distinct keys as text, first seen first, at most `MAX_KEYS_PER_FAILURE`."""
+    return [str(key) for key in keys.dropna().unique()[:MAX_KEYS_PER_FAILURE].tolist()]
+
+
 def _keys_at(key: str, frame: pd.DataFrame, positions: list[int]) -> list[str]:
     """Natural keys (as str) of the rows at `positions`, distinct, first seen first, capped."""
     if key not in frame.columns:
@@ -428,6 +503,8 @@ def _describe_failure(failure: dict) -> str:
     name = failure["expectation"]
     if "error" in failure:
         return f"{name}: {failure['error']}"
+    if "message" in failure:
+        return f"{name}: {failure['message']}"
     keys = failure["failing_keys"][:_KEYS_IN_SUMMARY]
     if keys:
         rows = failure["unexpected_count"]

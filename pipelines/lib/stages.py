@@ -1,4 +1,4 @@
-"""The three stages of one landlord's entity as plain functions: pull, normalise, load.
+"""The stages of one landlord's entity as plain functions: pull, normalise, check, load.
 
 The Dagster assets, `datafix preview` and the benchmark all call these, so what the UI shows,
 what the command line prints and what the benchmark measures are the same code.
@@ -14,6 +14,7 @@ import pandas as pd
 from connectors.files.client import fingerprint_files
 from connectors.rawtable import RawTable, Watermark, header_key
 from pipelines.lib.datafixes import LoadedDatafix
+from pipelines.lib.quality import ContractResult, quarantine_guard, run_contract
 from pipelines.lib.sources import file_paths, read_source
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch
 from pipelines.lib.warehouse import LoadRequest, LoadResult, Warehouse
@@ -168,25 +169,60 @@ def normalise(loaded: LoadedDatafix, pulled: PulledSource) -> NormalisedEntity:
     return NormalisedEntity(**pulled.lineage(), status=pulled.status, batch=batch)
 
 
+def check_contract(loaded: LoadedDatafix, normalised: NormalisedEntity) -> ContractResult:
+    """The entity's contract on the normalised rows: the GX suite (row rules the datafix sets to
+    `warn` only warn) and the share of quarantined rows (`max_quarantine_percent`)."""
+    assert normalised.batch is not None, "nothing to check: the source was not read"
+    mapping = loaded.datafix.entities[normalised.entity]
+    batch = normalised.batch
+    warn = [name for name, severity in mapping.rules.items() if severity == "warn"]
+    result = run_contract(normalised.entity, normalised.rows, warn=warn)
+    return result.blocked_by(
+        quarantine_guard(
+            normalised.entity, batch.read, batch.rejects, mapping.max_quarantine_percent
+        )
+    )
+
+
 def load(
     warehouse: Warehouse, loaded: LoadedDatafix, normalised: NormalisedEntity, *, run_id: str
 ) -> LoadResult | None:
     """Upsert the canonical rows and record the rejects; None when there was nothing to load."""
     if normalised.batch is None:
         return None
+    return warehouse.load(_load_request(loaded, normalised, run_id))
+
+
+def record_refused(
+    warehouse: Warehouse,
+    loaded: LoadedDatafix,
+    normalised: NormalisedEntity,
+    *,
+    run_id: str,
+    status: Literal["blocked", "failed"],
+    reason: str,
+) -> LoadResult | None:
+    """Keep the trace of a load that did not happen: its rejects in quarantine and a
+    `load_runs` row with `status` and `reason`; None when there was nothing to load."""
+    if normalised.batch is None:
+        return None
+    request = _load_request(loaded, normalised, run_id)
+    return warehouse.record_refused(request, status=status, reason=reason)
+
+
+def _load_request(loaded: LoadedDatafix, normalised: NormalisedEntity, run_id: str) -> LoadRequest:
     mapping = loaded.datafix.entities[normalised.entity]
     batch = normalised.batch
-    return warehouse.load(
-        LoadRequest(
-            **normalised.lineage(),
-            rows=batch.rows,
-            rejects=batch.rejects,
-            run_id=run_id,
-            rows_in_source=batch.rows_in_source,
-            skipped=batch.skipped,
-            mode=mapping.mode,
-            max_vanished_percent=mapping.max_vanished_percent,
-        )
+    assert batch is not None
+    return LoadRequest(
+        **normalised.lineage(),
+        rows=batch.rows,
+        rejects=batch.rejects,
+        run_id=run_id,
+        rows_in_source=batch.rows_in_source,
+        skipped=batch.skipped,
+        mode=mapping.mode,
+        max_vanished_percent=mapping.max_vanished_percent,
     )
 
 

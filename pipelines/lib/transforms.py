@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from connectors.errors import ConfigError
 from connectors.rawtable import RawTable, header_key
+from pipelines.lib.quality import row_rule_breaks
 from schemas.canonical import ENTITIES, PANDAS_DTYPES, ColumnSpec, ColumnType, EntitySpec
 from schemas.datafix import (
     DATE_TESTS,
@@ -96,6 +97,7 @@ class NormalisedBatch:
     rejects: pd.DataFrame
     rows_in_source: int
     skipped: int
+    warnings: dict[str, int] = field(default_factory=dict)  # row rule set to `warn` → rows
 
     @property
     def read(self) -> int:
@@ -361,6 +363,7 @@ class EntityTransformer:
                 message = message.mask(first, result.messages)
         rows = pd.DataFrame({name: result.values for name, result in results.items()})
         rows["source_row"] = source_rows.astype("str")
+        error_code, message, warnings = self._row_rules(rows, error_code, message)
         # only rows that are otherwise fine compete for a key: a rejected row never hides one
         # (keys compared as factorized codes: hashing the text once, no copies of the column)
         key_codes, _ = pd.factorize(rows[self.spec.key], use_na_sentinel=True)
@@ -396,7 +399,37 @@ class EntityTransformer:
             rejects=rejects,
             rows_in_source=len(frame),
             skipped=int((~keep).sum()),
+            warnings=warnings,
         )
+
+    def _row_rules(
+        self, rows: pd.DataFrame, error_code: pd.Series, message: pd.Series
+    ) -> tuple[pd.Series, pd.Series, dict[str, int]]:
+        """Rows breaking a row rule of the contract, as the datafix's `rules:` says: quarantined
+        (the default) with the rule's name as reason, counted (`warn`), or left in for the
+        contract to block (`block`). Only rows that are otherwise fine are judged."""
+        judged = error_code.isna().to_numpy(dtype=bool, copy=True)
+        warnings: dict[str, int] = {}
+        breaks = row_rule_breaks(self.spec, rows)
+        for rule in self.spec.rules:
+            broken = breaks.get(rule.name)
+            severity = self.mapping.rules.get(rule.name, "quarantine")
+            if broken is None or severity == "block" or not (hit := broken & judged).any():
+                continue
+            if severity == "warn":
+                warnings[rule.name] = int(hit.sum())
+                continue
+            judged &= ~hit
+            mask = pd.Series(hit, index=rows.index)
+            shown = [f"{column} " + _shown(rows.loc[mask, column]) for column in rule.columns]
+            error_code = error_code.mask(mask, rule.name)
+            message = message.mask(
+                mask,
+                (f"{rule.name}: " + shown[0] + ", " + shown[1]).reindex(rows.index)
+                + f" — {rule.description} Fix the row at the source, or set"
+                f" `rules: {{{rule.name}: warn}}` for this entity if such rows are legitimate",
+            )
+        return error_code, message, warnings
 
     def _resolve_columns(self, frame: pd.DataFrame, origin: str) -> dict[str, str]:
         by_key = {header_key(label): label for label in frame.columns}
@@ -772,6 +805,13 @@ class EntityTransformer:
                 "message": message.loc[raw_rows.index].to_numpy(),
             }
         )
+
+
+def _shown(values: pd.Series) -> pd.Series:
+    """Canonical values as a person reads them in a message: dates as ISO days, blanks shown."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.dt.strftime("%Y-%m-%d")
+    return values.astype("str")
 
 
 def _where(name: str, rule: FieldRule) -> str:

@@ -11,6 +11,11 @@ revived. A snapshot that would soft-delete more than `max_vanished_percent` of t
 live rows is refused (a truncated export must not wipe the warehouse). Rows rejected in this run
 are never soft-deleted: a bad cell is not a vanished tenant.
 
+A load refused by the contract (`blocked`) or that failed (`failed`) still leaves its trace
+(`record_refused`): an audit row with the status and the reason, and its quarantine rows, kept
+until the next successful load of the entity resolves them. Nothing else is written: the
+canonical table, the source state and the watermark stay as the last successful load left them.
+
 Bulk writes go straight to the driver: executemany on SQLite, COPY on PostgreSQL.
 """
 
@@ -197,9 +202,21 @@ class Warehouse:
             result = LoadResult(
                 result.inserted, result.updated, result.unchanged, result.deleted, quarantined
             )
-            self._record(conn, request, result, now)
+            self._audit(conn, request, result, now, status="loaded")
+            self._record(conn, request, now)
             if request.watermark is not None:
                 self._advance(conn, request, request.watermark, now)
+        return result
+
+    def record_refused(self, request: LoadRequest, *, status: str, reason: str) -> LoadResult:
+        """The trace of a load that did not happen (`blocked` by the contract, or `failed`):
+        its quarantine rows and an audit row with the reason, in one transaction. Quarantine
+        rows of earlier runs stay open: only a successful load resolves them."""
+        now = _now()
+        with self.engine.begin() as conn:
+            quarantined = self._quarantine(conn, request, now, resolve_others=False)
+            result = LoadResult(0, 0, 0, 0, quarantined)
+            self._audit(conn, request, result, now, status=status, reason=reason)
         return result
 
     def _advance(
@@ -313,7 +330,14 @@ class Warehouse:
             temp.drop(conn)
         return LoadResult(inserted, updated, existing - updated, deleted, 0)
 
-    def _quarantine(self, conn: sa.Connection, request: LoadRequest, now: datetime) -> int:
+    def _quarantine(
+        self,
+        conn: sa.Connection,
+        request: LoadRequest,
+        now: datetime,
+        *,
+        resolve_others: bool = True,
+    ) -> int:
         rejects = request.rejects
         scope = sa.and_(
             quarantine.c.landlord_id == request.landlord_id,
@@ -358,25 +382,32 @@ class Warehouse:
                 ),
                 records,
             )
-        conn.execute(
-            quarantine.update()
-            .where(scope, quarantine.c.resolved_at.is_(None), quarantine.c.run_id != request.run_id)
-            .values(resolved_at=now)
-        )
+        if resolve_others:
+            conn.execute(
+                quarantine.update()
+                .where(
+                    scope, quarantine.c.resolved_at.is_(None), quarantine.c.run_id != request.run_id
+                )
+                .values(resolved_at=now)
+            )
         return len(rejects)
 
-    def _record(
-        self, conn: sa.Connection, request: LoadRequest, result: LoadResult, now: datetime
+    def _audit(
+        self,
+        conn: sa.Connection,
+        request: LoadRequest,
+        result: LoadResult,
+        now: datetime,
+        *,
+        status: str,
+        reason: str | None = None,
     ) -> None:
-        source = {
-            name: getattr(request, name)
-            for name in ("landlord_id", "entity", "source_name", "fingerprint", "datafix_sha")
-        }
         conn.execute(
             load_runs.insert().values(
-                **source,
+                **_source_of(request),
                 run_id=request.run_id,
-                status="loaded",
+                status=status,
+                reason=reason,
                 rows_in_source=request.rows_in_source,
                 skipped=request.skipped,
                 read=request.rows_in_source - request.skipped,
@@ -385,8 +416,10 @@ class Warehouse:
                 finished_at=now,
             )
         )
+
+    def _record(self, conn: sa.Connection, request: LoadRequest, now: datetime) -> None:
         state = _dialect_insert(conn, source_state).values(
-            **source, run_id=request.run_id, loaded_at=now
+            **_source_of(request), run_id=request.run_id, loaded_at=now
         )
         conn.execute(
             state.on_conflict_do_update(
@@ -484,6 +517,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA temp_store=FILE")
     cursor.execute("PRAGMA threads=2")
     cursor.close()
+
+
+def _source_of(request: LoadRequest) -> dict[str, str]:
+    """The columns naming what a load read: landlord, entity, source, fingerprint, datafix."""
+    return {
+        name: getattr(request, name)
+        for name in ("landlord_id", "entity", "source_name", "fingerprint", "datafix_sha")
+    }
 
 
 def _now() -> datetime:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from connectors.sandbox.demo_files import (
     DEMO_BAD_ROWS,
@@ -32,6 +33,7 @@ from pipelines.lib.stages import pull
 from pipelines.lib.warehouse import Warehouse
 from schemas.canonical import ENTITIES
 from schemas.outgoing import OUTGOING
+from schemas.tables import load_runs
 
 DEFINITIONS = defs()
 
@@ -164,6 +166,42 @@ def test_canonical_asset_called_directly_splits_rows_and_rejects(hub_home: Path)
     assert len(normalised.batch.rejects) == DEMO_BAD_ROWS["loire-habitat"]["tenants"]
     assert output.metadata["rows_read"].value == normalised.batch.read
     assert "preview" in output.metadata
+
+
+def test_a_failed_load_leaves_its_trace(hub_home: Path, warehouse_url: str) -> None:
+    write_demo_sources(hub_home)
+    job = DEFINITIONS.resolve_job_def("nightly")
+    tenants = [dg.AssetKey(f"{stage}_tenants") for stage in ("raw", "canonical", "warehouse")]
+    with dg.instance_for_test() as instance:
+        first = job.execute_in_process(
+            partition_key="loire-habitat", instance=instance, asset_selection=tenants
+        )
+        assert first.success
+        # a truncated export (the header and 3 rows): the vanish guard refuses the snapshot
+        export = hub_home / "inbox" / "loire-habitat" / "locataires_2026-10.csv"
+        export.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:4]))
+        second = job.execute_in_process(
+            partition_key="loire-habitat",
+            instance=instance,
+            asset_selection=tenants,
+            raise_on_error=False,
+        )
+        assert not second.success
+    warehouse = Warehouse(warehouse_url)
+    try:
+        with warehouse.engine.connect() as conn:
+            runs = conn.execute(
+                sa.select(load_runs.c.run_id, load_runs.c.status, load_runs.c.reason)
+                .where(load_runs.c.landlord_id == "loire-habitat")
+                .order_by(load_runs.c.finished_at)
+            ).all()
+    finally:
+        warehouse.dispose()
+    assert [(run.run_id, run.status) for run in runs] == [
+        (first.run_id, "loaded"),
+        (second.run_id, "failed"),
+    ]
+    assert "max_vanished_percent" in runs[1].reason and "Nothing was written" in runs[1].reason
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,15 @@
-"""Load: one warehouse asset per entity, upserting canonical rows and recording quarantine."""
+"""Load: one warehouse asset per entity, upserting canonical rows and recording quarantine.
+
+A load that fails (a refused snapshot, a database error) rolls back whole, then leaves its
+trace: a `load_runs` row (`failed`, with the error) and its quarantine rows.
+"""
 
 import dagster as dg
 
 from pipelines.defs.common import landlord_asset, refused
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole, counts
-from pipelines.lib.stages import NormalisedEntity, load
+from pipelines.lib.stages import NormalisedEntity, load, record_refused
 from pipelines.lib.warehouse import VanishGuardError
 from schemas.canonical import ENTITIES
 
@@ -28,10 +32,20 @@ def build_load_asset(entity: str) -> dg.AssetsDefinition:
         normalised: NormalisedEntity,
     ) -> dg.MaterializeResult:
         loaded = datafixes.get_client(context.partition_key)
+        client = warehouse.get_client()
+        run_id = context.run.run_id
         try:
-            result = load(warehouse.get_client(), loaded, normalised, run_id=context.run.run_id)
-        except VanishGuardError as error:
-            raise refused(error) from error
+            result = load(client, loaded, normalised, run_id=run_id)
+        except Exception as error:
+            try:
+                record_refused(
+                    client, loaded, normalised, run_id=run_id, status="failed", reason=str(error)
+                )
+            except Exception as trace_error:  # the load's own error is the one to report
+                context.log.warning(f"the failed load could not be recorded: {trace_error}")
+            if isinstance(error, VanishGuardError):
+                raise refused(error) from error
+            raise
         if result is None:
             return dg.MaterializeResult(
                 metadata={

@@ -19,7 +19,8 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
         role,
         ins={"pulled": dg.AssetIn(key=f"raw_{entity}")},
         description=f"{ENTITIES[entity].description} Canonical rows of one landlord; rows that"
-        " cannot be mapped are set aside for quarantine with a reason.",
+        " cannot be mapped, or that break a row rule of the contract, are set aside for quarantine"
+        " with a reason.",
     )
     def canonical_entity(
         context: dg.AssetExecutionContext, datafixes: DatafixesResource, pulled: PulledSource
@@ -48,6 +49,8 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
                 metadata["quarantine_reasons"] = dg.MetadataValue.json(
                     {str(k): int(v) for k, v in reasons.items()}
                 )
+            if batch.warnings:  # rows breaking a row rule the datafix sets to `warn`: loaded
+                metadata["rule_warnings"] = dg.MetadataValue.json(batch.warnings)
         return dg.Output(normalised, metadata=metadata)
 
     return canonical_entity

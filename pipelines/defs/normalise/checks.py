@@ -1,7 +1,10 @@
 """Contracts: a blocking great-expectations suite per canonical entity.
 
-A failed contract stops that landlord's load of the entity in the same run, and its metadata
-names the failing business keys so an integration engineer knows which rows to look at. The
+Rows breaking a row rule were already quarantined by normalise (unless the datafix says `warn`
+or `block`); what fails here are the table rules (and rules set to `block`). A failed contract
+stops that landlord's load of the entity in the same run, and its metadata names the failing
+business keys so an integration engineer knows which rows to look at. The blocked load leaves
+its trace: a `load_runs` row (`blocked`, with the reason) and its quarantine rows. The
 verdict is also kept in the warehouse (`contract_results`): a push started later, alone, holds
 the records derived from an entity whose latest contract failed.
 """
@@ -9,11 +12,11 @@ the records derived from an entity whose latest contract failed.
 import dagster as dg
 
 from pipelines.defs.partitions import landlord_partitions
-from pipelines.defs.resources import WarehouseResource
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole
 from pipelines.lib.push import record_contract
-from pipelines.lib.quality import contract_description, run_contract
-from pipelines.lib.stages import NormalisedEntity
+from pipelines.lib.quality import contract_description
+from pipelines.lib.stages import NormalisedEntity, check_contract, record_refused
 from schemas.canonical import ENTITIES
 
 
@@ -30,6 +33,7 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
     )
     def contract(
         context: dg.AssetCheckExecutionContext,
+        datafixes: DatafixesResource,
         warehouse: WarehouseResource,
         canonical: NormalisedEntity,
     ) -> dg.AssetCheckResult:
@@ -38,15 +42,22 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
                 passed=True,
                 metadata={**role.entries(), "status": f"not checked: source {canonical.status}"},
             )
-        result = run_contract(entity, canonical.rows)
+        loaded = datafixes.get_client(canonical.landlord_id)
+        result = check_contract(loaded, canonical)
+        client = warehouse.get_client()
+        run_id = context.run.run_id
         record_contract(
-            warehouse.get_client(),
+            client,
             canonical.landlord_id,
             entity,
             passed=result.passed,
             summary=result.summary(),
-            run_id=context.run.run_id,
+            run_id=run_id,
         )
+        if not result.passed:
+            record_refused(
+                client, loaded, canonical, run_id=run_id, status="blocked", reason=result.summary()
+            )
         return dg.AssetCheckResult(
             passed=result.passed,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -57,6 +68,7 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
                 "failing_keys": dg.MetadataValue.json(result.failing_keys()),
                 "failures": dg.MetadataValue.json(result.failures),
                 "statistics": dg.MetadataValue.json(result.statistics),
+                "warnings": dg.MetadataValue.json(result.warnings),
             },
         )
 

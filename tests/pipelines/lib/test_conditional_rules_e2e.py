@@ -49,7 +49,7 @@ TENANTS_CSV = """\
 Compte;Nom;Date d'entrée;Date de sortie
 L01;Martin;01/09/2015;
 L02;Bernard;15/01/2019;31/12/2099
-L03;Petit;01/02/2010;30/06/2001
+L03;Petit;01/02/2010;30/06/2021
 L04;Durand;01/05/2024;
 """
 
@@ -62,6 +62,9 @@ DATAFIX: dict[str, Any] = {
     "entities": {
         "ledger_entries": {
             "source": "ecritures",
+            # a refund to the tenant (`REG` debit) is positive here, where the canonical sign
+            # table counts refunds as credits: the row rule warns instead of quarantining P005
+            "rules": {"sign_matches_kind": "warn"},
             "skip_rows": [{"column": "Pièce", "matches": "^total"}],
             "fields": {
                 "entry_ref": "Pièce",

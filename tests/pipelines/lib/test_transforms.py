@@ -48,10 +48,20 @@ def raw_table(header: list[str], rows: list[list[str]], name: str = "export.csv"
     return RawTable(frame=frame, source_rows=lines, fingerprint="0" * 64, origin=name)
 
 
+def contract_rules_left_in(entity: str) -> dict[str, str]:
+    """`rules:` setting every row rule of `entity` to `block`: normalise leaves them in."""
+    return {rule.name: "block" for rule in ENTITIES[entity].rules}
+
+
 def transform(
     entity: str, fields: dict[str, Any], header: list[str], rows: list[list[str]], **options: Any
 ) -> NormalisedBatch:
-    """Apply a mapping; every batch must account for every row it was given."""
+    """Apply a mapping; every batch must account for every row it was given.
+
+    The contract's row rules are left to the contract (`block`) unless `rules` says otherwise:
+    these tests look at the field rules alone (a `const` kind with amounts of either sign).
+    """
+    options = {"rules": contract_rules_left_in(entity), **options}
     mapping = EntityMapping.model_validate({"source": "export", "fields": fields, **options})
     batch = EntityTransformer(entity, mapping).apply(raw_table(header, rows))
     assert batch.rows_in_source == len(rows)
@@ -847,7 +857,9 @@ def transform_on(
     day: date, entity: str, fields: dict[str, Any], header: list[str], rows: list[list[str]]
 ) -> NormalisedBatch:
     """`transform` with the run date `today` means in a case's date test fixed to `day`."""
-    mapping = EntityMapping.model_validate({"source": "export", "fields": fields})
+    mapping = EntityMapping.model_validate(
+        {"source": "export", "fields": fields, "rules": contract_rules_left_in(entity)}
+    )
     batch = EntityTransformer(entity, mapping, today=day).apply(raw_table(header, rows))
     assert batch.read == len(batch.rows) + len(batch.rejects) == len(rows)
     return batch
