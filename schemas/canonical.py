@@ -8,7 +8,8 @@ all derived from the specs below, so a column is added in exactly one place.
 Conventions:
 - every table's natural key is `landlord_id` + the landlord's own reference (`key`);
 - money is integer cents in columns named `*_cents`; `ledger_entries.amount_cents` is signed
-  (debit > 0, credit < 0) so a tenant's balance is a plain sum;
+  (debit > 0, credit < 0) so a tenant's balance is a plain sum; the sign(s) each ledger `kind`
+  allows are in `LEDGER_KINDS`, which the `kind` choices and `sign_matches_kind` read;
 - lineage columns (`LINEAGE_COLUMNS`) are added to every table by the hub, never mapped.
 """
 
@@ -131,10 +132,102 @@ SEPA_REJECT_REASONS: tuple[str, ...] = (
     "MD06", "MD07", "MS02", "MS03", "RC01", "RR01", "RR02", "RR03", "RR04", "SL01",
 )  # fmt: skip
 
-DEBIT_KINDS: tuple[str, ...] = (
-    "rent_call", "rent", "service_charges", "charge_regularisation", "fee", "rejected_debit",
-)  # fmt: skip
-CREDIT_KINDS: tuple[str, ...] = ("payment", "housing_aid", "refund", "credit_note")
+PAYMENT_METHODS: tuple[str, ...] = ("sepa_debit", "transfer", "cheque", "cash", "card")
+
+
+@dataclass(frozen=True)
+class LedgerKind:
+    """One kind of rent-account movement: what it is and the sign(s) its amount may take.
+
+    `signs` holds `+` (a debit: the tenant owes more) and/or `-` (a credit: the tenant owes
+    less). A zero amount never breaks the sign rule.
+    """
+
+    description: str
+    signs: frozenset[str]
+
+    @property
+    def sign_label(self) -> str:
+        """`+`, `-` or `+ or -`, as the reference page shows it."""
+        return " or ".join(sign for sign in ("+", "-") if sign in self.signs)
+
+
+_DEBIT, _CREDIT, _EITHER = frozenset("+"), frozenset("-"), frozenset("+-")
+
+# The ledger kinds, in the order the reference lists them; `sign_matches_kind` reads `signs`.
+LEDGER_KINDS: dict[str, LedgerKind] = {
+    "rent_call": LedgerKind(
+        "Monthly rent call (avis d'échéance, quittancement): rent and charges called together.",
+        _DEBIT,
+    ),
+    "rent": LedgerKind("Rent alone (loyer principal), when called apart from the charges.", _DEBIT),
+    "service_charges": LedgerKind(
+        "Service-charge provision (provision sur charges récupérables), called monthly.", _DEBIT
+    ),
+    "charge_regularisation": LedgerKind(
+        "Yearly charge regularisation (régularisation des charges): + when the provisions"
+        " collected fell short, - when the landlord refunds over-collected charges.",
+        _EITHER,
+    ),
+    "sls": LedgerKind(
+        "Supplément de loyer de solidarité (SLS), the surcharge on households above the income"
+        " ceilings.",
+        _DEBIT,
+    ),
+    "deposit": LedgerKind("Security deposit called at move-in (dépôt de garantie).", _DEBIT),
+    "fee": LedgerKind("Other fees charged to the tenant (frais divers).", _DEBIT),
+    "legal_costs": LedgerKind(
+        "Legal and procedure costs recharged to the tenant (frais de procédure, commissaire de"
+        " justice, commandement de payer).",
+        _DEBIT,
+    ),
+    "rejected_debit": LedgerKind(
+        "A direct debit (or cheque) rejected by the bank, cancelling the payment it carried;"
+        " SEPA reason in `reject_reason`.",
+        _DEBIT,
+    ),
+    "housing_aid_clawback": LedgerKind(
+        "Housing aid taken back by the CAF/MSA (rappel d'indu APL/AL): the tenant owes it again.",
+        _DEBIT,
+    ),
+    "plan_instalment": LedgerKind(
+        "Instalment called under a repayment plan (échéance de plan d'apurement); what the"
+        " tenant pays against it is a `payment`.",
+        _DEBIT,
+    ),
+    "refund_to_tenant": LedgerKind(
+        "Money paid out to the tenant (remboursement du solde créditeur by transfer or cheque):"
+        " it uses up a credit balance, so it is a debit.",
+        _DEBIT,
+    ),
+    "payment": LedgerKind(
+        "Payment by the tenant (règlement, encaissement); how, in `payment_method`.", _CREDIT
+    ),
+    "housing_aid": LedgerKind(
+        "Housing aid (APL/AL) paid by the CAF/MSA straight to the landlord (tiers payant).",
+        _CREDIT,
+    ),
+    "deposit_refund": LedgerKind(
+        "Security deposit credited back to the account at move-out (restitution du dépôt de"
+        " garantie), before any balance is paid out with `refund_to_tenant`.",
+        _CREDIT,
+    ),
+    "refund": LedgerKind(
+        "A sum credited back to the tenant's account (remboursement, restitution): the landlord"
+        " owes it. Money actually paid out to the tenant is `refund_to_tenant`.",
+        _CREDIT,
+    ),
+    "credit_note": LedgerKind("Credit note (avoir), e.g. a goodwill gesture.", _CREDIT),
+    "write_off": LedgerKind(
+        "Debt written off as irrecoverable (admission en non-valeur, effacement de dette after"
+        " a personal recovery procedure).",
+        _CREDIT,
+    ),
+}
+
+# Kinds whose amount can only be positive (debits) or only negative (credits).
+DEBIT_KINDS: tuple[str, ...] = tuple(k for k, v in LEDGER_KINDS.items() if v.signs == _DEBIT)
+CREDIT_KINDS: tuple[str, ...] = tuple(k for k, v in LEDGER_KINDS.items() if v.signs == _CREDIT)
 
 TENANTS = EntitySpec(
     name="tenants",
@@ -160,7 +253,7 @@ TENANTS = EntitySpec(
         _choice(
             "payment_method",
             "How rent is paid.",
-            ("sepa_debit", "transfer", "cheque", "cash", "card"),
+            PAYMENT_METHODS,
         ),
         _choice("preferred_channel", "Channel for reminders.", ("sms", "email", "letter")),
         _int("formal_demands", "Earlier formal demands to pay (commandements de payer)."),
@@ -179,25 +272,33 @@ LEDGER_ENTRIES = EntitySpec(
     name="ledger_entries",
     description=(
         "Rent-account movements. amount_cents is signed: debits (rent calls, charges, fees,"
-        " rejected direct debits) > 0, credits (payments, housing aid, refunds) < 0."
+        " rejected direct debits, refunds paid out to the tenant) > 0, credits (payments,"
+        " housing aid, refunds credited to the account, write-offs) < 0; each kind's sign(s)"
+        " in the ledger kinds table."
     ),
     key="entry_ref",
     columns=(
         _text("entry_ref", "The landlord's reference of the movement.", required=True),
         _text("tenant_ref", "Tenant account the movement is posted to.", required=True),
         _date("entry_date", "Posting date.", required=True),
-        _choice("kind", "What the movement is.", DEBIT_KINDS + CREDIT_KINDS, required=True),
+        _choice("kind", "What the movement is.", tuple(LEDGER_KINDS), required=True),
         _cents("amount_cents", "Signed amount in cents (debit > 0).", required=True, signed=True),
         _text("label", "Label as printed on the tenant's statement."),
         _date("due_date", "Due date for debits."),
         _choice(
             "reject_reason", "SEPA reason code of a rejected direct debit.", SEPA_REJECT_REASONS
         ),
+        _choice(
+            "payment_method",
+            "How a payment (or the payment a rejected debit cancels) was made.",
+            PAYMENT_METHODS,
+        ),
     ),
     rules=(
         RowRule(
             "sign_matches_kind",
-            "Debit kinds are positive and credit kinds negative.",
+            "The amount has a sign its kind allows (ledger kinds table): a debit kind is not"
+            " negative, a credit kind not positive, a kind allowing both never breaks it.",
             "sign_matches_kind",
             ("kind", "amount_cents"),
         ),

@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.canonical import ENTITIES, LINEAGE_COLUMNS, QUARANTINE_REASONS, ColumnType
+from schemas.canonical import (
+    ENTITIES,
+    LEDGER_ENTRIES,
+    LEDGER_KINDS,
+    LINEAGE_COLUMNS,
+    QUARANTINE_REASONS,
+    ColumnType,
+)
 from schemas.datafix import Datafix
 from schemas.outgoing import OUTGOING
 from schemas.tables import (
@@ -70,6 +77,25 @@ def json_schema() -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
+def _ledger_kinds_table() -> list[str]:
+    """The ledger kinds with their allowed sign(s): what `sign_matches_kind` checks."""
+    lines = [
+        "### Ledger kinds",
+        "",
+        "Allowed sign of `amount_cents` per `kind` (`+` debit: the tenant owes more; `-` credit:"
+        " the tenant owes less). `sign_matches_kind` breaks on a sign the kind does not allow;"
+        " a zero amount never breaks it.",
+        "",
+        "| kind | sign | meaning |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| `{name}` | {kind.sign_label} | {kind.description} |"
+        for name, kind in LEDGER_KINDS.items()
+    ]
+    return lines
+
+
 def reference_page() -> str:
     """The canonical model as one Markdown page."""
     lines = [
@@ -106,6 +132,8 @@ def reference_page() -> str:
                 " unless the datafix's `rules:` sets it to `warn` or `block`):",
             ]
             lines += [f"- `{rule.name}`: {rule.description}" for rule in spec.rules]
+        if spec is LEDGER_ENTRIES:
+            lines += ["", *_ledger_kinds_table()]
         lines.append("")
     lines += ["## Lineage columns (on every canonical table)", ""]
     lines += ["| column | description |", "|---|---|"]

@@ -162,6 +162,8 @@ def row_rule_breaks(spec: EntitySpec, frame: pd.DataFrame) -> dict[str, np.ndarr
             continue
         first, second = frame[rule.columns[0]], frame[rule.columns[1]]
         if rule.kind == "sign_matches_kind":
+            # From `LEDGER_KINDS`: a debit-only kind must not be negative, a credit-only kind
+            # not positive; a kind allowing both signs (and zero) never breaks the rule.
             breaks = (first.isin(DEBIT_KINDS) & (second < 0)) | (
                 first.isin(CREDIT_KINDS) & (second > 0)
             )

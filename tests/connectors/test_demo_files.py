@@ -34,7 +34,7 @@ from connectors.sandbox.demo_files import (
     write_demo_sources,
 )
 from connectors.sql.kinds import SqlSource
-from schemas.canonical import CREDIT_KINDS, DEBIT_KINDS, ENTITIES, ColumnSpec, ColumnType
+from schemas.canonical import ENTITIES, LEDGER_KINDS, ColumnSpec, ColumnType
 from schemas.datafix import Datafix, EntityMapping, FieldRule, semantic_issues
 
 DATAFIXES = Path(__file__).resolve().parents[2] / "datafixes"
@@ -442,7 +442,8 @@ def test_loaded_rows_pass_the_canonical_row_rules(
         for values in loaded:
             first, second = values.get(a), values.get(b)
             if rule.kind == "sign_matches_kind":
-                ok = (first in DEBIT_KINDS and second > 0) or (first in CREDIT_KINDS and second < 0)  # type: ignore[operator]
+                sign = "+" if second > 0 else "-" if second < 0 else "0"  # type: ignore[operator]
+                ok = first in LEDGER_KINDS and sign in LEDGER_KINDS[first].signs
             elif first is None or second is None:
                 ok = True
             elif rule.kind == "a_not_before_b":

@@ -2,9 +2,10 @@
 pull → normalise → load on SQLite and PostgreSQL.
 
 Its ERP exports a ledger with unsigned amounts and a `Sens` D/C column, movement codes whose
-kind depends on the direction (a `REG` debit is a refund, a credit a payment), and tenants whose
-status follows from their move-out date. The expected balances, statuses and rejects are
-computed below in plain Python over the CSV rows, not with the hub's code.
+kind depends on the direction (a `REG` debit is a refund paid out to the tenant, a credit a
+payment), and tenants whose status follows from their move-out date. The expected balances,
+statuses and rejects are computed below in plain Python over the CSV rows, not with the hub's
+code.
 """
 
 from __future__ import annotations
@@ -62,9 +63,6 @@ DATAFIX: dict[str, Any] = {
     "entities": {
         "ledger_entries": {
             "source": "ecritures",
-            # a refund to the tenant (`REG` debit) is positive here, where the canonical sign
-            # table counts refunds as credits: the row rule warns instead of quarantining P005
-            "rules": {"sign_matches_kind": "warn"},
             "skip_rows": [{"column": "Pièce", "matches": "^total"}],
             "fields": {
                 "entry_ref": "Pièce",
@@ -83,7 +81,7 @@ DATAFIX: dict[str, Any] = {
                             ],
                             "value": "payment",
                         },
-                        {"when": {"column": "Code", "equals": "REG"}, "value": "refund"},
+                        {"when": {"column": "Code", "equals": "REG"}, "value": "refund_to_tenant"},
                     ],
                     "else": {
                         "then": {
@@ -200,7 +198,7 @@ def test_signed_ledger_and_tenant_statuses_load_with_every_row_accounted_for(
     assert {tenant: int(cents) for tenant, cents in balances.items()} == expected_balances
     assert expected_balances == {"L01": 0, "L02": 101950, "L03": 67955, "L04": 1}
     assert kinds["P002"] == "payment" and kinds["P004"] == "payment"
-    assert kinds["P005"] == "refund" and kinds["P007"] == "housing_aid"
+    assert kinds["P005"] == "refund_to_tenant" and kinds["P007"] == "housing_aid"
     assert sorted(quarantined.values()) == sorted(expected_rejects.values())
     assert expected_rejects == {"P009": "bad_sign", "P010": "bad_sign", "P011": "unmapped_value"}
     assert statuses == expected_statuses()

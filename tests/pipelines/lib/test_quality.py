@@ -22,9 +22,19 @@ from pipelines.lib.quality import (
     ContractResult,
     contract_description,
     contract_expectations,
+    row_rule_breaks,
     run_contract,
 )
-from schemas.canonical import DEBIT_KINDS, ENTITIES, LINEAGE_COLUMNS, ColumnType, EntitySpec
+from schemas.canonical import (
+    CREDIT_KINDS,
+    DEBIT_KINDS,
+    ENTITIES,
+    LEDGER_ENTRIES,
+    LEDGER_KINDS,
+    LINEAGE_COLUMNS,
+    ColumnType,
+    EntitySpec,
+)
 
 REPO_ROOT = next(
     path for path in Path(__file__).resolve().parents if (path / "pyproject.toml").is_file()
@@ -196,6 +206,57 @@ def test_each_rule_fails_on_the_rows_that_break_it(breach: Breach) -> None:
     assert failure["failing_keys"] == breach.keys
     assert all(type(key) is str for key in failure["failing_keys"])
     assert result.failing_keys() == breach.keys
+
+
+# --- Ledger kinds and their sign ------------------------------------------------------------
+
+SIGNED_KINDS = [
+    pytest.param(kind, amount, id=f"{kind}{'+' if amount > 0 else '-'}")
+    for kind in LEDGER_KINDS
+    for amount in (500, -500)
+]
+
+
+@pytest.mark.parametrize(("kind", "amount"), SIGNED_KINDS)
+def test_sign_matches_kind_follows_the_ledger_kinds_table(kind: str, amount: int) -> None:
+    allowed = ("+" if amount > 0 else "-") in LEDGER_KINDS[kind].signs
+    frame = valid_frame("ledger_entries")
+    frame.loc[0, "kind"] = kind
+    frame.loc[0, "amount_cents"] = amount
+
+    breaks = row_rule_breaks(LEDGER_ENTRIES, frame)["sign_matches_kind"]
+    result = run_contract("ledger_entries", frame)
+
+    assert breaks.tolist() == [not allowed, False, False]
+    if allowed:
+        assert result.passed, result.summary()
+    else:
+        assert list(failing(result)) == ["sign_matches_kind"], result.summary()
+        assert failing(result)["sign_matches_kind"]["failing_keys"] == ["E0"]
+
+
+def test_a_zero_amount_never_breaks_the_sign_rule() -> None:
+    frame = pd.DataFrame(
+        {
+            "kind": pd.array(list(LEDGER_KINDS), dtype="str"),
+            "amount_cents": pd.array([0] * len(LEDGER_KINDS), dtype="Int64"),
+        }
+    )
+    assert not row_rule_breaks(LEDGER_ENTRIES, frame)["sign_matches_kind"].any()
+
+
+def test_the_kind_choices_are_the_ledger_kinds_table() -> None:
+    assert LEDGER_ENTRIES.column("kind").choices == tuple(LEDGER_KINDS)
+    assert all(kind.signs and kind.signs <= {"+", "-"} for kind in LEDGER_KINDS.values())
+    both = {name for name, kind in LEDGER_KINDS.items() if kind.signs == {"+", "-"}}
+    assert set(DEBIT_KINDS) | set(CREDIT_KINDS) | both == set(LEDGER_KINDS)
+    assert not set(DEBIT_KINDS) & set(CREDIT_KINDS)
+    assert "charge_regularisation" in both
+    assert LEDGER_KINDS["refund_to_tenant"].signs == {"+"}  # paying out uses up a credit
+    assert LEDGER_KINDS["refund"].signs == {"-"}  # credited to the account, as before
+    existing = ("rent_call", "rent", "service_charges", "charge_regularisation", "fee")
+    existing += ("rejected_debit", "payment", "housing_aid", "refund", "credit_note")
+    assert set(existing) <= set(LEDGER_KINDS)
 
 
 def test_duplicate_key_counts_both_rows() -> None:
@@ -395,3 +456,11 @@ def test_importing_and_describing_does_not_import_great_expectations() -> None:
     )
 
     assert completed.stdout.strip() == "False"
+
+
+def test_the_datafix_guide_lists_every_ledger_kind_with_its_sign() -> None:
+    guide = (REPO_ROOT / "datafixes" / "README.md").read_text(encoding="utf-8")
+    section = guide.split("### Ledger kinds and their sign", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| `")]
+    listed = {cells[1].strip().strip("`"): cells[2].strip() for cells in rows}
+    assert listed == {name: kind.sign_label for name, kind in LEDGER_KINDS.items()}

@@ -1145,3 +1145,32 @@ def test_the_sign_indicator_is_one_of_the_columns_the_mapping_reads() -> None:
         "Montant",
         "Sens",
     ]
+
+
+def test_payments_by_method_are_one_kind_and_a_payment_method_column() -> None:
+    """The `datafixes/README.md` example: `payment` + `payment_method`, blank on other rows."""
+    batch = transform(
+        "ledger_entries",
+        {
+            "entry_ref": "Pièce",
+            "tenant_ref": {"const": "T1"},
+            "entry_date": {"const": "2026-03-01"},
+            "amount_cents": "Montant",
+            "kind": {"from": "Code mvt", "map": {"QUI": "rent_call", "REG": "payment"}},
+            "payment_method": {
+                "from": "Mode de règlement",
+                "map": {"PRLV": "sepa_debit", "VIR": "transfer", "CHQ": "cheque"},
+            },
+        },
+        ["Pièce", "Code mvt", "Montant", "Mode de règlement"],
+        [
+            ["E1", "QUI", "512,30", ""],
+            ["E2", "REG", "-500,00", "prlv"],
+            ["E3", "REG", "-12,30", "CHQ"],
+        ],
+        rules={},
+    )
+
+    assert rejected(batch) == []
+    assert column(batch, "kind") == ["rent_call", "payment", "payment"]
+    assert column(batch, "payment_method") == [None, "sepa_debit", "cheque"]

@@ -531,6 +531,7 @@ def test_a_large_batch_is_loaded_and_the_index_is_there_afterwards(warehouse: Wa
             "label": pd.Series(pd.NA, index=numbers, dtype="str"),
             "due_date": pd.Series(pd.NaT, index=numbers, dtype="datetime64[ns]"),
             "reject_reason": pd.Series(pd.NA, index=numbers, dtype="str"),
+            "payment_method": pd.Series(pd.NA, index=numbers, dtype="str"),
             "source_row": pd.Series("big.csv:" + (numbers + 2).astype("str"), dtype="str"),
         }
     )
