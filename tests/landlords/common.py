@@ -1,0 +1,109 @@
+"""Run a foreign test landlord as a user would, and read back what the warehouse holds.
+
+Each landlord under `tests/landlords/<landlord-id>/` was written from a description of a real
+landlord's exports, not by the demo generator: its datafix is `<landlord-id>.yaml`, the files the
+landlord drops are under `inbox/`, and `build.py` (when there is one) regenerates them. The tests
+compute what the warehouse must hold in plain Python over the fixture files, never with the
+hub's own code, and compare with what these helpers read back over SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pipelines.lib.environment import REPO_ROOT, datafix_home
+
+LANDLORDS = Path(__file__).resolve().parent
+DATAFIX = str(Path(sys.executable).parent / "datafix")
+
+
+def install_landlord(landlord_id: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put landlord `landlord_id`'s datafix where the hub reads datafixes and its files in its
+    inbox (`$DATAFIX_HOME/inbox/<id>`), as landlord IT and the nightly drop would; returns the
+    inbox. The hub's home is the test's own (`hub_home` in conftest)."""
+    folder = LANDLORDS / landlord_id
+    datafixes = datafix_home() / "datafixes"
+    datafixes.mkdir(exist_ok=True)
+    shutil.copy(folder / f"{landlord_id}.yaml", datafixes / f"{landlord_id}.yaml")
+    monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(datafixes))
+    inbox = datafix_home() / "inbox" / landlord_id
+    inbox.mkdir(parents=True, exist_ok=True)
+    files = folder / "inbox"
+    if files.is_dir():
+        for path in files.iterdir():
+            shutil.copy(path, inbox / path.name)
+    return inbox
+
+
+def datafix(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `datafix` command in a subprocess, as a user runs it (`datafix run LANDLORD`), with
+    the test's environment: its own home, warehouse and datafixes folder."""
+    return subprocess.run(
+        [DATAFIX, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+    )
+
+
+def balances(url: str, landlord_id: str) -> dict[str, int]:
+    """Live ledger balance per tenant, in cents (soft-deleted entries left out)."""
+    query = sa.text(
+        "SELECT tenant_ref, SUM(amount_cents) FROM ledger_entries"
+        " WHERE landlord_id = :landlord AND deleted_at IS NULL GROUP BY tenant_ref"
+    )
+    with _connect(url) as conn:
+        return {ref: int(total) for ref, total in conn.execute(query, {"landlord": landlord_id})}
+
+
+def live_rows(url: str, landlord_id: str, entity: str, columns: str) -> list[tuple]:
+    """`columns` (SQL list) of the live rows of `entity`, sorted."""
+    query = sa.text(
+        f"SELECT {columns} FROM {entity} WHERE landlord_id = :landlord AND deleted_at IS NULL"
+    )
+    with _connect(url) as conn:
+        return sorted(tuple(row) for row in conn.execute(query, {"landlord": landlord_id}))
+
+
+def open_quarantine(url: str, landlord_id: str, entity: str) -> dict[str, str]:
+    """Open quarantine rows of `entity`: source row (lineage) → reason."""
+    query = sa.text(
+        "SELECT source_row, reason FROM quarantine WHERE landlord_id = :landlord"
+        " AND entity = :entity AND resolved_at IS NULL"
+    )
+    with _connect(url) as conn:
+        rows = conn.execute(query, {"landlord": landlord_id, "entity": entity})
+        return {source_row: reason for source_row, reason in rows}
+
+
+def last_load_run(url: str, landlord_id: str, entity: str) -> dict[str, object]:
+    """The latest `load_runs` row of `entity` (status, reason and counts)."""
+    query = sa.text(
+        "SELECT * FROM load_runs WHERE landlord_id = :landlord AND entity = :entity"
+        " ORDER BY finished_at DESC"
+    )
+    with _connect(url) as conn:
+        row = conn.execute(query, {"landlord": landlord_id, "entity": entity}).mappings().first()
+    assert row is not None, f"no load run recorded for {landlord_id}/{entity}"
+    return dict(row)
+
+
+@contextmanager
+def _connect(url: str) -> Iterator[sa.Connection]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
