@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,21 @@ SEPARATORS = (";", ",", "\t", "|")
 BLOCK_SIZE = 1 << 20
 
 _PANDAS_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+@dataclass(frozen=True)
+class _Header:
+    """Where a file's header is: the reader options `header_row`, `header_rows` and
+    `expected_columns`, carried together through the CSV and Excel readers."""
+
+    row: int | Literal["auto"] = "auto"
+    rows: int = 1
+    expected_columns: Sequence[str] = ()
+
+    @property
+    def head_lines(self) -> int:
+        """How many lines (rows) to read to be sure of finding the header and some data."""
+        return max(HEAD_LINES, (self.row if isinstance(self.row, int) else 0) + self.rows + 20)
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,12 +333,7 @@ def _records(lines: Sequence[str], separator: str, where: str) -> list[tuple[int
 
 
 def _csv_header(
-    path: Path,
-    encoding: str,
-    separator: str,
-    header_row: int | Literal["auto"],
-    header_rows: int,
-    expected_columns: Sequence[str],
+    path: Path, encoding: str, separator: str, header: _Header
 ) -> tuple[str, int, int, list[str], list[list[str]]]:
     """Find the separator and the header of one CSV file.
 
@@ -330,33 +341,32 @@ def _csv_header(
     physical line the data starts on, the header labels (raw, one per field) and the data
     records seen in the head (to size the table and to tell empty columns).
     """
-    wanted = max(HEAD_LINES, (header_row if isinstance(header_row, int) else 0) + header_rows + 20)
-    lines = _head_lines(path, encoding, wanted)
+    lines = _head_lines(path, encoding, header.head_lines)
     if separator == "auto":
         separator = _sniff_separator(lines)
     records = _records(lines, separator, path.name)
     if not records:
         raise SourceDataError(f"{path.name}: the file has no line — export it again")
     cells = [fields for _, _, fields in records]
-    if header_row == "auto":
+    if header.row == "auto":
         start, labels = find_header(
             cells,
-            header_rows=header_rows,
-            expected_columns=expected_columns,
+            header_rows=header.rows,
+            expected_columns=header.expected_columns,
             merged_for=lambda _start: [],
             where=path.name,
             unit="line",
         )
     else:
         starts = [first for first, _, _ in records]
-        if header_row not in starts or starts.index(header_row) + header_rows > len(records):
+        if header.row not in starts or starts.index(header.row) + header.rows > len(records):
             raise SourceDataError(
-                f"{path.name}: `header_row: {header_row}` is past the lines read or inside a"
+                f"{path.name}: `header_row: {header.row}` is past the lines read or inside a"
                 " quoted value — check the line number in a text editor"
             )
-        start = starts.index(header_row)
-        labels = combine_header(cells[start : start + header_rows], [])
-    end = start + header_rows
+        start = starts.index(header.row)
+        labels = combine_header(cells[start : start + header.rows], [])
+    end = start + header.rows
     data_line = records[end - 1][1] + 1
     return separator, end, data_line, labels, cells[end:]
 
@@ -431,19 +441,10 @@ def _read_plain_csv(
 
 
 def _read_one_csv(
-    path: Path,
-    *,
-    encoding: str,
-    separator: str,
-    header_row: int | Literal["auto"],
-    header_rows: int,
-    expected_columns: Sequence[str],
-    hasher: Any,
+    path: Path, *, encoding: str, separator: str, header: _Header, hasher: Any
 ) -> tuple[list[str], pd.DataFrame, pd.Series]:
     chosen, physical_lines = _scan_csv(path, encoding, hasher)
-    separator, skip, data_line, labels, head_data = _csv_header(
-        path, chosen, separator, header_row, header_rows, expected_columns
-    )
+    separator, skip, data_line, labels, head_data = _csv_header(path, chosen, separator, header)
     width = _table_width(labels, head_data)
     labels = labels + [""] * (width - len(labels))
     frame = _read_plain_csv(path, chosen, separator, skip, data_line, width)
@@ -572,16 +573,11 @@ def read_csv(
     `source_rows` give each record's first physical line (`file.csv:12`).
     """
     hasher = hashlib.sha256()
+    header = _Header(header_row, header_rows, expected_columns)
     return _read_files(
         paths,
         lambda path: _read_one_csv(
-            path,
-            encoding=encoding,
-            separator=separator,
-            header_row=header_row,
-            header_rows=header_rows,
-            expected_columns=expected_columns,
-            hasher=hasher,
+            path, encoding=encoding, separator=separator, header=header, hasher=hasher
         ),
         lambda _: hasher.hexdigest(),
     )
@@ -605,9 +601,8 @@ def _csv_header_labels(
             chosen = "utf-8"
         except UnicodeDecodeError:
             chosen = "cp1252"
-    _, _, _, labels, head_data = _csv_header(
-        path, chosen, separator, header_row, header_rows, expected_columns
-    )
+    header = _Header(header_row, header_rows, expected_columns)
+    _, _, _, labels, head_data = _csv_header(path, chosen, separator, header)
     width = _table_width(labels, head_data)
     labels = labels + [""] * (width - len(labels))
     return _kept_labels(labels, head_data)
@@ -704,40 +699,34 @@ def _merged_in_header(merged: list, start: int, header_rows: int) -> list[tuple[
 
 
 def _xlsx_header(
-    rows: Sequence[Sequence[Any]],
-    merged: list,
-    *,
-    where: str,
-    header_row: int | Literal["auto"],
-    header_rows: int,
-    expected_columns: Sequence[str],
+    rows: Sequence[Sequence[Any]], merged: list, *, where: str, header: _Header
 ) -> tuple[int, list[str]]:
     """0-based index of the first header row and the labels."""
     head = [
         [value_text(cell, midnight_as_date=True) for cell in row]
-        for row in rows[: max(HEADER_SCAN_ROWS + header_rows, 0)]
+        for row in rows[: max(HEADER_SCAN_ROWS + header.rows, 0)]
     ]
-    if header_row == "auto":
+    if header.row == "auto":
         start, _ = find_header(
             head,
-            header_rows=header_rows,
-            expected_columns=expected_columns,
-            merged_for=lambda start: _merged_in_header(merged, start, header_rows),
+            header_rows=header.rows,
+            expected_columns=header.expected_columns,
+            merged_for=lambda start: _merged_in_header(merged, start, header.rows),
             where=where,
             unit="row",
         )
     else:
-        start = header_row - 1
-        if start + header_rows > len(rows):
+        start = header.row - 1
+        if start + header.rows > len(rows):
             raise SourceDataError(
-                f"{where}: `header_row: {header_row}` is past the last row ({len(rows)}) — check"
+                f"{where}: `header_row: {header.row}` is past the last row ({len(rows)}) — check"
                 " the row number in Excel"
             )
     block = [
         [value_text(cell, midnight_as_date=True) for cell in row]
-        for row in rows[start : start + header_rows]
+        for row in rows[start : start + header.rows]
     ]
-    return start, combine_header(block, _merged_in_header(merged, start, header_rows))
+    return start, combine_header(block, _merged_in_header(merged, start, header.rows))
 
 
 @contextmanager
@@ -757,36 +746,16 @@ def gc_paused() -> Iterator[None]:
 
 
 def _read_one_xlsx(
-    path: Path,
-    *,
-    sheet: str | None,
-    header_row: int | Literal["auto"],
-    header_rows: int,
-    expected_columns: Sequence[str],
+    path: Path, *, sheet: str | None, header: _Header
 ) -> tuple[list[str], pd.DataFrame, pd.Series]:
     with _Workbook(path) as workbook, gc_paused():
         name = workbook.sheet(sheet)
         rows, merged = workbook.rows(name)
-        return _sheet_table(
-            path,
-            name,
-            rows,
-            merged,
-            header_row=header_row,
-            header_rows=header_rows,
-            expected_columns=expected_columns,
-        )
+        return _sheet_table(path, name, rows, merged, header=header)
 
 
 def _sheet_table(
-    path: Path,
-    name: str,
-    rows: list[list[Any]],
-    merged: list,
-    *,
-    header_row: int | Literal["auto"],
-    header_rows: int,
-    expected_columns: Sequence[str],
+    path: Path, name: str, rows: list[list[Any]], merged: list, *, header: _Header
 ) -> tuple[list[str], pd.DataFrame, pd.Series]:
     where = f"{path.name}:{name}"
     end = len(rows)
@@ -795,15 +764,8 @@ def _sheet_table(
     if not end:
         raise SourceDataError(f"{where}: the sheet is empty — check `sheet` or the export")
     rows = rows[:end]
-    start, labels = _xlsx_header(
-        rows,
-        merged,
-        where=where,
-        header_row=header_row,
-        header_rows=header_rows,
-        expected_columns=expected_columns,
-    )
-    data = rows[start + header_rows :]
+    start, labels = _xlsx_header(rows, merged, where=where, header=header)
+    data = rows[start + header.rows :]
     width = len(rows[0])  # every row has the sheet's width (calamine and openpyxl alike)
     labels = labels + [""] * (width - len(labels))
     # one 2-D object array (C speed), then a column at a time; cells are scalars, never lists
@@ -812,7 +774,7 @@ def _sheet_table(
         {index: column_text(grid[:, index], midnight_as_date=True) for index in range(width)},
         index=pd.RangeIndex(len(data)),
     )
-    first = start + header_rows + 1
+    first = start + header.rows + 1
     source_rows = line_lineage(f"{path.name}:{name}:", np.arange(first, first + len(data)))
     return labels, frame, source_rows
 
@@ -833,16 +795,9 @@ def read_xlsx(
     rows Excel keeps at the bottom of the used range are dropped, blank rows above are kept.
     `source_rows`: `book.xlsx:Sheet:12` (Excel row numbers).
     """
+    header = _Header(header_row, header_rows, expected_columns)
     return _read_files(
-        paths,
-        lambda path: _read_one_xlsx(
-            path,
-            sheet=sheet,
-            header_row=header_row,
-            header_rows=header_rows,
-            expected_columns=expected_columns,
-        ),
-        fingerprint_files,
+        paths, lambda path: _read_one_xlsx(path, sheet=sheet, header=header), fingerprint_files
     )
 
 
@@ -854,21 +809,14 @@ def _xlsx_header_labels(
     header_rows: int = 1,
     expected_columns: Sequence[str] = (),
 ) -> list[str]:
-    limit = max(HEAD_LINES, (header_row if isinstance(header_row, int) else 0) + header_rows + 20)
+    header = _Header(header_row, header_rows, expected_columns)
     with _Workbook(path) as workbook:
         name = workbook.sheet(sheet)
-        rows, merged = workbook.rows(name, limit=limit)
+        rows, merged = workbook.rows(name, limit=header.head_lines)
     if not rows or all(row.count("") == len(row) for row in rows):
         raise SourceDataError(f"{path.name}:{name}: the sheet is empty — check `sheet`")
-    start, labels = _xlsx_header(
-        rows,
-        merged,
-        where=f"{path.name}:{name}",
-        header_row=header_row,
-        header_rows=header_rows,
-        expected_columns=expected_columns,
-    )
-    data = rows[start + header_rows :]
+    start, labels = _xlsx_header(rows, merged, where=f"{path.name}:{name}", header=header)
+    data = rows[start + header.rows :]
     return _kept_labels(labels, data)
 
 
