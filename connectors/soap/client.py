@@ -257,6 +257,24 @@ class GuardedTransport(zeep.Transport):
         return response
 
 
+def _refusal(
+    error: BaseException, refused: str, *, dtd_fix: str, reference: str, reference_fix: str
+) -> PermanentError | None:
+    """The error for a document the hardened parser refused (a DTD, entity declarations, a
+    reference to another document), worded `{refused}: it …`; None for any other error."""
+    if isinstance(error, zeep_errors.DTDForbidden | zeep_errors.EntitiesForbidden):
+        return PermanentError(
+            f"{refused}: it carries a DTD or entity declarations, which the hub never reads"
+            f" (XXE, billion laughs) — {dtd_fix}"
+        )
+    if isinstance(error, zeep_errors.ExternalReferenceForbidden):
+        return PermanentError(
+            f"{refused}: it {reference} ({error.url}), which the hub never fetches —"
+            f" {reference_fix}"
+        )
+    return None
+
+
 def _wsdl_error(error: BaseException, wsdl: str, timeout: float) -> ConnectorError:
     where = masked_location(wsdl)
     if isinstance(error, ConnectorError):
@@ -281,18 +299,15 @@ def _wsdl_error(error: BaseException, wsdl: str, timeout: float) -> ConnectorErr
                 " retried"
             )
         return ConfigError(f"WSDL {where}: HTTP {status} — {_HOW_TO_FIX_WSDL}")
-    if isinstance(error, zeep_errors.DTDForbidden | zeep_errors.EntitiesForbidden):
-        return PermanentError(
-            f"WSDL {where} refused: it carries a DTD or entity declarations, which the hub"
-            " never reads (XXE, billion laughs) — ask the landlord's IT for a WSDL without"
-            " <!DOCTYPE>"
-        )
-    if isinstance(error, zeep_errors.ExternalReferenceForbidden):
-        return PermanentError(
-            f"WSDL {where} refused: it imports another document ({error.url}), which the hub"
-            " never fetches — use a self-contained WSDL (schemas inlined), saved as a file if"
-            " need be"
-        )
+    refused = _refusal(
+        error,
+        f"WSDL {where} refused",
+        dtd_fix="ask the landlord's IT for a WSDL without <!DOCTYPE>",
+        reference="imports another document",
+        reference_fix="use a self-contained WSDL (schemas inlined), saved as a file if need be",
+    )
+    if refused is not None:
+        return refused
     if isinstance(error, zeep_errors.XMLSyntaxError | etree.XMLSyntaxError):
         return ConfigError(
             f"WSDL {where} is not valid XML — {_HOW_TO_FIX_WSDL}, pointing at the WSDL itself"
@@ -412,17 +427,15 @@ def classify_error(
             " service's administrators"
         )
         return PermanentError(f"{where}: SOAP fault {code}: {message} — {hint}")
-    if isinstance(error, zeep_errors.DTDForbidden | zeep_errors.EntitiesForbidden):
-        return PermanentError(
-            f"{where}: refused the answer: it carries a DTD or entity declarations, which the"
-            " hub never reads (XXE, billion laughs) — ask the landlord's IT to remove the"
-            " <!DOCTYPE> from the service's answers"
-        )
-    if isinstance(error, zeep_errors.ExternalReferenceForbidden):
-        return PermanentError(
-            f"{where}: refused the answer: it refers to an external document ({error.url}),"
-            " which the hub never fetches — ask the landlord's IT"
-        )
+    refused = _refusal(
+        error,
+        f"{where}: refused the answer",
+        dtd_fix="ask the landlord's IT to remove the <!DOCTYPE> from the service's answers",
+        reference="refers to an external document",
+        reference_fix="ask the landlord's IT",
+    )
+    if refused is not None:
+        return refused
     if isinstance(error, zeep_errors.TransportError):
         code = error.status_code or status or 0
         if code >= 500 or code == 429:
