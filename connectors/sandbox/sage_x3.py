@@ -22,8 +22,9 @@ writing) also:
   lines); status 0 "Fiche inexistante" for an unknown NUM.
 
 The other operations of the WSDL answer a SOAP fault. To add one, write a method
-`(SageCall) -> SageAnswer` and register it in `self.operations`; `self.records` holds the
-data by public name and `self.objects` their descriptions.
+`(SageCall) -> SageAnswer` and register it in `self.operations` (one that works on an object:
+`(SageCall, SageObject) -> SageAnswer`, registered through `self._on_object`); `self.records`
+holds the data by public name and `self.objects` their descriptions.
 
 Test hooks of the writes: `peer.poison(reference, message)` (a save or modify of a record whose
 `reference_field` (`YHUBREF`) holds `reference` answers status 0 with `message`),
@@ -308,11 +309,14 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
         self.credentials = credentials
         self.contexts: list[Mapping[str, str]] = []  # every call context received, in order
         self.operations: dict[str, Callable[[SageCall], SageAnswer]] = {
-            "query": self._query,
-            "read": self._read,
+            "query": self._on_object(self._query),
+            "read": self._on_object(self._read),
         }
         if writable:
-            self.operations |= {"save": self._save, "modify": self._modify}
+            self.operations |= {
+                "save": self._on_object(self._save),
+                "modify": self._on_object(self._modify),
+            }
         self.reference_field = reference_field
         self.poisoned: dict[str, str] = {}
         self.created: list[str] = []
@@ -403,21 +407,26 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
         message = french if call.context.get("codeLang") == "FRA" else english
         return SageAnswer(0, messages=((3, message),))
 
-    def _object(self, call: SageCall) -> SageObject | SageAnswer:
-        found = self.objects.get(call.public_name)
-        if found is None:
-            return self._error_answer(
-                call,
-                f"Web service {call.public_name} non publié",
-                f"Web service {call.public_name} not published",
-            )
-        return found
+    def _on_object(
+        self, operation: Callable[[SageCall, SageObject], SageAnswer]
+    ) -> Callable[[SageCall], SageAnswer]:
+        """`operation` given the object the call's `publicName` names; an error answer when
+        no such web service is published."""
+
+        def handler(call: SageCall) -> SageAnswer:
+            described = self.objects.get(call.public_name)
+            if described is None:
+                return self._error_answer(
+                    call,
+                    f"Web service {call.public_name} non publié",
+                    f"Web service {call.public_name} not published",
+                )
+            return operation(call, described)
+
+        return handler
 
     # operations --------------------------------------------------------------------------
-    def _query(self, call: SageCall) -> SageAnswer:
-        described = self._object(call)
-        if isinstance(described, SageAnswer):
-            return described
+    def _query(self, call: SageCall, described: SageObject) -> SageAnswer:
         header = described.header_fields()
         records = self.records[described.public_name]
         for key, value in call.object_keys:
@@ -447,10 +456,7 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
                 _fld(line, header[name], record.get(name))
         return SageAnswer(1, _result_text(root))
 
-    def _read(self, call: SageCall) -> SageAnswer:
-        described = self._object(call)
-        if isinstance(described, SageAnswer):
-            return described
+    def _read(self, call: SageCall, described: SageObject) -> SageAnswer:
         wanted = dict(call.object_keys)
         missing = [key for key in described.keys if key not in wanted]
         if missing:
@@ -561,10 +567,7 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
                 )
         return None
 
-    def _save(self, call: SageCall) -> SageAnswer:
-        described = self._object(call)
-        if isinstance(described, SageAnswer):
-            return described
+    def _save(self, call: SageCall, described: SageObject) -> SageAnswer:
         payload = self._payload(call, described)
         if isinstance(payload, SageAnswer):
             return payload
@@ -582,10 +585,7 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
             self.created.append(number)
         return SageAnswer(1, self._render(described, record))
 
-    def _modify(self, call: SageCall) -> SageAnswer:
-        described = self._object(call)
-        if isinstance(described, SageAnswer):
-            return described
+    def _modify(self, call: SageCall, described: SageObject) -> SageAnswer:
         wanted = dict(call.object_keys)
         header = described.header_fields()
         with self._store_lock:
