@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -75,13 +75,17 @@ class FieldPath:
         return ".".join([*(hop.relationship_name or "" for hop in self.hops), self.field.name])
 
 
+# a parsed WHERE condition: does this record (in this store) match?
+Condition = Callable[[dict[str, Any], SalesforceStore], bool]
+
+
 @dataclass(frozen=True)
 class Query:
     """A parsed SOQL query (the subset above)."""
 
     object: ObjectSpec
     fields: tuple[FieldPath, ...]
-    condition: Callable[[dict[str, Any], SalesforceStore], bool] | None
+    condition: Condition | None
     order: tuple[tuple[FieldPath, bool, bool], ...]  # path, descending, nulls last
     limit: int | None
 
@@ -266,23 +270,28 @@ class _Parser:
             raise self.unexpected()
         return Query(self.object, fields, condition, tuple(order), limit)
 
-    def disjunction(self) -> Callable[[dict[str, Any], SalesforceStore], bool]:
-        parts = [self.conjunction()]
-        while self.accept_word("OR"):
-            parts.append(self.conjunction())
+    def disjunction(self) -> Condition:
+        return self.joined("OR", self.conjunction, any)
+
+    def conjunction(self) -> Condition:
+        return self.joined("AND", self.negation, all)
+
+    def joined(
+        self,
+        word: str,
+        operand: Callable[[], Condition],
+        combine: Callable[[Iterable[bool]], bool],
+    ) -> Condition:
+        """One `operand`, or several joined by `word` (`OR`, `AND`) and combined by `combine`
+        (`any`, `all`)."""
+        parts = [operand()]
+        while self.accept_word(word):
+            parts.append(operand())
         if len(parts) == 1:
             return parts[0]
-        return lambda record, store: any(part(record, store) for part in parts)
+        return lambda record, store: combine(part(record, store) for part in parts)
 
-    def conjunction(self) -> Callable[[dict[str, Any], SalesforceStore], bool]:
-        parts = [self.negation()]
-        while self.accept_word("AND"):
-            parts.append(self.negation())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda record, store: all(part(record, store) for part in parts)
-
-    def negation(self) -> Callable[[dict[str, Any], SalesforceStore], bool]:
+    def negation(self) -> Condition:
         if self.accept_word("NOT"):
             inner = self.negation()
             return lambda record, store: not inner(record, store)
@@ -349,7 +358,7 @@ class _Parser:
             r"\\(.)", lambda m: _STRING_ESCAPES.get(m[1], m[1]), token.text[1:-1], flags=re.S
         )
 
-    def comparison(self) -> Callable[[dict[str, Any], SalesforceStore], bool]:
+    def comparison(self) -> Condition:
         path = self.resolve(self.field_name())
         token = self.peek()
         if token.kind == "op":
