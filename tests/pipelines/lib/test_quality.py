@@ -311,27 +311,41 @@ def test_a_missing_column_is_reported_not_raised() -> None:
 # --- Result shape --------------------------------------------------------------------------
 
 
-def test_summary_names_the_rule_and_keys() -> None:
+def _tenants_moving_out_before_moving_in() -> pd.DataFrame:
     frame = valid_frame("tenants")
     frame["move_out_date"] = DAY - pd.Timedelta(days=30)  # row 2 has no move-in date: not judged
-
-    result = run_contract("tenants", frame)
-
-    assert result.summary() == (
-        "tenants: 1 of 14 expectations failed (move_out_after_move_in: T0, T1)"
-    )
+    return frame
 
 
-def test_summary_shows_five_keys_and_the_row_count() -> None:
+def _twelve_completions_rated_nine() -> pd.DataFrame:
     frame = pd.concat([valid_frame("completions")] * 4, ignore_index=True)
     frame["completion_ref"] = pd.array([f"C{row}" for row in range(len(frame))], dtype="string")
     frame["rating"] = pd.array([9] * len(frame), dtype="Int64")
+    return frame
 
-    result = run_contract("completions", frame)
 
-    assert result.summary() == (
-        "completions: 1 of 8 expectations failed (rating_in_range: C0, C1, C2, C3, C4 (12 rows))"
-    )
+@pytest.mark.parametrize(
+    ("entity", "make_frame", "expected"),
+    [
+        pytest.param(
+            "tenants",
+            _tenants_moving_out_before_moving_in,
+            "tenants: 1 of 14 expectations failed (move_out_after_move_in: T0, T1)",
+            id="names-the-rule-and-keys",
+        ),
+        pytest.param(
+            "completions",
+            _twelve_completions_rated_nine,
+            "completions: 1 of 8 expectations failed"
+            " (rating_in_range: C0, C1, C2, C3, C4 (12 rows))",
+            id="five-keys-and-the-row-count",
+        ),
+    ],
+)
+def test_summary(entity: str, make_frame: Callable[[], pd.DataFrame], expected: str) -> None:
+    result = run_contract(entity, make_frame())
+
+    assert result.summary() == expected
 
 
 def test_failing_keys_are_capped_per_failure() -> None:
