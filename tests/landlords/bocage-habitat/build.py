@@ -6,9 +6,10 @@ hub each night. Its accountant's workbook has:
 - "Grand livre": a title block (landlord, "Extraction du …", an empty row), a two-row header
   whose upper row is merged ("Pièce" over both rows, "Locataire" over Compte + Nom, "Mouvement"
   over Date + Code + Libellé, "Montant" over Débit + Crédit), one row per movement with the
-  amount in Débit or in Crédit, and a "Total" row (SUM formulas). Most dates are date cells and
-  most amounts number or currency cells, but some were typed by hand as French text
-  ("05/03/2026", "1 204,50", "12,00 €"), and two such cells are wrong ("30/02/2026", "1O4,50").
+  amount in Débit or in Crédit, and a "Total" row (SUM formulas, which leave the amounts typed
+  as text out, as Calc does). Most dates are date cells and most amounts number or currency
+  cells, but some were typed by hand as French text ("05/03/2026", "1 204,50", "12,00 €"), and
+  two such cells are wrong ("30/02/2026", "1O4,50").
 - "Prélèvements rejetés": the rejected direct debits, one-row header; one rejection was posted
   with the piece number of the debit it cancels, a number the first sheet already has.
 - "Locataires": the tenant accounts.
@@ -297,6 +298,7 @@ def grand_livre(rng: random.Random, ledger: list[dict]) -> str:
         ),
     ]
     first_line = len(rows) + 1
+    totals = {"debit": 0, "credit": 0}  # what Calc's SUM adds up: number cells, never text
     for entry in entries:
         cents = entry["cents"]
         amount = typed_amount(rng, abs(cents))
@@ -306,6 +308,9 @@ def grand_livre(rng: random.Random, ledger: list[dict]) -> str:
             date = text_cell("30/02/2026")  # typed by hand: a day that does not exist
         if entry["piece"] == BAD_AMOUNT_PIECE:
             credit = text_cell("1O4,50")  # a letter O for a zero
+        for side, cell in (("debit", debit), ("credit", credit)):
+            if cell != EMPTY and 'office:value-type="string"' not in cell:
+                totals[side] += abs(cents)
         rows.append(
             row(
                 text_cell(entry["piece"]),
@@ -319,8 +324,7 @@ def grand_livre(rng: random.Random, ledger: list[dict]) -> str:
             )
         )
     last_line = len(rows)
-    debits = sum(r["cents"] for r in ledger if r["cents"] > 0)
-    credits = -sum(r["cents"] for r in ledger if r["cents"] < 0)
+    debits, credits = totals["debit"], totals["credit"]
     rows.append(
         row(
             text_cell("Total", "ceHead"),

@@ -1,0 +1,233 @@
+"""Bocage Habitat: a workbook written by LibreOffice, the ledger in two sheets (issue 10).
+
+`bocage-habitat/inbox/grand-livre.xlsx` was converted by LibreOffice from the hand-written
+`grand-livre.fods` (`bocage-habitat/build.py`): a title block, a two-row merged header, dates and
+amounts typed as French text among real ones, a Total row, and the rejected direct debits on a
+second sheet, one of them posted under a piece number the first sheet already has. The datafix
+unions the two sheets into one ledger (`feeds`). What the warehouse must hold is computed here
+with openpyxl over the committed workbook (the hub reads it with calamine) and this test's own
+reading of French dates and amounts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter, defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from pipelines.lib.environment import warehouse_url
+from tests.landlords.common import (
+    balances,
+    datafix,
+    install_landlord,
+    last_load_run,
+    live_rows,
+    open_quarantine,
+)
+
+LANDLORD = "bocage-habitat"
+WORKBOOK = Path(__file__).resolve().parent / LANDLORD / "inbox" / "grand-livre.xlsx"
+LEDGER_SHEET, REJECTS_SHEET, TENANTS_SHEET = "Grand livre", "Prélèvements rejetés", "Locataires"
+
+# Bocage Habitat's movement codes, as its accountant describes them
+KINDS = {
+    "QUI": "rent_call",
+    "APL": "housing_aid",
+    "PRL": "payment",
+    "VIR": "payment",
+    "CHQ": "payment",
+    "FRA": "fee",
+    "RGC": "charge_regularisation",
+}
+DEBIT_KINDS = {"rent_call", "fee", "rejected_debit"}
+CREDIT_KINDS = {"payment", "housing_aid"}
+
+_FRENCH_AMOUNT = re.compile(r"^\d{1,3}(?:[ \u00a0\u202f]?\d{3})*(?:,\d{1,2})?$")
+_FRENCH_DATE = re.compile(r"^(\d{2})/(\d{2})/(\d{2}|\d{4})$")
+
+
+class Unreadable(Exception):
+    """A cell this test cannot read as a date or an amount: the hub must not either."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def cents(cell: object) -> int | None:
+    """A number cell, or French text (`1 204,50`, `12,00 €`), as cents; None when blank."""
+    if cell is None or (isinstance(cell, str) and not cell.strip()):
+        return None
+    if isinstance(cell, int | float):
+        value = Decimal(repr(float(cell)))
+    else:
+        text = str(cell).strip().removesuffix("€").strip()
+        if not _FRENCH_AMOUNT.match(text):
+            raise Unreadable("bad_amount")
+        value = Decimal(re.sub(r"[ \u00a0\u202f]", "", text).replace(",", "."))
+    hundred = value * 100
+    assert hundred == hundred.to_integral_value(), cell
+    return int(hundred)
+
+
+def date(cell: object) -> dt.date:
+    """A date cell, or a date typed as `05/03/2026` or `05/03/26`."""
+    if isinstance(cell, dt.datetime):
+        return cell.date()
+    if isinstance(cell, dt.date):
+        return cell
+    match = _FRENCH_DATE.match(str(cell or "").strip())
+    if not match:
+        raise Unreadable("bad_date")
+    day, month, year = (int(part) for part in match.groups())
+    try:
+        return dt.date(year + 2000 if year < 100 else year, month, day)
+    except ValueError:
+        raise Unreadable("bad_date") from None
+
+
+class Expected:
+    """What the warehouse must hold, read from the committed workbook alone."""
+
+    def __init__(self, path: Path) -> None:
+        workbook = openpyxl.load_workbook(path, data_only=True)
+        self.sheets = workbook
+        self.balances: dict[str, int] = defaultdict(int)
+        self.ledger_rows: list[tuple] = []
+        self.ledger_rejects: dict[str, str] = {}
+        self.ledger_skipped = 0
+        self.text_cells: Counter[str] = Counter()
+
+        # (lineage, piece, tenant, kind, cents or a reason, reject reason) of every row read
+        candidates: list[tuple[str, str, str, str, int | str, str | None]] = []
+        ledger = workbook[LEDGER_SHEET]
+        # title, extraction date, blank, then the two header rows: the data start on row 6
+        assert [ledger.cell(5, col).value for col in range(2, 9)] == [
+            "Compte", "Nom", "Date", "Code", "Libellé", "Débit", "Crédit"
+        ]  # fmt: skip
+        for number, values in enumerate(ledger.iter_rows(min_row=6, values_only=True), start=6):
+            piece, account, _name, when, code, _label, debit, credit = values[:8]
+            if all(value is None for value in values) or re.match(r"(?i)^total", str(piece)):
+                self.ledger_skipped += 1
+                continue
+            self.text_cells.update(
+                kind
+                for kind, value in (("date", when), ("amount", debit), ("amount", credit))
+                if isinstance(value, str)
+            )
+            try:
+                date(when)
+                debit_cents, credit_cents = cents(debit), cents(credit)
+                assert (debit_cents is None) != (credit_cents is None), values
+                amount: int | str = (debit_cents or 0) - (credit_cents or 0)
+            except Unreadable as unreadable:
+                amount = unreadable.reason
+            candidates.append(
+                (f"grand-livre.xlsx:{LEDGER_SHEET}:{number}", piece, account, KINDS[code], amount,
+                 None)
+            )  # fmt: skip
+        self.ledger_sheet_rows = len(candidates)
+
+        rejects = workbook[REJECTS_SHEET]
+        assert [cell.value for cell in rejects[1]][:4] == [
+            "N° pièce", "Compte", "Date du rejet", "Montant"
+        ]  # fmt: skip
+        for number, values in enumerate(rejects.iter_rows(min_row=2, values_only=True), start=2):
+            piece, account, when, amount_cell, reason, _label = values[:6]
+            self.text_cells.update(
+                kind
+                for kind, value in (("date", when), ("amount", amount_cell))
+                if isinstance(value, str)
+            )
+            try:
+                date(when)
+                amount = cents(amount_cell)
+            except Unreadable as unreadable:
+                amount = unreadable.reason
+            candidates.append(
+                (f"grand-livre.xlsx:{REJECTS_SHEET}:{number}", piece, account, "rejected_debit",
+                 amount, reason)
+            )  # fmt: skip
+        self.rejects_sheet_rows = len(candidates) - self.ledger_sheet_rows
+
+        # a piece number found on both sheets: neither row can be trusted
+        sheet_of = defaultdict(set)
+        for lineage, piece, *_ in candidates:
+            sheet_of[piece].add(lineage.split(":")[1])
+        self.shared = {piece for piece, sheets in sheet_of.items() if len(sheets) > 1}
+
+        for lineage, piece, account, kind, amount, reason in candidates:
+            faults = []
+            if isinstance(amount, str):
+                faults.append(amount)
+            if piece in self.shared:
+                faults.append("key_in_two_sources")
+            if isinstance(amount, int) and (
+                (kind in DEBIT_KINDS and amount < 0) or (kind in CREDIT_KINDS and amount > 0)
+            ):
+                faults.append("sign_matches_kind")
+            # a row carries one fault at most: which reason wins is not what this test is about
+            assert len(faults) <= 1, (lineage, faults)
+            if faults:
+                self.ledger_rejects[lineage] = faults[0]
+                continue
+            assert isinstance(amount, int)
+            self.balances[account] += amount
+            self.ledger_rows.append((piece, account, kind, amount, reason))
+        self.ledger_read = len(candidates)
+
+        tenants = workbook[TENANTS_SHEET]
+        self.tenant_rows = sorted(
+            (account, "left" if move_out is not None else "active")
+            for account, _name, _dwelling, _move_in, move_out in tenants.iter_rows(
+                min_row=2, max_col=5, values_only=True
+            )
+            if account is not None
+        )
+
+
+def test_bocage_habitat_libreoffice_workbook_two_feeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_landlord(LANDLORD, monkeypatch)
+    checked = datafix("check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = datafix("run", LANDLORD)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    expected = Expected(WORKBOOK)
+    # the fixture is what it claims: merged two-row header, French text among real cells, one
+    # piece number on both sheets, one bad date and one bad amount
+    ledger = expected.sheets[LEDGER_SHEET]
+    merged = {str(cell_range) for cell_range in ledger.merged_cells.ranges}
+    assert {"A4:A5", "B4:C4", "D4:F4", "G4:H4"} <= merged
+    assert str(ledger["A2"].value).startswith("Extraction du ")
+    assert expected.text_cells["date"] >= 20 and expected.text_cells["amount"] >= 15
+    assert len(expected.shared) == 1
+    assert sorted(expected.ledger_rejects.values()) == sorted(
+        ["bad_amount", "bad_date", "key_in_two_sources", "key_in_two_sources"]
+    )
+    assert (expected.ledger_sheet_rows, expected.rejects_sheet_rows) == (390, 15)
+    assert expected.ledger_skipped == 1  # the Total row
+
+    warehouse = warehouse_url()
+    assert balances(warehouse, LANDLORD) == dict(expected.balances)
+    columns = "entry_ref, tenant_ref, kind, amount_cents, reject_reason"
+    assert live_rows(warehouse, LANDLORD, "ledger_entries", columns) == sorted(expected.ledger_rows)
+    assert open_quarantine(warehouse, LANDLORD, "ledger_entries") == expected.ledger_rejects
+
+    run = last_load_run(warehouse, LANDLORD, "ledger_entries")
+    assert run["status"] == "loaded", run
+    assert run["rows_in_source"] == run["loaded"] + run["quarantined"] + run["skipped"]
+    assert (run["read"], run["loaded"], run["quarantined"], run["skipped"]) == (
+        expected.ledger_read,
+        len(expected.ledger_rows),
+        len(expected.ledger_rejects),
+        expected.ledger_skipped,
+    )
+
+    assert live_rows(warehouse, LANDLORD, "tenants", "tenant_ref, status") == expected.tenant_rows
+    assert open_quarantine(warehouse, LANDLORD, "tenants") == {}
