@@ -93,6 +93,8 @@ class SourceKind:
       skips unchanged files by fingerprint;
     - `watch(settings, inbox)`: every file in the inbox that belongs to this source (file kinds
       only): the inbox sensor starts a run when one lands or changes;
+    - `sheets(settings, request)`: the sheet names of the workbook(s) a read would open (workbook
+      kinds only): an entity's feed with a `sheets` pattern reads each sheet it matches;
     - `locator`: the setting that says where the source is, pointed at when it cannot be
       opened (or a function of the settings giving it).
 
@@ -105,6 +107,7 @@ class SourceKind:
     header: Callable[[Any, SourceRequest], list[str] | None] | None = None
     files: Callable[[Any, SourceRequest], list[Path]] | None = None
     watch: Callable[[Any, Path], list[Path]] | None = None
+    sheets: Callable[[Any, SourceRequest], list[str]] | None = None
     locator: str | Callable[[Any], str] = "kind"
 
     def where(self, settings: Any) -> str:

@@ -253,7 +253,7 @@ def reset_cursor(landlord: str, source: str, to: str | None) -> None:
         )
     if getattr(loaded.datafix.sources[source], "cursor", None) is None:
         raise click.ClickException(f"`{source}` has no `cursor`: it is read in full every run")
-    entities = [e for e, m in loaded.datafix.entities.items() if m.source == source]
+    entities = [e for e, m in loaded.datafix.entities.items() if source in m.fed_by]
     changed = WarehouseResource().get_client().reset_cursor(landlord, entities, to=to)
     what = f"set to {to!r} (inclusive)" if to is not None else "cleared (next run reads all)"
     click.echo(f"{landlord}/{source}: {changed} watermark(s) {what} for {', '.join(entities)}")

@@ -478,6 +478,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "unmapped_value": "A source code has no entry in the datafix's value map.",
     "out_of_range": "A number lies outside the column's allowed range.",
     "duplicate_key": "Another row of the same batch has the same natural key.",
+    "key_in_two_sources": "Two feeds of the entity hold the same natural key: neither row loads.",
     "bad_sign": "The sign indicator of an amount (`Sens` D/C) is blank or not a declared value.",
     "no_case": "No case of a conditional field rule holds for the row, and the rule has no `else`.",
 }

@@ -23,7 +23,15 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, GetCoreSchemaHandler, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError, core_schema
 
 from connectors import registry
@@ -499,19 +507,70 @@ class RowFilter(StrictModel):
 RuleSeverity = Literal["block", "quarantine", "warn"]
 
 
-class EntityMapping(StrictModel):
-    """Which source feeds a canonical entity, which rows to skip and how fields map."""
+class _FeedRules(StrictModel):
+    """Where one source's rows are and how they map: what a feed and a one-source entity share."""
 
-    source: str = Field(description="Name of a source declared under `sources`.")
     sheet: str | None = Field(None, description="Sheet of an xlsx source (overrides the source's).")
     header_row: int | Literal["auto"] | None = Field(
-        None, description="Header row for this entity's sheet (overrides the source's)."
+        None, description="Header row for this sheet (overrides the source's)."
     )
     header_rows: int | None = Field(
         None,
         ge=1,
         le=3,
-        description="Header depth for this entity's sheet (overrides the source's).",
+        description="Header depth for this sheet (overrides the source's).",
+    )
+    skip_rows: list[RowFilter] = Field(default_factory=list, description="Rows to skip.")
+
+
+class Feed(_FeedRules):
+    """One of several sources (or sheets of one workbook) unioned into one entity, with its
+    own field rules. Each row keeps its own lineage; a key found in two feeds is quarantined."""
+
+    source: str = Field(description="Name of a source declared under `sources`.")
+    sheets: str | None = Field(
+        None,
+        description="Every sheet whose name matches this pattern (`*` any text, `?` one"
+        " character; case and accents ignored), each read with these rules.",
+    )
+    fields: dict[str, FieldRule] = Field(description="Canonical field → rule.")
+    _label: str = PrivateAttr("")
+
+    @model_validator(mode="after")
+    def _one_sheet_setting(self) -> Feed:
+        if self.sheet is not None and self.sheets is not None:
+            raise ValueError("give `sheet` (one sheet) or `sheets` (a pattern), not both")
+        self._label = self.source
+        if self.sheet is not None or self.sheets is not None:
+            self._label = f"{self.source}[{self.sheet or self.sheets}]"
+        return self
+
+    @property
+    def label(self) -> str:
+        """How the warehouse names this feed (`source_name` of its rows and quarantine rows):
+        the source's name, with the sheet when the entity has several feeds (`classeur[Rejets]`)."""
+        return self._label
+
+    def with_sheet(self, sheet: str) -> Feed:
+        """This feed on one concrete sheet its `sheets` pattern matched (the label stays)."""
+        concrete = self.model_copy(update={"sheet": sheet, "sheets": None})
+        concrete._label = self._label
+        return concrete
+
+
+class EntityMapping(_FeedRules):
+    """Which source(s) feed a canonical entity, which rows to skip and how fields map.
+
+    One source: `source` + `fields` (and the sheet, header and `skip_rows` settings). Several:
+    `feeds`, a list of such blocks, unioned into one load."""
+
+    source: str | None = Field(None, description="Name of a source declared under `sources`.")
+    fields: dict[str, FieldRule] | None = Field(None, description="Canonical field → rule.")
+    feeds: list[Feed] | None = Field(
+        None,
+        min_length=1,
+        description="Several sources (or sheets) feeding this entity, each with its own field"
+        " rules, instead of `source` + `fields`.",
     )
     mode: Literal["snapshot", "incremental"] = Field(
         "snapshot",
@@ -538,8 +597,63 @@ class EntityMapping(StrictModel):
         " (the default: the row is set aside, the rest loads), `warn` (loaded, counted) or"
         " `block` (the whole load is refused).",
     )
-    skip_rows: list[RowFilter] = Field(default_factory=list, description="Rows to skip.")
-    fields: dict[str, FieldRule] = Field(description="Canonical field → rule.")
+    _feeds: list[Feed] = PrivateAttr(default_factory=list)
+
+    model_config = ConfigDict(
+        **StrictModel.model_config,
+        json_schema_extra={"oneOf": [{"required": ["source", "fields"]}, {"required": ["feeds"]}]},
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> EntityMapping:
+        if self.feeds is not None:
+            single = [
+                name
+                for name in ("source", "fields", "sheet", "header_row", "header_rows")
+                if getattr(self, name) is not None
+            ] + (["skip_rows"] if self.skip_rows else [])
+            if single:
+                raise ValueError(
+                    f"with `feeds`, put {', '.join(f'`{n}`' for n in single)} inside each feed,"
+                    " not on the entity"
+                )
+            labels = [feed.label for feed in self.feeds]
+            twice = sorted({label for label in labels if labels.count(label) > 1})
+            if twice:
+                raise ValueError(
+                    f"two feeds read `{twice[0]}`: give each feed its own source or sheet"
+                )
+            self._feeds = list(self.feeds)
+            return self
+        if self.source is None or self.fields is None:
+            missing = " and ".join(
+                f"`{n}`" for n in ("source", "fields") if getattr(self, n) is None
+            )
+            raise ValueError(
+                f"{missing} missing: an entity takes `source` + `fields` (one source) or"
+                " `feeds` (several)"
+            )
+        feed = Feed(
+            source=self.source,
+            sheet=self.sheet,
+            header_row=self.header_row,
+            header_rows=self.header_rows,
+            skip_rows=self.skip_rows,
+            fields=self.fields,
+        )
+        feed._label = self.source  # one feed: its rows are named by the source alone
+        self._feeds = [feed]
+        return self
+
+    @property
+    def all_feeds(self) -> list[Feed]:
+        """The feeds of this entity: its `feeds`, or the one its `source` + `fields` make."""
+        return self._feeds
+
+    @property
+    def fed_by(self) -> list[str]:
+        """The names of the sources this entity reads, in order, each once."""
+        return list(dict.fromkeys(feed.source for feed in self._feeds))
 
 
 OUTGOING_NAMES = ("commitments", "invoices", "completions")
@@ -602,36 +716,6 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
             continue
         spec = ENTITIES[entity_name]
         base: YamlPath = ("entities", entity_name)
-        source = datafix.sources.get(mapping.source)
-        if source is None:
-            issues.append(
-                Issue(
-                    path=(*base, "source"),
-                    message=f"source `{mapping.source}` is not declared under `sources`",
-                    hint=did_you_mean(mapping.source, tuple(datafix.sources)),
-                )
-            )
-        elif getattr(source, "cursor", None) is not None and mapping.mode != "incremental":
-            issues.append(
-                Issue(
-                    path=(*base, "mode"),
-                    message=f"`{mapping.source}` is pulled incrementally (it has a `cursor`), so"
-                    " each pull holds only changed rows",
-                    hint="set `mode: incremental` (a snapshot would soft-delete every row not in"
-                    " the latest changes)",
-                    key_position=True,
-                )
-            )
-        elif mapping.sheet is not None and "sheet" not in type(source).model_fields:
-            issues.append(
-                Issue(
-                    path=(*base, "sheet"),
-                    message=f"`sheet` only applies to {_workbook_kinds()} sources;"
-                    f" `{mapping.source}` is"
-                    f" {source.kind}",
-                    hint="remove `sheet`",
-                )
-            )
         rule_names = tuple(rule.name for rule in spec.rules)
         issues.extend(
             Issue(
@@ -645,38 +729,96 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
             for name in mapping.rules
             if name not in rule_names
         )
-        for field_name, rule in mapping.fields.items():
-            if field_name not in spec.column_names:
-                issues.append(
-                    Issue(
-                        path=(*base, "fields", field_name),
-                        message=f"`{field_name}` is not a column of {entity_name}",
-                        hint=did_you_mean(field_name, spec.column_names),
-                        key_position=True,
-                    )
+        several = mapping.feeds is not None
+        cursored = [
+            feed.source
+            for feed in mapping.all_feeds
+            if getattr(datafix.sources.get(feed.source), "cursor", None) is not None
+        ]
+        if len(cursored) > 1:
+            issues.append(
+                Issue(
+                    path=(*base, "feeds"),
+                    message=f"{entity_name} reads {len(cursored)} sources incrementally"
+                    f" ({', '.join(f'`{name}`' for name in cursored)}): an entity keeps one"
+                    " watermark, so at most one of its feeds may have a `cursor`",
+                    hint="read the others in full (no `cursor`), or map them to the entity in"
+                    " separate landlords' datafixes",
+                    key_position=True,
                 )
-                continue
-            issues.extend(
-                _rule_issues(rule, spec.column(field_name), (*base, "fields", field_name))
             )
-        # a misspelt required field is reported once, as the unknown key it is
-        misspelt = {
-            match
-            for name in mapping.fields
-            if name not in spec.column_names
-            for match in difflib.get_close_matches(name, spec.column_names, n=1, cutoff=0.6)
-        }
-        for required in spec.required_columns:
-            if required not in mapping.fields and required not in misspelt:
+        for index, feed in enumerate(mapping.all_feeds):
+            where: YamlPath = (*base, "feeds", index) if several else base
+            issues.extend(_feed_issues(datafix, entity_name, mapping, feed, where))
+    return issues
+
+
+def _feed_issues(
+    datafix: Datafix, entity_name: str, mapping: EntityMapping, feed: Feed, base: YamlPath
+) -> list[Issue]:
+    """A feed's source exists and suits the entity's settings; its fields are the entity's."""
+    spec = ENTITIES[entity_name]
+    issues: list[Issue] = []
+    source = datafix.sources.get(feed.source)
+    if source is None:
+        issues.append(
+            Issue(
+                path=(*base, "source"),
+                message=f"source `{feed.source}` is not declared under `sources`",
+                hint=did_you_mean(feed.source, tuple(datafix.sources)),
+            )
+        )
+    elif getattr(source, "cursor", None) is not None and mapping.mode != "incremental":
+        issues.append(
+            Issue(
+                path=("entities", entity_name, "mode"),
+                message=f"`{feed.source}` is pulled incrementally (it has a `cursor`), so"
+                " each pull holds only changed rows",
+                hint="set `mode: incremental` (a snapshot would soft-delete every row not in"
+                " the latest changes)",
+                key_position=True,
+            )
+        )
+    else:
+        for setting in ("sheet", "sheets"):
+            if getattr(feed, setting) is not None and "sheet" not in type(source).model_fields:
                 issues.append(
                     Issue(
-                        path=(*base, "fields"),
-                        message=f"{entity_name} needs `{required}` but the mapping has no rule"
-                        " for it",
-                        hint=f"add `{required}: <source column>` under fields",
-                        key_position=True,
+                        path=(*base, setting),
+                        message=f"`{setting}` only applies to {_workbook_kinds()} sources;"
+                        f" `{feed.source}` is {source.kind}",
+                        hint=f"remove `{setting}`",
                     )
                 )
+    for field_name, rule in feed.fields.items():
+        if field_name not in spec.column_names:
+            issues.append(
+                Issue(
+                    path=(*base, "fields", field_name),
+                    message=f"`{field_name}` is not a column of {entity_name}",
+                    hint=did_you_mean(field_name, spec.column_names),
+                    key_position=True,
+                )
+            )
+            continue
+        issues.extend(_rule_issues(rule, spec.column(field_name), (*base, "fields", field_name)))
+    # a misspelt required field is reported once, as the unknown key it is
+    misspelt = {
+        match
+        for name in feed.fields
+        if name not in spec.column_names
+        for match in difflib.get_close_matches(name, spec.column_names, n=1, cutoff=0.6)
+    }
+    for required in spec.required_columns:
+        if required not in feed.fields and required not in misspelt:
+            issues.append(
+                Issue(
+                    path=(*base, "fields"),
+                    message=f"{entity_name} needs `{required}` but the mapping has no rule for it",
+                    hint=f"add `{required}: <source column>` under fields",
+                    key_position=True,
+                )
+            )
     return issues
 
 

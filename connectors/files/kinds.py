@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from connectors.files.client import read_csv, read_header, read_xlsx, resolve_files
+from connectors.files.client import read_csv, read_header, read_xlsx, resolve_files, sheet_names
 from connectors.rawtable import RawTable
 from connectors.registry import SourceKind, SourceRequest
 from schemas.config import StrictModel
@@ -102,6 +102,13 @@ def _read_xlsx(source: XlsxSource, request: SourceRequest) -> RawTable:
     return read_xlsx(_files(source, request), **_options(source, request))
 
 
+def _sheets(source: XlsxSource, request: SourceRequest) -> list[str]:
+    """The sheets of the workbook(s) a read would open, each once, in workbook order."""
+    return list(
+        dict.fromkeys(name for path in _files(source, request) for name in sheet_names(path))
+    )
+
+
 def _header(source: CsvSource | XlsxSource, request: SourceRequest) -> list[str]:
     return read_header(_files(source, request), kind=source.kind, **_options(source, request))
 
@@ -110,5 +117,12 @@ CSV_SOURCE = SourceKind(
     "csv", CsvSource, read=_read_csv, header=_header, files=_files, watch=_watch, locator="path"
 )
 XLSX_SOURCE = SourceKind(
-    "xlsx", XlsxSource, read=_read_xlsx, header=_header, files=_files, watch=_watch, locator="path"
+    "xlsx",
+    XlsxSource,
+    read=_read_xlsx,
+    header=_header,
+    files=_files,
+    watch=_watch,
+    sheets=_sheets,
+    locator="path",
 )

@@ -22,9 +22,9 @@ from pipelines.lib.datafixes import (
     unset_variable_hint,
 )
 from pipelines.lib.environment import interpolation_env
-from pipelines.lib.sources import source_header
+from pipelines.lib.sources import concrete_feeds, source_header
 from schemas.canonical import ENTITIES
-from schemas.datafix import Issue, YamlPath, did_you_mean, env_references
+from schemas.datafix import Feed, Issue, YamlPath, did_you_mean, env_references
 
 __all__ = ["check_datafix"]
 
@@ -85,75 +85,100 @@ def _probe_sources(loaded: LoadedDatafix, unresolved: set[str]) -> Iterator[Issu
     datafix = loaded.datafix
     headers: dict[tuple[Any, ...], list[str] | None] = {}
     for entity, mapping in datafix.entities.items():
-        if entity not in ENTITIES or mapping.source not in datafix.sources:
-            continue  # already reported: not a canonical entity, or an undeclared source
-        if mapping.source in unresolved:
-            continue
-        source = datafix.sources[mapping.source]
-        workbook = "sheet" in type(source).model_fields
-        sheet = mapping.sheet if workbook else None
-        cache_key = (mapping.source, sheet, mapping.header_row, mapping.header_rows)
-        base: YamlPath = ("sources", mapping.source)
-        if cache_key not in headers:
-            try:
-                headers[cache_key] = source_header(loaded, entity)
-            except ConnectorError as error:
-                headers[cache_key] = None
-                kind = registry.source_kind(source.kind)
-                where = kind.where(source) if kind is not None else "kind"
-                if workbook and "sheet" in str(error).lower():
-                    yield Issue(path=("entities", entity, "sheet"), message=str(error))
-                else:
-                    yield Issue(
-                        path=(*base, where), message=f"cannot open `{mapping.source}`: {error}"
-                    )
-                continue
-        header = headers[cache_key]
-        if header is None:
-            continue
-        present = {header_key(label) for label in header}
-        missing = [
-            (field, position, column)
-            for field, rule in mapping.fields.items()
-            for position, column in _rule_columns(rule)
-            if header_key(column) not in present
-        ]
-        deeper = _two_row_header(loaded, entity, source, missing) if missing else set()
-        for field, position, column in missing:
-            hint = did_you_mean(column, header)
-            if header_key(column) in deeper:
-                hint = (
-                    f"the header looks split over two rows (`{column}` is there when the row"
-                    " below the header is read as part of it): set `header_rows: 2` on the"
-                    " source or the entity"
-                )
-            yield Issue(
-                path=("entities", entity, "fields", field, *position),
-                message=f"column `{column}` is not in the header of `{mapping.source}`",
-                hint=hint,
+        if entity not in ENTITIES:
+            continue  # already reported: not a canonical entity
+        for index, feed in enumerate(mapping.all_feeds):
+            at: YamlPath = ("entities", entity)
+            if mapping.feeds is not None:
+                at = (*at, "feeds", index)
+            yield from _probe_feed(loaded, entity, feed, at, unresolved, headers)
+
+
+def _probe_feed(
+    loaded: LoadedDatafix,
+    entity: str,
+    feed: Feed,
+    at: YamlPath,
+    unresolved: set[str],
+    headers: dict[tuple[Any, ...], list[str] | None],
+) -> Iterator[Issue]:
+    """One feed's mapped columns and row filters against its source's header, read once per
+    (source, sheet, header settings)."""
+    datafix = loaded.datafix
+    if feed.source not in datafix.sources or feed.source in unresolved:
+        return  # an undeclared source is already reported; an unset variable too
+    source = datafix.sources[feed.source]
+    workbook = "sheet" in type(source).model_fields
+    if feed.sheets is not None:
+        try:
+            concrete = [f for f in concrete_feeds(loaded, entity) if f.label == feed.label]
+        except ConnectorError as error:
+            yield Issue(path=(*at, "sheets"), message=str(error))
+            return
+        feed = concrete[0]  # the sheets a pattern matches share the feed's rules: probe one
+    sheet = feed.sheet if workbook else None
+    cache_key = (feed.source, sheet, feed.header_row, feed.header_rows)
+    base: YamlPath = ("sources", feed.source)
+    if cache_key not in headers:
+        try:
+            headers[cache_key] = source_header(loaded, entity, feed)
+        except ConnectorError as error:
+            headers[cache_key] = None
+            kind = registry.source_kind(source.kind)
+            where = kind.where(source) if kind is not None else "kind"
+            if workbook and "sheet" in str(error).lower():
+                yield Issue(path=(*at, "sheet"), message=str(error))
+            else:
+                yield Issue(path=(*base, where), message=f"cannot open `{feed.source}`: {error}")
+            return
+    header = headers[cache_key]
+    if header is None:
+        return
+    present = {header_key(label) for label in header}
+    missing = [
+        (field, position, column)
+        for field, rule in feed.fields.items()
+        for position, column in _rule_columns(rule)
+        if header_key(column) not in present
+    ]
+    deeper = _two_row_header(loaded, entity, feed, source, missing) if missing else set()
+    for field, position, column in missing:
+        hint = did_you_mean(column, header)
+        if header_key(column) in deeper:
+            hint = (
+                f"the header looks split over two rows (`{column}` is there when the row"
+                " below the header is read as part of it): set `header_rows: 2` on the"
+                " source or the entity"
             )
-        for index, row_filter in enumerate(mapping.skip_rows):
-            if header_key(row_filter.column) not in present:
-                yield Issue(
-                    path=("entities", entity, "skip_rows", index, "column"),
-                    message=f"column `{row_filter.column}` is not in the header of"
-                    f" `{mapping.source}`",
-                    hint=did_you_mean(row_filter.column, header),
-                )
+        yield Issue(
+            path=(*at, "fields", field, *position),
+            message=f"column `{column}` is not in the header of `{feed.source}`",
+            hint=hint,
+        )
+    for index, row_filter in enumerate(feed.skip_rows):
+        if header_key(row_filter.column) not in present:
+            yield Issue(
+                path=(*at, "skip_rows", index, "column"),
+                message=f"column `{row_filter.column}` is not in the header of `{feed.source}`",
+                hint=did_you_mean(row_filter.column, header),
+            )
 
 
 def _two_row_header(
-    loaded: LoadedDatafix, entity: str, source: Any, missing: list[tuple[str, YamlPath, str]]
+    loaded: LoadedDatafix,
+    entity: str,
+    feed: Feed,
+    source: Any,
+    missing: list[tuple[str, YamlPath, str]],
 ) -> set[str]:
     """The header labels (as keys) read two rows deep, when the source reads one row and that
     deeper reading holds mapped columns the one-row header lacks (a forgotten `header_rows:
     2` under a merged `Montant` over `HT` / `TTC`); else empty."""
-    mapping = loaded.datafix.entities[entity]
-    depth = mapping.header_rows or getattr(source, "header_rows", None)
+    depth = feed.header_rows or getattr(source, "header_rows", None)
     if depth != 1:
         return set()
     try:
-        labels = source_header(loaded, entity, header_rows=2) or []
+        labels = source_header(loaded, entity, feed, header_rows=2) or []
     except ConnectorError:
         return set()
     keys = {header_key(label) for label in labels}

@@ -6,6 +6,7 @@ what the command line prints and what the benchmark measures are the same code.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -15,10 +16,11 @@ from connectors.files.client import fingerprint_files
 from connectors.rawtable import RawTable, Watermark, header_key
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.quality import ContractResult, quarantine_guard, run_contract
-from pipelines.lib.sources import file_paths, read_source
-from pipelines.lib.transforms import EntityTransformer, NormalisedBatch
+from pipelines.lib.sources import concrete_feeds, file_paths, read_source
+from pipelines.lib.transforms import EntityTransformer, NormalisedBatch, union_feeds
 from pipelines.lib.warehouse import LoadRequest, LoadResult, Warehouse
 from schemas.canonical import ENTITIES
+from schemas.datafix import Feed
 
 PullStatus = Literal["read", "unchanged", "not_configured"]
 
@@ -41,15 +43,33 @@ class EntityLineage:
 
 
 @dataclass(frozen=True)
-class PulledSource(EntityLineage):
-    """What the pull stage hands to normalise for one landlord's entity."""
+class FeedRead:
+    """The rows read from one feed of an entity (one source, or one sheet of a workbook)."""
 
-    raw: RawTable | None = None
+    feed: Feed
+    raw: RawTable
+
+    @property
+    def label(self) -> str:
+        """The feed's name in the warehouse (`source_name` of its rows)."""
+        return self.feed.label
+
+
+@dataclass(frozen=True)
+class PulledSource(EntityLineage):
+    """What the pull stage hands to normalise for one landlord's entity: one read per feed."""
+
+    reads: tuple[FeedRead, ...] = ()
+
+    @property
+    def raw(self) -> RawTable | None:
+        """The rows of the entity's only feed (of its first feed read, when it has several)."""
+        return self.reads[0].raw if self.reads else None
 
     @property
     def rows(self) -> int:
-        """Rows read from the source (0 when skipped)."""
-        return 0 if self.raw is None else len(self.raw)
+        """Rows read from the entity's feeds (0 when skipped)."""
+        return sum(len(read.raw) for read in self.reads)
 
 
 @dataclass(frozen=True)
@@ -75,43 +95,74 @@ def pull(
     warehouse: Warehouse | None = None,
     full_refresh: bool = False,
 ) -> PulledSource:
-    """Read the source feeding `entity`, skipping what the last load already has.
+    """Read the feeds of `entity`, skipping what the last load already has.
 
-    A source with a `cursor` is read past the entity's watermark (nothing new: `unchanged`).
-    Any other source is read in full and skipped when its fingerprint (file bytes, or rows)
-    and the datafix are those of the last committed load; files are fingerprinted before
-    being parsed, so an unchanged file costs one hash.
+    A feed whose source has a `cursor` is read past the entity's watermark. Every other feed is
+    read in full, and the whole entity is skipped (`unchanged`) when their fingerprint (file
+    bytes, or rows) and the datafix are those of the last committed load and no cursor brought
+    anything new; files are fingerprinted before being parsed, so an unchanged file costs one
+    hash.
     """
     mapping = loaded.datafix.entities.get(entity)
     if mapping is None:
         return PulledSource(loaded.landlord_id, entity, loaded.sha, status="not_configured")
-    source = loaded.datafix.sources[mapping.source]
     base = _lineage(loaded, entity)
-    cursor = getattr(source, "cursor", None)
-    if cursor is not None:
-        return _pull_incremental(loaded, entity, source, warehouse, full_refresh)
+    feeds = concrete_feeds(loaded, entity)
+    reads: list[FeedRead] = []
+    watermark = None
+    full = []
+    for feed in feeds:
+        if getattr(loaded.datafix.sources[feed.source], "cursor", None) is None:
+            full.append(feed)
+            continue
+        read, watermark = _pull_incremental(loaded, entity, feed, warehouse, full_refresh)
+        if read is not None:
+            reads.append(read)
+    if not full:
+        if not reads:
+            return PulledSource(**base, status="unchanged")
+        fingerprint = _combined([read.raw.fingerprint for read in reads])
+        return PulledSource(
+            **base, status="read", fingerprint=fingerprint, reads=tuple(reads), watermark=watermark
+        )
     last = None
     if warehouse is not None and not full_refresh:
         last = warehouse.last_state(loaded.landlord_id, entity)
-    paths = file_paths(loaded, entity)
-    if paths is not None:
-        fingerprint = fingerprint_files(paths)
+    paths = [file_paths(loaded, entity, feed) for feed in full]
+    if not reads and all(found is not None for found in paths):
+        fingerprint = _combined([fingerprint_files(found) for found in paths if found is not None])
         if last == (fingerprint, loaded.sha):
             return PulledSource(**base, status="unchanged", fingerprint=fingerprint)
-    raw = read_source(loaded, entity)
-    if last == (raw.fingerprint, loaded.sha):
-        return PulledSource(**base, status="unchanged", fingerprint=raw.fingerprint)
-    return PulledSource(**base, status="read", fingerprint=raw.fingerprint, raw=raw)
+    whole = [FeedRead(feed, read_source(loaded, entity, feed)) for feed in full]
+    fingerprint = _combined([read.raw.fingerprint for read in whole])
+    if not reads and last == (fingerprint, loaded.sha):
+        return PulledSource(**base, status="unchanged", fingerprint=fingerprint)
+    return PulledSource(
+        **base,
+        status="read",
+        fingerprint=fingerprint,
+        reads=tuple(whole + reads),
+        watermark=watermark,
+    )
+
+
+def _combined(fingerprints: list[str]) -> str:
+    """One fingerprint for several feeds (the feed's own when there is one)."""
+    if len(fingerprints) == 1:
+        return fingerprints[0]
+    return hashlib.sha256("\n".join(fingerprints).encode()).hexdigest()
 
 
 def _pull_incremental(
     loaded: LoadedDatafix,
     entity: str,
-    source: Any,
+    feed: Feed,
     warehouse: Warehouse | None,
     full_refresh: bool,
-) -> PulledSource:
-    """Rows past the entity's watermark, and the watermark the load will advance to."""
+) -> tuple[FeedRead | None, Watermark | None]:
+    """Rows of `feed` past the entity's watermark, and the watermark the load will advance to
+    (None, None when nothing is new)."""
+    source = loaded.datafix.sources[feed.source]
     cursor = source.cursor
     key = tuple(source.key)
     last = None
@@ -122,10 +173,9 @@ def _pull_incremental(
         after = Watermark(cursor.column, _minus_minutes(last.value, cursor.lookback_minutes), key)
     elif last is not None:
         after = Watermark(cursor.column, last.value, key, last.key_values)
-    raw = read_source(loaded, entity, after=after)
-    base = _lineage(loaded, entity)
+    raw = read_source(loaded, entity, feed, after=after)
     if len(raw) == 0:
-        return PulledSource(**base, status="unchanged")
+        return None, None
     labels = {header_key(label): label for label in raw.frame.columns}
     last_row = raw.frame.iloc[-1]
     watermark = Watermark(
@@ -134,18 +184,18 @@ def _pull_incremental(
         key=key,
         key_values=tuple(str(last_row[labels[header_key(k)]]) for k in key),
     )
-    return PulledSource(
-        **base, status="read", fingerprint=raw.fingerprint, raw=raw, watermark=watermark
-    )
+    return FeedRead(feed, raw), watermark
 
 
 def _lineage(loaded: LoadedDatafix, entity: str) -> dict[str, str]:
-    """The lineage of an entity the datafix maps: landlord, entity, datafix version, source."""
+    """The lineage of an entity the datafix maps: landlord, entity, datafix version, and the
+    source (its feeds' names joined, when it has several)."""
+    mapping = loaded.datafix.entities[entity]
     return {
         "landlord_id": loaded.landlord_id,
         "entity": entity,
         "datafix_sha": loaded.sha,
-        "source_name": loaded.datafix.entities[entity].source,
+        "source_name": " + ".join(feed.label for feed in mapping.all_feeds)[:128],
     }
 
 
@@ -161,11 +211,25 @@ def _minus_minutes(value: str | None, minutes: int) -> str | None:
 
 
 def normalise(loaded: LoadedDatafix, pulled: PulledSource) -> NormalisedEntity:
-    """Map the pulled rows onto the canonical entity; rejected rows keep their reason."""
+    """Map the pulled rows onto the canonical entity, each feed with its own field rules;
+    rejected rows keep their reason. Several feeds are unioned (`union_feeds`)."""
     batch = None
-    if pulled.raw is not None:
+    if pulled.reads:
         mapping = loaded.datafix.entities[pulled.entity]
-        batch = EntityTransformer(pulled.entity, mapping).apply(pulled.raw)
+        parts = [
+            (read.label, EntityTransformer(pulled.entity, mapping, feed=read.feed).apply(read.raw))
+            for read in pulled.reads
+        ]
+        if mapping.feeds is None:
+            batch = parts[0][1]
+        else:
+            batch = union_feeds(
+                pulled.entity,
+                [
+                    (label, part, read.raw)
+                    for (label, part), read in zip(parts, pulled.reads, strict=True)
+                ],
+            )
     return NormalisedEntity(**pulled.lineage(), status=pulled.status, batch=batch)
 
 

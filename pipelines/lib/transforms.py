@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -29,6 +29,7 @@ from schemas.datafix import (
     CaseOutcome,
     Condition,
     EntityMapping,
+    Feed,
     FieldRule,
     SignRule,
     did_you_mean,
@@ -319,11 +320,20 @@ def parse_booleans(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 class EntityTransformer:
-    """Applies one entity mapping of a datafix to raw tables from its source."""
+    """Applies one feed of an entity mapping (its only one unless `feed` names another) to raw
+    tables from that feed's source; the entity's row-rule severities apply to every feed."""
 
-    def __init__(self, entity: str, mapping: EntityMapping, *, today: date | None = None) -> None:
+    def __init__(
+        self,
+        entity: str,
+        mapping: EntityMapping,
+        *,
+        feed: Feed | None = None,
+        today: date | None = None,
+    ) -> None:
         self.spec: EntitySpec = ENTITIES[entity]
         self.mapping = mapping
+        self.feed = mapping.all_feeds[0] if feed is None else feed
         # the run date that `today` means in a case's date test (Paris), fixed per transformer
         self.today = today
 
@@ -331,9 +341,9 @@ class EntityTransformer:
     def source_columns(self) -> list[str]:
         """Every source column the mapping reads (fields and row filters)."""
         columns: list[str] = []
-        for rule in self.mapping.fields.values():
+        for rule in self.feed.fields.values():
             columns.extend(rule.read_columns)
-        columns.extend(row_filter.column for row_filter in self.mapping.skip_rows)
+        columns.extend(row_filter.column for row_filter in self.feed.skip_rows)
         return list(dict.fromkeys(columns))
 
     def apply(self, raw: RawTable) -> NormalisedBatch:
@@ -350,7 +360,7 @@ class EntityTransformer:
             data, source_rows = frame.loc[keep], raw.source_rows.loc[keep]
         results = {
             name: self._apply_rule(
-                name, self.mapping.fields.get(name), data, labels, self.spec.column(name)
+                name, self.feed.fields.get(name), data, labels, self.spec.column(name)
             )
             for name in self.spec.column_names
         }
@@ -386,7 +396,7 @@ class EntityTransformer:
                 + " — keep one row per reference in the export",
             )
         rejected = error_code.notna()
-        rejects = self._rejects(
+        rejects = reject_frame(
             data.loc[rejected],
             rows.loc[rejected, self.spec.key],
             source_rows.loc[rejected],
@@ -468,7 +478,7 @@ class EntityTransformer:
         blank = np.zeros(len(frame), dtype=bool)
         blank[candidates] = True
         keep = pd.Series(~blank, index=frame.index)
-        for row_filter in self.mapping.skip_rows:
+        for row_filter in self.feed.skip_rows:
             cell = frame[labels[row_filter.column]].str.strip()
             if row_filter.matches is not None:
                 hit = cell.str.contains(row_filter.matches, case=False, regex=True)
@@ -783,28 +793,30 @@ class EntityTransformer:
             messages = messages.mask(bad, _value_message(values, bad, f"{where}: ", advice))
         return parsed.mask(bad | unmapped), errors, messages
 
-    @staticmethod
-    def _rejects(
-        raw_rows: pd.DataFrame,
-        keys: pd.Series,
-        source_rows: pd.Series,
-        error_code: pd.Series,
-        message: pd.Series,
-    ) -> pd.DataFrame:
-        if raw_rows.empty:
-            return pd.DataFrame({name: pd.Series(dtype="str") for name in REJECT_COLUMNS})
-        raw_json = [
-            json.dumps(record, ensure_ascii=False) for record in raw_rows.to_dict(orient="records")
-        ]
-        return pd.DataFrame(
-            {
-                "source_row": source_rows.astype("str").to_numpy(),
-                "key": keys.astype("str").to_numpy(),
-                "raw": raw_json,
-                "reason": error_code.loc[raw_rows.index].to_numpy(),
-                "message": message.loc[raw_rows.index].to_numpy(),
-            }
-        )
+
+def reject_frame(
+    raw_rows: pd.DataFrame,
+    keys: pd.Series,
+    source_rows: pd.Series,
+    error_code: pd.Series,
+    message: pd.Series,
+) -> pd.DataFrame:
+    """Rejected rows as quarantine records: lineage, key, the raw values as JSON, reason and
+    message (`raw_rows` keep every column the source had, so a requeue can map them again)."""
+    if raw_rows.empty:
+        return pd.DataFrame({name: pd.Series(dtype="str") for name in REJECT_COLUMNS})
+    raw_json = [
+        json.dumps(record, ensure_ascii=False) for record in raw_rows.to_dict(orient="records")
+    ]
+    return pd.DataFrame(
+        {
+            "source_row": source_rows.astype("str").to_numpy(),
+            "key": keys.astype("str").to_numpy(),
+            "raw": raw_json,
+            "reason": error_code.loc[raw_rows.index].to_numpy(),
+            "message": message.loc[raw_rows.index].to_numpy(),
+        }
+    )
 
 
 def _shown(values: pd.Series) -> pd.Series:
@@ -1072,3 +1084,60 @@ __all__ = [
     "parse_dates",
     "parse_integers",
 ]
+
+
+def union_feeds(
+    entity: str, parts: Sequence[tuple[str, NormalisedBatch, RawTable]]
+) -> NormalisedBatch:
+    """The batches of an entity's several feeds as one load: every row and reject tagged with
+    its feed's label (`source_name`). A key found in two feeds is never settled by order: every
+    row holding it is quarantined (`key_in_two_sources`), its message naming each lineage."""
+    spec = ENTITIES[entity]
+    rows = pd.concat(
+        [batch.rows.assign(source_name=label) for label, batch, _ in parts], ignore_index=True
+    )
+    rejects = [batch.rejects.assign(source_name=label) for label, batch, _ in parts]
+    feeds_per_key = rows.groupby(spec.key, sort=False)["source_name"].nunique()
+    clashing = feeds_per_key.index[feeds_per_key > 1]
+    if len(clashing):
+        hit = rows[spec.key].isin(clashing)
+        clash = rows.loc[hit, [spec.key, "source_name", "source_row"]]
+        where = (
+            (clash["source_name"] + " at " + clash["source_row"])
+            .groupby(clash[spec.key], sort=False)
+            .agg(" and ".join)
+        )
+        for label, _, raw in parts:
+            mine = clash.loc[clash["source_name"] == label]
+            if mine.empty:
+                continue
+            lineage = raw.source_rows.astype("str")
+            picked = lineage.isin(set(mine["source_row"]))
+            keys = (
+                mine.set_index("source_row")[spec.key]
+                .reindex(lineage.loc[picked])
+                .set_axis(lineage.index[picked])
+            )
+            reason = pd.Series("key_in_two_sources", index=keys.index, dtype="str")
+            message = (
+                f"{spec.key} '"
+                + keys
+                + "' is in two sources: "
+                + keys.map(where)
+                + " — the hub loads neither; keep the row in one source only"
+            )
+            found = reject_frame(raw.frame.loc[picked], keys, lineage.loc[picked], reason, message)
+            rejects.append(found.assign(source_name=label))
+        rows = rows.loc[~hit].reset_index(drop=True)
+    warnings: dict[str, int] = {}
+    for _, batch, _ in parts:
+        for name, count in batch.warnings.items():
+            warnings[name] = warnings.get(name, 0) + count
+    return NormalisedBatch(
+        entity=entity,
+        rows=rows,
+        rejects=pd.concat(rejects, ignore_index=True),
+        rows_in_source=sum(batch.rows_in_source for _, batch, _ in parts),
+        skipped=sum(batch.skipped for _, batch, _ in parts),
+        warnings=warnings,
+    )

@@ -348,7 +348,7 @@ class Warehouse:
                 {
                     "landlord_id": request.landlord_id,
                     "entity": request.entity,
-                    "source_name": request.source_name,
+                    "source_name": source_name,
                     "source_row": source_row,
                     "raw": raw,
                     "raw_hash": hashlib.sha256(raw.encode()).hexdigest()[:32],
@@ -360,7 +360,8 @@ class Warehouse:
                     "last_seen_at": now,
                     "resolved_at": None,
                 }
-                for source_row, raw, reason, message in zip(
+                for source_name, source_row, raw, reason, message in zip(
+                    rejects.get("source_name", [request.source_name] * len(rejects)),
                     rejects["source_row"],
                     rejects["raw"],
                     rejects["reason"],
@@ -606,6 +607,10 @@ def _column_values(
         "run_id": request.run_id,
         "loaded_at": stamp,
     }
+    if "source_name" in rows:  # an entity with several feeds: each row names its own
+        del constants["source_name"]
+        feeds = rows["source_name"].to_numpy(dtype=object)
+        columns["source_name"] = lambda start, stop: feeds[start:stop]
     return _DriverValues(constants, columns, len(rows))
 
 

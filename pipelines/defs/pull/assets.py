@@ -43,7 +43,7 @@ def build_pull_asset(entity: str) -> dg.AssetsDefinition:
                 **role.entries(),
                 "status": pulled.status,
                 "source": pulled.source_name or "-",
-                "origin": pulled.raw.origin if pulled.raw is not None else "-",
+                "origin": "; ".join(read.raw.origin for read in pulled.reads) or "-",
                 "fingerprint": pulled.fingerprint or "-",
                 "datafix_sha": loaded.sha,
                 **counts(rows_in_source=pulled.rows),
