@@ -1,9 +1,9 @@
-"""Helpers the push-sink tests share (SOAP, Sage X3): a retry policy for fast peers and a
-minimal outbox loop."""
+"""Helpers the push-sink tests share (SOAP, Sage X3): a retry policy for fast peers, a
+minimal outbox loop and a send with poisoned records."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from connectors.delivery import Delivered, OutgoingRecord, Sink
 from connectors.errors import RetriableError
@@ -35,3 +35,20 @@ def deliver(sink: Sink, records: Sequence[OutgoingRecord]) -> dict[str, Delivere
             pass
         pending = [record for record in pending if record.key not in done]
     raise AssertionError(f"{len(pending)} records still pending after 1000 rounds")
+
+
+def send_poisoned(
+    sink: Sink,
+    records: Sequence[OutgoingRecord],
+    poisoned: Sequence[int],
+    poison: Callable[[str], None],
+) -> dict[str, str]:
+    """Have the peer refuse the records at the indexes `poisoned` (`poison(key)`), send all the
+    records in one `send`, check one outcome per record in order and every other record sent;
+    returns the dead records' messages by key."""
+    for index in poisoned:
+        poison(records[index].key)
+    delivered = sink.send(records)
+    assert [item.key for item in delivered] == [record.key for record in records]
+    assert sum(item.outcome == "sent" for item in delivered) == len(records) - len(poisoned)
+    return {item.key: item.message for item in delivered if item.outcome == "dead"}

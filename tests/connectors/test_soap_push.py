@@ -9,7 +9,7 @@ missing record), with and without the peer's seeded transient faults.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
@@ -19,7 +19,7 @@ from connectors.errors import RetriableError
 from connectors.retry import RetryPolicy
 from connectors.sandbox.soap_erp import LandlordErpPeer
 from connectors.soap.push import SoapSink, cents_text
-from tests.connectors.sinks import FAST, deliver
+from tests.connectors.sinks import FAST, deliver, send_poisoned
 
 ONCE = RetryPolicy(attempts=1, first_wait=0, max_wait=0, jitter=0)
 pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
@@ -31,38 +31,49 @@ def erp() -> Iterator[LandlordErpPeer]:
         yield peer
 
 
-def _commitments(count: int, version: str = "v1") -> list[OutgoingRecord]:
+def _work_orders(
+    count: int, version: str, document: str, fields: Callable[[int], dict[str, object]]
+) -> list[OutgoingRecord]:
+    """Records keyed by work order (`BT000001` …), the idempotency key naming the `document`
+    (`BT`, `PV`) and its `version`, with `fields(number)`."""
     return [
         OutgoingRecord(
             key=f"BT{number:06d}",
-            idempotency_key=f"{version}-BT{number:06d}",
-            fields={
-                "Contractor": "Plomberie du Centre",
-                "BudgetLine": "GE-2026-61521",
-                "AmountExclTaxCents": 18050 + number,
-                "AmountInclTax": 19855 + number,
-                "OrderedOn": dt.date(2026, 3, 2),
-                "Label": f"Dépannage {version}",
-            },
+            idempotency_key=f"{version}-{document}{number:06d}",
+            fields=fields(number),
         )
         for number in range(1, count + 1)
     ]
+
+
+def _commitments(count: int, version: str = "v1") -> list[OutgoingRecord]:
+    return _work_orders(
+        count,
+        version,
+        "BT",
+        lambda number: {
+            "Contractor": "Plomberie du Centre",
+            "BudgetLine": "GE-2026-61521",
+            "AmountExclTaxCents": 18050 + number,
+            "AmountInclTax": 19855 + number,
+            "OrderedOn": dt.date(2026, 3, 2),
+            "Label": f"Dépannage {version}",
+        },
+    )
 
 
 def _reports(count: int, version: str = "v1") -> list[OutgoingRecord]:
-    return [
-        OutgoingRecord(
-            key=f"BT{number:06d}",
-            idempotency_key=f"{version}-PV{number:06d}",
-            fields={
-                "CompletedAt": dt.datetime(2026, 3, 4, 15, 30, tzinfo=dt.UTC),
-                "TenantAbsent": number % 5 == 0,
-                "Rating": 1 + number % 5,
-                "Technician": "J. Martin",
-            },
-        )
-        for number in range(1, count + 1)
-    ]
+    return _work_orders(
+        count,
+        version,
+        "PV",
+        lambda number: {
+            "CompletedAt": dt.datetime(2026, 3, 4, 15, 30, tzinfo=dt.UTC),
+            "TenantAbsent": number % 5 == 0,
+            "Rating": 1 + number % 5,
+            "Technician": "J. Martin",
+        },
+    )
 
 
 def _commitment_sink(peer: LandlordErpPeer, **options: object) -> SoapSink:
@@ -134,16 +145,15 @@ def test_values_arrive_exact(erp: LandlordErpPeer) -> None:
 def test_a_thousand_records_with_seven_poisoned(erp: LandlordErpPeer, kind: str) -> None:
     store, make_sink, make_records = SINKS[kind]
     records = make_records(1000)
-    poisoned = {records[index].key for index in (0, 99, 100, 333, 500, 998, 999)}
-    for reference in poisoned:
-        erp.poison(reference, f"{reference} : engagement clôturé, aucune modification possible")
-    delivered = make_sink(erp).send(records)
-    assert [item.key for item in delivered] == [record.key for record in records]
-    dead = {item.key: item.message for item in delivered if item.outcome == "dead"}
-    assert sum(item.outcome == "sent" for item in delivered) == 993
-    assert dead == {
-        key: f"{key} : engagement clôturé, aucune modification possible" for key in poisoned
-    }
+    poisoned = (0, 99, 100, 333, 500, 998, 999)
+
+    def refusal(key: str) -> str:
+        return f"{key} : engagement clôturé, aucune modification possible"
+
+    dead = send_poisoned(
+        make_sink(erp), records, poisoned, lambda key: erp.poison(key, refusal(key))
+    )
+    assert dead == {records[index].key: refusal(records[index].key) for index in poisoned}
     assert erp.movement_count(store) == 993
     assert erp.calls == (10 if kind == "batch" else 1000)
 
