@@ -891,6 +891,16 @@ def _date_cell(rng: random.Random, day: date | None) -> _Cell:
     return _Cell(datetime.combine(day, time()), _DATE_FORMAT)
 
 
+def _dated_cell(rng: random.Random, defect: str | None, impossible: str, day: date | None) -> _Cell:
+    """`_date_cell`, or for a `BAD_DATE` row an impossible date typed as text (`31/02/2026`)."""
+    return _Cell(impossible, "@") if defect == BAD_DATE else _date_cell(rng, day)
+
+
+def _code_cell(defect: str | None, unknown: str, code: str) -> _Cell:
+    """The export's code, or for an `UNKNOWN_CODE` row one the mapping does not know."""
+    return _Cell(unknown if defect == UNKNOWN_CODE else code)
+
+
 def _money_cell(cents: int) -> _Cell:
     # cents / 100 is the double nearest to the exact amount; its repr is that amount
     return _Cell(cents / 100, _EURO_FORMAT)
@@ -1025,14 +1035,8 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
                 _Cell(_OPALE_CATEGORY[order.category]),
                 _money_cell(order.committed_cents),
                 _money_cell(order.committed_cents * (100 + order.vat_percent) // 100),
-                _Cell(
-                    "Suspendu"
-                    if order.defect == UNKNOWN_CODE
-                    else _OPALE_ORDER_STATUS[order.status]
-                ),
-                _Cell("31/02/2026", "@")
-                if order.defect == BAD_DATE
-                else _date_cell(rng, order.ordered),
+                _code_cell(order.defect, "Suspendu", _OPALE_ORDER_STATUS[order.status]),
+                _dated_cell(rng, order.defect, "31/02/2026", order.ordered),
                 _date_cell(rng, order.planned),
                 _date_cell(rng, order.done),
                 _Cell(order.gti_hours),
@@ -1051,14 +1055,8 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
                 _Cell(None if quote.defect == BLANK_REF else quote.order_ref),
                 _Cell(_yes_no(quote.additional_works)),
                 _money_cell(quote.amount_cents),
-                _Cell(
-                    "En attente"
-                    if quote.defect == UNKNOWN_CODE
-                    else _OPALE_QUOTE_STATUS[quote.status]
-                ),
-                _Cell("15/13/2026", "@")
-                if quote.defect == BAD_DATE
-                else _date_cell(rng, quote.issued),
+                _code_cell(quote.defect, "En attente", _OPALE_QUOTE_STATUS[quote.status]),
+                _dated_cell(rng, quote.defect, "15/13/2026", quote.issued),
                 _date_cell(rng, quote.accepted),
             ]
             for quote in quotes
@@ -1107,9 +1105,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
             [
                 _Cell(invoice.ref),
                 _Cell(None if invoice.defect == BLANK_REF else invoice.order_ref),
-                _Cell(
-                    "Avoir" if invoice.defect == UNKNOWN_CODE else _OPALE_INVOICE_KIND[invoice.kind]
-                ),
+                _code_cell(invoice.defect, "Avoir", _OPALE_INVOICE_KIND[invoice.kind]),
                 amount,
                 vat,
                 _date_cell(rng, invoice.issued),
