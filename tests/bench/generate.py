@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,18 @@ def _code_hash() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
-def _target(folder: str, name: str, params: Any) -> tuple[Path, dict, Generated | None]:
-    """Where a generated file goes, the key it is generated for (its parameters and this
-    module's code), and the file already there when it was generated for that very key."""
+def _generated(folder: str, name: str, params: Any, write: Callable[[Path], None]) -> Generated:
+    """`folder/name` under `bench_home()`, written by `write(path)` unless the file there was
+    generated for the same key (`params`, which hold `rows` and `bad_rows`, and this module's
+    code)."""
     path = bench_home() / folder / name
     path.parent.mkdir(exist_ok=True)
     key = {**asdict(params), "code": _code_hash()}
-    return path, key, _cached(path, key)
+    cached = _cached(path, key)
+    if cached is not None:
+        return cached
+    write(path)
+    return _record(path, key, params.rows, params.bad_rows)
 
 
 def _cached(path: Path, params: dict) -> Generated | None:
@@ -139,9 +145,12 @@ class LedgerParams:
 
 def ledger_csv(params: LedgerParams = LedgerParams()) -> Generated:
     """`bench/ledger/quittancement_2024-12.csv`, generated unless an identical one exists."""
-    path, key, cached = _target("ledger", "quittancement_2024-12.csv", params)
-    if cached is not None:
-        return cached
+    return _generated(
+        "ledger", "quittancement_2024-12.csv", params, lambda path: _write_ledger(path, params)
+    )
+
+
+def _write_ledger(path: Path, params: LedgerParams) -> None:
     rng = np.random.default_rng(params.seed)
     n = params.rows
     shares = np.array([share for _, share, *_ in LEDGER_CODES])
@@ -187,7 +196,6 @@ def ledger_csv(params: LedgerParams = LedgerParams()) -> Generated:
     lines.append(f"Total;;;;;;{french_amount(total_debit)};{french_amount(total_credit)};")
     with path.open("w", encoding="cp1252", newline="") as stream:
         stream.write("\r\n".join(lines) + "\r\n")
-    return _record(path, key, n, params.bad_rows)
 
 
 @dataclass(frozen=True)
@@ -199,13 +207,16 @@ class WorksParams:
 
 def works_xlsx(params: WorksParams = WorksParams()) -> Generated:
     """`bench/works/commandes_2024-12.xlsx` (openpyxl write-only) unless an identical one exists."""
+    return _generated(
+        "works", "commandes_2024-12.xlsx", params, lambda path: _write_works(path, params)
+    )
+
+
+def _write_works(path: Path, params: WorksParams) -> None:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
-    path, key, cached = _target("works", "commandes_2024-12.xlsx", params)
-    if cached is not None:
-        return cached
     rng = np.random.default_rng(params.seed)
     n = params.rows
     category = rng.integers(0, len(WORKS_CATEGORIES), size=n)
@@ -259,7 +270,6 @@ def works_xlsx(params: WorksParams = WorksParams()) -> Generated:
         )
     sheet.append(["Total", None, None, None, total / 100])
     workbook.save(path)
-    return _record(path, key, n, params.bad_rows)
 
 
 if __name__ == "__main__":
