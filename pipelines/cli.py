@@ -236,6 +236,30 @@ def replay(landlord: str, sink: str | None) -> None:
     )
 
 
+@main.command()
+@click.argument("landlord")
+@click.option("--entity", type=click.Choice(sorted(ENTITIES)), help="Only this entity.")
+@click.option("--reason", default=None, help="Only rows quarantined for this reason code.")
+def requeue(landlord: str, entity: str | None, reason: str | None) -> None:
+    """Map the quarantined rows again with the datafix as it is now: those that pass load, the
+    rest stay with their new reason. Reads no source and never moves a watermark."""
+    import uuid
+
+    from pipelines.defs.resources import WarehouseResource
+    from pipelines.lib.requeue import requeue as requeue_entity
+
+    loaded = _load_or_exit(landlord)
+    entities = [entity] if entity else list(loaded.datafix.entities)
+    warehouse = WarehouseResource().get_client()
+    run_id = str(uuid.uuid4())
+    for name in entities:
+        try:
+            result = requeue_entity(warehouse, loaded, name, run_id=run_id, reason=reason)
+        except ConnectorError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(result.summary())
+
+
 @main.command(name="reset-cursor")
 @click.argument("landlord")
 @click.argument("source")

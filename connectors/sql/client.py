@@ -13,10 +13,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -327,19 +328,36 @@ class TextChunks:
 
 
 def _after(
-    statement: sa.Select, after: Watermark, names: Sequence[str] | None, where: str
+    statement: sa.Select,
+    after: Watermark,
+    names: Sequence[str] | None,
+    where: str,
+    types: Mapping[str, sa.types.TypeEngine] | None = None,
 ) -> sa.Select:
-    """Rows past the watermark in (cursor, key) order; names are checked when known."""
+    """Rows past the watermark in (cursor, key) order; names are checked when known.
+
+    The watermark is text; with `types` (the reflected column types, on a server that does
+    not compare text with a timestamp or a number, such as PostgreSQL) each bound value is cast
+    to its column's type on the server."""
     wanted = [after.column, *after.key]
     if names is not None:
         wanted = match_columns(wanted, names, where)
     cursor, *keys = (sa.column(name) for name in wanted)
     if after.value is None:
         return statement.order_by(cursor, *keys)
-    value = sa.bindparam("cursor_value", after.value)
+
+    def bound(name: str, column: str, text: str) -> Any:
+        value = sa.bindparam(name, text, type_=sa.String())
+        column_type = (types or {}).get(column)
+        if column_type is None or isinstance(column_type, sa.String):
+            return value
+        return sa.cast(value, column_type)
+
+    value = bound("cursor_value", wanted[0], after.value)
     if after.key_values and keys:
         key_values = [
-            sa.bindparam(f"key_value_{index}", text) for index, text in enumerate(after.key_values)
+            bound(f"key_value_{index}", column, text)
+            for index, (column, text) in enumerate(zip(wanted[1:], after.key_values, strict=False))
         ]
         condition = sa.or_(
             cursor > value,
@@ -389,7 +407,10 @@ def read_sql(
             ]
             statement: sa.Executable = sa.select(*raw_columns).select_from(reflected)
             if after is not None:
-                statement = _after(statement, after, names, where)
+                types = None
+                if connection.dialect.name == "postgresql":
+                    types = {column.name: column.type for column in reflected.columns}
+                statement = _after(statement, after, names, where, types)
             else:
                 statement = statement.order_by(*(reflected.c[name] for name in order))
         elif after is not None:

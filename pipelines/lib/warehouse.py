@@ -181,23 +181,9 @@ class Warehouse:
 
     def load(self, request: LoadRequest) -> LoadResult:
         """Write one batch in one transaction; see the module docstring for the rules."""
-        spec = ENTITIES[request.entity]
-        table = CANONICAL_TABLES[request.entity]
         now = _now()
-        rows = request.rows
-        columns = [*spec.column_names, *LINEAGE]
         with self.engine.begin() as conn:
-            live_before = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(table)
-                .where(table.c.landlord_id == request.landlord_id)
-            ).scalar_one()
-            values = _column_values(rows, request, now, self.dialect)
-            if live_before == 0:
-                self._bulk_insert(conn, table, ["landlord_id", *columns], values)
-                result = LoadResult(len(rows), 0, 0, 0, 0)
-            else:
-                result = self._merge(conn, request, table, columns, values, now)
+            result = self._upsert(conn, request, now)
             quarantined = self._quarantine(conn, request, now)
             result = LoadResult(
                 result.inserted, result.updated, result.unchanged, result.deleted, quarantined
@@ -207,6 +193,122 @@ class Warehouse:
             if request.watermark is not None:
                 self._advance(conn, request, request.watermark, now)
         return result
+
+    def open_quarantine(
+        self, landlord_id: str, entity: str, reason: str | None = None
+    ) -> pd.DataFrame:
+        """Quarantine rows of `entity` still open (optionally of one `reason`): id, source_name,
+        source_row, raw (JSON), reason; oldest first."""
+        scope = [
+            quarantine.c.landlord_id == landlord_id,
+            quarantine.c.entity == entity,
+            quarantine.c.resolved_at.is_(None),
+        ]
+        if reason is not None:
+            scope.append(quarantine.c.reason == reason)
+        query = (
+            sa.select(
+                quarantine.c.id,
+                quarantine.c.source_name,
+                quarantine.c.source_row,
+                quarantine.c.raw,
+                quarantine.c.reason,
+            )
+            .where(*scope)
+            .order_by(quarantine.c.id)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+        columns = ["id", "source_name", "source_row", "raw", "reason"]
+        return pd.DataFrame([tuple(row) for row in found], columns=columns)
+
+    def live_lineage(self, landlord_id: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key → source row of the live rows of `entity` among `keys`."""
+        table = CANONICAL_TABLES[entity]
+        key = table.c[ENTITIES[entity].key]
+        found: dict[str, str] = {}
+        wanted = list(dict.fromkeys(keys))
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    sa.select(key, table.c.source_row).where(
+                        table.c.landlord_id == landlord_id,
+                        table.c.deleted_at.is_(None),
+                        key.in_(wanted[start : start + 500]),
+                    )
+                )
+                found.update({str(k): str(row) for k, row in rows})
+        return found
+
+    def load_requeued(self, request: LoadRequest, requeued: Sequence[int]) -> LoadResult:
+        """Write what a requeue made of the open quarantine rows `requeued`, in one transaction:
+        the rows that now pass are upserted (never deleting anything), those still rejected
+        keep their row with the new reason, the others (now skipped) are resolved. The source's
+        watermark and fingerprint are left as they are: a requeue reads no source."""
+        now = _now()
+        with self.engine.begin() as conn:
+            result = self._upsert(conn, request, now)
+            rejects = request.rejects
+            still = {
+                row: (reason, message)
+                for row, reason, message in zip(
+                    rejects["source_row"], rejects["reason"], rejects["message"], strict=True
+                )
+            }
+            ids = list(requeued)
+            found = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                found.extend(
+                    conn.execute(
+                        sa.select(quarantine.c.id, quarantine.c.source_row).where(
+                            quarantine.c.id.in_(chunk)
+                        )
+                    ).all()
+                )
+            resolved = [row.id for row in found if row.source_row not in still]
+            for row in found:
+                if row.source_row in still:
+                    reason, message = still[row.source_row]
+                    conn.execute(
+                        quarantine.update()
+                        .where(quarantine.c.id == row.id)
+                        .values(
+                            reason=reason, message=message, run_id=request.run_id, last_seen_at=now
+                        )
+                    )
+            for start in range(0, len(resolved), 500):
+                conn.execute(
+                    quarantine.update()
+                    .where(quarantine.c.id.in_(resolved[start : start + 500]))
+                    .values(resolved_at=now, run_id=request.run_id)
+                )
+            result = LoadResult(
+                result.inserted,
+                result.updated,
+                result.unchanged,
+                result.deleted,
+                len(found) - len(resolved),
+            )
+            self._audit(conn, request, result, now, status="requeued")
+        return result
+
+    def _upsert(self, conn: sa.Connection, request: LoadRequest, now: datetime) -> LoadResult:
+        """The canonical rows of `request` written: bulk-inserted into an empty table, else
+        merged by key (a snapshot soft-deleting what vanished)."""
+        spec = ENTITIES[request.entity]
+        table = CANONICAL_TABLES[request.entity]
+        columns = [*spec.column_names, *LINEAGE]
+        live_before = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(table.c.landlord_id == request.landlord_id)
+        ).scalar_one()
+        values = _column_values(request.rows, request, now, self.dialect)
+        if live_before == 0:
+            self._bulk_insert(conn, table, ["landlord_id", *columns], values)
+            return LoadResult(len(request.rows), 0, 0, 0, 0)
+        return self._merge(conn, request, table, columns, values, now)
 
     def record_refused(self, request: LoadRequest, *, status: str, reason: str) -> LoadResult:
         """The trace of a load that did not happen (`blocked` by the contract, or `failed`):
@@ -384,14 +486,31 @@ class Warehouse:
                 records,
             )
         if resolve_others:
+            earlier = sa.and_(
+                scope, quarantine.c.resolved_at.is_(None), quarantine.c.run_id != request.run_id
+            )
+            if request.mode == "snapshot":
+                # the snapshot holds every row: an earlier reject not rejected again is fixed
+                conn.execute(quarantine.update().where(earlier).values(resolved_at=now))
+            else:
+                self._supersede(conn, request, earlier, now)
+        return len(rejects)
+
+    def _supersede(
+        self, conn: sa.Connection, request: LoadRequest, earlier: Any, now: datetime
+    ) -> None:
+        """An incremental load holds only what changed: an earlier reject is resolved only when
+        its record came again (same lineage) in this load; the others stay open for a requeue."""
+        open_rows = conn.execute(sa.select(quarantine.c.id, quarantine.c.source_row).where(earlier))
+        again = set(request.rows["source_row"].astype("str"))
+        again.update(request.rejects.get("source_row", pd.Series(dtype="str")).astype("str"))
+        ids = [row.id for row in open_rows if row.source_row in again]
+        for start in range(0, len(ids), 500):
             conn.execute(
                 quarantine.update()
-                .where(
-                    scope, quarantine.c.resolved_at.is_(None), quarantine.c.run_id != request.run_id
-                )
+                .where(quarantine.c.id.in_(ids[start : start + 500]))
                 .values(resolved_at=now)
             )
-        return len(rejects)
 
     def _audit(
         self,
