@@ -15,6 +15,7 @@ import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +298,7 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
                 [{"message": "An unexpected error occurred.", "errorCode": "UNKNOWN_EXCEPTION"}]
             )
             response.status = 500
-        query = "&".join(f"{k}={v}" for k, values in request.params.items() for v in values)
+        query = "&".join(f"{k}={v}" for k, values in request.query.items() for v in values)
         with self.lock:
             self.log.append(
                 (request.method, request.path + (f"?{query}" if query else ""), response.status)
@@ -313,8 +314,7 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
             if route.method != request.method:
                 allowed.append(route.method)
                 continue
-            request.match = match
-            request.version = match.groupdict().get("version") or ""
+            request = replace(request, match=match, version=match.groupdict().get("version") or "")
             if request.version and not 20.0 <= float(request.version) <= 66.0:
                 break
             if not route.public:

@@ -15,29 +15,25 @@ import ssl
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from connectors.sandbox.http import read_request
+from connectors.sandbox.http import Request, read_request
 from connectors.sandbox.salesforce.wire import PeerFault, json_text
 
 
-@dataclass
-class PeerRequest:
-    """A request as a route handler sees it."""
+@dataclass(frozen=True)
+class PeerRequest(Request):
+    """A request as a route handler sees it: the HTTP request, the match of the route's
+    pattern and the API version it names (`59.0`, blank outside `/services/data/`)."""
 
-    method: str
-    path: str
-    params: dict[str, list[str]]
-    headers: Mapping[str, str]
-    body: bytes
     version: str = ""
     match: re.Match[str] | None = None
 
     def param(self, name: str, default: str | None = None) -> str | None:
-        values = self.params.get(name)
+        values = self.query.get(name)
         return values[0] if values else default
 
     def json(self) -> Any:
@@ -163,11 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         received = read_request(self)
         request = PeerRequest(
-            method=received.method,
-            path=received.path,
-            params=dict(received.query),
-            headers=received.headers,
-            body=received.body,
+            received.method, received.path, received.query, received.headers, received.body
         )
         response = self.server.peer._dispatch(request)
         self.send_response(response.status)
