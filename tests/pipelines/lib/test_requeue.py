@@ -225,3 +225,95 @@ def _state_without_cursor(warehouse: Warehouse) -> dict[str, Any]:
             sa.text("SELECT source_row, reason FROM quarantine WHERE resolved_at IS NULL")
         ).all()
     return {"ledger": [tuple(r) for r in ledger], "open": sorted(tuple(r) for r in open_rows)}
+
+
+def _csv_landlord(hub_home: Path, folder: Path, codes: dict[str, str]) -> Path:
+    inbox = hub_home / "inbox" / LANDLORD
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "ledger.csv").write_text(
+        "ref;compte;date;code;montant\n"
+        "E1;T1;01/03/2026;LOY;500,00\n"
+        "E2;T1;03/03/2026;NEW;10,00\n"
+        "E3;T2;03/03/2026;NEW;12,00\n",
+        encoding="utf-8",
+    )
+    document: dict[str, Any] = {
+        "landlord": {"id": LANDLORD, "name": "Terres de Loire"},
+        "sources": {"fichier": {"kind": "csv", "path": "ledger.csv"}},
+        "entities": {
+            "ledger_entries": {
+                "source": "fichier",
+                "max_quarantine_percent": 80,
+                "fields": {
+                    "entry_ref": "ref",
+                    "tenant_ref": "compte",
+                    "entry_date": "date",
+                    "kind": {"from": "code", "map": codes},
+                    "amount_cents": "montant",
+                },
+            }
+        },
+    }
+    return helpers.write_datafix(folder, document)
+
+
+def test_the_requeue_op_of_the_dagster_job_maps_rows_again(
+    hub_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from pipelines.defs.requeue.jobs import RequeueConfig, requeue_quarantine
+    from pipelines.defs.resources import DatafixesResource, WarehouseResource
+
+    folder = tmp_path / "datafixes"
+    folder.mkdir()
+    monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(folder))
+    url = f"sqlite:///{tmp_path}/warehouse.db"
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    run_ledger_once(_csv_landlord(hub_home, folder, {"LOY": "rent_call"}), warehouse, "night-1")
+    _csv_landlord(hub_home, folder, {"LOY": "rent_call", "NEW": "sls"})
+    # the job's op in a job partitioned by this test's landlord (the hub's job takes the
+    # landlords of the repository's datafixes folder, read once per process)
+    job = dg.GraphDefinition(name="requeue", node_defs=[requeue_quarantine]).to_job(
+        partitions_def=dg.StaticPartitionsDefinition([LANDLORD]),
+        resource_defs={"warehouse": WarehouseResource(url=url), "datafixes": DatafixesResource()},
+    )
+    result = job.execute_in_process(
+        partition_key=LANDLORD,
+        run_config=dg.RunConfig(ops={"requeue_quarantine": RequeueConfig(entity="ledger_entries")}),
+    )
+    assert result.success
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output.step_output_data.metadata
+    assert metadata["ledger_entries/loaded"].value == 2
+    assert metadata["total/quarantined"].value == 0
+    state = _state_without_cursor(warehouse)
+    warehouse.dispose()
+    assert state["ledger"] == [
+        ("E1", "rent_call", 50000),
+        ("E2", "sls", 1000),
+        ("E3", "sls", 1200),
+    ]
+    assert state["open"] == []
+
+
+def test_datafix_requeue_on_the_command_line(
+    hub_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.landlords.common import datafix
+
+    folder = tmp_path / "datafixes"
+    folder.mkdir()
+    monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(folder))
+    _csv_landlord(hub_home, folder, {"LOY": "rent_call"})
+    ran = datafix("run", LANDLORD)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    _csv_landlord(hub_home, folder, {"LOY": "rent_call", "NEW": "sls"})
+    done = datafix("requeue", LANDLORD, "--reason", "unmapped_value")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        f"{LANDLORD}/ledger_entries: 2 quarantined row(s) requeued: 2 loaded, 0 still quarantined"
+    ]
+    again = datafix("requeue", LANDLORD)
+    assert again.stdout.splitlines() == [f"{LANDLORD}/ledger_entries: nothing in quarantine"]

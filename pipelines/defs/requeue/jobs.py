@@ -1,0 +1,62 @@
+"""The `requeue` job: an operator, after fixing a landlord's datafix, maps its quarantined rows
+again from the UI's launchpad (the same as `datafix requeue LANDLORD`)."""
+
+import dagster as dg
+
+from connectors.errors import ConnectorError
+from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.requeue import requeue
+
+
+class RequeueConfig(dg.Config):
+    """Which quarantined rows to map again."""
+
+    entity: str | None = None  # every entity the datafix maps when empty
+    reason: str | None = None  # every reason when empty
+
+
+@dg.op(description="Map the landlord's open quarantine rows again with its current datafix.")
+def requeue_quarantine(
+    context: dg.OpExecutionContext,
+    config: RequeueConfig,
+    warehouse: WarehouseResource,
+    datafixes: DatafixesResource,
+) -> None:
+    landlord_id = context.partition_key
+    try:
+        loaded = datafixes.get_client(landlord_id)
+    except ConnectorError as error:
+        raise dg.Failure(description=f"datafix refused, nothing was requeued:\n{error}") from None
+    entities = [config.entity] if config.entity else list(loaded.datafix.entities)
+    client = warehouse.get_client()
+    totals = {"requeued": 0, "loaded": 0, "quarantined": 0, "skipped": 0}
+    for entity in entities:
+        try:
+            result = requeue(client, loaded, entity, run_id=context.run_id, reason=config.reason)
+        except ConnectorError as error:
+            raise dg.Failure(description=str(error)) from None
+        context.log.info(result.summary())
+        for name in totals:
+            totals[name] += getattr(result, name)
+        context.add_output_metadata(
+            {
+                f"{entity}/requeued": result.requeued,
+                f"{entity}/loaded": result.loaded,
+                f"{entity}/quarantined": result.quarantined,
+                f"{entity}/still": ", ".join(f"{r} {n}" for r, n in sorted(result.reasons.items()))
+                or "-",
+            }
+        )
+    context.add_output_metadata({f"total/{name}": count for name, count in totals.items()})
+
+
+@dg.job(
+    name="requeue",
+    partitions_def=landlord_partitions,
+    description="Map one landlord's quarantined rows again after a datafix fix: rows that now"
+    " pass load, the rest stay with their new reason. Reads no source; watermarks stay.",
+    executor_def=dg.in_process_executor,
+)
+def requeue_job() -> None:
+    requeue_quarantine()
