@@ -285,7 +285,11 @@ class Condition(StrictModel):
 class CaseOutcome(StrictModel):
     """What a case (or `else`) gives the field: a fixed value or a whole field rule."""
 
-    value: Scalar | None = Field(None, description="A fixed value for the rows of this case.")
+    value: Scalar | None = Field(
+        None,
+        description="A fixed value for the rows of this case; `null` leaves an optional field"
+        " empty (a required one is then quarantined as missing).",
+    )
     then: FieldRule | None = Field(
         None, description="A field rule for the rows of this case (`{from: …, map: …}`)."
     )
@@ -297,7 +301,7 @@ class CaseOutcome(StrictModel):
 
     @model_validator(mode="after")
     def _value_or_then(self) -> CaseOutcome:
-        if (self.value is None) == (self.then is None):
+        if ("value" in self.model_fields_set) == (self.then is not None):
             raise ValueError("give exactly one of `value` or `then`")
         return self
 
@@ -1059,6 +1063,16 @@ def _case_issues(rule: FieldRule, column: Any, path: YamlPath) -> list[Issue]:
     for where, outcome in outcomes:
         if outcome.then is not None:
             issues.extend(_rule_issues(outcome.then, column, (*where, "then")))
+        elif outcome.value is None:
+            if column.required:
+                issues.append(
+                    Issue(
+                        path=(*where, "value"),
+                        message=f"`value: null` leaves {column.name} empty, but {column.name} is"
+                        " required: every row of this case would be quarantined (missing_value)",
+                        hint="give a value, or remove the case",
+                    )
+                )
         elif (problem := _value_problem(outcome.value, column)) is not None:
             issues.append(Issue(path=(*where, "value"), message=problem[0], hint=problem[1]))
     catch_all = next((i for i, case in enumerate(rule.cases) if case.when is None), None)

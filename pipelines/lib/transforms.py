@@ -715,6 +715,9 @@ class EntityTransformer:
     ) -> tuple[pd.Series, pd.Series, pd.Series]:
         """The values of one case on the rows it takes (only the columns its rule reads)."""
         rows_index = data.index[taken]
+        if outcome.then is None and outcome.value is None:  # `value: null`: left empty
+            empty = _empty(column, rows_index)
+            return empty, _no_text(rows_index), _no_text(rows_index)
         if outcome.then is None:
             # a fixed value: converted once, then repeated over the rows
             rule = FieldRule.model_validate({"const": outcome.value})
