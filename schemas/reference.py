@@ -48,13 +48,17 @@ def json_schema() -> str:
     """The JSON Schema of a datafix file, for editor autocompletion."""
     schema = Datafix.model_json_schema(by_alias=True, mode="validation")
     # `tenant_ref: "N° locataire"` is the short form of `tenant_ref: {from: "N° locataire"}`
-    fields = schema["$defs"]["EntityMapping"]["properties"]["fields"]
-    fields["additionalProperties"] = {
+    short_or_rule = {
         "anyOf": [
             {"type": "string", "description": "Short form of `{from: <column>}`."},
             {"$ref": "#/$defs/FieldRule"},
         ]
     }
+    for owner in ("EntityMapping", "Feed"):  # an entity's own fields, or each feed's
+        fields = schema["$defs"][owner]["properties"]["fields"]
+        for form in [fields, *fields.get("anyOf", [])]:
+            if form.get("additionalProperties") == {"$ref": "#/$defs/FieldRule"}:
+                form["additionalProperties"] = short_or_rule
     # and in the `then` rule of a case (or of `else`)
     for name in ("Case", "CaseOutcome"):
         then = schema["$defs"][name]["properties"]["then"]

@@ -11,6 +11,7 @@ from typing import Any
 import openpyxl
 import pytest
 import sqlalchemy as sa
+import yaml
 from pydantic import ValidationError
 
 from pipelines.lib.checks import check_datafix
@@ -258,3 +259,22 @@ def test_two_incremental_feeds_are_refused() -> None:
         "ledger_entries reads 2 sources incrementally (`journal`, `rejets`): an entity keeps"
         " one watermark, so at most one of its feeds may have a `cursor`"
     ]
+
+
+def test_feeds_pass_the_json_schema_the_editor_uses() -> None:
+    import json
+
+    import jsonschema
+
+    from schemas.reference import JSON_SCHEMA_PATH
+
+    validator = jsonschema.Draft202012Validator(json.loads(JSON_SCHEMA_PATH.read_text("utf-8")))
+    landlord = Path(__file__).parents[2] / "landlords" / "bocage-habitat" / "bocage-habitat.yaml"
+    for document in (
+        _datafix(feeds=FEEDS),
+        yaml.safe_load(landlord.read_text(encoding="utf-8")),
+    ):
+        assert [error.message for error in validator.iter_errors(document)] == []
+    # neither form, or both: the editor says so too
+    assert list(validator.iter_errors(_datafix(mode="snapshot")))
+    assert list(validator.iter_errors(_datafix(feeds=FEEDS, source="journal", fields={})))
