@@ -136,27 +136,21 @@ def _read(source: SoapSource, request: SourceRequest) -> RawTable:
 
 
 def _build_sink(name: str, spec: SoapSink) -> Sink:
+    from connectors.soap.push import ReadBack, Results
     from connectors.soap.push import SoapSink as SoapConnector
 
     auth = None
     if spec.username is not None and spec.password is not None:
         auth = (spec.username, spec.password)
-    read_back = spec.read_back or SoapReadBack(operation="")
     results = spec.results
     same = {"wsdl", "operation", "mode", "idempotency_field", "reference_field", "address"}
     return SoapConnector(
         name,
         **spec.model_dump(include={*same, "timeout", "operation_timeout"}),
-        results_path=results.path,
-        result_reference=results.reference,
-        result_status=results.status,
-        result_id=results.id,
-        result_message=results.message,
-        accepted=tuple(results.accepted),
-        read_back_operation=spec.read_back.operation if spec.read_back else None,
-        read_back_path=read_back.path,
-        held_id=read_back.id,
-        held_idempotency_key=read_back.idempotency_key,
+        results=Results(
+            **results.model_dump(exclude={"accepted"}), accepted=frozenset(results.accepted)
+        ),
+        read_back=None if spec.read_back is None else ReadBack(**spec.read_back.model_dump()),
         max_batch=spec.batch_size or 100,
         auth=auth,
         retry=ONE_ATTEMPT,

@@ -13,12 +13,12 @@ Two ways an ERP takes records, chosen from the WSDL (or forced with `mode`):
 
 Every item carries the record's idempotency key (`idempotency_field`) and its reference
 (`reference_field`, the record's key unless its fields hold one). A result whose status is in
-`accepted` is `sent` (peer id from `result_id`); any other status is `dead` with the ERP's own
-message. A timeout, HTTP 5xx/429 or a `Server.Busy` fault of the whole call, once the client's
-own retries (`retry`) are used up, raises `RetriableError`: the outbox then calls `read_back`,
-which asks `read_back_operation` what the ERP holds and keeps the records whose held
-idempotency key is this record's. Retrying inside the sink is safe only because the ERP
-deduplicates on that key; without a `read_back_operation`, `read_back` knows nothing (`{}`) and
+`results.accepted` is `sent` (peer id from `results.id`); any other status is `dead` with the
+ERP's own message. A timeout, HTTP 5xx/429 or a `Server.Busy` fault of the whole call, once the
+client's own retries (`retry`) are used up, raises `RetriableError`: the outbox then calls
+`read_back`, which asks the `read_back` operation what the ERP holds and keeps the records whose
+held idempotency key is this record's. Retrying inside the sink is safe only because the ERP
+deduplicates on that key; without a `read_back` operation, `read_back` knows nothing (`{}`) and
 everything in doubt is resent, which again only an idempotent peer makes harmless.
 
 Values: `None` fields are left out; `amount_fields` holding int cents travel as exact decimal
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import requests
@@ -54,7 +55,7 @@ from connectors.soap.client import (
 )
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY
 
-__all__ = ["SoapSink", "cents_text", "list_path"]
+__all__ = ["ReadBack", "Results", "SoapSink", "cents_text", "list_path"]
 
 Mode = Literal["auto", "batch", "per_record"]
 
@@ -107,6 +108,37 @@ class _BatchInvalid(Exception):
     """The values of some item in a batch do not fit the WSDL."""
 
 
+@dataclass(frozen=True)
+class Results:
+    """Where a batch operation's answer says what became of each record.
+
+    `path`: the result list in the answer (`Results.Result`, `Result`; "" for the answer
+    itself), found from the WSDL when None; `reference`, `status`, `id`, `message`: a result's
+    fields naming the record, its outcome, the ERP's id and the ERP's message; `accepted`: the
+    status values meaning "recorded".
+    """
+
+    path: str | None = None
+    reference: str = "Reference"
+    status: str = "Status"
+    id: str = "ErpId"
+    message: str = "Message"
+    accepted: frozenset[str] = field(default_factory=lambda: frozenset({"ACCEPTED"}))
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """The operation telling what the ERP holds (`GetCommitments`, given a list of
+    references), the record list in its answer (`path`, found from the WSDL when None), and
+    the held records' fields with the ERP's `id` and the `idempotency_key` it holds (a held
+    record names its reference in the field `Results.reference` names)."""
+
+    operation: str
+    path: str | None = None
+    id: str = "ErpId"
+    idempotency_key: str = "IdempotencyKey"
+
+
 class SoapSink(BatchedSink):
     """Delivers records to one SOAP import operation of a landlord ERP (module docstring).
 
@@ -117,12 +149,8 @@ class SoapSink(BatchedSink):
         mode: `batch`, `per_record`, or `auto` (from the operation's input in the WSDL).
         idempotency_field / reference_field: the item fields holding the record's
             idempotency key and reference.
-        results_path: where results are in the answer (`Results.Result`, `Result`; "" for the
-            answer itself); found from the WSDL when None.
-        result_reference / result_status / result_id / result_message: a result's fields.
-        accepted: the status values meaning "recorded".
-        read_back_operation: the operation telling what the ERP holds (`GetCommitments`);
-            `read_back_path`, `held_id`, `held_idempotency_key` name its answer's parts.
+        results: where a batch answer says what became of each record (`Results`).
+        read_back: the operation telling what the ERP holds (`ReadBack`); None: none.
         amount_fields: fields whose int values are cents, sent as decimal text.
         max_batch: the most records per `send` (and per read-back call).
         address: the endpoint to call instead of the WSDL's `soap:address`.
@@ -143,16 +171,8 @@ class SoapSink(BatchedSink):
         mode: Mode = "auto",
         idempotency_field: str = "IdempotencyKey",
         reference_field: str = "Reference",
-        results_path: str | None = None,
-        result_reference: str = "Reference",
-        result_status: str = "Status",
-        result_id: str = "ErpId",
-        result_message: str = "Message",
-        accepted: Collection[str] = ("ACCEPTED",),
-        read_back_operation: str | None = None,
-        read_back_path: str | None = None,
-        held_id: str = "ErpId",
-        held_idempotency_key: str = "IdempotencyKey",
+        results: Results = Results(),
+        read_back: ReadBack | None = None,
         amount_fields: Collection[str] = (),
         max_batch: int = 100,
         address: str | None = None,
@@ -175,16 +195,8 @@ class SoapSink(BatchedSink):
         self.mode: Mode = mode
         self.idempotency_field = idempotency_field
         self.reference_field = reference_field
-        self.results_path = results_path
-        self.result_reference = result_reference
-        self.result_status = result_status
-        self.result_id = result_id
-        self.result_message = result_message
-        self.accepted = frozenset(accepted)
-        self.read_back_operation = read_back_operation
-        self.read_back_path = read_back_path
-        self.held_id = held_id
-        self.held_idempotency_key = held_idempotency_key
+        self.results = results
+        self.read_back_call = read_back
         self.amount_fields = frozenset(amount_fields)
         self.max_batch = max_batch
         self.address = address
@@ -215,12 +227,13 @@ class SoapSink(BatchedSink):
         return [self._send_one(record) for record in records]
 
     def read_back(self, records: Sequence[OutgoingRecord]) -> dict[str, str]:
-        if not records or self.read_back_operation is None:
+        call = self.read_back_call
+        if not records or call is None:
             return {}
         self._connect()
-        operation = self.read_back_operation
+        operation = call.operation
         assert self._read_input is not None
-        path = self.read_back_path or ".".join(self._answer_list(operation))
+        path = call.path or ".".join(self._answer_list(operation))
         by_reference = {self._reference(record): record for record in records}
         references = list(by_reference)
         found: dict[str, str] = {}
@@ -228,11 +241,11 @@ class SoapSink(BatchedSink):
             chunk = references[start : start + self.max_batch]
             answer = self._call(operation, _nest(self._read_input, chunk), single_record=False)
             for held in self._records_at(operation, answer, path):
-                record = by_reference.get(str(held.get(self.result_reference) or ""))
+                record = by_reference.get(str(held.get(self.results.reference) or ""))
                 if record is None:
                     continue
-                if str(held.get(self.held_idempotency_key) or "") == record.idempotency_key:
-                    found[record.key] = str(held.get(self.held_id) or "")
+                if str(held.get(call.idempotency_key) or "") == record.idempotency_key:
+                    found[record.key] = str(held.get(call.id) or "")
         return found
 
     def close(self) -> None:
@@ -251,7 +264,8 @@ class SoapSink(BatchedSink):
             session=self._http_session(),
             retry=self.retry,
         )
-        wanted = [self.operation, *([self.read_back_operation] if self.read_back_operation else [])]
+        call = self.read_back_call
+        wanted = [self.operation, *([call.operation] if call is not None else [])]
         ports = [
             port for service in client.wsdl.services.values() for port in service.ports.values()
         ]
@@ -275,11 +289,11 @@ class SoapSink(BatchedSink):
                     " items — use mode per_record"
                 )
             self._input_list = shape
-        if self.read_back_operation:
-            self._read_input = list_path(self._input_type(self.read_back_operation))
+        if call is not None:
+            self._read_input = list_path(self._input_type(call.operation))
             if self._read_input is None:
                 raise ConfigError(
-                    f"{masked_location(self.wsdl)} {self.read_back_operation}: the read-back"
+                    f"{masked_location(self.wsdl)} {call.operation}: the read-back"
                     " operation does not take one list of references — check the datafix"
                 )
         self._connected = True
@@ -371,10 +385,10 @@ class SoapSink(BatchedSink):
                 "retry",
                 message=f"{self.operation}: the ERP gave no result for {self._reference(record)}",
             )
-        status = str(result.get(self.result_status) or "")
-        peer_id = result.get(self.result_id)
-        message = _one_line(result.get(self.result_message), 1000)
-        if status in self.accepted:
+        status = str(result.get(self.results.status) or "")
+        peer_id = result.get(self.results.id)
+        message = _one_line(result.get(self.results.message), 1000)
+        if status in self.results.accepted:
             return Delivered(
                 record.key,
                 "sent",
@@ -395,7 +409,7 @@ class SoapSink(BatchedSink):
             answer = self._call(self.operation, self._item(record), single_record=True)
         except _RecordRefused as refused:
             return Delivered(record.key, "dead", message=f"{self.operation}: {refused}")
-        path = self.results_path
+        path = self.results.path
         if path is None:
             path = self._single_result_path()
         results = self._records_at(self.operation, answer, path)
@@ -404,7 +418,7 @@ class SoapSink(BatchedSink):
     def _single_result_path(self) -> str:
         response = response_type_of(self._services[self.operation], self.operation)
         names = [name for name, _ in response.elements] if response is not None else []
-        if self.result_status in names or len(names) != 1:
+        if self.results.status in names or len(names) != 1:
             return ""
         return names[0]
 
@@ -415,12 +429,12 @@ class SoapSink(BatchedSink):
             answer = self._call(self.operation, _nest(self._input_list, items), single_record=False)
         except _BatchInvalid:
             return self._send_valid_part(records, items)
-        path = self.results_path
+        path = self.results.path
         if path is None:
             path = ".".join(self._answer_list(self.operation))
         results: dict[str, Mapping[str, Any]] = {}
         for result in self._records_at(self.operation, answer, path):
-            results.setdefault(str(result.get(self.result_reference) or ""), result)
+            results.setdefault(str(result.get(self.results.reference) or ""), result)
         return [self._delivered(record, results.get(self._reference(record))) for record in records]
 
     def _send_valid_part(

@@ -18,7 +18,7 @@ from connectors.delivery import Delivered, OutgoingRecord
 from connectors.errors import RetriableError
 from connectors.retry import RetryPolicy
 from connectors.sandbox.soap_erp import LandlordErpPeer
-from connectors.soap.push import SoapSink, cents_text
+from connectors.soap.push import ReadBack, SoapSink, cents_text
 from tests.connectors.sinks import FAST, deliver, send_poisoned
 
 ONCE = RetryPolicy(attempts=1, first_wait=0, max_wait=0, jitter=0)
@@ -80,7 +80,7 @@ def _commitment_sink(peer: LandlordErpPeer, **options: object) -> SoapSink:
     settings: dict[str, object] = {
         "wsdl": peer.wsdl_url,
         "operation": "SubmitCommitments",
-        "read_back_operation": "GetCommitments",
+        "read_back": ReadBack("GetCommitments"),
         "amount_fields": ["AmountInclTax"],
         "operation_timeout": 0.3,
         "retry": FAST,
@@ -93,7 +93,7 @@ def _report_sink(peer: LandlordErpPeer, **options: object) -> SoapSink:
     settings: dict[str, object] = {
         "wsdl": peer.wsdl_url,
         "operation": "SubmitCompletionReport",
-        "read_back_operation": "GetCompletionReports",
+        "read_back": ReadBack("GetCompletionReports"),
         "operation_timeout": 0.3,
         "retry": FAST,
     }
