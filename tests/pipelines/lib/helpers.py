@@ -1,5 +1,5 @@
-"""Helpers shared by the stage tests: a migrated warehouse, a datafix written from a dict, an
-incremental ledger mapping, and one pull → normalise → load."""
+"""Helpers shared by the stage tests: a migrated warehouse, a datafix written from a dict, a
+datafix reading the ledger incrementally from one source, and one pull → normalise → load."""
 
 from __future__ import annotations
 
@@ -29,10 +29,20 @@ def write_datafix(folder: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-def incremental_ledger(
-    source: str, *, entry_ref: str, tenant_ref: str, entry_date: str, kind: Any, amount: str
-) -> dict[str, Any]:
-    """The `entities:` of a datafix mapping `ledger_entries` from an incremental source."""
+def incremental_ledger_datafix(
+    folder: Path,
+    landlord: tuple[str, str],
+    source: dict[str, Any],
+    *,
+    entry_ref: str,
+    tenant_ref: str,
+    entry_date: str,
+    kind: Any,
+    amount: str,
+    rules: dict[str, str] | None = None,
+) -> Path:
+    """A datafix (landlord id, name) mapping `ledger_entries` incrementally from its one source
+    `erp` (`source`'s settings), written in `folder`."""
     fields = {
         "entry_ref": entry_ref,
         "tenant_ref": tenant_ref,
@@ -40,7 +50,16 @@ def incremental_ledger(
         "kind": kind,
         "amount_cents": amount,
     }
-    return {"ledger_entries": {"source": source, "mode": "incremental", "fields": fields}}
+    ledger: dict[str, Any] = {"source": "erp", "mode": "incremental", "fields": fields}
+    if rules:
+        ledger["rules"] = rules
+    landlord_id, name = landlord
+    document = {
+        "landlord": {"id": landlord_id, "name": name},
+        "sources": {"erp": source},
+        "entities": {"ledger_entries": ledger},
+    }
+    return write_datafix(folder, document)
 
 
 def run_ledger_once(datafix: Path, warehouse: Warehouse, run_id: str) -> int:

@@ -16,8 +16,7 @@ from connectors.rawtable import Watermark
 from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse
-from tests.pipelines.lib import helpers
-from tests.pipelines.lib.helpers import incremental_ledger, migrated_warehouse
+from tests.pipelines.lib.helpers import incremental_ledger_datafix, migrated_warehouse
 from tests.pipelines.lib.helpers import run_ledger_once as run_once
 
 BOUNDARY = "2026-03-01 08:00:00"
@@ -47,28 +46,22 @@ def make_erp(path: Path, rows: int = 6_000, sharing_boundary: int = 5_000) -> No
 
 
 def write_datafix(folder: Path, erp: Path, *, lookback: int = 0) -> Path:
-    return helpers.write_datafix(
+    source = {
+        "kind": "sql",
+        "url": f"sqlite:///{erp}",
+        "table": "ecritures",
+        "key": ["id"],
+        "cursor": {"column": "modifie_le", "lookback_minutes": lookback},
+    }
+    return incremental_ledger_datafix(
         folder,
-        {
-            "landlord": {"id": "delta-habitat", "name": "Delta Habitat"},
-            "sources": {
-                "erp": {
-                    "kind": "sql",
-                    "url": f"sqlite:///{erp}",
-                    "table": "ecritures",
-                    "key": ["id"],
-                    "cursor": {"column": "modifie_le", "lookback_minutes": lookback},
-                }
-            },
-            "entities": incremental_ledger(
-                "erp",
-                entry_ref="id",
-                tenant_ref="compte",
-                entry_date="date_ecriture",
-                kind={"from": "code", "map": {"LOY": "rent"}},
-                amount="montant",
-            ),
-        },
+        ("delta-habitat", "Delta Habitat"),
+        source,
+        entry_ref="id",
+        tenant_ref="compte",
+        entry_date="date_ecriture",
+        kind={"from": "code", "map": {"LOY": "rent"}},
+        amount="montant",
     )
 
 

@@ -19,7 +19,11 @@ from pipelines.lib.requeue import requeue
 from pipelines.lib.warehouse import Warehouse
 from tests.conftest import temporary_postgres_database
 from tests.pipelines.lib import helpers
-from tests.pipelines.lib.helpers import incremental_ledger, migrated_warehouse, run_ledger_once
+from tests.pipelines.lib.helpers import (
+    incremental_ledger_datafix,
+    migrated_warehouse,
+    run_ledger_once,
+)
 
 LANDLORD = "terres-de-loire"
 
@@ -51,28 +55,22 @@ def _insert(url: str, rows: list[tuple]) -> None:
 
 
 def _datafix(folder: Path, erp: str, codes: dict[str, str]) -> Path:
-    return helpers.write_datafix(
+    source = {
+        "kind": "sql",
+        "url": erp,
+        "table": "ecritures",
+        "key": ["id"],
+        "cursor": {"column": "modifie_le"},
+    }
+    return incremental_ledger_datafix(
         folder,
-        {
-            "landlord": {"id": LANDLORD, "name": "Terres de Loire"},
-            "sources": {
-                "erp": {
-                    "kind": "sql",
-                    "url": erp,
-                    "table": "ecritures",
-                    "key": ["id"],
-                    "cursor": {"column": "modifie_le"},
-                }
-            },
-            "entities": incremental_ledger(
-                "erp",
-                entry_ref="id",
-                tenant_ref="compte",
-                entry_date="date_ecriture",
-                kind={"from": "code", "map": codes},
-                amount="montant",
-            ),
-        },
+        (LANDLORD, "Terres de Loire"),
+        source,
+        entry_ref="id",
+        tenant_ref="compte",
+        entry_date="date_ecriture",
+        kind={"from": "code", "map": codes},
+        amount="montant",
     )
 
 
@@ -169,34 +167,16 @@ def test_requeue_keeps_a_row_whose_key_is_live_from_another_row(
     tmp_path: Path, warehouse: Warehouse, hub_home: Path
 ) -> None:
     """A duplicate reference: requeueing the second row must not overwrite the first."""
-    inbox = hub_home / "inbox" / LANDLORD
-    inbox.mkdir(parents=True)
-    (inbox / "ledger.csv").write_text(
-        "ref;compte;date;code;montant\n"
-        "E1;T1;01/03/2026;LOY;500,00\n"
-        "E1;T1;02/03/2026;LOY;999,00\n"
-        "E2;T1;03/03/2026;NEW;10,00\n",
-        encoding="utf-8",
+    lines = [
+        "E1;T1;01/03/2026;LOY;500,00",
+        "E1;T1;02/03/2026;LOY;999,00",
+        "E2;T1;03/03/2026;NEW;10,00",
+    ]
+    path = _csv_landlord(hub_home, tmp_path, {"LOY": "rent_call"}, lines)
+    run_ledger_once(path, warehouse, "night-1")
+    fixed = load_datafix(
+        _csv_landlord(hub_home, tmp_path, {"LOY": "rent_call", "NEW": "sls"}, lines)
     )
-    document: dict[str, Any] = {
-        "landlord": {"id": LANDLORD, "name": "Terres de Loire"},
-        "sources": {"fichier": {"kind": "csv", "path": "ledger.csv"}},
-        "entities": {
-            "ledger_entries": {
-                "source": "fichier",
-                "fields": {
-                    "entry_ref": "ref",
-                    "tenant_ref": "compte",
-                    "entry_date": "date",
-                    "kind": {"from": "code", "map": {"LOY": "rent_call"}},
-                    "amount_cents": "montant",
-                },
-            }
-        },
-    }
-    run_ledger_once(helpers.write_datafix(tmp_path, document), warehouse, "night-1")
-    document["entities"]["ledger_entries"]["fields"]["kind"]["map"]["NEW"] = "sls"
-    fixed = load_datafix(helpers.write_datafix(tmp_path, document))
     result = requeue(warehouse, fixed, "ledger_entries", run_id="requeue-1")
     assert (result.requeued, result.loaded, result.quarantined) == (2, 1, 1)
     state = _state_without_cursor(warehouse)
@@ -227,16 +207,22 @@ def _state_without_cursor(warehouse: Warehouse) -> dict[str, Any]:
     return {"ledger": [tuple(r) for r in ledger], "open": sorted(tuple(r) for r in open_rows)}
 
 
-def _csv_landlord(hub_home: Path, folder: Path, codes: dict[str, str]) -> Path:
+CSV_LINES = [
+    "E1;T1;01/03/2026;LOY;500,00",
+    "E2;T1;03/03/2026;NEW;10,00",
+    "E3;T2;03/03/2026;NEW;12,00",
+]
+
+
+def _csv_landlord(
+    hub_home: Path, folder: Path, codes: dict[str, str], lines: list[str] = CSV_LINES
+) -> Path:
+    """The landlord reading `ledger.csv` (`lines` under its header) from its inbox, its ledger
+    codes mapped by `codes`; the datafix written in `folder`."""
     inbox = hub_home / "inbox" / LANDLORD
     inbox.mkdir(parents=True, exist_ok=True)
-    (inbox / "ledger.csv").write_text(
-        "ref;compte;date;code;montant\n"
-        "E1;T1;01/03/2026;LOY;500,00\n"
-        "E2;T1;03/03/2026;NEW;10,00\n"
-        "E3;T2;03/03/2026;NEW;12,00\n",
-        encoding="utf-8",
-    )
+    text = "\n".join(["ref;compte;date;code;montant", *lines]) + "\n"
+    (inbox / "ledger.csv").write_text(text, encoding="utf-8")
     document: dict[str, Any] = {
         "landlord": {"id": LANDLORD, "name": "Terres de Loire"},
         "sources": {"fichier": {"kind": "csv", "path": "ledger.csv"}},

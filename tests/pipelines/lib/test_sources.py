@@ -18,7 +18,11 @@ from connectors.watermark import past_watermark
 from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse
-from tests.pipelines.lib.helpers import incremental_ledger, migrated_warehouse, write_datafix
+from tests.pipelines.lib.helpers import (
+    incremental_ledger_datafix,
+    migrated_warehouse,
+    write_datafix,
+)
 from tests.pipelines.lib.helpers import run_ledger_once as run_once
 
 START = dt.datetime(2026, 3, 1, 8, 0, 0)
@@ -51,19 +55,16 @@ def soap_datafix(folder: Path, wsdl: str) -> Path:
         "timeout": 5,
         "operation_timeout": 5,
     }
-    document = {
-        "landlord": {"id": "erp-habitat", "name": "ERP Habitat"},
-        "sources": {"erp": erp},
-        "entities": incremental_ledger(
-            "erp",
-            entry_ref="entryId",
-            tenant_ref="tenantRef",
-            entry_date="entryDate",
-            kind={"from": "kind", "map": {"LOY": "rent"}},
-            amount="amount",
-        ),
-    }
-    return write_datafix(folder, document)
+    return incremental_ledger_datafix(
+        folder,
+        ("erp-habitat", "ERP Habitat"),
+        erp,
+        entry_ref="entryId",
+        tenant_ref="tenantRef",
+        entry_date="entryDate",
+        kind={"from": "kind", "map": {"LOY": "rent"}},
+        amount="amount",
+    )
 
 
 @pytest.fixture
@@ -227,29 +228,20 @@ ERP_TABLE = (
 
 def canonical_ledger(folder: Path, source: dict[str, Any]) -> tuple[Any, Any]:
     """The canonical ledger rows and the next watermark of an incremental SQL-ish source."""
-    document = {
-        "landlord": {"id": "odbc-habitat", "name": "ODBC Habitat"},
-        "sources": {
-            "erp": {
-                **source,
-                "table": "ecritures",
-                "key": ["id"],
-                "cursor": {"column": "modifie_le"},
-            }
-        },
-        "entities": incremental_ledger(
-            "erp",
-            entry_ref="id",
-            tenant_ref="compte",
-            entry_date="jour",
-            kind={"const": "rent"},
-            amount="montant",
-        ),
-    }
-    # one kind for amounts of either sign: the row rule only warns (this test compares readers)
-    document["entities"]["ledger_entries"]["rules"] = {"sign_matches_kind": "warn"}
     folder.mkdir()
-    loaded = load_datafix(write_datafix(folder, document))
+    path = incremental_ledger_datafix(
+        folder,
+        ("odbc-habitat", "ODBC Habitat"),
+        {**source, "table": "ecritures", "key": ["id"], "cursor": {"column": "modifie_le"}},
+        entry_ref="id",
+        tenant_ref="compte",
+        entry_date="jour",
+        kind={"const": "rent"},
+        amount="montant",
+        # one kind for amounts of either sign: the rule only warns (this test compares readers)
+        rules={"sign_matches_kind": "warn"},
+    )
+    loaded = load_datafix(path)
     pulled = pull(loaded, "ledger_entries")
     batch = normalise(loaded, pulled).batch
     assert batch is not None and len(batch.rejects) == 0
