@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse
+from tests.landlords.common import balances as warehouse_balances
 from tests.pipelines.lib.helpers import write_datafix
 
 LANDLORD = "habitat-des-marais"
@@ -170,16 +171,8 @@ def test_signed_ledger_and_tenant_statuses_load_with_every_row_accounted_for(
             normalised = normalise(loaded, pull(loaded, entity, warehouse=warehouse))
             assert normalised.batch is not None
             results[entity] = (normalised.batch, load(warehouse, loaded, normalised, run_id="r1"))
+        balances = warehouse_balances(warehouse.engine.url.render_as_string(False), LANDLORD)
         with warehouse.engine.connect() as conn:
-            balances = dict(
-                conn.execute(
-                    sa.text(
-                        "SELECT tenant_ref, sum(amount_cents) FROM ledger_entries"
-                        " WHERE landlord_id = :landlord GROUP BY tenant_ref"
-                    ),
-                    {"landlord": LANDLORD},
-                ).all()
-            )
             kinds = dict(conn.execute(sa.text("SELECT entry_ref, kind FROM ledger_entries")).all())
             statuses = dict(conn.execute(sa.text("SELECT tenant_ref, status FROM tenants")).all())
             quarantined = dict(

@@ -19,6 +19,7 @@ from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse
 from schemas.datafix import Datafix, semantic_issues
+from tests.landlords.common import balances, open_quarantine
 from tests.pipelines.lib.helpers import migrated_warehouse, write_datafix
 
 LANDLORD = "foyers-du-littoral"
@@ -38,8 +39,10 @@ E2;T1;12/03/2026;500,00
 """
 
 
-def _ledger_feed(source: str, **fields: Any) -> dict[str, Any]:
-    return {"source": source, "fields": fields}
+def _ledger_feed(source: str, columns: tuple[str, str, str, str], kind: Any) -> dict[str, Any]:
+    """A feed of the ledger: reference, tenant, date and amount columns, and its kind rule."""
+    names = ("entry_ref", "tenant_ref", "entry_date", "amount_cents")
+    return {"source": source, "fields": {**dict(zip(names, columns, strict=True)), "kind": kind}}
 
 
 def _datafix(**entity: Any) -> dict[str, Any]:
@@ -56,19 +59,13 @@ def _datafix(**entity: Any) -> dict[str, Any]:
 FEEDS = [
     _ledger_feed(
         "journal",
-        entry_ref="Pièce",
-        tenant_ref="Compte",
-        entry_date="Date",
-        kind={"from": "Type", "map": {"loyer": "rent_call", "reglement": "payment"}},
-        amount_cents="Montant",
+        ("Pièce", "Compte", "Date", "Montant"),
+        {"from": "Type", "map": {"loyer": "rent_call", "reglement": "payment"}},
     ),
     _ledger_feed(
         "rejets",
-        entry_ref="Réf rejet",
-        tenant_ref="Locataire",
-        entry_date="Date rejet",
-        kind={"const": "rejected_debit"},
-        amount_cents="Montant rejeté",
+        ("Réf rejet", "Locataire", "Date rejet", "Montant rejeté"),
+        {"const": "rejected_debit"},
     ),
 ]
 
@@ -134,20 +131,9 @@ def test_two_sources_feed_one_ledger_and_a_shared_key_is_quarantined_with_both_l
     _inbox(hub_home, **{"rejets.csv": REJECTS.replace("E2;T1", "R2;T1")})
     third, _ = _run(path, warehouse, "run-3")
     assert third.status == "read"
-    with warehouse.engine.connect() as conn:
-        balances = dict(
-            conn.execute(
-                sa.text(
-                    "SELECT tenant_ref, SUM(amount_cents) FROM ledger_entries"
-                    " WHERE deleted_at IS NULL GROUP BY tenant_ref"
-                )
-            ).all()
-        )
-        still_open = conn.execute(
-            sa.text("SELECT COUNT(*) FROM quarantine WHERE resolved_at IS NULL")
-        ).scalar_one()
-    assert balances == {"T1": 50000 - 50000 + 50000, "T2": 65000 - 65000 + 65000}
-    assert still_open == 0
+    url = warehouse.engine.url.render_as_string(hide_password=False)
+    assert balances(url, LANDLORD) == {"T1": 50000 - 50000 + 50000, "T2": 65000 - 65000 + 65000}
+    assert open_quarantine(url, LANDLORD, "ledger_entries") == {}
 
 
 def test_a_sheets_pattern_reads_every_matching_sheet_with_the_same_rules(
