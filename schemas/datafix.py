@@ -149,6 +149,14 @@ DATE_TESTS = ("before", "after", "on_or_before", "on_or_after")
 Scalar = str | int | bool
 
 
+def _check_pattern(pattern: str) -> None:
+    """`matches` must compile as a regular expression."""
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"matches is not a valid regular expression: {error}") from None
+
+
 def _one_scalar(value: Any, what: str) -> Any:
     """A value written where one text, number or yes/no is expected (not a list or mapping)."""
     if isinstance(value, dict | list):
@@ -270,10 +278,7 @@ class Condition(StrictModel):
         if self.formats is not None and not dates:
             raise ValueError("`formats` goes with a date test (before, after …)")
         if self.matches is not None:
-            try:
-                re.compile(self.matches)
-            except re.error as error:
-                raise ValueError(f"matches is not a valid regular expression: {error}") from None
+            _check_pattern(self.matches)
         return self
 
     @property
@@ -501,10 +506,7 @@ class RowFilter(StrictModel):
         if sum(tests) != 1:
             raise ValueError("give exactly one of matches, equals or blank")
         if self.matches is not None:
-            try:
-                re.compile(self.matches)
-            except re.error as error:
-                raise ValueError(f"matches is not a valid regular expression: {error}") from None
+            _check_pattern(self.matches)
         return self
 
 
@@ -637,14 +639,8 @@ class EntityMapping(_FeedRules):
                 f"{missing} missing: an entity takes `source` + `fields` (one source) or"
                 " `feeds` (several)"
             )
-        feed = Feed(
-            source=self.source,
-            sheet=self.sheet,
-            header_row=self.header_row,
-            header_rows=self.header_rows,
-            skip_rows=self.skip_rows,
-            fields=self.fields,
-        )
+        shared = {name: getattr(self, name) for name in _FeedRules.model_fields}
+        feed = Feed(**shared, source=self.source, fields=self.fields)
         feed._label = self.source  # one feed: its rows are named by the source alone
         self._feeds = [feed]
         return self
