@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from schemas.canonical import ENTITIES, ColumnType, EntitySpec
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -119,6 +119,12 @@ load_runs = sa.Table(
     sa.Column("source_name", sa.String(128), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, comment="loaded, blocked or failed."),
     sa.Column("reason", sa.Text(), nullable=True, comment="Why a load was blocked or failed."),
+    sa.Column(
+        "warnings",
+        sa.Text(),
+        nullable=True,
+        comment="JSON: row rule set to `warn` → rows loaded though they break it.",
+    ),
     *_required(sa.Integer(), "rows_in_source", "skipped", "read", "loaded"),
     *_required(sa.Integer(), "inserted", "updated", "unchanged", "deleted", "quarantined"),
     *_required(SHA, "fingerprint", "datafix_sha"),

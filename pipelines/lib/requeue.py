@@ -121,6 +121,7 @@ def requeue(
         rows_in_source=batch.rows_in_source,
         skipped=batch.skipped,
         mode="incremental",  # a requeue holds only some rows: it never soft-deletes
+        warnings=batch.warnings,
     )
     written = warehouse.load_requeued(request, ids)
     return RequeueResult(

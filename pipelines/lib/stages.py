@@ -287,6 +287,7 @@ def _load_request(loaded: LoadedDatafix, normalised: NormalisedEntity, run_id: s
         skipped=batch.skipped,
         mode=mapping.mode,
         max_vanished_percent=mapping.max_vanished_percent,
+        warnings=batch.warnings,
     )
 
 

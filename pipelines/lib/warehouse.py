@@ -26,7 +26,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +75,7 @@ class LoadRequest:
     mode: str = "snapshot"
     max_vanished_percent: float = 50.0
     watermark: Watermark | None = None  # advanced with the load, never before it commits
+    warnings: dict[str, int] = field(default_factory=dict)  # rule set to `warn` → rows loaded
 
 
 @dataclass(frozen=True)
@@ -528,6 +529,7 @@ class Warehouse:
                 run_id=request.run_id,
                 status=status,
                 reason=reason,
+                warnings=json.dumps(request.warnings) if request.warnings else None,
                 rows_in_source=request.rows_in_source,
                 skipped=request.skipped,
                 read=request.rows_in_source - request.skipped,

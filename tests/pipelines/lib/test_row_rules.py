@@ -8,6 +8,7 @@ SQLite and PostgreSQL (`warehouse_url`). Expected figures come from the fixture'
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,9 @@ def test_warn_loads_the_row_and_counts_it(tmp_path: Path, warehouse: Warehouse) 
     assert contract.warnings[0]["failing_keys"] == ["E04242"]
     assert (result.loaded, result.quarantined) == (ROWS, 0)
     assert ledger_rows(warehouse) == ROWS and open_quarantine(warehouse) == []
+    with warehouse.engine.connect() as conn:  # the count stays readable outside Dagster
+        warned = conn.execute(sa.text("SELECT warnings FROM load_runs")).scalar_one()
+    assert json.loads(warned) == {"sign_matches_kind": 1}
 
 
 def test_block_restores_the_whole_load_refused_naming_the_key(
