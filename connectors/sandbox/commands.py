@@ -76,8 +76,8 @@ def demo() -> None:
     ' "$(datafix sandbox --env)").',
 )
 def sandbox(seconds: float | None, print_env: bool) -> None:
-    """Serve the local peers with demo data (landlord ERP, Sage X3, Salesforce) on 127.0.0.1,
-    so a web-service datafix can be rehearsed offline; stop with Ctrl-C."""
+    """Serve the local peers with demo data (landlord ERP, Sage X3, Salesforce, works-order ERP)
+    on 127.0.0.1, so a web-service datafix can be rehearsed offline; stop with Ctrl-C."""
     if print_env:
         try:
             variables = {**sandbox_variables(os.environ), **_exported(os.environ)}
@@ -105,6 +105,7 @@ def sandbox(seconds: float | None, print_env: bool) -> None:
                 click.echo(f"  {peer.name:<22} {peer.url:<26} {state}")
             click.echo(f"  landlord ERP WSDL      {running.erp_wsdl}")
             click.echo(f"  Sage X3 WSDL           {running.sage_wsdl} (pool {running.sage_pool})")
+            click.echo(f"  works-order ERP WSDL   {running.travaux_wsdl} (node-soap)")
             click.echo(f"  Salesforce CA bundle   {running.ca_bundle}")
             click.echo(
                 'Variables the demo datafixes read (eval "$(datafix sandbox --env)" exports them):'

@@ -9,11 +9,14 @@ demo` runs its two web-service landlords against them; `make ui` keeps them up f
   `DATAFIX_SANDBOX_SAGE_WSDL` (`http://127.0.0.1:8712/wsdl`), `DATAFIX_SANDBOX_SAGE_POOL`;
 - Salesforce, HTTPS (`salesforce.py`), port 8713, `salesforce.demo_store()`;
   `DATAFIX_SANDBOX_SF_INSTANCE_URL` (`https://127.0.0.1:8713`) and
-  `DATAFIX_SANDBOX_SF_SESSION_ID` (the session id the peer accepts).
+  `DATAFIX_SANDBOX_SF_SESSION_ID` (the session id the peer accepts);
+- works-order ERP, SOAP on Node.js (`erp_node.py`, node-soap: another SOAP stack), port 8714,
+  its own seed; `DATAFIX_SANDBOX_TRAVAUX_WSDL` (`http://127.0.0.1:8714/wsdl`). It needs node and
+  its npm packages (`make install`; installed on first start when missing).
 
-Every peer listens on 127.0.0.1 only. `DATAFIX_SANDBOX_PORT` moves the three ports together
-(base, base + 1, base + 2). `sandbox_variables()` gives the `DATAFIX_SANDBOX_*` values for the
-configured ports. The hub offers no defaults (no production module imports the sandbox):
+Every peer listens on 127.0.0.1 only. `DATAFIX_SANDBOX_PORT` moves the four ports together
+(base, base + 1, base + 2, base + 3). `sandbox_variables()` gives the `DATAFIX_SANDBOX_*` values
+for the configured ports. The hub offers no defaults (no production module imports the sandbox):
 `datafix demo` and `datafix sandbox` export them for what they run, `datafix sandbox --env`
 prints them for a shell (`eval "$(datafix sandbox --env)"`), so a datafix writes
 `wsdl: "${DATAFIX_SANDBOX_ERP_WSDL}"`; a test points it at peers on ports the system picked by
@@ -45,7 +48,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from connectors.errors import ConfigError
-from connectors.sandbox import sage_x3, soap_erp
+from connectors.sandbox import erp_node, sage_x3, soap_erp
 from connectors.sandbox.salesforce import (
     DEFAULT_SESSION_ID,
     PeerRequest,
@@ -83,6 +86,7 @@ SAGE_WSDL = "DATAFIX_SANDBOX_SAGE_WSDL"
 SAGE_POOL_VARIABLE = "DATAFIX_SANDBOX_SAGE_POOL"
 SF_INSTANCE_URL = "DATAFIX_SANDBOX_SF_INSTANCE_URL"
 SF_SESSION_ID = "DATAFIX_SANDBOX_SF_SESSION_ID"
+TRAVAUX_WSDL = "DATAFIX_SANDBOX_TRAVAUX_WSDL"
 
 _PROBE_TIMEOUT = 5.0  # seconds: a peer on loopback answers in milliseconds
 
@@ -93,32 +97,34 @@ class SandboxError(ConfigError):
 
 @dataclass(frozen=True)
 class SandboxPorts:
-    """The three peers' ports; 0 lets the system pick a free one (what tests use)."""
+    """The four peers' ports; 0 lets the system pick a free one (what tests use)."""
 
     erp: int
     sage_x3: int
     salesforce: int
+    travaux: int
 
     @classmethod
     def from_base(cls, base: int) -> SandboxPorts:
-        return cls(base, base + 1, base + 2)
+        return cls(base, base + 1, base + 2, base + 3)
 
     @classmethod
     def ephemeral(cls) -> SandboxPorts:
-        return cls(0, 0, 0)
+        return cls(0, 0, 0, 0)
 
 
 def base_port(environ: Mapping[str, str] | None = None) -> int:
-    """`DATAFIX_SANDBOX_PORT` (the ERP's port; Sage X3 and Salesforce follow), default 8711;
+    """`DATAFIX_SANDBOX_PORT` (the ERP's port; Sage X3, Salesforce, works-order ERP follow),
+    default 8711;
     0: ports the system picks (`datafix sandbox` prints them), for parallel runs and tests."""
     environ = os.environ if environ is None else environ
     text = (environ.get(PORT_VARIABLE) or "").strip()
     if not text:
         return DEFAULT_PORT
-    if not text.isdigit() or not (int(text) == 0 or 1024 <= int(text) <= 65533):
+    if not text.isdigit() or not (int(text) == 0 or 1024 <= int(text) <= 65532):
         raise SandboxError(
-            f"{PORT_VARIABLE}={text!r} is not a port — give a number from 1024 to 65533 (the"
-            " sandbox uses it and the next two), or 0 for ports the system picks"
+            f"{PORT_VARIABLE}={text!r} is not a port — give a number from 1024 to 65532 (the"
+            " sandbox uses it and the next three), or 0 for ports the system picks"
         )
     return int(text)
 
@@ -128,17 +134,23 @@ def sandbox_variables(environ: Mapping[str, str] | None = None) -> dict[str, str
     base = base_port(environ)
     ports = SandboxPorts.from_base(base) if base else SandboxPorts.ephemeral()
     return _variables(
-        f"http://{HOST}:{ports.erp}", f"http://{HOST}:{ports.sage_x3}", _https(ports.salesforce)
+        f"http://{HOST}:{ports.erp}",
+        f"http://{HOST}:{ports.sage_x3}",
+        _https(ports.salesforce),
+        f"http://{HOST}:{ports.travaux}",
     )
 
 
-def _variables(erp_url: str, sage_url: str, salesforce_url: str) -> dict[str, str]:
+def _variables(
+    erp_url: str, sage_url: str, salesforce_url: str, travaux_url: str
+) -> dict[str, str]:
     return {
         ERP_WSDL: f"{erp_url}/wsdl",
         SAGE_WSDL: f"{sage_url}/wsdl",
         SAGE_POOL_VARIABLE: SAGE_POOL,
         SF_INSTANCE_URL: salesforce_url,
         SF_SESSION_ID: DEFAULT_SESSION_ID,
+        TRAVAUX_WSDL: f"{travaux_url}/wsdl",
     }
 
 
@@ -161,7 +173,9 @@ def configured_ports(environ: Mapping[str, str] | None = None) -> SandboxPorts:
             )
         return port
 
-    return SandboxPorts(port_of(ERP_WSDL), port_of(SAGE_WSDL), port_of(SF_INSTANCE_URL))
+    return SandboxPorts(
+        port_of(ERP_WSDL), port_of(SAGE_WSDL), port_of(SF_INSTANCE_URL), port_of(TRAVAUX_WSDL)
+    )
 
 
 @dataclass(frozen=True)
@@ -185,20 +199,22 @@ class Sandbox:
         erp: SandboxPeer,
         sage_x3: SandboxPeer,
         salesforce: SandboxPeer,
+        travaux: SandboxPeer,
         ca_bundle: Path,
         owned: list[_Stoppable],
     ) -> None:
         self.erp = erp
         self.sage_x3 = sage_x3
         self.salesforce = salesforce
+        self.travaux = travaux
         self.ca_bundle = ca_bundle
         self.session_id = DEFAULT_SESSION_ID
         self.sage_pool = SAGE_POOL
         self._owned = owned
 
     @property
-    def peers(self) -> tuple[SandboxPeer, SandboxPeer, SandboxPeer]:
-        return (self.erp, self.sage_x3, self.salesforce)
+    def peers(self) -> tuple[SandboxPeer, SandboxPeer, SandboxPeer, SandboxPeer]:
+        return (self.erp, self.sage_x3, self.salesforce, self.travaux)
 
     @property
     def erp_wsdl(self) -> str:
@@ -209,12 +225,16 @@ class Sandbox:
         return f"{self.sage_x3.url}/wsdl"
 
     @property
+    def travaux_wsdl(self) -> str:
+        return f"{self.travaux.url}/wsdl"
+
+    @property
     def started_any(self) -> bool:
         return any(peer.started for peer in self.peers)
 
     def variables(self) -> dict[str, str]:
         """`DATAFIX_SANDBOX_*` values pointing datafixes at these peers (export them)."""
-        return _variables(self.erp.url, self.sage_x3.url, self.salesforce.url)
+        return _variables(self.erp.url, self.sage_x3.url, self.salesforce.url, self.travaux.url)
 
     def stop(self) -> None:
         """Stop the peers this process started (in reverse order); idempotent."""
@@ -223,7 +243,7 @@ class Sandbox:
 
 
 def start_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Sandbox:
-    """Start (or reuse) the three peers and write the Salesforce CA under `home`.
+    """Start (or reuse) the four peers and write the Salesforce CA under `home`.
 
     `ports` defaults to `configured_ports()`. Raises SandboxError when a port is held by a
     program that is not a sandbox peer; nothing is left running then.
@@ -251,13 +271,20 @@ def start_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Sandbox:
         salesforce, ca_pem = _attach(
             "Salesforce (HTTPS)", ports.salesforce, _SalesforcePeer, _salesforce_ca, owned
         )
+        travaux, _ = _attach(
+            "works-order ERP (Node)",
+            ports.travaux,
+            lambda port: _TravauxPeer(port=port),
+            lambda port: _wsdl(port, erp_node.NAMESPACE),
+            owned,
+        )
         ca_bundle = Path(home) / CA_BUNDLE
         _write_if_changed(ca_bundle, ca_pem)
     except BaseException:
         for peer in reversed(owned):
             peer.stop()
         raise
-    return Sandbox(erp, sage, salesforce, ca_bundle, owned)
+    return Sandbox(erp, sage, salesforce, travaux, ca_bundle, owned)
 
 
 @contextlib.contextmanager
@@ -329,6 +356,20 @@ class _ErpPeer(soap_erp.LandlordErpPeer):
 
 
 class _SagePeer(sage_x3.SageX3Peer):
+    def identity(self) -> str:
+        return self.wsdl_text()
+
+
+class _TravauxPeer(erp_node.TravauxErpPeer):
+    """The node-soap peer; node or its packages missing is a sandbox error that says so."""
+
+    def start(self) -> _TravauxPeer:
+        try:
+            super().start()
+        except erp_node.NodePeerError as error:
+            raise SandboxError(str(error)) from None
+        return self
+
     def identity(self) -> str:
         return self.wsdl_text()
 

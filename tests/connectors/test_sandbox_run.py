@@ -76,15 +76,18 @@ def salesforce_versions(sandbox: Sandbox) -> int:
 
 
 def test_fixed_ports_by_default_moved_together_by_the_base_variable() -> None:
-    assert configured_ports({}) == SandboxPorts(8711, 8712, 8713)
-    assert configured_ports({"DATAFIX_SANDBOX_PORT": "9100"}) == SandboxPorts(9100, 9101, 9102)
-    assert configured_ports({"DATAFIX_SANDBOX_PORT": "0"}) == SandboxPorts(0, 0, 0)
+    assert configured_ports({}) == SandboxPorts(8711, 8712, 8713, 8714)
+    assert configured_ports({"DATAFIX_SANDBOX_PORT": "9100"}) == SandboxPorts(
+        9100, 9101, 9102, 9103
+    )
+    assert configured_ports({"DATAFIX_SANDBOX_PORT": "0"}) == SandboxPorts(0, 0, 0, 0)
     assert sandbox_variables({}) == {
         "DATAFIX_SANDBOX_ERP_WSDL": "http://127.0.0.1:8711/wsdl",
         "DATAFIX_SANDBOX_SAGE_WSDL": "http://127.0.0.1:8712/wsdl",
         "DATAFIX_SANDBOX_SAGE_POOL": "SEED",
         "DATAFIX_SANDBOX_SF_INSTANCE_URL": "https://127.0.0.1:8713",
         "DATAFIX_SANDBOX_SF_SESSION_ID": DEFAULT_SESSION_ID,
+        "DATAFIX_SANDBOX_TRAVAUX_WSDL": "http://127.0.0.1:8714/wsdl",
     }
 
 
@@ -93,7 +96,7 @@ def test_the_ports_are_those_the_datafixes_point_at() -> None:
         "DATAFIX_SANDBOX_ERP_WSDL": "http://localhost:9201/wsdl",
         "DATAFIX_SANDBOX_SF_INSTANCE_URL": "https://127.0.0.1:9203",
     }
-    assert configured_ports(environ) == SandboxPorts(9201, 8712, 9203)
+    assert configured_ports(environ) == SandboxPorts(9201, 8712, 9203, 8714)
 
 
 @pytest.mark.parametrize(
@@ -161,6 +164,7 @@ def test_sandbox_env_prints_the_variables_to_export_and_the_environment_wins(
         "export DATAFIX_SANDBOX_SAGE_POOL=SEED",
         "export DATAFIX_SANDBOX_SF_INSTANCE_URL=https://127.0.0.1:9302",
         "export DATAFIX_SANDBOX_SF_SESSION_ID=" + shlex.quote("it's ${OTHER}"),
+        "export DATAFIX_SANDBOX_TRAVAUX_WSDL=http://127.0.0.1:9303/wsdl",
     ]
 
 
@@ -172,18 +176,19 @@ def test_peers_start_seeded_answer_and_stop_leaving_no_port(tmp_path: Path) -> N
         ports = ports_of(sandbox)
         assert all(peer.started for peer in sandbox.peers)
         assert all(peer.url.startswith(("http://127.0.0.1:", "https://")) for peer in sandbox.peers)
-        assert len(set(ports.__dict__.values())) == 3
+        assert len(set(ports.__dict__.values())) == 4
         assert sandbox.ca_bundle == tmp_path / CA_BUNDLE
         assert erp_tenants(sandbox.erp_wsdl) == DEMO_ROWS["val-de-seine"]["tenants"]
         assert salesforce_versions(sandbox) == 200
         assert requests.get(sandbox.sage_wsdl, timeout=10).ok
+        assert "urn:patrimoine-travaux" in requests.get(sandbox.travaux_wsdl, timeout=10).text
         assert sandbox.variables()["DATAFIX_SANDBOX_ERP_WSDL"] == sandbox.erp_wsdl
     assert all(refused(port) for port in ports.__dict__.values())
 
 
 def free_ports() -> SandboxPorts:
-    """Three ports the system just handed out and took back (never connected to)."""
-    sockets = [socket.socket() for _ in range(3)]
+    """Four ports the system just handed out and took back (never connected to)."""
+    sockets = [socket.socket() for _ in range(4)]
     try:
         for listener in sockets:
             listener.bind(("127.0.0.1", 0))
@@ -234,7 +239,7 @@ def test_a_port_held_by_another_program_is_an_error_and_nothing_stays_up(tmp_pat
         # the ERP and Sage X3 peers start (on ports the system picks), then Salesforce fails
         with (
             pytest.raises(SandboxError, match=rf"127\.0\.0\.1:{taken}.*DATAFIX_SANDBOX_PORT"),
-            running_sandbox(tmp_path, ports=SandboxPorts(0, 0, taken)),
+            running_sandbox(tmp_path, ports=SandboxPorts(0, 0, taken, 0)),
         ):
             pass  # pragma: no cover
         # a peer of the other kind on the port is no sandbox peer of this kind either
@@ -242,7 +247,7 @@ def test_a_port_held_by_another_program_is_an_error_and_nothing_stays_up(tmp_pat
             sage_port = port_of(other.sage_x3.url)
             with (
                 pytest.raises(SandboxError, match="taken by another program"),
-                running_sandbox(tmp_path, ports=SandboxPorts(sage_port, 0, 0)),
+                running_sandbox(tmp_path, ports=SandboxPorts(sage_port, 0, 0, 0)),
             ):
                 pass  # pragma: no cover
     assert all(refused(port) for port in started.__dict__.values())
