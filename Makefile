@@ -17,6 +17,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Written after a successful install; rebuilt only when the dependencies' declarations change.
 INSTALL_STAMP := $(VENV)/.installed
+# The sandbox's Node.js peer: `npm ci` there, again when its lock file changes.
+NODE_PEER := connectors/sandbox/erp_node
+NODE_STAMP := $(NODE_PEER)/node_modules/.installed
 
 DATAFIX_HOME ?= $(CURDIR)/.datafix
 export DATAFIX_HOME
@@ -31,12 +34,19 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-install: $(INSTALL_STAMP) ## Create .venv and install the hub with its dev tools, pinned by constraints.txt
+install: $(INSTALL_STAMP) $(NODE_STAMP) ## Create .venv and install the hub with its dev tools, pinned by constraints.txt; npm ci for the sandbox's Node.js peer
 
 $(INSTALL_STAMP): pyproject.toml constraints.txt
 	@[ -x $(BIN)/python ] || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# The sandbox's works-order ERP peer runs on Node.js (npm package soap, pinned by its lock file).
+$(NODE_STAMP): $(NODE_PEER)/package.json $(NODE_PEER)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or later with npm" \
+		"(the sandbox's works-order ERP peer, $(NODE_PEER), runs on it)"; exit 1; }
+	cd $(NODE_PEER) && npm ci --no-audit --no-fund
 	@touch $@
 
 demo: install ## Generate the demo landlords' files, run the nightly job on SQLite, print the summary
