@@ -155,13 +155,36 @@ def preview(landlord: str, entity: str | None, limit: int) -> None:
 @click.option(
     "--full-refresh", is_flag=True, help="Re-read every source even when it did not change."
 )
+@click.option(
+    "--no-push", is_flag=True, help="Pull, check and load only (the `pull` job): push nothing."
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show Dagster's step logs.")
-def run(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
-    """Run the nightly job (pull → normalise → check → load) for landlords (default: all)."""
+def run(landlords: tuple[str, ...], full_refresh: bool, no_push: bool, verbose: bool) -> None:
+    """Run the nightly job (pull → normalise → check → load → derive → push) for landlords
+    (default: all); with --no-push, everything but the push (as `datafix pull`)."""
     code = run_and_report(
         list(landlords) or landlord_ids(),
         full_refresh=full_refresh,
         log_level="INFO" if verbose else "CRITICAL",
+        job_name="pull" if no_push else "nightly",
+    )
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("landlords", nargs=-1)
+@click.option(
+    "--full-refresh", is_flag=True, help="Re-read every source even when it did not change."
+)
+@click.option("--verbose", "-v", is_flag=True, help="Show Dagster's step logs.")
+def pull(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
+    """Run the `pull` job (pull → normalise → check → load, and the morning figures) for
+    landlords (default: all), pushing nothing: for a landlord whose push is not ready."""
+    code = run_and_report(
+        list(landlords) or landlord_ids(),
+        full_refresh=full_refresh,
+        log_level="INFO" if verbose else "CRITICAL",
+        job_name="pull",
     )
     sys.exit(code)
 
@@ -278,7 +301,13 @@ def reset_cursor(landlord: str, source: str, to: str | None) -> None:
     if getattr(loaded.datafix.sources[source], "cursor", None) is None:
         raise click.ClickException(f"`{source}` has no `cursor`: it is read in full every run")
     entities = [e for e, m in loaded.datafix.entities.items() if source in m.fed_by]
-    changed = WarehouseResource().get_client().reset_cursor(landlord, entities, to=to)
+    feeds = [
+        feed.label
+        for mapping in loaded.datafix.entities.values()
+        for feed in mapping.all_feeds
+        if feed.source == source
+    ]
+    changed = WarehouseResource().get_client().reset_cursor(landlord, entities, to=to, feeds=feeds)
     what = f"set to {to!r} (inclusive)" if to is not None else "cleared (next run reads all)"
     click.echo(f"{landlord}/{source}: {changed} watermark(s) {what} for {', '.join(entities)}")
 
@@ -312,8 +341,19 @@ def _load_or_exit(landlord: str) -> LoadedDatafix:
         raise click.ClickException(str(error)) from error
 
 
+# how the dry run names what it would do with a record (pipelines.lib.outbox.Change.action)
+_DRY_ACTIONS = {
+    "create": "create",
+    "update": "update",
+    "resend": "resend (queued by an earlier run, not sent yet)",
+    "in doubt": "resend if missing (in flight when a push stopped: read back first)",
+    "dead": "dead, not sent (refused earlier; fix the cause, then `datafix replay`)",
+}
+
+
 def _dry_run(landlords: list[str]) -> int:
-    """Print what a push would create or update, field by field; send and write nothing."""
+    """Print every record a push would send (new, changed, queued by an earlier run), field by
+    field, and the dead letters waiting for a replay; send and write nothing."""
     from pipelines.defs.resources import WarehouseResource
     from pipelines.lib.push import push_landlord
 
@@ -323,19 +363,29 @@ def _dry_run(landlords: list[str]) -> int:
         loaded = _load_or_exit(landlord)
         for outcome in push_landlord(warehouse, loaded, _no_sink, dry_run=True):
             waiting = outcome.dead_waiting
+            carried = (
+                f" ({outcome.queued} new or changed, {outcome.pending} queued by an earlier run)"
+                if outcome.pending
+                else ""
+            )
             click.secho(
                 f"{landlord} → {outcome.sink} ({outcome.kind}, {outcome.sends}):"
-                f" {outcome.queued} to send, {outcome.unchanged} unchanged"
-                + (f", {waiting} dead waiting for a fix" if waiting else ""),
+                f" {outcome.queued + outcome.pending} to send, {outcome.unchanged} unchanged"
+                + carried
+                + (f", {waiting} dead waiting for a fix and a replay" if waiting else ""),
                 bold=True,
             )
-            if outcome.status in ("blocked", "failed"):
+            if not outcome.ok:
                 failures += 1
                 click.echo(f"  {outcome.status}: {outcome.error}")
             for change in outcome.changes:
-                click.echo(f"  {change.action} {change.key}")
+                click.echo(f"  {_DRY_ACTIONS.get(change.action, change.action)} {change.key}")
+                never_sent = change.action == "create" or (
+                    change.action != "update"
+                    and all(old is None for old, _ in change.fields.values())
+                )
                 for name, (old, new) in change.fields.items():
-                    shown = f"{new!r}" if change.action == "create" else f"{old!r} → {new!r}"
+                    shown = f"{new!r}" if never_sent else f"{old!r} → {new!r}"
                     click.echo(f"      {name}: {shown}")
     click.echo("dry run: nothing was sent or written")
     return 1 if failures else 0
@@ -353,7 +403,9 @@ def run_and_report(
     job_name: str = "nightly",
 ) -> int:
     """Run the landlords' job in-process and print the summary per landlord, entity and sink
-    (also `datafix demo`'s); 1 if any landlord failed, else 0."""
+    (also `datafix demo`'s); 1 if any landlord failed (a failed, held or refused push, dead
+    letters beyond a sink's `max_dead_percent`, included), else 0."""
+    from pipelines.lib.push import FAILING
     from pipelines.lib.runner import quarantine_sample, run_landlords
 
     if not landlords:
@@ -365,7 +417,8 @@ def run_and_report(
     header = f"  {'entity':<16} {'status':<15} {'read':>8} {'loaded':>8} {'quarantined':>11}"
     header += f" {'skipped':>7}  contract"
     for outcome in outcomes:
-        state = "ok" if outcome.success and not outcome.errors else "FAILED"
+        pushed = all(report.status not in FAILING for report in outcome.pushes)
+        state = "ok" if outcome.success and not outcome.errors and pushed else "FAILED"
         failures += state != "ok"
         run = f" (run {outcome.run_id[:8]})" if outcome.run_id else ""
         click.secho(f"\n{outcome.landlord_id}{run}: {state}", bold=True,
@@ -395,7 +448,7 @@ def run_and_report(
             )
             if report.error:
                 click.echo("      " + report.error.replace("\n", "\n      "))
-            if report.dead or report.failed:
+            if (report.dead or report.failed) and "datafix outbox" not in report.error:
                 click.echo(f"      details: datafix outbox {outcome.landlord_id}")
         for error in outcome.errors:
             click.echo("  " + error.replace("\n", "\n  "))

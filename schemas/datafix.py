@@ -730,23 +730,6 @@ def semantic_issues(datafix: Datafix, *, file_stem: str | None = None) -> list[I
             if name not in rule_names
         )
         several = mapping.feeds is not None
-        cursored = [
-            feed.source
-            for feed in mapping.all_feeds
-            if getattr(datafix.sources.get(feed.source), "cursor", None) is not None
-        ]
-        if len(cursored) > 1:
-            issues.append(
-                Issue(
-                    path=(*base, "feeds"),
-                    message=f"{entity_name} reads {len(cursored)} sources incrementally"
-                    f" ({', '.join(f'`{name}`' for name in cursored)}): an entity keeps one"
-                    " watermark, so at most one of its feeds may have a `cursor`",
-                    hint="read the others in full (no `cursor`), or map them to the entity in"
-                    " separate landlords' datafixes",
-                    key_position=True,
-                )
-            )
         for index, feed in enumerate(mapping.all_feeds):
             where: YamlPath = (*base, "feeds", index) if several else base
             issues.extend(_feed_issues(datafix, entity_name, mapping, feed, where))

@@ -25,7 +25,7 @@ from schemas.tables import (
     outbox,
     push_leases,
     quarantine,
-    source_cursors,
+    feed_cursors,
     source_state,
 )
 
@@ -147,7 +147,7 @@ def reference_page() -> str:
         quarantine,
         load_runs,
         source_state,
-        source_cursors,
+        feed_cursors,
         contract_results,
         outbox,
         push_leases,

@@ -3,7 +3,7 @@
 One table per canonical entity, keyed on (`landlord_id`, the entity's own reference), plus the
 hub's bookkeeping: `quarantine` (every rejected row), `load_runs` (one audit row per load,
 blocked and failed ones included, with the reason), `source_state` (what was last loaded from
-each source, so an unchanged source is skipped), `source_cursors` (incremental watermarks),
+each source, so an unchanged source is skipped), `feed_cursors` (incremental watermarks),
 `contract_results` (the last contract verdict per entity, which gates the push), and the push
 side: `outbox` (every record to deliver, its state and the peer's answer) and `push_leases` (one
 push per landlord at a time); insight's figures (`tenant_balances`).
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from schemas.canonical import ENTITIES, ColumnType, EntitySpec
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -142,16 +142,36 @@ source_state = sa.Table(
     comment="What was last loaded for each landlord's entity: an unchanged source is skipped.",
 )
 
-source_cursors = sa.Table(
-    "source_cursors",
+feed_cursors = sa.Table(
+    "feed_cursors",
     metadata,
     *_landlord_entity_key(),
-    *_required(sa.String(128), "source_name", "cursor_column"),
+    sa.Column(
+        "feed",
+        sa.String(128),
+        primary_key=True,
+        comment="The feed read incrementally: its source's name (`classeur[Rejets]` for a sheet).",
+    ),
+    sa.Column("cursor_column", sa.String(128), nullable=False),
     sa.Column("cursor_value", sa.Text(), nullable=False),
     sa.Column("key_columns", sa.Text(), nullable=False, comment="JSON list of column names."),
     sa.Column("key_values", sa.Text(), nullable=False, comment="JSON list: the last row's key."),
     *_written("updated_at"),
-    comment="Watermarks of incremental sources: advanced in the same transaction as the load.",
+    comment="Watermarks of incremental feeds, one per landlord, entity and feed: advanced in the"
+    " same transaction as the load.",
+)
+
+# Schema 4 and earlier kept one watermark per entity here; `Warehouse.migrate` copies its rows
+# into `feed_cursors` once. Not in `metadata`: a new warehouse never has it.
+legacy_source_cursors = sa.Table(
+    "source_cursors",
+    sa.MetaData(),
+    *_landlord_entity_key(),
+    *_required(sa.String(128), "source_name", "cursor_column"),
+    sa.Column("cursor_value", sa.Text(), nullable=False),
+    sa.Column("key_columns", sa.Text(), nullable=False),
+    sa.Column("key_values", sa.Text(), nullable=False),
+    *_written("updated_at"),
 )
 
 hub_schema = sa.Table(

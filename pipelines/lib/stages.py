@@ -7,7 +7,7 @@ what the command line prints and what the benchmark measures are the same code.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import pandas as pd
@@ -35,7 +35,8 @@ class EntityLineage:
     status: PullStatus
     source_name: str = ""
     fingerprint: str = ""
-    watermark: Watermark | None = None  # where the next incremental pull resumes
+    # incremental feed → where its next pull resumes
+    watermarks: dict[str, Watermark] = field(default_factory=dict)
 
     def lineage(self) -> dict[str, Any]:
         """The lineage alone (not the status), to hand on to the next stage or the load."""
@@ -97,7 +98,7 @@ def pull(
 ) -> PulledSource:
     """Read the feeds of `entity`, skipping what the last load already has.
 
-    A feed whose source has a `cursor` is read past the entity's watermark. Every other feed is
+    A feed whose source has a `cursor` is read past its own watermark. Every other feed is
     read in full, and the whole entity is skipped (`unchanged`) when their fingerprint (file
     bytes, or rows) and the datafix are those of the last committed load and no cursor brought
     anything new; files are fingerprinted before being parsed, so an unchanged file costs one
@@ -109,21 +110,26 @@ def pull(
     base = _lineage(loaded, entity)
     feeds = concrete_feeds(loaded, entity)
     reads: list[FeedRead] = []
-    watermark = None
+    watermarks: dict[str, Watermark] = {}
     full = []
     for feed in feeds:
         if getattr(loaded.datafix.sources[feed.source], "cursor", None) is None:
             full.append(feed)
             continue
         read, watermark = _pull_incremental(loaded, entity, feed, warehouse, full_refresh)
-        if read is not None:
+        if read is not None and watermark is not None:
             reads.append(read)
+            watermarks[feed.label] = watermark
     if not full:
         if not reads:
             return PulledSource(**base, status="unchanged")
         fingerprint = _combined([read.raw.fingerprint for read in reads])
         return PulledSource(
-            **base, status="read", fingerprint=fingerprint, reads=tuple(reads), watermark=watermark
+            **base,
+            status="read",
+            fingerprint=fingerprint,
+            reads=tuple(reads),
+            watermarks=watermarks,
         )
     last = None
     if warehouse is not None and not full_refresh:
@@ -142,7 +148,7 @@ def pull(
         status="read",
         fingerprint=fingerprint,
         reads=tuple(whole + reads),
-        watermark=watermark,
+        watermarks=watermarks,
     )
 
 
@@ -160,14 +166,14 @@ def _pull_incremental(
     warehouse: Warehouse | None,
     full_refresh: bool,
 ) -> tuple[FeedRead | None, Watermark | None]:
-    """Rows of `feed` past the entity's watermark, and the watermark the load will advance to
-    (None, None when nothing is new)."""
+    """Rows of `feed` past its watermark, and the watermark the load will advance it to (None,
+    None when nothing is new)."""
     source = loaded.datafix.sources[feed.source]
     cursor = source.cursor
     key = tuple(source.key)
     last = None
     if warehouse is not None and not full_refresh:
-        last = warehouse.cursor(loaded.landlord_id, entity)
+        last = warehouse.cursor(loaded.landlord_id, entity, feed.label)
     after = Watermark(cursor.column, None, key)  # a first pull: everything, in cursor order
     if last is not None and cursor.lookback_minutes:
         after = Watermark(cursor.column, _minus_minutes(last.value, cursor.lookback_minutes), key)

@@ -40,11 +40,12 @@ from schemas.canonical import ENTITIES, ColumnType
 from schemas.tables import (
     CANONICAL_TABLES,
     SCHEMA_VERSION,
+    feed_cursors,
     hub_schema,
+    legacy_source_cursors,
     load_runs,
     metadata,
     quarantine,
-    source_cursors,
     source_state,
 )
 
@@ -74,7 +75,8 @@ class LoadRequest:
     skipped: int
     mode: str = "snapshot"
     max_vanished_percent: float = 50.0
-    watermark: Watermark | None = None  # advanced with the load, never before it commits
+    # feed → where its next incremental pull resumes: advanced with the load, never before
+    watermarks: dict[str, Watermark] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)  # rule set to `warn` → rows loaded
 
 
@@ -133,6 +135,8 @@ class Warehouse:
                             f"ALTER TABLE {_quote(conn, table.name)} ADD COLUMN"
                             f" {_quote(conn, column.name)} {column_type}"
                         )
+            if inspector.has_table(legacy_source_cursors.name):
+                _copy_legacy_cursors(conn)
             applied = conn.execute(sa.select(sa.func.max(hub_schema.c.version))).scalar()
             if applied is None or applied < SCHEMA_VERSION:
                 conn.execute(hub_schema.insert().values(version=SCHEMA_VERSION, applied_at=_now()))
@@ -147,12 +151,15 @@ class Warehouse:
             ).first()
         return None if row is None else (row.fingerprint, row.datafix_sha)
 
-    def cursor(self, landlord_id: str, entity: str) -> Watermark | None:
-        """The watermark of an incremental entity, if it was ever loaded."""
+    def cursor(self, landlord_id: str, entity: str, feed: str) -> Watermark | None:
+        """The watermark of one incremental feed of an entity (its source's name for an entity
+        read from one source), if it was ever loaded."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(source_cursors).where(
-                    source_cursors.c.landlord_id == landlord_id, source_cursors.c.entity == entity
+                sa.select(feed_cursors).where(
+                    feed_cursors.c.landlord_id == landlord_id,
+                    feed_cursors.c.entity == entity,
+                    feed_cursors.c.feed == feed,
                 )
             ).first()
         if row is None:
@@ -165,17 +172,25 @@ class Warehouse:
         )
 
     def reset_cursor(
-        self, landlord_id: str, entities: Sequence[str], *, to: str | None = None
+        self,
+        landlord_id: str,
+        entities: Sequence[str],
+        *,
+        to: str | None = None,
+        feeds: Sequence[str] | None = None,
     ) -> int:
-        """Forget watermarks (next pull reads everything) or set them to `to` (inclusive)."""
+        """Forget watermarks (next pull reads everything) or set them to `to` (inclusive), of
+        `entities` (only of `feeds` when given)."""
         scope = sa.and_(
-            source_cursors.c.landlord_id == landlord_id, source_cursors.c.entity.in_(entities)
+            feed_cursors.c.landlord_id == landlord_id, feed_cursors.c.entity.in_(entities)
         )
+        if feeds is not None:
+            scope = sa.and_(scope, feed_cursors.c.feed.in_(feeds))
         with self.engine.begin() as conn:
             if to is None:
-                return conn.execute(source_cursors.delete().where(scope)).rowcount
+                return conn.execute(feed_cursors.delete().where(scope)).rowcount
             return conn.execute(
-                source_cursors.update()
+                feed_cursors.update()
                 .where(scope)
                 .values(cursor_value=to, key_values="[]", updated_at=_now(), run_id="manual")
             ).rowcount
@@ -191,8 +206,8 @@ class Warehouse:
             )
             self._audit(conn, request, result, now, status="loaded")
             self._record(conn, request, now)
-            if request.watermark is not None:
-                self._advance(conn, request, request.watermark, now)
+            for feed, watermark in request.watermarks.items():
+                self._advance(conn, request, feed, watermark, now)
         return result
 
     def open_quarantine(
@@ -323,12 +338,17 @@ class Warehouse:
         return result
 
     def _advance(
-        self, conn: sa.Connection, request: LoadRequest, watermark: Watermark, now: datetime
+        self,
+        conn: sa.Connection,
+        request: LoadRequest,
+        feed: str,
+        watermark: Watermark,
+        now: datetime,
     ) -> None:
         values = {
             "landlord_id": request.landlord_id,
             "entity": request.entity,
-            "source_name": request.source_name,
+            "feed": feed,
             "cursor_column": watermark.column,
             "cursor_value": watermark.value,
             "key_columns": json.dumps(list(watermark.key)),
@@ -336,13 +356,12 @@ class Warehouse:
             "run_id": request.run_id,
             "updated_at": now,
         }
-        statement = _dialect_insert(conn, source_cursors).values(**values)
+        statement = _dialect_insert(conn, feed_cursors).values(**values)
+        key = ("landlord_id", "entity", "feed")
         conn.execute(
             statement.on_conflict_do_update(
-                index_elements=["landlord_id", "entity"],
-                set_={
-                    c: statement.excluded[c] for c in values if c not in ("landlord_id", "entity")
-                },
+                index_elements=list(key),
+                set_={c: statement.excluded[c] for c in values if c not in key},
             )
         )
 
@@ -647,6 +666,26 @@ def _source_of(request: LoadRequest) -> dict[str, str]:
         name: getattr(request, name)
         for name in ("landlord_id", "entity", "source_name", "fingerprint", "datafix_sha")
     }
+
+
+def _copy_legacy_cursors(conn: sa.Connection) -> None:
+    """The watermarks a schema-4 warehouse kept per entity (`source_cursors`), copied once into
+    `feed_cursors` (an entity read from one source: its feed is named by the source)."""
+    if conn.execute(sa.select(sa.func.count()).select_from(feed_cursors)).scalar_one():
+        return
+    legacy = legacy_source_cursors
+    rows = conn.execute(sa.select(legacy)).mappings().all()
+    if rows:
+        conn.execute(
+            feed_cursors.insert(),
+            [
+                {
+                    **{c.name: row[c.name] for c in legacy.columns if c.name != "source_name"},
+                    "feed": row["source_name"],
+                }
+                for row in rows
+            ],
+        )
 
 
 def _now() -> datetime:

@@ -5,6 +5,7 @@ Expected rows and balances are written out by hand below from the fixture text."
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -227,24 +228,61 @@ def test_each_feed_is_checked_where_it_is_written() -> None:
     assert not any(path[:4] == ("entities", "ledger_entries", "feeds", 0) for path in paths)
 
 
-def test_two_incremental_feeds_are_refused() -> None:
-    cursor = {"column": "modified", "argument": "since"}
-    document = _datafix(feeds=FEEDS, mode="incremental")
+def test_two_incremental_feeds_each_resume_from_their_own_watermark(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    erp = tmp_path / "erp.db"
+    with sqlite3.connect(erp) as conn:
+        for table in ("journal", "rejets"):
+            conn.execute(
+                f"CREATE TABLE {table} (id TEXT PRIMARY KEY, compte TEXT, jour TEXT,"
+                " montant TEXT, modifie TEXT)"
+            )
+        conn.executemany(
+            "INSERT INTO journal VALUES (?, ?, ?, ?, ?)",
+            [("E1", "T1", "2026-03-01", "500.00", "2026-03-01 08:00:00"),
+             ("E2", "T2", "2026-03-01", "650.00", "2026-03-01 09:00:00")],
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO rejets VALUES ('R1', 'T1', '2026-03-10', '500.00', '2026-03-10 06:00:00')"
+        )
+    columns = ("id", "compte", "jour", "montant")
+    document = _datafix(
+        mode="incremental",
+        feeds=[
+            _ledger_feed("journal", columns, {"const": "rent_call"}),
+            _ledger_feed("rejets", columns, {"const": "rejected_debit"}),
+        ],
+    )
     document["sources"] = {
         name: {
             "kind": "sql",
-            "url": "sqlite:///erp.db",
+            "url": f"sqlite:///{erp}",
             "table": name,
             "key": ["id"],
-            "cursor": {"column": cursor["column"]},
+            "cursor": {"column": "modifie"},
         }
         for name in ("journal", "rejets")
     }
-    issues = semantic_issues(Datafix.model_validate(document))
-    assert [issue.message for issue in issues] == [
-        "ledger_entries reads 2 sources incrementally (`journal`, `rejets`): an entity keeps"
-        " one watermark, so at most one of its feeds may have a `cursor`"
-    ]
+    path = write_datafix(tmp_path, document)
+    first, _ = _run(path, warehouse, "night-1")
+    assert first.rows == 3
+    assert {feed: mark.value for feed, mark in first.watermarks.items()} == {
+        "journal": "2026-03-01 09:00:00",
+        "rejets": "2026-03-10 06:00:00",
+    }
+    with sqlite3.connect(erp) as conn:
+        conn.execute(
+            "INSERT INTO rejets VALUES ('R2', 'T2', '2026-03-11', '650.00', '2026-03-11 06:00:00')"
+        )
+    second, _ = _run(path, warehouse, "night-2")
+    assert [(read.label, len(read.raw)) for read in second.reads] == [("rejets", 1)]
+    assert warehouse.cursor(LANDLORD, "ledger_entries", "journal").value == "2026-03-01 09:00:00"
+    assert warehouse.cursor(LANDLORD, "ledger_entries", "rejets").value == "2026-03-11 06:00:00"
+    third, _ = _run(path, warehouse, "night-3")
+    assert third.status == "unchanged"
+    url = warehouse.engine.url.render_as_string(hide_password=False)
+    assert balances(url, LANDLORD) == {"T1": 100000, "T2": 130000}
 
 
 def test_feeds_pass_the_json_schema_the_editor_uses() -> None:

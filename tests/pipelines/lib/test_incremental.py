@@ -89,7 +89,7 @@ def test_an_unchanged_source_transfers_nothing_the_second_time(
     assert run_once(datafix, warehouse, "run-1") == 6_000
     assert run_once(datafix, warehouse, "run-2") == 0
     assert loaded_rows(warehouse) == 6_000
-    cursor = warehouse.cursor("delta-habitat", "ledger_entries")
+    cursor = warehouse.cursor("delta-habitat", "ledger_entries", "erp")
     assert cursor == Watermark("modifie_le", "2026-03-02 23:00:00", ("id",), ("5999",))
 
 
@@ -127,7 +127,7 @@ def test_rows_sharing_the_boundary_value_are_never_lost_when_a_pull_stops_midway
     with pytest.raises(ConnectionError):
         load(warehouse, loaded, normalise(loaded, pulled), run_id="run-1")
     monkeypatch.undo()
-    assert warehouse.cursor("delta-habitat", "ledger_entries") is None
+    assert warehouse.cursor("delta-habitat", "ledger_entries", "erp") is None
     assert loaded_rows(warehouse) == 0
     assert run_once(datafix, warehouse, "run-2") == 6_000
     assert loaded_rows(warehouse) == 6_000
@@ -143,7 +143,7 @@ def test_a_pull_resumes_inside_rows_sharing_one_cursor_value(
         conn.execute("DELETE FROM ecritures WHERE id > 2500")
     first = pull(loaded, "ledger_entries", warehouse=warehouse)
     load(warehouse, loaded, normalise(loaded, first), run_id="run-1")
-    assert warehouse.cursor("delta-habitat", "ledger_entries").key_values == ("2500",)
+    assert warehouse.cursor("delta-habitat", "ledger_entries", "erp").key_values == ("2500",)
     make_erp(tmp_path / "full.db")
     with sqlite3.connect(erp) as conn:
         conn.execute(f"ATTACH DATABASE '{tmp_path / 'full.db'}' AS full")

@@ -96,7 +96,7 @@ def _state(warehouse: Warehouse) -> dict[str, Any]:
                 " ORDER BY source_row"
             )
         ).all()
-        cursor = conn.execute(sa.text("SELECT cursor_value FROM source_cursors")).scalar_one()
+        cursor = conn.execute(sa.text("SELECT cursor_value FROM feed_cursors")).scalar_one()
         runs = conn.execute(
             sa.text(
                 "SELECT status, rows_in_source, skipped, read, loaded, quarantined FROM load_runs"

@@ -245,7 +245,7 @@ def canonical_ledger(folder: Path, source: dict[str, Any]) -> tuple[Any, Any]:
     pulled = pull(loaded, "ledger_entries")
     batch = normalise(loaded, pulled).batch
     assert batch is not None and len(batch.rejects) == 0
-    return batch.rows, pulled.watermark
+    return batch.rows, pulled.watermarks.get("erp")
 
 
 @pytest.mark.postgres

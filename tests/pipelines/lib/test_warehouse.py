@@ -164,6 +164,42 @@ def test_migrate_is_idempotent_and_keeps_the_data(warehouse: Warehouse) -> None:
     assert versions == [tables.SCHEMA_VERSION]
 
 
+def test_migrate_moves_schema_4_watermarks_into_feed_cursors_once(warehouse_url: str) -> None:
+    """Schema 4 kept one watermark per entity (`source_cursors`); the feed is its source."""
+    engine = sa.create_engine(warehouse_url)
+    tables.legacy_source_cursors.create(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            tables.legacy_source_cursors.insert().values(
+                landlord_id="delta-habitat",
+                entity="ledger_entries",
+                source_name="erp",
+                cursor_column="modifie_le",
+                cursor_value="2026-03-02 23:00:00",
+                key_columns='["id"]',
+                key_values='["6000"]',
+                run_id="night-9",
+                updated_at=dt.datetime(2026, 3, 3, tzinfo=dt.UTC),
+            )
+        )
+    engine.dispose()
+    hub = Warehouse(warehouse_url)
+    hub.migrate()
+    hub.migrate()  # twice: copied once
+    watermark = hub.cursor("delta-habitat", "ledger_entries", "erp")
+    assert watermark is not None
+    assert (watermark.column, watermark.value, watermark.key, watermark.key_values) == (
+        "modifie_le",
+        "2026-03-02 23:00:00",
+        ("id",),
+        ("6000",),
+    )
+    with hub.engine.connect() as conn:
+        copied = conn.execute(sa.select(sa.func.count()).select_from(tables.feed_cursors))
+        assert copied.scalar_one() == 1
+    hub.dispose()
+
+
 def test_migrate_adds_a_column_missing_from_an_older_table(warehouse_url: str) -> None:
     tenants = CANONICAL_TABLES["tenants"]
     older = sa.Table(
