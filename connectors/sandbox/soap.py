@@ -12,6 +12,10 @@ the call (`set_fault`), and turns the answer the peer writes into what goes on t
   aimed at `secret_file` and `canary_url`;
 - `slow`: the answer after `slow_seconds` (woken early by `stop()`).
 
+Apart from the fault modes, `cut_connections(times)` cuts the next `times` operation calls in
+the middle of their answer (a chunked answer whose first chunk never arrives whole, then the
+connection closes): what a client sees of a connection reset while the answer travels.
+
 A peer names its WSDL, endpoint and fault modes in class attributes and writes `_answer`
 (the operation's envelope, or a `Reply` such as a SOAP fault to send as it is); it may refuse a
 request before its envelope is read (`_refusal`, e.g. HTTP authentication).
@@ -42,6 +46,14 @@ from connectors.sandbox.http import (
 )
 
 __all__ = ["PushFaultHooks", "SoapPeer", "TransientFaults"]
+
+# a chunk announced 4096 bytes long, then the connection closes (HTTP/1.0) after a few of them
+_CUT_REPLY = Reply(
+    200,
+    b'1000\r\n<?xml version="1.0" encoding="utf-8"?><soap:Envelope',
+    "text/xml; charset=utf-8",
+    {"Transfer-Encoding": "chunked"},
+)
 
 
 class SoapPeer(Served):
@@ -78,6 +90,7 @@ class SoapPeer(Served):
         self.calls = 0
         self.calls_by_operation: Counter[str] = Counter()
         self.wsdl_requests = 0
+        self._cuts = 0
         self._lock = threading.Lock()
         self._server = LocalHttpServer(self._app, name=name, port=port)
 
@@ -111,6 +124,13 @@ class SoapPeer(Served):
 
     def clear_fault(self) -> None:
         self.faults.set(None)
+
+    def cut_connections(self, times: int) -> None:
+        """Cut the next `times` operation calls in the middle of their answer (0: none)."""
+        if times < 0:
+            raise ValueError("times must not be negative")
+        with self._lock:
+            self._cuts = times
 
     def wsdl_text(self) -> str:
         text = self.wsdl_path.read_text(encoding="utf-8")
@@ -149,6 +169,9 @@ class SoapPeer(Served):
         with self._lock:
             self.calls += 1
             self.calls_by_operation[operation] += 1
+            cut, self._cuts = self._cuts > 0, max(0, self._cuts - 1)
+        if cut:
+            return _CUT_REPLY
         mode = self.faults.take()
         if mode is not None and mode in self.http_faults:
             return self.http_faults[mode]

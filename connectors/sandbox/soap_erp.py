@@ -13,7 +13,17 @@ operations at `/soap`:
   token, answers `workOrders.workOrder*`, `nextContinuationToken?` (absent on the last page).
 
 `modifiedSince` keeps the records whose `modifiedAt` is at or after it (inclusive). Records come
-back in the seed's order; `pageNumber` starts at 1; `pageSize` is 1 to `max_page_size`. A
+back in the seed's order; `pageNumber` starts at 1; `pageSize` is 1 to `max_page_size`.
+
+Paging switches, as real ERPs behave (attributes, also constructor arguments):
+
+- `page_cap` (None: no cap): a page holds at most that many records whatever `pageSize` asks,
+  silently, as a server-side cap does; page N starts at record `(N - 1) × the capped size`
+  and a continuation token after the records really sent;
+- `total_skew` (0): `totalCount` announces that many records more (or fewer) than there are:
+  a peer that lies about its total.
+
+A
 wrong argument (page size out of range, page number below 1, an unknown continuation token, a
 date that is not ISO) is answered by the fault `soap:Client.InvalidArgument`.
 
@@ -33,6 +43,14 @@ calls, after which the peer answers normally again; the WSDL itself is always se
 - `http_400`: HTTP 400, an empty body: permanent;
 - `fault_busy`: SOAP fault `soap:Server.Busy` (HTTP 500): retriable;
 - `fault_invalid_argument`: SOAP fault `soap:Client.InvalidArgument` (HTTP 500): permanent;
+- `fault_server`: SOAP fault `soap:Server` (HTTP 500), an internal error: permanent unless
+  the datafix lists `Server` in `transient_faults`;
+- `fault_maintenance`: SOAP fault `soap:Server.Maintenance` (HTTP 500): permanent by default,
+  transient for a datafix listing `Server.Maintenance` in `transient_faults`;
+- `http_502`: HTTP 502 with an HTML body (a proxy in front of the ERP): retriable;
+
+and `cut_connections(times)` (`SoapPeer`): the next `times` calls are cut in the middle of
+the answer, as a connection reset does: retriable.
 - `malformed_xml`: HTTP 200, the envelope cut in half: permanent;
 - `dtd_billion_laughs`: HTTP 200, the answer with a billion-laughs DTD: to be refused;
 - `xxe_file`: HTTP 200, an external entity naming `secret_file`: refused, file never read;
@@ -129,6 +147,9 @@ ERP_FAULT_MODES = frozenset(
         "http_400",
         "fault_busy",
         "fault_invalid_argument",
+        "fault_server",
+        "fault_maintenance",
+        "http_502",
         "malformed_xml",
         *HOSTILE_MODES,
     }
@@ -347,6 +368,11 @@ class LandlordErpPeer(PushFaultHooks, SoapPeer):
         ),
         "http_429": Reply(429, b"", "text/plain", {"Retry-After": "0"}),
         "http_400": Reply(400, b"", "text/plain"),
+        "http_502": Reply(
+            502,
+            b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+            "text/html; charset=utf-8",
+        ),
     }
     envelope_fault_code = "Client.InvalidArgument"
 
@@ -355,6 +381,8 @@ class LandlordErpPeer(PushFaultHooks, SoapPeer):
         seed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         *,
         max_page_size: int = 500,
+        page_cap: int | None = None,
+        total_skew: int = 0,
         slow_seconds: float = 5.0,
         secret_file: str | Path = "/etc/passwd",
         canary_url: str = "http://127.0.0.1:9",
@@ -373,6 +401,8 @@ class LandlordErpPeer(PushFaultHooks, SoapPeer):
             for entity in _ENTITIES.values()
         }
         self.max_page_size = max_page_size
+        self.page_cap = page_cap
+        self.total_skew = total_skew
         kinds = [kind.name for kind in _IMPORT_KINDS]
         self.held: dict[str, dict[str, dict[str, str]]] = {kind: {} for kind in kinds}
         self.movements: dict[str, dict[str, list[Movement]]] = {kind: {} for kind in kinds}
@@ -419,6 +449,10 @@ class LandlordErpPeer(PushFaultHooks, SoapPeer):
             return soap_fault_reply("Server.Busy", "The ERP is busy; try again in a moment")
         if mode == "fault_invalid_argument":
             return soap_fault_reply("Client.InvalidArgument", f"{operation}: invalid argument")
+        if mode == "fault_server":
+            return soap_fault_reply("Server", f"{operation}: internal error")
+        if mode == "fault_maintenance":
+            return soap_fault_reply("Server.Maintenance", "ERP en maintenance, réessayer")
         try:
             if operation in _SUBMITS:
                 return self._submit(_SUBMITS[operation], body)
@@ -548,6 +582,8 @@ class LandlordErpPeer(PushFaultHooks, SoapPeer):
         if arguments.get("modifiedSince"):
             since = _parse_datetime(arguments["modifiedSince"], "modifiedSince")
             records = [record for record in records if record["modifiedAt"] >= since]
+        if self.page_cap is not None:
+            page_size = min(page_size, self.page_cap)  # silently, as a server-side cap does
         if entity.paging == "page_number":
             page_number = self._int_argument(arguments, "pageNumber")
             if page_number < 1:
@@ -566,7 +602,8 @@ class LandlordErpPeer(PushFaultHooks, SoapPeer):
         if entity.paging == "page_number":
             etree.SubElement(response, f"{{{NAMESPACE}}}pageNumber").text = str(page_number)
         if entity.end_marker == "totalCount":
-            etree.SubElement(response, f"{{{NAMESPACE}}}totalCount").text = str(len(records))
+            total = len(records) + self.total_skew
+            etree.SubElement(response, f"{{{NAMESPACE}}}totalCount").text = str(total)
         elif entity.end_marker == "hasMore":
             etree.SubElement(response, f"{{{NAMESPACE}}}hasMore").text = _xml_text(more)
         elif more:

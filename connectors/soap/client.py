@@ -20,10 +20,17 @@ Failures are sorted by what to do next (`connectors.errors`):
 
 - `ConfigError` (one line): the WSDL file is missing, its URL unreachable or answered 4xx,
   it is not a WSDL; arguments the WSDL does not accept; a `records_path` not in the response.
-- `RetriableError`, retried here first: a timeout, a refused or cut connection, HTTP 5xx or
-  429, a SOAP fault whose code is in `RETRIABLE_FAULT_CODES` (`Server.Busy` …).
-- `PermanentError`: any other SOAP fault (`Client.*` …), HTTP 4xx, malformed XML, a DTD or
-  entity declarations in an answer or in the WSDL.
+- `RetriableError`, retried here first: a timeout, a refused, reset or cut connection (also
+  in the middle of the answer), HTTP 5xx or 429 without a SOAP fault, a SOAP fault whose code
+  (or SOAP 1.2 subcode) is listed as transient (`retriable_faults`: the datafix's
+  `transient_faults`, `RETRIABLE_FAULT_CODES` = `Server.Busy`, `Server.Unavailable`,
+  `Server.Timeout` by default).
+- `PermanentError`: any other SOAP fault (`Client.*`, an unlisted `Server.*` …: SOAP 1.1 sends
+  every fault with HTTP 500, so the fault's code decides, not the status), HTTP 4xx, malformed
+  XML, a DTD or entity declarations in an answer or in the WSDL; the paging rules broken
+  (records read ≠ the announced total …, `connectors.soap.paging`).
+
+The SOAP sink (`connectors.soap.push`) sorts its failures with the same `classify_error`.
 
 Retriable failures are retried inside the client (`connectors.retry.with_retries`: exponential
 backoff with jitter, `SOAP_RETRY` unless told otherwise), per call, so a fault on page 7
@@ -57,6 +64,7 @@ from connectors.errors import ConfigError, ConnectorError, PermanentError, Retri
 from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage
 from connectors.retry import RetryPolicy, with_retries
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY, SoapPaging
+from connectors.soap.paging import Pager
 
 __all__ = [
     "SOAP_ENCODING_NAMESPACE",
@@ -76,6 +84,7 @@ __all__ = [
     "response_type_of",
     "service_for",
     "text_frame",
+    "transient_fault",
     "value_at_path",
 ]
 
@@ -383,6 +392,18 @@ def fault_code(code: object) -> str:
     return text.rsplit(":", 1)[-1].strip()
 
 
+def transient_fault(fault: zeep_errors.Fault, transient_faults: Collection[str]) -> str:
+    """The fault's code when it (or a SOAP 1.2 subcode) is one of `transient_faults`, else "".
+
+    Codes are compared without their namespace prefix (`soap:Server.Busy` is `Server.Busy`).
+    """
+    wanted = {fault_code(code) for code in transient_faults}
+    for code in (fault.code, *(getattr(fault, "subcodes", None) or ())):
+        if fault_code(code) in wanted:
+            return fault_code(code)
+    return ""
+
+
 def classify_error(
     error: BaseException,
     where: str,
@@ -402,16 +423,22 @@ def classify_error(
         return RetriableError(
             f"{where}: no answer{limit} (timeout) — the service is slow or down; retried"
         )
-    if isinstance(error, requests.ConnectionError):
+    if isinstance(error, requests.ConnectionError | ConnectionError):
         return RetriableError(
             f"{where}: connection failed or was cut — the service may be down; retried"
+        )
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return RetriableError(
+            f"{where}: the connection was cut in the middle of the answer — retried"
         )
     if isinstance(error, zeep_errors.Fault):
         code = fault_code(error.code)
         message = " ".join(str(error.message or "").split())[:300]
-        if code in retriable_faults:
+        transient = transient_fault(error, retriable_faults)
+        if transient:
             return RetriableError(
-                f"{where}: the service is busy (SOAP fault {code}: {message}) — retried"
+                f"{where}: the service is busy (SOAP fault {transient}: {message}, listed as"
+                " transient) — retried"
             )
         if not code:  # an XML answer with an HTTP error status and no SOAP fault in it
             if status is not None and (status >= 500 or status == 429):
@@ -689,6 +716,16 @@ def check_key(key: Sequence[str], columns: Sequence[str], where: str) -> None:
             )
 
 
+def _paging_paths(paging: SoapPaging | None) -> dict[str, str]:
+    """The answer paths a pull reads besides its records: `{setting name: path}`."""
+    if paging is None:
+        return {}
+    paths = {"total_path": paging.total_path, "has_more_path": paging.has_more_path}
+    if paging.kind == "continuation_token":
+        paths["token_path"] = paging.token_path
+    return {what: path for what, path in paths.items() if path}
+
+
 def read_soap(
     wsdl: str,
     *,
@@ -715,7 +752,11 @@ def read_soap(
         records_path: dotted path from the response element to the repeated record element,
             e.g. `ledgerEntries.entry`. Each record is one row; nested fields become
             `parent.child` columns.
-        paging: how the operation pages (`SoapPaging`); None for a single call.
+        paging: how the operation pages (`SoapPaging`); None for a single call. The pages
+            are walked by `connectors.soap.paging.Pager`: the end comes from the total, the
+            has-more flag, the next token or an empty page (never a short page alone), a server
+            cap on the page size is followed, and records read ≠ the announced total raises
+            PermanentError: nothing is returned unless the pull is complete.
         since: `(argument name, value)`: the incremental lower bound, sent as that argument
             (e.g. `("modifiedSince", "2026-03-01T00:00:00+01:00")`).
         key: columns naming a record for lineage (`ListTenants:tenantRef=T1`); without it a
@@ -724,7 +765,7 @@ def read_soap(
         max_pages: a safety stop: more pages than this is an error, not a silent cut.
         address: the endpoint to call instead of the WSDL's `soap:address`.
         retry: how transient faults are retried (`SOAP_RETRY` by default).
-        retriable_faults: SOAP fault codes that mean "try again later".
+        retriable_faults: SOAP fault codes that mean "try again later" (`transient_faults`).
         session: a requests session (TLS settings, authentication).
     """
     origin = f"{masked_location(wsdl)} {operation}"
@@ -738,27 +779,23 @@ def read_soap(
     _operation(service, operation, origin)
     response_type = response_type_of(service, operation)
     record_type = _schema_path(response_type, records_path, origin, "records_path")
-    if paging is not None and paging.kind == "page_number" and paging.has_more_path:
-        _schema_path(response_type, paging.has_more_path, origin, "has_more_path")
-    elif paging is not None and paging.kind == "continuation_token":
-        _schema_path(response_type, paging.token_path, origin, "token_path")
+    paths = _paging_paths(paging)
+    for what, path in paths.items():
+        _schema_path(response_type, path, origin, what)
+    if paging is not None and paging.kind == "cursor" and record_type is not None:
+        assert paging.cursor_field is not None
+        _schema_path(record_type, paging.cursor_field, origin, "cursor_field")
 
     call_arguments = dict(arguments or {})
     if since is not None:
         call_arguments[since[0]] = since[1]
-    if paging is not None:
-        call_arguments[paging.page_size_argument] = paging.page_size
-    page_number = paging.first_page if paging is not None else 0
-    token: str | None = None
-    seen_tokens: set[str] = set()
+    pager = Pager(paging, origin) if paging is not None else None
     rows: list[dict[str, Any]] = []
     positions: list[tuple[int, int]] = []
 
     for page in range(1, max_pages + 1):
-        if paging is not None and paging.kind == "page_number":
-            call_arguments[paging.page_argument] = page_number
-        elif paging is not None and token is not None:
-            call_arguments[paging.token_argument] = token
+        if pager is not None:
+            call_arguments.update(pager.arguments())
         result = call_operation(
             service,
             operation,
@@ -769,34 +806,31 @@ def read_soap(
         )
         data = response_data(result, response_type)
         records = _as_records(value_at_path(data, records_path, origin, "records_path"))
-        for index, record in enumerate(records, start=1):
-            rows.append(flatten_record(record, record_type))
-            positions.append((page, index))
-        if paging is None:
+        page_rows = [flatten_record(record, record_type) for record in records]
+        rows.extend(page_rows)
+        positions.extend((page, index) for index in range(1, len(records) + 1))
+        if pager is None:
             break
-        if paging.kind == "page_number":
-            if paging.has_more_path:
-                more = bool(value_at_path(data, paging.has_more_path, origin, "has_more_path"))
-            else:
-                more = len(records) >= paging.page_size
-            if not more:
-                break
-            page_number += 1
-        else:
-            next_token = value_at_path(data, paging.token_path, origin, "token_path")
-            if next_token in (None, ""):
-                break
-            token = str(next_token)
-            if token in seen_tokens:
-                raise PermanentError(
-                    f"{origin}: the service sent the continuation token of an earlier page"
-                    " again — its paging is broken; ask the landlord's IT"
-                )
-            seen_tokens.add(token)
+        found = {
+            what: value_at_path(data, path, origin, what) if data is not None else None
+            for what, path in paths.items()
+        }
+        last_cursor = None
+        if paging is not None and paging.kind == "cursor" and page_rows:
+            assert paging.cursor_field is not None
+            last_cursor = page_rows[-1].get(paging.cursor_field)
+        if pager.after_page(
+            len(records),
+            total=found.get("total_path"),
+            has_more=found.get("has_more_path"),
+            next_token=found.get("token_path"),
+            last_cursor=last_cursor,
+        ):
+            break
     else:
         raise PermanentError(
-            f"{origin}: still more pages after max_pages={max_pages} — raise max_pages or check"
-            " the paging settings"
+            f"{origin}: still more pages after max_pages={max_pages} ({len(rows)} records read)"
+            " — raise max_pages or check the paging settings; nothing of this pull is loaded"
         )
 
     columns = list(flatten_record({}, record_type)) if record_type is not None else []

@@ -15,6 +15,7 @@ from connectors.delivery import Sink
 from connectors.rawtable import RawTable
 from connectors.registry import SinkKind, SourceKind, SourceRequest
 from connectors.retry import ONE_ATTEMPT
+from connectors.soap.models import RETRIABLE_FAULT_CODES
 from connectors.watermark import past_watermark
 from schemas.config import CursorSpec, EnvText, Secret, SinkBase, StrictModel
 
@@ -32,14 +33,46 @@ class SoapCursorSpec(CursorSpec):
 class SoapPagingSpec(StrictModel):
     """How a SOAP operation pages (see connectors/soap/models.py for every field)."""
 
-    kind: Literal["page_number", "continuation_token"]
-    page_size: int = Field(100, ge=1, le=10_000)
+    kind: Literal["page_number", "offset", "continuation_token", "cursor"] = Field(
+        description="page_number, offset, continuation_token (from the answer) or cursor (the"
+        " last record's field)."
+    )
+    page_size: int = Field(100, ge=1, le=10_000, description="Records asked for per call.")
     page_size_argument: str = "pageSize"
-    page_argument: str = "pageNumber"
+    page_argument: str = Field("pageNumber", description="Page number argument (page_number).")
     first_page: Literal[0, 1] = 1
-    has_more_path: str | None = None
+    offset_argument: str = Field("offset", description="Offset argument (offset).")
+    first_offset: Literal[0, 1] = 0
     token_argument: str = "continuationToken"
-    token_path: str = "nextContinuationToken"
+    token_path: str = Field(
+        "nextContinuationToken", description="Answer path of the next token (continuation_token)."
+    )
+    cursor_argument: str = Field("after", description="Cursor argument (cursor).")
+    cursor_field: str | None = Field(
+        None, description="Record field whose last value is the next cursor (cursor: required)."
+    )
+    total_path: str | None = Field(
+        None, description="Answer path of the total record count: decides the end first."
+    )
+    has_more_path: str | None = Field(
+        None, description="Answer path of the 'more pages follow' flag."
+    )
+
+    @model_validator(mode="after")
+    def _cursor_needs_a_field(self) -> SoapPagingSpec:
+        if self.kind == "cursor" and not self.cursor_field:
+            raise ValueError("paging kind `cursor` needs `cursor_field` (e.g. the record's id)")
+        return self
+
+
+def _transient_faults() -> list[str]:
+    return sorted(RETRIABLE_FAULT_CODES)
+
+
+_TRANSIENT_FAULTS = (
+    "SOAP fault codes meaning 'try again later', retried with backoff like timeouts, cut"
+    " connections and HTTP 5xx; any other fault is permanent."
+)
 
 
 class SoapSource(StrictModel):
@@ -58,6 +91,9 @@ class SoapSource(StrictModel):
     cursor: SoapCursorSpec | None = Field(None, description="Pull incrementally.")
     timeout: float = Field(30, gt=0, le=600, description="Seconds to connect/read the WSDL.")
     operation_timeout: float = Field(60, gt=0, le=3600, description="Seconds per call.")
+    transient_faults: list[str] = Field(
+        default_factory=_transient_faults, description=_TRANSIENT_FAULTS
+    )
 
     @model_validator(mode="after")
     def _cursor_needs_key(self) -> SoapSource:
@@ -111,6 +147,9 @@ class SoapSink(SinkBase):
         None, description="How to read records back; without it, records in doubt are resent."
     )
     operation_timeout: float = Field(60, gt=0, le=3600, description="Seconds per call.")
+    transient_faults: list[str] = Field(
+        default_factory=_transient_faults, description=_TRANSIENT_FAULTS
+    )
     username: EnvText | None = Field(None, description="`${VARIABLE}` for Basic auth.")
     password: Secret | None = Field(None, description="`${VARIABLE}` for Basic auth.")
 
@@ -131,6 +170,7 @@ def _read(source: SoapSource, request: SourceRequest) -> RawTable:
         paging=None if source.paging is None else SoapPaging(**source.paging.model_dump()),
         since=since,
         address=source.address,
+        retriable_faults=frozenset(source.transient_faults),
     )
     return raw if after is None else past_watermark(raw, after)
 
@@ -154,6 +194,7 @@ def _build_sink(name: str, spec: SoapSink) -> Sink:
         max_batch=spec.batch_size or 100,
         auth=auth,
         retry=ONE_ATTEMPT,
+        retriable_faults=frozenset(spec.transient_faults),
     )
 
 

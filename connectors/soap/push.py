@@ -14,8 +14,11 @@ Two ways an ERP takes records, chosen from the WSDL (or forced with `mode`):
 Every item carries the record's idempotency key (`idempotency_field`) and its reference
 (`reference_field`, the record's key unless its fields hold one). A result whose status is in
 `results.accepted` is `sent` (peer id from `results.id`); any other status is `dead` with the
-ERP's own message. A timeout, HTTP 5xx/429 or a `Server.Busy` fault of the whole call, once the
-client's own retries (`retry`) are used up, raises `RetriableError`: the outbox then calls
+ERP's own message. A timeout, a refused or cut connection, HTTP 5xx/429 without a SOAP fault,
+or a SOAP fault whose code is listed as transient (`retriable_faults`, the datafix's
+`transient_faults`; `Server.Busy` … by default) of the whole call is transient, as for a SOAP
+source (`connectors.soap.client.classify_error`); once the client's own retries (`retry`) are
+used up, it raises `RetriableError`: the outbox then calls
 `read_back`, which asks the `read_back` operation what the ERP holds and keeps the records whose
 held idempotency key is this record's. Retrying inside the sink is safe only because the ERP
 deduplicates on that key; without a `read_back` operation, `read_back` knows nothing (`{}`) and
@@ -51,6 +54,7 @@ from connectors.soap.client import (
     masked_location,
     response_data,
     response_type_of,
+    transient_fault,
     value_at_path,
 )
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY
@@ -324,7 +328,8 @@ class SoapSink(BatchedSink):
             try:
                 return method(**arguments)
             except zeep_errors.Fault as fault:
-                if single_record and fault_code(fault.code).startswith("Client"):
+                transient = transient_fault(fault, self.retriable_faults)
+                if single_record and not transient and fault_code(fault.code).startswith("Client"):
                     raise _RecordRefused(_one_line(fault.message)) from None
                 raise self._classified(fault, where, transport) from None
             except (zeep_errors.ValidationError, TypeError) as error:
