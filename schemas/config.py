@@ -269,4 +269,12 @@ class SinkBase(StrictModel):
     max_attempts: int = Field(
         8, ge=1, le=100, description="Tries per record and run on transient refusals."
     )
+    max_dead_percent: float = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Records refused for good (dead letters) a push may leave, in % of the"
+        " records it delivered, and still succeed. Default 0: one dead letter fails the push"
+        " (`datafix push` / `datafix run` exit 1); every record dead or failed always fails it.",
+    )
     timeout: float = Field(30, gt=0, le=600, description="Seconds per call.")

@@ -1,6 +1,7 @@
 """The jobs and the schedule: every landlord's nightly run at 02:00 Europe/Paris (pull through
-push, and the insight figures after the loads), and `push` alone (from the UI's launchpad or
-`datafix push`)."""
+push, and the insight figures after the loads); `pull` (pull through load and the insight
+figures, no push: `datafix pull` / `datafix run --no-push`, for a landlord whose push is not
+ready) and `push` alone (`datafix push`), both from the UI's launchpad too."""
 
 import dagster as dg
 
@@ -13,6 +14,15 @@ nightly_job = dg.define_asset_job(
     " and compute the morning figures.",
     # one process per run: a landlord's steps are light and sequential in practice, and a
     # subprocess per step would re-import pandas, GX and dagster 32 times on a 2-core machine
+    executor_def=dg.in_process_executor,
+)
+
+
+pull_job = dg.define_asset_job(
+    name="pull",
+    selection=dg.AssetSelection.groups("pull", "normalise", "load", "insight"),
+    description="Pull, normalise, check and load one landlord's data and compute the morning"
+    " figures, without deriving or pushing anything.",
     executor_def=dg.in_process_executor,
 )
 

@@ -73,7 +73,10 @@ class Change:
     """What a push would do to one record (the dry run prints these)."""
 
     key: str
-    action: str  # create, update, requeue
+    # create, update (new or changed this run); resend (queued by an earlier run, not sent
+    # yet); in doubt (in flight when a push stopped: read back, resent if the peer lacks it);
+    # dead (refused for good, same payload: waits for a fix and `datafix replay`, not sent)
+    action: str
     fields: dict[str, tuple[Any, Any]]  # field → (last sent, new); every field for a create
 
 
@@ -82,7 +85,8 @@ class EnqueueResult:
     """What enqueuing one sink's records did."""
 
     queued: int = 0  # new or changed, now pending
-    unchanged: int = 0  # same payload as last sent, or already queued
+    unchanged: int = 0  # same payload as last sent: nothing to do
+    pending: int = 0  # queued by an earlier run (pending, failed or in flight): still to send
     dead_unchanged: int = 0  # dead with the same payload: not retried until changed or replayed
     changes: list[Change] = field(default_factory=list)
 
@@ -179,7 +183,8 @@ class Outbox:
         """Queue the records whose payload differs from the last one sent (one transaction).
 
         A record already queued with the same payload keeps its place (and its idempotency
-        key); a dead record with the same payload stays dead.
+        key) and counts as `pending`, never as unchanged; so do the sink's queued records no
+        longer offered (they are still sent). A dead record with the same payload stays dead.
         """
         result = EnqueueResult()
         now = _now()
@@ -195,6 +200,7 @@ class Outbox:
                         outbox.c.payload_hash,
                         outbox.c.sent_hash,
                         outbox.c.sent_payload,
+                        outbox.c.payload,
                     ).where(where)
                 )
             }
@@ -230,10 +236,7 @@ class Outbox:
                     )
                     continue
                 if old.payload_hash == digest:
-                    if old.state == "dead":
-                        result.dead_unchanged += 1
-                    else:  # sent with this payload, or already queued / in flight
-                        result.unchanged += 1
+                    _carried(result, old, dry_run=dry_run)
                     continue
                 if old.state == "sent" and old.sent_hash == digest:
                     result.unchanged += 1
@@ -263,6 +266,10 @@ class Outbox:
                         "updated_at": now,
                     }
                 )
+            offered = {record.key for record in records}
+            for key in sorted(existing.keys() - offered):  # still queued: it goes out too
+                if existing[key].state != "sent":
+                    _carried(result, existing[key], dry_run=dry_run)
             if dry_run:
                 conn.rollback()
                 return result
@@ -518,6 +525,24 @@ class Outbox:
                 .order_by(outbox.c.record_key)
             ).all()
         return [OutboxRow(*row) for row in rows]
+
+
+# what a record already in the outbox with the payload on offer becomes: the dry run's action
+_CARRIED = {"pending": "resend", "failed": "resend", "sending": "in doubt", "dead": "dead"}
+
+
+def _carried(result: EnqueueResult, old: Any, *, dry_run: bool) -> None:
+    """Count (and, for a dry run, list) a record whose payload is already in the outbox."""
+    if old.state == "sent":
+        result.unchanged += 1
+        return
+    if old.state == "dead":
+        result.dead_unchanged += 1
+    else:
+        result.pending += 1
+    if dry_run:
+        previous = json.loads(old.sent_payload) if old.sent_payload else None
+        result.changes.append(_change(old.record_key, _CARRIED[old.state], previous, old.payload))
 
 
 def _change(key: str, action: str, previous: Mapping[str, Any] | None, new_json: str) -> Change:

@@ -12,6 +12,11 @@ For each sink of the landlord's `push:` section, in name order:
    backoff and jitter, reading the peer back before each resend; a record refused for good goes
    to the dead letter with the peer's message while the rest of the batch goes on; a record
    refused transiently is retried later in the run, then on the next run.
+5. **Verdict**: `sent` when the records went out; `failed` when the call failed, when the sink
+   could not build its request (a configuration error: one error for the run, the records
+   stay queued, no dead letter) or when every record handled ended dead or failed; `dead
+   letters` when some were refused for good beyond the sink's `max_dead_percent` (default
+   0). A failed or blocked sink, or dead letters, make the run fail (`datafix` exits 1).
 
 Nothing connects to a sink that has nothing to send or recover, so a run with no change makes
 no call at all. A landlord's records can only reach the sinks built from its own datafix.
@@ -45,6 +50,7 @@ from schemas.outgoing import OUTGOING, OutgoingSpec
 from schemas.tables import contract_results
 
 __all__ = [
+    "FAILING",
     "PushBusyError",
     "PushOutcome",
     "map_records",
@@ -70,10 +76,12 @@ class PushOutcome:
     sink: str
     kind: str
     sends: str
-    status: str = "nothing to send"  # sent, nothing to send, blocked, failed, dry run
+    # sent, nothing to send, dry run; blocked, failed, dead letters (these fail the run)
+    status: str = "nothing to send"
     confirmed: int = 0  # confirmed records derived
     queued: int = 0  # new or changed this run
-    unchanged: int = 0
+    pending: int = 0  # queued by an earlier run and not sent yet: sent (again) by this one
+    unchanged: int = 0  # sent earlier with this very payload
     recovered: int = 0  # in flight after a crash, found at the peer
     sent: int = 0
     failed: int = 0  # still failing transiently at the end (retried next run)
@@ -82,6 +90,15 @@ class PushOutcome:
     calls: int = 0  # send and read-back calls made
     error: str = ""
     changes: list[Change] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False when the push failed, was held, or left more dead letters than tolerated."""
+        return self.status not in FAILING
+
+
+# the statuses that fail a push (the push asset, hence the run and `datafix` exit 1)
+FAILING = ("blocked", "failed", "dead letters")
 
 
 def sinks_sending(loaded: LoadedDatafix, name: str) -> list[str]:
@@ -344,12 +361,13 @@ def _push_sink(
             landlord, name, config.kind, config.sends, records, run_id=run_id, dry_run=dry_run
         )
         outcome.queued, outcome.unchanged = queued.queued, queued.unchanged
-        outcome.dead_waiting = queued.dead_unchanged
+        outcome.pending, outcome.dead_waiting = queued.pending, queued.dead_unchanged
         if dry_run:
             outcome.status = "dry run"
             outcome.changes = queued.changes
             return
         _deliver(outbox, landlord, name, config, sink, decode, outcome, run_id=run_id, sleep=sleep)
+        _verdict(outcome, config.max_dead_percent)
     finally:
         if client is not None:
             client.close()
@@ -454,8 +472,35 @@ def _deliver(
     outcome.failed = states.get("failed", 0)
     if outcome.error:
         outcome.status = "failed"
-    elif outcome.sent or outcome.dead or outcome.recovered:
+    elif outcome.sent or outcome.dead or outcome.recovered or outcome.failed:
         outcome.status = "sent"
+
+
+def _verdict(outcome: PushOutcome, max_dead_percent: float) -> None:
+    """Fail a delivery that left only refusals, or more dead letters than the sink tolerates."""
+    if outcome.status != "sent":
+        return
+    delivered = outcome.sent + outcome.recovered
+    refused = outcome.dead + outcome.failed
+    where = f"see `datafix outbox {outcome.landlord_id}`"
+    if refused and not delivered:
+        outcome.status = "failed"
+        outcome.error = (
+            f"all {refused} record(s) refused: {outcome.dead} dead, {outcome.failed} failed"
+            f" (retried next run) — {where}"
+        )
+        return
+    if not outcome.dead:
+        return
+    total = delivered + refused
+    percent = 100 * outcome.dead / total
+    if percent > max_dead_percent:
+        outcome.status = "dead letters"
+        outcome.error = (
+            f"{outcome.dead} of {total} record(s) refused for good ({percent:.1f} %, above the"
+            f" sink's max_dead_percent of {max_dead_percent:g} %) — {where}; once the cause is"
+            f" fixed: `datafix replay {outcome.landlord_id}`"
+        )
 
 
 def _send(

@@ -62,6 +62,7 @@ class SinkReport:
     sends: str
     status: str
     queued: int = 0
+    pending: int = 0
     sent: int = 0
     unchanged: int = 0
     recovered: int = 0
@@ -110,8 +111,8 @@ def run_landlords(
     log_level: str = "CRITICAL",
     job_name: str = "nightly",
 ) -> list[LandlordOutcome]:
-    """Run a job (`nightly`, or `push` alone) for each landlord in turn; one failure never
-    stops the others."""
+    """Run a job (`nightly`; `pull` without the push; `push` alone) for each landlord in turn;
+    one failure never stops the others."""
     instance = ensure_instance()
     from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
 

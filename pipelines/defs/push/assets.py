@@ -7,7 +7,7 @@ from pipelines.defs.common import landlord_asset, refused
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole
 from pipelines.lib.outbox import PushBusyError
-from pipelines.lib.push import push_landlord, sinks_sending
+from pipelines.lib.push import FAILING, push_landlord, sinks_sending
 from pipelines.lib.sinks import build_sink
 from schemas.outgoing import OUTGOING, OutgoingSpec
 
@@ -42,7 +42,16 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
             raise refused(error) from error
         totals = {
             key: sum(getattr(outcome, key) for outcome in outcomes)
-            for key in ("sent", "unchanged", "failed", "dead", "queued", "recovered", "calls")
+            for key in (
+                "sent",
+                "unchanged",
+                "failed",
+                "dead",
+                "queued",
+                "pending",
+                "recovered",
+                "calls",
+            )
         }
         for outcome in outcomes:
             context.log.info(
@@ -56,7 +65,9 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
             for o in outcomes
             for key in ("sent", "unchanged", "failed", "dead")
         }
-        failed = [o for o in outcomes if o.status in ("failed", "blocked")]
+        # every record refused, a sink that cannot build its request, dead letters beyond the
+        # sink's max_dead_percent: the asset fails, hence the run (and `datafix` exits 1)
+        failed = [o for o in outcomes if o.status in FAILING]
         metadata = {
             **role.entries(),
             "status": "failed" if failed else "pushed",
@@ -70,6 +81,7 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
                         "status": o.status,
                         "confirmed": o.confirmed,
                         "queued": o.queued,
+                        "pending": o.pending,
                         "sent": o.sent,
                         "unchanged": o.unchanged,
                         "recovered": o.recovered,

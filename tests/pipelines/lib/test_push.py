@@ -113,13 +113,17 @@ def peer() -> MemoryPeer:
 
 
 def setup_landlord(
-    tmp_path: Path, warehouse: Warehouse, orders: int = 50, **works: object
+    tmp_path: Path,
+    warehouse: Warehouse,
+    orders: int = 50,
+    sink: dict[str, object] | None = None,
+    **works: object,
 ) -> LoadedDatafix:
     write_works(tmp_path / "data", orders=orders, **works)
     path = write_datafix(
         tmp_path, "delta-habitat", {"erp": {"kind": "soap", "wsdl": "unused.wsdl",
                                             "operation": "Submit", "sends": "invoices",
-                                            "fields": INVOICE_FIELDS}},
+                                            "fields": INVOICE_FIELDS, **(sink or {})}},
     )  # fmt: skip
     return load_all(warehouse, path)
 
@@ -370,3 +374,91 @@ def test_a_field_rule_writes_what_the_target_expects(
     from schemas.config import OutFieldRule
 
     assert convert(value, OutFieldRule.model_validate(rule), ColumnType(column_type)) == expected
+
+
+# -- honest results (issue 11, point 7) -----------------------------------------------------
+
+
+def test_a_push_whose_every_record_is_refused_is_failed(
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
+) -> None:
+    loaded = setup_landlord(tmp_path, warehouse, orders=40)
+    peer.poisoned = {f"FA{i:06d}" for i in range(1, 41)}
+    [outcome] = push(warehouse, loaded, peer)
+    assert (outcome.sent, outcome.dead) == (0, 40)
+    assert outcome.status == "failed"
+    assert "all 40 record(s) refused: 40 dead" in outcome.error
+    assert states(warehouse) == {"dead": 40}  # the peer refused them: dead letters to replay
+
+
+def test_some_dead_letters_fail_the_push_unless_the_datafix_tolerates_them(
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
+) -> None:
+    loaded = setup_landlord(tmp_path, warehouse, orders=1_000)
+    peer.poisoned = {f"FA{i:06d}" for i in (3, 50, 51, 400, 777, 901, 1000)}
+    [outcome] = push(warehouse, loaded, peer)
+    assert (outcome.status, outcome.sent, outcome.dead) == ("dead letters", 993, 7)
+    assert "7 of 1000 record(s) refused for good (0.7 %" in outcome.error
+    assert "max_dead_percent" in outcome.error
+    # the next push sends nothing: the dead letters wait for a fix, they do not fail it again
+    [again] = push(warehouse, loaded, peer)
+    assert (again.status, again.dead_waiting, again.error) == ("nothing to send", 7, "")
+
+
+def test_dead_letters_within_the_declared_tolerance_leave_the_push_sent(
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
+) -> None:
+    loaded = setup_landlord(tmp_path, warehouse, orders=1_000, sink={"max_dead_percent": 1})
+    peer.poisoned = {f"FA{i:06d}" for i in (3, 50, 51, 400, 777, 901, 1000)}
+    [outcome] = push(warehouse, loaded, peer)
+    assert (outcome.status, outcome.sent, outcome.dead, outcome.error) == ("sent", 993, 7, "")
+    peer.poisoned |= {f"FA{i:06d}" for i in range(100, 104)}  # 11 of 1000: above 1 %
+    every = {i: "1,00" for i in range(1, 1_001)}  # every record changed: all 1000 go again
+    write_works(tmp_path / "data", orders=1_000, amount_overrides=every)
+    loaded = load_all(warehouse, loaded.path, run_id="run-2")
+    [second] = push(warehouse, loaded, peer)
+    assert (second.status, second.dead) == ("dead letters", 11)
+
+
+class BrokenSink(MemorySink):
+    """Cannot build its request: a mapped field has no place in it (a configuration error)."""
+
+    def send(self, records: Sequence[OutgoingRecord]) -> list[Delivered]:
+        from connectors.errors import ConfigError
+
+        raise ConfigError("sink `erp`: Submit has no element `AmountExclVat` (did you mean Amount)")
+
+
+def test_a_sink_that_cannot_build_its_request_is_one_error_without_dead_letters(
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
+) -> None:
+    loaded = setup_landlord(tmp_path, warehouse, orders=250)
+    outcomes = push_landlord(
+        warehouse, loaded, lambda _l, name: BrokenSink(peer, name), sleep=lambda _s: None
+    )
+    [outcome] = outcomes
+    assert outcome.status == "failed" and outcome.sent == outcome.dead == 0
+    assert outcome.error.count("has no element `AmountExclVat`") == 1
+    assert states(warehouse) == {"pending": 250}  # nothing sent, no dead letter
+    assert peer.calls == 0
+
+
+def test_dry_run_lists_records_pending_from_an_earlier_run_and_dead_ones(
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
+) -> None:
+    loaded = setup_landlord(tmp_path, warehouse, orders=30)
+    peer.poisoned = {"FA000004"}
+    peer.transient_rate = 1.0  # every call fails transiently: nothing is delivered
+    [first] = push(warehouse, loaded, peer)
+    assert first.status == "failed" and states(warehouse) == {"failed": 30}
+    [dry] = push(warehouse, loaded, peer, dry_run=True)
+    assert (dry.queued, dry.pending, dry.unchanged) == (0, 30, 0)
+    assert {change.action for change in dry.changes} == {"resend"}
+    assert len(dry.changes) == 30
+    peer.transient_rate = 0.0
+    [second] = push(warehouse, loaded, peer)
+    assert (second.sent, second.dead) == (29, 1)
+    [dry] = push(warehouse, loaded, peer, dry_run=True)
+    assert (dry.queued, dry.pending, dry.unchanged, dry.dead_waiting) == (0, 0, 29, 1)
+    [dead] = dry.changes
+    assert (dead.key, dead.action) == ("FA000004", "dead")
