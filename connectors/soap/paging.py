@@ -13,8 +13,11 @@ token or cursor). Its rules:
   no page boundary falls between two records (a page number is always `records read / size`;
   when a cap appears mid-way, the size is the largest that keeps that exact). Token and cursor
   paging need nothing: the server says where the next page starts.
-- **Counts**: records read ≠ the announced total (more than it, or an empty page before it, or
-  a total that changes from one page to the next) fails the pull with both numbers. A flag
+- **Counts**: records read ≠ the announced total (more than it, or an empty page or no next
+  token before it, or a total that changes from one page to the next) fails the pull with
+  both numbers. When the total is reached on a full page and nothing else in the answer (a
+  flag, a token) confirms the end, one page more is asked: it must be empty, so a total short
+  by whole pages cannot cut the pull either. A flag
   that says more follow on an empty page, a token sent twice and a cursor that does not move
   fail it too (they would loop or cut the pull silently).
 
@@ -62,6 +65,7 @@ class Pager:
         self._token: str | None = None
         self._tokens: set[str] = set()
         self._cursor: str | None = None
+        self._probed = False
 
     # the next call ---------------------------------------------------------------------------
     def arguments(self) -> dict[str, Any]:
@@ -108,10 +112,12 @@ class Pager:
         more = self._more(count, has_more)
         if not more:
             self._check_end(has_more)
-            return True
+            return not self._probe(count, asked)
+        if paging.kind == "continuation_token" and self._token is None:
+            raise self._mismatch("and no token for a next page")
         if count == 0:
             self._empty_page_before_the_end()
-        if count < asked and paging.kind in _NUMBERED:
+        if count < asked:
             self._follow_cap(count, asked)
         return False
 
@@ -127,6 +133,17 @@ class Pager:
         if paging.kind == "continuation_token":
             return self._token is not None
         return count > 0
+
+    def _probe(self, count: int, asked: int) -> bool:
+        """Whether to ask one page more although the total is reached: when nothing else in
+        the answer can confirm the end and the last page was full, a total short by whole
+        pages would cut the pull silently; the page after must be empty."""
+        if self.total is None or self._probed or count == 0 or count < (self.capped or asked):
+            return False
+        if self.paging.has_more_path or self.paging.kind == "continuation_token":
+            return False  # the flag or the token confirmed the end (`_check_end`)
+        self._probed = True
+        return True
 
     def _check_end(self, has_more: Any) -> None:
         """At the end the total decided: the other indicators must not say more follow."""
@@ -154,8 +171,12 @@ class Pager:
     def _follow_cap(self, count: int, asked: int) -> None:
         """A short page while more remain: the server caps the page size at `count`."""
         # a page number must start exactly where the records read end: the largest size that
-        # divides them (the cap itself when it shows on the first page)
-        size = count if self.paging.kind == "offset" else math.gcd(self.read, count)
+        # divides them (the cap itself when it shows on the first page); a token or a cursor
+        # says where the next page starts, whatever the size
+        kind = self.paging.kind
+        size = count if kind == "offset" else math.gcd(self.read, count)
+        if kind not in _NUMBERED:
+            size = asked
         if self.capped is None and self.pages == 1 and (self.total is not None or self._flagged):
             log.warning(
                 "%s: the service caps pages at %d records (%d asked); paging on with %d",
