@@ -6,7 +6,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,9 @@ from connectors.sandbox.demo_files import (
 )
 from pipelines.lib.environment import REPO_ROOT
 from schemas.canonical import ENTITIES
+from tests.landlords.common import DATAFIX, datafix
 
-DATAFIX = str(Path(sys.executable).parent / "datafix")
 CASES = REPO_ROOT / "tests" / "cases" / "landlords"
-
-
-def datafix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the command with the test's environment (isolated DATAFIX_HOME)."""
-    return subprocess.run(
-        [DATAFIX, *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:

@@ -44,16 +44,17 @@ def install_landlord(landlord_id: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     return inbox
 
 
-def datafix(*args: str) -> subprocess.CompletedProcess[str]:
+def datafix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The `datafix` command in a subprocess, as a user runs it (`datafix run LANDLORD`), with
-    the test's environment: its own home, warehouse and datafixes folder."""
+    the test's environment (its own home, warehouse and datafixes folder) and `env` on top of
+    it. Never raises on a failing command: the caller asserts on `returncode` and the output."""
     return subprocess.run(
         [DATAFIX, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -97,6 +98,37 @@ def last_load_run(url: str, landlord_id: str, entity: str) -> dict[str, object]:
         row = conn.execute(query, {"landlord": landlord_id, "entity": entity}).mappings().first()
     assert row is not None, f"no load run recorded for {landlord_id}/{entity}"
     return dict(row)
+
+
+def assert_load(
+    url: str,
+    landlord_id: str,
+    entity: str,
+    *,
+    quarantine: dict[str, str],
+    counts: tuple[int, int, int, int],
+    status: str = "loaded",
+) -> dict[str, object]:
+    """Check what the last `datafix run` did with `entity`, and return its `load_runs` row.
+
+    - the open quarantine of `entity` is exactly `quarantine` (source row → reason);
+    - the last load run ended with `status`;
+    - its counts `(read, loaded, quarantined, skipped)` are `counts`;
+    - its counts add up as the hub promises (datafixes/README.md, quarantine): skipped rows are
+      counted apart from the rows read, so read == loaded + quarantined, and the source's rows
+      == loaded + quarantined + skipped.
+
+    `quarantine` and `counts` are the test's own, computed from the fixture without the hub's
+    code. A failed check prints the whole run row (its reason included). The caller checks any
+    other column (`inserted`, `rows_in_source`, ...) on the row returned.
+    """
+    assert open_quarantine(url, landlord_id, entity) == quarantine
+    run = last_load_run(url, landlord_id, entity)
+    assert run["status"] == status, run
+    assert (run["read"], run["loaded"], run["quarantined"], run["skipped"]) == counts, run
+    assert run["read"] == run["loaded"] + run["quarantined"], run
+    assert run["rows_in_source"] == run["loaded"] + run["quarantined"] + run["skipped"], run
+    return run
 
 
 @contextmanager

@@ -21,14 +21,7 @@ import openpyxl
 import pytest
 
 from pipelines.lib.environment import warehouse_url
-from tests.landlords.common import (
-    balances,
-    datafix,
-    install_landlord,
-    last_load_run,
-    live_rows,
-    open_quarantine,
-)
+from tests.landlords import common
 
 LANDLORD = "bocage-habitat"
 WORKBOOK = Path(__file__).resolve().parent / LANDLORD / "inbox" / "grand-livre.xlsx"
@@ -192,10 +185,10 @@ class Expected:
 
 
 def test_bocage_habitat_libreoffice_workbook_two_feeds(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_landlord(LANDLORD, monkeypatch)
-    checked = datafix("check")
+    common.install_landlord(LANDLORD, monkeypatch)
+    checked = common.datafix("check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    result = datafix("run", LANDLORD)
+    result = common.datafix("run", LANDLORD)
     assert result.returncode == 0, result.stdout + result.stderr
 
     expected = Expected(WORKBOOK)
@@ -213,21 +206,13 @@ def test_bocage_habitat_libreoffice_workbook_two_feeds(monkeypatch: pytest.Monke
     assert (expected.ledger_sheet_rows, expected.rejects_sheet_rows) == (390, 15)
     assert expected.ledger_skipped == 1  # the Total row
 
-    warehouse = warehouse_url()
-    assert balances(warehouse, LANDLORD) == dict(expected.balances)
+    url = warehouse_url()
+    assert common.balances(url, LANDLORD) == dict(expected.balances)
     columns = "entry_ref, tenant_ref, kind, amount_cents, reject_reason"
-    assert live_rows(warehouse, LANDLORD, "ledger_entries", columns) == sorted(expected.ledger_rows)
-    assert open_quarantine(warehouse, LANDLORD, "ledger_entries") == expected.ledger_rejects
+    rows, rejects = sorted(expected.ledger_rows), expected.ledger_rejects
+    assert common.live_rows(url, LANDLORD, "ledger_entries", columns) == rows
+    counts = (expected.ledger_read, len(rows), len(rejects), expected.ledger_skipped)
+    common.assert_load(url, LANDLORD, "ledger_entries", quarantine=rejects, counts=counts)
 
-    run = last_load_run(warehouse, LANDLORD, "ledger_entries")
-    assert run["status"] == "loaded", run
-    assert run["rows_in_source"] == run["loaded"] + run["quarantined"] + run["skipped"]
-    assert (run["read"], run["loaded"], run["quarantined"], run["skipped"]) == (
-        expected.ledger_read,
-        len(expected.ledger_rows),
-        len(expected.ledger_rejects),
-        expected.ledger_skipped,
-    )
-
-    assert live_rows(warehouse, LANDLORD, "tenants", "tenant_ref, status") == expected.tenant_rows
-    assert open_quarantine(warehouse, LANDLORD, "tenants") == {}
+    assert common.live_rows(url, LANDLORD, "tenants", "tenant_ref, status") == expected.tenant_rows
+    assert common.open_quarantine(url, LANDLORD, "tenants") == {}

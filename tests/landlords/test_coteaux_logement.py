@@ -23,14 +23,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.lib.environment import datafix_home, warehouse_url
-from tests.landlords.common import (
-    balances,
-    datafix,
-    install_landlord,
-    last_load_run,
-    live_rows,
-    open_quarantine,
-)
+from tests.landlords import common
 
 LANDLORD = "coteaux-logement"
 FOLDER = Path(__file__).resolve().parent / LANDLORD
@@ -38,6 +31,7 @@ INBOX = FOLDER / "inbox"
 LEDGER = "grand-livre.csv"
 TENANTS = "comptes-locataires.csv"
 TITLE_LINES = 2  # the title block above the header
+LEDGER_COLUMNS = "entry_ref, tenant_ref, kind, amount_cents"  # as `Expected.rows` holds them
 
 # Coteaux Logement's movement codes, as its accountants describe them → canonical kind
 KINDS = {
@@ -172,27 +166,21 @@ def expected_tenants() -> dict[str, str]:
 
 
 def run_landlord() -> str:
-    result = datafix("run", LANDLORD)
+    result = common.datafix("run", LANDLORD)
     assert result.returncode == 0, result.stdout + result.stderr
     return warehouse_url()
 
 
 def check_ledger(url: str, expected: Expected) -> None:
-    assert balances(url, LANDLORD) == expected.balances
-    assert open_quarantine(url, LANDLORD, "ledger_entries") == expected.quarantine
-    loaded = live_rows(url, LANDLORD, "ledger_entries", "entry_ref, tenant_ref, kind, amount_cents")
+    assert common.balances(url, LANDLORD) == expected.balances
+    loaded = common.live_rows(url, LANDLORD, "ledger_entries", LEDGER_COLUMNS)
     assert set(loaded) == expected.rows and len(loaded) == len(expected.rows)
-    run = last_load_run(url, LANDLORD, "ledger_entries")
-    assert run["status"] == "loaded", run["reason"]
-    assert run["loaded"] == len(expected.rows)
-    assert run["quarantined"] == len(expected.quarantine)
-    assert run["skipped"] == expected.skipped == 1
+    assert expected.skipped == 1  # the totals line
+    counts = (expected.read, len(expected.rows), len(expected.quarantine), expected.skipped)
+    run = common.assert_load(
+        url, LANDLORD, "ledger_entries", quarantine=expected.quarantine, counts=counts
+    )
     assert run["rows_in_source"] == expected.rows_in_source
-    assert run["read"] == expected.read
-    # the hub counts skipped rows apart from the rows read (datafixes/README.md, quarantine):
-    # read = loaded + quarantined, and the source's rows = read + skipped
-    assert run["read"] == run["loaded"] + run["quarantined"]
-    assert run["rows_in_source"] == run["loaded"] + run["quarantined"] + run["skipped"]
 
 
 def test_the_export_is_written_the_windows_way() -> None:
@@ -226,7 +214,7 @@ def test_build_reproduces_the_committed_files(tmp_path: Path) -> None:
 def test_sign_breaking_rows_are_quarantined_with_the_other_problems(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    install_landlord(LANDLORD, monkeypatch)
+    common.install_landlord(LANDLORD, monkeypatch)
     url = run_landlord()
     expected = expected_ledger("quarantine")
     # 0.3 % of the 12,000 rows break `sign_matches_kind`; the quarantine has other reasons too
@@ -241,22 +229,16 @@ def test_sign_breaking_rows_are_quarantined_with_the_other_problems(
     check_ledger(url, expected)
     tenants = expected_tenants()
     assert len(tenants) == 400
-    assert dict(live_rows(url, LANDLORD, "tenants", "tenant_ref, status")) == tenants
-    assert open_quarantine(url, LANDLORD, "tenants") == {}
+    assert dict(common.live_rows(url, LANDLORD, "tenants", "tenant_ref, status")) == tenants
     assert set(expected.balances) <= set(tenants)  # the ledger's tenants exist
-    run = last_load_run(url, LANDLORD, "tenants")
-    assert (run["status"], run["loaded"], run["quarantined"], run["skipped"]) == (
-        "loaded",
-        400,
-        0,
-        1,
-    )
+    # the 400 accounts read and loaded, the count line skipped
+    common.assert_load(url, LANDLORD, "tenants", quarantine={}, counts=(400, 400, 0, 1))
 
 
 def test_with_the_rule_set_to_warn_the_sign_breaking_rows_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    install_landlord(LANDLORD, monkeypatch)
+    common.install_landlord(LANDLORD, monkeypatch)
     datafix_file = datafix_home() / "datafixes" / f"{LANDLORD}.yaml"
     text = datafix_file.read_text(encoding="utf-8")
     assert text.count("sign_matches_kind: quarantine") == 1
@@ -273,5 +255,5 @@ def test_with_the_rule_set_to_warn_the_sign_breaking_rows_load(
     negative_rent_calls = {row for row in expected.rows if row[2] == "rent_call" and row[3] < 0}
     assert len(negative_rent_calls) == 30
     assert negative_rent_calls <= set(
-        live_rows(url, LANDLORD, "ledger_entries", "entry_ref, tenant_ref, kind, amount_cents")
+        common.live_rows(url, LANDLORD, "ledger_entries", LEDGER_COLUMNS)
     )

@@ -20,15 +20,7 @@ import pytest
 
 from pipelines.lib.environment import warehouse_url
 from tests.conftest import DatabaseFactory
-from tests.landlords.common import (
-    LANDLORDS,
-    balances,
-    datafix,
-    install_landlord,
-    last_load_run,
-    live_rows,
-    open_quarantine,
-)
+from tests.landlords import common
 
 LANDLORD = "rives-de-l-orne"
 
@@ -43,7 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def _builder() -> ModuleType:
-    path = LANDLORDS / LANDLORD / "build.py"
+    path = common.LANDLORDS / LANDLORD / "build.py"
     spec = importlib.util.spec_from_file_location("rives_de_l_orne_build", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -99,8 +91,8 @@ def test_statuses_from_dates_balances_and_quarantine(
         rows = _builder().build(source_url, today)
         leases, movements = rows["baux"], rows["ecritures"]
         monkeypatch.setenv("ORNE_DB_URL", source_url)
-        install_landlord(LANDLORD, monkeypatch)
-        result = datafix("run", LANDLORD)
+        common.install_landlord(LANDLORD, monkeypatch)
+        result = common.datafix("run", LANDLORD)
     assert result.returncode == 0, result.stdout + result.stderr
 
     # the fixture holds every case it is meant to, and no move-out date near today's boundary
@@ -125,8 +117,8 @@ def test_statuses_from_dates_balances_and_quarantine(
         for lease in leases
         if not broken_lease(lease)
     )
-    assert live_rows(url, LANDLORD, "tenants", "tenant_ref, status") == expected_tenants
-    dates = live_rows(url, LANDLORD, "tenants", "tenant_ref, move_in_date, move_out_date")
+    assert common.live_rows(url, LANDLORD, "tenants", "tenant_ref, status") == expected_tenants
+    dates = common.live_rows(url, LANDLORD, "tenants", "tenant_ref, move_in_date, move_out_date")
     assert [
         (ref, str(move_in), None if move_out is None else str(move_out))
         for ref, move_in, move_out in dates
@@ -146,7 +138,7 @@ def test_statuses_from_dates_balances_and_quarantine(
     for move in movements:
         if broken_movement(move, tenant_of) is None:
             expected_balances[tenant_of[move["bail_id"]]] += cents(move["montant"])
-    assert balances(url, LANDLORD) == dict(expected_balances)
+    assert common.balances(url, LANDLORD) == dict(expected_balances)
 
     # (3) open quarantine: source row (the `key` lineage, `table:id=N` / `query:id=N`) → reason
     expected_tenant_quarantine = {
@@ -163,22 +155,15 @@ def test_statuses_from_dates_balances_and_quarantine(
         "unmapped_value": 1,
         "sign_matches_kind": 2,
     }
-    assert open_quarantine(url, LANDLORD, "tenants") == expected_tenant_quarantine
-    assert open_quarantine(url, LANDLORD, "ledger_entries") == expected_ledger_quarantine
 
-    # (4) the load runs: read == loaded + quarantined + skipped, with the counts expected
-    for entity, read, quarantined in (
-        ("tenants", len(leases), len(expected_tenant_quarantine)),
-        ("ledger_entries", len(movements), len(expected_ledger_quarantine)),
+    # (4) each entity's open quarantine and load run: every row read, nothing skipped, the
+    # quarantined ones under the default threshold (20 %)
+    for entity, read, quarantine in (
+        ("tenants", len(leases), expected_tenant_quarantine),
+        ("ledger_entries", len(movements), expected_ledger_quarantine),
     ):
-        run = last_load_run(url, LANDLORD, entity)
-        assert quarantined * 100 <= 20 * read, (entity, quarantined, read)  # under the default
-        assert run["status"] == "loaded", run
-        assert (run["read"], run["loaded"], run["quarantined"], run["skipped"]) == (
-            read,
-            read - quarantined,
-            quarantined,
-            0,
-        ), run
-        assert run["read"] == run["loaded"] + run["quarantined"] + run["skipped"]
+        quarantined = len(quarantine)
+        assert quarantined * 100 <= 20 * read, (entity, quarantined, read)
+        counts = (read, read - quarantined, quarantined, 0)
+        run = common.assert_load(url, LANDLORD, entity, quarantine=quarantine, counts=counts)
         assert run["inserted"] == run["loaded"], run  # a first load inserts every row

@@ -20,14 +20,7 @@ import pytest
 
 from pipelines.lib.environment import warehouse_url
 from tests.conftest import DatabaseFactory, odbc_connection_string
-from tests.landlords.common import (
-    balances,
-    datafix,
-    install_landlord,
-    last_load_run,
-    live_rows,
-    open_quarantine,
-)
+from tests.landlords import common
 
 LANDLORD = "sillon-habitat"
 FOLDER = Path(__file__).resolve().parent / LANDLORD
@@ -150,11 +143,11 @@ def test_sillon_habitat_erp_ledger_over_odbc(
         connection_string = odbc_connection_string(url)
         tenants, entries = build.load(connection_string)
         monkeypatch.setenv("SILLON_ERP_ODBC", connection_string)
-        install_landlord(LANDLORD, monkeypatch)
+        common.install_landlord(LANDLORD, monkeypatch)
 
-        checked = datafix("check")
+        checked = common.datafix("check")
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        result = datafix("run", LANDLORD)
+        result = common.datafix("run", LANDLORD)
         assert result.returncode == 0, result.stdout + result.stderr
 
     expected = Expected(tenants, entries)
@@ -169,29 +162,27 @@ def test_sillon_habitat_erp_ledger_over_odbc(
     }
     assert expected.ledger_read >= 500 and len(expected.ledger_rejects) < expected.ledger_read / 20
 
-    warehouse = warehouse_url()
-    assert balances(warehouse, LANDLORD) == dict(expected.balances)
-    columns = "entry_ref, tenant_ref, kind, amount_cents, payment_method"
-    assert live_rows(warehouse, LANDLORD, "ledger_entries", columns) == sorted(expected.ledger_rows)
-    assert open_quarantine(warehouse, LANDLORD, "ledger_entries") == expected.ledger_rejects
-
-    run = last_load_run(warehouse, LANDLORD, "ledger_entries")
-    assert run["status"] == "loaded", run
-    assert run["read"] == run["loaded"] + run["quarantined"]
-    assert (run["read"], run["loaded"], run["quarantined"], run["skipped"]) == (
-        expected.ledger_read,
-        len(expected.ledger_rows),
-        len(expected.ledger_rejects),
-        expected.ledger_skipped,
-    )
-
-    columns = "tenant_ref, status, housing_aid, payment_method"
-    assert live_rows(warehouse, LANDLORD, "tenants", columns) == sorted(expected.tenant_rows)
-    assert open_quarantine(warehouse, LANDLORD, "tenants") == expected.tenant_rejects
-    run = last_load_run(warehouse, LANDLORD, "tenants")
-    assert (run["read"], run["loaded"], run["quarantined"], run["skipped"]) == (
-        len(tenants),
-        len(expected.tenant_rows),
-        len(expected.tenant_rejects),
-        0,
-    )
+    url = warehouse_url()
+    assert common.balances(url, LANDLORD) == dict(expected.balances)
+    # each entity's live rows, open quarantine and load run (nothing skipped among the tenants)
+    for entity, columns, rows, rejects, read, skipped in (
+        (
+            "ledger_entries",
+            "entry_ref, tenant_ref, kind, amount_cents, payment_method",
+            expected.ledger_rows,
+            expected.ledger_rejects,
+            expected.ledger_read,
+            expected.ledger_skipped,
+        ),
+        (
+            "tenants",
+            "tenant_ref, status, housing_aid, payment_method",
+            expected.tenant_rows,
+            expected.tenant_rejects,
+            len(tenants),
+            0,
+        ),
+    ):
+        assert common.live_rows(url, LANDLORD, entity, columns) == sorted(rows), entity
+        counts = (read, len(rows), len(rejects), skipped)
+        common.assert_load(url, LANDLORD, entity, quarantine=rejects, counts=counts)
