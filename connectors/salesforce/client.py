@@ -380,8 +380,20 @@ def _rest_frame(
     page = caller(lambda: sf.query(soql), soql)
     expected = int(page["totalSize"])
     frames = [page_frame(page["records"])]
+    seen: set[str] = set()
     while not page["done"]:
-        next_url = page["nextRecordsUrl"]
+        # `done` is the has-more flag, `totalSize` the total checked below; a page that says
+        # more follow without saying where, or points back at an earlier page, would end the
+        # pull short or loop: refused
+        next_url = page.get("nextRecordsUrl")
+        if not next_url or next_url in seen:
+            received = sum(map(len, frames))
+            raise PermanentError(
+                f"Salesforce {caller.host}: a page says more records follow but gives"
+                f" {'no' if not next_url else 'an earlier page'} nextRecordsUrl, after {received}"
+                f" of {expected} records for {soql} — nothing of this pull is loaded"
+            )
+        seen.add(next_url)
         page = caller(lambda url=next_url: sf.query_more(url, identifier_is_url=True), soql)
         frames.append(page_frame(page["records"]))
     received = sum(map(len, frames))
