@@ -169,8 +169,9 @@ def test_sandbox_serves_the_peers_prints_how_to_reach_them_and_stops(hub_home: P
     completed = datafix("sandbox", "--seconds", "0", env={"DATAFIX_SANDBOX_PORT": "0"})
     assert completed.returncode == 0, completed.stdout + completed.stderr
     urls = re.findall(r"^  \S.*? +(https?://127\.0\.0\.1:\d+) +started$", completed.stdout, re.M)
-    assert len(urls) == 3 and urls[2].startswith("https://"), completed.stdout
+    assert len(urls) == 4 and urls[2].startswith("https://"), completed.stdout
     assert f"landlord ERP WSDL      {urls[0]}/wsdl" in completed.stdout
+    assert f"works-order ERP WSDL   {urls[3]}/wsdl" in completed.stdout
     assert (
         f"Salesforce CA bundle   {hub_home / 'sandbox' / 'salesforce-ca.pem'}" in completed.stdout
     )
