@@ -18,6 +18,7 @@ from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.requeue import requeue
 from pipelines.lib.warehouse import Warehouse
 from tests.conftest import temporary_postgres_database
+from tests.landlords.common import datafix, live_rows, open_quarantine
 from tests.pipelines.lib import helpers
 from tests.pipelines.lib.helpers import (
     incremental_ledger_datafix,
@@ -86,17 +87,11 @@ def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
 
 
 def _state(warehouse: Warehouse) -> dict[str, Any]:
+    """The ledger, the open quarantine, the watermark (None when nothing is incremental) and
+    the load runs, as plain tuples."""
+    url = warehouse.engine.url.render_as_string(hide_password=False)
     with warehouse.engine.connect() as conn:
-        ledger = conn.execute(
-            sa.text("SELECT entry_ref, kind, amount_cents FROM ledger_entries ORDER BY entry_ref")
-        ).all()
-        open_rows = conn.execute(
-            sa.text(
-                "SELECT source_row, reason FROM quarantine WHERE resolved_at IS NULL"
-                " ORDER BY source_row"
-            )
-        ).all()
-        cursor = conn.execute(sa.text("SELECT cursor_value FROM feed_cursors")).scalar_one()
+        cursor = conn.execute(sa.text("SELECT cursor_value FROM feed_cursors")).scalar()
         runs = conn.execute(
             sa.text(
                 "SELECT status, rows_in_source, skipped, read, loaded, quarantined FROM load_runs"
@@ -104,8 +99,8 @@ def _state(warehouse: Warehouse) -> dict[str, Any]:
             )
         ).all()
     return {
-        "ledger": [tuple(r) for r in ledger],
-        "open": [tuple(r) for r in open_rows],
+        "ledger": live_rows(url, LANDLORD, "ledger_entries", "entry_ref, kind, amount_cents"),
+        "open": sorted(open_quarantine(url, LANDLORD, "ledger_entries").items()),
         "cursor": cursor,
         "runs": [tuple(r) for r in runs],
     }
@@ -179,7 +174,7 @@ def test_requeue_keeps_a_row_whose_key_is_live_from_another_row(
     )
     result = requeue(warehouse, fixed, "ledger_entries", run_id="requeue-1")
     assert (result.requeued, result.loaded, result.quarantined) == (2, 1, 1)
-    state = _state_without_cursor(warehouse)
+    state = _state(warehouse)
     assert state["ledger"] == [("E1", "rent_call", 50000), ("E2", "sls", 1000)]
     assert state["open"] == [("ledger.csv:3", "duplicate_key")]
 
@@ -194,17 +189,6 @@ def test_requeue_of_one_reason_leaves_the_others(
     result = requeue(warehouse, fixed, "ledger_entries", run_id="r", reason="missing_value")
     assert result.requeued == 0
     assert result.summary() == f"{LANDLORD}/ledger_entries: nothing in quarantine"
-
-
-def _state_without_cursor(warehouse: Warehouse) -> dict[str, Any]:
-    with warehouse.engine.connect() as conn:
-        ledger = conn.execute(
-            sa.text("SELECT entry_ref, kind, amount_cents FROM ledger_entries ORDER BY entry_ref")
-        ).all()
-        open_rows = conn.execute(
-            sa.text("SELECT source_row, reason FROM quarantine WHERE resolved_at IS NULL")
-        ).all()
-    return {"ledger": [tuple(r) for r in ledger], "open": sorted(tuple(r) for r in open_rows)}
 
 
 CSV_LINES = [
@@ -243,17 +227,23 @@ def _csv_landlord(
     return helpers.write_datafix(folder, document)
 
 
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The datafixes folder the hub reads (`DATAFIX_DATAFIXES_DIR`), empty."""
+    path = tmp_path / "datafixes"
+    path.mkdir()
+    monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(path))
+    return path
+
+
 def test_the_requeue_op_of_the_dagster_job_maps_rows_again(
-    hub_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hub_home: Path, tmp_path: Path, folder: Path
 ) -> None:
     import dagster as dg
 
     from pipelines.defs.requeue.jobs import RequeueConfig, requeue_quarantine
     from pipelines.defs.resources import DatafixesResource, WarehouseResource
 
-    folder = tmp_path / "datafixes"
-    folder.mkdir()
-    monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(folder))
     url = f"sqlite:///{tmp_path}/warehouse.db"
     warehouse = Warehouse(url)
     warehouse.migrate()
@@ -274,7 +264,7 @@ def test_the_requeue_op_of_the_dagster_job_maps_rows_again(
     metadata = output.step_output_data.metadata
     assert metadata["ledger_entries/loaded"].value == 2
     assert metadata["total/quarantined"].value == 0
-    state = _state_without_cursor(warehouse)
+    state = _state(warehouse)
     warehouse.dispose()
     assert state["ledger"] == [
         ("E1", "rent_call", 50000),
@@ -284,14 +274,7 @@ def test_the_requeue_op_of_the_dagster_job_maps_rows_again(
     assert state["open"] == []
 
 
-def test_datafix_requeue_on_the_command_line(
-    hub_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tests.landlords.common import datafix
-
-    folder = tmp_path / "datafixes"
-    folder.mkdir()
-    monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(folder))
+def test_datafix_requeue_on_the_command_line(hub_home: Path, folder: Path) -> None:
     _csv_landlord(hub_home, folder, {"LOY": "rent_call"})
     ran = datafix("run", LANDLORD)
     assert ran.returncode == 0, ran.stdout + ran.stderr
