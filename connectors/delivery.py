@@ -15,6 +15,12 @@ Rules every sink follows, so a crash at any moment leaves no duplicate and no ho
   `RetriableError`: nothing is known about the batch, the outbox reads back and resends.
   When the whole call is refused for good (credentials, configuration) it raises
   `PermanentError` or `ConfigError`: the records stay queued and the push stops with the message.
+- A record the sink cannot turn into a request *because of its configuration* (a mapped field
+  the target has no place for, an unknown operation) is not the record's fault and never a
+  dead letter: the sink raises `ConfigError` for the whole call. A sink may also offer
+  `prepare(records)` (optional): build the requests of a few records without sending them and
+  raise `ConfigError` when the datafix cannot be placed; the outbox calls it once before the
+  first send of a run, so a configuration error is one error for the run, with nothing sent.
 - `read_back` tells which records the peer already holds *in this very version* (same
   idempotency key, or the same field values): used for records that were in flight when the
   hub stopped, before anything is resent.

@@ -481,7 +481,10 @@ def test_seven_poisoned_records_out_of_1000_go_dead_once_then_replay_delivers_th
         erp.poison(reference, f"{reference} : fournisseur bloqué (litige)")
 
     first = hub.run("push", "alpha")
-    assert "dead" in first.stdout, first.stdout + first.stderr
+    # 7 dead letters and no tolerance declared: the push fails, with the count
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "dead letters" in first.stdout, first.stdout + first.stderr
+    assert first.stdout.count("7 of 1000 record(s) refused for good (0.7 %") == 2, first.stdout
     assert len(sf_held(salesforce, "FA")) == 993
     assert not set(sf_held(salesforce, "FA")) & set(POISONED)
     assert len(erp.held["commitments"]) == 993
@@ -675,4 +678,96 @@ def test_a_failing_contract_in_the_nightly_run_holds_that_push_then_and_alone(
     write_works(hub.root / "data", orders=30)  # fixed at the source: the next night pushes
     fixed = hub.run("run", "alpha")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert hub.outbox() == Counter({("alpha", "erp", "sent"): 23})  # 30 orders less 7 cancelled
+
+
+# --- honest results and exit codes (issue 11) -----------------------------------------------
+
+
+def test_a_push_the_peer_refuses_entirely_fails_and_exits_1(hub: Hub, erp: LandlordErpPeer) -> None:
+    hub.landlord("alpha", {"erp": ERP_COMMITMENTS}, orders=30)
+    for i in range(1, 31):
+        erp.poison(f"BT{i:06d}", f"BT{i:06d} : fournisseur bloqué (litige)")
+    pushed = hub.run("push", "alpha")
+    assert pushed.returncode == 1, pushed.stdout + pushed.stderr
+    line = next(line for line in pushed.stdout.splitlines() if line.startswith("  erp "))
+    assert line.split()[2] == "failed", line
+    assert "all 30 record(s) refused: 30 dead, 0 failed" in pushed.stdout
+    assert "0 of 1 landlord(s) ok, 1 failed" in pushed.stdout
+    assert hub.outbox("alpha") == Counter({("alpha", "erp", "dead"): 30})
+
+    # the dry run lists the dead letters waiting for a replay, not as unchanged
+    dry = hub.run("push", "alpha", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert (
+        "alpha → erp (soap, commitments): 0 to send, 0 unchanged, 30 dead waiting for a fix"
+        in dry.stdout
+    )
+    assert (
+        "  dead, not sent (refused earlier; fix the cause, then `datafix replay`) BT000001\n"
+        in (dry.stdout)
+    )
+    # replayed (the cause fixed), they are pending: the dry run shows them to be sent
+    for i in range(1, 31):
+        erp.cure(f"BT{i:06d}")
+    assert hub.run("replay", "alpha").returncode == 0
+    dry = hub.run("push", "alpha", "--dry-run")
+    assert "30 to send, 0 unchanged (0 new or changed, 30 queued by an earlier run)" in dry.stdout
+    assert "  resend (queued by an earlier run, not sent yet) BT000030\n" in dry.stdout
+    assert erp.calls_by_operation["SubmitCommitments"] == 1  # the dry runs called nothing
+    hub.push("alpha")
+    assert hub.outbox("alpha") == Counter({("alpha", "erp", "sent"): 30})
+
+
+def test_a_sink_that_cannot_place_a_field_is_one_error_with_nothing_sent_and_no_dead_letter(
+    hub: Hub, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    erp = tmp_path / "erp.db"
+    with sqlite3.connect(erp) as conn:
+        conn.execute("CREATE TABLE engagements (bt TEXT PRIMARY KEY, montant INTEGER)")
+    conn.close()
+    sink = {
+        "kind": "sql", "sends": "commitments", "url": f"sqlite:///{erp}",
+        "table": "engagements", "key_column": "bt",
+        "fields": {"bt": "order_ref", "montant": "amount_cents", "libelle": "category"},
+    }  # fmt: skip
+    hub.landlord("alpha", {"erp": sink}, orders=30)
+    pushed = hub.run("push", "alpha")
+    assert pushed.returncode == 1, pushed.stdout + pushed.stderr
+    assert pushed.stdout.count("has no column `libelle`") == 1, pushed.stdout
+    assert hub.outbox("alpha") == Counter({("alpha", "erp", "pending"): 30})
+    with sqlite3.connect(erp) as conn:
+        assert conn.execute("SELECT count(*) FROM engagements").fetchone() == (0,)
+    conn.close()
+
+
+def test_run_no_push_and_pull_load_without_pushing_and_the_night_pushes(
+    hub: Hub, erp: LandlordErpPeer
+) -> None:
+    write_works(hub.root / "data", orders=30)
+    path = write_datafix(hub.datafixes, "alpha", {"erp": ERP_COMMITMENTS})
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    document["inbox"] = str(hub.root / "data")
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+
+    pulled = hub.run("run", "alpha", "--no-push")
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    assert "work_orders" in pulled.stdout and "push to" not in pulled.stdout
+    assert erp.calls == 0 and erp.wsdl_requests == 0 and hub.outbox() == Counter()
+    engine = sa.create_engine(hub.url)
+    try:
+        with engine.connect() as conn:
+            loaded = conn.execute(sa.text("SELECT count(*) FROM work_orders")).scalar_one()
+    finally:
+        engine.dispose()
+    assert loaded == 30
+
+    again = hub.run("pull", "alpha", "--full-refresh")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert erp.calls == 0 and hub.outbox() == Counter()
+
+    night = hub.run("run", "alpha")
+    assert night.returncode == 0, night.stdout + night.stderr
     assert hub.outbox() == Counter({("alpha", "erp", "sent"): 23})  # 30 orders less 7 cancelled

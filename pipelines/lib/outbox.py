@@ -332,6 +332,29 @@ class Outbox:
                 ).scalar_one()
             )
 
+    def peek_ready(
+        self, landlord_id: str, sink: str, max_attempts: int, *, limit: int
+    ) -> list[OutboxRow]:
+        """Up to `limit` records that may be sent now, left as they are (not claimed)."""
+        with self.engine.connect() as conn:
+            keys = [
+                row.record_key
+                for row in conn.execute(
+                    sa.select(outbox.c.record_key)
+                    .where(self.ready(landlord_id, sink, max_attempts))
+                    .order_by(outbox.c.record_key)
+                    .limit(limit)
+                )
+            ]
+        rows: list[OutboxRow] = []
+        for chunk in _chunks(keys, 500):
+            rows += self._rows(
+                (outbox.c.landlord_id == landlord_id)
+                & (outbox.c.sink == sink)
+                & outbox.c.record_key.in_(chunk)
+            )
+        return rows
+
     def next_retry(self, landlord_id: str, sink: str, max_attempts: int) -> dt.datetime | None:
         """When the earliest failed record within its budget is due, if any."""
         with self.engine.connect() as conn:

@@ -437,6 +437,7 @@ def _deliver(
     sleep: Callable[[float], None],
 ) -> None:
     max_attempts = config.max_attempts
+    _prepare(outbox, landlord, name, sink, decode, max_attempts)
     while True:
         ready = outbox.count_ready(landlord, name, max_attempts)
         if ready == 0:
@@ -501,6 +502,34 @@ def _verdict(outcome: PushOutcome, max_dead_percent: float) -> None:
             f" sink's max_dead_percent of {max_dead_percent:g} %) — {where}; once the cause is"
             f" fixed: `datafix replay {outcome.landlord_id}`"
         )
+
+
+def _prepare(
+    outbox: Outbox,
+    landlord: str,
+    name: str,
+    sink: Callable[[], Sink],
+    decode: Callable[[str], dict[str, Any]],
+    max_attempts: int,
+) -> None:
+    """Before the first send, let a sink that can (`prepare`, optional) build the requests of
+    one record per set of filled fields: a configuration error (a mapped field with no place
+    in the request) then stops the run with one error, nothing sent and no dead letter."""
+    rows = outbox.peek_ready(landlord, name, max_attempts, limit=PREPARE_SAMPLE)
+    if not rows:
+        return
+    prepare = getattr(sink(), "prepare", None)
+    if prepare is None:
+        return
+    sample: dict[frozenset[str], OutgoingRecord] = {}
+    for record in _records(rows, decode):
+        filled = frozenset(k for k, v in record.fields.items() if v is not None)
+        sample.setdefault(filled, record)
+    prepare(list(sample.values()))
+
+
+# ready records looked at to pick the records `prepare` builds (one per set of filled fields)
+PREPARE_SAMPLE = 1_000
 
 
 def _send(

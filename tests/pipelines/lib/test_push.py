@@ -13,6 +13,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -462,3 +463,37 @@ def test_dry_run_lists_records_pending_from_an_earlier_run_and_dead_ones(
     assert (dry.queued, dry.pending, dry.unchanged, dry.dead_waiting) == (0, 0, 29, 1)
     [dead] = dry.changes
     assert (dead.key, dead.action) == ("FA000004", "dead")
+
+
+class CheckingSink(MemorySink):
+    """Builds its requests before the first send (`prepare`): `Amount` has no place in them."""
+
+    prepared: ClassVar[list[list[str]]] = []
+
+    def prepare(self, records: Sequence[OutgoingRecord]) -> None:
+        from connectors.errors import ConfigError
+
+        CheckingSink.prepared.append([record.key for record in records])
+        if any("Amount" in record.fields for record in records):
+            raise ConfigError("sink `erp`: Submit has no element `Amount` (did you mean Montant)")
+
+
+def test_a_sink_that_prepares_its_requests_fails_the_run_before_sending_anything(
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
+) -> None:
+    loaded = setup_landlord(tmp_path, warehouse, orders=250)
+    CheckingSink.prepared = []
+    [outcome] = push_landlord(
+        warehouse, loaded, lambda _l, name: CheckingSink(peer, name), sleep=lambda _s: None
+    )
+    assert (outcome.status, outcome.sent, outcome.dead, peer.calls) == ("failed", 0, 0, 0)
+    assert "has no element `Amount`" in outcome.error
+    assert states(warehouse) == {"pending": 250}
+    # every record fills the same fields: one record built, not 250
+    assert [len(keys) for keys in CheckingSink.prepared] == [1]
+    # nothing to send: prepare is not even asked
+    with warehouse.engine.begin() as conn:
+        conn.execute(sa.update(outbox).values(state="sent"))
+    CheckingSink.prepared = []
+    push_landlord(warehouse, loaded, lambda _l, n: CheckingSink(peer, n), sleep=lambda _s: None)
+    assert CheckingSink.prepared == []
