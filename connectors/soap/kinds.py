@@ -102,32 +102,94 @@ class SoapSource(StrictModel):
         return self
 
 
-class SoapResults(StrictModel):
-    """Where a batch operation's answer says what became of each record."""
+SinkOutcome = Literal["sent", "retry", "dead"]
 
-    path: str | None = Field(None, description="Dotted path of the result list (default: WSDL).")
-    reference: str = Field("Reference", description="Result field naming the record.")
-    status: str = Field("Status", description="Result field with the outcome.")
-    id: str = Field("ErpId", description="Result field with the ERP's id for the record.")
-    message: str = Field("Message", description="Result field with the ERP's message.")
+
+class SoapResults(StrictModel):
+    """Where the answer says what became of each record, and what its status codes mean."""
+
+    path: str | None = Field(
+        None,
+        description="Dotted path of the result (per record) or result list (batch) in the"
+        ' answer; "" for the answer itself (default: from the WSDL).',
+    )
+    reference: str = Field("Reference", description="Path in a result naming the record.")
+    status: str = Field("Status", description="Path in a result of its status code.")
+    id: str = Field("ErpId", description="Path in a result of the ERP's id for the record.")
+    message: str = Field("Message", description="Path in a result of the ERP's message.")
     accepted: list[str] = Field(
         default_factory=lambda: ["ACCEPTED"], min_length=1, description="Statuses meaning done."
     )
-
-
-class SoapReadBack(StrictModel):
-    """The operation reading records back by reference (recovery after a crash)."""
-
-    operation: str = Field(description="Operation taking a list of references.")
-    path: str | None = Field(None, description="Dotted path of the record list in the answer.")
-    id: str = Field("ErpId", description="Field with the ERP's id.")
-    idempotency_key: str = Field(
-        "IdempotencyKey", description="Field with the idempotency key the ERP holds."
+    statuses: dict[str, SinkOutcome] = Field(
+        default_factory=dict,
+        description="Status code → sent, retry or dead (e.g. `{CREE: sent, REFUSE: dead}`);"
+        " a status in neither `statuses` nor `accepted` is dead.",
+    )
+    faults: dict[str, SinkOutcome] = Field(
+        default_factory=dict,
+        description="SOAP fault code → sent, retry or dead for every record of the call (e.g."
+        " `{Server.Refuse: dead}`); by default a `Client.*` fault of a one-record call is dead,"
+        " a `transient_faults` one retried, any other stops the push.",
     )
 
 
+class SoapNotFound(StrictModel):
+    """How a lookup by reference says "no such record": a fault code, or an empty answer."""
+
+    fault: str | None = Field(None, description="Fault code, e.g. `Client.Introuvable`.")
+    empty: bool = Field(False, description="An empty answer (or an empty `path`).")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SoapNotFound:
+        if (self.fault is None) == (not self.empty):
+            raise ValueError("not_found takes `fault: <code>` or `empty: true` (one of them)")
+        return self
+
+
+class SoapReadBack(StrictModel):
+    """The operation reading records back (recovery of records in doubt after a crash): a
+    list/search operation given references, or a lookup by one reference (`argument`)."""
+
+    operation: str = Field(description="Operation taking a list of references, or one.")
+    argument: str | None = Field(
+        None,
+        description="Lookup by reference: the input path taking one reference (`numeroBon`).",
+    )
+    not_found: SoapNotFound | None = Field(
+        None, description="Lookup: how the answer says not found (`{fault: …}`, `{empty: true}`)."
+    )
+    path: str | None = Field(
+        None,
+        description="Dotted path of the held record(s) in the answer (lookup: default the"
+        " answer itself; list: from the WSDL).",
+    )
+    id: str = Field("ErpId", description="Path of the ERP's id in a held record.")
+    idempotency_key: str | None = Field(
+        "IdempotencyKey",
+        description="Path of the idempotency key a held record holds (compared when the sink"
+        " sends one; otherwise the held values are compared with the request's).",
+    )
+
+    @model_validator(mode="after")
+    def _lookup_settings(self) -> SoapReadBack:
+        if self.argument is None and self.not_found is not None:
+            raise ValueError("`not_found` is for a lookup by reference: give `argument` too")
+        if self.argument is not None and self.not_found is None:
+            raise ValueError(
+                "a lookup by reference (`argument`) needs `not_found`: `{fault: <code>}` or"
+                " `{empty: true}`"
+            )
+        return self
+
+
+def _none(value: str | None) -> str | None:
+    return None if value is None or value.strip().lower() in ("none", "") else value
+
+
 class SoapSink(SinkBase):
-    """A web service of the landlord's ERP, described by its WSDL."""
+    """A web service of the landlord's ERP, described by its WSDL. Target names in `fields`
+    are dotted paths in the operation's input (one list item in batch mode):
+    `engagement.montant.valeur`, `engagement.lignes.ligne.libelle`."""
 
     kind: Literal["soap"]
     wsdl: EnvText = Field(description="WSDL file path or http(s) URL.")
@@ -136,11 +198,21 @@ class SoapSink(SinkBase):
     mode: Literal["auto", "batch", "per_record"] = Field(
         "auto", description="A list of records per call, or one call per record (auto: WSDL)."
     )
-    reference_field: str = Field(
-        "Reference", description="Field of a record carrying its key (added when not mapped)."
+    natural_key: str | None = Field(
+        None,
+        description="Target path of the business key the target is idempotent on"
+        " (`engagement.numeroBon`): no idempotency element is sent, records in doubt are read"
+        " back by it.",
     )
-    idempotency_field: str = Field(
-        "IdempotencyKey", description="Field of a record carrying its idempotency key."
+    reference_field: str | None = Field(
+        None,
+        description="Target path carrying the record's reference (filled with its key when not"
+        " mapped); default: `natural_key`, else `Reference`; `none`: not sent.",
+    )
+    idempotency_field: str | None = Field(
+        "IdempotencyKey",
+        description="Target path carrying the record's idempotency key; `none` (implied by"
+        " `natural_key` unless set): no idempotency element.",
     )
     results: SoapResults = Field(default_factory=SoapResults)
     read_back: SoapReadBack | None = Field(
@@ -152,6 +224,16 @@ class SoapSink(SinkBase):
     )
     username: EnvText | None = Field(None, description="`${VARIABLE}` for Basic auth.")
     password: Secret | None = Field(None, description="`${VARIABLE}` for Basic auth.")
+
+    def placed_fields(self) -> tuple[str | None, str | None]:
+        """(reference path, idempotency path) as the connector places them (None: not sent)."""
+        reference = self.reference_field
+        if reference is None:
+            reference = self.natural_key or "Reference"
+        idempotency = self.idempotency_field
+        if self.natural_key is not None and "idempotency_field" not in self.model_fields_set:
+            idempotency = None
+        return _none(reference), _none(idempotency)
 
 
 def _read(source: SoapSource, request: SourceRequest) -> RawTable:
@@ -183,14 +265,31 @@ def _build_sink(name: str, spec: SoapSink) -> Sink:
     if spec.username is not None and spec.password is not None:
         auth = (spec.username, spec.password)
     results = spec.results
-    same = {"wsdl", "operation", "mode", "idempotency_field", "reference_field", "address"}
+    read_back = spec.read_back
+    reference, idempotency = spec.placed_fields()
+    paths = {"reference", "status", "id", "message"}
     return SoapConnector(
         name,
-        **spec.model_dump(include={*same, "timeout", "operation_timeout"}),
+        **spec.model_dump(include={"wsdl", "operation", "mode", "address", "natural_key"}),
+        **spec.model_dump(include={"timeout", "operation_timeout"}),
+        reference_field=reference,
+        idempotency_field=idempotency,
+        targets=list(spec.fields),
         results=Results(
-            **results.model_dump(exclude={"accepted"}), accepted=frozenset(results.accepted)
+            **results.model_dump(exclude={"accepted", "statuses", "faults"}),
+            accepted=frozenset(results.accepted),
+            statuses=dict(results.statuses),
+            faults=dict(results.faults),
+            checked=frozenset({"status"} | (results.model_fields_set & paths)),
         ),
-        read_back=None if spec.read_back is None else ReadBack(**spec.read_back.model_dump()),
+        read_back=None
+        if read_back is None
+        else ReadBack(
+            **read_back.model_dump(exclude={"not_found", "idempotency_key"}),
+            idempotency_key=_none(read_back.idempotency_key),
+            not_found_fault=None if read_back.not_found is None else read_back.not_found.fault,
+            not_found_empty=read_back.not_found is not None and read_back.not_found.empty,
+        ),
         max_batch=spec.batch_size or 100,
         auth=auth,
         retry=ONE_ATTEMPT,
@@ -198,5 +297,13 @@ def _build_sink(name: str, spec: SoapSink) -> Sink:
     )
 
 
+def _check_sink(sink: Sink, spec: SoapSink) -> None:
+    """`datafix check`: the WSDL loads, and the sink's operation, every mapped target path,
+    the reference / idempotency / natural-key paths, the result and read-back paths are in
+    it, with no required element left unmapped (a did-you-mean for a misspelt one). No
+    operation is called."""
+    sink.check()  # type: ignore[attr-defined]
+
+
 SOAP_SOURCE = SourceKind("soap", SoapSource, read=_read, locator="wsdl")
-SOAP_SINK = SinkKind("soap", SoapSink, build=_build_sink, locator="wsdl")
+SOAP_SINK = SinkKind("soap", SoapSink, build=_build_sink, check=_check_sink, locator="wsdl")

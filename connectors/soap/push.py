@@ -7,43 +7,75 @@ Two ways an ERP takes records, chosen from the WSDL (or forced with `mode`):
 
 - `batch`: the operation's input is one list (`Commitments.Commitment+`): `send` makes one call
   per batch, and reads one result per item (`Results.Result*`), matched by reference;
-- `per_record`: the input is the record itself (`SubmitCompletionReport(Reference, …)`): one
-  call per record; a SOAP `Client.*` fault or values the WSDL refuses concern that record
+- `per_record`: the input is the record itself (`SubmitCompletionReport(Reference, …)`, or one
+  nested element, `EnregistrerEngagement(engagement {numeroBon, montant {valeur, devise} …})`):
+  one call per record; a SOAP `Client.*` fault or values the WSDL refuses concern that record
   only: it is `dead` with the fault's message, the others go on.
 
-Every item carries the record's idempotency key (`idempotency_field`) and its reference
-(`reference_field`, the record's key unless its fields hold one). A result whose status is in
-`results.accepted` is `sent` (peer id from `results.id`); any other status is `dead` with the
-ERP's own message. A timeout, a refused or cut connection, HTTP 5xx/429 without a SOAP fault,
-or a SOAP fault whose code is listed as transient (`retriable_faults`, the datafix's
-`transient_faults`; `Server.Busy` … by default) of the whole call is transient, as for a SOAP
-source (`connectors.soap.client.classify_error`); once the client's own retries (`retry`) are
-used up, it raises `RetriableError`: the outbox then calls
-`read_back`, which asks the `read_back` operation what the ERP holds and keeps the records whose
-held idempotency key is this record's. Retrying inside the sink is safe only because the ERP
-deduplicates on that key; without a `read_back` operation, `read_back` knows nothing (`{}`) and
-everything in doubt is resent, which again only an idempotent peer makes harmless.
+**Requests from the WSDL's types.** A record's fields are keyed by *target paths*, dotted from
+the operation's input (per record) or from one list item (batch): `engagement.montant.valeur`,
+`engagement.lignes.ligne.libelle` (a repeated element: a list value makes one item per value,
+lists under the same element zipped by position; `ligne[1].libelle` names one item), an
+attribute by its name (or `@name`). Each path is resolved against zeep's type introspection of
+the operation's input (`_Shape`) when the sink connects — before anything is sent — and a path
+the WSDL does not have is a `ConfigError` naming it with a did-you-mean, for the whole run
+(never a dead letter per record); so is a required element left unmapped when the sink knows
+its targets (`targets`, the datafix's `fields`). Only the mapped elements are sent, plus the
+reference and the idempotency key when the sink places them. Wrapped and bare document/literal
+and RPC styles all come down to zeep's input body type, whose children are the call's
+arguments.
+
+**Idempotency the way the target does it.** Either every item carries the record's idempotency
+key (`idempotency_field`, a dotted path), or the target is idempotent on its own business key
+(`natural_key`, a target path: no idempotency element is sent; the record's reference is the
+value at that path). The reference (`reference_field`, the record's key unless its fields hold
+one) names a record in results and read-backs.
+
+**Results by path.** `results.reference`, `status`, `id` and `message` are dotted paths in one
+result (the answer itself or its one child per record; one list item per record in batch);
+`results.statuses` maps the target's status codes to `sent`, `retry` or `dead` (`accepted`
+lists more `sent` ones; any other status is `dead` with the ERP's own message);
+`results.faults` maps SOAP fault codes to an outcome for every record of the call.
+
+**Read-back** (`read_back`), used for records in doubt after a crash or a lost answer: a
+list/search operation given a list of references (`GetCommitments`), or a lookup by reference
+(`argument`: the input path taking one reference, e.g. `LireEngagement(numeroBon)`; "not found"
+is a fault code, `not_found_fault`, or an empty answer, `not_found_empty`). A held record is
+this very version when it holds this record's idempotency key (`idempotency_key`, when the sink
+sends one), else when it holds every value the request would send (compared as values:
+`12.50` is `12.5`). Without a `read_back` operation, `read_back` knows nothing (`{}`) and
+everything in doubt is resent, which only an idempotent peer makes harmless.
+
+A timeout, a refused or cut connection, HTTP 5xx/429 without a SOAP fault, or a SOAP fault
+whose code is listed as transient (`retriable_faults`, the datafix's `transient_faults`;
+`Server.Busy` … by default) of the whole call is transient, as for a SOAP source
+(`connectors.soap.client.classify_error`); once the client's own retries (`retry`) are used
+up, it raises `RetriableError` and the outbox reads back before resending.
 
 Values: `None` fields are left out; `amount_fields` holding int cents travel as exact decimal
 text (`12345` → `"123.45"`); dates, date-times, booleans and ints are serialised by zeep from
-the WSDL's types. Nothing connects (not even the WSDL download) before the first `send` or
-`read_back`. No dagster import.
+the WSDL's types. Nothing connects (not even the WSDL download) before the first `send`,
+`read_back`, `prepare` or `check`. No dagster import.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
+import re
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import requests
 import zeep.exceptions as zeep_errors
 from lxml import etree
 from zeep.proxy import ServiceProxy
-from zeep.xsd import ComplexType
+from zeep.xsd import Attribute, ComplexType
 
-from connectors.delivery import BatchedSink, Delivered, FieldValue, OutgoingRecord
+from connectors.delivery import BatchedSink, Delivered, FieldValue, Outcome, OutgoingRecord
 from connectors.errors import ConfigError, PermanentError
 from connectors.retry import RetryPolicy, with_retries
 from connectors.soap.client import (
@@ -58,10 +90,13 @@ from connectors.soap.client import (
     value_at_path,
 )
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY
+from connectors.soap.wsdl import SettingProblems
 
 __all__ = ["ReadBack", "Results", "SoapSink", "cents_text", "list_path"]
 
 Mode = Literal["auto", "batch", "per_record"]
+OUTCOMES: tuple[Outcome, ...] = ("sent", "retry", "dead")
+Problem = tuple[tuple[str | int, ...], str]  # (the sink setting at fault, what is wrong)
 
 
 def cents_text(cents: int) -> str:
@@ -91,7 +126,7 @@ def list_path(xsd_type: Any) -> tuple[str, ...] | None:
     return None
 
 
-def _nest(path: Sequence[str], values: list[Any]) -> dict[str, Any]:
+def _nest(path: Sequence[str], values: Any) -> dict[str, Any]:
     """`{"Commitments": {"Commitment": values}}` for `("Commitments", "Commitment")`."""
     nested: Any = values
     for name in reversed(path[1:]):
@@ -103,9 +138,287 @@ def _one_line(text: object, limit: int = 300) -> str:
     return " ".join(str(text or "").split())[:limit]
 
 
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    options = list(choices)
+    by_lower = {option.lower(): option for option in options}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{by_lower[close[0]]}`?"
+    return f"there: {', '.join(options)}" if options else "nothing is there"
+
+
+def _setting_text(setting: tuple[str | int, ...]) -> str:
+    """`results.status: ` (a mapped field names its own path in the message: "")."""
+    return (
+        ""
+        if setting[:1] == ("fields",) and len(setting) > 1
+        else f"{'.'.join(map(str, setting))}: "
+    )
+
+
+# --- target paths against the WSDL's types -------------------------------------------------
+
+_SEGMENT = re.compile(r"^(@?)([^.\[\]@\s]+)(?:\[(\d+)\])?$")
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One segment of a resolved path: the element (or attribute) name zeep takes, whether
+    it repeats, and the item a `[n]` names."""
+
+    name: str
+    repeated: bool = False
+    index: int | None = None
+
+
+@dataclass(frozen=True)
+class _Child:
+    name: str
+    node: Any  # zeep Element or Attribute
+    attribute: bool
+    repeated: bool
+    required: bool
+    complex_type: ComplexType | None
+
+
+def _repeats(element: Any) -> bool:
+    most = getattr(element, "max_occurs", 1)
+    return most == "unbounded" or (isinstance(most, int) and most > 1)
+
+
+def _children(xsd_type: ComplexType | None) -> dict[str, _Child]:
+    """A complex type's elements (those of its sequences, choices and groups) and attributes;
+    an element inside a choice or an optional group is never required."""
+    found: dict[str, _Child] = {}
+    if xsd_type is None:
+        return found
+
+    def walk(items: Iterable[tuple[Any, Any]], optional: bool) -> None:
+        for name, item in items:
+            if hasattr(item, "elements") and not hasattr(item, "type"):  # sequence, choice …
+                inner = optional or type(item).__name__ == "Choice"
+                walk(item.elements, inner or getattr(item, "min_occurs", 1) == 0)
+                continue
+            key = getattr(item, "attr_name", None) or name
+            found[key] = _Child(
+                key,
+                item,
+                False,
+                _repeats(item),
+                not optional and getattr(item, "min_occurs", 1) >= 1,
+                complex_type_of(getattr(item, "type", None)),
+            )
+
+    walk(xsd_type.elements_nested, False)
+    for name, attribute in xsd_type.attributes:
+        if isinstance(attribute, Attribute) or name:
+            found[name] = _Child(
+                name, attribute, True, False, bool(getattr(attribute, "required", False)), None
+            )
+    return found
+
+
+class _Shape:
+    """An operation's input (or one batch item) as the WSDL types it: resolves target paths
+    (`engagement.montant.valeur`, `lignes.ligne[0].libelle`, `montant.@devise`) and builds the
+    nested values zeep takes from `{path: value}`."""
+
+    def __init__(self, xsd_type: ComplexType | None, where: str) -> None:
+        self.type = xsd_type
+        self.where = where
+        self._resolved: dict[str, tuple[_Step, ...]] = {}
+
+    def problem(self, path: str, *, leaf: bool = True) -> str | None:
+        """What is wrong with `path` (with a did-you-mean), None when the WSDL has it."""
+        try:
+            self._walk(path, leaf=leaf)
+        except ConfigError as error:
+            return str(error)
+        return None
+
+    def resolve(self, path: str) -> tuple[_Step, ...]:
+        """The steps of a path to a value; ConfigError when the WSDL has no such element."""
+        steps = self._resolved.get(path)
+        if steps is None:
+            steps = self._resolved[path] = self._walk(path, leaf=True)
+        return steps
+
+    def _walk(self, path: str, *, leaf: bool) -> tuple[_Step, ...]:
+        current = self.type
+        steps: list[_Step] = []
+        walked: list[str] = []
+        for segment in path.split("."):
+            match = _SEGMENT.match(segment)
+            place = f"`{'.'.join(walked)}`" if walked else "the request"
+            if match is None:
+                raise ConfigError(f"`{path}`: `{segment}` is not an element name")
+            at, name, index = match.groups()
+            if current is None:
+                raise ConfigError(
+                    f"`{path}` is not in the WSDL: {place} holds a value, no elements"
+                )
+            children = _children(current)
+            child = children.get(name)
+            if child is None or (at and not child.attribute):
+                hint = _did_you_mean(name, children)
+                suggestion = hint
+                if hint.startswith("did you mean `"):
+                    close = hint[len("did you mean `") : -2]
+                    suggestion = f"did you mean `{'.'.join([*walked, close])}`?"
+                raise ConfigError(
+                    f"`{path}` is not in the WSDL: {place} has no `{name}` — {suggestion}"
+                )
+            if index is not None and not child.repeated:
+                raise ConfigError(f"`{path}`: `{name}` is not repeated, it takes no [{index}]")
+            steps.append(_Step(name, child.repeated, None if index is None else int(index)))
+            walked.append(name)
+            current = child.complex_type
+        if leaf and current is not None:
+            inner = _children(current)
+            if "_value_1" in inner and not inner["_value_1"].attribute:
+                steps.append(_Step("_value_1"))  # simple content with attributes
+            else:
+                raise ConfigError(
+                    f"`{path}` holds elements ({', '.join(inner)}), not a value: map each of"
+                    " them (e.g. `" + f"{path}.{next(iter(inner), '…')}`)"
+                )
+        return tuple(steps)
+
+    def missing_required(self, paths: Collection[str]) -> list[str]:
+        """Required elements left out: under the request, or under an element some mapped
+        path fills (an optional group left wholly unmapped is not sent at all)."""
+        present = set()
+        for path in paths:
+            names = [step.name for step in self.resolve(path) if step.name != "_value_1"]
+            present.update(".".join(names[:end]) for end in range(len(names) + 1))
+        missing: list[str] = []
+
+        def visit(xsd_type: ComplexType | None, prefix: str) -> None:
+            for name, child in _children(xsd_type).items():
+                here = f"{prefix}.{name}" if prefix else name
+                if here in present:
+                    if child.complex_type is not None:
+                        visit(child.complex_type, here)
+                elif child.required and name != "_value_1":
+                    missing.append(here)
+
+        visit(self.type, "")
+        return missing
+
+    def build(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The nested arguments for zeep from `{path: value}` (None values left out)."""
+        tree: dict[str, Any] = {}
+        for path, value in values.items():
+            if value is not None:
+                self._place(tree, self.resolve(path), value, path)
+        return _finish(tree)
+
+    def _place(self, node: dict[str, Any], steps: Sequence[_Step], value: Any, path: str) -> None:
+        step, rest = steps[0], steps[1:]
+        if not step.repeated:
+            if isinstance(value, list | tuple) and not any(s.repeated for s in rest):
+                raise _RecordRefused(f"`{path}` takes one value, not a list")
+            if rest:
+                self._place(node.setdefault(step.name, {}), rest, value, path)
+            else:
+                node[step.name] = value
+            return
+        items = node.setdefault(step.name, _Items())
+        if step.index is not None:
+            positions = [(step.index, value)]
+        elif isinstance(value, list | tuple):
+            positions = list(enumerate(value))
+        else:
+            positions = [(0, value)]
+        for position, item in positions:
+            if item is None:
+                continue
+            if rest:
+                self._place(items.setdefault(position, {}), rest, item, path)
+            else:
+                items[position] = item
+
+
+class _Items(dict):  # type: ignore[type-arg]
+    """The items of a repeated element while a request is built, by position."""
+
+
+def _finish(node: Any) -> Any:
+    if isinstance(node, _Items):
+        return [_finish(node[position]) for position in sorted(node)]
+    if isinstance(node, dict):
+        return {name: _finish(value) for name, value in node.items()}
+    return node
+
+
+def _get(data: Any, path: str) -> Any:
+    """The value at a dotted path of plain answer data; None where anything is missing."""
+    current = data
+    for segment in path.split(".") if path else ():
+        if isinstance(current, list):
+            current = current[0] if len(current) == 1 else None
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(segment.lstrip("@"))
+    return current
+
+
+def _canonical(value: Any) -> Any:
+    """A value as compared with what the ERP holds: numbers as Decimal, dates as ISO text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, int | Decimal):
+        return Decimal(value).normalize()
+    text = str(value).strip()
+    if re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", text):
+        try:
+            return Decimal(text).normalize()
+        except InvalidOperation:  # pragma: no cover - the pattern admits decimals only
+            return text
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}T.+", text):
+        try:
+            return _canonical(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            return text
+    return text
+
+
+def _covers(sent: Any, held: Any) -> bool:
+    """The ERP holds every value of `sent` (the request's nested arguments)."""
+    if isinstance(sent, Mapping):
+        if not isinstance(held, Mapping):
+            return False
+        return all(_covers(value, held.get(name)) for name, value in sent.items())
+    if isinstance(sent, list):
+        items = held if isinstance(held, list) else ([] if held is None else [held])
+        return len(items) == len(sent) and all(map(_covers, sent, items))
+    if held is None:
+        return False
+    return bool(_canonical(sent) == _canonical(held))
+
+
 class _RecordRefused(Exception):
     """One record of a one-record call refused for good (client fault, values the WSDL
     refuses): that record is dead, the others go on."""
+
+
+class _FaultOutcome(Exception):
+    """A fault whose code the datafix maps to an outcome (`results.faults`)."""
+
+    def __init__(self, outcome: Outcome, message: str) -> None:
+        super().__init__(message)
+        self.outcome: Outcome = outcome
+        self.message = message
+
+
+class _NotFound(Exception):
+    """The read-back lookup's "not found" fault."""
 
 
 class _BatchInvalid(Exception):
@@ -114,12 +427,16 @@ class _BatchInvalid(Exception):
 
 @dataclass(frozen=True)
 class Results:
-    """Where a batch operation's answer says what became of each record.
+    """Where the answer says what became of each record.
 
-    `path`: the result list in the answer (`Results.Result`, `Result`; "" for the answer
-    itself), found from the WSDL when None; `reference`, `status`, `id`, `message`: a result's
-    fields naming the record, its outcome, the ERP's id and the ERP's message; `accepted`: the
-    status values meaning "recorded".
+    `path`: the result (per record) or result list (batch) in the answer (`Results.Result`,
+    `resultat`; "" for the answer itself), found from the WSDL when None; `reference`,
+    `status`, `id`, `message`: dotted paths in one result naming the record, its outcome, the
+    ERP's id and the ERP's message; `accepted`: status values meaning "recorded";
+    `statuses`: status value → `sent`, `retry` or `dead` (before `accepted`; any other status
+    is dead); `faults`: SOAP fault code → the outcome of every record of the call;
+    `checked`: the paths checked against the WSDL when the sink connects (those a datafix
+    sets; `status` always).
     """
 
     path: str | None = None
@@ -128,19 +445,37 @@ class Results:
     id: str = "ErpId"
     message: str = "Message"
     accepted: frozenset[str] = field(default_factory=lambda: frozenset({"ACCEPTED"}))
+    statuses: Mapping[str, Outcome] = field(default_factory=dict)
+    faults: Mapping[str, Outcome] = field(default_factory=dict)
+    checked: frozenset[str] = frozenset({"status"})
+
+    def outcome(self, status: str) -> Outcome:
+        if status in self.statuses:
+            return self.statuses[status]
+        return "sent" if status in self.accepted else "dead"
 
 
 @dataclass(frozen=True)
 class ReadBack:
-    """The operation telling what the ERP holds (`GetCommitments`, given a list of
-    references), the record list in its answer (`path`, found from the WSDL when None), and
-    the held records' fields with the ERP's `id` and the `idempotency_key` it holds (a held
-    record names its reference in the field `Results.reference` names)."""
+    """The operation telling what the ERP holds.
+
+    Two forms: a list/search operation given a list of references (`GetCommitments`; the
+    record list in its answer at `path`, found from the WSDL when None; a held record names
+    its reference at `Results.reference`), or, with `argument`, a lookup by reference
+    (`LireEngagement`, `argument` the input path taking the reference; the held record at
+    `path`, "" or None for the answer itself; "not found" is the fault `not_found_fault` or,
+    with `not_found_empty`, an empty answer). `id`: the path of the ERP's id in a held record;
+    `idempotency_key`: the path of the key it holds (compared when the sink sends one; else
+    the held values are compared with the request's).
+    """
 
     operation: str
     path: str | None = None
     id: str = "ErpId"
-    idempotency_key: str = "IdempotencyKey"
+    idempotency_key: str | None = "IdempotencyKey"
+    argument: str | None = None
+    not_found_fault: str | None = None
+    not_found_empty: bool = False
 
 
 class SoapSink(BatchedSink):
@@ -149,11 +484,17 @@ class SoapSink(BatchedSink):
     Args:
         name: the sink's name in the landlord's datafix.
         wsdl: the service's WSDL, a file path or an http(s) URL.
-        operation: the import operation (`SubmitCommitments`, `SubmitCompletionReport`).
+        operation: the import operation (`SubmitCommitments`, `EnregistrerEngagement`).
         mode: `batch`, `per_record`, or `auto` (from the operation's input in the WSDL).
-        idempotency_field / reference_field: the item fields holding the record's
-            idempotency key and reference.
-        results: where a batch answer says what became of each record (`Results`).
+        idempotency_field: the target path carrying the record's idempotency key; None: none
+            is sent (the target is idempotent on `natural_key`, or not at all).
+        reference_field: the target path carrying the record's reference (filled with the
+            record's key when not mapped); None: the reference is not sent.
+        natural_key: the target path of the business key the target is idempotent on; the
+            reference is read there (it replaces the default `reference_field`).
+        targets: the target paths the datafix maps: checked against the WSDL on connecting
+            (with the required elements they leave out), before anything is sent.
+        results: where an answer says what became of each record (`Results`).
         read_back: the operation telling what the ERP holds (`ReadBack`); None: none.
         amount_fields: fields whose int values are cents, sent as decimal text.
         max_batch: the most records per `send` (and per read-back call).
@@ -173,8 +514,10 @@ class SoapSink(BatchedSink):
         wsdl: str,
         operation: str,
         mode: Mode = "auto",
-        idempotency_field: str = "IdempotencyKey",
-        reference_field: str = "Reference",
+        idempotency_field: str | None = "IdempotencyKey",
+        reference_field: str | None = "Reference",
+        natural_key: str | None = None,
+        targets: Collection[str] = (),
         results: Results = Results(),
         read_back: ReadBack | None = None,
         amount_fields: Collection[str] = (),
@@ -193,12 +536,21 @@ class SoapSink(BatchedSink):
             )
         if max_batch < 1:
             raise ConfigError(f"sink {name}: max_batch must be at least 1 (got {max_batch})")
+        for code, outcome in [*results.statuses.items(), *results.faults.items()]:
+            if outcome not in OUTCOMES:
+                raise ConfigError(
+                    f"sink {name}: `{code}: {outcome}` — an outcome is sent, retry or dead"
+                )
         self.name = name
         self.wsdl = wsdl
         self.operation = operation
         self.mode: Mode = mode
         self.idempotency_field = idempotency_field
+        self.natural_key = natural_key
+        if natural_key is not None and reference_field == "Reference":  # the default
+            reference_field = natural_key
         self.reference_field = reference_field
+        self.targets = tuple(targets)
         self.results = results
         self.read_back_call = read_back
         self.amount_fields = frozenset(amount_fields)
@@ -214,6 +566,8 @@ class SoapSink(BatchedSink):
         self._services: dict[str, ServiceProxy] = {}
         self._input_list: tuple[str, ...] | None = None
         self._read_input: tuple[str, ...] | None = None
+        self._shape: _Shape | None = None
+        self._lookup: _Shape | None = None
         self._connected = False
         self._origin = f"{masked_location(wsdl)} {operation}"
 
@@ -230,11 +584,46 @@ class SoapSink(BatchedSink):
             ]
         return [self._send_one(record) for record in records]
 
+    def prepare(self, records: Sequence[OutgoingRecord]) -> None:
+        """Build the requests of `records` without sending anything: ConfigError when the
+        datafix's fields cannot be placed in the WSDL's request."""
+        self._connect()
+        for record in records:
+            try:
+                self._item(record)
+            except _RecordRefused:
+                continue  # this record's values, not the configuration
+
+    def check(self) -> None:
+        """What `datafix check` verifies: the WSDL loads, the operations exist, every mapped
+        path, the reference, idempotency and natural-key paths, the result and read-back paths
+        are in it, and no required element is left unmapped. Calls no operation."""
+        self._connect()
+
+    def request(self, record: OutgoingRecord) -> dict[str, Any]:
+        """The arguments `send` would pass zeep for `record` alone, nested as the WSDL says
+        (batch: a one-item list). ConfigError when the datafix's fields cannot be placed."""
+        self._connect()
+        try:
+            item = self._item(record)
+        except _RecordRefused as refused:
+            raise PermanentError(f"{self._origin}: {refused}") from None
+        return item if self._input_list is None else _nest(self._input_list, [item])
+
+    def envelope(self, record: OutgoingRecord) -> str:
+        """The SOAP envelope `send` would post for `record` alone (nothing is sent)."""
+        arguments = self.request(record)
+        service = self._services[self.operation]
+        message = service._client.create_message(service, self.operation, **arguments)
+        return etree.tostring(message, encoding="unicode", pretty_print=True)
+
     def read_back(self, records: Sequence[OutgoingRecord]) -> dict[str, str]:
         call = self.read_back_call
         if not records or call is None:
             return {}
         self._connect()
+        if call.argument is not None:
+            return self._read_back_by_reference(records, call)
         operation = call.operation
         assert self._read_input is not None
         path = call.path or ".".join(self._answer_list(operation))
@@ -245,11 +634,9 @@ class SoapSink(BatchedSink):
             chunk = references[start : start + self.max_batch]
             answer = self._call(operation, _nest(self._read_input, chunk), single_record=False)
             for held in self._records_at(operation, answer, path):
-                record = by_reference.get(str(held.get(self.results.reference) or ""))
-                if record is None:
-                    continue
-                if str(held.get(call.idempotency_key) or "") == record.idempotency_key:
-                    found[record.key] = str(held.get(call.id) or "")
+                record = by_reference.get(str(_get(held, self.results.reference) or ""))
+                if record is not None and self._holds(record, held):
+                    found[record.key] = str(_get(held, call.id) or "")
         return found
 
     def close(self) -> None:
@@ -277,15 +664,19 @@ class SoapSink(BatchedSink):
             port = next((p for p in ports if operation in p.binding._operations), None)
             if port is None:
                 known = sorted({name for p in ports for name in p.binding._operations})
-                raise ConfigError(
-                    f"{self._origin}: the WSDL has no operation `{operation}` (there:"
-                    f" {', '.join(known)}) — fix the sink's operation names in the datafix"
+                setting = ("operation",) if operation == self.operation else ("read_back",)
+                message = (
+                    f"{masked_location(self.wsdl)}: the WSDL has no operation `{operation}` —"
+                    f" {_did_you_mean(operation, known)}"
                 )
+                raise SettingProblems([(setting, message, "")])
             address = self.address or port.binding_options["address"]
             self._services[operation] = client.create_service(port.binding.name.text, address)
-        shape = list_path(self._input_type(self.operation))
+        input_type = self._input_type(self.operation)
+        shape = list_path(input_type)
         if self.mode == "auto":
             self.mode = "batch" if shape is not None else "per_record"
+        item_type = input_type
         if self.mode == "batch":
             if shape is None:
                 raise ConfigError(
@@ -293,14 +684,105 @@ class SoapSink(BatchedSink):
                     " items — use mode per_record"
                 )
             self._input_list = shape
+            for name in shape:
+                item_type = _children(item_type)[name].complex_type
+        self._shape = _Shape(item_type, self._origin)
+        problems = self._request_problems()
+        problems += self._result_problems()
         if call is not None:
-            self._read_input = list_path(self._input_type(call.operation))
-            if self._read_input is None:
-                raise ConfigError(
-                    f"{masked_location(self.wsdl)} {call.operation}: the read-back"
-                    " operation does not take one list of references — check the datafix"
-                )
+            problems += self._read_back_problems(call)
+        if problems:
+            raise SettingProblems(
+                [
+                    (setting, f"{self._origin}: {_setting_text(setting)}{message}", "")
+                    for setting, message in problems
+                ]
+            )
         self._connected = True
+
+    def _request_problems(self) -> list[Problem]:
+        assert self._shape is not None
+        problems: list[Problem] = []
+        for setting, path in (
+            ("fields", None),
+            ("reference_field", self.reference_field),
+            ("idempotency_field", self.idempotency_field),
+            ("natural_key", self.natural_key),
+        ):
+            paths = self.targets if path is None else [path]
+            for target in paths:
+                problem = self._shape.problem(target)
+                if problem is not None:
+                    where = ("fields", target) if path is None else (setting,)
+                    if setting == "idempotency_field":
+                        problem += (
+                            " (the element carrying the hub's idempotency key; a target"
+                            " idempotent on its own business key: `natural_key: <path>`, or"
+                            " `idempotency_field: none`)"
+                        )
+                    problems.append((where, problem))
+        if problems or not self.targets:
+            return problems
+        sent = [*self.targets, *(p for p in (self.reference_field, self.idempotency_field) if p)]
+        missing = self._shape.missing_required(sent)
+        if missing:
+            problems.append(
+                (
+                    ("fields",),
+                    "required element(s) left unmapped: "
+                    + ", ".join(f"`{path}`" for path in missing)
+                    + " — map them (a fixed value: `{value: …}`)",
+                )
+            )
+        return problems
+
+    def _result_problems(self) -> list[Problem]:
+        """The result paths the datafix sets, against the answer's type."""
+        response = response_type_of(self._services[self.operation], self.operation)
+        if response is None:
+            return []
+        path = self.results.path
+        if path is None:
+            path = (
+                ".".join(self._answer_list(self.operation))
+                if self.mode == "batch"
+                else self._single_result_path()
+            )
+        answer = _Shape(response, self._origin)
+        if path:
+            problem = answer.problem(path, leaf=False)
+            if problem is not None:
+                return [(("results", "path"), problem)]
+        result_type: ComplexType | None = response
+        for name in path.split(".") if path else ():
+            result_type = _children(result_type)[name.split("[")[0].lstrip("@")].complex_type
+        in_result = _Shape(result_type, self._origin)
+        problems: list[Problem] = []
+        for name in sorted(self.results.checked):
+            problem = in_result.problem(getattr(self.results, name))
+            if problem is not None:
+                problems.append((("results", name), problem))
+        return problems
+
+    def _read_back_problems(self, call: ReadBack) -> list[Problem]:
+        input_type = self._input_type(call.operation)
+        where = f"{masked_location(self.wsdl)} {call.operation}"
+        if call.argument is None:
+            self._read_input = list_path(input_type)
+            if self._read_input is None:
+                return [
+                    (
+                        ("read_back", "operation"),
+                        f"{call.operation} does not take one list of references — give"
+                        " `argument` (the input path taking one reference) for a lookup",
+                    )
+                ]
+            return []
+        self._lookup = _Shape(input_type, where)
+        problem = self._lookup.problem(call.argument)
+        if problem is not None:
+            return [(("read_back", "argument"), problem)]
+        return []
 
     def _input_type(self, operation: str) -> ComplexType | None:
         binding = self._services[operation]._binding
@@ -317,7 +799,14 @@ class SoapSink(BatchedSink):
         return shape
 
     # calling --------------------------------------------------------------------------------
-    def _call(self, operation: str, arguments: Mapping[str, Any], *, single_record: bool) -> Any:
+    def _call(
+        self,
+        operation: str,
+        arguments: Mapping[str, Any],
+        *,
+        single_record: bool,
+        not_found: str | None = None,
+    ) -> Any:
         service = self._services[operation]
         method = getattr(service, operation)
         transport = service._client.transport
@@ -328,8 +817,15 @@ class SoapSink(BatchedSink):
             try:
                 return method(**arguments)
             except zeep_errors.Fault as fault:
+                code = fault_code(fault.code)
+                if not_found is not None and fault_code(not_found) == code:
+                    raise _NotFound from None
+                if operation == self.operation and code in self._faults:
+                    raise _FaultOutcome(
+                        self._faults[code], f"{code}: {_one_line(fault.message, 1000)}"
+                    ) from None
                 transient = transient_fault(fault, self.retriable_faults)
-                if single_record and not transient and fault_code(fault.code).startswith("Client"):
+                if single_record and not transient and code.startswith("Client"):
                     raise _RecordRefused(_one_line(fault.message)) from None
                 raise self._classified(fault, where, transport) from None
             except (zeep_errors.ValidationError, TypeError) as error:
@@ -344,6 +840,10 @@ class SoapSink(BatchedSink):
                 raise self._classified(error, where, transport) from None
 
         return with_retries(once, self.retry)
+
+    @property
+    def _faults(self) -> dict[str, Outcome]:
+        return {fault_code(code): outcome for code, outcome in self.results.faults.items()}
 
     def _classified(self, error: BaseException, where: str, transport: Any) -> Exception:
         return classify_error(
@@ -365,23 +865,68 @@ class SoapSink(BatchedSink):
 
     # items and results ----------------------------------------------------------------------
     def _reference(self, record: OutgoingRecord) -> str:
-        value = record.fields.get(self.reference_field)
+        path = self.reference_field or self.natural_key
+        value = record.fields.get(path) if path else None
         return record.key if value is None else str(value)
 
     def _item(self, record: OutgoingRecord) -> dict[str, Any]:
-        item: dict[str, Any] = {}
+        """The record's request (per record) or list item (batch), nested as the WSDL says."""
+        assert self._shape is not None
+        values: dict[str, Any] = {}
         for name, value in record.fields.items():
-            if value is None:
-                continue
-            item[name] = self._value(name, value)
-        item[self.reference_field] = self._reference(record)
-        item[self.idempotency_field] = record.idempotency_key
-        return item
+            if value is not None:
+                values[name] = self._value(name, value)
+        if self.reference_field:
+            values[self.reference_field] = self._reference(record)
+        if self.idempotency_field:
+            values[self.idempotency_field] = record.idempotency_key
+        try:
+            return self._shape.build(values)
+        except ConfigError as error:
+            raise ConfigError(f"{self._origin}: {error}") from None
 
     def _value(self, name: str, value: FieldValue) -> Any:
         if name in self.amount_fields and isinstance(value, int) and not isinstance(value, bool):
             return cents_text(value)
         return value
+
+    def _holds(self, record: OutgoingRecord, held: Any) -> bool:
+        """The ERP holds this very version of the record."""
+        call = self.read_back_call
+        assert call is not None
+        if self.idempotency_field and call.idempotency_key:
+            return str(_get(held, call.idempotency_key) or "") == record.idempotency_key
+        try:
+            return _covers(self._item(record), held)
+        except _RecordRefused:
+            return False
+
+    def _read_back_by_reference(
+        self, records: Sequence[OutgoingRecord], call: ReadBack
+    ) -> dict[str, str]:
+        assert self._lookup is not None and call.argument is not None
+        operation = call.operation
+        found: dict[str, str] = {}
+        for record in records:
+            arguments = self._lookup.build({call.argument: self._reference(record)})
+            try:
+                answer = self._call(
+                    operation, arguments, single_record=False, not_found=call.not_found_fault
+                )
+            except _NotFound:
+                continue
+            held_records = self._records_at(operation, answer, call.path or "")
+            if not held_records:
+                if call.not_found_empty:
+                    continue
+                raise PermanentError(
+                    f"{masked_location(self.wsdl)} {operation}: an empty answer for"
+                    f" {self._reference(record)} — set read_back.not_found in the datafix"
+                )
+            held = held_records[0]
+            if self._holds(record, held):
+                found[record.key] = str(_get(held, call.id) or "")
+        return found
 
     def _delivered(self, record: OutgoingRecord, result: Mapping[str, Any] | None) -> Delivered:
         if result is None:
@@ -390,30 +935,28 @@ class SoapSink(BatchedSink):
                 "retry",
                 message=f"{self.operation}: the ERP gave no result for {self._reference(record)}",
             )
-        status = str(result.get(self.results.status) or "")
-        peer_id = result.get(self.results.id)
-        message = _one_line(result.get(self.results.message), 1000)
-        if status in self.results.accepted:
-            return Delivered(
-                record.key,
-                "sent",
-                peer_id=None if peer_id in (None, "") else str(peer_id),
-                message=message,
-                details={"status": status},
-            )
+        status = str(_get(result, self.results.status) or "")
+        peer_id = _get(result, self.results.id)
+        message = _one_line(_get(result, self.results.message), 1000)
+        outcome = self.results.outcome(status)
+        if outcome != "sent" and not message:
+            message = f"{self.operation}: the ERP answered status {status or '(none)'}"
         return Delivered(
             record.key,
-            "dead",
+            outcome,
             peer_id=None if peer_id in (None, "") else str(peer_id),
-            message=message or f"{self.operation}: the ERP answered status {status or '(none)'}",
+            message=message,
             details={"status": status},
         )
 
     def _send_one(self, record: OutgoingRecord) -> Delivered:
         try:
-            answer = self._call(self.operation, self._item(record), single_record=True)
+            item = self._item(record)
+            answer = self._call(self.operation, item, single_record=True)
         except _RecordRefused as refused:
             return Delivered(record.key, "dead", message=f"{self.operation}: {refused}")
+        except _FaultOutcome as fault:
+            return Delivered(record.key, fault.outcome, message=f"{self.operation}: {fault}")
         path = self.results.path
         if path is None:
             path = self._single_result_path()
@@ -423,23 +966,45 @@ class SoapSink(BatchedSink):
     def _single_result_path(self) -> str:
         response = response_type_of(self._services[self.operation], self.operation)
         names = [name for name, _ in response.elements] if response is not None else []
-        if self.results.status in names or len(names) != 1:
+        first = self.results.status.split(".")[0]
+        if first in names or len(names) != 1:
             return ""
         return names[0]
 
     def _send_batch(self, records: Sequence[OutgoingRecord]) -> list[Delivered]:
         assert self._input_list is not None
-        items = [self._item(record) for record in records]
+        items: list[dict[str, Any] | None] = []
+        refused: dict[str, str] = {}
+        for record in records:
+            try:
+                items.append(self._item(record))
+            except _RecordRefused as error:
+                items.append(None)
+                refused[record.key] = str(error)
+        if refused:
+            rest = [record for record in records if record.key not in refused]
+            sent = {d.key: d for d in self._send_batch(rest)} if rest else {}
+            return [
+                sent[record.key]
+                if record.key in sent
+                else Delivered(
+                    record.key, "dead", message=f"{self.operation}: {refused[record.key]}"
+                )
+                for record in records
+            ]
         try:
             answer = self._call(self.operation, _nest(self._input_list, items), single_record=False)
         except _BatchInvalid:
-            return self._send_valid_part(records, items)
+            return self._send_valid_part(records, [item for item in items if item is not None])
+        except _FaultOutcome as fault:
+            message = f"{self.operation}: {fault}"
+            return [Delivered(record.key, fault.outcome, message=message) for record in records]
         path = self.results.path
         if path is None:
             path = ".".join(self._answer_list(self.operation))
         results: dict[str, Mapping[str, Any]] = {}
         for result in self._records_at(self.operation, answer, path):
-            results.setdefault(str(result.get(self.results.reference) or ""), result)
+            results.setdefault(str(_get(result, self.results.reference) or ""), result)
         return [self._delivered(record, results.get(self._reference(record))) for record in records]
 
     def _send_valid_part(

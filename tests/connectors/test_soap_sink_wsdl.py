@@ -1,0 +1,384 @@
+"""`SoapSink` requests built from the WSDL's types, idempotency on the target's own key,
+read-back by reference and results by path (issue 11, points 1-3).
+
+Against the works-order ERP on node-soap (`connectors/sandbox/erp_node/`: wrapped
+document/literal, one nested `engagement` element, idempotent on `numeroBon`, faults for unknown
+elements, `LireEngagement` by reference), counted at the peer; and, for the styles that peer does
+not have (bare document/literal, RPC, attributes, simple content), against a local WSDL whose
+requests are only rendered, never sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.delivery import OutgoingRecord
+from connectors.errors import ConfigError, PermanentError
+from connectors.retry import RetryPolicy
+from connectors.sandbox.erp_node import TravauxErpPeer
+from connectors.soap.push import ReadBack, Results, SoapSink
+from tests.connectors.sinks import deliver
+
+ONCE = RetryPolicy(attempts=1, first_wait=0, max_wait=0, jitter=0)
+
+# commitments → EnregistrerEngagement(engagement {...}): the datafix's target paths
+FIELDS = (
+    "engagement.numeroBon",
+    "engagement.fournisseur.siret",
+    "engagement.fournisseur.nom",
+    "engagement.dateEngagement",
+    "engagement.montant.valeur",
+    "engagement.montant.devise",
+    "engagement.lignes.ligne.libelle",
+    "engagement.lignes.ligne.quantite",
+    "engagement.lignes.ligne.prixUnitaire",
+)
+STATUSES = {"CREE": "sent", "MIS_A_JOUR": "sent", "INCHANGE": "sent", "REFUSE": "dead"}
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[TravauxErpPeer]:
+    with TravauxErpPeer() as running:
+        yield running
+
+
+@pytest.fixture
+def erp(peer: TravauxErpPeer) -> TravauxErpPeer:
+    peer.reset()
+    return peer
+
+
+def sink(erp: TravauxErpPeer, **options: Any) -> SoapSink:
+    settings: dict[str, Any] = {
+        "wsdl": erp.wsdl_url,
+        "operation": "EnregistrerEngagement",
+        "natural_key": "engagement.numeroBon",
+        "idempotency_field": None,
+        "targets": FIELDS,
+        "results": Results(
+            status="statut",
+            id="reference",
+            message="message",
+            reference="reference",
+            statuses=STATUSES,
+            checked=frozenset({"status", "id", "message"}),
+        ),
+        "read_back": ReadBack(
+            "LireEngagement",
+            argument="numeroBon",
+            not_found_fault="Client.Introuvable",
+            id="reference",
+        ),
+        "operation_timeout": 10,
+        "retry": ONCE,
+    }
+    settings.update(options)
+    return SoapSink("travaux", **settings)
+
+
+def commitment(number: int, amount: str = "1250.50", version: str = "v1") -> OutgoingRecord:
+    return OutgoingRecord(
+        key=f"BT-{number:06d}",
+        idempotency_key=f"{version}-{number}",
+        fields={
+            "engagement.numeroBon": f"BT-{number:06d}",
+            "engagement.fournisseur.siret": "41234567800019",
+            "engagement.fournisseur.nom": "Atlantique Maintenance Services",
+            "engagement.dateEngagement": dt.date(2026, 3, 2),
+            "engagement.montant.valeur": amount,
+            "engagement.montant.devise": "EUR",
+            "engagement.lignes.ligne.libelle": "Engagement travaux",
+            "engagement.lignes.ligne.quantite": "1",
+            "engagement.lignes.ligne.prixUnitaire": amount,
+        },
+    )
+
+
+def test_the_request_is_the_nested_engagement_and_nothing_else(erp: TravauxErpPeer) -> None:
+    travaux = sink(erp)
+    assert travaux.request(commitment(1)) == {
+        "engagement": {
+            "numeroBon": "BT-000001",
+            "fournisseur": {"siret": "41234567800019", "nom": "Atlantique Maintenance Services"},
+            "dateEngagement": dt.date(2026, 3, 2),
+            "montant": {"valeur": "1250.50", "devise": "EUR"},
+            "lignes": {
+                "ligne": [
+                    {"libelle": "Engagement travaux", "quantite": "1", "prixUnitaire": "1250.50"}
+                ]
+            },
+        }
+    }
+    envelope = travaux.envelope(commitment(1))
+    assert "IdempotencyKey" not in envelope and "Reference" not in envelope
+    assert erp.stats()["callsTotal"] == 0  # building a request calls nothing
+
+
+def test_push_twice_writes_once_and_changes_write_updates(erp: TravauxErpPeer) -> None:
+    travaux = sink(erp)
+    records = [commitment(n) for n in range(1, 21)]
+    first = travaux.send(records)
+    assert {(d.outcome, d.details["status"]) for d in first} == {("sent", "CREE")}
+    assert first[0].peer_id == "ENG-000001"
+    again = travaux.send(records)  # the same content: the ERP writes nothing
+    assert {(d.outcome, d.details["status"]) for d in again} == {("sent", "INCHANGE")}
+    changed = [commitment(n, "99.90", "v2") for n in (3, 7, 11)]
+    assert {d.details["status"] for d in travaux.send(changed)} == {"MIS_A_JOUR"}
+    stats = erp.stats()
+    assert stats["writes"] == 23 and stats["engagements"] == 20
+    assert stats["statuts"] == {"CREE": 20, "MIS_A_JOUR": 3, "INCHANGE": 20}
+    assert stats["calls"] == {"EnregistrerEngagement": 43}
+
+
+def test_lists_make_repeated_lines_zipped_by_position(erp: TravauxErpPeer) -> None:
+    record = commitment(5)
+    fields = dict(record.fields)
+    fields["engagement.lignes.ligne.libelle"] = ["Main d’œuvre", "Robinet"]
+    fields["engagement.lignes.ligne.quantite"] = ["2", "1"]
+    fields["engagement.lignes.ligne.prixUnitaire"] = ["45.00", "89.90"]
+    fields["engagement.montant.valeur"] = "179.90"
+    travaux = sink(erp)
+    [delivered] = travaux.send([OutgoingRecord(record.key, "k", fields)])
+    assert delivered.outcome == "sent", delivered.message
+    held = travaux.read_back([OutgoingRecord(record.key, "k", fields)])
+    assert held == {"BT-000005": "ENG-000001"}
+
+
+def test_read_back_by_reference_finds_exactly_the_held_versions(erp: TravauxErpPeer) -> None:
+    travaux = sink(erp)
+    travaux.send([commitment(n) for n in (1, 2, 3)])
+    asked = [commitment(1), commitment(2), commitment(3, "10.00", "v2"), commitment(4)]
+    assert travaux.read_back(asked) == {"BT-000001": "ENG-000001", "BT-000002": "ENG-000002"}
+    assert erp.stats()["calls"]["LireEngagement"] == 4  # one lookup per record in doubt
+
+
+def test_records_in_doubt_are_read_back_and_the_rest_resent_without_duplicates(
+    erp: TravauxErpPeer,
+) -> None:
+    records = [commitment(n) for n in range(1, 61)]
+    sink(erp).send(records[:25])  # the answers are lost in a crash
+    delivered = deliver(sink(erp), records)
+    assert {d.outcome for d in delivered.values()} == {"sent"}
+    stats = erp.stats()
+    assert stats["engagements"] == 60 and stats["writes"] == 60
+    assert set(stats["writesByBon"].values()) == {1}
+    assert stats["statuts"]["INCHANGE"] == 0  # the 25 held were read back, not resent
+
+
+def test_a_misspelt_target_path_is_one_error_with_did_you_mean_before_any_call(
+    erp: TravauxErpPeer,
+) -> None:
+    targets = [path.replace("montant.valeur", "montant.valuer") for path in FIELDS]
+    travaux = sink(erp, targets=targets)
+    with pytest.raises(ConfigError) as caught:
+        travaux.check()
+    message = str(caught.value)
+    assert "`engagement.montant.valuer` is not in the WSDL" in message
+    assert "did you mean `engagement.montant.valeur`?" in message
+    with pytest.raises(ConfigError):
+        travaux.send([commitment(1)])
+    assert erp.stats()["callsTotal"] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"idempotency_field": "IdempotencyKey"}, "idempotency_field: `IdempotencyKey` is not"),
+        ({"natural_key": "engagement.numeroBons"}, "did you mean `engagement.numeroBon`?"),
+        ({"operation": "EnregistrerEngagements"}, "did you mean `EnregistrerEngagement`?"),
+        ({"targets": FIELDS[:3]}, "required element(s) left unmapped: `engagement"),
+        ({"targets": ("engagement.montant",)}, "holds elements (valeur, devise)"),
+        ({"results": Results(status="statu")}, "did you mean `statut`?"),
+        (
+            {"read_back": ReadBack("LireEngagement", argument="numero", not_found_fault="X")},
+            "did you mean `numeroBon`?",
+        ),
+    ],
+    ids=["idempotency", "natural-key", "operation", "required", "group", "status", "argument"],
+)
+def test_settings_the_wsdl_does_not_have_are_named(
+    erp: TravauxErpPeer, options: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        sink(erp, **options).check()
+    assert expected in str(caught.value)
+    assert erp.stats()["callsTotal"] == 0
+
+
+def test_a_peer_refusing_everything_makes_every_record_dead_when_the_fault_is_mapped(
+    erp: TravauxErpPeer,
+) -> None:
+    erp.set_mode(refuse_all=True)
+    results = Results(status="statut", id="reference", faults={"Server.Refuse": "dead"})
+    delivered = sink(erp, results=results).send([commitment(n) for n in range(1, 6)])
+    assert {d.outcome for d in delivered} == {"dead"}
+    assert "refusé" in delivered[0].message and "Server.Refuse" in delivered[0].message
+    # unmapped, an unknown Server.* fault stops the push (records stay queued)
+    with pytest.raises(PermanentError):
+        sink(erp, results=Results(status="statut", id="reference")).send([commitment(1)])
+    assert erp.stats()["writes"] == 0
+
+
+def test_statuses_map_to_outcomes() -> None:
+    results = Results(statuses={"REFUSE": "dead", "VERROU": "retry", "CREE": "sent"})
+    assert [results.outcome(s) for s in ("CREE", "VERROU", "REFUSE", "ACCEPTED", "AUTRE")] == [
+        "sent",
+        "retry",
+        "dead",
+        "sent",
+        "dead",
+    ]
+
+
+# --- other styles, rendered only ------------------------------------------------------------
+
+STYLES_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
+<wsdl:definitions name="Styles" targetNamespace="urn:styles" xmlns:tns="urn:styles"
+    xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+    xmlns:xsd="http://www.w3.org/2001/XMLSchema">
+  <wsdl:types>
+    <xsd:schema targetNamespace="urn:styles" elementFormDefault="qualified">
+      <xsd:complexType name="Montant">
+        <xsd:simpleContent>
+          <xsd:extension base="xsd:decimal">
+            <xsd:attribute name="devise" type="xsd:string" use="required"/>
+          </xsd:extension>
+        </xsd:simpleContent>
+      </xsd:complexType>
+      <xsd:complexType name="Ligne">
+        <xsd:sequence>
+          <xsd:element name="libelle" type="xsd:string"/>
+          <xsd:element name="montant" type="tns:Montant"/>
+        </xsd:sequence>
+      </xsd:complexType>
+      <xsd:element name="Facture">
+        <xsd:complexType>
+          <xsd:sequence>
+            <xsd:element name="numero" type="xsd:string"/>
+            <xsd:element name="total" type="tns:Montant"/>
+            <xsd:element name="commentaire" type="xsd:string" minOccurs="0"/>
+            <xsd:element name="ligne" type="tns:Ligne" maxOccurs="unbounded"/>
+          </xsd:sequence>
+          <xsd:attribute name="version" type="xsd:int"/>
+        </xsd:complexType>
+      </xsd:element>
+      <xsd:element name="Accuse" type="xsd:string"/>
+    </xsd:schema>
+  </wsdl:types>
+  <wsdl:message name="DeposerIn"><wsdl:part name="facture" element="tns:Facture"/></wsdl:message>
+  <wsdl:message name="DeposerOut"><wsdl:part name="accuse" element="tns:Accuse"/></wsdl:message>
+  <wsdl:message name="CreerIn">
+    <wsdl:part name="numero" type="xsd:string"/>
+    <wsdl:part name="montant" type="xsd:decimal"/>
+  </wsdl:message>
+  <wsdl:message name="CreerOut"><wsdl:part name="statut" type="xsd:string"/></wsdl:message>
+  <wsdl:portType name="DocPort">
+    <wsdl:operation name="Deposer">
+      <wsdl:input message="tns:DeposerIn"/><wsdl:output message="tns:DeposerOut"/>
+    </wsdl:operation>
+  </wsdl:portType>
+  <wsdl:portType name="RpcPort">
+    <wsdl:operation name="Creer">
+      <wsdl:input message="tns:CreerIn"/><wsdl:output message="tns:CreerOut"/>
+    </wsdl:operation>
+  </wsdl:portType>
+  <wsdl:binding name="DocBinding" type="tns:DocPort">
+    <soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <wsdl:operation name="Deposer">
+      <soap:operation soapAction="urn:styles#Deposer"/>
+      <wsdl:input><soap:body use="literal"/></wsdl:input>
+      <wsdl:output><soap:body use="literal"/></wsdl:output>
+    </wsdl:operation>
+  </wsdl:binding>
+  <wsdl:binding name="RpcBinding" type="tns:RpcPort">
+    <soap:binding style="rpc" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <wsdl:operation name="Creer">
+      <soap:operation soapAction="urn:styles#Creer"/>
+      <wsdl:input><soap:body use="literal" namespace="urn:styles"/></wsdl:input>
+      <wsdl:output><soap:body use="literal" namespace="urn:styles"/></wsdl:output>
+    </wsdl:operation>
+  </wsdl:binding>
+  <wsdl:service name="Styles">
+    <wsdl:port name="Doc" binding="tns:DocBinding">
+      <soap:address location="http://127.0.0.1:9/doc"/>
+    </wsdl:port>
+    <wsdl:port name="Rpc" binding="tns:RpcBinding">
+      <soap:address location="http://127.0.0.1:9/rpc"/>
+    </wsdl:port>
+  </wsdl:service>
+</wsdl:definitions>
+"""
+
+
+@pytest.fixture
+def styles(tmp_path: Path) -> str:
+    path = tmp_path / "styles.wsdl"
+    path.write_text(STYLES_WSDL, encoding="utf-8")
+    return str(path)
+
+
+def _offline(wsdl: str, operation: str, targets: tuple[str, ...]) -> SoapSink:
+    return SoapSink(
+        "styles",
+        wsdl=wsdl,
+        operation=operation,
+        mode="per_record",
+        idempotency_field=None,
+        reference_field=None,
+        targets=targets,
+        results=Results(status="", checked=frozenset()),
+    )
+
+
+def test_bare_document_literal_with_attributes_simple_content_and_indexed_lines(
+    styles: str,
+) -> None:
+    targets = (
+        "numero",
+        "@version",
+        "total",
+        "total.devise",
+        "ligne[0].libelle",
+        "ligne[0].montant",
+        "ligne[0].montant.@devise",
+        "ligne[1].libelle",
+        "ligne[1].montant",
+        "ligne[1].montant.devise",
+    )
+    sink = _offline(styles, "Deposer", targets)
+    values: dict[str, Any] = dict(zip(targets, ["F-1", 3, "150.00", "EUR"], strict=False))
+    values.update(
+        {
+            "ligne[0].libelle": "Main d’œuvre",
+            "ligne[0].montant": "100.00",
+            "ligne[0].montant.@devise": "EUR",
+            "ligne[1].libelle": "Déplacement",
+            "ligne[1].montant": "50.00",
+            "ligne[1].montant.devise": "EUR",
+        }
+    )
+    envelope = sink.envelope(OutgoingRecord("F-1", "k", values))
+    assert 'version="3"' in envelope
+    assert '<ns0:total devise="EUR">150.00</ns0:total>' in envelope
+    assert envelope.count("<ns0:ligne>") == 2
+    assert '<ns0:montant devise="EUR">50.00</ns0:montant>' in envelope
+    assert "commentaire" not in envelope  # only what the datafix maps is sent
+
+
+def test_rpc_parts_are_top_level_paths(styles: str) -> None:
+    sink = _offline(styles, "Creer", ("numero", "montant"))
+    envelope = sink.envelope(OutgoingRecord("F-1", "k", {"numero": "F-1", "montant": "12.30"}))
+    assert "<numero>F-1</numero>" in envelope and "<montant>12.30</montant>" in envelope
+    with pytest.raises(ConfigError, match="did you mean `montant`"):
+        _offline(styles, "Creer", ("numero", "montnat")).check()
+
+
+def test_required_elements_of_a_line_are_named(styles: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _offline(styles, "Deposer", ("numero", "total", "total.devise", "ligne.libelle")).check()
+    assert "left unmapped: `ligne.montant`" in str(caught.value)
