@@ -1,0 +1,183 @@
+"""End to end: commitments pushed by `datafix push` (a subprocess) to the works-order ERP on
+node-soap (`connectors/sandbox/erp_node/`), one call per record, into its nested `engagement`
+element, relying on the ERP's idempotency on the works-order number (`natural_key`) and on
+`LireEngagement` (read-back by reference) for records in doubt. Counted at the peer
+(`TravauxErpPeer.stats()`): writes, writes per works order, statuses, calls.
+
+1. push twice → one write per record, the second push makes no call; three changed orders →
+   three updates (`MIS_A_JOUR`);
+2. kill -9 in the middle of a push, then a push to the end → every record once, none twice,
+   none missing; the records in doubt resolved by read-back by reference;
+3. a misspelt target path → `datafix check` names it with a did-you-mean, the push is one
+   error (exit 1), nothing sent, no dead letter;
+4. the ERP refusing everything → every record dead, `failed`, exit 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.sandbox.erp_node import TravauxErpPeer
+from tests.test_push_e2e import Hub
+
+# commitments → EnregistrerEngagement(engagement {...}), as a landlord's datafix declares it
+TRAVAUX_SINK: dict[str, Any] = {
+    "kind": "soap",
+    "sends": "commitments",
+    "wsdl": "${TRAVAUX_WSDL}",
+    "operation": "EnregistrerEngagement",
+    "mode": "per_record",
+    "natural_key": "engagement.numeroBon",
+    "results": {
+        "status": "statut",
+        "id": "reference",
+        "message": "message",
+        "statuses": {"CREE": "sent", "MIS_A_JOUR": "sent", "INCHANGE": "sent"},
+        "faults": {"Server.Refuse": "dead"},
+    },
+    "read_back": {
+        "operation": "LireEngagement",
+        "argument": "numeroBon",
+        "not_found": {"fault": "Client.Introuvable"},
+        "id": "reference",
+    },
+    "timeout": 10,
+    "operation_timeout": 10,
+    "fields": {
+        "engagement.numeroBon": "order_ref",
+        "engagement.fournisseur.siret": {"value": "41234567800019"},
+        "engagement.fournisseur.nom": "contractor",
+        "engagement.dateEngagement": "ordered_date",
+        "engagement.montant.valeur": {"from": "amount_cents", "as": "euros"},
+        "engagement.montant.devise": {"value": "EUR"},
+        "engagement.lignes.ligne.libelle": {"value": "Engagement travaux"},
+        "engagement.lignes.ligne.quantite": {"value": "1"},
+        "engagement.lignes.ligne.prixUnitaire": {"from": "amount_cents", "as": "euros"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[TravauxErpPeer]:
+    with TravauxErpPeer() as running:
+        yield running
+
+
+@pytest.fixture
+def hub(tmp_path: Path, peer: TravauxErpPeer) -> Hub:
+    peer.reset()
+    hub = Hub(tmp_path, env={"TRAVAUX_WSDL": peer.wsdl_url})
+    hub.datafixes.mkdir()
+    return hub
+
+
+def landlord(hub: Hub, orders: int, **changes: Any) -> Path:
+    """Works data of `orders` orders, loaded; every order is a commitment (cancelled too)."""
+    sink = {**TRAVAUX_SINK, **changes}
+    return hub.landlord("travaux", {"erp_travaux": sink}, orders=orders)
+
+
+def change_order_amounts(data: Path, orders: range) -> None:
+    path = data / "bt.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter=";"))
+    for number in orders:
+        rows[number][4] = "9999,99"  # row 0 is the header: row i is order i
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows(rows)
+
+
+def outbox_states(hub: Hub) -> dict[str, int]:
+    return {state: n for (_, _, state), n in hub.outbox("travaux").items()}
+
+
+def test_push_twice_writes_once_then_three_changes_are_three_updates(
+    hub: Hub, peer: TravauxErpPeer
+) -> None:
+    n = 300
+    path = landlord(hub, n)
+    hub.push("travaux")
+    stats = peer.stats()
+    assert stats["engagements"] == n and stats["writes"] == n  # 0 missing
+    assert set(stats["writesByBon"].values()) == {1}  # 0 duplicates
+    assert stats["calls"] == {"EnregistrerEngagement": n}
+    held = peer.stats()["callsTotal"]
+
+    hub.push("travaux")  # nothing changed: no call at all
+    assert peer.stats()["callsTotal"] == held
+
+    change_order_amounts(hub.root / "data", range(10, 13))
+    hub.load(path, run_id="load-2")
+    hub.push("travaux")
+    stats = peer.stats()
+    assert stats["statuts"]["MIS_A_JOUR"] == 3 and stats["writes"] == n + 3
+    assert stats["calls"]["EnregistrerEngagement"] == n + 3
+    assert {bon: count for bon, count in stats["writesByBon"].items() if count > 1} == {
+        f"BT{i:06d}": 2 for i in range(10, 13)
+    }
+    assert outbox_states(hub) == {"sent": n}
+
+
+def test_kill_9_in_the_middle_then_a_rerun_leaves_no_duplicate_and_no_hole(
+    hub: Hub, peer: TravauxErpPeer
+) -> None:
+    n = 1500
+    landlord(hub, n)
+    process = hub.start("push", "travaux")
+    deadline = time.monotonic() + 120
+    while peer.stats()["writes"] < 250:
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "the push wrote nothing for 120 s"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    killed = peer.stats()
+    assert 250 <= killed["writes"] < n  # killed in the middle
+    assert outbox_states(hub).get("sending", 0) > 0  # records in doubt
+
+    completed = hub.push("travaux")
+    stats = peer.stats()
+    assert stats["engagements"] == n  # 0 missing
+    assert len(stats["writesByBon"]) == n and set(stats["writesByBon"].values()) == {1}
+    assert stats["writes"] == n  # 0 duplicates
+    assert stats["calls"]["LireEngagement"] > 0  # the records in doubt were read back
+    assert outbox_states(hub) == {"sent": n}, completed.stdout
+
+
+def test_a_misspelt_target_path_is_one_clear_error_in_check_and_push(
+    hub: Hub, peer: TravauxErpPeer
+) -> None:
+    fields = dict(TRAVAUX_SINK["fields"])
+    fields["engagement.montant.valuer"] = fields.pop("engagement.montant.valeur")
+    path = landlord(hub, 20, fields=fields)
+
+    checked = hub.run("check", str(path))
+    assert checked.returncode != 0
+    assert "`engagement.montant.valuer` is not in the WSDL" in checked.stdout
+    assert "did you mean `engagement.montant.valeur`?" in checked.stdout
+
+    pushed = hub.run("push", "travaux")
+    assert pushed.returncode == 1, pushed.stdout + pushed.stderr
+    assert "did you mean `engagement.montant.valeur`?" in pushed.stdout + pushed.stderr
+    assert peer.stats()["callsTotal"] == 0  # nothing sent
+    assert "dead" not in outbox_states(hub)  # no dead letter
+
+
+def test_the_erp_refusing_everything_makes_every_record_dead_and_the_push_fail(
+    hub: Hub, peer: TravauxErpPeer
+) -> None:
+    peer.set_mode(refuse_all=True)
+    landlord(hub, 20)
+    pushed = hub.run("push", "travaux")
+    assert pushed.returncode == 1, pushed.stdout + pushed.stderr
+    assert "failed" in pushed.stdout
+    assert outbox_states(hub) == {"dead": 20}
+    assert peer.stats()["writes"] == 0
