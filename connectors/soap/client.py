@@ -65,12 +65,24 @@ from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_li
 from connectors.retry import RetryPolicy, with_retries
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY, SoapPaging
 from connectors.soap.paging import Pager
+from connectors.soap.wsdl import (
+    SettingProblems,
+    below,
+    did_you_mean,
+    element_at,
+    input_elements,
+    operation_names,
+    output_elements,
+    path_problem,
+    required_paths,
+)
 
 __all__ = [
     "SOAP_ENCODING_NAMESPACE",
     "GuardedTransport",
     "call_operation",
     "check_key",
+    "check_source",
     "classify_error",
     "complex_type_of",
     "fault_code",
@@ -79,7 +91,9 @@ __all__ = [
     "has_doctype",
     "make_client",
     "masked_location",
+    "nest_arguments",
     "read_soap",
+    "record_columns",
     "response_data",
     "response_type_of",
     "service_for",
@@ -716,6 +730,107 @@ def check_key(key: Sequence[str], columns: Sequence[str], where: str) -> None:
             )
 
 
+def nest_arguments(arguments: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Dotted argument names as nested elements: `{"page.numero": 2, "page.taille": 100}` →
+    `{"page": {"numero": 2, "taille": 100}}` (a wrapped operation taking one `page` element).
+
+    A name both given a value and used as a parent (`page` and `page.numero`) is a ConfigError.
+    """
+    nested: dict[str, Any] = {}
+    for name, value in arguments.items():
+        *parents, last = name.split(".")
+        level = nested
+        for depth, part in enumerate(parents):
+            child = level.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"{where}: argument `{'.'.join(parents[: depth + 1])}` has a value and"
+                    f" also fields (`{name}`) — keep one of them in the datafix"
+                )
+            level = child
+        if isinstance(level.get(last), dict):
+            raise ConfigError(
+                f"{where}: argument `{name}` has a value and also fields — keep one of them in"
+                " the datafix"
+            )
+        level[last] = value
+    return nested
+
+
+def _flatten_target(
+    record_type: ComplexType | None, flatten: str, where: str
+) -> ComplexType | None:
+    """The type of the repeated element `flatten` (a path inside the record) after checking
+    it is one; None when the WSDL leaves it open."""
+    current = record_type
+    element: Any = None
+    walked: list[str] = []
+    for segment in flatten.split("."):
+        if current is None:
+            return None
+        element, nested = _child_type(current, segment)
+        if element is None:
+            there = ", ".join(name for name, _ in _fields(current))
+            place = ".".join(walked) or "the record"
+            raise ConfigError(
+                f"{where}: `{segment}` of flatten `{flatten}` is not in {place} (there: {there})"
+                " — fix `flatten` in the datafix"
+            )
+        current = nested
+        walked.append(segment)
+    if getattr(element, "max_occurs", 1) == 1:
+        inner = [name for name, child in _fields(current) if getattr(child, "max_occurs", 1) != 1]
+        hint = f"did you mean `{flatten}.{inner[0]}`?" if current and inner else "fix `flatten`"
+        raise ConfigError(
+            f"{where}: flatten `{flatten}` is not a repeated element of the record — {hint}"
+        )
+    return current
+
+
+def record_columns(
+    record_type: ComplexType | None,
+    flatten: str | None = None,
+    item_type: ComplexType | None = None,
+) -> list[str]:
+    """The columns a record of `record_type` gives, in the WSDL's order (none when the WSDL
+    leaves the record open); with `flatten`, that repeated element's column is replaced by its
+    fields, `flatten.<field>` (`lignes.ligne.libelle`)."""
+    if record_type is None:
+        return []
+    columns = list(flatten_record({}, record_type))
+    if flatten is None:
+        return columns
+    inner = (
+        [f"{flatten}.{name}" for name in flatten_record({}, item_type)]
+        if item_type is not None
+        else []
+    )
+    if flatten in columns:
+        at = columns.index(flatten)
+        return [*columns[:at], *inner, *columns[at + 1 :]]
+    return [*columns, *inner]
+
+
+def _flattened_rows(
+    record: Any,
+    row: dict[str, Any],
+    flatten: str,
+    item_type: ComplexType | None,
+) -> list[tuple[dict[str, Any], int]]:
+    """One row per occurrence of the repeated element `flatten` in `record`, carrying the
+    record's fields, with its 1-based position; none when the record has no occurrence."""
+    parent = {name: value for name, value in row.items() if name != flatten}
+    value = record
+    for segment in flatten.split("."):
+        value = value.get(segment) if isinstance(value, Mapping) else None
+    items = _as_records(value)
+    rows = []
+    for position, item in enumerate(items, start=1):
+        fields = flatten_record(item, item_type)
+        rows.append(({**parent, **{f"{flatten}.{k}": v for k, v in fields.items()}}, position))
+    return rows
+
+
 def _paging_paths(paging: SoapPaging | None) -> dict[str, str]:
     """The answer paths a pull reads besides its records: `{setting name: path}`."""
     if paging is None:
@@ -735,6 +850,7 @@ def read_soap(
     paging: SoapPaging | None = None,
     since: tuple[str, str] | None = None,
     key: Sequence[str] = (),
+    flatten: str | None = None,
     timeout: float = 30,
     operation_timeout: float = 60,
     max_pages: int = 10_000,
@@ -748,10 +864,11 @@ def read_soap(
     Args:
         wsdl: the WSDL, a file path or an http(s) URL.
         operation: the operation to call.
-        arguments: fixed arguments of every call.
         records_path: dotted path from the response element to the repeated record element,
             e.g. `ledgerEntries.entry`. Each record is one row; nested fields become
             `parent.child` columns.
+        arguments: fixed arguments of every call; a dotted name fills a nested element
+            (`page.taille`), as do dotted paging and `since` argument names.
         paging: how the operation pages (`SoapPaging`); None for a single call. The pages
             are walked by `connectors.soap.paging.Pager`: the end comes from the total, the
             has-more flag, the next token or an empty page (never a short page alone), a server
@@ -761,6 +878,12 @@ def read_soap(
             (e.g. `("modifiedSince", "2026-03-01T00:00:00+01:00")`).
         key: columns naming a record for lineage (`ListTenants:tenantRef=T1`); without it a
             row is named `ListTenants:page 2 row 7`.
+        flatten: a repeated element inside each record (`lignes.ligne`): one row per
+            occurrence instead of one per record, carrying the record's fields and the
+            occurrence's as `lignes.ligne.<field>` columns; a record without any occurrence
+            gives no row. The lineage adds the occurrence's position to the record's
+            (`ListerBonsDeTravaux:numeroBon=BT-1/ligne=2`); paging and totals still count
+            records.
         timeout / operation_timeout: seconds for loading the WSDL / for each call.
         max_pages: a safety stop: more pages than this is an error, not a silent cut.
         address: the endpoint to call instead of the WSDL's `soap:address`.
@@ -779,6 +902,7 @@ def read_soap(
     _operation(service, operation, origin)
     response_type = response_type_of(service, operation)
     record_type = _schema_path(response_type, records_path, origin, "records_path")
+    item_type = _flatten_target(record_type, flatten, origin) if flatten else None
     paths = _paging_paths(paging)
     for what, path in paths.items():
         _schema_path(response_type, path, origin, what)
@@ -789,9 +913,10 @@ def read_soap(
     call_arguments = dict(arguments or {})
     if since is not None:
         call_arguments[since[0]] = since[1]
+    nest_arguments(call_arguments, origin)  # a clash is a ConfigError before any call
     pager = Pager(paging, origin) if paging is not None else None
     rows: list[dict[str, Any]] = []
-    positions: list[tuple[int, int]] = []
+    positions: list[tuple[int, int, int]] = []  # page, record on the page, occurrence (0: none)
 
     for page in range(1, max_pages + 1):
         if pager is not None:
@@ -799,7 +924,7 @@ def read_soap(
         result = call_operation(
             service,
             operation,
-            call_arguments,
+            nest_arguments(call_arguments, origin),
             where=origin,
             retry=policy,
             retriable_faults=retriable_faults,
@@ -807,8 +932,14 @@ def read_soap(
         data = response_data(result, response_type)
         records = _as_records(value_at_path(data, records_path, origin, "records_path"))
         page_rows = [flatten_record(record, record_type) for record in records]
-        rows.extend(page_rows)
-        positions.extend((page, index) for index in range(1, len(records) + 1))
+        if flatten:
+            for index, (record, row) in enumerate(zip(records, page_rows, strict=True), 1):
+                for line, position in _flattened_rows(record, row, flatten, item_type):
+                    rows.append(line)
+                    positions.append((page, index, position))
+        else:
+            rows.extend(page_rows)
+            positions.extend((page, index, 0) for index in range(1, len(records) + 1))
         if pager is None:
             break
         found = {
@@ -833,17 +964,151 @@ def read_soap(
             " — raise max_pages or check the paging settings; nothing of this pull is loaded"
         )
 
-    columns = list(flatten_record({}, record_type)) if record_type is not None else []
+    columns = record_columns(record_type, flatten, item_type)
     frame, fingerprint = text_frame(rows, columns=columns)
     check_key(key, list(frame.columns), origin)
     if key:
         lineage = key_lineage(frame, operation, key)
     else:
-        places = [f"{operation}:page {page} row {index}" for page, index in positions]
+        places = [f"{operation}:page {page} row {index}" for page, index, _ in positions]
         lineage = pd.Series(places, dtype="str")
+    if flatten:
+        occurrence = flatten.rsplit(".", 1)[-1]
+        suffixes = [f"/{occurrence}={position}" for _, _, position in positions]
+        lineage = (lineage + pd.Series(suffixes, dtype="str")).astype("str")
     return RawTable(
         frame=frame,
         source_rows=lineage,
         fingerprint=fingerprint,
         origin=origin,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# `datafix check`: a source's settings against the WSDL, without calling the service
+
+Setting = tuple[str | int, ...]
+
+
+def _paging_arguments(paging: SoapPaging | None) -> dict[Setting, str]:
+    """The request arguments the paging sends: `{setting: argument path}`."""
+    if paging is None:
+        return {}
+    names = {("paging", "page_size_argument"): paging.page_size_argument}
+    own = {
+        "page_number": "page_argument",
+        "offset": "offset_argument",
+        "continuation_token": "token_argument",
+        "cursor": "cursor_argument",
+    }[paging.kind]
+    names[("paging", own)] = getattr(paging, own)
+    return names
+
+
+def check_source(
+    wsdl: str,
+    *,
+    operation: str,
+    records_path: str,
+    arguments: Mapping[str, Any] | None = None,
+    paging: SoapPaging | None = None,
+    since_argument: str | None = None,
+    cursor_column: str | None = None,
+    key: Sequence[str] = (),
+    flatten: str | None = None,
+    timeout: float = 30,
+) -> list[str] | None:
+    """A SOAP source's settings checked against its WSDL (loaded once, `timeout` seconds for a
+    URL; the service is not called); the columns its rows will have (None when the WSDL leaves
+    the records open).
+
+    Checked: the operation exists; `records_path`, the paging's answer paths (`total_path`,
+    `has_more_path`, `token_path`) are in its answer; `flatten` is a repeated element of the
+    record; every argument (fixed, paging, `since_argument`) is in its request; no required
+    request element is left out; `key`, `cursor_column` and the paging's `cursor_field` are
+    columns. Every problem found is in one `SettingProblems` (setting, message, did-you-mean);
+    a WSDL that cannot be loaded raises as `make_client` does.
+    """
+    client = make_client(wsdl, timeout=timeout)
+    problems: list[tuple[Setting, str, str]] = []
+
+    def problem(setting: Setting, message: str, hint: str = "") -> None:
+        problems.append((setting, message, hint))
+
+    names = operation_names(client)
+    if operation not in names:
+        problem(
+            ("operation",),
+            f"the WSDL has no operation `{operation}`",
+            did_you_mean(operation, names),
+        )
+        raise SettingProblems(problems)
+
+    answer = output_elements(client, operation)
+    found = path_problem(answer, records_path, root=f"{operation}'s answer")
+    if found:
+        problem(("records",), f"records `{records_path}`: {found}")
+    for what, path in _paging_paths(paging).items():
+        found = path_problem(answer, path, root=f"{operation}'s answer")
+        if found:
+            problem(("paging", what), f"{what} `{path}`: {found}")
+    record = below(answer, records_path)
+    if flatten and not _found_at(problems, ("records",)):
+        found = path_problem(record, flatten, root=records_path)
+        target = element_at(record, flatten)
+        if found:
+            problem(("flatten",), f"flatten `{flatten}`: {found}")
+        elif target is not None and not target.repeated:
+            inner = [e.path for e in below(record, flatten) if e.repeated and "." not in e.path]
+            hint = f"did you mean `{flatten}.{inner[0]}`?" if inner else ""
+            problem(("flatten",), f"flatten `{flatten}` is not a repeated element", hint)
+
+    request = input_elements(client, operation)
+    sent: dict[Setting, str] = {("arguments", name): name for name in arguments or {}}
+    sent.update(_paging_arguments(paging))
+    if since_argument:
+        sent[("cursor", "argument")] = since_argument
+    for setting, path in sent.items():
+        found = path_problem(request, path, root=f"{operation}'s request")
+        if found:
+            problem(setting, f"argument `{path}`: {found}")
+    missing = required_paths(request, sent=sent.values())
+    if missing:
+        listed = ", ".join(f"`{path}`" for path in missing)
+        problem(
+            ("operation",),
+            f"the request of `{operation}` leaves out {listed}, which the WSDL requires",
+            "set it under `arguments` (a dotted name fills a nested element), or as a paging"
+            " argument",
+        )
+
+    columns: list[str] | None = None
+    if not problems:
+        service = service_for(client)
+        record_type = _schema_path(
+            response_type_of(service, operation), records_path, operation, "records"
+        )
+        item_type = _flatten_target(record_type, flatten, operation) if flatten else None
+        columns = record_columns(record_type, flatten, item_type) or None
+    if columns is not None:
+        named: list[tuple[Setting, str, str]] = [
+            (("key", index), name, "key") for index, name in enumerate(key)
+        ]
+        if cursor_column:
+            named.append((("cursor", "column"), cursor_column, "cursor column"))
+        if paging is not None and paging.kind == "cursor" and paging.cursor_field:
+            named.append((("paging", "cursor_field"), paging.cursor_field, "cursor_field"))
+        for setting, name, what in named:
+            if name not in columns:
+                problem(
+                    setting,
+                    f"{what} `{name}` is not a field of the records `{records_path}`",
+                    did_you_mean(name, columns),
+                )
+    if problems:
+        raise SettingProblems(problems)
+    return columns
+
+
+def _found_at(problems: Sequence[tuple[Setting, str, str]], setting: Setting) -> bool:
+    return any(where == setting for where, _, _ in problems)

@@ -86,6 +86,11 @@ class SoapSource(StrictModel):
         default_factory=dict, description="Fixed arguments of the operation."
     )
     records: str = Field(description="Dotted path of the record list in the response.")
+    flatten: str | None = Field(
+        None,
+        description="Repeated element inside each record (`lignes.ligne`): one row per"
+        " occurrence, carrying the record's fields, its own as `lignes.ligne.<field>`.",
+    )
     paging: SoapPagingSpec | None = Field(None, description="How the operation pages.")
     key: list[str] = Field(default_factory=list, description="Record fields identifying a row.")
     cursor: SoapCursorSpec | None = Field(None, description="Pull incrementally.")
@@ -249,12 +254,35 @@ def _read(source: SoapSource, request: SourceRequest) -> RawTable:
         **source.model_dump(include={"operation", "key", "timeout", "operation_timeout"}),
         arguments=dict(source.arguments),
         records_path=source.records,
+        flatten=source.flatten,
         paging=None if source.paging is None else SoapPaging(**source.paging.model_dump()),
         since=since,
         address=source.address,
         retriable_faults=frozenset(source.transient_faults),
     )
     return raw if after is None else past_watermark(raw, after)
+
+
+def _header(source: SoapSource, request: SourceRequest) -> list[str] | None:
+    """`datafix check`: the source's settings against its WSDL (operation, records, flatten,
+    paging, arguments, required request elements, key and cursor; each problem at its
+    setting, `connectors.soap.wsdl.SettingProblems`), and the columns its rows will have, which
+    the mapped fields are checked against. The service is not called."""
+    from connectors.soap.client import check_source
+    from connectors.soap.models import SoapPaging
+
+    return check_source(
+        source.wsdl,
+        operation=source.operation,
+        records_path=source.records,
+        arguments=dict(source.arguments),
+        paging=None if source.paging is None else SoapPaging(**source.paging.model_dump()),
+        since_argument=None if source.cursor is None else source.cursor.argument,
+        cursor_column=None if source.cursor is None else source.cursor.column,
+        key=source.key,
+        flatten=source.flatten,
+        timeout=source.timeout,
+    )
 
 
 def _build_sink(name: str, spec: SoapSink) -> Sink:
@@ -305,5 +333,5 @@ def _check_sink(sink: Sink, spec: SoapSink) -> None:
     sink.check()  # type: ignore[attr-defined]
 
 
-SOAP_SOURCE = SourceKind("soap", SoapSource, read=_read, locator="wsdl")
+SOAP_SOURCE = SourceKind("soap", SoapSource, read=_read, header=_header, locator="wsdl")
 SOAP_SINK = SinkKind("soap", SoapSink, build=_build_sink, check=_check_sink, locator="wsdl")

@@ -4,7 +4,7 @@ Every function here reads the WSDL only (through zeep's type introspection); non
 service. The SOAP source's check (`connectors.soap.kinds`) and the SOAP sink's use them the
 same way:
 
-    client = load(wsdl, timeout=10)              # a file, or a URL fetched with a timeout
+    client = make_client(wsdl, timeout=10)       # connectors.soap.client: hardened, timed
     operation_names(client)                      # ['ListerBonsDeTravaux', 'ListerEcritures', …]
     suggest("ListerEcriture", operation_names(client))      # 'ListerEcritures'
     input_paths(client, "ListerEcritures")       # ['page', 'page.numero', 'page.taille', …]
@@ -44,7 +44,6 @@ __all__ = [
     "element_at",
     "input_elements",
     "input_paths",
-    "load",
     "operation_names",
     "output_elements",
     "output_paths",
@@ -102,16 +101,7 @@ class SettingProblems(ConfigError):
 
 
 # --------------------------------------------------------------------------------------------
-# Loading and names
-
-
-def load(wsdl: str, *, timeout: float = 30, soap_encoding: bool = False) -> zeep.Client:
-    """The hardened zeep client of `wsdl` (a file path, `file://` or http(s) URL), fetched
-    once with `timeout` seconds, no retry; ConfigError/PermanentError/RetriableError in one
-    line otherwise (`connectors.soap.client.make_client`)."""
-    from connectors.soap.client import make_client
-
-    return make_client(wsdl, timeout=timeout, soap_encoding=soap_encoding)
+# Operations and names
 
 
 def _operations(client: zeep.Client) -> dict[str, Any]:
@@ -152,9 +142,8 @@ def did_you_mean(name: str, choices: Iterable[str], *, limit: int = 12) -> str:
 def _operation(client: zeep.Client, operation: str) -> Any:
     operations = _operations(client)
     if operation not in operations:
-        raise ConfigError(
-            f"the WSDL has no operation `{operation}` — {did_you_mean(operation, sorted(operations))}"
-        )
+        hint = did_you_mean(operation, sorted(operations))
+        raise ConfigError(f"the WSDL has no operation `{operation}` — {hint}")
     return operations[operation]
 
 
