@@ -703,24 +703,23 @@ class SoapSink(BatchedSink):
     def _request_problems(self) -> list[Problem]:
         assert self._shape is not None
         problems: list[Problem] = []
-        for setting, path in (
-            ("fields", None),
-            ("reference_field", self.reference_field),
-            ("idempotency_field", self.idempotency_field),
-            ("natural_key", self.natural_key),
-        ):
-            paths = self.targets if path is None else [path]
-            for target in paths:
-                problem = self._shape.problem(target)
-                if problem is not None:
-                    where = ("fields", target) if path is None else (setting,)
-                    if setting == "idempotency_field":
-                        problem += (
-                            " (the element carrying the hub's idempotency key; a target"
-                            " idempotent on its own business key: `natural_key: <path>`, or"
-                            " `idempotency_field: none`)"
-                        )
-                    problems.append((where, problem))
+        checked: list[tuple[tuple[str | int, ...], str]] = [
+            (("fields", target), target) for target in self.targets
+        ]
+        for setting in ("reference_field", "idempotency_field", "natural_key"):
+            path = getattr(self, setting)
+            if path is not None and (setting != "reference_field" or path != self.natural_key):
+                checked.append(((setting,), path))
+        for where, target in checked:
+            problem = self._shape.problem(target)
+            if problem is None:
+                continue
+            if where == ("idempotency_field",):
+                problem += (
+                    " (the element carrying the hub's idempotency key; a target idempotent on"
+                    " its own business key: `natural_key: <path>`, or `idempotency_field: none`)"
+                )
+            problems.append((where, problem))
         if problems or not self.targets:
             return problems
         sent = [*self.targets, *(p for p in (self.reference_field, self.idempotency_field) if p)]
