@@ -382,3 +382,44 @@ def test_required_elements_of_a_line_are_named(styles: str) -> None:
     with pytest.raises(ConfigError) as caught:
         _offline(styles, "Deposer", ("numero", "total", "total.devise", "ligne.libelle")).check()
     assert "left unmapped: `ligne.montant`" in str(caught.value)
+
+
+# --- the datafix settings -------------------------------------------------------------------
+
+
+def _settings(**changes: Any) -> dict[str, Any]:
+    return {
+        "kind": "soap",
+        "sends": "commitments",
+        "wsdl": "travaux.wsdl",
+        "operation": "EnregistrerEngagement",
+        "fields": {"engagement.numeroBon": "order_ref"},
+        **changes,
+    }
+
+
+def test_natural_key_replaces_the_idempotency_element_unless_one_is_named() -> None:
+    from connectors.soap.kinds import SoapSink as Settings
+
+    natural = Settings(**_settings(natural_key="engagement.numeroBon"))
+    assert natural.placed_fields() == ("engagement.numeroBon", None)
+    both = Settings(**_settings(natural_key="engagement.numeroBon", idempotency_field="Cle"))
+    assert both.placed_fields() == ("engagement.numeroBon", "Cle")
+    assert Settings(**_settings(idempotency_field="none")).placed_fields() == ("Reference", None)
+    assert Settings(**_settings()).placed_fields() == ("Reference", "IdempotencyKey")
+
+
+def test_a_lookup_read_back_says_how_not_found_looks() -> None:
+    from pydantic import ValidationError
+
+    from connectors.soap.kinds import SoapSink as Settings
+
+    lookup = {"operation": "LireEngagement", "argument": "numeroBon"}
+    with pytest.raises(ValidationError, match="needs `not_found`"):
+        Settings(**_settings(read_back=lookup))
+    with pytest.raises(ValidationError, match="one of them"):
+        Settings(**_settings(read_back={**lookup, "not_found": {}}))
+    with pytest.raises(ValidationError):
+        Settings(**_settings(results={"statuses": {"CREE": "ok"}}))
+    settings = Settings(**_settings(read_back={**lookup, "not_found": {"empty": True}}))
+    assert settings.read_back is not None and settings.read_back.not_found is not None
