@@ -3,6 +3,11 @@
 Beyond what loading refuses (`pipelines/lib/datafixes.py`): `${VARIABLES}` that are not set,
 sources that cannot be opened, mapped columns missing from a source's header (asked of each
 source's kind), and sink targets a kind can check without sending anything.
+
+A kind's header hook that finds several problems in the source's settings raises one
+ConnectorError with a `problems` list of `(setting path, message, hint)` (the SOAP source's
+check against its WSDL: `connectors.soap.wsdl.SettingProblems`); each is reported at its
+own setting.
 """
 
 from __future__ import annotations
@@ -126,7 +131,16 @@ def _probe_feed(
             headers[cache_key] = None
             kind = registry.source_kind(source.kind)
             where = kind.where(source) if kind is not None else "kind"
-            if workbook and "sheet" in str(error).lower():
+            placed = getattr(error, "problems", None)
+            if placed:  # several problems, each at its setting (connectors.soap.wsdl)
+                for setting, message, hint in placed:
+                    yield Issue(
+                        path=(*base, *setting),
+                        message=f"source `{feed.source}`: {message}",
+                        hint=hint,
+                        key_position=setting[:1] == ("arguments",),
+                    )
+            elif workbook and "sheet" in str(error).lower():
                 yield Issue(path=(*at, "sheet"), message=str(error))
             else:
                 yield Issue(path=(*base, where), message=f"cannot open `{feed.source}`: {error}")
