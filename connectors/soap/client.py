@@ -1063,17 +1063,20 @@ def check_source(
             hint = f"did you mean `{flatten}.{inner[0]}`?" if inner else ""
             problem(("flatten",), f"flatten `{flatten}` is not a repeated element", hint)
 
+    answer_wrong = bool(problems)
     request = input_elements(client, operation)
     sent: dict[Setting, str] = {("arguments", name): name for name in arguments or {}}
     sent.update(_paging_arguments(paging))
     if since_argument:
         sent[("cursor", "argument")] = since_argument
+    wrong_arguments = False
     for setting, path in sent.items():
         found = path_problem(request, path, root=f"{operation}'s request")
         if found:
+            wrong_arguments = True
             problem(setting, f"argument `{path}`: {found}")
-    missing = required_paths(request, sent=sent.values())
-    if missing:
+    missing = [] if wrong_arguments else required_paths(request, sent=sent.values())
+    if missing:  # (a misspelt argument is the problem, not the element it was meant for)
         listed = ", ".join(f"`{path}`" for path in missing)
         problem(
             ("operation",),
@@ -1083,7 +1086,7 @@ def check_source(
         )
 
     columns: list[str] | None = None
-    if not problems:
+    if not answer_wrong:
         service = service_for(client)
         record_type = _schema_path(
             response_type_of(service, operation), records_path, operation, "records"
@@ -1106,7 +1109,7 @@ def check_source(
                     did_you_mean(name, columns),
                 )
     if problems:
-        raise SettingProblems(problems)
+        raise SettingProblems(problems, header=columns)
     return columns
 
 

@@ -90,12 +90,19 @@ class SettingProblems(ConfigError):
 
     `problems` holds `(setting, message, hint)`: `setting` a path inside the source or sink's
     settings (`("operation",)`, `("paging", "page_argument")`), `hint` a did-you-mean or "".
-    `datafix check` reports each at its own place; elsewhere the error reads as every message,
-    one a line.
+    `header`: the source's columns when they are known all the same (a wrong argument does not
+    change them), so the mapped fields are checked in the same pass. `datafix check` reports
+    each problem at its own place; elsewhere the error reads as every message, one a line.
     """
 
-    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str, str]]) -> None:
+    def __init__(
+        self,
+        problems: Sequence[tuple[tuple[str | int, ...], str, str]],
+        *,
+        header: list[str] | None = None,
+    ) -> None:
         self.problems = list(problems)
+        self.header = header
         lines = [f"{message} — {hint}" if hint else message for _, message, hint in problems]
         super().__init__("\n".join(lines))
 

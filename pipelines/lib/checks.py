@@ -7,7 +7,7 @@ source's kind), and sink targets a kind can check without sending anything.
 A kind's header hook that finds several problems in the source's settings raises one
 ConnectorError with a `problems` list of `(setting path, message, hint)` (the SOAP source's
 check against its WSDL: `connectors.soap.wsdl.SettingProblems`); each is reported at its
-own setting.
+own setting, and the mapped columns are still checked when the error carries the `header`.
 """
 
 from __future__ import annotations
@@ -140,11 +140,13 @@ def _probe_feed(
                         hint=hint,
                         key_position=setting[:1] == ("arguments",),
                     )
+                headers[cache_key] = getattr(error, "header", None)
             elif workbook and "sheet" in str(error).lower():
                 yield Issue(path=(*at, "sheet"), message=str(error))
             else:
                 yield Issue(path=(*base, where), message=f"cannot open `{feed.source}`: {error}")
-            return
+            if headers[cache_key] is None:
+                return
     header = headers[cache_key]
     if header is None:
         return
