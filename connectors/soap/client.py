@@ -1033,6 +1033,8 @@ def check_source(
     problems: list[tuple[Setting, str, str]] = []
 
     def problem(setting: Setting, message: str, hint: str = "") -> None:
+        if not hint and " — " in message:  # path_problem's did-you-mean goes to the hint
+            message, _, hint = message.rpartition(" — ")
         problems.append((setting, message, hint))
 
     names = operation_names(client)
