@@ -18,6 +18,7 @@ module imports the sandbox.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -378,6 +379,8 @@ def _dry_run(landlords: list[str]) -> int:
             if not outcome.ok:
                 failures += 1
                 click.echo(f"  {outcome.status}: {outcome.error}")
+            elif outcome.kind == "soap":
+                failures += _show_envelope(warehouse, loaded, outcome)
             for change in outcome.changes:
                 click.echo(f"  {_DRY_ACTIONS.get(change.action, change.action)} {change.key}")
                 never_sent = change.action == "create" or (
@@ -393,6 +396,112 @@ def _dry_run(landlords: list[str]) -> int:
 
 def _no_sink(_loaded: LoadedDatafix, name: str) -> Any:
     raise AssertionError(f"a dry run never opens a sink ({name})")
+
+
+def _show_envelope(warehouse: Any, loaded: LoadedDatafix, outcome: Any) -> int:
+    """Print the SOAP envelope the first record to send would go out in, secrets masked: the
+    sink loads its WSDL and builds the request, calling no operation. 1 when it cannot (the
+    push would fail the same way), else 0."""
+    from pipelines.lib.sinks import build_sink
+
+    change = next((c for c in outcome.changes if c.action != "dead"), None)
+    if change is None:
+        return 0
+    try:
+        record = _first_record(warehouse, loaded, outcome.sink, change)
+        sink = build_sink(loaded, outcome.sink)
+        try:
+            envelope = sink.envelope(record)  # type: ignore[attr-defined]
+        finally:
+            sink.close()
+        shown = _masked_envelope(envelope, loaded.sink(outcome.sink))
+    except ConnectorError as error:
+        click.echo(f"  the request of {change.key} cannot be built (the push would fail):")
+        click.echo("    " + str(error).replace("\n", "\n    "))
+        return 1
+    click.echo(f"  envelope of {change.key} (the first record; secrets masked):")
+    for line in shown.rstrip().splitlines():
+        click.echo(f"    {line}")
+    return 0
+
+
+def _first_record(warehouse: Any, loaded: LoadedDatafix, sink: str, change: Any) -> Any:
+    """The record `change` would send, as the push hands it to the sink: its whole payload
+    (a change lists only the fields that differ) and the idempotency key it would carry."""
+    import hashlib
+    import json
+
+    import sqlalchemy as sa
+
+    from connectors.delivery import OutgoingRecord, payload_json
+    from pipelines.lib.outbox import idempotency_key
+    from pipelines.lib.push import decoder
+    from schemas.outgoing import OUTGOING
+    from schemas.tables import outbox
+
+    config = loaded.datafix.push.sinks[sink]  # type: ignore[union-attr]
+    landlord = loaded.landlord_id
+    with warehouse.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(
+                outbox.c.version,
+                outbox.c.payload,
+                outbox.c.sent_payload,
+                outbox.c.idempotency_key,
+                outbox.c.peer_id,
+            ).where(
+                outbox.c.landlord_id == landlord,
+                outbox.c.sink == sink,
+                outbox.c.record_key == change.key,
+            )
+        ).first()
+    if row is not None and change.action in ("resend", "in doubt"):  # queued as it is
+        text, key = row.payload, row.idempotency_key
+    else:  # create or update: the new payload, and the next version's key
+        previous = json.loads(row.sent_payload) if row is not None and row.sent_payload else {}
+        fields = {name: previous.get(name) for name in config.fields}
+        fields.update({name: new for name, (_, new) in change.fields.items()})
+        text = payload_json(fields)
+        version = 1 if row is None else row.version + 1
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        key = idempotency_key(landlord, sink, change.key, version, digest)
+    fields = decoder(config, OUTGOING[config.sends])(text)
+    return OutgoingRecord(change.key, key, fields, row.peer_id if row is not None else None)
+
+
+# elements and attributes whose text the dry run never prints (an idempotency key is shown)
+_SECRET_NAMES = re.compile(
+    r"pass(word|wd)?$|pwd$|mot_?de_?passe|secret|token|jeton|api_?key|cle_?api|credential",
+    re.IGNORECASE,
+)
+
+
+def _masked_envelope(envelope: str, settings: Any) -> str:
+    """`envelope` re-indented, with the text of password-, token- or secret-named elements
+    and attributes, and every value of the sink's `Secret` settings, shown as `***`."""
+    import html
+
+    from lxml import etree
+
+    from schemas.config import env_fields
+
+    root = etree.fromstring(
+        envelope.encode("utf-8"), etree.XMLParser(remove_blank_text=True, resolve_entities=False)
+    )
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        if _SECRET_NAMES.search(etree.QName(element).localname) and element.text:
+            element.text = "***"
+        for name in element.attrib:
+            if _SECRET_NAMES.search(etree.QName(name).localname):
+                element.attrib[name] = "***"
+    text = etree.tostring(root, encoding="unicode", pretty_print=True)
+    secrets = {value for _, marker, value in env_fields(settings) if marker.check == "secret"}
+    for secret in sorted(secrets, key=len, reverse=True):
+        for form in {secret, html.escape(secret, quote=False)} if secret else ():
+            text = text.replace(form, "***")
+    return text
 
 
 def run_and_report(

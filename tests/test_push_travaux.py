@@ -181,3 +181,53 @@ def test_the_erp_refusing_everything_makes_every_record_dead_and_the_push_fail(
     assert "failed" in pushed.stdout
     assert outbox_states(hub) == {"dead": 20}
     assert peer.stats()["writes"] == 0
+
+
+def test_a_dry_run_prints_the_first_records_envelope_and_calls_nothing(
+    hub: Hub, peer: TravauxErpPeer
+) -> None:
+    # a password typed Secret: never printed, though the envelope is built with the settings
+    hub.env.update({"TRAVAUX_USER": "hub", "TRAVAUX_PASSWORD": "s3cr&t-travaux"})
+    landlord(hub, 5, username="${TRAVAUX_USER}", password="${TRAVAUX_PASSWORD}")
+    dry = hub.run("push", "travaux", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    out = dry.stdout
+    assert "envelope of BT000001 (the first record; secrets masked):" in out
+    envelope = out[out.index("envelope of BT000001") : out.index("  create BT000001")]
+    assert "<ns0:EnregistrerEngagement" in envelope and "<soap-env:Envelope" in envelope
+    assert "<ns0:engagement>" in envelope  # nested as the WSDL says, indented
+    assert "        <ns0:numeroBon>BT000001</ns0:numeroBon>" in envelope
+    assert "<ns0:valeur>101.50</ns0:valeur>" in envelope
+    assert "<ns0:devise>EUR</ns0:devise>" in envelope and "<ns0:ligne>" in envelope
+    assert "IdempotencyKey" not in envelope  # the natural key only
+    assert out.count("envelope of ") == 1  # the first record only
+    assert "s3cr&t-travaux" not in out and "s3cr&amp;t-travaux" not in out
+    assert "dry run: nothing was sent or written" in out
+    stats = peer.stats()
+    assert stats["calls"].get("EnregistrerEngagement", 0) == 0 and stats["callsTotal"] == 0
+    assert outbox_states(hub) == {}
+
+
+def test_the_envelope_masks_password_and_token_elements() -> None:
+    from connectors.soap.kinds import SoapSink
+    from pipelines.cli import _masked_envelope
+
+    settings = SoapSink(
+        kind="soap",
+        sends="commitments",
+        wsdl="erp.wsdl",
+        operation="Op",
+        fields={"login": "order_ref"},
+        username="hub",
+        password="p4ss",
+    )  # as resolved from `${VARIABLES}`
+    envelope = (
+        '<e:Envelope xmlns:e="urn:e"><e:Body><Op jeton="abc"><login>hub</login>'
+        "<Password>p4ss</Password><apiToken>t0k</apiToken><IdempotencyKey>k1</IdempotencyKey>"
+        "<note>p4ss-not-a-secret-setting</note></Op></e:Body></e:Envelope>"
+    )
+    shown = _masked_envelope(envelope, settings)
+    assert "<Password>***</Password>" in shown and "<apiToken>***</apiToken>" in shown
+    assert 'jeton="***"' in shown and "<login>hub</login>" in shown
+    assert "<IdempotencyKey>k1</IdempotencyKey>" in shown  # an idempotency key is shown
+    assert "<note>***-not-a-secret-setting</note>" in shown  # a Secret setting's value
