@@ -10,6 +10,13 @@ load_all; loaded once, then copied fresh for every measurement):
 - `salesforce_bulk`: the same through one Bulk API 2.0 ingest job (the peer's job answers
   JobComplete at the first poll: `bulk_polls_in_progress=0`, so no poll wait is measured);
 - `soap_batch`: `LandlordErpPeer`, `SubmitCommitments` (a list of up to 100 per call);
+- `soap_node_per_record`: the works-order ERP on node-soap (`TravauxErpPeer`, a different SOAP
+  server stack), `EnregistrerEngagement`, one call per commitment into its nested `engagement`
+  element, idempotent on the works-order number (`natural_key`, no idempotency element): the
+  same 10,000 commitments as `soap_batch`, in the same run, so the two SOAP modes sit side by
+  side (the comparison line under the table). Its calls are counted at the peer
+  (`stats()["callsTotal"]`: SOAP operations, the WSDL download not included) and so are its
+  writes (one per record: no duplicate); the rerun with nothing changed must make 0 calls;
 - `sage_x3`: `SageX3Peer` (writable), `save` per record of the invoices (SIH); 1,000 records
   only, a call per record;
 - `sage100_csv`: `Sage100FileSink`, csv import files dropped into a folder (5,000 rows a file);
@@ -64,6 +71,9 @@ from tests.pipelines.lib.pushing import (  # noqa: E402
 ATTEMPTS = 2
 RECORDS = 10_000
 X3_RECORDS = 1_000  # one SOAP call per record (about 100 records/s): fewer, to keep the bench short
+# the node-soap per-record push of the 10,000 commitments: a sane bound, not a speed target
+# (one HTTP round trip per record; a MISS means something is badly off, e.g. a retry storm)
+NODE_PER_RECORD_MAX_SECONDS = 300.0
 LANDLORD = "bench-push"
 X3_LANDLORD = "bench-push-x3"
 # write_works: orders whose status is not cancelled (3 in 4) become commitments
@@ -102,6 +112,19 @@ INVOICES_SAGE100 = {
     "MontantTTC": "total_cents",
     "Date": "issued_date",
 }
+# commitments → EnregistrerEngagement(engagement {numeroBon, fournisseur {siret, nom},
+# dateEngagement, montant {valeur, devise}, lignes {ligne {libelle, quantite, prixUnitaire}}})
+COMMITMENTS_TRAVAUX = {
+    "engagement.numeroBon": "order_ref",
+    "engagement.fournisseur.siret": {"value": "41234567800019"},
+    "engagement.fournisseur.nom": "contractor",
+    "engagement.dateEngagement": "ordered_date",
+    "engagement.montant.valeur": {"from": "amount_cents", "as": "euros"},
+    "engagement.montant.devise": {"value": "EUR"},
+    "engagement.lignes.ligne.libelle": "category",
+    "engagement.lignes.ligne.quantite": {"value": "1"},
+    "engagement.lignes.ligne.prixUnitaire": {"from": "amount_cents", "as": "euros"},
+}
 INVOICES_SQL = {
     "bt": "order_ref",
     "amount_cents": "amount_cents",
@@ -131,7 +154,15 @@ class Target:
             return None
         if self.kind.startswith("salesforce"):
             return peer.count()
+        if self.kind == "soap_node_per_record":
+            return int(peer.stats()["callsTotal"])
         return int(peer.calls) + int(peer.wsdl_requests)
+
+    def writes(self) -> int | None:
+        """Writes the peer made (one per record expected), when it counts them."""
+        if self.kind == "soap_node_per_record":
+            return int(self.peer.stats()["writes"])
+        return None
 
     def held(self) -> int:
         """Records the target holds after the push (checked against N)."""
@@ -140,6 +171,8 @@ class Target:
             return sum(1 for row in rows if row.get(SF_EXTERNAL_ID) is not None)
         if self.kind == "soap_batch":
             return len(self.peer.held["commitments"])
+        if self.kind == "soap_node_per_record":
+            return int(self.peer.stats()["engagements"])
         if self.kind == "sage_x3":
             return len(self.peer.created)
         if self.kind == "sage100_csv":
@@ -216,6 +249,32 @@ def started(kind: str, folder: Path) -> Iterator[Target]:
                 "mode": "batch",
                 "read_back": {"operation": "GetCommitments"},
             }
+        elif kind == "soap_node_per_record":
+            from connectors.sandbox.erp_node import TravauxErpPeer
+
+            peer = stack.enter_context(TravauxErpPeer())
+            target.peer = peer
+            target.sink = {
+                "kind": "soap",
+                "sends": "commitments",
+                "fields": COMMITMENTS_TRAVAUX,
+                "wsdl": peer.wsdl_url,
+                "operation": "EnregistrerEngagement",
+                "mode": "per_record",
+                "natural_key": "engagement.numeroBon",
+                "results": {
+                    "status": "statut",
+                    "id": "reference",
+                    "message": "message",
+                    "statuses": {"CREE": "sent", "MIS_A_JOUR": "sent", "INCHANGE": "sent"},
+                },
+                "read_back": {
+                    "operation": "LireEngagement",
+                    "argument": "numeroBon",
+                    "not_found": {"fault": "Client.Introuvable"},
+                    "id": "reference",
+                },
+            }
         elif kind == "sage_x3":
             from connectors.sandbox.sage_x3 import SageX3Peer, demo_seed
 
@@ -281,6 +340,7 @@ KINDS = (
     Kind("salesforce_collections", "Salesforce composite collections", LANDLORD, RECORDS),
     Kind("salesforce_bulk", "Salesforce Bulk API 2.0", LANDLORD, RECORDS),
     Kind("soap_batch", "landlord ERP SOAP batch", LANDLORD, RECORDS),
+    Kind("soap_node_per_record", "works-order ERP node-soap per record", LANDLORD, RECORDS),
     Kind("sage_x3", "Sage X3 save per record", X3_LANDLORD, X3_RECORDS),
     Kind("sage100_csv", "Sage 100 file drop (csv)", LANDLORD, RECORDS),
     Kind("sql_sqlite", "SQL ERP table (SQLite file)", LANDLORD, RECORDS),
@@ -429,6 +489,7 @@ def measure_raw(kind: Kind) -> dict:
                 "peer_calls": target.peer_calls(),
                 "outcomes": outcomes,
                 "held": target.held(),
+                "writes": target.writes(),
             }
     finally:
         warehouse.dispose()
@@ -457,6 +518,7 @@ def measure_push(kind: Kind) -> dict:
             after = target.peer_calls()
             built_first = built
             held = target.held()
+            writes = target.writes()
 
             started_at = time.perf_counter()
             [second] = push_landlord(warehouse, loaded, counting_build)
@@ -473,6 +535,7 @@ def measure_push(kind: Kind) -> dict:
                 "calls": first.calls,
                 "peer_calls": None if after is None else after - (before or 0),
                 "held": held,
+                "writes": writes,
                 "rerun": {
                     "seconds": rerun_seconds,
                     "status": second.status,
@@ -481,6 +544,7 @@ def measure_push(kind: Kind) -> dict:
                     "calls": second.calls,
                     # HTTP peers: requests received; file and SQL targets: sinks built
                     "peer_calls": (final - after) if final is not None else built - built_first,
+                    "writes": None if writes is None else target.writes() - writes,
                 },
             }
     finally:
@@ -532,6 +596,14 @@ def run_all(kinds: list[str] | None = None, attempts: int = ATTEMPTS) -> dict:
             best["push_records_per_second"] = push["records"] / push["seconds"]
             best["raw_records_per_second"] = raw["records"] / raw["seconds"]
         results[kind.name] = {"label": kind.label, "n": kind.records} | best
+        if kind.name == "soap_node_per_record":
+            results[kind.name]["max_seconds"] = NODE_PER_RECORD_MAX_SECONDS
+    per_record, batch = results.get("soap_node_per_record"), results.get("soap_batch")
+    if per_record and batch and "ratio_vs_raw" in per_record and "ratio_vs_raw" in batch:
+        results["soap_node_per_record"]["vs_soap_batch"] = {
+            "seconds": per_record["push"]["seconds"] / batch["push"]["seconds"],
+            "peer_calls": per_record["push"]["peer_calls"] / batch["push"]["peer_calls"],
+        }
     report = {"attempts": attempts, "prepared": prepared, "results": results}
     out = generate.bench_home().parent / "bench-push.json"
     out.write_text(json.dumps(report, indent=2, default=str))
@@ -547,8 +619,12 @@ def _check(result: dict) -> str:
     n = result["n"]
     if push["records"] != n or push["sent"] != n or push["held"] != n or raw["held"] != n:
         missed.append("counts")
-    if rerun["max_peer_calls"] != 0 or rerun["calls"] != 0:
+    if push.get("writes") not in (None, n) or raw.get("writes") not in (None, n):
+        missed.append("writes")  # a peer counting its writes: exactly one per record
+    if rerun["max_peer_calls"] != 0 or rerun["calls"] != 0 or rerun.get("writes") not in (None, 0):
         missed.append("2nd-run calls")
+    if result.get("max_seconds") is not None and push["seconds"] > result["max_seconds"]:
+        missed.append(f"over {result['max_seconds']:g} s")
     return "PASS" if not missed else "MISS (" + ", ".join(missed) + ")"
 
 
@@ -613,12 +689,36 @@ def print_table(report: dict) -> None:
     )
     print(
         "calls: the push's send/read-back calls (raw: send calls); peer calls: requests the"
-        " peer received (WSDL included); 2nd calls: peer requests of the unchanged second push"
+        " peer received (WSDL included; node-soap: SOAP operations only); 2nd calls: peer"
+        " requests of the unchanged second push"
         " (file and SQL targets: sinks built), worst of the runs."
     )
+    _print_soap_modes(report)
     print(
         f"sage_x3 pushes {X3_RECORDS:,} records (one save call each), the others {RECORDS:,};"
         f" best of {report['attempts']} interleaved rounds. Figures: {report.get('written_to')}"
+    )
+
+
+def _print_soap_modes(report: dict) -> None:
+    """The two SOAP peers side by side: per record on node-soap, batch on the first peer."""
+    per_record = report["results"].get("soap_node_per_record")
+    batch = report["results"].get("soap_batch")
+    if not per_record or "vs_soap_batch" not in per_record:
+        return
+    node, first = per_record["push"], batch["push"]
+    rerun = per_record["rerun"]
+    print(
+        f"soap_node_per_record: {node['records']:,} commitments to the works-order ERP"
+        f" (node-soap), one EnregistrerEngagement each: {node['seconds']:.2f} s wall,"
+        f" {node['peer_calls']:,} calls at the peer, {node['writes']:,} writes"
+        f" (raw connector {per_record['raw']['seconds']:.2f} s); beside soap_batch on the first"
+        f" peer in this run: {first['seconds']:.2f} s, {first['peer_calls']:,} peer requests"
+        f" → per record takes {per_record['vs_soap_batch']['seconds']:.1f}x the time and"
+        f" {per_record['vs_soap_batch']['peer_calls']:.0f}x the peer requests; rerun with"
+        f" nothing changed: {rerun['max_peer_calls']} calls (target 0), {rerun['seconds']:.2f} s;"
+        " bound"
+        f" {per_record['max_seconds']:g} s for the per-record push (a sanity bound)."
     )
 
 

@@ -16,7 +16,9 @@ For each file:
   connection (pandas' own executemany path, about twice as fast) is shown beside it, for
   information: it writes a third of the bytes per row (no lineage) and builds no index;
 - the push (tests/bench/push.py, `--only push`): records/s per sink kind against the local
-  peers through `push_landlord`, beside the raw connector alone, and the unchanged second push;
+  peers through `push_landlord`, beside the raw connector alone, and the unchanged second push
+  (0 calls); among them 10,000 commitments to the works-order ERP on node-soap, one call per
+  record, beside the batch push of the same commitments to the first SOAP peer;
 - the I/O floor: reading the file alone (CSV: pandas `read_csv(dtype=str)`; xlsx: the fastest of
   python-calamine `to_python()`, `pandas.read_excel(engine="calamine")`, openpyxl read-only).
 
