@@ -21,11 +21,11 @@ from schemas.datafix import Datafix
 from schemas.outgoing import OUTGOING
 from schemas.tables import (
     contract_results,
+    feed_cursors,
     load_runs,
     outbox,
     push_leases,
     quarantine,
-    feed_cursors,
     source_state,
 )
 
