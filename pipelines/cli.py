@@ -18,7 +18,6 @@ module imports the sandbox.
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -402,6 +401,7 @@ def _show_envelope(warehouse: Any, loaded: LoadedDatafix, outcome: Any) -> int:
     """Print the SOAP envelope the first record to send would go out in, secrets masked: the
     sink loads its WSDL and builds the request, calling no operation. 1 when it cannot (the
     push would fail the same way), else 0."""
+    from connectors.soap.push import masked_envelope
     from pipelines.lib.sinks import build_sink
 
     change = next((c for c in outcome.changes if c.action != "dead"), None)
@@ -414,7 +414,7 @@ def _show_envelope(warehouse: Any, loaded: LoadedDatafix, outcome: Any) -> int:
             envelope = sink.envelope(record)  # type: ignore[attr-defined]
         finally:
             sink.close()
-        shown = _masked_envelope(envelope, loaded.sink(outcome.sink))
+        shown = masked_envelope(envelope, loaded.sink(outcome.sink))
     except ConnectorError as error:
         click.echo(f"  the request of {change.key} cannot be built (the push would fail):")
         click.echo("    " + str(error).replace("\n", "\n    "))
@@ -467,41 +467,6 @@ def _first_record(warehouse: Any, loaded: LoadedDatafix, sink: str, change: Any)
         key = idempotency_key(landlord, sink, change.key, version, digest)
     fields = decoder(config, OUTGOING[config.sends])(text)
     return OutgoingRecord(change.key, key, fields, row.peer_id if row is not None else None)
-
-
-# elements and attributes whose text the dry run never prints (an idempotency key is shown)
-_SECRET_NAMES = re.compile(
-    r"pass(word|wd)?$|pwd$|mot_?de_?passe|secret|token|jeton|api_?key|cle_?api|credential",
-    re.IGNORECASE,
-)
-
-
-def _masked_envelope(envelope: str, settings: Any) -> str:
-    """`envelope` re-indented, with the text of password-, token- or secret-named elements
-    and attributes, and every value of the sink's `Secret` settings, shown as `***`."""
-    import html
-
-    from lxml import etree
-
-    from schemas.config import env_fields
-
-    root = etree.fromstring(
-        envelope.encode("utf-8"), etree.XMLParser(remove_blank_text=True, resolve_entities=False)
-    )
-    for element in root.iter():
-        if not isinstance(element.tag, str):
-            continue
-        if _SECRET_NAMES.search(etree.QName(element).localname) and element.text:
-            element.text = "***"
-        for name in element.attrib:
-            if _SECRET_NAMES.search(etree.QName(name).localname):
-                element.attrib[name] = "***"
-    text = etree.tostring(root, encoding="unicode", pretty_print=True)
-    secrets = {value for _, marker, value in env_fields(settings) if marker.check == "secret"}
-    for secret in sorted(secrets, key=len, reverse=True):
-        for form in {secret, html.escape(secret, quote=False)} if secret else ():
-            text = text.replace(form, "***")
-    return text
 
 
 def run_and_report(

@@ -210,7 +210,7 @@ def test_a_dry_run_prints_the_first_records_envelope_and_calls_nothing(
 
 def test_the_envelope_masks_password_and_token_elements() -> None:
     from connectors.soap.kinds import SoapSink
-    from pipelines.cli import _masked_envelope
+    from connectors.soap.push import masked_envelope
 
     settings = SoapSink(
         kind="soap",
@@ -226,7 +226,7 @@ def test_the_envelope_masks_password_and_token_elements() -> None:
         "<Password>p4ss</Password><apiToken>t0k</apiToken><IdempotencyKey>k1</IdempotencyKey>"
         "<note>p4ss-not-a-secret-setting</note></Op></e:Body></e:Envelope>"
     )
-    shown = _masked_envelope(envelope, settings)
+    shown = masked_envelope(envelope, settings)
     assert "<Password>***</Password>" in shown and "<apiToken>***</apiToken>" in shown
     assert 'jeton="***"' in shown and "<login>hub</login>" in shown
     assert "<IdempotencyKey>k1</IdempotencyKey>" in shown  # an idempotency key is shown

@@ -92,7 +92,7 @@ from connectors.soap.client import (
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY
 from connectors.soap.wsdl import SettingProblems
 
-__all__ = ["ReadBack", "Results", "SoapSink", "cents_text", "list_path"]
+__all__ = ["ReadBack", "Results", "SoapSink", "cents_text", "list_path", "masked_envelope"]
 
 Mode = Literal["auto", "batch", "per_record"]
 OUTCOMES: tuple[Outcome, ...] = ("sent", "retry", "dead")
@@ -1037,3 +1037,38 @@ class SoapSink(BatchedSink):
             else Delivered(record.key, "dead", message=f"{self.operation}: {refused[record.key]}")
             for record in records
         ]
+
+
+# elements and attributes whose text the dry run never prints (an idempotency key is shown)
+_SECRET_NAMES = re.compile(
+    r"pass(word|wd)?$|pwd$|mot_?de_?passe|secret|token|jeton|api_?key|cle_?api|credential",
+    re.IGNORECASE,
+)
+
+
+def masked_envelope(envelope: str, settings: Any) -> str:
+    """`envelope` re-indented, with the text of password-, token- or secret-named elements
+    and attributes, and every value of the sink's `Secret` settings, shown as `***`."""
+    import html
+
+    from lxml import etree
+
+    from schemas.config import env_fields
+
+    root = etree.fromstring(
+        envelope.encode("utf-8"), etree.XMLParser(remove_blank_text=True, resolve_entities=False)
+    )
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        if _SECRET_NAMES.search(etree.QName(element).localname) and element.text:
+            element.text = "***"
+        for name in element.attrib:
+            if _SECRET_NAMES.search(etree.QName(name).localname):
+                element.attrib[name] = "***"
+    text = etree.tostring(root, encoding="unicode", pretty_print=True)
+    secrets = {value for _, marker, value in env_fields(settings) if marker.check == "secret"}
+    for secret in sorted(secrets, key=len, reverse=True):
+        for form in {secret, html.escape(secret, quote=False)} if secret else ():
+            text = text.replace(form, "***")
+    return text
