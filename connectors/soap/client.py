@@ -97,6 +97,7 @@ __all__ = [
     "response_data",
     "response_type_of",
     "service_for",
+    "since_value",
     "text_frame",
     "transient_fault",
     "value_at_path",
@@ -841,6 +842,27 @@ def _paging_paths(paging: SoapPaging | None) -> dict[str, str]:
     return {what: path for what, path in paths.items() if path}
 
 
+def since_value(client: zeep.Client, operation: str, argument: str, value: str) -> Any:
+    """The watermark `value` as the `argument` of `operation` takes it, from the WSDL's type.
+
+    A watermark is kept as text, the way the pulled column gave it: a `dateTime` the SOAP
+    client parsed reads `2025-07-19 16:59:24+00:00`. An `xsd:dateTime` argument gets it as a
+    date-time (zeep writes `2025-07-19T16:59:24Z`), an `xsd:date` one as a date; any other
+    type, or text that is no date, is sent as it is.
+    """
+    import datetime as dt
+
+    element = element_at(input_elements(client, operation), argument)
+    kind = "" if element is None else element.type_name
+    if kind not in ("dateTime", "date"):
+        return value
+    try:
+        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return moment if kind == "dateTime" else moment.date()
+
+
 def read_soap(
     wsdl: str,
     *,
@@ -912,7 +934,7 @@ def read_soap(
 
     call_arguments = dict(arguments or {})
     if since is not None:
-        call_arguments[since[0]] = since[1]
+        call_arguments[since[0]] = since_value(client, operation, *since)
     nest_arguments(call_arguments, origin)  # a clash is a ConfigError before any call
     pager = Pager(paging, origin) if paging is not None else None
     rows: list[dict[str, Any]] = []

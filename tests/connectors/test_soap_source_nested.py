@@ -270,6 +270,35 @@ def test_the_pipeline_loads_every_entry_with_its_nested_fields(
     assert warehouse.cursor("travaux-habitat", "ledger_entries", "erp") is not None
 
 
+def test_the_next_pull_sends_the_watermark_as_the_wsdl_types_it(
+    tmp_path: Path, erp: TravauxErpPeer, warehouse: Warehouse
+) -> None:
+    """`modifieDepuis` is an xsd:dateTime the peer validates: the watermark kept from the
+    first pull (`2025-07-19 16:59:24+00:00`, as the client parsed the column) goes out as
+    ISO 8601, and the peer answers only the entries at or after it."""
+    datafix = ledger_datafix(tmp_path, erp)
+    assert run_ledger_once(datafix, warehouse, "run-1") == SEEDED
+    stamps = sorted(e.modifieLe for e in zeep_pages(erp, "ListerEcritures", "ecritures"))
+    at_latest = sum(stamp == stamps[-1] for stamp in stamps)
+    erp.reset()
+    assert run_ledger_once(datafix, warehouse, "run-2") == 0  # nothing changed since
+    # one page: the entries at the watermark's exact stamp (already loaded), then done
+    assert erp.stats()["calls"]["ListerEcritures"] == 1 and at_latest >= 1
+    assert table_rows(warehouse, "SELECT count(*) FROM ledger_entries") == [(SEEDED,)]
+
+
+def test_a_watermark_is_typed_by_the_argument_it_fills(erp: TravauxErpPeer) -> None:
+    from connectors.soap.client import make_client, since_value
+
+    client = make_client(erp.wsdl_url, timeout=10)
+    sent = since_value(client, "ListerEcritures", "modifieDepuis", "2025-07-19 16:59:24+00:00")
+    assert sent.isoformat() == "2025-07-19T16:59:24+00:00"
+    # not a date: sent as it is (the peer's fault then names the value)
+    assert since_value(client, "ListerEcritures", "modifieDepuis", "EC-1") == "EC-1"
+    # an argument of another type keeps the text
+    assert since_value(client, "LireEngagement", "numeroBon", "2025-07-19") == "2025-07-19"
+
+
 def test_the_pipeline_loads_nothing_when_the_peer_lies_about_its_total(
     tmp_path: Path, erp: TravauxErpPeer, warehouse: Warehouse
 ) -> None:
