@@ -84,8 +84,9 @@ DEMO_ROWS: dict[str, dict[str, int]] = {
     },
     # soap_erp.demo_seed(): 12 tenants, 36 ledger entries
     VAL_DE_SEINE: {"tenants": 12, "ledger_entries": 36},
+    # erp_node/server.js (its default seed): 2,600 ledger entries, served 100 a page;
     # salesforce.demo_store(), the account's records: 23 work orders, 4 completed appointments
-    RESIDENCES_ESTUAIRE: {"work_orders": 23, "completions": 4},
+    RESIDENCES_ESTUAIRE: {"ledger_entries": 2600, "work_orders": 23, "completions": 4},
 }
 # Of those, the rows the hub must quarantine (each carries exactly one seeded defect).
 DEMO_BAD_ROWS: dict[str, dict[str, int]] = {
@@ -94,8 +95,9 @@ DEMO_BAD_ROWS: dict[str, dict[str, int]] = {
     CITE_JARDINS: {"tenants": 3, "ledger_entries": 4, "repayment_plans": 1, "commitments": 3},
     # channel `fax`; a blank tenantRef, the movement code `PEN`
     VAL_DE_SEINE: {"tenants": 1, "ledger_entries": 2},
-    # 2 `Cannot Complete` and 1 without BT number; 1 completed visit without end time
-    RESIDENCES_ESTUAIRE: {"work_orders": 3, "completions": 1},
+    # the works ERP's entries are clean; 2 `Cannot Complete` and 1 without BT number;
+    # 1 completed visit without end time
+    RESIDENCES_ESTUAIRE: {"ledger_entries": 0, "work_orders": 3, "completions": 1},
 }
 
 EXTRACTED_ON = date(2026, 10, 31)

@@ -261,6 +261,7 @@ EXPECTED_REASONS: dict[str, dict[str, Counter[str]]] = {
         "ledger_entries": Counter(["missing_value", "unmapped_value"]),
     },
     "residences-estuaire": {
+        "ledger_entries": Counter(),
         "work_orders": Counter(["unmapped_value", "unmapped_value", "missing_value"]),
         "completions": Counter(["missing_value"]),
     },
