@@ -44,6 +44,7 @@ import re
 import sqlite3
 import sys
 import tempfile
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -184,6 +185,25 @@ class _Entry:
     defect: str | None = None
 
 
+def _tenant_contact(tenant: _Tenant) -> tuple[str, str, str]:
+    """The tenant's e-mail, mobile phone and IBAN, as a tenancy export carries them: derived
+    from the name and reference without drawing from the generator, so every other value of
+    the demo stays as it was. The IBAN is a well-formed French one (mod-97 check digits)."""
+    folded = unicodedata.normalize("NFKD", f"{tenant.first_name}.{tenant.last_name}")
+    local = re.sub(r"[^a-z.]", "", folded.encode("ascii", "ignore").decode().lower())
+    number = int(re.sub(r"\D", "", tenant.ref) or 0)
+    digits = f"{(number * 7_919 + 1_234_567) % 100_000_000:08d}"
+    phone = "06 " + " ".join(digits[i : i + 2] for i in range(0, 8, 2))
+    bban = f"3000401234{number:011d}{number % 97:02d}"
+    check = 98 - int(bban + "152700") % 97  # FR00 moved to the end, letters as numbers
+    iban = f"FR{check:02d}{bban}"
+    return (
+        f"{local}{number % 1000:03d}@example.org",
+        phone,
+        " ".join(iban[i : i + 4] for i in range(0, len(iban), 4)),
+    )
+
+
 def _rng(landlord_id: str) -> random.Random:
     # a str seed is hashed with SHA-512: stable across runs, unlike hash()
     return random.Random(f"{_SEED}:{landlord_id}")
@@ -259,9 +279,11 @@ _PAYMENT_DAYS = {
 _REJECT_REASONS = {"AM04": 55, "AC04": 12, "MS02": 10, "MD01": 8, "MD06": 10, "MD07": 5}
 
 
-def _payment_label(rng: random.Random, method: str) -> str:
+def _payment_label(rng: random.Random, method: str, tenant: _Tenant) -> str:
     if method == "cheque":
         return f"Chèque n° {rng.randint(1_000_000, 9_999_999)}"
+    if method == "transfer":  # the bank's label names the payer: personal data in a label
+        return f"Virement reçu de {tenant.last_name.upper()} {tenant.first_name}"
     return {
         "sepa_debit": "Prélèvement SEPA",
         "transfer": "Virement reçu",
@@ -322,7 +344,7 @@ def _ledger(rng: random.Random, tenant: _Tenant) -> list[_Entry]:
         if to_pay:
             method = tenant.payment_method
             paid_on = max(date(2026, month, rng.randint(*_PAYMENT_DAYS[method])), due)
-            post(paid_on, "payment", -to_pay, _payment_label(rng, method))
+            post(paid_on, "payment", -to_pay, _payment_label(rng, method, tenant))
             if method == "sepa_debit" and rng.random() < 0.05:
                 reason = _pick(rng, _REJECT_REASONS)
                 post(
@@ -448,6 +470,7 @@ _LOIRE_TENANT_HEADER = (
     "N° locataire", "N° bail", "Nom  du locataire", "Logement", "Date d'entrée",
     "Date de sortie", "Statut", "Tranche Revenus", "Tranche d'âge", "Nb occupants",
     "Aide au logement", "FSL", "Mode de paiement", "Canal préféré", "Nb commandements",
+    "Courriel", "Téléphone", "IBAN",
 )  # fmt: skip
 _LOIRE_LEDGER_HEADER = (
     "N° écriture", "N° locataire", "Date", "Échéance", "Code mvt", "Libellé", "Débit", "Crédit",
@@ -505,11 +528,12 @@ def _write_loire_habitat(inbox: Path) -> list[Path]:
                 _LOIRE_PAYMENT[tenant.payment_method],
                 _LOIRE_CHANNEL[tenant.preferred_channel],
                 str(tenant.formal_demands),
+                *_tenant_contact(tenant),
             )
         )
     blank = ("",) * len(_LOIRE_TENANT_HEADER)
     people = sum(tenant.household_size for tenant in tenants)
-    totals = ("Total", f"{len(tenants)} locataires", *("",) * 7, str(people), *("",) * 5)
+    totals = ("Total", f"{len(tenants)} locataires", *("",) * 7, str(people), *("",) * 8)
     tenant_rows += [blank, totals]
 
     negatives = itertools.cycle(("minus", "trailing", "parens"))
