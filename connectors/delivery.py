@@ -26,6 +26,11 @@ Rules every sink follows, so a crash at any moment leaves no duplicate and no ho
   hub stopped, before anything is resent.
 - Nothing connects before the first `send` or `read_back`: a run with nothing to push makes no
   call at all.
+- A record the sink cannot build or send *because of one of its values* (a control character
+  XML cannot carry, a character the file's encoding lacks, a value the target's type refuses)
+  is `dead` with a message naming the record, the field and the fix (`refused_value`,
+  `unsafe_text`), never an exception: one bad value must not stop the rest of the batch, nor
+  every later run. The outbox (`pipelines.lib.push`) isolates what a sink still raises.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -45,6 +51,9 @@ __all__ = [
     "Sink",
     "payload_hash",
     "payload_json",
+    "printable",
+    "refused_value",
+    "unsafe_text",
 ]
 
 Outcome = Literal["sent", "retry", "dead"]
@@ -164,3 +173,50 @@ def payload_json(fields: Mapping[str, FieldValue]) -> str:
 def payload_hash(fields: Mapping[str, FieldValue]) -> str:
     """SHA-256 of `payload_json(fields)`: equal payloads, equal hashes, whatever the key order."""
     return hashlib.sha256(payload_json(fields).encode("utf-8")).hexdigest()
+
+
+# characters XML 1.0 cannot carry (lxml refuses them, openpyxl too): C0 controls but tab, line
+# feed and carriage return; lone surrogates; U+FFFE and U+FFFF
+XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters written as escapes (`\\x01`), fit for a message."""
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def refused_value(record: OutgoingRecord, field_name: str, problem: str, fix: str) -> Delivered:
+    """A `dead` outcome for a record one of whose values the target cannot take."""
+    return Delivered(
+        record.key,
+        "dead",
+        message=f"record {printable(record.key)}: field `{field_name}` {problem} — {fix}",
+        details={"field": field_name},
+    )
+
+
+def unsafe_text(
+    record: OutgoingRecord, pattern: re.Pattern[str] = XML_UNSAFE, *, target: str = "XML"
+) -> Delivered | None:
+    """A `dead` outcome when a text field or the record's key holds a character `pattern`
+    matches (by default one XML cannot carry), else None."""
+    texts = [*record.fields.items(), ("(the record's key)", record.key)]
+    for name, value in texts:
+        if not isinstance(value, str):
+            continue
+        found = pattern.search(value)
+        if found is None:
+            continue
+        character = found.group()
+        return refused_value(
+            record,
+            name,
+            f"holds the control character U+{ord(character):04X} at position"
+            f" {found.start() + 1} of {len(value)}, which {target} cannot carry",
+            "remove it from the source row (`datafix outbox` names it): the next run sends the"
+            " changed record",
+        )
+    return None

@@ -7,15 +7,17 @@ Each record is one call: `save(objectXml)` creates the object (an SIH invoice) a
 its new `NUM`; a record with a `peer_id` (or whose invoice an earlier `read_back` found) is
 changed with `modify(objectKeys NUM=…, objectXml)`. Status 1 → `sent` with `peer_id` = NUM;
 status 0 → `dead` with X3's messages (`[error] Client C999 : fiche inexistante`): a business
-error concerns that record, never the run. A transport or server failure (timeout, HTTP 5xx,
-"No Web services accepted") raises `RetriableError` at once, *without* retrying inside the
-sink: X3's `save` is not idempotent, so a blind resend could make a second invoice. The
-outbox then calls `read_back`, which `query`s X3 on `reference_field` (a custom field such as
-`YHUBREF` holding the hub's reference) and, with `version_field` (`YHUBVER`, written with the
-record's idempotency key), `read`s each found invoice to tell whether it holds this very
-version (without a version field, the header values sent are compared). A reference X3
-already holds in another version is remembered, so the resend `modify`s it instead of saving
-a duplicate. Reads (`query`, `read`) are retried as the reader retries them.
+error concerns that record, never the run; so does a value no request can carry (a control
+character: `dead` naming the field, nothing sent, and never read back). A transport or server
+failure (timeout, HTTP 5xx, "No Web services accepted") raises `RetriableError` at once,
+*without* retrying inside the sink: X3's `save` is not idempotent, so a blind resend could make
+a second invoice. The outbox then calls `read_back`, which `query`s X3 on `reference_field` (a
+custom field such as `YHUBREF` holding the hub's reference) and, with `version_field`
+(`YHUBVER`, written with the record's idempotency key), `read`s each found invoice to tell
+whether it holds this very version (without a version field, the header values sent are
+compared). A reference X3 already holds in another version is remembered, so the resend
+`modify`s it instead of saving a duplicate. Reads (`query`, `read`) are retried as the reader
+retries them.
 
 objectXml: `PARAM` → `GRP ID=group` (or `field_groups[name]`) of `FLD NAME=…`; with
 `lines_table` (`SIH4_1`), fields named `SIH4_1.<line>.<FIELD>` go to `TAB ID=SIH4_1` →
@@ -38,7 +40,7 @@ import zeep
 from lxml import etree
 from zeep.proxy import ServiceProxy
 
-from connectors.delivery import BatchedSink, Delivered, FieldValue, OutgoingRecord
+from connectors.delivery import BatchedSink, Delivered, FieldValue, OutgoingRecord, unsafe_text
 from connectors.errors import ConfigError
 from connectors.retry import RetryPolicy
 from connectors.sage.client import (
@@ -159,6 +161,8 @@ class SageX3Sink(BatchedSink):
             if self._versions.get(record.key) == record.idempotency_key:
                 found[record.key] = self._numbers[record.key]
                 continue
+            if unsafe_text(record) is not None:  # X3 cannot hold what no request can carry
+                continue
             number = self._held_version(record)
             if number is not None:
                 found[record.key] = number
@@ -255,6 +259,9 @@ class SageX3Sink(BatchedSink):
         return etree.tostring(root, xml_declaration=True, encoding="utf-8").decode("utf-8")
 
     def _send_one(self, record: OutgoingRecord) -> Delivered:
+        refused = unsafe_text(record)
+        if refused is not None:  # lxml would refuse to serialise it: this record is dead
+            return refused
         number = record.peer_id or self._numbers.get(record.key)
         payload = self._object_xml(record)
         if number:

@@ -31,6 +31,9 @@ The import file, for landlord IT
   In the import format, declare them as "Montant" with `,` as decimal separator.
 - Dates: `date_format`, `dd/mm/yyyy` by default (`01/03/2026`), or e.g. `ddmmyy` (`010326`)
   to match the import format's date field. Booleans are `1`/`0`; an empty field is empty.
+- A record holding a control character (other than tab, CR, LF), a character the encoding
+  lacks or an amount that is not whole cents is not written: it is `dead` with a message
+  naming the record and the column, and the rest of the batch is written.
 - Text cells that a spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`,
   tab, CR or NUL) get a leading `'` (OWASP ASVS 1.2.10): `-RETENUE` is written `'-RETENUE`.
   Amounts are numbers and are never changed this way.
@@ -62,7 +65,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from connectors.delivery import Delivered, FieldValue, OutgoingRecord
+from connectors.delivery import Delivered, FieldValue, OutgoingRecord, printable, unsafe_text
 from connectors.errors import ConfigError, RetriableError
 from connectors.files.export import (
     clean_stale_temporaries,
@@ -176,10 +179,14 @@ class Sage100FileSink:
         rows: list[list[Any]] = []
         refused: dict[int, str] = {}
         for position, record in enumerate(records):
+            control = unsafe_text(record, target="a Sage 100 import file")
+            if control is not None:  # xlsx cannot hold it, a CSV import would take it as is
+                refused[position] = control.message
+                continue
             try:
                 rows.append(self._row(record))
             except ValueError as error:
-                refused[position] = str(error)
+                refused[position] = f"record {printable(record.key)}: {error}"
         written = [r for p, r in enumerate(records) if p not in refused]
         file_name = ""
         if written:

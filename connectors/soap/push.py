@@ -12,6 +12,9 @@ Two ways an ERP takes records, chosen from the WSDL (or forced with `mode`):
   one call per record; a SOAP `Client.*` fault or values the WSDL refuses concern that record
   only: it is `dead` with the fault's message, the others go on.
 
+In both modes a record holding a character XML cannot carry (a control character) is `dead`
+with a message naming the field, never sent nor looked for by `read_back`.
+
 **Requests from the WSDL's types.** A record's fields are keyed by *target paths*, dotted from
 the operation's input (per record) or from one list item (batch): `engagement.montant.valeur`,
 `engagement.lignes.ligne.libelle` (a repeated element: a list value makes one item per value,
@@ -75,7 +78,14 @@ from lxml import etree
 from zeep.proxy import ServiceProxy
 from zeep.xsd import Attribute, ComplexType
 
-from connectors.delivery import BatchedSink, Delivered, FieldValue, Outcome, OutgoingRecord
+from connectors.delivery import (
+    BatchedSink,
+    Delivered,
+    FieldValue,
+    Outcome,
+    OutgoingRecord,
+    unsafe_text,
+)
 from connectors.errors import ConfigError, PermanentError
 from connectors.retry import RetryPolicy, with_retries
 from connectors.soap.client import (
@@ -619,6 +629,8 @@ class SoapSink(BatchedSink):
 
     def read_back(self, records: Sequence[OutgoingRecord]) -> dict[str, str]:
         call = self.read_back_call
+        # a record no request can carry was never sent, and its reference cannot be asked for
+        records = [record for record in records if unsafe_text(record) is None]
         if not records or call is None:
             return {}
         self._connect()
@@ -871,6 +883,9 @@ class SoapSink(BatchedSink):
     def _item(self, record: OutgoingRecord) -> dict[str, Any]:
         """The record's request (per record) or list item (batch), nested as the WSDL says."""
         assert self._shape is not None
+        control = unsafe_text(record)
+        if control is not None:  # lxml would refuse to serialise the whole call
+            raise _RecordRefused(control.message)
         values: dict[str, Any] = {}
         for name, value in record.fields.items():
             if value is not None:

@@ -17,8 +17,9 @@ compiles them for its server's dialect with `?` markers and runs them through py
   constraint two writers could still race: give the key column one).
 - A row the database refuses (value too long, NOT NULL, check constraint, bad type) does not
   sink the batch: the batch is rolled back and bisected, each half in its own transaction,
-  until the refused rows stand alone; they are `dead` with the database's message, the others
-  `sent`. Lost connection, deadlock, lock timeout, serialisation failure: `RetriableError`.
+  until the refused rows stand alone; they are `dead` with the database's message, the field
+  it most likely refused (too long, a NUL byte, not of the column's type) and the fix, the
+  others `sent`. Lost connection, deadlock, lock timeout, serialisation failure: `RetriableError`.
 - `peer_id` is the key, or the value of `id_column` (e.g. a serial id) read back after writing.
 - `read_back` selects the records' keys and returns those whose held values (the idempotency
   column when configured, else every field) equal the record's, types normalised (Decimal/int,
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
 
-from connectors.delivery import Delivered, FieldValue, OutgoingRecord
+from connectors.delivery import Delivered, FieldValue, OutgoingRecord, printable
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.sql.client import (
     TRANSIENT,
@@ -560,7 +561,9 @@ class SqlSink:
         except _RowRefused as refused:
             if len(positions) == 1:
                 record = records[positions[0]]
-                outcomes[positions[0]] = Delivered(record.key, "dead", message=str(refused))
+                outcomes[positions[0]] = Delivered(
+                    record.key, "dead", message=self._refusal(record, str(refused), catalogue)
+                )
                 return
             middle = len(positions) // 2
             self._write(positions[:middle], records, catalogue, outcomes)
@@ -618,6 +621,40 @@ class SqlSink:
             )
             for position in positions
         }
+
+    def _refusal(self, record: OutgoingRecord, said: str, catalogue: _Catalogue) -> str:
+        """The dead letter's reason: the record, the field the database most likely refused
+        (a text longer than its column, a NUL byte, a value not of the column's type), the
+        database's own words and the fix."""
+        columns = catalogue.table.c
+        for name, value in self._row(record, catalogue).items():
+            column_type = columns[name].type
+            length = getattr(column_type, "length", None)
+            wanted = catalogue.python_types.get(name)
+            if isinstance(value, str) and length and len(value) > length:
+                problem = f"holds {len(value)} characters, its column takes {length} at most"
+                fix = "shorten the value at the source or widen the column"
+            elif isinstance(value, str) and "\x00" in value:
+                problem = "holds a NUL character, which the database refuses in text"
+                fix = "remove it from the source row"
+            elif (
+                value is not None
+                and wanted in (int, Decimal, dt.date, dt.datetime)
+                and not isinstance(value, wanted)
+                and not (wanted is Decimal and isinstance(value, int))
+            ):
+                problem = f"holds {type(value).__name__}, its column is {column_type}"
+                fix = "map a value of the column's type"
+            else:
+                continue
+            return (
+                f"record {printable(record.key)}: field `{name}` {problem} ({said}) — {fix};"
+                " the next run sends the changed record"
+            )
+        return (
+            f"record {printable(record.key)}: the table `{self._label()}` refused it ({said}) —"
+            " fix the record's values at the source or the table's constraint"
+        )
 
     def _whole_call_error(self, error: Exception, doing: str) -> Exception:
         if isinstance(error, ConnectorError):

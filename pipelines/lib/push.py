@@ -11,7 +11,10 @@ For each sink of the landlord's `push:` section, in name order:
 4. **Deliver** in batches: a whole call failing transiently is retried with exponential
    backoff and jitter, reading the peer back before each resend; a record refused for good goes
    to the dead letter with the peer's message while the rest of the batch goes on; a record
-   refused transiently is retried later in the run, then on the next run.
+   refused transiently is retried later in the run, then on the next run. A batch the sink
+   raises on unexpectedly (a value it cannot build a request from, a driver error) is sent
+   again one record at a time, read back first: the record at fault is dead (a bad value) or
+   failed, with the cause, and the others go on; no record can wedge its sink.
 5. **Verdict**: `sent` when the records went out; `failed` when the call failed, when the sink
    could not build its request (a configuration error: one error for the run, the records
    stay queued, no dead letter) or when every record handled ended dead or failed; `dead
@@ -37,7 +40,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.delivery import Delivered, OutgoingRecord, Sink
+from connectors.delivery import Delivered, OutgoingRecord, Sink, printable, unsafe_text
 from connectors.errors import ConfigError, ConnectorError, RetriableError
 from connectors.retry import RetryPolicy, with_retries
 from pipelines.lib.datafixes import LoadedDatafix
@@ -398,7 +401,20 @@ def _recover(
         outcome.calls += 1
         return sink().read_back(records)
 
-    held = with_retries(read, CALL_RETRY)
+    try:
+        held = with_retries(read, CALL_RETRY)
+    except ConnectorError:
+        raise
+    except Exception:  # one record the sink cannot even look for: read the others alone
+        held = {}
+        for record in records:
+            try:
+                outcome.calls += 1
+                held.update(sink().read_back([record]))
+            except ConnectorError:
+                raise
+            except Exception as error:  # not held: the send will say why, per record
+                log.warning("push: read-back of %s raised %r", printable(record.key), error)
     found = [row for row in rows if row.key in held]
     if found:
         outbox.record(
@@ -563,4 +579,66 @@ def _send(
             )
         return results
 
-    return settled + with_retries(attempt, CALL_RETRY)
+    try:
+        return settled + with_retries(attempt, CALL_RETRY)
+    except ConnectorError:
+        raise
+    except Exception as error:  # the sink could not build or send one of the records
+        log.warning("push: a sink raised %s on a batch of %d", type(error).__name__, len(remaining))
+        return settled + _one_by_one(remaining, sink, outcome, error)
+
+
+# what a sink raises when a value cannot go into its request (bad value: the record is dead);
+# anything else unexpected leaves the record failed, retried with backoff and next run
+_BAD_VALUE = (ValueError, TypeError, ArithmeticError)
+
+
+def _one_by_one(
+    records: Sequence[OutgoingRecord],
+    sink: Callable[[], Sink],
+    outcome: PushOutcome,
+    error: Exception,
+) -> list[Delivered]:
+    """A batch the sink raised on (not a ConnectorError): each record alone, read back first
+    (the sink may have sent some before it raised), so one record that cannot be built or sent
+    is `dead` (a bad value) or `failed`, with the cause, and the others go on."""
+    results = []
+    for record in records:
+        try:
+            outcome.calls += 1
+            held = sink().read_back([record])
+            if record.key in held:
+                results.append(Delivered(record.key, "sent", peer_id=held[record.key]))
+                continue
+            if len(records) == 1:  # it was sent alone already: that is its answer
+                raise error
+            outcome.calls += 1
+            [result] = sink().send([record])
+        except ConnectorError:
+            raise
+        except Exception as alone:
+            result = _refused(record, sink().name, alone)
+        results.append(result)
+    return results
+
+
+def _refused(record: OutgoingRecord, sink_name: str, error: Exception) -> Delivered:
+    """The outcome of a record its sink raised on: the cause, and the field it likely is."""
+    suspect = unsafe_text(record)
+    where = f" (field `{suspect.details['field']}` holds a control character)" if suspect else ""
+    said = " ".join(str(error).split()) or "no message"
+    cause = f"{type(error).__name__}: {said}"
+    if isinstance(error, _BAD_VALUE):
+        return Delivered(
+            record.key,
+            "dead",
+            message=f"record {printable(record.key)}: sink `{sink_name}` cannot build or send it:"
+            f" {cause}{where} — fix the value at the source (`datafix outbox` names the row):"
+            " the next run sends the changed record",
+        )
+    return Delivered(
+        record.key,
+        "retry",
+        message=f"record {printable(record.key)}: sink `{sink_name}` failed on it: {cause}{where}"
+        " — retried next run; if it persists, report it with this message",
+    )
