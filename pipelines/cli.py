@@ -6,6 +6,7 @@ datafix run [LANDLORD...] [--full-refresh]  run the nightly job in-process (pull
 datafix push [LANDLORD...] [--dry-run]    push what changed (dry run: show it, send nothing)
 datafix outbox LANDLORD                   the landlord's outbox: states per sink, errors
 datafix replay LANDLORD [--sink S]        queue dead letters again after a fix
+datafix quarantine LANDLORD [--entity E]  the open quarantine rows, personal cells opened
 datafix demo                              make the demo landlords' files and run them
 datafix sandbox [--seconds N] [--env]     serve the local peers (SOAP ERP, Sage X3, Salesforce)
 datafix schema [--check]                  regenerate the JSON Schema and REFERENCE.md
@@ -34,6 +35,7 @@ from pipelines.lib.datafixes import (
     load_landlord,
 )
 from pipelines.lib.environment import datafixes_dir, warehouse_url
+from pipelines.lib.personal import private_umask
 from schemas.canonical import ENTITIES
 
 
@@ -71,6 +73,7 @@ class LazyGroup(click.Group):
 )
 def main() -> None:
     """Datafix Hub: pull landlords' data through their datafix files into one model."""
+    private_umask()  # whatever the hub writes (warehouse, instance, keys, logs) is its own
 
 
 @main.command()
@@ -281,6 +284,31 @@ def requeue(landlord: str, entity: str | None, reason: str | None) -> None:
         except ConnectorError as error:
             raise click.ClickException(str(error)) from None
         click.echo(result.summary())
+
+
+@main.command(name="quarantine")
+@click.argument("landlord")
+@click.option("--entity", type=click.Choice(sorted(ENTITIES)), help="Only this entity.")
+@click.option("--reason", default=None, help="Only rows quarantined for this reason code.")
+@click.option("--limit", default=20, show_default=True, help="Rows shown per entity.")
+def show_quarantine(landlord: str, entity: str | None, reason: str | None, limit: int) -> None:
+    """The open quarantine rows with their raw values, personal cells opened with the
+    quarantine key (for the operator fixing the datafix before `datafix requeue`)."""
+    from pipelines.defs.resources import WarehouseResource
+
+    loaded = _load_or_exit(landlord)
+    warehouse = WarehouseResource().get_client()
+    for name in [entity] if entity else list(loaded.datafix.entities):
+        try:
+            rows = warehouse.open_quarantine(loaded.landlord_id, name, reason)
+        except ConnectorError as error:
+            raise click.ClickException(str(error)) from None
+        click.secho(f"\n== {name}: {len(rows)} row(s) in quarantine", bold=True)
+        for row in rows.head(limit).itertuples():
+            click.echo(f"  {row.source_row}  [{row.reason}]  {row.message}")
+            click.echo(f"    raw: {row.raw}")
+        if len(rows) > limit:
+            click.echo(f"  … {len(rows) - limit} more (--limit)")
 
 
 @main.command(name="reset-cursor")

@@ -4,6 +4,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.lib.personal import private_umask
+
+private_umask()  # the code location's files (instance, storage, logs) readable by the hub only
+
 
 @dg.definitions
 def defs() -> dg.Definitions:

@@ -50,7 +50,8 @@ class ColumnSpec:
     choices: tuple[str, ...] = ()
     min_value: int | None = None
     max_value: int | None = None
-    personal: bool = False  # personal data (GDPR): masked in previews, logs and UI metadata
+    # personal data (GDPR): masked in previews, logs and UI metadata, sealed in quarantine.raw
+    personal: bool = False
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,11 @@ LEDGER_ENTRIES = EntitySpec(
         _date("entry_date", "Posting date.", required=True),
         _choice("kind", "What the movement is.", tuple(LEDGER_KINDS), required=True),
         _cents("amount_cents", "Signed amount in cents (debit > 0).", required=True, signed=True),
-        _text("label", "Label as printed on the tenant's statement."),
+        _text(
+            "label",
+            "Label as printed on the tenant's statement (free text: often the payer's name).",
+            personal=True,
+        ),
         _date("due_date", "Due date for debits."),
         _choice(
             "reject_reason", "SEPA reason code of a rejected direct debit.", SEPA_REJECT_REASONS
@@ -407,7 +412,7 @@ COMPLETIONS = EntitySpec(
             "When the work was completed (Europe/Paris, stored in UTC).",
             required=True,
         ),
-        _text("technician", "Technician who did the work."),
+        _text("technician", "Technician who did the work.", personal=True),
         _bool(
             "tenant_absent",
             "The tenant was absent (missed appointment, not the contractor's fault).",

@@ -21,9 +21,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def datafix_home() -> Path:
-    """The hub's home folder, created on first use."""
+    """The hub's home folder, created on first use, private (0700): it holds the warehouse,
+    the quarantine key and the landlords' files."""
     home = Path(os.environ.get("DATAFIX_HOME") or ".datafix").expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    if not home.is_dir():
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.chmod(0o700)  # whatever the umask of the process that made it
     return home
 
 

@@ -86,7 +86,7 @@ _PLAIN_AMOUNT = r"[-+]?[0-9]{1,15}(?:[.,][0-9]{1,2})?"
 _FORMAT_TOKENS = (("yyyy", "%Y"), ("yy", "%y"), ("dd", "%d"), ("mm", "%m"))
 _TIME_TOKENS = (("HH", "%H"), ("MI", "%M"), ("SS", "%S"))
 
-REJECT_COLUMNS = ["source_row", "key", "raw", "reason", "message"]
+REJECT_COLUMNS = ["source_row", "key", "raw", "reason", "message", "open_columns"]
 
 
 @dataclass(frozen=True)
@@ -402,6 +402,7 @@ class EntityTransformer:
             source_rows.loc[rejected],
             error_code,
             message,
+            open_columns=self._open_columns(labels),
         )
         return NormalisedBatch(
             entity=self.spec.name,
@@ -440,6 +441,17 @@ class EntityTransformer:
                 f" `rules: {{{rule.name}: warn}}` for this entity if such rows are legitimate",
             )
         return error_code, message, warnings
+
+    def _open_columns(self, labels: dict[str, str]) -> str:
+        """The source columns a quarantine row may keep readable, as a JSON list: those the
+        mapping reads for non-personal fields or row filters only. Any other cell (a personal
+        field's, a column the datafix does not map) is sealed (`pipelines.lib.personal`)."""
+        plain: set[str] = {row_filter.column for row_filter in self.feed.skip_rows}
+        personal: set[str] = set()
+        for name, rule in self.feed.fields.items():
+            is_personal = name not in self.spec.column_names or self.spec.column(name).personal
+            (personal if is_personal else plain).update(rule.read_columns)
+        return json.dumps(sorted(labels[c] for c in plain - personal if c in labels))
 
     def _resolve_columns(self, frame: pd.DataFrame, origin: str) -> dict[str, str]:
         by_key = {header_key(label): label for label in frame.columns}
@@ -803,9 +815,12 @@ def reject_frame(
     source_rows: pd.Series,
     error_code: pd.Series,
     message: pd.Series,
+    open_columns: str = "[]",
 ) -> pd.DataFrame:
     """Rejected rows as quarantine records: lineage, key, the raw values as JSON, reason and
-    message (`raw_rows` keep every column the source had, so a requeue can map them again)."""
+    message (`raw_rows` keep every column the source had, so a requeue can map them again),
+    and which raw columns may stay readable at rest (`open_columns`, a JSON list: every other
+    cell is sealed when the row is written, `pipelines.lib.personal`)."""
     if raw_rows.empty:
         return pd.DataFrame({name: pd.Series(dtype="str") for name in REJECT_COLUMNS})
     raw_json = [
@@ -818,6 +833,7 @@ def reject_frame(
             "raw": raw_json,
             "reason": error_code.loc[raw_rows.index].to_numpy(),
             "message": message.loc[raw_rows.index].to_numpy(),
+            "open_columns": open_columns,
         }
     )
 

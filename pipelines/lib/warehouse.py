@@ -21,7 +21,6 @@ Bulk writes go straight to the driver: executemany on SQLite, COPY on PostgreSQL
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import uuid
@@ -36,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.rawtable import Watermark
+from pipelines.lib.personal import RawSealer
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.tables import (
     CANONICAL_TABLES,
@@ -214,7 +214,8 @@ class Warehouse:
         self, landlord_id: str, entity: str, reason: str | None = None
     ) -> pd.DataFrame:
         """Quarantine rows of `entity` still open (optionally of one `reason`): id, source_name,
-        source_row, raw (JSON), reason; oldest first."""
+        source_row, raw (JSON, its sealed cells opened with the quarantine key), reason, message;
+        oldest first."""
         scope = [
             quarantine.c.landlord_id == landlord_id,
             quarantine.c.entity == entity,
@@ -229,14 +230,22 @@ class Warehouse:
                 quarantine.c.source_row,
                 quarantine.c.raw,
                 quarantine.c.reason,
+                quarantine.c.message,
             )
             .where(*scope)
             .order_by(quarantine.c.id)
         )
         with self.engine.connect() as conn:
             found = conn.execute(query).all()
-        columns = ["id", "source_name", "source_row", "raw", "reason"]
-        return pd.DataFrame([tuple(row) for row in found], columns=columns)
+        columns = ["id", "source_name", "source_row", "raw", "reason", "message"]
+        frame = pd.DataFrame([tuple(row) for row in found], columns=columns)
+        if len(frame):
+            sealer = RawSealer()
+            frame["raw"] = [
+                json.dumps(sealer.open(raw, f"quarantine row {row_id}"), ensure_ascii=False)
+                for row_id, raw in zip(frame["id"], frame["raw"], strict=True)
+            ]
+        return frame
 
     def live_lineage(self, landlord_id: str, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """Key → source row of the live rows of `entity` among `keys`."""
@@ -466,6 +475,10 @@ class Warehouse:
             quarantine.c.entity == request.entity,
         )
         if len(rejects):
+            # personal cells sealed, the plaintext hashed with a key (pipelines.lib.personal)
+            sealed, hashes = RawSealer().seal_all(
+                rejects["raw"], rejects.get("open_columns", ["[]"] * len(rejects))
+            )
             records = [
                 {
                     "landlord_id": request.landlord_id,
@@ -473,7 +486,7 @@ class Warehouse:
                     "source_name": source_name,
                     "source_row": source_row,
                     "raw": raw,
-                    "raw_hash": hashlib.sha256(raw.encode()).hexdigest()[:32],
+                    "raw_hash": raw_hash,
                     "reason": reason,
                     "message": message,
                     "first_run_id": request.run_id,
@@ -482,10 +495,11 @@ class Warehouse:
                     "last_seen_at": now,
                     "resolved_at": None,
                 }
-                for source_name, source_row, raw, reason, message in zip(
+                for source_name, source_row, raw, raw_hash, reason, message in zip(
                     rejects.get("source_name", [request.source_name] * len(rejects)),
                     rejects["source_row"],
-                    rejects["raw"],
+                    sealed,
+                    hashes,
                     rejects["reason"],
                     rejects["message"],
                     strict=True,

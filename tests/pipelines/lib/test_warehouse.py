@@ -31,7 +31,7 @@ from tests.pipelines.lib.helpers import migrated_warehouse
 LANDLORD = "acme-habitat"
 OTHER_LANDLORD = "opale-logement"
 LEDGER = CANONICAL_TABLES["ledger_entries"]
-REJECT_COLUMNS = ["source_row", "key", "raw", "reason", "message"]
+REJECT_COLUMNS = ["source_row", "key", "raw", "reason", "message", "open_columns"]
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -78,6 +78,7 @@ def rejects(*rejected: tuple[str, str]) -> pd.DataFrame:
             "raw": json.dumps({"N° écriture": key, "Débit": "12,5O"}, ensure_ascii=False),
             "reason": "bad_amount",
             "message": f"amount_cents ← column 'Débit': '12,5O' is not an amount ({key})",
+            "open_columns": json.dumps(["N° écriture"], ensure_ascii=False),  # Débit sealed
         }
         for source_row, key in rejected
     ]
@@ -413,7 +414,12 @@ def test_quarantine_records_dedupes_and_resolves_rejects(warehouse: Warehouse) -
         "quittancement",
     )
     assert (row.reason, row.first_run_id, row.run_id) == ("bad_amount", "run-1", "run-1")
-    assert json.loads(row.raw) == {"N° écriture": "E9", "Débit": "12,5O"}
+    stored_raw = json.loads(row.raw)  # at rest: the open column readable, the others sealed
+    assert stored_raw["N° écriture"] == "E9"
+    assert stored_raw["Débit"].startswith("fernet:") and "12,5O" not in row.raw
+    opened = warehouse.open_quarantine(LANDLORD, "ledger_entries")
+    by_row = dict(zip(opened["source_row"], opened["raw"], strict=True))
+    assert json.loads(by_row["quittancement.csv:9"]) == {"N° écriture": "E9", "Débit": "12,5O"}
     assert "'12,5O' is not an amount" in row.message
     assert row.resolved_at is None
 
