@@ -76,12 +76,17 @@ class RawTable:
         fingerprint: SHA-256 over what was read (file bytes, or the rows for SQL); equal
             fingerprints mean the source did not change.
         origin: the files or table read, for messages.
+        faults: the rows the reader could not read whole (a CSV line cut by a copy still
+            running, a line with fewer fields than the header): `reason` and `message` per
+            faulty row, indexed like `frame`. They are quarantined with that reason before any
+            field rule, never loaded padded with blanks. None when every row is whole.
     """
 
     frame: pd.DataFrame
     source_rows: pd.Series
     fingerprint: str
     origin: str
+    faults: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.frame)

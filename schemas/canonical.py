@@ -486,4 +486,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "key_in_two_sources": "Two feeds of the entity hold the same natural key: neither row loads.",
     "bad_sign": "The sign indicator of an amount (`Sens` D/C) is blank or not a declared value.",
     "no_case": "No case of a conditional field rule holds for the row, and the rule has no `else`.",
+    "truncated_row": "The file's last line is cut (no line end and fewer fields than the header,"
+    " or a quote never closed): the file was still being written or copied.",
+    "short_row": "A line has fewer fields than the header: the hub does not pad it with blanks.",
 }

@@ -17,7 +17,9 @@ import csv
 import difflib
 import gc
 import hashlib
+import os
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from python_calamine import CalamineWorkbook
 
-from connectors.errors import ConfigError, SourceDataError
+from connectors.errors import ConfigError, RetriableError, SourceDataError
 from connectors.rawtable import (
     HEADER_SCAN_ROWS,
     RawTable,
@@ -50,7 +52,9 @@ __all__ = [
     "read_header",
     "read_xlsx",
     "resolve_files",
+    "settle_seconds",
     "sheet_names",
+    "wait_until_stable",
 ]
 
 HEAD_LINES = 50  # lines read to find the separator and the header of a CSV
@@ -143,6 +147,76 @@ def resolve_files(inbox: Path, pattern: str, files: Literal["newest", "all"]) ->
     return [max(matches, key=lambda path: (path.stat().st_mtime_ns, path.name))]
 
 
+# --------------------------------------------------------------------------------------------
+# Files still being written
+
+SETTLE_SECONDS = 2.0  # a file is read once unchanged for this long (datafix `settle_seconds`)
+SETTLE_PATIENCE = 5  # … waited for at most this many intervals, then left for the next run
+SETTLE_VARIABLE = "DATAFIX_FILE_SETTLE_SECONDS"
+
+
+def settle_seconds(declared: float | None) -> float:
+    """The settling interval of a file source: the datafix's `settle_seconds`, else the hub's
+    default (`DATAFIX_FILE_SETTLE_SECONDS`, else 2 s)."""
+    if declared is not None:
+        return declared
+    text = os.environ.get(SETTLE_VARIABLE, "").strip()
+    if not text:
+        return SETTLE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 600:
+        raise ConfigError(
+            f"{SETTLE_VARIABLE}={text!r} is not a number of seconds between 0 and 600 — fix or"
+            " unset it"
+        )
+    return value
+
+
+def wait_until_stable(
+    paths: Sequence[Path], settle: float, *, patience: int = SETTLE_PATIENCE
+) -> None:
+    """Return once every file's size and modification time have been unchanged for `settle`
+    seconds: an export still being written or copied is never read half-way.
+
+    A file last modified `settle` seconds ago or more is stable at once (what a nightly run
+    finds). A younger one (or one dated in the future) is watched, stat'ed again until it has
+    been still that long; one still changing after `patience` intervals raises
+    `RetriableError` naming it: it is left for the next run.
+    """
+    if settle <= 0 or not paths:
+        return
+    started = time.monotonic()
+    deadline = started + settle * patience
+    seen: dict[Path, tuple[int, int]] = {}
+    changed_at: dict[Path, float] = {}  # when each file last changed, on the wall clock
+    while True:
+        now = time.time()
+        for path in paths:
+            with _readable(path):
+                status = path.stat()
+            state = (status.st_size, status.st_mtime_ns)
+            if path not in seen:
+                changed_at[path] = min(status.st_mtime_ns / 1e9, now)
+            elif seen[path] != state:
+                changed_at[path] = now
+            seen[path] = state
+        youngest = max(paths, key=lambda path: changed_at[path])
+        still = now - changed_at[youngest]
+        if still >= settle:
+            return
+        if time.monotonic() >= deadline:
+            raise RetriableError(
+                f"{youngest.name} is still being written (its size or modification time changed"
+                f" {still:.1f} s ago, after {time.monotonic() - started:.0f} s of waiting for"
+                f" {settle:g} s without a change) — left for the next run; if it never settles,"
+                " check what keeps writing it"
+            )
+        time.sleep(max(0.05, min(settle - still, deadline - time.monotonic())))
+
+
 def _hash_file(hasher: Any, path: Path) -> None:
     hasher.update(path.name.encode() + b"\0")
     with path.open("rb") as stream:
@@ -208,8 +282,9 @@ def _bom_encoding(head: bytes) -> str | None:
     return None
 
 
-def _scan_csv(path: Path, encoding: str, hasher: Any) -> tuple[str, int]:
-    """One pass over the file: feed the fingerprint, settle the encoding, count the lines.
+def _scan_csv(path: Path, encoding: str, hasher: Any) -> tuple[str, int, bool]:
+    """One pass over the file: feed the fingerprint, settle the encoding, count the lines, and
+    tell whether the file ends with a line end (a copy cut short usually does not).
 
     `auto`: a BOM decides; else UTF-8 if the whole file decodes as UTF-8, else cp1252.
     """
@@ -248,7 +323,7 @@ def _scan_csv(path: Path, encoding: str, hasher: Any) -> tuple[str, int]:
         except UnicodeDecodeError:
             chosen = "cp1252"
     assert chosen is not None
-    return chosen, lines + (0 if ends_with_newline else 1)
+    return chosen, lines + (0 if ends_with_newline else 1), ends_with_newline
 
 
 def _decode_error(path: Path, encoding: str) -> SourceDataError:
@@ -440,33 +515,35 @@ def _read_plain_csv(
     )
 
 
-def _read_one_csv(
-    path: Path, *, encoding: str, separator: str, header: _Header, hasher: Any
-) -> tuple[list[str], pd.DataFrame, pd.Series]:
-    chosen, physical_lines = _scan_csv(path, encoding, hasher)
-    separator, skip, data_line, labels, head_data = _csv_header(path, chosen, separator, header)
-    width = _table_width(labels, head_data)
-    labels = labels + [""] * (width - len(labels))
-    frame = _read_plain_csv(path, chosen, separator, skip, data_line, width)
+_PANDAS_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+
+
+def _pandas_csv(
+    path: Path, encoding: str, separator: str, skip: int, width: int, nrows: int | None = None
+) -> tuple[pd.DataFrame, bool]:
+    """The data records through pandas' C parser, and whether the last one was left out
+    because a quote opened in it is never closed (the file ends inside a quoted value)."""
+    if nrows == 0:
+        return pd.DataFrame({index: pd.Series([], dtype="str") for index in range(width)}), True
     try:
-        if frame is None:
-            frame = pd.read_csv(
-                path,
-                sep=separator,
-                encoding=chosen,
-                header=None,
-                names=list(range(width)),
-                index_col=False,
-                skiprows=skip,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                skip_blank_lines=False,
-                quotechar='"',
-                engine="c",
-            )
+        frame = pd.read_csv(
+            path,
+            sep=separator,
+            encoding=encoding,
+            header=None,
+            names=list(range(width)),
+            index_col=False,
+            skiprows=skip,
+            nrows=nrows,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            quotechar='"',
+            engine="c",
+        )
     except UnicodeDecodeError:
-        raise _decode_error(path, chosen) from None
+        raise _decode_error(path, encoding) from None
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame({index: pd.Series([], dtype="str") for index in range(width)})
     except pd.errors.ParserError as error:
@@ -477,41 +554,242 @@ def _read_one_csv(
                 f"{path.name}:{line}: {saw} fields where the header has {expected} — a value"
                 f" probably holds an unquoted `{separator}`; quote it or fix the export"
             ) from None
+        open_quote = _PANDAS_OPEN_QUOTE.search(str(error))
+        if open_quote and nrows is None:
+            # every record before the one holding the open quote is whole: read those
+            whole, _ = _pandas_csv(
+                path, encoding, separator, skip, width, nrows=int(open_quote.group(1)) - skip
+            )
+            return whole, True
         raise SourceDataError(f"{path.name}: unreadable CSV ({error})") from None
+    return frame, nrows is not None
+
+
+def _read_one_csv(
+    path: Path, *, encoding: str, separator: str, header: _Header, hasher: Any
+) -> FileRead:
+    chosen, physical_lines, ends_with_newline = _scan_csv(path, encoding, hasher)
+    separator, skip, data_line, labels, head_data = _csv_header(path, chosen, separator, header)
+    header_width = len(labels)
+    width = _table_width(labels, head_data)
+    labels = labels + [""] * (width - len(labels))
+    open_quote = False
+    frame = _read_plain_csv(path, chosen, separator, skip, data_line, width)
+    if frame is None:
+        frame, open_quote = _pandas_csv(path, chosen, separator, skip, width)
     rows = len(frame)
     first = np.arange(data_line, data_line + rows, dtype=np.int64)
+    newlines = np.zeros(rows, dtype=np.int64)
     if physical_lines - (data_line - 1) != rows and rows:
         # quoted values spanning lines: each record starts after the newlines of those above
-        newlines = np.zeros(rows, dtype=np.int64)
         for column in frame.columns:
             newlines += frame[column].str.count("\n").to_numpy(dtype=np.int64)
         first += np.concatenate(([0], np.cumsum(newlines)[:-1]))
+    lines = _RecordLines(path, chosen, first, newlines, data_line)
+    faults = None
+    if open_quote:
+        frame, first, faults = lines.with_open_quote_row(frame, separator, width)
+    elif rows and not lines.whole_file_is_plain(frame, width):
+        faults = lines.short_records(frame, separator, header_width, ends_with_newline)
     source_rows = line_lineage(f"{path.name}:", first)
-    return labels, frame, source_rows
+    return labels, frame, source_rows, faults
+
+
+class _RecordLines:
+    """Where each data record of a CSV file lies (its first physical line, the line ends inside
+    its quoted values), to re-read the records pandas padded or left out.
+
+    pandas pads a line with fewer fields than the table with blanks, which hides a line cut
+    by a copy still running or values lost in the export: such lines are found again here and
+    reported (`RawTable.faults`) so they are quarantined, never loaded padded.
+    """
+
+    def __init__(
+        self, path: Path, encoding: str, first: np.ndarray, newlines: np.ndarray, data_line: int
+    ) -> None:
+        self.path = path
+        self.encoding = encoding
+        self.first = first
+        self.newlines = newlines
+        self.data_line = data_line
+        self._data: bytes | None = None
+        self._starts: np.ndarray | None = None
+
+    def whole_file_is_plain(self, frame: pd.DataFrame, width: int) -> bool:
+        """True when no record can be short: its last column holds a value in every row
+        (cheap, vectorised; the usual case for a complete export)."""
+        return bool((frame[width - 1] != "").all()) if width else True
+
+    def _load(self) -> tuple[bytes, np.ndarray]:
+        if self._data is None or self._starts is None:
+            data = self.path.read_bytes()
+            if not _ascii_compatible(self.encoding):
+                data = data.decode(self.encoding, errors="replace").encode("utf-8")
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+            self._data, self._starts = data, np.concatenate(([0], ends))
+        return self._data, self._starts
+
+    def text(self, line: int, lines: int | None = None) -> str:
+        """The text of `lines` physical lines from `line` (1-based), or to the file's end."""
+        data, starts = self._load()
+        begin = int(starts[line - 1]) if line - 1 < len(starts) else len(data)
+        stop = line - 1 + lines if lines is not None else len(starts)
+        end = int(starts[stop]) if stop < len(starts) else len(data)
+        encoding = self.encoding if _ascii_compatible(self.encoding) else "utf-8"
+        return data[begin:end].decode(encoding, errors="replace")
+
+    def fields(self, text: str, separator: str) -> list[str]:
+        """The fields of one record's text, as the csv module splits them."""
+        try:
+            return next(csv.reader([text.rstrip("\r\n")], delimiter=separator), [])
+        except csv.Error:
+            return text.rstrip("\r\n").split(separator)
+
+    def short_records(
+        self, frame: pd.DataFrame, separator: str, header_width: int, ends_with_newline: bool
+    ) -> pd.DataFrame | None:
+        """The records holding fewer fields than the header (blank lines aside): the last one,
+        in a file without a final line end, is a torn row (`truncated_row`), any other a short
+        row (`short_row`)."""
+        width = frame.shape[1]
+        candidates = np.flatnonzero((frame[width - 1] == "").to_numpy(dtype=bool))
+        if not len(candidates):
+            return None
+        blank = np.ones(len(candidates), dtype=bool)
+        for column in frame.columns:
+            blank &= (frame[column].iloc[candidates] == "").to_numpy(dtype=bool)
+        last = len(frame) - 1
+        reasons: dict[int, tuple[str, str]] = {}
+        for index in candidates[~blank]:
+            line = int(self.first[index])
+            text = self.text(line, 1 + int(self.newlines[index]))
+            count = len(self.fields(text, separator))
+            if count >= header_width:
+                continue
+            where = f"{self.path.name}:{line}"
+            if index == last and not ends_with_newline:
+                reasons[int(index)] = (
+                    "truncated_row",
+                    f"{where}: the last line is cut ({count} fields where the header has"
+                    f" {header_width}, and no line end) — the file was still being written or"
+                    " copied; drop it again once the copy is over",
+                )
+            else:
+                reasons[int(index)] = (
+                    "short_row",
+                    f"{where}: {count} fields where the header has {header_width} — values are"
+                    " missing or the line is cut; fix the line in the export (the hub does not"
+                    " pad it with blanks)",
+                )
+        return _faults(reasons, frame.index)
+
+    def with_open_quote_row(
+        self, frame: pd.DataFrame, separator: str, width: int
+    ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+        """The records pandas read whole, plus the last one, whose quote is never closed, as a
+        torn row (`truncated_row`) holding its text as the csv module splits it."""
+        rows = len(frame)
+        line = int(self.first[-1] + 1 + self.newlines[-1]) if rows else self.data_line
+        fields = self.fields(self.text(line), separator)[:width]
+        fields += [""] * (width - len(fields))
+        torn = pd.DataFrame(
+            {index: pd.Series([fields[index]], dtype="str") for index in range(width)}
+        )
+        frame = pd.concat([frame, torn], ignore_index=True) if rows else torn
+        first = np.append(self.first, line)
+        message = (
+            f"{self.path.name}:{line}: a quote opened on this line is never closed before the"
+            " end of the file — the file was still being written or copied (or a value holds a"
+            ' stray `"`); drop it again once the copy is over'
+        )
+        return frame, first, _faults({rows: ("truncated_row", message)}, frame.index)
+
+
+def _faults(reasons: dict[int, tuple[str, str]], index: pd.Index) -> pd.DataFrame | None:
+    """`RawTable.faults` from {row position: (reason, message)}."""
+    if not reasons:
+        return None
+    positions = sorted(reasons)
+    return pd.DataFrame(
+        {
+            "reason": pd.Series([reasons[p][0] for p in positions], dtype="str"),
+            "message": pd.Series([reasons[p][1] for p in positions], dtype="str"),
+        }
+    ).set_axis(index[positions])
+
+
+FileRead = tuple[list[str], pd.DataFrame, pd.Series, pd.DataFrame | None]
 
 
 def _read_files(
     paths: list[Path],
-    read_one: Callable[[Path], tuple[list[str], pd.DataFrame, pd.Series]],
+    read_one: Callable[[Path], FileRead],
     fingerprint: Callable[[list[Path]], str],
 ) -> RawTable:
-    """Each file read by `read_one` (labels, frame, lineage), then one table of them all."""
+    """Each file read by `read_one` (labels, frame, lineage, faults), then one table of them
+    all. A file the hub may not open is an error naming it; so is a table without data rows
+    (a header-only export), which would otherwise reach the contract as an empty table."""
     paths = _check_paths(paths)
-    parts = [(path, *read_one(path)) for path in paths]
-    frame, source_rows = _assemble(parts)
+    parts = []
+    for path in paths:
+        with _readable(path):
+            parts.append((path, *read_one(path)))
+    frame, source_rows, faults = _assemble(parts)
+    origin = ", ".join(path.name for path in paths)
+    if not _has_data_rows(frame):
+        raise SourceDataError(
+            f"{origin}: no data rows (the header only{', or blank lines' if len(frame) else ''})"
+            " — the export is empty or was cut before its first row; export it again"
+        )
+    with _readable(paths[0]):
+        fingerprinted = fingerprint(paths)
     return RawTable(
         frame=frame,
         source_rows=source_rows,
-        fingerprint=fingerprint(paths),
-        origin=", ".join(path.name for path in paths),
+        fingerprint=fingerprinted,
+        origin=origin,
+        faults=faults,
     )
 
 
+def _has_data_rows(frame: pd.DataFrame) -> bool:
+    """Whether any row holds a non-blank cell (whitespace is blank); the first rows decide
+    for any real export, so a large table is rarely scanned whole."""
+    return any(
+        bool((part[column].str.strip() != "").any())
+        for part in (frame.iloc[:100], frame.iloc[100:])
+        for column in frame.columns
+    )
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn the operating system's refusal to read `path` (permissions, a folder or a device
+    in its place, an I/O error) into an error naming the file and what to do."""
+    try:
+        yield
+    except (PermissionError, IsADirectoryError) as error:
+        raise SourceDataError(
+            f"{path.name}: the hub may not read this file ({error.strerror}) — give the hub's"
+            " user read access to it, or drop the export again"
+        ) from None
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise SourceDataError(
+                f"{path.name}: file not found (moved or deleted while reading?)"
+            ) from None
+        raise SourceDataError(
+            f"{path.name}: the file cannot be read ({error.strerror or error}) — check the disk"
+            " or drop the export again"
+        ) from None
+
+
 def _assemble(
-    parts: Sequence[tuple[Path, list[str], pd.DataFrame, pd.Series]],
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Concatenate per-file tables sharing one header, then name and prune the columns."""
-    first_path, first_labels, _, _ = parts[0]
+    parts: Sequence[tuple[Path, list[str], pd.DataFrame, pd.Series, pd.DataFrame | None]],
+) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame | None]:
+    """Concatenate per-file tables sharing one header, then name and prune the columns; the
+    faults of each file follow its rows."""
+    first_path, first_labels, _, _, _ = parts[0]
 
     def significant(labels: Sequence[str]) -> list[str]:
         keys = [header_key(label) for label in labels]
@@ -520,7 +798,7 @@ def _assemble(
         return keys
 
     reference = significant(first_labels)
-    for path, labels, _, _ in parts[1:]:
+    for path, labels, _, _, _ in parts[1:]:
         if significant(labels) != reference:
             missing = sorted(set(reference) - set(significant(labels)) - {""})
             extra = sorted(set(significant(labels)) - set(reference) - {""})
@@ -533,10 +811,10 @@ def _assemble(
                 f"{path.name}: its header differs from {first_path.name}'s ({difference}) —"
                 " read the files separately or export them with the same columns"
             )
-    width = max(frame.shape[1] for _, _, frame, _ in parts)
+    width = max(frame.shape[1] for _, _, frame, _, _ in parts)
     labels = first_labels + [""] * (width - len(first_labels))
     frames = []
-    for _, _, frame, _ in parts:
+    for _, _, frame, _, _ in parts:
         frame = frame.set_axis(range(frame.shape[1]), axis=1)
         for index in range(frame.shape[1], width):
             frame[index] = pd.Series([""] * len(frame), dtype="str", index=frame.index)
@@ -552,7 +830,17 @@ def _assemble(
     kept = final_labels(labels, has_data)
     frame = frame[[index for index, _ in kept]]
     frame.columns = pd.Index([label for _, label in kept], dtype=object)
-    return frame.reset_index(drop=True), source_rows.reset_index(drop=True).rename(None)
+    faults, offset = [], 0
+    for _, _, part, _, found in parts:
+        if found is not None and len(found):
+            positions = part.index.get_indexer(found.index) + offset
+            faults.append(found.set_axis(pd.RangeIndex(len(frame))[positions]))
+        offset += len(part)
+    return (
+        frame.reset_index(drop=True),
+        source_rows.reset_index(drop=True).rename(None),
+        pd.concat(faults) if faults else None,
+    )
 
 
 def read_csv(
@@ -745,13 +1033,11 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_one_xlsx(
-    path: Path, *, sheet: str | None, header: _Header
-) -> tuple[list[str], pd.DataFrame, pd.Series]:
+def _read_one_xlsx(path: Path, *, sheet: str | None, header: _Header) -> FileRead:
     with _Workbook(path) as workbook, gc_paused():
         name = workbook.sheet(sheet)
         rows, merged = workbook.rows(name)
-        return _sheet_table(path, name, rows, merged, header=header)
+        return (*_sheet_table(path, name, rows, merged, header=header), None)
 
 
 def _sheet_table(

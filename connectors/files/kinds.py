@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from connectors.files.client import read_csv, read_header, read_xlsx, resolve_files, sheet_names
+from connectors.files.client import (
+    read_csv,
+    read_header,
+    read_xlsx,
+    resolve_files,
+    settle_seconds,
+    sheet_names,
+    wait_until_stable,
+)
 from connectors.rawtable import RawTable
 from connectors.registry import SourceKind, SourceRequest
 from schemas.config import StrictModel
@@ -34,6 +42,14 @@ class FileSource(StrictModel):
         ge=1,
         le=3,
         description="Header depth: 2 when a merged cell spans sub-headers (`Montant` over `HT`).",
+    )
+    settle_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=600,
+        description="A file is read once its size and modification time have not changed for"
+        " this many seconds (a copy still running is waited for, then left for the next run);"
+        " default 2 (`DATAFIX_FILE_SETTLE_SECONDS`), 0 reads at once.",
     )
 
     @field_validator("header_row")
@@ -73,7 +89,10 @@ class XlsxSource(FileSource):
 
 
 def _files(source: FileSource, request: SourceRequest) -> list[Path]:
-    return resolve_files(request.inbox, source.path, source.files)
+    """The files a read opens now, once none of them is still being written."""
+    paths = resolve_files(request.inbox, source.path, source.files)
+    wait_until_stable(paths, settle_seconds(source.settle_seconds))
+    return paths
 
 
 def _watch(source: FileSource, inbox: Path) -> list[Path]:

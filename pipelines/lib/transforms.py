@@ -364,8 +364,7 @@ class EntityTransformer:
             )
             for name in self.spec.column_names
         }
-        error_code = _no_text(data.index)
-        message = _no_text(data.index)
+        error_code, message = _read_faults(raw, data.index)
         for result in results.values():
             first = error_code.isna() & result.errors.notna()
             if first.any():
@@ -807,6 +806,21 @@ class EntityTransformer:
             errors = errors.mask(bad, code)
             messages = messages.mask(bad, _value_message(values, bad, f"{where}: ", advice))
         return parsed.mask(bad | unmapped), errors, messages
+
+
+def _read_faults(raw: RawTable, index: pd.Index) -> tuple[pd.Series, pd.Series]:
+    """Reason code and message per row on `index`: the reader's own (`RawTable.faults`: a torn
+    or short line) where it could not read the row whole, <NA> elsewhere. A faulty row is
+    quarantined with the reader's reason whatever its cells would map to."""
+    error_code, message = _no_text(index), _no_text(index)
+    if raw.faults is None or raw.faults.empty:
+        return error_code, message
+    faults = raw.faults.reindex(index)
+    found = faults["reason"].notna()
+    return (
+        error_code.mask(found, faults["reason"].astype("str")),
+        message.mask(found, faults["message"].astype("str")),
+    )
 
 
 def reject_frame(

@@ -347,11 +347,12 @@ def test_csv_unknown_encoding_is_a_config_error(ledger_csv: Path) -> None:
         read_csv([ledger_csv], encoding="latin-9000")
 
 
-def test_csv_header_only_gives_no_rows(tmp_path: Path) -> None:
+def test_csv_header_only_is_refused_as_no_data_rows(tmp_path: Path) -> None:
+    # an empty export would reach the contract as an empty table: say what is wrong instead
     path = write_text(tmp_path / "x.csv", ["Réf;Montant"], encoding="utf-8")
-    table = read_csv([path])
-    assert list(table.frame.columns) == ["Réf", "Montant"]
-    assert len(table) == 0
+    with pytest.raises(SourceDataError, match=r"^x\.csv: no data rows"):
+        read_csv([path])
+    assert read_header([path], kind="csv") == ["Réf", "Montant"]  # check still reads the header
 
 
 def test_csv_fingerprint_follows_every_byte_and_the_name(ledger_csv: Path, tmp_path: Path) -> None:
