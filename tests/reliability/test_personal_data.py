@@ -132,9 +132,8 @@ def test_after_the_demo_no_personal_value_is_in_plain_text_under_the_home(hub_ho
     values = personal_values(hub_home / "inbox")
     pattern = needles(values)
     # the scan finds them where they belong: the sources and the canonical columns
-    assert (
-        pattern.search((hub_home / "inbox" / LOIRE / "locataires_2026-10.csv").read_bytes()) is None
-    )
+    source = hub_home / "inbox" / LOIRE / "locataires_2026-10.csv"
+    assert pattern.search(source.read_bytes()) is not None
     with sqlite3.connect(hub_home / "warehouse.db") as warehouse:
         names = [row[0] for row in warehouse.execute("SELECT full_name FROM tenants")]
     assert any(pattern.search(name.encode()) for name in names)
@@ -232,3 +231,43 @@ def test_the_home_is_private_0700_and_the_files_the_hub_writes_0600(tmp_path: Pa
         elif path.is_file() and path not in dropped and mode != 0o600:
             loose.append(f"{path.relative_to(tmp_path)} {mode:o}")
     assert not loose, "readable by others:\n" + "\n".join(loose)
+
+
+# --- the key and the sealed cells, as functions -----------------------------------------------
+
+
+def test_the_generated_key_is_private_made_once_and_reused(hub_home: Path) -> None:
+    from pipelines.lib.personal import KEY_FILE, RawSealer
+
+    plain = json.dumps({"N° locataire": "0045012", "Nom": "MONTAGNAC Capucine"})
+    sealed = RawSealer().seal(plain, {"N° locataire"})
+    key_file = hub_home / KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "MONTAGNAC" not in sealed and "0045012" in sealed
+    # another process (a new sealer) reads the same key: the row opens, the hash is the same
+    again = RawSealer()
+    assert again.open(sealed, "quarantine row 1") == json.loads(plain)
+    assert again.raw_hash(plain) == RawSealer().raw_hash(plain)
+    assert len(list(hub_home.glob("*quarantine.key*"))) == 1
+
+
+def test_a_configured_key_wins_and_a_wrong_one_is_named_not_echoed(
+    hub_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from connectors.errors import ConfigError
+    from pipelines.lib.personal import KEY_FILE, KEY_VARIABLE, RawSealer
+
+    plain = json.dumps({"IBAN": "FR76 3000 4012 3400 0000 4501 204"})
+    monkeypatch.setenv(KEY_VARIABLE, Fernet.generate_key().decode())
+    sealed = RawSealer().seal(plain, set())
+    assert not (hub_home / KEY_FILE).exists()  # nothing generated when the key is configured
+    # sealed with that key, the row does not open with another: the error says which key
+    monkeypatch.setenv(KEY_VARIABLE, Fernet.generate_key().decode())
+    with pytest.raises(ConfigError, match=r"quarantine row 7: cell `IBAN` .* another key"):
+        RawSealer().open(sealed, "quarantine row 7")
+    monkeypatch.setenv(KEY_VARIABLE, "hunter2-not-a-key")
+    with pytest.raises(ConfigError, match=KEY_VARIABLE) as refused:
+        RawSealer()
+    assert "hunter2" not in str(refused.value)
