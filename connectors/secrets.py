@@ -16,6 +16,7 @@ output streams, the loggers (`ScrubFilter`), asset metadata and `dg.Failure` des
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
@@ -25,7 +26,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MASK", "ScrubFilter", "forget_all", "known_secrets", "remember", "scrub", "scrubbed"]
+__all__ = [
+    "MASK",
+    "ScrubFilter",
+    "forget_all",
+    "known_secrets",
+    "remember",
+    "scrub",
+    "scrub_exception",
+    "scrubbed",
+]
 
 MASK = "***"
 
@@ -43,10 +53,10 @@ _SECRET_WORDS = (
     r"|signature|sig|key"
 )
 
-# scheme://user:password@host — the password runs to the last `@` followed by a host (a name,
+# scheme://user:password@host — the password runs to the line's last `@` followed by a host (a name,
 # an IPv4 or a bracketed IPv6, then a port, path, query, quote, space or the end)
 _URL_USERINFO = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<password>\S*)"
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<password>[^\n]*)"
     r"@(?=\[[0-9A-Fa-f:.]+\]|[\w.\-]+(?::\d+)?(?:[/?#'\"\s,;)>\]]|$))"
 )
 _QUERY_SECRET = re.compile(
@@ -145,6 +155,28 @@ def scrubbed(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(scrubbed(item) for item in value)
     return value
+
+
+def scrub_exception(error: BaseException) -> BaseException:
+    """`error` and the exceptions chained to it, their texts scrubbed in place (arguments, and
+    a `description` or `message` attribute): what a traceback or a run's event log shows of
+    them. Returns `error`."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        with contextlib.suppress(AttributeError, TypeError):
+            current.args = tuple(scrubbed(arg) for arg in current.args)
+        for name in ("description", "message", "msg", "problems"):
+            value = getattr(current, name, None)
+            if isinstance(value, str | list | tuple):
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(current, name, scrubbed(value))
+        pending += [current.__cause__, current.__context__]
+    return error
 
 
 class ScrubFilter(logging.Filter):

@@ -35,6 +35,7 @@ __all__ = [
     "ENV_REFERENCE",
     "CursorSpec",
     "DatabaseUrl",
+    "Env",
     "EnvText",
     "Issue",
     "OdbcString",
@@ -147,8 +148,9 @@ def env_fields(model: BaseModel) -> Iterator[tuple[YamlPath, Env, str]]:
             yield (key,), marker, value
 
 
-def resolve_settings(model: M, resolve: Callable[[str], str]) -> M:
-    """A copy of `model` with every `${VAR}`-capable text passed through `resolve`."""
+def resolve_settings(model: M, resolve: Callable[[str, Env], str]) -> M:
+    """A copy of `model` with every `${VAR}`-capable text passed through `resolve` (with the
+    field's marker: a URL or connection string quotes a password its own way)."""
     update: dict[str, Any] = {}
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
@@ -160,7 +162,7 @@ def resolve_settings(model: M, resolve: Callable[[str], str]) -> M:
         marker, many = _env_marker(info.annotation, list(info.metadata))
         if marker is None or value is None:
             continue
-        update[name] = [resolve(text) for text in value] if many else resolve(value)
+        update[name] = [resolve(t, marker) for t in value] if many else resolve(value, marker)
     return model.model_copy(update=update) if update else model
 
 

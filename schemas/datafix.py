@@ -677,7 +677,15 @@ class Datafix(StrictModel):
     landlord: Landlord
     inbox: str | None = Field(
         None,
-        description="Folder where the landlord's files land; default `$DATAFIX_HOME/inbox/<id>`.",
+        description="Folder where the landlord's files land; default `$DATAFIX_HOME/inbox/<id>`."
+        " It must be that folder (or below it), or inside a folder the operator lists in"
+        " `DATAFIX_INBOX_ROOTS`, and never inside another landlord's inbox.",
+    )
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list,
+        description="Environment variables this datafix may read as `${NAME}` besides the"
+        " `DATAFIX_*` ones (e.g. `[ERP_PASSWORD]`); their values are never shown in any"
+        " message, log or run metadata.",
     )
     sources: dict[str, SourceSettings] = Field(description="Named sources.")
     entities: dict[str, EntityMapping] = Field(description="Canonical entity → mapping.")

@@ -75,6 +75,8 @@ def hub_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "datafix-home"
     home.mkdir()
     monkeypatch.setenv("DATAFIX_HOME", str(home))
+    # tests keep landlords' files in their own temporary folders: the operator's inbox root
+    monkeypatch.setenv("DATAFIX_INBOX_ROOTS", str(tmp_path))
     for derived in ("DAGSTER_HOME", "DATAFIX_WAREHOUSE_URL", "DATAFIX_DATAFIXES_DIR"):
         monkeypatch.delenv(derived, raising=False)
     return home

@@ -49,7 +49,7 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
@@ -63,6 +63,7 @@ from zeep.xsd import ComplexType
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage
 from connectors.retry import RetryPolicy, with_retries
+from connectors.secrets import scrub
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY, SoapPaging
 from connectors.soap.paging import Pager
 from connectors.soap.wsdl import (
@@ -190,15 +191,9 @@ def has_doctype(content: bytes | str) -> bool:
 
 
 def masked_location(location: str) -> str:
-    """A WSDL path or URL fit for a message: a password in the URL becomes `***`."""
-    parts = urlsplit(location)
-    if parts.password is None:
-        return location
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + host))
+    """A WSDL path or URL fit for a message: a password in the URL (user info or query)
+    becomes `***`."""
+    return scrub(location)
 
 
 def _is_url(location: str) -> bool:

@@ -1064,10 +1064,9 @@ _SECRET_NAMES = re.compile(
 def masked_envelope(envelope: str, settings: Any) -> str:
     """`envelope` re-indented, with the text of password-, token- or secret-named elements
     and attributes, and every value of the sink's `Secret` settings, shown as `***`."""
-    import html
-
     from lxml import etree
 
+    from connectors.secrets import scrub
     from schemas.config import env_fields
 
     root = etree.fromstring(
@@ -1083,7 +1082,4 @@ def masked_envelope(envelope: str, settings: Any) -> str:
                 element.attrib[name] = "***"
     text = etree.tostring(root, encoding="unicode", pretty_print=True)
     secrets = {value for _, marker, value in env_fields(settings) if marker.check == "secret"}
-    for secret in sorted(secrets, key=len, reverse=True):
-        for form in {secret, html.escape(secret, quote=False)} if secret else ():
-            text = text.replace(form, "***")
-    return text
+    return scrub(text, secrets)

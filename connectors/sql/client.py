@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -36,6 +35,7 @@ from connectors.rawtable import (
     line_lineage,
     unique_labels,
 )
+from connectors.secrets import scrub
 
 __all__ = [
     "TRANSIENT",
@@ -77,11 +77,12 @@ TRANSIENT = re.compile(
 
 
 def _masked(url: str) -> str:
-    """The URL with its password replaced by `***`."""
+    """The URL with its password (user info or query) replaced by `***`."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        shown = make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+        shown = url
+    return scrub(shown)
 
 
 def _scrub(message: str, url: str) -> str:
@@ -90,10 +91,7 @@ def _scrub(message: str, url: str) -> str:
         password = make_url(url).password
     except Exception:
         password = None
-    if password:
-        for form in {str(password), quote(str(password), safe="")}:
-            message = message.replace(form, "***")
-    return message.replace(url, _masked(url))
+    return scrub(message.replace(url, _masked(url)), [str(password)] if password else [])
 
 
 def driver_message(error: BaseException, url: str) -> str:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.rawtable import RawTable, header_key, unique_labels
+from connectors.secrets import scrub
 from connectors.sql.client import TRANSIENT, TextChunks, check_target, match_columns
 
 if TYPE_CHECKING:
@@ -373,9 +374,7 @@ class OdbcTarget:
 
     def scrub(self, message: str) -> str:
         """A driver message with any trace of the password removed."""
-        for secret in self.secrets:
-            message = message.replace(secret, "***")
-        return message
+        return scrub(message, self.secrets)
 
 
 def state_and_message(error: BaseException, target: OdbcTarget) -> tuple[str, str]:

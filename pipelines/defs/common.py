@@ -2,11 +2,13 @@
 their role (`datafix/stage`, `datafix/entity` or `datafix/sends`) so the runner and the UI read
 what an asset is from data, never from its name."""
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
+from connectors.secrets import scrub, scrub_exception, scrubbed
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.lib.metadata import AssetRole
 
@@ -35,8 +37,9 @@ def landlord_asset(
     deps: Sequence[str] | None = None,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for one stage's asset, named after its role (unless `name` says otherwise):
-    partitioned by landlord, in its stage's group."""
-    return dg.asset(
+    partitioned by landlord, in its stage's group. Secrets never leave it: its metadata and
+    any exception it raises (with their causes) are scrubbed (`connectors.secrets.scrub`)."""
+    decorate = dg.asset(
         name=name or asset_name(role),
         partitions_def=landlord_partitions,
         group_name=role.stage,
@@ -46,8 +49,53 @@ def landlord_asset(
         deps=deps,
         description=description,
     )
+    return lambda compute: decorate(without_secrets(compute))
+
+
+def without_secrets(compute: Callable[..., Any]) -> Callable[..., Any]:
+    """`compute` whose returned metadata and raised exceptions (with their causes) are
+    scrubbed of secrets before Dagster records them in the event log or the UI."""
+
+    @functools.wraps(compute)
+    def scrubbing(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = compute(*args, **kwargs)
+        except BaseException as error:
+            scrub_exception(error)
+            if isinstance(error, dg.Failure) and error.metadata:
+                error.metadata = safe_metadata(error.metadata)
+            raise
+        if isinstance(result, dg.Output):
+            return dg.Output(
+                result.value,
+                output_name=result.output_name,
+                metadata=safe_metadata(result.metadata),
+                data_version=result.data_version,
+                tags=result.tags,
+            )
+        if isinstance(result, dg.MaterializeResult) and result.metadata:
+            return result._replace(metadata=safe_metadata(result.metadata))
+        return result
+
+    return scrubbing
+
+
+def safe_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata with every text (plain, Markdown, JSON) scrubbed of secrets."""
+    safe: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, dg.MarkdownMetadataValue):
+            value = dg.MetadataValue.md(scrub(value.md_str or ""))
+        elif isinstance(value, dg.TextMetadataValue):
+            value = dg.MetadataValue.text(scrub(value.text or ""))
+        elif isinstance(value, dg.JsonMetadataValue):
+            value = dg.MetadataValue.json(scrubbed(value.data))
+        else:
+            value = scrubbed(value)
+        safe[key] = value
+    return safe
 
 
 def refused(error: Exception) -> dg.Failure:
     """A failure that retrying cannot fix (bad datafix, unreachable source, refused snapshot)."""
-    return dg.Failure(description=str(error), allow_retries=False)
+    return dg.Failure(description=scrub(str(error)), allow_retries=False)

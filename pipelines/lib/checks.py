@@ -26,7 +26,7 @@ from pipelines.lib.datafixes import (
     sorted_problems,
     unset_variable_hint,
 )
-from pipelines.lib.environment import interpolation_env
+from pipelines.lib.environment import interpolation_env, variable_allowed
 from pipelines.lib.sources import concrete_feeds, source_header
 from schemas.canonical import ENTITIES
 from schemas.datafix import Feed, Issue, YamlPath, did_you_mean, env_references
@@ -37,15 +37,20 @@ __all__ = ["check_datafix"]
 def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
     """Every problem `datafix check` reports for one file (empty list: the file is good)."""
     _, problems, document, best_effort = read_datafix_best_effort(path)
-    environment = interpolation_env()
+    declared = best_effort.datafix.secrets if best_effort is not None else []
+    environment = interpolation_env(declared)
     unresolved: set[str] = set()  # sources not probed: their unset variable is the problem
     if document.data is not None:
         for yaml_path, name in env_references(document.data):
+            if yaml_path[:1] == ("secrets",):
+                continue
             if name not in environment:
                 if len(yaml_path) > 1 and yaml_path[0] == "sources":
                     unresolved.add(str(yaml_path[1]))
                 if len(yaml_path) > 2 and yaml_path[:2] == ("push", "sinks"):
                     unresolved.add(f"push:{yaml_path[2]}")
+                if not variable_allowed(name, declared):
+                    continue  # reported as a variable the datafix may not read
                 line, column = document.locate(yaml_path)
                 problems.append(
                     Located(
@@ -56,8 +61,11 @@ def check_datafix(path: Path, *, probe_sources: bool = True) -> list[Located]:
                         unset_variable_hint(name),
                     )
                 )
+    confined = best_effort.environment_issues() if best_effort is not None else []
+    problems.extend(document.at(issue) for issue in confined)
     if best_effort is not None and probe_sources:
-        problems.extend(document.at(issue) for issue in _probe_sources(best_effort, unresolved))
+        if not confined:  # an inbox outside the landlord's folders is never opened
+            problems.extend(document.at(issue) for issue in _probe_sources(best_effort, unresolved))
         problems.extend(document.at(issue) for issue in _probe_sinks(best_effort, unresolved))
     return sorted_problems(problems)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import os
+import re
 import threading
 import types
 import typing
@@ -19,14 +21,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from connectors import registry
 from connectors.errors import ConfigError
-from pipelines.lib.environment import datafixes_dir, default_inbox, interpolation_env
-from schemas.config import resolve_settings
+from connectors.secrets import remember
+from pipelines.lib.environment import (
+    datafix_home,
+    datafixes_dir,
+    default_inbox,
+    inbox_roots,
+    interpolation_env,
+    variable_allowed,
+)
+from schemas.config import Env, resolve_settings
 from schemas.datafix import (
     ENV_REFERENCE,
     Datafix,
@@ -34,6 +45,7 @@ from schemas.datafix import (
     KindOf,
     YamlPath,
     did_you_mean,
+    env_references,
     semantic_issues,
 )
 
@@ -87,7 +99,7 @@ class LoadedDatafix:
             sections |= {f"sink:{name}": spec for name, spec in self.datafix.push.sinks.items()}
         for key, settings in sections.items():
             try:
-                self._resolved[key] = resolve_settings(settings, resolve_env)
+                self._resolved[key] = resolve_settings(settings, self._resolve)
             except ConfigError as error:
                 what, _, name = key.partition(":")
                 self._resolved[key] = ConfigError(f"{what} `{name}`: {error}")
@@ -97,11 +109,35 @@ class LoadedDatafix:
         """The landlord's id (also the Dagster partition key)."""
         return self.datafix.landlord.id
 
+    def _resolve(self, text: str, marker: Env) -> str:
+        return resolve_setting(text, marker, self.datafix.secrets)
+
     def inbox(self) -> Path:
-        """The folder where this landlord's files land."""
+        """The folder where this landlord's files land; ConfigError when it is outside the
+        folders allowed to this landlord (see `inbox_problem`)."""
+        inbox = self.configured_inbox()
+        problem = inbox_problem(self.landlord_id, inbox, self.path)
+        if problem is not None:
+            raise ConfigError(f"{self.path.name}: `inbox`: {problem[0]} — {problem[1]}")
+        return inbox
+
+    def configured_inbox(self) -> Path:
+        """The folder the datafix names (or the default), not yet checked."""
         if self.datafix.inbox is None:
             return default_inbox(self.landlord_id)
-        return Path(resolve_env(self.datafix.inbox)).expanduser()
+        return Path(resolve_env(self.datafix.inbox, self.datafix.secrets)).expanduser()
+
+    def environment_issues(self) -> list[Issue]:
+        """Problems that depend on the hub's environment, not on the file alone: an `inbox`
+        outside the folders allowed to this landlord."""
+        try:
+            inbox = self.configured_inbox()
+        except ConfigError:
+            return []  # an unset or refused variable: reported where it is named
+        problem = inbox_problem(self.landlord_id, inbox, self.path)
+        if problem is None:
+            return []
+        return [Issue(path=("inbox",), message=problem[0], hint=problem[1])]
 
     def source(self, name: str) -> Any:
         """Settings of source `name`, variables resolved; ConfigError naming an unset one."""
@@ -278,6 +314,7 @@ def _parse(path: Path, raw: bytes, sha: str) -> _Parsed:
             )
         )
         return _Parsed(False, problems, document, None, sha)
+    problems.extend(document.at(issue) for issue in variable_issues(document.data))
     try:
         datafix = Datafix.model_validate(document.data)
     except ValidationError as error:
@@ -314,9 +351,13 @@ def _without_unknown_keys(data: Any, error: ValidationError) -> Datafix | None:
 
 
 def load_datafix(path: Path) -> LoadedDatafix:
-    """A valid datafix, or DatafixError listing every problem."""
-    loaded, problems, _ = read_datafix(path)
+    """A valid datafix, or DatafixError listing every problem (an `inbox` outside the folders
+    allowed to the landlord included)."""
+    loaded, problems, document = read_datafix(path)
     if loaded is None:
+        raise DatafixError(problems)
+    problems = [document.at(issue) for issue in loaded.environment_issues()]
+    if problems:
         raise DatafixError(problems)
     return loaded
 
@@ -354,19 +395,168 @@ def unset_variable_hint(name: str) -> str:
     return f"export {name}=… (see .env.example); secrets never go in the datafix itself"
 
 
-def resolve_env(text: str) -> str:
-    """Replace `${VAR}` references; ConfigError naming the first unset variable."""
-    environment = interpolation_env()
+def undeclared_variable_hint(name: str) -> str:
+    """How to let a datafix read variable `name` (it is neither `DATAFIX_*` nor declared)."""
+    return (
+        f"add it to the datafix's top-level `secrets:` list (secrets: [{name}]), or rename it"
+        f" DATAFIX_{name}; a datafix reads no other variable of the hub's environment"
+    )
 
-    def substitute(match: Any) -> str:
+
+def variable_issues(data: Any) -> list[Issue]:
+    """`${NAME}`s a datafix may not read: neither `DATAFIX_*` nor declared under `secrets:`."""
+    if not isinstance(data, dict):
+        return []
+    declared = data.get("secrets")
+    names = [n for n in declared if isinstance(n, str)] if isinstance(declared, list) else []
+    return [
+        Issue(
+            path=yaml_path,
+            message=f"`${{{name}}}`: this datafix may not read variable `{name}`",
+            hint=undeclared_variable_hint(name),
+        )
+        for yaml_path, name in env_references(data)
+        if yaml_path[:1] != ("secrets",) and not variable_allowed(name, names)
+    ]
+
+
+def _value_of(name: str, environment: dict[str, str], declared: list[str] | tuple[str, ...]) -> str:
+    if not variable_allowed(name, declared):
+        raise ConfigError(
+            f"this datafix may not read variable `{name}` — {undeclared_variable_hint(name)}"
+        )
+    if name not in environment:
+        raise ConfigError(f"environment variable `{name}` is not set — {unset_variable_hint(name)}")
+    return environment[name]
+
+
+def resolve_env(text: str, declared: list[str] | tuple[str, ...] = ()) -> str:
+    """Replace `${VAR}` references (`DATAFIX_*` ones and the `declared` names); ConfigError
+    naming the first variable unset or not allowed. Values of declared names are secrets."""
+    return resolve_setting(text, Env(), declared)
+
+
+_SCHEME = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*://")
+_SECRET_QUERY = re.compile(
+    r"[?&;](?:password|passwd|pwd|pass|secret|client_secret|token|access_token|api_?key|apikey"
+    r"|session_?id|sig|signature)=$",
+    re.IGNORECASE,
+)
+_ODBC_SECRET = re.compile(r"(?:^|;)\s*(?:pwd|password)\s*=\s*$", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"pass|pwd|secret|token|key|session|credential|jeton|mot_?de_?passe", re.IGNORECASE
+)
+_ODBC_BRACES = re.compile(r"[;{}]|^\s|\s$")
+
+
+def _slot(text: str, start: int, end: int, marker: Env) -> str:
+    """Where a `${VAR}` sits: `userinfo` or `query` of a URL, an ODBC `pwd`, or `plain`."""
+    if marker.check == "odbc":
+        bare = _ODBC_SECRET.search(text[:start]) and text[end:].lstrip()[:1] in ("", ";")
+        return "pwd" if bare else "plain"
+    scheme = _SCHEME.match(text)
+    if scheme is None:
+        return "plain"
+    rest = text[scheme.end() :]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    offset = start - scheme.end()
+    if "@" in authority and 0 <= offset < authority.rindex("@"):
+        return "userinfo"
+    if _SECRET_QUERY.search(text[:start]) and "?" in text[:start]:
+        return "query"
+    return "plain"
+
+
+def resolve_setting(text: str, marker: Env, declared: list[str] | tuple[str, ...] = ()) -> str:
+    """A setting with its `${VAR}` references replaced, each quoted for where it sits: URL-
+    encoded in a URL's user info or password query parameter, in braces as an ODBC `PWD=`
+    that needs them. The values of secrets (declared names, `Secret` settings, passwords in
+    URLs and connection strings, names like `*PASSWORD*`/`*TOKEN*`) are remembered so that no
+    message, log or metadata ever shows them (`connectors.secrets.scrub`)."""
+    environment = interpolation_env(declared)
+    pieces: list[str] = []
+    last = 0
+    for match in ENV_REFERENCE.finditer(text):
         name = match.group(1)
-        if name not in environment:
-            raise ConfigError(
-                f"environment variable `{name}` is not set — {unset_variable_hint(name)}"
-            )
-        return environment[name]
+        value = _value_of(name, environment, declared)
+        slot = _slot(text, match.start(), match.end(), marker)
+        if (
+            slot != "plain"
+            or marker.check == "secret"
+            or name in declared
+            or _SECRET_NAME.search(name)
+        ):
+            remember([value])
+        if slot in ("userinfo", "query"):
+            value = quote(value, safe="")
+        elif slot == "pwd" and _ODBC_BRACES.search(value):
+            value = "{" + value.replace("}", "}}") + "}"
+        pieces += [text[last : match.start()], value]
+        last = match.end()
+    return "".join(pieces) + text[last:] if pieces else text
 
-    return ENV_REFERENCE.sub(substitute, text)
+
+def inbox_problem(
+    landlord_id: str, inbox: Path, datafix: Path | None = None
+) -> tuple[str, str] | None:
+    """Why `inbox` may not be this landlord's inbox (message, hint), or None.
+
+    Allowed: `$DATAFIX_HOME/inbox/<landlord>` or below it, or a folder inside one the
+    operator lists in `DATAFIX_INBOX_ROOTS`; never another landlord's inbox, a folder holding
+    one, or one holding the hub's home. Links are followed first: a link to `/etc` is `/etc`.
+    Nothing inside the folder is opened.
+    """
+    resolved = Path(os.path.realpath(inbox))
+    default_root, *operator_roots = inbox_roots()
+    own = Path(os.path.realpath(default_root / landlord_id))
+    fix = (
+        f"use the default ({own}: leave `inbox` out), or a folder inside one listed in"
+        " DATAFIX_INBOX_ROOTS"
+    )
+    if resolved.is_relative_to(own):
+        return None
+    for other, folder in _other_inboxes(landlord_id, datafix):
+        if resolved.is_relative_to(folder):
+            return f"{inbox} is inside the inbox of landlord `{other}`", fix
+        if folder.is_relative_to(resolved):
+            return f"{inbox} holds the inbox of landlord `{other}`", fix
+    home = Path(os.path.realpath(datafix_home()))
+    if home.is_relative_to(resolved) or resolved.is_relative_to(default_root):
+        return f"{inbox} holds the hub's home or other landlords' inboxes", fix
+    if any(resolved.is_relative_to(root) for root in operator_roots):
+        return None
+    where = f" (it leads to {resolved})" if resolved != Path(os.path.abspath(inbox)) else ""
+    return f"{inbox} is outside the folders an inbox may be in{where}", fix
+
+
+def _other_inboxes(landlord_id: str, datafix: Path | None) -> list[tuple[str, Path]]:
+    """The inbox folders (links followed) other landlords' datafixes name, in the datafixes
+    folder and beside `datafix`."""
+    folders = {datafixes_dir()}
+    if datafix is not None:
+        folders.add(datafix.parent)
+    found: list[tuple[str, Path]] = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.yaml")):
+            if path.name.startswith(".") or path.stem == landlord_id:
+                continue
+            try:
+                parsed = _CACHE.get(path)
+            except OSError:
+                continue
+            other = parsed.best_effort
+            if other is None or other.landlord.id == landlord_id:
+                continue
+            if other.inbox is None:
+                continue  # its default inbox is under $DATAFIX_HOME/inbox: refused anyway
+            try:
+                named = Path(resolve_env(other.inbox, other.secrets)).expanduser()
+            except ConfigError:
+                continue
+            found.append((other.landlord.id, Path(os.path.realpath(named))))
+    return found
 
 
 def sorted_problems(problems: list[Located]) -> list[Located]:

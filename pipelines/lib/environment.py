@@ -3,11 +3,14 @@
 - `DATAFIX_HOME` (default `./.datafix`): warehouse.db, dagster/ (instance), inbox/, bench.json.
 - `DATAFIX_WAREHOUSE_URL` (default `sqlite:///$DATAFIX_HOME/warehouse.db`): the warehouse.
 - `DATAFIX_DATAFIXES_DIR` (default: the repository's `datafixes/`): the landlords' files.
+- `DATAFIX_INBOX_ROOTS` (optional, `:`-separated folders): where else a datafix's `inbox` may
+  be; by default only `$DATAFIX_HOME/inbox/<landlord>`.
 
-Datafixes may reference any environment variable as `${NAME}`, plus `DATAFIX_HOME`; nothing
-else is offered. The demo's web-service landlords read `DATAFIX_SANDBOX_*` addresses of the local
-sandbox peers: those belong to the sandbox (`connectors/sandbox/run.py`, which no production
-module imports). `datafix demo` and `datafix sandbox` export them for what they run; any other
+Datafixes may reference, as `${NAME}`, the `DATAFIX_*` variables (`DATAFIX_HOME` always) and
+the names they declare under `secrets:`; nothing else of the hub's environment is offered.
+The demo's web-service landlords read `DATAFIX_SANDBOX_*` addresses of the local sandbox
+peers: those belong to the sandbox (`connectors/sandbox/run.py`, which no production module
+imports). `datafix demo` and `datafix sandbox` export them for what they run; any other
 process gets them from the shell: `eval "$(datafix sandbox --env)"` before `datafix run` (what
 `make ui` does before starting Dagster).
 """
@@ -15,6 +18,7 @@ process gets them from the shell: `eval "$(datafix sandbox --env)"` before `data
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +57,24 @@ def dagster_home() -> Path:
     return home
 
 
-def interpolation_env() -> dict[str, str]:
-    """Variables a datafix may reference: the process environment and `DATAFIX_HOME`."""
-    return {**os.environ, "DATAFIX_HOME": str(datafix_home())}
+VARIABLE_PREFIX = "DATAFIX_"
+
+
+def variable_allowed(name: str, declared: Collection[str] = ()) -> bool:
+    """Whether a datafix may read variable `name`: a `DATAFIX_*` one or one it declares."""
+    return name.startswith(VARIABLE_PREFIX) or name in declared
+
+
+def interpolation_env(declared: Collection[str] = ()) -> dict[str, str]:
+    """Variables a datafix may reference: the `DATAFIX_*` variables of the process environment
+    (`DATAFIX_HOME` always), and the names it declares under `secrets:`."""
+    offered = {k: v for k, v in os.environ.items() if variable_allowed(k, declared)}
+    return {**offered, "DATAFIX_HOME": str(datafix_home())}
+
+
+def inbox_roots() -> list[Path]:
+    """Folders under which a datafix's `inbox` may be: `$DATAFIX_HOME/inbox` (each landlord
+    its own `<id>` below it) and those `DATAFIX_INBOX_ROOTS` lists (separated by `:`)."""
+    configured = os.environ.get("DATAFIX_INBOX_ROOTS", "")
+    extra = [Path(p).expanduser().resolve() for p in configured.split(os.pathsep) if p.strip()]
+    return [(datafix_home() / "inbox").resolve(), *extra]

@@ -18,6 +18,7 @@ import yaml
 from pipelines.lib.datafixes import LoadedDatafix, load_datafix
 from pipelines.lib.stages import load, normalise, pull
 from pipelines.lib.warehouse import Warehouse
+from schemas.datafix import env_references
 
 ENTITY_FIELDS: dict[str, dict[str, Any]] = {
     "work_orders": {
@@ -182,6 +183,10 @@ def write_datafix(folder: Path, landlord: str, sinks: Mapping[str, Any], **push:
         },
         "push": {"sinks": dict(sinks), **push},
     }
+    # the variables the sinks name (`${SF_SESSION_ID}` …), declared as an operator would
+    declared = sorted({n for _, n in env_references(dict(sinks)) if not n.startswith("DATAFIX_")})
+    if declared:
+        document["secrets"] = declared
     path = folder / f"{landlord}.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path

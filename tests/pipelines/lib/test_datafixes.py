@@ -289,7 +289,10 @@ def test_resolve_env_substitutes_set_variables(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("ACME_DB_USER", "reader")
     monkeypatch.setenv("ACME_DB_PASSWORD", "s3cret")
 
-    resolved = resolve_env("postgresql://${ACME_DB_USER}:${ACME_DB_PASSWORD}@db/erp")
+    resolved = resolve_env(
+        "postgresql://${ACME_DB_USER}:${ACME_DB_PASSWORD}@db/erp",
+        ("ACME_DB_USER", "ACME_DB_PASSWORD"),
+    )
 
     assert resolved == "postgresql://reader:s3cret@db/erp"
 
@@ -303,7 +306,10 @@ def test_resolve_env_names_the_unset_variable(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("ACME_DB_PASSWORD", raising=False)
 
     with pytest.raises(ConfigError, match=r"`ACME_DB_PASSWORD` is not set"):
-        resolve_env("postgresql://${ACME_DB_USER}:${ACME_DB_PASSWORD}@db/erp")
+        resolve_env(
+            "postgresql://${ACME_DB_USER}:${ACME_DB_PASSWORD}@db/erp",
+            ("ACME_DB_USER", "ACME_DB_PASSWORD"),
+        )
 
 
 def test_resolve_env_always_knows_datafix_home(hub_home: Path) -> None:

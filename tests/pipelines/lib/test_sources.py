@@ -127,6 +127,7 @@ def test_past_watermark_keeps_rows_after_the_last_loaded_key() -> None:
 def salesforce_datafix(folder: Path, peer: Any) -> Path:
     document = {
         "landlord": {"id": "sf-works", "name": "SF Works"},
+        "secrets": ["SF_SESSION"],
         "sources": {
             "crm": {
                 "kind": "salesforce",
