@@ -508,7 +508,7 @@ def inbox_problem(
     """
     resolved = Path(os.path.realpath(inbox))
     default_root, *operator_roots = inbox_roots()
-    own = Path(os.path.realpath(default_root / landlord_id))
+    own = default_root / landlord_id  # itself a link (to /etc …) is not its own folder
     fix = (
         f"use the default ({own}: leave `inbox` out), or a folder inside one listed in"
         " DATAFIX_INBOX_ROOTS"
