@@ -86,6 +86,7 @@ class RawTable:
     source_rows: pd.Series
     fingerprint: str
     origin: str
+    watermark_kinds: tuple[str | None, ...] = ()
     faults: pd.DataFrame | None = None
 
     def __len__(self) -> int:
@@ -101,12 +102,17 @@ class Watermark:
     reset to a value, or a lookback) the bound is inclusive: `column >= value`; with no `value`
     (a first pull) every row is read, in cursor order. Rows sharing one cursor value are told
     apart by the key, so none is skipped and none is read twice.
+
+    `kinds`: the kind of `value` and of each of `key_values` (`connectors.watermark`), so a
+    reader binds them as the column's type; empty (or None) where unknown, for a watermark kept
+    before kinds were or set by hand: the reader then takes the column's own.
     """
 
     column: str
     value: str | None
     key: tuple[str, ...] = ()
     key_values: tuple[str, ...] = ()
+    kinds: tuple[str | None, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,18 +4,135 @@ SQL sources push the whole (cursor, key) condition down to the database. Peers t
 filter `cursor >= value` (ODBC drivers without row values, SOAP, Salesforce, Sage X3) return the
 rows at the watermark's exact cursor value again; `past_watermark` drops those already loaded,
 so a pull neither skips nor repeats a row.
+
+A watermark keeps the kind of each of its values (`CURSOR_KINDS`: the type the source's driver
+returned them as), so the next pull binds them as that type (`typed_value`) and a column that
+changed type since is refused with a clear message (`WatermarkError`), never compared as text.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pandas as pd
 
+from connectors.errors import ConfigError
 from connectors.rawtable import RawTable, Watermark, header_key
 
-__all__ = ["past_watermark"]
+__all__ = [
+    "CURSOR_KINDS",
+    "WatermarkError",
+    "checked_kind",
+    "past_watermark",
+    "type_kind",
+    "typed_value",
+    "value_kind",
+]
+
+# the kinds a watermark value keeps, with the words a message uses for them
+CURSOR_KINDS = {
+    "timestamptz": "a timestamp with time zone",
+    "timestamp": "a timestamp without time zone",
+    "date": "a date",
+    "integer": "an integer",
+    "decimal": "a decimal number",
+    "text": "text",
+}
+_EXAMPLES = {
+    "timestamptz": "2026-03-01 14:30:00+01:00",
+    "timestamp": "2026-03-01 14:30:00",
+    "date": "2026-03-01",
+    "integer": "42",
+    "decimal": "42.50",
+}
+_NUMBERS = frozenset({"integer", "decimal"})
+
+
+class WatermarkError(ConfigError):
+    """A watermark value cannot be compared with its cursor or key column (the column changed
+    type since the last run, or a value set by hand does not parse): names the column."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+def value_kind(value: object) -> str | None:
+    """The kind of a value as a database driver returned it (None: no kind, or not one a cursor
+    keeps: booleans, times, bytes …)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, dt.datetime):
+        return "timestamp" if value.utcoffset() is None else "timestamptz"
+    if isinstance(value, dt.date):
+        return "date"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, Decimal | float):
+        return "decimal"
+    if isinstance(value, str):
+        return "text"
+    return None
+
+
+def type_kind(python_type: object) -> str | None:
+    """The kind of the values of a column a driver describes by their Python type (pyodbc);
+    a date-time is `timestamp` (a description does not say whether it carries an offset)."""
+    if not isinstance(python_type, type) or issubclass(python_type, bool):
+        return None
+    for kind, types in (
+        ("timestamp", (dt.datetime,)),
+        ("date", (dt.date,)),
+        ("integer", (int,)),
+        ("decimal", (Decimal, float)),
+        ("text", (str,)),
+    ):
+        if issubclass(python_type, types):
+            return kind
+    return None
+
+
+def checked_kind(column: str, value: str, stored: str | None, found: str | None) -> str | None:
+    """The kind to bind a watermark value of `column` as: the one stored with it, checked
+    against the kind the column holds now (`found`, None when unknown); without a stored kind
+    (a watermark kept before kinds were, or set by hand) the column's.
+
+    Integers and decimals compare with each other; any other change is a `WatermarkError`."""
+    if stored is None or stored not in CURSOR_KINDS:
+        return found
+    if found is not None and found != stored and not {stored, found} <= _NUMBERS:
+        raise WatermarkError(
+            column,
+            f"column `{column}` now holds {CURSOR_KINDS[found]} but the watermark the last run"
+            f" stored for it is {CURSOR_KINDS[stored]} ({value!r}): the two cannot be compared",
+        )
+    return stored
+
+
+def typed_value(column: str, value: str, kind: str | None) -> object:
+    """A watermark's text as a value of `kind` (the text itself for text or no kind); a text
+    that is not one is a `WatermarkError` showing how to write it."""
+    text = value.strip()
+    try:
+        if kind in ("timestamptz", "timestamp"):
+            return dt.datetime.fromisoformat(text)
+        if kind == "date":
+            return dt.date.fromisoformat(text)
+        if kind == "integer":
+            return int(text)
+        if kind == "decimal":
+            return Decimal(text)
+    except (ValueError, InvalidOperation):
+        raise WatermarkError(
+            column,
+            f"the watermark {value!r} of column `{column}` is not {CURSOR_KINDS[kind]} as the"
+            f" column holds — write it like {_EXAMPLES[kind]!r}",
+        ) from None
+    return value
 
 
 def past_watermark(raw: RawTable, after: Watermark) -> RawTable:
@@ -50,11 +167,10 @@ def past_watermark(raw: RawTable, after: Watermark) -> RawTable:
         else:
             keep = cursor >= bound[0]
     order = order[keep[order]]
-    return RawTable(
+    return dataclasses.replace(
+        raw,
         frame=frame.iloc[order].reset_index(drop=True),
         source_rows=raw.source_rows.iloc[order].reset_index(drop=True),
-        fingerprint=raw.fingerprint,
-        origin=raw.origin,
     )
 
 

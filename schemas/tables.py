@@ -156,6 +156,14 @@ feed_cursors = sa.Table(
     sa.Column("cursor_value", sa.Text(), nullable=False),
     sa.Column("key_columns", sa.Text(), nullable=False, comment="JSON list of column names."),
     sa.Column("key_values", sa.Text(), nullable=False, comment="JSON list: the last row's key."),
+    sa.Column(
+        "value_kinds",
+        sa.Text(),
+        nullable=True,
+        comment="JSON list: the kind of the cursor value and of each key value (timestamptz,"
+        " timestamp, date, integer, decimal, text), bound as that type by the next pull; NULL"
+        " when unknown (kept before kinds were, or set by hand).",
+    ),
     *_written("updated_at"),
     comment="Watermarks of incremental feeds, one per landlord, entity and feed: advanced in the"
     " same transaction as the load.",

@@ -10,11 +10,13 @@ passwords never appear in a message.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from connectors.rawtable import (
     unique_labels,
 )
 from connectors.secrets import scrub
+from connectors.watermark import checked_kind, type_kind, typed_value, value_kind
 
 __all__ = [
     "TRANSIENT",
@@ -260,12 +263,17 @@ class TextChunks:
         where: str,
         *,
         retain: bool = True,
+        watermark: Sequence[str] = (),
     ) -> None:
         """`names`: the result's column names, in order; `key`: the datafix key columns, matched
         to them (a ConfigError, naming `where`, for one that is not there). With `retain`
-        false the chunks are handed back by `add` and not kept (streaming)."""
+        false the chunks are handed back by `add` and not kept (streaming). `watermark`: the
+        cursor and key columns of an incremental read, whose last values' kinds are kept
+        (`watermark_kinds`)."""
         self.retain = retain
         names = list(names)
+        self.watermark = [names.index(name) for name in match_columns(watermark, names, where)]
+        self.kinds: list[str | None] = [None] * len(self.watermark)
         self.labels = unique_labels(names)
         self.label = label
         self.key = key
@@ -288,6 +296,10 @@ class TextChunks:
                     for index, column in enumerate(self.labels)
                 }
             )
+        for position, index in enumerate(self.watermark):
+            last = next((row[index] for row in reversed(part) if row[index] is not None), None)
+            if last is not None:
+                self.kinds[position] = value_kind(last)
         hashes = pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes()
         self.hasher.update(hashes)
         if self.key:
@@ -304,6 +316,7 @@ class TextChunks:
             source_rows=lineage.rename(None),
             fingerprint=hashlib.sha256(hashes).hexdigest(),
             origin=self.label,
+            watermark_kinds=tuple(self.kinds),
         )
 
     def table(self, origin: str) -> RawTable:
@@ -322,7 +335,73 @@ class TextChunks:
             source_rows=lineage.rename(None),
             fingerprint=self.hasher.hexdigest(),
             origin=origin,
+            watermark_kinds=tuple(self.kinds),
         )
+
+
+# PostgreSQL's built-in type OIDs (psycopg describes a result's columns by them)
+_POSTGRES_KINDS = {
+    1184: "timestamptz",
+    1114: "timestamp",
+    1082: "date",
+    20: "integer",
+    21: "integer",
+    23: "integer",
+    1700: "decimal",
+    700: "decimal",
+    701: "decimal",
+    25: "text",
+    1043: "text",
+    1042: "text",
+    19: "text",
+}
+# the SQLAlchemy type a watermark value of each kind is bound as
+_BIND_TYPES: dict[str, sa.types.TypeEngine] = {
+    "timestamptz": sa.DateTime(timezone=True),
+    "timestamp": sa.DateTime(),
+    "date": sa.Date(),
+    "integer": sa.BigInteger(),
+    "decimal": sa.Numeric(),
+}
+
+
+def _column_kinds(
+    connection: Connection, source: sa.FromClause, names: Sequence[str], url: str, label: str
+) -> list[str | None]:
+    """The kind of the values each column holds now, from the description of an empty result
+    (None where the driver does not say: SQLite, whose columns hold any type)."""
+    probe = sa.select(*(sa.column(name) for name in names)).select_from(source)
+    try:
+        with connection.execute(probe.where(sa.false())) as result:
+            description = result.cursor.description or ()
+    except sa.exc.DBAPIError as error:
+        raise database_error(error, url, f"reading {label}") from None
+    kinds: list[str | None] = []
+    for column in description:
+        code = column[1]
+        if isinstance(code, type):  # pyodbc: the Python type of the values
+            kinds.append(type_kind(code))
+        elif connection.dialect.name == "postgresql" and isinstance(code, int):
+            kinds.append(_POSTGRES_KINDS.get(code))
+        else:
+            kinds.append(None)
+    return kinds + [None] * (len(names) - len(kinds))
+
+
+def _bound(name: str, column: str, text: str, kind: str | None, backend: str) -> Any:
+    """One watermark value as a parameter bound as `kind`."""
+    if kind is None:
+        # no kind known: untyped, so the server reads the text as the column's type
+        return sa.bindparam(name, text, type_=sa.types.NullType())
+    value = typed_value(column, text, kind)
+    if kind == "text" or (backend == "sqlite" and kind in ("timestamptz", "timestamp", "date")):
+        # SQLite keeps date-times as the text the driver returned: compared as that text
+        return sa.bindparam(name, text, type_=sa.String())
+    if backend in ("mysql", "mariadb") and isinstance(value, dt.datetime):
+        # MariaDB Connector/ODBC drops the fraction of a timestamp parameter; MariaDB reads ISO
+        # text as a date-time exactly (and the same whatever the locale)
+        return sa.bindparam(name, value.isoformat(" "), type_=sa.String())
+    return sa.bindparam(name, value, type_=_BIND_TYPES[kind])
 
 
 def _after(
@@ -330,33 +409,34 @@ def _after(
     after: Watermark,
     names: Sequence[str] | None,
     where: str,
-    types: Mapping[str, sa.types.TypeEngine] | None = None,
+    kinds: Callable[[Sequence[str]], list[str | None]],
+    backend: str,
 ) -> sa.Select:
     """Rows past the watermark in (cursor, key) order; names are checked when known.
 
-    The watermark is text; with `types` (the reflected column types, on a server that does
-    not compare text with a timestamp or a number, such as PostgreSQL) each bound value is cast
-    to its column's type on the server."""
+    Each watermark value is bound as its kind (stored with the watermark, checked against the
+    kind the column holds now, given by `kinds(columns)`), never as text against a timestamp or
+    a number."""
     wanted = [after.column, *after.key]
     if names is not None:
         wanted = match_columns(wanted, names, where)
     cursor, *keys = (sa.column(name) for name in wanted)
     if after.value is None:
         return statement.order_by(cursor, *keys)
-
-    def bound(name: str, column: str, text: str) -> Any:
-        value = sa.bindparam(name, text, type_=sa.String())
-        column_type = (types or {}).get(column)
-        if column_type is None or isinstance(column_type, sa.String):
-            return value
-        return sa.cast(value, column_type)
-
-    value = bound("cursor_value", wanted[0], after.value)
-    if after.key_values and keys:
-        key_values = [
-            bound(f"key_value_{index}", column, text)
-            for index, (column, text) in enumerate(zip(wanted[1:], after.key_values, strict=False))
-        ]
+    texts = [after.value, *after.key_values][: len(wanted)]
+    found = kinds(wanted[: len(texts)])
+    stored = [*after.kinds, *[None] * len(texts)]
+    value, *key_values = (
+        _bound(
+            "cursor_value" if index == 0 else f"key_value_{index - 1}",
+            column,
+            text,
+            checked_kind(column, text, stored[index], found[index]),
+            backend,
+        )
+        for index, (column, text) in enumerate(zip(wanted, texts, strict=False))
+    )
+    if key_values and keys:
         condition = sa.or_(
             cursor > value,
             sa.and_(cursor == value, sa.tuple_(*keys) > sa.tuple_(*key_values)),
@@ -405,15 +485,16 @@ def read_sql(
             ]
             statement: sa.Executable = sa.select(*raw_columns).select_from(reflected)
             if after is not None:
-                types = None
-                if connection.dialect.name == "postgresql":
-                    types = {column.name: column.type for column in reflected.columns}
-                statement = _after(statement, after, names, where, types)
+                kinds = partial(_column_kinds, connection, reflected, url=url, label=label)
+                backend = connection.dialect.name
+                statement = _after(statement, after, names, where, kinds, backend)
             else:
                 statement = statement.order_by(*(reflected.c[name] for name in order))
         elif after is not None:
             source = sa.text(query).columns().subquery("src")  # type: ignore[arg-type]
-            statement = _after(sa.select(sa.text("*")).select_from(source), after, None, where)
+            kinds = partial(_column_kinds, connection, source, url=url, label=label)
+            everything = sa.select(sa.text("*")).select_from(source)
+            statement = _after(everything, after, None, where, kinds, connection.dialect.name)
         else:
             statement = sa.text(query)  # type: ignore[arg-type]
         streaming = connection.execution_options(stream_results=True, yield_per=chunk_rows)
@@ -422,7 +503,8 @@ def read_sql(
         except sa.exc.DBAPIError as error:
             raise database_error(error, url, f"reading {label}") from None
         with result:
-            chunks = TextChunks(list(map(str, result.keys())), label, key, where)
+            marks = () if after is None else (after.column, *after.key)
+            chunks = TextChunks(list(map(str, result.keys())), label, key, where, watermark=marks)
             try:
                 for part in result.partitions():
                     chunks.add(part)

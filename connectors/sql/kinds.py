@@ -143,13 +143,16 @@ def _read_odbc(source: OdbcSource, request: SourceRequest) -> RawTable:
     from connectors.sql.odbc import read_odbc
 
     after = request.after
-    since = None if after is None or after.value is None else (after.column, after.value)
+    since = None
+    if after is not None and after.value is not None:
+        since = (after.column, after.value, after.kinds[0] if after.kinds else None)
     raw = read_odbc(
         _odbc_connection(source),
         **_target(source),
         key=source.key,
         since=since,
         dialect=source.dialect,
+        watermark=() if after is None else (after.column, *after.key),
     )
     return raw if after is None else past_watermark(raw, after)
 

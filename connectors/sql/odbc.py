@@ -40,6 +40,7 @@ from connectors.errors import ConfigError, ConnectorError, PermanentError, Retri
 from connectors.rawtable import RawTable, header_key, unique_labels
 from connectors.secrets import scrub
 from connectors.sql.client import TRANSIENT, TextChunks, check_target, match_columns
+from connectors.watermark import WatermarkError, checked_kind, type_kind
 
 if TYPE_CHECKING:
     import pyodbc
@@ -629,9 +630,10 @@ def _typed_bound(value: str, kind: Any, column: str, dialect: Dialect) -> object
             return float(text)
     except (ValueError, InvalidOperation):
         example = {dt.datetime: "2026-03-01 14:30:00", dt.date: "2026-03-01", bool: "true"}
-        raise ConfigError(
+        raise WatermarkError(
+            column,
             f"`since` value {value!r} is not a {kind.__name__} as column `{column}` holds —"
-            f" write it like {example.get(kind, '42')!r}"
+            f" write it like {example.get(kind, '42')!r}",
         ) from None
     return value
 
@@ -659,7 +661,7 @@ def _select(
     schema: str | None,
     query: str | None,
     key: Sequence[str],
-    since: tuple[str, str] | None,
+    since: tuple[str, str] | tuple[str, str, str | None] | None,
     where: str,
 ) -> tuple[str, tuple[object, ...]]:
     """The statement reading the source, and its bound parameters."""
@@ -679,6 +681,11 @@ def _select(
     parameters: tuple[object, ...] = ()
     if since is not None:
         name, kind = _column_named(since[0], columns, where)
+        stored = since[2] if len(since) > 2 else None  # type: ignore[misc]
+        found = type_kind(kind)
+        if stored == "timestamptz" and found == "timestamp":
+            found = stored  # a description does not say whether date-times carry an offset
+        checked_kind(name, since[1], stored, found)  # the column still holds what it held
         statement += f" WHERE {dialect.quote(name)} >= ?"
         parameters = (_typed_bound(since[1], kind, name, dialect),)
     if key_columns:  # row numbers and fingerprint must not depend on the storage order
@@ -697,22 +704,36 @@ def read_odbc(
     schema: str | None = None,
     query: str | None = None,
     key: Sequence[str] = (),
-    since: tuple[str, str] | None = None,
+    since: tuple[str, str] | tuple[str, str, str | None] | None = None,
     chunk_rows: int = 50_000,
     timeout: int = 30,
     dialect: str | None = None,
+    watermark: Sequence[str] = (),
 ) -> RawTable:
     """Read a table (every column) or a query's result over ODBC as text, `chunk_rows` at a time.
 
     Same result as `read_sql` on the same rows: lineage `table:id=42` (`key` columns) or
     `table:row 7` (`query` stands for the name of a query); a table is read in `key` (else
     primary key) order. `since=(column, value)` keeps the rows whose column is `>=` the value
+    (with a third item, the kind the value was stored with: a column that now holds another kind
+    is a `WatermarkError`); `watermark` names the cursor and key columns whose last values'
+    kinds the table reports (`watermark_kinds`)
     (bound as the column's type); a query is then wrapped (`SELECT * FROM (query) AS src WHERE
     …`, ordered by `key` when given). `timeout` is the login timeout in seconds; `dialect`
     (postgresql, mysql, mssql) overrides the one guessed from the driver's name.
     """
     chunks = _chunks(
-        connection_string, table, schema, query, key, since, chunk_rows, timeout, dialect, True
+        connection_string,
+        table,
+        schema,
+        query,
+        key,
+        since,
+        chunk_rows,
+        timeout,
+        dialect,
+        True,
+        watermark=watermark,
     )
     while True:
         try:
@@ -729,17 +750,28 @@ def iter_odbc(
     schema: str | None = None,
     query: str | None = None,
     key: Sequence[str] = (),
-    since: tuple[str, str] | None = None,
+    since: tuple[str, str] | tuple[str, str, str | None] | None = None,
     chunk_rows: int = 50_000,
     timeout: int = 30,
     dialect: str | None = None,
+    watermark: Sequence[str] = (),
 ) -> Iterator[RawTable]:
     """As `read_odbc`, one `chunk_rows` table at a time: memory stays that of one chunk.
 
     Lineage numbering continues across chunks; each chunk's fingerprint covers that chunk.
     """
     yield from _chunks(
-        connection_string, table, schema, query, key, since, chunk_rows, timeout, dialect, False
+        connection_string,
+        table,
+        schema,
+        query,
+        key,
+        since,
+        chunk_rows,
+        timeout,
+        dialect,
+        False,
+        watermark=watermark,
     )
 
 
@@ -749,11 +781,13 @@ def _chunks(
     schema: str | None,
     query: str | None,
     key: Sequence[str],
-    since: tuple[str, str] | None,
+    since: tuple[str, str] | tuple[str, str, str | None] | None,
     chunk_rows: int,
     timeout: int,
     dialect: str | None,
     retain: bool,
+    *,
+    watermark: Sequence[str] = (),
 ) -> Generator[RawTable, None, tuple[TextChunks, str]]:
     check_target(table, query)
     if chunk_rows < 1:
@@ -777,7 +811,7 @@ def _chunks(
         reading = _run(connection, target, f"reading {label}", statement, parameters)
         with closing(reading) as cursor:
             names = [str(column[0]) for column in cursor.description]
-            chunks = TextChunks(names, label, key, where, retain=retain)
+            chunks = TextChunks(names, label, key, where, retain=retain, watermark=watermark)
             try:
                 while True:
                     part = cursor.fetchmany(chunk_rows)

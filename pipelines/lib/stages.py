@@ -6,6 +6,7 @@ what the command line prints and what the benchmark measures are the same code.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -14,6 +15,7 @@ import pandas as pd
 
 from connectors.files.client import fingerprint_files
 from connectors.rawtable import RawTable, Watermark, header_key
+from connectors.watermark import WatermarkError
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.quality import ContractResult, quarantine_guard, run_contract
 from pipelines.lib.sources import concrete_feeds, file_paths, read_source
@@ -176,10 +178,20 @@ def _pull_incremental(
         last = warehouse.cursor(loaded.landlord_id, entity, feed.label)
     after = Watermark(cursor.column, None, key)  # a first pull: everything, in cursor order
     if last is not None and cursor.lookback_minutes:
-        after = Watermark(cursor.column, _minus_minutes(last.value, cursor.lookback_minutes), key)
+        kind = last.kinds[0] if last.kinds else None
+        moved = _minus_minutes(last.value, cursor.lookback_minutes, kind)
+        after = Watermark(cursor.column, moved, key, kinds=last.kinds[:1])
     elif last is not None:
-        after = Watermark(cursor.column, last.value, key, last.key_values)
-    raw = read_source(loaded, entity, feed, after=after)
+        after = Watermark(cursor.column, last.value, key, last.key_values, last.kinds)
+    try:
+        raw = read_source(loaded, entity, feed, after=after)
+    except WatermarkError as error:
+        raise WatermarkError(
+            error.column,
+            f"{loaded.landlord_id}: source `{feed.source}` ({entity}): {error} — run `datafix"
+            f" reset-cursor {loaded.landlord_id} {feed.source}` to read it again from the start"
+            f" (or `--to VALUE` with a value as the column holds now)",
+        ) from None
     if len(raw) == 0:
         return None, None
     labels = {header_key(label): label for label in raw.frame.columns}
@@ -189,6 +201,7 @@ def _pull_incremental(
         value=str(last_row[labels[header_key(cursor.column)]]),
         key=key,
         key_values=tuple(str(last_row[labels[header_key(k)]]) for k in key),
+        kinds=raw.watermark_kinds,
     )
     return FeedRead(feed, raw), watermark
 
@@ -205,11 +218,21 @@ def _lineage(loaded: LoadedDatafix, entity: str) -> dict[str, str]:
     }
 
 
-def _minus_minutes(value: str | None, minutes: int) -> str | None:
-    """A timestamp cursor moved back; an integer cursor (a sequence) is left as it is."""
+def _minus_minutes(value: str | None, minutes: int, kind: str | None = None) -> str | None:
+    """A timestamp cursor moved back (keeping its offset), a date cursor to the date of that
+    moment; an integer cursor (a sequence) is left as it is."""
     if value is None:
         return None
-    try:
+    if kind in ("timestamptz", "timestamp", "date"):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value  # the reader names the value that does not parse
+        moved = moment - dt.timedelta(minutes=minutes)
+        return moved.date().isoformat() if kind == "date" else moved.isoformat(" ")
+    if kind in ("integer", "decimal"):
+        return value
+    try:  # text (SQLite keeps date-times as text) or a kind not known: a timestamp if it reads
         moved = pd.Timestamp(value) - pd.Timedelta(minutes=minutes)
     except ValueError:
         return value

@@ -169,6 +169,8 @@ class Warehouse:
             value=row.cursor_value,
             key=tuple(json.loads(row.key_columns)),
             key_values=tuple(json.loads(row.key_values)),
+            # None in a warehouse written before watermarks kept their kinds: read untyped
+            kinds=tuple(json.loads(row.value_kinds or "[]")),
         )
 
     def reset_cursor(
@@ -192,7 +194,13 @@ class Warehouse:
             return conn.execute(
                 feed_cursors.update()
                 .where(scope)
-                .values(cursor_value=to, key_values="[]", updated_at=_now(), run_id="manual")
+                .values(
+                    cursor_value=to,
+                    key_values="[]",
+                    value_kinds=None,  # a value set by hand: the reader takes the column's kind
+                    updated_at=_now(),
+                    run_id="manual",
+                )
             ).rowcount
 
     def load(self, request: LoadRequest) -> LoadResult:
@@ -362,6 +370,7 @@ class Warehouse:
             "cursor_value": watermark.value,
             "key_columns": json.dumps(list(watermark.key)),
             "key_values": json.dumps(list(watermark.key_values), ensure_ascii=False),
+            "value_kinds": json.dumps(list(watermark.kinds)) if watermark.kinds else None,
             "run_id": request.run_id,
             "updated_at": now,
         }
