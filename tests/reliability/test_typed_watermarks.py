@@ -401,3 +401,27 @@ def test_a_cursor_column_whose_type_changed_is_named_with_the_fix(
     # nothing moved: the watermark is still the first run's
     watermark = warehouse.cursor("curseur-habitat", "ledger_entries", "erp")
     assert watermark is not None and watermark.value == "99"
+
+
+@pytest.mark.postgres
+def test_a_watermark_set_by_hand_is_read_as_the_column_type(
+    make_erp: Callable[[str, str], Erp], warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """`datafix reset-cursor … --to VALUE` keeps no kind: the value is bound as the column's."""
+    first, added = VALUES["timestamptz"]
+    erp = make_erp("postgresql", "timestamptz")
+    erp.add(first + added)
+    document = ledger_datafix(tmp_path, erp, "sql", "query")
+    run_ledger_once(document, warehouse, "run-1")
+    since = at("2026-03-01 10:15:00+01:00")  # 09:15 UTC, inclusive
+    warehouse.reset_cursor("curseur-habitat", ["ledger_entries"], to=str(since))
+    expected = sum(1 for value in first + added if value >= since)
+    assert expected == 2
+    assert run_ledger_once(document, warehouse, "run-2") == expected
+
+    warehouse.reset_cursor("curseur-habitat", ["ledger_entries"], to="yesterday")
+    with pytest.raises(ConfigError) as refused:
+        run_ledger_once(document, warehouse, "run-3")
+    message = str(refused.value)
+    assert "source `erp`" in message and "`curseur`" in message
+    assert "'yesterday'" in message and "write it like" in message
