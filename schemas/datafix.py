@@ -149,12 +149,55 @@ DATE_TESTS = ("before", "after", "on_or_before", "on_or_after")
 Scalar = str | int | bool
 
 
-def _check_pattern(pattern: str) -> None:
-    """`matches` must compile as a regular expression."""
+# what RE2 refuses that Python's `re` knows, and how to say the same without it
+_UNSUPPORTED = (
+    ("(?=", "a lookahead `(?=…)`", "match the text itself, or test it in a second condition"),
+    ("(?!", "a negative lookahead `(?!…)`", "use a second condition with the opposite test"),
+    ("(?<=", "a lookbehind `(?<=…)`", "match the preceding text as part of the pattern"),
+    ("(?<!", "a negative lookbehind `(?<!…)`", "use a second condition with the opposite test"),
+    ("(?P=", "a backreference `(?P=name)`", "list the accepted values with `in:` instead"),
+    ("(?>", "an atomic group `(?>…)`", "write the group as a plain `(?:…)`"),
+)
+_BACKREFERENCE = re.compile(r"\\[1-9]")
+
+
+def compile_pattern(pattern: str) -> Any:
+    """A datafix `matches:` pattern compiled by RE2 (`google-re2`), case ignored: it matches in
+    time linear in the cell's length whatever the pattern (no catastrophic backtracking).
+
+    Raises ValueError naming the construct RE2 does not support and how to rewrite it.
+    """
+    import re2
+
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False
     try:
-        re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"matches is not a valid regular expression: {error}") from None
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        detail = error.args[0] if error.args else error
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+        for token, what, how in _UNSUPPORTED:
+            if token in pattern:
+                raise ValueError(
+                    f"matches `{pattern}` uses {what}, which the hub's regular expressions (RE2,"
+                    f" linear time) do not support — {how}"
+                ) from None
+        if _BACKREFERENCE.search(pattern):
+            raise ValueError(
+                f"matches `{pattern}` uses a backreference (`\\1`), which the hub's regular"
+                " expressions (RE2, linear time) do not support — list the accepted values with"
+                " `in:` instead"
+            ) from None
+        raise ValueError(
+            f"matches is not a valid regular expression: `{pattern}` ({detail}) — fix the"
+            " pattern (RE2 syntax: no lookaround, no backreference)"
+        ) from None
+
+
+def _check_pattern(pattern: str) -> None:
+    """`matches` must compile as an RE2 regular expression."""
+    compile_pattern(pattern)
 
 
 def _one_scalar(value: Any, what: str) -> Any:

@@ -293,6 +293,7 @@ def _scan_csv(path: Path, encoding: str, hasher: Any) -> tuple[str, int, bool]:
         if not block:
             raise SourceDataError(f"{path.name}: the file is empty — export it again")
         chosen = _encoding_for(encoding, block, path)
+        _refuse_binary(path, block, chosen)
         utf8_check = codecs.getincrementaldecoder("utf-8")() if chosen is None else None
         text_lines = None  # UTF-16 and the like: count line ends in the decoded text
         if chosen is not None and not _ascii_compatible(chosen):
@@ -324,6 +325,31 @@ def _scan_csv(path: Path, encoding: str, hasher: Any) -> tuple[str, int, bool]:
             chosen = "cp1252"
     assert chosen is not None
     return chosen, lines + (0 if ends_with_newline else 1), ends_with_newline
+
+
+# what a binary file dropped in place of a CSV export usually is, by its first bytes
+_MAGIC = (
+    (b"PK\x03\x04", "a zip archive or an Excel workbook (.xlsx): set `kind: xlsx` or export CSV"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): save it as .xlsx or CSV"),
+    (b"%PDF", "a PDF document: export the data as CSV"),
+    (b"SQLite format 3\x00", "an SQLite database: read it with `kind: sql`"),
+)
+
+
+def _refuse_binary(path: Path, head: bytes, encoding: str | None) -> None:
+    """Refuse a file that is not text (NUL bytes, mostly control characters) before its bytes
+    are taken for a header and rows: say what it looks like instead."""
+    if encoding is not None and not _ascii_compatible(encoding):
+        return  # UTF-16 text holds NUL bytes by design
+    controls = sum(head.count(bytes([code])) for code in range(32) if code not in (9, 10, 13))
+    if b"\x00" not in head and controls * 10 <= len(head):
+        return
+    looks = next((what for magic, what in _MAGIC if head.startswith(magic)), None)
+    raise SourceDataError(
+        f"{path.name}: not a text/CSV file ("
+        + (looks or "binary data: NUL bytes or control characters — export the data as CSV")
+        + ")"
+    )
 
 
 def _decode_error(path: Path, encoding: str) -> SourceDataError:
@@ -882,7 +908,10 @@ def _csv_header_labels(
 ) -> list[str]:
     with path.open("rb") as stream:
         head = stream.read(1 << 16)
+    if not head:
+        raise SourceDataError(f"{path.name}: the file is empty — export it again")
     chosen = _encoding_for(encoding, head, path)
+    _refuse_binary(path, head, chosen)
     if chosen is None:  # auto, judged on the head only: cheap, and the header is there
         try:
             codecs.getincrementaldecoder("utf-8")().decode(head)

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from connectors import registry
 from connectors.errors import ConfigError
 from connectors.secrets import remember
+from pipelines.lib.boundedyaml import MAX_BYTES, load_bounded
 from pipelines.lib.environment import (
     datafix_home,
     datafixes_dir,
@@ -164,8 +165,7 @@ class Document:
         self.problems: list[Located] = []
         self.data: Any = None
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data = yaml.safe_load(text)
+            node, self.data = load_bounded(text)
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -255,7 +255,8 @@ class _ParseCache:
         self.parses = 0
 
     def get(self, path: Path) -> _Parsed:
-        raw = path.read_bytes()
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)  # a larger file is refused unread (`_parse`)
         # the kinds known decide what validates: a kind registered later is a new entry
         kinds = (*registry.source_kind_names(), "|", *registry.sink_kind_names())
         key = (str(path.resolve()), hashlib.sha256(raw).hexdigest(), kinds)
@@ -294,6 +295,18 @@ def read_datafix_best_effort(
 
 def _parse(path: Path, raw: bytes, sha: str) -> _Parsed:
     """Parse and validate the bytes of one datafix file, collecting every problem."""
+    if len(raw) > MAX_BYTES:
+        size = path.stat().st_size / 1e6
+        problem = Located(
+            path,
+            1,
+            1,
+            f"the file is {size:.1f} MB, above the {MAX_BYTES // (1 << 20)} MB limit for a"
+            " datafix; it was not parsed",
+            "a datafix maps sources to entities in a few kilobytes: keep the data itself in"
+            " the sources",
+        )
+        return _Parsed(False, [problem], Document(path, ""), None, sha)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:

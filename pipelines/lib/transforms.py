@@ -32,6 +32,7 @@ from schemas.datafix import (
     Feed,
     FieldRule,
     SignRule,
+    compile_pattern,
     did_you_mean,
 )
 
@@ -492,7 +493,7 @@ class EntityTransformer:
         for row_filter in self.feed.skip_rows:
             cell = frame[labels[row_filter.column]].str.strip()
             if row_filter.matches is not None:
-                hit = cell.str.contains(row_filter.matches, case=False, regex=True)
+                (hit,) = per_distinct(cell, _pattern_hits(row_filter.matches))
             elif row_filter.equals is not None:
                 hit = cell == row_filter.equals.strip()
             else:
@@ -808,6 +809,18 @@ class EntityTransformer:
         return parsed.mask(bad | unmapped), errors, messages
 
 
+def _pattern_hits(pattern: str) -> Callable[[pd.Series], tuple[pd.Series]]:
+    """Whether each (distinct) cell holds a match of a `matches:` pattern, through RE2 (linear
+    time: a hostile pattern or a long cell cannot hang the run); a blank cell never matches."""
+    compiled = compile_pattern(pattern)
+
+    def hits(values: pd.Series) -> tuple[pd.Series]:
+        found = [isinstance(v, str) and compiled.search(v) is not None for v in values]
+        return (pd.Series(found, index=values.index, dtype=bool),)
+
+    return hits
+
+
 def _read_faults(raw: RawTable, index: pd.Index) -> tuple[pd.Series, pd.Series]:
     """Reason code and message per row on `index`: the reader's own (`RawTable.faults`: a torn
     or short line) where it could not read the row whole, <NA> elsewhere. A faulty row is
@@ -946,16 +959,7 @@ class _CaseCells:
             (among,) = per_distinct(cell, lambda v: (normalise_code(v).isin(keys),))
             passed &= among.to_numpy(dtype=bool)
         if condition.matches is not None:
-            pattern = condition.matches
-            (hit,) = per_distinct(
-                cell,
-                lambda v: (
-                    v.str.strip()
-                    .str.contains(pattern, case=False, regex=True)
-                    .fillna(False)
-                    .astype(bool),
-                ),
-            )
+            (hit,) = per_distinct(cell.str.strip(), _pattern_hits(condition.matches))
             passed &= hit.to_numpy(dtype=bool)
         numbers = [(test, getattr(condition, test)) for test in NUMBER_TESTS]
         numbers = [(test, bound) for test, bound in numbers if bound is not None]
