@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -150,9 +150,9 @@ def scrubbed(value: Any) -> Any:
     """`value` with `scrub` applied to every text inside it (mappings, lists, tuples)."""
     if isinstance(value, str):
         return scrub(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return {key: scrubbed(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
+    if type(value) in (list, tuple):  # exactly: records and named tuples are kept whole
         return type(value)(scrubbed(item) for item in value)
     return value
 
