@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from connectors.errors import ConnectorError
 from pipelines.lib.datafixes import load_landlord
 from pipelines.lib.environment import dagster_home
+from pipelines.lib.failures import failure_cause
 from pipelines.lib.metadata import RUN_TAG_FULL_REFRESH, AssetRole
 from schemas.canonical import ENTITIES
 from schemas.tables import quarantine
@@ -232,7 +233,7 @@ def _read_failures(
                     outcome.pushes.extend(_sink_reports(role.sends, metadata))
                     continue
             elif data.error is not None:
-                message = data.error.message.strip()
+                message = failure_cause(data.error)
         if role is not None and role.stage in ENTITY_STAGES and role.entity in entities:
             target = entities[role.entity]
             target.status = "failed"

@@ -1,0 +1,123 @@
+"""Issue 12, "failures hide their cause": a failed run showed `DagsterExecutionStepExecutionError`
+in the CLI and the UI, the cause only in the event log.
+
+A real `datafix run` subprocess whose source fails: stdout names the cause (for a bug in a
+plug-in source, its type and message first), never Dagster's wrapper; the traceback stays in
+the run's event log (the step failure event of the Dagster instance under `DATAFIX_HOME`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from pipelines.lib.environment import REPO_ROOT
+from pipelines.lib.failures import failure_cause
+
+LANDLORD = "acme"
+
+
+def datafix_with_plugin(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`datafix …` with the plug-in source registered (bounded: a hang fails the test)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.reliability.failing_kinds", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+def write_landlord(home: Path, datafixes: Path, source: dict[str, object]) -> None:
+    inbox = home / "inbox" / LANDLORD
+    inbox.mkdir(parents=True)
+    export = inbox / "bt.csv"
+    export.write_text(
+        "bt;entreprise;logement;nature;montant;statut;date_commande\n"
+        "BT1;Plomberie Martin;L1;DEP;100,00;REC;03/01/2026\n",
+        encoding="utf-8",
+    )
+    an_hour_ago = time.time() - 3600  # a file at rest, not one being copied
+    os.utime(export, (an_hour_ago, an_hour_ago))
+    datafixes.mkdir()
+    document = {
+        "landlord": {"id": LANDLORD, "name": "Acme"},
+        "sources": {"orders": source},
+        "entities": {
+            "work_orders": {
+                "source": "orders",
+                "fields": {
+                    "order_ref": "bt", "contractor": "entreprise", "dwelling_ref": "logement",
+                    "category": {"from": "nature", "map": {"DEP": "repair"}},
+                    "committed_cents": "montant",
+                    "status": {"from": "statut", "map": {"REC": "received"}},
+                    "ordered_date": "date_commande",
+                },
+            }
+        },
+    }  # fmt: skip
+    (datafixes / f"{LANDLORD}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+
+
+def step_failures(home: Path) -> list[dg.EventLogEntry]:
+    """The step failure events of every run of the hub's Dagster instance."""
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        return [
+            entry
+            for run in instance.get_runs()
+            for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        ]
+    finally:
+        instance.dispose()
+
+
+def test_a_bug_in_a_plugin_source_shows_its_type_and_message(tmp_path: Path) -> None:
+    home = Path(os.environ["DATAFIX_HOME"])
+    datafixes = tmp_path / "datafixes"
+    write_landlord(home, datafixes, {"kind": "split_csv", "path": "bt.csv", "parts": 0})
+
+    completed = datafix_with_plugin("run", LANDLORD, env={"DATAFIX_DATAFIXES_DIR": str(datafixes)})
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 1, output
+    assert "DagsterExecutionStepExecutionError" not in output  # the old summary's line
+    assert "ZeroDivisionError: integer division or modulo by zero" in completed.stdout, output
+    assert "traceback is in the run's event log" in completed.stdout
+
+    # the event log keeps the traceback, down to the plug-in's line
+    [failure] = [
+        entry for entry in step_failures(home) if "raw_work_orders" in (entry.step_key or "")
+    ]
+    data = failure.dagster_event.step_failure_data
+    assert failure_cause(data.error).startswith("ZeroDivisionError: integer division")
+    stack = data.error
+    while stack.cause is not None:
+        stack = stack.cause
+    assert any("failing_kinds.py" in line for line in stack.stack), stack.stack
+
+
+def test_a_hub_error_from_a_source_is_the_message_cli_and_event_log(tmp_path: Path) -> None:
+    """A source the hub refuses (a configuration error): the CLI prints the hub's message as
+    it is, and the step failure recorded in the instance carries it (what the UI shows)."""
+    home = Path(os.environ["DATAFIX_HOME"])
+    datafixes = tmp_path / "datafixes"
+    write_landlord(home, datafixes, {"kind": "split_csv", "path": "absent.csv", "parts": 1})
+
+    completed = datafix_with_plugin("run", LANDLORD, env={"DATAFIX_DATAFIXES_DIR": str(datafixes)})
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 1, output
+    assert "DagsterExecutionStepExecutionError" not in output
+    assert "absent.csv" in completed.stdout, output
+    [failure] = [
+        entry for entry in step_failures(home) if "raw_work_orders" in (entry.step_key or "")
+    ]
+    data = failure.dagster_event.step_failure_data
+    described = data.user_failure_data.description if data.user_failure_data else ""
+    assert "absent.csv" in (described or ""), data
