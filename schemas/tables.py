@@ -247,6 +247,25 @@ push_leases = sa.Table(
     comment="One push per landlord at a time; a lease whose process died is taken over.",
 )
 
+run_locks = sa.Table(
+    "run_locks",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("run_id", RUN_ID, nullable=False, comment="The Dagster run holding the landlord."),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column(
+        "process_started",
+        sa.Float(),
+        nullable=False,
+        comment="When the holding process started (epoch seconds): a reused pid is not it.",
+    ),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("since", TIMESTAMP, nullable=False),
+    comment="One run per landlord at a time (pipelines/lib/runlock.py). On SQLite this row is the"
+    " lock, taken over when its process is gone; on PostgreSQL an advisory lock is, and the row"
+    " names its holder.",
+)
+
 tenant_balances = sa.Table(
     "tenant_balances",
     metadata,

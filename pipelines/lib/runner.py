@@ -6,7 +6,8 @@ the UI (`$DATAFIX_HOME/dagster`), so every command-line run is visible in the UI
 
 from __future__ import annotations
 
-import os
+import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,28 +15,14 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConfigError, ConnectorError
 from pipelines.lib.datafixes import load_landlord
-from pipelines.lib.environment import dagster_home
 from pipelines.lib.failures import failure_cause
+from pipelines.lib.instance import ensure_instance, process_tags
 from pipelines.lib.metadata import RUN_TAG_FULL_REFRESH, AssetRole
+from pipelines.lib.runlock import LandlordBusyError, landlord_locks
 from schemas.canonical import ENTITIES
 from schemas.tables import quarantine
-
-INSTANCE_CONFIG = """\
-# written by the hub: the Dagster instance used by `datafix run` and `make ui`
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 2
-    tag_concurrency_limits:
-      # one run at a time per landlord: the schedule and the inbox sensor may overlap
-      - key: dagster/partition
-        value:
-          applyLimitPerUniqueValue: true
-        limit: 1
-"""
 
 
 @dataclass
@@ -95,16 +82,6 @@ class LandlordOutcome:
         )
 
 
-def ensure_instance() -> dg.DagsterInstance:
-    """The hub's Dagster instance, created under `$DATAFIX_HOME/dagster` on first use."""
-    home = dagster_home()
-    os.environ["DAGSTER_HOME"] = str(home)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(INSTANCE_CONFIG, encoding="utf-8")
-    return dg.DagsterInstance.get()
-
-
 def run_landlords(
     landlords: list[str],
     *,
@@ -116,6 +93,7 @@ def run_landlords(
     one failure never stops the others."""
     instance = ensure_instance()
     from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
+    from pipelines.defs.resources import WarehouseResource
 
     definitions = defs()
     job = definitions.resolve_job_def(job_name)
@@ -134,17 +112,38 @@ def run_landlords(
         except ConnectorError as error:
             outcome.errors.append(f"datafix refused, nothing was run:\n{error}")
             continue
-        result = job.execute_in_process(
-            partition_key=landlord,
-            instance=instance,
-            raise_on_error=False,
-            tags={RUN_TAG_FULL_REFRESH: str(full_refresh).lower(), "datafix/launched_by": "cli"},
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
+        # the landlord's lock is taken before the Dagster run starts (a run that cannot have it
+        # is not started), for the run id the run will have: its `run_lock` resource finds it held
+        run_id = str(uuid.uuid4())
+        try:
+            with landlord_locks(
+                WarehouseResource().get_client(), [landlord], run_id, notice=_notice
+            ):
+                result = job.execute_in_process(
+                    partition_key=landlord,
+                    instance=instance,
+                    raise_on_error=False,
+                    run_id=run_id,
+                    tags={
+                        RUN_TAG_FULL_REFRESH: str(full_refresh).lower(),
+                        "datafix/launched_by": "cli",
+                        **process_tags(),
+                    },
+                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                )
+        except (LandlordBusyError, ConfigError) as error:
+            outcome.errors.append(str(error))
+            continue
         outcome.run_id = result.run_id
         outcome.success = result.success
         _read_result(result, outcome)
     return outcomes
+
+
+def _notice(text: str) -> None:
+    """A line for the person at the terminal while a run waits (stdout holds the report)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 # the stages whose assets carry one canonical entity each (derive, push and insight do not)

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.rawtable import Watermark
 from pipelines.lib.personal import RawSealer
+from pipelines.lib.runlock import advisory_key
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.tables import (
     CANONICAL_TABLES,
@@ -52,6 +53,8 @@ from schemas.tables import (
 BATCH_ROWS = 100_000
 SQLITE_ROWS_PER_STATEMENT = 200
 BULK_REINDEX_ROWS = 50_000
+SQLITE_BUSY_TIMEOUT_MS = 300_000
+MIGRATION_LOCK_KEY = advisory_key("datafix-hub:migrate")
 LINEAGE = ("source_name", "source_row", "datafix_sha", "run_id", "loaded_at", "row_hash")
 
 
@@ -111,6 +114,7 @@ class Warehouse:
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin_immediate)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -122,8 +126,12 @@ class Warehouse:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
-        """Create missing tables and add missing columns; record the schema version."""
+        """Create missing tables and add missing columns; record the schema version. Two first
+        runs may migrate at once: on PostgreSQL an advisory lock makes the second wait and then
+        find the tables made (on SQLite, the transaction's write lock does)."""
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
             metadata.create_all(conn, checkfirst=True)
             inspector = sa.inspect(conn)
             for table in metadata.sorted_tables:
@@ -667,7 +675,12 @@ def _sqlite_bulk_insert(
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Transactions are begun by `_sqlite_begin_immediate`, not by the driver's implicit BEGIN
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # Runs of different landlords write to one file: a writer waits for the other's commit
+    # (a large load holds the file for a while) instead of failing with `database is locked`
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     # 16 KiB pages (SQLite's default is 4 KiB) for a new warehouse: bulk loads write and
     # checkpoint a quarter of the pages; measured on a 1M-row load: ~0.8 s less CPU. Only an
     # empty database takes it (before WAL is set); an existing one keeps its page size.
@@ -681,6 +694,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA temp_store=FILE")
     cursor.execute("PRAGMA threads=2")
     cursor.close()
+
+
+def _sqlite_begin_immediate(conn: sa.Connection) -> None:
+    """Every transaction takes SQLite's write lock when it begins (waiting up to the busy
+    timeout): a deferred transaction that read first cannot take it later once another process
+    committed meanwhile (WAL answers `database is locked` at once, whatever the timeout), which
+    is how two concurrent loads of different landlords failed."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _source_of(request: LoadRequest) -> dict[str, str]:
