@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -552,22 +553,31 @@ def _pandas_csv(
     if nrows == 0:
         return pd.DataFrame({index: pd.Series([], dtype="str") for index in range(width)}), True
     try:
-        frame = pd.read_csv(
-            path,
-            sep=separator,
-            encoding=encoding,
-            header=None,
-            names=list(range(width)),
-            index_col=False,
-            skiprows=skip,
-            nrows=nrows,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            quotechar='"',
-            engine="c",
-        )
+        with warnings.catch_warnings():
+            # pandas drops the extra fields of a first record longer than the table, warning
+            # only: an error here, as for any other line longer than the header
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                sep=separator,
+                encoding=encoding,
+                header=None,
+                names=list(range(width)),
+                index_col=False,
+                skiprows=skip,
+                nrows=nrows,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,
+                quotechar='"',
+                engine="c",
+            )
+    except pd.errors.ParserWarning:
+        raise SourceDataError(
+            f"{path.name}:{skip + 1}: more fields than the header ({width}) on the first data"
+            " line — a value probably holds an unquoted separator; quote it or fix the export"
+        ) from None
     except UnicodeDecodeError:
         raise _decode_error(path, encoding) from None
     except pd.errors.EmptyDataError:

@@ -178,3 +178,13 @@ def test_a_young_file_is_waited_for_then_read(hub_home: Path) -> None:
         writer.join(timeout=10)
     assert preview.returncode == 0, preview.stdout + preview.stderr
     assert "read 4, accepted 4, quarantined 0" in preview.stdout
+
+
+def test_a_first_line_longer_than_the_header_is_refused_not_cut(hub_home: Path) -> None:
+    # pandas dropped the extra value of a first data line silently (a ParserWarning only)
+    env = write_datafix(hub_home)
+    rows = [ROWS[0] + ";extra", *ROWS[1:]]
+    drop(hub_home, ("\n".join([HEADER, *rows]) + "\n").encode("utf-8"))
+    preview = datafix("preview", LANDLORD, env=env)
+    assert preview.returncode == 1, preview.stdout + preview.stderr
+    assert "locataires.csv:2: more fields than the header" in preview.stdout
