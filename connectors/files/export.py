@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import io
 import os
 import re
@@ -26,6 +27,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from connectors.errors import RetriableError
 from connectors.processes import pid_alive
 
 __all__ = [
@@ -76,12 +78,22 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, final)
-    except BaseException:
+    except BaseException as error:
         with suppress(FileNotFoundError):
             temporary.unlink()
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            raise RetriableError(
+                f"{final}: the disk is full ({error.strerror}) — nothing was written (the"
+                f" partial temporary file was removed); free space in {final.parent}, then push"
+                " again"
+            ) from None
         raise
     _fsync_folder(final.parent)
     return final
+
+
+# no space left, over quota, over the process's file size limit: retried once space is freed
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _cell(value: Any, render: Renderer | None) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from connectors.errors import SourceDataError
 from connectors.files.client import read_csv
+from pipelines.lib.environment import REPO_ROOT
 from tests.landlords.common import DATAFIX
 
 LANDLORD = "bounded-habitat"
@@ -180,3 +182,34 @@ def test_an_unreadable_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(Path, "open", refusing_open)
     with pytest.raises(SourceDataError, match=r"^locataires\.csv: the hub may not read"):
         read_csv([path])
+
+
+def test_a_full_disk_while_writing_an_export_leaves_nothing_half_written(tmp_path: Path) -> None:
+    # the file size limit (RLIMIT_FSIZE) stands for a full disk: the write fails part-way
+    script = f"""
+import resource, signal, sys
+from pathlib import Path
+from connectors.errors import RetriableError
+from connectors.files.export import write_csv_atomic
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+rows = [[f"F{{n:06d}}", "Martin", "12,50"] for n in range(5000)]
+try:
+    write_csv_atomic(Path({str(tmp_path / "drop" / "factures.csv")!r}), ["Ref", "Nom", "HT"], rows)
+except RetriableError as error:
+    print("refused:", error)
+    sys.exit(3)
+"""
+    (tmp_path / "drop").mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=WAIT,
+        cwd=REPO_ROOT,
+    )
+    output = no_traceback(completed)
+    assert completed.returncode == 3, output
+    assert "factures.csv: the disk is full" in output and "nothing was written" in output
+    assert list((tmp_path / "drop").iterdir()) == []  # no partial file, no temporary left
