@@ -51,7 +51,7 @@ class RunLockResource(dg.ConfigurableResource):
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["RunLockResource"]:
-        run = context.dagster_run
+        run = context.run
         instance = context.instance
         if run is None or instance is None:  # built outside a run: nothing to hold
             yield self

@@ -101,7 +101,7 @@ def _missing_message(context: dg.InputContext) -> str:
     " (`run_lock`) for the run.",
 )
 def run_memory_io_manager(context: dg.InitResourceContext) -> Any:
-    manager = RunMemoryIOManager(context.run_id or "")
+    manager = RunMemoryIOManager(context.run.run_id if context.run else "")
     try:
         yield manager
     finally:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from pipelines.lib.environment import REPO_ROOT
 from tests.reliability.gate_kinds import (
     finish,
     install_gated_landlord,
@@ -196,3 +198,47 @@ def test_a_run_leaves_nothing_in_dagster_storage(hub_home: Path, datafixes: Path
     storage = hub_home / "dagster" / "storage"
     left = sorted(str(path.relative_to(storage)) for path in storage.rglob("*"))
     assert left == [], left
+
+
+SUBSET_RUN = """
+import dagster as dg
+from connectors import registry
+from pipelines.lib.instance import ensure_instance
+from tests.reliability.gate_kinds import GATED_CSV
+
+registry.register(GATED_CSV)
+from pipelines.definitions import defs
+
+job = defs().resolve_implicit_global_asset_job_def()
+result = job.execute_in_process(
+    partition_key="aube-habitat",
+    instance=ensure_instance(),
+    asset_selection=[dg.AssetKey("canonical_tenants")],
+    raise_on_error=False,
+)
+print("success" if result.success else "failed")
+for event in result.get_step_failure_events():
+    print(event.step_failure_data.error.to_string())
+"""
+
+
+@pytest.mark.slow
+def test_a_subset_run_never_loads_another_runs_output(hub_home: Path, datafixes: Path) -> None:
+    install_gated_landlord(hub_home, datafixes, "aube-habitat", rows=5)
+    code, output = finish(start_run("aube-habitat", env={}))  # computes raw_tenants once
+    assert code == 0, output
+    # canonical_tenants alone, as a user materialising it from the UI: raw_tenants is not
+    # computed in this run, and the previous run's is not read (it is nowhere to be read)
+    subset = subprocess.run(
+        [sys.executable, "-c", SUBSET_RUN],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    assert subset.stdout.startswith("failed"), subset.stdout + subset.stderr
+    assert (
+        "`canonical_tenants` reads `raw_tenants`, which this run did not produce" in subset.stdout
+    ), subset.stdout
+    assert "Select `raw_tenants` too" in subset.stdout
