@@ -8,9 +8,12 @@ from typing import Any
 
 import dagster as dg
 
+from connectors.errors import ConnectorError
 from connectors.secrets import scrub, scrub_exception, scrubbed
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.lib.metadata import AssetRole
+from pipelines.lib.outbox import PushBusyError
+from pipelines.lib.warehouse import VanishGuardError
 
 # stage → (prefix of its assets' names, what they compute with, shown as kinds in the UI)
 STAGES: dict[str, tuple[str, set[str]]] = {
@@ -49,7 +52,23 @@ def landlord_asset(
         deps=deps,
         description=description,
     )
-    return lambda compute: decorate(without_secrets(compute))
+    return lambda compute: decorate(without_secrets(hub_failures(compute)))
+
+
+def hub_failures(compute: Callable[..., Any]) -> Callable[..., Any]:
+    """`compute` raising the hub's own errors (connectors' errors, a refused snapshot, a busy
+    push) as `dg.Failure` with their message: the UI and the CLI show that message as the
+    step's failure, not `DagsterExecutionStepExecutionError`. Anything else (a bug) goes
+    through as it is, its traceback in the event log."""
+
+    @functools.wraps(compute)
+    def failing_clearly(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return compute(*args, **kwargs)
+        except (ConnectorError, VanishGuardError, PushBusyError) as error:
+            raise refused(error) from error
+
+    return failing_clearly
 
 
 def without_secrets(compute: Callable[..., Any]) -> Callable[..., Any]:

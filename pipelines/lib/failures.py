@@ -32,7 +32,7 @@ def failure_cause(error: Any) -> str:
     head, separator, rest = text.partition(": ")
     if not separator or " " in head:  # not `module.Class: message`
         return text or seen.cls_name or "failed without a message"
-    if head.startswith(HUB_PACKAGES):
+    if head.startswith(HUB_PACKAGES) or head.endswith(".Failure"):  # dg.Failure: its text
         return rest.strip()
     return (
         f"{head.rsplit('.', 1)[-1]}: {rest.strip()} — an unexpected error: its traceback is in"

@@ -121,3 +121,37 @@ def test_a_hub_error_from_a_source_is_the_message_cli_and_event_log(tmp_path: Pa
     data = failure.dagster_event.step_failure_data
     described = data.user_failure_data.description if data.user_failure_data else ""
     assert "absent.csv" in (described or ""), data
+
+
+def test_a_hub_error_raised_in_any_stage_is_the_step_failure_message() -> None:
+    """Assets of every stage (`landlord_asset`) turn the hub's errors into the step's failure
+    message (what the UI shows), not `DagsterExecutionStepExecutionError`; a bug still fails
+    with its own exception and traceback."""
+    from connectors.errors import ConfigError
+    from pipelines.defs.common import landlord_asset
+    from pipelines.defs.partitions import landlord_partitions
+    from pipelines.lib.metadata import AssetRole
+
+    message = "acme.yaml:3:5: `mode` must be snapshot or incremental — fix the datafix"
+
+    @landlord_asset(AssetRole("load", "tenants"), description="A load that refuses.")
+    def warehouse_tenants() -> None:
+        raise ConfigError(message)
+
+    @landlord_asset(AssetRole("derive", sends="invoices"), description="A derive with a bug.")
+    def outgoing_invoices() -> None:
+        raise KeyError("amount_cents")
+
+    key = landlord_partitions.get_partition_keys()[0]
+    for asset, cause in ((warehouse_tenants, message), (outgoing_invoices, None)):
+        result = dg.materialize([asset], partition_key=key, raise_on_error=False)
+        [event] = result.get_step_failure_events()
+        data = event.step_failure_data
+        if cause is not None:
+            assert data.user_failure_data is not None
+            assert data.user_failure_data.description == cause
+            assert failure_cause(data.error) == cause
+        else:  # not a hub error: no Failure, the KeyError and its traceback kept
+            assert data.user_failure_data is None
+            assert failure_cause(data.error).startswith("KeyError: 'amount_cents'")
+            assert data.error.cause is not None and data.error.cause.stack
