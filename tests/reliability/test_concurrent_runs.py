@@ -203,7 +203,7 @@ def test_a_run_leaves_nothing_in_dagster_storage(hub_home: Path, datafixes: Path
 SUBSET_RUN = """
 import dagster as dg
 from connectors import registry
-from pipelines.lib.instance import ensure_instance
+from pipelines.lib.runner import ensure_instance
 from tests.reliability.gate_kinds import GATED_CSV
 
 registry.register(GATED_CSV)
