@@ -6,6 +6,7 @@ ready) and `push` alone (`datafix push`), both from the UI's launchpad too."""
 import dagster as dg
 
 from pipelines.defs.partitions import landlord_partitions
+from pipelines.lib.instance import reap_dead_runs
 
 nightly_job = dg.define_asset_job(
     name="nightly",
@@ -49,3 +50,15 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunReques
         dg.RunRequest(run_key=f"nightly:{landlord}:{night}", partition_key=landlord)
         for landlord in landlord_partitions.get_partition_keys()
     ]
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    """Every minute, marks failed the runs whose process is gone (killed with -9, a crash): the
+    default run launcher cannot see a run worker die, and a dead run left STARTED would hold its
+    place in the run queue for good."""
+    reaped = reap_dead_runs(context.instance)
+    return dg.SkipReason(f"marked failed: {', '.join(reaped)}" if reaped else "no dead run")

@@ -29,16 +29,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from connectors.errors import ConfigError
 from connectors.processes import process_running, process_started
 from schemas.tables import run_locks
-
-if TYPE_CHECKING:
-    from pipelines.lib.warehouse import Warehouse
 
 __all__ = [
     "LOCK_WAIT_VARIABLE",
@@ -54,6 +51,16 @@ DEFAULT_LOCK_WAIT_SECONDS = 600.0
 POLL_SECONDS = 0.5
 
 Notice = Callable[[str], None]
+
+
+class Warehouse(Protocol):
+    """What the lock needs of `pipelines.lib.warehouse.Warehouse` (which imports this module)."""
+
+    url: str
+    engine: sa.Engine
+
+    @property
+    def dialect(self) -> str: ...
 
 
 class LandlordBusyError(Exception):

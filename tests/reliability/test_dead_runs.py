@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -72,3 +74,24 @@ def test_a_run_killed_with_sigkill_is_marked_failed_and_the_next_run_proceeds(
         engine.dispose()
     assert [tuple(row) for row in loaded] == [(next_run.run_id, "loaded", 50)]
     assert locks == 0  # released at the end of the run that took it over
+
+
+def test_the_daemon_sensor_fails_a_run_whose_process_is_gone(hub_home: Path) -> None:
+    from pipelines.defs.automation import dead_runs_sensor
+    from pipelines.lib.instance import TAG_PID, ensure_instance, process_tags
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=30)
+    instance = ensure_instance()
+    tags = {**process_tags(), TAG_PID: str(gone.pid)}
+    dead = dg.DagsterRun(job_name="nightly", status=dg.DagsterRunStatus.STARTED, tags=tags)
+    alive = dg.DagsterRun(
+        job_name="nightly", status=dg.DagsterRunStatus.STARTED, tags=process_tags()
+    )
+    instance.add_run(dead)
+    instance.add_run(alive)
+    result = dead_runs_sensor(dg.build_sensor_context(instance=instance))
+    assert dead.run_id in str(result.skip_message)
+    assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+    assert f"pid {gone.pid}" in failure_message(hub_home, dead.run_id)
