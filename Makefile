@@ -58,6 +58,7 @@ demo: install ## Generate the demo landlords' files, run the nightly job on SQLi
 # no sandbox defaults: the UI gets the peers' DATAFIX_SANDBOX_* addresses from `--env`.
 ui: install ## Open the Dagster UI on http://127.0.0.1:3000 with the sandbox peers up (state in $DATAFIX_HOME/dagster)
 	mkdir -p "$(DATAFIX_HOME)/dagster"
+	DATAFIX_HOME="$(DATAFIX_HOME)" $(BIN)/python -c "from pipelines.lib.instance import ensure_instance; ensure_instance()"
 	sandbox_env="$$($(BIN)/datafix sandbox --env)" || exit 1; eval "$$sandbox_env"; \
 	$(BIN)/datafix sandbox & sandbox_pid=$$!; \
 	trap 'kill -TERM $$sandbox_pid 2>/dev/null || true; wait $$sandbox_pid 2>/dev/null || true' EXIT; \
