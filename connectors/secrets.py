@@ -29,6 +29,7 @@ from urllib.parse import quote, quote_plus
 __all__ = [
     "MASK",
     "ScrubFilter",
+    "ScrubbingStream",
     "forget_all",
     "known_secrets",
     "remember",
@@ -195,3 +196,18 @@ class ScrubFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
         return True
+
+
+class ScrubbingStream:
+    """A text stream (stdout, stderr) that scrubs each write before passing it on: the last
+    guard of the command line's output."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(scrub(text) if isinstance(text, str) else text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -27,6 +27,7 @@ import click
 import pandas as pd
 
 from connectors.errors import ConnectorError
+from connectors.secrets import ScrubbingStream
 from pipelines.lib.checks import check_datafix
 from pipelines.lib.datafixes import (
     LoadedDatafix,
@@ -74,6 +75,8 @@ class LazyGroup(click.Group):
 def main() -> None:
     """Datafix Hub: pull landlords' data through their datafix files into one model."""
     private_umask()  # whatever the hub writes (warehouse, instance, keys, logs) is its own
+    if not isinstance(sys.stdout, ScrubbingStream):  # no secret reaches the terminal
+        sys.stdout, sys.stderr = ScrubbingStream(sys.stdout), ScrubbingStream(sys.stderr)
 
 
 @main.command()
