@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from connectors.errors import ConfigError, ConnectorError
+from connectors.errors import ConnectorError
 from pipelines.lib.datafixes import load_landlord
 from pipelines.lib.failures import failure_cause
 from pipelines.lib.instance import ensure_instance, process_tags
@@ -131,7 +131,7 @@ def run_landlords(
                     },
                     run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                 )
-        except (LandlordBusyError, ConfigError) as error:
+        except (LandlordBusyError, ConnectorError) as error:
             outcome.errors.append(str(error))
             continue
         outcome.run_id = result.run_id

@@ -22,11 +22,13 @@ Bulk writes go straight to the driver: executemany on SQLite, COPY on PostgreSQL
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connectors.errors import ConfigError, ConnectorError, RetriableError
 from connectors.rawtable import Watermark
+from connectors.secrets import scrub
 from pipelines.lib.personal import RawSealer
 from pipelines.lib.runlock import advisory_key
 from schemas.canonical import ENTITIES, ColumnType
@@ -115,6 +119,7 @@ class Warehouse:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin_immediate)
+        sa.event.listen(self.engine, "handle_error", warehouse_fault)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -672,6 +677,49 @@ def _sqlite_bulk_insert(
         cursor.close()
     for index in rebuild:
         index.create(conn)
+
+
+# the warehouse's disk is full or failing: SQLite (SQLITE_FULL, SQLITE_IOERR: a write refused by
+# the file system), PostgreSQL (SQLSTATE 53100 disk_full; "could not extend file"), MariaDB (1021)
+DISK_FAULT = re.compile(
+    r"database or disk is full|disk I/O error|No space left on device|could not extend file"
+    r"|could not write|disk full|Errcode: 28",
+    re.IGNORECASE,
+)
+
+
+def warehouse_fault(context: sa.engine.ExceptionContext) -> ConnectorError | None:
+    """The hub's own error for a warehouse fault the operator must see as such (SQLAlchemy's
+    `handle_error` hook): a full or failing disk, a server that cannot be reached, a SQLite file
+    that cannot be opened. Each names the warehouse (password masked) and what to do; the
+    transaction was rolled back, so nothing of it was written. Any other error (a bug, a
+    constraint the hub's own code handles) goes through unchanged."""
+    original = context.original_exception
+    text = " ".join(str(original).split())[:300]
+    url = context.engine.url if context.engine is not None else None
+    where = scrub(url.render_as_string(hide_password=True)) if url is not None else "?"
+    text = scrub(text)
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if code == "53100" or DISK_FAULT.search(text):
+        local = url is not None and url.get_backend_name() == "sqlite" and url.database
+        folder = f" (on the disk of {Path(url.database).resolve().parent})" if local else ""
+        return RetriableError(
+            f"the warehouse {where} could not write: {text} — the disk holding it is full or"
+            f" failing: free space there{folder} and run again; this transaction was rolled"
+            " back, nothing of it was written"
+        )
+    connecting = context.connection is None or context.is_disconnect
+    if connecting and url is not None and url.get_backend_name() == "sqlite":
+        return ConfigError(
+            f"the warehouse {where} cannot be opened: {text} — check that its folder exists and"
+            " is writable, or fix DATAFIX_WAREHOUSE_URL"
+        )
+    if connecting and isinstance(original, Exception) and not isinstance(original, TypeError):
+        return RetriableError(
+            f"the warehouse {where} cannot be reached: {text} — check that the database server"
+            " is up, and the host, port, database, user and password of DATAFIX_WAREHOUSE_URL"
+        )
+    return None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
