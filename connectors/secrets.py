@@ -11,7 +11,8 @@
 - the value of an ODBC `PWD=` / `Password=`, bare or in braces with `}}` escapes.
 
 Every message, log line and Dagster metadata value the hub emits goes through it: the CLI's
-output streams, the loggers (`ScrubFilter`), asset metadata and `dg.Failure` descriptions.
+output streams, every log record (`scrub_log_records`), asset metadata and `dg.Failure`
+descriptions.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "remember",
     "scrub",
     "scrub_exception",
+    "scrub_log_records",
     "scrubbed",
 ]
 
@@ -196,6 +198,29 @@ class ScrubFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
         return True
+
+
+_record_factory_installed = False
+
+
+def scrub_log_records() -> None:
+    """Scrub every log record of the process as it is made (`logging.setLogRecordFactory`):
+    the hub's loggers, Dagster's `context.log` (whose records become event-log entries) and any
+    library's, whatever handlers are added later. Idempotent."""
+    global _record_factory_installed
+    with _lock:
+        if _record_factory_installed:
+            return
+        _record_factory_installed = True
+    make_record = logging.getLogRecordFactory()
+    scrubbing = ScrubFilter()
+
+    def scrubbed_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        scrubbing.filter(record)
+        return record
+
+    logging.setLogRecordFactory(scrubbed_record)
 
 
 class ScrubbingStream:

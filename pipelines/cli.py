@@ -27,7 +27,7 @@ import click
 import pandas as pd
 
 from connectors.errors import ConnectorError
-from connectors.secrets import ScrubbingStream
+from connectors.secrets import ScrubbingStream, scrub_log_records
 from pipelines.lib.checks import check_datafix
 from pipelines.lib.datafixes import (
     LoadedDatafix,
@@ -75,6 +75,7 @@ class LazyGroup(click.Group):
 def main() -> None:
     """Datafix Hub: pull landlords' data through their datafix files into one model."""
     private_umask()  # whatever the hub writes (warehouse, instance, keys, logs) is its own
+    scrub_log_records()  # nor any log line, the Dagster event log's included
     if not isinstance(sys.stdout, ScrubbingStream):  # no secret reaches the terminal
         sys.stdout, sys.stderr = ScrubbingStream(sys.stdout), ScrubbingStream(sys.stderr)
 

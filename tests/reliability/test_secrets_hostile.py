@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+import dagster as dg
 import pytest
 
 from connectors.secrets import forget_all, remember, scrub
@@ -272,3 +273,34 @@ def test_scrub_masks_a_remembered_secret_in_free_text(password: str) -> None:
 def test_scrub_leaves_ordinary_text_alone() -> None:
     text = "postgresql+psycopg://hub@db:5432/erp?sslmode=require — 3 rows, a@b.example"
     assert scrub(text) == text
+
+
+def test_a_secret_logged_by_an_asset_never_reaches_the_event_log() -> None:
+    """What an asset (or a library under it) logs becomes event-log entries and console lines:
+    the code location scrubs every log record as it is made."""
+    import pipelines.definitions  # noqa: F401 — loading the code location, as Dagster does
+
+    password = HOSTILE_PASSWORDS[0]
+    remember([password])
+    try:
+
+        @dg.asset
+        def chatty(context) -> None:  # type: ignore[no-untyped-def]
+            context.log.warning(
+                "retrying postgresql+psycopg://hub:%s@erp:5432/erp", quote(password, safe="")
+            )
+            context.log.info("the peer said: bad password %r", password)
+
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = dg.materialize([chatty], instance=instance)
+            assert result.success
+            messages = [
+                entry.user_message
+                for entry in instance.all_logs(result.run_id)
+                if entry.user_message
+            ]
+        assert any("retrying postgresql+psycopg://hub:***@erp" in text for text in messages)
+        assert any("the peer said: bad password" in text for text in messages)
+        assert not any(leaks(text) for text in messages), messages
+    finally:
+        forget_all()
