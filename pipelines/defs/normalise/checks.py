@@ -11,6 +11,8 @@ the records derived from an entity whose latest contract failed.
 
 import dagster as dg
 
+from connectors.secrets import scrub
+from pipelines.defs.common import safe_metadata
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole
@@ -61,15 +63,17 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=result.passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=result.summary(),
-            metadata={
-                **role.entries(),
-                "rows": dg.MetadataValue.int(result.rows),
-                "failing_keys": dg.MetadataValue.json(result.failing_keys()),
-                "failures": dg.MetadataValue.json(result.failures),
-                "statistics": dg.MetadataValue.json(result.statistics),
-                "warnings": dg.MetadataValue.json(result.warnings),
-            },
+            description=scrub(result.summary()),
+            metadata=safe_metadata(
+                {
+                    **role.entries(),
+                    "rows": dg.MetadataValue.int(result.rows),
+                    "failing_keys": dg.MetadataValue.json(result.failing_keys()),
+                    "failures": dg.MetadataValue.json(result.failures),
+                    "statistics": dg.MetadataValue.json(result.statistics),
+                    "warnings": dg.MetadataValue.json(result.warnings),
+                }
+            ),
         )
 
     # the check reads the canonical asset through its parameter name

@@ -4,6 +4,7 @@ again from the UI's launchpad (the same as `datafix requeue LANDLORD`)."""
 import dagster as dg
 
 from connectors.errors import ConnectorError
+from connectors.secrets import scrub
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.requeue import requeue
@@ -27,7 +28,9 @@ def requeue_quarantine(
     try:
         loaded = datafixes.get_client(landlord_id)
     except ConnectorError as error:
-        raise dg.Failure(description=f"datafix refused, nothing was requeued:\n{error}") from None
+        raise dg.Failure(
+            description=scrub(f"datafix refused, nothing was requeued:\n{error}")
+        ) from None
     entities = [config.entity] if config.entity else list(loaded.datafix.entities)
     client = warehouse.get_client()
     totals = {"requeued": 0, "loaded": 0, "quarantined": 0, "skipped": 0}
@@ -35,7 +38,7 @@ def requeue_quarantine(
         try:
             result = requeue(client, loaded, entity, run_id=context.run_id, reason=config.reason)
         except ConnectorError as error:
-            raise dg.Failure(description=str(error)) from None
+            raise dg.Failure(description=scrub(str(error))) from None
         context.log.info(result.summary())
         for name in totals:
             totals[name] += getattr(result, name)
