@@ -37,6 +37,7 @@ from pipelines.lib.environment import (
     inbox_roots,
     interpolation_env,
     variable_allowed,
+    warehouse_url,
 )
 from schemas.config import Env, resolve_settings
 from schemas.datafix import (
@@ -99,11 +100,33 @@ class LoadedDatafix:
         if self.datafix.push is not None:
             sections |= {f"sink:{name}": spec for name, spec in self.datafix.push.sinks.items()}
         for key, settings in sections.items():
+            what, _, name = key.partition(":")
             try:
-                self._resolved[key] = resolve_settings(settings, self._resolve)
+                resolved = resolve_settings(settings, self._resolve)
             except ConfigError as error:
-                what, _, name = key.partition(":")
                 self._resolved[key] = ConfigError(f"{what} `{name}`: {error}")
+                continue
+            problem = next(self._database_problems(resolved), None)
+            if problem is not None:
+                field, message, hint = problem
+                self._resolved[key] = ConfigError(
+                    f"{self.path.name}: {what} `{name}`: `{field}`: {message} — {hint}"
+                )
+                continue
+            self._resolved[key] = resolved
+
+    def _database_problems(self, settings: BaseModel) -> Iterator[tuple[str, str, str]]:
+        """(field, message, hint) for each SQLite database the settings name that is the hub's
+        own state or another landlord's (see `database_problem`)."""
+        for field, value in settings:
+            if isinstance(value, BaseModel):
+                yield from self._database_problems(value)
+            elif isinstance(value, str) and SQLITE_URL.match(value):
+                database = value.split("///", 1)[1].split("?", 1)[0]
+                if database and database != ":memory:":
+                    problem = database_problem(self.landlord_id, Path(database), self.path)
+                    if problem is not None:
+                        yield field, *problem
 
     @property
     def landlord_id(self) -> str:
@@ -130,15 +153,24 @@ class LoadedDatafix:
 
     def environment_issues(self) -> list[Issue]:
         """Problems that depend on the hub's environment, not on the file alone: an `inbox`
-        outside the folders allowed to this landlord."""
+        outside the folders allowed to this landlord; a SQLite database that is the hub's own
+        state or another landlord's."""
+        issues = []
+        for key, settings in self._resolved.items():
+            if isinstance(settings, ConfigError):
+                continue
+            section = ("sources",) if key.startswith("source:") else ("push", "sinks")
+            for field, message, hint in self._database_problems(settings):
+                path = (*section, key.partition(":")[2], field)
+                issues.append(Issue(path=path, message=message, hint=hint))
         try:
             inbox = self.configured_inbox()
         except ConfigError:
-            return []  # an unset or refused variable: reported where it is named
+            return issues  # an unset or refused variable: reported where it is named
         problem = inbox_problem(self.landlord_id, inbox, self.path)
-        if problem is None:
-            return []
-        return [Issue(path=("inbox",), message=problem[0], hint=problem[1])]
+        if problem is not None:
+            issues.append(Issue(path=("inbox",), message=problem[0], hint=problem[1]))
+        return issues
 
     def source(self, name: str) -> Any:
         """Settings of source `name`, variables resolved; ConfigError naming an unset one."""
@@ -540,6 +572,38 @@ def inbox_problem(
         return None
     where = f" (it leads to {resolved})" if resolved != Path(os.path.abspath(inbox)) else ""
     return f"{inbox} is outside the folders an inbox may be in{where}", fix
+
+
+SQLITE_URL = re.compile(r"^sqlite(?:\+\w+)?:///")
+
+
+def database_problem(
+    landlord_id: str, database: Path, datafix: Path | None = None
+) -> tuple[str, str] | None:
+    """Why a datafix may not open the SQLite database `database` (message, hint), or None:
+    the hub's warehouse, anything of the hub's Dagster instance or its keys, or a file in
+    another landlord's inbox. Links are followed first; the file is not opened."""
+    resolved = Path(os.path.realpath(database))
+    fix = "name the landlord's own database (in its inbox, or wherever its ERP keeps it)"
+    home = Path(os.path.realpath(datafix_home()))
+    warehouse = warehouse_url()
+    if SQLITE_URL.match(warehouse):
+        own = Path(os.path.realpath(warehouse.split("///", 1)[1].split("?", 1)[0]))
+        beside = resolved.parent == own.parent and resolved.name.startswith(own.name + "-")
+        if resolved == own or beside:  # its -wal and -shm files too
+            return f"{database} is the hub's warehouse: every landlord's data", fix
+    if resolved.parent == home or resolved.is_relative_to(home / "dagster"):
+        return f"{database} is the hub's own state (in {home})", fix
+    default_root = Path(os.path.realpath(default_inbox(landlord_id))).parent
+    if resolved.is_relative_to(default_root / landlord_id):
+        return None
+    if resolved.is_relative_to(default_root):
+        other = resolved.relative_to(default_root).parts[0]
+        return f"{database} is in the inbox of landlord `{other}`", fix
+    for other, folder in _other_inboxes(landlord_id, datafix):
+        if resolved.is_relative_to(folder):
+            return f"{database} is in the inbox of landlord `{other}`", fix
+    return None
 
 
 def _other_inboxes(landlord_id: str, datafix: Path | None) -> list[tuple[str, Path]]:

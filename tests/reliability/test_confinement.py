@@ -10,6 +10,7 @@ way. An audit hook proves nothing outside the inbox was even opened.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -256,3 +257,45 @@ def test_a_declared_secret_is_read_and_never_printed(
     assert 'role "confine_nobody" does not exist' in output, output
     assert token not in output
     assert "Tok3n" not in output
+
+
+@pytest.mark.parametrize(
+    ("database", "said"),
+    [
+        pytest.param("{home}/warehouse.db", "is the hub's warehouse", id="the-warehouse"),
+        pytest.param("{home}/inbox/../warehouse.db", "is the hub's warehouse", id="dot-dot"),
+        pytest.param("{home}/dagster/history/runs.db", "is the hub's own state", id="dagster"),
+        pytest.param(
+            "{home}/inbox/voisin-habitat/erp.db",
+            "is in the inbox of landlord `voisin-habitat`",
+            id="another-landlord",
+        ),
+        pytest.param("{inbox}/to-warehouse.db", "is the hub's warehouse", id="link-in-inbox"),
+    ],
+)
+def test_a_sqlite_source_on_the_hubs_state_or_another_landlords_is_refused_unread(
+    tmp_path: Path, inbox: Path, hub_home: Path, opened: list[str], database: str, said: str
+) -> None:
+    """A SQL source's SQLite file names the hub's warehouse (every landlord's data), its
+    Dagster instance or another landlord's inbox: refused by check and run, never opened."""
+    (hub_home / "warehouse.db").write_bytes(b"SQLite format 3\0")
+    (inbox / "to-warehouse.db").symlink_to(hub_home / "warehouse.db")
+    path = database.format(home=hub_home, inbox=inbox)
+    datafix = write(tmp_path, url=f"sqlite:///{path}")
+    opened.clear()  # what the test itself wrote
+
+    report = refused_without_reading(datafix, opened, "url:")
+    assert said in report, report
+    assert not [p for p in opened if p.endswith(".db")], opened
+    with pytest.raises(Exception, match=said.replace("`", ".")) as refused:
+        load_datafix(datafix).source("erp")
+    assert f"source `erp`: `url`: {path} " in str(refused.value)
+
+
+def test_a_sqlite_source_in_the_landlords_own_inbox_is_read(
+    tmp_path: Path, inbox: Path, opened: list[str]
+) -> None:
+    sqlite3.connect(inbox / "erp.db").close()
+    datafix = write(tmp_path, url=f"sqlite:///{inbox}/erp.db")
+    assert not [p for p in check_datafix(datafix) if "url" in str(p)]
+    assert load_datafix(datafix).source("erp").url == f"sqlite:///{inbox}/erp.db"
