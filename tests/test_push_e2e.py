@@ -633,23 +633,24 @@ def test_a_failed_contract_holds_the_push_and_the_command_says_why(
 def test_a_dry_run_shows_creations_and_updates_field_by_field_and_sends_nothing(
     hub: Hub, salesforce: SalesforcePeer
 ) -> None:
-    path = hub.landlord("alpha", {"crm": SALESFORCE_INVOICES}, orders=3)
+    # five orders: the fifth has a quote (a header-only quotes export is refused as empty)
+    path = hub.landlord("alpha", {"crm": SALESFORCE_INVOICES}, orders=5)
     dry = hub.push("alpha", "--dry-run")
-    assert "alpha → crm (salesforce, invoices): 3 to send, 0 unchanged" in dry.stdout
+    assert "alpha → crm (salesforce, invoices): 5 to send, 0 unchanged" in dry.stdout
     assert "  create FA000002\n" in dry.stdout
     assert "      Montant_Engage__c: '222.25'\n" in dry.stdout  # 202,25 + 20,00 VAT
     assert "dry run: nothing was sent or written" in dry.stdout
     assert salesforce.count() == 0 and hub.outbox() == Counter()
 
     hub.push("alpha")
-    write_works(hub.root / "data", orders=3, amount_overrides={2: "300,00"})
+    write_works(hub.root / "data", orders=5, amount_overrides={2: "300,00"})
     hub.load(path, run_id="load-2")
     calls = salesforce.count()
     dry = hub.run("push", "alpha", "--dry-run")
-    assert "alpha → crm (salesforce, invoices): 1 to send, 2 unchanged" in dry.stdout
+    assert "alpha → crm (salesforce, invoices): 1 to send, 4 unchanged" in dry.stdout
     assert "  update FA000002\n      Montant_Engage__c: '222.25' → '320.00'\n" in dry.stdout
     assert salesforce.count() == calls
-    assert hub.outbox() == Counter({("alpha", "crm", "sent"): 3})
+    assert hub.outbox() == Counter({("alpha", "crm", "sent"): 5})
 
 
 def test_a_failing_contract_in_the_nightly_run_holds_that_push_then_and_alone(
