@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -232,6 +233,21 @@ def _ledger_path() -> Path:
     return generate.bench_home() / "ledger" / "quittancement_2024-12.csv"
 
 
+def _share_with_rules_landlord(ledger: Path) -> None:
+    """The same ledger file in bench-ledger-rules' own inbox (a landlord may not read another's
+    inbox): a hard link, so no second copy of the file is written."""
+    folder = generate.bench_home() / "ledger-rules"
+    folder.mkdir(exist_ok=True)
+    shared = folder / ledger.name
+    if shared.exists() and shared.samefile(ledger):
+        return
+    shared.unlink(missing_ok=True)
+    try:
+        os.link(ledger, shared)
+    except OSError:  # another file system: a copy, dated as the original
+        shutil.copy2(ledger, shared)
+
+
 def _works_path() -> Path:
     return generate.bench_home() / "works" / "commandes_2024-12.xlsx"
 
@@ -273,6 +289,8 @@ def _environment() -> dict[str, str]:
     env = dict(os.environ)
     env["DATAFIX_DATAFIXES_DIR"] = str(DATAFIXES)
     env["DATAFIX_HOME"] = str(generate.bench_home().parent)
+    # the bench landlords' inboxes are under $DATAFIX_HOME/bench/, a root the operator allows
+    env["DATAFIX_INBOX_ROOTS"] = str(generate.bench_home())
     env.setdefault("PYTHONHASHSEED", "0")
     return env
 
@@ -429,6 +447,7 @@ def main() -> int:
         " per sink kind",
     )
     args = parser.parse_args()
+    os.environ["DATAFIX_INBOX_ROOTS"] = str(generate.bench_home())  # the push bench, in-process
     if args.measure:
         _measure_here(args.measure, args.out)
         return 0
@@ -457,6 +476,7 @@ def main() -> int:
 
     print("Generating the bench files (reused when already there)…", flush=True)
     ledger = generate.ledger_csv()
+    _share_with_rules_landlord(ledger.path)
     works = generate.works_xlsx()
     for generated in (ledger, works):
         state = "reused" if generated.reused else "written"
