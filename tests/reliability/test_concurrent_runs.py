@@ -63,13 +63,6 @@ def waiting_notice(process: subprocess.Popen[str]) -> str:
     return ""
 
 
-@pytest.fixture
-def datafixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "datafixes"
-    monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(folder))
-    return folder
-
-
 @pytest.mark.slow
 def test_a_second_run_of_a_busy_landlord_waits_and_the_tables_equal_one_run(
     hub_home: Path, datafixes: Path, warehouse_url: str, tmp_path: Path

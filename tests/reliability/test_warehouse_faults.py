@@ -51,13 +51,6 @@ def tenant_count(database: Path) -> int:
         return connection.execute("SELECT count(*) FROM tenants").fetchone()[0]
 
 
-@pytest.fixture
-def datafixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "datafixes"
-    monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(folder))
-    return folder
-
-
 @pytest.mark.slow
 def test_a_warehouse_disk_filling_up_mid_load_is_named_and_nothing_is_half_written(
     hub_home: Path, datafixes: Path, monkeypatch: pytest.MonkeyPatch
