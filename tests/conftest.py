@@ -82,6 +82,17 @@ def hub_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def forget_secrets() -> Iterator[None]:
+    """Each test starts with no remembered secret values: a datafix another test loaded in this
+    worker (its password `secret`, say) must not mask this test's output."""
+    from connectors.secrets import forget_all
+
+    forget_all()
+    yield
+    forget_all()
+
+
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 
