@@ -6,7 +6,8 @@ blocked and failed ones included, with the reason), `source_state` (what was las
 each source, so an unchanged source is skipped), `feed_cursors` (incremental watermarks),
 `contract_results` (the last contract verdict per entity, which gates the push), and the push
 side: `outbox` (every record to deliver, its state and the peer's answer) and `push_leases` (one
-push per landlord at a time); insight's figures (`tenant_balances`).
+push per landlord at a time); insight's figures (`tenant_balances`, and `balance_states`: which
+ledger loads the balances of a day were computed from, so an unchanged ledger is not summed again).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from schemas.canonical import ENTITIES, ColumnType, EntitySpec
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 
@@ -80,8 +81,13 @@ CANONICAL_TABLES: dict[str, sa.Table] = {
     name: _canonical_table(spec) for name, spec in ENTITIES.items()
 }
 
-sa.Index("ix_ledger_entries_tenant", CANONICAL_TABLES["ledger_entries"].c.landlord_id,
-         CANONICAL_TABLES["ledger_entries"].c.tenant_ref)  # fmt: skip
+# Covers the balances' GROUP BY (pipelines/lib/insight.py): the sum per tenant is read from the
+# index alone. Measured on the 1M-line bench ledger (SQLite): the GROUP BY 3.6-4.8 s through a
+# (landlord_id, tenant_ref) index (a table lookup per entry) -> 0.2 s; building the index after
+# the first bulk load 1.6 s -> 2.6 s.
+_LEDGER = CANONICAL_TABLES["ledger_entries"]
+sa.Index("ix_ledger_entries_tenant", _LEDGER.c.landlord_id, _LEDGER.c.tenant_ref,
+         _LEDGER.c.entry_date, _LEDGER.c.amount_cents, _LEDGER.c.deleted_at)  # fmt: skip
 
 quarantine = sa.Table(
     "quarantine",
@@ -131,6 +137,8 @@ load_runs = sa.Table(
     sa.Column("finished_at", TIMESTAMP, nullable=False),
     comment="One audit row per load of one landlord's entity, blocked and failed ones included.",
 )
+# what insight's balances are computed from (pipelines/lib/insight.py: the loads of a ledger)
+sa.Index("ix_load_runs_entity", load_runs.c.landlord_id, load_runs.c.entity)
 
 source_state = sa.Table(
     "source_state",
@@ -275,4 +283,28 @@ tenant_balances = sa.Table(
     sa.Column("balance_cents", sa.BigInteger(), nullable=False, comment="> 0: the tenant owes."),
     sa.Column("run_id", RUN_ID, nullable=False),
     comment="Each tenant's balance on a date: the sum of their live ledger entries up to it.",
+)
+sa.Index("ix_tenant_balances_day", tenant_balances.c.landlord_id, tenant_balances.c.as_of)
+
+balance_states = sa.Table(
+    "balance_states",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("as_of", sa.Date(), primary_key=True),
+    sa.Column(
+        "ledger_loads",
+        sa.Integer(),
+        nullable=False,
+        comment="How many loads had written the landlord's ledger (`load_runs` rows, `loaded` or"
+        " `requeued`) when the balances were computed.",
+    ),
+    sa.Column(
+        "ledger_run_id",
+        RUN_ID,
+        nullable=True,
+        comment="The last of those loads (None: the ledger was never loaded).",
+    ),
+    *_written("computed_at"),
+    comment="What the balances of a landlord's day (`tenant_balances`) were computed from: while"
+    " no load wrote the ledger since, they are not computed again.",
 )

@@ -3,16 +3,21 @@ the same statements on SQLite and PostgreSQL, no Python loop over rows.
 
 Money stays integer cents. `ledger_entries.amount_cents` is signed (debit > 0, credit < 0), so a
 tenant's balance is the plain sum of their live entries: positive means the tenant owes.
+
+The balances of a day are computed once per ledger: `refresh_tenant_balances` sums the ledger
+again only when a load wrote it since the balances of that day were recorded (a landlord's
+ledger changes only through a load or a requeue, each audited in `load_runs` in the same
+transaction as its writes), and a new day always recomputes (entries dated today come in).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
-from schemas.tables import CANONICAL_TABLES
+from schemas.tables import CANONICAL_TABLES, balance_states, load_runs
 from schemas.tables import tenant_balances as tenant_balances_table
 
 LEDGER = CANONICAL_TABLES["ledger_entries"]
@@ -24,6 +29,27 @@ class TenantBalance:
 
     tenant_ref: str
     balance_cents: int
+
+
+@dataclass(frozen=True)
+class BalanceFigures:
+    """The landlord's balances of one day summed up (from the stored `tenant_balances` rows)."""
+
+    tenants: int
+    tenants_in_debt: int
+    total_balance_cents: int
+
+
+@dataclass(frozen=True)
+class LedgerVersion:
+    """Which loads had written a landlord's ledger: their number and the last one's run."""
+
+    loads: int
+    last_run_id: str | None
+
+
+# the `load_runs` statuses of a load that wrote the canonical table (blocked and failed did not)
+WRITING_LOADS = ("loaded", "requeued")
 
 
 def _balances_query(landlord_id: str, as_of: date) -> sa.Select:
@@ -68,3 +94,66 @@ def record_tenant_balances(
     )
     columns = ["landlord_id", "tenant_ref", "as_of", "balance_cents", "run_id"]
     connection.execute(table.insert().from_select(columns, select))
+
+
+def ledger_version(connection: sa.Connection, landlord_id: str) -> LedgerVersion:
+    """The loads that wrote the landlord's ledger so far (`load_runs` keeps every one: their
+    number grows with each load, whatever the clock says)."""
+    scope = sa.and_(
+        load_runs.c.landlord_id == landlord_id,
+        load_runs.c.entity == "ledger_entries",
+        load_runs.c.status.in_(WRITING_LOADS),
+    )
+    loads = connection.execute(sa.select(sa.func.count()).where(scope)).scalar_one()
+    last = connection.execute(
+        sa.select(load_runs.c.run_id)
+        .where(scope)
+        .order_by(load_runs.c.finished_at.desc(), load_runs.c.run_id.desc())
+        .limit(1)
+    ).scalar()
+    return LedgerVersion(int(loads), last)
+
+
+def refresh_tenant_balances(
+    connection: sa.Connection, landlord_id: str, as_of: date, run_id: str
+) -> bool:
+    """Record the landlord's balances of `as_of` unless they were already computed from the
+    ledger as it is (no load wrote it since); True when they were computed now. Call it inside
+    one transaction: the check, the balances and their state are written together."""
+    version = ledger_version(connection, landlord_id)
+    state = balance_states
+    scope = sa.and_(state.c.landlord_id == landlord_id, state.c.as_of == as_of)
+    recorded = connection.execute(
+        sa.select(state.c.ledger_loads, state.c.ledger_run_id).where(scope)
+    ).first()
+    if recorded is not None and LedgerVersion(recorded.ledger_loads, recorded.ledger_run_id) == (
+        version
+    ):
+        return False
+    record_tenant_balances(connection, landlord_id, as_of, run_id)
+    connection.execute(state.delete().where(scope))
+    connection.execute(
+        state.insert().values(
+            landlord_id=landlord_id,
+            as_of=as_of,
+            ledger_loads=version.loads,
+            ledger_run_id=version.last_run_id,
+            run_id=run_id,
+            computed_at=datetime.now(UTC),
+        )
+    )
+    return True
+
+
+def balance_figures(connection: sa.Connection, landlord_id: str, as_of: date) -> BalanceFigures:
+    """Count, tenants in debt and total of the landlord's recorded balances of `as_of` (one SQL
+    aggregate over the stored rows, not the ledger)."""
+    table = tenant_balances_table
+    row = connection.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(sa.case((table.c.balance_cents > 0, 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(table.c.balance_cents), 0),
+        ).where(table.c.landlord_id == landlord_id, table.c.as_of == as_of)
+    ).one()
+    return BalanceFigures(int(row[0]), int(row[1]), int(row[2]))

@@ -148,6 +148,15 @@ class Warehouse:
                             f"ALTER TABLE {_quote(conn, table.name)} ADD COLUMN"
                             f" {_quote(conn, column.name)} {column_type}"
                         )
+                # indexes an older warehouse lacks, or declared with other columns since (the
+                # ledger's tenant index covers the balances' sum from schema 6)
+                indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes(table.name)}
+                for index in table.indexes:
+                    columns = [column.name for column in index.columns]
+                    if indexes.get(index.name, columns) != columns:
+                        index.drop(conn)
+                    if indexes.get(index.name) != columns:
+                        index.create(conn)
             if inspector.has_table(legacy_source_cursors.name):
                 _copy_legacy_cursors(conn)
             applied = conn.execute(sa.select(sa.func.max(hub_schema.c.version))).scalar()
