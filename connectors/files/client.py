@@ -611,6 +611,9 @@ def _read_one_csv(
     labels = labels + [""] * (width - len(labels))
     open_quote = False
     frame = _read_plain_csv(path, chosen, separator, skip, data_line, width)
+    # Arrow refuses any line of another width than the table's (a blank line aside, which it
+    # reads as a row of blanks): a table it read holds no short line to look for
+    every_line_whole = frame is not None
     if frame is None:
         frame, open_quote = _pandas_csv(path, chosen, separator, skip, width)
     rows = len(frame)
@@ -625,7 +628,7 @@ def _read_one_csv(
     faults = None
     if open_quote:
         frame, first, faults = lines.with_open_quote_row(frame, separator, width)
-    elif rows and not lines.whole_file_is_plain(frame, width):
+    elif rows and not every_line_whole and not lines.whole_file_is_plain(frame, width):
         faults = lines.short_records(frame, separator, header_width, ends_with_newline)
     source_rows = line_lineage(f"{path.name}:", first)
     return labels, frame, source_rows, faults
@@ -686,38 +689,87 @@ class _RecordLines:
     ) -> pd.DataFrame | None:
         """The records holding fewer fields than the header (blank lines aside): the last one,
         in a file without a final line end, is a torn row (`truncated_row`), any other a short
-        row (`short_row`)."""
+        row (`short_row`).
+
+        Only a record whose last column is blank can be short (pandas pads a short line with
+        blanks, as it reads an empty last field). Most exports leave the last column blank on
+        most lines, so the fields are counted on the raw bytes, vectorised, for every such
+        record written on one line without a `"` (where the csv module would split at each
+        separator, the count is the separators plus one); only the records holding a quote
+        (or spanning lines) are split again by the csv module.
+        """
         width = frame.shape[1]
         candidates = np.flatnonzero((frame[width - 1] == "").to_numpy(dtype=bool))
         if not len(candidates):
             return None
-        blank = np.ones(len(candidates), dtype=bool)
-        for column in frame.columns:
-            blank &= (frame[column].iloc[candidates] == "").to_numpy(dtype=bool)
+        # blank lines (every cell blank) are rows of their own, not short ones: narrow the
+        # candidates column by column, so only the first column is scanned for all of them
+        blank = candidates
+        for column in frame.columns[: width - 1]:
+            blank = blank[(frame[column].iloc[blank] == "").to_numpy(dtype=bool)]
+            if not len(blank):
+                break
+        candidates = np.setdiff1d(candidates, blank, assume_unique=True)
+        counts = self._field_counts(candidates, separator)
         last = len(frame) - 1
         reasons: dict[int, tuple[str, str]] = {}
-        for index in candidates[~blank]:
+        for position in np.flatnonzero(counts < header_width):
+            index, count = int(candidates[position]), int(counts[position])
             line = int(self.first[index])
-            text = self.text(line, 1 + int(self.newlines[index]))
-            count = len(self.fields(text, separator))
-            if count >= header_width:
-                continue
             where = f"{self.path.name}:{line}"
             if index == last and not ends_with_newline:
-                reasons[int(index)] = (
+                reasons[index] = (
                     "truncated_row",
                     f"{where}: the last line is cut ({count} fields where the header has"
                     f" {header_width}, and no line end) — the file was still being written or"
                     " copied; drop it again once the copy is over",
                 )
             else:
-                reasons[int(index)] = (
+                reasons[index] = (
                     "short_row",
                     f"{where}: {count} fields where the header has {header_width} — values are"
                     " missing or the line is cut; fix the line in the export (the hub does not"
                     " pad it with blanks)",
                 )
         return _faults(reasons, frame.index)
+
+    def _field_counts(self, records: np.ndarray, separator: str) -> np.ndarray:
+        """How many fields the csv module finds in each record of `records` (row positions):
+        counted on the bytes where that is exact, split in Python elsewhere."""
+        counts = np.full(len(records), -1, dtype=np.int64)
+        if not len(records):
+            return counts
+        data, starts = self._load()
+        lines = self.first[records] - 1  # 0-based physical line of each record
+        spans = 1 + self.newlines[records]
+        fast = np.zeros(len(records), dtype=bool)
+        if self._byte_countable(separator):
+            inside = (spans == 1) & (lines + 1 < len(starts))
+            begin = starts[np.where(inside, lines, 0)]
+            end = starts[np.where(inside, lines + 1, 0)]
+            raw = np.frombuffer(data, dtype=np.uint8)
+            quotes = np.flatnonzero(raw == ord('"'))
+            separators = np.flatnonzero(raw == ord(separator))
+            quoted = np.searchsorted(quotes, end) > np.searchsorted(quotes, begin)
+            found = np.searchsorted(separators, end) - np.searchsorted(separators, begin)
+            # no separator: an empty line gives no field, any other text one; left to the csv
+            # module (rare: a line of one field where the header has several)
+            fast = inside & ~quoted & (found > 0)
+            counts[fast] = found[fast] + 1
+        for position in np.flatnonzero(~fast):
+            line = int(self.first[records[position]])
+            text = self.text(line, int(spans[position]))
+            counts[position] = len(self.fields(text, separator))
+        return counts
+
+    def _byte_countable(self, separator: str) -> bool:
+        """Whether a separator byte in the bytes `_load` holds is always a separator character:
+        a one-character ASCII separator, in UTF-8 (what `_load` re-encodes a wide encoding to)
+        or a single-byte encoding (where no byte of a longer character can equal it)."""
+        if len(separator) != 1 or not separator.isascii() or separator in '"\r\n':
+            return False
+        encoding = codecs.lookup(self.encoding).name
+        return encoding in _PLAIN_ENCODINGS or not _ascii_compatible(self.encoding)
 
     def with_open_quote_row(
         self, frame: pd.DataFrame, separator: str, width: int
