@@ -668,8 +668,13 @@ def _sqlite_bulk_insert(
     insert = f"INSERT INTO {_quote(conn, table.name)} ({names}) VALUES "
     many_rows_sql = insert + ", ".join([one_row] * per_statement)
     one_row_sql = insert + one_row
-    # a b-tree fed in random order costs more than building the index once afterwards
-    rebuild = list(table.indexes) if values.count >= BULK_REINDEX_ROWS else []
+    # a b-tree fed in random order costs more than building the index once afterwards, unless
+    # the table already holds more rows (other landlords') than this load brings: the rebuild
+    # would then sort them all again
+    rebuild = []
+    if values.count >= BULK_REINDEX_ROWS and table.indexes:
+        held = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(conn, table.name)}").scalar()
+        rebuild = list(table.indexes) if (held or 0) <= values.count else []
     for index in rebuild:
         index.drop(conn)
     cursor = driver.cursor()

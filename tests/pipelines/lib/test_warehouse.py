@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -557,11 +559,10 @@ def test_reloading_what_was_read_back_changes_nothing(warehouse: Warehouse) -> N
 # --- volume ---------------------------------------------------------------------------------
 
 
-def test_a_large_batch_is_loaded_and_the_index_is_there_afterwards(warehouse: Warehouse) -> None:
-    count = 60_000
-    assert count >= BULK_REINDEX_ROWS  # SQLite drops the index and builds it once afterwards
+def big_ledger(count: int) -> pd.DataFrame:
+    """`count` canonical ledger rows E0…, amounts 1…count, 997 tenants."""
     numbers = pd.RangeIndex(count)
-    rows = pd.DataFrame(
+    return pd.DataFrame(
         {
             "entry_ref": pd.Series("E" + numbers.astype("str"), dtype="str"),
             "tenant_ref": pd.Series("T" + (numbers % 997).astype("str"), dtype="str"),
@@ -578,6 +579,12 @@ def test_a_large_batch_is_loaded_and_the_index_is_there_afterwards(warehouse: Wa
         }
     )
 
+
+def test_a_large_batch_is_loaded_and_the_index_is_there_afterwards(warehouse: Warehouse) -> None:
+    count = 60_000
+    assert count >= BULK_REINDEX_ROWS  # SQLite drops the index and builds it once afterwards
+    rows = big_ledger(count)
+
     result = warehouse.load(request(rows, "run-1"))
 
     assert result.inserted == count
@@ -588,6 +595,39 @@ def test_a_large_batch_is_loaded_and_the_index_is_there_afterwards(warehouse: Wa
     assert (stored, int(total)) == (count, count * (count + 1) // 2)
     indexes = {index["name"] for index in sa.inspect(warehouse.engine).get_indexes(LEDGER.name)}
     assert "ix_ledger_entries_tenant" in indexes
+
+
+def test_sqlite_rebuilds_indexes_only_when_the_load_outweighs_the_table(tmp_path: Path) -> None:
+    """A bulk load drops and rebuilds the table's indexes when it brings more rows than the
+    table holds (a first landlord); into a table that other landlords' rows already fill, it
+    feeds the indexes instead: a rebuild would sort all their rows again."""
+    warehouse = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    warehouse.migrate()
+    statements: list[str] = []
+    sa.event.listen(
+        warehouse.engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, statement, *_: statements.append(statement),
+    )
+    warehouse.load(request(big_ledger(60_000), "run-a", landlord="first"))
+    first = [s for s in statements if s.lstrip().upper().startswith("DROP INDEX")]
+    statements.clear()
+    warehouse.load(request(big_ledger(BULK_REINDEX_ROWS), "run-b", landlord="second"))
+    second = [s for s in statements if s.lstrip().upper().startswith("DROP INDEX")]
+    warehouse.dispose()
+
+    assert first and not second
+    with sqlite3.connect(tmp_path / "w.db") as conn:
+        per_landlord = dict(
+            conn.execute("SELECT landlord_id, count(*) FROM ledger_entries GROUP BY landlord_id")
+        )
+        (indexed,) = conn.execute(
+            "SELECT count(*) FROM ledger_entries INDEXED BY ix_ledger_entries_tenant"
+            " WHERE landlord_id = 'second' AND tenant_ref = 'T5'"
+        ).fetchone()
+    assert per_landlord == {"first": 60_000, "second": BULK_REINDEX_ROWS}
+    # T5 holds refs 5, 1002, 2009, …: one in 997 rows
+    assert indexed == len(range(5, BULK_REINDEX_ROWS, 997))
 
 
 # --- landlords are independent --------------------------------------------------------------
