@@ -7,6 +7,8 @@
   reach, a local file no client may ever read), handed to the SOAP and Sage X3 peers.
 - `peer` and `http`: the Salesforce HTTPS peer, with small pages so that every read pages,
   and a session that trusts its certificate.
+- `travaux_peer` and `travaux_erp`: the Node.js travaux ERP peer (`connectors/sandbox/erp_node`),
+  started once per test module, and that peer reset for each test.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from connectors.sandbox.erp_node import TravauxErpPeer
 from connectors.sandbox.http import LocalHttpServer, Reply
 from connectors.sandbox.salesforce import SalesforcePeer, field_service_store
 
@@ -71,3 +74,17 @@ def http(peer: SalesforcePeer) -> Iterator[requests.Session]:
     session = peer.http_session()
     yield session
     session.close()
+
+
+@pytest.fixture(scope="module")
+def travaux_peer() -> Iterator[TravauxErpPeer]:
+    """The travaux ERP peer, started once for the module that uses it."""
+    with TravauxErpPeer() as running:
+        yield running
+
+
+@pytest.fixture
+def travaux_erp(travaux_peer: TravauxErpPeer) -> TravauxErpPeer:
+    """The module's peer, its engagements, counters and mode reset for the test."""
+    travaux_peer.reset()
+    return travaux_peer

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -28,19 +27,6 @@ from connectors.sandbox.erp_node import NodePeerError, TravauxErpPeer
 from connectors.sandbox.run import Sandbox
 
 SEEDED = 2600  # server.js's default number of ledger entries
-
-
-@pytest.fixture(scope="module")
-def peer() -> Iterator[TravauxErpPeer]:
-    with TravauxErpPeer() as running:
-        yield running
-
-
-@pytest.fixture
-def erp(peer: TravauxErpPeer) -> TravauxErpPeer:
-    """The module's peer, its engagements, counters and mode reset for the test."""
-    peer.reset()
-    return peer
 
 
 def client(wsdl_url: str) -> zeep.Client:
@@ -73,7 +59,7 @@ ENGAGEMENT_XML = (
 )
 
 
-def post_raw(erp: TravauxErpPeer, operation: str, body: str) -> tuple[int, str, str]:
+def post_raw(travaux_erp: TravauxErpPeer, operation: str, body: str) -> tuple[int, str, str]:
     """POST a hand-written envelope; the HTTP status and the fault's code and message."""
     envelope = (
         '<?xml version="1.0" encoding="utf-8"?>'
@@ -82,7 +68,7 @@ def post_raw(erp: TravauxErpPeer, operation: str, body: str) -> tuple[int, str, 
         f"{body}</soap:Body></soap:Envelope>"
     )
     response = requests.post(
-        erp.soap_url,
+        travaux_erp.soap_url,
         data=envelope.encode("utf-8"),
         headers={
             "Content-Type": "text/xml; charset=utf-8",
@@ -98,9 +84,9 @@ def post_raw(erp: TravauxErpPeer, operation: str, body: str) -> tuple[int, str, 
     )
 
 
-def every_entry(erp: TravauxErpPeer, taille: int) -> tuple[list[Any], int]:
+def every_entry(travaux_erp: TravauxErpPeer, taille: int) -> tuple[list[Any], int]:
     """Every page of ListerEcritures until the announced total is read (or an empty page)."""
-    service = client(erp.wsdl_url).service
+    service = client(travaux_erp.wsdl_url).service
     entries: list[Any] = []
     numero, total = 1, None
     while total is None or len(entries) < total:
@@ -130,10 +116,12 @@ def element_paths(complex_type: Any, prefix: str = "") -> list[str]:
 # --- The WSDL ---------------------------------------------------------------------------------
 
 
-def test_the_wsdl_is_wrapped_document_literal_with_french_operations(erp: TravauxErpPeer) -> None:
-    soap = client(erp.wsdl_url)
+def test_the_wsdl_is_wrapped_document_literal_with_french_operations(
+    travaux_erp: TravauxErpPeer,
+) -> None:
+    soap = client(travaux_erp.wsdl_url)
     port = soap.wsdl.services["PatrimoineTravaux"].ports["PatrimoineTravauxPort"]
-    assert port.binding_options["address"] == erp.soap_url  # rewritten to the peer's port
+    assert port.binding_options["address"] == travaux_erp.soap_url  # rewritten to the peer's port
     operations = port.binding._operations
     assert set(operations) == {
         "ListerEcritures",
@@ -166,33 +154,33 @@ def test_the_wsdl_is_wrapped_document_literal_with_french_operations(erp: Travau
     assert "ecritures.ecriture.montant.valeur" in element_paths(lister)
     assert "ecritures.ecriture.locataire.reference" in element_paths(lister)
     # the same WSDL through node-soap's own route
-    assert "urn:patrimoine-travaux" in requests.get(f"{erp.soap_url}?wsdl", timeout=10).text
+    assert "urn:patrimoine-travaux" in requests.get(f"{travaux_erp.soap_url}?wsdl", timeout=10).text
 
 
 # --- Reading: the page cap, paging, nested fields ---------------------------------------------
 
 
-def test_the_server_caps_the_page_size_and_announces_the_total(erp: TravauxErpPeer) -> None:
-    answer = client(erp.wsdl_url).service.ListerEcritures(page={"numero": 1, "taille": 500})
+def test_the_server_caps_the_page_size_and_announces_the_total(travaux_erp: TravauxErpPeer) -> None:
+    answer = client(travaux_erp.wsdl_url).service.ListerEcritures(page={"numero": 1, "taille": 500})
     assert len(answer.ecritures.ecriture) == 100  # asked 500, the cap is 100
     assert answer.total == SEEDED
     assert answer.pageNumero == 1
-    erp.set_mode(cap=40)
-    answer = client(erp.wsdl_url).service.ListerEcritures(page={"numero": 2, "taille": 500})
+    travaux_erp.set_mode(cap=40)
+    answer = client(travaux_erp.wsdl_url).service.ListerEcritures(page={"numero": 2, "taille": 500})
     assert len(answer.ecritures.ecriture) == 40
     assert answer.ecritures.ecriture[0].numeroEcriture == "EC-000041"
 
 
-def test_paging_reads_every_entry_once(erp: TravauxErpPeer) -> None:
-    entries, total = every_entry(erp, taille=500)
+def test_paging_reads_every_entry_once(travaux_erp: TravauxErpPeer) -> None:
+    entries, total = every_entry(travaux_erp, taille=500)
     numbers = [entry.numeroEcriture for entry in entries]
     assert total == len(entries) == len(set(numbers)) == SEEDED >= 2000
     assert numbers == sorted(numbers)  # the seed's order, stable across pages
-    assert erp.stats()["calls"]["ListerEcritures"] == SEEDED // 100
+    assert travaux_erp.stats()["calls"]["ListerEcritures"] == SEEDED // 100
 
 
-def test_entries_carry_nested_fields(erp: TravauxErpPeer) -> None:
-    entry = client(erp.wsdl_url).service.ListerEcritures(page={"numero": 3, "taille": 5})
+def test_entries_carry_nested_fields(travaux_erp: TravauxErpPeer) -> None:
+    entry = client(travaux_erp.wsdl_url).service.ListerEcritures(page={"numero": 3, "taille": 5})
     first = entry.ecritures.ecriture[0]
     assert first.numeroEcriture == "EC-000011"
     assert first.locataire.reference.startswith("LOC-") and first.locataire.nom
@@ -201,8 +189,8 @@ def test_entries_carry_nested_fields(erp: TravauxErpPeer) -> None:
     assert first.dateEcriture.year in (2024, 2025) and first.modifieLe.tzinfo is not None
 
 
-def test_work_orders_carry_repeated_lines(erp: TravauxErpPeer) -> None:
-    service = client(erp.wsdl_url).service
+def test_work_orders_carry_repeated_lines(travaux_erp: TravauxErpPeer) -> None:
+    service = client(travaux_erp.wsdl_url).service
     answer = service.ListerBonsDeTravaux(page={"numero": 1, "taille": 250})
     assert len(answer.bons.bon) == 100 and answer.total == 300
     lines = [len(bon.lignes.ligne) for bon in answer.bons.bon]
@@ -214,17 +202,17 @@ def test_work_orders_carry_repeated_lines(erp: TravauxErpPeer) -> None:
     assert isinstance(first.lignes.ligne[0].prixUnitaire, Decimal)
 
 
-def test_modifie_depuis_keeps_the_records_modified_since(erp: TravauxErpPeer) -> None:
-    service = client(erp.wsdl_url).service
+def test_modifie_depuis_keeps_the_records_modified_since(travaux_erp: TravauxErpPeer) -> None:
+    service = client(travaux_erp.wsdl_url).service
     since = "2025-01-01T00:00:00Z"
     answer = service.ListerEcritures(page={"numero": 1, "taille": 100}, modifieDepuis=since)
     assert 0 < answer.total < SEEDED
     assert all(entry.modifieLe.year >= 2025 for entry in answer.ecritures.ecriture)
 
 
-def test_a_wrong_page_is_a_client_fault(erp: TravauxErpPeer) -> None:
+def test_a_wrong_page_is_a_client_fault(travaux_erp: TravauxErpPeer) -> None:
     with pytest.raises(Fault) as fault:
-        client(erp.wsdl_url).service.ListerEcritures(page={"numero": 0, "taille": 10})
+        client(travaux_erp.wsdl_url).service.ListerEcritures(page={"numero": 0, "taille": 10})
     assert fault.value.code == "soap:Client.ValeurInvalide"
     assert "page.numero" in fault.value.message
 
@@ -232,8 +220,8 @@ def test_a_wrong_page_is_a_client_fault(erp: TravauxErpPeer) -> None:
 # --- Writing: idempotent on numeroBon, faults for what the schema does not declare ------------
 
 
-def test_the_same_engagement_twice_is_written_once(erp: TravauxErpPeer) -> None:
-    service = client(erp.wsdl_url).service
+def test_the_same_engagement_twice_is_written_once(travaux_erp: TravauxErpPeer) -> None:
+    service = client(travaux_erp.wsdl_url).service
     first = service.EnregistrerEngagement(engagement=engagement())
     again = service.EnregistrerEngagement(engagement=engagement())
     assert (first.statut, again.statut) == ("CREE", "INCHANGE")
@@ -241,15 +229,15 @@ def test_the_same_engagement_twice_is_written_once(erp: TravauxErpPeer) -> None:
     # the same amount written differently is the same content
     same = engagement(montant={"valeur": Decimal("1234.5000"), "devise": "EUR"})
     assert service.EnregistrerEngagement(engagement=same).statut == "INCHANGE"
-    stats = erp.stats()
+    stats = travaux_erp.stats()
     assert stats["writes"] == 1
     assert stats["writesByBon"] == {"BT-000042": 1}
     assert stats["statuts"] == {"CREE": 1, "MIS_A_JOUR": 0, "INCHANGE": 2}
     assert stats["calls"]["EnregistrerEngagement"] == 3
 
 
-def test_a_changed_engagement_is_updated_in_place(erp: TravauxErpPeer) -> None:
-    service = client(erp.wsdl_url).service
+def test_a_changed_engagement_is_updated_in_place(travaux_erp: TravauxErpPeer) -> None:
+    service = client(travaux_erp.wsdl_url).service
     created = service.EnregistrerEngagement(engagement=engagement())
     changed = engagement(montant={"valeur": Decimal("1300.00"), "devise": "EUR"})
     updated = service.EnregistrerEngagement(engagement=changed)
@@ -258,7 +246,7 @@ def test_a_changed_engagement_is_updated_in_place(erp: TravauxErpPeer) -> None:
     assert service.EnregistrerEngagement(engagement=fewer_lines).statut == "MIS_A_JOUR"
     other = service.EnregistrerEngagement(engagement=engagement("BT-000043"))
     assert other.statut == "CREE" and other.reference != created.reference
-    stats = erp.stats()
+    stats = travaux_erp.stats()
     assert stats["writes"] == 4
     assert stats["writesByBon"] == {"BT-000042": 3, "BT-000043": 1}
 
@@ -297,20 +285,22 @@ def test_a_changed_engagement_is_updated_in_place(erp: TravauxErpPeer) -> None:
     ],
 )
 def test_an_unknown_element_is_a_fault_naming_it(
-    erp: TravauxErpPeer, body: str, unknown: str, where: str
+    travaux_erp: TravauxErpPeer, body: str, unknown: str, where: str
 ) -> None:
     status, code, message = post_raw(
-        erp, "EnregistrerEngagement", f"<t:EnregistrerEngagement>{body}</t:EnregistrerEngagement>"
+        travaux_erp,
+        "EnregistrerEngagement",
+        f"<t:EnregistrerEngagement>{body}</t:EnregistrerEngagement>",
     )
     assert (status, code) == (500, "soap:Client.ElementInconnu")
     assert f"« {unknown} »" in message and f"« {where} »" in message
-    assert erp.stats()["writes"] == 0
+    assert travaux_erp.stats()["writes"] == 0
 
 
-def test_a_missing_or_wrong_element_is_a_fault(erp: TravauxErpPeer) -> None:
+def test_a_missing_or_wrong_element_is_a_fault(travaux_erp: TravauxErpPeer) -> None:
     without_date = ENGAGEMENT_XML.replace("<t:dateEngagement>2025-01-15</t:dateEngagement>", "")
     _, code, message = post_raw(
-        erp,
+        travaux_erp,
         "EnregistrerEngagement",
         f"<t:EnregistrerEngagement><t:engagement>{without_date}</t:engagement>"
         "</t:EnregistrerEngagement>",
@@ -318,30 +308,30 @@ def test_a_missing_or_wrong_element_is_a_fault(erp: TravauxErpPeer) -> None:
     assert code == "soap:Client.ElementManquant"
     assert "EnregistrerEngagement.engagement.dateEngagement" in message
     with pytest.raises(Fault) as fault:
-        client(erp.wsdl_url).service.EnregistrerEngagement(
+        client(travaux_erp.wsdl_url).service.EnregistrerEngagement(
             engagement=engagement(fournisseur={"siret": "123", "nom": "Trop court"})
         )
     assert fault.value.code == "soap:Client.ValeurInvalide"
     assert "fournisseur.siret" in fault.value.message
-    assert erp.stats()["writes"] == 0
+    assert travaux_erp.stats()["writes"] == 0
 
 
-def test_the_raw_envelope_without_lines_is_accepted(erp: TravauxErpPeer) -> None:
+def test_the_raw_envelope_without_lines_is_accepted(travaux_erp: TravauxErpPeer) -> None:
     status, code, _ = post_raw(
-        erp,
+        travaux_erp,
         "EnregistrerEngagement",
         f"<t:EnregistrerEngagement><t:engagement>{ENGAGEMENT_XML}</t:engagement>"
         "</t:EnregistrerEngagement>",
     )
     assert (status, code) == (200, "")
-    assert erp.stats()["writesByBon"] == {"BT-000007": 1}
+    assert travaux_erp.stats()["writesByBon"] == {"BT-000007": 1}
 
 
 # --- Reading one engagement back by reference -------------------------------------------------
 
 
-def test_lire_engagement_answers_what_the_erp_holds(erp: TravauxErpPeer) -> None:
-    service = client(erp.wsdl_url).service
+def test_lire_engagement_answers_what_the_erp_holds(travaux_erp: TravauxErpPeer) -> None:
+    service = client(travaux_erp.wsdl_url).service
     created = service.EnregistrerEngagement(engagement=engagement())
     service.EnregistrerEngagement(
         engagement=engagement(montant={"valeur": Decimal("99.90"), "devise": "EUR"})
@@ -353,12 +343,12 @@ def test_lire_engagement_answers_what_the_erp_holds(erp: TravauxErpPeer) -> None
     assert held.engagement.montant.valeur == Decimal("99.90")
     assert [ligne.libelle for ligne in held.engagement.lignes.ligne] == ["Main d’œuvre", "Robinet"]
     assert held.enregistreLe.tzinfo is not None
-    assert erp.stats()["calls"]["LireEngagement"] == 1
+    assert travaux_erp.stats()["calls"]["LireEngagement"] == 1
 
 
-def test_lire_engagement_of_an_unknown_order_is_introuvable(erp: TravauxErpPeer) -> None:
+def test_lire_engagement_of_an_unknown_order_is_introuvable(travaux_erp: TravauxErpPeer) -> None:
     with pytest.raises(Fault) as fault:
-        client(erp.wsdl_url).service.LireEngagement(numeroBon="BT-999999")
+        client(travaux_erp.wsdl_url).service.LireEngagement(numeroBon="BT-999999")
     assert fault.value.code == "soap:Client.Introuvable"
     assert "BT-999999" in fault.value.message
 
@@ -366,44 +356,44 @@ def test_lire_engagement_of_an_unknown_order_is_introuvable(erp: TravauxErpPeer)
 # --- Test controls: the stats and the behaviour switches --------------------------------------
 
 
-def test_lie_about_total_announces_more_than_it_serves(erp: TravauxErpPeer) -> None:
-    assert erp.set_mode(lie_about_total=7)["lieAboutTotal"] == 7
-    entries, total = every_entry(erp, taille=500)
+def test_lie_about_total_announces_more_than_it_serves(travaux_erp: TravauxErpPeer) -> None:
+    assert travaux_erp.set_mode(lie_about_total=7)["lieAboutTotal"] == 7
+    entries, total = every_entry(travaux_erp, taille=500)
     assert total == SEEDED + 7 and len(entries) == SEEDED  # a client must notice the gap
 
 
-def test_refuse_all_faults_every_write_and_writes_nothing(erp: TravauxErpPeer) -> None:
-    erp.set_mode(refuse_all=True)
-    service = client(erp.wsdl_url).service
+def test_refuse_all_faults_every_write_and_writes_nothing(travaux_erp: TravauxErpPeer) -> None:
+    travaux_erp.set_mode(refuse_all=True)
+    service = client(travaux_erp.wsdl_url).service
     for numero in ("BT-000001", "BT-000002"):
         with pytest.raises(Fault) as fault:
             service.EnregistrerEngagement(engagement=engagement(numero))
         assert fault.value.code == "soap:Server.Refuse"
         assert numero in fault.value.message
-    assert erp.stats()["writes"] == 0
-    assert erp.stats()["calls"]["EnregistrerEngagement"] == 2
-    erp.set_mode(refuse_all=False)
+    assert travaux_erp.stats()["writes"] == 0
+    assert travaux_erp.stats()["calls"]["EnregistrerEngagement"] == 2
+    travaux_erp.set_mode(refuse_all=False)
     assert service.EnregistrerEngagement(engagement=engagement()).statut == "CREE"
 
 
-def test_the_mode_endpoint_refuses_unknown_switches(erp: TravauxErpPeer) -> None:
-    response = requests.post(f"{erp.url}/_peer/mode", json={"lentement": True}, timeout=10)
+def test_the_mode_endpoint_refuses_unknown_switches(travaux_erp: TravauxErpPeer) -> None:
+    response = requests.post(f"{travaux_erp.url}/_peer/mode", json={"lentement": True}, timeout=10)
     assert response.status_code == 400 and "lentement" in response.json()["error"]
-    assert requests.get(f"{erp.url}/_peer/mode", timeout=10).json() == {
+    assert requests.get(f"{travaux_erp.url}/_peer/mode", timeout=10).json() == {
         "cap": 100,
         "lieAboutTotal": 0,
         "refuseAll": False,
     }
 
 
-def test_reset_forgets_engagements_counters_and_mode(erp: TravauxErpPeer) -> None:
-    service = client(erp.wsdl_url).service
+def test_reset_forgets_engagements_counters_and_mode(travaux_erp: TravauxErpPeer) -> None:
+    service = client(travaux_erp.wsdl_url).service
     service.EnregistrerEngagement(engagement=engagement())
-    erp.set_mode(cap=10, refuse_all=True)
-    stats = erp.reset()
+    travaux_erp.set_mode(cap=10, refuse_all=True)
+    stats = travaux_erp.reset()
     assert stats["writes"] == 0 and stats["engagements"] == 0 and stats["calls"] == {}
     assert stats["mode"] == {"cap": 100, "lieAboutTotal": 0, "refuseAll": False}
-    assert requests.get(erp.stats_url, timeout=10).json()["writesByBon"] == {}
+    assert requests.get(travaux_erp.stats_url, timeout=10).json()["writesByBon"] == {}
     with pytest.raises(Fault, match="BT-000042"):
         service.LireEngagement(numeroBon="BT-000042")
 
@@ -427,10 +417,10 @@ def test_start_up_switches_and_a_clean_stop() -> None:
     assert refused(port)
 
 
-def test_a_taken_port_is_address_in_use(peer: TravauxErpPeer) -> None:
-    assert peer.port is not None
+def test_a_taken_port_is_address_in_use(travaux_peer: TravauxErpPeer) -> None:
+    assert travaux_peer.port is not None
     with pytest.raises(OSError) as error:
-        TravauxErpPeer(port=peer.port).start()
+        TravauxErpPeer(port=travaux_peer.port).start()
     assert error.value.errno == errno.EADDRINUSE
 
 

@@ -11,7 +11,6 @@ requests are only rendered, never sent.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +40,9 @@ FIELDS = (
 STATUSES = {"CREE": "sent", "MIS_A_JOUR": "sent", "INCHANGE": "sent", "REFUSE": "dead"}
 
 
-@pytest.fixture(scope="module")
-def peer() -> Iterator[TravauxErpPeer]:
-    with TravauxErpPeer() as running:
-        yield running
-
-
-@pytest.fixture
-def erp(peer: TravauxErpPeer) -> TravauxErpPeer:
-    peer.reset()
-    return peer
-
-
-def sink(erp: TravauxErpPeer, **options: Any) -> SoapSink:
+def sink(travaux_erp: TravauxErpPeer, **options: Any) -> SoapSink:
     settings: dict[str, Any] = {
-        "wsdl": erp.wsdl_url,
+        "wsdl": travaux_erp.wsdl_url,
         "operation": "EnregistrerEngagement",
         "natural_key": "engagement.numeroBon",
         "idempotency_field": None,
@@ -99,8 +86,8 @@ def commitment(number: int, amount: str = "1250.50", version: str = "v1") -> Out
     )
 
 
-def test_the_request_is_the_nested_engagement_and_nothing_else(erp: TravauxErpPeer) -> None:
-    travaux = sink(erp)
+def test_the_request_is_the_nested_engagement_and_nothing_else(travaux_erp: TravauxErpPeer) -> None:
+    travaux = sink(travaux_erp)
     assert travaux.request(commitment(1)) == {
         "engagement": {
             "numeroBon": "BT-000001",
@@ -116,11 +103,11 @@ def test_the_request_is_the_nested_engagement_and_nothing_else(erp: TravauxErpPe
     }
     envelope = travaux.envelope(commitment(1))
     assert "IdempotencyKey" not in envelope and "Reference" not in envelope
-    assert erp.stats()["callsTotal"] == 0  # building a request calls nothing
+    assert travaux_erp.stats()["callsTotal"] == 0  # building a request calls nothing
 
 
-def test_push_twice_writes_once_and_changes_write_updates(erp: TravauxErpPeer) -> None:
-    travaux = sink(erp)
+def test_push_twice_writes_once_and_changes_write_updates(travaux_erp: TravauxErpPeer) -> None:
+    travaux = sink(travaux_erp)
     records = [commitment(n) for n in range(1, 21)]
     first = travaux.send(records)
     assert {(d.outcome, d.details["status"]) for d in first} == {("sent", "CREE")}
@@ -129,52 +116,54 @@ def test_push_twice_writes_once_and_changes_write_updates(erp: TravauxErpPeer) -
     assert {(d.outcome, d.details["status"]) for d in again} == {("sent", "INCHANGE")}
     changed = [commitment(n, "99.90", "v2") for n in (3, 7, 11)]
     assert {d.details["status"] for d in travaux.send(changed)} == {"MIS_A_JOUR"}
-    stats = erp.stats()
+    stats = travaux_erp.stats()
     assert stats["writes"] == 23 and stats["engagements"] == 20
     assert stats["statuts"] == {"CREE": 20, "MIS_A_JOUR": 3, "INCHANGE": 20}
     assert stats["calls"] == {"EnregistrerEngagement": 43}
 
 
-def test_lists_make_repeated_lines_zipped_by_position(erp: TravauxErpPeer) -> None:
+def test_lists_make_repeated_lines_zipped_by_position(travaux_erp: TravauxErpPeer) -> None:
     record = commitment(5)
     fields = dict(record.fields)
     fields["engagement.lignes.ligne.libelle"] = ["Main d’œuvre", "Robinet"]
     fields["engagement.lignes.ligne.quantite"] = ["2", "1"]
     fields["engagement.lignes.ligne.prixUnitaire"] = ["45.00", "89.90"]
     fields["engagement.montant.valeur"] = "179.90"
-    travaux = sink(erp)
+    travaux = sink(travaux_erp)
     [delivered] = travaux.send([OutgoingRecord(record.key, "k", fields)])
     assert delivered.outcome == "sent", delivered.message
     held = travaux.read_back([OutgoingRecord(record.key, "k", fields)])
     assert held == {"BT-000005": "ENG-000001"}
 
 
-def test_read_back_by_reference_finds_exactly_the_held_versions(erp: TravauxErpPeer) -> None:
-    travaux = sink(erp)
+def test_read_back_by_reference_finds_exactly_the_held_versions(
+    travaux_erp: TravauxErpPeer,
+) -> None:
+    travaux = sink(travaux_erp)
     travaux.send([commitment(n) for n in (1, 2, 3)])
     asked = [commitment(1), commitment(2), commitment(3, "10.00", "v2"), commitment(4)]
     assert travaux.read_back(asked) == {"BT-000001": "ENG-000001", "BT-000002": "ENG-000002"}
-    assert erp.stats()["calls"]["LireEngagement"] == 4  # one lookup per record in doubt
+    assert travaux_erp.stats()["calls"]["LireEngagement"] == 4  # one lookup per record in doubt
 
 
 def test_records_in_doubt_are_read_back_and_the_rest_resent_without_duplicates(
-    erp: TravauxErpPeer,
+    travaux_erp: TravauxErpPeer,
 ) -> None:
     records = [commitment(n) for n in range(1, 61)]
-    sink(erp).send(records[:25])  # the answers are lost in a crash
-    delivered = deliver(sink(erp), records)
+    sink(travaux_erp).send(records[:25])  # the answers are lost in a crash
+    delivered = deliver(sink(travaux_erp), records)
     assert {d.outcome for d in delivered.values()} == {"sent"}
-    stats = erp.stats()
+    stats = travaux_erp.stats()
     assert stats["engagements"] == 60 and stats["writes"] == 60
     assert set(stats["writesByBon"].values()) == {1}
     assert stats["statuts"]["INCHANGE"] == 0  # the 25 held were read back, not resent
 
 
 def test_a_misspelt_target_path_is_one_error_with_did_you_mean_before_any_call(
-    erp: TravauxErpPeer,
+    travaux_erp: TravauxErpPeer,
 ) -> None:
     targets = [path.replace("montant.valeur", "montant.valuer") for path in FIELDS]
-    travaux = sink(erp, targets=targets)
+    travaux = sink(travaux_erp, targets=targets)
     with pytest.raises(ConfigError) as caught:
         travaux.check()
     message = str(caught.value)
@@ -182,7 +171,7 @@ def test_a_misspelt_target_path_is_one_error_with_did_you_mean_before_any_call(
     assert "did you mean `engagement.montant.valeur`?" in message
     with pytest.raises(ConfigError):
         travaux.send([commitment(1)])
-    assert erp.stats()["callsTotal"] == 0
+    assert travaux_erp.stats()["callsTotal"] == 0
 
 
 @pytest.mark.parametrize(
@@ -202,26 +191,26 @@ def test_a_misspelt_target_path_is_one_error_with_did_you_mean_before_any_call(
     ids=["idempotency", "natural-key", "operation", "required", "group", "status", "argument"],
 )
 def test_settings_the_wsdl_does_not_have_are_named(
-    erp: TravauxErpPeer, options: dict[str, Any], expected: str
+    travaux_erp: TravauxErpPeer, options: dict[str, Any], expected: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        sink(erp, **options).check()
+        sink(travaux_erp, **options).check()
     assert expected in str(caught.value)
-    assert erp.stats()["callsTotal"] == 0
+    assert travaux_erp.stats()["callsTotal"] == 0
 
 
 def test_a_peer_refusing_everything_makes_every_record_dead_when_the_fault_is_mapped(
-    erp: TravauxErpPeer,
+    travaux_erp: TravauxErpPeer,
 ) -> None:
-    erp.set_mode(refuse_all=True)
+    travaux_erp.set_mode(refuse_all=True)
     results = Results(status="statut", id="reference", faults={"Server.Refuse": "dead"})
-    delivered = sink(erp, results=results).send([commitment(n) for n in range(1, 6)])
+    delivered = sink(travaux_erp, results=results).send([commitment(n) for n in range(1, 6)])
     assert {d.outcome for d in delivered} == {"dead"}
     assert "refusé" in delivered[0].message and "Server.Refuse" in delivered[0].message
     # unmapped, an unknown Server.* fault stops the push (records stay queued)
     with pytest.raises(PermanentError):
-        sink(erp, results=Results(status="statut", id="reference")).send([commitment(1)])
-    assert erp.stats()["writes"] == 0
+        sink(travaux_erp, results=Results(status="statut", id="reference")).send([commitment(1)])
+    assert travaux_erp.stats()["writes"] == 0
 
 
 def test_statuses_map_to_outcomes() -> None:

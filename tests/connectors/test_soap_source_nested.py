@@ -60,24 +60,14 @@ CODES = {
 }
 
 
-@pytest.fixture(scope="module")
-def peer() -> Iterator[TravauxErpPeer]:
-    with TravauxErpPeer() as running:
-        yield running
-
-
-@pytest.fixture
-def erp(peer: TravauxErpPeer) -> TravauxErpPeer:
-    peer.reset()
-    return peer
-
-
-def zeep_pages(erp: TravauxErpPeer, operation: str, records: str) -> list[Any]:
+def zeep_pages(travaux_erp: TravauxErpPeer, operation: str, records: str) -> list[Any]:
     """Every record of `operation`, paged by hand with plain zeep (100 a page, the cap), until
     an empty page: the count the hub's pull is compared with."""
     session = requests.Session()
     session.trust_env = False
-    service = zeep.Client(erp.wsdl_url, transport=Transport(session=session, timeout=10)).service
+    service = zeep.Client(
+        travaux_erp.wsdl_url, transport=Transport(session=session, timeout=10)
+    ).service
     found: list[Any] = []
     numero = 1
     while True:
@@ -90,9 +80,9 @@ def zeep_pages(erp: TravauxErpPeer, operation: str, records: str) -> list[Any]:
         numero += 1
 
 
-def pull_entries(erp: TravauxErpPeer, **options: Any):  # type: ignore[no-untyped-def]
+def pull_entries(travaux_erp: TravauxErpPeer, **options: Any):  # type: ignore[no-untyped-def]
     return read_soap(
-        erp.wsdl_url,
+        travaux_erp.wsdl_url,
         operation="ListerEcritures",
         records_path="ecritures.ecriture",
         paging=SoapPaging(**PAGING),  # type: ignore[arg-type]
@@ -114,9 +104,11 @@ def test_dotted_argument_names_fill_nested_elements() -> None:
         nest_arguments({"page": 1, "page.numero": 2})
 
 
-def test_every_entry_arrives_through_the_cap_with_nested_fields(erp: TravauxErpPeer) -> None:
-    table = pull_entries(erp)
-    expected = zeep_pages(erp, "ListerEcritures", "ecritures")
+def test_every_entry_arrives_through_the_cap_with_nested_fields(
+    travaux_erp: TravauxErpPeer,
+) -> None:
+    table = pull_entries(travaux_erp)
+    expected = zeep_pages(travaux_erp, "ListerEcritures", "ecritures")
     assert len(expected) == SEEDED >= 2000
     assert len(table) == len(expected)
     assert table.frame["numeroEcriture"].tolist() == [e.numeroEcriture for e in expected]
@@ -136,23 +128,23 @@ def test_every_entry_arrives_through_the_cap_with_nested_fields(erp: TravauxErpP
     ]
     assert table.source_rows.iloc[0] == "ListerEcritures:numeroEcriture=EC-000001"
     # 26 pages of 100 for the hub (the cap followed), and the empty page confirming the total
-    assert erp.stats()["calls"]["ListerEcritures"] == 2 * (SEEDED // 100) + 1 + 1
+    assert travaux_erp.stats()["calls"]["ListerEcritures"] == 2 * (SEEDED // 100) + 1 + 1
 
 
 def test_a_peer_lying_about_its_total_fails_the_pull_with_both_numbers(
-    erp: TravauxErpPeer,
+    travaux_erp: TravauxErpPeer,
 ) -> None:
-    erp.set_mode(lie_about_total=7)
+    travaux_erp.set_mode(lie_about_total=7)
     with pytest.raises(PermanentError) as failure:
-        pull_entries(erp)
+        pull_entries(travaux_erp)
     message = str(failure.value)
     assert f"announced {SEEDED + 7} records but sent {SEEDED}" in message
     assert "nothing of this pull is loaded" in message
 
 
-def test_works_orders_flattened_to_one_row_per_line(erp: TravauxErpPeer) -> None:
+def test_works_orders_flattened_to_one_row_per_line(travaux_erp: TravauxErpPeer) -> None:
     table = read_soap(
-        erp.wsdl_url,
+        travaux_erp.wsdl_url,
         operation="ListerBonsDeTravaux",
         records_path="bons.bon",
         flatten="lignes.ligne",
@@ -160,7 +152,7 @@ def test_works_orders_flattened_to_one_row_per_line(erp: TravauxErpPeer) -> None
         key=["numeroBon"],
         retry=FAST,
     )
-    bons = zeep_pages(erp, "ListerBonsDeTravaux", "bons")
+    bons = zeep_pages(travaux_erp, "ListerBonsDeTravaux", "bons")
     lines = [(bon, ligne) for bon in bons for ligne in bon.lignes.ligne]
     assert len(bons) == 300 and len(table) == len(lines) > len(bons)
     assert list(table.frame.columns) == [
@@ -206,18 +198,18 @@ def test_works_orders_flattened_to_one_row_per_line(erp: TravauxErpPeer) -> None
     ],
 )
 def test_a_wrong_flatten_is_a_config_error_before_any_call(
-    erp: TravauxErpPeer, flatten: str, message: str
+    travaux_erp: TravauxErpPeer, flatten: str, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         read_soap(
             str(WSDL_FILE),
-            address=erp.soap_url,
+            address=travaux_erp.soap_url,
             operation="ListerBonsDeTravaux",
             records_path="bons.bon",
             flatten=flatten,
             paging=SoapPaging(**PAGING),  # type: ignore[arg-type]
         )
-    assert erp.stats()["calls"] == {}
+    assert travaux_erp.stats()["calls"] == {}
 
 
 # --- Through the pipeline: pull → normalise → load on a SQLite warehouse ----------------------
@@ -228,13 +220,13 @@ def warehouse(tmp_path: Path) -> Iterator[Warehouse]:
     yield from migrated_warehouse(f"sqlite:///{tmp_path}/warehouse.db")
 
 
-def ledger_datafix(folder: Path, erp: TravauxErpPeer) -> Path:
+def ledger_datafix(folder: Path, travaux_erp: TravauxErpPeer) -> Path:
     return incremental_ledger_datafix(
         folder,
         ("travaux-habitat", "Travaux Habitat"),
         {
             "kind": "soap",
-            "wsdl": erp.wsdl_url,
+            "wsdl": travaux_erp.wsdl_url,
             "operation": "ListerEcritures",
             "records": "ecritures.ecriture",
             "paging": PAGING,
@@ -256,10 +248,12 @@ def table_rows(warehouse: Warehouse, sql: str) -> list[Any]:
 
 
 def test_the_pipeline_loads_every_entry_with_its_nested_fields(
-    tmp_path: Path, erp: TravauxErpPeer, warehouse: Warehouse
+    tmp_path: Path, travaux_erp: TravauxErpPeer, warehouse: Warehouse
 ) -> None:
-    datafix = ledger_datafix(tmp_path, erp)
-    expected = {e.numeroEcriture: e for e in zeep_pages(erp, "ListerEcritures", "ecritures")}
+    datafix = ledger_datafix(tmp_path, travaux_erp)
+    expected = {
+        e.numeroEcriture: e for e in zeep_pages(travaux_erp, "ListerEcritures", "ecritures")
+    }
     assert run_ledger_once(datafix, warehouse, "run-1") == len(expected) == SEEDED
     loaded = table_rows(warehouse, "SELECT entry_ref, tenant_ref, amount_cents FROM ledger_entries")
     assert len(loaded) == SEEDED
@@ -271,26 +265,26 @@ def test_the_pipeline_loads_every_entry_with_its_nested_fields(
 
 
 def test_the_next_pull_sends_the_watermark_as_the_wsdl_types_it(
-    tmp_path: Path, erp: TravauxErpPeer, warehouse: Warehouse
+    tmp_path: Path, travaux_erp: TravauxErpPeer, warehouse: Warehouse
 ) -> None:
     """`modifieDepuis` is an xsd:dateTime the peer validates: the watermark kept from the
     first pull (`2025-07-19 16:59:24+00:00`, as the client parsed the column) goes out as
     ISO 8601, and the peer answers only the entries at or after it."""
-    datafix = ledger_datafix(tmp_path, erp)
+    datafix = ledger_datafix(tmp_path, travaux_erp)
     assert run_ledger_once(datafix, warehouse, "run-1") == SEEDED
-    stamps = sorted(e.modifieLe for e in zeep_pages(erp, "ListerEcritures", "ecritures"))
+    stamps = sorted(e.modifieLe for e in zeep_pages(travaux_erp, "ListerEcritures", "ecritures"))
     at_latest = sum(stamp == stamps[-1] for stamp in stamps)
-    erp.reset()
+    travaux_erp.reset()
     assert run_ledger_once(datafix, warehouse, "run-2") == 0  # nothing changed since
     # one page: the entries at the watermark's exact stamp (already loaded), then done
-    assert erp.stats()["calls"]["ListerEcritures"] == 1 and at_latest >= 1
+    assert travaux_erp.stats()["calls"]["ListerEcritures"] == 1 and at_latest >= 1
     assert table_rows(warehouse, "SELECT count(*) FROM ledger_entries") == [(SEEDED,)]
 
 
-def test_a_watermark_is_typed_by_the_argument_it_fills(erp: TravauxErpPeer) -> None:
+def test_a_watermark_is_typed_by_the_argument_it_fills(travaux_erp: TravauxErpPeer) -> None:
     from connectors.soap.client import make_client, since_value
 
-    client = make_client(erp.wsdl_url, timeout=10)
+    client = make_client(travaux_erp.wsdl_url, timeout=10)
     sent = since_value(client, "ListerEcritures", "modifieDepuis", "2025-07-19 16:59:24+00:00")
     assert sent.isoformat() == "2025-07-19T16:59:24+00:00"
     # not a date: sent as it is (the peer's fault then names the value)
@@ -300,10 +294,10 @@ def test_a_watermark_is_typed_by_the_argument_it_fills(erp: TravauxErpPeer) -> N
 
 
 def test_the_pipeline_loads_nothing_when_the_peer_lies_about_its_total(
-    tmp_path: Path, erp: TravauxErpPeer, warehouse: Warehouse
+    tmp_path: Path, travaux_erp: TravauxErpPeer, warehouse: Warehouse
 ) -> None:
-    datafix = ledger_datafix(tmp_path, erp)
-    erp.set_mode(lie_about_total=3)
+    datafix = ledger_datafix(tmp_path, travaux_erp)
+    travaux_erp.set_mode(lie_about_total=3)
     with pytest.raises(PermanentError, match=f"announced {SEEDED + 3} records but sent {SEEDED}"):
         run_ledger_once(datafix, warehouse, "run-1")
     assert table_rows(warehouse, "SELECT count(*) FROM ledger_entries") == [(0,)]
@@ -311,7 +305,7 @@ def test_the_pipeline_loads_nothing_when_the_peer_lies_about_its_total(
 
 
 def test_the_pipeline_loads_flattened_lines(
-    tmp_path: Path, erp: TravauxErpPeer, warehouse: Warehouse
+    tmp_path: Path, travaux_erp: TravauxErpPeer, warehouse: Warehouse
 ) -> None:
     document = {
         "version": 1,
@@ -319,7 +313,7 @@ def test_the_pipeline_loads_flattened_lines(
         "sources": {
             "bons": {
                 "kind": "soap",
-                "wsdl": erp.wsdl_url,
+                "wsdl": travaux_erp.wsdl_url,
                 "operation": "ListerBonsDeTravaux",
                 "records": "bons.bon",
                 "flatten": "lignes.ligne",
@@ -345,7 +339,7 @@ def test_the_pipeline_loads_flattened_lines(
     load(warehouse, loaded, normalise(loaded, pulled), run_id="run-1")
     lines = [
         (bon.numeroBon, ligne)
-        for bon in zeep_pages(erp, "ListerBonsDeTravaux", "bons")
+        for bon in zeep_pages(travaux_erp, "ListerBonsDeTravaux", "bons")
         for ligne in bon.lignes.ligne
     ]
     assert pulled.rows == len(lines)
