@@ -1,7 +1,30 @@
-"""`make bench`: the hub's speed and memory on a 1M-line ledger CSV and a 100k-row works-orders
-workbook, beside baselines measured in the same run.
+"""`make bench`: the hub's speed and memory, as a user runs it and stage by stage, beside
+baselines measured in the same run. Two tables.
 
-For each file:
+Table 1, the whole process (tests/bench/process.py; `--only process|postgres|flat|many` runs one
+group): each figure is one fresh process timed from outside (`os.wait4`: wall, CPU seconds of
+the process tree, its peak RSS), with DATAFIX_FILE_SETTLE_SECONDS=0 for every hub run (printed):
+- `process`: on the 1M-line ledger, `datafix run bench-ledger --no-push` on a fresh
+  DATAFIX_HOME (no warehouse, no Dagster instance), then its unchanged rerun on the same home,
+  beside the naive script (tests/bench/naive_load.py: pandas `read_csv` + `to_datetime` +
+  `to_sql` through a SQLAlchemy engine into a fresh SQLite file) and dlt (tests/bench/dlt_load.py:
+  chunked pandas source → dlt's `sqlalchemy` destination on a fresh SQLite file; dlt installed
+  by the bench into its own virtual environment `$DATAFIX_HOME/bench/dlt-venv`, or the row says
+  unavailable and why). Targets: first run <= 0.6x naive, <= 0.5x dlt, <= 400 MB; rerun <= 1.5 s.
+  Once: the rerun with the settling wait at its 2 s default, to show whether it matters;
+- `postgres`: the same first run into a fresh PostgreSQL database beside the naive `to_sql`
+  (method=None) into another one on the same server (target <= 0.6x);
+- `flat`: the first run on a generated 4M-line ledger against the 1M one: peak RSS ratio
+  (target <= 1.2x; run once when a run takes over 3 minutes; `--big-rows`);
+- `many`: 300 generated landlords x 10,000 lines (`--landlords`, `--landlord-rows`), one
+  `datafix run --no-push` over all of them, once: wall (target <= 5 min), CPU seconds and CPU
+  use (CPU / wall, of the machine's cores).
+After each hub run the warehouse is queried: rows loaded and quarantined per landlord as the
+generator wrote them (1M ledger: 999,800 and 200); a failed run prints its error tail (ERROR).
+`--ledger-rows` (default 1,000,000) shrinks the ledger of `process`, `postgres` and `flat` to
+try the harness quickly.
+
+Table 2, in-process stage by stage (this file, `--only ledger|works`), for each file:
 - the hub: `stages.pull` → `stages.normalise` → `quality.run_contract` → `stages.load` into a
   fresh SQLite warehouse under `$DATAFIX_HOME/bench/`, with the bench datafixes of
   `tests/bench/datafixes/` (DATAFIX_DATAFIXES_DIR points there), exactly what the Dagster assets
@@ -55,6 +78,7 @@ sys.path[:0] = [str(HERE), str(REPO)]
 
 import generate  # noqa: E402  (tests/bench/generate.py, beside this script)
 import odbc_pull  # noqa: E402  (tests/bench/odbc_pull.py: the 1M-row pull over pyodbc)
+import process as process_bench  # noqa: E402  (tests/bench/process.py: Table 1, whole process)
 import push as push_bench  # noqa: E402  (tests/bench/push.py: push throughput per sink kind)
 
 DATAFIXES = HERE / "datafixes"
@@ -442,9 +466,43 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
         "--only",
-        choices=("ledger", "works", "odbc", "push"),
-        help="measure one part only: the ledger CSV, the works xlsx, the ODBC pull or the push"
-        " per sink kind",
+        choices=("ledger", "works", "odbc", "push", *process_bench.GROUPS),
+        help="measure one part only: the ledger CSV, the works xlsx, the ODBC pull, the push per"
+        " sink kind (Table 2), or one group of Table 1: process (1M ledger: hub first run and"
+        " rerun, naive, dlt), postgres, flat (4M vs 1M peak RSS), many (landlords)",
+    )
+    defaults = process_bench.Options()
+    parser.add_argument(
+        "--ledger-rows",
+        type=int,
+        default=defaults.ledger_rows,
+        help="Table 1: lines of the ledger of process, postgres and flat (default %(default)s;"
+        " another size generates its own ledger and landlord)",
+    )
+    parser.add_argument(
+        "--big-rows",
+        type=int,
+        default=defaults.big_rows,
+        help="Table 1, flat: lines of the big ledger (default %(default)s)",
+    )
+    parser.add_argument(
+        "--landlords",
+        type=int,
+        default=defaults.landlords,
+        help="Table 1, many: generated landlords (default %(default)s)",
+    )
+    parser.add_argument(
+        "--landlord-rows",
+        type=int,
+        default=defaults.landlord_rows,
+        help="Table 1, many: ledger lines per landlord (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=defaults.rounds,
+        help="Table 1: interleaved rounds of process, postgres and flat, the fastest kept"
+        " (default %(default)s)",
     )
     args = parser.parse_args()
     os.environ["DATAFIX_INBOX_ROOTS"] = str(generate.bench_home())  # the push bench, in-process
@@ -472,6 +530,26 @@ def main() -> int:
         push_bench.print_table(push_report)
         print()
         if args.only == "push":
+            return 0
+
+    process_report = None
+    groups = [g for g in process_bench.GROUPS if args.only in (None, g)]
+    if groups:
+        print("Table 1, whole process: each run a fresh process timed from outside…", flush=True)
+        options = process_bench.Options(
+            ledger_rows=args.ledger_rows,
+            big_rows=args.big_rows,
+            landlords=args.landlords,
+            landlord_rows=args.landlord_rows,
+            rounds=args.rounds,
+        )
+        process_report = process_bench.run_all(groups, options)
+        print()
+        process_bench.print_table(process_report)
+        print(f"(Table 1 took {process_report['seconds'] / 60:.1f} min)")
+        print()
+        if args.only in process_bench.GROUPS:
+            _write_report({"process": process_report, "odbc": odbc_report, "push": push_report})
             return 0
 
     print("Generating the bench files (reused when already there)…", flush=True)
@@ -604,6 +682,7 @@ def main() -> int:
         rows.append(_rerun_row("works", n, rerun, hub))
 
     print()
+    print("Table 2: in-process, stage by stage")
     print(_table(rows))
     print()
     for name in ("ledger_hub", "ledger_hub_rules", "works_hub"):
@@ -624,13 +703,6 @@ def main() -> int:
     print("Figures are noisy: a shared 2-core machine; each is the best of", ATTEMPTS, "runs.")
 
     report = {
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
         "files": {
             "ledger": {
                 "path": str(ledger.path),
@@ -649,6 +721,7 @@ def main() -> int:
         "measurements": results,
         "odbc": odbc_report,
         "push": push_report,
+        "process": process_report,
         "table": [
             {
                 "measurement": row.measurement,
@@ -664,10 +737,22 @@ def main() -> int:
             for row in rows
         ],
     }
+    _write_report(report)
+    return 0
+
+
+def _write_report(report: dict) -> None:
+    """`$DATAFIX_HOME/bench.json`: the machine, then every figure of this run."""
+    machine = {
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    report = {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine} | report
     out = generate.bench_home().parent / "bench.json"
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"Figures written to {out}")
-    return 0
 
 
 if __name__ == "__main__":
