@@ -1,0 +1,152 @@
+"""`matches:` patterns (skip_rows and case conditions) over whole columns.
+
+A datafix pattern is an RE2 regular expression, case ignored, searched anywhere in the cell
+(`schemas.datafix.compile_pattern`). The engine matches a whole column at once; these tests
+check it row by row against Google's RE2 binding (`re2.search` with the same options) on cells
+chosen to tell implementations apart: accents and their case, empty and whitespace cells, line
+ends inside a cell, anchors, classes and alternations, columns of repeated values and columns
+of distinct ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+import re2
+
+from connectors.rawtable import RawTable
+from pipelines.lib.transforms import EntityTransformer
+from schemas.canonical import ENTITIES
+from schemas.datafix import EntityMapping
+
+CELLS = [
+    "Total",
+    "TOTAL général",
+    "  total  ",
+    "Sous-total",
+    "ÉTÉ",
+    "été 2024",
+    "Ete",
+    "",
+    "   ",
+    "ligne\nsuivante",
+    "fin\n",
+    "12345",
+    "A12",
+    "x" * 300,
+    "Straße",
+    "STRASSE",
+    "ǅ digraphe",
+    "ſ long s",
+    "K kelvin",
+    "日本語",
+    "tab\there",
+]
+
+PATTERNS = [
+    "^total",
+    "total$",
+    "^$",
+    "^\\s*$",
+    "^[0-9]{5}$",
+    "été",
+    "^é",
+    "e.e",
+    "suivante$",
+    "^fin$",
+    "(?m)^suivante",
+    "(?s)ligne.suivante",
+    "straße|strasse",
+    "^ǆ",
+    "^s long",
+    "^k",
+    "\\bkelvin\\b",
+    "[[:alpha:]]{3}",
+    "\\p{Han}+",
+    "x{300}",
+    "\\t",
+]
+
+ACTIVE = {"status": {"const": "active"}}
+
+
+def _reference(pattern: str, cell: str) -> bool:
+    options = re2.Options()
+    options.case_sensitive = False
+    return re2.search(pattern, cell, options) is not None
+
+
+def _skipped(pattern: str, cells: list[str]) -> set[str]:
+    """The references of the rows `skip_rows` sets aside (the cell stripped, as the engine
+    compares it)."""
+    frame = pd.DataFrame({"Ref": [f"T{n}" for n in range(len(cells))], "Nom": cells}, dtype="str")
+    table = RawTable(
+        frame=frame,
+        source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(cells))], dtype="str"),
+        fingerprint="0" * 64,
+        origin="export.csv",
+    )
+    mapping = EntityMapping.model_validate(
+        {
+            "source": "export",
+            "fields": {"tenant_ref": "Ref"} | ACTIVE,
+            "skip_rows": [{"column": "Nom", "matches": pattern}],
+            "rules": {rule.name: "block" for rule in ENTITIES["tenants"].rules},
+        }
+    )
+    batch = EntityTransformer("tenants", mapping).apply(table)
+    kept = set(batch.rows["tenant_ref"]) | set(batch.rejects["key"])
+    return set(frame["Ref"]) - kept
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("shape", ["distinct", "repeated"])
+def test_skip_rows_matches_like_re2_cell_by_cell(pattern: str, shape: str) -> None:
+    # distinct: every cell once (matched whole); repeated: each cell many times (matched once
+    # per distinct value, then spread back over the rows)
+    cells = CELLS if shape == "distinct" else CELLS * 40
+    expected = {f"T{n}" for n, cell in enumerate(cells) if _reference(pattern, cell.strip())}
+    assert _skipped(pattern, cells) == expected
+
+
+def _kinds_by_case(pattern: str, codes: list[str]) -> list[Any]:
+    rows = [[f"E{n}", code, "10,00"] for n, code in enumerate(codes)]
+    frame = pd.DataFrame(rows, columns=["Ref", "Code", "Montant"], dtype="str")
+    table = RawTable(
+        frame=frame,
+        source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(rows))], dtype="str"),
+        fingerprint="0" * 64,
+        origin="export.csv",
+    )
+    mapping = EntityMapping.model_validate(
+        {
+            "source": "export",
+            "fields": {
+                "entry_ref": "Ref",
+                "tenant_ref": {"const": "T1"},
+                "entry_date": {"const": "2026-03-01"},
+                "amount_cents": "Montant",
+                "kind": {
+                    "cases": [
+                        {"when": {"column": "Code", "matches": pattern}, "value": "fee"},
+                    ],
+                    "else": {"value": "rent"},
+                },
+            },
+            "rules": {rule.name: "block" for rule in ENTITIES["ledger_entries"].rules},
+        }
+    )
+    batch = EntityTransformer("ledger_entries", mapping).apply(table)
+    assert batch.rejects.empty
+    return batch.rows.set_index("entry_ref")["kind"].reindex([r[0] for r in rows]).tolist()
+
+
+@pytest.mark.parametrize("pattern", ["^total", "^$", "^\\s*$", "été", "^k", "\\t"])
+def test_case_condition_matches_like_re2_and_a_blank_cell_never_matches(pattern: str) -> None:
+    kinds = _kinds_by_case(pattern, CELLS)
+    expected = [
+        "fee" if cell.strip() and _reference(pattern, cell.strip()) else "rent" for cell in CELLS
+    ]
+    assert kinds == expected
