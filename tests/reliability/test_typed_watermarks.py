@@ -262,6 +262,25 @@ def ledger_datafix(folder: Path, erp: Erp, reader: str, shape: str) -> Path:
     )
 
 
+def first_pull(
+    make_erp: Callable[[str, str], Erp],
+    warehouse: Warehouse,
+    folder: Path,
+    database: str,
+    kind: str,
+    reader: str = "sql",
+    shape: str = "query",
+) -> tuple[Erp, Path]:
+    """An ERP table of `kind` holding its first values, its datafix, and a first run that
+    loads every one of them (asserted)."""
+    first, _ = VALUES[kind]
+    erp = make_erp(database, kind)
+    erp.add(first)
+    document = ledger_datafix(folder, erp, reader, shape)
+    assert run_ledger_once(document, warehouse, "run-1") == len(first)
+    return erp, document
+
+
 def loaded_refs(warehouse: Warehouse) -> list[str]:
     with warehouse.engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT entry_ref FROM ledger_entries")).scalars().all()
@@ -295,11 +314,7 @@ def test_three_pulls_read_everything_then_the_new_rows_then_nothing(
     shape: str,
 ) -> None:
     first, added = VALUES[kind]
-    erp = make_erp(database, kind)
-    erp.add(first)
-    document = ledger_datafix(tmp_path, erp, reader, shape)
-
-    assert run_ledger_once(document, warehouse, "run-1") == len(first)
+    erp, document = first_pull(make_erp, warehouse, tmp_path, database, kind, reader, shape)
     assert loaded_refs(warehouse) == [str(n) for n in range(1, len(first) + 1)]
 
     erp.add(added)
@@ -366,11 +381,8 @@ def test_a_watermark_stored_without_its_type_still_resumes(
     make_erp: Callable[[str, str], Erp], warehouse: Warehouse, tmp_path: Path
 ) -> None:
     """Warehouses written before watermarks kept their type hold only the cursor's text."""
-    first, added = VALUES["timestamptz"]
-    erp = make_erp("postgresql", "timestamptz")
-    erp.add(first)
-    document = ledger_datafix(tmp_path, erp, "sql", "query")
-    assert run_ledger_once(document, warehouse, "run-1") == len(first)
+    _, added = VALUES["timestamptz"]
+    erp, document = first_pull(make_erp, warehouse, tmp_path, "postgresql", "timestamptz")
     with warehouse.engine.begin() as conn:
         conn.execute(sa.text("UPDATE feed_cursors SET value_kinds = NULL"))
     erp.add(added)
@@ -382,11 +394,7 @@ def test_a_watermark_stored_without_its_type_still_resumes(
 def test_a_cursor_column_whose_type_changed_is_named_with_the_fix(
     make_erp: Callable[[str, str], Erp], warehouse: Warehouse, tmp_path: Path
 ) -> None:
-    first, _ = VALUES["integer"]
-    erp = make_erp("postgresql", "integer")
-    erp.add(first)
-    document = ledger_datafix(tmp_path, erp, "sql", "query")
-    assert run_ledger_once(document, warehouse, "run-1") == len(first)
+    erp, document = first_pull(make_erp, warehouse, tmp_path, "postgresql", "integer")
     with erp.engine.begin() as conn:
         conn.exec_driver_sql(
             f"ALTER TABLE {erp.table} ALTER COLUMN curseur TYPE timestamptz"
