@@ -150,3 +150,31 @@ def test_case_condition_matches_like_re2_and_a_blank_cell_never_matches(pattern:
         "fee" if cell.strip() and _reference(pattern, cell.strip()) else "rent" for cell in CELLS
     ]
     assert kinds == expected
+
+
+WHITE = ["", " ", "\t", "\u00a0", "\u2003\u3000", "\u200b", " x ", "\u0085", "\u180e", "\ufeff"]
+
+
+def test_a_row_of_white_space_is_blank_as_str_strip_sees_it() -> None:
+    # a row is blank (skipped, not rejected) when every cell is empty once stripped of the
+    # characters Python's str.strip() removes: a zero-width space or a BOM is not one of them
+    rows = [[first, second] for first in WHITE for second in WHITE]
+    frame = pd.DataFrame(rows, columns=["Ref", "Nom"], dtype="str")
+    table = RawTable(
+        frame=frame,
+        source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(rows))], dtype="str"),
+        fingerprint="0" * 64,
+        origin="export.csv",
+    )
+    mapping = EntityMapping.model_validate(
+        {
+            "source": "export",
+            "fields": {"tenant_ref": "Ref"} | ACTIVE,
+            "rules": {rule.name: "block" for rule in ENTITIES["tenants"].rules},
+        }
+    )
+    batch = EntityTransformer("tenants", mapping).apply(table)
+    blank = sum(1 for first, second in rows if not first.strip() and not second.strip())
+    assert blank == 36  # 6 of the 10 values are white space
+    assert batch.skipped == blank
+    assert batch.read == len(rows) - blank
