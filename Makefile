@@ -81,8 +81,8 @@ fmt: install ## Apply ruff's fixes, then format the code
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: system-deps services install ## Run the benchmark (CSV, xlsx, ODBC pull): figures beside baselines from the same run
-	$(BIN)/python tests/bench/run.py
+bench: system-deps services install ## Run the benchmark (whole process, stages, ODBC, push); BENCH_ARGS="--only process" for one group
+	$(BIN)/python tests/bench/run.py $(BENCH_ARGS)
 
 lock: ## Regenerate constraints.txt from a fresh throwaway venv (unconstrained -e '.[dev]')
 	@lock_venv="$$(mktemp -d)"; trap 'rm -rf "$$lock_venv"' EXIT; \

@@ -11,7 +11,7 @@ the process tree, its peak RSS), with DATAFIX_FILE_SETTLE_SECONDS=0 for every hu
   chunked pandas source → dlt's `sqlalchemy` destination on a fresh SQLite file; dlt installed
   by the bench into its own virtual environment `$DATAFIX_HOME/bench/dlt-venv`, or the row says
   unavailable and why). Targets: first run <= 0.6x naive, <= 0.5x dlt, <= 400 MB; rerun <= 1.5 s.
-  Once: the rerun with the settling wait at its 2 s default, to show whether it matters;
+  In each round too, the rerun with the settling wait at its 2 s default: whether it matters;
 - `postgres`: the same first run into a fresh PostgreSQL database beside the naive `to_sql`
   (method=None) into another one on the same server (target <= 0.6x);
 - `flat`: the first run on a generated 4M-line ledger against the 1M one: peak RSS ratio
