@@ -332,20 +332,26 @@ class Outbox:
                 ).scalar_one()
             )
 
+    def _ready_keys(
+        self, conn: sa.Connection, landlord_id: str, sink: str, max_attempts: int, limit: int
+    ) -> list[str]:
+        """The keys of up to `limit` records that may be sent now, in key order."""
+        return [
+            row.record_key
+            for row in conn.execute(
+                sa.select(outbox.c.record_key)
+                .where(self.ready(landlord_id, sink, max_attempts))
+                .order_by(outbox.c.record_key)
+                .limit(limit)
+            )
+        ]
+
     def peek_ready(
         self, landlord_id: str, sink: str, max_attempts: int, *, limit: int
     ) -> list[OutboxRow]:
         """Up to `limit` records that may be sent now, left as they are (not claimed)."""
         with self.engine.connect() as conn:
-            keys = [
-                row.record_key
-                for row in conn.execute(
-                    sa.select(outbox.c.record_key)
-                    .where(self.ready(landlord_id, sink, max_attempts))
-                    .order_by(outbox.c.record_key)
-                    .limit(limit)
-                )
-            ]
+            keys = self._ready_keys(conn, landlord_id, sink, max_attempts, limit)
         rows: list[OutboxRow] = []
         for chunk in _chunks(keys, 500):
             rows += self._rows(
@@ -373,15 +379,7 @@ class Outbox:
     ) -> list[OutboxRow]:
         """Mark up to `limit` ready records `sending` and return them (committed first)."""
         with self.engine.begin() as conn:
-            keys = [
-                row.record_key
-                for row in conn.execute(
-                    sa.select(outbox.c.record_key)
-                    .where(self.ready(landlord_id, sink, max_attempts))
-                    .order_by(outbox.c.record_key)
-                    .limit(limit)
-                )
-            ]
+            keys = self._ready_keys(conn, landlord_id, sink, max_attempts, limit)
             if not keys:
                 return []
             _update_records(
