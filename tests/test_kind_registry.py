@@ -5,7 +5,6 @@ landlord's datafix once."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,8 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from connectors import registry
-from pipelines.lib.environment import REPO_ROOT
 from schemas.datafix import Datafix
+from tests.landlords import common
 from tests.toy_kinds import DRAWER, JSONL
 
 INVOICES = [
@@ -60,14 +59,7 @@ push:
 
 def toy_datafix(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The real `datafix` command, with the toy kinds registered (tests/toy_kinds.py)."""
-    return subprocess.run(
-        [sys.executable, "-m", "tests.toy_kinds", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **env},
-    )
+    return common.datafix(*args, env=env, command=(sys.executable, "-m", "tests.toy_kinds"))
 
 
 @pytest.fixture

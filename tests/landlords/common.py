@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,16 +44,26 @@ def install_landlord(landlord_id: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     return inbox
 
 
-def datafix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def datafix(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    command: Sequence[str] = (DATAFIX,),
+) -> subprocess.CompletedProcess[str]:
     """The `datafix` command in a subprocess, as a user runs it (`datafix run LANDLORD`), with
     the test's environment (its own home, warehouse and datafixes folder) and `env` on top of
-    it. Never raises on a failing command: the caller asserts on `returncode` and the output."""
+    it. Never raises on a failing command: the caller asserts on `returncode` and the output.
+
+    `command` is what runs: `datafix` itself, or a module that registers a test's own kinds
+    before it runs the command (`python -m tests.toy_kinds`). `timeout` (seconds) bounds a call
+    a test expects could hang: `TimeoutExpired` then fails the test."""
     return subprocess.run(
-        [DATAFIX, *args],
+        [*command, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 

@@ -8,7 +8,6 @@ not read: each is refused (or read) with a message naming the file and the probl
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ import pytest
 from connectors.errors import SourceDataError
 from connectors.files.client import read_csv
 from pipelines.lib.environment import REPO_ROOT
-from tests.landlords.common import DATAFIX
+from tests.landlords import common
+from tests.reliability.tenants_export import TENANT_FIELDS
 
 LANDLORD = "bounded-habitat"
 HEADER = "N° locataire;Nom;Prénom;Date d'entrée;Statut"
@@ -29,14 +29,7 @@ WAIT = 120  # seconds: a hang fails the test instead of blocking the suite
 
 def datafix(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The command under a bounded wait (TimeoutExpired fails the test: a hang)."""
-    return subprocess.run(
-        [DATAFIX, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=WAIT,
-        env={**os.environ, **env},
-    )
+    return common.datafix(*args, env=env, timeout=WAIT)
 
 
 def landlord(home: Path, *, skip_matches: str = "^total", rows: bytes | None = None) -> dict:
@@ -58,14 +51,7 @@ entities:
     max_quarantine_percent: 90
     skip_rows:
       - {{column: Nom, matches: '{skip_matches}'}}
-    fields:
-      tenant_ref: "N° locataire"
-      full_name: {{concat: ["Nom", "Prénom"]}}
-      move_in_date: {{from: "Date d'entrée", formats: [dd/mm/yyyy]}}
-      status:
-        from: Statut
-        map: {{ACT: active, SOR: left}}
-""",
+{TENANT_FIELDS}""",
         encoding="utf-8",
     )
     inbox = home / "inbox" / LANDLORD
@@ -73,6 +59,17 @@ entities:
     content = rows if rows is not None else ("\n".join([HEADER, *ROWS]) + "\n").encode()
     (inbox / "locataires.csv").write_bytes(content)
     return {"DATAFIX_DATAFIXES_DIR": str(folder), "_path": str(path)}
+
+
+def preview_with_a_long_name(
+    home: Path, skip_matches: str, *, length: int
+) -> subprocess.CompletedProcess[str]:
+    """`datafix preview` of the rows plus a third whose name is `length` × `a` then `!`."""
+    rows = [*ROWS, "T003;" + "a" * length + "!;Zoé;01/01/2026;ACT"]
+    content = ("\n".join([HEADER, *rows]) + "\n").encode()
+    env = landlord(home, skip_matches=skip_matches, rows=content)
+    env.pop("_path")
+    return datafix("preview", LANDLORD, env=env)
 
 
 def no_traceback(completed: subprocess.CompletedProcess[str]) -> str:
@@ -119,11 +116,7 @@ def test_a_lookahead_in_matches_is_a_check_error_with_its_position(hub_home: Pat
 def test_a_lookahead_pattern_on_a_long_value_is_refused_not_run_for_ever(hub_home: Path) -> None:
     # Arrow's RE2 refuses the lookahead, so pandas ran it with Python's backtracking `re`:
     # 2^40 steps on this cell. The datafix is refused before anything is read.
-    rows = [*ROWS, "T003;" + "a" * 40 + "!;Zoé;01/01/2026;ACT"]
-    content = ("\n".join([HEADER, *rows]) + "\n").encode()
-    env = landlord(hub_home, skip_matches="(?=a)(a+)+$", rows=content)
-    env.pop("_path")
-    preview = datafix("preview", LANDLORD, env=env)
+    preview = preview_with_a_long_name(hub_home, "(?=a)(a+)+$", length=40)
     output = no_traceback(preview)
     assert preview.returncode == 1
     assert f"{LANDLORD}.yaml:14:" in output and "lookahead" in output
@@ -131,11 +124,7 @@ def test_a_lookahead_pattern_on_a_long_value_is_refused_not_run_for_ever(hub_hom
 
 def test_a_backtracking_pattern_runs_in_linear_time(hub_home: Path) -> None:
     # a guard: without lookaround, the nested repetition is matched by RE2 in linear time
-    rows = [*ROWS, "T003;" + "a" * 5000 + "!;Zoé;01/01/2026;ACT"]
-    content = ("\n".join([HEADER, *rows]) + "\n").encode()
-    env = landlord(hub_home, skip_matches="^(a+)+$", rows=content)
-    env.pop("_path")
-    preview = datafix("preview", LANDLORD, env=env)
+    preview = preview_with_a_long_name(hub_home, "^(a+)+$", length=5000)
     no_traceback(preview)
     assert preview.returncode == 0, preview.stdout
     assert "read 3, accepted 3" in preview.stdout  # no row matched the pattern: none skipped

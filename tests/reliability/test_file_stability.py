@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.landlords.common import datafix
+from tests.reliability.tenants_export import HOUSEHOLD_SIZE, TENANT_FIELDS
 
 LANDLORD = "stable-habitat"
 HEADER = "N° locataire;Nom;Prénom;Date d'entrée;Statut;Nb pers."
@@ -44,15 +45,7 @@ entities:
   tenants:
     source: locataires
     max_quarantine_percent: 50
-    fields:
-      tenant_ref: "N° locataire"
-      full_name: {{concat: ["Nom", "Prénom"]}}
-      move_in_date: {{from: "Date d'entrée", formats: [dd/mm/yyyy]}}
-      status:
-        from: Statut
-        map: {{ACT: active, SOR: left}}
-      household_size: {{from: "Nb pers.", default: 1}}
-""",
+{TENANT_FIELDS}{HOUSEHOLD_SIZE}""",
         encoding="utf-8",
     )
     return {"DATAFIX_DATAFIXES_DIR": str(folder)}

@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from connectors.errors import ConnectorError
 from pipelines.lib.environment import REPO_ROOT
 from tests.landlords.common import DATAFIX
+from tests.reliability.tenants_export import HOUSEHOLD_SIZE, TENANT_FIELDS
 
 LANDLORD = "fuzz-habitat"
 HEADER = ["N° locataire", "Nom", "Prénom", "Date d'entrée", "Statut", "Nb pers."]
@@ -73,15 +74,7 @@ sources:
     max_quarantine_percent: 100
     skip_rows:
       - {{column: "N° locataire", matches: "^total"}}
-    fields:
-      tenant_ref: "N° locataire"
-      full_name: {{concat: ["Nom", "Prénom"]}}
-      move_in_date: {{from: "Date d'entrée", formats: [dd/mm/yyyy]}}
-      status:
-        from: Statut
-        map: {{ACT: active, SOR: left, PRE: leaving}}
-      household_size: {{from: "Nb pers.", default: 1}}
-"""
+{TENANT_FIELDS}{HOUSEHOLD_SIZE}"""
 
 
 def csv_bytes() -> bytes:
@@ -332,6 +325,15 @@ HOSTILE = st.sampled_from(
 )
 
 
+def check_datafix_text(home: Path, landlord_folders: tuple[Path, Path], text: bytes) -> None:
+    """`check_and_load` of the datafix `text` over the well-formed tenants CSV."""
+    folder, inbox = landlord_folders
+    datafix = folder / f"{LANDLORD}.yaml"
+    datafix.write_bytes(text)
+    (inbox / "locataires.csv").write_bytes(csv_bytes())
+    check_and_load(home, datafix, inbox, "locataires.csv")
+
+
 @st.composite
 def hostile_datafix(draw: st.DrawFn) -> bytes:
     """The datafix with a hostile fragment put in at a line boundary, then byte mutations."""
@@ -347,11 +349,7 @@ def hostile_datafix(draw: st.DrawFn) -> bytes:
 def test_hostile_datafixes(
     hub_home: Path, landlord_folders: tuple[Path, Path], text: bytes
 ) -> None:
-    folder, inbox = landlord_folders
-    datafix = folder / f"{LANDLORD}.yaml"
-    datafix.write_bytes(text)
-    (inbox / "locataires.csv").write_bytes(csv_bytes())
-    check_and_load(hub_home, datafix, inbox, "locataires.csv")
+    check_datafix_text(hub_home, landlord_folders, text)
 
 
 @seed(12)
@@ -360,11 +358,7 @@ def test_hostile_datafixes(
 def test_mutated_datafixes(
     hub_home: Path, landlord_folders: tuple[Path, Path], text: bytes
 ) -> None:
-    folder, inbox = landlord_folders
-    datafix = folder / f"{LANDLORD}.yaml"
-    datafix.write_bytes(text)
-    (inbox / "locataires.csv").write_bytes(csv_bytes())
-    check_and_load(hub_home, datafix, inbox, "locataires.csv")
+    check_datafix_text(hub_home, landlord_folders, text)
 
 
 @pytest.mark.parametrize(
