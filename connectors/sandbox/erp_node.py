@@ -47,10 +47,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
 
 from connectors.errors import ConfigError
+from connectors.sandbox.http import Served
 
 __all__ = [
     "DEFAULT_PORT",
@@ -130,7 +130,7 @@ def ensure_installed() -> None:
             )
 
 
-class TravauxErpPeer:
+class TravauxErpPeer(Served):
     """`node erp_node/server.js` on 127.0.0.1 (`port` 0: one the system picks)."""
 
     def __init__(
@@ -243,17 +243,6 @@ class TravauxErpPeer:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # addresses -----------------------------------------------------------------------------
     @property

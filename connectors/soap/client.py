@@ -638,7 +638,19 @@ def _schema_path(
 ) -> ComplexType | None:
     """The complex type `path` leads to in the WSDL (None: a simple value, or a part the WSDL
     leaves open); a ConfigError, before any call, when the WSDL has no such field."""
-    current = response_type
+    found = _walk_type(response_type, path, where, (what, what, "the response"))
+    return None if found is None else found[1]
+
+
+def _walk_type(
+    start: ComplexType | None, path: str, where: str, naming: tuple[str, str, str]
+) -> tuple[Any, ComplexType | None] | None:
+    """The element `path` (dotted) names from the type `start`, and its complex type; None
+    when the walk meets a part the WSDL leaves open. A field the WSDL does not have is a
+    ConfigError; `naming` is (what the path is, what to fix, the start's name in the message)."""
+    what, fix, outside = naming
+    current = start
+    element: Any = None
     walked: list[str] = []
     for segment in path.split("."):
         if current is None:
@@ -646,14 +658,14 @@ def _schema_path(
         element, nested = _child_type(current, segment)
         if element is None:
             there = ", ".join(name for name, _ in _fields(current))
-            place = ".".join(walked) or "the response"
+            place = ".".join(walked) or outside
             raise ConfigError(
                 f"{where}: `{segment}` of {what} `{path}` is not in {place} (there: {there})"
-                f" — fix {what} in the datafix"
+                f" — fix {fix} in the datafix"
             )
         current = nested
         walked.append(segment)
-    return current
+    return element, current
 
 
 def _flatten_typed(value: Any, xsd_type: ComplexType, prefix: str, row: dict[str, Any]) -> None:
@@ -758,22 +770,10 @@ def _flatten_target(
 ) -> ComplexType | None:
     """The type of the repeated element `flatten` (a path inside the record) after checking
     it is one; None when the WSDL leaves it open."""
-    current = record_type
-    element: Any = None
-    walked: list[str] = []
-    for segment in flatten.split("."):
-        if current is None:
-            return None
-        element, nested = _child_type(current, segment)
-        if element is None:
-            there = ", ".join(name for name, _ in _fields(current))
-            place = ".".join(walked) or "the record"
-            raise ConfigError(
-                f"{where}: `{segment}` of flatten `{flatten}` is not in {place} (there: {there})"
-                " — fix `flatten` in the datafix"
-            )
-        current = nested
-        walked.append(segment)
+    found = _walk_type(record_type, flatten, where, ("flatten", "`flatten`", "the record"))
+    if found is None:
+        return None
+    element, current = found
     if getattr(element, "max_occurs", 1) == 1:
         inner = [name for name, child in _fields(current) if getattr(child, "max_occurs", 1) != 1]
         hint = f"did you mean `{flatten}.{inner[0]}`?" if current and inner else "fix `flatten`"
