@@ -1,5 +1,5 @@
-"""Helpers the push-sink tests share (SOAP, Sage X3): a retry policy for fast peers, a
-minimal outbox loop and a send with poisoned records."""
+"""Helpers the push-sink tests share (SOAP, Sage X3): a retry policy for fast peers, records
+keyed by work order, a minimal outbox loop and a send with poisoned records."""
 
 from __future__ import annotations
 
@@ -10,6 +10,21 @@ from connectors.errors import RetriableError
 from connectors.retry import RetryPolicy
 
 FAST = RetryPolicy(attempts=4, first_wait=0.01, max_wait=0.02, jitter=0.01)
+
+
+def work_order_records(
+    count: int, version: str, document: str, fields: Callable[[int], dict[str, object]]
+) -> list[OutgoingRecord]:
+    """Records keyed by work order (`BT000001` …), the idempotency key naming the `document`
+    (`BT`, `PV`) and its `version`, with `fields(number)`."""
+    return [
+        OutgoingRecord(
+            key=f"BT{number:06d}",
+            idempotency_key=f"{version}-{document}{number:06d}",
+            fields=fields(number),
+        )
+        for number in range(1, count + 1)
+    ]
 
 
 def deliver(sink: Sink, records: Sequence[OutgoingRecord]) -> dict[str, Delivered]:

@@ -400,20 +400,6 @@ def test_a_fault_on_a_later_page_repeats_that_page_only(erp: LandlordErpPeer) ->
     assert table.frame["tenantRef"].tolist() == [record["tenantRef"] for record in SEED["tenants"]]
 
 
-def test_connection_refused_is_retriable(erp: LandlordErpPeer) -> None:
-    with LocalHttpServer(lambda request: Reply()) as gone:
-        address = f"{gone.url}/soap"
-    with pytest.raises(RetriableError, match="connection failed"):
-        read_soap(
-            str(WSDL_PATH),
-            address=address,
-            operation="ListTenants",
-            records_path="tenants.tenant",
-            arguments={"pageNumber": 1, "pageSize": 1},
-            retry=RetryPolicy(attempts=2, first_wait=0.01, max_wait=0.01, jitter=0),
-        )
-
-
 # --- XML attacks ----------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -236,50 +236,53 @@ def test_paging_settings_are_checked(settings: dict[str, Any]) -> None:
 MANY = 2_150
 
 
-def _tenants(count: int) -> list[dict[str, Any]]:
+def _stamped(count: int, record: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records 1 … `count`, record n modified n minutes after 2026-03-01 00:00 UTC."""
     start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     return [
-        {
+        {**record(number), "modifiedAt": start + dt.timedelta(minutes=number)}
+        for number in range(1, count + 1)
+    ]
+
+
+def _tenants(count: int) -> list[dict[str, Any]]:
+    return _stamped(
+        count,
+        lambda number: {
             "tenantRef": f"LOC-{number:05d}",
             "lastName": f"Martin-{number}",
             "dwellingRef": f"LGT-{number:05d}",
             "moveInDate": dt.date(2020, 1, 1),
             "monthlyRent": Decimal("400.00") + number,
             "housingAid": False,
-            "modifiedAt": start + dt.timedelta(minutes=number),
-        }
-        for number in range(1, count + 1)
-    ]
+        },
+    )
 
 
 def _entries(count: int) -> list[dict[str, Any]]:
-    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    return [
-        {
+    return _stamped(
+        count,
+        lambda number: {
             "entryId": f"ECR-{number:06d}",
             "tenantRef": "LOC-00001",
             "entryDate": dt.date(2026, 3, 1),
             "kind": "QUI",
             "amount": Decimal("12.30"),
-            "modifiedAt": start + dt.timedelta(minutes=number),
-        }
-        for number in range(1, count + 1)
-    ]
+        },
+    )
 
 
 def _orders(count: int) -> list[dict[str, Any]]:
-    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    return [
-        {
+    return _stamped(
+        count,
+        lambda number: {
             "orderNumber": f"BT{number:06d}",
             "contractor": "Plomberie du Centre",
             "category": "dépannage",
             "committedAmount": Decimal("180.00"),
             "status": "scheduled",
-            "modifiedAt": start + dt.timedelta(minutes=number),
-        }
-        for number in range(1, count + 1)
-    ]
+        },
+    )
 
 
 SEED = {"tenants": _tenants(MANY), "ledger_entries": _entries(MANY), "work_orders": _orders(MANY)}

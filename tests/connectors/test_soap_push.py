@@ -9,7 +9,7 @@ missing record), with and without the peer's seeded transient faults.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -19,7 +19,7 @@ from connectors.errors import RetriableError
 from connectors.retry import RetryPolicy
 from connectors.sandbox.soap_erp import LandlordErpPeer
 from connectors.soap.push import ReadBack, SoapSink, cents_text
-from tests.connectors.sinks import FAST, deliver, send_poisoned
+from tests.connectors.sinks import FAST, deliver, send_poisoned, work_order_records
 
 ONCE = RetryPolicy(attempts=1, first_wait=0, max_wait=0, jitter=0)
 pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
@@ -31,23 +31,8 @@ def erp() -> Iterator[LandlordErpPeer]:
         yield peer
 
 
-def _work_orders(
-    count: int, version: str, document: str, fields: Callable[[int], dict[str, object]]
-) -> list[OutgoingRecord]:
-    """Records keyed by work order (`BT000001` …), the idempotency key naming the `document`
-    (`BT`, `PV`) and its `version`, with `fields(number)`."""
-    return [
-        OutgoingRecord(
-            key=f"BT{number:06d}",
-            idempotency_key=f"{version}-{document}{number:06d}",
-            fields=fields(number),
-        )
-        for number in range(1, count + 1)
-    ]
-
-
 def _commitments(count: int, version: str = "v1") -> list[OutgoingRecord]:
-    return _work_orders(
+    return work_order_records(
         count,
         version,
         "BT",
@@ -63,7 +48,7 @@ def _commitments(count: int, version: str = "v1") -> list[OutgoingRecord]:
 
 
 def _reports(count: int, version: str = "v1") -> list[OutgoingRecord]:
-    return _work_orders(
+    return work_order_records(
         count,
         version,
         "PV",

@@ -28,6 +28,7 @@ from connectors.soap.kinds import SoapSink as SoapSinkSettings
 from connectors.soap.kinds import SoapSource
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SoapPaging
 from connectors.soap.push import ReadBack, SoapSink
+from tests.connectors.sinks import work_order_records
 
 TWO = RetryPolicy(attempts=2, first_wait=0.01, max_wait=0.01, jitter=0.0)
 THREE = RetryPolicy(attempts=3, first_wait=0.01, max_wait=0.01, jitter=0.0)
@@ -176,36 +177,32 @@ def test_source_setting_transient_faults_reaches_the_reader(
 
 
 def _records(count: int) -> list[OutgoingRecord]:
-    return [
-        OutgoingRecord(
-            key=f"BT{number:06d}",
-            idempotency_key=f"v1-BT{number:06d}",
-            fields={
-                "Contractor": "Plomberie du Centre",
-                "BudgetLine": "GE-2026-61521",
-                "AmountExclTaxCents": 18050,
-                "AmountInclTax": 19855,
-                "OrderedOn": dt.date(2026, 3, 2),
-            },
-        )
-        for number in range(1, count + 1)
-    ]
+    return work_order_records(
+        count,
+        "v1",
+        "BT",
+        lambda _: {
+            "Contractor": "Plomberie du Centre",
+            "BudgetLine": "GE-2026-61521",
+            "AmountExclTaxCents": 18050,
+            "AmountInclTax": 19855,
+            "OrderedOn": dt.date(2026, 3, 2),
+        },
+    )
 
 
 def _reports(count: int) -> list[OutgoingRecord]:
-    return [
-        OutgoingRecord(
-            key=f"BT{number:06d}",
-            idempotency_key=f"v1-PV{number:06d}",
-            fields={
-                "CompletedAt": dt.datetime(2026, 3, 4, 15, 30, tzinfo=dt.UTC),
-                "TenantAbsent": False,
-                "Rating": 4,
-                "Technician": "J. Martin",
-            },
-        )
-        for number in range(1, count + 1)
-    ]
+    return work_order_records(
+        count,
+        "v1",
+        "PV",
+        lambda _: {
+            "CompletedAt": dt.datetime(2026, 3, 4, 15, 30, tzinfo=dt.UTC),
+            "TenantAbsent": False,
+            "Rating": 4,
+            "Technician": "J. Martin",
+        },
+    )
 
 
 def _sink(peer: LandlordErpPeer, kind: str, **options: Any) -> SoapSink:

@@ -13,26 +13,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import yaml
 
-from pipelines.lib.environment import REPO_ROOT
 from pipelines.lib.failures import failure_cause
+from tests.landlords import common
 
 LANDLORD = "acme"
 
 
 def datafix_with_plugin(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`datafix …` with the plug-in source registered (bounded: a hang fails the test)."""
-    return subprocess.run(
-        [sys.executable, "-m", "tests.reliability.failing_kinds", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
+    plugin = (sys.executable, "-m", "tests.reliability.failing_kinds")
+    return common.datafix(*args, env=env, timeout=300, command=plugin)
 
 
 def write_landlord(home: Path, datafixes: Path, source: dict[str, object]) -> None:
@@ -79,23 +74,32 @@ def step_failures(home: Path) -> list[dg.EventLogEntry]:
         instance.dispose()
 
 
-def test_a_bug_in_a_plugin_source_shows_its_type_and_message(tmp_path: Path) -> None:
+def failed_run(
+    tmp_path: Path, source: dict[str, object]
+) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """`datafix run` of the landlord whose orders come from `source`, a run that fails: it
+    exits 1 without naming Dagster's wrapper (the old summary's line); returns the run and the
+    step failure recorded for `raw_work_orders` (exactly one)."""
     home = Path(os.environ["DATAFIX_HOME"])
     datafixes = tmp_path / "datafixes"
-    write_landlord(home, datafixes, {"kind": "split_csv", "path": "bt.csv", "parts": 0})
-
+    write_landlord(home, datafixes, source)
     completed = datafix_with_plugin("run", LANDLORD, env={"DATAFIX_DATAFIXES_DIR": str(datafixes)})
     output = completed.stdout + completed.stderr
     assert completed.returncode == 1, output
-    assert "DagsterExecutionStepExecutionError" not in output  # the old summary's line
+    assert "DagsterExecutionStepExecutionError" not in output
+    [failure] = [
+        entry for entry in step_failures(home) if "raw_work_orders" in (entry.step_key or "")
+    ]
+    return completed, failure.dagster_event.step_failure_data
+
+
+def test_a_bug_in_a_plugin_source_shows_its_type_and_message(tmp_path: Path) -> None:
+    completed, data = failed_run(tmp_path, {"kind": "split_csv", "path": "bt.csv", "parts": 0})
+    output = completed.stdout + completed.stderr
     assert "ZeroDivisionError: integer division or modulo by zero" in completed.stdout, output
     assert "traceback is in the run's event log" in completed.stdout
 
     # the event log keeps the traceback, down to the plug-in's line
-    [failure] = [
-        entry for entry in step_failures(home) if "raw_work_orders" in (entry.step_key or "")
-    ]
-    data = failure.dagster_event.step_failure_data
     assert failure_cause(data.error).startswith("ZeroDivisionError: integer division")
     stack = data.error
     while stack.cause is not None:
@@ -106,19 +110,9 @@ def test_a_bug_in_a_plugin_source_shows_its_type_and_message(tmp_path: Path) -> 
 def test_a_hub_error_from_a_source_is_the_message_cli_and_event_log(tmp_path: Path) -> None:
     """A source the hub refuses (a configuration error): the CLI prints the hub's message as
     it is, and the step failure recorded in the instance carries it (what the UI shows)."""
-    home = Path(os.environ["DATAFIX_HOME"])
-    datafixes = tmp_path / "datafixes"
-    write_landlord(home, datafixes, {"kind": "split_csv", "path": "absent.csv", "parts": 1})
-
-    completed = datafix_with_plugin("run", LANDLORD, env={"DATAFIX_DATAFIXES_DIR": str(datafixes)})
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 1, output
-    assert "DagsterExecutionStepExecutionError" not in output
-    assert "absent.csv" in completed.stdout, output
-    [failure] = [
-        entry for entry in step_failures(home) if "raw_work_orders" in (entry.step_key or "")
-    ]
-    data = failure.dagster_event.step_failure_data
+    source = {"kind": "split_csv", "path": "absent.csv", "parts": 1}
+    completed, data = failed_run(tmp_path, source)
+    assert "absent.csv" in completed.stdout, completed.stdout + completed.stderr
     described = data.user_failure_data.description if data.user_failure_data else ""
     assert "absent.csv" in (described or ""), data
 
