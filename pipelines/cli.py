@@ -35,7 +35,7 @@ from pipelines.lib.datafixes import (
     landlord_ids,
     load_landlord,
 )
-from pipelines.lib.environment import datafixes_dir, warehouse_url
+from pipelines.lib.environment import configured_workers, datafixes_dir, warehouse_url
 from pipelines.lib.personal import private_umask
 from schemas.canonical import ENTITIES
 
@@ -516,8 +516,16 @@ def run_and_report(
 
     if not landlords:
         raise click.ClickException(f"no landlord: {datafixes_dir()} has no datafix file")
+    try:
+        workers = configured_workers()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     outcomes = run_landlords(
-        landlords, full_refresh=full_refresh, log_level=log_level, job_name=job_name
+        landlords,
+        full_refresh=full_refresh,
+        log_level=log_level,
+        job_name=job_name,
+        workers=workers,
     )
     failures = 0
     header = f"  {'entity':<16} {'status':<15} {'read':>8} {'loaded':>8} {'quarantined':>11}"

@@ -5,6 +5,8 @@
 - `DATAFIX_DATAFIXES_DIR` (default: the repository's `datafixes/`): the landlords' files.
 - `DATAFIX_INBOX_ROOTS` (optional, `:`-separated folders): where else a datafix's `inbox` may
   be; by default only `$DATAFIX_HOME/inbox/<landlord>`.
+- `DATAFIX_WORKERS` (default: the machine's cores): how many processes `datafix run` shares
+  the landlords out among; 1 runs them one after the other in the command's own process.
 
 Datafixes may reference, as `${NAME}`, the `DATAFIX_*` variables (`DATAFIX_HOME` always) and
 the names they declare under `secrets:`; nothing else of the hub's environment is offered.
@@ -78,3 +80,20 @@ def inbox_roots() -> list[Path]:
     configured = os.environ.get("DATAFIX_INBOX_ROOTS", "")
     extra = [Path(p).expanduser().resolve() for p in configured.split(os.pathsep) if p.strip()]
     return [(datafix_home() / "inbox").resolve(), *extra]
+
+
+def configured_workers() -> int:
+    """`DATAFIX_WORKERS`, else the number of cores this process may use."""
+    configured = os.environ.get("DATAFIX_WORKERS", "").strip()
+    if not configured:
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
+    if not configured.isdigit() or int(configured) < 1:
+        raise ValueError(
+            f"DATAFIX_WORKERS={configured!r} is not a number of processes — set a whole number"
+            " of at least 1 (1: one landlord after the other in one process), or unset it"
+        )
+    return int(configured)

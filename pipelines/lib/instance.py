@@ -9,6 +9,15 @@
   the start of every run, the daemon's included) a STARTING or STARTED run whose process is gone
   is reported failed, with the reason. Dagster cannot see a run worker die under the default
   run launcher; run monitoring is turned on for the rest (start and cancel timeouts).
+- **Cheap commits**: Dagster's SQLite storages (WAL) write every event in a transaction of its
+  own, on a new connection closed right after (some 40 to 250 per landlord's run). At SQLite's
+  defaults each commit is an fsync, and closing the file's last connection checkpoints the WAL
+  (two more). The hub's process opens them with `synchronous=NORMAL`, as it opens its warehouse
+  (in WAL mode the files stay consistent whatever happens; only the last events before a power
+  cut, not a crash of the process, may be lost), and keeps one idle connection to each file it
+  wrote (the current run's shard only), so Dagster's closes are not the last and checkpoints
+  come as SQLite schedules them (every 1000 pages). Measured on an unchanged rerun of the bench
+  landlord: commits 2.4 s -> 0.6 s, closes 0.9 s -> see `_dagster_sqlite_pragmas`.
 - **No intermediate data in the instance**: outputs stay in the run's memory (the `io_manager`
   resource) and step stdout/stderr are not captured: nothing lands under `storage/`.
 """
@@ -18,11 +27,13 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 
 from connectors.processes import process_running, process_started
 from pipelines.lib.environment import dagster_home, datafix_home
@@ -65,6 +76,7 @@ def ensure_instance() -> dg.DagsterInstance:
     process at a time), with the runs of dead processes marked failed."""
     home = dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
+    _commit_without_fsync(home)
     with _home_lock():
         _write_config(home / "dagster.yaml")
         instance = dg.DagsterInstance.get()
@@ -73,6 +85,38 @@ def ensure_instance() -> dg.DagsterInstance:
         instance.get_runs(limit=1)
     reap_dead_runs(instance)
     return instance
+
+
+_FAST_COMMIT_HOMES: set[str] = set()
+_ANCHORS: dict[str, sqlite3.Connection] = {}  # file → an idle connection kept open
+
+
+def _commit_without_fsync(home: Path) -> None:
+    """Open every SQLite file of the instance under `home` with `synchronous=NORMAL`, and keep
+    an idle connection to each (Dagster opens a new engine per event: the pragma is set on
+    each of its connections)."""
+    if not _FAST_COMMIT_HOMES:
+        sa.event.listen(sa.engine.Engine, "connect", _dagster_sqlite_pragmas)
+    _FAST_COMMIT_HOMES.add(str(home) + os.sep)
+
+
+def _dagster_sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    path = next((row[2] for row in dbapi_connection.execute("PRAGMA database_list")), "")
+    if not path or not any(path.startswith(home) for home in _FAST_COMMIT_HOMES):
+        return
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+    if path not in _ANCHORS:
+        shard = Path(path).parent.name == "runs" and Path(path).name != "index.db"
+        if shard:  # one run's own event file: only the current run's is kept open
+            for other in [p for p in _ANCHORS if Path(p).parent == Path(path).parent]:
+                if Path(other).name != "index.db":
+                    _ANCHORS.pop(other).close()
+        _ANCHORS[path] = sqlite3.connect(path, check_same_thread=False)
+    # an idle connection counts only once it has read the file in WAL mode (a new file becomes
+    # WAL when Dagster creates its tables): read again each time, a few microseconds
+    _ANCHORS[path].execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
 
 
 def process_tags() -> dict[str, str]:

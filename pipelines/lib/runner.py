@@ -6,6 +6,9 @@ the UI (`$DATAFIX_HOME/dagster`), so every command-line run is visible in the UI
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
+import pickle
 import sys
 import uuid
 from collections.abc import Mapping
@@ -15,8 +18,10 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
+from connectors import registry
 from connectors.errors import ConnectorError
 from pipelines.lib.datafixes import load_landlord
+from pipelines.lib.environment import configured_workers
 from pipelines.lib.failures import failure_cause
 from pipelines.lib.instance import ensure_instance, process_tags
 from pipelines.lib.metadata import RUN_TAG_FULL_REFRESH, AssetRole
@@ -88,40 +93,66 @@ def run_landlords(
     full_refresh: bool = False,
     log_level: str = "CRITICAL",
     job_name: str = "nightly",
+    workers: int | None = None,
 ) -> list[LandlordOutcome]:
-    """Run a job (`nightly`; `pull` without the push; `push` alone) for each landlord in turn;
-    one failure never stops the others."""
-    instance = ensure_instance()
-    from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
-    from pipelines.defs.resources import WarehouseResource
+    """Run a job (`nightly`; `pull` without the push; `push` alone) for each landlord, one
+    Dagster run each; one failure never stops the others. The outcomes come in the order of
+    `landlords`. With more than one worker (`DATAFIX_WORKERS`, default: the machine's cores)
+    and more than one landlord, the landlords are shared out among worker processes
+    (`run_in_workers`), each set up once (imports, definitions, instance) and running
+    landlord after landlord as this process does."""
+    count = min(configured_workers() if workers is None else workers, len(landlords))
+    if count > 1 and _shareable(plugged_kinds()):
+        ensure_instance()  # created (and its dead runs reaped) once, before the workers start
+        return run_in_workers(
+            landlords, count, job_name=job_name, full_refresh=full_refresh, log_level=log_level
+        )
+    runner = LandlordRunner(job_name)
+    return [
+        runner.run(landlord, full_refresh=full_refresh, log_level=log_level)
+        for landlord in landlords
+    ]
 
-    definitions = defs()
-    job = definitions.resolve_job_def(job_name)
-    known = set(job.partitions_def.get_partition_keys()) if job.partitions_def else set()
-    outcomes = []
-    for landlord in landlords:
+
+class LandlordRunner:
+    """One process's set-up for running landlords: the instance, the definitions and the job,
+    made once; then `run` per landlord."""
+
+    def __init__(self, job_name: str) -> None:
+        self.instance = ensure_instance()
+        from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
+        from pipelines.defs.resources import WarehouseResource
+
+        self.job = defs().resolve_job_def(job_name)
+        partitions = self.job.partitions_def
+        self.known = set(partitions.get_partition_keys()) if partitions else set()
+        self.warehouse = WarehouseResource().get_client()
+        self._subsets: dict[frozenset[dg.AssetKey], dg.JobDefinition] = {}
+
+    def run(self, landlord: str, *, full_refresh: bool, log_level: str) -> LandlordOutcome:
+        """Run the job for one landlord; what went wrong is in the outcome, never raised."""
         outcome = LandlordOutcome(landlord)
-        outcomes.append(outcome)
-        if landlord not in known:
+        if landlord not in self.known:
             outcome.errors.append(
-                f"`{landlord}` is not a landlord of this hub (known: {', '.join(sorted(known))})"
+                f"`{landlord}` is not a landlord of this hub"
+                f" (known: {', '.join(sorted(self.known))})"
             )
-            continue
+            return outcome
         try:
-            load_landlord(landlord)
+            loaded = load_landlord(landlord)
         except ConnectorError as error:
             outcome.errors.append(f"datafix refused, nothing was run:\n{error}")
-            continue
+            return outcome
+        mapped = set(loaded.datafix.entities)
+        job = self._job_for(mapped)
         # the landlord's lock is taken before the Dagster run starts (a run that cannot have it
         # is not started), for the run id the run will have: its `run_lock` resource finds it held
         run_id = str(uuid.uuid4())
         try:
-            with landlord_locks(
-                WarehouseResource().get_client(), [landlord], run_id, notice=_notice
-            ):
+            with landlord_locks(self.warehouse, [landlord], run_id, notice=_notice):
                 result = job.execute_in_process(
                     partition_key=landlord,
-                    instance=instance,
+                    instance=self.instance,
                     raise_on_error=False,
                     run_id=run_id,
                     tags={
@@ -133,11 +164,168 @@ def run_landlords(
                 )
         except (LandlordBusyError, ConnectorError) as error:
             outcome.errors.append(str(error))
-            continue
+            return outcome
         outcome.run_id = result.run_id
         outcome.success = result.success
         _read_result(result, outcome)
-    return outcomes
+        if job is not self.job:  # the entities left out of the run were not configured
+            outcome.entities = {
+                name: entity for name, entity in outcome.entities.items() if name in mapped
+            }
+        return outcome
+
+    def _job_for(self, entities: set[str]) -> dg.JobDefinition:
+        """The job without the steps of the entities the landlord's datafix does not map: those
+        only report `not_configured` and write nothing (pull reads nothing, the contract checks
+        nothing, load loads nothing), yet each costs a step's events in the instance. The run
+        stays the job's run in the UI, with its asset selection."""
+        graph = self.job.asset_layer.asset_graph
+        every = set(self.job.asset_layer.selected_asset_keys)
+        keep = frozenset(
+            key
+            for key in every
+            if (role := AssetRole.read(graph.get(key).tags)) is None
+            or role.stage not in ENTITY_STAGES
+            or role.entity in entities
+        )
+        if keep == every:
+            return self.job
+        if keep not in self._subsets:
+            self._subsets[keep] = self.job.get_subset(asset_selection=set(keep))
+        return self._subsets[keep]
+
+
+def run_in_workers(
+    landlords: list[str], workers: int, *, job_name: str, full_refresh: bool, log_level: str
+) -> list[LandlordOutcome]:
+    """Run the landlords in `workers` spawned processes, each a `LandlordRunner` handed one
+    landlord at a time (the next as soon as it is done): the parent knows which landlord each
+    worker runs, so a worker that dies (killed, out of memory) fails that landlord only, and a
+    new worker takes the rest. The outcomes come in the order of `landlords`."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding connections
+    pending = list(enumerate(landlords))
+    pending.reverse()  # popped from the end: the first landlords first
+    outcomes: dict[int, LandlordOutcome] = {}
+    running: dict[Any, tuple[Any, Any, int | None]] = {}  # sentinel → (process, pipe, task)
+    starts_left = workers + len(landlords)  # a worker that cannot even start is not retried forever
+
+    def start_worker() -> None:
+        nonlocal starts_left
+        starts_left -= 1
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_worker,
+            args=(theirs, job_name, full_refresh, log_level, plugged_kinds()),
+            name="datafix-worker",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        running[process.sentinel] = (process, ours, None)
+        hand_out(process.sentinel)
+
+    def hand_out(sentinel: Any) -> None:
+        process, pipe, _ = running[sentinel]
+        task = pending.pop() if pending else None
+        running[sentinel] = (process, pipe, None if task is None else task[0])
+        pipe.send(task)
+
+    for _ in range(min(workers, len(landlords))):
+        start_worker()
+    while running:
+        pipes = {pipe: sentinel for sentinel, (_, pipe, _) in running.items()}
+        ready = multiprocessing.connection.wait([*pipes, *running])
+        for item in ready:
+            if item in pipes and pipes[item] in running:
+                sentinel = pipes[item]
+                try:
+                    index, outcome = item.recv()
+                except (EOFError, OSError):
+                    continue  # the worker is gone: its sentinel says so
+                outcomes[index] = outcome
+                hand_out(sentinel)
+        for item in ready:
+            if item in running and not running[item][0].is_alive():
+                process, pipe, task = running.pop(item)
+                process.join()
+                pipe.close()
+                if process.exitcode == 0 and task is None:
+                    continue  # told to stop: nothing left
+                if task is not None:
+                    outcomes[task] = LandlordOutcome(
+                        landlords[task],
+                        errors=[
+                            f"the worker process running {landlords[task]} (pid {process.pid})"
+                            f" ended with exit code {process.exitcode} before the run ended: it"
+                            " was killed or crashed; its run is marked failed by the next start"
+                            " and its lock taken over. Run it again."
+                        ],
+                    )
+                if pending and starts_left > 0:
+                    start_worker()
+    for index, landlord in pending:  # only if workers could not be started at all
+        outcomes[index] = LandlordOutcome(
+            landlord, errors=["not run: no worker process could be started (see above)"]
+        )
+    return [outcomes[index] for index in range(len(landlords))]
+
+
+def plugged_kinds() -> list[registry.SourceKind | registry.SinkKind]:
+    """The source and sink kinds registered in this process beyond the hub's own (a plugin's
+    `registry.register` line): a worker process registers them too."""
+    sources = [k for n, k in registry.source_kinds().items() if n not in registry.BUILTIN_SOURCES]
+    sinks = [k for n, k in registry.sink_kinds().items() if n not in registry.BUILTIN_SINKS]
+    return [*sources, *sinks]
+
+
+def _shareable(kinds: list[Any]) -> bool:
+    """Whether the plugged kinds can be handed to a worker (pickled by reference); if not, the
+    landlords run in this process, one after the other."""
+    try:
+        pickle.dumps(kinds)
+    except Exception:
+        return False
+    return True
+
+
+def _worker(
+    pipe: Any,
+    job_name: str,
+    full_refresh: bool,
+    log_level: str,
+    kinds: list[registry.SourceKind | registry.SinkKind],
+) -> None:
+    """A worker process: set up once, then run each landlord the parent hands it until None."""
+    from connectors.secrets import ScrubbingStream, scrub_log_records
+    from pipelines.lib.personal import private_umask
+
+    for kind in kinds:
+        present = (
+            registry.source_kind if isinstance(kind, registry.SourceKind) else registry.sink_kind
+        )
+        if present(kind.name) is None:  # unless the plugin registers it when imported
+            registry.register(kind)
+    private_umask()  # as the `datafix` command's own process (pipelines/cli.py `main`)
+    scrub_log_records()
+    sys.stdout, sys.stderr = ScrubbingStream(sys.stdout), ScrubbingStream(sys.stderr)
+    runner: LandlordRunner | None = None
+    failure = ""
+    try:
+        runner = LandlordRunner(job_name)
+    except Exception as error:  # every landlord handed to it gets the reason
+        failure = f"the worker process could not set up: {type(error).__name__}: {error}"
+    while (task := pipe.recv()) is not None:
+        index, landlord = task
+        if runner is None:
+            outcome = LandlordOutcome(landlord, errors=[failure])
+        else:
+            try:
+                outcome = runner.run(landlord, full_refresh=full_refresh, log_level=log_level)
+            except Exception as error:  # a bug: reported with the landlord, the others go on
+                message = f"run failed: {type(error).__name__}: {error}"
+                outcome = LandlordOutcome(landlord, errors=[message])
+        pipe.send((index, outcome))
+    pipe.close()
 
 
 def _notice(text: str) -> None:
