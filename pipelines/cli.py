@@ -21,23 +21,21 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 
 from connectors.errors import ConnectorError
 from connectors.secrets import ScrubbingStream, scrub_log_records
-from pipelines.lib.checks import check_datafix
-from pipelines.lib.datafixes import (
-    LoadedDatafix,
-    datafix_path,
-    landlord_ids,
-    load_landlord,
-)
 from pipelines.lib.environment import configured_workers, datafixes_dir, warehouse_url
 from pipelines.lib.personal import private_umask
 from schemas.canonical import ENTITIES
+
+if TYPE_CHECKING:
+    from pipelines.lib.datafixes import LoadedDatafix
+
+# pandas, the datafix model and the checks are imported by the commands that use them: the
+# command's start (`datafix --help`, a mistyped option) pays for none of them
 
 
 class LazyGroup(click.Group):
@@ -85,6 +83,8 @@ def main() -> None:
 @click.option("--no-probe", is_flag=True, help="Do not open the sources (structure only).")
 def check(files: tuple[Path, ...], no_probe: bool) -> None:
     """Validate datafix files: structure, keys, variables, sources and mapped columns."""
+    from pipelines.lib.checks import check_datafix
+
     paths = list(files) or sorted(datafixes_dir().glob("*.yaml"))
     if not paths:
         raise click.ClickException(f"no datafix file in {datafixes_dir()}")
@@ -112,6 +112,8 @@ def check(files: tuple[Path, ...], no_probe: bool) -> None:
 def preview(landlord: str, entity: str | None, limit: int) -> None:
     """Pull and normalise one landlord without writing anything; show rows, rejects and what
     the contract would say (rows quarantined by each rule, a table rule that would block)."""
+    import pandas as pd
+
     from pipelines.lib.stages import check_contract, normalise, preview_frame, pull
 
     loaded = _load_or_exit(landlord)
@@ -169,6 +171,8 @@ def preview(landlord: str, entity: str | None, limit: int) -> None:
 def run(landlords: tuple[str, ...], full_refresh: bool, no_push: bool, verbose: bool) -> None:
     """Run the nightly job (pull → normalise → check → load → derive → push) for landlords
     (default: all); with --no-push, everything but the push (as `datafix pull`)."""
+    from pipelines.lib.datafixes import landlord_ids
+
     code = run_and_report(
         list(landlords) or landlord_ids(),
         full_refresh=full_refresh,
@@ -187,6 +191,8 @@ def run(landlords: tuple[str, ...], full_refresh: bool, no_push: bool, verbose: 
 def pull(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
     """Run the `pull` job (pull → normalise → check → load, and the morning figures) for
     landlords (default: all), pushing nothing: for a landlord whose push is not ready."""
+    from pipelines.lib.datafixes import landlord_ids
+
     code = run_and_report(
         list(landlords) or landlord_ids(),
         full_refresh=full_refresh,
@@ -205,6 +211,8 @@ def pull(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
 def push(landlords: tuple[str, ...], dry_run: bool, verbose: bool) -> None:
     """Push landlords' confirmed records (commitments, invoices, completions) to their sinks:
     only what changed since the last push, each record once."""
+    from pipelines.lib.datafixes import landlord_ids, load_landlord
+
     names = list(landlords) or [
         landlord for landlord in landlord_ids() if load_landlord(landlord).datafix.push
     ]
@@ -366,6 +374,8 @@ def schema(check_only: bool) -> None:
 
 
 def _load_or_exit(landlord: str) -> LoadedDatafix:
+    from pipelines.lib.datafixes import datafix_path, load_landlord
+
     try:
         datafix_path(landlord)
         return load_landlord(landlord)
