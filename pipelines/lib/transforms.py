@@ -9,6 +9,7 @@ source column and the value, and saying how to fix it. For every batch:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -137,7 +138,14 @@ def normalise_code(values: pd.Series) -> pd.Series:
 
 
 def _code_key(value: object) -> str:
-    return normalise_code(pd.Series([str(value)], dtype="str")).iloc[0]
+    return _text_code_key(str(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_code_key(text: str) -> str:
+    """`normalise_code` of one text, remembered: a map's keys and a column's choices are keyed
+    again on every batch (five pandas string operations each)."""
+    return normalise_code(pd.Series([text], dtype="str")).iloc[0]
 
 
 def _no_text(index: pd.Index) -> pd.Series:
@@ -150,18 +158,26 @@ def _blank_cells(cells: pd.Series) -> np.ndarray:
     """Which cells are blank (empty or white space only, as `str.strip` sees it) as a mask,
     without building the stripped text: Arrow's `utf8_is_space` tests the same characters
     `utf8_trim_whitespace` (pandas' `str.strip`) removes."""
-    try:
-        text = pa.array(cells.array, type=pa.large_string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    text = _arrow_text(cells)
+    if text is None:
         return (cells.str.strip() == "").to_numpy(dtype=bool, na_value=False)
     blank = pc.or_(pc.equal(text, ""), pc.utf8_is_space(text))
     return pc.fill_null(blank, False).to_numpy(zero_copy_only=False)
 
 
 def _blank_to_na(values: pd.Series) -> pd.Series:
-    stripped = values.astype("str").str.strip()
-    blank = stripped == ""
-    return stripped.mask(blank) if blank.any() else stripped
+    """The values stripped (`str.strip`), a blank one <NA>: in Arrow (trim, then nulls where
+    empty), half the cost of pandas' strip and mask over a million cells."""
+    text = _arrow_text(values)
+    if text is None:
+        stripped = values.astype("str").str.strip()
+        blank = stripped == ""
+        return stripped.mask(blank) if blank.any() else stripped
+    stripped = pc.utf8_trim_whitespace(text)
+    blank = pc.equal(stripped, "")
+    if pc.any(blank).as_py():
+        stripped = pc.if_else(blank, pa.scalar(None, pa.large_string()), stripped)
+    return pd.Series(stripped, index=values.index, dtype="str", name=values.name)
 
 
 def _fail(
@@ -256,11 +272,13 @@ _PLAIN_PARTS = r"^(?P<sign>[-+]?)(?P<whole>[0-9]{1,15})(?:[.,](?P<cents>[0-9]{1,
 
 
 def _arrow_text(values: pd.Series) -> pa.Array | None:
-    """The values as an Arrow text array (None when some are not text)."""
+    """The values as one Arrow text array (None when some are not text); a column made of
+    several chunks (files read one after the other) is made one."""
     try:
-        return pa.array(values.array, type=pa.large_string(), from_pandas=True)
+        text = pa.array(values.array, type=pa.large_string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
+    return text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
 
 
 def _plain_cents(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -865,8 +883,10 @@ def _pattern_hits(pattern: str) -> Callable[[pd.Series], tuple[pd.Series]]:
     compiled = compile_pattern(pattern)
 
     def hits(values: pd.Series) -> tuple[pd.Series]:
+        cells = _arrow_text(values)
         try:
-            cells = pa.array(values.array, type=pa.large_string(), from_pandas=True)
+            if cells is None:
+                raise pa.ArrowTypeError("not text")
             found = pc.fill_null(
                 pc.match_substring_regex(cells, pattern=pattern, ignore_case=True), False
             )

@@ -99,3 +99,17 @@ def test_a_column_of_mixed_amounts_reads_as_the_cents_they_were_written_from(see
     spread, spread_bad = per_distinct(values, parse_cents)
     assert [None if pd.isna(value) else int(value) for value in spread] == cents
     assert spread_bad.tolist() == bad
+
+
+def test_a_column_in_several_chunks_reads_as_one() -> None:
+    # several files read one after the other are concatenated: their columns come in chunks
+    cells, cents, bad = _column(99, 400)
+    first = pd.Series(cells[:150], dtype="str")
+    second = pd.Series(cells[150:], dtype="str")
+    values = pd.concat([first, second], ignore_index=True)
+    assert values.array._pa_array.num_chunks == 2  # what this test is about
+
+    parsed, flagged = parse_cents(values)
+
+    assert [None if pd.isna(value) else int(value) for value in parsed] == cents
+    assert flagged.tolist() == bad

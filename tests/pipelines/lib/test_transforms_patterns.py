@@ -178,3 +178,34 @@ def test_a_row_of_white_space_is_blank_as_str_strip_sees_it() -> None:
     assert blank == 36  # 6 of the 10 values are white space
     assert batch.skipped == blank
     assert batch.read == len(rows) - blank
+
+
+def test_a_table_in_several_chunks_maps_as_one() -> None:
+    # two files read one after the other: every column of the table comes in two chunks
+    rows = [[f"T{n}", cell] for n, cell in enumerate(CELLS)]
+    header = ["Ref", "Nom"]
+    halves = [pd.DataFrame(part, columns=header, dtype="str") for part in (rows[:7], rows[7:])]
+    chunked = pd.concat(halves, ignore_index=True)
+    assert chunked["Nom"].array._pa_array.num_chunks == 2  # what this test is about
+    whole = pd.DataFrame(rows, columns=header, dtype="str")
+    mapping = EntityMapping.model_validate(
+        {
+            "source": "export",
+            "fields": {"tenant_ref": "Ref", "full_name": "Nom"} | ACTIVE,
+            "skip_rows": [{"column": "Nom", "matches": "^total|^$"}],
+            "rules": {rule.name: "block" for rule in ENTITIES["tenants"].rules},
+        }
+    )
+    batches = []
+    for frame in (chunked, whole):
+        table = RawTable(
+            frame=frame,
+            source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(rows))], dtype="str"),
+            fingerprint="0" * 64,
+            origin="export.csv",
+        )
+        batches.append(EntityTransformer("tenants", mapping).apply(table))
+    pd.testing.assert_frame_equal(batches[0].rows, batches[1].rows)
+    pd.testing.assert_frame_equal(batches[0].rejects, batches[1].rejects)
+    # Total, TOTAL général, "  total  ", and the empty and white-space cells (stripped: "")
+    assert batches[0].skipped == batches[1].skipped == 5
