@@ -9,13 +9,16 @@ its own; the expected counts are worked out from the generated lines, not by the
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.landlords.common import datafix
+from tests.reliability.gate_kinds import finish, install_gated_landlord, start_run, wait_for
 
 CODES = {"LOY": "rent", "CHG": "service_charges", "REG": "payment", "APL": "housing_aid"}
 HEADER = "Réf;Locataire;Date;Code;Débit;Crédit"
@@ -187,3 +190,47 @@ def test_two_workers_load_every_landlord_as_one_process_does(tmp_path: Path) -> 
     assert len(run_processes(tmp_path / "parallel")) == 2
     assert len(run_processes(tmp_path / "sequential")) == 1
     assert datafixes.is_dir()
+
+
+def test_a_worker_killed_mid_run_fails_its_landlord_only(hub_home: Path) -> None:
+    """Three landlords, two workers held at a gate inside their first landlord's pull: one
+    worker is killed with -9. Its landlord is reported failed, naming the dead worker; the
+    other two load (the third by the surviving or a new worker) and the exit code is 1. A
+    plugged source kind (`gated_csv`) reaches the workers too."""
+    datafixes = hub_home.parent / "datafixes"
+    landlords = {"gate-a": 12, "gate-b": 7, "gate-c": 5}  # tenants in each export
+    for landlord, rows in landlords.items():
+        install_gated_landlord(hub_home, datafixes, landlord, rows)
+    gate = hub_home.parent / "gate"
+    gate.mkdir()
+    env = {"DATAFIX_DATAFIXES_DIR": str(datafixes), "DATAFIX_WORKERS": "2",
+           "DATAFIX_TEST_GATE": str(gate)}  # fmt: skip
+    run = start_run(*landlords, env=env)
+    wait_for(lambda: len(list(gate.glob("reached-*"))) == 2, "two workers at the gate")
+    workers = sorted(int(path.name.removeprefix("reached-")) for path in gate.glob("reached-*"))
+    assert run.pid not in workers  # the landlords run in worker processes
+    os.kill(workers[0], signal.SIGKILL)
+    (gate / "open").touch()
+    code, output = finish(run)
+
+    assert code == 1, output
+    assert "2 of 3 landlord(s) ok, 1 failed" in output, output
+    assert f"(pid {workers[0]}) ended with exit code -9" in output, output
+    failed = re.findall(r"^(gate-\w)(?: \(run \w+\))?: FAILED$", output, re.MULTILINE)
+    assert len(failed) == 1, output
+    with sqlite3.connect(hub_home / "warehouse.db") as conn:
+        loaded = dict(
+            conn.execute("SELECT landlord_id, COUNT(*) FROM tenants GROUP BY landlord_id")
+        )
+    assert loaded == {
+        landlord: rows for landlord, rows in landlords.items() if landlord != failed[0]
+    }
+
+    # the killed landlord runs again (its lock and Dagster run left by the dead worker taken over)
+    code, output = finish(start_run(failed[0], env={"DATAFIX_DATAFIXES_DIR": str(datafixes)}))
+    assert code == 0, output
+    with sqlite3.connect(hub_home / "warehouse.db") as conn:
+        count = conn.execute(
+            "SELECT COUNT(*) FROM tenants WHERE landlord_id = ?", (failed[0],)
+        ).fetchone()[0]
+    assert count == landlords[failed[0]]

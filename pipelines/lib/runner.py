@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from connectors import registry
+from connectors import registry, secrets
 from connectors.errors import ConnectorError
 from pipelines.lib.datafixes import load_landlord
 from pipelines.lib.environment import configured_workers
@@ -239,9 +239,11 @@ def run_in_workers(
             if item in pipes and pipes[item] in running:
                 sentinel = pipes[item]
                 try:
-                    index, outcome = item.recv()
+                    index, outcome, secret_values = item.recv()
                 except (EOFError, OSError):
                     continue  # the worker is gone: its sentinel says so
+                # the secrets the worker resolved: this process's output masks them too
+                secrets.remember(secret_values)
                 outcomes[index] = outcome
                 hand_out(sentinel)
         for item in ready:
@@ -324,7 +326,7 @@ def _worker(
             except Exception as error:  # a bug: reported with the landlord, the others go on
                 message = f"run failed: {type(error).__name__}: {error}"
                 outcome = LandlordOutcome(landlord, errors=[message])
-        pipe.send((index, outcome))
+        pipe.send((index, outcome, sorted(secrets.known_secrets())))
     pipe.close()
 
 
