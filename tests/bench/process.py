@@ -1,10 +1,11 @@
 """Table 1 of `make bench`: the hub as a user runs it, each run a fresh process timed from outside.
 
-Every figure here is one child process started by this harness and reaped with `os.wait4`, so
-its wall time includes the interpreter's start, the imports, Dagster's instance and everything a
-user waits for; its CPU seconds are user + system of the child and of every descendant it
-reaped; its peak RSS is `ru_maxrss` of that process tree (the largest single process). The
-summed RSS of the whole tree is also sampled from /proc every 0.2 s (it differs from the
+Every figure here is one child process, spawned and reaped with `os.wait4` by a small wrapper
+interpreter (WRAPPER: a child's ru_maxrss would otherwise start at this bench process's own
+peak), so its wall time includes the interpreter's start, the imports, Dagster's instance and
+everything a user waits for; its CPU seconds are user + system of the child and of every
+descendant it reaped; its peak RSS is `ru_maxrss` of that process tree (the largest single
+process). The summed RSS of the tree is also sampled from /proc every 0.2 s (it differs from the
 largest process only when the hub runs several processes at once); the memory targets take the
 larger of the two.
 
@@ -104,13 +105,38 @@ class Options:
 # One child process, timed from outside
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Summed resident set of `pid` and its descendants, from /proc (0 once it is gone)."""
-    total, pending, page_kb = 0, [pid], os.sysconf("SC_PAGE_SIZE") // 1024
+# The wrapper between this process and each measured child. A child's ru_maxrss starts at the
+# high-water RSS of the process that spawned it (Linux records the old mm's peak at exec, and
+# subprocess spawns with vfork: the old mm is the parent's), so a child of this bench process,
+# which holds hundreds of MB, would never show less than that. This small interpreter (-S, about
+# 10 MB) spawns the command, reaps it with wait4 and writes its rusage as JSON to argv[1].
+WRAPPER = """\
+import json, os, sys, time
+started = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
+with open(sys.argv[1], "w") as stream:
+    json.dump({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+               "maxrss_kb": usage.ru_maxrss}, stream)
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def wrapped(command: list[str], usage: Path) -> list[str]:
+    """`command` run under WRAPPER, its rusage written to `usage` (JSON)."""
+    return [sys.executable, "-S", "-c", WRAPPER, str(usage), *command]
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Summed resident set of the descendants of `root` (the wrapper, not counted), from /proc."""
+    total, pending, page_kb = 0, [root], os.sysconf("SC_PAGE_SIZE") // 1024
     while pending:
         current = pending.pop()
         try:
-            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * page_kb
+            if current != root:
+                total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * page_kb
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending.extend(int(c) for c in (task / "children").read_text().split())
         except (OSError, ValueError, IndexError):
@@ -119,17 +145,21 @@ def _tree_rss_kb(pid: int) -> int:
 
 
 def timed(command: list[str], env: dict[str, str], log: Path) -> dict:
-    """Run `command` as one child and wait for it with `os.wait4`: wall seconds, CPU seconds
-    (user + sys of the child and its reaped descendants), peak RSS (`ru_maxrss` of that tree,
-    the largest process) and the sampled peak of the tree's summed RSS. Its stdout and stderr go
-    to `log`.out / `log`.err; a non-zero exit becomes `error` with the tail of its output."""
+    """Run `command` as one child (under WRAPPER) and wait for it with `os.wait4`: wall
+    seconds, CPU seconds (user + sys of the child and its reaped descendants), peak RSS
+    (`ru_maxrss` of that tree: the largest process) and the sampled peak of the tree's summed
+    RSS. Its stdout and stderr go to `log`.out / `log`.err; a non-zero exit becomes `error` with
+    the tail of its output."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    out, err = log.with_suffix(".out"), log.with_suffix(".err")
+    out, err, usage_file = (log.with_suffix(s) for s in (".out", ".err", ".rusage.json"))
+    usage_file.unlink(missing_ok=True)
     peak_tree = 0
     done = threading.Event()
     with out.open("wb") as stdout, err.open("wb") as stderr:
         started = time.perf_counter()
-        child = subprocess.Popen(command, env=env, cwd=REPO, stdout=stdout, stderr=stderr)
+        child = subprocess.Popen(
+            wrapped(command, usage_file), env=env, cwd=REPO, stdout=stdout, stderr=stderr
+        )
 
         def sample() -> None:
             nonlocal peak_tree
@@ -143,10 +173,15 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> dict:
         done.set()
         sampler.join()
     child.returncode = os.waitstatus_to_exitcode(status)
+    try:  # the measured command's own figures, as its wrapper saw them
+        inner = json.loads(usage_file.read_text())
+    except (OSError, ValueError):  # the wrapper failed: the wrapper's figures, marked below
+        inner = {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+        inner["maxrss_kb"] = usage.ru_maxrss
     result: dict[str, Any] = {
-        "seconds": seconds,
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # kB on Linux
+        "seconds": inner["seconds"],
+        "cpu_seconds": inner["cpu_seconds"],
+        "peak_rss_mb": inner["maxrss_kb"] / 1024,  # kB on Linux
         "tree_rss_mb": peak_tree / 1024,
         "exit_code": child.returncode,
         "stdout": out.read_text(errors="replace"),

@@ -322,8 +322,10 @@ def _environment() -> dict[str, str]:
 def _run_once(name: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "result.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--measure", name]
+        # through the bench's small wrapper: a child's ru_maxrss starts at its spawner's peak
         completed = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--measure", name, "--out", str(out)],
+            process_bench.wrapped([*command, "--out", str(out)], Path(folder) / "rusage.json"),
             env=_environment(),
             cwd=REPO,
             capture_output=True,
