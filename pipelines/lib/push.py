@@ -343,7 +343,6 @@ def _push_sink(
         frames[config.sends] = derive(warehouse, landlord, config.sends, push.confirmed)
     records = map_records(frames[config.sends], config, spec)
     outcome.confirmed = len(records)
-    decode = decoder(config, spec)
     client: Sink | None = None
 
     def sink() -> Sink:
@@ -352,14 +351,13 @@ def _push_sink(
             client = build_sink(loaded, name)
         return client
 
+    delivery = _Delivery(outbox, landlord, name, sink, decoder(config, spec), outcome)
     try:
         if not dry_run:
             outbox.start_run(landlord, name)
             in_flight = outbox.in_flight(landlord, name)
             if in_flight:
-                outcome.recovered = _recover(
-                    outbox, landlord, name, in_flight, sink, decode, outcome
-                )
+                outcome.recovered = _recover(delivery, in_flight)
         queued = outbox.enqueue(
             landlord, name, config.kind, config.sends, records, run_id=run_id, dry_run=dry_run
         )
@@ -369,7 +367,7 @@ def _push_sink(
             outcome.status = "dry run"
             outcome.changes = queued.changes
             return
-        _deliver(outbox, landlord, name, config, sink, decode, outcome, run_id=run_id, sleep=sleep)
+        _deliver(delivery, config, run_id=run_id, sleep=sleep)
         _verdict(outcome, config.max_dead_percent)
     finally:
         if client is not None:
@@ -385,17 +383,25 @@ def _records(
     ]
 
 
-def _recover(
-    outbox: Outbox,
-    landlord: str,
-    name: str,
-    rows: Sequence[OutboxRow],
-    sink: Callable[[], Sink],
-    decode: Callable[[str], dict[str, Any]],
-    outcome: PushOutcome,
-) -> int:
+@dataclass(frozen=True)
+class _Delivery:
+    """One sink's delivery under way: where its records wait (`outbox`, `landlord`, sink
+    `name`), the sink (built on first use), how a queued payload becomes the record's fields
+    (`decode`), and the outcome it counts into."""
+
+    outbox: Outbox
+    landlord: str
+    name: str
+    sink: Callable[[], Sink]
+    decode: Callable[[str], dict[str, Any]]
+    outcome: PushOutcome
+
+
+def _recover(delivery: _Delivery, rows: Sequence[OutboxRow]) -> int:
     """Settle records a dead push left in flight: read back, then sent or queued again."""
-    records = _records(rows, decode)
+    outbox, landlord, name = delivery.outbox, delivery.landlord, delivery.name
+    sink, outcome = delivery.sink, delivery.outcome
+    records = _records(rows, delivery.decode)
 
     def read() -> dict[str, str]:
         outcome.calls += 1
@@ -441,19 +447,12 @@ def _retry_delays(max_attempts: int) -> dict[int, float]:
 
 
 def _deliver(
-    outbox: Outbox,
-    landlord: str,
-    name: str,
-    config: SinkBase,
-    sink: Callable[[], Sink],
-    decode: Callable[[str], dict[str, Any]],
-    outcome: PushOutcome,
-    *,
-    run_id: str,
-    sleep: Callable[[float], None],
+    delivery: _Delivery, config: SinkBase, *, run_id: str, sleep: Callable[[float], None]
 ) -> None:
+    outbox, landlord, name = delivery.outbox, delivery.landlord, delivery.name
+    sink, outcome = delivery.sink, delivery.outcome
     max_attempts = config.max_attempts
-    _prepare(outbox, landlord, name, sink, decode, max_attempts)
+    _prepare(delivery, max_attempts)
     while True:
         ready = outbox.count_ready(landlord, name, max_attempts)
         if ready == 0:
@@ -469,7 +468,7 @@ def _deliver(
         if not rows:
             continue
         try:
-            results = _send(rows, sink, decode, outcome)
+            results = _send(delivery, rows)
         except RetriableError as error:
             outbox.unclaim(landlord, name, rows, state="failed", error=str(error), retry_in=60.0)
             outcome.error = f"{name}: {error}"
@@ -520,25 +519,20 @@ def _verdict(outcome: PushOutcome, max_dead_percent: float) -> None:
         )
 
 
-def _prepare(
-    outbox: Outbox,
-    landlord: str,
-    name: str,
-    sink: Callable[[], Sink],
-    decode: Callable[[str], dict[str, Any]],
-    max_attempts: int,
-) -> None:
+def _prepare(delivery: _Delivery, max_attempts: int) -> None:
     """Before the first send, let a sink that can (`prepare`, optional) build the requests of
     one record per set of filled fields: a configuration error (a mapped field with no place
     in the request) then stops the run with one error, nothing sent and no dead letter."""
-    rows = outbox.peek_ready(landlord, name, max_attempts, limit=PREPARE_SAMPLE)
+    rows = delivery.outbox.peek_ready(
+        delivery.landlord, delivery.name, max_attempts, limit=PREPARE_SAMPLE
+    )
     if not rows:
         return
-    prepare = getattr(sink(), "prepare", None)
+    prepare = getattr(delivery.sink(), "prepare", None)
     if prepare is None:
         return
     sample: dict[frozenset[str], OutgoingRecord] = {}
-    for record in _records(rows, decode):
+    for record in _records(rows, delivery.decode):
         filled = frozenset(k for k, v in record.fields.items() if v is not None)
         sample.setdefault(filled, record)
     prepare(list(sample.values()))
@@ -548,14 +542,10 @@ def _prepare(
 PREPARE_SAMPLE = 1_000
 
 
-def _send(
-    rows: Sequence[OutboxRow],
-    sink: Callable[[], Sink],
-    decode: Callable[[str], dict[str, Any]],
-    outcome: PushOutcome,
-) -> list[Delivered]:
+def _send(delivery: _Delivery, rows: Sequence[OutboxRow]) -> list[Delivered]:
     """One batch through the sink; a transient whole-call failure is retried, reading back first."""
-    remaining = _records(rows, decode)
+    sink, outcome = delivery.sink, delivery.outcome
+    remaining = _records(rows, delivery.decode)
     settled: list[Delivered] = []
     tries = 0
 
