@@ -31,7 +31,7 @@ from pipelines.lib.push import PushOutcome, push_landlord
 from pipelines.lib.sinks import build_sink
 from pipelines.lib.warehouse import Warehouse
 from tests.conftest import temporary_postgres_database
-from tests.pipelines.lib.pushing import load_all, write_datafix, write_works
+from tests.pipelines.lib.pushing import change_order_amounts, load_all, write_datafix, write_works
 
 N = 10_000
 X3_N = N  # Sage X3 saves one invoice per call (~145 a second): the longest case
@@ -301,17 +301,6 @@ def push(warehouse: Warehouse, loaded: Any) -> PushOutcome:
     [outcome] = push_landlord(warehouse, loaded, build_sink, sleep=lambda _seconds: None)
     assert outcome.error == "", outcome.error
     return outcome
-
-
-def change_order_amounts(data: Path, orders: range) -> None:
-    """Rewrite the works orders' file with other committed amounts for `orders`."""
-    path = data / "bt.csv"
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter=";"))
-    for number in orders:
-        rows[number][4] = "9999,99"  # row 0 is the header: row i is order i
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, delimiter=";").writerows(rows)
 
 
 @pytest.mark.parametrize("kind", list(PEERS), ids=list(PEERS))

@@ -15,7 +15,6 @@ element, relying on the ERP's idempotency on the works-order number (`natural_ke
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 
 from connectors.sandbox.erp_node import TravauxErpPeer
+from tests.pipelines.lib.pushing import change_order_amounts
 from tests.test_push_e2e import Hub
 
 # commitments → EnregistrerEngagement(engagement {...}), as a landlord's datafix declares it
@@ -83,16 +83,6 @@ def landlord(hub: Hub, orders: int, **changes: Any) -> Path:
     """Works data of `orders` orders, loaded; every order is a commitment (cancelled too)."""
     sink = {**TRAVAUX_SINK, **changes}
     return hub.landlord("travaux", {"erp_travaux": sink}, orders=orders)
-
-
-def change_order_amounts(data: Path, orders: range) -> None:
-    path = data / "bt.csv"
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter=";"))
-    for number in orders:
-        rows[number][4] = "9999,99"  # row 0 is the header: row i is order i
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, delimiter=";").writerows(rows)
 
 
 def outbox_states(hub: Hub) -> dict[str, int]:

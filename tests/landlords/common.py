@@ -74,7 +74,7 @@ def balances(url: str, landlord_id: str) -> dict[str, int]:
         "SELECT tenant_ref, SUM(amount_cents) FROM ledger_entries"
         " WHERE landlord_id = :landlord AND deleted_at IS NULL GROUP BY tenant_ref"
     )
-    with _connect(url) as conn:
+    with connected(url) as conn:
         return {ref: int(total) for ref, total in conn.execute(query, {"landlord": landlord_id})}
 
 
@@ -83,7 +83,7 @@ def live_rows(url: str, landlord_id: str, entity: str, columns: str) -> list[tup
     query = sa.text(
         f"SELECT {columns} FROM {entity} WHERE landlord_id = :landlord AND deleted_at IS NULL"
     )
-    with _connect(url) as conn:
+    with connected(url) as conn:
         return sorted(tuple(row) for row in conn.execute(query, {"landlord": landlord_id}))
 
 
@@ -93,7 +93,7 @@ def open_quarantine(url: str, landlord_id: str, entity: str) -> dict[str, str]:
         "SELECT source_row, reason FROM quarantine WHERE landlord_id = :landlord"
         " AND entity = :entity AND resolved_at IS NULL"
     )
-    with _connect(url) as conn:
+    with connected(url) as conn:
         rows = conn.execute(query, {"landlord": landlord_id, "entity": entity})
         return {source_row: reason for source_row, reason in rows}
 
@@ -104,7 +104,7 @@ def last_load_run(url: str, landlord_id: str, entity: str) -> dict[str, object]:
         "SELECT * FROM load_runs WHERE landlord_id = :landlord AND entity = :entity"
         " ORDER BY finished_at DESC"
     )
-    with _connect(url) as conn:
+    with connected(url) as conn:
         row = conn.execute(query, {"landlord": landlord_id, "entity": entity}).mappings().first()
     assert row is not None, f"no load run recorded for {landlord_id}/{entity}"
     return dict(row)
@@ -142,7 +142,8 @@ def assert_load(
 
 
 @contextmanager
-def _connect(url: str) -> Iterator[sa.Connection]:
+def connected(url: str) -> Iterator[sa.Connection]:
+    """A connection to the database at `url`, its engine disposed of afterwards."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:

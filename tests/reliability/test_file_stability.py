@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.landlords.common import datafix
+from tests.landlords.common import connected, datafix
 from tests.reliability.tenants_export import HOUSEHOLD_SIZE, TENANT_FIELDS
 
 LANDLORD = "stable-habitat"
@@ -64,18 +64,14 @@ def drop(home: Path, content: bytes, *, age: float = 60.0) -> Path:
 
 
 def tenants_and_quarantine(home: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
-    engine = sa.create_engine(f"sqlite:///{home}/warehouse.db")
-    try:
-        with engine.connect() as conn:
-            tenants = conn.execute(
-                sa.text("SELECT tenant_ref FROM tenants ORDER BY tenant_ref")
-            ).scalars()
-            quarantined = conn.execute(
-                sa.text("SELECT source_row, reason, message FROM quarantine ORDER BY source_row")
-            ).all()
-            return list(tenants), [tuple(row) for row in quarantined]
-    finally:
-        engine.dispose()
+    with connected(f"sqlite:///{home}/warehouse.db") as conn:
+        tenants = conn.execute(
+            sa.text("SELECT tenant_ref FROM tenants ORDER BY tenant_ref")
+        ).scalars()
+        quarantined = conn.execute(
+            sa.text("SELECT source_row, reason, message FROM quarantine ORDER BY source_row")
+        ).all()
+        return list(tenants), [tuple(row) for row in quarantined]
 
 
 def test_a_csv_cut_in_the_middle_of_its_last_line_quarantines_that_row(hub_home: Path) -> None:

@@ -278,17 +278,23 @@ def outbox_rows(warehouse: Warehouse) -> dict[str, tuple[str, str]]:
     return {row[0]: (row[1], row[2] or "") for row in rows}
 
 
-@pytest.mark.parametrize("kind", list(CASES), ids=list(CASES))
-def test_one_bad_value_is_dead_and_the_sink_goes_on(
-    kind: str, tmp_path: Path, warehouse: Warehouse
-) -> None:
+@contextlib.contextmanager
+def spoilt_landlord(kind: str, tmp_path: Path, warehouse: Warehouse) -> Iterator[tuple[Case, Any]]:
+    """The `kind` peer running, and N orders with record BAD spoilt loaded into the warehouse:
+    the case and the loaded datafix."""
     with CASES[kind](tmp_path) as case:
         data = tmp_path / "data"
         write_works(data, orders=N)
         case.spoil(data)
         path = write_datafix(tmp_path, LANDLORD, {"target": case.sink}, **(case.push or {}))
-        loaded = load_all(warehouse, path)
+        yield case, load_all(warehouse, path)
 
+
+@pytest.mark.parametrize("kind", list(CASES), ids=list(CASES))
+def test_one_bad_value_is_dead_and_the_sink_goes_on(
+    kind: str, tmp_path: Path, warehouse: Warehouse
+) -> None:
+    with spoilt_landlord(kind, tmp_path, warehouse) as (case, loaded):
         first = push(warehouse, loaded)  # the old code raised here (Sage X3, SOAP, xlsx)
         assert (first.sent, first.dead, first.failed) == (N - 1, 1, 0), first
         assert first.status == "dead letters"  # 1 dead fails the push: max_dead_percent 0
@@ -316,12 +322,7 @@ def test_a_bad_record_left_in_flight_by_the_old_sink_is_settled(
 ) -> None:
     """The old sink crashed with the batch `sending`: the next push reads back what it can,
     settles the bad record dead, and sends the others once."""
-    with CASES[kind](tmp_path) as case:
-        data = tmp_path / "data"
-        write_works(data, orders=N)
-        case.spoil(data)
-        path = write_datafix(tmp_path, LANDLORD, {"target": case.sink}, **(case.push or {}))
-        loaded = load_all(warehouse, path)
+    with spoilt_landlord(kind, tmp_path, warehouse) as (case, loaded):
         box = Outbox(warehouse.engine)
         config = loaded.datafix.push.sinks["target"]
         records = push_records(warehouse, loaded)

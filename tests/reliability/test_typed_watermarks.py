@@ -30,7 +30,7 @@ from tests.conftest import (
     temporary_mariadb_database,
     temporary_postgres_database,
 )
-from tests.landlords.common import datafix
+from tests.landlords.common import connected, datafix
 from tests.pipelines.lib.helpers import (
     incremental_ledger_datafix,
     migrated_warehouse,
@@ -354,18 +354,14 @@ def test_datafix_run_on_a_postgresql_timestamp_cursor_transfers_nothing_the_thir
                 assert completed.returncode == 0, completed.stdout + completed.stderr
         finally:
             erp.drop()
-    warehouse = sa.create_engine(f"sqlite:///{hub_home}/warehouse.db")
-    try:
-        with warehouse.connect() as conn:
-            reads = conn.execute(
-                sa.text(
-                    "SELECT read, loaded FROM load_runs WHERE entity = 'ledger_entries'"
-                    " ORDER BY finished_at"
-                )
-            ).all()
-            loaded = conn.execute(sa.text("SELECT count(*) FROM ledger_entries")).scalar_one()
-    finally:
-        warehouse.dispose()
+    with connected(f"sqlite:///{hub_home}/warehouse.db") as conn:
+        reads = conn.execute(
+            sa.text(
+                "SELECT read, loaded FROM load_runs WHERE entity = 'ledger_entries'"
+                " ORDER BY finished_at"
+            )
+        ).all()
+        loaded = conn.execute(sa.text("SELECT count(*) FROM ledger_entries")).scalar_one()
     new = expected_ids(first, first + added)
     # two loads (every row, then the new ones); the third run read nothing and loaded nothing
     assert [tuple(row) for row in reads] == [(len(first), len(first)), (len(new), len(new))]

@@ -8,7 +8,7 @@ export would; `write_datafix(folder, landlord, sinks)` declares them plus a `pus
 from __future__ import annotations
 
 import csv
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,18 @@ def write_works(
             for i in range(1, invoices + 1)
         ],
     )  # fmt: skip
+
+
+def change_order_amounts(data: Path, orders: Iterable[int]) -> None:
+    """Rewrite the works orders' file `write_works` wrote under `data` with another committed
+    amount (9999,99) for each order in `orders`."""
+    path = data / "bt.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter=";"))
+    for number in orders:
+        rows[number][4] = "9999,99"  # row 0 is the header: row i is order i
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows(rows)
 
 
 def write_datafix(folder: Path, landlord: str, sinks: Mapping[str, Any], **push: Any) -> Path:

@@ -23,7 +23,7 @@ from connectors.errors import RetriableError
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.derive import derive
 from pipelines.lib.outbox import Outbox, PushBusyError
-from pipelines.lib.push import push_landlord, record_contract
+from pipelines.lib.push import PushOutcome, push_landlord, record_contract
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import outbox
 from tests.pipelines.lib.helpers import migrated_warehouse
@@ -205,12 +205,20 @@ def test_transient_whole_call_failures_still_deliver_every_record_once(
     assert states(warehouse) == {"sent": 1_000}
 
 
+def push_seven_poisoned(
+    tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer, sink: dict[str, object] | None = None
+) -> tuple[LoadedDatafix, PushOutcome]:
+    """1,000 orders loaded, then pushed to the peer refusing seven of them for good."""
+    loaded = setup_landlord(tmp_path, warehouse, orders=1_000, sink=sink)
+    peer.poisoned = {f"FA{i:06d}" for i in (3, 50, 51, 400, 777, 901, 1000)}
+    [outcome] = push(warehouse, loaded, peer)
+    return loaded, outcome
+
+
 def test_poisoned_records_are_dead_lettered_once_with_the_peer_message(
     tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
 ) -> None:
-    loaded = setup_landlord(tmp_path, warehouse, orders=1_000)
-    peer.poisoned = {f"FA{i:06d}" for i in (3, 50, 51, 400, 777, 901, 1000)}
-    [outcome] = push(warehouse, loaded, peer)
+    loaded, outcome = push_seven_poisoned(tmp_path, warehouse, peer)
     assert (outcome.sent, outcome.dead) == (993, 7)
     assert states(warehouse) == {"sent": 993, "dead": 7}
     with warehouse.engine.connect() as conn:
@@ -395,9 +403,7 @@ def test_a_push_whose_every_record_is_refused_is_failed(
 def test_some_dead_letters_fail_the_push_unless_the_datafix_tolerates_them(
     tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
 ) -> None:
-    loaded = setup_landlord(tmp_path, warehouse, orders=1_000)
-    peer.poisoned = {f"FA{i:06d}" for i in (3, 50, 51, 400, 777, 901, 1000)}
-    [outcome] = push(warehouse, loaded, peer)
+    loaded, outcome = push_seven_poisoned(tmp_path, warehouse, peer)
     assert (outcome.status, outcome.sent, outcome.dead) == ("dead letters", 993, 7)
     assert "7 of 1000 record(s) refused for good (0.7 %" in outcome.error
     assert "max_dead_percent" in outcome.error
@@ -409,9 +415,7 @@ def test_some_dead_letters_fail_the_push_unless_the_datafix_tolerates_them(
 def test_dead_letters_within_the_declared_tolerance_leave_the_push_sent(
     tmp_path: Path, warehouse: Warehouse, peer: MemoryPeer
 ) -> None:
-    loaded = setup_landlord(tmp_path, warehouse, orders=1_000, sink={"max_dead_percent": 1})
-    peer.poisoned = {f"FA{i:06d}" for i in (3, 50, 51, 400, 777, 901, 1000)}
-    [outcome] = push(warehouse, loaded, peer)
+    loaded, outcome = push_seven_poisoned(tmp_path, warehouse, peer, {"max_dead_percent": 1})
     assert (outcome.status, outcome.sent, outcome.dead, outcome.error) == ("sent", 993, 7, "")
     peer.poisoned |= {f"FA{i:06d}" for i in range(100, 104)}  # 11 of 1000: above 1 %
     every = {i: "1,00" for i in range(1, 1_001)}  # every record changed: all 1000 go again
