@@ -227,8 +227,13 @@ def run_in_workers(
     def hand_out(sentinel: Any) -> None:
         process, pipe, _ = running[sentinel]
         task = pending.pop() if pending else None
+        try:
+            pipe.send(task)
+        except OSError:  # the worker died meanwhile: the task goes to the next one
+            if task is not None:
+                pending.append(task)
+            task = None
         running[sentinel] = (process, pipe, None if task is None else task[0])
-        pipe.send(task)
 
     for _ in range(min(workers, len(landlords))):
         start_worker()
