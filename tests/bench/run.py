@@ -45,13 +45,14 @@ Table 2, in-process stage by stage (this file, `--only ledger|works`), for each 
 - the I/O floor: reading the file alone (CSV: pandas `read_csv(dtype=str)`; xlsx: the fastest of
   python-calamine `to_python()`, `pandas.read_excel(engine="calamine")`, openpyxl read-only).
 
-Every measurement runs in a fresh subprocess (this script with `--measure NAME`), so its peak
-RSS is its own; each runs twice, in two interleaved rounds (a hub run next to its baseline), and
-the faster run is kept (the machine is shared: figures are noisy). Imports, and for the hub
-building the great-expectations context, happen before the clock starts: they are paid once per
-process, not per file; the hub's set-up time is reported apart. Results go to
-`$DATAFIX_HOME/bench.json`. The exit code is 0 even when a target is missed: this is a
-measurement, not a test.
+Every measurement runs in a fresh subprocess (this script with `--measure NAME`, spawned by
+process.py's small wrapper: a child spawned straight from this process would report at least
+this process's peak RSS), so its peak RSS is its own; each runs twice, in two interleaved rounds
+(a hub run next to its baseline), and the faster run is kept (the machine is shared: figures
+are noisy). Imports, and for the hub building the great-expectations context, happen before the
+clock starts: they are paid once per process, not per file; the hub's set-up time is reported
+apart. Results of both tables go to `$DATAFIX_HOME/bench.json`. The exit code is 0 even when a
+target is missed: this is a measurement, not a test.
 """
 
 from __future__ import annotations
