@@ -186,17 +186,19 @@ def test_two_workers_load_every_landlord_as_one_process_does(tmp_path: Path) -> 
         landlord.unmapped for landlord in landlords if landlord.landlord_id != BROKEN
     )
 
-    # the parallel runs ran in two worker processes (each handed a landlord at once)
+    # the parallel runs ran in two processes (the command's and a spawned worker, each handed
+    # a landlord at once)
     assert len(run_processes(tmp_path / "parallel")) == 2
     assert len(run_processes(tmp_path / "sequential")) == 1
     assert datafixes.is_dir()
 
 
 def test_a_worker_killed_mid_run_fails_its_landlord_only(hub_home: Path) -> None:
-    """Three landlords, two workers held at a gate inside their first landlord's pull: one
-    worker is killed with -9. Its landlord is reported failed, naming the dead worker; the
-    other two load (the third by the surviving or a new worker) and the exit code is 1. A
-    plugged source kind (`gated_csv`) reaches the workers too."""
+    """Three landlords, two workers (the command's process and a spawned one) held at a gate
+    inside their first landlord's pull: the spawned worker is killed with -9. Its landlord is
+    reported failed, naming the dead worker; the other two load (the third by the command's
+    process or a new worker) and the exit code is 1. A plugged source kind (`gated_csv`)
+    reaches the spawned workers too."""
     datafixes = hub_home.parent / "datafixes"
     landlords = {"gate-a": 12, "gate-b": 7, "gate-c": 5}  # tenants in each export
     for landlord, rows in landlords.items():
@@ -206,16 +208,17 @@ def test_a_worker_killed_mid_run_fails_its_landlord_only(hub_home: Path) -> None
     env = {"DATAFIX_DATAFIXES_DIR": str(datafixes), "DATAFIX_WORKERS": "2",
            "DATAFIX_TEST_GATE": str(gate)}  # fmt: skip
     run = start_run(*landlords, env=env)
-    wait_for(lambda: len(list(gate.glob("reached-*"))) == 2, "two workers at the gate")
-    workers = sorted(int(path.name.removeprefix("reached-")) for path in gate.glob("reached-*"))
-    assert run.pid not in workers  # the landlords run in worker processes
-    os.kill(workers[0], signal.SIGKILL)
+    wait_for(lambda: len(list(gate.glob("reached-*"))) == 2, "two processes at the gate")
+    at_gate = {int(path.name.removeprefix("reached-")) for path in gate.glob("reached-*")}
+    assert run.pid in at_gate  # the command's own process runs landlords too
+    (worker,) = at_gate - {run.pid}  # and one spawned worker
+    os.kill(worker, signal.SIGKILL)
     (gate / "open").touch()
     code, output = finish(run)
 
     assert code == 1, output
     assert "2 of 3 landlord(s) ok, 1 failed" in output, output
-    assert f"(pid {workers[0]}) ended with exit code -9" in output, output
+    assert f"(pid {worker}) ended with exit code -9" in output, output
     failed = re.findall(r"^(gate-\w)(?: \(run \w+\))?: FAILED$", output, re.MULTILINE)
     assert len(failed) == 1, output
     with sqlite3.connect(hub_home / "warehouse.db") as conn:

@@ -10,6 +10,7 @@ import multiprocessing
 import multiprocessing.connection
 import pickle
 import sys
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,12 +99,11 @@ def run_landlords(
     """Run a job (`nightly`; `pull` without the push; `push` alone) for each landlord, one
     Dagster run each; one failure never stops the others. The outcomes come in the order of
     `landlords`. With more than one worker (`DATAFIX_WORKERS`, default: the machine's cores)
-    and more than one landlord, the landlords are shared out among worker processes
-    (`run_in_workers`), each set up once (imports, definitions, instance) and running
-    landlord after landlord as this process does."""
+    and more than one landlord, the landlords are shared out among this process and spawned
+    worker processes (`run_in_workers`), each set up once (imports, definitions, instance,
+    great-expectations) and running landlord after landlord."""
     count = min(configured_workers() if workers is None else workers, len(landlords))
     if count > 1 and _shareable(plugged_kinds()):
-        ensure_instance()  # created (and its dead runs reaped) once, before the workers start
         return run_in_workers(
             landlords, count, job_name=job_name, full_refresh=full_refresh, log_level=log_level
         )
@@ -198,83 +198,126 @@ class LandlordRunner:
 def run_in_workers(
     landlords: list[str], workers: int, *, job_name: str, full_refresh: bool, log_level: str
 ) -> list[LandlordOutcome]:
-    """Run the landlords in `workers` spawned processes, each a `LandlordRunner` handed one
-    landlord at a time (the next as soon as it is done): the parent knows which landlord each
-    worker runs, so a worker that dies (killed, out of memory) fails that landlord only, and a
-    new worker takes the rest. The outcomes come in the order of `landlords`."""
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding connections
-    pending = list(enumerate(landlords))
-    pending.reverse()  # popped from the end: the first landlords first
-    outcomes: dict[int, LandlordOutcome] = {}
-    running: dict[Any, tuple[Any, Any, int | None]] = {}  # sentinel → (process, pipe, task)
-    starts_left = workers + len(landlords)  # a worker that cannot even start is not retried forever
+    """Run the landlords in `workers` processes: this one (its `LandlordRunner`) and
+    `workers - 1` spawned ones, each set up once and handed one landlord at a time, the next as
+    soon as it is done. The outcomes come in the order of `landlords`."""
+    ensure_instance()  # created (and its dead runs reaped) once, before the workers start
+    pool = _WorkerPool(landlords, workers - 1, job_name, full_refresh, log_level)
+    pool.start()
+    runner = LandlordRunner(job_name)  # this process's own set-up, while the workers start
+    while (task := pool.take()) is not None:
+        index, landlord = task
+        pool.done(index, runner.run(landlord, full_refresh=full_refresh, log_level=log_level))
+    return pool.outcomes()
 
-    def start_worker() -> None:
-        nonlocal starts_left
-        starts_left -= 1
-        ours, theirs = context.Pipe()
-        process = context.Process(
-            target=_worker,
-            args=(theirs, job_name, full_refresh, log_level, plugged_kinds()),
-            name="datafix-worker",
-            daemon=True,
+
+class _WorkerPool:
+    """Spawned worker processes, fed from a thread of this process: the landlords not yet
+    taken (by a worker or by this process) are shared out one at a time. The pool knows which
+    landlord each worker runs, so a worker that dies (killed, out of memory) fails that
+    landlord only, and a new worker takes its place."""
+
+    def __init__(
+        self, landlords: list[str], workers: int, job_name: str, full_refresh: bool, log_level: str
+    ) -> None:
+        self.landlords = landlords
+        self.workers = workers
+        self.arguments = (job_name, full_refresh, log_level, plugged_kinds())
+        self.pending = list(enumerate(landlords))
+        self.pending.reverse()  # popped from the end: the first landlords first
+        self.results: dict[int, LandlordOutcome] = {}
+        self.running: dict[Any, tuple[Any, Any, int | None]] = {}  # sentinel → process, pipe, task
+        self.starts_left = workers + len(landlords)  # a worker that cannot start is not retried
+        self.lock = threading.Lock()
+        self.context = multiprocessing.get_context("spawn")  # no fork of open connections
+        self.feeder = threading.Thread(target=self._feed, name="datafix-workers", daemon=True)
+
+    def start(self) -> None:
+        with self.lock:
+            for _ in range(min(self.workers, len(self.pending))):
+                self._start_worker()
+        self.feeder.start()
+
+    def take(self) -> tuple[int, str] | None:
+        """The next landlord for this process, None when every one is taken."""
+        with self.lock:
+            return self.pending.pop() if self.pending else None
+
+    def done(self, index: int, outcome: LandlordOutcome) -> None:
+        with self.lock:
+            self.results[index] = outcome
+
+    def outcomes(self) -> list[LandlordOutcome]:
+        """Every landlord's outcome, in order, once the workers have stopped."""
+        self.feeder.join()
+        for index, landlord in self.pending:  # only if no worker could be started at all
+            self.results[index] = LandlordOutcome(landlord, errors=["not run: no worker"])
+        return [self.results[index] for index in range(len(self.landlords))]
+
+    def _start_worker(self) -> None:
+        self.starts_left -= 1
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker, args=(theirs, *self.arguments), name="datafix-worker", daemon=True
         )
         process.start()
         theirs.close()
-        running[process.sentinel] = (process, ours, None)
-        hand_out(process.sentinel)
+        self.running[process.sentinel] = (process, ours, None)
+        self._hand_out(process.sentinel)
 
-    def hand_out(sentinel: Any) -> None:
-        process, pipe, _ = running[sentinel]
-        task = pending.pop() if pending else None
+    def _hand_out(self, sentinel: Any) -> None:
+        process, pipe, _ = self.running[sentinel]
+        task = self.pending.pop() if self.pending else None
         try:
             pipe.send(task)
         except OSError:  # the worker died meanwhile: the task goes to the next one
             if task is not None:
-                pending.append(task)
+                self.pending.append(task)
             task = None
-        running[sentinel] = (process, pipe, None if task is None else task[0])
+        self.running[sentinel] = (process, pipe, None if task is None else task[0])
 
-    for _ in range(min(workers, len(landlords))):
-        start_worker()
-    while running:
-        pipes = {pipe: sentinel for sentinel, (_, pipe, _) in running.items()}
-        ready = multiprocessing.connection.wait([*pipes, *running])
-        for item in ready:
-            if item in pipes and pipes[item] in running:
-                sentinel = pipes[item]
-                try:
-                    index, outcome, secret_values = item.recv()
-                except (EOFError, OSError):
-                    continue  # the worker is gone: its sentinel says so
-                # the secrets the worker resolved: this process's output masks them too
-                secrets.remember(secret_values)
-                outcomes[index] = outcome
-                hand_out(sentinel)
-        for item in ready:
-            if item in running and not running[item][0].is_alive():
-                process, pipe, task = running.pop(item)
-                process.join()
-                pipe.close()
-                if process.exitcode == 0 and task is None:
-                    continue  # told to stop: nothing left
-                if task is not None:
-                    outcomes[task] = LandlordOutcome(
-                        landlords[task],
-                        errors=[
-                            f"the worker process running {landlords[task]} (pid {process.pid})"
-                            f" ended with exit code {process.exitcode} before the run ended: it"
-                            " was killed or crashed; its run is marked failed by the next start"
-                            " and its lock taken over. Run it again."
-                        ],
-                    )
-                if pending and starts_left > 0:
-                    start_worker()
-    for index, landlord in pending:  # only if workers could not be started at all
-        outcomes[index] = LandlordOutcome(
-            landlord, errors=["not run: no worker process could be started (see above)"]
-        )
-    return [outcomes[index] for index in range(len(landlords))]
+    def _feed(self) -> None:
+        while True:
+            with self.lock:
+                if not self.running:
+                    return
+                pipes = {pipe: sentinel for sentinel, (_, pipe, _) in self.running.items()}
+                waiting = [*pipes, *self.running]
+            ready = multiprocessing.connection.wait(waiting)
+            with self.lock:
+                for item in ready:
+                    if item in pipes and pipes[item] in self.running:
+                        self._receive(item, pipes[item])
+                for item in ready:
+                    if item in self.running and not self.running[item][0].is_alive():
+                        self._bury(item)
+
+    def _receive(self, pipe: Any, sentinel: Any) -> None:
+        try:
+            index, outcome, secret_values = pipe.recv()
+        except (EOFError, OSError):
+            return  # the worker is gone: its sentinel says so
+        secrets.remember(secret_values)  # the report this process prints masks them too
+        self.results[index] = outcome
+        self._hand_out(sentinel)
+
+    def _bury(self, sentinel: Any) -> None:
+        process, pipe, task = self.running.pop(sentinel)
+        process.join()
+        pipe.close()
+        if task is not None:
+            landlord = self.landlords[task]
+            self.results[task] = LandlordOutcome(
+                landlord,
+                errors=[
+                    f"the worker process running {landlord} (pid {process.pid}) ended with exit"
+                    f" code {process.exitcode} before the run ended: it was killed or crashed;"
+                    " its run is marked failed by the next start and its lock taken over. Run"
+                    " it again."
+                ],
+            )
+        if (process.exitcode != 0 or task is not None) and self.pending and self.starts_left > 0:
+            self._start_worker()
 
 
 def plugged_kinds() -> list[registry.SourceKind | registry.SinkKind]:
