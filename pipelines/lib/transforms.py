@@ -190,6 +190,20 @@ def _fail(
     return errors, messages
 
 
+def _strictly_increasing(keys: pd.Series) -> bool:
+    """Whether the keys (blanks aside) rise strictly from row to row, so no two are equal: most
+    exports list their references in order, and one comparison of neighbours (a vectorised pass)
+    then saves hashing a million keys to look for repeats."""
+    text = _arrow_text(keys) if keys.dtype == "str" else None
+    if text is None:
+        return False
+    present = text.drop_null()
+    if len(present) < 2:
+        return True
+    rising = pc.greater(present.slice(1), present.slice(0, len(present) - 1))
+    return bool(pc.all(rising).as_py())
+
+
 def _placed(index: pd.Index, positions: np.ndarray, values: pd.Series) -> pd.Series:
     """A column on `index` holding `values` at `positions` (in order) and <NA> elsewhere: a
     take, where a reindex on labels would hash the whole index."""
@@ -456,11 +470,12 @@ class EntityTransformer:
         error_code, message, warnings = self._row_rules(rows, error_code, message)
         # only rows that are otherwise fine compete for a key: a rejected row never hides one
         # (keys compared as factorized codes: hashing the text once, no copies of the column)
-        key_codes, _ = pd.factorize(rows[self.spec.key], use_na_sentinel=True)
-        competing = np.flatnonzero((key_codes >= 0) & error_code.isna().to_numpy(dtype=bool))
-        repeated = pd.Series(key_codes[competing]).duplicated(keep="first").to_numpy(dtype=bool)
         duplicate = np.zeros(len(rows), dtype=bool)
-        duplicate[competing[repeated]] = True
+        if not _strictly_increasing(rows[self.spec.key]):
+            key_codes, _ = pd.factorize(rows[self.spec.key], use_na_sentinel=True)
+            competing = np.flatnonzero((key_codes >= 0) & error_code.isna().to_numpy(dtype=bool))
+            repeated = pd.Series(key_codes[competing]).duplicated(keep="first")
+            duplicate[competing[repeated.to_numpy(dtype=bool)]] = True
         duplicate = pd.Series(duplicate, index=rows.index)
         if duplicate.any():
             first_line = rows.loc[error_code.isna()].drop_duplicates(self.spec.key, keep="first")
