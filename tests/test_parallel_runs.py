@@ -159,6 +159,9 @@ def test_two_workers_load_every_landlord_as_one_process_does(tmp_path: Path) -> 
         return re.sub(r"\(run \w+\)", "(run …)", output[output.index("\npar-1") :])
 
     assert summary(parallel) == summary(sequential)
+    # the contract ran for every loaded landlord (its steps are in each run's selection)
+    contracts = re.findall(r"^  ledger_entries +loaded +\d+ +\d+ +\d+ +\d+  (\w+)$", parallel, re.M)
+    assert contracts == ["passed"] * 6, parallel
     order = re.findall(r"^(par-\d) \(run", parallel, re.MULTILINE)
     assert order == [landlord.landlord_id for landlord in landlords]
 

@@ -127,7 +127,6 @@ class LandlordRunner:
         partitions = self.job.partitions_def
         self.known = set(partitions.get_partition_keys()) if partitions else set()
         self.warehouse = WarehouseResource().get_client()
-        self._subsets: dict[frozenset[dg.AssetKey], dg.JobDefinition] = {}
 
     def run(self, landlord: str, *, full_refresh: bool, log_level: str) -> LandlordOutcome:
         """Run the job for one landlord; what went wrong is in the outcome, never raised."""
@@ -144,14 +143,15 @@ class LandlordRunner:
             outcome.errors.append(f"datafix refused, nothing was run:\n{error}")
             return outcome
         mapped = set(loaded.datafix.entities)
-        job = self._job_for(mapped)
+        selection = self._selection_for(mapped)
         # the landlord's lock is taken before the Dagster run starts (a run that cannot have it
         # is not started), for the run id the run will have: its `run_lock` resource finds it held
         run_id = str(uuid.uuid4())
         try:
             with landlord_locks(self.warehouse, [landlord], run_id, notice=_notice):
-                result = job.execute_in_process(
+                result = self.job.execute_in_process(
                     partition_key=landlord,
+                    asset_selection=selection,
                     instance=self.instance,
                     raise_on_error=False,
                     run_id=run_id,
@@ -168,31 +168,28 @@ class LandlordRunner:
         outcome.run_id = result.run_id
         outcome.success = result.success
         _read_result(result, outcome)
-        if job is not self.job:  # the entities left out of the run were not configured
+        if selection is not None:  # the entities left out of the run were not configured
             outcome.entities = {
                 name: entity for name, entity in outcome.entities.items() if name in mapped
             }
         return outcome
 
-    def _job_for(self, entities: set[str]) -> dg.JobDefinition:
-        """The job without the steps of the entities the landlord's datafix does not map: those
-        only report `not_configured` and write nothing (pull reads nothing, the contract checks
-        nothing, load loads nothing), yet each costs a step's events in the instance. The run
-        stays the job's run in the UI, with its asset selection."""
+    def _selection_for(self, entities: set[str]) -> list[dg.AssetKey] | None:
+        """The job's assets but the steps of the entities the landlord's datafix does not map
+        (None: all of them). Those steps only report `not_configured` and write nothing (pull
+        reads nothing, the contract checks nothing, load loads nothing), yet each costs a
+        step's events in the instance. The run is the job's run with this asset selection, as
+        a subset launched from the UI is."""
         graph = self.job.asset_layer.asset_graph
         every = set(self.job.asset_layer.selected_asset_keys)
-        keep = frozenset(
+        keep = {
             key
             for key in every
             if (role := AssetRole.read(graph.get(key).tags)) is None
             or role.stage not in ENTITY_STAGES
             or role.entity in entities
-        )
-        if keep == every:
-            return self.job
-        if keep not in self._subsets:
-            self._subsets[keep] = self.job.get_subset(asset_selection=set(keep))
-        return self._subsets[keep]
+        }
+        return None if keep == every else sorted(keep)
 
 
 def run_in_workers(
