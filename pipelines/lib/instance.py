@@ -28,6 +28,7 @@ import fcntl
 import os
 import socket
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,6 +90,7 @@ def ensure_instance() -> dg.DagsterInstance:
 
 _FAST_COMMIT_HOMES: set[str] = set()
 _ANCHORS: dict[str, sqlite3.Connection] = {}  # file → an idle connection kept open
+_ANCHORS_LOCK = threading.Lock()
 
 
 def _commit_without_fsync(home: Path) -> None:
@@ -107,16 +109,17 @@ def _dagster_sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     if not path or not any(path.startswith(home) for home in _FAST_COMMIT_HOMES):
         return
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-    if path not in _ANCHORS:
-        shard = Path(path).parent.name == "runs" and Path(path).name != "index.db"
-        if shard:  # one run's own event file: only the current run's is kept open
-            for other in [p for p in _ANCHORS if Path(p).parent == Path(path).parent]:
-                if Path(other).name != "index.db":
-                    _ANCHORS.pop(other).close()
-        _ANCHORS[path] = sqlite3.connect(path, check_same_thread=False)
-    # an idle connection counts only once it has read the file in WAL mode (a new file becomes
-    # WAL when Dagster creates its tables): read again each time, a few microseconds
-    _ANCHORS[path].execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    with _ANCHORS_LOCK:
+        if path not in _ANCHORS:
+            shard = Path(path).parent.name == "runs" and Path(path).name != "index.db"
+            if shard:  # one run's own event file: only the current run's is kept open
+                for other in [p for p in _ANCHORS if Path(p).parent == Path(path).parent]:
+                    if Path(other).name != "index.db":
+                        _ANCHORS.pop(other).close()
+            _ANCHORS[path] = sqlite3.connect(path, check_same_thread=False)
+        # an idle connection counts only once it has read the file in WAL mode (a new file
+        # becomes WAL when Dagster creates its tables): read again each time, microseconds
+        _ANCHORS[path].execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
 
 
 def process_tags() -> dict[str, str]:
