@@ -88,6 +88,8 @@ _FORMAT_TOKENS = (("yyyy", "%Y"), ("yy", "%y"), ("dd", "%d"), ("mm", "%m"))
 _TIME_TOKENS = (("HH", "%H"), ("MI", "%M"), ("SS", "%S"))
 
 REJECT_COLUMNS = ["source_row", "key", "raw", "reason", "message", "open_columns"]
+# rows mapped at a time by the field and row rules (EntityTransformer.apply)
+MAP_ROWS = 262_144
 
 
 @dataclass(frozen=True)
@@ -453,21 +455,31 @@ class EntityTransformer:
             data, source_rows = frame.iloc[:kept], raw.source_rows.iloc[:kept]
         else:
             data, source_rows = frame.loc[keep], raw.source_rows.loc[keep]
-        results = {
-            name: self._apply_rule(
-                name, self.feed.fields.get(name), data, labels, self.spec.column(name)
-            )
-            for name in self.spec.column_names
-        }
         error_code, message = _read_faults(raw, data.index)
-        for result in results.values():
-            first = error_code.isna() & result.errors.notna()
-            if first.any():
-                error_code = error_code.mask(first, result.errors)
-                message = message.mask(first, result.messages)
-        rows = pd.DataFrame({name: result.values for name, result in results.items()})
+        # the field rules and row rules read one row at a time: applied a part of the rows at a
+        # time, their intermediate columns stay small (the 1M-line bench ledger's peak RSS in
+        # normalise 905 -> 800 MB, for ~0.1 s more); the key rules below read every row
+        parts = [
+            self._map_part(
+                data.iloc[start : start + MAP_ROWS],
+                labels,
+                error_code.iloc[start : start + MAP_ROWS],
+                message.iloc[start : start + MAP_ROWS],
+            )
+            for start in range(0, max(len(data), 1), MAP_ROWS)
+        ]
+        if len(parts) == 1:
+            rows, error_code, message, warnings = parts[0]
+        else:
+            rows = pd.concat([part[0] for part in parts])
+            error_code = pd.concat([part[1] for part in parts])
+            message = pd.concat([part[2] for part in parts])
+            warnings = {}
+            for part in parts:
+                for rule, count in part[3].items():
+                    warnings[rule] = warnings.get(rule, 0) + count
+        del parts
         rows["source_row"] = source_rows.astype("str")
-        error_code, message, warnings = self._row_rules(rows, error_code, message)
         # only rows that are otherwise fine compete for a key: a rejected row never hides one
         # (keys compared as factorized codes: hashing the text once, no copies of the column)
         duplicate = np.zeros(len(rows), dtype=bool)
@@ -507,6 +519,26 @@ class EntityTransformer:
             skipped=int((~keep).sum()),
             warnings=warnings,
         )
+
+    def _map_part(
+        self, data: pd.DataFrame, labels: dict[str, str], error_code: pd.Series, message: pd.Series
+    ) -> tuple[pd.DataFrame, pd.Series, pd.Series, dict[str, int]]:
+        """The field rules and the row rules over `data` (some of the rows): the canonical
+        rows, each row's first reason and message (`error_code`, `message`: the reader's own
+        faults so far), and the rows each `warn` rule let through."""
+        results = {
+            name: self._apply_rule(
+                name, self.feed.fields.get(name), data, labels, self.spec.column(name)
+            )
+            for name in self.spec.column_names
+        }
+        for result in results.values():
+            first = error_code.isna() & result.errors.notna()
+            if first.any():
+                error_code = error_code.mask(first, result.errors)
+                message = message.mask(first, result.messages)
+        rows = pd.DataFrame({name: result.values for name, result in results.items()})
+        return (rows, *self._row_rules(rows, error_code, message))
 
     def _row_rules(
         self, rows: pd.DataFrame, error_code: pd.Series, message: pd.Series
