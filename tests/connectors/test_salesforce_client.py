@@ -22,10 +22,9 @@ import requests
 
 from connectors.errors import ConfigError, PermanentError, RetriableError
 from connectors.rawtable import RawTable
-from connectors.salesforce import (
+from connectors.retry import RetryPolicy
+from connectors.salesforce.client import (
     DEFAULT_API_VERSION,
-    RetryPolicy,
-    SalesforceAuth,
     SalesforceLimitError,
     SalesforceQueryError,
     SalesforceSessionError,
@@ -33,6 +32,7 @@ from connectors.salesforce import (
     connect,
     read_salesforce,
 )
+from connectors.salesforce.models import SalesforceAuth
 from connectors.salesforce.soql import check_where
 from connectors.sandbox.salesforce import SalesforcePeer
 
