@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -29,6 +29,9 @@ from pipelines.lib.metadata import RUN_TAG_FULL_REFRESH, AssetRole
 from pipelines.lib.runlock import LandlordBusyError, landlord_locks
 from schemas.canonical import ENTITIES
 from schemas.tables import quarantine
+
+if TYPE_CHECKING:
+    from pipelines.lib.warehouse import Warehouse
 
 
 @dataclass
@@ -121,12 +124,21 @@ class LandlordRunner:
     def __init__(self, job_name: str) -> None:
         self.instance = ensure_instance()
         from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
-        from pipelines.defs.resources import WarehouseResource
 
         self.job = defs().resolve_job_def(job_name)
         partitions = self.job.partitions_def
         self.known = set(partitions.get_partition_keys()) if partitions else set()
-        self.warehouse = WarehouseResource().get_client()
+        self._warehouse: Warehouse | None = None
+
+    @property
+    def warehouse(self) -> Warehouse:
+        """The warehouse, opened (and migrated) at the first landlord's run: a warehouse that
+        cannot be reached is then that landlord's error, reported as such, not a traceback."""
+        if self._warehouse is None:
+            from pipelines.defs.resources import WarehouseResource
+
+            self._warehouse = WarehouseResource().get_client()
+        return self._warehouse
 
     def run(self, landlord: str, *, full_refresh: bool, log_level: str) -> LandlordOutcome:
         """Run the job for one landlord; what went wrong is in the outcome, never raised."""
