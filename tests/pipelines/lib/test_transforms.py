@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 
 from connectors.errors import ConfigError
-from connectors.rawtable import RawTable
 from pipelines.lib.transforms import (
     EntityTransformer,
     NormalisedBatch,
@@ -32,6 +31,12 @@ from pipelines.lib.transforms import (
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.datafix import EntityMapping
 from tests.casedata import parametrize
+from tests.pipelines.lib.transforming import (
+    ACTIVE,
+    contract_rules_left_in,
+    raw_table,
+    transform,
+)
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -39,35 +44,6 @@ from tests.casedata import parametrize
 def text(values: list[str | None], index: list[int] | None = None) -> pd.Series:
     """A column as the transforms see it after blanks became <NA>."""
     return pd.Series(values, dtype="str", index=index)
-
-
-def raw_table(header: list[str], rows: list[list[str]], name: str = "export.csv") -> RawTable:
-    """A RawTable like the CSV reader's: text cells, lineage `export.csv:<line>` (header: 1)."""
-    frame = pd.DataFrame(rows, columns=header, dtype="str")
-    lines = pd.Series([f"{name}:{line}" for line in range(2, len(rows) + 2)], dtype="str")
-    return RawTable(frame=frame, source_rows=lines, fingerprint="0" * 64, origin=name)
-
-
-def contract_rules_left_in(entity: str) -> dict[str, str]:
-    """`rules:` setting every row rule of `entity` to `block`: normalise leaves them in."""
-    return {rule.name: "block" for rule in ENTITIES[entity].rules}
-
-
-def transform(
-    entity: str, fields: dict[str, Any], header: list[str], rows: list[list[str]], **options: Any
-) -> NormalisedBatch:
-    """Apply a mapping; every batch must account for every row it was given.
-
-    The contract's row rules are left to the contract (`block`) unless `rules` says otherwise:
-    these tests look at the field rules alone (a `const` kind with amounts of either sign).
-    """
-    options = {"rules": contract_rules_left_in(entity), **options}
-    mapping = EntityMapping.model_validate({"source": "export", "fields": fields, **options})
-    batch = EntityTransformer(entity, mapping).apply(raw_table(header, rows))
-    assert batch.rows_in_source == len(rows)
-    assert batch.read == len(batch.rows) + len(batch.rejects)
-    assert batch.read + batch.skipped == len(rows)
-    return batch
 
 
 def column(batch: NormalisedBatch, name: str) -> list[Any]:
@@ -92,7 +68,6 @@ INVOICE_CONSTANTS = {
     "issued_date": {"const": "2026-03-01"},
     "status": {"const": "issued"},
 }
-ACTIVE = {"status": {"const": "active"}}
 
 
 # --- parse_cents ----------------------------------------------------------------------------

@@ -8,31 +8,14 @@ quarantined as `duplicate_key`, naming the first one's line.
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
-from connectors.rawtable import RawTable
-from pipelines.lib.transforms import EntityTransformer, NormalisedBatch
-from schemas.canonical import ENTITIES
-from schemas.datafix import EntityMapping
+from pipelines.lib.transforms import NormalisedBatch
+from tests.pipelines.lib.transforming import ACTIVE, transform
 
 
 def batch_of(refs: list[str]) -> NormalisedBatch:
-    frame = pd.DataFrame({"Ref": refs}, dtype="str")
-    table = RawTable(
-        frame=frame,
-        source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(refs))], dtype="str"),
-        fingerprint="0" * 64,
-        origin="export.csv",
-    )
-    mapping = EntityMapping.model_validate(
-        {
-            "source": "export",
-            "fields": {"tenant_ref": "Ref", "status": {"const": "active"}},
-            "rules": {rule.name: "block" for rule in ENTITIES["tenants"].rules},
-        }
-    )
-    return EntityTransformer("tenants", mapping).apply(table)
+    return transform("tenants", {"tenant_ref": "Ref"} | ACTIVE, ["Ref"], [[ref] for ref in refs])
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import pipelines.lib.transforms as transforms
-from connectors.rawtable import RawTable
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch
 from schemas.datafix import EntityMapping
+from tests.pipelines.lib.transforming import raw_table
 
 HEADER = ["N° écriture", "Date", "Code", "Montant", "Libellé"]
 # line 2 onwards; the reasons a single pass gives are asserted below by hand
@@ -56,10 +56,7 @@ def mapping(sign_rule: str) -> EntityMapping:
 
 def normalised(sign_rule: str, per_part: int, monkeypatch: pytest.MonkeyPatch) -> NormalisedBatch:
     monkeypatch.setattr(transforms, "MAP_ROWS", per_part)
-    frame = pd.DataFrame(ROWS, columns=HEADER, dtype="str")
-    lines = pd.Series([f"export.csv:{line}" for line in range(2, len(ROWS) + 2)], dtype="str")
-    raw = RawTable(frame=frame, source_rows=lines, fingerprint="0" * 64, origin="export.csv")
-    return EntityTransformer("ledger_entries", mapping(sign_rule)).apply(raw)
+    return EntityTransformer("ledger_entries", mapping(sign_rule)).apply(raw_table(HEADER, ROWS))
 
 
 @pytest.mark.parametrize("sign_rule", ["quarantine", "warn"])

@@ -16,10 +16,8 @@ import pandas as pd
 import pytest
 import re2
 
-from connectors.rawtable import RawTable
 from pipelines.lib.transforms import EntityTransformer
-from schemas.canonical import ENTITIES
-from schemas.datafix import EntityMapping
+from tests.pipelines.lib.transforming import ACTIVE, mapping_of, raw_of, raw_table, transform
 
 CELLS = [
     "Total",
@@ -69,8 +67,6 @@ PATTERNS = [
     "\\t",
 ]
 
-ACTIVE = {"status": {"const": "active"}}
-
 
 def _reference(pattern: str, cell: str) -> bool:
     options = re2.Options()
@@ -82,21 +78,10 @@ def _skipped(pattern: str, cells: list[str]) -> set[str]:
     """The references of the rows `skip_rows` sets aside (the cell stripped, as the engine
     compares it)."""
     frame = pd.DataFrame({"Ref": [f"T{n}" for n in range(len(cells))], "Nom": cells}, dtype="str")
-    table = RawTable(
-        frame=frame,
-        source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(cells))], dtype="str"),
-        fingerprint="0" * 64,
-        origin="export.csv",
+    mapping = mapping_of(
+        "tenants", {"tenant_ref": "Ref"} | ACTIVE, skip_rows=[{"column": "Nom", "matches": pattern}]
     )
-    mapping = EntityMapping.model_validate(
-        {
-            "source": "export",
-            "fields": {"tenant_ref": "Ref"} | ACTIVE,
-            "skip_rows": [{"column": "Nom", "matches": pattern}],
-            "rules": {rule.name: "block" for rule in ENTITIES["tenants"].rules},
-        }
-    )
-    batch = EntityTransformer("tenants", mapping).apply(table)
+    batch = EntityTransformer("tenants", mapping).apply(raw_of(frame))
     kept = set(batch.rows["tenant_ref"]) | set(batch.rejects["key"])
     return set(frame["Ref"]) - kept
 
@@ -113,32 +98,22 @@ def test_skip_rows_matches_like_re2_cell_by_cell(pattern: str, shape: str) -> No
 
 def _kinds_by_case(pattern: str, codes: list[str]) -> list[Any]:
     rows = [[f"E{n}", code, "10,00"] for n, code in enumerate(codes)]
-    frame = pd.DataFrame(rows, columns=["Ref", "Code", "Montant"], dtype="str")
-    table = RawTable(
-        frame=frame,
-        source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(rows))], dtype="str"),
-        fingerprint="0" * 64,
-        origin="export.csv",
-    )
-    mapping = EntityMapping.model_validate(
+    mapping = mapping_of(
+        "ledger_entries",
         {
-            "source": "export",
-            "fields": {
-                "entry_ref": "Ref",
-                "tenant_ref": {"const": "T1"},
-                "entry_date": {"const": "2026-03-01"},
-                "amount_cents": "Montant",
-                "kind": {
-                    "cases": [
-                        {"when": {"column": "Code", "matches": pattern}, "value": "fee"},
-                    ],
-                    "else": {"value": "rent"},
-                },
+            "entry_ref": "Ref",
+            "tenant_ref": {"const": "T1"},
+            "entry_date": {"const": "2026-03-01"},
+            "amount_cents": "Montant",
+            "kind": {
+                "cases": [{"when": {"column": "Code", "matches": pattern}, "value": "fee"}],
+                "else": {"value": "rent"},
             },
-            "rules": {rule.name: "block" for rule in ENTITIES["ledger_entries"].rules},
-        }
+        },
     )
-    batch = EntityTransformer("ledger_entries", mapping).apply(table)
+    batch = EntityTransformer("ledger_entries", mapping).apply(
+        raw_table(["Ref", "Code", "Montant"], rows)
+    )
     assert batch.rejects.empty
     return batch.rows.set_index("entry_ref")["kind"].reindex([r[0] for r in rows]).tolist()
 
@@ -159,21 +134,7 @@ def test_a_row_of_white_space_is_blank_as_str_strip_sees_it() -> None:
     # a row is blank (skipped, not rejected) when every cell is empty once stripped of the
     # characters Python's str.strip() removes: a zero-width space or a BOM is not one of them
     rows = [[first, second] for first in WHITE for second in WHITE]
-    frame = pd.DataFrame(rows, columns=["Ref", "Nom"], dtype="str")
-    table = RawTable(
-        frame=frame,
-        source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(rows))], dtype="str"),
-        fingerprint="0" * 64,
-        origin="export.csv",
-    )
-    mapping = EntityMapping.model_validate(
-        {
-            "source": "export",
-            "fields": {"tenant_ref": "Ref"} | ACTIVE,
-            "rules": {rule.name: "block" for rule in ENTITIES["tenants"].rules},
-        }
-    )
-    batch = EntityTransformer("tenants", mapping).apply(table)
+    batch = transform("tenants", {"tenant_ref": "Ref"} | ACTIVE, ["Ref", "Nom"], rows)
     blank = sum(1 for first, second in rows if not first.strip() and not second.strip())
     assert blank == 36  # 6 of the 10 values are white space
     assert batch.skipped == blank
@@ -188,23 +149,12 @@ def test_a_table_in_several_chunks_maps_as_one() -> None:
     chunked = pd.concat(halves, ignore_index=True)
     assert chunked["Nom"].array._pa_array.num_chunks == 2  # what this test is about
     whole = pd.DataFrame(rows, columns=header, dtype="str")
-    mapping = EntityMapping.model_validate(
-        {
-            "source": "export",
-            "fields": {"tenant_ref": "Ref", "full_name": "Nom"} | ACTIVE,
-            "skip_rows": [{"column": "Nom", "matches": "^total|^$"}],
-            "rules": {rule.name: "block" for rule in ENTITIES["tenants"].rules},
-        }
+    mapping = mapping_of(
+        "tenants",
+        {"tenant_ref": "Ref", "full_name": "Nom"} | ACTIVE,
+        skip_rows=[{"column": "Nom", "matches": "^total|^$"}],
     )
-    batches = []
-    for frame in (chunked, whole):
-        table = RawTable(
-            frame=frame,
-            source_rows=pd.Series([f"export.csv:{n + 2}" for n in range(len(rows))], dtype="str"),
-            fingerprint="0" * 64,
-            origin="export.csv",
-        )
-        batches.append(EntityTransformer("tenants", mapping).apply(table))
+    batches = [EntityTransformer("tenants", mapping).apply(raw_of(f)) for f in (chunked, whole)]
     pd.testing.assert_frame_equal(batches[0].rows, batches[1].rows)
     pd.testing.assert_frame_equal(batches[0].rejects, batches[1].rejects)
     # Total, TOTAL général, "  total  ", and the empty and white-space cells (stripped: "")
