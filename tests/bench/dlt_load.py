@@ -19,22 +19,11 @@ from pathlib import Path
 import dlt
 import pandas as pd
 
+# the naive script's reading rules (naive_load.py beside this file: the script's directory is on
+# the path)
+from naive_load import AMOUNT_COLUMNS, DATE_COLUMNS, TEXT_DTYPES, TOTALS, amounts
+
 CHUNK_ROWS = 100_000
-DATE_COLUMNS = ("Date", "Échéance")
-AMOUNT_COLUMNS = ("Débit", "Crédit")
-# a column empty in a whole chunk would be read as float, then clash with the text of the others
-TEXT_DTYPES = dict.fromkeys(
-    ("N° écriture", "N° locataire", "Code mvt", "Libellé", "Motif rejet"), "string"
-)
-TOTALS = "Total"  # the export's last line: column sums, not a movement
-
-
-def amounts(column: pd.Series) -> pd.Series:
-    """`1 234,56` as a number: pandas' C reader takes decimal=",", not U+00A0 as thousands
-    separator (one byte only, and cp1252's A0 is two in UTF-8), so such a column stays text."""
-    if pd.api.types.is_numeric_dtype(column):
-        return column
-    return pd.to_numeric(column.str.replace("\u00a0", "").str.replace(",", "."))
 
 
 def main(ledger: Path, db: Path, workdir: Path) -> int:
