@@ -171,15 +171,7 @@ def preview(landlord: str, entity: str | None, limit: int) -> None:
 def run(landlords: tuple[str, ...], full_refresh: bool, no_push: bool, verbose: bool) -> None:
     """Run the nightly job (pull → normalise → check → load → derive → push) for landlords
     (default: all); with --no-push, everything but the push (as `datafix pull`)."""
-    from pipelines.lib.datafixes import landlord_ids
-
-    code = run_and_report(
-        list(landlords) or landlord_ids(),
-        full_refresh=full_refresh,
-        log_level="INFO" if verbose else "CRITICAL",
-        job_name="pull" if no_push else "nightly",
-    )
-    sys.exit(code)
+    _run_job("pull" if no_push else "nightly", landlords, full_refresh, verbose)
 
 
 @main.command()
@@ -191,13 +183,19 @@ def run(landlords: tuple[str, ...], full_refresh: bool, no_push: bool, verbose: 
 def pull(landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
     """Run the `pull` job (pull → normalise → check → load, and the morning figures) for
     landlords (default: all), pushing nothing: for a landlord whose push is not ready."""
+    _run_job("pull", landlords, full_refresh, verbose)
+
+
+def _run_job(job_name: str, landlords: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
+    """Run `job_name` for `landlords` (default: every datafix), print the report, exit with its
+    code."""
     from pipelines.lib.datafixes import landlord_ids
 
     code = run_and_report(
         list(landlords) or landlord_ids(),
         full_refresh=full_refresh,
         log_level="INFO" if verbose else "CRITICAL",
-        job_name="pull",
+        job_name=job_name,
     )
     sys.exit(code)
 
@@ -473,30 +471,14 @@ def _first_record(warehouse: Any, loaded: LoadedDatafix, sink: str, change: Any)
     import hashlib
     import json
 
-    import sqlalchemy as sa
-
     from connectors.delivery import OutgoingRecord, payload_json
-    from pipelines.lib.outbox import idempotency_key
+    from pipelines.lib.outbox import Outbox, idempotency_key
     from pipelines.lib.push import decoder
     from schemas.outgoing import OUTGOING
-    from schemas.tables import outbox
 
     config = loaded.datafix.push.sinks[sink]  # type: ignore[union-attr]
     landlord = loaded.landlord_id
-    with warehouse.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                outbox.c.version,
-                outbox.c.payload,
-                outbox.c.sent_payload,
-                outbox.c.idempotency_key,
-                outbox.c.peer_id,
-            ).where(
-                outbox.c.landlord_id == landlord,
-                outbox.c.sink == sink,
-                outbox.c.record_key == change.key,
-            )
-        ).first()
+    row = Outbox(warehouse.engine).stored(landlord, sink, change.key)
     if row is not None and change.action in ("resend", "in doubt"):  # queued as it is
         text, key = row.payload, row.idempotency_key
     else:  # create or update: the new payload, and the next version's key

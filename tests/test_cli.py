@@ -19,23 +19,19 @@ from connectors.sandbox.demo_files import (
 )
 from pipelines.lib.environment import REPO_ROOT
 from schemas.canonical import ENTITIES
-from tests.landlords.common import DATAFIX, datafix
+from tests.landlords.common import DATAFIX, connected, datafix
 
 CASES = REPO_ROOT / "tests" / "cases" / "landlords"
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
     """Every canonical table's rows, sorted, lineage included."""
-    engine = sa.create_engine(url)
     tables = {}
-    try:
-        with engine.connect() as conn:
-            for entity in ENTITIES:
-                table = sa.Table(entity, sa.MetaData(), autoload_with=conn)
-                rows = conn.execute(sa.select(table)).all()
-                tables[entity] = sorted(tuple(str(v) for v in row) for row in rows)
-    finally:
-        engine.dispose()
+    with connected(url) as conn:
+        for entity in ENTITIES:
+            table = sa.Table(entity, sa.MetaData(), autoload_with=conn)
+            rows = conn.execute(sa.select(table)).all()
+            tables[entity] = sorted(tuple(str(v) for v in row) for row in rows)
     return tables
 
 
@@ -48,17 +44,13 @@ def test_demo_balances_and_names_every_quarantined_row(warehouse_url: str) -> No
     assert len(DEMO_LANDLORDS) == 5
     # the test's sandbox is up: the demo reuses it rather than starting its own
     assert "sandbox peers already running" in completed.stdout
-    engine = sa.create_engine(warehouse_url)
-    try:
-        with engine.connect() as conn:
-            runs = conn.execute(
-                sa.text("SELECT landlord_id, entity, read, loaded, quarantined FROM load_runs")
-            ).all()
-            quarantined = conn.execute(
-                sa.text("SELECT landlord_id, entity, source_row, reason, message FROM quarantine")
-            ).all()
-    finally:
-        engine.dispose()
+    with connected(warehouse_url) as conn:
+        runs = conn.execute(
+            sa.text("SELECT landlord_id, entity, read, loaded, quarantined FROM load_runs")
+        ).all()
+        quarantined = conn.execute(
+            sa.text("SELECT landlord_id, entity, source_row, reason, message FROM quarantine")
+        ).all()
     by_entity = {(r.landlord_id, r.entity): r for r in runs}
     expected = {(lid, e) for lid, entities in DEMO_ROWS.items() for e in entities}
     assert set(by_entity) == expected
@@ -266,30 +258,24 @@ def test_run_exit_code_reports_a_failed_contract_and_runs_the_others(hub_home: P
     # B003's status is unmapped: 1 of 3 rows quarantined passes max_quarantine_percent (20)
     assert "max_quarantine_percent" in completed.stdout
     assert "failing keys: B002, B003" in completed.stdout
-    engine = sa.create_engine(f"sqlite:///{hub_home}/warehouse.db")
-    try:
-        with engine.connect() as conn:
-            loaded = dict(
-                conn.execute(
-                    sa.text("SELECT landlord_id, count(*) FROM tenants GROUP BY landlord_id")
-                ).all()
-            )
-            runs = {
-                row.landlord_id: row
-                for row in conn.execute(
-                    sa.text(
-                        "SELECT landlord_id, status, reason, loaded, quarantined FROM load_runs"
-                    )
-                )
-            }
-            kept = conn.execute(
-                sa.text(
-                    "SELECT source_row, reason FROM quarantine WHERE landlord_id = 'broken-habitat'"
-                    " AND resolved_at IS NULL"
-                )
+    with connected(f"sqlite:///{hub_home}/warehouse.db") as conn:
+        loaded = dict(
+            conn.execute(
+                sa.text("SELECT landlord_id, count(*) FROM tenants GROUP BY landlord_id")
             ).all()
-    finally:
-        engine.dispose()
+        )
+        runs = {
+            row.landlord_id: row
+            for row in conn.execute(
+                sa.text("SELECT landlord_id, status, reason, loaded, quarantined FROM load_runs")
+            )
+        }
+        kept = conn.execute(
+            sa.text(
+                "SELECT source_row, reason FROM quarantine WHERE landlord_id = 'broken-habitat'"
+                " AND resolved_at IS NULL"
+            )
+        ).all()
     # the blocked landlord loaded nothing; the other loaded its 2 good rows (1 quarantined)
     assert loaded == {"acme-habitat": 2}
     # the blocked load left its trace: the audit row with the reason, its quarantined row

@@ -66,6 +66,7 @@ class OutboxRow:
     idempotency_key: str
     attempts: int
     peer_id: str | None
+    sent_payload: str | None = None  # the payload last delivered (None: never sent)
 
 
 @dataclass(frozen=True)
@@ -530,6 +531,15 @@ class Outbox:
             ).all()
         return [dict(row._mapping) for row in rows]
 
+    def stored(self, landlord_id: str, sink: str, key: str) -> OutboxRow | None:
+        """The outbox row of one record of a sink (None: never queued)."""
+        rows = self._rows(
+            (outbox.c.landlord_id == landlord_id)
+            & (outbox.c.sink == sink)
+            & (outbox.c.record_key == key)
+        )
+        return rows[0] if rows else None
+
     def _rows(self, where: sa.ColumnElement[bool]) -> list[OutboxRow]:
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -541,6 +551,7 @@ class Outbox:
                     outbox.c.idempotency_key,
                     outbox.c.attempts,
                     outbox.c.peer_id,
+                    outbox.c.sent_payload,
                 )
                 .where(where)
                 .order_by(outbox.c.record_key)

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.lib.environment import REPO_ROOT
+from tests.landlords.common import connected
 from tests.reliability.gate_kinds import (
     finish,
     install_gated_landlord,
@@ -115,14 +116,10 @@ def test_a_run_of_a_busy_landlord_gives_up_after_its_wait_naming_the_other_run(
     first = start_run("aube-habitat", env={"DATAFIX_TEST_GATE": str(gate)})
     try:
         wait_for(lambda: reached(gate, first), "the first run to reach its source")
-        engine = sa.create_engine(warehouse_url)
-        try:
-            with engine.connect() as conn:
-                holder = conn.execute(
-                    sa.text("SELECT run_id, pid FROM run_locks WHERE landlord_id = 'aube-habitat'")
-                ).one()
-        finally:
-            engine.dispose()
+        with connected(warehouse_url) as conn:
+            holder = conn.execute(
+                sa.text("SELECT run_id, pid FROM run_locks WHERE landlord_id = 'aube-habitat'")
+            ).one()
         assert holder.pid == first.pid
         second = start_run("aube-habitat", env={"DATAFIX_LOCK_WAIT": "1"})
         code, output = finish(second)

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from tests.landlords.common import connected
 from tests.reliability.gate_kinds import (
     finish,
     install_gated_landlord,
@@ -63,15 +64,11 @@ def test_a_run_killed_with_sigkill_is_marked_failed_and_the_next_run_proceeds(
     assert f"pid {killed.pid}" in message and "is gone" in message, message
     [next_run] = [run for run in runs.values() if run.run_id != dead.run_id]
     assert next_run.status == dg.DagsterRunStatus.SUCCESS
-    engine = sa.create_engine(warehouse_url)
-    try:
-        with engine.connect() as conn:
-            loaded = conn.execute(
-                sa.text("SELECT run_id, status, loaded FROM load_runs WHERE entity = 'tenants'")
-            ).all()
-            locks = conn.execute(sa.text("SELECT count(*) FROM run_locks")).scalar()
-    finally:
-        engine.dispose()
+    with connected(warehouse_url) as conn:
+        loaded = conn.execute(
+            sa.text("SELECT run_id, status, loaded FROM load_runs WHERE entity = 'tenants'")
+        ).all()
+        locks = conn.execute(sa.text("SELECT count(*) FROM run_locks")).scalar()
     assert [tuple(row) for row in loaded] == [(next_run.run_id, "loaded", 50)]
     assert locks == 0  # released at the end of the run that took it over
 
