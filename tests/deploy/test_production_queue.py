@@ -44,7 +44,8 @@ from tests.conftest import (
     run_postgres_admin,
 )
 
-pytestmark = pytest.mark.postgres
+# both tests share one deployment: on one xdist worker
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("production_queue")]
 
 LOCATION = Path(__file__).with_name("queue_location.py")
 BIN = Path(sys.executable).parent

@@ -23,6 +23,8 @@ from pipelines.definitions import defs
 from pipelines.defs.pull.sensors import TAG_TRIGGER_FILES, inbox_sensor
 from pipelines.defs.resources import WarehouseResource
 
+# the loaded warehouse is built once for the module: keep its tests on one xdist worker
+pytestmark = pytest.mark.xdist_group("inbox_sensor")
 DEFINITIONS = defs()
 AN_HOUR_AGO = time.time() - 3600
 SETTLE = 1.0  # seconds a file must stay unchanged (DATAFIX_FILE_SETTLE_SECONDS)
