@@ -209,10 +209,10 @@ def _client(port: int) -> DagsterGraphQLClient | None:
 
 
 def test_one_run_per_landlord_at_a_time_landlords_in_parallel(deployment: Deployment) -> None:
-    first = deployment.submit("north-habitat", 6)
-    second = deployment.submit("north-habitat", 6)
-    other = deployment.submit("south-habitat", 6)
-    runs = {run_id: deployment.finished(run_id, 60) for run_id in (first, second, other)}
+    first = deployment.submit("north-habitat", 8)
+    other = deployment.submit("south-habitat", 8)
+    second = deployment.submit("north-habitat", 8)
+    runs = {run_id: deployment.finished(run_id, 90) for run_id in (first, second, other)}
     for run_id, record in runs.items():
         assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, run_id
         assert record.start_time is not None and record.end_time is not None
