@@ -21,9 +21,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -43,19 +41,13 @@ from tests.conftest import (
     new_database_name,
     run_postgres_admin,
 )
+from tests.deploy.services import BIN, free_port
 
 # both tests share one deployment: on one xdist worker
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("production_queue")]
 
 LOCATION = Path(__file__).with_name("queue_location.py")
-BIN = Path(sys.executable).parent
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(what: str, probe: Callable[[], T | None], seconds: float, logs: Path) -> T:
