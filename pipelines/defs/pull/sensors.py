@@ -115,8 +115,10 @@ def _landlord_tick(
     for entity in loaded.datafix.entities:
         try:
             fingerprint = files_fingerprint(loaded, entity)
-        except ConnectorError:
-            continue  # nothing of this entity landed yet (or it is unreadable: the run says so)
+        except (ConnectorError, OSError):
+            # nothing of this entity landed yet, a file vanished since the listing, or it cannot
+            # be read: the next tick looks again, a run would say what is wrong
+            continue
         if fingerprint is not None and fingerprint not in processed.get(entity, set()):
             changed[entity] = fingerprint
     if not changed:
