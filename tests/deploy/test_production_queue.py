@@ -25,7 +25,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -74,6 +74,17 @@ class Deployment:
     logs: Path
     instance: dg.DagsterInstance
     client: DagsterGraphQLClient
+    services: Services
+
+    def pid_of(self, run_id: str) -> int:
+        """The pid of `run_id`'s worker, once its op has started."""
+        path = self.pids / run_id
+        return wait_for(
+            f"run {run_id}'s worker to start",
+            lambda: int(path.read_text()) if path.exists() and path.read_text() else None,
+            60,
+            self.logs,
+        )
 
     def submit(self, landlord: str, seconds: float) -> str:
         return self.client.submit_job_execution(
@@ -93,6 +104,45 @@ class Deployment:
             return record if record.dagster_run.is_finished else None
 
         return wait_for(f"run {run_id} to finish", done, seconds, self.logs)
+
+
+@dataclass
+class Services:
+    """The three services' processes, each started again by `start`."""
+
+    commands: dict[str, list[str]]
+    cwd: Path
+    env: dict[str, str]
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        with (self.logs / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                self.commands[name],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: its run workers included
+            )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the service and every process it started."""
+        process = self.processes[name]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        running = [p for p in self.processes.values() if p.poll() is None]
+        for process in running:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -122,52 +172,39 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         "DAGSTER_PG_DB": database,
         "DEPLOY_TEST_PIDS": str(pids),
     }
-    processes: list[subprocess.Popen[bytes]] = []
     saved = {name: os.environ.get(name) for name in env if name.startswith("DAGSTER_PG_")}
     os.environ.update({name: env[name] for name in saved})
+    commands = {
+        "code-location": [
+            BIN / "dagster", "api", "grpc", "-f", str(LOCATION),
+            "-h", "127.0.0.1", "-p", str(grpc_port),
+        ],
+        "daemon": [BIN / "dagster-daemon", "run", "-w", str(home / "workspace.yaml")],
+        "webserver": [
+            BIN / "dagster-webserver", "-w", str(home / "workspace.yaml"),
+            "-h", "127.0.0.1", "-p", str(web_port),
+        ],
+    }  # fmt: skip
+    services = Services(
+        {name: [str(part) for part in command] for name, command in commands.items()},
+        tmp_path,
+        env,
+        logs,
+    )
     try:
         # this process creates the storage's tables first: the three services then find them
         instance = dg.DagsterInstance.from_config(str(home))
-        commands = {
-            "code-location": [
-                BIN / "dagster", "api", "grpc", "-f", str(LOCATION),
-                "-h", "127.0.0.1", "-p", str(grpc_port),
-            ],
-            "daemon": [BIN / "dagster-daemon", "run", "-w", str(home / "workspace.yaml")],
-            "webserver": [
-                BIN / "dagster-webserver", "-w", str(home / "workspace.yaml"),
-                "-h", "127.0.0.1", "-p", str(web_port),
-            ],
-        }  # fmt: skip
-        for name, command in commands.items():
-            with (logs / f"{name}.log").open("wb") as log:
-                processes.append(
-                    subprocess.Popen(
-                        [str(part) for part in command],
-                        cwd=tmp_path,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+        for name in commands:
+            services.start(name)
         client = wait_for(
             "the webserver to serve the code location",
             lambda: _client(web_port),
             90,
             logs,
         )
-        yield Deployment(home, pids, logs, instance, client)
+        yield Deployment(home, pids, logs, instance, client, services)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        services.stop_all()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -218,13 +255,7 @@ def test_one_run_per_landlord_at_a_time_landlords_in_parallel(deployment: Deploy
 def test_a_killed_run_worker_is_failed_and_the_queue_moves_on(deployment: Deployment) -> None:
     doomed = deployment.submit("north-habitat", 120)
     following = deployment.submit("north-habitat", 1)
-    pid_file = deployment.pids / doomed
-    pid = wait_for(
-        "the first run's worker to start",
-        lambda: int(pid_file.read_text()) if pid_file.exists() and pid_file.read_text() else None,
-        60,
-        deployment.logs,
-    )
+    pid = deployment.pid_of(doomed)
     assert deployment.record(following).dagster_run.status == dg.DagsterRunStatus.QUEUED
     killed_at = time.time()
     os.kill(pid, signal.SIGKILL)
@@ -242,3 +273,32 @@ def test_a_killed_run_worker_is_failed_and_the_queue_moves_on(deployment: Deploy
     # the code-location server saw its worker die (with the DefaultRunLauncher, the daemon's run
     # monitoring cannot look into the worker: it fails runs that never start or never stop)
     assert any("was terminated by signal 9 (SIGKILL)" in m for m in messages), messages
+
+
+def test_a_run_whose_code_location_server_died_is_failed_by_run_monitoring(
+    deployment: Deployment,
+) -> None:
+    """The code-location server killed with its run worker (a container restart): nothing is
+    left to notice the run died but the daemon's run monitoring, through the launcher of
+    deploy/dagster.yaml (pipelines/lib/launcher.py)."""
+    doomed = deployment.submit("south-habitat", 120)
+    following = deployment.submit("south-habitat", 1)
+    worker = deployment.pid_of(doomed)
+    deployment.services.kill("code-location")
+    assert not Path(f"/proc/{worker}").exists() or _zombie(worker)
+    deployment.services.start("code-location")  # back, without the run
+    failed = deployment.finished(doomed, 90)  # run monitoring polls every 20 s
+    assert failed.dagster_run.status == dg.DagsterRunStatus.FAILURE
+    messages = [e.message or "" for e in deployment.instance.all_logs(doomed)]
+    assert any("no longer runs it" in m for m in messages), messages
+    nxt = deployment.finished(following, 90)
+    assert nxt.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    assert nxt.start_time is not None and failed.end_time is not None
+    assert nxt.start_time >= failed.end_time
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
