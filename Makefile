@@ -27,7 +27,7 @@ export DATAFIX_HOME
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help install demo ui test system-deps services lint fmt bench lock clean distclean
+.PHONY: help install demo ui test system-deps services lint prod-check fmt bench lock clean distclean
 
 help: ## List the targets
 	@echo "Datafix Hub: make <target>"
@@ -64,7 +64,7 @@ ui: install ## Open the Dagster UI on http://127.0.0.1:3000 with the sandbox pee
 	trap 'kill -TERM $$sandbox_pid 2>/dev/null || true; wait $$sandbox_pid 2>/dev/null || true' EXIT; \
 	DAGSTER_HOME="$(DATAFIX_HOME)/dagster" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: system-deps services lint ## Everything CI runs: ODBC packages, databases, lint, the whole test suite
+test: system-deps services lint prod-check ## Everything CI runs: ODBC packages, databases, lint, the production check, the whole test suite
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 system-deps: ## Install the Debian ODBC packages the tests need when missing; psqlODBC logs off (root only)
@@ -76,6 +76,9 @@ services: ## Start PostgreSQL and MariaDB when they are not accepting connection
 lint: install ## Check code and formatting with ruff (changes nothing)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+prod-check: install ## Check the production deployment in deploy/ offline (Dagster's own schemas, compose and Helm structure)
+	$(BIN)/python -m pipelines.lib.production deploy
 
 fmt: install ## Apply ruff's fixes, then format the code
 	$(BIN)/ruff check --fix .

@@ -42,6 +42,10 @@ push_job = dg.define_asset_job(
     cron_schedule="0 2 * * *",
     execution_timezone="Europe/Paris",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every landlord's nightly run (pull through push, then the morning figures) at"
+    " 02:00 Europe/Paris time, summer and winter alike: one run per landlord, keyed by landlord"
+    " and night, so a schedule tick replayed after a restart starts nothing twice; runs of one"
+    " landlord queue behind each other (deploy/dagster.yaml).",
 )
 def nightly_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     """One run per landlord every night at 02:00 Paris time."""

@@ -136,10 +136,9 @@ def pull(
     last = None
     if warehouse is not None and not full_refresh:
         last = warehouse.last_state(loaded.landlord_id, entity)
-    paths = [file_paths(loaded, entity, feed) for feed in full]
-    if not reads and all(found is not None for found in paths):
-        fingerprint = _combined([fingerprint_files(found) for found in paths if found is not None])
-        if last == (fingerprint, loaded.sha):
+    if not reads:
+        fingerprint = _files_fingerprint(loaded, entity, full)
+        if fingerprint is not None and last == (fingerprint, loaded.sha):
             return PulledSource(**base, status="unchanged", fingerprint=fingerprint)
     whole = [FeedRead(feed, read_source(loaded, entity, feed)) for feed in full]
     fingerprint = _combined([read.raw.fingerprint for read in whole])
@@ -152,6 +151,26 @@ def pull(
         reads=tuple(whole + reads),
         watermarks=watermarks,
     )
+
+
+def files_fingerprint(loaded: LoadedDatafix, entity: str) -> str | None:
+    """The fingerprint `pull` would give `entity` from its files as they are now (their names
+    and bytes, nothing parsed): what the inbox sensor compares with the warehouse's record.
+    None when the entity is not configured, or one of its feeds reads no file or resumes from
+    a cursor."""
+    if entity not in loaded.datafix.entities:
+        return None
+    feeds = concrete_feeds(loaded, entity)
+    if any(getattr(loaded.datafix.sources[f.source], "cursor", None) for f in feeds):
+        return None
+    return _files_fingerprint(loaded, entity, feeds)
+
+
+def _files_fingerprint(loaded: LoadedDatafix, entity: str, feeds: list[Feed]) -> str | None:
+    paths = [file_paths(loaded, entity, feed) for feed in feeds]
+    if not paths or any(found is None for found in paths):
+        return None
+    return _combined([fingerprint_files(found) for found in paths if found is not None])
 
 
 def _combined(fingerprints: list[str]) -> str:

@@ -185,6 +185,39 @@ class Warehouse:
             ).first()
         return None if row is None else (row.fingerprint, row.datafix_sha)
 
+    def processed_fingerprints(self, landlord_id: str) -> dict[str, set[str]]:
+        """Per entity, the fingerprints of what the hub already did something with: the last
+        committed load (`source_state`) and the newest load attempt (`load_runs`, a blocked or
+        failed one included; requeues read no source and are left out). A source whose
+        fingerprint is among them needs no new run."""
+        newest = (
+            sa.select(
+                load_runs.c.entity,
+                load_runs.c.fingerprint,
+                sa.func.row_number()
+                .over(
+                    partition_by=load_runs.c.entity,
+                    order_by=(load_runs.c.finished_at.desc(), load_runs.c.run_id.desc()),
+                )
+                .label("rank"),
+            )
+            .where(load_runs.c.landlord_id == landlord_id, load_runs.c.fingerprint != "requeue")
+            .subquery()
+        )
+        processed: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for entity, fingerprint in conn.execute(
+                sa.select(source_state.c.entity, source_state.c.fingerprint).where(
+                    source_state.c.landlord_id == landlord_id
+                )
+            ):
+                processed.setdefault(entity, set()).add(fingerprint)
+            for entity, fingerprint in conn.execute(
+                sa.select(newest.c.entity, newest.c.fingerprint).where(newest.c.rank == 1)
+            ):
+                processed.setdefault(entity, set()).add(fingerprint)
+        return processed
+
     def cursor(self, landlord_id: str, entity: str, feed: str) -> Watermark | None:
         """The watermark of one incremental feed of an entity (its source's name for an entity
         read from one source), if it was ever loaded."""

@@ -24,7 +24,6 @@ from connectors.sandbox.demo_files import (
 from pipelines.definitions import defs
 from pipelines.defs.automation import nightly_schedule
 from pipelines.defs.normalise.assets import build_normalise_asset
-from pipelines.defs.pull.sensors import inbox_sensor
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.datafixes import landlord_ids, load_landlord
 from pipelines.lib.environment import REPO_ROOT
@@ -127,30 +126,6 @@ def test_workspace_validates_with_the_dagster_cli() -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-
-
-def test_inbox_sensor_requests_one_run_per_file_keyed_by_path_and_mtime(hub_home: Path) -> None:
-    written = write_demo_sources(hub_home)
-    file_sources = {
-        landlord: [p for p in paths if p.suffix in (".csv", ".xlsx")]
-        for landlord, paths in written.items()
-    }
-    with dg.instance_for_test() as instance:
-        result = inbox_sensor(dg.build_sensor_context(instance=instance))
-        requests = result.run_requests or []
-        assert sorted(r.partition_key for r in requests) == sorted(
-            landlord for landlord, paths in file_sources.items() for _ in paths
-        )
-        first_keys = {r.run_key for r in requests}
-        touched = file_sources["loire-habitat"][0]
-        stat = touched.stat()
-        import os
-
-        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-        again = inbox_sensor(dg.build_sensor_context(instance=instance)).run_requests or []
-        new_keys = {r.run_key for r in again} - first_keys
-        assert len(new_keys) == 1
-        assert touched.name in next(iter(new_keys))
 
 
 def test_canonical_asset_called_directly_splits_rows_and_rejects(hub_home: Path) -> None:
