@@ -680,6 +680,15 @@ def refresh_works(
     _record_missed(connection, landlord_id, as_of, run_id)
 
 
+def works_as_of(connection: sa.Connection, landlord_id: str) -> date | None:
+    """The day the landlord's stored works tables were computed for (None: never)."""
+    return connection.execute(
+        sa.select(sa.func.max(works_orders.c.as_of)).where(
+            works_orders.c.landlord_id == landlord_id
+        )
+    ).scalar()
+
+
 def works_summary(connection: sa.Connection, landlord_id: str) -> WorksSummary:
     """Counts of the stored works tables (SQL aggregates), for metadata and the report."""
     w = works_orders
@@ -746,3 +755,116 @@ def _median(values: list[int]) -> float | None:
     if len(values) % 2:
         return float(values[middle])
     return (values[middle - 1] + values[middle]) / 2
+
+
+# --- Alerts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertKey:
+    """One key an alert lists, and how many days late it is."""
+
+    key: str
+    days: int
+
+
+WORKS_ALERTS = (
+    "orders_past_gtr",
+    "commitment_not_sent",
+    "invoice_without_order",
+    "completion_not_invoiced",
+)
+
+
+def _days_since(day: sa.ColumnElement, as_of: date) -> sa.ColumnElement:
+    """Whole days from a date column to the as-of day."""
+    return sa.cast(day_number(as_of) - epoch_seconds(day) // DAY, sa.Integer())
+
+
+def works_alerts(
+    connection: sa.Connection,
+    landlord_id: str,
+    as_of: date,
+    *,
+    pushes_commitments: bool,
+    only: str | None = None,
+) -> dict[str, list[AlertKey]]:
+    """Every key each works alert (or the `only` one) could list, with its days late (from the
+    stored works tables and the canonical invoices and orders), most late first; thresholds
+    are the caller's."""
+    t, w, o, i = works_timeline, works_orders, ORDERS, INVOICES
+    mine = t.c.landlord_id == landlord_id
+
+    restored = t.alias("restored")
+    open_order = ~(
+        sa.select(restored.c.order_ref)
+        .where(
+            restored.c.landlord_id == landlord_id,
+            restored.c.order_ref == w.c.order_ref,
+            restored.c.event == "completed",
+        )
+        .exists()
+    )
+    queries: dict[str, sa.Select] = {
+        "orders_past_gtr": sa.select(
+            w.c.order_ref,
+            sa.cast((w.c.gtr_elapsed_hours - w.c.gtr_hours) / 24, sa.Integer()),
+        ).where(w.c.landlord_id == landlord_id, w.c.gtr_status == "missed", open_order),
+        "invoice_without_order": sa.select(
+            i.c.invoice_ref, _days_since(i.c.issued_date, as_of)
+        ).where(
+            _live(i, landlord_id),
+            i.c.status != "cancelled",
+            ~sa.select(o.c.order_ref)
+            .where(_live(o, landlord_id), o.c.order_ref == i.c.order_ref)
+            .exists(),
+        ),
+    }
+    sent, invoiced, restoring = t.alias("sent"), t.alias("invoiced"), t.alias("restoring")
+    if pushes_commitments:
+        queries["commitment_not_sent"] = sa.select(
+            t.c.reference, _days_since(t.c.event_date, as_of)
+        ).where(
+            mine,
+            t.c.event == "quote_accepted",
+            ~sa.select(sent.c.order_ref)
+            .where(
+                sent.c.landlord_id == landlord_id,
+                sent.c.order_ref == t.c.order_ref,
+                sent.c.event == "commitment_sent",
+                sent.c.event_date >= t.c.event_date,
+            )
+            .exists(),
+        )
+    first_restored = (
+        sa.select(restoring.c.order_ref, sa.func.min(restoring.c.event_date).label("day"))
+        .where(restoring.c.landlord_id == landlord_id, restoring.c.event == "completed")
+        .group_by(restoring.c.order_ref)
+        .subquery("first_restored")
+    )
+    queries["completion_not_invoiced"] = (
+        sa.select(first_restored.c.order_ref, _days_since(first_restored.c.day, as_of))
+        .join_from(
+            first_restored,
+            w,
+            sa.and_(w.c.landlord_id == landlord_id, w.c.order_ref == first_restored.c.order_ref),
+        )
+        .where(
+            w.c.cancelled.is_(False),
+            ~sa.select(invoiced.c.order_ref)
+            .where(
+                invoiced.c.landlord_id == landlord_id,
+                invoiced.c.order_ref == first_restored.c.order_ref,
+                invoiced.c.event == "invoiced",
+            )
+            .exists(),
+        )
+    )
+    alerts: dict[str, list[AlertKey]] = {name: [] for name in WORKS_ALERTS}
+    for name, query in queries.items():
+        if only is not None and name != only:
+            continue
+        rows = connection.execute(query).all()
+        keys = [AlertKey(str(key), int(days)) for key, days in rows]
+        alerts[name] = sorted(keys, key=lambda alert: (-alert.days, alert.key))
+    return alerts

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.lib.warehouse import Warehouse
-from pipelines.lib.works import SUMMER_SPANS, refresh_works, works_summary
+from pipelines.lib.works import SUMMER_SPANS, refresh_works, works_alerts, works_summary
 from schemas.tables import (
     CANONICAL_TABLES,
     outbox,
@@ -290,3 +290,22 @@ def test_summer_time_spans_match_the_time_zone_database() -> None:
         epoch = int(instant.timestamp())
         summer = any(begin <= epoch < end for begin, end in SUMMER_SPANS)
         assert instant.astimezone(PARIS).utcoffset() == (2 if summer else 1) * hour, instant
+
+
+def test_alerts_list_every_late_key_with_its_days(warehouse: Warehouse) -> None:
+    with warehouse.engine.connect() as connection:
+        alerts = works_alerts(connection, LANDLORD, AS_OF, pushes_commitments=True)
+        without_push = works_alerts(connection, LANDLORD, AS_OF, pushes_commitments=False)
+    plain = {name: [(alert.key, alert.days) for alert in keys] for name, keys in alerts.items()}
+    assert plain == {
+        # BT4 is open, 120 h after its order against a 48 h GTR: 72 h = 3 days late; BT3 missed
+        # its GTR too but was restored
+        "orders_past_gtr": [("BT4", 3)],
+        # Q8 accepted 1 March, no commitment delivered since: 9 days; Q6's went out 3 days after
+        "commitment_not_sent": [("Q8", 9)],
+        # F9 (6 March) bills BT999, which no order is
+        "invoice_without_order": [("F9", 4)],
+        # BT3 restored 3 March, BT2 5 March, neither invoiced; BT1 and BT6 are
+        "completion_not_invoiced": [("BT3", 7), ("BT2", 5)],
+    }
+    assert without_push["commitment_not_sent"] == []
