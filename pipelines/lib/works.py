@@ -35,6 +35,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
 
+from schemas.datafix import WorksAlert
 from schemas.tables import (
     CANONICAL_TABLES,
     WORKS_EVENTS,
@@ -868,3 +869,13 @@ def works_alerts(
         keys = [AlertKey(str(key), int(days)) for key, days in rows]
         alerts[name] = sorted(keys, key=lambda alert: (-alert.days, alert.key))
     return alerts
+
+
+def judge(alert: WorksAlert, keys: list[AlertKey]) -> tuple[list[AlertKey], bool]:
+    """The keys at or past the alert's warning threshold, and whether one is past its error
+    threshold (a disabled alert lists nothing)."""
+    if not alert.enabled:
+        return [], False
+    listed = [key for key in keys if key.days >= alert.warn_after_days]
+    error = alert.error_after_days
+    return listed, error is not None and any(key.days >= error for key in listed)

@@ -13,7 +13,7 @@ from pipelines.lib.metadata import AssetRole
 from pipelines.lib.push import sinks_sending
 from pipelines.lib.works import (
     WORKS_ALERTS,
-    AlertKey,
+    judge,
     refresh_works,
     works_alerts,
     works_as_of,
@@ -74,15 +74,6 @@ def insight_works(
 ALERT_DESCRIPTIONS = {
     name: WorksAlerts.model_fields[name].description or name for name in WORKS_ALERTS
 }
-
-
-def judge(alert: WorksAlert, keys: list[AlertKey]) -> tuple[list[AlertKey], bool]:
-    """The keys at or past the warning threshold, and whether one is past the error one."""
-    if not alert.enabled:
-        return [], False
-    listed = [key for key in keys if key.days >= alert.warn_after_days]
-    error = alert.error_after_days
-    return listed, error is not None and any(key.days >= error for key in listed)
 
 
 def build_works_check(name: str) -> dg.AssetChecksDefinition:
