@@ -224,6 +224,27 @@ def push(landlords: tuple[str, ...], dry_run: bool, verbose: bool) -> None:
 
 @main.command()
 @click.argument("landlord")
+@click.option("--open", "open_it", is_flag=True, help="Open the report in the web browser.")
+def report(landlord: str, open_it: bool) -> None:
+    """Write the landlord's morning report of today (Paris) from the warehouse as it is: one
+    HTML file under $DATAFIX_HOME/reports/LANDLORD/; prints its path."""
+    import webbrowser
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from pipelines.defs.resources import WarehouseResource
+    from pipelines.lib.report import write_report
+
+    loaded = _load_or_exit(landlord)
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()
+    path = write_report(WarehouseResource().get_client(), loaded, today)
+    click.echo(str(path))
+    if open_it:
+        webbrowser.open(path.as_uri())
+
+
+@main.command()
+@click.argument("landlord")
 @click.option("--limit", default=20, show_default=True, help="Problems listed.")
 def outbox(landlord: str, limit: int) -> None:
     """Show a landlord's outbox: records per sink and state, and the peers' messages."""

@@ -359,6 +359,17 @@ WORK_ORDERS = EntitySpec(
         _date("done_date", "Actual completion date."),
         _int("gti_hours", "Guaranteed time to intervene (GTI), hours."),
         _int("gtr_hours", "Guaranteed time to restore (GTR), hours."),
+        ColumnSpec(
+            "ordered_at",
+            ColumnType.DATETIME,
+            "When the order was placed, with its time (Europe/Paris, stored in UTC): GTI and GTR"
+            " count from it; without it, from the start of `ordered_date` in Paris.",
+        ),
+        _text(
+            "tenant_ref",
+            "The tenant the works are for (missed appointments are counted per tenant; without"
+            " it, per dwelling).",
+        ),
     ),
     rules=(
         RowRule(
@@ -446,6 +457,7 @@ INVOICES = EntitySpec(
         _choice(
             "status", "Invoice status.", ("draft", "issued", "paid", "cancelled"), required=True
         ),
+        _date("paid_date", "Date the landlord paid it (the `paid` step of the order's timeline)."),
     ),
 )
 

@@ -713,6 +713,64 @@ class PushSection(StrictModel):
     sinks: dict[str, SinkSettings] = Field(description="Named sinks.")
 
 
+# --- Works tracking: the first-time-fix window and the works alerts' thresholds -------------
+
+
+class WorksAlert(StrictModel):
+    """One works alert: the days after which a key is listed as a warning, then as an error."""
+
+    enabled: bool = Field(True, description="false: the check always passes, listing nothing.")
+    warn_after_days: int = Field(
+        ge=0, description="A key this many days late (or more) makes the check warn."
+    )
+    error_after_days: int | None = Field(
+        None,
+        ge=0,
+        description="A key this many days late (or more) makes the check fail as an error;"
+        " empty: never an error.",
+    )
+
+
+def _alert(warn: int, error: int | None, what: str) -> Any:
+    return Field(
+        default_factory=lambda: WorksAlert(warn_after_days=warn, error_after_days=error),
+        description=f"{what} Default: warn from {warn} days"
+        + (f", error from {error}." if error is not None else ", never an error."),
+    )
+
+
+class WorksAlerts(StrictModel):
+    """The works alerts (Dagster asset checks on `insight_works`), each listing its keys."""
+
+    orders_past_gtr: WorksAlert = _alert(
+        0, 7, "Open orders past their GTR deadline (days late: since the deadline)."
+    )
+    commitment_not_sent: WorksAlert = _alert(
+        3,
+        10,
+        "Accepted quotes whose order's commitment has not been delivered since (days since the"
+        " acceptance); only when the datafix pushes commitments.",
+    )
+    invoice_without_order: WorksAlert = _alert(
+        0, 0, "Invoices whose BT number is no known order (days since the invoice date)."
+    )
+    completion_not_invoiced: WorksAlert = _alert(
+        30, 60, "Orders restored and never invoiced (days since the restoring visit)."
+    )
+
+
+class WorksSettings(StrictModel):
+    """Works tracking: the first-time-fix window and the alerts' thresholds."""
+
+    first_time_fix_days: int = Field(
+        30,
+        ge=0,
+        description="An order restored at one visit is a first-time fix when no new order for"
+        " the same dwelling and category follows within this many days.",
+    )
+    alerts: WorksAlerts = Field(default_factory=WorksAlerts, description="The works alerts.")
+
+
 class Datafix(StrictModel):
     """One landlord's datafix file."""
 
@@ -733,6 +791,10 @@ class Datafix(StrictModel):
     sources: dict[str, SourceSettings] = Field(description="Named sources.")
     entities: dict[str, EntityMapping] = Field(description="Canonical entity → mapping.")
     push: PushSection | None = Field(None, description="What goes back out, and where.")
+    works: WorksSettings = Field(
+        default_factory=WorksSettings,
+        description="Works tracking: first-time-fix window and works alert thresholds.",
+    )
 
 
 def _choice_matches(value: object, choices: tuple[str, ...]) -> bool:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from schemas.canonical import ENTITIES, ColumnType, EntitySpec
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 
@@ -307,4 +307,131 @@ balance_states = sa.Table(
     *_written("computed_at"),
     comment="What the balances of a landlord's day (`tenant_balances`) were computed from: while"
     " no load wrote the ledger since, they are not computed again.",
+)
+
+# --- Works tracking (pipelines/lib/works.py) ---------------------------------------------------
+# Each table holds the landlord's latest computation (replaced whole at every run, in one
+# transaction), stamped with the run and the as-of date (the Paris day it was computed for).
+
+WORKS_EVENTS: tuple[str, ...] = (
+    "ordered", "quote_sent", "quote_accepted", "commitment_raised", "commitment_sent",
+    "appointment", "tenant_absent", "completed", "signed", "invoiced", "invoice_sent", "paid",
+)  # fmt: skip
+SLA_STATUSES: tuple[str, ...] = ("met", "missed", "pending", "no_term")
+
+
+def _works_stamp() -> list[sa.Column]:
+    return [
+        sa.Column("as_of", sa.Date(), nullable=False, comment="The Paris day computed for."),
+        sa.Column("run_id", RUN_ID, nullable=False),
+    ]
+
+
+works_timeline = sa.Table(
+    "works_timeline",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("order_ref", KEY, primary_key=True),
+    sa.Column("event", sa.String(32), primary_key=True, comment=", ".join(WORKS_EVENTS)),
+    sa.Column(
+        "reference",
+        KEY,
+        primary_key=True,
+        comment="The row the event comes from: quote, commitment, completion or invoice"
+        " reference (the order's own for ordered, appointment and a completion known by date).",
+    ),
+    sa.Column(
+        "stage_rank", sa.Integer(), nullable=False, comment="The event's place, 1 = ordered."
+    ),
+    sa.Column("event_at", TIMESTAMP, nullable=False, comment="When it happened (UTC)."),
+    sa.Column("event_date", sa.Date(), nullable=False, comment="Its day in Paris."),
+    *_works_stamp(),
+    comment="Each works order's timeline, like a parcel's: one row per event up to the as-of day,"
+    " from the canonical tables and the push outbox (deliveries).",
+)
+
+works_orders = sa.Table(
+    "works_orders",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("order_ref", KEY, primary_key=True),
+    sa.Column("contractor", sa.Text(), nullable=True),
+    sa.Column("category", sa.String(32), nullable=False),
+    sa.Column("dwelling_ref", sa.Text(), nullable=True),
+    sa.Column("cancelled", sa.Boolean(), nullable=False),
+    sa.Column("current_stage", sa.String(32), nullable=False, comment="The furthest event."),
+    sa.Column("stage_date", sa.Date(), nullable=False, comment="Paris day the stage began."),
+    sa.Column("days_in_stage", sa.Integer(), nullable=False),
+    sa.Column("visits", sa.Integer(), nullable=False, comment="Visits with the tenant present."),
+    sa.Column("absences", sa.Integer(), nullable=False, comment="Visits the tenant missed."),
+    sa.Column(
+        "excused_hours",
+        sa.Float(),
+        nullable=False,
+        comment="Time from each missed"
+        " appointment (before restoration) to the next visit: not the contractor's.",
+    ),
+    sa.Column("gti_hours", sa.Integer(), nullable=True),
+    sa.Column("gti_elapsed_hours", sa.Float(), nullable=True, comment="Order → first visit."),
+    sa.Column("gti_status", sa.String(16), nullable=False, comment=", ".join(SLA_STATUSES)),
+    sa.Column("gtr_hours", sa.Integer(), nullable=True),
+    sa.Column(
+        "gtr_elapsed_hours",
+        sa.Float(),
+        nullable=True,
+        comment="Order → restored (or → end of the as-of day while open), less excused_hours.",
+    ),
+    sa.Column("gtr_status", sa.String(16), nullable=False, comment=", ".join(SLA_STATUSES)),
+    sa.Column(
+        "first_time_fix",
+        sa.Boolean(),
+        nullable=True,
+        comment="Restored at one visit and no new order for the dwelling and category within"
+        " the window; None while not restored or the window is open.",
+    ),
+    sa.Column(
+        "commitment_lag_days",
+        sa.Integer(),
+        nullable=True,
+        comment="Last quote accepted → commitment delivered on or after it.",
+    ),
+    sa.Column(
+        "invoice_delay_days",
+        sa.Integer(),
+        nullable=True,
+        comment="Restored → first invoice issued.",
+    ),
+    sa.Column(
+        "invoice_sent_delay_days",
+        sa.Integer(),
+        nullable=True,
+        comment="Restored → first invoice delivered (to Sage).",
+    ),
+    *_works_stamp(),
+    comment="Each works order today: stage and days in it, GTI/GTR met or missed, first-time fix,"
+    " commitment lag, invoice delay.",
+)
+
+works_missed_by_tenant = sa.Table(
+    "works_missed_by_tenant",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("household", KEY, primary_key=True, comment="tenant_ref, else dwelling_ref."),
+    sa.Column("tenant_ref", KEY, nullable=True),
+    sa.Column("dwelling_ref", sa.Text(), nullable=True),
+    *_required(sa.Integer(), "appointments", "missed"),
+    *_works_stamp(),
+    comment="Missed appointments per tenant (per dwelling when orders name no tenant): households"
+    " with at least one missed visit.",
+)
+
+works_missed_by_slot = sa.Table(
+    "works_missed_by_slot",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("weekday", sa.Integer(), primary_key=True, comment="0 = Monday … 6 = Sunday."),
+    sa.Column("slot", sa.String(8), primary_key=True, comment="Two Paris hours: `08-10` …"),
+    *_required(sa.Integer(), "appointments", "missed"),
+    *_works_stamp(),
+    comment="Visits and missed appointments per weekday and two-hour slot (Paris time).",
 )

@@ -20,12 +20,17 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
 from connectors.sandbox.run import Sandbox, SandboxError, sandbox_variables, start_sandbox
+from pipelines.lib.datafixes import load_landlord
 from pipelines.lib.environment import datafix_home, warehouse_url
+from pipelines.lib.report import write_report
+from pipelines.lib.warehouse import Warehouse
 
 __all__ = ["demo", "sandbox"]
 
@@ -58,6 +63,16 @@ def demo() -> None:
         "\nOpen the Dagster UI on these runs:  make ui   then browse http://127.0.0.1:3000"
         f"\nWarehouse: {warehouse_url()}"
     )
+    # written again now that every landlord's push is done: the run wrote each report beside
+    # its push steps, which Dagster may order after it
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()
+    click.echo("Morning reports (open in a browser, or: datafix report LANDLORD --open):")
+    warehouse = Warehouse(warehouse_url())
+    try:
+        for landlord in sorted(DEMO_LANDLORDS):
+            click.echo(f"  {write_report(warehouse, load_landlord(landlord), today)}")
+    finally:
+        warehouse.dispose()
     sys.exit(code)
 
 

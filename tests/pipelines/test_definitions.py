@@ -30,6 +30,7 @@ from pipelines.lib.environment import REPO_ROOT
 from pipelines.lib.metadata import AssetRole
 from pipelines.lib.stages import pull
 from pipelines.lib.warehouse import Warehouse
+from pipelines.lib.works import WORKS_ALERTS
 from schemas.canonical import ENTITIES
 from schemas.outgoing import OUTGOING
 from schemas.tables import load_runs
@@ -43,14 +44,16 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
         f"{stage}_{entity}" for stage in ("raw", "canonical", "warehouse") for entity in ENTITIES
     }
     expected |= {f"{stage}_{name}" for stage in ("outgoing", "push") for name in OUTGOING}
-    expected |= {"insight_tenant_balances"}
+    expected |= {"insight_tenant_balances", "insight_works", "insight_morning_report"}
     assert keys == expected
     checks = DEFINITIONS.resolve_asset_graph().asset_check_keys
-    assert {(c.asset_key.to_user_string(), c.name) for c in checks} == {
-        (f"canonical_{entity}", "contract") for entity in ENTITIES
-    }
+    contracts = {(f"canonical_{entity}", "contract") for entity in ENTITIES}
+    alerts = {("insight_works", name) for name in WORKS_ALERTS}
+    assert {(c.asset_key.to_user_string(), c.name) for c in checks} == contracts | alerts
     for key in checks:
-        assert DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking, key
+        blocking = DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking
+        # a contract holds the load; an alert only tells (warn or error), it stops nothing
+        assert blocking == (key.name == "contract"), key
 
 
 def test_the_nightly_job_runs_pull_through_push_and_push_runs_alone() -> None:
@@ -93,6 +96,14 @@ def test_every_asset_declares_its_stage_and_entity_in_its_tags() -> None:
     # the morning figures follow the loads they read
     assert graph.get(dg.AssetKey("insight_tenant_balances")).parent_keys == {
         dg.AssetKey("warehouse_ledger_entries")
+    }
+    assert graph.get(dg.AssetKey("insight_works")).parent_keys == {
+        dg.AssetKey(f"warehouse_{entity}")
+        for entity in ("work_orders", "quotes", "commitments", "completions", "invoices")
+    }
+    assert graph.get(dg.AssetKey("insight_morning_report")).parent_keys == {
+        dg.AssetKey("insight_tenant_balances"),
+        dg.AssetKey("insight_works"),
     }
 
 
@@ -194,7 +205,10 @@ def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(partition_key=landlord, instance=instance)
         assert result.success
-        evaluations = result.get_asset_check_evaluations()
+        # the contracts (the works alerts only tell: tested in test_works_assets.py)
+        evaluations = [
+            e for e in result.get_asset_check_evaluations() if e.check_name == "contract"
+        ]
         checked = {e.asset_key.path[-1] for e in evaluations if "status" not in e.metadata}
         assert checked == {f"canonical_{entity}" for entity in DEMO_ROWS[landlord]}
         assert all(e.passed for e in evaluations)

@@ -1,0 +1,131 @@
+"""Works tracking: each order's timeline, stage, SLA and delays (`insight_works`), and the works
+alerts as asset checks on it, with the thresholds of the landlord's datafix (`works.alerts`)."""
+
+from datetime import datetime
+
+import dagster as dg
+
+from pipelines.defs.common import landlord_asset, safe_metadata
+from pipelines.defs.insight.assets import PARIS
+from pipelines.defs.partitions import landlord_partitions
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.metadata import AssetRole
+from pipelines.lib.push import sinks_sending
+from pipelines.lib.works import (
+    WORKS_ALERTS,
+    judge,
+    refresh_works,
+    works_alerts,
+    works_as_of,
+    works_summary,
+)
+from schemas.datafix import WorksAlert, WorksAlerts
+
+ROLE = AssetRole("insight")
+WORKS_INPUTS = ("work_orders", "quotes", "commitments", "completions", "invoices")
+
+
+@landlord_asset(
+    ROLE,
+    name="insight_works",
+    deps=[f"warehouse_{entity}" for entity in WORKS_INPUTS],
+    description="Works tracking, like a parcel: every order's timeline (ordered, quote sent and"
+    " accepted, commitment raised and delivered, appointment, tenant absent, completed, signed,"
+    " invoiced, invoice delivered, paid) from the canonical tables and the push outbox, its"
+    " current stage and days in it, GTI/GTR met / missed / pending (missed appointments are"
+    " not the contractor's delay), first-time fix, commitment lag and invoice delays, and the"
+    " missed appointments per tenant and per weekday and slot: warehouse tables `works_*`.",
+)
+def insight_works(
+    context: dg.AssetExecutionContext,
+    datafixes: DatafixesResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    landlord_id = context.partition_key
+    settings = datafixes.get_client(landlord_id).datafix.works
+    as_of = datetime.now(PARIS).date()
+    with warehouse.get_client().engine.begin() as connection:
+        refresh_works(
+            connection,
+            landlord_id,
+            as_of,
+            context.run.run_id,
+            first_time_fix_days=settings.first_time_fix_days,
+        )
+        summary = works_summary(connection, landlord_id)
+    rate = summary.first_time_fix_rate
+    return dg.MaterializeResult(
+        metadata={
+            **ROLE.entries(),
+            "as_of": as_of.isoformat(),
+            "orders": dg.MetadataValue.int(summary.orders),
+            "open_orders": dg.MetadataValue.int(summary.open_orders),
+            "timeline_events": dg.MetadataValue.int(summary.events),
+            "orders_by_stage": dg.MetadataValue.json(summary.stages),
+            "gti": dg.MetadataValue.json(summary.gti),
+            "gtr": dg.MetadataValue.json(summary.gtr),
+            "first_time_fix_rate": dg.MetadataValue.float(rate if rate is not None else 0.0),
+            "missed_appointments": dg.MetadataValue.int(summary.missed_appointments),
+            "dagster/row_count": dg.MetadataValue.int(summary.orders),
+        }
+    )
+
+
+ALERT_DESCRIPTIONS = {
+    name: WorksAlerts.model_fields[name].description or name for name in WORKS_ALERTS
+}
+
+
+def build_works_check(name: str) -> dg.AssetChecksDefinition:
+    """The `<name>` alert on `insight_works`: passes when no key is late enough to list."""
+
+    @dg.asset_check(
+        asset=insight_works,
+        name=name,
+        partitions_def=landlord_partitions,
+        description=ALERT_DESCRIPTIONS[name] + " Thresholds: the datafix's `works.alerts`.",
+    )
+    def works_alert(
+        context: dg.AssetCheckExecutionContext,
+        datafixes: DatafixesResource,
+        warehouse: WarehouseResource,
+    ) -> dg.AssetCheckResult:
+        landlord_id = context.partition_key
+        loaded = datafixes.get_client(landlord_id)
+        alert: WorksAlert = getattr(loaded.datafix.works.alerts, name)
+        with warehouse.get_client().engine.connect() as connection:
+            as_of = works_as_of(connection, landlord_id) or datetime.now(PARIS).date()
+            keys = works_alerts(
+                connection,
+                landlord_id,
+                as_of,
+                pushes_commitments=bool(sinks_sending(loaded, "commitments")),
+                only=name,
+            )[name]
+        listed, error = judge(alert, keys)
+        return dg.AssetCheckResult(
+            passed=not listed,
+            severity=dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN,
+            description=f"{len(listed)} listed" if listed else "nothing late",
+            metadata=safe_metadata(
+                {
+                    **ROLE.entries(),
+                    "alert": name,
+                    "as_of": as_of.isoformat(),
+                    "count": dg.MetadataValue.int(len(listed)),
+                    "keys": dg.MetadataValue.json(
+                        [{"key": key.key, "days": key.days} for key in listed]
+                    ),
+                }
+            ),
+        )
+
+    return works_alert
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The works asset and one alert check per works alert."""
+    return dg.Definitions(
+        assets=[insight_works], asset_checks=[build_works_check(name) for name in WORKS_ALERTS]
+    )

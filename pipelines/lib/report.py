@@ -1,0 +1,447 @@
+"""The morning report: one self-contained HTML file per landlord and day,
+`$DATAFIX_HOME/reports/<landlord>/<YYYY-MM-DD>.html` (Jinja2 template in `templates/`, charts
+as inline SVG: no script, no file or network fetch).
+
+Every figure is read from the warehouse as the night's run left it (SQL aggregates; no tenant
+name or other personal value is shown, only counts, amounts and references): loads and
+quarantine, pushes and dead letters, arrears (balances, ageing with a 30-day trend, profiles,
+due actions per channel), works orders by stage, SLA and first-time fix, and the alerts. A
+section whose table the warehouse does not hold yet (an insight not computed for this
+landlord, or not built in this version of the hub) says `not computed yet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sqlalchemy as sa
+from markupsafe import Markup
+
+from pipelines.lib.datafixes import LoadedDatafix
+from pipelines.lib.environment import datafix_home
+from pipelines.lib.push import sinks_sending
+from pipelines.lib.warehouse import Warehouse
+from pipelines.lib.works import WORKS_ALERTS, judge, works_alerts, works_as_of, works_summary
+from schemas.datafix import WorksAlerts
+from schemas.tables import (
+    load_runs,
+    outbox,
+    quarantine,
+    tenant_balances,
+    works_missed_by_slot,
+    works_missed_by_tenant,
+    works_orders,
+)
+
+TEMPLATES = Path(__file__).parent / "templates"
+NOT_COMPUTED = "not computed yet"
+TREND_DAYS = 30
+
+# The arrears insights' tables (issue 15, points 1-3), read when the warehouse holds them: the
+# ageing buckets (`*_cents` columns of `tenant_ageing`), the profile of each tenant
+# (`tenant_profiles.profile`) and the open actions (`prevention_actions.channel`, `status`).
+AGEING_TABLE = "tenant_ageing"
+PROFILES_TABLE = "tenant_profiles"
+ACTIONS_TABLE = "prevention_actions"
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def report_path(landlord_id: str, as_of: date) -> Path:
+    """Where the landlord's report of a day is written."""
+    return datafix_home() / "reports" / landlord_id / f"{as_of.isoformat()}.html"
+
+
+# --- Inline SVG charts -------------------------------------------------------------------
+
+
+def bar_chart(items: list[tuple[str, float]], *, unit: str = "", width: int = 520) -> Markup:
+    """Horizontal bars, one per (label, value), labelled with the value."""
+    if not items:
+        return Markup("<p class='empty'>nothing to show</p>")
+    top = max((value for _, value in items), default=0) or 1
+    row, label_width = 24, 170
+    height = row * len(items) + 8
+    parts = [f"<svg width='{width}' height='{height}' role='img' viewBox='0 0 {width} {height}'>"]
+    for index, (label, value) in enumerate(items):
+        y = 4 + index * row
+        length = int((width - label_width - 90) * value / top)
+        shown = f"{value:,.0f}".replace(",", " ") + unit
+        parts.append(
+            f"<text x='0' y='{y + 16}' font-size='13'>{escape(label)}</text>"
+            f"<rect x='{label_width}' y='{y + 3}' width='{max(length, 1)}' height='16'"
+            f" fill='#3b6ea5'/>"
+            f"<text x='{label_width + length + 6}' y='{y + 16}' font-size='13'>{shown}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def line_chart(points: list[tuple[date, float]], *, width: int = 520, height: int = 160) -> Markup:
+    """A line over days (the 30-day trend), with its first and last values written."""
+    if not points:
+        return Markup("<p class='empty'>nothing to show</p>")
+    values = [value for _, value in points]
+    low, high = min(values), max(values)
+    span = (high - low) or 1
+    first_day = points[0][0]
+    days = max((points[-1][0] - first_day).days, 1)
+    margin = 30
+
+    def xy(day: date, value: float) -> str:
+        x = margin + (width - 2 * margin) * (day - first_day).days / days
+        y = height - margin - (height - 2 * margin) * (value - low) / span
+        return f"{x:.1f},{y:.1f}"
+
+    line = " ".join(xy(day, value) for day, value in points)
+    return Markup(
+        f"<svg width='{width}' height='{height}' role='img'"
+        f" viewBox='0 0 {width} {height}'>"
+        f"<polyline fill='none' stroke='#a53b3b' stroke-width='2' points='{line}'/>"
+        f"<text x='{margin}' y='{height - 8}' font-size='12'>{first_day.isoformat()}</text>"
+        f"<text x='{width - margin - 70}' y='{height - 8}' font-size='12'>"
+        f"{points[-1][0].isoformat()}</text>"
+        f"<text x='0' y='14' font-size='12'>{euros(int(high))}</text>"
+        f"<text x='0' y='{height - 24}' font-size='12'>{euros(int(low))}</text></svg>"
+    )
+
+
+def euros(cents: int) -> str:
+    """`1 234.56 €` from integer cents (exact)."""
+    value = Decimal(cents).scaleb(-2)
+    return f"{value:,.2f} €".replace(",", " ")
+
+
+# --- What the report reads ---------------------------------------------------------------
+
+
+@dataclass
+class Section:
+    """One section of the report: a title, whether its data exists, and what to show."""
+
+    title: str
+    computed: bool = True
+    figures: list[tuple[str, str]] = field(default_factory=list)
+    charts: list[tuple[str, Markup]] = field(default_factory=list)
+    tables: list[tuple[str, list[str], list[list[Any]]]] = field(default_factory=list)
+
+
+def _loads(connection: sa.Connection, landlord_id: str) -> Section:
+    section = Section("Loads and quarantine")
+    last = (
+        sa.select(load_runs.c.entity, sa.func.max(load_runs.c.finished_at).label("at"))
+        .where(load_runs.c.landlord_id == landlord_id)
+        .group_by(load_runs.c.entity)
+        .subquery()
+    )
+    rows = connection.execute(
+        sa.select(
+            load_runs.c.entity, load_runs.c.status, load_runs.c.read, load_runs.c.loaded,
+            load_runs.c.quarantined, load_runs.c.finished_at,
+        )
+        .join(last, sa.and_(last.c.entity == load_runs.c.entity,
+                            last.c.at == load_runs.c.finished_at))
+        .where(load_runs.c.landlord_id == landlord_id)
+        .order_by(load_runs.c.entity)
+    ).all()  # fmt: skip
+    if not rows:
+        section.computed = False
+        return section
+    section.tables.append(
+        (
+            "Last load per entity",
+            ["entity", "status", "read", "loaded", "quarantined", "finished (UTC)"],
+            [[*row[:5], f"{row[5]:%Y-%m-%d %H:%M}"] for row in rows],
+        )
+    )
+    open_rows = connection.execute(
+        sa.select(quarantine.c.entity, quarantine.c.reason, sa.func.count())
+        .where(quarantine.c.landlord_id == landlord_id, quarantine.c.resolved_at.is_(None))
+        .group_by(quarantine.c.entity, quarantine.c.reason)
+        .order_by(quarantine.c.entity, quarantine.c.reason)
+    ).all()
+    total = sum(int(row[2]) for row in open_rows)
+    section.figures.append(("Rows in quarantine (open)", str(total)))
+    section.tables.append(
+        ("Open quarantine by reason", ["entity", "reason", "rows"], [list(r) for r in open_rows])
+    )
+    return section
+
+
+def _pushes(connection: sa.Connection, landlord_id: str) -> Section:
+    section = Section("Pushes and dead letters")
+    rows = connection.execute(
+        sa.select(outbox.c.sink, outbox.c.entity, outbox.c.state, sa.func.count())
+        .where(outbox.c.landlord_id == landlord_id)
+        .group_by(outbox.c.sink, outbox.c.entity, outbox.c.state)
+        .order_by(outbox.c.sink, outbox.c.entity, outbox.c.state)
+    ).all()
+    if not rows:
+        section.figures.append(("Records in the outbox", "0 (nothing pushed)"))
+        return section
+    dead = connection.execute(
+        sa.select(outbox.c.sink, outbox.c.record_key, outbox.c.last_error)
+        .where(outbox.c.landlord_id == landlord_id, outbox.c.state == "dead")
+        .order_by(outbox.c.sink, outbox.c.record_key)
+        .limit(20)
+    ).all()
+    section.figures.append(("Dead letters", str(sum(r[3] for r in rows if r[2] == "dead"))))
+    section.tables.append(
+        (
+            "Outbox per sink and state",
+            ["sink", "records", "state", "count"],
+            [list(r) for r in rows],
+        )
+    )
+    section.tables.append(
+        (
+            "Dead letters (first 20)",
+            ["sink", "record", "the peer's message"],
+            [[r[0], r[1], (r[2] or "")[:200]] for r in dead],
+        )
+    )
+    return section
+
+
+def _has(connection: sa.Connection, table: str) -> sa.Table | None:
+    """The warehouse's table `table` (reflected), None when it has none."""
+    if not sa.inspect(connection).has_table(table):
+        return None
+    return sa.Table(table, sa.MetaData(), autoload_with=connection)
+
+
+def _latest(connection: sa.Connection, table: sa.Table, landlord_id: str, as_of: date) -> Any:
+    if "as_of" not in table.c:
+        return None
+    return connection.execute(
+        sa.select(sa.func.max(table.c.as_of)).where(
+            table.c.landlord_id == landlord_id, table.c.as_of <= as_of
+        )
+    ).scalar()
+
+
+def _arrears(connection: sa.Connection, landlord_id: str, as_of: date) -> list[Section]:
+    balances = Section("Arrears: balances and ageing")
+    b = tenant_balances
+    day = _latest(connection, b, landlord_id, as_of)
+    if day is None:
+        balances.computed = False
+    else:
+        owed = sa.func.coalesce(sa.func.sum(sa.case((b.c.balance_cents > 0, b.c.balance_cents))), 0)
+        tenants, in_debt, total = connection.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.case((b.c.balance_cents > 0, 1))), owed)
+            .where(b.c.landlord_id == landlord_id, b.c.as_of == day)
+        ).one()  # fmt: skip
+        balances.figures += [
+            ("Balances as of", day.isoformat()),
+            ("Tenants", str(tenants)),
+            ("Tenants in debt", str(in_debt)),
+            ("Total owed", euros(int(total))),
+        ]
+        trend = connection.execute(
+            sa.select(b.c.as_of, owed)
+            .where(b.c.landlord_id == landlord_id, b.c.as_of > day - timedelta(days=TREND_DAYS),
+                   b.c.as_of <= day)
+            .group_by(b.c.as_of)
+            .order_by(b.c.as_of)
+        ).all()  # fmt: skip
+        balances.charts.append(
+            (f"Total owed, last {TREND_DAYS} days ({len(trend)} day(s) recorded)",
+             line_chart([(row[0], float(row[1])) for row in trend]))
+        )  # fmt: skip
+    ageing = _has(connection, AGEING_TABLE)
+    if ageing is None:
+        balances.figures.append(("Ageing buckets", NOT_COMPUTED))
+    else:
+        buckets = [c for c in ageing.c if c.name.endswith("_cents") and c.name != "balance_cents"]
+        latest = _latest(connection, ageing, landlord_id, as_of)
+        scope = [ageing.c.landlord_id == landlord_id]
+        if latest is not None:
+            scope.append(ageing.c.as_of == latest)
+        sums = connection.execute(
+            sa.select(*(sa.func.coalesce(sa.func.sum(c), 0) for c in buckets)).where(*scope)
+        ).one()
+        balances.charts.append(
+            ("Debt by age (euros)",
+             bar_chart([(c.name.removesuffix("_cents"), int(v) / 100) for c, v in
+                        zip(buckets, sums, strict=True)], unit=" €"))
+        )  # fmt: skip
+    return [balances, _grouped(connection, PROFILES_TABLE, "profile", landlord_id, as_of,
+                               "Tenant profiles", "Tenants per profile"),
+            _grouped(connection, ACTIONS_TABLE, "channel", landlord_id, as_of,
+                     "Due prevention actions", "Open actions per channel")]  # fmt: skip
+
+
+def _grouped(
+    connection: sa.Connection,
+    name: str,
+    column: str,
+    landlord_id: str,
+    as_of: date,
+    title: str,
+    chart: str,
+) -> Section:
+    """A count per value of `column` in the arrears table `name` (open rows only when it has a
+    `status`), or `not computed yet`."""
+    section = Section(title)
+    table = _has(connection, name)
+    if table is None or column not in table.c:
+        section.computed = False
+        return section
+    scope = [table.c.landlord_id == landlord_id]
+    latest = _latest(connection, table, landlord_id, as_of)
+    if latest is not None:
+        scope.append(table.c.as_of == latest)
+    if "status" in table.c:
+        scope.append(table.c.status.in_(("open", "due", "pending")))
+    rows = connection.execute(
+        sa.select(table.c[column], sa.func.count())
+        .where(*scope)
+        .group_by(table.c[column])
+        .order_by(sa.func.count().desc(), table.c[column])
+    ).all()
+    section.charts.append((chart, bar_chart([(str(r[0]), int(r[1])) for r in rows])))
+    return section
+
+
+def _works(connection: sa.Connection, landlord_id: str) -> list[Section]:
+    stages, sla = Section("Works orders by stage"), Section("SLA and first-time fix")
+    day = works_as_of(connection, landlord_id)
+    if day is None:
+        stages.computed = sla.computed = False
+        return [stages, sla]
+    summary = works_summary(connection, landlord_id)
+    stages.figures += [
+        ("Computed for", day.isoformat()),
+        ("Orders", str(summary.orders)),
+        ("Open orders", str(summary.open_orders)),
+    ]
+    stages.charts.append(("Orders per current stage", bar_chart(list(summary.stages.items()))))
+    w = works_orders
+    stuck = connection.execute(
+        sa.select(w.c.order_ref, w.c.current_stage, w.c.days_in_stage, w.c.contractor)
+        .where(w.c.landlord_id == landlord_id, w.c.current_stage.not_in(("paid", "cancelled")))
+        .order_by(w.c.days_in_stage.desc(), w.c.order_ref)
+        .limit(10)
+    ).all()
+    stages.tables.append(
+        (
+            "Longest in their stage",
+            ["order", "stage", "days", "contractor"],
+            [list(r) for r in stuck],
+        )
+    )
+    rate = summary.first_time_fix_rate
+    delays = connection.execute(
+        sa.select(sa.func.avg(w.c.commitment_lag_days), sa.func.avg(w.c.invoice_delay_days),
+                  sa.func.avg(w.c.invoice_sent_delay_days))
+        .where(w.c.landlord_id == landlord_id)
+    ).one()  # fmt: skip
+
+    def days(value: Any) -> str:
+        return "—" if value is None else f"{float(value):.1f} days"
+
+    sla.figures += [
+        ("First-time fix rate", "—" if rate is None else f"{rate:.0%}"),
+        ("Missed appointments", str(summary.missed_appointments)),
+        ("Commitment lag (mean)", days(delays[0])),
+        ("Invoice delay, completion → invoice (mean)", days(delays[1])),
+        ("Invoice delay, completion → Sage (mean)", days(delays[2])),
+    ]
+    sla.charts.append(("GTI (time to intervene)", bar_chart(list(summary.gti.items()))))
+    sla.charts.append(("GTR (time to restore)", bar_chart(list(summary.gtr.items()))))
+    slots = connection.execute(
+        sa.select(works_missed_by_slot.c.weekday, works_missed_by_slot.c.slot,
+                  works_missed_by_slot.c.appointments, works_missed_by_slot.c.missed)
+        .where(works_missed_by_slot.c.landlord_id == landlord_id, works_missed_by_slot.c.missed > 0)
+        .order_by(works_missed_by_slot.c.missed.desc(), works_missed_by_slot.c.weekday)
+        .limit(10)
+    ).all()  # fmt: skip
+    sla.tables.append(
+        ("Missed appointments by weekday and slot", ["weekday", "slot", "visits", "missed"],
+         [[WEEKDAYS[r[0]], r[1], r[2], r[3]] for r in slots])
+    )  # fmt: skip
+    households = connection.execute(
+        sa.select(works_missed_by_tenant.c.household, works_missed_by_tenant.c.appointments,
+                  works_missed_by_tenant.c.missed)
+        .where(works_missed_by_tenant.c.landlord_id == landlord_id)
+        .order_by(works_missed_by_tenant.c.missed.desc(), works_missed_by_tenant.c.household)
+        .limit(10)
+    ).all()  # fmt: skip
+    sla.tables.append(
+        ("Missed appointments per tenant (or dwelling)", ["tenant / dwelling", "visits", "missed"],
+         [list(r) for r in households])
+    )  # fmt: skip
+    return [stages, sla]
+
+
+def _alerts(connection: sa.Connection, loaded: LoadedDatafix) -> Section:
+    section = Section("Alerts")
+    landlord_id = loaded.landlord_id
+    day = works_as_of(connection, landlord_id)
+    if day is None:
+        section.computed = False
+        return section
+    found = works_alerts(
+        connection, landlord_id, day, pushes_commitments=bool(sinks_sending(loaded, "commitments"))
+    )
+    rows = []
+    for name in WORKS_ALERTS:
+        listed, error = judge(getattr(loaded.datafix.works.alerts, name), found[name])
+        level = "error" if error else ("warning" if listed else "ok")
+        keys = ", ".join(f"{key.key} ({key.days} d)" for key in listed[:15])
+        more = f" … and {len(listed) - 15} more" if len(listed) > 15 else ""
+        rows.append([name, level, len(listed), keys + more])
+    section.tables.append(("Works alerts", ["alert", "level", "keys", "which (days late)"], rows))
+    section.figures.append(("Arrears alerts", NOT_COMPUTED))
+    return section
+
+
+def _alert_help() -> dict[str, str]:
+    return {name: WorksAlerts.model_fields[name].description or "" for name in WORKS_ALERTS}
+
+
+def build_sections(warehouse: Warehouse, loaded: LoadedDatafix, as_of: date) -> list[Section]:
+    """Every section of the landlord's report, from the warehouse as it is."""
+    with warehouse.engine.connect() as connection:
+        landlord_id = loaded.landlord_id
+        return [
+            _loads(connection, landlord_id),
+            _pushes(connection, landlord_id),
+            *_arrears(connection, landlord_id, as_of),
+            *_works(connection, landlord_id),
+            _alerts(connection, loaded),
+        ]
+
+
+def render_report(warehouse: Warehouse, loaded: LoadedDatafix, as_of: date) -> str:
+    """The report's HTML."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    template = environment.get_template("morning_report.html.j2")
+    return template.render(
+        landlord=loaded.datafix.landlord,
+        as_of=as_of,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        sections=build_sections(warehouse, loaded, as_of),
+        alert_help=_alert_help(),
+        not_computed=NOT_COMPUTED,
+    )
+
+
+def write_report(warehouse: Warehouse, loaded: LoadedDatafix, as_of: date) -> Path:
+    """Write the landlord's report of `as_of` (replacing the day's earlier one, atomically)."""
+    path = report_path(loaded.landlord_id, as_of)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".html.partial")
+    partial.write_text(render_report(warehouse, loaded, as_of), encoding="utf-8")
+    partial.replace(path)
+    return path
