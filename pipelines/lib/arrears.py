@@ -24,6 +24,7 @@ day it opened) and closed when the balance clears or the tenant leaves the profi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -447,7 +448,10 @@ def compute_arrears(
 
 def _inputs(connection: sa.Connection, landlord_id: str, settings: ArrearsSection) -> str:
     """What the arrears are computed from: each input table's loads and the rules."""
-    versions = {entity: list(load_version(connection, landlord_id, entity)) for entity in INPUTS}
+    versions = {
+        entity: dataclasses.astuple(load_version(connection, landlord_id, entity))
+        for entity in INPUTS
+    }
     rules = hashlib.sha256(settings.model_dump_json().encode("utf-8")).hexdigest()
     return json.dumps({**versions, "settings": rules}, sort_keys=True)
 
@@ -656,3 +660,65 @@ def _action_count(
     table = prevention_actions
     query = sa.select(sa.func.count()).where(table.c.landlord_id == landlord_id, *where)
     return int(connection.execute(query).scalar_one())
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+
+def debt_crossings(connection: sa.Connection, landlord_id: str, threshold_cents: int) -> list[str]:
+    """Tenants whose balance today is at or above `threshold_cents` while it was below it on
+    the day before in the history (or the tenant had no earlier day): who crossed it now."""
+    today, history = tenant_arrears, tenant_balances
+    previous_day = (
+        sa.select(history.c.balance_cents)
+        .where(
+            history.c.landlord_id == today.c.landlord_id,
+            history.c.tenant_ref == today.c.tenant_ref,
+            history.c.as_of < today.c.as_of,
+        )
+        .order_by(history.c.as_of.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(today.c.tenant_ref)
+        .where(
+            today.c.landlord_id == landlord_id,
+            today.c.balance_cents >= threshold_cents,
+            sa.func.coalesce(previous_day, 0) < threshold_cents,
+        )
+        .order_by(today.c.tenant_ref)
+    )
+    return list(connection.execute(query).scalars())
+
+
+def plans_broken_recently(connection: sa.Connection, landlord_id: str, days: int = 7) -> list[str]:
+    """The repayment plans broken today that were not broken `days` days ago (on the latest
+    day of the history on or before then; no history that old: not broken then)."""
+    today, history = tenant_arrears, tenant_balances
+    as_of = connection.execute(
+        sa.select(sa.func.max(today.c.as_of)).where(today.c.landlord_id == landlord_id)
+    ).scalar()
+    if as_of is None:
+        return []
+    status_then = (
+        sa.select(history.c.plan_status)
+        .where(
+            history.c.landlord_id == today.c.landlord_id,
+            history.c.tenant_ref == today.c.tenant_ref,
+            history.c.as_of <= _day(as_of, days),
+        )
+        .order_by(history.c.as_of.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(today.c.plan_ref)
+        .where(
+            today.c.landlord_id == landlord_id,
+            today.c.plan_status == "broken",
+            sa.func.coalesce(status_then, "none") != "broken",
+        )
+        .order_by(today.c.plan_ref)
+    )
+    return list(connection.execute(query).scalars())

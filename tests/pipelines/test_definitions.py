@@ -44,14 +44,20 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
         f"{stage}_{entity}" for stage in ("raw", "canonical", "warehouse") for entity in ENTITIES
     }
     expected |= {f"{stage}_{name}" for stage in ("outgoing", "push") for name in OUTGOING}
-    expected |= {"insight_tenant_balances"}
+    expected |= {"insight_tenant_balances", "insight_tenant_arrears", "insight_prevention_actions"}
     assert keys == expected
     checks = DEFINITIONS.resolve_asset_graph().asset_check_keys
+    alerts = {
+        ("insight_tenant_arrears", "debt_crossed_threshold"),
+        ("insight_tenant_arrears", "plans_broken_this_week"),
+    }
     assert {(c.asset_key.to_user_string(), c.name) for c in checks} == {
         (f"canonical_{entity}", "contract") for entity in ENTITIES
-    }
+    } | alerts
     for key in checks:
-        assert DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking, key
+        # the contracts hold the load; an alert only reports
+        blocking = (key.asset_key.to_user_string(), key.name) not in alerts
+        assert DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking == blocking, key
 
 
 def test_the_nightly_job_runs_pull_through_push_and_push_runs_alone() -> None:
@@ -95,6 +101,14 @@ def test_every_asset_declares_its_stage_and_entity_in_its_tags() -> None:
     assert graph.get(dg.AssetKey("insight_tenant_balances")).parent_keys == {
         dg.AssetKey("warehouse_ledger_entries")
     }
+    assert graph.get(dg.AssetKey("insight_prevention_actions")).parent_keys == {
+        dg.AssetKey("insight_tenant_arrears")
+    }
+    # the actions pushed are those of the morning
+    assert (
+        dg.AssetKey("insight_prevention_actions")
+        in graph.get(dg.AssetKey("outgoing_actions")).parent_keys
+    )
 
 
 def test_partitions_are_the_datafix_files() -> None:
@@ -219,7 +233,10 @@ def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(partition_key=landlord, instance=instance)
         assert result.success
-        evaluations = result.get_asset_check_evaluations()
+        # the contracts (the arrears alerts report on the demo's tenants: their own tests)
+        evaluations = [
+            e for e in result.get_asset_check_evaluations() if e.check_name == "contract"
+        ]
         checked = {e.asset_key.path[-1] for e in evaluations if "status" not in e.metadata}
         assert checked == {f"canonical_{entity}" for entity in DEMO_ROWS[landlord]}
         assert all(e.passed for e in evaluations)
