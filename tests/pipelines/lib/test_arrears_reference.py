@@ -149,9 +149,9 @@ def reference(warehouse: Warehouse, landlord: str, settings: ArrearsSection) -> 
     out["plan_ref"] = plan["plan_ref"]
     missed = {}
     for tenant, row in plan.iterrows():
-        instalments = unpaid[(unpaid["tenant_ref"] == tenant) & (unpaid["kind"] == "plan_instalment")
-                             & (unpaid["aged_on"] >= row["start_date"])
-                             & (unpaid["aged_on"] < AS_OF) & (unpaid["unpaid"] > 0)]  # fmt: skip
+        mine = unpaid[(unpaid["tenant_ref"] == tenant) & (unpaid["kind"] == "plan_instalment")]
+        instalments = mine[(mine["aged_on"] >= row["start_date"]) & (mine["aged_on"] < AS_OF)
+                           & (mine["unpaid"] > 0)]  # fmt: skip
         missed[tenant] = len(instalments)
     out["plan_missed"] = pd.Series(missed).reindex(out.index).fillna(0).astype(int)
 
@@ -268,8 +268,8 @@ def actions_equal_the_scenarios_of_the_indebted_tenants(
             channel = step.channel
             if channel == "preferred":
                 channel = preferred if isinstance(preferred, str) else step.fallback
-            expected.append((f"{row['tenant_ref']}:{row['profile']}:{step.step}:{AS_OF}",
-                             channel, AS_OF + dt.timedelta(days=step.after_days), "open"))  # fmt: skip
+            key = f"{row['tenant_ref']}:{row['profile']}:{step.step}:{AS_OF}"
+            expected.append((key, channel, AS_OF + dt.timedelta(days=step.after_days), "open"))
     actions = read(warehouse, "prevention_actions", landlord)
     stored = [
         (row.action_key, row.channel, day(row.due_date), row.status) for row in actions.itertuples()
