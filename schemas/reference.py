@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from schemas.arrears import DEFAULT_PROFILES, DEFAULT_SCENARIOS, FACTS, FactKind
 from schemas.canonical import (
     ENTITIES,
     LEDGER_ENTRIES,
@@ -17,7 +18,6 @@ from schemas.canonical import (
     QUARANTINE_REASONS,
     ColumnType,
 )
-from schemas.arrears import DEFAULT_PROFILES, DEFAULT_SCENARIOS, FACTS, FactKind
 from schemas.datafix import Datafix
 from schemas.outgoing import OUTGOING
 from schemas.tables import (
