@@ -2,9 +2,9 @@
 `datafixes/` whose warehouse holds the hand-made ledger of `tests/pipelines/lib/test_arrears`.
 
 The assets compute for today (Paris): every entry of that ledger is months in the past, so what
-does not depend on the day is asserted: tenant A owes 1,600.01 € (2,600.00 € less A9, paid on
-July 2nd: over the default 1,500.00 €
-warning, under the 5,000.00 € error) with no earlier day in the history, and B's plan is broken.
+does not depend on the day is asserted: tenant A owes 1,600.01 € (2,600.00 € less A9, paid
+on July 2nd: over the default 1,500.00 € warning, under the 5,000.00 € error) with no earlier
+day in the history, and B's plan is broken.
 """
 
 from __future__ import annotations
