@@ -665,21 +665,28 @@ def _action_count(
 # -- alerts ------------------------------------------------------------------------------------
 
 
-def debt_crossings(connection: sa.Connection, landlord_id: str, threshold_cents: int) -> list[str]:
-    """Tenants whose balance today is at or above `threshold_cents` while it was below it on
-    the day before in the history (or the tenant had no earlier day): who crossed it now."""
+def _history_before(column: str, before: sa.ColumnElement[bool]) -> sa.ScalarSelect:
+    """`column` of the tenant's latest history row (`tenant_balances`) meeting `before`,
+    correlated to the tenant of `tenant_arrears`."""
     today, history = tenant_arrears, tenant_balances
-    previous_day = (
-        sa.select(history.c.balance_cents)
+    return (
+        sa.select(history.c[column])
         .where(
             history.c.landlord_id == today.c.landlord_id,
             history.c.tenant_ref == today.c.tenant_ref,
-            history.c.as_of < today.c.as_of,
+            before,
         )
         .order_by(history.c.as_of.desc())
         .limit(1)
         .scalar_subquery()
     )
+
+
+def debt_crossings(connection: sa.Connection, landlord_id: str, threshold_cents: int) -> list[str]:
+    """Tenants whose balance today is at or above `threshold_cents` while it was below it on
+    the day before in the history (or the tenant had no earlier day): who crossed it now."""
+    today = tenant_arrears
+    previous_day = _history_before("balance_cents", tenant_balances.c.as_of < today.c.as_of)
     query = (
         sa.select(today.c.tenant_ref)
         .where(
@@ -695,23 +702,13 @@ def debt_crossings(connection: sa.Connection, landlord_id: str, threshold_cents:
 def plans_broken_recently(connection: sa.Connection, landlord_id: str, days: int = 7) -> list[str]:
     """The repayment plans broken today that were not broken `days` days ago (on the latest
     day of the history on or before then; no history that old: not broken then)."""
-    today, history = tenant_arrears, tenant_balances
+    today = tenant_arrears
     as_of = connection.execute(
         sa.select(sa.func.max(today.c.as_of)).where(today.c.landlord_id == landlord_id)
     ).scalar()
     if as_of is None:
         return []
-    status_then = (
-        sa.select(history.c.plan_status)
-        .where(
-            history.c.landlord_id == today.c.landlord_id,
-            history.c.tenant_ref == today.c.tenant_ref,
-            history.c.as_of <= _day(as_of, days),
-        )
-        .order_by(history.c.as_of.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    status_then = _history_before("plan_status", tenant_balances.c.as_of <= _day(as_of, days))
     query = (
         sa.select(today.c.plan_ref)
         .where(

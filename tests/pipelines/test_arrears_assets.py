@@ -23,20 +23,13 @@ from pipelines.defs.insight.assets import (
 from pipelines.defs.insight.checks import debt_crossed_threshold, plans_broken_this_week
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.warehouse import Warehouse
-from tests.pipelines.lib.arrears_cases import put
-from tests.pipelines.lib.test_arrears import LANDLORD, LEDGER, PLANS, TENANTS
+from tests.pipelines.lib.arrears_cases import hand_made_warehouse
+from tests.pipelines.lib.test_arrears import LANDLORD
 
 
 @pytest.fixture
 def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.migrate()
-    with warehouse.engine.begin() as connection:
-        put(connection, "ledger_entries", LANDLORD, LEDGER)
-        put(connection, "tenants", LANDLORD, TENANTS)
-        put(connection, "repayment_plans", LANDLORD, PLANS)
-    yield warehouse
-    warehouse.dispose()
+    yield from hand_made_warehouse(warehouse_url)
 
 
 def morning(warehouse: Warehouse) -> dg.ExecuteInProcessResult:

@@ -1,11 +1,14 @@
 """Insight assets: the landlord's morning figures, computed in the warehouse after the loads:
 balances, arrears and profiles, prevention actions."""
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import sqlalchemy as sa
 
 from pipelines.defs.common import landlord_asset
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
@@ -50,6 +53,21 @@ def insight_tenant_balances(
     )
 
 
+def _arrears_step(
+    context: dg.AssetExecutionContext,
+    datafixes: DatafixesResource,
+    warehouse: WarehouseResource,
+    step: Callable[..., Any],
+) -> tuple[date, Any]:
+    """Today (Paris) and what `step(connection, landlord, today, run id, the datafix's
+    arrears settings)` returns, run in one warehouse transaction."""
+    landlord_id = context.partition_key
+    settings = datafixes.get_client(landlord_id).datafix.arrears
+    as_of = datetime.now(PARIS).date()
+    with warehouse.get_client().engine.begin() as connection:
+        return as_of, step(connection, landlord_id, as_of, context.run.run_id, settings)
+
+
 @landlord_asset(
     AssetRole("insight"),
     name="insight_tenant_arrears",
@@ -73,12 +91,11 @@ def insight_tenant_arrears(
     datafixes: DatafixesResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
-    landlord_id = context.partition_key
-    settings = datafixes.get_client(landlord_id).datafix.arrears
-    as_of = datetime.now(PARIS).date()
-    with warehouse.get_client().engine.begin() as connection:
-        computed = refresh_arrears(connection, landlord_id, as_of, context.run.run_id, settings)
-        figures = arrears_figures(connection, landlord_id)
+    def compute(connection: sa.Connection, landlord_id: str, *args: Any) -> tuple:
+        computed = refresh_arrears(connection, landlord_id, *args)
+        return computed, arrears_figures(connection, landlord_id)
+
+    as_of, (computed, figures) = _arrears_step(context, datafixes, warehouse, compute)
     return dg.MaterializeResult(
         metadata={
             **AssetRole("insight").entries(),
@@ -110,11 +127,7 @@ def insight_prevention_actions(
     datafixes: DatafixesResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
-    landlord_id = context.partition_key
-    settings = datafixes.get_client(landlord_id).datafix.arrears
-    as_of = datetime.now(PARIS).date()
-    with warehouse.get_client().engine.begin() as connection:
-        counts = refresh_actions(connection, landlord_id, as_of, context.run.run_id, settings)
+    as_of, counts = _arrears_step(context, datafixes, warehouse, refresh_actions)
     return dg.MaterializeResult(
         metadata={
             **AssetRole("insight").entries(),

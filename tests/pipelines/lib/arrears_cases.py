@@ -4,10 +4,12 @@ lineage columns a load would give it."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
+from pipelines.lib.warehouse import Warehouse
 from schemas.tables import CANONICAL_TABLES
 
 LOADED_AT = dt.datetime(2026, 7, 1, 3, 0, tzinfo=dt.UTC)
@@ -59,3 +61,18 @@ def entry(
         "payment_method": method,
         "reject_reason": reason,
     }
+
+
+def hand_made_warehouse(url: str) -> Iterator[Warehouse]:
+    """For a fixture (`yield from`): the migrated warehouse at `url` holding the hand-made
+    ledger, tenants and plans of `test_arrears`."""
+    from tests.pipelines.lib.test_arrears import LANDLORD, LEDGER, PLANS, TENANTS
+
+    warehouse = Warehouse(url)
+    warehouse.migrate()
+    with warehouse.engine.begin() as connection:
+        put(connection, "ledger_entries", LANDLORD, LEDGER)
+        put(connection, "tenants", LANDLORD, TENANTS)
+        put(connection, "repayment_plans", LANDLORD, PLANS)
+    yield warehouse
+    warehouse.dispose()

@@ -29,22 +29,15 @@ from pipelines.lib.sinks import build_sink
 from pipelines.lib.warehouse import Warehouse
 from schemas.arrears import ArrearsSection
 from schemas.tables import load_runs, prevention_actions
-from tests.pipelines.lib.arrears_cases import entry, put
-from tests.pipelines.lib.test_arrears import AS_OF, LANDLORD, LEDGER, PLANS, TENANTS
+from tests.pipelines.lib.arrears_cases import entry, hand_made_warehouse, put
+from tests.pipelines.lib.test_arrears import AS_OF, LANDLORD
 
 TABLE = "taches_crm"
 
 
 @pytest.fixture
 def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.migrate()
-    with warehouse.engine.begin() as connection:
-        put(connection, "ledger_entries", LANDLORD, LEDGER)
-        put(connection, "tenants", LANDLORD, TENANTS)
-        put(connection, "repayment_plans", LANDLORD, PLANS)
-    yield warehouse
-    warehouse.dispose()
+    yield from hand_made_warehouse(warehouse_url)
 
 
 @pytest.fixture
