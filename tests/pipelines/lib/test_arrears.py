@@ -19,7 +19,7 @@ from pipelines.lib.insight import record_tenant_balances
 from pipelines.lib.warehouse import Warehouse
 from schemas.arrears import ArrearsSection, ProfileRule
 from schemas.tables import prevention_actions, tenant_arrears, tenant_balances
-from tests.pipelines.lib.arrears_cases import entry, put
+from tests.pipelines.lib.arrears_cases import entry, hand_made_warehouse, put
 
 LANDLORD = "loire-habitat"
 AS_OF = dt.date(2026, 6, 30)
@@ -88,17 +88,12 @@ PLANS = [
 
 @pytest.fixture
 def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.migrate()
-    with warehouse.engine.begin() as connection:
-        put(connection, "ledger_entries", LANDLORD, LEDGER)
-        put(connection, "tenants", LANDLORD, TENANTS)
-        put(connection, "repayment_plans", LANDLORD, PLANS)
+    for warehouse in hand_made_warehouse(warehouse_url):
         # another landlord's tenant A owes a lot: never counted here
-        put(connection, "ledger_entries", "opale-logement", [entry("A1", "A", "2026-01-01",
-                                                                    "rent", 999_999)])  # fmt: skip
-    yield warehouse
-    warehouse.dispose()
+        with warehouse.engine.begin() as connection:
+            put(connection, "ledger_entries", "opale-logement",
+                [entry("A1", "A", "2026-01-01", "rent", 999_999)])  # fmt: skip
+        yield warehouse
 
 
 def compute(warehouse: Warehouse, settings: ArrearsSection | None = None, run: str = "r1") -> None:
