@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from schemas.canonical import PAYMENT_METHODS, SEPA_REJECT_REASONS, TENANTS
-from schemas.config import StrictModel
+from schemas.config import StrictModel, did_you_mean
 from schemas.tables import PLAN_STATUSES
 
 __all__ = [
@@ -138,7 +138,8 @@ class ProfileRule(StrictModel):
             fact = FACTS.get(name)
             if fact is None:
                 raise ValueError(
-                    f"`{name}` is not a tenant fact a profile can test (facts: {', '.join(FACTS)})"
+                    f"`{name}` is not a tenant fact a profile can test:"
+                    f" {did_you_mean(name, tuple(FACTS))}"
                 )
             when[name] = _checked_test(fact, test)
         return when
@@ -250,6 +251,16 @@ class ArrearsSection(StrictModel):
         2, ge=1, le=12, description="Missed instalments that break a repayment plan."
     )
     alerts: ArrearsAlerts = Field(default_factory=ArrearsAlerts)
+
+    @model_validator(mode="after")
+    def _scenarios_name_profiles(self) -> ArrearsSection:
+        known = tuple(rule.profile for rule in self.rules())
+        for profile in self.scenarios:
+            if profile not in known:
+                raise ValueError(
+                    f"scenario `{profile}` names no profile: {did_you_mean(profile, known)}"
+                )
+        return self
 
     def rules(self) -> list[ProfileRule]:
         """The rules in the order they are tried."""

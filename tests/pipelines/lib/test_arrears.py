@@ -8,6 +8,7 @@ date); credits pay the oldest debits first.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -297,3 +298,32 @@ def test_a_tenant_changing_profile_closes_the_old_steps_and_opens_the_new(
         "D:sepa_insufficient_funds:sms:2026-06-30": ("sms", "open", None),
         "D:sepa_insufficient_funds:call:2026-06-30": ("phone", "open", None),
     }
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"profiles": [{"profile": "big", "when": {"balnce_cents": {"at_least": 1}}}]},
+            "`balnce_cents` is not a tenant fact a profile can test: did you mean `balance_cents`?",
+        ),
+        (
+            {"profiles": [{"profile": "big", "when": {"balance_cents": 100}}]},
+            "`balance_cents` takes {at_least: N} and/or {at_most: N}",
+        ),
+        (
+            {"profiles": [{"profile": "x", "when": {"reject_reason": "AM4"}}]},
+            "`AM4` is not a value of `reject_reason`",
+        ),
+        (
+            {"scenarios": {"heavy_dept": []}},
+            "scenario `heavy_dept` names no profile: did you mean `heavy_debt`?",
+        ),
+    ],
+    ids=["unknown-fact", "number-without-bounds", "unknown-code", "scenario-of-no-profile"],
+)
+def test_a_wrong_profile_or_scenario_is_refused_with_what_to_write(
+    section: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ArrearsSection.model_validate(section)
