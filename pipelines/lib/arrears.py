@@ -79,8 +79,11 @@ def _cents(value: sa.ColumnElement) -> sa.ColumnElement[int]:
 def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery:
     """One row per tenant (in the tenants table or with a ledger entry): every fact a profile
     rule may test, and every column of `tenant_arrears` but the profile."""
+    # only the columns read below: the CTE is materialised once and scanned by each part
+    used = ("tenant_ref", "entry_ref", "entry_date", "due_date", "kind", "amount_cents",
+            "reject_reason", "payment_method")  # fmt: skip
     live = (
-        sa.select(LEDGER)
+        sa.select(*[LEDGER.c[name] for name in used])
         .where(
             LEDGER.c.landlord_id == landlord_id,
             LEDGER.c.deleted_at.is_(None),
