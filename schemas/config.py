@@ -253,7 +253,7 @@ class OutFieldRule(ShortFormRule):
 class SinkBase(StrictModel):
     """What every sink says: which records it receives and how their fields are filled."""
 
-    sends: Literal["commitments", "invoices", "completions"] = Field(
+    sends: Literal["commitments", "invoices", "completions", "actions"] = Field(
         description="The outgoing records this sink receives."
     )
     fields: dict[str, OutFieldRule] = Field(

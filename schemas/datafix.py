@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from connectors import registry
+from schemas.arrears import ArrearsSection
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.config import (
     ENV_REFERENCE,
@@ -699,7 +700,7 @@ class EntityMapping(_FeedRules):
         return list(dict.fromkeys(feed.source for feed in self._feeds))
 
 
-OUTGOING_NAMES = ("commitments", "invoices", "completions")
+OUTGOING_NAMES = ("commitments", "invoices", "completions", "actions")
 SINK_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
@@ -794,6 +795,11 @@ class Datafix(StrictModel):
     works: WorksSettings = Field(
         default_factory=WorksSettings,
         description="Works tracking: first-time-fix window and works alert thresholds.",
+    )
+    arrears: ArrearsSection = Field(
+        default_factory=ArrearsSection,
+        description="Arrears prevention: tenant profiles (rules tried in order, before the"
+        " default ones), the actions each profile calls for, and alert thresholds.",
     )
 
 

@@ -5,7 +5,10 @@
 - `invoices`: contractor invoices ready to send to Sage, each carrying its BT number; a proforma
   goes out as a regularisation request;
 - `completions`: completion reports (completed_at, tenant absent, rating …) for Salesforce and
-  the landlord's ERP.
+  the landlord's ERP;
+- `actions`: the arrears-prevention actions of the tenants' profiles (`prevention_actions`,
+  computed by insight), for a CRM task, a mailing file or an SQL table: each is sent when it
+  opens and once more when it closes.
 
 A landlord's datafix says in its `push:` section which of these go to which sink, how each
 target field is filled from the columns below, and what *confirmed* means (which statuses and
@@ -45,6 +48,8 @@ class OutgoingSpec:
     # when a sink keys records on another column (`key:`), the record kept among those sharing
     # a value is the latest by this column (e.g. the last visit of an order)
     latest_by: str
+    # assets besides the inputs' loads that the derivation reads (an insight table)
+    after: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -168,6 +173,38 @@ COMPLETIONS_OUT = OutgoingSpec(
     latest_by="completed_at",
 )
 
+
+def _text_column(name: str, description: str) -> ColumnSpec:
+    return ColumnSpec(name, ColumnType.TEXT, description)
+
+
+ACTIONS_OUT = OutgoingSpec(
+    name="actions",
+    description="Arrears-prevention actions (reminder, SMS, call, letter, social referral,"
+    " notice at departure) of the tenants' profiles, each sent when it opens and when it closes.",
+    key="action_key",
+    inputs=("ledger_entries", "tenants", "repayment_plans"),
+    columns=(
+        _text_column("action_key", "Stable key: tenant:profile:step:opened_on."),
+        _text_column("tenant_ref", "The tenant the action is for."),
+        _text_column("profile", "The tenant's profile that called for it."),
+        _text_column("step", "The scenario step."),
+        _text_column("action", "reminder, sms, email, call, letter, formal_notice, …"),
+        _text_column("channel", "sms, email, letter, phone or visit."),
+        _text_column("template", "The template to use."),
+        _column("opened_on", ColumnType.DATE, "The day it opened."),
+        _column("due_date", ColumnType.DATE, "The day it is due."),
+        _column("balance_cents", ColumnType.CENTS, "The tenant's balance when it opened."),
+        _column("status", ColumnType.CHOICE, "open or closed.", choices=("open", "closed")),
+        _column("closed_on", ColumnType.DATE, "The day it closed."),
+        _text_column("closed_reason", "balance_cleared or profile_changed."),
+    ),
+    confirmed_default={},
+    confirmed_options={},
+    latest_by="opened_on",
+    after=("insight_prevention_actions",),
+)
+
 OUTGOING: dict[str, OutgoingSpec] = {
-    spec.name: spec for spec in (COMMITMENTS_OUT, INVOICES_OUT, COMPLETIONS_OUT)
+    spec.name: spec for spec in (COMMITMENTS_OUT, INVOICES_OUT, COMPLETIONS_OUT, ACTIONS_OUT)
 }

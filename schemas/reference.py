@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from schemas.arrears import DEFAULT_PROFILES, DEFAULT_SCENARIOS, FACTS, FactKind
 from schemas.canonical import (
     ENTITIES,
     LEDGER_ENTRIES,
@@ -22,11 +23,14 @@ from schemas.outgoing import OUTGOING
 from schemas.tables import (
     contract_results,
     feed_cursors,
+    insight_states,
     load_runs,
     outbox,
+    prevention_actions,
     push_leases,
     quarantine,
     source_state,
+    tenant_arrears,
 )
 
 HERE = Path(__file__).parent
@@ -175,7 +179,57 @@ def reference_page() -> str:
             name = f"**{column.name}**" if column.name == out.key else f"`{column.name}`"
             lines.append(f"| {name} | {_TYPE_LABELS[column.type]} | {column.description} |")
         lines.append("")
+    lines += _arrears_section()
     return "\n".join(lines) + "\n"
+
+
+def _arrears_section() -> list[str]:
+    """The insight tables of arrears prevention, the facts a profile rule tests, and the
+    default profiles in the order they are tried, with their rule and scenario."""
+    lines = ["## Arrears prevention (insight)", ""]
+    for table in (tenant_arrears, prevention_actions, insight_states):
+        columns = ", ".join(f"`{c.name}`" for c in table.columns)
+        lines += [f"- `{table.name}`: {table.comment} Columns: {columns}."]
+    lines += [
+        "",
+        "### Facts a profile rule tests (`arrears.profiles[].when`)",
+        "",
+        "| fact | test | meaning |",
+        "|---|---|---|",
+    ]
+    tests = {
+        FactKind.NUMBER: "`{at_least: N, at_most: N}`",
+        FactKind.DAYS: "`{at_least: N, at_most: N}` days",
+        FactKind.CHOICE: "a code or a list",
+        FactKind.BOOLEAN: "`true` / `false`",
+        FactKind.REASON: "a SEPA code or a list",
+    }
+    for fact in FACTS.values():
+        allowed = f" ({', '.join(f'`{c}`' for c in fact.choices)})" if fact.choices else ""
+        lines.append(f"| `{fact.name}` | {tests[fact.kind]}{allowed} | {fact.description} |")
+    lines += [
+        "",
+        "### Default profiles",
+        "",
+        "Tried in this order; the first rule whose tests all hold places the tenant. The"
+        " scenario's steps are created once while the tenant owes: `action` over `channel`"
+        " (`preferred`: the tenant's preferred channel, else the fallback), due `+N` days"
+        " after it opens, with its template.",
+        "",
+        "| # | profile | rule | scenario | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for number, rule in enumerate(DEFAULT_PROFILES, start=1):
+        steps = "; ".join(
+            f"`{step.action}` {step.channel} +{step.after_days} `{step.template}`"
+            for step in DEFAULT_SCENARIOS.get(rule.profile, [])
+        )
+        lines.append(
+            f"| {number} | `{rule.profile}` | {rule.rule_text()} | {steps or '—'}"
+            f" | {rule.description} |"
+        )
+    lines.append("")
+    return lines
 
 
 def write_generated() -> list[Path]:

@@ -7,7 +7,11 @@ each source, so an unchanged source is skipped), `feed_cursors` (incremental wat
 `contract_results` (the last contract verdict per entity, which gates the push), and the push
 side: `outbox` (every record to deliver, its state and the peer's answer) and `push_leases` (one
 push per landlord at a time); insight's figures (`tenant_balances`, and `balance_states`: which
-ledger loads the balances of a day were computed from, so an unchanged ledger is not summed again).
+ledger loads the balances of a day were computed from, so an unchanged ledger is not summed again);
+arrears (schema 7): `tenant_arrears` (each tenant's ageing, payments, rejections, plan, aid and
+profile today), the ageing columns of `tenant_balances` (the history, one row per tenant per day),
+`prevention_actions` (the actions of the profiles' scenarios, each due once) and `insight_states`
+(what a day's arrears were computed from, so unchanged inputs are not computed again).
 """
 
 from __future__ import annotations
@@ -274,6 +278,102 @@ run_locks = sa.Table(
     " names its holder.",
 )
 
+# -- arrears (schema 7, pipelines/lib/arrears.py) ---------------------------------------------
+# the debt split by age (days since each unpaid debit fell due), oldest unpaid debit first
+AGEING_BUCKETS: dict[str, tuple[int, int | None]] = {
+    "debt_0_30_cents": (0, 30),
+    "debt_31_60_cents": (31, 60),
+    "debt_61_90_cents": (61, 90),
+    "debt_91_180_cents": (91, 180),
+    "debt_over_180_cents": (181, None),
+}
+AGEING_COLUMNS = tuple(AGEING_BUCKETS)
+PLAN_STATUSES = ("on_track", "late", "broken", "completed")
+
+tenant_arrears = sa.Table(
+    "tenant_arrears",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("tenant_ref", KEY, primary_key=True),
+    sa.Column("as_of", sa.Date(), nullable=False, comment="The day computed (Paris)."),
+    sa.Column("balance_cents", sa.BigInteger(), nullable=False, comment="> 0: the tenant owes."),
+    *[sa.Column(name, sa.BigInteger(), nullable=False) for name in AGEING_COLUMNS],
+    sa.Column(
+        "oldest_unpaid_date",
+        sa.Date(),
+        nullable=True,
+        comment="Due date (else posting date) of the oldest debit not paid off.",
+    ),
+    sa.Column("monthly_rent_cents", sa.BigInteger(), nullable=True, comment="Last rent called."),
+    sa.Column(
+        "months_owed", sa.Integer(), nullable=False, comment="Whole months of rent owed (floor)."
+    ),
+    sa.Column("last_payment_date", sa.Date(), nullable=True),
+    sa.Column("last_payment_method", sa.String(32), nullable=True),
+    sa.Column("rejects_90d", sa.Integer(), nullable=False, comment="Rejected debits, 90 days."),
+    sa.Column("rejects_365d", sa.Integer(), nullable=False, comment="Rejected debits, a year."),
+    sa.Column(
+        "reject_reasons", sa.String(128), nullable=True, comment="SEPA codes of the 90 days."
+    ),
+    sa.Column("plan_ref", KEY, nullable=True, comment="The tenant's latest repayment plan."),
+    sa.Column("plan_status", sa.String(16), nullable=True, comment=", ".join(PLAN_STATUSES)),
+    sa.Column("plan_missed", sa.Integer(), nullable=False, comment="Instalments due, unpaid."),
+    sa.Column("housing_aid_90d_cents", sa.BigInteger(), nullable=False, comment="Aid received."),
+    sa.Column(
+        "debt_days_90d", sa.Integer(), nullable=False, comment="Days in debt of the last 90."
+    ),
+    sa.Column("profile", sa.String(64), nullable=False),
+    sa.Column("profile_rule", sa.Text(), nullable=False, comment="The rule that placed it."),
+    sa.Column("run_id", RUN_ID, nullable=False),
+    comment="Each tenant's arrears today: balance, ageing (oldest unpaid debit first), months"
+    " owed, last payment, rejected debits, repayment plan, housing aid and profile.",
+)
+
+prevention_actions = sa.Table(
+    "prevention_actions",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column(
+        "action_key",
+        KEY,
+        primary_key=True,
+        comment="tenant:profile:step:opened_on — stable: the action is due once.",
+    ),
+    sa.Column("tenant_ref", KEY, nullable=False),
+    sa.Column("profile", sa.String(64), nullable=False),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False, comment="reminder, sms, call, letter …"),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("template", sa.String(128), nullable=False),
+    sa.Column("opened_on", sa.Date(), nullable=False),
+    sa.Column("due_date", sa.Date(), nullable=False),
+    sa.Column("balance_cents", sa.BigInteger(), nullable=False, comment="Balance when opened."),
+    sa.Column("status", sa.String(16), nullable=False, comment="open or closed."),
+    sa.Column("closed_on", sa.Date(), nullable=True),
+    sa.Column("closed_reason", sa.String(32), nullable=True, comment="balance_cleared, …"),
+    sa.Column("run_id", RUN_ID, nullable=False, comment="The run that last changed it."),
+    comment="Prevention actions of the profiles' scenarios: created once, closed when the"
+    " balance clears (or the tenant leaves the profile); pushed through the outbox.",
+)
+sa.Index(
+    "ix_prevention_actions_tenant",
+    prevention_actions.c.landlord_id,
+    prevention_actions.c.tenant_ref,
+    prevention_actions.c.status,
+)
+
+insight_states = sa.Table(
+    "insight_states",
+    metadata,
+    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
+    sa.Column("step", sa.String(32), primary_key=True, comment="arrears, …"),
+    sa.Column("as_of", sa.Date(), nullable=False),
+    sa.Column("inputs", sa.Text(), nullable=False, comment="The inputs' versions, as JSON."),
+    *_written("computed_at"),
+    comment="What an insight step last computed from: unchanged inputs on the same day are not"
+    " computed again.",
+)
+
 tenant_balances = sa.Table(
     "tenant_balances",
     metadata,
@@ -282,7 +382,13 @@ tenant_balances = sa.Table(
     sa.Column("as_of", sa.Date(), primary_key=True),
     sa.Column("balance_cents", sa.BigInteger(), nullable=False, comment="> 0: the tenant owes."),
     sa.Column("run_id", RUN_ID, nullable=False),
-    comment="Each tenant's balance on a date: the sum of their live ledger entries up to it.",
+    # schema 7: the day's ageing and plan status, so a trend (and "broken this week") is read
+    # from the history; NULL on the rows written before
+    *[sa.Column(name, sa.BigInteger(), nullable=True) for name in AGEING_COLUMNS],
+    sa.Column("plan_status", sa.String(16), nullable=True),
+    sa.Column("profile", sa.String(64), nullable=True),
+    comment="Each tenant's balance on a date: the sum of their live ledger entries up to it;"
+    " with the arrears (schema 7), the debt's ageing, plan status and profile that day.",
 )
 sa.Index("ix_tenant_balances_day", tenant_balances.c.landlord_id, tenant_balances.c.as_of)
 

@@ -2,7 +2,8 @@
 
 - commitments: each works order's committed amount plus its accepted additional-works quotes;
 - invoices: invoices with their BT number, a proforma sent as a regularisation request;
-- completions: completion reports, with the status of the order they complete.
+- completions: completion reports, with the status of the order they complete;
+- actions: the arrears-prevention actions insight keeps in `prevention_actions`.
 
 Only rows still present at the source (`deleted_at` empty) are read, and only *confirmed*
 records come out: the landlord's `push.confirmed` (or the defaults in `schemas.outgoing`) says
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from pipelines.lib.warehouse import Warehouse
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.outgoing import OUTGOING
-from schemas.tables import CANONICAL_TABLES
+from schemas.tables import CANONICAL_TABLES, prevention_actions
 
 __all__ = ["SOURCE_ROWS", "derive"]
 
@@ -115,7 +116,26 @@ def _paris(at: object) -> pd.Timestamp:
     return stamp.tz_convert(PARIS)
 
 
-_BUILDERS = {"commitments": _commitments, "invoices": _invoices, "completions": _completions}
+def _actions(warehouse: Warehouse, landlord_id: str, _confirmed: Confirmed) -> pd.DataFrame:
+    names = list(OUTGOING["actions"].column_names)
+    table = prevention_actions
+    query = sa.select(*[table.c[name] for name in names]).where(table.c.landlord_id == landlord_id)
+    with warehouse.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = pd.DataFrame(
+        {name: pd.Series([row[i] for row in rows], dtype=object) for i, name in enumerate(names)}
+    )
+    out["balance_cents"] = out["balance_cents"].astype("Int64")
+    out[SOURCE_ROWS] = "prevention_actions:" + out["action_key"].astype(str)
+    return out
+
+
+_BUILDERS = {
+    "commitments": _commitments,
+    "invoices": _invoices,
+    "completions": _completions,
+    "actions": _actions,
+}
 
 
 def confirmed_rule(name: str, confirmed: Mapping[str, Confirmed] | None) -> dict[str, list]:

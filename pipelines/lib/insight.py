@@ -96,12 +96,12 @@ def record_tenant_balances(
     connection.execute(table.insert().from_select(columns, select))
 
 
-def ledger_version(connection: sa.Connection, landlord_id: str) -> LedgerVersion:
-    """The loads that wrote the landlord's ledger so far (`load_runs` keeps every one: their
-    number grows with each load, whatever the clock says)."""
+def load_version(connection: sa.Connection, landlord_id: str, entity: str) -> LedgerVersion:
+    """The loads that wrote one of the landlord's canonical tables so far (`load_runs` keeps
+    every one: their number grows with each load, whatever the clock says)."""
     scope = sa.and_(
         load_runs.c.landlord_id == landlord_id,
-        load_runs.c.entity == "ledger_entries",
+        load_runs.c.entity == entity,
         load_runs.c.status.in_(WRITING_LOADS),
     )
     loads = connection.execute(sa.select(sa.func.count()).where(scope)).scalar_one()
@@ -112,6 +112,11 @@ def ledger_version(connection: sa.Connection, landlord_id: str) -> LedgerVersion
         .limit(1)
     ).scalar()
     return LedgerVersion(int(loads), last)
+
+
+def ledger_version(connection: sa.Connection, landlord_id: str) -> LedgerVersion:
+    """The loads that wrote the landlord's ledger so far."""
+    return load_version(connection, landlord_id, "ledger_entries")
 
 
 def refresh_tenant_balances(

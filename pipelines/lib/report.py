@@ -30,6 +30,7 @@ from pipelines.lib.warehouse import Warehouse
 from pipelines.lib.works import WORKS_ALERTS, judge, works_alerts, works_as_of, works_summary
 from schemas.datafix import WorksAlerts
 from schemas.tables import (
+    AGEING_COLUMNS,
     load_runs,
     outbox,
     quarantine,
@@ -43,11 +44,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 NOT_COMPUTED = "not computed yet"
 TREND_DAYS = 30
 
-# The arrears insights' tables (issue 15, points 1-3), read when the warehouse holds them: the
-# ageing buckets (`*_cents` columns of `tenant_ageing`), the profile of each tenant
-# (`tenant_profiles.profile`) and the open actions (`prevention_actions.channel`, `status`).
-AGEING_TABLE = "tenant_ageing"
-PROFILES_TABLE = "tenant_profiles"
+# The arrears insights' tables (pipelines/lib/arrears.py), read when the warehouse holds them:
+# the ageing buckets (`AGEING_COLUMNS` of `tenant_arrears`), the profile of each tenant
+# (`tenant_arrears.profile`) and the open actions (`prevention_actions.channel`, `status`).
+AGEING_TABLE = "tenant_arrears"
+PROFILES_TABLE = "tenant_arrears"
 ACTIONS_TABLE = "prevention_actions"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -258,7 +259,7 @@ def _arrears(connection: sa.Connection, landlord_id: str, as_of: date) -> list[S
     if ageing is None:
         balances.figures.append(("Ageing buckets", NOT_COMPUTED))
     else:
-        buckets = [c for c in ageing.c if c.name.endswith("_cents") and c.name != "balance_cents"]
+        buckets = [ageing.c[name] for name in AGEING_COLUMNS]
         latest = _latest(connection, ageing, landlord_id, as_of)
         scope = [ageing.c.landlord_id == landlord_id]
         if latest is not None:

@@ -44,11 +44,20 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
         f"{stage}_{entity}" for stage in ("raw", "canonical", "warehouse") for entity in ENTITIES
     }
     expected |= {f"{stage}_{name}" for stage in ("outgoing", "push") for name in OUTGOING}
-    expected |= {"insight_tenant_balances", "insight_works", "insight_morning_report"}
+    expected |= {
+        "insight_tenant_balances",
+        "insight_tenant_arrears",
+        "insight_prevention_actions",
+        "insight_works",
+        "insight_morning_report",
+    }
     assert keys == expected
     checks = DEFINITIONS.resolve_asset_graph().asset_check_keys
     contracts = {(f"canonical_{entity}", "contract") for entity in ENTITIES}
-    alerts = {("insight_works", name) for name in WORKS_ALERTS}
+    alerts = {("insight_works", name) for name in WORKS_ALERTS} | {
+        ("insight_tenant_arrears", "debt_crossed_threshold"),
+        ("insight_tenant_arrears", "plans_broken_this_week"),
+    }
     assert {(c.asset_key.to_user_string(), c.name) for c in checks} == contracts | alerts
     for key in checks:
         blocking = DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking
@@ -103,8 +112,17 @@ def test_every_asset_declares_its_stage_and_entity_in_its_tags() -> None:
     }
     assert graph.get(dg.AssetKey("insight_morning_report")).parent_keys == {
         dg.AssetKey("insight_tenant_balances"),
+        dg.AssetKey("insight_prevention_actions"),
         dg.AssetKey("insight_works"),
     }
+    assert graph.get(dg.AssetKey("insight_prevention_actions")).parent_keys == {
+        dg.AssetKey("insight_tenant_arrears")
+    }
+    # the actions pushed are those of the morning
+    assert (
+        dg.AssetKey("insight_prevention_actions")
+        in graph.get(dg.AssetKey("outgoing_actions")).parent_keys
+    )
 
 
 def test_partitions_are_the_datafix_files() -> None:
@@ -205,7 +223,7 @@ def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(partition_key=landlord, instance=instance)
         assert result.success
-        # the contracts (the works alerts only tell: tested in test_works_assets.py)
+        # the contracts (the works and arrears alerts only tell: tested in their own tests)
         evaluations = [
             e for e in result.get_asset_check_evaluations() if e.check_name == "contract"
         ]

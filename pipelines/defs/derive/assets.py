@@ -18,7 +18,8 @@ def build_derive_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
     @landlord_asset(
         role,
         deps=[f"warehouse_{entity}" for entity in spec.inputs]
-        + (["warehouse_work_orders"] if "work_orders" not in spec.inputs else []),
+        + (["warehouse_work_orders"] if "work_orders" not in spec.inputs else [])
+        + list(spec.after),
         description=f"{spec.description} Derived from the warehouse; only records the"
         " landlord's datafix calls confirmed (`push.confirmed`).",
     )

@@ -1,13 +1,18 @@
-"""Insight assets: the landlord's morning figures, computed in the warehouse after the loads."""
+"""Insight assets: the landlord's morning figures, computed in the warehouse after the loads:
+balances, arrears and profiles, prevention actions."""
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import sqlalchemy as sa
 
 from pipelines.defs.common import landlord_asset
-from pipelines.defs.resources import WarehouseResource
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.arrears import arrears_figures, refresh_actions, refresh_arrears
 from pipelines.lib.insight import balance_figures, refresh_tenant_balances
 from pipelines.lib.metadata import AssetRole
 
@@ -44,5 +49,92 @@ def insight_tenant_balances(
             "dagster/row_count": dg.MetadataValue.int(figures.tenants),
             # False: no load wrote the ledger since today's balances were summed; kept as they are
             "recomputed": computed,
+        }
+    )
+
+
+def _arrears_step(
+    context: dg.AssetExecutionContext,
+    datafixes: DatafixesResource,
+    warehouse: WarehouseResource,
+    step: Callable[..., Any],
+) -> tuple[date, Any]:
+    """Today (Paris) and what `step(connection, landlord, today, run id, the datafix's
+    arrears settings)` returns, run in one warehouse transaction."""
+    landlord_id = context.partition_key
+    settings = datafixes.get_client(landlord_id).datafix.arrears
+    as_of = datetime.now(PARIS).date()
+    with warehouse.get_client().engine.begin() as connection:
+        return as_of, step(connection, landlord_id, as_of, context.run.run_id, settings)
+
+
+@landlord_asset(
+    AssetRole("insight"),
+    name="insight_tenant_arrears",
+    deps=[
+        "insight_tenant_balances",
+        "warehouse_ledger_entries",
+        "warehouse_tenants",
+        "warehouse_repayment_plans",
+    ],
+    description="Each tenant's arrears today (Paris date), in the warehouse table"
+    " `tenant_arrears`: balance, the debt aged in buckets 0–30, 31–60, 61–90, 91–180 and"
+    " over 180 days (credits pay the oldest debits first), months of rent owed, last payment"
+    " date and method, direct debits rejected in the last 90 days with their SEPA reasons,"
+    " repayment plan status, housing aid received, and the profile the datafix's rules (or the"
+    " default ones) place the tenant in, with the rule that placed them. The day's ageing, plan"
+    " status and profile are copied onto the history (`tenant_balances`). Computed again only"
+    " when a load wrote the ledger, tenants or plans since, the rules changed, or on a new day.",
+)
+def insight_tenant_arrears(
+    context: dg.AssetExecutionContext,
+    datafixes: DatafixesResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    def compute(connection: sa.Connection, landlord_id: str, *args: Any) -> tuple:
+        computed = refresh_arrears(connection, landlord_id, *args)
+        return computed, arrears_figures(connection, landlord_id)
+
+    as_of, (computed, figures) = _arrears_step(context, datafixes, warehouse, compute)
+    return dg.MaterializeResult(
+        metadata={
+            **AssetRole("insight").entries(),
+            "as_of": as_of.isoformat(),
+            "tenants": dg.MetadataValue.int(figures.tenants),
+            "tenants_in_debt": dg.MetadataValue.int(figures.tenants_in_debt),
+            "debt_cents": dg.MetadataValue.int(figures.debt_cents),
+            **{name: dg.MetadataValue.int(cents) for name, cents in figures.ageing_cents.items()},
+            "profiles": dg.MetadataValue.json(figures.profiles),
+            "plans": dg.MetadataValue.json(figures.plans),
+            "dagster/row_count": dg.MetadataValue.int(figures.tenants),
+            "recomputed": computed,
+        }
+    )
+
+
+@landlord_asset(
+    AssetRole("insight"),
+    name="insight_prevention_actions",
+    deps=["insight_tenant_arrears"],
+    description="The prevention actions of each indebted tenant's profile scenario, in the"
+    " warehouse table `prevention_actions`: channel (the tenant's preferred one, else the"
+    " step's fallback), due date, template and a stable key; an action is created once, not"
+    " every morning, and closed when the balance clears or the tenant leaves the profile. The"
+    " `actions` outgoing records push them through the outbox to the datafix's sinks.",
+)
+def insight_prevention_actions(
+    context: dg.AssetExecutionContext,
+    datafixes: DatafixesResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    as_of, counts = _arrears_step(context, datafixes, warehouse, refresh_actions)
+    return dg.MaterializeResult(
+        metadata={
+            **AssetRole("insight").entries(),
+            "as_of": as_of.isoformat(),
+            "created": dg.MetadataValue.int(counts.created),
+            "closed": dg.MetadataValue.int(counts.closed),
+            "open": dg.MetadataValue.int(counts.open),
+            "dagster/row_count": dg.MetadataValue.int(counts.open),
         }
     )

@@ -17,7 +17,7 @@ ROLE = AssetRole("insight")
 @landlord_asset(
     ROLE,
     name="insight_morning_report",
-    deps=["insight_tenant_balances", "insight_works"],
+    deps=["insight_tenant_balances", "insight_prevention_actions", "insight_works"],
     description="The landlord's morning report: loads and quarantine, pushes and dead letters,"
     " arrears (balances, ageing, 30-day trend, profiles, due actions), works orders by stage,"
     " SLA and first-time fix, and the alerts; one self-contained HTML file per day under"

@@ -1,0 +1,724 @@
+"""Arrears per tenant, profiles and prevention actions, computed in the warehouse: set-based
+SQL (SQLAlchemy Core), the same statements on SQLite and PostgreSQL, no Python loop over rows.
+
+**Ageing (FIFO).** Every credit of a tenant (payments, aid, credit notes …) pays their oldest
+debits first. Debits are ordered by the day they fell due (`due_date`, else `entry_date`), then
+by posting date and reference; with `running` the running sum of the debits in that order and
+`paid` the sum of the credits, a debit's unpaid part is `min(amount, max(0, running - paid))`.
+Each unpaid part is aged from that day to `as_of` and summed into the buckets 0–30, 31–60,
+61–90, 91–180 and over 180 days, so the buckets add up to the balance when it is positive (and
+are all 0 when it is not). Dates are compared with cut-off dates computed in Python (bound as
+parameters), so no date arithmetic differs between the two databases.
+
+**Months owed**: the balance divided by the last rent called (the last `rent_call`, else the
+last `rent` plus the last `service_charges`), floored. **Plan status** of the tenant's latest
+repayment plan: `completed` or `broken` when the source says so; else the instalments called
+(`plan_instalment` debits due since the plan started, before `as_of`) that FIFO leaves unpaid
+are counted: `plan_broken_after` (default 2) or more break it, one is `late`, none `on_track`.
+
+**Profiles**: the datafix's rules (`schemas.arrears`) compiled into one SQL CASE, first match
+wins, stored with the rule that placed the tenant. **Actions**: each profile's scenario steps
+joined to the tenants in debt; a step is created once (its key: tenant, profile, step and the
+day it opened) and closed when the balance clears or the tenant leaves the profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import sqlalchemy as sa
+
+from pipelines.lib.insight import load_version
+from schemas.arrears import FACTS, ArrearsSection, FactKind, ProfileRule, ScenarioStep
+from schemas.canonical import SEPA_REJECT_REASONS
+from schemas.tables import (
+    AGEING_BUCKETS,
+    AGEING_COLUMNS,
+    CANONICAL_TABLES,
+    insight_states,
+    prevention_actions,
+    tenant_arrears,
+    tenant_balances,
+)
+
+__all__ = [
+    "ActionCounts",
+    "ArrearsFigures",
+    "arrears_figures",
+    "compute_arrears",
+    "refresh_actions",
+    "refresh_arrears",
+]
+
+LEDGER = CANONICAL_TABLES["ledger_entries"]
+TENANTS = CANONICAL_TABLES["tenants"]
+PLANS = CANONICAL_TABLES["repayment_plans"]
+INPUTS = ("ledger_entries", "tenants", "repayment_plans")
+UNPROFILED = "unprofiled"
+RENT_KINDS = ("rent_call", "rent", "service_charges")
+
+
+def _day(as_of: date, days: int) -> sa.BindParameter:
+    """`as_of` minus `days`, bound as a date (the same comparison on both databases)."""
+    return sa.literal(as_of - timedelta(days=days), sa.Date())
+
+
+def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+def _cents(value: sa.ColumnElement) -> sa.ColumnElement[int]:
+    # PostgreSQL sums BIGINT into NUMERIC: cast back so cents stay integers
+    return sa.cast(sa.func.coalesce(value, 0), sa.BigInteger())
+
+
+def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery:
+    """One row per tenant (in the tenants table or with a ledger entry): every fact a profile
+    rule may test, and every column of `tenant_arrears` but the profile."""
+    # only the columns read below: the CTE is materialised once and scanned by each part
+    used = ("tenant_ref", "entry_ref", "entry_date", "due_date", "kind", "amount_cents",
+            "reject_reason", "payment_method")  # fmt: skip
+    live = (
+        sa.select(*[LEDGER.c[name] for name in used])
+        .where(
+            LEDGER.c.landlord_id == landlord_id,
+            LEDGER.c.deleted_at.is_(None),
+            LEDGER.c.entry_date <= as_of,
+        )
+        .cte("live")
+    )
+    aged_on = sa.func.coalesce(live.c.due_date, live.c.entry_date)
+    debits = (
+        sa.select(
+            live.c.tenant_ref,
+            live.c.kind,
+            live.c.amount_cents.label("amount"),
+            aged_on.label("aged_on"),
+            sa.func.sum(live.c.amount_cents)
+            .over(
+                partition_by=live.c.tenant_ref,
+                order_by=(aged_on, live.c.entry_date, live.c.entry_ref),
+                rows=(None, 0),
+            )
+            .label("running"),
+        )
+        .where(live.c.amount_cents > 0)
+        .cte("debits")
+    )
+    credits = (
+        sa.select(live.c.tenant_ref, sa.func.sum(-live.c.amount_cents).label("paid"))
+        .where(live.c.amount_cents < 0)
+        .group_by(live.c.tenant_ref)
+        .cte("credits")
+    )
+    left = debits.c.running - sa.func.coalesce(credits.c.paid, 0)
+    unpaid_debits = (
+        sa.select(
+            debits.c.tenant_ref,
+            debits.c.kind,
+            debits.c.aged_on,
+            sa.case((left <= 0, 0), (left >= debits.c.amount, debits.c.amount), else_=left).label(
+                "unpaid"
+            ),
+        )
+        .select_from(debits.outerjoin(credits, credits.c.tenant_ref == debits.c.tenant_ref))
+        .cte("unpaid_debits")
+    )
+    unpaid, due_on = unpaid_debits.c.unpaid, unpaid_debits.c.aged_on
+    buckets = []
+    for name, (low, high) in AGEING_BUCKETS.items():
+        within = [due_on <= _day(as_of, low)] if low > 0 else []  # the 0–30 bucket: future too
+        within += [due_on >= _day(as_of, high)] if high is not None else []
+        buckets.append(
+            _cents(sa.func.sum(sa.case((sa.and_(*within), unpaid), else_=0))).label(name)
+        )
+    ageing = (
+        sa.select(
+            unpaid_debits.c.tenant_ref,
+            *buckets,
+            sa.func.min(sa.case((unpaid > 0, due_on))).label("oldest_unpaid_date"),
+        )
+        .group_by(unpaid_debits.c.tenant_ref)
+        .cte("ageing")
+    )
+
+    recent = live.c.entry_date > _day(as_of, 90)
+    rejected = live.c.kind == "rejected_debit"
+    reason_flags = [
+        sa.case(
+            (
+                sa.func.sum(
+                    sa.case((rejected & recent & (live.c.reject_reason == code), 1), else_=0)
+                )
+                > 0,
+                code + " ",
+            ),
+            else_="",
+        )
+        for code in SEPA_REJECT_REASONS
+    ]
+    reasons = reason_flags[0]
+    for flag in reason_flags[1:]:
+        reasons = reasons.concat(flag)
+    totals = (
+        sa.select(
+            live.c.tenant_ref,
+            _cents(sa.func.sum(live.c.amount_cents)).label("balance_cents"),
+            _count(rejected & recent).label("rejects_90d"),
+            _count(rejected & (live.c.entry_date > _day(as_of, 365))).label("rejects_365d"),
+            sa.func.nullif(sa.func.trim(reasons), "").label("reject_reasons"),
+            _cents(
+                sa.func.sum(
+                    sa.case(
+                        ((live.c.kind == "housing_aid") & recent, -live.c.amount_cents), else_=0
+                    )
+                )
+            ).label("housing_aid_90d_cents"),
+        )
+        .group_by(live.c.tenant_ref)
+        .cte("totals")
+    )
+
+    latest_first = (live.c.entry_date.desc(), live.c.entry_ref.desc())
+    rents = (
+        sa.select(
+            live.c.tenant_ref,
+            live.c.kind,
+            live.c.amount_cents,
+            sa.func.row_number()
+            .over(partition_by=(live.c.tenant_ref, live.c.kind), order_by=latest_first)
+            .label("rank"),
+        )
+        .where(live.c.kind.in_(RENT_KINDS))
+        .cte("rents")
+    )
+
+    def last_rent(kind: str) -> sa.ColumnElement:
+        return sa.func.max(
+            sa.case(((rents.c.kind == kind) & (rents.c.rank == 1), rents.c.amount_cents))
+        )
+
+    rent = (
+        sa.select(
+            rents.c.tenant_ref,
+            last_rent("rent_call").label("rent_call"),
+            last_rent("rent").label("rent"),
+            last_rent("service_charges").label("charges"),
+        )
+        .group_by(rents.c.tenant_ref)
+        .cte("rent")
+    )
+    payments = (
+        sa.select(
+            live.c.tenant_ref,
+            live.c.entry_date,
+            live.c.payment_method,
+            sa.func.row_number()
+            .over(partition_by=live.c.tenant_ref, order_by=latest_first)
+            .label("rank"),
+        )
+        .where(live.c.kind == "payment")
+        .cte("payments")
+    )
+    plans = (
+        sa.select(
+            PLANS.c.tenant_ref,
+            PLANS.c.plan_ref,
+            PLANS.c.start_date,
+            PLANS.c.status,
+            sa.func.row_number()
+            .over(
+                partition_by=PLANS.c.tenant_ref,
+                order_by=(PLANS.c.start_date.desc(), PLANS.c.plan_ref.desc()),
+            )
+            .label("rank"),
+        )
+        .where(
+            PLANS.c.landlord_id == landlord_id,
+            PLANS.c.deleted_at.is_(None),
+            PLANS.c.start_date <= as_of,
+        )
+        .cte("plans")
+    )
+    missed = (
+        sa.select(plans.c.tenant_ref, sa.func.count().label("missed"))
+        .select_from(plans.join(unpaid_debits, unpaid_debits.c.tenant_ref == plans.c.tenant_ref))
+        .where(
+            plans.c.rank == 1,
+            unpaid_debits.c.kind == "plan_instalment",
+            unpaid_debits.c.aged_on >= plans.c.start_date,
+            unpaid_debits.c.aged_on < sa.literal(as_of, sa.Date()),
+            unpaid_debits.c.unpaid > 0,
+        )
+        .group_by(plans.c.tenant_ref)
+        .cte("missed")
+    )
+    history = (
+        sa.select(tenant_balances.c.tenant_ref, sa.func.count().label("days"))
+        .where(
+            tenant_balances.c.landlord_id == landlord_id,
+            tenant_balances.c.as_of > _day(as_of, 90),
+            tenant_balances.c.as_of <= as_of,
+            tenant_balances.c.balance_cents > 0,
+        )
+        .group_by(tenant_balances.c.tenant_ref)
+        .cte("history")
+    )
+    live_tenants = TENANTS.c.landlord_id == landlord_id, TENANTS.c.deleted_at.is_(None)
+    everyone = sa.union(
+        sa.select(TENANTS.c.tenant_ref).where(*live_tenants),
+        sa.select(live.c.tenant_ref),
+    ).subquery("everyone")
+    tenant = everyone.c.tenant_ref
+    joined = (
+        everyone.outerjoin(
+            TENANTS,
+            sa.and_(TENANTS.c.tenant_ref == tenant, *live_tenants),
+        )
+        .outerjoin(totals, totals.c.tenant_ref == tenant)
+        .outerjoin(ageing, ageing.c.tenant_ref == tenant)
+        .outerjoin(rent, rent.c.tenant_ref == tenant)
+        .outerjoin(payments, sa.and_(payments.c.tenant_ref == tenant, payments.c.rank == 1))
+        .outerjoin(plans, sa.and_(plans.c.tenant_ref == tenant, plans.c.rank == 1))
+        .outerjoin(missed, missed.c.tenant_ref == tenant)
+        .outerjoin(history, history.c.tenant_ref == tenant)
+    )
+    monthly_rent = sa.case(
+        (rent.c.rent_call.is_not(None), rent.c.rent_call),
+        (rent.c.rent.is_not(None), rent.c.rent + sa.func.coalesce(rent.c.charges, 0)),
+        else_=rent.c.charges,
+    )
+    balance = sa.func.coalesce(totals.c.balance_cents, 0)
+    plan_missed = sa.func.coalesce(missed.c.missed, 0)
+    base = (
+        sa.select(
+            tenant.label("tenant_ref"),
+            _cents(balance).label("balance_cents"),
+            *[_cents(ageing.c[name]).label(name) for name in AGEING_COLUMNS],
+            ageing.c.oldest_unpaid_date,
+            monthly_rent.label("monthly_rent_cents"),
+            sa.case(((balance > 0) & (monthly_rent > 0), balance // monthly_rent), else_=0).label(
+                "months_owed"
+            ),
+            payments.c.entry_date.label("last_payment_date"),
+            payments.c.payment_method.label("last_payment_method"),
+            sa.func.coalesce(totals.c.rejects_90d, 0).label("rejects_90d"),
+            sa.func.coalesce(totals.c.rejects_365d, 0).label("rejects_365d"),
+            totals.c.reject_reasons,
+            plans.c.plan_ref,
+            sa.case(
+                (plans.c.plan_ref.is_(None), None),
+                (plans.c.status == "completed", "completed"),
+                ((plans.c.status == "broken") | (plan_missed >= plan_broken_after), "broken"),
+                (plan_missed >= 1, "late"),
+                else_="on_track",
+            ).label("plan_status"),
+            plan_missed.label("plan_missed"),
+            _cents(totals.c.housing_aid_90d_cents).label("housing_aid_90d_cents"),
+            sa.func.coalesce(history.c.days, 0).label("debt_days_90d"),
+            TENANTS.c.status.label("lease_status"),
+            TENANTS.c.income_band,
+            TENANTS.c.age_band,
+            TENANTS.c.housing_aid,
+            TENANTS.c.fsl_aid,
+            TENANTS.c.payment_method,
+            TENANTS.c.preferred_channel,
+            TENANTS.c.household_size,
+            TENANTS.c.formal_demands,
+            TENANTS.c.move_in_date,
+        )
+        .select_from(joined)
+        .subquery("facts")
+    )
+    return base
+
+
+def _fact(facts: sa.Subquery, name: str) -> sa.ColumnElement:
+    if name == "overdue_cents":
+        return sum((facts.c[column] for column in AGEING_COLUMNS[1:]), sa.literal(0))
+    if name == "plan_status":
+        return sa.func.coalesce(facts.c.plan_status, "none")
+    return facts.c[name]
+
+
+# a days fact is the age of a date: (the date column, as of when it counts)
+_DATED = {
+    "tenancy_days": "move_in_date",
+    "debt_age_days": "oldest_unpaid_date",
+    "days_since_payment": "last_payment_date",
+}
+
+
+def _condition(facts: sa.Subquery, rule: ProfileRule, as_of: date) -> sa.ColumnElement[bool]:
+    """Every test of `rule` on one tenant's facts, as one SQL condition."""
+    tests: list[sa.ColumnElement[bool]] = []
+    for name, test in rule.when.items():
+        fact = FACTS[name]
+        if fact.kind is FactKind.NUMBER:
+            column = _fact(facts, name)
+            if "at_least" in test:
+                tests.append(column >= test["at_least"])
+            if "at_most" in test:
+                tests.append(column <= test["at_most"])
+        elif fact.kind is FactKind.DAYS:
+            column = facts.c[_DATED[name]]  # N days or more ago: on or before as_of - N
+            if "at_least" in test:
+                tests.append(column <= _day(as_of, test["at_least"]))
+            if "at_most" in test:
+                tests.append(column >= _day(as_of, test["at_most"]))
+        elif fact.kind is FactKind.BOOLEAN:
+            tests.append(facts.c[name] == sa.literal(test, sa.Boolean()))
+        elif fact.kind is FactKind.REASON:
+            tests.append(sa.or_(*(facts.c.reject_reasons.contains(code) for code in test)))
+        else:
+            tests.append(_fact(facts, name).in_(test))
+    return sa.and_(sa.true(), *tests)
+
+
+def _profiles(
+    facts: sa.Subquery, rules: list[ProfileRule], as_of: date
+) -> tuple[sa.ColumnElement[str], sa.ColumnElement[str]]:
+    """The profile and the rule that placed the tenant: two CASEs over the same conditions."""
+    if not rules:
+        return sa.literal(UNPROFILED), sa.literal("no rule")
+    conditions = [_condition(facts, rule, as_of) for rule in rules]
+    profile = sa.case(
+        *[(condition, rule.profile) for condition, rule in zip(conditions, rules, strict=True)],
+        else_=UNPROFILED,
+    )
+    placed_by = sa.case(
+        *[
+            (condition, f"{number}: {rule.rule_text()}")
+            for number, (condition, rule) in enumerate(zip(conditions, rules, strict=True), 1)
+        ],
+        else_="no rule holds",
+    )
+    return profile, placed_by
+
+
+ARREARS_COLUMNS = (
+    "tenant_ref", "balance_cents", *AGEING_COLUMNS, "oldest_unpaid_date", "monthly_rent_cents",
+    "months_owed", "last_payment_date", "last_payment_method", "rejects_90d", "rejects_365d",
+    "reject_reasons", "plan_ref", "plan_status", "plan_missed", "housing_aid_90d_cents",
+    "debt_days_90d",
+)  # fmt: skip
+
+
+def compute_arrears(
+    connection: sa.Connection,
+    landlord_id: str,
+    as_of: date,
+    run_id: str,
+    settings: ArrearsSection,
+) -> None:
+    """Replace the landlord's `tenant_arrears` with the day's figures and profiles (one
+    INSERT … SELECT), and copy the day's ageing, plan status and profile onto the history rows
+    of `tenant_balances` (written by the balances step before)."""
+    facts = _facts(landlord_id, as_of, settings.plan_broken_after)
+    profile, placed_by = _profiles(facts, settings.rules(), as_of)
+    select = sa.select(
+        sa.literal(landlord_id, tenant_arrears.c.landlord_id.type),
+        sa.literal(as_of, sa.Date()),
+        *[facts.c[name] for name in ARREARS_COLUMNS],
+        profile,
+        placed_by,
+        sa.literal(run_id, tenant_arrears.c.run_id.type),
+    )
+    columns = ["landlord_id", "as_of", *ARREARS_COLUMNS, "profile", "profile_rule", "run_id"]
+    connection.execute(tenant_arrears.delete().where(tenant_arrears.c.landlord_id == landlord_id))
+    connection.execute(tenant_arrears.insert().from_select(columns, select))
+    day = tenant_balances
+    same_tenant = sa.and_(
+        tenant_arrears.c.landlord_id == day.c.landlord_id,
+        tenant_arrears.c.tenant_ref == day.c.tenant_ref,
+    )
+    copied = (*AGEING_COLUMNS, "plan_status", "profile")
+    connection.execute(
+        day.update()
+        .where(day.c.landlord_id == landlord_id, day.c.as_of == as_of)
+        .values(
+            {
+                name: sa.select(tenant_arrears.c[name]).where(same_tenant).scalar_subquery()
+                for name in copied
+            }
+        )
+    )
+
+
+def _inputs(connection: sa.Connection, landlord_id: str, settings: ArrearsSection) -> str:
+    """What the arrears are computed from: each input table's loads and the rules."""
+    versions = {
+        entity: dataclasses.astuple(load_version(connection, landlord_id, entity))
+        for entity in INPUTS
+    }
+    rules = hashlib.sha256(settings.model_dump_json().encode("utf-8")).hexdigest()
+    return json.dumps({**versions, "settings": rules}, sort_keys=True)
+
+
+def refresh_arrears(
+    connection: sa.Connection,
+    landlord_id: str,
+    as_of: date,
+    run_id: str,
+    settings: ArrearsSection,
+) -> bool:
+    """Compute the landlord's arrears of `as_of` unless they were computed that day from the
+    same inputs (no load wrote the ledger, tenants or plans since, same rules); True when
+    computed now. Call it inside one transaction."""
+    inputs = _inputs(connection, landlord_id, settings)
+    state = insight_states
+    scope = sa.and_(state.c.landlord_id == landlord_id, state.c.step == "arrears")
+    recorded = connection.execute(sa.select(state.c.as_of, state.c.inputs).where(scope)).first()
+    if recorded is not None and (recorded.as_of, recorded.inputs) == (as_of, inputs):
+        return False
+    compute_arrears(connection, landlord_id, as_of, run_id, settings)
+    connection.execute(state.delete().where(scope))
+    connection.execute(
+        state.insert().values(
+            landlord_id=landlord_id,
+            step="arrears",
+            as_of=as_of,
+            inputs=inputs,
+            run_id=run_id,
+            computed_at=datetime.now(UTC),
+        )
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class ArrearsFigures:
+    """The landlord's arrears today, summed from `tenant_arrears`."""
+
+    tenants: int
+    tenants_in_debt: int
+    debt_cents: int
+    ageing_cents: dict[str, int]
+    profiles: dict[str, int]
+    plans: dict[str, int]
+
+
+def arrears_figures(connection: sa.Connection, landlord_id: str) -> ArrearsFigures:
+    """Totals, ageing, profile and plan counts of the landlord's `tenant_arrears`."""
+    table = tenant_arrears
+    mine = table.c.landlord_id == landlord_id
+    owes = table.c.balance_cents > 0
+    row = connection.execute(
+        sa.select(
+            sa.func.count(),
+            _count(owes),
+            _cents(sa.func.sum(sa.case((owes, table.c.balance_cents), else_=0))),
+            *[_cents(sa.func.sum(table.c[name])) for name in AGEING_COLUMNS],
+        ).where(mine)
+    ).one()
+
+    def counts(column: sa.Column) -> dict[str, int]:
+        query = sa.select(column, sa.func.count()).where(mine, column.is_not(None))
+        return {
+            str(value): int(number)
+            for value, number in connection.execute(query.group_by(column).order_by(column))
+        }
+
+    return ArrearsFigures(
+        tenants=int(row[0]),
+        tenants_in_debt=int(row[1]),
+        debt_cents=int(row[2]),
+        ageing_cents={name: int(row[3 + i]) for i, name in enumerate(AGEING_COLUMNS)},
+        profiles=counts(table.c.profile),
+        plans=counts(table.c.plan_status),
+    )
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionCounts:
+    """What one refresh of the actions did, and what is open after it."""
+
+    created: int
+    closed: int
+    open: int
+
+
+def _steps(scenarios: dict[str, list[ScenarioStep]], as_of: date) -> sa.Subquery | None:
+    """The scenario steps as rows (a UNION ALL of constants), each with its due date."""
+    rows = [
+        sa.select(
+            sa.literal(profile, sa.String()).label("profile"),
+            sa.literal(step.step, sa.String()).label("step"),
+            sa.literal(step.action, sa.String()).label("action"),
+            sa.literal(step.channel, sa.String()).label("channel"),
+            sa.literal(step.fallback, sa.String()).label("fallback"),
+            sa.literal(step.template, sa.String()).label("template"),
+            sa.literal(as_of + timedelta(days=step.after_days), sa.Date()).label("due_date"),
+        )
+        for profile, steps in sorted(scenarios.items())
+        for step in steps
+    ]
+    if not rows:
+        return None
+    return sa.union_all(*rows).subquery("steps")
+
+
+def refresh_actions(
+    connection: sa.Connection,
+    landlord_id: str,
+    as_of: date,
+    run_id: str,
+    settings: ArrearsSection,
+) -> ActionCounts:
+    """Close the open actions whose tenant no longer owes (or left the profile), then create
+    the steps of each indebted tenant's scenario that have no open action yet. Running it again
+    on the same figures creates and closes nothing."""
+    actions, arrears = prevention_actions, tenant_arrears
+    tenant_of = sa.and_(
+        arrears.c.landlord_id == actions.c.landlord_id,
+        arrears.c.tenant_ref == actions.c.tenant_ref,
+        arrears.c.balance_cents > 0,
+    )
+    still_due = sa.exists().where(tenant_of, arrears.c.profile == actions.c.profile)
+    closed = connection.execute(
+        actions.update()
+        .where(actions.c.landlord_id == landlord_id, actions.c.status == "open", ~still_due)
+        .values(
+            status="closed",
+            closed_on=as_of,
+            closed_reason=sa.case(
+                (sa.exists().where(tenant_of), "profile_changed"), else_="balance_cleared"
+            ),
+            run_id=run_id,
+        )
+    ).rowcount
+    created = 0
+    steps = _steps(settings.scenario_steps(), as_of)
+    if steps is not None:
+        key = (
+            arrears.c.tenant_ref.concat(":")
+            .concat(arrears.c.profile)
+            .concat(":")
+            .concat(steps.c.step)
+            .concat(":" + as_of.isoformat())
+        )
+        channel = sa.case(
+            (
+                steps.c.channel == "preferred",
+                sa.func.coalesce(TENANTS.c.preferred_channel, steps.c.fallback),
+            ),
+            else_=steps.c.channel,
+        )
+        earlier = sa.exists().where(
+            actions.c.landlord_id == landlord_id,
+            actions.c.tenant_ref == arrears.c.tenant_ref,
+            actions.c.profile == arrears.c.profile,
+            actions.c.step == steps.c.step,
+            (actions.c.status == "open") | (actions.c.action_key == key),
+        )
+        wanted = (
+            sa.select(
+                sa.literal(landlord_id, actions.c.landlord_id.type),
+                key,
+                arrears.c.tenant_ref,
+                arrears.c.profile,
+                steps.c.step,
+                steps.c.action,
+                channel,
+                steps.c.template,
+                sa.literal(as_of, sa.Date()),
+                steps.c.due_date,
+                arrears.c.balance_cents,
+                sa.literal("open", actions.c.status.type),
+                sa.literal(run_id, actions.c.run_id.type),
+            )
+            .select_from(
+                arrears.join(steps, steps.c.profile == arrears.c.profile).outerjoin(
+                    TENANTS,
+                    sa.and_(
+                        TENANTS.c.landlord_id == arrears.c.landlord_id,
+                        TENANTS.c.tenant_ref == arrears.c.tenant_ref,
+                        TENANTS.c.deleted_at.is_(None),
+                    ),
+                )
+            )
+            .where(arrears.c.landlord_id == landlord_id, arrears.c.balance_cents > 0, ~earlier)
+        )
+        columns = ["landlord_id", "action_key", "tenant_ref", "profile", "step", "action",
+                   "channel", "template", "opened_on", "due_date", "balance_cents", "status",
+                   "run_id"]  # fmt: skip
+        before = _action_count(connection, landlord_id)
+        connection.execute(actions.insert().from_select(columns, wanted))
+        # counted, not the INSERT … SELECT's rowcount: psycopg reports -1 for it
+        created = _action_count(connection, landlord_id) - before
+    still_open = _action_count(connection, landlord_id, actions.c.status == "open")
+    return ActionCounts(created=created, closed=int(closed), open=still_open)
+
+
+def _action_count(
+    connection: sa.Connection, landlord_id: str, *where: sa.ColumnElement[bool]
+) -> int:
+    table = prevention_actions
+    query = sa.select(sa.func.count()).where(table.c.landlord_id == landlord_id, *where)
+    return int(connection.execute(query).scalar_one())
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+
+def _history_before(column: str, before: sa.ColumnElement[bool]) -> sa.ScalarSelect:
+    """`column` of the tenant's latest history row (`tenant_balances`) meeting `before`,
+    correlated to the tenant of `tenant_arrears`."""
+    today, history = tenant_arrears, tenant_balances
+    return (
+        sa.select(history.c[column])
+        .where(
+            history.c.landlord_id == today.c.landlord_id,
+            history.c.tenant_ref == today.c.tenant_ref,
+            before,
+        )
+        .order_by(history.c.as_of.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def debt_crossings(connection: sa.Connection, landlord_id: str, threshold_cents: int) -> list[str]:
+    """Tenants whose balance today is at or above `threshold_cents` while it was below it on
+    the day before in the history (or the tenant had no earlier day): who crossed it now."""
+    today = tenant_arrears
+    previous_day = _history_before("balance_cents", tenant_balances.c.as_of < today.c.as_of)
+    query = (
+        sa.select(today.c.tenant_ref)
+        .where(
+            today.c.landlord_id == landlord_id,
+            today.c.balance_cents >= threshold_cents,
+            sa.func.coalesce(previous_day, 0) < threshold_cents,
+        )
+        .order_by(today.c.tenant_ref)
+    )
+    return list(connection.execute(query).scalars())
+
+
+def plans_broken_recently(connection: sa.Connection, landlord_id: str, days: int = 7) -> list[str]:
+    """The repayment plans broken today that were not broken `days` days ago (on the latest
+    day of the history on or before then; no history that old: not broken then)."""
+    today = tenant_arrears
+    as_of = connection.execute(
+        sa.select(sa.func.max(today.c.as_of)).where(today.c.landlord_id == landlord_id)
+    ).scalar()
+    if as_of is None:
+        return []
+    status_then = _history_before("plan_status", tenant_balances.c.as_of <= _day(as_of, days))
+    query = (
+        sa.select(today.c.plan_ref)
+        .where(
+            today.c.landlord_id == landlord_id,
+            today.c.plan_status == "broken",
+            sa.func.coalesce(status_then, "none") != "broken",
+        )
+        .order_by(today.c.plan_ref)
+    )
+    return list(connection.execute(query).scalars())
