@@ -33,7 +33,14 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 
 from pipelines.lib.insight import load_version
-from schemas.arrears import FACTS, ArrearsSection, FactKind, ProfileRule, ScenarioStep
+from schemas.arrears import (
+    FACTS,
+    ArrearsAlerts,
+    ArrearsSection,
+    FactKind,
+    ProfileRule,
+    ScenarioStep,
+)
 from schemas.canonical import SEPA_REJECT_REASONS
 from schemas.tables import (
     AGEING_BUCKETS,
@@ -722,3 +729,40 @@ def plans_broken_recently(connection: sa.Connection, landlord_id: str, days: int
         .order_by(today.c.plan_ref)
     )
     return list(connection.execute(query).scalars())
+
+
+@dataclass(frozen=True)
+class ArrearsAlert:
+    """One arrears alert judged against the datafix's thresholds: the keys listed (at the warn
+    threshold), those at the error threshold, and its level."""
+
+    name: str
+    listed: list[str]
+    errors: list[str]
+    warn: bool
+    error: bool
+
+    @property
+    def level(self) -> str:
+        """`error`, `warning` or `ok`."""
+        return "error" if self.error else ("warning" if self.warn else "ok")
+
+
+def arrears_alerts(
+    connection: sa.Connection, landlord_id: str, alerts: ArrearsAlerts
+) -> list[ArrearsAlert]:
+    """The arrears alerts of the landlord's latest day (the asset checks and the morning
+    report judge them here): tenants whose debt crossed a threshold, plans broken this week."""
+    warned = debt_crossings(connection, landlord_id, alerts.debt_warn_cents)
+    errors = debt_crossings(connection, landlord_id, alerts.debt_error_cents)
+    plans = plans_broken_recently(connection, landlord_id, days=7)
+    return [
+        ArrearsAlert("debt_crossed_threshold", warned, errors, bool(warned), bool(errors)),
+        ArrearsAlert(
+            "plans_broken_this_week",
+            plans,
+            plans,
+            len(plans) >= alerts.broken_plans_warn,
+            len(plans) >= alerts.broken_plans_error,
+        ),
+    ]

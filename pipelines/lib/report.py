@@ -23,6 +23,7 @@ import jinja2
 import sqlalchemy as sa
 from markupsafe import Markup
 
+from pipelines.lib.arrears import arrears_alerts
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.environment import datafix_home
 from pipelines.lib.push import sinks_sending
@@ -33,7 +34,9 @@ from schemas.tables import (
     AGEING_COLUMNS,
     load_runs,
     outbox,
+    prevention_actions,
     quarantine,
+    tenant_arrears,
     tenant_balances,
     works_missed_by_slot,
     works_missed_by_tenant,
@@ -44,12 +47,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 NOT_COMPUTED = "not computed yet"
 TREND_DAYS = 30
 
-# The arrears insights' tables (pipelines/lib/arrears.py), read when the warehouse holds them:
-# the ageing buckets (`AGEING_COLUMNS` of `tenant_arrears`), the profile of each tenant
-# (`tenant_arrears.profile`) and the open actions (`prevention_actions.channel`, `status`).
-AGEING_TABLE = "tenant_arrears"
-PROFILES_TABLE = "tenant_arrears"
-ACTIONS_TABLE = "prevention_actions"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -209,13 +206,6 @@ def _pushes(connection: sa.Connection, landlord_id: str) -> Section:
     return section
 
 
-def _has(connection: sa.Connection, table: str) -> sa.Table | None:
-    """The warehouse's table `table` (reflected), None when it has none."""
-    if not sa.inspect(connection).has_table(table):
-        return None
-    return sa.Table(table, sa.MetaData(), autoload_with=connection)
-
-
 def _latest(connection: sa.Connection, table: sa.Table, landlord_id: str, as_of: date) -> Any:
     if "as_of" not in table.c:
         return None
@@ -255,59 +245,50 @@ def _arrears(connection: sa.Connection, landlord_id: str, as_of: date) -> list[S
             (f"Total owed, last {TREND_DAYS} days ({len(trend)} day(s) recorded)",
              line_chart([(row[0], float(row[1])) for row in trend]))
         )  # fmt: skip
-    ageing = _has(connection, AGEING_TABLE)
-    if ageing is None:
+    profiles, actions = Section("Tenant profiles"), Section("Due prevention actions")
+    a = tenant_arrears
+    # one row per tenant, replaced each morning (pipelines/lib/arrears.py): none, not computed
+    if not connection.execute(
+        sa.select(sa.func.count()).where(a.c.landlord_id == landlord_id)
+    ).scalar():
         balances.figures.append(("Ageing buckets", NOT_COMPUTED))
-    else:
-        buckets = [ageing.c[name] for name in AGEING_COLUMNS]
-        latest = _latest(connection, ageing, landlord_id, as_of)
-        scope = [ageing.c.landlord_id == landlord_id]
-        if latest is not None:
-            scope.append(ageing.c.as_of == latest)
-        sums = connection.execute(
-            sa.select(*(sa.func.coalesce(sa.func.sum(c), 0) for c in buckets)).where(*scope)
-        ).one()
-        balances.charts.append(
-            ("Debt by age (euros)",
-             bar_chart([(c.name.removesuffix("_cents"), int(v) / 100) for c, v in
-                        zip(buckets, sums, strict=True)], unit=" €"))
-        )  # fmt: skip
-    return [balances, _grouped(connection, PROFILES_TABLE, "profile", landlord_id, as_of,
-                               "Tenant profiles", "Tenants per profile"),
-            _grouped(connection, ACTIONS_TABLE, "channel", landlord_id, as_of,
-                     "Due prevention actions", "Open actions per channel")]  # fmt: skip
+        profiles.computed = actions.computed = False
+        return [balances, profiles, actions]
+    buckets = [a.c[name] for name in AGEING_COLUMNS]
+    sums = connection.execute(
+        sa.select(*(sa.func.coalesce(sa.func.sum(c), 0) for c in buckets)).where(
+            a.c.landlord_id == landlord_id
+        )
+    ).one()
+    balances.charts.append(
+        ("Debt by age (euros)",
+         bar_chart([(c.name.removesuffix("_cents"), int(v) / 100) for c, v in
+                    zip(buckets, sums, strict=True)], unit=" €"))
+    )  # fmt: skip
+    _count_by(connection, profiles, a.c.profile, a.c.landlord_id == landlord_id,
+              "Tenants per profile")  # fmt: skip
+    p = prevention_actions
+    _count_by(connection, actions, p.c.channel,
+              (p.c.landlord_id == landlord_id) & (p.c.status == "open"),
+              "Open actions per channel")  # fmt: skip
+    return [balances, profiles, actions]
 
 
-def _grouped(
+def _count_by(
     connection: sa.Connection,
-    name: str,
-    column: str,
-    landlord_id: str,
-    as_of: date,
-    title: str,
+    section: Section,
+    column: sa.Column,
+    where: sa.ColumnElement[bool],
     chart: str,
-) -> Section:
-    """A count per value of `column` in the arrears table `name` (open rows only when it has a
-    `status`), or `not computed yet`."""
-    section = Section(title)
-    table = _has(connection, name)
-    if table is None or column not in table.c:
-        section.computed = False
-        return section
-    scope = [table.c.landlord_id == landlord_id]
-    latest = _latest(connection, table, landlord_id, as_of)
-    if latest is not None:
-        scope.append(table.c.as_of == latest)
-    if "status" in table.c:
-        scope.append(table.c.status.in_(("open", "due", "pending")))
+) -> None:
+    """A bar chart of the rows matching `where` per value of `column`, most first."""
     rows = connection.execute(
-        sa.select(table.c[column], sa.func.count())
-        .where(*scope)
-        .group_by(table.c[column])
-        .order_by(sa.func.count().desc(), table.c[column])
+        sa.select(column, sa.func.count())
+        .where(where)
+        .group_by(column)
+        .order_by(sa.func.count().desc(), column)
     ).all()
     section.charts.append((chart, bar_chart([(str(r[0]), int(r[1])) for r in rows])))
-    return section
 
 
 def _works(connection: sa.Connection, landlord_id: str) -> list[Section]:
@@ -383,11 +364,42 @@ def _works(connection: sa.Connection, landlord_id: str) -> list[Section]:
 
 def _alerts(connection: sa.Connection, loaded: LoadedDatafix) -> Section:
     section = Section("Alerts")
+    works = _works_alerts(connection, loaded)
+    arrears = _arrears_alerts(connection, loaded)
+    if works is None and arrears is None:
+        section.computed = False
+        return section
+    columns = ["alert", "level", "keys", "which"]
+    for title, rows in (("Works alerts", works), ("Arrears alerts", arrears)):
+        if rows is None:
+            section.figures.append((title, NOT_COMPUTED))
+        else:
+            section.tables.append((title, columns, rows))
+    return section
+
+
+def _listed(keys: list[str]) -> str:
+    more = f" … and {len(keys) - 15} more" if len(keys) > 15 else ""
+    return ", ".join(keys[:15]) + more
+
+
+def _arrears_alerts(connection: sa.Connection, loaded: LoadedDatafix) -> list[list[Any]] | None:
+    """The arrears alerts as the asset checks judge them; None before arrears are computed."""
+    computed = connection.execute(
+        sa.select(sa.func.count()).where(tenant_arrears.c.landlord_id == loaded.landlord_id)
+    ).scalar()
+    if not computed:
+        return None
+    judged = arrears_alerts(connection, loaded.landlord_id, loaded.datafix.arrears.alerts)
+    return [[a.name, a.level, len(a.listed), _listed(a.listed)] for a in judged]
+
+
+def _works_alerts(connection: sa.Connection, loaded: LoadedDatafix) -> list[list[Any]] | None:
+    """The works alerts with their keys and days late; None before works are computed."""
     landlord_id = loaded.landlord_id
     day = works_as_of(connection, landlord_id)
     if day is None:
-        section.computed = False
-        return section
+        return None
     found = works_alerts(
         connection, landlord_id, day, pushes_commitments=bool(sinks_sending(loaded, "commitments"))
     )
@@ -395,12 +407,8 @@ def _alerts(connection: sa.Connection, loaded: LoadedDatafix) -> Section:
     for name in WORKS_ALERTS:
         listed, error = judge(getattr(loaded.datafix.works.alerts, name), found[name])
         level = "error" if error else ("warning" if listed else "ok")
-        keys = ", ".join(f"{key.key} ({key.days} d)" for key in listed[:15])
-        more = f" … and {len(listed) - 15} more" if len(listed) > 15 else ""
-        rows.append([name, level, len(listed), keys + more])
-    section.tables.append(("Works alerts", ["alert", "level", "keys", "which (days late)"], rows))
-    section.figures.append(("Arrears alerts", NOT_COMPUTED))
-    return section
+        rows.append([name, level, len(listed), _listed([f"{k.key} ({k.days} d)" for k in listed])])
+    return rows
 
 
 def _alert_help() -> dict[str, str]:

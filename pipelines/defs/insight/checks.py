@@ -5,26 +5,37 @@ import dagster as dg
 
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
-from pipelines.lib.arrears import debt_crossings, plans_broken_recently
+from pipelines.lib.arrears import ArrearsAlert, arrears_alerts
 from pipelines.lib.metadata import AssetRole
 
 ROLE = AssetRole("insight")
 
 
-def _result(
-    keys_warn: list[str], keys_error: list[str], what: str, *, error: bool, warn: bool
-) -> dg.AssetCheckResult:
-    severity = dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN
-    concerned = keys_error if error else keys_warn
+def _judged(
+    context: dg.AssetCheckExecutionContext,
+    datafixes: DatafixesResource,
+    warehouse: WarehouseResource,
+    name: str,
+) -> ArrearsAlert:
+    landlord_id = context.partition_key
+    alerts = datafixes.get_client(landlord_id).datafix.arrears.alerts
+    with warehouse.get_client().engine.connect() as connection:
+        judged = arrears_alerts(connection, landlord_id, alerts)
+    return next(alert for alert in judged if alert.name == name)
+
+
+def _result(alert: ArrearsAlert, what: str) -> dg.AssetCheckResult:
+    severity = dg.AssetCheckSeverity.ERROR if alert.error else dg.AssetCheckSeverity.WARN
+    concerned = alert.errors if alert.error else alert.listed
     return dg.AssetCheckResult(
-        passed=not (error or warn),
+        passed=not (alert.error or alert.warn),
         severity=severity,
         description=f"{len(concerned)} {what}" if concerned else f"no {what}",
         metadata={
             **ROLE.entries(),
-            "keys": dg.MetadataValue.json(keys_warn),
-            "keys_error": dg.MetadataValue.json(keys_error),
-            "count": dg.MetadataValue.int(len(keys_warn)),
+            "keys": dg.MetadataValue.json(alert.listed),
+            "keys_error": dg.MetadataValue.json(alert.errors),
+            "count": dg.MetadataValue.int(len(alert.listed)),
         },
     )
 
@@ -41,13 +52,8 @@ def debt_crossed_threshold(
     datafixes: DatafixesResource,
     warehouse: WarehouseResource,
 ) -> dg.AssetCheckResult:
-    landlord_id = context.partition_key
-    alerts = datafixes.get_client(landlord_id).datafix.arrears.alerts
-    with warehouse.get_client().engine.connect() as connection:
-        warned = debt_crossings(connection, landlord_id, alerts.debt_warn_cents)
-        errors = debt_crossings(connection, landlord_id, alerts.debt_error_cents)
-    what = "tenants crossed the debt threshold"
-    return _result(warned, errors, what, error=bool(errors), warn=bool(warned))
+    alert = _judged(context, datafixes, warehouse, "debt_crossed_threshold")
+    return _result(alert, "tenants crossed the debt threshold")
 
 
 @dg.asset_check(
@@ -62,17 +68,8 @@ def plans_broken_this_week(
     datafixes: DatafixesResource,
     warehouse: WarehouseResource,
 ) -> dg.AssetCheckResult:
-    landlord_id = context.partition_key
-    alerts = datafixes.get_client(landlord_id).datafix.arrears.alerts
-    with warehouse.get_client().engine.connect() as connection:
-        plans = plans_broken_recently(connection, landlord_id, days=7)
-    return _result(
-        plans,
-        plans,
-        "repayment plans broken this week",
-        error=len(plans) >= alerts.broken_plans_error,
-        warn=len(plans) >= alerts.broken_plans_warn,
-    )
+    alert = _judged(context, datafixes, warehouse, "plans_broken_this_week")
+    return _result(alert, "repayment plans broken this week")
 
 
 @dg.definitions
