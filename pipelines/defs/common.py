@@ -38,6 +38,7 @@ def landlord_asset(
     name: str = "",
     ins: dict[str, dg.AssetIn] | None = None,
     deps: Sequence[str] | None = None,
+    check_specs: Sequence[dg.AssetCheckSpec] | None = None,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for one stage's asset, named after its role (unless `name` says otherwise):
     partitioned by landlord, in its stage's group. Secrets never leave it: its metadata and
@@ -50,6 +51,7 @@ def landlord_asset(
         tags=role.entries(),
         ins=ins,
         deps=deps,
+        check_specs=check_specs,
         description=description,
     )
     return lambda compute: decorate(without_secrets(hub_failures(compute)))

@@ -44,14 +44,16 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
         f"{stage}_{entity}" for stage in ("raw", "canonical", "warehouse") for entity in ENTITIES
     }
     expected |= {f"{stage}_{name}" for stage in ("outgoing", "push") for name in OUTGOING}
-    expected |= {"insight_tenant_balances"}
+    expected |= {"insight_tenant_balances", "landlord_health"}
     assert keys == expected
     checks = DEFINITIONS.resolve_asset_graph().asset_check_keys
-    assert {(c.asset_key.to_user_string(), c.name) for c in checks} == {
-        (f"canonical_{entity}", "contract") for entity in ENTITIES
+    contracts = {(f"canonical_{entity}", "contract") for entity in ENTITIES}
+    assert {(c.asset_key.to_user_string(), c.name) for c in checks} == contracts | {
+        ("landlord_health", "healthy")
     }
     for key in checks:
-        assert DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking, key
+        blocking = DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking
+        assert blocking == (key.name == "contract"), key
 
 
 def test_the_nightly_job_runs_pull_through_push_and_push_runs_alone() -> None:
@@ -159,7 +161,9 @@ def test_canonical_asset_called_directly_splits_rows_and_rejects(hub_home: Path)
     pulled = pull(loaded, "tenants")
     asset = build_normalise_asset("tenants")
     context = dg.build_asset_context(partition_key="loire-habitat")
-    output = asset(context=context, datafixes=DatafixesResource(), pulled=pulled)
+    output = asset(
+        context=context, datafixes=DatafixesResource(), warehouse=WarehouseResource(), pulled=pulled
+    )
     normalised = output.value
     assert normalised.batch is not None
     assert normalised.batch.read == DEMO_ROWS["loire-habitat"]["tenants"]
