@@ -117,6 +117,12 @@ def test_a_full_job_run_shows_unmapped_entities_as_not_configured_never_passed(
         assert (rows[entity]["loaded"], rows[entity]["contract"]) == (str(read - bad), "passed")
         reasons = health[f"{entity}/quarantine_reasons"].records
         assert sum(r.data["rows"] for r in reasons) == bad
+        shown = health[f"{entity}/quarantine_rows"].records
+        assert len(shown) == min(bad, 5)
+        assert {row.data["reason"] for row in shown} <= {r.data["reason"] for r in reasons}
+        # the sealed cells (personal, unmapped) are masked, never opened nor shown sealed
+        assert all("•••" in row.data["raw"] for row in shown if entity == "tenants")
+        assert not any("fernet:" in row.data["raw"] for row in shown)
     assert health["healthy"] is True
     assert health["rows_read"] == sum(DEMO_ROWS[LANDLORD].values())
 
