@@ -195,7 +195,8 @@ class LandlordRunner:
     ) -> None:
         """Run the `health` job for the landlord when the run did not materialise its health
         (a step failed or a contract blocked before it, or the job does not hold it: `push`).
-        Its outcome is the UI's business: a failure here is logged in its own run."""
+        Its outcome is the UI's business: a failure here is logged in its own run, and one that
+        stops it from running at all (the instance's disk full) is a line on stderr."""
         if self.health is None:
             return
         key = dg.AssetKey(HEALTH_JOB_ASSET)
@@ -204,6 +205,8 @@ class LandlordRunner:
             for event in result.get_asset_materialization_events()
         ):
             return
+        if _transient_failure(result):
+            return  # the warehouse or a peer is down (a full disk): the next run refreshes it
         run_id = str(uuid.uuid4())
         try:
             with landlord_locks(self.warehouse, [landlord], run_id, notice=_notice):
@@ -217,6 +220,8 @@ class LandlordRunner:
                 )
         except (LandlordBusyError, ConnectorError):
             return  # another run holds the landlord: it refreshes the health itself
+        except Exception as error:  # the landlord's own outcome is what the report says
+            _notice(f"{landlord}: its health could not be refreshed: {secrets.scrub(str(error))}")
 
     def _selection_for(self, entities: set[str]) -> list[dg.AssetKey] | None:
         """The job's assets but the steps of the entities the landlord's datafix does not map
@@ -522,6 +527,16 @@ def _read_failures(
             target.error = target.error or message
         else:
             outcome.errors.append(f"{event.step_key}: {message}")
+
+
+def _transient_failure(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a step failed on a transient fault (`transient` in its failure's metadata)."""
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        failure = data.user_failure_data if data is not None else None
+        if failure is not None and _plain_metadata(failure.metadata).get("transient") is True:
+            return True
+    return False
 
 
 def _defined_role(assets_def: dg.AssetsDefinition | None) -> AssetRole | None:

@@ -152,3 +152,5 @@ def test_a_failed_contract_makes_the_landlord_unhealthy(hub_home: Path, datafixe
     evaluation = record.event.asset_check_evaluation
     assert evaluation.description.startswith("tenants: contract FAILED")
     assert "max_quarantine_percent" in evaluation.description
+    # and the run that was blocked is named, with its cause
+    assert f"last run (nightly, {outcome.run_id[:8]}) failed: " in evaluation.description

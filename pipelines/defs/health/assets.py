@@ -22,6 +22,7 @@ from pipelines.defs.common import landlord_asset
 from pipelines.defs.health.tables import dead_letter_metadata, quarantine_metadata, rows_table
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.failures import failure_cause
 from pipelines.lib.health import LandlordHealth, landlord_health
 from pipelines.lib.metadata import AssetRole
 from schemas.canonical import ENTITIES
@@ -106,12 +107,14 @@ def landlord_health_asset(
         for s in health.sinks
     ]
     skipped = [entity for entity in ENTITIES if entity not in mapped]
-    problems = health.problems
+    problems = health.problems + _last_run_failure(context, landlord_id)
     return dg.MaterializeResult(
         metadata={
             **AssetRole("insight").entries(),
             "healthy": dg.MetadataValue.bool(not problems),
-            "report": dg.MetadataValue.md(_markdown(health, entities, sink_rows, skipped)),
+            "report": dg.MetadataValue.md(
+                _markdown(health, problems, entities, sink_rows, skipped)
+            ),
             "entities": rows_table(_texts(entities), ENTITY_COLUMNS),
             "sinks": rows_table(_texts(sink_rows), SINK_COLUMNS),
             "not_configured": ", ".join(skipped) or "-",
@@ -146,12 +149,12 @@ def _texts(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 def _markdown(
     health: LandlordHealth,
+    problems: list[str],
     entities: list[dict[str, Any]],
     sinks: list[dict[str, Any]],
     skipped: list[str],
 ) -> str:
     """The report: problems first, then the entities and the sinks as Markdown tables."""
-    problems = health.problems
     lines = [f"## {health.landlord_id}: {'UNHEALTHY' if problems else 'healthy'}", ""]
     lines += [f"- **{problem}**" for problem in problems] or ["Nothing to do."]
     lines += ["", "### Entities", "", _table(entities, ENTITY_COLUMNS)]
@@ -168,6 +171,40 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
         "| " + " | ".join(str(row[c]).replace("|", "/") for c in columns) + " |" for row in rows
     ]
     return "\n".join([head, *body])
+
+
+def _last_run_failure(context: dg.AssetExecutionContext, landlord_id: str) -> list[str]:
+    """The landlord's latest finished run (but health refreshes and this run), as a problem
+    when it failed: a pull that could not read its source leaves no load to show."""
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(
+            tags={"dagster/partition": landlord_id},
+            statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
+        ),
+        limit=20,
+    )
+    for record in records:
+        run = record.dagster_run
+        if run.job_name == HEALTH_JOB or run.run_id == context.run.run_id:
+            continue
+        if run.status != dg.DagsterRunStatus.FAILURE:
+            return []
+        causes = []
+        for entry in context.instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+        ):
+            data = entry.dagster_event.step_failure_data if entry.dagster_event else None
+            if data is None:
+                continue
+            user = data.user_failure_data
+            causes.append(
+                user.description
+                if user is not None and user.description
+                else failure_cause(data.error)
+            )
+        cause = causes[0].splitlines()[0] if causes else "see the run's event log"
+        return [f"last run ({run.job_name}, {run.run_id[:8]}) failed: {cause}"]
+    return []
 
 
 def _last_pushes(instance: dg.DagsterInstance, landlord_id: str) -> dict[str, str]:

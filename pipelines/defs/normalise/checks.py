@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from connectors.secrets import scrub
-from pipelines.defs.common import safe_metadata
+from pipelines.defs.common import hub_failures, safe_metadata
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole
@@ -49,6 +49,7 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
         can_subset=True,
         ins={"canonical": dg.AssetIn(key=f"canonical_{entity}")},
     )
+    @hub_failures
     def contract(
         context: dg.AssetCheckExecutionContext,
         datafixes: DatafixesResource,

@@ -7,6 +7,7 @@ import dagster as dg
 
 from connectors.errors import ConnectorError
 from connectors.secrets import scrub
+from pipelines.defs.common import hub_failures
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.outbox import Outbox, replay_dead_letters
@@ -21,6 +22,7 @@ class RequeueConfig(dg.Config):
 
 
 @dg.op(description="Map the landlord's open quarantine rows again with its current datafix.")
+@hub_failures
 def requeue_quarantine(
     context: dg.OpExecutionContext,
     config: RequeueConfig,
@@ -76,6 +78,7 @@ class ReplayConfig(dg.Config):
 
 
 @dg.op(description="Queue the landlord's dead letters again, once their cause is fixed.")
+@hub_failures
 def replay_dead_letters_op(
     context: dg.OpExecutionContext,
     config: ReplayConfig,
