@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, only when some are missing (idempotent):
-# unixODBC (libodbc, which pyodbc loads) and the PostgreSQL and MariaDB ODBC drivers.
+# unixODBC (libodbc, which pyodbc loads), the PostgreSQL and MariaDB ODBC drivers, and Debian's
+# chromium with its chromedriver (the console's browser test: no browser is downloaded).
 # Then turns psqlODBC's logging off: Debian's odbcinst.ini registers the PostgreSQL drivers with
 # `CommLog=1`, which makes every process that connects leave a /tmp/psqlodbc_*.log behind; the
 # script sets `CommLog=0` and `Debug=0` in the [PostgreSQL Unicode] and [PostgreSQL ANSI]
@@ -8,7 +9,7 @@
 # Needs root to install or to edit the file; as another user it only checks and says what to run.
 set -euo pipefail
 
-packages=(unixodbc odbc-postgresql odbc-mariadb)
+packages=(unixodbc odbc-postgresql odbc-mariadb chromium chromium-driver)
 odbcinst_ini="${ODBCINST_INI:-/etc/odbcinst.ini}"
 postgres_sections=("PostgreSQL Unicode" "PostgreSQL ANSI")
 
