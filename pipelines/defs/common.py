@@ -164,6 +164,9 @@ def safe_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
             value = dg.MetadataValue.text(scrub(value.text or ""))
         elif isinstance(value, dg.JsonMetadataValue):
             value = dg.MetadataValue.json(scrubbed(value.data))
+        elif isinstance(value, dg.TableMetadataValue):  # quarantine messages, peers' answers
+            records = [dg.TableRecord(scrubbed(dict(r.data))) for r in value.records]
+            value = dg.MetadataValue.table(records, value.schema)
         else:
             value = scrubbed(value)
         safe[key] = value
