@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, only when some are missing (idempotent):
-# unixODBC (libodbc, which pyodbc loads), the PostgreSQL and MariaDB ODBC drivers, and Chromium
-# (the morning report is opened in headless `chromium` by its test).
+# unixODBC (libodbc, which pyodbc loads), the PostgreSQL and MariaDB ODBC drivers, and Debian's
+# chromium with its chromedriver (the morning report's test opens it headless; the console's
+# browser test drives it: no browser is downloaded).
 # Then turns psqlODBC's logging off: Debian's odbcinst.ini registers the PostgreSQL drivers with
 # `CommLog=1`, which makes every process that connects leave a /tmp/psqlodbc_*.log behind; the
 # script sets `CommLog=0` and `Debug=0` in the [PostgreSQL Unicode] and [PostgreSQL ANSI]
@@ -9,7 +10,7 @@
 # Needs root to install or to edit the file; as another user it only checks and says what to run.
 set -euo pipefail
 
-packages=(unixodbc odbc-postgresql odbc-mariadb chromium)
+packages=(unixodbc odbc-postgresql odbc-mariadb chromium chromium-driver)
 odbcinst_ini="${ODBCINST_INI:-/etc/odbcinst.ini}"
 postgres_sections=("PostgreSQL Unicode" "PostgreSQL ANSI")
 

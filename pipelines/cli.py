@@ -279,14 +279,13 @@ def replay(landlord: str, sink: str | None) -> None:
     """Queue a landlord's dead letters again (after the cause was fixed); the next push sends
     them."""
     from pipelines.defs.resources import WarehouseResource
-    from pipelines.lib.outbox import Outbox
+    from pipelines.lib.outbox import Outbox, replay_dead_letters
 
     loaded = _load_or_exit(landlord)
-    sinks = loaded.datafix.push.sinks if loaded.datafix.push else {}
-    if sink is not None and sink not in sinks:
-        known = ", ".join(sorted(sinks)) or "none"
-        raise click.ClickException(f"`{sink}` is not a sink of {landlord} (its sinks: {known})")
-    count = Outbox(WarehouseResource().get_client().engine).replay(landlord, sink)
+    try:
+        count = replay_dead_letters(Outbox(WarehouseResource().get_client().engine), loaded, sink)
+    except ConnectorError as error:
+        raise click.ClickException(str(error)) from None
     where = f" for {sink}" if sink else ""
     click.echo(
         f"{landlord}: {count} dead letter(s) queued again{where}; run `datafix push {landlord}`"

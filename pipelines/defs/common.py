@@ -3,14 +3,16 @@ their role (`datafix/stage`, `datafix/entity` or `datafix/sends`) so the runner 
 what an asset is from data, never from its name."""
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, RetriableError
 from connectors.secrets import scrub, scrub_exception, scrubbed
 from pipelines.defs.partitions import landlord_partitions
+from pipelines.lib.failures import describe, located, traceback_text
 from pipelines.lib.metadata import AssetRole
 from pipelines.lib.outbox import PushBusyError
 from pipelines.lib.warehouse import VanishGuardError
@@ -38,6 +40,7 @@ def landlord_asset(
     name: str = "",
     ins: dict[str, dg.AssetIn] | None = None,
     deps: Sequence[str] | None = None,
+    check_specs: Sequence[dg.AssetCheckSpec] | None = None,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for one stage's asset, named after its role (unless `name` says otherwise):
     partitioned by landlord, in its stage's group. Secrets never leave it: its metadata and
@@ -50,25 +53,77 @@ def landlord_asset(
         tags=role.entries(),
         ins=ins,
         deps=deps,
+        check_specs=check_specs,
         description=description,
     )
     return lambda compute: decorate(without_secrets(hub_failures(compute)))
 
 
 def hub_failures(compute: Callable[..., Any]) -> Callable[..., Any]:
-    """`compute` raising the hub's own errors (connectors' errors, a refused snapshot, a busy
-    push) as `dg.Failure` with their message: the UI and the CLI show that message as the
-    step's failure, not `DagsterExecutionStepExecutionError`. Anything else (a bug) goes
-    through as it is, its traceback in the event log."""
+    """`compute` failing with a cause, not a trace: any error it raises becomes a `dg.Failure`
+    whose description is what the UI shows as the step's failure. A hub error (bad datafix,
+    unreachable source, refused snapshot, busy push: not retried) gives its own message, which
+    names the file and row (also set as `file` / `row` metadata), its traceback only on the
+    step's DEBUG log line. An unexpected error (a bug) gives its type and message, its traceback
+    kept in the failure's cause for the developer (the run's event log)."""
+
+    if inspect.isgeneratorfunction(compute):  # a check yielding its results
+
+        @functools.wraps(compute)
+        def yielding_clearly(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from compute(*args, **kwargs)
+            except Exception as error:
+                failure = as_failure(error, _context(args, kwargs))
+                raise failure from (None if _hub_error(error) else error)
+
+        return yielding_clearly
 
     @functools.wraps(compute)
     def failing_clearly(*args: Any, **kwargs: Any) -> Any:
         try:
             return compute(*args, **kwargs)
-        except (ConnectorError, VanishGuardError, PushBusyError) as error:
-            raise refused(error) from error
+        except Exception as error:
+            failure = as_failure(error, _context(args, kwargs))
+            raise failure from (None if _hub_error(error) else error)
 
     return failing_clearly
+
+
+def _hub_error(error: Exception) -> bool:
+    """The hub's own errors (and failures made of them): their message is the whole story."""
+    return isinstance(error, (dg.Failure, ConnectorError, VanishGuardError, PushBusyError))
+
+
+def as_failure(error: Exception, context: Any = None) -> dg.Failure:
+    """`error` as the step's failure (see `hub_failures`); a `dg.Failure` stays as it is."""
+    if isinstance(error, dg.Failure):
+        return error
+    description = describe(error)
+    own = _hub_error(error)
+    log = getattr(context, "log", None)
+    if own and log is not None:  # its trace is of no use to the operator: kept for support
+        log.debug(f"{description}\n{traceback_text(error)}")
+    return dg.Failure(
+        description=scrub(description),
+        metadata=failure_metadata(error, description),
+        allow_retries=not own,
+    )
+
+
+def failure_metadata(error: Exception, description: str) -> dict[str, Any]:
+    """What a failure says beside its description: the error's type, whether it is transient
+    (a retriable fault: an unreachable peer, a full disk), and the file and row it names."""
+    return {
+        "error": type(error).__name__,
+        "transient": isinstance(error, RetriableError),
+        **located(description),
+    }
+
+
+def _context(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """The step's context among a compute function's arguments (its first, or `context=`)."""
+    return kwargs.get("context", args[0] if args else None)
 
 
 def without_secrets(compute: Callable[..., Any]) -> Callable[..., Any]:
@@ -109,6 +164,9 @@ def safe_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
             value = dg.MetadataValue.text(scrub(value.text or ""))
         elif isinstance(value, dg.JsonMetadataValue):
             value = dg.MetadataValue.json(scrubbed(value.data))
+        elif isinstance(value, dg.TableMetadataValue):  # quarantine messages, peers' answers
+            records = [dg.TableRecord(scrubbed(dict(r.data))) for r in value.records]
+            value = dg.MetadataValue.table(records, value.schema)
         else:
             value = scrubbed(value)
         safe[key] = value
@@ -117,4 +175,9 @@ def safe_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 def refused(error: Exception) -> dg.Failure:
     """A failure that retrying cannot fix (bad datafix, unreachable source, refused snapshot)."""
-    return dg.Failure(description=scrub(str(error)), allow_retries=False)
+    description = scrub(str(error))
+    return dg.Failure(
+        description=description,
+        metadata=failure_metadata(error, description),
+        allow_retries=False,
+    )

@@ -24,13 +24,17 @@ import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from connectors.delivery import Delivered, payload_json
+from connectors.errors import ConfigError
 from connectors.processes import pid_alive
 from schemas.tables import outbox, push_leases
+
+if TYPE_CHECKING:
+    from pipelines.lib.datafixes import LoadedDatafix
 
 __all__ = [
     "EnqueueResult",
@@ -39,6 +43,7 @@ __all__ = [
     "PushBusyError",
     "QueuedRecord",
     "idempotency_key",
+    "replay_dead_letters",
 ]
 
 
@@ -493,11 +498,16 @@ class Outbox:
 
     # -- operators ---------------------------------------------------------------------------
 
-    def replay(self, landlord_id: str, sink: str | None = None) -> int:
-        """Queue dead records again (after the cause was fixed); returns how many."""
+    def replay(self, landlord_id: str, sink: str | None = None, reason: str | None = None) -> int:
+        """Queue dead records again (after the cause was fixed); returns how many. `reason`:
+        only the letters whose peer message contains that text (case ignored)."""
         where = (outbox.c.landlord_id == landlord_id) & (outbox.c.state == "dead")
         if sink is not None:
             where &= outbox.c.sink == sink
+        if reason:
+            where &= sa.func.lower(sa.func.coalesce(outbox.c.last_error, "")).contains(
+                reason.lower(), autoescape=True
+            )
         with self.engine.begin() as conn:
             result = conn.execute(
                 outbox.update()
@@ -614,3 +624,16 @@ def _update_records(
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def replay_dead_letters(
+    box: Outbox, loaded: LoadedDatafix, sink: str | None = None, reason: str | None = None
+) -> int:
+    """`datafix replay` and the `replay` job: queue the landlord's dead letters again (of one
+    sink of its datafix, of one reason), for the next push. Raises `ConfigError` naming the
+    landlord's sinks when `sink` is not one of them."""
+    sinks = loaded.datafix.push.sinks if loaded.datafix.push else {}
+    if sink is not None and sink not in sinks:
+        known = ", ".join(sorted(sinks)) or "none"
+        raise ConfigError(f"`{sink}` is not a sink of {loaded.landlord_id} (its sinks: {known})")
+    return box.replay(loaded.landlord_id, sink, reason)

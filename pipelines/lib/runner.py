@@ -125,7 +125,10 @@ class LandlordRunner:
         self.instance = ensure_instance()
         from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
 
-        self.job = defs().resolve_job_def(job_name)
+        definitions = defs()
+        self.job = definitions.resolve_job_def(job_name)
+        # the landlord's health, refreshed by its own run after a run that did not refresh it
+        self.health = definitions.resolve_job_def(HEALTH_JOB) if job_name != HEALTH_JOB else None
         partitions = self.job.partitions_def
         self.known = set(partitions.get_partition_keys()) if partitions else set()
         self._warehouse: Warehouse | None = None
@@ -180,11 +183,45 @@ class LandlordRunner:
         outcome.run_id = result.run_id
         outcome.success = result.success
         _read_result(result, outcome)
+        self._refresh_health(landlord, result, log_level)
         if selection is not None:  # the entities left out of the run were not configured
             outcome.entities = {
                 name: entity for name, entity in outcome.entities.items() if name in mapped
             }
         return outcome
+
+    def _refresh_health(
+        self, landlord: str, result: dg.ExecuteInProcessResult, log_level: str
+    ) -> None:
+        """Run the `health` job for the landlord when the run did not materialise its health
+        (a step failed or a contract blocked before it, or the job does not hold it: `push`).
+        Its outcome is the UI's business: a failure here is logged in its own run, and one that
+        stops it from running at all (the instance's disk full) is a line on stderr."""
+        if self.health is None:
+            return
+        key = dg.AssetKey(HEALTH_JOB_ASSET)
+        if any(
+            event.materialization.asset_key == key
+            for event in result.get_asset_materialization_events()
+        ):
+            return
+        if _transient_failure(result):
+            return  # the warehouse or a peer is down (a full disk): the next run refreshes it
+        run_id = str(uuid.uuid4())
+        try:
+            with landlord_locks(self.warehouse, [landlord], run_id, notice=_notice):
+                self.health.execute_in_process(
+                    partition_key=landlord,
+                    instance=self.instance,
+                    raise_on_error=False,
+                    run_id=run_id,
+                    tags={"datafix/launched_by": "cli", **process_tags()},
+                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                )
+        except (LandlordBusyError, ConnectorError):
+            return  # another run holds the landlord: it refreshes the health itself
+        except Exception as error:  # the landlord's own outcome is what the report says
+            _notice(f"{landlord}: its health could not be refreshed: {secrets.scrub(str(error))}")
 
     def _selection_for(self, entities: set[str]) -> list[dg.AssetKey] | None:
         """The job's assets but the steps of the entities the landlord's datafix does not map
@@ -393,6 +430,10 @@ def _notice(text: str) -> None:
     sys.stderr.flush()
 
 
+# the job refreshing a landlord's health alone, and its asset (pipelines/defs/health/assets.py)
+HEALTH_JOB = "health"
+HEALTH_JOB_ASSET = "landlord_health"
+
 # the stages whose assets carry one canonical entity each (derive, push and insight do not)
 ENTITY_STAGES = ("pull", "normalise", "load")
 
@@ -486,6 +527,16 @@ def _read_failures(
             target.error = target.error or message
         else:
             outcome.errors.append(f"{event.step_key}: {message}")
+
+
+def _transient_failure(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a step failed on a transient fault (`transient` in its failure's metadata)."""
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        failure = data.user_failure_data if data is not None else None
+        if failure is not None and _plain_metadata(failure.metadata).get("transient") is True:
+            return True
+    return False
 
 
 def _defined_role(assets_def: dg.AssetsDefinition | None) -> AssetRole | None:

@@ -50,6 +50,7 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
         "insight_prevention_actions",
         "insight_works",
         "insight_morning_report",
+        "landlord_health",
     }
     assert keys == expected
     checks = DEFINITIONS.resolve_asset_graph().asset_check_keys
@@ -57,6 +58,7 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
     alerts = {("insight_works", name) for name in WORKS_ALERTS} | {
         ("insight_tenant_arrears", "debt_crossed_threshold"),
         ("insight_tenant_arrears", "plans_broken_this_week"),
+        ("landlord_health", "healthy"),
     }
     assert {(c.asset_key.to_user_string(), c.name) for c in checks} == contracts | alerts
     for key in checks:
@@ -163,7 +165,9 @@ def test_canonical_asset_called_directly_splits_rows_and_rejects(hub_home: Path)
     pulled = pull(loaded, "tenants")
     asset = build_normalise_asset("tenants")
     context = dg.build_asset_context(partition_key="loire-habitat")
-    output = asset(context=context, datafixes=DatafixesResource(), pulled=pulled)
+    output = asset(
+        context=context, datafixes=DatafixesResource(), warehouse=WarehouseResource(), pulled=pulled
+    )
     normalised = output.value
     assert normalised.batch is not None
     assert normalised.batch.read == DEMO_ROWS["loire-habitat"]["tenants"]

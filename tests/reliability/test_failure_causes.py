@@ -119,8 +119,8 @@ def test_a_hub_error_from_a_source_is_the_message_cli_and_event_log(tmp_path: Pa
 
 def test_a_hub_error_raised_in_any_stage_is_the_step_failure_message() -> None:
     """Assets of every stage (`landlord_asset`) turn the hub's errors into the step's failure
-    message (what the UI shows), not `DagsterExecutionStepExecutionError`; a bug still fails
-    with its own exception and traceback."""
+    message (what the UI shows), not `DagsterExecutionStepExecutionError`; a bug fails with its
+    type and message, its exception and traceback kept as the failure's cause."""
     from connectors.errors import ConfigError
     from pipelines.defs.common import landlord_asset
     from pipelines.defs.partitions import landlord_partitions
@@ -145,7 +145,8 @@ def test_a_hub_error_raised_in_any_stage_is_the_step_failure_message() -> None:
             assert data.user_failure_data is not None
             assert data.user_failure_data.description == cause
             assert failure_cause(data.error) == cause
-        else:  # not a hub error: no Failure, the KeyError and its traceback kept
-            assert data.user_failure_data is None
+        else:  # not a hub error: a short cause, the KeyError and its traceback kept under it
+            assert data.user_failure_data is not None
+            assert data.user_failure_data.description.startswith("KeyError: 'amount_cents'")
             assert failure_cause(data.error).startswith("KeyError: 'amount_cents'")
             assert data.error.cause is not None and data.error.cause.stack

@@ -7,6 +7,7 @@ trace: a `load_runs` row (`failed`, with the error) and its quarantine rows.
 import dagster as dg
 
 from pipelines.defs.common import landlord_asset, refused
+from pipelines.defs.health.tables import quarantine_metadata, skipped_metadata
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole, counts
 from pipelines.lib.stages import NormalisedEntity, load, record_refused
@@ -47,15 +48,20 @@ def build_load_asset(entity: str) -> dg.AssetsDefinition:
                 raise refused(error) from error
             raise
         if result is None:
-            return dg.MaterializeResult(
-                metadata={
-                    **role.entries(),
-                    "status": normalised.status,
-                    "datafix_sha": normalised.datafix_sha,
-                }
-            )
+            metadata = {
+                **role.entries(),
+                "status": normalised.status,
+                "datafix_sha": normalised.datafix_sha,
+                **skipped_metadata(client, loaded.landlord_id, entity, normalised.status),
+            }
+            if normalised.status != "not_configured":
+                with client.engine.connect() as connection:
+                    metadata |= quarantine_metadata(connection, loaded.landlord_id, entity)
+            return dg.MaterializeResult(metadata=metadata)
         batch = normalised.batch
         assert batch is not None
+        with client.engine.connect() as connection:
+            open_quarantine = quarantine_metadata(connection, loaded.landlord_id, entity)
         return dg.MaterializeResult(
             metadata={
                 **role.entries(),
@@ -71,6 +77,7 @@ def build_load_asset(entity: str) -> dg.AssetsDefinition:
                     unchanged=result.unchanged,
                     soft_deleted=result.deleted,
                 ),
+                **open_quarantine,
             }
         )
 

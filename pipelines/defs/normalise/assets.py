@@ -4,7 +4,8 @@ import dagster as dg
 
 from connectors.errors import ConnectorError
 from pipelines.defs.common import landlord_asset, refused
-from pipelines.defs.resources import DatafixesResource
+from pipelines.defs.health.tables import skipped_metadata
+from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole, counts, markdown_preview
 from pipelines.lib.stages import NormalisedEntity, PulledSource, normalise
 from schemas.canonical import ENTITIES
@@ -23,7 +24,10 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
         " with a reason.",
     )
     def canonical_entity(
-        context: dg.AssetExecutionContext, datafixes: DatafixesResource, pulled: PulledSource
+        context: dg.AssetExecutionContext,
+        datafixes: DatafixesResource,
+        warehouse: WarehouseResource,
+        pulled: PulledSource,
     ) -> dg.Output[NormalisedEntity]:
         try:
             normalised = normalise(datafixes.get_client(context.partition_key), pulled)
@@ -35,7 +39,11 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
             "status": normalised.status,
             "datafix_sha": normalised.datafix_sha,
         }
-        if batch is not None:
+        if batch is None:  # not read: what the warehouse holds, and since when
+            metadata |= skipped_metadata(
+                warehouse.get_client(), normalised.landlord_id, entity, normalised.status
+            )
+        else:
             metadata |= counts(
                 rows_read=batch.read,
                 rows_accepted=len(batch.rows),

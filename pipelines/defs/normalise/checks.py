@@ -7,12 +7,19 @@ business keys so an integration engineer knows which rows to look at. The blocke
 its trace: a `load_runs` row (`blocked`, with the reason) and its quarantine rows. The
 verdict is also kept in the warehouse (`contract_results`): a push started later, alone, holds
 the records derived from an entity whose latest contract failed.
+
+An entity the run did not read (its source unchanged, or not configured for the landlord) gets
+no verdict: the check emits no result, which Dagster shows as *Skipped* (a check planned in a run
+that succeeded without evaluating it), never as *Passed*; the verdict shown stays the last real
+one (the check's history, and `last_contract` on the entity's assets).
 """
+
+from collections.abc import Iterator
 
 import dagster as dg
 
 from connectors.secrets import scrub
-from pipelines.defs.common import safe_metadata
+from pipelines.defs.common import hub_failures, safe_metadata
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole
@@ -26,24 +33,34 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
     """The blocking `contract` check on `canonical_<entity>`."""
     role = AssetRole("normalise", entity)
 
-    @dg.asset_check(
-        asset=f"canonical_{entity}",
-        name="contract",
-        blocking=True,
-        partitions_def=landlord_partitions,
-        description=f"The {entity} contract: " + "; ".join(contract_description(entity)),
+    # one spec, subsettable: its result is optional, so a run that did not read the entity
+    # leaves the check *Skipped* (Dagster 1.13 lets the downstream load go on ungated)
+    @dg.multi_asset_check(
+        name=f"canonical_{entity}_contract",
+        specs=[
+            dg.AssetCheckSpec(
+                "contract",
+                asset=f"canonical_{entity}",
+                blocking=True,
+                partitions_def=landlord_partitions,
+                description=f"The {entity} contract: " + "; ".join(contract_description(entity)),
+            )
+        ],
+        can_subset=True,
+        ins={"canonical": dg.AssetIn(key=f"canonical_{entity}")},
     )
+    @hub_failures
     def contract(
         context: dg.AssetCheckExecutionContext,
         datafixes: DatafixesResource,
         warehouse: WarehouseResource,
         canonical: NormalisedEntity,
-    ) -> dg.AssetCheckResult:
+    ) -> Iterator[dg.AssetCheckResult]:
         if canonical.batch is None:
-            return dg.AssetCheckResult(
-                passed=True,
-                metadata={**role.entries(), "status": f"not checked: source {canonical.status}"},
+            context.log.info(
+                f"{canonical.landlord_id}/{entity}: contract skipped, source {canonical.status}"
             )
+            return
         loaded = datafixes.get_client(canonical.landlord_id)
         result = check_contract(loaded, canonical)
         client = warehouse.get_client()
@@ -60,7 +77,9 @@ def build_contract_check(entity: str) -> dg.AssetChecksDefinition:
             record_refused(
                 client, loaded, canonical, run_id=run_id, status="blocked", reason=result.summary()
             )
-        return dg.AssetCheckResult(
+        yield dg.AssetCheckResult(
+            asset_key=f"canonical_{entity}",
+            check_name="contract",
             passed=result.passed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=scrub(result.summary()),

@@ -4,6 +4,7 @@ import dagster as dg
 
 from connectors.errors import ConnectorError
 from pipelines.defs.common import landlord_asset, refused
+from pipelines.defs.health.tables import dead_letter_metadata
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole
 from pipelines.lib.outbox import PushBusyError
@@ -65,6 +66,10 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
             for o in outcomes
             for key in ("sent", "unchanged", "failed", "dead")
         }
+        # each sink's dead letters waiting for a replay: the peer's messages and the first ones
+        with warehouse.get_client().engine.connect() as connection:
+            for outcome in outcomes:
+                per_sink |= dead_letter_metadata(connection, loaded.landlord_id, outcome.sink)
         # every record refused, a sink that cannot build its request, dead letters beyond the
         # sink's max_dead_percent: the asset fails, hence the run (and `datafix` exits 1)
         failed = [o for o in outcomes if o.status in FAILING]

@@ -1,12 +1,16 @@
-"""The `requeue` job: an operator, after fixing a landlord's datafix, maps its quarantined rows
-again from the UI's launchpad (the same as `datafix requeue LANDLORD`)."""
+"""The operators' repair jobs, launched from the UI's launchpad with a config form (the landlord
+is the partition): `requeue` maps a landlord's quarantined rows again after a datafix fix (the
+same as `datafix requeue LANDLORD`), `replay` queues its dead letters again after their cause was
+fixed (the same as `datafix replay LANDLORD`). Both call the command line's own code."""
 
 import dagster as dg
 
 from connectors.errors import ConnectorError
 from connectors.secrets import scrub
+from pipelines.defs.common import hub_failures
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.outbox import Outbox, replay_dead_letters
 from pipelines.lib.requeue import requeue
 
 
@@ -18,6 +22,7 @@ class RequeueConfig(dg.Config):
 
 
 @dg.op(description="Map the landlord's open quarantine rows again with its current datafix.")
+@hub_failures
 def requeue_quarantine(
     context: dg.OpExecutionContext,
     config: RequeueConfig,
@@ -63,3 +68,44 @@ def requeue_quarantine(
 )
 def requeue_job() -> None:
     requeue_quarantine()
+
+
+class ReplayConfig(dg.Config):
+    """Which dead letters to queue again."""
+
+    sink: str | None = None  # every sink of the landlord's datafix when empty
+    reason: str | None = None  # only letters whose peer message contains this text when set
+
+
+@dg.op(description="Queue the landlord's dead letters again, once their cause is fixed.")
+@hub_failures
+def replay_dead_letters_op(
+    context: dg.OpExecutionContext,
+    config: ReplayConfig,
+    warehouse: WarehouseResource,
+    datafixes: DatafixesResource,
+) -> None:
+    landlord_id = context.partition_key
+    try:
+        loaded = datafixes.get_client(landlord_id)
+        box = Outbox(warehouse.get_client().engine)
+        count = replay_dead_letters(box, loaded, config.sink, config.reason)
+    except ConnectorError as error:
+        raise dg.Failure(description=scrub(f"nothing was replayed: {error}")) from None
+    where = f" for {config.sink}" if config.sink else ""
+    context.log.info(f"{landlord_id}: {count} dead letter(s) queued again{where}")
+    context.add_output_metadata(
+        {"replayed": count, "next": f"launch the `push` job for {landlord_id} to send them"}
+    )
+
+
+@dg.job(
+    name="replay",
+    partitions_def=landlord_partitions,
+    description="Queue one landlord's dead letters again (one sink, one reason, or all) after"
+    " their cause was fixed at the peer or in the datafix; the next push sends them (the same as"
+    " `datafix replay LANDLORD`).",
+    executor_def=dg.in_process_executor,
+)
+def replay_job() -> None:
+    replay_dead_letters_op()
