@@ -331,7 +331,8 @@ def run_contract_chunks(
     A failure in any chunk, the last included, fails the whole entity.
     """
     import numpy as np
-    import pandas as pd
+
+    from pipelines.lib.spool import KeyHashes, key_hashes
 
     started = time.perf_counter()
     spec = _entity_spec(entity)
@@ -340,7 +341,8 @@ def run_contract_chunks(
     warned: dict[str, dict] = {}
     statistics: dict[str, Any] = {}
     rows = 0
-    hashes: list[np.ndarray] = []
+    seen = KeyHashes()  # every key so far, 8 bytes each
+    repeated: list[np.ndarray] = []  # hashes met again in a later chunk
     landlords: set[str] = set()
     table_rules = {"row_count", f"{key}_unique", f"{LANDLORD_COLUMN}_single_value"}
     for frame in frames():
@@ -357,8 +359,11 @@ def run_contract_chunks(
         for failure in result.failures:
             if failure["expectation"] in table_rules and failure["expectation"] != "row_count":
                 _merge_failure(merged, failure)  # broken inside one chunk: broken in all
-        keys = frame[key].dropna()
-        hashes.append(pd.util.hash_array(keys.astype("str").to_numpy(dtype=object)))
+        hashed = key_hashes(frame[key].dropna())
+        again = seen.contains(hashed)
+        if again.any():
+            repeated.append(hashed[again])
+        seen.add(hashed)
         if LANDLORD_COLUMN in frame:
             landlords.update(frame[LANDLORD_COLUMN].dropna().astype("str").unique().tolist())
     if not rows:
@@ -371,13 +376,11 @@ def run_contract_chunks(
             "observed_value": 0,
         }
     unique = f"{key}_unique"
-    if unique not in merged and len(hashes) > 1:
-        repeated = _repeated_hashes(np.concatenate(hashes))
-        del hashes
-        if len(repeated):
-            found = _repeated_keys(frames, key, repeated)
-            if found:
-                merged[unique] = found
+    del seen
+    if unique not in merged and repeated:
+        found = _repeated_keys(frames, key, np.unique(np.concatenate(repeated)))
+        if found:
+            merged[unique] = found
     if len(landlords) > 1 and f"{LANDLORD_COLUMN}_single_value" not in merged:
         merged[f"{LANDLORD_COLUMN}_single_value"] = {
             "expectation": f"{LANDLORD_COLUMN}_single_value",
@@ -425,12 +428,13 @@ def _repeated_keys(
     """The `<key>_unique` failure for the keys whose hash is in `repeated`, confirmed on their
     text over every chunk (a hash collision alone is no duplicate); None when none is."""
     import numpy as np
-    import pandas as pd
+
+    from pipelines.lib.spool import key_hashes
 
     counts: dict[str, int] = {}
     for frame in frames():
         keys = frame[key].dropna().astype("str")
-        hashed = pd.util.hash_array(keys.to_numpy(dtype=object))
+        hashed = key_hashes(keys)
         for text in keys[np.isin(hashed, repeated)]:
             counts[text] = counts.get(text, 0) + 1
     shared = {text: count for text, count in counts.items() if count > 1}
@@ -443,15 +447,6 @@ def _repeated_keys(
         "unexpected_count": sum(shared.values()),
         "failing_keys": list(shared)[:MAX_KEYS_PER_FAILURE],
     }
-
-
-def _repeated_hashes(hashes: np.ndarray) -> np.ndarray:
-    """The hash values found more than once in `hashes`."""
-    import numpy as np
-
-    ordered = np.sort(hashes)
-    same = ordered[1:] == ordered[:-1]
-    return np.unique(ordered[1:][same])
 
 
 def _entity_spec(entity: str) -> EntitySpec:

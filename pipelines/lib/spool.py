@@ -14,12 +14,15 @@ confirmed on the key's text (read back from the spool) before the row is called 
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import shutil
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +31,7 @@ import pyarrow.ipc as ipc
 
 from pipelines.lib.environment import datafix_home
 
-__all__ = ["KeyIndex", "Spool", "scratch_root"]
+__all__ = ["KeyHashes", "KeyIndex", "Spool", "key_hashes", "release_freed_memory", "scratch_root"]
 
 PARTS = ("rows", "rejects")
 
@@ -39,6 +42,23 @@ def scratch_root() -> Path:
     root.mkdir(mode=0o700, exist_ok=True)
     root.chmod(0o700)
     return root
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed by the chunk just done back to the system (glibc's
+    `malloc_trim`): without it the heap keeps the freed pages of each chunk's Python and numpy
+    objects, scattered between live ones, and the process grows as if it held them."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _remove(folder: Path) -> None:
@@ -104,75 +124,76 @@ class Spool:
         return self.folder / f"{part}-{number:06d}.arrow"
 
 
+class KeyHashes:
+    """A growing set of 64-bit hashes, 8 bytes each: sorted runs merged two by two when they
+    reach the same size (each hash is moved O(log n) times; a lookup searches O(log n) runs),
+    so neither a Python set (~70 bytes a key) nor a re-sort of everything per chunk."""
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []  # sorted, sizes decreasing
+
+    def __len__(self) -> int:
+        return sum(len(run) for run in self._runs)
+
+    def contains(self, hashed: np.ndarray) -> np.ndarray:
+        """For each of `hashed`, whether the set holds it."""
+        found = np.zeros(len(hashed), dtype=bool)
+        for run in self._runs:
+            spots = np.searchsorted(run, hashed)
+            inside = spots < len(run)
+            found[inside] |= run[spots[inside]] == hashed[inside]
+        return found
+
+    def add(self, hashed: np.ndarray) -> None:
+        """Add `hashed` (repeats allowed)."""
+        if not len(hashed):
+            return
+        run = np.sort(hashed)
+        while self._runs and len(self._runs[-1]) <= len(run):
+            # two sorted runs: a stable sort merges them in one pass
+            run = np.sort(np.concatenate((self._runs.pop(), run)), kind="stable")
+        self._runs.append(run)
+
+
+def key_hashes(keys: pd.Series) -> np.ndarray:
+    """The 64-bit hash of each key's text."""
+    return pd.util.hash_array(keys.astype("str").to_numpy(dtype=object), categorize=False)
+
+
 class KeyIndex:
-    """The natural keys of the rows kept so far, across chunks, as sorted 64-bit hashes with
-    where each row lies (its ordinal among the spooled rows)."""
+    """The natural keys of the rows spooled so far, across chunks (`KeyHashes`); a key found
+    again is confirmed on its text, and its first row named, from the spool."""
 
     def __init__(self, spool: Spool, key: str) -> None:
         self.spool = spool
         self.key = key
-        self._hashes = np.empty(0, dtype=np.uint64)
-        self._ordinals = np.empty(0, dtype=np.int64)
-        self._starts: list[int] = []  # first ordinal of each spooled rows chunk
-
-    @staticmethod
-    def hashes(keys: pd.Series) -> np.ndarray:
-        """The 64-bit hash of each key's text."""
-        return pd.util.hash_array(keys.astype("str").to_numpy(dtype=object), categorize=False)
+        self._hashes = KeyHashes()
 
     def earlier(self, keys: pd.Series) -> pd.Series:
-        """For each key of `keys` (non-null), the lineage (`source_row`) of the row of an earlier
-        chunk holding the same key; <NA> where no earlier row holds it."""
+        """For each key of `keys` (non-null), the lineage (`source_row`) of the first spooled
+        row holding the same key; <NA> where none does."""
         found = pd.Series(pd.NA, index=keys.index, dtype="str")
         if not len(self._hashes) or not len(keys):
             return found
-        hashed = self.hashes(keys)
-        left = np.searchsorted(self._hashes, hashed, side="left")
-        right = np.searchsorted(self._hashes, hashed, side="right")
-        hits = np.flatnonzero(right > left)
+        hits = np.flatnonzero(self._hashes.contains(key_hashes(keys)))
         if not len(hits):
             return found
-        # confirm on the key's text: read back the spooled rows the hashes point at
-        candidates = {
-            int(self._ordinals[spot]): position
-            for position in hits
-            for spot in range(left[position], right[position])
-        }
-        texts = self._spooled(sorted(candidates))
-        values = keys.astype("str").to_numpy(dtype=object)
+        wanted = dict.fromkeys(keys.iloc[hits].astype("str").tolist())
+        first: dict[str, str] = {}
+        for frame in self.spool.frames("rows", [self.key, "source_row"]):
+            texts = frame[self.key].astype("str")
+            for text, source_row in zip(
+                texts[texts.isin(wanted)], frame["source_row"][texts.isin(wanted)], strict=True
+            ):
+                first.setdefault(text, source_row)
+            if len(first) == len(wanted):
+                break
+        # a hash shared by another key (a collision) finds no text: not a duplicate
+        values = keys.astype("str")
         for position in hits:
-            for spot in range(left[position], right[position]):
-                key_text, source_row = texts[int(self._ordinals[spot])]
-                if key_text == values[position]:
-                    found.iloc[position] = source_row
-                    break
+            found.iloc[position] = first.get(values.iloc[position], pd.NA)
         return found
 
     def add(self, keys: pd.Series) -> None:
-        """Record the keys of the chunk just spooled (its rows in order)."""
-        start = sum(self.spool.counts["rows"][:-1])
-        self._starts.append(start)
-        if not len(keys):
-            return
-        present = keys.notna().to_numpy(dtype=bool)
-        hashed = self.hashes(keys[present])
-        ordinals = start + np.flatnonzero(present)
-        order = np.argsort(hashed, kind="stable")
-        merged = np.concatenate((self._hashes, hashed[order]))
-        where = np.concatenate((self._ordinals, ordinals[order]))
-        # two sorted runs: a stable sort merges them in one pass
-        order = np.argsort(merged, kind="stable")
-        self._hashes, self._ordinals = merged[order], where[order]
-
-    def _spooled(self, ordinals: list[int]) -> dict[int, tuple[str, str]]:
-        """(key text, source_row) of the spooled rows at `ordinals`."""
-        texts: dict[int, tuple[str, str]] = {}
-        starts = np.asarray(self._starts)
-        chunks = np.searchsorted(starts, ordinals, side="right") - 1
-        for chunk in sorted(set(chunks.tolist())):
-            frame = self.spool.frame("rows", chunk, [self.key, "source_row"])
-            for ordinal, at in zip(ordinals, chunks, strict=True):
-                if at == chunk:
-                    row = ordinal - int(starts[chunk])
-                    texts[ordinal] = (str(frame[self.key].iloc[row]), frame["source_row"].iloc[row])
-        return texts
+        """Record the keys of the chunk just spooled."""
+        self._hashes.add(key_hashes(keys.dropna()))

@@ -20,7 +20,7 @@ from connectors.watermark import WatermarkError
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.quality import ContractResult, quarantine_guard, run_contract_chunks
 from pipelines.lib.sources import concrete_feeds, file_paths, read_source
-from pipelines.lib.spool import KeyIndex, Spool
+from pipelines.lib.spool import KeyIndex, Spool, release_freed_memory
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch, union_feeds
 from pipelines.lib.warehouse import LoadRequest, LoadResult, Warehouse
 from schemas.canonical import ENTITIES
@@ -338,6 +338,8 @@ def normalise(
             part = transformer.apply(raw, earlier=keys.earlier)
             spooled(part)
             keys.add(part.rows[keys.key])
+            del part, raw
+            release_freed_memory()
             if limit and rows_in_source >= limit:
                 break
     else:
