@@ -28,11 +28,11 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from pipelines.lib.insight import load_version
+from pipelines.lib.insight import computed_once, load_version
 from schemas.arrears import (
     FACTS,
     ArrearsAlerts,
@@ -58,6 +58,7 @@ __all__ = [
     "arrears_figures",
     "compute_arrears",
     "refresh_actions",
+    "refresh_actions_once",
     "refresh_arrears",
 ]
 
@@ -476,25 +477,15 @@ def refresh_arrears(
     """Compute the landlord's arrears of `as_of` unless they were computed that day from the
     same inputs (no load wrote the ledger, tenants or plans since, same rules); True when
     computed now. Call it inside one transaction."""
-    inputs = _inputs(connection, landlord_id, settings)
-    state = insight_states
-    scope = sa.and_(state.c.landlord_id == landlord_id, state.c.step == "arrears")
-    recorded = connection.execute(sa.select(state.c.as_of, state.c.inputs).where(scope)).first()
-    if recorded is not None and (recorded.as_of, recorded.inputs) == (as_of, inputs):
-        return False
-    compute_arrears(connection, landlord_id, as_of, run_id, settings)
-    connection.execute(state.delete().where(scope))
-    connection.execute(
-        state.insert().values(
-            landlord_id=landlord_id,
-            step="arrears",
-            as_of=as_of,
-            inputs=inputs,
-            run_id=run_id,
-            computed_at=datetime.now(UTC),
-        )
+    return computed_once(
+        connection,
+        landlord_id,
+        "arrears",
+        as_of,
+        run_id,
+        _inputs(connection, landlord_id, settings),
+        lambda: compute_arrears(connection, landlord_id, as_of, run_id, settings),
     )
-    return True
 
 
 @dataclass(frozen=True)
@@ -662,6 +653,38 @@ def refresh_actions(
         created = _action_count(connection, landlord_id) - before
     still_open = _action_count(connection, landlord_id, actions.c.status == "open")
     return ActionCounts(created=created, closed=int(closed), open=still_open)
+
+
+def refresh_actions_once(
+    connection: sa.Connection,
+    landlord_id: str,
+    as_of: date,
+    run_id: str,
+    settings: ArrearsSection,
+) -> ActionCounts:
+    """`refresh_actions`, unless it already ran on `as_of` over the arrears as they are (the
+    arrears' own record in `insight_states`: their inputs, settings included, and when they
+    were computed); then nothing is created or closed."""
+    state = insight_states
+    arrears_state = connection.execute(
+        sa.select(state.c.as_of, state.c.inputs, state.c.computed_at).where(
+            state.c.landlord_id == landlord_id, state.c.step == "arrears"
+        )
+    ).first()
+    counts: list[ActionCounts] = []
+    computed_once(
+        connection,
+        landlord_id,
+        "actions",
+        as_of,
+        run_id,
+        json.dumps([str(value) for value in arrears_state or ()]),
+        lambda: counts.append(refresh_actions(connection, landlord_id, as_of, run_id, settings)),
+    )
+    if counts:
+        return counts[0]
+    still_open = _action_count(connection, landlord_id, prevention_actions.c.status == "open")
+    return ActionCounts(created=0, closed=0, open=still_open)
 
 
 def _action_count(

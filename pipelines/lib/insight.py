@@ -12,12 +12,13 @@ transaction as its writes), and a new day always recomputes (entries dated today
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 
-from schemas.tables import CANONICAL_TABLES, balance_states, load_runs
+from schemas.tables import CANONICAL_TABLES, balance_states, insight_states, load_runs
 from schemas.tables import tenant_balances as tenant_balances_table
 
 LEDGER = CANONICAL_TABLES["ledger_entries"]
@@ -162,3 +163,36 @@ def balance_figures(connection: sa.Connection, landlord_id: str, as_of: date) ->
         ).where(table.c.landlord_id == landlord_id, table.c.as_of == as_of)
     ).one()
     return BalanceFigures(int(row[0]), int(row[1]), int(row[2]))
+
+
+def computed_once(
+    connection: sa.Connection,
+    landlord_id: str,
+    step: str,
+    as_of: date,
+    run_id: str,
+    inputs: str,
+    compute: Callable[[], object],
+) -> bool:
+    """Run `compute` unless the landlord's `step` was computed on `as_of` from the same
+    `inputs` (a text naming the versions of what it reads: loads, settings …), and record what
+    it was computed from (`insight_states`); True when computed now. Call it inside the
+    transaction `compute` writes in."""
+    state = insight_states
+    scope = sa.and_(state.c.landlord_id == landlord_id, state.c.step == step)
+    recorded = connection.execute(sa.select(state.c.as_of, state.c.inputs).where(scope)).first()
+    if recorded is not None and (recorded.as_of, recorded.inputs) == (as_of, inputs):
+        return False
+    compute()
+    connection.execute(state.delete().where(scope))
+    connection.execute(
+        state.insert().values(
+            landlord_id=landlord_id,
+            step=step,
+            as_of=as_of,
+            inputs=inputs,
+            run_id=run_id,
+            computed_at=datetime.now(UTC),
+        )
+    )
+    return True

@@ -26,6 +26,8 @@ Time rules (written once here, the tests and the datafix reference repeat them):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -35,6 +37,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
 
+from pipelines.lib.insight import load_version
 from schemas.datafix import WorksAlert
 from schemas.tables import (
     CANONICAL_TABLES,
@@ -47,6 +50,8 @@ from schemas.tables import (
 )
 
 PARIS = ZoneInfo("Europe/Paris")
+# the canonical tables the works tables are computed from
+WORKS_INPUTS = ("work_orders", "quotes", "commitments", "completions", "invoices")
 DAY = 86_400
 HOUR = 3_600
 
@@ -679,6 +684,22 @@ def refresh_works(
     _record_timeline(connection, landlord_id, as_of, run_id)
     _record_orders(connection, landlord_id, as_of, run_id, first_time_fix_days)
     _record_missed(connection, landlord_id, as_of, run_id)
+
+
+def works_inputs(connection: sa.Connection, landlord_id: str, first_time_fix_days: int) -> str:
+    """What the works tables are computed from: each input table's loads, the deliveries of
+    the outbox and the first-time-fix window (`computed_once` compares it with the last)."""
+    versions = {
+        entity: dataclasses.astuple(load_version(connection, landlord_id, entity))
+        for entity in WORKS_INPUTS
+    }
+    sent = connection.execute(
+        sa.select(sa.func.count(), sa.func.max(outbox.c.sent_at)).where(
+            outbox.c.landlord_id == landlord_id, outbox.c.sent_at.is_not(None)
+        )
+    ).one()
+    versions["outbox"] = (int(sent[0]), str(sent[1]))
+    return json.dumps({**versions, "first_time_fix_days": first_time_fix_days}, sort_keys=True)
 
 
 def works_as_of(connection: sa.Connection, landlord_id: str) -> date | None:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from pipelines.defs.common import landlord_asset
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
-from pipelines.lib.arrears import arrears_figures, refresh_actions, refresh_arrears
+from pipelines.lib.arrears import arrears_figures, refresh_actions_once, refresh_arrears
 from pipelines.lib.insight import balance_figures, refresh_tenant_balances
 from pipelines.lib.metadata import AssetRole
 
@@ -127,7 +127,7 @@ def insight_prevention_actions(
     datafixes: DatafixesResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
-    as_of, counts = _arrears_step(context, datafixes, warehouse, refresh_actions)
+    as_of, counts = _arrears_step(context, datafixes, warehouse, refresh_actions_once)
     return dg.MaterializeResult(
         metadata={
             **AssetRole("insight").entries(),

@@ -9,20 +9,22 @@ from pipelines.defs.common import landlord_asset, safe_metadata
 from pipelines.defs.insight.assets import PARIS
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.insight import computed_once
 from pipelines.lib.metadata import AssetRole
 from pipelines.lib.push import sinks_sending
 from pipelines.lib.works import (
     WORKS_ALERTS,
+    WORKS_INPUTS,
     judge,
     refresh_works,
     works_alerts,
     works_as_of,
+    works_inputs,
     works_summary,
 )
 from schemas.datafix import WorksAlert, WorksAlerts
 
 ROLE = AssetRole("insight")
-WORKS_INPUTS = ("work_orders", "quotes", "commitments", "completions", "invoices")
 
 
 @landlord_asset(
@@ -42,15 +44,24 @@ def insight_works(
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     landlord_id = context.partition_key
-    settings = datafixes.get_client(landlord_id).datafix.works
+    datafix = datafixes.get_client(landlord_id).datafix
+    if not any(entity in datafix.entities for entity in WORKS_INPUTS):
+        return dg.MaterializeResult(
+            metadata={**ROLE.entries(), "status": "not_configured: the datafix maps no works"}
+        )
+    days = datafix.works.first_time_fix_days
     as_of = datetime.now(PARIS).date()
+    run_id = context.run.run_id
     with warehouse.get_client().engine.begin() as connection:
-        refresh_works(
+        # computed again only on a new day, after a load of one of its tables or a delivery
+        computed = computed_once(
             connection,
             landlord_id,
+            "works",
             as_of,
-            context.run.run_id,
-            first_time_fix_days=settings.first_time_fix_days,
+            run_id,
+            works_inputs(connection, landlord_id, days),
+            lambda: refresh_works(connection, landlord_id, as_of, run_id, first_time_fix_days=days),
         )
         summary = works_summary(connection, landlord_id)
     rate = summary.first_time_fix_rate
@@ -67,6 +78,8 @@ def insight_works(
             "first_time_fix_rate": dg.MetadataValue.float(rate if rate is not None else 0.0),
             "missed_appointments": dg.MetadataValue.int(summary.missed_appointments),
             "dagster/row_count": dg.MetadataValue.int(summary.orders),
+            # False: nothing it reads changed since it was computed today; kept as it is
+            "recomputed": computed,
         }
     )
 
