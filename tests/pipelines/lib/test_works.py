@@ -15,10 +15,18 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from pipelines.lib.insight import computed_once
 from pipelines.lib.warehouse import Warehouse
-from pipelines.lib.works import SUMMER_SPANS, refresh_works, works_alerts, works_summary
+from pipelines.lib.works import (
+    SUMMER_SPANS,
+    refresh_works,
+    works_alerts,
+    works_inputs,
+    works_summary,
+)
 from schemas.tables import (
     CANONICAL_TABLES,
+    load_runs,
     outbox,
     works_missed_by_slot,
     works_missed_by_tenant,
@@ -309,3 +317,29 @@ def test_alerts_list_every_late_key_with_its_days(warehouse: Warehouse) -> None:
         "completion_not_invoiced": [("BT3", 7), ("BT2", 5)],
     }
     assert without_push["commitment_not_sent"] == []
+
+
+def test_works_are_computed_again_only_when_what_they_read_changed(warehouse: Warehouse) -> None:
+    def once(day: dt.date = AS_OF, window: int = 5) -> bool:
+        with warehouse.engine.begin() as connection:
+            return computed_once(
+                connection, LANDLORD, "works", day, "run",
+                works_inputs(connection, LANDLORD, window),
+                lambda: refresh_works(connection, LANDLORD, day, "run", first_time_fix_days=window),
+            )  # fmt: skip
+
+    assert once() is True  # nothing recorded yet
+    assert once() is False  # same loads, same outbox, same day, same window
+    assert once(window=30) is True  # another first-time-fix window
+    assert once(day=AS_OF + dt.timedelta(days=1), window=30) is True  # a new day
+    with warehouse.engine.begin() as connection:  # a load of the quotes
+        connection.execute(
+            load_runs.insert().values(
+                run_id="load-2", landlord_id=LANDLORD, entity="quotes", source_name="q",
+                status="loaded", rows_in_source=1, skipped=0, read=1, loaded=1, inserted=1,
+                updated=0, unchanged=0, deleted=0, quarantined=0, fingerprint="1" * 64,
+                datafix_sha="0" * 64, finished_at=dt.datetime(2026, 3, 11, 2, 0, tzinfo=dt.UTC),
+            )
+        )  # fmt: skip
+    assert once(day=AS_OF + dt.timedelta(days=1), window=30) is True
+    assert once(day=AS_OF + dt.timedelta(days=1), window=30) is False
