@@ -6,7 +6,8 @@ amounts typed as French text among real ones, a Total row, and the rejected dire
 second sheet, one of them posted under a piece number the first sheet already has. The datafix
 unions the two sheets into one ledger (`feeds`). What the warehouse must hold is computed here
 with openpyxl over the committed workbook (the hub reads it with calamine) and this test's own
-reading of French dates and amounts.
+reading of French dates and amounts. The tenants' arrears (issue 15) are checked the same way:
+FIFO ageing, rejected debits and housing aid worked out here from the workbook.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+import sqlalchemy as sa
 
+from pipelines.lib.arrears import compute_arrears
 from pipelines.lib.environment import warehouse_url
+from schemas.arrears import ArrearsSection
+from schemas.tables import tenant_arrears
 from tests.landlords import common
 
 LANDLORD = "bocage-habitat"
 WORKBOOK = Path(__file__).resolve().parent / LANDLORD / "inbox" / "grand-livre.xlsx"
+EXTRACTED_ON = dt.date(2026, 3, 31)  # the workbook's "Extraction du …" day (build.py)
 LEDGER_SHEET, REJECTS_SHEET, TENANTS_SHEET = "Grand livre", "Prélèvements rejetés", "Locataires"
 
 # Bocage Habitat's movement codes, as its accountant describes them
@@ -92,12 +98,13 @@ class Expected:
         self.sheets = workbook
         self.balances: dict[str, int] = defaultdict(int)
         self.ledger_rows: list[tuple] = []
+        self.entry_dates: dict[str, dt.date] = {}  # piece → posting date, rows loaded only
         self.ledger_rejects: dict[str, str] = {}
         self.ledger_skipped = 0
         self.text_cells: Counter[str] = Counter()
 
-        # (lineage, piece, tenant, kind, cents or a reason, reject reason) of every row read
-        candidates: list[tuple[str, str, str, str, int | str, str | None]] = []
+        # (lineage, piece, tenant, kind, cents or a reason, reject reason, date) of every row read
+        candidates: list[tuple[str, str, str, str, int | str, str | None, object]] = []
         ledger = workbook[LEDGER_SHEET]
         # title, extraction date, blank, then the two header rows: the data start on row 6
         assert [ledger.cell(5, col).value for col in range(2, 9)] == [
@@ -122,7 +129,7 @@ class Expected:
                 amount = unreadable.reason
             candidates.append(
                 (f"grand-livre.xlsx:{LEDGER_SHEET}:{number}", piece, account, KINDS[code], amount,
-                 None)
+                 None, when)
             )  # fmt: skip
         self.ledger_sheet_rows = len(candidates)
 
@@ -144,7 +151,7 @@ class Expected:
                 amount = unreadable.reason
             candidates.append(
                 (f"grand-livre.xlsx:{REJECTS_SHEET}:{number}", piece, account, "rejected_debit",
-                 amount, reason)
+                 amount, reason, when)
             )  # fmt: skip
         self.rejects_sheet_rows = len(candidates) - self.ledger_sheet_rows
 
@@ -154,7 +161,7 @@ class Expected:
             sheet_of[piece].add(lineage.split(":")[1])
         self.shared = {piece for piece, sheets in sheet_of.items() if len(sheets) > 1}
 
-        for lineage, piece, account, kind, amount, reason in candidates:
+        for lineage, piece, account, kind, amount, reason, when in candidates:
             faults = []
             if isinstance(amount, str):
                 faults.append(amount)
@@ -172,6 +179,7 @@ class Expected:
             assert isinstance(amount, int)
             self.balances[account] += amount
             self.ledger_rows.append((piece, account, kind, amount, reason))
+            self.entry_dates[piece] = date(when)
         self.ledger_read = len(candidates)
 
         tenants = workbook[TENANTS_SHEET]
@@ -216,3 +224,116 @@ def test_bocage_habitat_libreoffice_workbook_two_feeds(monkeypatch: pytest.Monke
 
     assert common.live_rows(url, LANDLORD, "tenants", "tenant_ref, status") == expected.tenant_rows
     assert common.open_quarantine(url, LANDLORD, "tenants") == {}
+
+
+# The arrears of datafixes/README.md ("arrears prevention"), read by this test alone: the debt is
+# split by the days since each unpaid debit was posted (no due date in this workbook), credits
+# paying the oldest debits first.
+BUCKETS = (
+    ("debt_0_30_cents", 0, 30),  # future debits count in the first bucket
+    ("debt_31_60_cents", 31, 60),
+    ("debt_61_90_cents", 61, 90),
+    ("debt_91_180_cents", 91, 180),
+    ("debt_over_180_cents", 181, None),
+)
+ARREARS = (
+    *(name for name, *_ in BUCKETS), "balance_cents", "oldest_unpaid_date", "monthly_rent_cents",
+    "months_owed", "last_payment_date", "rejects_90d", "rejects_365d", "reject_reasons",
+    "housing_aid_90d_cents",
+)  # fmt: skip
+
+
+def expected_arrears(expected: Expected, as_of: dt.date) -> dict[str, dict[str, object]]:
+    """Each tenant's arrears on `as_of`, from the rows the warehouse must hold: every tenant
+    account, with or without movements, and every movement posted on or before `as_of`."""
+    movements: dict[str, list[tuple]] = defaultdict(list)
+    for piece, account, kind, amount, reason in expected.ledger_rows:
+        posted = expected.entry_dates[piece]
+        if posted <= as_of:
+            movements[account].append((posted, piece, kind, amount, reason))
+    recent = as_of - dt.timedelta(days=90)
+    year = as_of - dt.timedelta(days=365)
+    arrears = {}
+    for tenant in {account for account, _status in expected.tenant_rows} | set(movements):
+        rows = sorted(movements[tenant])  # oldest first
+        figures: dict[str, object] = {name: 0 for name, *_ in BUCKETS}
+        credit = -sum(amount for *_, amount, _reason in rows if amount < 0)
+        oldest = None
+        for posted, _piece, _kind, amount, _reason in rows:
+            if amount <= 0:
+                continue
+            paid = min(amount, credit)
+            credit -= paid
+            if amount > paid:
+                age = (as_of - posted).days
+                bucket = next(n for n, low, high in BUCKETS if high is None or age <= high)
+                figures[bucket] += amount - paid  # type: ignore[operator]
+                oldest = oldest or posted
+        balance = sum(amount for *_, amount, _reason in rows)
+        rents = [amount for _p, _r, kind, amount, _x in rows if kind == "rent_call"]
+        payments = [posted for posted, _r, kind, *_ in rows if kind == "payment"]
+        rejects = [
+            (posted, reason) for posted, _r, kind, _a, reason in rows if kind == "rejected_debit"
+        ]
+        figures.update(
+            balance_cents=balance,
+            oldest_unpaid_date=oldest,
+            monthly_rent_cents=rents[-1] if rents else None,
+            months_owed=balance // rents[-1] if rents and balance > 0 and rents[-1] > 0 else 0,
+            last_payment_date=max(payments, default=None),
+            rejects_90d=sum(posted > recent for posted, _reason in rejects),
+            rejects_365d=sum(posted > year for posted, _reason in rejects),
+            reject_reasons=" ".join(sorted({r for posted, r in rejects if posted > recent}))
+            or None,
+            housing_aid_90d_cents=-sum(
+                amount for posted, _r, kind, amount, _x in rows
+                if kind == "housing_aid" and posted > recent
+            ),
+        )  # fmt: skip
+        arrears[tenant] = figures
+    return arrears
+
+
+def stored_arrears(connection: sa.Connection) -> tuple[set[dt.date], dict[str, dict[str, object]]]:
+    """The days and the figures per tenant of the landlord's `tenant_arrears`."""
+    rows = connection.execute(
+        sa.select(tenant_arrears).where(tenant_arrears.c.landlord_id == LANDLORD)
+    ).mappings()
+    days, figures = set(), {}
+    for row in rows:
+        days.add(row["as_of"])
+        assert row["profile"] and row["profile_rule"], row  # every tenant gets one profile
+        figures[row["tenant_ref"]] = {name: row[name] for name in ARREARS}
+    return days, figures
+
+
+def test_bocage_habitat_arrears_from_the_libreoffice_workbook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The arrears of a ledger the hub was not written for (two sheets, French text cells, a
+    debit/credit pair of columns, rejected debits on their own sheet): the night's run
+    computes them for today, and the same computation on the day of the extract (31 March 2026,
+    when the debts spread over every bucket) matches this test's own FIFO reading."""
+    common.install_landlord(LANDLORD, monkeypatch)
+    result = common.datafix("run", LANDLORD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = Expected(WORKBOOK)
+    engine = sa.create_engine(warehouse_url())
+    try:
+        with engine.begin() as connection:
+            (today,), tonight = stored_arrears(connection)
+            assert tonight == expected_arrears(expected, today)
+
+            compute_arrears(connection, LANDLORD, EXTRACTED_ON, "bocage-test", ArrearsSection())
+            (day,), then = stored_arrears(connection)
+        assert day == EXTRACTED_ON
+        assert then == expected_arrears(expected, EXTRACTED_ON)
+        # the fixture is what it claims on that day: debts in four buckets at least, rejected
+        # debits with their SEPA reasons, housing aid, a tenant whose debt spans buckets
+        spread = {name for figures in then.values() for name, *_ in BUCKETS if figures[name]}
+        assert len(spread) >= 4, spread
+        assert any(figures["reject_reasons"] for figures in then.values())
+        assert any(figures["housing_aid_90d_cents"] for figures in then.values())
+        assert any(sum(bool(f[name]) for name, *_ in BUCKETS) >= 2 for f in then.values())
+    finally:
+        engine.dispose()
