@@ -22,8 +22,8 @@ import openpyxl
 import pytest
 import sqlalchemy as sa
 
+from pipelines.lib import environment
 from pipelines.lib.arrears import compute_arrears
-from pipelines.lib.environment import warehouse_url
 from schemas.arrears import ArrearsSection
 from schemas.tables import tenant_arrears
 from tests.landlords import common
@@ -214,7 +214,7 @@ def test_bocage_habitat_libreoffice_workbook_two_feeds(monkeypatch: pytest.Monke
     assert (expected.ledger_sheet_rows, expected.rejects_sheet_rows) == (390, 15)
     assert expected.ledger_skipped == 1  # the Total row
 
-    url = warehouse_url()
+    url = environment.warehouse_url()
     assert common.balances(url, LANDLORD) == dict(expected.balances)
     columns = "entry_ref, tenant_ref, kind, amount_cents, reject_reason"
     rows, rejects = sorted(expected.ledger_rows), expected.ledger_rejects
@@ -308,17 +308,18 @@ def stored_arrears(connection: sa.Connection) -> tuple[set[dt.date], dict[str, d
 
 
 def test_bocage_habitat_arrears_from_the_libreoffice_workbook(
-    monkeypatch: pytest.MonkeyPatch,
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The arrears of a ledger the hub was not written for (two sheets, French text cells, a
     debit/credit pair of columns, rejected debits on their own sheet): the night's run
     computes them for today, and the same computation on the day of the extract (31 March 2026,
-    when the debts spread over every bucket) matches this test's own FIFO reading."""
+    when the debts spread over every bucket) matches this test's own FIFO reading. On SQLite
+    and on PostgreSQL as the warehouse."""
     common.install_landlord(LANDLORD, monkeypatch)
     result = common.datafix("run", LANDLORD)
     assert result.returncode == 0, result.stdout + result.stderr
     expected = Expected(WORKBOOK)
-    engine = sa.create_engine(warehouse_url())
+    engine = sa.create_engine(warehouse_url)
     try:
         with engine.begin() as connection:
             (today,), tonight = stored_arrears(connection)
