@@ -186,6 +186,11 @@ class SandboxPeer:
     url: str
     started: bool
 
+    @property
+    def wsdl_url(self) -> str:
+        """Where a SOAP peer (the ERP, Sage X3, the works-order ERP) serves its WSDL."""
+        return f"{self.url}/wsdl"
+
 
 class _Stoppable(Protocol):
     def stop(self) -> None: ...
@@ -215,18 +220,6 @@ class Sandbox:
     @property
     def peers(self) -> tuple[SandboxPeer, SandboxPeer, SandboxPeer, SandboxPeer]:
         return (self.erp, self.sage_x3, self.salesforce, self.travaux)
-
-    @property
-    def erp_wsdl(self) -> str:
-        return f"{self.erp.url}/wsdl"
-
-    @property
-    def sage_wsdl(self) -> str:
-        return f"{self.sage_x3.url}/wsdl"
-
-    @property
-    def travaux_wsdl(self) -> str:
-        return f"{self.travaux.url}/wsdl"
 
     @property
     def started_any(self) -> bool:
