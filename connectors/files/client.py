@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from python_calamine import CalamineWorkbook
 
+from connectors.environment import seconds_variable
 from connectors.errors import ConfigError, RetriableError, SourceDataError
 from connectors.rawtable import (
     HEADER_SCAN_ROWS,
@@ -161,19 +162,7 @@ def settle_seconds(declared: float | None) -> float:
     default (`DATAFIX_FILE_SETTLE_SECONDS`, else 2 s)."""
     if declared is not None:
         return declared
-    text = os.environ.get(SETTLE_VARIABLE, "").strip()
-    if not text:
-        return SETTLE_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 600:
-        raise ConfigError(
-            f"{SETTLE_VARIABLE}={text!r} is not a number of seconds between 0 and 600 — fix or"
-            " unset it"
-        )
-    return value
+    return seconds_variable(SETTLE_VARIABLE, SETTLE_SECONDS, most=600, fix="fix or unset it")
 
 
 def wait_until_stable(

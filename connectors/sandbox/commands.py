@@ -56,7 +56,7 @@ def demo() -> None:
         served = "started for this run" if started else "already running (datafix sandbox)"
         click.echo(
             f"{len(DEMO_LANDLORDS) - len(written)} landlords read web services: sandbox peers"
-            f" {served} — {running.erp_wsdl}, {running.salesforce.url}"
+            f" {served} — {running.erp.wsdl_url}, {running.salesforce.url}"
         )
         code = run_and_report(sorted(DEMO_LANDLORDS), full_refresh=False)
     click.echo(
@@ -118,9 +118,11 @@ def sandbox(seconds: float | None, print_env: bool) -> None:
             for peer in running.peers:
                 state = "started" if peer.started else "already running in another process"
                 click.echo(f"  {peer.name:<22} {peer.url:<26} {state}")
-            click.echo(f"  landlord ERP WSDL      {running.erp_wsdl}")
-            click.echo(f"  Sage X3 WSDL           {running.sage_wsdl} (pool {running.sage_pool})")
-            click.echo(f"  works-order ERP WSDL   {running.travaux_wsdl} (node-soap)")
+            click.echo(f"  landlord ERP WSDL      {running.erp.wsdl_url}")
+            click.echo(
+                f"  Sage X3 WSDL           {running.sage_x3.wsdl_url} (pool {running.sage_pool})"
+            )
+            click.echo(f"  works-order ERP WSDL   {running.travaux.wsdl_url} (node-soap)")
             click.echo(f"  Salesforce CA bundle   {running.ca_bundle}")
             click.echo(
                 'Variables the demo datafixes read (eval "$(datafix sandbox --env)" exports them):'

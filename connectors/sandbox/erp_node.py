@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 from connectors.errors import ConfigError
-from connectors.sandbox.http import Served
+from connectors.sandbox.soap import SoapAddresses
 
 __all__ = [
     "DEFAULT_PORT",
@@ -130,8 +130,10 @@ def ensure_installed() -> None:
             )
 
 
-class TravauxErpPeer(Served):
+class TravauxErpPeer(SoapAddresses):
     """`node erp_node/server.js` on 127.0.0.1 (`port` 0: one the system picks)."""
+
+    endpoint_path = SOAP_PATH
 
     def __init__(
         self,
@@ -250,15 +252,6 @@ class TravauxErpPeer(Served):
         if self.port is None:
             raise RuntimeError("the works-order ERP peer is not started")
         return f"http://{HOST}:{self.port}"
-
-    @property
-    def wsdl_url(self) -> str:
-        """The WSDL, its soap:address pointing at `soap_url`."""
-        return f"{self.url}/wsdl"
-
-    @property
-    def soap_url(self) -> str:
-        return f"{self.url}{SOAP_PATH}"
 
     @property
     def stats_url(self) -> str:

@@ -42,7 +42,7 @@ import importlib.util
 import os
 import ssl
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -186,47 +186,32 @@ class SandboxPeer:
     url: str
     started: bool
 
+    @property
+    def wsdl_url(self) -> str:
+        """Where a SOAP peer (the ERP, Sage X3, the works-order ERP) serves its WSDL."""
+        return f"{self.url}/wsdl"
+
 
 class _Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
+@dataclass
 class Sandbox:
     """The running peers (see the module docstring); `stop()` stops those this process started."""
 
-    def __init__(
-        self,
-        erp: SandboxPeer,
-        sage_x3: SandboxPeer,
-        salesforce: SandboxPeer,
-        travaux: SandboxPeer,
-        ca_bundle: Path,
-        owned: list[_Stoppable],
-    ) -> None:
-        self.erp = erp
-        self.sage_x3 = sage_x3
-        self.salesforce = salesforce
-        self.travaux = travaux
-        self.ca_bundle = ca_bundle
-        self.session_id = DEFAULT_SESSION_ID
-        self.sage_pool = SAGE_POOL
-        self._owned = owned
+    erp: SandboxPeer
+    sage_x3: SandboxPeer
+    salesforce: SandboxPeer
+    travaux: SandboxPeer
+    ca_bundle: Path
+    _owned: list[_Stoppable] = field(repr=False)
+    session_id: str = DEFAULT_SESSION_ID
+    sage_pool: str = SAGE_POOL
 
     @property
     def peers(self) -> tuple[SandboxPeer, SandboxPeer, SandboxPeer, SandboxPeer]:
         return (self.erp, self.sage_x3, self.salesforce, self.travaux)
-
-    @property
-    def erp_wsdl(self) -> str:
-        return f"{self.erp.url}/wsdl"
-
-    @property
-    def sage_wsdl(self) -> str:
-        return f"{self.sage_x3.url}/wsdl"
-
-    @property
-    def travaux_wsdl(self) -> str:
-        return f"{self.travaux.url}/wsdl"
 
     @property
     def started_any(self) -> bool:

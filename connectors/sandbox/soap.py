@@ -45,7 +45,7 @@ from connectors.sandbox.http import (
     soap_fault_reply,
 )
 
-__all__ = ["PushFaultHooks", "SoapPeer", "TransientFaults"]
+__all__ = ["PushFaultHooks", "SoapAddresses", "SoapPeer", "TransientFaults"]
 
 # a chunk announced 4096 bytes long, then the connection closes (HTTP/1.0) after a few of them
 _CUT_REPLY = Reply(
@@ -56,7 +56,27 @@ _CUT_REPLY = Reply(
 )
 
 
-class SoapPeer(Served):
+class SoapAddresses(Served):
+    """Where a SOAP peer answers, from its base `url` (a subclass gives it and `endpoint_path`):
+    the WSDL at `wsdl_url`, its soap:address pointing at `soap_url`. Shared by the Python peers
+    and the Node.js one (`connectors.sandbox.erp_node`)."""
+
+    endpoint_path: ClassVar[str]
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def wsdl_url(self) -> str:
+        return f"{self.url}/wsdl"
+
+    @property
+    def soap_url(self) -> str:
+        return f"{self.url}{self.endpoint_path}"
+
+
+class SoapPeer(SoapAddresses):
     """A SOAP service on 127.0.0.1:`port` (0: one the system picks) answered by `_answer` (see
     the module docstring).
 
@@ -105,15 +125,6 @@ class SoapPeer(Served):
     @property
     def url(self) -> str:
         return self._server.url
-
-    @property
-    def wsdl_url(self) -> str:
-        """Where the WSDL is served (its soap:address points at `soap_url`)."""
-        return f"{self.url}/wsdl"
-
-    @property
-    def soap_url(self) -> str:
-        return f"{self.url}{self.endpoint_path}"
 
     def set_fault(self, mode: str | None, *, times: int | None = None) -> None:
         """Answer operation calls with `mode` (every call, or only the next `times`); None:

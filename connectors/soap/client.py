@@ -107,53 +107,8 @@ __all__ = [
 SOAP_ENCODING_NAMESPACE = "http://schemas.xmlsoap.org/soap/encoding/"
 
 # The parts of the SOAP 1.1 encoding schema zeep needs to understand `soapenc:Array`
-# restrictions (the `Array` group and type, `arrayType`, `offset`, the common `id`/`href`
-# attributes) and `soapenc:Struct`; written after the SOAP 1.1 note, section 5.
-_SOAP_ENCODING_SCHEMA = b"""<?xml version="1.0" encoding="UTF-8"?>
-<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"
-    xmlns:tns="http://schemas.xmlsoap.org/soap/encoding/"
-    targetNamespace="http://schemas.xmlsoap.org/soap/encoding/">
-  <xs:attribute name="root">
-    <xs:simpleType>
-      <xs:restriction base="xs:boolean"><xs:pattern value="0|1"/></xs:restriction>
-    </xs:simpleType>
-  </xs:attribute>
-  <xs:attributeGroup name="commonAttributes">
-    <xs:attribute name="id" type="xs:ID"/>
-    <xs:attribute name="href" type="xs:anyURI"/>
-    <xs:anyAttribute namespace="##other" processContents="lax"/>
-  </xs:attributeGroup>
-  <xs:simpleType name="arrayCoordinate"><xs:restriction base="xs:string"/></xs:simpleType>
-  <xs:attribute name="arrayType" type="xs:string"/>
-  <xs:attribute name="offset" type="tns:arrayCoordinate"/>
-  <xs:attributeGroup name="arrayAttributes">
-    <xs:attribute ref="tns:arrayType"/>
-    <xs:attribute ref="tns:offset"/>
-  </xs:attributeGroup>
-  <xs:attribute name="position" type="tns:arrayCoordinate"/>
-  <xs:group name="Array">
-    <xs:sequence>
-      <xs:any namespace="##any" minOccurs="0" maxOccurs="unbounded" processContents="lax"/>
-    </xs:sequence>
-  </xs:group>
-  <xs:element name="Array" type="tns:Array"/>
-  <xs:complexType name="Array">
-    <xs:group ref="tns:Array" minOccurs="0"/>
-    <xs:attributeGroup ref="tns:arrayAttributes"/>
-    <xs:attributeGroup ref="tns:commonAttributes"/>
-  </xs:complexType>
-  <xs:group name="Struct">
-    <xs:sequence>
-      <xs:any namespace="##any" minOccurs="0" maxOccurs="unbounded" processContents="lax"/>
-    </xs:sequence>
-  </xs:group>
-  <xs:element name="Struct" type="tns:Struct"/>
-  <xs:complexType name="Struct">
-    <xs:group ref="tns:Struct" minOccurs="0"/>
-    <xs:attributeGroup ref="tns:commonAttributes"/>
-  </xs:complexType>
-</xs:schema>
-"""
+# restrictions and `soapenc:Struct` (see the file), served to zeep in place of the network copy.
+_SOAP_ENCODING_SCHEMA = Path(__file__).with_name("soap_encoding.xsd")
 
 _HOW_TO_FIX_WSDL = "check `wsdl` in the datafix (a file path or an http(s) URL)"
 
@@ -259,7 +214,7 @@ class GuardedTransport(zeep.Transport):
 
     def load(self, url: str) -> bytes:
         if self.soap_encoding and url.rstrip("/") == SOAP_ENCODING_NAMESPACE.rstrip("/"):
-            return _SOAP_ENCODING_SCHEMA
+            return _SOAP_ENCODING_SCHEMA.read_bytes()
         if url == self.entry or (not _is_url(url) and os.path.abspath(url) == self.entry):
             content = super().load(url)
             if has_doctype(content):

@@ -34,7 +34,7 @@ from functools import cache
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.rawtable import RawTable, header_key, unique_labels
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MISSING_COLUMN_STATES",
     "MISSING_TABLE_STATES",
+    "OdbcRead",
     "OdbcTarget",
     "connect_error",
     "dialect_of_server",
@@ -697,20 +698,23 @@ def _select(
 # Reading
 
 
-def read_odbc(
-    connection_string: str,
-    *,
-    table: str | None = None,
-    schema: str | None = None,
-    query: str | None = None,
-    key: Sequence[str] = (),
-    since: tuple[str, str] | tuple[str, str, str | None] | None = None,
-    chunk_rows: int = 50_000,
-    timeout: int = 30,
-    dialect: str | None = None,
-    watermark: Sequence[str] = (),
-) -> RawTable:
-    """Read a table (every column) or a query's result over ODBC as text, `chunk_rows` at a time.
+class OdbcRead(TypedDict, total=False):
+    """What `read_odbc` and `iter_odbc` read (every item may be left out; see `read_odbc`)."""
+
+    table: str | None
+    schema: str | None
+    query: str | None
+    key: Sequence[str]
+    since: tuple[str, str] | tuple[str, str, str | None] | None
+    chunk_rows: int
+    timeout: int
+    dialect: str | None
+    watermark: Sequence[str]
+
+
+def read_odbc(connection_string: str, **options: Unpack[OdbcRead]) -> RawTable:
+    """Read a table (every column) or a query's result over ODBC as text, `chunk_rows` at a time
+    (50,000 unless given).
 
     Same result as `read_sql` on the same rows: lineage `table:id=42` (`key` columns) or
     `table:row 7` (`query` stands for the name of a query); a table is read in `key` (else
@@ -719,22 +723,10 @@ def read_odbc(
     is a `WatermarkError`); `watermark` names the cursor and key columns whose last values'
     kinds the table reports (`watermark_kinds`)
     (bound as the column's type); a query is then wrapped (`SELECT * FROM (query) AS src WHERE
-    …`, ordered by `key` when given). `timeout` is the login timeout in seconds; `dialect`
+    …`, ordered by `key` when given). `timeout` is the login timeout in seconds (30); `dialect`
     (postgresql, mysql, mssql) overrides the one guessed from the driver's name.
     """
-    chunks = _chunks(
-        connection_string,
-        table,
-        schema,
-        query,
-        key,
-        since,
-        chunk_rows,
-        timeout,
-        dialect,
-        True,
-        watermark=watermark,
-    )
+    chunks = _chunks(connection_string, retain=True, **options)
     while True:
         try:
             next(chunks)
@@ -743,9 +735,18 @@ def read_odbc(
             return retained.table(origin)
 
 
-def iter_odbc(
+def iter_odbc(connection_string: str, **options: Unpack[OdbcRead]) -> Iterator[RawTable]:
+    """As `read_odbc`, one `chunk_rows` table at a time: memory stays that of one chunk.
+
+    Lineage numbering continues across chunks; each chunk's fingerprint covers that chunk.
+    """
+    yield from _chunks(connection_string, retain=False, **options)
+
+
+def _chunks(
     connection_string: str,
     *,
+    retain: bool,
     table: str | None = None,
     schema: str | None = None,
     query: str | None = None,
@@ -754,39 +755,6 @@ def iter_odbc(
     chunk_rows: int = 50_000,
     timeout: int = 30,
     dialect: str | None = None,
-    watermark: Sequence[str] = (),
-) -> Iterator[RawTable]:
-    """As `read_odbc`, one `chunk_rows` table at a time: memory stays that of one chunk.
-
-    Lineage numbering continues across chunks; each chunk's fingerprint covers that chunk.
-    """
-    yield from _chunks(
-        connection_string,
-        table,
-        schema,
-        query,
-        key,
-        since,
-        chunk_rows,
-        timeout,
-        dialect,
-        False,
-        watermark=watermark,
-    )
-
-
-def _chunks(
-    connection_string: str,
-    table: str | None,
-    schema: str | None,
-    query: str | None,
-    key: Sequence[str],
-    since: tuple[str, str] | tuple[str, str, str | None] | None,
-    chunk_rows: int,
-    timeout: int,
-    dialect: str | None,
-    retain: bool,
-    *,
     watermark: Sequence[str] = (),
 ) -> Generator[RawTable, None, tuple[TextChunks, str]]:
     check_target(table, query)

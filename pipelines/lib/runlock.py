@@ -33,7 +33,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from connectors.errors import ConfigError
+from connectors.environment import seconds_variable
 from connectors.processes import process_running, process_started
 from schemas.tables import run_locks
 
@@ -74,19 +74,12 @@ def advisory_key(name: str) -> int:
 
 def lock_wait_seconds() -> float:
     """How long a run waits for a busy landlord: `DATAFIX_LOCK_WAIT` seconds (default 600)."""
-    text = os.environ.get(LOCK_WAIT_VARIABLE, "").strip()
-    if not text:
-        return DEFAULT_LOCK_WAIT_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if seconds < 0:
-        raise ConfigError(
-            f"{LOCK_WAIT_VARIABLE}={text!r} is not a number of seconds — set it to how long a"
-            " run waits for another run of the same landlord (e.g. 600; 0: do not wait)"
-        )
-    return seconds
+    return seconds_variable(
+        LOCK_WAIT_VARIABLE,
+        DEFAULT_LOCK_WAIT_SECONDS,
+        fix="set it to how long a run waits for another run of the same landlord (e.g. 600;"
+        " 0: do not wait)",
+    )
 
 
 @dataclass(frozen=True)

@@ -432,6 +432,6 @@ def test_without_node_the_error_says_what_to_install(monkeypatch: pytest.MonkeyP
 
 def test_the_sandbox_serves_it_and_exports_its_wsdl(sandbox: Sandbox) -> None:
     wsdl = os.environ["DATAFIX_SANDBOX_TRAVAUX_WSDL"]
-    assert wsdl == sandbox.travaux_wsdl and sandbox.travaux.started
+    assert wsdl == sandbox.travaux.wsdl_url and sandbox.travaux.started
     answer = client(wsdl).service.ListerEcritures(page={"numero": 1, "taille": 1})
     assert answer.total == SEEDED

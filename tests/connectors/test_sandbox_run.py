@@ -178,11 +178,11 @@ def test_peers_start_seeded_answer_and_stop_leaving_no_port(tmp_path: Path) -> N
         assert all(peer.url.startswith(("http://127.0.0.1:", "https://")) for peer in sandbox.peers)
         assert len(set(ports.__dict__.values())) == 4
         assert sandbox.ca_bundle == tmp_path / CA_BUNDLE
-        assert erp_tenants(sandbox.erp_wsdl) == DEMO_ROWS["val-de-seine"]["tenants"]
+        assert erp_tenants(sandbox.erp.wsdl_url) == DEMO_ROWS["val-de-seine"]["tenants"]
         assert salesforce_versions(sandbox) == 200
-        assert requests.get(sandbox.sage_wsdl, timeout=10).ok
-        assert "urn:patrimoine-travaux" in requests.get(sandbox.travaux_wsdl, timeout=10).text
-        assert sandbox.variables()["DATAFIX_SANDBOX_ERP_WSDL"] == sandbox.erp_wsdl
+        assert requests.get(sandbox.sage_x3.wsdl_url, timeout=10).ok
+        assert "urn:patrimoine-travaux" in requests.get(sandbox.travaux.wsdl_url, timeout=10).text
+        assert sandbox.variables()["DATAFIX_SANDBOX_ERP_WSDL"] == sandbox.erp.wsdl_url
     assert all(refused(port) for port in ports.__dict__.values())
 
 
@@ -203,13 +203,13 @@ def test_peers_start_on_given_ports_and_bind_them_again_at_once(tmp_path: Path) 
     with running_sandbox(tmp_path, ports=ports) as first:
         assert ports_of(first) == ports
         assert all(peer.started for peer in first.peers)
-        assert erp_tenants(first.erp_wsdl) == 12  # connections: their TIME_WAIT stays behind
+        assert erp_tenants(first.erp.wsdl_url) == 12  # connections: their TIME_WAIT stays behind
         assert salesforce_versions(first) == 200
     # a sandbox restarted at once binds the same ports again (Ctrl-C, then `datafix sandbox`)
     with running_sandbox(tmp_path, ports=ports) as again:
         assert ports_of(again) == ports
         assert all(peer.started for peer in again.peers)
-        assert erp_tenants(again.erp_wsdl) == 12
+        assert erp_tenants(again.erp.wsdl_url) == 12
     assert all(refused(port) for port in ports.__dict__.values())
 
 
@@ -224,7 +224,7 @@ def test_a_running_sandbox_is_reused_not_restarted_nor_stopped(tmp_path: Path) -
             assert second.ca_bundle.read_text() == first.ca_bundle.read_text()
             assert salesforce_versions(second) == 200
         # the second sandbox stopped nothing: the first still serves
-        assert erp_tenants(first.erp_wsdl) == 12
+        assert erp_tenants(first.erp.wsdl_url) == 12
         assert salesforce_versions(first) == 200
     assert all(refused(port) for port in ports.__dict__.values())
 

@@ -10,8 +10,21 @@ from connectors.secrets import scrub
 from pipelines.defs.common import hub_failures
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
+from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.outbox import Outbox, replay_dead_letters
 from pipelines.lib.requeue import requeue
+
+
+def _landlord_datafix(
+    context: dg.OpExecutionContext, datafixes: DatafixesResource, nothing_done: str
+) -> LoadedDatafix:
+    """The partition's datafix; a refused one fails the op, saying `nothing_done` and why."""
+    try:
+        return datafixes.get_client(context.partition_key)
+    except ConnectorError as error:
+        raise dg.Failure(
+            description=scrub(f"datafix refused, nothing was {nothing_done}:\n{error}")
+        ) from None
 
 
 class RequeueConfig(dg.Config):
@@ -29,13 +42,7 @@ def requeue_quarantine(
     warehouse: WarehouseResource,
     datafixes: DatafixesResource,
 ) -> None:
-    landlord_id = context.partition_key
-    try:
-        loaded = datafixes.get_client(landlord_id)
-    except ConnectorError as error:
-        raise dg.Failure(
-            description=scrub(f"datafix refused, nothing was requeued:\n{error}")
-        ) from None
+    loaded = _landlord_datafix(context, datafixes, "requeued")
     entities = [config.entity] if config.entity else list(loaded.datafix.entities)
     client = warehouse.get_client()
     totals = {"requeued": 0, "loaded": 0, "quarantined": 0, "skipped": 0}
@@ -86,8 +93,8 @@ def replay_dead_letters_op(
     datafixes: DatafixesResource,
 ) -> None:
     landlord_id = context.partition_key
+    loaded = _landlord_datafix(context, datafixes, "replayed")
     try:
-        loaded = datafixes.get_client(landlord_id)
         box = Outbox(warehouse.get_client().engine)
         count = replay_dead_letters(box, loaded, config.sink, config.reason)
     except ConnectorError as error:
