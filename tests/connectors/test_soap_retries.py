@@ -180,12 +180,22 @@ def _send(peer: LandlordErpPeer, kind: str, **options: Any):  # type: ignore[no-
     return _sink(peer, kind, **options).send(records)
 
 
+# each transient failure, for a batch sink and a per-record sink
+EVERY_TRANSIENT_CASE_IN_BOTH_MODES = pytest.mark.parametrize(
+    ("case", "kind"),
+    [
+        pytest.param(case, kind, id=f"{case}-{kind}")
+        for kind in ("batch", "per-record")
+        for case in TRANSIENT
+    ],
+)
+
+
 def _operation(kind: str) -> str:
     return "SubmitCommitments" if kind == "batch" else "SubmitCompletionReport"
 
 
-@pytest.mark.parametrize("kind", ["batch", "per-record"])
-@pytest.mark.parametrize("case", list(TRANSIENT))
+@EVERY_TRANSIENT_CASE_IN_BOTH_MODES
 def test_sink_retries_a_transient_failure_then_sends(
     erp: LandlordErpPeer, case: str, kind: str
 ) -> None:
@@ -195,8 +205,7 @@ def test_sink_retries_a_transient_failure_then_sends(
     assert [d.outcome for d in delivered] == ["sent", "sent"]
 
 
-@pytest.mark.parametrize("kind", ["batch", "per-record"])
-@pytest.mark.parametrize("case", list(TRANSIENT))
+@EVERY_TRANSIENT_CASE_IN_BOTH_MODES
 def test_sink_raises_retriable_for_the_outbox_once_the_attempts_are_used(
     erp: LandlordErpPeer, case: str, kind: str
 ) -> None:
