@@ -45,7 +45,7 @@ from pipelines.lib.warehouse import Warehouse
 from schemas.tables import outbox
 from tests.pipelines.lib.helpers import migrated_warehouse
 from tests.pipelines.lib.pushing import (
-    ERP_COMMITMENT_FIELDS,
+    ERP_COMMITMENT_SINK,
     SF_EXTERNAL_ID,
     SF_OBJECT,
     load_all,
@@ -86,14 +86,10 @@ SALESFORCE_COMPLETIONS = {
 }
 # commitments → the ERP's SubmitCommitments (batches of 100), read back by GetCommitments
 ERP_COMMITMENTS = {
-    "kind": "soap",
-    "sends": "commitments",
+    **ERP_COMMITMENT_SINK,
     "wsdl": "${ERP_WSDL}",
-    "operation": "SubmitCommitments",
-    "read_back": {"operation": "GetCommitments"},
     "timeout": 10,
     "operation_timeout": 10,
-    "fields": ERP_COMMITMENT_FIELDS,
 }
 # every order is a commitment (cancelled ones too): N orders make N commitments
 ALL_COMMITMENTS = {"commitments": {"status": ["received", "scheduled", "done", "cancelled"]}}

@@ -31,7 +31,14 @@ from pipelines.lib.push import PushOutcome, push_landlord
 from pipelines.lib.sinks import build_sink
 from pipelines.lib.warehouse import Warehouse
 from tests.conftest import temporary_postgres_database
-from tests.pipelines.lib.pushing import change_order_amounts, load_all, write_datafix, write_works
+from tests.pipelines.lib.pushing import (
+    ERP_COMMITMENT_SINK,
+    change_order_amounts,
+    load_all,
+    run_sql,
+    write_datafix,
+    write_works,
+)
 
 N = 10_000
 X3_N = N  # Sage X3 saves one invoice per call (~145 a second): the longest case
@@ -60,13 +67,12 @@ class Peer:
 
 @contextlib.contextmanager
 def sql_peer(url: str, connections: Counter[str]) -> Iterator[Peer]:
+    run_sql(
+        url,
+        f"CREATE TABLE {TABLE} (facture VARCHAR(20) NOT NULL, bt VARCHAR(20),"
+        " montant_cts BIGINT, montant_eur VARCHAR(20), date_facture DATE, hub_idem VARCHAR(80))",
+    )  # no unique key on purpose: a record written twice would show as two rows
     engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            f"CREATE TABLE {TABLE} (facture VARCHAR(20) NOT NULL, bt VARCHAR(20),"
-            " montant_cts BIGINT, montant_eur VARCHAR(20), date_facture DATE,"
-            " hub_idem VARCHAR(80))"
-        )  # no unique key on purpose: a record written twice would show as two rows
 
     def rows() -> list[tuple[Any, ...]]:
         with engine.connect() as connection:
@@ -120,15 +126,7 @@ def soap_erp_peer(tmp_path: Path, connections: Counter[str]) -> Iterator[Peer]:
 
         yield Peer(
             sink={
-                "kind": "soap", "sends": "commitments", "wsdl": erp.wsdl_url,
-                "operation": "SubmitCommitments", "read_back": {"operation": "GetCommitments"},
-                "timeout": 10, "operation_timeout": 10,
-                "fields": {
-                    "Contractor": "contractor", "BudgetLine": {"value": "GE-2026-61521"},
-                    "AmountExclTaxCents": "amount_cents",
-                    "AmountInclTax": {"from": "amount_cents", "as": "euros"},
-                    "OrderedOn": "ordered_date", "Label": {"value": "Engagement travaux"},
-                },
+                **ERP_COMMITMENT_SINK, "wsdl": erp.wsdl_url, "timeout": 10, "operation_timeout": 10,
             },
             held=held,
             calls=lambda: erp.calls,

@@ -25,43 +25,16 @@ from typing import Any
 import pytest
 
 from connectors.sandbox.erp_node import TravauxErpPeer
-from tests.pipelines.lib.pushing import change_order_amounts
+from tests.pipelines.lib.pushing import TRAVAUX_COMMITMENT_SINK, change_order_amounts
 from tests.test_push_e2e import Hub
 
 # commitments → EnregistrerEngagement(engagement {...}), as a landlord's datafix declares it
 TRAVAUX_SINK: dict[str, Any] = {
-    "kind": "soap",
-    "sends": "commitments",
+    **TRAVAUX_COMMITMENT_SINK,
     "wsdl": "${TRAVAUX_WSDL}",
-    "operation": "EnregistrerEngagement",
-    "mode": "per_record",
-    "natural_key": "engagement.numeroBon",
-    "results": {
-        "status": "statut",
-        "id": "reference",
-        "message": "message",
-        "statuses": {"CREE": "sent", "MIS_A_JOUR": "sent", "INCHANGE": "sent"},
-        "faults": {"Server.Refuse": "dead"},
-    },
-    "read_back": {
-        "operation": "LireEngagement",
-        "argument": "numeroBon",
-        "not_found": {"fault": "Client.Introuvable"},
-        "id": "reference",
-    },
+    "results": {**TRAVAUX_COMMITMENT_SINK["results"], "faults": {"Server.Refuse": "dead"}},
     "timeout": 10,
     "operation_timeout": 10,
-    "fields": {
-        "engagement.numeroBon": "order_ref",
-        "engagement.fournisseur.siret": {"value": "41234567800019"},
-        "engagement.fournisseur.nom": "contractor",
-        "engagement.dateEngagement": "ordered_date",
-        "engagement.montant.valeur": {"from": "amount_cents", "as": "euros"},
-        "engagement.montant.devise": {"value": "EUR"},
-        "engagement.lignes.ligne.libelle": {"value": "Engagement travaux"},
-        "engagement.lignes.ligne.quantite": {"value": "1"},
-        "engagement.lignes.ligne.prixUnitaire": {"from": "amount_cents", "as": "euros"},
-    },
 }
 
 

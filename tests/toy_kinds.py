@@ -80,9 +80,11 @@ def jsonl_header(source: JsonLinesSource, request: registry.SourceRequest) -> li
 
 
 class Drawer:
-    """The `drawer` sink's connector."""
+    """The `drawer` sink's connector: one `<key>.json` per record in its folder. A variant
+    writes its files otherwise by overriding `suffix`, `write` and `holds`."""
 
     kind = "drawer"
+    suffix = ".json"
 
     def __init__(self, name: str, folder: Path) -> None:
         self.name = name
@@ -96,21 +98,26 @@ class Drawer:
         self.folder.mkdir(parents=True, exist_ok=True)
         delivered = []
         for record in records:
-            target = self.folder / f"{record.key}.json"
-            document = {"idempotency_key": record.idempotency_key, "fields": record.fields}
-            target.write_text(payload_json(document), encoding="utf-8")
+            self.write(self.folder / f"{record.key}{self.suffix}", record)
             delivered.append(Delivered(record.key, "sent", peer_id=record.key))
         return delivered
 
     def read_back(self, records: Sequence[OutgoingRecord]) -> dict[str, str]:
         held = {}
         for record in records:
-            target = self.folder / f"{record.key}.json"
-            if target.is_file():
-                document = json.loads(target.read_text(encoding="utf-8"))
-                if document["idempotency_key"] == record.idempotency_key:
-                    held[record.key] = record.key
+            target = self.folder / f"{record.key}{self.suffix}"
+            if target.is_file() and self.holds(target, record):
+                held[record.key] = record.key
         return held
+
+    def write(self, target: Path, record: OutgoingRecord) -> None:
+        document = {"idempotency_key": record.idempotency_key, "fields": record.fields}
+        target.write_text(payload_json(document), encoding="utf-8")
+
+    def holds(self, target: Path, record: OutgoingRecord) -> bool:
+        """Whether the file `target` holds this version of `record`."""
+        document = json.loads(target.read_text(encoding="utf-8"))
+        return document["idempotency_key"] == record.idempotency_key
 
     def close(self) -> None:
         pass

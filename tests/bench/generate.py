@@ -90,9 +90,11 @@ def _code_hash() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
-def _generated(folder: str, name: str, params: Any, write: Callable[[Path], None]) -> Generated:
-    """`folder/name` under `bench_home()`, written by `write(path)` unless the file there was
-    generated for the same key (`params`, which hold `rows` and `bad_rows`, and this module's
+def _generated(
+    folder: str, name: str, params: Any, write: Callable[[Path, Any], None]
+) -> Generated:
+    """`folder/name` under `bench_home()`, written by `write(path, params)` unless the file there
+    was generated for the same key (`params`, which hold `rows` and `bad_rows`, and this module's
     code)."""
     path = bench_home() / folder / name
     path.parent.mkdir(exist_ok=True)
@@ -100,7 +102,7 @@ def _generated(folder: str, name: str, params: Any, write: Callable[[Path], None
     cached = _cached(path, key)
     if cached is not None:
         return cached
-    write(path)
+    write(path, params)
     return _record(path, key, params.rows, params.bad_rows)
 
 
@@ -145,9 +147,7 @@ class LedgerParams:
 
 def ledger_csv(params: LedgerParams = LedgerParams()) -> Generated:
     """`bench/ledger/quittancement_2024-12.csv`, generated unless an identical one exists."""
-    return _generated(
-        "ledger", "quittancement_2024-12.csv", params, lambda path: _write_ledger(path, params)
-    )
+    return _generated("ledger", "quittancement_2024-12.csv", params, _write_ledger)
 
 
 def _write_ledger(path: Path, params: LedgerParams) -> None:
@@ -207,9 +207,7 @@ class WorksParams:
 
 def works_xlsx(params: WorksParams = WorksParams()) -> Generated:
     """`bench/works/commandes_2024-12.xlsx` (openpyxl write-only) unless an identical one exists."""
-    return _generated(
-        "works", "commandes_2024-12.xlsx", params, lambda path: _write_works(path, params)
-    )
+    return _generated("works", "commandes_2024-12.xlsx", params, _write_works)
 
 
 def _write_works(path: Path, params: WorksParams) -> None:

@@ -64,6 +64,7 @@ for _path in (str(HERE), str(REPO)):
         sys.path.insert(0, _path)
 
 import generate  # noqa: E402  (tests/bench/generate.py, beside this script)
+from text_table import text_table  # noqa: E402  (tests/bench/text_table.py)
 
 ROUNDS = 2
 LEDGER_ROWS = 1_000_000
@@ -235,9 +236,8 @@ def generated_ledger(landlord: str, folder: str, rows: int, bad_rows: int, seed:
     in `bench/<datafixes folder>/`."""
     (_bench() / folder).mkdir(parents=True, exist_ok=True)
     params = generate.LedgerParams(rows=rows, bad_rows=bad_rows, seed=seed)
-    made = generate._generated(  # the bench's own generator, beside this file
-        folder, LEDGER_FILE, params, lambda path: generate._write_ledger(path, params)
-    )
+    # the bench's own generator, beside this file
+    made = generate._generated(folder, LEDGER_FILE, params, generate._write_ledger)
     datafixes = _bench() / Path(folder).parent / "datafixes"
     _write_datafix(datafixes, landlord, folder)
     return Ledger(landlord, made.path, made.data_rows, made.bad_rows, datafixes, folder)
@@ -752,20 +752,8 @@ def print_table(report: dict) -> None:
                 line.status,
             )
         )
-    widths = [max(len(c) for c in col) for col in zip(header, *rendered, strict=True)]
-    numeric = {1, 2, 4, 5}
-
-    def render(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
     print("Table 1: whole process, as a user runs it (each a fresh process, timed from outside)")
-    print(render(header))
-    print("  ".join("-" * w for w in widths))
-    for cells in rendered:
-        print(render(cells))
+    print("\n".join(text_table(header, rendered, right={1, 2, 4, 5})))
     for line in table:
         if "error" in line.result:
             print(f"ERROR: {line.measurement}:")

@@ -60,11 +60,14 @@ for _path in (str(HERE), str(REPO)):
         sys.path.insert(0, _path)
 
 import generate  # noqa: E402  (tests/bench/generate.py: bench_home)
+from text_table import text_table  # noqa: E402  (tests/bench/text_table.py)
 
 from tests.pipelines.lib.pushing import (  # noqa: E402
-    ERP_COMMITMENT_FIELDS,
+    ERP_COMMITMENT_SINK,
     SF_EXTERNAL_ID,
     SF_OBJECT,
+    TRAVAUX_COMMITMENT_FIELDS,
+    TRAVAUX_COMMITMENT_SINK,
     run_sql,
 )
 
@@ -111,19 +114,6 @@ INVOICES_SAGE100 = {
     "MontantHT": "amount_cents",
     "MontantTTC": "total_cents",
     "Date": "issued_date",
-}
-# commitments → EnregistrerEngagement(engagement {numeroBon, fournisseur {siret, nom},
-# dateEngagement, montant {valeur, devise}, lignes {ligne {libelle, quantite, prixUnitaire}}})
-COMMITMENTS_TRAVAUX = {
-    "engagement.numeroBon": "order_ref",
-    "engagement.fournisseur.siret": {"value": "41234567800019"},
-    "engagement.fournisseur.nom": "contractor",
-    "engagement.dateEngagement": "ordered_date",
-    "engagement.montant.valeur": {"from": "amount_cents", "as": "euros"},
-    "engagement.montant.devise": {"value": "EUR"},
-    "engagement.lignes.ligne.libelle": "category",
-    "engagement.lignes.ligne.quantite": {"value": "1"},
-    "engagement.lignes.ligne.prixUnitaire": {"from": "amount_cents", "as": "euros"},
 }
 INVOICES_SQL = {
     "bt": "order_ref",
@@ -240,40 +230,20 @@ def started(kind: str, folder: Path) -> Iterator[Target]:
 
             peer = stack.enter_context(LandlordErpPeer())
             target.peer = peer
-            target.sink = {
-                "kind": "soap",
-                "sends": "commitments",
-                "fields": ERP_COMMITMENT_FIELDS,
-                "wsdl": peer.wsdl_url,
-                "operation": "SubmitCommitments",
-                "mode": "batch",
-                "read_back": {"operation": "GetCommitments"},
-            }
+            target.sink = {**ERP_COMMITMENT_SINK, "wsdl": peer.wsdl_url, "mode": "batch"}
         elif kind == "soap_node_per_record":
             from connectors.sandbox.erp_node import TravauxErpPeer
 
             peer = stack.enter_context(TravauxErpPeer())
             target.peer = peer
             target.sink = {
-                "kind": "soap",
-                "sends": "commitments",
-                "fields": COMMITMENTS_TRAVAUX,
+                **TRAVAUX_COMMITMENT_SINK,
+                # the works order's category as the line's label
+                "fields": {
+                    **TRAVAUX_COMMITMENT_FIELDS,
+                    "engagement.lignes.ligne.libelle": "category",
+                },
                 "wsdl": peer.wsdl_url,
-                "operation": "EnregistrerEngagement",
-                "mode": "per_record",
-                "natural_key": "engagement.numeroBon",
-                "results": {
-                    "status": "statut",
-                    "id": "reference",
-                    "message": "message",
-                    "statuses": {"CREE": "sent", "MIS_A_JOUR": "sent", "INCHANGE": "sent"},
-                },
-                "read_back": {
-                    "operation": "LireEngagement",
-                    "argument": "numeroBon",
-                    "not_found": {"fault": "Client.Introuvable"},
-                    "id": "reference",
-                },
             }
         elif kind == "sage_x3":
             from connectors.sandbox.sage_x3 import SageX3Peer, demo_seed
@@ -667,18 +637,7 @@ def print_table(report: dict) -> None:
                 _check(result),
             )
         )
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
-
-    def render(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            cell.ljust(width) if index in (0, 12) else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    print(render(header))
-    print("  ".join("-" * width for width in widths))
-    for line in lines:
-        print(render(line))
+    print("\n".join(text_table(header, lines, right=range(1, 12))))  # kind and check: left
     for name, result in report["results"].items():
         for part in ("push", "raw"):
             if "error" in result[part]:

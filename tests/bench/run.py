@@ -81,6 +81,7 @@ import generate  # noqa: E402  (tests/bench/generate.py, beside this script)
 import odbc_pull  # noqa: E402  (tests/bench/odbc_pull.py: the 1M-row pull over pyodbc)
 import process as process_bench  # noqa: E402  (tests/bench/process.py: Table 1, whole process)
 import push as push_bench  # noqa: E402  (tests/bench/push.py: push throughput per sink kind)
+from text_table import text_table  # noqa: E402  (tests/bench/text_table.py)
 
 DATAFIXES = HERE / "datafixes"
 LEDGER_LANDLORD = "bench-ledger"
@@ -450,17 +451,7 @@ def _table(rows: list[Row]) -> str:
                 row.status or "-",
             )
         )
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
-    numeric = {1, 2, 3, 4}
-
-    def render(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            cell.rjust(width) if index in numeric else cell.ljust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([render(header), rule, *(render(line) for line in lines)])
+    return "\n".join(text_table(header, lines, right={1, 2, 3, 4}))
 
 
 def main() -> int:

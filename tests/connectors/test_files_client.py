@@ -184,16 +184,7 @@ def test_csv_french_excel_export(ledger_csv: Path) -> None:
     assert_all_text(table)
 
 
-@pytest.mark.parametrize(
-    ("encoding", "separator", "newline"),
-    [
-        pytest.param("cp1252", ";", "\r\n", id="cp1252-semicolon-crlf"),
-        pytest.param("utf-8-sig", ",", "\r\n", id="utf8-bom-comma"),
-        pytest.param("utf-8", "\t", "\n", id="utf8-tab-lf"),
-        pytest.param("utf-16", "\t", "\r\n", id="utf16-tab-excel-unicode-text"),
-        pytest.param("utf-8", "|", "\n", id="utf8-pipe"),
-    ],
-)
+@parametrize("csv_dialects", "detected", "encoding, separator, newline")
 def test_csv_encoding_and_separator_are_detected(
     tmp_path: Path, encoding: str, separator: str, newline: str
 ) -> None:

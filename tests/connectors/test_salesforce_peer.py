@@ -35,6 +35,7 @@ from connectors.sandbox.salesforce import (
     SalesforcePeer,
     field_service_store,
 )
+from tests.casedata import parametrize
 
 API = "/services/data/v59.0"
 UTC = dt.UTC
@@ -237,28 +238,8 @@ def test_order_by_and_limit(peer: SalesforcePeer, sf: Salesforce) -> None:
 
 # --- Errors ---------------------------------------------------------------------------------
 
-QUERY_ERRORS = [
-    ("no FROM", "SELECT Id", "MALFORMED_QUERY"),
-    ("dangling WHERE", "SELECT Id FROM WorkOrder WHERE", "MALFORMED_QUERY"),
-    ("double operator", "SELECT Id FROM WorkOrder WHERE Status = = 'New'", "MALFORMED_QUERY"),
-    ("trailing words", "SELECT Id FROM WorkOrder LIMIT 5 OFFSET 2", "MALFORMED_QUERY"),
-    ("duplicate field", "SELECT Id, id FROM WorkOrder", "MALFORMED_QUERY"),
-    ("aggregate", "SELECT COUNT() FROM WorkOrder", "MALFORMED_QUERY"),
-    ("unknown object", "SELECT Id FROM Chantier__c", "INVALID_TYPE"),
-    ("unknown field", "SELECT Id, Foo__c FROM WorkOrder", "INVALID_FIELD"),
-    ("unknown relationship", "SELECT Owner.Name FROM WorkOrder", "INVALID_FIELD"),
-    (
-        "quoted datetime",
-        "SELECT Id FROM WorkOrder WHERE SystemModstamp >= '2026-01-01T00:00:00Z'",
-        "INVALID_FIELD",
-    ),
-    ("unquoted text", "SELECT Id FROM WorkOrder WHERE Status = New", "INVALID_FIELD"),
-]
 
-
-@pytest.mark.parametrize(
-    ("soql", "code"), [(q, c) for _, q, c in QUERY_ERRORS], ids=[e[0] for e in QUERY_ERRORS]
-)
+@parametrize("soql_errors", "refused", "soql, code")
 def test_refused_query_is_a_json_error_list(
     peer: SalesforcePeer, http: requests.Session, sf: Salesforce, soql: str, code: str
 ) -> None:

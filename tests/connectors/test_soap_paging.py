@@ -245,9 +245,10 @@ def _stamped(count: int, record: Callable[[int], dict[str, Any]]) -> list[dict[s
     ]
 
 
-def _tenants(count: int) -> list[dict[str, Any]]:
-    return _stamped(
-        count,
+# MANY records of each list the ERP serves
+SEED = {
+    "tenants": _stamped(
+        MANY,
         lambda number: {
             "tenantRef": f"LOC-{number:05d}",
             "lastName": f"Martin-{number}",
@@ -256,12 +257,9 @@ def _tenants(count: int) -> list[dict[str, Any]]:
             "monthlyRent": Decimal("400.00") + number,
             "housingAid": False,
         },
-    )
-
-
-def _entries(count: int) -> list[dict[str, Any]]:
-    return _stamped(
-        count,
+    ),
+    "ledger_entries": _stamped(
+        MANY,
         lambda number: {
             "entryId": f"ECR-{number:06d}",
             "tenantRef": "LOC-00001",
@@ -269,12 +267,9 @@ def _entries(count: int) -> list[dict[str, Any]]:
             "kind": "QUI",
             "amount": Decimal("12.30"),
         },
-    )
-
-
-def _orders(count: int) -> list[dict[str, Any]]:
-    return _stamped(
-        count,
+    ),
+    "work_orders": _stamped(
+        MANY,
         lambda number: {
             "orderNumber": f"BT{number:06d}",
             "contractor": "Plomberie du Centre",
@@ -282,10 +277,8 @@ def _orders(count: int) -> list[dict[str, Any]]:
             "committedAmount": Decimal("180.00"),
             "status": "scheduled",
         },
-    )
-
-
-SEED = {"tenants": _tenants(MANY), "ledger_entries": _entries(MANY), "work_orders": _orders(MANY)}
+    ),
+}
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from connectors.sandbox.http import (
 from connectors.sandbox.sage_x3 import ENDPOINT_PATH, WSS, SageX3Peer
 from connectors.sandbox.soap_erp import ERP_FAULT_MODES, NAMESPACE, LandlordErpPeer
 from tests.casedata import cases
+from tests.connectors.erp_records import erp_tenant
 
 UTC = dt.UTC
 pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
@@ -141,18 +142,6 @@ def test_peers_parse_requests_safely(body: bytes, message: str) -> None:
 # --- Landlord ERP peer ----------------------------------------------------------------------
 
 
-def _tenant(number: int) -> dict[str, object]:
-    return {
-        "tenantRef": f"T{number}",
-        "lastName": "Durand",
-        "dwellingRef": "LOG-1",
-        "moveInDate": dt.date(2021, 9, 1),
-        "monthlyRent": Decimal("432.10"),
-        "housingAid": False,
-        "modifiedAt": dt.datetime(2026, 3, number, tzinfo=UTC),
-    }
-
-
 def _envelope(operation: str, **arguments: object) -> bytes:
     fields = "".join(f"<e:{name}>{value}</e:{name}>" for name, value in arguments.items())
     return (
@@ -167,7 +156,7 @@ def _post(peer: LandlordErpPeer, operation: str, **arguments: object) -> request
 
 @pytest.fixture
 def erp() -> Iterator[LandlordErpPeer]:
-    with LandlordErpPeer({"tenants": [_tenant(number) for number in range(1, 6)]}) as peer:
+    with LandlordErpPeer({"tenants": [erp_tenant(number) for number in range(1, 6)]}) as peer:
         yield peer
 
 
@@ -267,7 +256,7 @@ def test_every_erp_fault_mode_is_tested() -> None:
 
 
 def test_erp_slow_mode_delays_the_answer() -> None:
-    with LandlordErpPeer({"tenants": [_tenant(1)]}, slow_seconds=600) as peer:
+    with LandlordErpPeer({"tenants": [erp_tenant(1)]}, slow_seconds=600) as peer:
         peer.set_fault("slow")
         with pytest.raises(requests.Timeout):
             requests.post(
@@ -280,9 +269,9 @@ def test_erp_slow_mode_delays_the_answer() -> None:
     ("seed", "message"),
     [
         ({"tenant": []}, "unknown seed entities"),
-        ({"tenants": [{**_tenant(1), "rent": 1}]}, "unknown field 'rent'"),
-        ({"tenants": [{**_tenant(1), "contact": {"mail": "x"}}]}, "unknown fields"),
-        ({"tenants": [{k: v for k, v in _tenant(1).items() if k != "modifiedAt"}]}, "required"),
+        ({"tenants": [{**erp_tenant(1), "rent": 1}]}, "unknown field 'rent'"),
+        ({"tenants": [{**erp_tenant(1), "contact": {"mail": "x"}}]}, "unknown fields"),
+        ({"tenants": [{k: v for k, v in erp_tenant(1).items() if k != "modifiedAt"}]}, "required"),
     ],
     ids=["unknown-entity", "unknown-field", "unknown-nested-field", "no-modifiedAt"],
 )

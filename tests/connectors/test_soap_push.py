@@ -8,7 +8,6 @@ missing record), with and without the peer's seeded transient faults.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -19,7 +18,8 @@ from connectors.errors import RetriableError
 from connectors.retry import RetryPolicy
 from connectors.sandbox.soap_erp import LandlordErpPeer
 from connectors.soap.push import ReadBack, SoapSink, cents_text
-from tests.connectors.sinks import FAST, deliver, send_poisoned, work_order_records
+from tests.connectors.erp_records import erp_commitments, erp_reports
+from tests.connectors.sinks import FAST, deliver, send_poisoned
 
 ONCE = RetryPolicy(attempts=1, first_wait=0, max_wait=0, jitter=0)
 pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
@@ -29,36 +29,6 @@ pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 def erp() -> Iterator[LandlordErpPeer]:
     with LandlordErpPeer(slow_seconds=0.6, transient_seed=7) as peer:
         yield peer
-
-
-def _commitments(count: int, version: str = "v1") -> list[OutgoingRecord]:
-    return work_order_records(
-        count,
-        version,
-        "BT",
-        lambda number: {
-            "Contractor": "Plomberie du Centre",
-            "BudgetLine": "GE-2026-61521",
-            "AmountExclTaxCents": 18050 + number,
-            "AmountInclTax": 19855 + number,
-            "OrderedOn": dt.date(2026, 3, 2),
-            "Label": f"Dépannage {version}",
-        },
-    )
-
-
-def _reports(count: int, version: str = "v1") -> list[OutgoingRecord]:
-    return work_order_records(
-        count,
-        version,
-        "PV",
-        lambda number: {
-            "CompletedAt": dt.datetime(2026, 3, 4, 15, 30, tzinfo=dt.UTC),
-            "TenantAbsent": number % 5 == 0,
-            "Rating": 1 + number % 5,
-            "Technician": "J. Martin",
-        },
-    )
 
 
 def _commitment_sink(peer: LandlordErpPeer, **options: object) -> SoapSink:
@@ -86,8 +56,8 @@ def _report_sink(peer: LandlordErpPeer, **options: object) -> SoapSink:
     return SoapSink("erp-reports", **settings)  # type: ignore[arg-type]
 
 
-SINKS = {"batch": ("commitments", _commitment_sink, _commitments)}
-SINKS["per-record"] = ("completion_reports", _report_sink, _reports)
+SINKS = {"batch": ("commitments", _commitment_sink, erp_commitments)}
+SINKS["per-record"] = ("completion_reports", _report_sink, erp_reports)
 
 
 def test_nothing_connects_before_the_first_send(erp: LandlordErpPeer) -> None:
@@ -95,7 +65,7 @@ def test_nothing_connects_before_the_first_send(erp: LandlordErpPeer) -> None:
     assert sink.batch_size(1000) == 100
     assert sink.send([]) == [] and sink.read_back([]) == {}
     assert (erp.wsdl_requests, erp.calls) == (0, 0)
-    sink.send(_commitments(1))
+    sink.send(erp_commitments(1))
     assert (erp.wsdl_requests, erp.calls) == (1, 1)
     sink.close()
 
@@ -107,14 +77,14 @@ def test_nothing_connects_before_the_first_send(erp: LandlordErpPeer) -> None:
 )
 def test_the_mode_is_read_from_the_wsdl(erp: LandlordErpPeer, operation: str, mode: str) -> None:
     sink = SoapSink("erp", wsdl=erp.wsdl_url, operation=operation)
-    records = _commitments(2) if mode == "batch" else _reports(2)
+    records = erp_commitments(2) if mode == "batch" else erp_reports(2)
     assert [delivered.outcome for delivered in sink.send(records)] == ["sent", "sent"]
     assert sink.mode == mode
     assert erp.calls_by_operation[operation] == (1 if mode == "batch" else 2)
 
 
 def test_values_arrive_exact(erp: LandlordErpPeer) -> None:
-    delivered = _commitment_sink(erp).send(_commitments(1))
+    delivered = _commitment_sink(erp).send(erp_commitments(1))
     assert delivered == [
         Delivered("BT000001", "sent", peer_id="ENG-000001", details={"status": "ACCEPTED"})
     ]
@@ -144,7 +114,7 @@ def test_a_thousand_records_with_seven_poisoned(erp: LandlordErpPeer, kind: str)
 
 
 def test_an_item_the_erp_rejects_is_dead_with_its_message(erp: LandlordErpPeer) -> None:
-    records = _commitments(3)
+    records = erp_commitments(3)
     fields = {**records[1].fields, "BudgetLine": ""}
     records[1] = OutgoingRecord(records[1].key, records[1].idempotency_key, fields)
     outcomes = [(d.outcome, d.message) for d in _commitment_sink(erp).send(records)]
@@ -156,7 +126,7 @@ def test_an_item_the_erp_rejects_is_dead_with_its_message(erp: LandlordErpPeer) 
 
 
 def test_a_client_fault_on_a_one_record_call_kills_that_record_only(erp: LandlordErpPeer) -> None:
-    records = _reports(3)
+    records = erp_reports(3)
     records[1] = OutgoingRecord(records[1].key, "bad", {**records[1].fields, "Rating": 9})
     delivered = _report_sink(erp).send(records)
     assert [d.outcome for d in delivered] == ["sent", "dead", "sent"]
@@ -166,7 +136,7 @@ def test_a_client_fault_on_a_one_record_call_kills_that_record_only(erp: Landlor
 def test_values_the_wsdl_refuses_kill_that_item_and_the_batch_goes_on(
     erp: LandlordErpPeer,
 ) -> None:
-    records = _commitments(3)
+    records = erp_commitments(3)
     fields = {name: value for name, value in records[0].fields.items() if name != "OrderedOn"}
     records[0] = OutgoingRecord(records[0].key, records[0].idempotency_key, fields)
     delivered = _commitment_sink(erp).send(records)
@@ -188,7 +158,7 @@ def test_a_transient_fault_of_the_whole_call_is_retriable(
 
 def test_a_transient_fault_is_retried_inside_with_the_same_key(erp: LandlordErpPeer) -> None:
     erp.set_fault("slow", times=1)  # processed, answer lost: the retry is answered as a replay
-    delivered = _commitment_sink(erp).send(_commitments(5))
+    delivered = _commitment_sink(erp).send(erp_commitments(5))
     assert [d.outcome for d in delivered] == ["sent"] * 5
     assert erp.movement_count("commitments") == 5
     assert erp.replays["commitments"] == 5
@@ -224,12 +194,12 @@ def test_a_resend_after_a_crash_leaves_no_duplicate_and_no_hole(
 
 def test_a_hub_inventing_a_key_per_attempt_would_duplicate(erp: LandlordErpPeer) -> None:
     sink = _commitment_sink(erp)
-    sink.send(_commitments(3))
-    sink.send(_commitments(3))  # the same keys: replays, nothing recorded
+    sink.send(erp_commitments(3))
+    sink.send(erp_commitments(3))  # the same keys: replays, nothing recorded
     assert erp.duplicate_movements("commitments") == 0
     same_payload = [
         OutgoingRecord(record.key, f"fresh-{record.idempotency_key}", record.fields)
-        for record in _commitments(3)
+        for record in erp_commitments(3)
     ]
     sink.send(same_payload)
     assert erp.duplicate_movements("commitments") == 3

@@ -9,16 +9,13 @@ SOAP 1.1 sends every fault), HTTP 4xx, malformed XML.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from connectors.delivery import OutgoingRecord
 from connectors.errors import PermanentError, RetriableError
 from connectors.retry import RetryPolicy
 from connectors.sandbox.http import LocalHttpServer, Reply
@@ -28,7 +25,7 @@ from connectors.soap.kinds import SoapSink as SoapSinkSettings
 from connectors.soap.kinds import SoapSource
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SoapPaging
 from connectors.soap.push import ReadBack, SoapSink
-from tests.connectors.sinks import work_order_records
+from tests.connectors.erp_records import erp_commitments, erp_reports, erp_tenant
 
 TWO = RetryPolicy(attempts=2, first_wait=0.01, max_wait=0.01, jitter=0.0)
 THREE = RetryPolicy(attempts=3, first_wait=0.01, max_wait=0.01, jitter=0.0)
@@ -37,21 +34,9 @@ README = Path(__file__).resolve().parents[2] / "datafixes" / "README.md"
 pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
-def _tenant(number: int) -> dict[str, Any]:
-    return {
-        "tenantRef": f"T{number:03d}",
-        "lastName": "Martin",
-        "dwellingRef": "LGT-1",
-        "moveInDate": dt.date(2020, 1, 1),
-        "monthlyRent": Decimal("400.00"),
-        "housingAid": False,
-        "modifiedAt": dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
-    }
-
-
 @pytest.fixture
 def erp() -> Iterator[LandlordErpPeer]:
-    seed = {"tenants": [_tenant(number) for number in range(1, 6)]}
+    seed = {"tenants": [erp_tenant(number) for number in range(1, 6)]}
     with LandlordErpPeer(seed, slow_seconds=0.6) as peer:
         yield peer
 
@@ -176,35 +161,6 @@ def test_source_setting_transient_faults_reaches_the_reader(
 # --- Sinks ----------------------------------------------------------------------------------
 
 
-def _records(count: int) -> list[OutgoingRecord]:
-    return work_order_records(
-        count,
-        "v1",
-        "BT",
-        lambda _: {
-            "Contractor": "Plomberie du Centre",
-            "BudgetLine": "GE-2026-61521",
-            "AmountExclTaxCents": 18050,
-            "AmountInclTax": 19855,
-            "OrderedOn": dt.date(2026, 3, 2),
-        },
-    )
-
-
-def _reports(count: int) -> list[OutgoingRecord]:
-    return work_order_records(
-        count,
-        "v1",
-        "PV",
-        lambda _: {
-            "CompletedAt": dt.datetime(2026, 3, 4, 15, 30, tzinfo=dt.UTC),
-            "TenantAbsent": False,
-            "Rating": 4,
-            "Technician": "J. Martin",
-        },
-    )
-
-
 def _sink(peer: LandlordErpPeer, kind: str, **options: Any) -> SoapSink:
     batch = kind == "batch"
     settings: dict[str, Any] = {
@@ -220,16 +176,26 @@ def _sink(peer: LandlordErpPeer, kind: str, **options: Any) -> SoapSink:
 
 
 def _send(peer: LandlordErpPeer, kind: str, **options: Any):  # type: ignore[no-untyped-def]
-    records = _records(2) if kind == "batch" else _reports(2)
+    records = erp_commitments(2) if kind == "batch" else erp_reports(2)
     return _sink(peer, kind, **options).send(records)
+
+
+# each transient failure, for a batch sink and a per-record sink
+EVERY_TRANSIENT_CASE_IN_BOTH_MODES = pytest.mark.parametrize(
+    ("case", "kind"),
+    [
+        pytest.param(case, kind, id=f"{case}-{kind}")
+        for kind in ("batch", "per-record")
+        for case in TRANSIENT
+    ],
+)
 
 
 def _operation(kind: str) -> str:
     return "SubmitCommitments" if kind == "batch" else "SubmitCompletionReport"
 
 
-@pytest.mark.parametrize("kind", ["batch", "per-record"])
-@pytest.mark.parametrize("case", list(TRANSIENT))
+@EVERY_TRANSIENT_CASE_IN_BOTH_MODES
 def test_sink_retries_a_transient_failure_then_sends(
     erp: LandlordErpPeer, case: str, kind: str
 ) -> None:
@@ -239,8 +205,7 @@ def test_sink_retries_a_transient_failure_then_sends(
     assert [d.outcome for d in delivered] == ["sent", "sent"]
 
 
-@pytest.mark.parametrize("kind", ["batch", "per-record"])
-@pytest.mark.parametrize("case", list(TRANSIENT))
+@EVERY_TRANSIENT_CASE_IN_BOTH_MODES
 def test_sink_raises_retriable_for_the_outbox_once_the_attempts_are_used(
     erp: LandlordErpPeer, case: str, kind: str
 ) -> None:

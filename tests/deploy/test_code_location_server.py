@@ -5,12 +5,10 @@ schedule (Paris time) and the sensors the daemon will run are there."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +16,16 @@ import pytest
 import yaml
 
 from pipelines.lib.environment import REPO_ROOT
-from tests.deploy.services import BIN, free_port
+from tests.deploy.services import BIN, free_port, graphql
 
 QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name
   location { name } jobs { name } schedules { name executionTimezone }
   sensors { name } } } } }"""
 
 
-def _graphql(port: int) -> dict[str, Any] | None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": QUERY}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer = json.load(response)
-    except OSError:
+def _repository(port: int) -> dict[str, Any] | None:
+    answer = graphql(port, QUERY, timeout=10)
+    if answer is None:
         return None
     nodes = (answer.get("data") or {}).get("repositoriesOrError", {}).get("nodes")
     return nodes[0] if nodes else None
@@ -85,7 +76,7 @@ def test_the_compose_code_location_serves_the_hub_to_the_webserver(tmp_path: Pat
                 )
             )  # fmt: skip
         deadline = time.monotonic() + 90
-        while (repository := _graphql(web_port)) is None:
+        while (repository := _repository(web_port)) is None:
             if time.monotonic() > deadline:
                 tail = (logs / "webserver.log").read_text(errors="replace")[-3000:]
                 pytest.fail(f"the webserver never listed the hub's code:\n{tail}")

@@ -17,13 +17,11 @@ the figures are about the queue, not the hub's pipeline.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +39,7 @@ from tests.conftest import (
     new_database_name,
     run_postgres_admin,
 )
-from tests.deploy.services import BIN, free_port
+from tests.deploy.services import BIN, free_port, graphql
 
 # both tests share one deployment: on one xdist worker
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("production_queue")]
@@ -172,8 +170,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         "DAGSTER_PG_DB": database,
         "DEPLOY_TEST_PIDS": str(pids),
     }
-    saved = {name: os.environ.get(name) for name in env if name.startswith("DAGSTER_PG_")}
-    os.environ.update({name: env[name] for name in saved})
     commands = {
         "code-location": [
             BIN / "dagster", "api", "grpc", "-f", str(LOCATION),
@@ -191,45 +187,35 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         env,
         logs,
     )
-    try:
-        # this process creates the storage's tables first: the three services then find them
-        instance = dg.DagsterInstance.from_config(str(home))
-        for name in commands:
-            services.start(name)
-        client = wait_for(
-            "the webserver to serve the code location",
-            lambda: _client(web_port),
-            90,
-            logs,
-        )
-        yield Deployment(home, pids, logs, instance, client, services)
-    finally:
-        services.stop_all()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        run_postgres_admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", database)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in env:
+            if name.startswith("DAGSTER_PG_"):  # read by this process's instance too
+                monkeypatch.setenv(name, env[name])
+        try:
+            # this process creates the storage's tables first: the three services then find them
+            instance = dg.DagsterInstance.from_config(str(home))
+            for name in commands:
+                services.start(name)
+            client = wait_for(
+                "the webserver to serve the code location",
+                lambda: _client(web_port),
+                90,
+                logs,
+            )
+            yield Deployment(home, pids, logs, instance, client, services)
+        finally:
+            services.stop_all()
+            run_postgres_admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", database)
 
 
 def _client(port: int) -> DagsterGraphQLClient | None:
     """A GraphQL client once the webserver answers and has loaded the code location."""
-    query = json.dumps(
-        {
-            "query": "{ workspaceOrError { ... on Workspace { locationEntries {"
-            " locationOrLoadError { __typename } } } } }"
-        }
-    ).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=query,
-        headers={"Content-Type": "application/json"},
+    query = (
+        "{ workspaceOrError { ... on Workspace { locationEntries {"
+        " locationOrLoadError { __typename } } } } }"
     )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            answer = json.load(response)
-    except OSError:
+    answer = graphql(port, query, timeout=5)
+    if answer is None:
         return None
     entries = answer["data"]["workspaceOrError"]["locationEntries"]
     if not any(e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries):

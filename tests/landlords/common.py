@@ -68,6 +68,12 @@ def datafix(
     )
 
 
+def python(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """This virtualenv's Python in a subprocess (`python("-c", script)`), run as `datafix` is:
+    from the repository's root, in the test's environment, never raising on a failure."""
+    return datafix(*args, timeout=timeout, command=(sys.executable,))
+
+
 def balances(url: str, landlord_id: str) -> dict[str, int]:
     """Live ledger balance per tenant, in cents (soft-deleted entries left out)."""
     query = sa.text(

@@ -9,7 +9,6 @@ not read: each is refused (or read) with a message naming the file and the probl
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 
 from connectors.errors import SourceDataError
 from connectors.files.client import read_csv
-from pipelines.lib.environment import REPO_ROOT
 from tests.landlords import common
 from tests.reliability.tenants_export import TENANT_FIELDS
 
@@ -190,14 +188,7 @@ except RetriableError as error:
     sys.exit(3)
 """
     (tmp_path / "drop").mkdir()
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=WAIT,
-        cwd=REPO_ROOT,
-    )
+    completed = common.python("-c", script, timeout=WAIT)
     output = no_traceback(completed)
     assert completed.returncode == 3, output
     assert "factures.csv: the disk is full" in output and "nothing was written" in output

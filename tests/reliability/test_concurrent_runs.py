@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from pipelines.lib.environment import REPO_ROOT
-from tests.landlords.common import connected
+from tests.landlords.common import connected, python
 from tests.reliability.gate_kinds import (
     finish,
     install_gated_landlord,
@@ -219,14 +217,7 @@ def test_a_subset_run_never_loads_another_runs_output(hub_home: Path, datafixes:
     assert code == 0, output
     # canonical_tenants alone, as a user materialising it from the UI: raw_tenants is not
     # computed in this run, and the previous run's is not read (it is nowhere to be read)
-    subset = subprocess.run(
-        [sys.executable, "-c", SUBSET_RUN],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
+    subset = python("-c", SUBSET_RUN, timeout=180)
     assert subset.stdout.startswith("failed"), subset.stdout + subset.stderr
     assert (
         "`canonical_tenants` reads `raw_tenants`, which this run did not produce" in subset.stdout

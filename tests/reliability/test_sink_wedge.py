@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors import registry
-from connectors.delivery import Delivered, OutgoingRecord, printable
+from connectors.delivery import OutgoingRecord, printable
 from connectors.sandbox.sage_x3 import SageX3Peer, demo_seed
 from connectors.sandbox.salesforce import SalesforcePeer, field_service_store
 from connectors.sandbox.soap_erp import LandlordErpPeer
@@ -33,7 +33,8 @@ from pipelines.lib.warehouse import Warehouse
 from schemas.config import EnvText, SinkBase
 from schemas.tables import outbox
 from tests.conftest import temporary_postgres_database
-from tests.pipelines.lib.pushing import ERP_COMMITMENT_FIELDS, load_all, write_datafix, write_works
+from tests.pipelines.lib.pushing import ERP_COMMITMENT_SINK, load_all, write_datafix, write_works
+from tests.toy_kinds import Drawer
 
 N = 12  # orders, invoices
 BAD = 3  # the record holding the bad value: invoice FA000003 / order BT000003
@@ -114,9 +115,7 @@ def soap_erp(tmp_path: Path) -> Iterator[Case]:
 
         yield Case(
             sink={
-                "kind": "soap", "sends": "commitments", "wsdl": erp.wsdl_url,
-                "operation": "SubmitCommitments", "read_back": {"operation": "GetCommitments"},
-                "timeout": 10, "operation_timeout": 10, "fields": ERP_COMMITMENT_FIELDS,
+                **ERP_COMMITMENT_SINK, "wsdl": erp.wsdl_url, "timeout": 10, "operation_timeout": 10,
             },
             spoil=lambda data: _rewrite(
                 data / "bt.csv", "entreprise", BAD, lambda name: "Plomberie\x0bMartin"
@@ -356,35 +355,22 @@ class AsciiDrawer(SinkBase):
     folder: EnvText
 
 
-class AsciiDrawerSink:
-    kind = "ascii_drawer"
+class AsciiDrawerSink(Drawer):
+    """Its connector: the toy `drawer`, with text files written as ASCII, all at once."""
 
-    def __init__(self, name: str, folder: Path) -> None:
-        self.name, self.folder = name, folder
+    kind = "ascii_drawer"
+    suffix = ".txt"
 
     def batch_size(self, pending: int) -> int:
         return pending
 
-    def send(self, records: list[OutgoingRecord]) -> list[Delivered]:
-        done = []
-        for record in records:
-            text = "\n".join(f"{k}={v}" for k, v in record.fields.items())
-            # raises UnicodeEncodeError on the first accent, after the records before it
-            data = f"{record.idempotency_key}\n{text}".encode("ascii")
-            (self.folder / f"{record.key}.txt").write_bytes(data)
-            done.append(Delivered(record.key, "sent", peer_id=record.key))
-        return done
+    def write(self, target: Path, record: OutgoingRecord) -> None:
+        text = "\n".join(f"{k}={v}" for k, v in record.fields.items())
+        # raises UnicodeEncodeError on the first accent, after the records before it
+        target.write_bytes(f"{record.idempotency_key}\n{text}".encode("ascii"))
 
-    def read_back(self, records: list[OutgoingRecord]) -> dict[str, str]:
-        found = {}
-        for record in records:
-            path = self.folder / f"{record.key}.txt"
-            if path.exists() and path.read_bytes().startswith(record.idempotency_key.encode()):
-                found[record.key] = record.key
-        return found
-
-    def close(self) -> None:
-        pass
+    def holds(self, target: Path, record: OutgoingRecord) -> bool:
+        return target.read_bytes().startswith(record.idempotency_key.encode())
 
 
 def test_a_plugin_sink_raising_on_one_record_does_not_wedge(

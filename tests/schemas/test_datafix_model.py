@@ -29,7 +29,7 @@ from schemas.datafix import (
     semantic_issues,
 )
 from schemas.reference import HERE
-from tests.casedata import parametrize
+from tests.casedata import cases, parametrize
 
 DEMO_DATAFIXES = sorted((HERE.parent / "datafixes").glob("*.yaml"))
 
@@ -143,11 +143,7 @@ def test_header_row_counts_from_one() -> None:
 @pytest.mark.parametrize(
     "landlord_id",
     [
-        pytest.param("acme", id="word"),
-        pytest.param("loire-habitat", id="dashed"),
-        pytest.param("opale-logement-2", id="digit"),
-        pytest.param("13-habitat", id="leading-digit"),
-        pytest.param("ab", id="two-characters"),
+        *cases("landlord_ids", "accepted", "landlord_id"),
         pytest.param("a" * 63, id="63-characters"),
     ],
 )
@@ -158,14 +154,8 @@ def test_landlord_id_accepted(landlord_id: str) -> None:
 @pytest.mark.parametrize(
     "landlord_id",
     [
-        pytest.param("Acme", id="upper-case"),
-        pytest.param("acme_habitat", id="underscore"),
-        pytest.param("acme habitat", id="space"),
-        pytest.param("-acme", id="leading-dash"),
-        pytest.param("a", id="one-character"),
+        *cases("landlord_ids", "refused", "landlord_id"),
         pytest.param("a" * 64, id="64-characters"),
-        pytest.param("cité-jardins", id="accent"),
-        pytest.param("../etc", id="path"),
     ],
 )
 def test_landlord_id_refused(landlord_id: str) -> None:
@@ -384,67 +374,7 @@ def test_a_date_bound_is_today_or_a_date_yaml_may_have_read_already() -> None:
     assert (condition.on_or_after, condition.before) == (date(2026, 1, 31), date(2026, 3, 1))
 
 
-@pytest.mark.parametrize(
-    ("rule", "expected"),
-    [
-        pytest.param(
-            {"from": "M", "cases": [{"value": "x"}]},
-            "exactly one of from, concat, const, debit+credit or cases (found: from, cases)",
-            id="cases-and-from",
-        ),
-        pytest.param(
-            {"from": "M", "else": {"value": "x"}}, "`else` goes with `cases`", id="else-alone"
-        ),
-        pytest.param(
-            {"concat": ["A", "B"], "sign": {"column": "S", "positive": "D", "negative": "C"}},
-            "`sign` goes with `from`",
-            id="sign-without-from",
-        ),
-        pytest.param(
-            {"from": "M", "sign": {"column": "S", "positive": "D", "negative": "d "}},
-            "`d` is both positive and negative",
-            id="sign-code-both-ways",
-        ),
-        pytest.param(
-            {"cases": [{"value": "x"}], "map": {"A": "b"}},
-            "`map` does not go beside `cases`: put it in the `then` rule of each case",
-            id="map-beside-cases",
-        ),
-        pytest.param({"cases": []}, "at least 1 item", id="no-case"),
-        pytest.param(
-            {"cases": [{"when": {"column": "A", "blank": True}, "value": "x", "then": "B"}]},
-            "give exactly one of `value` or `then`",
-            id="value-and-then",
-        ),
-        pytest.param(
-            {"cases": [{"when": {"column": "A", "matches": "(total"}, "value": "x"}]},
-            "matches is not a valid regular expression",
-            id="bad-regex",
-        ),
-        pytest.param(
-            {
-                "cases": [
-                    {
-                        "when": {"column": "A", "blank": True, "formats": ["dd/mm/yyyy"]},
-                        "value": "x",
-                    }
-                ]
-            },
-            "`formats` goes with a date test",
-            id="formats-without-date-test",
-        ),
-        pytest.param(
-            {"cases": [{"when": {"column": "A", "above": "1,234"}, "value": "x"}]},
-            "`1,234` is not an amount to compare with",
-            id="three-decimals",
-        ),
-        pytest.param(
-            {"cases": [{"when": {"column": "A", "equals": {"x": 1}}, "value": "x"}]},
-            "`equals` is one value",
-            id="equals-a-mapping",
-        ),
-    ],
-)
+@parametrize("field_rules", "sign-and-cases-refused", "rule, expected")
 def test_sign_and_cases_refuse(rule: dict[str, Any], expected: str) -> None:
     with pytest.raises(ValidationError) as error:
         FieldRule.model_validate(rule)

@@ -64,8 +64,8 @@ ENTITY_FIELDS: dict[str, dict[str, Any]] = {
 # the local Salesforce peer's object (connectors/sandbox/salesforce/) and its upsert key
 SF_OBJECT = "WorkOrder"
 SF_EXTERNAL_ID = "Hub_External_Id__c"
-# commitments → the local ERP's SubmitCommitments (connectors/sandbox/soap_erp.py), as the
-# end-to-end tests and the push bench declare them
+# commitments → the local ERP's SubmitCommitments (connectors/sandbox/soap_erp.py), read back
+# by GetCommitments, as the end-to-end tests and the push bench declare them (each adds `wsdl`)
 ERP_COMMITMENT_FIELDS: dict[str, Any] = {
     "Contractor": "contractor",
     "BudgetLine": {"value": "GE-2026-61521"},
@@ -73,6 +73,48 @@ ERP_COMMITMENT_FIELDS: dict[str, Any] = {
     "AmountInclTax": {"from": "amount_cents", "as": "euros"},
     "OrderedOn": "ordered_date",
     "Label": {"value": "Engagement travaux"},
+}
+ERP_COMMITMENT_SINK: dict[str, Any] = {
+    "kind": "soap",
+    "sends": "commitments",
+    "operation": "SubmitCommitments",
+    "read_back": {"operation": "GetCommitments"},
+    "fields": ERP_COMMITMENT_FIELDS,
+}
+# commitments → the works-order ERP's EnregistrerEngagement(engagement {numeroBon, fournisseur
+# {siret, nom}, dateEngagement, montant {valeur, devise}, lignes {ligne {libelle, quantite,
+# prixUnitaire}}}) on node-soap (connectors/sandbox/erp_node/), one call per record, as
+# `tests/test_push_travaux.py` and the push bench declare it (each adds its `wsdl`)
+TRAVAUX_COMMITMENT_FIELDS: dict[str, Any] = {
+    "engagement.numeroBon": "order_ref",
+    "engagement.fournisseur.siret": {"value": "41234567800019"},
+    "engagement.fournisseur.nom": "contractor",
+    "engagement.dateEngagement": "ordered_date",
+    "engagement.montant.valeur": {"from": "amount_cents", "as": "euros"},
+    "engagement.montant.devise": {"value": "EUR"},
+    "engagement.lignes.ligne.libelle": {"value": "Engagement travaux"},
+    "engagement.lignes.ligne.quantite": {"value": "1"},
+    "engagement.lignes.ligne.prixUnitaire": {"from": "amount_cents", "as": "euros"},
+}
+TRAVAUX_COMMITMENT_SINK: dict[str, Any] = {
+    "kind": "soap",
+    "sends": "commitments",
+    "operation": "EnregistrerEngagement",
+    "mode": "per_record",
+    "natural_key": "engagement.numeroBon",
+    "results": {
+        "status": "statut",
+        "id": "reference",
+        "message": "message",
+        "statuses": {"CREE": "sent", "MIS_A_JOUR": "sent", "INCHANGE": "sent"},
+    },
+    "read_back": {
+        "operation": "LireEngagement",
+        "argument": "numeroBon",
+        "not_found": {"fault": "Client.Introuvable"},
+        "id": "reference",
+    },
+    "fields": TRAVAUX_COMMITMENT_FIELDS,
 }
 
 

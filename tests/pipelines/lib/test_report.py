@@ -14,10 +14,11 @@ import subprocess
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pipelines.lib.datafixes import load_datafix
+from pipelines.lib.datafixes import LoadedDatafix, load_datafix
 from pipelines.lib.report import NOT_COMPUTED, build_sections, report_path, write_report
 from pipelines.lib.works import refresh_works
 from schemas.tables import (
@@ -40,6 +41,19 @@ SECTIONS = (
     "SLA and first-time fix",
     "Alerts",
 )
+
+
+def works_datafix(folder: Path, **sections: Any) -> LoadedDatafix:
+    """The landlord's datafix: its works orders from a CSV, plus `sections` (`works=...`)."""
+    document = {
+        "landlord": {"id": LANDLORD, "name": "Opale Logement"},
+        "sources": {"works": {"kind": "csv", "path": "works.csv"}},
+        "entities": {"work_orders": {"source": "works", "fields": {
+            "order_ref": "BT", "category": "Type", "status": "Statut",
+            "ordered_date": "Commandé le"}}},
+        **sections,
+    }  # fmt: skip
+    return load_datafix(write_datafix(folder, document))
 
 
 def chromium() -> str:
@@ -76,15 +90,9 @@ def report(warehouse_url: str, tmp_path: Path) -> Iterator[Path]:
                     finished_at=dt.datetime(2026, 3, 10, 2, 0, tzinfo=dt.UTC),
                 )
             )  # fmt: skip
-        document = {
-            "landlord": {"id": LANDLORD, "name": "Opale Logement"},
-            "sources": {"works": {"kind": "csv", "path": "works.csv"}},
-            "entities": {"work_orders": {"source": "works", "fields": {
-                "order_ref": "BT", "category": "Type", "status": "Statut",
-                "ordered_date": "Commandé le"}}},
-            "works": {"alerts": {"completion_not_invoiced": {"warn_after_days": 6}}},
-        }  # fmt: skip
-        loaded = load_datafix(write_datafix(tmp_path, document))
+        loaded = works_datafix(
+            tmp_path, works={"alerts": {"completion_not_invoiced": {"warn_after_days": 6}}}
+        )
         yield write_report(warehouse, loaded, AS_OF)
 
 
@@ -227,14 +235,7 @@ def test_the_arrears_sections_read_the_arrears_tables(warehouse_url: str, tmp_pa
                     action_row("a4", "T3", "email", "closed"),  # closed: not due
                 ],
             )
-        document = {
-            "landlord": {"id": LANDLORD, "name": "Opale Logement"},
-            "sources": {"works": {"kind": "csv", "path": "works.csv"}},
-            "entities": {"work_orders": {"source": "works", "fields": {
-                "order_ref": "BT", "category": "Type", "status": "Statut",
-                "ordered_date": "Commandé le"}}},
-        }  # fmt: skip
-        loaded = load_datafix(write_datafix(tmp_path, document))
+        loaded = works_datafix(tmp_path)
         sections = {s.title: s for s in build_sections(warehouse, loaded, AS_OF)}
     [(_, ageing)] = [c for c in sections["Arrears: balances and ageing"].charts if "age" in c[0]]
     # 0-30: 120.00 + 50.00; 31-60: 300.00; over 180: 6,000.00

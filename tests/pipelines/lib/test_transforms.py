@@ -545,15 +545,7 @@ def test_out_of_range(entity: str, fields: dict[str, str], cell: str, shown: str
     assert shown in batch.rejects["message"].iloc[0]
 
 
-@pytest.mark.parametrize(
-    ("field", "cell", "reason"),
-    [
-        pytest.param("move_in_date", "31/02/2026", "bad_date", id="date"),
-        pytest.param("household_size", "2,5", "bad_integer", id="integer"),
-        pytest.param("fsl_aid", "peut-être", "bad_boolean", id="boolean"),
-        pytest.param("income_band", "R9", "unmapped_value", id="choice-without-map"),
-    ],
-)
+@parametrize("bad_cells", "tenants", "field, cell, reason")
 def test_bad_cells_get_their_reason_and_a_message_naming_the_value(
     field: str, cell: str, reason: str
 ) -> None:

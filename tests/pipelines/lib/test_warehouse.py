@@ -115,6 +115,11 @@ def request(
     )
 
 
+def ledger_load(count: int, run_id: str, *rejected: tuple[str, str]) -> LoadRequest:
+    """The load of `entries(count)` in run `run_id`, with `rejected` (source_row, key) pairs."""
+    return request(canonical("ledger_entries", entries(count)), run_id, rejected=rejects(*rejected))
+
+
 def dump(warehouse: Warehouse, table: sa.Table) -> list[tuple[Any, ...]]:
     """Every row of `table`, every column, in primary-key order."""
     order = list(table.primary_key.columns) or list(table.columns)
@@ -156,7 +161,7 @@ def test_migrate_creates_every_table_with_every_column(warehouse_url: str) -> No
 
 
 def test_migrate_is_idempotent_and_keeps_the_data(warehouse: Warehouse) -> None:
-    warehouse.load(request(canonical("ledger_entries", entries(3)), "run-1"))
+    warehouse.load(ledger_load(3, "run-1"))
     before = dump(warehouse, LEDGER)
 
     warehouse.migrate()
@@ -235,7 +240,7 @@ def test_migrate_adds_a_column_missing_from_an_older_table(warehouse_url: str) -
 
 
 def test_first_load_inserts_every_row(warehouse: Warehouse) -> None:
-    result = warehouse.load(request(canonical("ledger_entries", entries(5)), "run-1"))
+    result = warehouse.load(ledger_load(5, "run-1"))
 
     assert result == LoadResult(inserted=5, updated=0, unchanged=0, deleted=0, quarantined=0)
     assert result.loaded == 5
@@ -259,7 +264,7 @@ def test_same_load_again_rewrites_nothing(warehouse: Warehouse) -> None:
 
 
 def test_changed_rows_are_updated_and_only_them(warehouse: Warehouse) -> None:
-    warehouse.load(request(canonical("ledger_entries", entries(6)), "run-1"))
+    warehouse.load(ledger_load(6, "run-1"))
     before = by_key(warehouse)
     changed = entries(6)
     changed[0]["amount_cents"] = 1
@@ -278,9 +283,9 @@ def test_changed_rows_are_updated_and_only_them(warehouse: Warehouse) -> None:
 
 
 def test_new_rows_are_inserted_beside_existing_ones(warehouse: Warehouse) -> None:
-    warehouse.load(request(canonical("ledger_entries", entries(3)), "run-1"))
+    warehouse.load(ledger_load(3, "run-1"))
 
-    result = warehouse.load(request(canonical("ledger_entries", entries(5)), "run-2"))
+    result = warehouse.load(ledger_load(5, "run-2"))
 
     assert result == LoadResult(inserted=2, updated=0, unchanged=3, deleted=0, quarantined=0)
     assert {key: row.run_id for key, row in by_key(warehouse).items()} == {
@@ -296,9 +301,9 @@ def test_new_rows_are_inserted_beside_existing_ones(warehouse: Warehouse) -> Non
 
 
 def test_snapshot_soft_deletes_a_vanished_row_and_revives_it(warehouse: Warehouse) -> None:
-    warehouse.load(request(canonical("ledger_entries", entries(4)), "run-1"))
+    warehouse.load(ledger_load(4, "run-1"))
 
-    gone = warehouse.load(request(canonical("ledger_entries", entries(3)), "run-2"))
+    gone = warehouse.load(ledger_load(3, "run-2"))
 
     assert gone == LoadResult(inserted=0, updated=0, unchanged=3, deleted=1, quarantined=0)
     stored = by_key(warehouse)
@@ -306,7 +311,7 @@ def test_snapshot_soft_deletes_a_vanished_row_and_revives_it(warehouse: Warehous
     assert stored["E3"].amount_cents == 1_003
     assert [key for key, row in stored.items() if row.deleted_at is None] == ["E0", "E1", "E2"]
 
-    back = warehouse.load(request(canonical("ledger_entries", entries(4)), "run-3"))
+    back = warehouse.load(ledger_load(4, "run-3"))
 
     assert back == LoadResult(inserted=0, updated=1, unchanged=3, deleted=0, quarantined=0)
     stored = by_key(warehouse)
@@ -315,15 +320,9 @@ def test_snapshot_soft_deletes_a_vanished_row_and_revives_it(warehouse: Warehous
 
 
 def test_a_rejected_row_is_not_soft_deleted(warehouse: Warehouse) -> None:
-    warehouse.load(request(canonical("ledger_entries", entries(4)), "run-1"))
+    warehouse.load(ledger_load(4, "run-1"))
 
-    result = warehouse.load(
-        request(
-            canonical("ledger_entries", entries(3)),
-            "run-2",
-            rejected=rejects(("quittancement.csv:5", "E3")),
-        )
-    )
+    result = warehouse.load(ledger_load(3, "run-2", ("quittancement.csv:5", "E3")))
 
     assert result.deleted == 0
     assert result.quarantined == 1
@@ -333,7 +332,7 @@ def test_a_rejected_row_is_not_soft_deleted(warehouse: Warehouse) -> None:
 
 
 def test_incremental_mode_never_deletes(warehouse: Warehouse) -> None:
-    warehouse.load(request(canonical("ledger_entries", entries(5)), "run-1"))
+    warehouse.load(ledger_load(5, "run-1"))
 
     result = warehouse.load(
         request(canonical("ledger_entries", entries(1)), "run-2", mode="incremental")
@@ -355,7 +354,7 @@ def test_incremental_mode_never_deletes(warehouse: Warehouse) -> None:
 def test_vanish_guard_threshold(
     warehouse: Warehouse, kept: int, max_vanished_percent: float, refused: bool
 ) -> None:
-    warehouse.load(request(canonical("ledger_entries", entries(10)), "run-1"))
+    warehouse.load(ledger_load(10, "run-1"))
     smaller = request(
         canonical("ledger_entries", entries(kept)),
         "run-2",
@@ -370,13 +369,7 @@ def test_vanish_guard_threshold(
 
 
 def test_vanish_guard_writes_nothing(warehouse: Warehouse) -> None:
-    warehouse.load(
-        request(
-            canonical("ledger_entries", entries(10)),
-            "run-1",
-            rejected=rejects(("quittancement.csv:20", "E20")),
-        )
-    )
+    warehouse.load(ledger_load(10, "run-1", ("quittancement.csv:20", "E20")))
     written = (LEDGER, quarantine, load_runs, source_state)
     before = {table.name: dump(warehouse, table) for table in written}
     truncated = entries(4)
@@ -451,7 +444,7 @@ def test_quarantine_records_dedupes_and_resolves_rejects(warehouse: Warehouse) -
 def test_load_runs_and_source_state_are_written(warehouse: Warehouse) -> None:
     rows = canonical("ledger_entries", entries(4))
     warehouse.load(request(rows, "run-1", rejected=rejects(("quittancement.csv:9", "E9"))))
-    warehouse.load(request(canonical("ledger_entries", entries(3)), "run-2"))
+    warehouse.load(ledger_load(3, "run-2"))
 
     with warehouse.engine.connect() as conn:
         audit = conn.execute(sa.select(load_runs).order_by(load_runs.c.run_id)).all()
@@ -474,8 +467,8 @@ def test_last_state_is_the_fingerprint_and_datafix_sha_of_the_last_load(
 ) -> None:
     assert warehouse.last_state(LANDLORD, "ledger_entries") is None
 
-    warehouse.load(request(canonical("ledger_entries", entries(2)), "run-1"))
-    warehouse.load(request(canonical("ledger_entries", entries(2)), "run-2"))
+    warehouse.load(ledger_load(2, "run-1"))
+    warehouse.load(ledger_load(2, "run-2"))
 
     assert warehouse.last_state(LANDLORD, "ledger_entries") == ("fingerprint-run-2", "a" * 64)
     assert warehouse.last_state(LANDLORD, "tenants") is None
@@ -635,13 +628,7 @@ def test_sqlite_rebuilds_indexes_only_when_the_load_outweighs_the_table(tmp_path
 
 
 def test_two_landlords_in_one_table_never_touch_each_other(warehouse: Warehouse) -> None:
-    warehouse.load(
-        request(
-            canonical("ledger_entries", entries(4)),
-            "run-a1",
-            rejected=rejects(("quittancement.csv:9", "E9")),
-        )
-    )
+    warehouse.load(ledger_load(4, "run-a1", ("quittancement.csv:9", "E9")))
     acme_before = by_key(warehouse, LANDLORD)
 
     # the other landlord uses the same references, then sends a smaller snapshot
@@ -661,7 +648,7 @@ def test_two_landlords_in_one_table_never_touch_each_other(warehouse: Warehouse)
     acme_rejects = [row for row in quarantined(warehouse).values() if row.landlord_id == LANDLORD]
     assert [row.resolved_at for row in acme_rejects] == [None]
 
-    again = warehouse.load(request(canonical("ledger_entries", entries(4)), "run-a2"))
+    again = warehouse.load(ledger_load(4, "run-a2"))
     assert again == LoadResult(inserted=0, updated=0, unchanged=4, deleted=0, quarantined=0)
 
 
