@@ -8,6 +8,12 @@ warehouse holds (`source_state.run_id`), and says since when. Quarantined rows a
 are shown with their reasons and a few rows whose personal cells stay masked: the quarantine's
 sealed cells (`pipelines.lib.personal`) are never opened here, and a dead letter's payload is
 not shown at all (the peer's message and the canonical rows it came from are).
+
+The insight alerts (arrears and works) are judged here once, by the functions their asset
+checks use (`arrears_alerts`, `works_alerts` + `judge`), for the landlord's health and for the
+morning report alike: an alert at its *error* threshold makes the landlord unhealthy, one at its
+*warning* threshold is listed as open without changing the verdict (the alert's own check
+already warns).
 """
 
 from __future__ import annotations
@@ -19,16 +25,29 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from pipelines.lib.arrears import arrears_alerts
+from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.personal import SEALED_PREFIX
-from schemas.tables import contract_results, load_runs, outbox, quarantine, source_state
+from pipelines.lib.push import sinks_sending
+from pipelines.lib.works import WORKS_ALERTS, judge, works_alerts, works_as_of
+from schemas.tables import (
+    contract_results,
+    load_runs,
+    outbox,
+    quarantine,
+    source_state,
+    tenant_arrears,
+)
 
 __all__ = [
     "EntityHealth",
+    "InsightAlert",
     "LandlordHealth",
     "SinkHealth",
     "dead_letter_reasons",
     "dead_letter_sample",
     "entity_health",
+    "insight_alerts",
     "landlord_health",
     "masked_raw",
     "quarantine_reasons",
@@ -191,6 +210,75 @@ def landlord_health(
         entity_health(connection, landlord_id, entities),
         [SinkHealth(sink, found) for sink, found in states.items()],
     )
+
+
+@dataclass(frozen=True)
+class InsightAlert:
+    """One insight alert of the landlord as its asset check judges it: its level against the
+    datafix's thresholds and the keys it lists (at the warning threshold or past it)."""
+
+    family: str  # arrears, works
+    name: str
+    level: str  # error, warning, ok
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        """At its warning threshold or past it."""
+        return self.level != "ok"
+
+    def which(self, shown: int = 15) -> str:
+        """`A, B, C` (the first `shown` keys, then how many more)."""
+        more = f" … and {len(self.keys) - shown} more" if len(self.keys) > shown else ""
+        return ", ".join(self.keys[:shown]) + more
+
+    def line(self, shown: int = 15) -> str:
+        """`name (error): 3 key(s): A, B, C`."""
+        return f"{self.name} ({self.level}): {len(self.keys)} key(s): {self.which(shown)}"
+
+
+def insight_alerts(
+    connection: sa.Connection, loaded: LoadedDatafix
+) -> dict[str, list[InsightAlert] | None]:
+    """The landlord's arrears and works alerts (family → alerts, in the checks' order; None
+    while that insight was never computed for the landlord), judged like their asset checks:
+    the arrears by `arrears_alerts`, the works by `works_alerts` on the day the works tables
+    were computed and `judge` (a works key is shown as `key (days late d)`)."""
+    landlord_id = loaded.landlord_id
+    found: dict[str, list[InsightAlert] | None] = {"arrears": None, "works": None}
+    computed = connection.execute(
+        sa.select(sa.func.count()).where(tenant_arrears.c.landlord_id == landlord_id)
+    ).scalar()
+    if computed:
+        found["arrears"] = [
+            InsightAlert("arrears", alert.name, alert.level, alert.listed)
+            for alert in arrears_alerts(connection, landlord_id, loaded.datafix.arrears.alerts)
+        ]
+    day = works_as_of(connection, landlord_id)
+    if day is not None:
+        keys = works_alerts(
+            connection,
+            landlord_id,
+            day,
+            pushes_commitments=bool(sinks_sending(loaded, "commitments")),
+        )
+        found["works"] = []
+        for name in WORKS_ALERTS:
+            listed, error = judge(getattr(loaded.datafix.works.alerts, name), keys[name])
+            level = "error" if error else ("warning" if listed else "ok")
+            shown = [f"{key.key} ({key.days} d)" for key in listed]
+            found["works"].append(InsightAlert("works", name, level, shown))
+    return found
+
+
+def alert_problems(alerts: dict[str, list[InsightAlert] | None]) -> list[str]:
+    """One problem line per alert at its error threshold (warnings are not problems)."""
+    return [
+        f"{alert.family} alert {alert.line(5)}"
+        for judged in alerts.values()
+        for alert in judged or []
+        if alert.level == "error"
+    ]
 
 
 def _latest_loads(connection: sa.Connection, landlord_id: str) -> dict[str, sa.Row]:

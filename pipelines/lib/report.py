@@ -23,12 +23,11 @@ import jinja2
 import sqlalchemy as sa
 from markupsafe import Markup
 
-from pipelines.lib.arrears import arrears_alerts
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.environment import datafix_home
-from pipelines.lib.push import sinks_sending
+from pipelines.lib.health import insight_alerts
 from pipelines.lib.warehouse import Warehouse
-from pipelines.lib.works import WORKS_ALERTS, judge, works_alerts, works_as_of, works_summary
+from pipelines.lib.works import WORKS_ALERTS, works_as_of, works_summary
 from schemas.datafix import WorksAlerts
 from schemas.tables import (
     AGEING_COLUMNS,
@@ -53,6 +52,13 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def report_path(landlord_id: str, as_of: date) -> Path:
     """Where the landlord's report of a day is written."""
     return datafix_home() / "reports" / landlord_id / f"{as_of.isoformat()}.html"
+
+
+def latest_report(landlord_id: str) -> Path | None:
+    """The landlord's newest morning report on disk (its day is its name), None when none was
+    ever written."""
+    days = sorted((datafix_home() / "reports" / landlord_id).glob("????-??-??.html"))
+    return days[-1] if days else None
 
 
 # --- Inline SVG charts -------------------------------------------------------------------
@@ -363,52 +369,20 @@ def _works(connection: sa.Connection, landlord_id: str) -> list[Section]:
 
 
 def _alerts(connection: sa.Connection, loaded: LoadedDatafix) -> Section:
+    """The alerts as their asset checks (and the landlord's health) judge them."""
     section = Section("Alerts")
-    works = _works_alerts(connection, loaded)
-    arrears = _arrears_alerts(connection, loaded)
-    if works is None and arrears is None:
+    judged = insight_alerts(connection, loaded)
+    if all(alerts is None for alerts in judged.values()):
         section.computed = False
         return section
     columns = ["alert", "level", "keys", "which"]
-    for title, rows in (("Works alerts", works), ("Arrears alerts", arrears)):
-        if rows is None:
+    for title, alerts in (("Works alerts", judged["works"]), ("Arrears alerts", judged["arrears"])):
+        if alerts is None:
             section.figures.append((title, NOT_COMPUTED))
         else:
+            rows = [[a.name, a.level, len(a.keys), a.which()] for a in alerts]
             section.tables.append((title, columns, rows))
     return section
-
-
-def _listed(keys: list[str]) -> str:
-    more = f" … and {len(keys) - 15} more" if len(keys) > 15 else ""
-    return ", ".join(keys[:15]) + more
-
-
-def _arrears_alerts(connection: sa.Connection, loaded: LoadedDatafix) -> list[list[Any]] | None:
-    """The arrears alerts as the asset checks judge them; None before arrears are computed."""
-    computed = connection.execute(
-        sa.select(sa.func.count()).where(tenant_arrears.c.landlord_id == loaded.landlord_id)
-    ).scalar()
-    if not computed:
-        return None
-    judged = arrears_alerts(connection, loaded.landlord_id, loaded.datafix.arrears.alerts)
-    return [[a.name, a.level, len(a.listed), _listed(a.listed)] for a in judged]
-
-
-def _works_alerts(connection: sa.Connection, loaded: LoadedDatafix) -> list[list[Any]] | None:
-    """The works alerts with their keys and days late; None before works are computed."""
-    landlord_id = loaded.landlord_id
-    day = works_as_of(connection, landlord_id)
-    if day is None:
-        return None
-    found = works_alerts(
-        connection, landlord_id, day, pushes_commitments=bool(sinks_sending(loaded, "commitments"))
-    )
-    rows = []
-    for name in WORKS_ALERTS:
-        listed, error = judge(getattr(loaded.datafix.works.alerts, name), found[name])
-        level = "error" if error else ("warning" if listed else "ok")
-        rows.append([name, level, len(listed), _listed([f"{k.key} ({k.days} d)" for k in listed])])
-    return rows
 
 
 def _alert_help() -> dict[str, str]:
