@@ -175,12 +175,12 @@ def test_a_failed_contract_makes_the_landlord_unhealthy(hub_home: Path, datafixe
 def test_the_health_lists_the_open_alerts_links_the_morning_report_and_fails_on_an_error(
     hub_home: Path, datafixes: Path
 ) -> None:
-    # Loire Habitat's thresholds lowered: a balance of 1,000 € warns, 3,000 € is an error. On
+    # Loire Habitat's thresholds lowered: a balance of 1,000 € warns, 2,000 € is an error. On
     # the first day every tenant at or above a threshold has crossed it (no earlier day).
     path = datafixes / f"{LANDLORD}.yaml"
     text = path.read_text(encoding="utf-8").rstrip("\n")
     path.write_text(
-        text + "\narrears:\n  alerts:\n    debt_warn_cents: 100000\n    debt_error_cents: 300000\n",
+        text + "\narrears:\n  alerts:\n    debt_warn_cents: 100000\n    debt_error_cents: 200000\n",
         encoding="utf-8",
     )
     write_demo_sources(hub_home)
@@ -200,7 +200,7 @@ def test_the_health_lists_the_open_alerts_links_the_morning_report_and_fails_on_
         )
     engine.dispose()
     warned = sorted(tenant for tenant, cents in balances.items() if cents >= 100_000)
-    errors = [tenant for tenant in warned if balances[tenant] >= 300_000]
+    errors = [tenant for tenant in warned if balances[tenant] >= 200_000]
     assert errors and len(warned) > len(errors)  # the demo has both kinds
 
     instance = ensure_instance()
