@@ -77,8 +77,8 @@ DEMO_SANDBOX_LANDLORDS: frozenset[str] = frozenset({VAL_DE_SEINE, RESIDENCES_EST
 # Data rows written per landlord and entity (header, title, blank and totals rows excluded).
 DEMO_ROWS: dict[str, dict[str, int]] = {
     LOIRE_HABITAT: {"tenants": 121, "ledger_entries": 1959},
-    # completions: + the repeat visit (`_repeat_visit`)
-    OPALE_LOGEMENT: {"work_orders": 301, "quotes": 108, "completions": 274, "invoices": 200},
+    # completions: + 20 repeat visits (`_repeat_visits`)
+    OPALE_LOGEMENT: {"work_orders": 301, "quotes": 108, "completions": 293, "invoices": 200},
     # + the 4 hand-written accounts (`_CITE_ACCOUNTS`): 4 tenants, 60 entries, 3 plans
     CITE_JARDINS: {
         "tenants": 145,
@@ -1044,33 +1044,42 @@ def _paid_cell(invoice: _Invoice) -> _Cell:
     return _Cell(datetime.combine(paid, time()), _DATE_FORMAT)
 
 
-def _repeat_visit(orders: Sequence[_WorkOrder], completions: Sequence[_Completion]) -> _Completion:
-    """A second visit with the tenant present, six days after the first repair since August
-    restored at one visit: the leak came back, so that order is not a first-time fix.
-    Appended after the generated reports (its number follows theirs)."""
+def _repeat_visits(
+    orders: Sequence[_WorkOrder], completions: Sequence[_Completion]
+) -> list[_Completion]:
+    """Second visits with the tenant present, six days after the first, for one repair in six
+    restored at one visit (in order date): the leak came back, so those orders are not a
+    first-time fix. Appended after the generated reports (their numbers follow)."""
     visits = Counter(completion.order_ref for completion in completions)
-    order = next(
+    refused = {completion.order_ref for completion in completions if completion.defect}
+    candidates = [
         order
         for order in orders
         if order.category == "repair"
         and order.status in ("done", "invoiced")
         and order.done is not None
-        and date(2026, 8, 1) <= order.done <= EXTRACTED_ON - timedelta(days=6)
+        and order.done <= EXTRACTED_ON - timedelta(days=6)
         and order.defect is None
         and visits[order.ref] == 1
-    )
-    assert order.done is not None
-    return _Completion(
-        ref=f"RI-26-{len(completions) + 1:05d}",
-        order_ref=order.ref,
-        completed_at=datetime.combine(order.done + timedelta(days=6), time(10, 30)),
-        technician="Hugo Kerbrat",
-        tenant_absent=False,
-        tenant_signed=True,
-        rating=2,
-        comment="La fuite est revenue, deuxième passage.",
-        photos=3,
-    )
+        and order.ref not in refused
+    ]
+    repeats = []
+    for order in candidates[::6]:
+        assert order.done is not None
+        repeats.append(
+            _Completion(
+                ref=f"RI-26-{len(completions) + len(repeats) + 1:05d}",
+                order_ref=order.ref,
+                completed_at=datetime.combine(order.done + timedelta(days=6), time(10, 30)),
+                technician="Hugo Kerbrat",
+                tenant_absent=False,
+                tenant_signed=True,
+                rating=2,
+                comment="La fuite est revenue, deuxième passage.",
+                photos=3,
+            )
+        )
+    return repeats
 
 
 def _write_opale_logement(inbox: Path) -> list[Path]:
@@ -1153,20 +1162,20 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
                 _Cell(completion.photos),
             ]
         )
-    repeat = _repeat_visit(orders, completions)  # written as a plain date cell: no draw
-    completion_rows.append(
-        [
-            _Cell(repeat.ref),
-            _Cell(repeat.order_ref),
-            _Cell(repeat.completed_at, _DATETIME_FORMAT),
-            _Cell(repeat.technician),
-            _Cell(_yes_no(repeat.tenant_absent)),
-            _Cell(_yes_no(repeat.tenant_signed)),
-            _Cell(repeat.rating),
-            _Cell(repeat.comment),
-            _Cell(repeat.photos),
-        ]
-    )
+    for repeat in _repeat_visits(orders, completions):  # plain date cells: no draw
+        completion_rows.append(
+            [
+                _Cell(repeat.ref),
+                _Cell(repeat.order_ref),
+                _Cell(repeat.completed_at, _DATETIME_FORMAT),
+                _Cell(repeat.technician),
+                _Cell(_yes_no(repeat.tenant_absent)),
+                _Cell(_yes_no(repeat.tenant_signed)),
+                _Cell(repeat.rating),
+                _Cell(repeat.comment),
+                _Cell(repeat.photos),
+            ]
+        )
     _fill_sheet(
         workbook.create_sheet("Quitus"),
         _OPALE_COMPLETION_HEADERS,

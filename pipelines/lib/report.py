@@ -31,6 +31,7 @@ from pipelines.lib.works import WORKS_ALERTS, works_as_of, works_summary
 from schemas.datafix import WorksAlerts
 from schemas.tables import (
     AGEING_COLUMNS,
+    CANONICAL_TABLES,
     load_runs,
     outbox,
     prevention_actions,
@@ -42,6 +43,7 @@ from schemas.tables import (
     works_orders,
 )
 
+INVOICES = CANONICAL_TABLES["invoices"]
 TEMPLATES = Path(__file__).parent / "templates"
 NOT_COMPUTED = "not computed yet"
 TREND_DAYS = 30
@@ -271,6 +273,28 @@ def _arrears(connection: sa.Connection, landlord_id: str, as_of: date) -> list[S
          bar_chart([(c.name.removesuffix("_cents"), int(v) / 100) for c, v in
                     zip(buckets, sums, strict=True)], unit=" €"))
     )  # fmt: skip
+    mine = a.c.landlord_id == landlord_id
+    per_bucket = connection.execute(
+        sa.select(*(sa.func.count(sa.case((c > 0, 1))) for c in buckets)).where(mine)
+    ).one()
+    balances.tables.append(
+        ("Tenants per ageing bucket", ["bucket", "tenants", "owed"],
+         [[c.name.removesuffix("_cents"), int(n), euros(int(v))]
+          for c, n, v in zip(buckets, per_bucket, sums, strict=True)])
+    )  # fmt: skip
+    plans = connection.execute(
+        sa.select(a.c.plan_status, sa.func.count())
+        .where(mine, a.c.plan_status.is_not(None))
+        .group_by(a.c.plan_status)
+        .order_by(a.c.plan_status)
+    ).all()
+    rejected = connection.execute(
+        sa.select(sa.func.count()).where(mine, a.c.rejects_90d > 0)
+    ).scalar()
+    balances.figures += [
+        ("Repayment plans", ", ".join(f"{status} {n}" for status, n in plans) or "none"),
+        ("Tenants with a rejected direct debit (90 days)", str(rejected)),
+    ]
     _count_by(connection, profiles, a.c.profile, a.c.landlord_id == landlord_id,
               "Tenants per profile")  # fmt: skip
     p = prevention_actions
@@ -334,12 +358,23 @@ def _works(connection: sa.Connection, landlord_id: str) -> list[Section]:
     def days(value: Any) -> str:
         return "—" if value is None else f"{float(value):.1f} days"
 
+    i = INVOICES
+    paid, paid_late = connection.execute(
+        sa.select(sa.func.count(), sa.func.count(sa.case((i.c.paid_date > i.c.due_date, 1)))).where(
+            i.c.landlord_id == landlord_id,
+            i.c.deleted_at.is_(None),
+            i.c.status == "paid",
+            i.c.paid_date.is_not(None),
+        )
+    ).one()
     sla.figures += [
         ("First-time fix rate", "—" if rate is None else f"{rate:.0%}"),
         ("Missed appointments", str(summary.missed_appointments)),
         ("Commitment lag (mean)", days(delays[0])),
         ("Invoice delay, completion → invoice (mean)", days(delays[1])),
         ("Invoice delay, completion → Sage (mean)", days(delays[2])),
+        ("Invoices paid (with their date)", str(paid)),
+        ("Invoices paid after their due date", str(paid_late)),
     ]
     sla.charts.append(("GTI (time to intervene)", bar_chart(list(summary.gti.items()))))
     sla.charts.append(("GTR (time to restore)", bar_chart(list(summary.gtr.items()))))
