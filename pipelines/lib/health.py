@@ -49,6 +49,7 @@ __all__ = [
     "entity_health",
     "insight_alerts",
     "landlord_health",
+    "latest_loads",
     "masked_raw",
     "quarantine_reasons",
     "quarantine_sample",
@@ -145,7 +146,7 @@ def entity_health(
     """The health of `entities` (the ones the datafix maps), in that order: five set-based
     queries, whatever the number of entities."""
     wanted = list(entities)
-    latest = _latest_loads(connection, landlord_id)
+    latest = latest_loads(connection, landlord_id)
     data = {
         row.entity: row
         for row in connection.execute(
@@ -281,7 +282,7 @@ def alert_problems(alerts: dict[str, list[InsightAlert] | None]) -> list[str]:
     ]
 
 
-def _latest_loads(connection: sa.Connection, landlord_id: str) -> dict[str, sa.Row]:
+def latest_loads(connection: sa.Connection, landlord_id: str) -> dict[str, sa.Row]:
     """The latest `load_runs` row of each entity of the landlord (requeues included)."""
     newest = (
         sa.select(load_runs.c.entity, sa.func.max(load_runs.c.finished_at).label("at"))
@@ -331,15 +332,25 @@ def quarantine_reasons(
     scope = [quarantine.c.landlord_id == landlord_id, quarantine.c.resolved_at.is_(None)]
     if entity is not None:
         scope.append(quarantine.c.entity == entity)
+    return _counts_by(connection, quarantine.c.entity, quarantine.c.reason, scope)
+
+
+def _counts_by(
+    connection: sa.Connection,
+    group: sa.ColumnElement,
+    label: sa.ColumnElement,
+    scope: list[sa.ColumnElement[bool]],
+) -> dict[str, list[tuple[str, int]]]:
+    """`group` → (`label`, rows) over the rows in `scope`, most rows first (then by label)."""
     rows = connection.execute(
-        sa.select(quarantine.c.entity, quarantine.c.reason, sa.func.count().label("rows"))
+        sa.select(group, label, sa.func.count())
         .where(*scope)
-        .group_by(quarantine.c.entity, quarantine.c.reason)
-        .order_by(quarantine.c.entity, sa.func.count().desc(), quarantine.c.reason)
+        .group_by(group, label)
+        .order_by(group, sa.func.count().desc(), label)
     )
     found: dict[str, list[tuple[str, int]]] = {}
-    for row in rows:
-        found.setdefault(row.entity, []).append((row.reason, int(row.rows)))
+    for key, text, count in rows:
+        found.setdefault(key, []).append((text, int(count)))
     return found
 
 
@@ -400,16 +411,7 @@ def dead_letter_reasons(
     if sink is not None:
         scope.append(outbox.c.sink == sink)
     message = sa.func.coalesce(outbox.c.last_error, "")
-    rows = connection.execute(
-        sa.select(outbox.c.sink, message.label("message"), sa.func.count().label("letters"))
-        .where(*scope)
-        .group_by(outbox.c.sink, message)
-        .order_by(outbox.c.sink, sa.func.count().desc(), message)
-    )
-    found: dict[str, list[tuple[str, int]]] = {}
-    for row in rows:
-        found.setdefault(row.sink, []).append((row.message, int(row.letters)))
-    return found
+    return _counts_by(connection, outbox.c.sink, message, scope)
 
 
 def dead_letter_sample(

@@ -25,17 +25,15 @@ from markupsafe import Markup
 
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.environment import datafix_home
-from pipelines.lib.health import insight_alerts
+from pipelines.lib.health import insight_alerts, latest_loads, quarantine_reasons
 from pipelines.lib.warehouse import Warehouse
 from pipelines.lib.works import WORKS_ALERTS, works_as_of, works_summary
 from schemas.datafix import WorksAlerts
 from schemas.tables import (
     AGEING_COLUMNS,
     CANONICAL_TABLES,
-    load_runs,
     outbox,
     prevention_actions,
-    quarantine,
     tenant_arrears,
     tenant_balances,
     works_missed_by_slot,
@@ -139,22 +137,7 @@ class Section:
 
 def _loads(connection: sa.Connection, landlord_id: str) -> Section:
     section = Section("Loads and quarantine")
-    last = (
-        sa.select(load_runs.c.entity, sa.func.max(load_runs.c.finished_at).label("at"))
-        .where(load_runs.c.landlord_id == landlord_id)
-        .group_by(load_runs.c.entity)
-        .subquery()
-    )
-    rows = connection.execute(
-        sa.select(
-            load_runs.c.entity, load_runs.c.status, load_runs.c.read, load_runs.c.loaded,
-            load_runs.c.quarantined, load_runs.c.finished_at,
-        )
-        .join(last, sa.and_(last.c.entity == load_runs.c.entity,
-                            last.c.at == load_runs.c.finished_at))
-        .where(load_runs.c.landlord_id == landlord_id)
-        .order_by(load_runs.c.entity)
-    ).all()  # fmt: skip
+    rows = [row for _, row in sorted(latest_loads(connection, landlord_id).items())]
     if not rows:
         section.computed = False
         return section
@@ -162,15 +145,15 @@ def _loads(connection: sa.Connection, landlord_id: str) -> Section:
         (
             "Last load per entity",
             ["entity", "status", "read", "loaded", "quarantined", "finished (UTC)"],
-            [[*row[:5], f"{row[5]:%Y-%m-%d %H:%M}"] for row in rows],
+            [[row.entity, row.status, row.read, row.loaded, row.quarantined,
+              f"{row.finished_at:%Y-%m-%d %H:%M}"] for row in rows],
         )
-    )
-    open_rows = connection.execute(
-        sa.select(quarantine.c.entity, quarantine.c.reason, sa.func.count())
-        .where(quarantine.c.landlord_id == landlord_id, quarantine.c.resolved_at.is_(None))
-        .group_by(quarantine.c.entity, quarantine.c.reason)
-        .order_by(quarantine.c.entity, quarantine.c.reason)
-    ).all()
+    )  # fmt: skip
+    open_rows = [
+        (entity, reason, count)
+        for entity, reasons in quarantine_reasons(connection, landlord_id).items()
+        for reason, count in reasons
+    ]
     total = sum(int(row[2]) for row in open_rows)
     section.figures.append(("Rows in quarantine (open)", str(total)))
     section.tables.append(

@@ -22,7 +22,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from connectors.sandbox.demo_files import DEMO_BAD_ROWS, DEMO_ROWS, write_demo_sources
 from pipelines.lib.environment import REPO_ROOT
 from pipelines.lib.instance import ensure_instance
-from pipelines.lib.runner import run_landlords
+from pipelines.lib.runner import LandlordOutcome, run_landlords
 from schemas.canonical import ENTITIES
 
 LANDLORD = "loire-habitat"
@@ -55,12 +55,18 @@ def datafixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+def demo_run(hub_home: Path) -> LandlordOutcome:
+    """The demo's files written and the landlord run once, successfully."""
+    write_demo_sources(hub_home)
+    [outcome] = run_landlords([LANDLORD], workers=1)
+    assert outcome.success, outcome.errors
+    return outcome
+
+
 def test_an_unchanged_rerun_keeps_the_last_counts_and_skips_the_contract(
     hub_home: Path, datafixes: Path
 ) -> None:
-    write_demo_sources(hub_home)
-    [first] = run_landlords([LANDLORD], workers=1)
-    assert first.success, first.errors
+    first = demo_run(hub_home)
     [second] = run_landlords([LANDLORD], workers=1)
     assert second.success, second.errors
     instance = ensure_instance()
@@ -183,9 +189,7 @@ def test_the_health_lists_the_open_alerts_links_the_morning_report_and_fails_on_
         text + "\narrears:\n  alerts:\n    debt_warn_cents: 100000\n    debt_error_cents: 200000\n",
         encoding="utf-8",
     )
-    write_demo_sources(hub_home)
-    [outcome] = run_landlords([LANDLORD], workers=1)
-    assert outcome.success, outcome.errors
+    demo_run(hub_home)
     # the tenants at or above each threshold, from the canonical ledger with plain SQL
     engine = sa.create_engine(f"sqlite:///{hub_home}/warehouse.db")
     with engine.connect() as connection:
@@ -236,9 +240,7 @@ def test_warnings_are_listed_without_making_the_landlord_unhealthy(
     hub_home: Path, datafixes: Path
 ) -> None:
     # the demo's own thresholds (1,500 € warns, 5,000 € is an error): no Loire tenant owes 5,000 €
-    write_demo_sources(hub_home)
-    [outcome] = run_landlords([LANDLORD], workers=1)
-    assert outcome.success, outcome.errors
+    demo_run(hub_home)
     instance = ensure_instance()
     health = latest_metadata(instance, "landlord_health")
     [alert] = [row.data for row in health["alerts"].records]
