@@ -160,6 +160,9 @@ def test_a_failed_contract_makes_the_landlord_unhealthy(hub_home: Path, datafixe
     # the run stopped before the health asset: `datafix` refreshed it in a run of its own
     health = latest_metadata(instance, "landlord_health")
     assert health["healthy"] is False
+    # the verdict and the first problems, short enough for the UI to show without a click
+    assert health["summary"].startswith(f"**{LANDLORD}: UNHEALTHY**\n\n- tenants: contract FAILED")
+    assert len(health["summary"]) < 1000
     rows = {row.data["entity"]: row.data for row in health["entities"].records}
     assert (rows["tenants"]["status"], rows["tenants"]["contract"]) == ("blocked", "FAILED")
     assert rows["ledger_entries"]["contract"] == "passed"
@@ -223,6 +226,7 @@ def test_the_health_lists_the_open_alerts_links_the_morning_report_and_fails_on_
     assert health["morning_report"] == str(report)
     assert health["morning_report_url"] == report.as_uri()
     assert f"Morning report: [{report.stem}]({report.as_uri()})" in health["report"]
+    assert f"Morning report: [{report.stem}]({report.as_uri()})" in health["summary"]
     assert "### Open alerts" in health["report"]
     assert (
         f"arrears alert debt_crossed_threshold (error): {len(warned)} key(s)" in (health["report"])

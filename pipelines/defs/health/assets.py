@@ -47,6 +47,8 @@ ENTITY_COLUMNS = [
 ]  # fmt: skip
 SINK_COLUMNS = ["sink", "pending", "sent", "failed", "dead", "last_push"]
 ALERT_COLUMNS = ["alert", "family", "level", "keys", "which"]
+# the `summary` Markdown stays below the 1,000 characters the UI shows without a click
+SUMMARY_PROBLEMS, SUMMARY_LINE, SUMMARY_MAX = 3, 180, 990
 REPORT_ASSET = "insight_morning_report"
 CHECK_FAILED = "DagsterAssetCheckFailedError"  # the step failure of a failed blocking check
 
@@ -132,6 +134,7 @@ def landlord_health_asset(
         metadata={
             **AssetRole("insight").entries(),
             "healthy": dg.MetadataValue.bool(not problems),
+            "summary": dg.MetadataValue.md(_summary(landlord_id, problems, report)),
             "report": dg.MetadataValue.md(
                 _markdown(health, problems, entities, sink_rows, skipped, alerts, report)
             ),
@@ -191,6 +194,18 @@ def _report_links(report: Path | None) -> dict[str, dg.MetadataValue]:
 
 def _texts(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{key: str(value) for key, value in row.items()} for row in rows]
+
+
+def _summary(landlord_id: str, problems: list[str], report: Path | None) -> str:
+    """The verdict, the first problems and the report's link, short enough for the UI to show
+    it in place (it folds a Markdown entry of 1,000 characters or more behind a button)."""
+    lines = [f"**{landlord_id}: {'UNHEALTHY' if problems else 'healthy'}**", ""]
+    lines += [f"- {problem[:SUMMARY_LINE]}" for problem in problems[:SUMMARY_PROBLEMS]]
+    if len(problems) > SUMMARY_PROBLEMS:
+        lines.append(f"- … and {len(problems) - SUMMARY_PROBLEMS} more (see `report`)")
+    if report is not None:
+        lines += ["", f"Morning report: [{report.stem}]({report.as_uri()})"]
+    return "\n".join(lines)[:SUMMARY_MAX]
 
 
 def _markdown(
