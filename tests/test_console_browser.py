@@ -8,8 +8,10 @@ serves that instance on a free port of 127.0.0.1. Each test loads the page an op
 waits for what it must show and saves a screenshot into `test-artifacts/console-browser/` (or
 `$DATAFIX_TEST_ARTIFACTS/console-browser/`; the folder is printed, `-s` shows it); the
 figures it expects are the demo's seeded counts (`DEMO_ROWS`, `DEMO_BAD_ROWS`) or read from the
-warehouse with plain SQL. Statuses the page renders as icons are also read through the
-webserver's GraphQL API, the one the page itself calls.
+warehouse with plain SQL. The landlords expected unhealthy are the failing one and those whose
+insight alerts reach an error threshold, judged by `pipelines.lib.health` (its rules are proven
+in `tests/pipelines/test_health.py`). Statuses the page renders as icons are also read through
+the webserver's GraphQL API, the one the page itself calls.
 """
 
 import json
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -36,7 +39,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from connectors.sandbox.demo_files import DEMO_BAD_ROWS, DEMO_ROWS
+from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.environment import REPO_ROOT
+from pipelines.lib.health import alert_problems, insight_alerts
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +60,7 @@ class Console:
     shots: Path
     home: Path
     first_runs: dict[str, str]  # landlord → the demo's run id (8 characters)
+    unhealthy: set[str]  # the failing landlord and those with an insight alert at error level
 
     def open(self, path: str, *expected: str) -> str:
         """Load `path`, wait until the page's text holds every `expected` text, close the
@@ -107,6 +113,23 @@ def wait_for_webserver(base: str, server: subprocess.Popen, log: Path) -> None:
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)
     raise AssertionError(f"dagster-webserver never answered:\n{log.read_text()[-3000:]}")
+
+
+def alarmed(home: Path, datafixes: Path) -> set[str]:
+    """The demo landlords with an insight alert at its error threshold in the warehouse (their
+    health fails too), judged as the alerts' own checks judge them."""
+    engine = sa.create_engine(f"sqlite:///{home}/warehouse.db")
+    try:
+        with engine.connect() as connection:
+            return {
+                landlord
+                for landlord in DEMO_ROWS
+                if alert_problems(
+                    insight_alerts(connection, load_datafix(datafixes / f"{landlord}.yaml"))
+                )
+            }
+    finally:
+        engine.dispose()
 
 
 def run_ids(report: str) -> dict[str, str]:
@@ -172,7 +195,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             options.add_argument(argument)
         options.add_argument("--window-size=1600,1400")
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        yield Console(base, driver, shots, home, run_ids(demo.stdout))
+        unhealthy = {FAILING} | alarmed(home, datafixes)
+        yield Console(base, driver, shots, home, run_ids(demo.stdout), unhealthy)
     finally:
         if driver is not None:
             driver.quit()
@@ -202,7 +226,7 @@ def test_the_health_asset_lists_every_demo_landlord_with_its_counts(console: Con
             "not_configured",
         )
         console.shot(f"health-{landlord}")
-        healthy = "false" if landlord == FAILING else "true"
+        healthy = "false" if landlord in console.unhealthy else "true"
         assert re.search(rf"^healthy\n{healthy}$", page, re.MULTILINE), page
         for entity, read in entities.items():
             bad = DEMO_BAD_ROWS[landlord][entity]
@@ -229,7 +253,8 @@ def test_a_landlord_with_a_failing_contract_shows_as_failing(console: Console) -
     for execution in executions:  # newest first
         latest.setdefault(execution["partition"], execution["status"])
     assert latest == {
-        landlord: "FAILED" if landlord == FAILING else "SUCCEEDED" for landlord in DEMO_ROWS
+        landlord: "FAILED" if landlord in console.unhealthy else "SUCCEEDED"
+        for landlord in DEMO_ROWS
     }
 
 

@@ -46,6 +46,7 @@ import sys
 import tempfile
 import unicodedata
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
@@ -76,11 +77,13 @@ DEMO_SANDBOX_LANDLORDS: frozenset[str] = frozenset({VAL_DE_SEINE, RESIDENCES_EST
 # Data rows written per landlord and entity (header, title, blank and totals rows excluded).
 DEMO_ROWS: dict[str, dict[str, int]] = {
     LOIRE_HABITAT: {"tenants": 121, "ledger_entries": 1959},
-    OPALE_LOGEMENT: {"work_orders": 301, "quotes": 108, "completions": 273, "invoices": 200},
+    # completions: + 20 repeat visits (`_repeat_visits`)
+    OPALE_LOGEMENT: {"work_orders": 301, "quotes": 108, "completions": 293, "invoices": 200},
+    # + the 4 hand-written accounts (`_CITE_ACCOUNTS`): 4 tenants, 60 entries, 3 plans
     CITE_JARDINS: {
-        "tenants": 141,
-        "ledger_entries": 2309,
-        "repayment_plans": 27,
+        "tenants": 145,
+        "ledger_entries": 2369,
+        "repayment_plans": 30,
         "commitments": 200,
     },
     # soap_erp.demo_seed(): 12 tenants, 36 ledger entries
@@ -886,7 +889,7 @@ _OPALE_COMPLETION_HEADERS = (
 )  # fmt: skip
 _OPALE_INVOICE_HEADERS = (
     ("N° facture",), ("N° BT",), ("Type",), ("Montant HT",), ("TVA",), ("Date facture",),
-    ("Échéance",), ("Statut",),
+    ("Échéance",), ("Statut",), ("Date paiement",),
 )  # fmt: skip
 _OPALE_CATEGORY = {
     "repair": "DEP", "leak_search": "RDF", "planned_works": "TXP", "maintenance": "ENT",
@@ -1030,6 +1033,55 @@ def _workbook_bytes(workbook: Workbook) -> bytes:
     return stable.getvalue()
 
 
+def _paid_cell(invoice: _Invoice) -> _Cell:
+    """The day a paid invoice was paid, 12 to 56 days after it was issued (so about half are
+    paid after their 30-day due date), never after the extraction; derived from its number,
+    not drawn, so every other cell of the workbook stays as it was."""
+    if invoice.status != "paid":
+        return _Cell(None)
+    days = 12 + int(invoice.ref.removeprefix("F26-")) * 17 % 45
+    paid = min(invoice.issued + timedelta(days=days), EXTRACTED_ON)
+    return _Cell(datetime.combine(paid, time()), _DATE_FORMAT)
+
+
+def _repeat_visits(
+    orders: Sequence[_WorkOrder], completions: Sequence[_Completion]
+) -> list[_Completion]:
+    """Second visits with the tenant present, six days after the first, for one repair in six
+    restored at one visit (in order date): the leak came back, so those orders are not a
+    first-time fix. Appended after the generated reports (their numbers follow)."""
+    visits = Counter(completion.order_ref for completion in completions)
+    refused = {completion.order_ref for completion in completions if completion.defect}
+    candidates = [
+        order
+        for order in orders
+        if order.category == "repair"
+        and order.status in ("done", "invoiced")
+        and order.done is not None
+        and order.done <= EXTRACTED_ON - timedelta(days=6)
+        and order.defect is None
+        and visits[order.ref] == 1
+        and order.ref not in refused
+    ]
+    repeats = []
+    for order in candidates[::6]:
+        assert order.done is not None
+        repeats.append(
+            _Completion(
+                ref=f"RI-26-{len(completions) + len(repeats) + 1:05d}",
+                order_ref=order.ref,
+                completed_at=datetime.combine(order.done + timedelta(days=6), time(10, 30)),
+                technician="Hugo Kerbrat",
+                tenant_absent=False,
+                tenant_signed=True,
+                rating=2,
+                comment="La fuite est revenue, deuxième passage.",
+                photos=3,
+            )
+        )
+    return repeats
+
+
 def _write_opale_logement(inbox: Path) -> list[Path]:
     rng = _rng(OPALE_LOGEMENT)
     orders = _work_orders(rng, 300)
@@ -1110,6 +1162,20 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
                 _Cell(completion.photos),
             ]
         )
+    for repeat in _repeat_visits(orders, completions):  # plain date cells: no draw
+        completion_rows.append(
+            [
+                _Cell(repeat.ref),
+                _Cell(repeat.order_ref),
+                _Cell(repeat.completed_at, _DATETIME_FORMAT),
+                _Cell(repeat.technician),
+                _Cell(_yes_no(repeat.tenant_absent)),
+                _Cell(_yes_no(repeat.tenant_signed)),
+                _Cell(repeat.rating),
+                _Cell(repeat.comment),
+                _Cell(repeat.photos),
+            ]
+        )
     _fill_sheet(
         workbook.create_sheet("Quitus"),
         _OPALE_COMPLETION_HEADERS,
@@ -1137,6 +1203,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
                 _date_cell(rng, invoice.issued),
                 _date_cell(rng, invoice.due),
                 _Cell(_OPALE_INVOICE_STATUS[invoice.status]),
+                _paid_cell(invoice),
             ]
         )
     _fill_sheet(
@@ -1215,6 +1282,7 @@ _CITE_MOVEMENT = {
     "rent_call": "APPEL", "rent": "LOYER", "service_charges": "CHARGES",
     "charge_regularisation": "REGUL", "fee": "FRAIS", "rejected_debit": "REJET",
     "payment": "ENCAIS", "housing_aid": "CAF", "refund": "REMB", "credit_note": "AVOIR",
+    "plan_instalment": "ECHPA",
 }  # fmt: skip
 _BUDGET_LINES = (
     "615210 Entretien courant", "615220 Gros entretien", "615230 Remise en état logements",
@@ -1224,6 +1292,14 @@ _BUDGET_LINES = (
 
 def _iso(day: date | None) -> str | None:
     return None if day is None else day.isoformat()
+
+
+def _cite_movement(entry: _Entry) -> str:
+    if entry.defect == UNKNOWN_CODE:
+        return "ODIV"
+    if entry.kind == "credit_note" and entry.label.startswith("Transfert au plan"):
+        return "TRPA"
+    return _CITE_MOVEMENT[entry.kind]
 
 
 def _cite_tenants(rng: random.Random) -> list[_Tenant]:
@@ -1259,6 +1335,91 @@ def _plans(rng: random.Random, tenants: Sequence[_Tenant]) -> list[tuple[object,
             )
         )
     return plans
+
+
+# Four Cité des Jardins accounts written by hand, appended after the generated rows (so no
+# generated row, reference or random draw moves): what the arrears computation must show and the
+# random tenants do not reliably give. A plan moves the tenant's debt out of the account
+# (`TRPA`, a credit) and calls it back in monthly instalments due on the 10th (`ECHPA`), which
+# credits pay oldest first (FIFO) like any debit:
+# - on track: every instalment paid;
+# - late: October's instalment unpaid (one missed);
+# - broken: the September direct debit rejected (AM04), nothing paid since: September's and
+#   October's instalments unpaid (two missed breaks a plan by default);
+# - departed with debt: left at the end of April, owing the rent of February to April carried
+#   over from the previous system, then an end-of-tenancy repair and a bailiff's fee.
+# As of the extraction day (31/10/2026) their debts fall into every ageing bucket.
+_CITE_RENT_CALL = 52_000
+_CITE_PLAN_INSTALMENT = 20_000
+_CiteAccount = tuple[str, str, date | None, str | None, tuple[str, ...]]
+_CITE_ACCOUNTS: tuple[_CiteAccount, ...] = (
+    # ref, status, move-out date, plan, months whose rent is paid (by direct debit)
+    ("411009001", "active", None, "PA-2026-101", ("05", "06", "07", "08", "09", "10")),
+    ("411009002", "active", None, "PA-2026-102", ("05", "06", "07", "08", "09", "10")),
+    ("411009003", "active", None, "PA-2026-103", ("05", "06", "07", "08", "09")),
+    ("411009004", "left", date(2026, 4, 30), None, ()),
+)
+# the instalment months each plan's tenant paid (instalments are called August to October)
+_CITE_PLAN_PAID = {"PA-2026-101": (8, 9, 10), "PA-2026-102": (8, 9), "PA-2026-103": (8,)}
+
+
+def _cite_accounts() -> tuple[list[_Tenant], list[_Entry], list[tuple[object, ...]]]:
+    """The hand-written accounts: their tenants, ledger entries and plans (`_CITE_ACCOUNTS`)."""
+    rng = _rng(f"{CITE_JARDINS}:accounts")  # names and attributes only: its own draws
+    tenants, entries, plans = [], [], []
+
+    def post(ref: str, day: date, kind: str, cents: int, label: str, **extra: object) -> None:
+        entries.append(_Entry(ref, day, kind, cents, label, **extra))
+
+    for ref, status, move_out, plan_ref, paid_months in _CITE_ACCOUNTS:
+        drawn = _tenant(rng, ref, "CJ-", f"JAR-K{len(tenants) + 1:02d}-001")
+        tenants.append(
+            replace(
+                drawn,
+                move_in=date(2018, 3, 1),
+                move_out=move_out,
+                status=status,
+                housing_aid="none",
+                aid_cents=0,
+                payment_method="sepa_debit",
+                rent_cents=_CITE_RENT_CALL - 8_000,
+                charges_cents=8_000,
+                split_rent=False,
+                in_arrears=plan_ref != "PA-2026-101",
+            )
+        )
+        if move_out is not None:
+            post(ref, date(2026, 5, 1), "rent_call", 3 * _CITE_RENT_CALL,
+                 "Report solde débiteur au 30/04/2026 (loyers 02 à 04/2026)",
+                 due_date=date(2026, 4, 5))  # fmt: skip
+            post(ref, date(2026, 5, 15), "fee", 68_000, "Frais de remise en état (état des lieux)")
+            post(ref, date(2026, 8, 20), "fee", 21_480, "Frais d'huissier (signification)")
+            continue
+        for month in LEDGER_MONTHS:
+            due = date(2026, month, 5)
+            post(ref, date(2026, month, 1), "rent_call", _CITE_RENT_CALL,
+                 f"Avis d'échéance {month:02d}/2026", due_date=due)  # fmt: skip
+            if f"{month:02d}" in paid_months:
+                post(ref, due, "payment", -_CITE_RENT_CALL, "Prélèvement SEPA")
+        assert plan_ref is not None
+        total = 3 * _CITE_PLAN_INSTALMENT * 2
+        post(ref, date(2026, 6, 15), "charge_regularisation", total,
+             "Régularisation charges 2025", due_date=date(2026, 7, 5))  # fmt: skip
+        post(ref, date(2026, 7, 10), "credit_note", -total, f"Transfert au plan {plan_ref}")
+        for number, month in enumerate((8, 9, 10), start=1):
+            called = date(2026, month, 10)
+            post(ref, date(2026, month, 1), "plan_instalment", _CITE_PLAN_INSTALMENT,
+                 f"Échéance {number}/6 plan {plan_ref}", due_date=called)  # fmt: skip
+            if month in _CITE_PLAN_PAID[plan_ref]:
+                post(ref, called, "payment", -_CITE_PLAN_INSTALMENT, "Prélèvement échéance plan")
+        if plan_ref == "PA-2026-103":  # September's rent debit comes back rejected
+            post(ref, date(2026, 9, 11), "rejected_debit", _CITE_RENT_CALL,
+                 "Rejet prélèvement AM04", reject_reason="AM04")  # fmt: skip
+        plans.append(
+            (plan_ref, ref, "2026-07-10", _decimal_text(total),
+             _decimal_text(_CITE_PLAN_INSTALMENT), 6, "EC")
+        )  # fmt: skip
+    return tenants, entries, plans
 
 
 def _engagements(rng: random.Random, count: int) -> list[tuple[object, ...]]:
@@ -1319,6 +1480,9 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
         )
     )
     tenants = _with_defects(tenants, {31: UNKNOWN_CODE, 77: BAD_DATE, 140: BLANK_REF})
+    by_hand, hand_entries, hand_plans = _cite_accounts()
+    tenants += by_hand
+    entries += hand_entries
 
     tiers_id = {tenant.ref: number for number, tenant in enumerate(tenants, start=1) if tenant.ref}
     tiers = [
@@ -1350,7 +1514,7 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
             tiers_id.get(entry.tenant_ref),
             "2026-09-31" if entry.defect == BAD_DATE else _iso(entry.entry_date),
             _iso(entry.due_date),
-            "ODIV" if entry.defect == UNKNOWN_CODE else _CITE_MOVEMENT[entry.kind],
+            _cite_movement(entry),
             entry.label,
             "12,5O" if entry.defect == BAD_AMOUNT else _decimal_text(entry.amount_cents),
             entry.reject_reason,
@@ -1358,6 +1522,7 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
         for number, entry in enumerate(entries, start=1)
     ]
     plans[len(plans) // 2] = (*plans[len(plans) // 2][:-1], "CTX")  # contentieux: not mapped
+    plans += hand_plans
     engagement_defects = {20: UNKNOWN_CODE, 95: BAD_DATE, 150: BLANK_REF}
     for index, defect in engagement_defects.items():
         ref, order_ref, amount, committed, budget, status = engagements[index]

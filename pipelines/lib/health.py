@@ -8,6 +8,12 @@ warehouse holds (`source_state.run_id`), and says since when. Quarantined rows a
 are shown with their reasons and a few rows whose personal cells stay masked: the quarantine's
 sealed cells (`pipelines.lib.personal`) are never opened here, and a dead letter's payload is
 not shown at all (the peer's message and the canonical rows it came from are).
+
+The insight alerts (arrears and works) are judged here once, by the functions their asset
+checks use (`arrears_alerts`, `works_alerts` + `judge`), for the landlord's health and for the
+morning report alike: an alert at its *error* threshold makes the landlord unhealthy, one at its
+*warning* threshold is listed as open without changing the verdict (the alert's own check
+already warns).
 """
 
 from __future__ import annotations
@@ -19,17 +25,31 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from pipelines.lib.arrears import arrears_alerts
+from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.personal import SEALED_PREFIX
-from schemas.tables import contract_results, load_runs, outbox, quarantine, source_state
+from pipelines.lib.push import sinks_sending
+from pipelines.lib.works import WORKS_ALERTS, judge, works_alerts, works_as_of
+from schemas.tables import (
+    contract_results,
+    load_runs,
+    outbox,
+    quarantine,
+    source_state,
+    tenant_arrears,
+)
 
 __all__ = [
     "EntityHealth",
+    "InsightAlert",
     "LandlordHealth",
     "SinkHealth",
     "dead_letter_reasons",
     "dead_letter_sample",
     "entity_health",
+    "insight_alerts",
     "landlord_health",
+    "latest_loads",
     "masked_raw",
     "quarantine_reasons",
     "quarantine_sample",
@@ -126,7 +146,7 @@ def entity_health(
     """The health of `entities` (the ones the datafix maps), in that order: five set-based
     queries, whatever the number of entities."""
     wanted = list(entities)
-    latest = _latest_loads(connection, landlord_id)
+    latest = latest_loads(connection, landlord_id)
     data = {
         row.entity: row
         for row in connection.execute(
@@ -193,7 +213,76 @@ def landlord_health(
     )
 
 
-def _latest_loads(connection: sa.Connection, landlord_id: str) -> dict[str, sa.Row]:
+@dataclass(frozen=True)
+class InsightAlert:
+    """One insight alert of the landlord as its asset check judges it: its level against the
+    datafix's thresholds and the keys it lists (at the warning threshold or past it)."""
+
+    family: str  # arrears, works
+    name: str
+    level: str  # error, warning, ok
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        """At its warning threshold or past it."""
+        return self.level != "ok"
+
+    def which(self, shown: int = 15) -> str:
+        """`A, B, C` (the first `shown` keys, then how many more)."""
+        more = f" … and {len(self.keys) - shown} more" if len(self.keys) > shown else ""
+        return ", ".join(self.keys[:shown]) + more
+
+    def line(self, shown: int = 15) -> str:
+        """`name (error): 3 key(s): A, B, C`."""
+        return f"{self.name} ({self.level}): {len(self.keys)} key(s): {self.which(shown)}"
+
+
+def insight_alerts(
+    connection: sa.Connection, loaded: LoadedDatafix
+) -> dict[str, list[InsightAlert] | None]:
+    """The landlord's arrears and works alerts (family → alerts, in the checks' order; None
+    while that insight was never computed for the landlord), judged like their asset checks:
+    the arrears by `arrears_alerts`, the works by `works_alerts` on the day the works tables
+    were computed and `judge` (a works key is shown as `key (days late d)`)."""
+    landlord_id = loaded.landlord_id
+    found: dict[str, list[InsightAlert] | None] = {"arrears": None, "works": None}
+    computed = connection.execute(
+        sa.select(sa.func.count()).where(tenant_arrears.c.landlord_id == landlord_id)
+    ).scalar()
+    if computed:
+        found["arrears"] = [
+            InsightAlert("arrears", alert.name, alert.level, alert.listed)
+            for alert in arrears_alerts(connection, landlord_id, loaded.datafix.arrears.alerts)
+        ]
+    day = works_as_of(connection, landlord_id)
+    if day is not None:
+        keys = works_alerts(
+            connection,
+            landlord_id,
+            day,
+            pushes_commitments=bool(sinks_sending(loaded, "commitments")),
+        )
+        found["works"] = []
+        for name in WORKS_ALERTS:
+            listed, error = judge(getattr(loaded.datafix.works.alerts, name), keys[name])
+            level = "error" if error else ("warning" if listed else "ok")
+            shown = [f"{key.key} ({key.days} d)" for key in listed]
+            found["works"].append(InsightAlert("works", name, level, shown))
+    return found
+
+
+def alert_problems(alerts: dict[str, list[InsightAlert] | None]) -> list[str]:
+    """One problem line per alert at its error threshold (warnings are not problems)."""
+    return [
+        f"{alert.family} alert {alert.line(5)}"
+        for judged in alerts.values()
+        for alert in judged or []
+        if alert.level == "error"
+    ]
+
+
+def latest_loads(connection: sa.Connection, landlord_id: str) -> dict[str, sa.Row]:
     """The latest `load_runs` row of each entity of the landlord (requeues included)."""
     newest = (
         sa.select(load_runs.c.entity, sa.func.max(load_runs.c.finished_at).label("at"))
@@ -243,15 +332,25 @@ def quarantine_reasons(
     scope = [quarantine.c.landlord_id == landlord_id, quarantine.c.resolved_at.is_(None)]
     if entity is not None:
         scope.append(quarantine.c.entity == entity)
+    return _counts_by(connection, quarantine.c.entity, quarantine.c.reason, scope)
+
+
+def _counts_by(
+    connection: sa.Connection,
+    group: sa.ColumnElement,
+    label: sa.ColumnElement,
+    scope: list[sa.ColumnElement[bool]],
+) -> dict[str, list[tuple[str, int]]]:
+    """`group` → (`label`, rows) over the rows in `scope`, most rows first (then by label)."""
     rows = connection.execute(
-        sa.select(quarantine.c.entity, quarantine.c.reason, sa.func.count().label("rows"))
+        sa.select(group, label, sa.func.count())
         .where(*scope)
-        .group_by(quarantine.c.entity, quarantine.c.reason)
-        .order_by(quarantine.c.entity, sa.func.count().desc(), quarantine.c.reason)
+        .group_by(group, label)
+        .order_by(group, sa.func.count().desc(), label)
     )
     found: dict[str, list[tuple[str, int]]] = {}
-    for row in rows:
-        found.setdefault(row.entity, []).append((row.reason, int(row.rows)))
+    for key, text, count in rows:
+        found.setdefault(key, []).append((text, int(count)))
     return found
 
 
@@ -312,16 +411,7 @@ def dead_letter_reasons(
     if sink is not None:
         scope.append(outbox.c.sink == sink)
     message = sa.func.coalesce(outbox.c.last_error, "")
-    rows = connection.execute(
-        sa.select(outbox.c.sink, message.label("message"), sa.func.count().label("letters"))
-        .where(*scope)
-        .group_by(outbox.c.sink, message)
-        .order_by(outbox.c.sink, sa.func.count().desc(), message)
-    )
-    found: dict[str, list[tuple[str, int]]] = {}
-    for row in rows:
-        found.setdefault(row.sink, []).append((row.message, int(row.letters)))
-    return found
+    return _counts_by(connection, outbox.c.sink, message, scope)
 
 
 def dead_letter_sample(

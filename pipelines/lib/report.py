@@ -23,19 +23,17 @@ import jinja2
 import sqlalchemy as sa
 from markupsafe import Markup
 
-from pipelines.lib.arrears import arrears_alerts
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.environment import datafix_home
-from pipelines.lib.push import sinks_sending
+from pipelines.lib.health import insight_alerts, latest_loads, quarantine_reasons
 from pipelines.lib.warehouse import Warehouse
-from pipelines.lib.works import WORKS_ALERTS, judge, works_alerts, works_as_of, works_summary
+from pipelines.lib.works import WORKS_ALERTS, works_as_of, works_summary
 from schemas.datafix import WorksAlerts
 from schemas.tables import (
     AGEING_COLUMNS,
-    load_runs,
+    CANONICAL_TABLES,
     outbox,
     prevention_actions,
-    quarantine,
     tenant_arrears,
     tenant_balances,
     works_missed_by_slot,
@@ -43,6 +41,7 @@ from schemas.tables import (
     works_orders,
 )
 
+INVOICES = CANONICAL_TABLES["invoices"]
 TEMPLATES = Path(__file__).parent / "templates"
 NOT_COMPUTED = "not computed yet"
 TREND_DAYS = 30
@@ -53,6 +52,13 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def report_path(landlord_id: str, as_of: date) -> Path:
     """Where the landlord's report of a day is written."""
     return datafix_home() / "reports" / landlord_id / f"{as_of.isoformat()}.html"
+
+
+def latest_report(landlord_id: str) -> Path | None:
+    """The landlord's newest morning report on disk (its day is its name), None when none was
+    ever written."""
+    days = sorted((datafix_home() / "reports" / landlord_id).glob("????-??-??.html"))
+    return days[-1] if days else None
 
 
 # --- Inline SVG charts -------------------------------------------------------------------
@@ -131,22 +137,7 @@ class Section:
 
 def _loads(connection: sa.Connection, landlord_id: str) -> Section:
     section = Section("Loads and quarantine")
-    last = (
-        sa.select(load_runs.c.entity, sa.func.max(load_runs.c.finished_at).label("at"))
-        .where(load_runs.c.landlord_id == landlord_id)
-        .group_by(load_runs.c.entity)
-        .subquery()
-    )
-    rows = connection.execute(
-        sa.select(
-            load_runs.c.entity, load_runs.c.status, load_runs.c.read, load_runs.c.loaded,
-            load_runs.c.quarantined, load_runs.c.finished_at,
-        )
-        .join(last, sa.and_(last.c.entity == load_runs.c.entity,
-                            last.c.at == load_runs.c.finished_at))
-        .where(load_runs.c.landlord_id == landlord_id)
-        .order_by(load_runs.c.entity)
-    ).all()  # fmt: skip
+    rows = [row for _, row in sorted(latest_loads(connection, landlord_id).items())]
     if not rows:
         section.computed = False
         return section
@@ -154,15 +145,15 @@ def _loads(connection: sa.Connection, landlord_id: str) -> Section:
         (
             "Last load per entity",
             ["entity", "status", "read", "loaded", "quarantined", "finished (UTC)"],
-            [[*row[:5], f"{row[5]:%Y-%m-%d %H:%M}"] for row in rows],
+            [[row.entity, row.status, row.read, row.loaded, row.quarantined,
+              f"{row.finished_at:%Y-%m-%d %H:%M}"] for row in rows],
         )
-    )
-    open_rows = connection.execute(
-        sa.select(quarantine.c.entity, quarantine.c.reason, sa.func.count())
-        .where(quarantine.c.landlord_id == landlord_id, quarantine.c.resolved_at.is_(None))
-        .group_by(quarantine.c.entity, quarantine.c.reason)
-        .order_by(quarantine.c.entity, quarantine.c.reason)
-    ).all()
+    )  # fmt: skip
+    open_rows = [
+        (entity, reason, count)
+        for entity, reasons in quarantine_reasons(connection, landlord_id).items()
+        for reason, count in reasons
+    ]
     total = sum(int(row[2]) for row in open_rows)
     section.figures.append(("Rows in quarantine (open)", str(total)))
     section.tables.append(
@@ -265,6 +256,28 @@ def _arrears(connection: sa.Connection, landlord_id: str, as_of: date) -> list[S
          bar_chart([(c.name.removesuffix("_cents"), int(v) / 100) for c, v in
                     zip(buckets, sums, strict=True)], unit=" €"))
     )  # fmt: skip
+    mine = a.c.landlord_id == landlord_id
+    per_bucket = connection.execute(
+        sa.select(*(sa.func.count(sa.case((c > 0, 1))) for c in buckets)).where(mine)
+    ).one()
+    balances.tables.append(
+        ("Tenants per ageing bucket", ["bucket", "tenants", "owed"],
+         [[c.name.removesuffix("_cents"), int(n), euros(int(v))]
+          for c, n, v in zip(buckets, per_bucket, sums, strict=True)])
+    )  # fmt: skip
+    plans = connection.execute(
+        sa.select(a.c.plan_status, sa.func.count())
+        .where(mine, a.c.plan_status.is_not(None))
+        .group_by(a.c.plan_status)
+        .order_by(a.c.plan_status)
+    ).all()
+    rejected = connection.execute(
+        sa.select(sa.func.count()).where(mine, a.c.rejects_90d > 0)
+    ).scalar()
+    balances.figures += [
+        ("Repayment plans", ", ".join(f"{status} {n}" for status, n in plans) or "none"),
+        ("Tenants with a rejected direct debit (90 days)", str(rejected)),
+    ]
     _count_by(connection, profiles, a.c.profile, a.c.landlord_id == landlord_id,
               "Tenants per profile")  # fmt: skip
     p = prevention_actions
@@ -328,12 +341,23 @@ def _works(connection: sa.Connection, landlord_id: str) -> list[Section]:
     def days(value: Any) -> str:
         return "—" if value is None else f"{float(value):.1f} days"
 
+    i = INVOICES
+    paid, paid_late = connection.execute(
+        sa.select(sa.func.count(), sa.func.count(sa.case((i.c.paid_date > i.c.due_date, 1)))).where(
+            i.c.landlord_id == landlord_id,
+            i.c.deleted_at.is_(None),
+            i.c.status == "paid",
+            i.c.paid_date.is_not(None),
+        )
+    ).one()
     sla.figures += [
         ("First-time fix rate", "—" if rate is None else f"{rate:.0%}"),
         ("Missed appointments", str(summary.missed_appointments)),
         ("Commitment lag (mean)", days(delays[0])),
         ("Invoice delay, completion → invoice (mean)", days(delays[1])),
         ("Invoice delay, completion → Sage (mean)", days(delays[2])),
+        ("Invoices paid (with their date)", str(paid)),
+        ("Invoices paid after their due date", str(paid_late)),
     ]
     sla.charts.append(("GTI (time to intervene)", bar_chart(list(summary.gti.items()))))
     sla.charts.append(("GTR (time to restore)", bar_chart(list(summary.gtr.items()))))
@@ -363,52 +387,20 @@ def _works(connection: sa.Connection, landlord_id: str) -> list[Section]:
 
 
 def _alerts(connection: sa.Connection, loaded: LoadedDatafix) -> Section:
+    """The alerts as their asset checks (and the landlord's health) judge them."""
     section = Section("Alerts")
-    works = _works_alerts(connection, loaded)
-    arrears = _arrears_alerts(connection, loaded)
-    if works is None and arrears is None:
+    judged = insight_alerts(connection, loaded)
+    if all(alerts is None for alerts in judged.values()):
         section.computed = False
         return section
     columns = ["alert", "level", "keys", "which"]
-    for title, rows in (("Works alerts", works), ("Arrears alerts", arrears)):
-        if rows is None:
+    for title, alerts in (("Works alerts", judged["works"]), ("Arrears alerts", judged["arrears"])):
+        if alerts is None:
             section.figures.append((title, NOT_COMPUTED))
         else:
+            rows = [[a.name, a.level, len(a.keys), a.which()] for a in alerts]
             section.tables.append((title, columns, rows))
     return section
-
-
-def _listed(keys: list[str]) -> str:
-    more = f" … and {len(keys) - 15} more" if len(keys) > 15 else ""
-    return ", ".join(keys[:15]) + more
-
-
-def _arrears_alerts(connection: sa.Connection, loaded: LoadedDatafix) -> list[list[Any]] | None:
-    """The arrears alerts as the asset checks judge them; None before arrears are computed."""
-    computed = connection.execute(
-        sa.select(sa.func.count()).where(tenant_arrears.c.landlord_id == loaded.landlord_id)
-    ).scalar()
-    if not computed:
-        return None
-    judged = arrears_alerts(connection, loaded.landlord_id, loaded.datafix.arrears.alerts)
-    return [[a.name, a.level, len(a.listed), _listed(a.listed)] for a in judged]
-
-
-def _works_alerts(connection: sa.Connection, loaded: LoadedDatafix) -> list[list[Any]] | None:
-    """The works alerts with their keys and days late; None before works are computed."""
-    landlord_id = loaded.landlord_id
-    day = works_as_of(connection, landlord_id)
-    if day is None:
-        return None
-    found = works_alerts(
-        connection, landlord_id, day, pushes_commitments=bool(sinks_sending(loaded, "commitments"))
-    )
-    rows = []
-    for name in WORKS_ALERTS:
-        listed, error = judge(getattr(loaded.datafix.works.alerts, name), found[name])
-        level = "error" if error else ("warning" if listed else "ok")
-        rows.append([name, level, len(listed), _listed([f"{k.key} ({k.days} d)" for k in listed])])
-    return rows
 
 
 def _alert_help() -> dict[str, str]:
