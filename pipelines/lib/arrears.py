@@ -192,14 +192,9 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Tab
     )
 
     # rejected direct debits and housing aid of the last 365 days: a few percent of the lines
+    year_columns = ("tenant_ref", "entry_date", "kind", "amount_cents", "reject_reason")
     year = (
-        sa.select(
-            live.c.tenant_ref,
-            live.c.entry_date,
-            live.c.kind,
-            live.c.amount_cents,
-            live.c.reject_reason,
-        )
+        sa.select(*[live.c[name] for name in year_columns])
         .where(
             live.c.kind.in_(("rejected_debit", "housing_aid")),
             live.c.entry_date > _day(as_of, 365),
