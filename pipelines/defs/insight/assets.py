@@ -12,8 +12,13 @@ import sqlalchemy as sa
 
 from pipelines.defs.common import landlord_asset
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
-from pipelines.lib.arrears import arrears_figures, refresh_actions_once, refresh_arrears
-from pipelines.lib.insight import balance_figures, refresh_tenant_balances
+from pipelines.lib.arrears import (
+    ArrearsFigures,
+    arrears_figures,
+    refresh_actions_once,
+    refresh_arrears,
+)
+from pipelines.lib.insight import BalanceFigures, balance_figures, refresh_tenant_balances
 from pipelines.lib.metadata import AssetRole
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -31,6 +36,13 @@ def insight_result(
     if recomputed is not None:
         metadata["recomputed"] = recomputed
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _tenant_counts(figures: BalanceFigures | ArrearsFigures) -> dict[str, dg.MetadataValue]:
+    return {
+        "tenants": dg.MetadataValue.int(figures.tenants),
+        "tenants_in_debt": dg.MetadataValue.int(figures.tenants_in_debt),
+    }
 
 
 @landlord_asset(
@@ -56,8 +68,7 @@ def insight_tenant_balances(
         as_of,
         figures.tenants,
         computed,
-        tenants=dg.MetadataValue.int(figures.tenants),
-        tenants_in_debt=dg.MetadataValue.int(figures.tenants_in_debt),
+        **_tenant_counts(figures),
         total_balance_cents=dg.MetadataValue.int(figures.total_balance_cents),
         total_balance_euros=str(Decimal(figures.total_balance_cents).scaleb(-2)),
     )
@@ -110,8 +121,7 @@ def insight_tenant_arrears(
         as_of,
         figures.tenants,
         computed,
-        tenants=dg.MetadataValue.int(figures.tenants),
-        tenants_in_debt=dg.MetadataValue.int(figures.tenants_in_debt),
+        **_tenant_counts(figures),
         debt_cents=dg.MetadataValue.int(figures.debt_cents),
         **{name: dg.MetadataValue.int(cents) for name, cents in figures.ageing_cents.items()},
         profiles=dg.MetadataValue.json(figures.profiles),
