@@ -325,8 +325,9 @@ def verdicts(report: dict) -> list[str]:
         load_seconds = load["steps"]["load"]["seconds"]
         verdict = "MET" if derived["seconds"] < load_seconds else "MISS"
         lines.append(
-            f"{verdict}: {what}: derive {derived['seconds']:.2f} s wall below the load's"
-            f" {load_seconds:.2f} s"
+            f"{verdict}: {what}: derive {derived['seconds']:.2f} s wall against the load's"
+            f" {load_seconds:.2f} s (target: below; CPU {derived['cpu_seconds']:.2f} s against"
+            f" {load['steps']['load']['cpu_seconds']:.2f} s)"
         )
     for database in ("sqlite", "postgresql"):
         ledgers = [
