@@ -423,7 +423,8 @@ def _record_orders(
         )
         .where(mine)
         .group_by(t.c.order_ref)
-        .subquery("per_order")
+        .cte("per_order")
+        .prefix_with("MATERIALIZED")  # read three times below: computed once
     )
     # the current stage: the furthest event, since the last time it happened
     stage = (
