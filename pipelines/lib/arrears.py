@@ -32,7 +32,7 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from pipelines.lib.insight import computed_once, load_version
+from pipelines.lib.insight import analyse, computed_once, load_version, staged
 from schemas.arrears import (
     FACTS,
     ArrearsAlerts,
@@ -84,29 +84,72 @@ def _cents(value: sa.ColumnElement) -> sa.ColumnElement[int]:
     return sa.cast(sa.func.coalesce(value, 0), sa.BigInteger())
 
 
-def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery:
+# each tenant's balance and credits, staged (`insight.staged`) before the arrears are computed
+_STAGING = sa.MetaData()
+TOTALS = sa.Table(
+    "arrears_tenant_totals",
+    _STAGING,
+    sa.Column("tenant_ref", sa.Text(), primary_key=True),
+    sa.Column("balance_cents", sa.BigInteger(), nullable=False),
+    sa.Column("paid", sa.BigInteger(), nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _live_lines(landlord_id: str, as_of: date) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        LEDGER.c.landlord_id == landlord_id,
+        LEDGER.c.deleted_at.is_(None),
+        LEDGER.c.entry_date <= as_of,
+    )
+
+
+def _totals(landlord_id: str, as_of: date) -> sa.Select:
+    """Each tenant's balance and the sum of their credits (what FIFO pays the debits with):
+    only columns of the ledger's tenant index, read in its order, so neither a table lookup
+    nor a sort."""
+    amount = LEDGER.c.amount_cents
+    return (
+        sa.select(
+            LEDGER.c.tenant_ref,
+            _cents(sa.func.sum(amount)),
+            _cents(sa.func.sum(sa.case((amount < 0, -amount), else_=0))),
+        )
+        .where(*_live_lines(landlord_id, as_of))
+        .group_by(LEDGER.c.tenant_ref)
+    )
+
+
+def _facts(landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Table) -> sa.Subquery:
     """One row per tenant (in the tenants table or with a ledger entry): every fact a profile
-    rule may test, and every column of `tenant_arrears` but the profile."""
+    rule may test, and every column of `tenant_arrears` but the profile; `totals` holds
+    `_totals`.
+
+    Why it is shaped so (the 1M-line ledger took 12.7 s before): the ledger is read once into
+    `live`; each later part reads as few of its rows as it needs, and sorts them at most once:
+    the FIFO window only over the debits of tenants who owe (a tenant whose balance is not
+    positive has nothing unpaid), the rejects and housing aid only over the year's lines of
+    those kinds, the last rent and last payment in one window; the tenants are listed from the
+    staged totals rather than from every ledger line."""
     # only the columns read below: the CTE is materialised once and scanned by each part
     used = ("tenant_ref", "entry_ref", "entry_date", "due_date", "kind", "amount_cents",
             "reject_reason", "payment_method")  # fmt: skip
     live = (
         sa.select(*[LEDGER.c[name] for name in used])
-        .where(
-            LEDGER.c.landlord_id == landlord_id,
-            LEDGER.c.deleted_at.is_(None),
-            LEDGER.c.entry_date <= as_of,
-        )
+        .where(*_live_lines(landlord_id, as_of))
         .cte("live")
     )
+    amount = live.c.amount_cents
+
     aged_on = sa.func.coalesce(live.c.due_date, live.c.entry_date)
     debits = (
         sa.select(
             live.c.tenant_ref,
             live.c.kind,
-            live.c.amount_cents.label("amount"),
+            amount.label("amount"),
             aged_on.label("aged_on"),
-            sa.func.sum(live.c.amount_cents)
+            totals.c.paid,
+            sa.func.sum(amount)
             .over(
                 partition_by=live.c.tenant_ref,
                 order_by=(aged_on, live.c.entry_date, live.c.entry_ref),
@@ -114,26 +157,20 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery
             )
             .label("running"),
         )
-        .where(live.c.amount_cents > 0)
+        .select_from(live.join(totals, totals.c.tenant_ref == live.c.tenant_ref))
+        .where(amount > 0, totals.c.balance_cents > 0)
         .cte("debits")
     )
-    credits = (
-        sa.select(live.c.tenant_ref, sa.func.sum(-live.c.amount_cents).label("paid"))
-        .where(live.c.amount_cents < 0)
-        .group_by(live.c.tenant_ref)
-        .cte("credits")
-    )
-    left = debits.c.running - sa.func.coalesce(credits.c.paid, 0)
+    left = debits.c.running - debits.c.paid
+    # only the debits FIFO leaves (partly) unpaid: the ageing and the missed instalments
     unpaid_debits = (
         sa.select(
             debits.c.tenant_ref,
             debits.c.kind,
             debits.c.aged_on,
-            sa.case((left <= 0, 0), (left >= debits.c.amount, debits.c.amount), else_=left).label(
-                "unpaid"
-            ),
+            sa.case((left >= debits.c.amount, debits.c.amount), else_=left).label("unpaid"),
         )
-        .select_from(debits.outerjoin(credits, credits.c.tenant_ref == debits.c.tenant_ref))
+        .where(left > 0)
         .cte("unpaid_debits")
     )
     unpaid, due_on = unpaid_debits.c.unpaid, unpaid_debits.c.aged_on
@@ -148,19 +185,30 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery
         sa.select(
             unpaid_debits.c.tenant_ref,
             *buckets,
-            sa.func.min(sa.case((unpaid > 0, due_on))).label("oldest_unpaid_date"),
+            sa.func.min(due_on).label("oldest_unpaid_date"),
         )
         .group_by(unpaid_debits.c.tenant_ref)
         .cte("ageing")
     )
 
-    recent = live.c.entry_date > _day(as_of, 90)
-    rejected = live.c.kind == "rejected_debit"
+    # rejected direct debits and housing aid of the last 365 days: a few percent of the lines
+    year_columns = ("tenant_ref", "entry_date", "kind", "amount_cents", "reject_reason")
+    year = (
+        sa.select(*[live.c[name] for name in year_columns])
+        .where(
+            live.c.kind.in_(("rejected_debit", "housing_aid")),
+            live.c.entry_date > _day(as_of, 365),
+        )
+        .cte("year")
+    )
+    recent = year.c.entry_date > _day(as_of, 90)
+    rejected = year.c.kind == "rejected_debit"
+    rejected_recently = rejected & recent
     reason_flags = [
         sa.case(
             (
                 sa.func.sum(
-                    sa.case((rejected & recent & (live.c.reject_reason == code), 1), else_=0)
+                    sa.case((rejected_recently & (year.c.reject_reason == code), 1), else_=0)
                 )
                 > 0,
                 code + " ",
@@ -172,65 +220,58 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery
     reasons = reason_flags[0]
     for flag in reason_flags[1:]:
         reasons = reasons.concat(flag)
-    totals = (
+    rejects = (
         sa.select(
-            live.c.tenant_ref,
-            _cents(sa.func.sum(live.c.amount_cents)).label("balance_cents"),
-            _count(rejected & recent).label("rejects_90d"),
-            _count(rejected & (live.c.entry_date > _day(as_of, 365))).label("rejects_365d"),
+            year.c.tenant_ref,
+            _count(rejected_recently).label("rejects_90d"),
+            _count(rejected).label("rejects_365d"),
             sa.func.nullif(sa.func.trim(reasons), "").label("reject_reasons"),
             _cents(
                 sa.func.sum(
                     sa.case(
-                        ((live.c.kind == "housing_aid") & recent, -live.c.amount_cents), else_=0
+                        ((year.c.kind == "housing_aid") & recent, -year.c.amount_cents), else_=0
                     )
                 )
             ).label("housing_aid_90d_cents"),
         )
-        .group_by(live.c.tenant_ref)
-        .cte("totals")
+        .group_by(year.c.tenant_ref)
+        .cte("rejects")
     )
 
-    latest_first = (live.c.entry_date.desc(), live.c.entry_ref.desc())
-    rents = (
+    # the last line of each kind that counts (rents, payments): one window for all of them
+    latest = (
         sa.select(
             live.c.tenant_ref,
             live.c.kind,
             live.c.amount_cents,
-            sa.func.row_number()
-            .over(partition_by=(live.c.tenant_ref, live.c.kind), order_by=latest_first)
-            .label("rank"),
-        )
-        .where(live.c.kind.in_(RENT_KINDS))
-        .cte("rents")
-    )
-
-    def last_rent(kind: str) -> sa.ColumnElement:
-        return sa.func.max(
-            sa.case(((rents.c.kind == kind) & (rents.c.rank == 1), rents.c.amount_cents))
-        )
-
-    rent = (
-        sa.select(
-            rents.c.tenant_ref,
-            last_rent("rent_call").label("rent_call"),
-            last_rent("rent").label("rent"),
-            last_rent("service_charges").label("charges"),
-        )
-        .group_by(rents.c.tenant_ref)
-        .cte("rent")
-    )
-    payments = (
-        sa.select(
-            live.c.tenant_ref,
             live.c.entry_date,
             live.c.payment_method,
             sa.func.row_number()
-            .over(partition_by=live.c.tenant_ref, order_by=latest_first)
+            .over(
+                partition_by=(live.c.tenant_ref, live.c.kind),
+                order_by=(live.c.entry_date.desc(), live.c.entry_ref.desc()),
+            )
             .label("rank"),
         )
-        .where(live.c.kind == "payment")
-        .cte("payments")
+        .where(live.c.kind.in_((*RENT_KINDS, "payment")))
+        .cte("latest")
+    )
+
+    def last(kind: str, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.max(sa.case((latest.c.kind == kind, column)))
+
+    last_lines = (
+        sa.select(
+            latest.c.tenant_ref,
+            last("rent_call", latest.c.amount_cents).label("rent_call"),
+            last("rent", latest.c.amount_cents).label("rent"),
+            last("service_charges", latest.c.amount_cents).label("charges"),
+            last("payment", latest.c.entry_date).label("last_payment_date"),
+            last("payment", latest.c.payment_method).label("last_payment_method"),
+        )
+        .where(latest.c.rank == 1)
+        .group_by(latest.c.tenant_ref)
+        .cte("last_lines")
     )
     plans = (
         sa.select(
@@ -279,7 +320,7 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery
     live_tenants = TENANTS.c.landlord_id == landlord_id, TENANTS.c.deleted_at.is_(None)
     everyone = sa.union(
         sa.select(TENANTS.c.tenant_ref).where(*live_tenants),
-        sa.select(live.c.tenant_ref),
+        sa.select(totals.c.tenant_ref),
     ).subquery("everyone")
     tenant = everyone.c.tenant_ref
     joined = (
@@ -289,16 +330,17 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery
         )
         .outerjoin(totals, totals.c.tenant_ref == tenant)
         .outerjoin(ageing, ageing.c.tenant_ref == tenant)
-        .outerjoin(rent, rent.c.tenant_ref == tenant)
-        .outerjoin(payments, sa.and_(payments.c.tenant_ref == tenant, payments.c.rank == 1))
+        .outerjoin(rejects, rejects.c.tenant_ref == tenant)
+        .outerjoin(last_lines, last_lines.c.tenant_ref == tenant)
         .outerjoin(plans, sa.and_(plans.c.tenant_ref == tenant, plans.c.rank == 1))
         .outerjoin(missed, missed.c.tenant_ref == tenant)
         .outerjoin(history, history.c.tenant_ref == tenant)
     )
+    rent = last_lines.c
     monthly_rent = sa.case(
-        (rent.c.rent_call.is_not(None), rent.c.rent_call),
-        (rent.c.rent.is_not(None), rent.c.rent + sa.func.coalesce(rent.c.charges, 0)),
-        else_=rent.c.charges,
+        (rent.rent_call.is_not(None), rent.rent_call),
+        (rent.rent.is_not(None), rent.rent + sa.func.coalesce(rent.charges, 0)),
+        else_=rent.charges,
     )
     balance = sa.func.coalesce(totals.c.balance_cents, 0)
     plan_missed = sa.func.coalesce(missed.c.missed, 0)
@@ -312,11 +354,11 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery
             sa.case(((balance > 0) & (monthly_rent > 0), balance // monthly_rent), else_=0).label(
                 "months_owed"
             ),
-            payments.c.entry_date.label("last_payment_date"),
-            payments.c.payment_method.label("last_payment_method"),
-            sa.func.coalesce(totals.c.rejects_90d, 0).label("rejects_90d"),
-            sa.func.coalesce(totals.c.rejects_365d, 0).label("rejects_365d"),
-            totals.c.reject_reasons,
+            last_lines.c.last_payment_date,
+            last_lines.c.last_payment_method,
+            sa.func.coalesce(rejects.c.rejects_90d, 0).label("rejects_90d"),
+            sa.func.coalesce(rejects.c.rejects_365d, 0).label("rejects_365d"),
+            rejects.c.reject_reasons,
             plans.c.plan_ref,
             sa.case(
                 (plans.c.plan_ref.is_(None), None),
@@ -326,7 +368,7 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int) -> sa.Subquery
                 else_="on_track",
             ).label("plan_status"),
             plan_missed.label("plan_missed"),
-            _cents(totals.c.housing_aid_90d_cents).label("housing_aid_90d_cents"),
+            _cents(rejects.c.housing_aid_90d_cents).label("housing_aid_90d_cents"),
             sa.func.coalesce(history.c.days, 0).label("debt_days_90d"),
             TENANTS.c.status.label("lease_status"),
             TENANTS.c.income_band,
@@ -426,34 +468,41 @@ def compute_arrears(
     """Replace the landlord's `tenant_arrears` with the day's figures and profiles (one
     INSERT … SELECT), and copy the day's ageing, plan status and profile onto the history rows
     of `tenant_balances` (written by the balances step before)."""
-    facts = _facts(landlord_id, as_of, settings.plan_broken_after)
-    profile, placed_by = _profiles(facts, settings.rules(), as_of)
-    select = sa.select(
-        sa.literal(landlord_id, tenant_arrears.c.landlord_id.type),
-        sa.literal(as_of, sa.Date()),
-        *[facts.c[name] for name in ARREARS_COLUMNS],
-        profile,
-        placed_by,
-        sa.literal(run_id, tenant_arrears.c.run_id.type),
-    )
-    columns = ["landlord_id", "as_of", *ARREARS_COLUMNS, "profile", "profile_rule", "run_id"]
-    connection.execute(tenant_arrears.delete().where(tenant_arrears.c.landlord_id == landlord_id))
-    connection.execute(tenant_arrears.insert().from_select(columns, select))
+    analyse(connection, LEDGER, TENANTS, PLANS, tenant_balances)
+    with staged(connection, TOTALS, _totals(landlord_id, as_of)) as totals:
+        facts = _facts(landlord_id, as_of, settings.plan_broken_after, totals)
+        profile, placed_by = _profiles(facts, settings.rules(), as_of)
+        select = sa.select(
+            sa.literal(landlord_id, tenant_arrears.c.landlord_id.type),
+            sa.literal(as_of, sa.Date()),
+            *[facts.c[name] for name in ARREARS_COLUMNS],
+            profile,
+            placed_by,
+            sa.literal(run_id, tenant_arrears.c.run_id.type),
+        )
+        columns = ["landlord_id", "as_of", *ARREARS_COLUMNS, "profile", "profile_rule", "run_id"]
+        connection.execute(
+            tenant_arrears.delete().where(tenant_arrears.c.landlord_id == landlord_id)
+        )
+        connection.execute(tenant_arrears.insert().from_select(columns, select))
     day = tenant_balances
+    of_the_day = day.c.landlord_id == landlord_id, day.c.as_of == as_of
     same_tenant = sa.and_(
         tenant_arrears.c.landlord_id == day.c.landlord_id,
         tenant_arrears.c.tenant_ref == day.c.tenant_ref,
     )
     copied = (*AGEING_COLUMNS, "plan_status", "profile")
+    # UPDATE … FROM (both databases): one join, not one subquery per row and column; a history
+    # row whose tenant has no arrears row (none, unless the ledger changed since) is cleared
     connection.execute(
         day.update()
-        .where(day.c.landlord_id == landlord_id, day.c.as_of == as_of)
-        .values(
-            {
-                name: sa.select(tenant_arrears.c[name]).where(same_tenant).scalar_subquery()
-                for name in copied
-            }
-        )
+        .where(*of_the_day, same_tenant)
+        .values({name: tenant_arrears.c[name] for name in copied})
+    )
+    connection.execute(
+        day.update()
+        .where(*of_the_day, ~sa.exists().where(same_tenant))
+        .values(dict.fromkeys(copied))
     )
 
 

@@ -24,6 +24,11 @@ generator wrote them (1M ledger: 999,800 and 200); a failed run prints its error
 `--ledger-rows` (default 1,000,000) shrinks the ledger of `process`, `postgres` and `flat` to
 try the harness quickly.
 
+Table 3, derive (tests/bench/derive.py, `--only derive`): the arrears (balances, arrears and
+profiles, prevention actions) on the ledger at 250,000 and 1,000,000 lines and the works tables
+on 200,000 orders, on SQLite and on a PostgreSQL database the bench creates and drops: wall, CPU
+and peak RSS of each beside the load stage's own time for the same data, in the same run.
+
 Table 2, in-process stage by stage (this file, `--only ledger|works`), for each file:
 - the hub: `stages.pull` → `stages.normalise` → `quality.run_contract` → `stages.load` into a
   fresh SQLite warehouse under `$DATAFIX_HOME/bench/`, with the bench datafixes of
@@ -77,6 +82,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO)]
 
+import derive as derive_bench  # noqa: E402  (tests/bench/derive.py: Table 3, insight steps)
 import generate  # noqa: E402  (tests/bench/generate.py, beside this script)
 import odbc_pull  # noqa: E402  (tests/bench/odbc_pull.py: the 1M-row pull over pyodbc)
 import process as process_bench  # noqa: E402  (tests/bench/process.py: Table 1, whole process)
@@ -460,10 +466,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
         "--only",
-        choices=("ledger", "works", "odbc", "push", *process_bench.GROUPS),
+        choices=("ledger", "works", "odbc", "push", "derive", *process_bench.GROUPS),
         help="measure one part only: the ledger CSV, the works xlsx, the ODBC pull, the push per"
         " sink kind (Table 2), or one group of Table 1: process (1M ledger: hub first run and"
-        " rerun, naive, dlt), postgres, flat (4M vs 1M peak RSS), many (landlords)",
+        " rerun, naive, dlt), postgres, flat (4M vs 1M peak RSS), many (landlords), or Table 3:"
+        " derive (arrears and works beside the load of the same data, SQLite and PostgreSQL)",
     )
     defaults = process_bench.Options()
     parser.add_argument(
@@ -526,6 +533,17 @@ def main() -> int:
         if args.only == "push":
             return 0
 
+    derive_report = None
+    if args.only in (None, "derive"):
+        print("Table 3, derive: the insight steps beside the load of the same data…", flush=True)
+        derive_report = derive_bench.run_all()
+        print()
+        derive_bench.print_table(derive_report)
+        print()
+        if args.only == "derive":
+            _write_report({"derive": derive_report})
+            return 0
+
     process_report = None
     groups = [g for g in process_bench.GROUPS if args.only in (None, g)]
     if groups:
@@ -543,7 +561,14 @@ def main() -> int:
         print(f"(Table 1 took {process_report['seconds'] / 60:.1f} min)")
         print()
         if args.only in process_bench.GROUPS:
-            _write_report({"process": process_report, "odbc": odbc_report, "push": push_report})
+            _write_report(
+                {
+                    "process": process_report,
+                    "odbc": odbc_report,
+                    "push": push_report,
+                    "derive": derive_report,
+                }
+            )
             return 0
 
     print("Generating the bench files (reused when already there)…", flush=True)
@@ -716,6 +741,7 @@ def main() -> int:
         "odbc": odbc_report,
         "push": push_report,
         "process": process_report,
+        "derive": derive_report,
         "table": [
             {
                 "measurement": row.measurement,

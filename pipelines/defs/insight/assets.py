@@ -12,11 +12,37 @@ import sqlalchemy as sa
 
 from pipelines.defs.common import landlord_asset
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
-from pipelines.lib.arrears import arrears_figures, refresh_actions_once, refresh_arrears
-from pipelines.lib.insight import balance_figures, refresh_tenant_balances
+from pipelines.lib.arrears import (
+    ArrearsFigures,
+    arrears_figures,
+    refresh_actions_once,
+    refresh_arrears,
+)
+from pipelines.lib.insight import BalanceFigures, balance_figures, refresh_tenant_balances
 from pipelines.lib.metadata import AssetRole
 
 PARIS = ZoneInfo("Europe/Paris")
+ROLE = AssetRole("insight")
+
+
+def insight_result(
+    as_of: date, rows: int, recomputed: bool | None = None, **figures: Any
+) -> dg.MaterializeResult:
+    """An insight asset's result: its role, the day, its `figures`, `rows` as
+    `dagster/row_count` and, for a step computed once per inputs, whether it was computed now
+    (False: nothing it reads changed since it was computed that day; kept as it is)."""
+    metadata = {**ROLE.entries(), "as_of": as_of.isoformat(), **figures}
+    metadata["dagster/row_count"] = dg.MetadataValue.int(rows)
+    if recomputed is not None:
+        metadata["recomputed"] = recomputed
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _tenant_counts(figures: BalanceFigures | ArrearsFigures) -> dict[str, dg.MetadataValue]:
+    return {
+        "tenants": dg.MetadataValue.int(figures.tenants),
+        "tenants_in_debt": dg.MetadataValue.int(figures.tenants_in_debt),
+    }
 
 
 @landlord_asset(
@@ -38,18 +64,13 @@ def insight_tenant_balances(
             connection, landlord_id, as_of, run_id=context.run.run_id
         )
         figures = balance_figures(connection, landlord_id, as_of)
-    return dg.MaterializeResult(
-        metadata={
-            **AssetRole("insight").entries(),
-            "as_of": as_of.isoformat(),
-            "tenants": dg.MetadataValue.int(figures.tenants),
-            "tenants_in_debt": dg.MetadataValue.int(figures.tenants_in_debt),
-            "total_balance_cents": dg.MetadataValue.int(figures.total_balance_cents),
-            "total_balance_euros": str(Decimal(figures.total_balance_cents).scaleb(-2)),
-            "dagster/row_count": dg.MetadataValue.int(figures.tenants),
-            # False: no load wrote the ledger since today's balances were summed; kept as they are
-            "recomputed": computed,
-        }
+    return insight_result(
+        as_of,
+        figures.tenants,
+        computed,
+        **_tenant_counts(figures),
+        total_balance_cents=dg.MetadataValue.int(figures.total_balance_cents),
+        total_balance_euros=str(Decimal(figures.total_balance_cents).scaleb(-2)),
     )
 
 
@@ -96,19 +117,15 @@ def insight_tenant_arrears(
         return computed, arrears_figures(connection, landlord_id)
 
     as_of, (computed, figures) = _arrears_step(context, datafixes, warehouse, compute)
-    return dg.MaterializeResult(
-        metadata={
-            **AssetRole("insight").entries(),
-            "as_of": as_of.isoformat(),
-            "tenants": dg.MetadataValue.int(figures.tenants),
-            "tenants_in_debt": dg.MetadataValue.int(figures.tenants_in_debt),
-            "debt_cents": dg.MetadataValue.int(figures.debt_cents),
-            **{name: dg.MetadataValue.int(cents) for name, cents in figures.ageing_cents.items()},
-            "profiles": dg.MetadataValue.json(figures.profiles),
-            "plans": dg.MetadataValue.json(figures.plans),
-            "dagster/row_count": dg.MetadataValue.int(figures.tenants),
-            "recomputed": computed,
-        }
+    return insight_result(
+        as_of,
+        figures.tenants,
+        computed,
+        **_tenant_counts(figures),
+        debt_cents=dg.MetadataValue.int(figures.debt_cents),
+        **{name: dg.MetadataValue.int(cents) for name, cents in figures.ageing_cents.items()},
+        profiles=dg.MetadataValue.json(figures.profiles),
+        plans=dg.MetadataValue.json(figures.plans),
     )
 
 
@@ -128,13 +145,10 @@ def insight_prevention_actions(
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     as_of, counts = _arrears_step(context, datafixes, warehouse, refresh_actions_once)
-    return dg.MaterializeResult(
-        metadata={
-            **AssetRole("insight").entries(),
-            "as_of": as_of.isoformat(),
-            "created": dg.MetadataValue.int(counts.created),
-            "closed": dg.MetadataValue.int(counts.closed),
-            "open": dg.MetadataValue.int(counts.open),
-            "dagster/row_count": dg.MetadataValue.int(counts.open),
-        }
+    return insight_result(
+        as_of,
+        counts.open,
+        created=dg.MetadataValue.int(counts.created),
+        closed=dg.MetadataValue.int(counts.closed),
+        open=dg.MetadataValue.int(counts.open),
     )

@@ -40,36 +40,37 @@ def _result(alert: ArrearsAlert, what: str) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    asset="insight_tenant_arrears",
-    name="debt_crossed_threshold",
-    partitions_def=landlord_partitions,
-    description="Tenants whose balance crossed `arrears.alerts.debt_warn_cents` (warn) or"
+def _alert_check(name: str, description: str, what: str) -> dg.AssetChecksDefinition:
+    """The asset check of the arrears alert `name`, its result phrased with `what`."""
+
+    @dg.asset_check(
+        asset="insight_tenant_arrears",
+        name=name,
+        partitions_def=landlord_partitions,
+        description=description,
+    )
+    def check(
+        context: dg.AssetCheckExecutionContext,
+        datafixes: DatafixesResource,
+        warehouse: WarehouseResource,
+    ) -> dg.AssetCheckResult:
+        return _result(_judged(context, datafixes, warehouse, name), what)
+
+    return check
+
+
+debt_crossed_threshold = _alert_check(
+    "debt_crossed_threshold",
+    "Tenants whose balance crossed `arrears.alerts.debt_warn_cents` (warn) or"
     " `debt_error_cents` (error) since their previous day in the history.",
+    "tenants crossed the debt threshold",
 )
-def debt_crossed_threshold(
-    context: dg.AssetCheckExecutionContext,
-    datafixes: DatafixesResource,
-    warehouse: WarehouseResource,
-) -> dg.AssetCheckResult:
-    alert = _judged(context, datafixes, warehouse, "debt_crossed_threshold")
-    return _result(alert, "tenants crossed the debt threshold")
-
-
-@dg.asset_check(
-    asset="insight_tenant_arrears",
-    name="plans_broken_this_week",
-    partitions_def=landlord_partitions,
-    description="Repayment plans broken in the last 7 days: warn at"
-    " `arrears.alerts.broken_plans_warn`, error at `broken_plans_error`.",
+plans_broken_this_week = _alert_check(
+    "plans_broken_this_week",
+    "Repayment plans broken in the last 7 days: warn at `arrears.alerts.broken_plans_warn`,"
+    " error at `broken_plans_error`.",
+    "repayment plans broken this week",
 )
-def plans_broken_this_week(
-    context: dg.AssetCheckExecutionContext,
-    datafixes: DatafixesResource,
-    warehouse: WarehouseResource,
-) -> dg.AssetCheckResult:
-    alert = _judged(context, datafixes, warehouse, "plans_broken_this_week")
-    return _result(alert, "repayment plans broken this week")
 
 
 @dg.definitions

@@ -6,7 +6,7 @@ from datetime import datetime
 import dagster as dg
 
 from pipelines.defs.common import landlord_asset, safe_metadata
-from pipelines.defs.insight.assets import PARIS
+from pipelines.defs.insight.assets import PARIS, insight_result
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.insight import computed_once
@@ -65,22 +65,18 @@ def insight_works(
         )
         summary = works_summary(connection, landlord_id)
     rate = summary.first_time_fix_rate
-    return dg.MaterializeResult(
-        metadata={
-            **ROLE.entries(),
-            "as_of": as_of.isoformat(),
-            "orders": dg.MetadataValue.int(summary.orders),
-            "open_orders": dg.MetadataValue.int(summary.open_orders),
-            "timeline_events": dg.MetadataValue.int(summary.events),
-            "orders_by_stage": dg.MetadataValue.json(summary.stages),
-            "gti": dg.MetadataValue.json(summary.gti),
-            "gtr": dg.MetadataValue.json(summary.gtr),
-            "first_time_fix_rate": dg.MetadataValue.float(rate if rate is not None else 0.0),
-            "missed_appointments": dg.MetadataValue.int(summary.missed_appointments),
-            "dagster/row_count": dg.MetadataValue.int(summary.orders),
-            # False: nothing it reads changed since it was computed today; kept as it is
-            "recomputed": computed,
-        }
+    return insight_result(
+        as_of,
+        summary.orders,
+        computed,
+        orders=dg.MetadataValue.int(summary.orders),
+        open_orders=dg.MetadataValue.int(summary.open_orders),
+        timeline_events=dg.MetadataValue.int(summary.events),
+        orders_by_stage=dg.MetadataValue.json(summary.stages),
+        gti=dg.MetadataValue.json(summary.gti),
+        gtr=dg.MetadataValue.json(summary.gtr),
+        first_time_fix_rate=dg.MetadataValue.float(rate if rate is not None else 0.0),
+        missed_appointments=dg.MetadataValue.int(summary.missed_appointments),
     )
 
 

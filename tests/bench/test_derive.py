@@ -1,0 +1,61 @@
+"""Table 3 of the bench (tests/bench/derive.py): its verdicts compare each derive with the load
+of the same data and the arrears' memory at two sizes, and its generated works landlord is a
+datafix the hub accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.lib.datafixes import load_datafix
+from tests.bench import derive
+
+
+def _entry(database: str, kind: str, data: str, load: float, seconds: float, rss: float) -> dict:
+    return {
+        "database": database,
+        "data": data,
+        "derive_kind": kind,
+        "load": {"steps": {"load": {"seconds": load, "cpu_seconds": load}}},
+        "derive": {"seconds": seconds, "cpu_seconds": seconds, "peak_rss_mb": rss,
+                   "steps": {kind: {"seconds": seconds, "cpu_seconds": seconds}}},
+    }  # fmt: skip
+
+
+def test_a_derive_slower_than_its_load_is_a_miss_and_memory_is_judged_between_sizes() -> None:
+    report = {
+        "sizes": [250_000, 1_000_000],
+        "results": [
+            _entry("sqlite", "arrears", "ledger 250,000 lines", 2.0, 1.5, 200.0),
+            _entry("sqlite", "arrears", "ledger 1,000,000 lines", 8.0, 9.0, 300.0),
+            _entry("sqlite", "works", "works 200,000 orders", 3.0, 1.0, 180.0),
+            {
+                "database": "postgresql",
+                "data": "works 200,000 orders",
+                "derive_kind": "works",
+                "load": {"error": "OperationalError: no server"},
+            },
+        ],
+    }
+    lines = derive.verdicts(report)
+    assert lines[0].startswith("MET: sqlite: arrears on ledger 250,000 lines: derive 1.50 s")
+    assert lines[1].startswith("MISS: sqlite: arrears on ledger 1,000,000 lines: derive 9.00 s")
+    assert lines[2].startswith("MET: sqlite: works on works 200,000 orders")
+    assert lines[3] == "MISS: postgresql: works on works 200,000 orders: error"
+    assert lines[4].startswith("MISS: sqlite: arrears peak RSS 300 MB on 1,000,000 lines")
+    assert "1.50x" in lines[4]
+    assert len(lines) == 5  # no memory verdict for PostgreSQL: its ledgers were not measured
+
+
+def test_the_generated_works_landlord_is_a_valid_datafix_reading_its_own_inbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAFIX_HOME", str(tmp_path))
+    monkeypatch.setenv("DATAFIX_INBOX_ROOTS", str(tmp_path / "bench"))
+    data = derive._works(50)
+    loaded = load_datafix(data.datafixes / "bench-works-50.yaml")
+    assert loaded.datafix.landlord.id == "bench-works-50"
+    assert loaded.datafix.inbox.endswith("/bench/derive/works-50")
+    assert (tmp_path / "bench" / "derive" / "works-50" / "commandes_2024-12.xlsx").is_file()
+    assert (data.entity, data.derive, data.rows) == ("work_orders", "works", 50)
