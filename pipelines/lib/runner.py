@@ -6,6 +6,7 @@ the UI (`$DATAFIX_HOME/dagster`), so every command-line run is visible in the UI
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import multiprocessing.connection
 import pickle
@@ -21,13 +22,16 @@ import sqlalchemy as sa
 
 from connectors import registry, secrets
 from connectors.errors import ConnectorError
-from pipelines.lib.datafixes import load_landlord
+from pipelines.lib.datafixes import LoadedDatafix, load_landlord
 from pipelines.lib.environment import configured_workers
 from pipelines.lib.failures import failure_cause
 from pipelines.lib.instance import ensure_instance, process_tags
 from pipelines.lib.metadata import RUN_TAG_FULL_REFRESH, AssetRole
+from pipelines.lib.push import sinks_sending
 from pipelines.lib.runlock import LandlordBusyError, landlord_locks
+from pipelines.lib.upfront import insight_current, record_insight_stamp
 from schemas.canonical import ENTITIES
+from schemas.outgoing import OUTGOING
 from schemas.tables import quarantine
 
 if TYPE_CHECKING:
@@ -158,7 +162,11 @@ class LandlordRunner:
             outcome.errors.append(f"datafix refused, nothing was run:\n{error}")
             return outcome
         mapped = set(loaded.datafix.entities)
-        selection = self._selection_for(mapped)
+        # the insight steps, left out when they would change nothing (pipelines/lib/upfront.py);
+        # judged only where the run pushes nothing: a push changes what they read, mid-run
+        stamped = not self._pushes(loaded)
+        insight = full_refresh or not stamped or not self._insight_current(loaded)
+        selection = self._selection_for(loaded, insight=insight)
         # the landlord's lock is taken before the Dagster run starts (a run that cannot have it
         # is not started), for the run id the run will have: its `run_lock` resource finds it held
         run_id = str(uuid.uuid4())
@@ -177,6 +185,8 @@ class LandlordRunner:
                     },
                     run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                 )
+                if stamped and insight and result.success and self.insight_keys:
+                    self._stamp(loaded, result.run_id)
         except (LandlordBusyError, ConnectorError) as error:
             outcome.errors.append(str(error))
             return outcome
@@ -223,22 +233,73 @@ class LandlordRunner:
         except Exception as error:  # the landlord's own outcome is what the report says
             _notice(f"{landlord}: its health could not be refreshed: {secrets.scrub(str(error))}")
 
-    def _selection_for(self, entities: set[str]) -> list[dg.AssetKey] | None:
-        """The job's assets but the steps of the entities the landlord's datafix does not map
-        (None: all of them). Those steps only report `not_configured` and write nothing (pull
-        reads nothing, the contract checks nothing, load loads nothing), yet each costs a
-        step's events in the instance. The run is the job's run with this asset selection, as
-        a subset launched from the UI is."""
-        graph = self.job.asset_layer.asset_graph
-        every = set(self.job.asset_layer.selected_asset_keys)
+    def _selection_for(self, loaded: LoadedDatafix, *, insight: bool) -> list[dg.AssetKey] | None:
+        """The job's assets (None: all of them) but the steps that would only say they have
+        nothing to do: those of the entities the landlord's datafix does not map
+        (`not_configured`: pull reads nothing, the contract checks nothing, load loads nothing),
+        the derive and push steps of the record kinds none of its sinks sends (`no sink sends
+        it`), and, unless `insight`, the insight steps (not the landlord's health). Each costs
+        a step's events in the instance. The run is the job's run with this asset selection, as
+        a subset launched from the UI is (with the checks of the assets selected)."""
+        entities = set(loaded.datafix.entities)
+        sent = {kind for kind in OUTGOING if sinks_sending(loaded, kind)}
         keep = {
             key
-            for key in every
-            if (role := AssetRole.read(graph.get(key).tags)) is None
-            or role.stage not in ENTITY_STAGES
-            or role.entity in entities
+            for key, role in self.roles.items()
+            if role is None
+            or (
+                (role.stage not in ENTITY_STAGES or role.entity in entities)
+                and (role.stage not in SENDING_STAGES or role.sends in sent)
+            )
         }
-        return None if keep == every else sorted(keep)
+        if not insight:
+            keep -= self.insight_keys
+        if not keep:  # a push job for a landlord that pushes nothing: its steps say so
+            return None
+        return None if keep == set(self.roles) else sorted(keep)
+
+    @functools.cached_property
+    def roles(self) -> dict[dg.AssetKey, AssetRole | None]:
+        """The job's assets and the role each declares in its tags."""
+        graph = self.job.asset_layer.asset_graph
+        return {
+            key: AssetRole.read(graph.get(key).tags)
+            for key in self.job.asset_layer.selected_asset_keys
+        }
+
+    @functools.cached_property
+    def insight_keys(self) -> set[dg.AssetKey]:
+        """The job's insight assets, the landlord's health excepted (refreshed by every run)."""
+        health = dg.AssetKey(HEALTH_JOB_ASSET)
+        return {
+            key
+            for key, role in self.roles.items()
+            if role is not None and role.stage == "insight" and key != health
+        }
+
+    def _pushes(self, loaded: LoadedDatafix) -> bool:
+        """Whether this job's run pushes anything for the landlord (a sink in its datafix)."""
+        pushing = any(role is not None and role.stage == "push" for role in self.roles.values())
+        return pushing and bool(loaded.datafix.push and loaded.datafix.push.sinks)
+
+    def _insight_current(self, loaded: LoadedDatafix) -> bool:
+        """`upfront.insight_current`; a warehouse that cannot tell (unreachable, not migrated
+        yet) means the insight steps run."""
+        if not self.insight_keys:
+            return False
+        try:
+            return insight_current(self.warehouse, loaded)
+        except (sa.exc.SQLAlchemyError, ConnectorError):
+            return False
+
+    def _stamp(self, loaded: LoadedDatafix, run_id: str) -> None:
+        """`upfront.record_insight_stamp` after a run whose insight steps all ran and passed
+        (while the landlord's lock is held: no other run writes in between); unrecorded, the
+        next run runs them again."""
+        try:
+            record_insight_stamp(self.warehouse, loaded, run_id)
+        except sa.exc.SQLAlchemyError as error:
+            _notice(f"{loaded.landlord_id}: {secrets.scrub(str(error))}")
 
 
 def run_in_workers(
@@ -436,6 +497,8 @@ HEALTH_JOB_ASSET = "landlord_health"
 
 # the stages whose assets carry one canonical entity each (derive, push and insight do not)
 ENTITY_STAGES = ("pull", "normalise", "load")
+# the stages whose assets carry one kind of outgoing record each
+SENDING_STAGES = ("derive", "push")
 
 
 def _read_result(result: dg.ExecuteInProcessResult, outcome: LandlordOutcome) -> None:
