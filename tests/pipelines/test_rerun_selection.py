@@ -7,6 +7,7 @@ the alerts the verdict of the run that last computed them. Anything the insight 
 changed (a source file, today's report gone, a replayed outbox or a requeue) brings them all back.
 """
 
+import gc
 import uuid
 from datetime import date
 from pathlib import Path
@@ -158,3 +159,32 @@ def _loads(engine: sa.Engine) -> int:
     with engine.connect() as connection:
         query = sa.select(sa.func.count()).where(load_runs.c.landlord_id == LANDLORD)
         return int(connection.execute(query).scalar_one())
+
+
+def test_a_command_process_runs_the_collector_again_after_its_set_up(
+    hub_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`datafix run` pauses the garbage collector for its imports; the runner's set-up freezes
+    what it made and starts the collector again, even when the set-up fails."""
+    from pipelines.lib import runner
+
+    gc.disable()
+    try:
+        before = gc.get_freeze_count()
+        made = runner.LandlordRunner("pull", own_process=True)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > before  # the set-up's objects, out of the passes
+        assert made.known  # the set-up is whole
+
+        gc.disable()
+
+        def unreachable() -> None:
+            raise OSError("the instance's disk is gone")
+
+        monkeypatch.setattr(runner, "ensure_instance", unreachable)
+        with pytest.raises(OSError):
+            runner.LandlordRunner("pull", own_process=True)
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
