@@ -305,13 +305,13 @@ class LandlordRunner:
         return pushing and bool(loaded.datafix.push and loaded.datafix.push.sinks)
 
     def _insight_current(self, loaded: LoadedDatafix) -> bool:
-        """`upfront.insight_current`; a warehouse that cannot tell (unreachable, not migrated
-        yet) means the insight steps run."""
+        """`upfront.insight_current`; a warehouse or a source that cannot tell (unreachable,
+        unreadable, not migrated yet) means the insight steps run (and the run says why)."""
         if not self.insight_keys:
             return False
         try:
             return insight_current(self.warehouse, loaded)
-        except (sa.exc.SQLAlchemyError, ConnectorError):
+        except (sa.exc.SQLAlchemyError, ConnectorError, OSError):
             return False
 
     def _stamp(self, loaded: LoadedDatafix, run_id: str) -> None:
