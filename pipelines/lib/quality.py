@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -123,27 +123,39 @@ class ContractResult:
 
 
 def quarantine_guard(
-    entity: str, read: int, rejects: pd.DataFrame, max_percent: float
+    entity: str,
+    read: int,
+    rejected: int,
+    reasons: dict[str, int],
+    keys: Callable[[], Iterable[pd.Series]],
+    max_percent: float,
 ) -> dict | None:
     """The `max_quarantine_percent` table rule as a failure, or None when the share is fine.
 
-    A broken mapping (a wrong column, a wrong sign) quarantines most rows: loading the few
-    left would quietly empty the warehouse of that entity, so the load is blocked instead.
+    `rejected` rows of `read` were quarantined, `reasons` counts them by reason, `keys()`
+    gives their keys chunk by chunk (read only when the rule fails). A broken mapping (a wrong
+    column, a wrong sign) quarantines most rows: loading the few left would quietly empty the
+    warehouse of that entity, so the load is blocked instead.
     """
-    if not read or len(rejects) * 100 <= max_percent * read:
+    if not read or rejected * 100 <= max_percent * read:
         return None
-    reasons = rejects["reason"].value_counts()
-    counted = ", ".join(f"{reason} {count:,}" for reason, count in reasons.items())
+    ordered = sorted(reasons.items(), key=lambda item: -item[1])
+    counted = ", ".join(f"{reason} {count:,}" for reason, count in ordered)
+    failing: dict[str, None] = {}
+    for part in keys():
+        failing.update(dict.fromkeys(_distinct_keys(part)))
+        if len(failing) >= MAX_KEYS_PER_FAILURE:
+            break
     return {
         "expectation": "max_quarantine_percent",
         "column": None,
         "columns": [],
-        "unexpected_count": len(rejects),
-        "failing_keys": _distinct_keys(rejects["key"]),
-        "observed_value": round(len(rejects) * 100 / read, 1),
-        "reasons": {str(reason): int(count) for reason, count in reasons.items()},
-        "message": f"{len(rejects):,} of {read:,} rows quarantined"
-        f" ({len(rejects) * 100 / read:.0f} % > max_quarantine_percent {max_percent:g} %;"
+        "unexpected_count": rejected,
+        "failing_keys": list(failing)[:MAX_KEYS_PER_FAILURE],
+        "observed_value": round(rejected * 100 / read, 1),
+        "reasons": {str(reason): int(count) for reason, count in ordered},
+        "message": f"{rejected:,} of {read:,} rows quarantined"
+        f" ({rejected * 100 / read:.0f} % > max_quarantine_percent {max_percent:g} %;"
         f" {counted}): fix the mapping or the data, or raise `max_quarantine_percent` for"
         f" {entity} in the datafix",
     }
@@ -305,6 +317,136 @@ def run_contract(entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()
         rows=len(frame),
         warnings=[failure for failure in failed if failure["expectation"] in warn],
     )
+
+
+def run_contract_chunks(
+    entity: str, frames: Callable[[], Iterable[pd.DataFrame]], *, warn: Collection[str] = ()
+) -> ContractResult:
+    """The contract over a table read chunk by chunk (`frames()`, in order), as one verdict.
+
+    Row rules are judged per chunk by GX and their failures summed (counts added, failing
+    keys and sample values in order of appearance, capped as for one frame). The table rules
+    are judged over every chunk: at least one row in all; the key unique across chunks
+    (64-bit hashes of every key, a match confirmed on the key's text); one landlord in all.
+    A failure in any chunk, the last included, fails the whole entity.
+    """
+    import numpy as np
+
+    from pipelines.lib.spool import KeyHashes, key_hashes
+
+    started = time.perf_counter()
+    spec = _entity_spec(entity)
+    key = spec.key
+    merged: dict[str, dict] = {}
+    warned: dict[str, dict] = {}
+    statistics: dict[str, Any] = {}
+    rows = 0
+    seen = KeyHashes()  # every key so far, 8 bytes each
+    repeated: list[np.ndarray] = []  # hashes met again in a later chunk
+    landlords: set[str] = set()
+    table_rules = {"row_count", f"{key}_unique", f"{LANDLORD_COLUMN}_single_value"}
+    for frame in frames():
+        if not len(frame):
+            continue
+        rows += len(frame)
+        result = run_contract(entity, frame, warn=warn)
+        statistics = result.statistics
+        for failure in result.failures:
+            if failure["expectation"] not in table_rules:
+                _merge_failure(merged, failure)
+        for failure in result.warnings:
+            _merge_failure(warned, failure)
+        for failure in result.failures:
+            if failure["expectation"] in table_rules and failure["expectation"] != "row_count":
+                _merge_failure(merged, failure)  # broken inside one chunk: broken in all
+        hashed = key_hashes(frame[key].dropna())
+        again = seen.contains(hashed)
+        if again.any():
+            repeated.append(hashed[again])
+        seen.add(hashed)
+        if LANDLORD_COLUMN in frame:
+            landlords.update(frame[LANDLORD_COLUMN].dropna().astype("str").unique().tolist())
+    if not rows:
+        merged["row_count"] = {
+            "expectation": "row_count",
+            "column": None,
+            "columns": [],
+            "unexpected_count": 0,
+            "failing_keys": [],
+            "observed_value": 0,
+        }
+    unique = f"{key}_unique"
+    del seen
+    if unique not in merged and repeated:
+        found = _repeated_keys(frames, key, np.unique(np.concatenate(repeated)))
+        if found:
+            merged[unique] = found
+    if len(landlords) > 1 and f"{LANDLORD_COLUMN}_single_value" not in merged:
+        merged[f"{LANDLORD_COLUMN}_single_value"] = {
+            "expectation": f"{LANDLORD_COLUMN}_single_value",
+            "column": LANDLORD_COLUMN,
+            "columns": [LANDLORD_COLUMN],
+            "unexpected_count": 0,
+            "failing_keys": [],
+            "observed_value": len(landlords),
+            "sample_values": sorted(landlords)[:MAX_SAMPLE_VALUES],
+        }
+    order = {item.name: index for index, item in enumerate(contract_expectations(entity))}
+    failures = sorted(merged.values(), key=lambda f: order.get(f["expectation"], len(order)))
+    statistics = dict(statistics) | {
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return ContractResult(
+        entity=entity,
+        passed=not failures,
+        failures=failures,
+        statistics=statistics,
+        rows=rows,
+        warnings=sorted(warned.values(), key=lambda f: order.get(f["expectation"], len(order))),
+    )
+
+
+def _merge_failure(merged: dict[str, dict], failure: dict) -> None:
+    """Add one chunk's failure of an expectation to the failures so far."""
+    name = failure["expectation"]
+    held = merged.get(name)
+    if held is None:
+        merged[name] = dict(failure)
+        return
+    held["unexpected_count"] += failure["unexpected_count"]
+    keys = dict.fromkeys([*held["failing_keys"], *failure["failing_keys"]])
+    held["failing_keys"] = list(keys)[:MAX_KEYS_PER_FAILURE]
+    if "sample_values" in failure:
+        values = dict.fromkeys([*held.get("sample_values", []), *failure["sample_values"]])
+        held["sample_values"] = list(values)[:MAX_SAMPLE_VALUES]
+
+
+def _repeated_keys(
+    frames: Callable[[], Iterable[pd.DataFrame]], key: str, repeated: np.ndarray
+) -> dict | None:
+    """The `<key>_unique` failure for the keys whose hash is in `repeated`, confirmed on their
+    text over every chunk (a hash collision alone is no duplicate); None when none is."""
+    import numpy as np
+
+    from pipelines.lib.spool import key_hashes
+
+    counts: dict[str, int] = {}
+    for frame in frames():
+        keys = frame[key].dropna().astype("str")
+        hashed = key_hashes(keys)
+        for text in keys[np.isin(hashed, repeated)]:
+            counts[text] = counts.get(text, 0) + 1
+    shared = {text: count for text, count in counts.items() if count > 1}
+    if not shared:
+        return None
+    return {
+        "expectation": f"{key}_unique",
+        "column": key,
+        "columns": [key],
+        "unexpected_count": sum(shared.values()),
+        "failing_keys": list(shared)[:MAX_KEYS_PER_FAILURE],
+    }
 
 
 def _entity_spec(entity: str) -> EntitySpec:
