@@ -353,10 +353,13 @@ def normalise(
         read = pulled.reads[0]
         transformer = EntityTransformer(pulled.entity, mapping, feed=read.feed)
         keys = KeyIndex(spool, ENTITIES[pulled.entity].key)
+        pending = None  # the keys of the chunk just mapped, indexed once another one comes
         for raw in read.raw.chunks(size):
+            if pending is not None:
+                keys.add(pending)
             part = transformer.apply(raw, earlier=keys.earlier)
             spooled(part)
-            keys.add(part.rows[keys.key])
+            pending = part.rows[keys.key]
             del part, raw
             release_freed_memory()
             if limit and rows_in_source >= limit:
