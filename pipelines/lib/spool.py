@@ -74,16 +74,23 @@ class Spool:
         self.folder.mkdir(mode=0o700)
         self.counts: dict[str, list[int]] = {part: [] for part in PARTS}
         self._empty: dict[str, pd.DataFrame] = {}
+        # the last chunk of each part stays in memory until the next one comes: one chunk
+        # more held at a time, and a table of one chunk is never written nor read back
+        self._last: dict[str, pd.DataFrame] = {}
         self._finalizer = weakref.finalize(self, _remove, self.folder)
 
     def add(self, part: str, frame: pd.DataFrame) -> None:
         """Append one chunk of `part` (`rows` or `rejects`); an empty chunk is counted, not
         written."""
-        number = len(self.counts[part])
         self.counts[part].append(len(frame))
         self._empty.setdefault(part, frame.iloc[:0].copy())
-        if not len(frame):
-            return
+        held = self._last.pop(part, None)
+        if held is not None:
+            self._write(part, len(self.counts[part]) - 2, held)
+        if len(frame):
+            self._last[part] = frame
+
+    def _write(self, part: str, number: int, frame: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         path = self._path(part, number)
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -97,7 +104,11 @@ class Spool:
                 yield self.frame(part, number, columns)
 
     def frame(self, part: str, number: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """Chunk `number` of `part` (only `columns` when given)."""
+        """Chunk `number` of `part` (only `columns` when given): a frame of its own, which
+        the caller may change."""
+        if number == len(self.counts[part]) - 1 and part in self._last:
+            held = self._last[part]
+            return (held if columns is None else held[list(columns)]).copy(deep=False)
         with pa.memory_map(str(self._path(part, number))) as source:
             table = ipc.open_file(source).read_all()
         if columns is not None:
@@ -118,6 +129,7 @@ class Spool:
 
     def remove(self) -> None:
         """Delete the files (the spool cannot be read after)."""
+        self._last.clear()
         self._finalizer()
 
     def _path(self, part: str, number: int) -> Path:

@@ -137,6 +137,17 @@ class NormalisedEntity(EntityLineage):
             return pd.DataFrame()
         return self._with_landlord(self.batch.rows.copy())
 
+    def head(self, limit: int = 5) -> pd.DataFrame:
+        """The first canonical rows with `landlord_id` (the first chunk holding rows, read
+        alone: what a preview shows)."""
+        if self.batch is None:
+            return pd.DataFrame()
+        spool = self.batch.spool
+        for number, count in enumerate(spool.counts["rows"]):
+            if count:
+                return self._with_landlord(spool.frame("rows", number).head(limit).copy())
+        return self._with_landlord(self.batch.rows.copy())
+
     def row_frames(self) -> Iterator[pd.DataFrame]:
         """Canonical rows with `landlord_id`, a chunk at a time."""
         if self.batch is None:

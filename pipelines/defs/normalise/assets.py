@@ -51,8 +51,7 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
                 rows_skipped=batch.skipped,
             )
             metadata["dagster/row_count"] = dg.MetadataValue.int(batch.accepted)
-            first = next(normalised.row_frames(), normalised.rows)  # the first rows shown
-            metadata["preview"] = markdown_preview(first, entity)
+            metadata["preview"] = markdown_preview(normalised.head(), entity)
             if batch.quarantined:
                 metadata["quarantine_reasons"] = dg.MetadataValue.json(batch.reasons)
             if batch.warnings:  # rows breaking a row rule the datafix sets to `warn`: loaded
