@@ -150,10 +150,18 @@ class KeyHashes:
     def contains(self, hashed: np.ndarray) -> np.ndarray:
         """For each of `hashed`, whether the set holds it."""
         found = np.zeros(len(hashed), dtype=bool)
+        if not self._runs or not len(hashed):
+            return found
+        # searched in sorted order: numpy's binary search then starts each needle where the
+        # previous one ended (random needles in a run of 1M hashes cost ~3x more)
+        order = np.argsort(hashed)
+        needles = hashed[order]
+        hit = np.zeros(len(needles), dtype=bool)
         for run in self._runs:
-            spots = np.searchsorted(run, hashed)
+            spots = np.searchsorted(run, needles)
             inside = spots < len(run)
-            found[inside] |= run[spots[inside]] == hashed[inside]
+            hit[inside] |= run[spots[inside]] == needles[inside]
+        found[order] = hit
         return found
 
     def add(self, hashed: np.ndarray) -> None:
