@@ -397,7 +397,6 @@ def run_contract_chunks(
             "failing_keys": [],
             "observed_value": 0,
         }
-    del seen
     if first_keys is not None:  # one chunk: GX judged the key on the whole table
         if first_unique is not None:
             merged[unique] = first_unique
@@ -437,7 +436,9 @@ def run_contract_chunks(
     )
 
 
-def _chunk_contract(entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()) -> ContractResult:
+def _chunk_contract(
+    entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()
+) -> ContractResult:
     """The row expectations of the entity's suite on one later chunk, vectorised, as GX judges
     them (nulls ignored except by the not-null checks; a pair with a missing side not judged;
     the first `MAX_KEYS_PER_FAILURE` failing rows named): what `run_contract` reports for the
