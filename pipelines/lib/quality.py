@@ -304,17 +304,24 @@ def run_contract(entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()
         )
         if not result.success
     ]
-    failures = [failure for failure in failed if failure["expectation"] not in warn]
     statistics = {key: _plain(value) for key, value in dict(suite_result.statistics).items()} | {
         "rows": len(frame),
         "seconds": round(time.perf_counter() - started, 3),
     }
+    return _verdict(entity, failed, warn, statistics, len(frame))
+
+
+def _verdict(
+    entity: str, failed: list[dict], warn: Collection[str], statistics: dict, rows: int
+) -> ContractResult:
+    """The result of the expectations `failed` on `rows` rows, those named in `warn` warning."""
+    failures = [failure for failure in failed if failure["expectation"] not in warn]
     return ContractResult(
         entity=entity,
         passed=not failures,
         failures=failures,
         statistics=statistics,
-        rows=len(frame),
+        rows=rows,
         warnings=[failure for failure in failed if failure["expectation"] in warn],
     )
 
@@ -472,9 +479,8 @@ def _chunk_contract(
                 unexpected |= numbers > high
         elif item.gx_type == "ExpectColumnPairValuesAToBeGreaterThanB":
             unexpected = breaks[item.name]
-        else:  # an expectation type this function does not know: judged by GX
-            result = run_contract(entity, frame, warn=warn)
-            return result
+        else:  # an expectation type this function does not know: the chunk judged by GX
+            return run_contract(entity, frame, warn=warn)
         count = int(unexpected.sum())
         if not count:
             continue
@@ -489,15 +495,7 @@ def _chunk_contract(
         if item.reports_values and item.columns[0] in frame.columns:
             failure["sample_values"] = _distinct_text(frame[item.columns[0]].take(positions))
         failed.append(failure)
-    failures = [failure for failure in failed if failure["expectation"] not in warn]
-    return ContractResult(
-        entity=entity,
-        passed=not failures,
-        failures=failures,
-        statistics={},
-        rows=len(frame),
-        warnings=[failure for failure in failed if failure["expectation"] in warn],
-    )
+    return _verdict(entity, failed, warn, {}, len(frame))
 
 
 # judged across chunks by `run_contract_chunks`, not per chunk
