@@ -21,9 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -35,9 +36,11 @@ import pyarrow.compute as pc
 from connectors.errors import SourceDataError
 
 __all__ = [
+    "CHUNK_ROWS",
     "HEADER_SCAN_ROWS",
     "RawTable",
     "Watermark",
+    "chunk_rows",
     "column_text",
     "combine_header",
     "final_labels",
@@ -51,6 +54,9 @@ __all__ = [
 ]
 
 HEADER_SCAN_ROWS = 30  # header_row: auto looks for the header among the first rows
+# rows the stages hold at a time (pull, normalise, contract, load): the memory of a run stays
+# flat in the number of rows; DATAFIX_CHUNK_ROWS overrides it (tests use small chunks)
+CHUNK_ROWS = 100_000
 
 _BLANK_RUNS = re.compile(r"\s+")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'"})
@@ -88,9 +94,58 @@ class RawTable:
     origin: str
     watermark_kinds: tuple[str | None, ...] = ()
     faults: pd.DataFrame | None = None
+    # a table read chunk by chunk: `frame` holds its header only (no rows), `stream(size)`
+    # yields the rows as tables of at most `size` rows, `streamed_rows` counts them all
+    stream: Callable[[int], Iterator[RawTable]] | None = None
+    streamed_rows: int = 0
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return self.streamed_rows if self.stream is not None else len(self.frame)
+
+    def chunks(self, size: int) -> Iterator[RawTable]:
+        """The rows as tables of at most `size` rows, in order, each with its own lineage and
+        faults (indexed from 0 in each chunk); a table read whole is sliced."""
+        if self.stream is not None:
+            yield from self.stream(size)
+            return
+        size = max(1, size)
+        for start in range(0, max(len(self.frame), 1), size):
+            frame = self.frame.iloc[start : start + size].reset_index(drop=True)
+            faults = None
+            if self.faults is not None:
+                inside = self.faults.index[
+                    (self.faults.index >= start) & (self.faults.index < start + size)
+                ]
+                if len(inside):
+                    faults = self.faults.loc[inside].set_axis(inside - start)
+            yield RawTable(
+                frame=frame,
+                source_rows=self.source_rows.iloc[start : start + size].reset_index(drop=True),
+                fingerprint=self.fingerprint,
+                origin=self.origin,
+                watermark_kinds=self.watermark_kinds,
+                faults=faults,
+            )
+
+    def whole(self) -> RawTable:
+        """The table with every row in `frame` (a streamed table read to its end)."""
+        if self.stream is None:
+            return self
+        parts = list(self.chunks(CHUNK_ROWS))
+        faults = []
+        offset = 0
+        for part in parts:
+            if part.faults is not None:
+                faults.append(part.faults.set_axis(part.faults.index + offset))
+            offset += len(part.frame)
+        return RawTable(
+            frame=pd.concat([part.frame for part in parts], ignore_index=True),
+            source_rows=pd.concat([part.source_rows for part in parts], ignore_index=True),
+            fingerprint=self.fingerprint,
+            origin=self.origin,
+            watermark_kinds=self.watermark_kinds,
+            faults=pd.concat(faults) if faults else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,6 +172,12 @@ class Watermark:
 
 # --------------------------------------------------------------------------------------------
 # Header labels
+
+
+def chunk_rows() -> int:
+    """Rows per chunk: `CHUNK_ROWS`, or DATAFIX_CHUNK_ROWS when set (at least 1)."""
+    text = os.environ.get("DATAFIX_CHUNK_ROWS", "").strip()
+    return max(1, int(text)) if text.isdigit() else CHUNK_ROWS
 
 
 def header_key(label: object) -> str:

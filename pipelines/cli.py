@@ -127,7 +127,10 @@ def preview(landlord: str, entity: str | None, limit: int) -> None:
             click.echo(f"{name}: not mapped in {loaded.path.name}")
             continue
         try:
-            normalised = normalise(loaded, pull(loaded, name))
+            pulled = pull(loaded, name)
+            # the first chunk is enough to show rows and rejects: a large source is not read
+            # to its end (its counts and the contract below then cover that chunk only)
+            normalised = normalise(loaded, pulled, limit=1)
         except ConnectorError as error:
             click.echo(f"{name}: cannot be read — {error}")
             failed = True
@@ -135,19 +138,26 @@ def preview(landlord: str, entity: str | None, limit: int) -> None:
         batch = normalised.batch
         assert batch is not None
         click.secho(
-            f"\n== {name}: read {batch.read}, accepted {len(batch.rows)}, "
-            f"quarantined {len(batch.rejects)}, skipped {batch.skipped} "
+            f"\n== {name}: read {batch.read}, accepted {batch.accepted}, "
+            f"quarantined {batch.quarantined}, skipped {batch.skipped} "
             f"(source `{normalised.source_name}`)",
             bold=True,
         )
-        if len(batch.rows):
-            rows = preview_frame(normalised.rows, name, limit).drop(columns=["landlord_id"])
-            click.echo(rows.to_string(index=False))
-        if len(batch.rejects):
-            click.secho(f"-- rejected rows ({len(batch.rejects)}):", fg="yellow")
-            reasons = batch.rejects["reason"].value_counts()
-            click.echo("  by reason: " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
-            for reject in batch.rejects.head(limit).itertuples():
+        if batch.rows_in_source < pulled.rows:
+            click.echo(
+                f"  (the first {batch.rows_in_source:,} of {pulled.rows:,} rows only: a preview"
+                " stops after its first chunk; `datafix run` reads them all)"
+            )
+        rows = next(normalised.row_frames(), None)
+        if rows is not None:
+            shown = preview_frame(rows, name, limit).drop(columns=["landlord_id"])
+            click.echo(shown.to_string(index=False))
+        if batch.quarantined:
+            click.secho(f"-- rejected rows ({batch.quarantined}):", fg="yellow")
+            reasons = sorted(batch.reasons.items(), key=lambda item: -item[1])
+            click.echo("  by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
+            rejects = next(batch.reject_frames())
+            for reject in rejects.head(limit).itertuples():
                 click.echo(f"  {reject.source_row}  [{reject.reason}]  {reject.message}")
         contract = check_contract(loaded, normalised)
         if contract.passed:

@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -640,6 +640,18 @@ def _read_one_csv(
     path: Path, *, encoding: str, separator: str, header: _Header, hasher: Any
 ) -> FileRead:
     chosen, physical_lines, ends_with_newline = _scan_csv(path, encoding, hasher)
+    return _read_scanned_csv(path, chosen, physical_lines, ends_with_newline, separator, header)
+
+
+def _read_scanned_csv(
+    path: Path,
+    chosen: str,
+    physical_lines: int,
+    ends_with_newline: bool,
+    separator: str,
+    header: _Header,
+) -> FileRead:
+    """One CSV file read whole, once `_scan_csv` settled its encoding and counted its lines."""
     separator, skip, data_line, labels, head_data = _csv_header(path, chosen, separator, header)
     header_width = len(labels)
     width = _table_width(labels, head_data)
@@ -974,8 +986,12 @@ def read_csv(
     header_row: int | Literal["auto"] = "auto",
     header_rows: int = 1,
     expected_columns: Sequence[str] = (),
+    stream: bool = False,
 ) -> RawTable:
     """Read CSV exports (concatenated in order, one shared header) into one text table.
+
+    `stream`: a single plain file is returned as a streamed table (`RawTable.stream`, read
+    chunk by chunk by the stages; see `_stream_csv`), any other read whole as without it.
 
     `encoding: auto`: a BOM decides, else UTF-8 when the whole file decodes as UTF-8, else
     cp1252. `separator: auto`: the one of `; , tab |` giving most lines one same field count.
@@ -995,6 +1011,16 @@ def read_csv(
         _remember_fingerprint(read, state, digest)
         return digest
 
+    if stream and len(paths) == 1:
+        path = _check_paths(paths)[0]
+        with _readable(path):
+            streamed, read = _stream_csv(
+                path, encoding=encoding, separator=separator, header=header, hasher=hasher
+            )
+        if streamed is not None:
+            with _readable(path):
+                return replace(streamed, fingerprint=fingerprint([path]))
+        return _read_files(paths, lambda _path: read, fingerprint)  # type: ignore[return-value]
     return _read_files(
         paths,
         lambda path: _read_one_csv(
@@ -1002,6 +1028,181 @@ def read_csv(
         ),
         fingerprint,
     )
+
+
+def _plain_data_offset(path: Path, skip: int) -> int | None:
+    """The byte offset of the first data line when Arrow reads the file exactly as pandas
+    would (`_read_plain_csv`'s conditions: no `"` after the header, no lone CR, data after the
+    header), else None; one pass over the file in blocks, never the whole file in memory."""
+    with path.open("rb") as stream:
+        for _ in range(skip):
+            if not stream.readline():
+                return None
+        offset = stream.tell()
+        carriage = pairs = 0
+        last = b""
+        seen = False
+        while block := stream.read(BLOCK_SIZE):
+            seen = True
+            if b'"' in block:
+                return None
+            carriage += block.count(b"\r")
+            pairs += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
+            last = block[-1:]
+    if not seen or carriage != pairs:
+        return None
+    return offset
+
+
+def _stream_csv(
+    path: Path, *, encoding: str, separator: str, header: _Header, hasher: Any
+) -> tuple[RawTable | None, FileRead | None]:
+    """One CSV file as a streamed table (`RawTable.stream`) when Arrow's streaming reader
+    reads it exactly as the whole-file readers would, else the file read whole (`FileRead`).
+
+    Streamed: a plain file (`_plain_data_offset`) whose header names every column (no empty
+    label to prune by looking at the data). Its rows, lineage (`file.csv:12`) and fingerprint
+    are those of the whole read; should Arrow refuse a line further down (a line of another
+    width), the chunks go on from the whole read (`_read_scanned_csv`, which reports that
+    line), so what the stages see does not depend on where the stream stopped.
+    """
+    chosen, physical_lines, ends_with_newline = _scan_csv(path, encoding, hasher)
+
+    def whole() -> FileRead:
+        return _read_scanned_csv(path, chosen, physical_lines, ends_with_newline, separator, header)
+
+    found, skip, data_line, labels, head_data = _csv_header(path, chosen, separator, header)
+    width = _table_width(labels, head_data)
+    offset = None
+    if (
+        chosen in _PLAIN_ENCODINGS
+        and data_line - 1 == skip
+        and len(found) == 1
+        and width == len(labels)
+        and all(label.strip() for label in labels)
+    ):
+        offset = _plain_data_offset(path, skip)
+    if offset is None:
+        return None, whole()
+    kept = [label for _, label in final_labels(labels, lambda _index: True)]
+    rows = physical_lines - skip
+
+    def chunks(size: int) -> Iterator[RawTable]:
+        with _readable(path):
+            yield from _csv_chunks(
+                path, chosen, found, offset, kept, data_line, max(1, size), whole
+            )
+
+    return RawTable(
+        frame=pd.DataFrame({label: pd.Series([], dtype="str") for label in kept}),
+        source_rows=pd.Series([], dtype="str"),
+        fingerprint="",
+        origin=path.name,
+        stream=chunks,
+        streamed_rows=rows,
+    ), None
+
+
+def _csv_chunks(
+    path: Path,
+    encoding: str,
+    separator: str,
+    offset: int,
+    labels: list[str],
+    data_line: int,
+    size: int,
+    whole: Callable[[], FileRead],
+) -> Iterator[RawTable]:
+    """The data records of a plain CSV file, `size` rows at a time, through Arrow's streaming
+    reader (bounded memory); see `_stream_csv`."""
+    width = len(labels)
+    names = [str(index) for index in range(width)]
+    done = 0
+    data = False
+
+    def table_of(part: pa.Table) -> RawTable:
+        nonlocal done, data
+        frame = pd.DataFrame(
+            {
+                label: pd.Series(part.column(index), dtype="str")
+                for index, label in enumerate(labels)
+            }
+        )
+        frame.columns = pd.Index(labels, dtype=object)
+        first = np.arange(data_line + done, data_line + done + len(frame), dtype=np.int64)
+        done += len(frame)
+        data = data or _has_data_rows(frame)
+        return RawTable(
+            frame=frame,
+            source_rows=line_lineage(f"{path.name}:", first),
+            fingerprint="",
+            origin=path.name,
+        )
+
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        try:
+            reader = pacsv.open_csv(
+                handle,
+                read_options=pacsv.ReadOptions(
+                    column_names=names, encoding=encoding, block_size=1 << 22
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=separator,
+                    quote_char=False,
+                    double_quote=False,
+                    escape_char=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.large_string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            pending: list[pa.RecordBatch] = []
+            held = 0
+            for batch in reader:
+                pending.append(batch)
+                held += batch.num_rows
+                while held >= size:
+                    table = pa.Table.from_batches(pending)
+                    yield table_of(table.slice(0, size))
+                    rest = table.slice(size)
+                    pending, held = rest.to_batches(), rest.num_rows
+            if held:
+                yield table_of(pa.Table.from_batches(pending))
+            failed = False
+        except (pa.ArrowException, UnicodeError, ValueError):
+            failed = True
+    if failed:
+        # a line Arrow refuses: the rest from the whole read, which names that line
+        _, frame, source_rows, faults = whole()
+        frame.columns = pd.Index(labels[: frame.shape[1]], dtype=object)
+        read = RawTable(frame, source_rows.reset_index(drop=True), "", path.name, faults=faults)
+        for start in range(done, max(len(frame), done + 1), size):
+            part = read.frame.iloc[start : start + size].reset_index(drop=True)
+            if not len(part):
+                break
+            chunk_faults = None
+            if faults is not None:
+                inside = faults.index[(faults.index >= start) & (faults.index < start + size)]
+                if len(inside):
+                    chunk_faults = faults.loc[inside].set_axis(inside - start)
+            data = data or _has_data_rows(part)
+            yield RawTable(
+                frame=part,
+                source_rows=read.source_rows.iloc[start : start + size].reset_index(drop=True),
+                fingerprint="",
+                origin=path.name,
+                faults=chunk_faults,
+            )
+    if not data:
+        raise SourceDataError(
+            f"{path.name}: no data rows (the header only, or blank lines) — the export is empty"
+            " or was cut before its first row; export it again"
+        )
 
 
 def _csv_header_labels(

@@ -114,7 +114,8 @@ def _options(source: FileSource, request: SourceRequest) -> dict[str, Any]:
 
 
 def _read_csv(source: CsvSource, request: SourceRequest) -> RawTable:
-    return read_csv(_files(source, request), **_options(source, request))
+    """A single plain file comes back streamed (read chunk by chunk by the stages)."""
+    return read_csv(_files(source, request), **_options(source, request), stream=True)
 
 
 def _read_xlsx(source: XlsxSource, request: SourceRequest) -> RawTable:

@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -123,27 +123,39 @@ class ContractResult:
 
 
 def quarantine_guard(
-    entity: str, read: int, rejects: pd.DataFrame, max_percent: float
+    entity: str,
+    read: int,
+    rejected: int,
+    reasons: dict[str, int],
+    keys: Callable[[], Iterable[pd.Series]],
+    max_percent: float,
 ) -> dict | None:
     """The `max_quarantine_percent` table rule as a failure, or None when the share is fine.
 
-    A broken mapping (a wrong column, a wrong sign) quarantines most rows: loading the few
-    left would quietly empty the warehouse of that entity, so the load is blocked instead.
+    `rejected` rows of `read` were quarantined, `reasons` counts them by reason, `keys()`
+    gives their keys chunk by chunk (read only when the rule fails). A broken mapping (a wrong
+    column, a wrong sign) quarantines most rows: loading the few left would quietly empty the
+    warehouse of that entity, so the load is blocked instead.
     """
-    if not read or len(rejects) * 100 <= max_percent * read:
+    if not read or rejected * 100 <= max_percent * read:
         return None
-    reasons = rejects["reason"].value_counts()
-    counted = ", ".join(f"{reason} {count:,}" for reason, count in reasons.items())
+    ordered = sorted(reasons.items(), key=lambda item: -item[1])
+    counted = ", ".join(f"{reason} {count:,}" for reason, count in ordered)
+    failing: dict[str, None] = {}
+    for part in keys():
+        failing.update(dict.fromkeys(_distinct_keys(part)))
+        if len(failing) >= MAX_KEYS_PER_FAILURE:
+            break
     return {
         "expectation": "max_quarantine_percent",
         "column": None,
         "columns": [],
-        "unexpected_count": len(rejects),
-        "failing_keys": _distinct_keys(rejects["key"]),
-        "observed_value": round(len(rejects) * 100 / read, 1),
-        "reasons": {str(reason): int(count) for reason, count in reasons.items()},
-        "message": f"{len(rejects):,} of {read:,} rows quarantined"
-        f" ({len(rejects) * 100 / read:.0f} % > max_quarantine_percent {max_percent:g} %;"
+        "unexpected_count": rejected,
+        "failing_keys": list(failing)[:MAX_KEYS_PER_FAILURE],
+        "observed_value": round(rejected * 100 / read, 1),
+        "reasons": {str(reason): int(count) for reason, count in ordered},
+        "message": f"{rejected:,} of {read:,} rows quarantined"
+        f" ({rejected * 100 / read:.0f} % > max_quarantine_percent {max_percent:g} %;"
         f" {counted}): fix the mapping or the data, or raise `max_quarantine_percent` for"
         f" {entity} in the datafix",
     }
@@ -292,9 +304,133 @@ def run_contract(entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()
         )
         if not result.success
     ]
-    failures = [failure for failure in failed if failure["expectation"] not in warn]
     statistics = {key: _plain(value) for key, value in dict(suite_result.statistics).items()} | {
         "rows": len(frame),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return _verdict(entity, failed, warn, statistics, len(frame))
+
+
+def _verdict(
+    entity: str, failed: list[dict], warn: Collection[str], statistics: dict, rows: int
+) -> ContractResult:
+    """The result of the expectations `failed` on `rows` rows, those named in `warn` warning."""
+    failures = [failure for failure in failed if failure["expectation"] not in warn]
+    return ContractResult(
+        entity=entity,
+        passed=not failures,
+        failures=failures,
+        statistics=statistics,
+        rows=rows,
+        warnings=[failure for failure in failed if failure["expectation"] in warn],
+    )
+
+
+def run_contract_chunks(
+    entity: str, frames: Callable[[], Iterable[pd.DataFrame]], *, warn: Collection[str] = ()
+) -> ContractResult:
+    """The contract over a table read chunk by chunk (`frames()`, in order), as one verdict.
+
+    Row rules are judged per chunk (GX on the first, the same expectations vectorised on the
+    others: `_chunk_contract`) and their failures summed (counts added, failing keys and
+    sample values in order of appearance, capped as for one frame). The table rules are judged
+    over every chunk: at least one row in all; the key unique across chunks (64-bit hashes of
+    every key, a match confirmed on the key's text; GX's own check when there is one chunk);
+    one landlord in all.
+    A failure in any chunk, the last included, fails the whole entity.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.lib.spool import KeyHashes, key_hashes
+
+    started = time.perf_counter()
+    spec = _entity_spec(entity)
+    key = spec.key
+    merged: dict[str, dict] = {}
+    warned: dict[str, dict] = {}
+    statistics: dict[str, Any] = {}
+    rows = 0
+    seen = KeyHashes()  # every key so far, 8 bytes each
+    repeated: list[np.ndarray] = []  # hashes met more than once
+    first_keys: pd.Series | None = None  # the first chunk's keys, hashed once a second comes
+    first_unique: dict | None = None  # GX's verdict on the key when there is one chunk only
+    landlords: set[str] = set()
+    unique = f"{key}_unique"
+    table_rules = {"row_count", unique, f"{LANDLORD_COLUMN}_single_value"}
+
+    def remember(keys: pd.Series) -> None:
+        hashed = key_hashes(keys.dropna())
+        again = seen.contains(hashed) | pd.Series(hashed).duplicated(keep=False).to_numpy()
+        if again.any():
+            repeated.append(hashed[again])
+        seen.add(hashed)
+
+    for frame in frames():
+        if not len(frame):
+            continue
+        rows += len(frame)
+        # GX judges the first chunk (its suite, its statistics); each later chunk gets the same
+        # row expectations as vectorised checks (`_chunk_contract`): GX's per-validation cost
+        # (~0.3 s of graph building) would otherwise be paid again for every chunk
+        if not statistics:
+            result = run_contract(entity, frame, warn=warn)
+            statistics = result.statistics
+            first_keys = frame[key]
+            first_unique = next((f for f in result.failures if f["expectation"] == unique), None)
+        else:
+            result = _chunk_contract(entity, frame, warn=warn)
+            if first_keys is not None:  # a second chunk: the key is judged across chunks
+                remember(first_keys)
+                first_keys = None
+            remember(frame[key])
+        for failure in result.failures:
+            if failure["expectation"] not in table_rules:
+                _merge_failure(merged, failure)
+        for failure in result.warnings:
+            _merge_failure(warned, failure)
+        landlord_failure = f"{LANDLORD_COLUMN}_single_value"
+        for failure in result.failures:
+            if failure["expectation"] == landlord_failure:
+                _merge_failure(merged, failure)  # broken inside one chunk: broken in all
+        if LANDLORD_COLUMN in frame:
+            landlords.update(frame[LANDLORD_COLUMN].dropna().astype("str").unique().tolist())
+    if not rows:
+        merged["row_count"] = {
+            "expectation": "row_count",
+            "column": None,
+            "columns": [],
+            "unexpected_count": 0,
+            "failing_keys": [],
+            "observed_value": 0,
+        }
+    if first_keys is not None:  # one chunk: GX judged the key on the whole table
+        if first_unique is not None:
+            merged[unique] = first_unique
+    elif repeated:
+        found = _repeated_keys(frames, key, np.unique(np.concatenate(repeated)))
+        if found:
+            merged[unique] = found
+    if len(landlords) > 1 and f"{LANDLORD_COLUMN}_single_value" not in merged:
+        merged[f"{LANDLORD_COLUMN}_single_value"] = {
+            "expectation": f"{LANDLORD_COLUMN}_single_value",
+            "column": LANDLORD_COLUMN,
+            "columns": [LANDLORD_COLUMN],
+            "unexpected_count": 0,
+            "failing_keys": [],
+            "observed_value": len(landlords),
+            "sample_values": sorted(landlords)[:MAX_SAMPLE_VALUES],
+        }
+    order = {item.name: index for index, item in enumerate(contract_expectations(entity))}
+    failures = sorted(merged.values(), key=lambda f: order.get(f["expectation"], len(order)))
+    evaluated = int(statistics.get("evaluated_expectations") or len(order))
+    failed = len({f["expectation"] for f in failures} | {f["expectation"] for f in warned.values()})
+    statistics = dict(statistics) | {
+        "evaluated_expectations": evaluated,
+        "successful_expectations": evaluated - failed,
+        "unsuccessful_expectations": failed,
+        "success_percent": round(100 * (evaluated - failed) / evaluated, 2) if evaluated else None,
+        "rows": rows,
         "seconds": round(time.perf_counter() - started, 3),
     }
     return ContractResult(
@@ -302,9 +438,116 @@ def run_contract(entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()
         passed=not failures,
         failures=failures,
         statistics=statistics,
-        rows=len(frame),
-        warnings=[failure for failure in failed if failure["expectation"] in warn],
+        rows=rows,
+        warnings=sorted(warned.values(), key=lambda f: order.get(f["expectation"], len(order))),
     )
+
+
+def _chunk_contract(
+    entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()
+) -> ContractResult:
+    """The row expectations of the entity's suite on one later chunk, vectorised, as GX judges
+    them (nulls ignored except by the not-null checks; a pair with a missing side not judged;
+    the first `MAX_KEYS_PER_FAILURE` failing rows named): what `run_contract` reports for the
+    same frame, without GX's fixed cost per validation. The table rules (row count, key unique,
+    one landlord) are left to `run_contract_chunks`, which judges them across chunks; an
+    expectation on a column the chunk lacks too (GX already reported it on the first chunk)."""
+    import numpy as np
+
+    spec = _entity_spec(entity)
+    breaks = row_rule_breaks(spec, frame)
+    failed: list[dict] = []
+    for item in contract_expectations(entity):
+        if item.gx_type in _TABLE_RULE_TYPES or not set(item.columns) <= set(frame.columns):
+            continue
+        if item.gx_type == "ExpectColumnValuesToNotBeNull":
+            unexpected = frame[item.columns[0]].isna().to_numpy(dtype=bool)
+        elif item.gx_type == "ExpectColumnValuesToBeInSet" and item.name in breaks:
+            unexpected = breaks[item.name]  # the sign rule's helper column (`_helper_columns`)
+        elif item.gx_type == "ExpectColumnValuesToBeInSet":
+            values = frame[item.columns[0]]
+            allowed = values.isin(item.kwargs["value_set"]) | values.isna()
+            unexpected = ~allowed.to_numpy(dtype=bool)
+        elif item.gx_type == "ExpectColumnValuesToBeBetween":
+            values = frame[item.columns[0]]
+            numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+            low, high = item.kwargs["min_value"], item.kwargs["max_value"]
+            unexpected = np.zeros(len(numbers), dtype=bool)
+            if low is not None:
+                unexpected |= numbers < low
+            if high is not None:
+                unexpected |= numbers > high
+        elif item.gx_type == "ExpectColumnPairValuesAToBeGreaterThanB":
+            unexpected = breaks[item.name]
+        else:  # an expectation type this function does not know: the chunk judged by GX
+            return run_contract(entity, frame, warn=warn)
+        count = int(unexpected.sum())
+        if not count:
+            continue
+        positions = np.flatnonzero(unexpected)[:MAX_KEYS_PER_FAILURE].tolist()
+        failure: dict[str, Any] = {
+            "expectation": item.name,
+            "column": item.columns[0] if item.columns else None,
+            "columns": list(item.columns),
+            "unexpected_count": count,
+            "failing_keys": _keys_at(spec.key, frame, positions),
+        }
+        if item.reports_values and item.columns[0] in frame.columns:
+            failure["sample_values"] = _distinct_text(frame[item.columns[0]].take(positions))
+        failed.append(failure)
+    return _verdict(entity, failed, warn, {}, len(frame))
+
+
+# judged across chunks by `run_contract_chunks`, not per chunk
+_TABLE_RULE_TYPES = frozenset(
+    {
+        "ExpectTableRowCountToBeBetween",
+        "ExpectColumnValuesToBeUnique",
+        "ExpectColumnUniqueValueCountToBeBetween",
+    }
+)
+
+
+def _merge_failure(merged: dict[str, dict], failure: dict) -> None:
+    """Add one chunk's failure of an expectation to the failures so far."""
+    name = failure["expectation"]
+    held = merged.get(name)
+    if held is None:
+        merged[name] = dict(failure)
+        return
+    held["unexpected_count"] += failure["unexpected_count"]
+    keys = dict.fromkeys([*held["failing_keys"], *failure["failing_keys"]])
+    held["failing_keys"] = list(keys)[:MAX_KEYS_PER_FAILURE]
+    if "sample_values" in failure:
+        values = dict.fromkeys([*held.get("sample_values", []), *failure["sample_values"]])
+        held["sample_values"] = list(values)[:MAX_SAMPLE_VALUES]
+
+
+def _repeated_keys(
+    frames: Callable[[], Iterable[pd.DataFrame]], key: str, repeated: np.ndarray
+) -> dict | None:
+    """The `<key>_unique` failure for the keys whose hash is in `repeated`, confirmed on their
+    text over every chunk (a hash collision alone is no duplicate); None when none is."""
+    import numpy as np
+
+    from pipelines.lib.spool import key_hashes
+
+    counts: dict[str, int] = {}
+    for frame in frames():
+        keys = frame[key].dropna().astype("str")
+        hashed = key_hashes(keys)
+        for text in keys[np.isin(hashed, repeated)]:
+            counts[text] = counts.get(text, 0) + 1
+    shared = {text: count for text, count in counts.items() if count > 1}
+    if not shared:
+        return None
+    return {
+        "expectation": f"{key}_unique",
+        "column": key,
+        "columns": [key],
+        "unexpected_count": sum(shared.values()),
+        "failing_keys": list(shared)[:MAX_KEYS_PER_FAILURE],
+    }
 
 
 def _entity_spec(entity: str) -> EntitySpec:

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import pandas as pd
 
 from connectors.files.client import fingerprint_files
-from connectors.rawtable import RawTable, Watermark, header_key
+from connectors.rawtable import RawTable, Watermark, chunk_rows, header_key
 from connectors.watermark import WatermarkError
 from pipelines.lib.datafixes import LoadedDatafix
-from pipelines.lib.quality import ContractResult, quarantine_guard, run_contract
+from pipelines.lib.quality import ContractResult, quarantine_guard, run_contract_chunks
 from pipelines.lib.sources import concrete_feeds, file_paths, read_source
+from pipelines.lib.spool import KeyIndex, Spool, release_freed_memory
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch, union_feeds
 from pipelines.lib.warehouse import LoadRequest, LoadResult, Warehouse
 from schemas.canonical import ENTITIES
@@ -76,17 +78,84 @@ class PulledSource(EntityLineage):
 
 
 @dataclass(frozen=True)
-class NormalisedEntity(EntityLineage):
-    """Canonical rows and rejects of one landlord's entity, with their lineage."""
+class SpooledBatch:
+    """Canonical rows and rejects of one entity, waiting on disk chunk by chunk (`Spool`),
+    with the counts the stages report; what `NormalisedBatch` is for a table held whole."""
 
-    batch: NormalisedBatch | None = None
+    entity: str
+    spool: Spool
+    rows_in_source: int
+    skipped: int
+    warnings: dict[str, int] = field(default_factory=dict)  # row rule set to `warn` → rows
+    reasons: dict[str, int] = field(default_factory=dict)  # quarantine reason → rows
+
+    @property
+    def read(self) -> int:
+        """Data rows offered to the mapping (blank and `skip_rows` rows excluded)."""
+        return self.rows_in_source - self.skipped
+
+    @property
+    def accepted(self) -> int:
+        """Canonical rows (every chunk)."""
+        return self.spool.count("rows")
+
+    @property
+    def quarantined(self) -> int:
+        """Rejected rows (every chunk)."""
+        return self.spool.count("rejects")
+
+    def row_frames(self) -> Iterator[pd.DataFrame]:
+        """The canonical rows, a chunk at a time."""
+        return self.spool.frames("rows")
+
+    def reject_frames(self) -> Iterator[pd.DataFrame]:
+        """The rejects, a chunk at a time."""
+        return self.spool.frames("rejects")
 
     @property
     def rows(self) -> pd.DataFrame:
-        """Canonical rows with `landlord_id`, ready for the contract and the load."""
+        """Every canonical row in one frame (small tables, tests: the stages read chunks)."""
+        return self.spool.whole("rows")
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        """Every reject in one frame (small tables, tests: the stages read chunks)."""
+        return self.spool.whole("rejects")
+
+
+@dataclass(frozen=True)
+class NormalisedEntity(EntityLineage):
+    """Canonical rows and rejects of one landlord's entity, with their lineage."""
+
+    batch: SpooledBatch | None = None
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """Canonical rows with `landlord_id`, ready for the contract and the load (every row:
+        the stages read `row_frames`)."""
         if self.batch is None:
             return pd.DataFrame()
-        rows = self.batch.rows.copy()
+        return self._with_landlord(self.batch.rows.copy())
+
+    def head(self, limit: int = 5) -> pd.DataFrame:
+        """The first canonical rows with `landlord_id` (the first chunk holding rows, read
+        alone: what a preview shows)."""
+        if self.batch is None:
+            return pd.DataFrame()
+        spool = self.batch.spool
+        for number, count in enumerate(spool.counts["rows"]):
+            if count:
+                return self._with_landlord(spool.frame("rows", number).head(limit).copy())
+        return self._with_landlord(self.batch.rows.copy())
+
+    def row_frames(self) -> Iterator[pd.DataFrame]:
+        """Canonical rows with `landlord_id`, a chunk at a time."""
+        if self.batch is None:
+            return
+        for frame in self.batch.row_frames():
+            yield self._with_landlord(frame)
+
+    def _with_landlord(self, rows: pd.DataFrame) -> pd.DataFrame:
         rows.insert(0, "landlord_id", pd.Series(self.landlord_id, index=rows.index, dtype="str"))
         return rows
 
@@ -258,27 +327,78 @@ def _minus_minutes(value: str | None, minutes: int, kind: str | None = None) -> 
     return moved.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def normalise(loaded: LoadedDatafix, pulled: PulledSource) -> NormalisedEntity:
+def normalise(
+    loaded: LoadedDatafix, pulled: PulledSource, *, chunk: int | None = None, limit: int = 0
+) -> NormalisedEntity:
     """Map the pulled rows onto the canonical entity, each feed with its own field rules;
-    rejected rows keep their reason. Several feeds are unioned (`union_feeds`)."""
-    batch = None
-    if pulled.reads:
-        mapping = loaded.datafix.entities[pulled.entity]
-        parts = [
-            (read.label, EntityTransformer(pulled.entity, mapping, feed=read.feed).apply(read.raw))
-            for read in pulled.reads
-        ]
-        if mapping.feeds is None:
-            batch = parts[0][1]
-        else:
-            batch = union_feeds(
-                pulled.entity,
-                [
-                    (label, part, read.raw)
-                    for (label, part), read in zip(parts, pulled.reads, strict=True)
-                ],
+    rejected rows keep their reason. Several feeds are unioned (`union_feeds`).
+
+    The rows are mapped `chunk` rows at a time (default `chunk_rows()`) and spooled to disk
+    (`SpooledBatch`): the memory held stays that of one chunk. The table rules that look at
+    every row stay exact across chunks: a key already kept in an earlier chunk makes the row a
+    `duplicate_key` naming that row (`KeyIndex`). An entity with several feeds is mapped whole
+    (`union_feeds` compares the feeds), then spooled. `limit` (a preview): stop after the
+    chunk that reaches that many rows read.
+    """
+    if not pulled.reads:
+        return NormalisedEntity(**pulled.lineage(), status=pulled.status)
+    size = chunk_rows() if chunk is None else max(1, chunk)
+    mapping = loaded.datafix.entities[pulled.entity]
+    spool = Spool(f"{pulled.landlord_id}-{pulled.entity}")
+    warnings: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    rows_in_source = skipped = 0
+
+    def spooled(part: NormalisedBatch) -> None:
+        nonlocal rows_in_source, skipped
+        spool.add("rows", part.rows)
+        spool.add("rejects", part.rejects)
+        rows_in_source += part.rows_in_source
+        skipped += part.skipped
+        for name, count in part.warnings.items():
+            warnings[name] = warnings.get(name, 0) + count
+        for reason, count in part.rejects["reason"].value_counts().items():
+            reasons[str(reason)] = reasons.get(str(reason), 0) + int(count)
+
+    if mapping.feeds is None:
+        read = pulled.reads[0]
+        transformer = EntityTransformer(pulled.entity, mapping, feed=read.feed)
+        keys = KeyIndex(spool, ENTITIES[pulled.entity].key)
+        pending = None  # the keys of the chunk just mapped, indexed once another one comes
+        for raw in read.raw.chunks(size):
+            if pending is not None:
+                keys.add(pending)
+            part = transformer.apply(raw, earlier=keys.earlier)
+            spooled(part)
+            pending = part.rows[keys.key]
+            del part, raw
+            release_freed_memory()
+            if limit and rows_in_source >= limit:
+                break
+    else:
+        parts = []
+        for read in pulled.reads:
+            raw = read.raw.whole()
+            transformer = EntityTransformer(pulled.entity, mapping, feed=read.feed)
+            parts.append((read.label, transformer.apply(raw), raw))
+        batch = union_feeds(pulled.entity, parts)
+        del parts
+        for start in range(0, max(len(batch.rows), len(batch.rejects), 1), size):
+            spooled(
+                replace(
+                    batch,
+                    rows=batch.rows.iloc[start : start + size],
+                    rejects=batch.rejects.iloc[start : start + size],
+                    rows_in_source=batch.rows_in_source if not start else 0,
+                    skipped=batch.skipped if not start else 0,
+                    warnings=batch.warnings if not start else {},
+                )
             )
-    return NormalisedEntity(**pulled.lineage(), status=pulled.status, batch=batch)
+    return NormalisedEntity(
+        **pulled.lineage(),
+        status=pulled.status,
+        batch=SpooledBatch(pulled.entity, spool, rows_in_source, skipped, warnings, reasons),
+    )
 
 
 def check_contract(loaded: LoadedDatafix, normalised: NormalisedEntity) -> ContractResult:
@@ -288,10 +408,15 @@ def check_contract(loaded: LoadedDatafix, normalised: NormalisedEntity) -> Contr
     mapping = loaded.datafix.entities[normalised.entity]
     batch = normalised.batch
     warn = [name for name, severity in mapping.rules.items() if severity == "warn"]
-    result = run_contract(normalised.entity, normalised.rows, warn=warn)
+    result = run_contract_chunks(normalised.entity, normalised.row_frames, warn=warn)
     return result.blocked_by(
         quarantine_guard(
-            normalised.entity, batch.read, batch.rejects, mapping.max_quarantine_percent
+            normalised.entity,
+            batch.read,
+            batch.quarantined,
+            batch.reasons,
+            lambda: [frame["key"] for frame in batch.reject_frames()],
+            mapping.max_quarantine_percent,
         )
     )
 
@@ -328,8 +453,9 @@ def _load_request(loaded: LoadedDatafix, normalised: NormalisedEntity, run_id: s
     assert batch is not None
     return LoadRequest(
         **normalised.lineage(),
-        rows=batch.rows,
-        rejects=batch.rejects,
+        rows=pd.DataFrame(),
+        rejects=pd.DataFrame(),
+        parts=batch.spool,
         run_id=run_id,
         rows_in_source=batch.rows_in_source,
         skipped=batch.skipped,

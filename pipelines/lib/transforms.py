@@ -443,8 +443,15 @@ class EntityTransformer:
         columns.extend(row_filter.column for row_filter in self.feed.skip_rows)
         return list(dict.fromkeys(columns))
 
-    def apply(self, raw: RawTable) -> NormalisedBatch:
-        """Map `raw` onto the canonical entity; rows that fail go to `rejects`."""
+    def apply(
+        self, raw: RawTable, *, earlier: Callable[[pd.Series], pd.Series] | None = None
+    ) -> NormalisedBatch:
+        """Map `raw` onto the canonical entity; rows that fail go to `rejects`.
+
+        `earlier` (a chunk of a longer table, `spool.KeyIndex.earlier`): for each key, the
+        lineage of the row of an earlier chunk holding it, or <NA>; such a row is a
+        `duplicate_key` naming that row, as if the table had been read whole.
+        """
         frame = raw.frame
         labels = self._resolve_columns(frame, raw.origin)
         keep = self._rows_to_keep(frame, labels)
@@ -489,17 +496,25 @@ class EntityTransformer:
             repeated = pd.Series(key_codes[competing]).duplicated(keep="first")
             duplicate[competing[repeated.to_numpy(dtype=bool)]] = True
         duplicate = pd.Series(duplicate, index=rows.index)
+        seen_before = None
+        if earlier is not None:
+            competing_rows = error_code.isna() & rows[self.spec.key].notna()
+            seen_before = earlier(rows.loc[competing_rows, self.spec.key]).reindex(rows.index)
+            duplicate |= seen_before.notna()
         if duplicate.any():
             first_line = rows.loc[error_code.isna()].drop_duplicates(self.spec.key, keep="first")
             first_by_key = first_line.set_index(self.spec.key)["source_row"]
             key_values = rows.loc[duplicate, self.spec.key]
+            first_at = key_values.map(first_by_key).astype("str")
+            if seen_before is not None:
+                first_at = seen_before.loc[duplicate].fillna(first_at).astype("str")
             error_code = error_code.mask(duplicate, "duplicate_key")
             message = message.mask(
                 duplicate,
                 f"{self.spec.key} '"
                 + key_values
                 + "' already appears at "
-                + key_values.map(first_by_key).astype("str")
+                + first_at
                 + " — keep one row per reference in the export",
             )
         rejected = error_code.notna()

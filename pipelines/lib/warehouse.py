@@ -21,15 +21,16 @@ Bulk writes go straight to the driver: executemany on SQLite, COPY on PostgreSQL
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,9 @@ from schemas.tables import (
     quarantine,
     source_state,
 )
+
+if TYPE_CHECKING:
+    from pipelines.lib.spool import Spool
 
 # rows per bulk-insert batch: its driver values (a Python object per cell) stay under ~60 MB;
 # 100,000 held ~180 MB at the peak of a 1M-row load, and was no faster
@@ -88,6 +92,28 @@ class LoadRequest:
     # feed → where its next incremental pull resumes: advanced with the load, never before
     watermarks: dict[str, Watermark] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)  # rule set to `warn` → rows loaded
+    # rows and rejects waiting on disk chunk by chunk (`spool.Spool`), read in place of `rows`
+    # and `rejects`, one chunk at a time within the load's one transaction
+    parts: Spool | None = None
+
+    def row_frames(self) -> Iterator[pd.DataFrame]:
+        """The canonical rows, a chunk at a time."""
+        if self.parts is None:
+            yield self.rows
+        else:
+            yield from self.parts.frames("rows")
+
+    def reject_frames(self) -> Iterator[pd.DataFrame]:
+        """The rejects, a chunk at a time."""
+        if self.parts is None:
+            yield self.rejects
+        else:
+            yield from self.parts.frames("rejects")
+
+    @property
+    def row_count(self) -> int:
+        """Canonical rows in the load."""
+        return len(self.rows) if self.parts is None else self.parts.count("rows")
 
 
 @dataclass(frozen=True)
@@ -404,11 +430,14 @@ class Warehouse:
             .select_from(table)
             .where(table.c.landlord_id == request.landlord_id)
         ).scalar_one()
-        values = _column_values(request.rows, request, now, self.dialect)
+        values = (
+            _column_values(frame, request, now, self.dialect) for frame in request.row_frames()
+        )
+        total = request.row_count
         if live_before == 0:
-            self._bulk_insert(conn, table, ["landlord_id", *columns], values)
-            return LoadResult(len(request.rows), 0, 0, 0, 0)
-        return self._merge(conn, request, table, columns, values, now)
+            self._bulk_insert(conn, table, ["landlord_id", *columns], values, total)
+            return LoadResult(total, 0, 0, 0, 0)
+        return self._merge(conn, request, table, columns, values, total, now)
 
     def record_refused(self, request: LoadRequest, *, status: str, reason: str) -> LoadResult:
         """The trace of a load that did not happen (`blocked` by the contract, or `failed`):
@@ -456,13 +485,14 @@ class Warehouse:
         request: LoadRequest,
         table: sa.Table,
         columns: list[str],
-        values: _DriverValues,
+        values: Iterable[_DriverValues],
+        total: int,
         now: datetime,
     ) -> LoadResult:
         spec = ENTITIES[request.entity]
         key = spec.key
         stage = _temp_table(conn, f"stage_{uuid.uuid4().hex[:12]}", table)
-        self._bulk_insert(conn, stage, ["landlord_id", *columns], values)
+        self._bulk_insert(conn, stage, ["landlord_id", *columns], values, total)
         # the vanished-row check below asks, for every live row, whether the stage holds its key:
         # without an index that is a scan of the stage per row (20k rows: 7 s, 1M rows: hours)
         sa.Index(f"ix_{stage.name}", stage.c[key]).create(conn)
@@ -475,7 +505,7 @@ class Warehouse:
         existing = conn.execute(
             sa.select(sa.func.count()).select_from(stage.join(table, matched))
         ).scalar_one()
-        inserted = len(request.rows) - existing
+        inserted = total - existing
         deleted = 0
         if request.mode == "snapshot":
             protected = _temp_table(
@@ -483,11 +513,12 @@ class Warehouse:
                 f"keep_{uuid.uuid4().hex[:12]}",
                 sa.Table("k", sa.MetaData(), sa.Column(key, table.c[key].type)),
             )
-            rejected_keys = [
-                k for k in request.rejects.get("key", pd.Series(dtype="str")).dropna().unique()
-            ]
-            if rejected_keys:
-                conn.execute(protected.insert(), [{key: k} for k in rejected_keys])
+            for rejects in request.reject_frames():
+                rejected_keys = [
+                    k for k in rejects.get("key", pd.Series(dtype="str")).dropna().unique()
+                ]
+                if rejected_keys:
+                    conn.execute(protected.insert(), [{key: k} for k in rejected_keys])
             sa.Index(f"ix_{protected.name}", protected.c[key]).create(conn)
             vanished = sa.and_(
                 table.c.landlord_id == request.landlord_id,
@@ -545,14 +576,19 @@ class Warehouse:
         *,
         resolve_others: bool = True,
     ) -> int:
-        rejects = request.rejects
         scope = sa.and_(
             quarantine.c.landlord_id == request.landlord_id,
             quarantine.c.entity == request.entity,
         )
-        if len(rejects):
+        written = 0
+        sealer = None
+        for rejects in request.reject_frames():
+            if not len(rejects):
+                continue
+            written += len(rejects)
             # personal cells sealed, the plaintext hashed with a key (pipelines.lib.personal)
-            sealed, hashes = RawSealer().seal_all(
+            sealer = sealer or RawSealer()
+            sealed, hashes = sealer.seal_all(
                 rejects["raw"], rejects.get("open_columns", ["[]"] * len(rejects))
             )
             records = [
@@ -604,7 +640,7 @@ class Warehouse:
                 conn.execute(quarantine.update().where(earlier).values(resolved_at=now))
             else:
                 self._supersede(conn, request, earlier, now)
-        return len(rejects)
+        return written
 
     def _supersede(
         self, conn: sa.Connection, request: LoadRequest, earlier: Any, now: datetime
@@ -612,8 +648,11 @@ class Warehouse:
         """An incremental load holds only what changed: an earlier reject is resolved only when
         its record came again (same lineage) in this load; the others stay open for a requeue."""
         open_rows = conn.execute(sa.select(quarantine.c.id, quarantine.c.source_row).where(earlier))
-        again = set(request.rows["source_row"].astype("str"))
-        again.update(request.rejects.get("source_row", pd.Series(dtype="str")).astype("str"))
+        again: set[str] = set()
+        for rows in request.row_frames():
+            again.update(rows.get("source_row", pd.Series(dtype="str")).astype("str"))
+        for rejects in request.reject_frames():
+            again.update(rejects.get("source_row", pd.Series(dtype="str")).astype("str"))
         ids = [row.id for row in open_rows if row.source_row in again]
         for start in range(0, len(ids), 500):
             conn.execute(
@@ -663,28 +702,40 @@ class Warehouse:
         )
 
     def _bulk_insert(
-        self, conn: sa.Connection, table: sa.Table, columns: list[str], values: _DriverValues
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        columns: list[str],
+        values: Iterable[_DriverValues],
+        total: int,
     ) -> None:
-        if values.count == 0:
+        """Insert every chunk of `values` (`total` rows in all) into `table`."""
+        if total == 0:
             return
         if self.dialect == "sqlite":
-            _sqlite_bulk_insert(conn, table, columns, values)
+            _sqlite_bulk_insert(conn, table, columns, values, total)
         elif self.dialect == "postgresql" and conn.dialect.driver == "psycopg":
             names = ", ".join(_quote(conn, c) for c in columns)
             cursor = conn.connection.driver_connection.cursor()
             with cursor.copy(f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN") as copy:
-                for grid in values.grids(columns):
-                    for record in grid.tolist():
-                        copy.write_row(record)
+                for chunk in values:
+                    for grid in chunk.grids(columns):
+                        for record in grid.tolist():
+                            copy.write_row(record)
         else:
-            for grid in values.grids(columns):
-                conn.execute(
-                    table.insert(), [dict(zip(columns, r, strict=True)) for r in grid.tolist()]
-                )
+            for chunk in values:
+                for grid in chunk.grids(columns):
+                    conn.execute(
+                        table.insert(), [dict(zip(columns, r, strict=True)) for r in grid.tolist()]
+                    )
 
 
 def _sqlite_bulk_insert(
-    conn: sa.Connection, table: sa.Table, columns: list[str], values: _DriverValues
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: list[str],
+    values: Iterable[_DriverValues],
+    total: int,
 ) -> None:
     """Multi-row INSERTs straight to the driver, the load's constants written inline.
 
@@ -700,10 +751,15 @@ def _sqlite_bulk_insert(
     # open it first so that a failed load gets its index back with the rollback
     if not driver.in_transaction:
         conn.exec_driver_sql("BEGIN")
+    chunks = iter(values)
+    first = next(chunks, None)
+    if first is None:
+        return
+    # every chunk of one load shares its constants (the load's lineage)
     literals = {
-        name: _sqlite_literal(values.constants[name])
+        name: _sqlite_literal(first.constants[name])
         for name in columns
-        if name in values.constants and _sqlite_literal(values.constants[name]) is not None
+        if name in first.constants and _sqlite_literal(first.constants[name]) is not None
     }
     bound = [name for name in columns if name not in literals]
     one_row = "(" + ", ".join(literals.get(name, "?") for name in columns) + ")"
@@ -717,21 +773,23 @@ def _sqlite_bulk_insert(
     # the table already holds more rows (other landlords') than this load brings: the rebuild
     # would then sort them all again
     rebuild = []
-    if values.count >= BULK_REINDEX_ROWS and table.indexes:
+    if total >= BULK_REINDEX_ROWS and table.indexes:
         held = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(conn, table.name)}").scalar()
-        rebuild = list(table.indexes) if (held or 0) <= values.count else []
+        rebuild = list(table.indexes) if (held or 0) <= total else []
     for index in rebuild:
         index.drop(conn)
     cursor = driver.cursor()
     try:
-        for grid in values.grids(bound):
-            whole = len(grid) - len(grid) % per_statement
-            if whole:
-                cursor.executemany(
-                    many_rows_sql, grid[:whole].reshape(-1, per_statement * len(bound)).tolist()
-                )
-            if whole < len(grid):
-                cursor.executemany(one_row_sql, grid[whole:].tolist())
+        for chunk in itertools.chain([first], chunks):
+            for grid in chunk.grids(bound):
+                whole = len(grid) - len(grid) % per_statement
+                if whole:
+                    cursor.executemany(
+                        many_rows_sql,
+                        grid[:whole].reshape(-1, per_statement * len(bound)).tolist(),
+                    )
+                if whole < len(grid):
+                    cursor.executemany(one_row_sql, grid[whole:].tolist())
     finally:
         cursor.close()
     for index in rebuild:

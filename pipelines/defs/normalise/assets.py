@@ -46,17 +46,14 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
         else:
             metadata |= counts(
                 rows_read=batch.read,
-                rows_accepted=len(batch.rows),
-                rows_quarantined=len(batch.rejects),
+                rows_accepted=batch.accepted,
+                rows_quarantined=batch.quarantined,
                 rows_skipped=batch.skipped,
             )
-            metadata["dagster/row_count"] = dg.MetadataValue.int(len(batch.rows))
-            metadata["preview"] = markdown_preview(normalised.rows, entity)
-            if len(batch.rejects):
-                reasons = batch.rejects["reason"].value_counts().to_dict()
-                metadata["quarantine_reasons"] = dg.MetadataValue.json(
-                    {str(k): int(v) for k, v in reasons.items()}
-                )
+            metadata["dagster/row_count"] = dg.MetadataValue.int(batch.accepted)
+            metadata["preview"] = markdown_preview(normalised.head(), entity)
+            if batch.quarantined:
+                metadata["quarantine_reasons"] = dg.MetadataValue.json(batch.reasons)
             if batch.warnings:  # rows breaking a row rule the datafix sets to `warn`: loaded
                 metadata["rule_warnings"] = dg.MetadataValue.json(batch.warnings)
         return dg.Output(normalised, metadata=metadata)

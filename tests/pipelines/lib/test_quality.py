@@ -24,6 +24,7 @@ from pipelines.lib.quality import (
     contract_expectations,
     row_rule_breaks,
     run_contract,
+    run_contract_chunks,
 )
 from schemas.canonical import (
     CREDIT_KINDS,
@@ -206,6 +207,64 @@ def test_each_rule_fails_on_the_rows_that_break_it(breach: Breach) -> None:
     assert failure["failing_keys"] == breach.keys
     assert all(type(key) is str for key in failure["failing_keys"])
     assert result.failing_keys() == breach.keys
+
+
+def judged(result: ContractResult) -> list[tuple]:
+    """What a verdict says, failure by failure (not its timing statistics)."""
+    return [
+        (
+            failure["expectation"],
+            failure["unexpected_count"],
+            failure["failing_keys"],
+            failure.get("sample_values"),
+            failure.get("observed_value"),
+        )
+        for failure in [*result.failures, *result.warnings]
+    ]
+
+
+@pytest.mark.parametrize("size", [1, 2])
+@pytest.mark.parametrize("breach", BREACHES.values(), ids=BREACHES.keys())
+def test_chunk_by_chunk_the_verdict_is_that_of_the_whole_frame(breach: Breach, size: int) -> None:
+    # GX judges the first chunk, the later ones are judged vectorised (`_chunk_contract`)
+    frame = breach.change(valid_frame(breach.entity))
+    whole = run_contract(breach.entity, frame)
+
+    def chunks() -> list[pd.DataFrame]:
+        return [frame.iloc[s : s + size].reset_index(drop=True) for s in range(0, len(frame), size)]
+
+    chunked = run_contract_chunks(breach.entity, chunks)
+
+    assert chunked.passed is False
+    assert judged(chunked) == judged(whole)
+    assert chunked.statistics["unsuccessful_expectations"] == 1
+
+
+def test_chunk_by_chunk_failures_add_up_across_chunks() -> None:
+    # six rows in chunks of two: breaks in the first (GX) and in later (vectorised) chunks, a
+    # key repeated across chunks, a rule set to `warn`
+    base = valid_frame("ledger_entries")
+    frame = pd.concat([base, base], ignore_index=True)
+    frame["entry_ref"] = pd.array(["E0", "E1", "E2", "E3", "E1", "E5"], dtype="string")
+    frame.loc[0, "tenant_ref"] = pd.NA
+    frame.loc[5, "tenant_ref"] = pd.NA
+    frame.loc[3, "amount_cents"] = -frame.loc[3, "amount_cents"]
+    frame.loc[4, "kind"] = "lost"
+    warn = ["sign_matches_kind"]
+    whole = run_contract("ledger_entries", frame, warn=warn)
+
+    def chunks() -> list[pd.DataFrame]:
+        return [frame.iloc[s : s + 2].reset_index(drop=True) for s in range(0, 6, 2)]
+
+    chunked = run_contract_chunks("ledger_entries", chunks, warn=warn)
+
+    assert judged(chunked) == judged(whole)
+    assert {f["expectation"] for f in whole.failures} == {
+        "entry_ref_unique",
+        "tenant_ref_not_null",
+        "kind_in_set",
+    }
+    assert [f["expectation"] for f in whole.warnings] == ["sign_matches_kind"]
 
 
 # --- Ledger kinds and their sign ------------------------------------------------------------
