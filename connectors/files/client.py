@@ -525,6 +525,30 @@ _PLAIN_ENCODINGS = frozenset(
 )
 
 
+def _plain_text_options(names: list[str], encoding: str, separator: str) -> dict[str, Any]:
+    """Arrow's CSV options for a plain file (no quote anywhere, one record a line): every
+    column read as text, blank cells kept as empty strings, blank lines kept (they are rows the
+    hub reports), in blocks of 4 MiB."""
+    return {
+        "read_options": pacsv.ReadOptions(
+            column_names=names, encoding=encoding, block_size=1 << 22
+        ),
+        "parse_options": pacsv.ParseOptions(
+            delimiter=separator,
+            quote_char=False,
+            double_quote=False,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
+        ),
+        "convert_options": pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.large_string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    }
+
+
 def _read_plain_csv(
     path: Path, encoding: str, separator: str, skip: int, data_line: int, width: int
 ) -> pd.DataFrame | None:
@@ -553,22 +577,7 @@ def _read_plain_csv(
     try:
         table = pacsv.read_csv(
             pa.BufferReader(pa.py_buffer(memoryview(data)[offset:])),
-            read_options=pacsv.ReadOptions(
-                column_names=names, encoding=encoding, block_size=1 << 22
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=separator,
-                quote_char=False,
-                double_quote=False,
-                escape_char=False,
-                newlines_in_values=False,
-                ignore_empty_lines=False,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.large_string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+            **_plain_text_options(names, encoding, separator),
         )
     except (pa.ArrowException, UnicodeError, ValueError):
         return None
@@ -1142,25 +1151,7 @@ def _csv_chunks(
     with path.open("rb") as handle:
         handle.seek(offset)
         try:
-            reader = pacsv.open_csv(
-                handle,
-                read_options=pacsv.ReadOptions(
-                    column_names=names, encoding=encoding, block_size=1 << 22
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=separator,
-                    quote_char=False,
-                    double_quote=False,
-                    escape_char=False,
-                    newlines_in_values=False,
-                    ignore_empty_lines=False,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.large_string()),
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
+            reader = pacsv.open_csv(handle, **_plain_text_options(names, encoding, separator))
             pending: list[pa.RecordBatch] = []
             held = 0
             for batch in reader:

@@ -422,9 +422,12 @@ def run_contract_chunks(
             "sample_values": sorted(landlords)[:MAX_SAMPLE_VALUES],
         }
     order = {item.name: index for index, item in enumerate(contract_expectations(entity))}
-    failures = sorted(merged.values(), key=lambda f: order.get(f["expectation"], len(order)))
+    # failing and warning expectations in the suite's order (`_verdict` splits them by `warn`)
+    ranked = sorted(
+        [*merged.values(), *warned.values()], key=lambda f: order.get(f["expectation"], len(order))
+    )
     evaluated = int(statistics.get("evaluated_expectations") or len(order))
-    failed = len({f["expectation"] for f in failures} | {f["expectation"] for f in warned.values()})
+    failed = len({f["expectation"] for f in ranked})
     statistics = dict(statistics) | {
         "evaluated_expectations": evaluated,
         "successful_expectations": evaluated - failed,
@@ -433,14 +436,7 @@ def run_contract_chunks(
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return ContractResult(
-        entity=entity,
-        passed=not failures,
-        failures=failures,
-        statistics=statistics,
-        rows=rows,
-        warnings=sorted(warned.values(), key=lambda f: order.get(f["expectation"], len(order))),
-    )
+    return _verdict(entity, ranked, warn, statistics, rows)
 
 
 def _chunk_contract(

@@ -10,7 +10,15 @@ from typing import Any
 import yaml
 
 from pipelines.lib.datafixes import load_datafix
-from pipelines.lib.stages import load, normalise, pull
+from pipelines.lib.quality import ContractResult
+from pipelines.lib.stages import (
+    NormalisedEntity,
+    check_contract,
+    load,
+    normalise,
+    pull,
+    record_refused,
+)
 from pipelines.lib.warehouse import Warehouse
 
 
@@ -27,6 +35,53 @@ def write_datafix(folder: Path, document: dict[str, Any]) -> Path:
     path = folder / f"{document['landlord']['id']}.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def ecritures_datafix(folder: Path, inbox: Path, landlord: tuple[str, str], **mapping: Any) -> Path:
+    """A datafix reading the ledger from `ecritures.csv` (`Pièce;Compte;Date;Code;Montant`, LOY
+    rent calls and REG payments) in `inbox`; `mapping` adds entity keys (rules, limits …)."""
+    landlord_id, name = landlord
+    return write_datafix(
+        folder,
+        {
+            "landlord": {"id": landlord_id, "name": name},
+            "inbox": str(inbox),
+            "sources": {"ecritures": {"kind": "csv", "path": "ecritures.csv"}},
+            "entities": {
+                "ledger_entries": {
+                    "source": "ecritures",
+                    **mapping,
+                    "fields": {
+                        "entry_ref": "Pièce",
+                        "tenant_ref": "Compte",
+                        "entry_date": {"from": "Date", "formats": ["dd/mm/yyyy"]},
+                        "kind": {"from": "Code", "map": {"LOY": "rent_call", "REG": "payment"}},
+                        "amount_cents": "Montant",
+                    },
+                }
+            },
+        },
+    )
+
+
+def ledger_night(
+    path: Path, warehouse: Warehouse, run_id: str, *, chunk: int | None = None
+) -> tuple[NormalisedEntity, ContractResult, Any]:
+    """What the nightly job does for the ledger of the datafix at `path`: normalise (`chunk`
+    rows at a time), the contract, then the load when the contract passes or the blocked
+    load's trace when it fails."""
+    loaded = load_datafix(path)
+    pulled = pull(loaded, "ledger_entries", warehouse=warehouse)
+    normalised = normalise(loaded, pulled, chunk=chunk)
+    contract = check_contract(loaded, normalised)
+    if contract.passed:
+        result = load(warehouse, loaded, normalised, run_id=run_id)
+    else:
+        result = record_refused(
+            warehouse, loaded, normalised, run_id=run_id, status="blocked",
+            reason=contract.summary(),
+        )  # fmt: skip
+    return normalised, contract, result
 
 
 def incremental_ledger_datafix(

@@ -16,11 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.lib.checks import check_datafix
-from pipelines.lib.datafixes import load_datafix
-from pipelines.lib.stages import check_contract, load, normalise, pull, record_refused
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import CANONICAL_TABLES, load_runs, quarantine
-from tests.pipelines.lib.helpers import migrated_warehouse, write_datafix
+from tests.pipelines.lib.helpers import ecritures_datafix, ledger_night, migrated_warehouse
 
 ROWS = 10_000
 LANDLORD = "sigma-habitat"
@@ -46,42 +44,12 @@ def write_ledger(inbox: Path, wrong_sign: set[int]) -> None:
 
 
 def ledger_datafix(folder: Path, inbox: Path, **mapping: Any) -> Path:
-    return write_datafix(
-        folder,
-        {
-            "landlord": {"id": LANDLORD, "name": "Sigma Habitat"},
-            "inbox": str(inbox),
-            "sources": {"ecritures": {"kind": "csv", "path": "ecritures.csv"}},
-            "entities": {
-                "ledger_entries": {
-                    "source": "ecritures",
-                    **mapping,
-                    "fields": {
-                        "entry_ref": "Pièce",
-                        "tenant_ref": "Compte",
-                        "entry_date": {"from": "Date", "formats": ["dd/mm/yyyy"]},
-                        "kind": {"from": "Code", "map": {"LOY": "rent_call", "REG": "payment"}},
-                        "amount_cents": "Montant",
-                    },
-                }
-            },
-        },
-    )
+    return ecritures_datafix(folder, inbox, (LANDLORD, "Sigma Habitat"), **mapping)
 
 
 def night(path: Path, warehouse: Warehouse, run_id: str) -> tuple[Any, Any, Any]:
-    """What the nightly job does for the ledger: normalise, the contract, then the load when the
-    contract passes or the blocked load's trace when it fails."""
-    loaded = load_datafix(path)
-    normalised = normalise(loaded, pull(loaded, "ledger_entries", warehouse=warehouse))
-    contract = check_contract(loaded, normalised)
-    if contract.passed:
-        result = load(warehouse, loaded, normalised, run_id=run_id)
-    else:
-        result = record_refused(
-            warehouse, loaded, normalised, run_id=run_id, status="blocked",
-            reason=contract.summary(),
-        )  # fmt: skip
+    """What the nightly job does for the ledger (`ledger_night`), with the normalised batch."""
+    normalised, contract, result = ledger_night(path, warehouse, run_id)
     return normalised.batch, contract, result
 
 

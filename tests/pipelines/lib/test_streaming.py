@@ -21,10 +21,10 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.lib.datafixes import load_datafix
-from pipelines.lib.stages import check_contract, load, normalise, pull, record_refused
+from pipelines.lib.stages import check_contract, normalise, pull, record_refused
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import CANONICAL_TABLES, load_runs, quarantine
-from tests.pipelines.lib.helpers import migrated_warehouse, write_datafix
+from tests.pipelines.lib.helpers import ecritures_datafix, ledger_night, migrated_warehouse
 
 LANDLORD = "stream-habitat"
 LEDGER = CANONICAL_TABLES["ledger_entries"]
@@ -57,43 +57,12 @@ def write_ledger(inbox: Path, entries: range, *, changed: set[int] = frozenset()
 
 
 def ledger_datafix(folder: Path, inbox: Path, **mapping: Any) -> Path:
-    return write_datafix(
-        folder,
-        {
-            "landlord": {"id": LANDLORD, "name": "Stream Habitat"},
-            "inbox": str(inbox),
-            "sources": {"ecritures": {"kind": "csv", "path": "ecritures.csv"}},
-            "entities": {
-                "ledger_entries": {
-                    "source": "ecritures",
-                    **mapping,
-                    "fields": {
-                        "entry_ref": "Pièce",
-                        "tenant_ref": "Compte",
-                        "entry_date": {"from": "Date", "formats": ["dd/mm/yyyy"]},
-                        "kind": {"from": "Code", "map": {"LOY": "rent_call", "REG": "payment"}},
-                        "amount_cents": "Montant",
-                    },
-                }
-            },
-        },
-    )
+    return ecritures_datafix(folder, inbox, (LANDLORD, "Stream Habitat"), **mapping)
 
 
 def night(path: Path, warehouse: Warehouse, run_id: str, chunk: int) -> tuple[Any, Any, Any]:
     """Normalise `chunk` rows at a time, the contract, then the load (or the blocked trace)."""
-    loaded = load_datafix(path)
-    pulled = pull(loaded, "ledger_entries", warehouse=warehouse)
-    normalised = normalise(loaded, pulled, chunk=chunk)
-    contract = check_contract(loaded, normalised)
-    if contract.passed:
-        result = load(warehouse, loaded, normalised, run_id=run_id)
-    else:
-        result = record_refused(
-            warehouse, loaded, normalised, run_id=run_id, status="blocked",
-            reason=contract.summary(),
-        )  # fmt: skip
-    return normalised, contract, result
+    return ledger_night(path, warehouse, run_id, chunk=chunk)
 
 
 def contents(warehouse: Warehouse) -> dict[str, list[tuple]]:
