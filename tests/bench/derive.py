@@ -78,15 +78,13 @@ def _ledger(rows: int) -> DataSet:
     )  # fmt: skip
 
 
-def _works(rows: int) -> DataSet:
+def works_set(rows: int) -> DataSet:
     """The works workbook of `rows` orders in `bench/derive/works-<rows>/` (not the 100k file
     of Table 2), with a copy of bench-works.yaml naming its landlord and inbox."""
     folder = f"derive/works-{rows}"
     (generate.bench_home() / folder).mkdir(parents=True, exist_ok=True)
     params = generate.WorksParams(rows=rows)
-    made = generate._generated(  # the bench's own generator, beside this file
-        folder, "commandes_2024-12.xlsx", params, lambda path: generate._write_works(path, params)
-    )
+    made = generate.works_xlsx(params, folder)  # the bench's own generator, beside this file
     landlord = f"bench-works-{rows}"
     text = (HERE / "datafixes" / "bench-works.yaml").read_text()
     replaced = text.replace("  id: bench-works\n", f"  id: {landlord}\n").replace(
@@ -286,7 +284,7 @@ def run_all(ledger_sizes: tuple[int, int] = LEDGER_SIZES, works_orders: int = WO
     """Every data set on SQLite, then on PostgreSQL; the report feeds `print_table`."""
     started = time.perf_counter()
     print("Generating the derive bench files (reused when already there)…", flush=True)
-    sets = [_ledger(rows) for rows in ledger_sizes] + [_works(works_orders)]
+    sets = [_ledger(rows) for rows in ledger_sizes] + [works_set(works_orders)]
     report: dict[str, Any] = {"as_of": AS_OF.isoformat(), "sizes": list(ledger_sizes),
                               "results": []}  # fmt: skip
     for database in ("sqlite", "postgresql"):

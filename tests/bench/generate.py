@@ -205,9 +205,10 @@ class WorksParams:
     seed: int = SEED + 1
 
 
-def works_xlsx(params: WorksParams = WorksParams()) -> Generated:
-    """`bench/works/commandes_2024-12.xlsx` (openpyxl write-only) unless an identical one exists."""
-    return _generated("works", "commandes_2024-12.xlsx", params, _write_works)
+def works_xlsx(params: WorksParams = WorksParams(), folder: str = "works") -> Generated:
+    """`bench/<folder>/commandes_2024-12.xlsx` (openpyxl write-only) unless an identical one
+    exists."""
+    return _generated(folder, "commandes_2024-12.xlsx", params, _write_works)
 
 
 def _write_works(path: Path, params: WorksParams) -> None:

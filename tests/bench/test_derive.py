@@ -53,7 +53,7 @@ def test_the_generated_works_landlord_is_a_valid_datafix_reading_its_own_inbox(
 ) -> None:
     monkeypatch.setenv("DATAFIX_HOME", str(tmp_path))
     monkeypatch.setenv("DATAFIX_INBOX_ROOTS", str(tmp_path / "bench"))
-    data = derive._works(50)
+    data = derive.works_set(50)
     loaded = load_datafix(data.datafixes / "bench-works-50.yaml")
     assert loaded.datafix.landlord.id == "bench-works-50"
     assert loaded.datafix.inbox.endswith("/bench/derive/works-50")
