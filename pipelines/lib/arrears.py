@@ -33,6 +33,7 @@ from datetime import date, timedelta
 import sqlalchemy as sa
 
 from pipelines.lib.insight import analyse, computed_once, load_version, staged
+from pipelines.lib.warehouse import newest_first
 from schemas.arrears import (
     FACTS,
     ArrearsAlerts,
@@ -246,12 +247,7 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Tab
             live.c.amount_cents,
             live.c.entry_date,
             live.c.payment_method,
-            sa.func.row_number()
-            .over(
-                partition_by=(live.c.tenant_ref, live.c.kind),
-                order_by=(live.c.entry_date.desc(), live.c.entry_ref.desc()),
-            )
-            .label("rank"),
+            newest_first((live.c.tenant_ref, live.c.kind), live.c.entry_date, live.c.entry_ref),
         )
         .where(live.c.kind.in_((*RENT_KINDS, "payment")))
         .cte("latest")
@@ -279,12 +275,7 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Tab
             PLANS.c.plan_ref,
             PLANS.c.start_date,
             PLANS.c.status,
-            sa.func.row_number()
-            .over(
-                partition_by=PLANS.c.tenant_ref,
-                order_by=(PLANS.c.start_date.desc(), PLANS.c.plan_ref.desc()),
-            )
-            .label("rank"),
+            newest_first(PLANS.c.tenant_ref, PLANS.c.start_date, PLANS.c.plan_ref),
         )
         .where(
             PLANS.c.landlord_id == landlord_id,

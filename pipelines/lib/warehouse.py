@@ -148,6 +148,18 @@ def row_hashes(rows: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return hashes
 
 
+def newest_first(
+    partition_by: sa.ColumnElement | tuple[sa.ColumnElement, ...], *order: sa.ColumnElement
+) -> sa.Label:
+    """`rank`: 1 for the newest row of each `partition_by` group, newest by `order` (each
+    column descending: a date, then a reference to break ties)."""
+    return (
+        sa.func.row_number()
+        .over(partition_by=partition_by, order_by=tuple(column.desc() for column in order))
+        .label("rank")
+    )
+
+
 class Warehouse:
     """The hub's warehouse behind one SQLAlchemy engine."""
 
@@ -220,12 +232,7 @@ class Warehouse:
             sa.select(
                 load_runs.c.entity,
                 load_runs.c.fingerprint,
-                sa.func.row_number()
-                .over(
-                    partition_by=load_runs.c.entity,
-                    order_by=(load_runs.c.finished_at.desc(), load_runs.c.run_id.desc()),
-                )
-                .label("rank"),
+                newest_first(load_runs.c.entity, load_runs.c.finished_at, load_runs.c.run_id),
             )
             .where(load_runs.c.landlord_id == landlord_id, load_runs.c.fingerprint != "requeue")
             .subquery()
