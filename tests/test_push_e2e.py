@@ -27,9 +27,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -714,6 +716,49 @@ def test_a_push_the_peer_refuses_entirely_fails_and_exits_1(hub: Hub, erp: Landl
     assert erp.calls_by_operation["SubmitCommitments"] == 1  # the dry runs called nothing
     hub.push("alpha")
     assert hub.outbox("alpha") == Counter({("alpha", "erp", "sent"): 30})
+
+
+def test_a_night_whose_push_fails_still_tracks_its_deliveries_then_exits_1(
+    hub: Hub, erp: LandlordErpPeer, hub_home: Path
+) -> None:
+    # the works timeline and the morning report come after the night's own push, a failed one
+    # included: 10 of the 30 commitments are refused for good, the 20 others are delivered
+    write_works(hub.root / "data", orders=30)
+    path = write_datafix(
+        hub.datafixes, "alpha", {"erp": ERP_COMMITMENTS}, confirmed=ALL_COMMITMENTS
+    )
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    document["inbox"] = str(hub.root / "data")
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    refused = {f"BT{i:06d}" for i in range(1, 11)}
+    for ref in refused:
+        erp.poison(ref, f"{ref} : fournisseur bloqué (litige)")
+
+    night = hub.run("run", "alpha")
+    assert night.returncode == 1, night.stdout + night.stderr
+    line = next(line for line in night.stdout.splitlines() if line.startswith("  erp "))
+    assert line.split()[2:4] == ["dead", "letters"] and line.split()[-2:] == ["0", "10"], line
+    assert "0 of 1 landlord(s) ok, 1 failed" in night.stdout
+    assert hub.outbox("alpha") == Counter(
+        {("alpha", "erp", "sent"): 20, ("alpha", "erp", "dead"): 10}
+    )
+
+    engine = sa.create_engine(hub.url)
+    try:
+        with engine.connect() as conn:
+            sent = conn.execute(
+                sa.text(
+                    "SELECT order_ref FROM works_timeline"
+                    " WHERE landlord_id = 'alpha' AND event = 'commitment_sent'"
+                )
+            ).scalars()
+            # the timeline computed in this run holds this run's 20 deliveries, and only them
+            assert sorted(sent) == sorted(f"BT{i:06d}" for i in range(11, 31))
+    finally:
+        engine.dispose()
+    today = datetime.now(ZoneInfo("Europe/Paris")).date().isoformat()
+    report = hub_home / "reports" / "alpha" / f"{today}.html"
+    assert report.is_file(), night.stdout  # written in the failed run, after its push
 
 
 def test_a_sink_that_cannot_place_a_field_is_one_error_with_nothing_sent_and_no_dead_letter(

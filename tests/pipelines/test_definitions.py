@@ -60,10 +60,14 @@ def test_one_asset_per_stage_and_entity_and_a_blocking_contract_each() -> None:
         ("insight_tenant_arrears", "plans_broken_this_week"),
         ("landlord_health", "healthy"),
     }
-    assert {(c.asset_key.to_user_string(), c.name) for c in checks} == contracts | alerts
+    delivered = {(f"push_{name}", "delivered") for name in OUTGOING}
+    assert {
+        (c.asset_key.to_user_string(), c.name) for c in checks
+    } == contracts | alerts | delivered
     for key in checks:
         blocking = DEFINITIONS.resolve_asset_graph().get_check_spec(key).blocking
-        # a contract holds the load; an alert only tells (warn or error), it stops nothing
+        # a contract holds the load; an alert only tells (warn or error), it stops nothing; a
+        # failed delivery fails the run, but not before works and the report have run after it
         assert blocking == (key.name == "contract"), key
 
 
@@ -108,10 +112,12 @@ def test_every_asset_declares_its_stage_and_entity_in_its_tags() -> None:
     assert graph.get(dg.AssetKey("insight_tenant_balances")).parent_keys == {
         dg.AssetKey("warehouse_ledger_entries")
     }
+    # works follows the loads it reads and this run's push of commitments and invoices, whose
+    # deliveries are events of its timeline
     assert graph.get(dg.AssetKey("insight_works")).parent_keys == {
         dg.AssetKey(f"warehouse_{entity}")
         for entity in ("work_orders", "quotes", "commitments", "completions", "invoices")
-    }
+    } | {dg.AssetKey("push_commitments"), dg.AssetKey("push_invoices")}
     assert graph.get(dg.AssetKey("insight_morning_report")).parent_keys == {
         dg.AssetKey("insight_tenant_balances"),
         dg.AssetKey("insight_prevention_actions"),

@@ -25,12 +25,16 @@ from pipelines.lib.works import (
 from schemas.datafix import WorksAlert, WorksAlerts
 
 ROLE = AssetRole("insight")
+# the pushes whose deliveries are events of the timeline (`commitment_sent`, `invoice_sent`)
+WORKS_DELIVERIES = ("push_commitments", "push_invoices")
 
 
 @landlord_asset(
     ROLE,
     name="insight_works",
-    deps=[f"warehouse_{entity}" for entity in WORKS_INPUTS],
+    # after this run's push of commitments and invoices: the timeline reads their deliveries
+    # (a push whose sinks failed still materialises; its `delivered` check fails the run)
+    deps=[f"warehouse_{entity}" for entity in WORKS_INPUTS] + list(WORKS_DELIVERIES),
     description="Works tracking, like a parcel: every order's timeline (ordered, quote sent and"
     " accepted, commitment raised and delivered, appointment, tenant absent, completed, signed,"
     " invoiced, invoice delivered, paid) from the canonical tables and the push outbox, its"

@@ -1,10 +1,20 @@
-"""Push: one asset per kind of outgoing record, delivering it to the landlord's sinks."""
+"""Push: one asset per kind of outgoing record, delivering it to the landlord's sinks, and its
+`delivered` check.
+
+A push whose sinks refused records (failed, dead letters beyond `max_dead_percent`, blocked) is
+still materialised: the outbox did change, and what comes after it in the run (the works
+timeline reads the deliveries, then the morning report) must see this run's deliveries, which a
+failed step would skip. Its `delivered` check then records the failure (ERROR) and fails its
+own step, so the run still ends failed, with the sinks' messages as its cause."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 
 from connectors.errors import ConnectorError
 from pipelines.defs.common import landlord_asset, refused
 from pipelines.defs.health.tables import dead_letter_metadata
+from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole
 from pipelines.lib.outbox import PushBusyError
@@ -71,7 +81,7 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
             for outcome in outcomes:
                 per_sink |= dead_letter_metadata(connection, loaded.landlord_id, outcome.sink)
         # every record refused, a sink that cannot build its request, dead letters beyond the
-        # sink's max_dead_percent: the asset fails, hence the run (and `datafix` exits 1)
+        # sink's max_dead_percent: the `delivered` check fails, hence the run (`datafix` exits 1)
         failed = [o for o in outcomes if o.status in FAILING]
         metadata = {
             **role.entries(),
@@ -101,17 +111,49 @@ def build_push_asset(spec: OutgoingSpec) -> dg.AssetsDefinition:
             ),
         }
         if failed:
-            raise dg.Failure(
-                description="; ".join(f"{o.sink}: {o.status}: {o.error}" for o in failed),
-                metadata=metadata,
-                allow_retries=False,
-            )
+            metadata["failure"] = "; ".join(f"{o.sink}: {o.status}: {o.error}" for o in failed)
         return dg.MaterializeResult(metadata=metadata)
 
     return push_records
 
 
+def build_delivery_check(push: dg.AssetsDefinition, spec: OutgoingSpec) -> dg.AssetChecksDefinition:
+    """`delivered` on `push_<name>`: passes when this run's push left no sink failing; else it
+    records the failure (ERROR, the sinks' messages) and fails its step, hence the run."""
+
+    @dg.asset_check(
+        asset=push,
+        name="delivered",
+        partitions_def=landlord_partitions,
+        description=f"Every sink that sends {spec.name} took this run's records: none failed,"
+        " none blocked, dead letters within the sink's max_dead_percent. A failure fails the"
+        " run, after the works timeline and the morning report have seen the deliveries.",
+    )
+    def delivered(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=push.key, asset_partitions=[context.partition_key]),
+            limit=1,
+        ).records
+        materialization = records[0].asset_materialization if records else None
+        if materialization is None or records[0].run_id != context.run.run_id:
+            return  # this run did not push (the check runs only after its asset, so never)
+        failure = materialization.metadata.get("failure")
+        if failure is None:
+            yield dg.AssetCheckResult(passed=True, description="every sink took its records")
+            return
+        yield dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.ERROR, description=failure.value
+        )
+        raise dg.Failure(description=failure.value, allow_retries=False)
+
+    return delivered
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    """One push asset per kind of outgoing record."""
-    return dg.Definitions(assets=[build_push_asset(spec) for spec in OUTGOING.values()])
+    """One push asset per kind of outgoing record, each with its `delivered` check."""
+    pushes = {spec.name: build_push_asset(spec) for spec in OUTGOING.values()}
+    return dg.Definitions(
+        assets=list(pushes.values()),
+        asset_checks=[build_delivery_check(pushes[spec.name], spec) for spec in OUTGOING.values()],
+    )
