@@ -506,12 +506,12 @@ class Warehouse:
         target_key = table.c[key]
         matched = sa.and_(table.c.landlord_id == stage.c.landlord_id, target_key == stage.c[key])
         changed = sa.or_(table.c.row_hash != stage.c.row_hash, table.c.deleted_at.is_not(None))
-        updated = conn.execute(
-            sa.select(sa.func.count()).select_from(stage.join(table, matched)).where(changed)
-        ).scalar_one()
-        existing = conn.execute(
-            sa.select(sa.func.count()).select_from(stage.join(table, matched))
-        ).scalar_one()
+        # one pass over the stage for both counts (each pass: a key lookup per staged row)
+        existing, updated = conn.execute(
+            sa.select(
+                sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((changed, 1), else_=0)), 0)
+            ).select_from(stage.join(table, matched))
+        ).one()
         inserted = total - existing
         deleted = 0
         if request.mode == "snapshot":
@@ -529,6 +529,11 @@ class Warehouse:
             sa.Index(f"ix_{protected.name}", protected.c[key]).create(conn)
             vanished = sa.and_(
                 table.c.landlord_id == request.landlord_id,
+                # always true (keys are non-empty text), it makes SQLite walk the landlord's
+                # rows through the primary key (landlord_id, key), in key order like the
+                # stage's index: left alone it took the tenant index (it holds deleted_at)
+                # and one random row lookup per line, 6 s of a 1M-line reload against 0.6 s
+                target_key >= "",
                 table.c.deleted_at.is_(None),
                 ~sa.exists().where(stage.c[key] == target_key),
                 ~sa.exists().where(protected.c[key] == target_key),
@@ -556,21 +561,23 @@ class Warehouse:
                     .where(vanished)
                     .values(deleted_at=now, run_id=request.run_id, loaded_at=now)
                 )
-        insert = _dialect_insert(conn, table).from_select(
-            ["landlord_id", *columns],
-            sa.select(*[stage.c[c] for c in ["landlord_id", *columns]]).where(sa.true()),
-        )
-        update_columns = {c: insert.excluded[c] for c in columns}
-        update_columns["deleted_at"] = sa.null()
-        conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["landlord_id", key],
-                set_=update_columns,
-                where=sa.or_(
-                    table.c.row_hash != insert.excluded.row_hash, table.c.deleted_at.is_not(None)
-                ),
+        if inserted or updated:  # else every staged row is already there, unchanged and live
+            insert = _dialect_insert(conn, table).from_select(
+                ["landlord_id", *columns],
+                sa.select(*[stage.c[c] for c in ["landlord_id", *columns]]).where(sa.true()),
             )
-        )
+            update_columns = {c: insert.excluded[c] for c in columns}
+            update_columns["deleted_at"] = sa.null()
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["landlord_id", key],
+                    set_=update_columns,
+                    where=sa.or_(
+                        table.c.row_hash != insert.excluded.row_hash,
+                        table.c.deleted_at.is_not(None),
+                    ),
+                )
+            )
         for temp in (stage, protected) if request.mode == "snapshot" else (stage,):
             temp.drop(conn)
         return LoadResult(inserted, updated, existing - updated, deleted, 0)

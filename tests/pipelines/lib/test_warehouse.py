@@ -624,6 +624,42 @@ def test_sqlite_rebuilds_indexes_only_when_the_load_outweighs_the_table(tmp_path
     assert indexed == len(range(5, BULK_REINDEX_ROWS, 997))
 
 
+def test_sqlite_finds_vanished_rows_through_the_primary_key(tmp_path: Path) -> None:
+    """The snapshot's vanished-row count (and the soft-delete that follows) walks the landlord's
+    rows through the primary key (landlord_id, key): through the tenant index, which also holds
+    `deleted_at`, it cost one random row lookup per line (a 1M-line reload: 6 s against 0.6 s).
+    The plan is read inside the load, on the load's own connection, where the stage exists."""
+    warehouse = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    warehouse.migrate()
+    plans: list[str] = []
+
+    def explain(_conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "NOT (EXISTS" in statement and statement.lstrip().upper().startswith("SELECT"):
+            explained = cursor.connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plans.extend(row[3] for row in explained.fetchall())
+
+    warehouse.load(request(big_ledger(3_000), "run-1"))
+    sa.event.listen(warehouse.engine, "before_cursor_execute", explain)
+    result = warehouse.load(request(big_ledger(2_900), "run-2"))
+    warehouse.dispose()
+
+    assert result.deleted == 100
+    walk = [
+        plan for plan in plans if plan.startswith(("SCAN ledger_entries", "SEARCH ledger_entries"))
+    ]
+    assert walk and all("sqlite_autoindex_ledger_entries_1" in plan for plan in walk), plans
+    assert live_and_deleted(tmp_path / "w.db") == (2_900, 100)
+
+
+def live_and_deleted(path: Path) -> tuple[int, int]:
+    """(live, soft-deleted) ledger rows in the SQLite warehouse at `path`."""
+    with sqlite3.connect(path) as conn:
+        live, deleted = conn.execute(
+            "SELECT sum(deleted_at IS NULL), sum(deleted_at IS NOT NULL) FROM ledger_entries"
+        ).fetchone()
+    return live, deleted
+
+
 # --- landlords are independent --------------------------------------------------------------
 
 
