@@ -542,9 +542,7 @@ class EntityTransformer:
         rows, each row's first reason and message (`error_code`, `message`: the reader's own
         faults so far), and the rows each `warn` rule let through."""
         results = {
-            name: self._apply_rule(
-                name, self.feed.fields.get(name), data, labels, self.spec.column(name)
-            )
+            name: self._apply_rule(self.feed.fields.get(name), data, labels, self.spec.column(name))
             for name in self.spec.column_names
         }
         for result in results.values():
@@ -662,32 +660,24 @@ class EntityTransformer:
         return pd.Series(_as_text(rule.const), index=data.index, dtype="str")
 
     def _apply_rule(
-        self,
-        name: str,
-        rule: FieldRule | None,
-        data: pd.DataFrame,
-        labels: dict[str, str],
-        column: ColumnSpec,
+        self, rule: FieldRule | None, data: pd.DataFrame, labels: dict[str, str], column: ColumnSpec
     ) -> _FieldResult:
         index = data.index
         no_error = _no_text(index)
         if rule is None:
             return _FieldResult(_empty(column, index), no_error, no_error.copy())
-        values, errors, messages = self._rule_values(name, rule, data, labels, column)
-        return self._range_and_required(name, column, _where(name, rule), values, errors, messages)
+        values, errors, messages = self._rule_values(rule, data, labels, column)
+        where = _where(column.name, rule)
+        return self._range_and_required(column.name, column, where, values, errors, messages)
 
     def _rule_values(
-        self,
-        name: str,
-        rule: FieldRule,
-        data: pd.DataFrame,
-        labels: dict[str, str],
-        column: ColumnSpec,
+        self, rule: FieldRule, data: pd.DataFrame, labels: dict[str, str], column: ColumnSpec
     ) -> tuple[pd.Series, pd.Series, pd.Series]:
-        """A rule's values, reason codes and messages, before the range and required checks."""
-        where = _where(name, rule)
+        """A rule's values, reason codes and messages, before the range and required checks
+        (the field is `column`'s)."""
+        where = _where(column.name, rule)
         if rule.cases is not None:
-            return self._apply_cases(name, rule, data, labels, column, where)
+            return self._apply_cases(rule, data, labels, column, where)
         if rule.debit is not None and rule.credit is not None:
             values, errors, messages = self._fold_debit_credit(rule, data, labels, where)
         else:
@@ -772,22 +762,15 @@ class EntityTransformer:
                 + " or ".join(f"'{code}'" for code in sign.negative)
                 + " (negative)"
             )
+            holds = f"{where}: sign column '{sign.column}' holds "
+            advice = f", expected {expected} — fix the cell, or add the value under `sign`"
             errors = errors.mask(unknown, "bad_sign")
-            messages = messages.mask(
-                unknown,
-                _value_message(
-                    indicator,
-                    unknown,
-                    f"{where}: sign column '{sign.column}' holds ",
-                    f", expected {expected} — fix the cell, or add the value under `sign`",
-                ),
-            )
+            messages = messages.mask(unknown, _value_message(indicator, unknown, holds, advice))
             values = values.mask(unknown)
         return values, errors, messages
 
     def _apply_cases(
         self,
-        name: str,
         rule: FieldRule,
         data: pd.DataFrame,
         labels: dict[str, str],
@@ -834,9 +817,7 @@ class EntityTransformer:
                     " case that takes it, or an `else`",
                 )
         for outcome, taken in outcomes:
-            values, part_errors, part_messages = self._outcome(
-                name, outcome, data, labels, column, taken
-            )
+            values, part_errors, part_messages = self._outcome(outcome, data, labels, column, taken)
             parts.append(values)
             failed = part_errors.notna().to_numpy(dtype=bool)
             if failed.any():
@@ -866,7 +847,6 @@ class EntityTransformer:
 
     def _outcome(
         self,
-        name: str,
         outcome: CaseOutcome,
         data: pd.DataFrame,
         labels: dict[str, str],
@@ -881,7 +861,7 @@ class EntityTransformer:
         if outcome.then is None:
             # a fixed value: converted once, then repeated over the rows
             rule = FieldRule.model_validate({"const": outcome.value})
-            one = self._rule_values(name, rule, data.iloc[:1][[]], labels, column)
+            one = self._rule_values(rule, data.iloc[:1][[]], labels, column)
             repeat = np.zeros(len(rows_index), dtype=np.intp)
             values, errors, messages = (
                 pd.Series(result.array.take(repeat), index=rows_index) for result in one
@@ -890,7 +870,7 @@ class EntityTransformer:
         rule = outcome.then
         read = [labels[name] for name in rule.read_columns]
         rows = data[read] if taken.all() else data[read].iloc[taken]
-        return self._rule_values(name, rule, rows, labels, column)
+        return self._rule_values(rule, rows, labels, column)
 
     def _fold_debit_credit(
         self, rule: FieldRule, data: pd.DataFrame, labels: dict[str, str], where: str
@@ -944,16 +924,13 @@ class EntityTransformer:
         messages = _no_text(index)
         if unmapped.any():
             known = ", ".join(sorted(str(k) for k in (rule.map or {})))
+            advice = (
+                f" has no entry in `map` (known: {known}) — add it to the map, or set"
+                " `unmapped: default`"
+            )
             errors = errors.mask(unmapped, "unmapped_value")
             messages = messages.mask(
-                unmapped,
-                _value_message(
-                    shown_unmapped,
-                    unmapped,
-                    f"{where}: ",
-                    f" has no entry in `map` (known: {known}) — add it to the map, or set"
-                    " `unmapped: default`",
-                ),
+                unmapped, _value_message(shown_unmapped, unmapped, f"{where}: ", advice)
             )
         if bad.any():
             code, advice = _ADVICE[column.type](rule, column)
