@@ -437,14 +437,14 @@ class Warehouse:
             .select_from(table)
             .where(table.c.landlord_id == request.landlord_id)
         ).scalar_one()
-        values = (
-            _column_values(frame, request, now, self.dialect) for frame in request.row_frames()
+        rows = _LoadRows(
+            (_column_values(frame, request, now, self.dialect) for frame in request.row_frames()),
+            request.row_count,
         )
-        total = request.row_count
         if live_before == 0:
-            self._bulk_insert(conn, table, ["landlord_id", *columns], values, total)
-            return LoadResult(total, 0, 0, 0, 0)
-        return self._merge(conn, request, table, columns, values, total, now)
+            self._bulk_insert(conn, table, ["landlord_id", *columns], rows)
+            return LoadResult(rows.count, 0, 0, 0, 0)
+        return self._merge(conn, request, table, columns, rows, now)
 
     def record_refused(self, request: LoadRequest, *, status: str, reason: str) -> LoadResult:
         """The trace of a load that did not happen (`blocked` by the contract, or `failed`):
@@ -492,14 +492,13 @@ class Warehouse:
         request: LoadRequest,
         table: sa.Table,
         columns: list[str],
-        values: Iterable[_DriverValues],
-        total: int,
+        rows: _LoadRows,
         now: datetime,
     ) -> LoadResult:
         spec = ENTITIES[request.entity]
         key = spec.key
         stage = _temp_table(conn, f"stage_{uuid.uuid4().hex[:12]}", table)
-        self._bulk_insert(conn, stage, ["landlord_id", *columns], values, total)
+        self._bulk_insert(conn, stage, ["landlord_id", *columns], rows)
         # the vanished-row check below asks, for every live row, whether the stage holds its key:
         # without an index that is a scan of the stage per row (20k rows: 7 s, 1M rows: hours)
         sa.Index(f"ix_{stage.name}", stage.c[key]).create(conn)
@@ -512,7 +511,7 @@ class Warehouse:
                 sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((changed, 1), else_=0)), 0)
             ).select_from(stage.join(table, matched))
         ).one()
-        inserted = total - existing
+        inserted = rows.count - existing
         deleted = 0
         if request.mode == "snapshot":
             protected = _temp_table(
@@ -716,28 +715,23 @@ class Warehouse:
         )
 
     def _bulk_insert(
-        self,
-        conn: sa.Connection,
-        table: sa.Table,
-        columns: list[str],
-        values: Iterable[_DriverValues],
-        total: int,
+        self, conn: sa.Connection, table: sa.Table, columns: list[str], rows: _LoadRows
     ) -> None:
-        """Insert every chunk of `values` (`total` rows in all) into `table`."""
-        if total == 0:
+        """Insert every chunk of `rows` into `table`."""
+        if rows.count == 0:
             return
         if self.dialect == "sqlite":
-            _sqlite_bulk_insert(conn, table, columns, values, total)
+            _sqlite_bulk_insert(conn, table, columns, rows)
         elif self.dialect == "postgresql" and conn.dialect.driver == "psycopg":
             names = ", ".join(_quote(conn, c) for c in columns)
             cursor = conn.connection.driver_connection.cursor()
             with cursor.copy(f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN") as copy:
-                for chunk in values:
+                for chunk in rows.chunks:
                     for grid in chunk.grids(columns):
                         for record in grid.tolist():
                             copy.write_row(record)
         else:
-            for chunk in values:
+            for chunk in rows.chunks:
                 for grid in chunk.grids(columns):
                     conn.execute(
                         table.insert(), [dict(zip(columns, r, strict=True)) for r in grid.tolist()]
@@ -745,11 +739,7 @@ class Warehouse:
 
 
 def _sqlite_bulk_insert(
-    conn: sa.Connection,
-    table: sa.Table,
-    columns: list[str],
-    values: Iterable[_DriverValues],
-    total: int,
+    conn: sa.Connection, table: sa.Table, columns: list[str], rows: _LoadRows
 ) -> None:
     """Multi-row INSERTs straight to the driver, the load's constants written inline.
 
@@ -765,7 +755,7 @@ def _sqlite_bulk_insert(
     # open it first so that a failed load gets its index back with the rollback
     if not driver.in_transaction:
         conn.exec_driver_sql("BEGIN")
-    chunks = iter(values)
+    chunks = iter(rows.chunks)
     first = next(chunks, None)
     if first is None:
         return
@@ -787,9 +777,9 @@ def _sqlite_bulk_insert(
     # the table already holds more rows (other landlords') than this load brings: the rebuild
     # would then sort them all again
     rebuild = []
-    if total >= BULK_REINDEX_ROWS and table.indexes:
+    if rows.count >= BULK_REINDEX_ROWS and table.indexes:
         held = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(conn, table.name)}").scalar()
-        rebuild = list(table.indexes) if (held or 0) <= total else []
+        rebuild = list(table.indexes) if (held or 0) <= rows.count else []
     for index in rebuild:
         index.drop(conn)
     cursor = driver.cursor()
@@ -965,6 +955,14 @@ class _DriverValues:
                 else:
                     grid[:, position] = self.columns[name](start, stop)
             yield grid
+
+
+@dataclass(frozen=True)
+class _LoadRows:
+    """The rows of one load on their way to the driver: `chunks` (read once) and their `count`."""
+
+    chunks: Iterable[_DriverValues]
+    count: int
 
 
 def _column_values(
