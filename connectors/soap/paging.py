@@ -31,7 +31,7 @@ import logging
 import math
 from typing import Any
 
-from connectors.errors import PermanentError, RetriableError
+from connectors.errors import ConnectorError, PermanentError, RetriableError
 from connectors.soap.models import SoapPaging
 
 __all__ = ["Pager"]
@@ -160,8 +160,8 @@ class Pager:
         if self.total is not None:
             raise self._mismatch("then an empty page")
         if paging.has_more_path:
-            raise PermanentError(
-                f"{self.origin}: the service sent an empty page (page {self.pages}, after"
+            raise self._fault(
+                f"the service sent an empty page (page {self.pages}, after"
                 f" {self.read} records) while `{paging.has_more_path}` says more pages follow —"
                 " its paging is broken; nothing of this pull is loaded; ask the landlord's IT"
             )
@@ -203,15 +203,16 @@ class Pager:
                 raise ValueError
         except ValueError:
             shown = "missing" if value is None else repr(value)
-            raise PermanentError(
-                f"{self.origin}: the answer's total `{path}` is {shown}, not a count of records"
+            raise self._fault(
+                f"the answer's total `{path}` is {shown}, not a count of records"
                 " — fix `paging.total_path` in the datafix, or leave it out"
             ) from None
         if self.total is not None and total != self.total:
-            raise RetriableError(
-                f"{self.origin}: the service announced {self.total} records, then {total} on"
+            raise self._fault(
+                f"the service announced {self.total} records, then {total} on"
                 f" page {self.pages} — the data changed during the pull; nothing of it is"
-                " loaded; the pull will be run again"
+                " loaded; the pull will be run again",
+                RetriableError,
             )
         self.total = total
 
@@ -221,8 +222,8 @@ class Pager:
             return
         token = str(value)
         if token in self._tokens:
-            raise PermanentError(
-                f"{self.origin}: the service sent the continuation token of an earlier page"
+            raise self._fault(
+                "the service sent the continuation token of an earlier page"
                 " again — its paging is broken; ask the landlord's IT"
             )
         self._tokens.add(token)
@@ -231,14 +232,14 @@ class Pager:
     def _take_cursor(self, value: Any) -> None:
         field = self.paging.cursor_field
         if _empty(value):
-            raise PermanentError(
-                f"{self.origin}: the last record of page {self.pages} has no `{field}`, so the"
+            raise self._fault(
+                f"the last record of page {self.pages} has no `{field}`, so the"
                 " next page cannot be asked — fix `paging.cursor_field` in the datafix"
             )
         cursor = str(value)
         if cursor == self._cursor:
-            raise PermanentError(
-                f"{self.origin}: the cursor `{field}` did not move ({cursor!r} again on page"
+            raise self._fault(
+                f"the cursor `{field}` did not move ({cursor!r} again on page"
                 f" {self.pages}) — the records are not ordered by `{field}`; pick the field the"
                 " service pages on"
             )
@@ -252,15 +253,19 @@ class Pager:
             return True
         if text in ("false", "0"):
             return False
-        raise PermanentError(
-            f"{self.origin}: the answer's `{self.paging.has_more_path}` is"
+        raise self._fault(
+            f"the answer's `{self.paging.has_more_path}` is"
             f" {'missing' if value is None else repr(value)}, not true or false — fix"
             " `paging.has_more_path` in the datafix"
         )
 
-    def _mismatch(self, what: str) -> PermanentError:
-        return PermanentError(
-            f"{self.origin}: the service announced {self.total} records but sent {self.read}"
+    def _fault(self, message: str, error: type[ConnectorError] = PermanentError) -> ConnectorError:
+        """The error `message` raises, naming the pull it is about."""
+        return error(f"{self.origin}: {message}")
+
+    def _mismatch(self, what: str) -> ConnectorError:
+        return self._fault(
+            f"the service announced {self.total} records but sent {self.read}"
             f" ({what}, after {self.pages} pages) — nothing of this pull is loaded; its total"
             " or its paging is wrong: check the paging settings, or ask the landlord's IT"
         )
