@@ -24,17 +24,13 @@ from pipelines.lib.environment import REPO_ROOT
 from pipelines.lib.instance import ensure_instance
 from pipelines.lib.runner import LandlordOutcome, run_landlords
 from schemas.canonical import ENTITIES
+from tests.pipelines.landlord_runs import LANDLORD, latest_materialisation, run_once
 
-LANDLORD = "loire-habitat"
 PARIS = ZoneInfo("Europe/Paris")
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[LANDLORD]), limit=1
-    ).records
-    assert records, f"{asset} was never materialised for {LANDLORD}"
-    materialization = records[0].asset_materialization
+    materialization = latest_materialisation(instance, asset).asset_materialization
     assert materialization is not None
     return {key: value.value for key, value in materialization.metadata.items()}
 
@@ -58,17 +54,14 @@ def datafixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def demo_run(hub_home: Path) -> LandlordOutcome:
     """The demo's files written and the landlord run once, successfully."""
     write_demo_sources(hub_home)
-    [outcome] = run_landlords([LANDLORD], workers=1)
-    assert outcome.success, outcome.errors
-    return outcome
+    return run_once()
 
 
 def test_an_unchanged_rerun_keeps_the_last_counts_and_skips_the_contract(
     hub_home: Path, datafixes: Path
 ) -> None:
     first = demo_run(hub_home)
-    [second] = run_landlords([LANDLORD], workers=1)
-    assert second.success, second.errors
+    second = run_once()
     instance = ensure_instance()
     for entity, rows in DEMO_ROWS[LANDLORD].items():
         assert second.entities[entity].status == "unchanged"

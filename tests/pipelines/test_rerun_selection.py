@@ -25,8 +25,8 @@ from pipelines.lib.requeue import requeue
 from pipelines.lib.runner import LandlordOutcome, run_landlords
 from pipelines.lib.upfront import STAMP_STEP, today
 from schemas.tables import insight_states, load_runs
+from tests.pipelines.landlord_runs import LANDLORD, latest_materialisation, run_once
 
-LANDLORD = "loire-habitat"  # files only, no push: its runs can leave the insight steps out
 ENTITY_STEPS = {
     step
     for entity in DEMO_ROWS[LANDLORD]
@@ -51,17 +51,7 @@ def steps(instance: dg.DagsterInstance, outcome: LandlordOutcome) -> set[str]:
 
 
 def latest_run(instance: dg.DagsterInstance, asset: str) -> str:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[LANDLORD]), limit=1
-    ).records
-    assert records, f"{asset} was never materialised"
-    return records[0].run_id
-
-
-def run_once() -> LandlordOutcome:
-    [outcome] = run_landlords([LANDLORD], workers=1)
-    assert outcome.success, outcome.errors
-    return outcome
+    return latest_materialisation(instance, asset).run_id
 
 
 def test_an_unchanged_rerun_runs_the_entity_steps_and_the_health_only(
