@@ -254,11 +254,6 @@ def ledger_datafix(folder: Path, erp: Erp, reader: str, shape: str) -> Path:
         folder,
         ("curseur-habitat", "Curseur Habitat"),
         source_settings(erp, reader, shape),
-        entry_ref="id",
-        tenant_ref="compte",
-        entry_date="date_ecriture",
-        kind={"from": "code", "map": {"LOY": "rent"}},
-        amount="montant",
     )
 
 

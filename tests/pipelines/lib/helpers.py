@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import yaml
 
 from pipelines.lib.datafixes import load_datafix
@@ -84,20 +85,24 @@ def ledger_night(
     return normalised, contract, result
 
 
+ECRITURES_RENT = {"from": "code", "map": {"LOY": "rent"}}
+
+
 def incremental_ledger_datafix(
     folder: Path,
     landlord: tuple[str, str],
     source: dict[str, Any],
     *,
-    entry_ref: str,
-    tenant_ref: str,
-    entry_date: str,
-    kind: Any,
-    amount: str,
+    entry_ref: str = "id",
+    tenant_ref: str = "compte",
+    entry_date: str = "date_ecriture",
+    kind: Any = ECRITURES_RENT,
+    amount: str = "montant",
     rules: dict[str, str] | None = None,
 ) -> Path:
     """A datafix (landlord id, name) mapping `ledger_entries` incrementally from its one source
-    `erp` (`source`'s settings), written in `folder`."""
+    `erp` (`source`'s settings), written in `folder`. The columns default to those of the
+    `ecritures` table of the SQL tests (`id, compte, date_ecriture, code, montant`, `LOY` rent)."""
     fields = {
         "entry_ref": entry_ref,
         "tenant_ref": tenant_ref,
@@ -115,6 +120,13 @@ def incremental_ledger_datafix(
         "entities": {"ledger_entries": ledger},
     }
     return write_datafix(folder, document)
+
+
+def ledger_rows(warehouse: Warehouse, where: str = "true") -> int:
+    """How many ledger rows the warehouse holds (those the SQL condition `where` keeps)."""
+    with warehouse.engine.connect() as conn:
+        query = f"SELECT count(*) FROM ledger_entries WHERE {where}"
+        return conn.execute(sa.text(query)).scalar_one()
 
 
 def run_ledger_once(datafix: Path, warehouse: Warehouse, run_id: str) -> int:

@@ -64,14 +64,7 @@ def _datafix(folder: Path, erp: str, codes: dict[str, str]) -> Path:
         "cursor": {"column": "modifie_le"},
     }
     return incremental_ledger_datafix(
-        folder,
-        (LANDLORD, "Terres de Loire"),
-        source,
-        entry_ref="id",
-        tenant_ref="compte",
-        entry_date="date_ecriture",
-        kind={"from": "code", "map": codes},
-        amount="montant",
+        folder, (LANDLORD, "Terres de Loire"), source, kind={"from": "code", "map": codes}
     )
 
 
