@@ -20,8 +20,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.lib.datafixes import load_datafix
-from pipelines.lib.stages import check_contract, normalise, pull, record_refused
+from pipelines.lib.datafixes import LoadedDatafix, load_datafix
+from pipelines.lib.stages import (
+    NormalisedEntity,
+    check_contract,
+    normalise,
+    pull,
+    record_refused,
+)
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import CANONICAL_TABLES, load_runs, quarantine
 from tests.pipelines.lib.helpers import ecritures_datafix, ledger_night, migrated_warehouse
@@ -65,34 +71,40 @@ def night(path: Path, warehouse: Warehouse, run_id: str, chunk: int) -> tuple[An
     return ledger_night(path, warehouse, run_id, chunk=chunk)
 
 
+def landlord_rows(
+    conn: sa.Connection, table: sa.Table, names: str, *more: Any, order: str = ""
+) -> list[tuple]:
+    """The landlord's rows of `table`: the columns `names` (space-separated), then `more`,
+    ordered by `order` (default: the first of `names`)."""
+    columns = [table.c[name] for name in names.split()]
+    order_by = table.c[order or names.split()[0]]
+    query = sa.select(*columns, *more).where(table.c.landlord_id == LANDLORD).order_by(order_by)
+    return [tuple(row) for row in conn.execute(query)]
+
+
+def chunked_ledger(
+    tmp_path: Path, entries: range, *, chunk: int
+) -> tuple[LoadedDatafix, NormalisedEntity]:
+    """The ledger of `entries` written to the inbox, pulled and normalised `chunk` rows at a
+    time (no warehouse)."""
+    inbox = tmp_path / "inbox"
+    path = ledger_datafix(tmp_path, inbox)
+    write_ledger(inbox, entries)
+    loaded = load_datafix(path)
+    return loaded, normalise(loaded, pull(loaded, "ledger_entries"), chunk=chunk)
+
+
 def contents(warehouse: Warehouse) -> dict[str, list[tuple]]:
     """What the warehouse holds for the landlord, without the run's own ids and times."""
+    entries = "entry_ref tenant_ref entry_date kind amount_cents source_row row_hash"
+    counts = "status rows_in_source read loaded inserted updated unchanged deleted quarantined"
+    resolved = quarantine.c.resolved_at.is_not(None)
     with warehouse.engine.connect() as conn:
-        ledger = conn.execute(
-            sa.select(
-                LEDGER.c.entry_ref, LEDGER.c.tenant_ref, LEDGER.c.entry_date, LEDGER.c.kind,
-                LEDGER.c.amount_cents, LEDGER.c.source_row, LEDGER.c.row_hash,
-                LEDGER.c.deleted_at.is_not(None),
-            ).where(LEDGER.c.landlord_id == LANDLORD).order_by(LEDGER.c.entry_ref)
-        ).all()  # fmt: skip
-        held = conn.execute(
-            sa.select(
-                quarantine.c.source_row, quarantine.c.reason, quarantine.c.message,
-                quarantine.c.resolved_at.is_not(None),
-            ).where(quarantine.c.landlord_id == LANDLORD).order_by(quarantine.c.source_row)
-        ).all()  # fmt: skip
-        runs = conn.execute(
-            sa.select(
-                load_runs.c.status, load_runs.c.rows_in_source, load_runs.c.read,
-                load_runs.c.loaded, load_runs.c.inserted, load_runs.c.updated,
-                load_runs.c.unchanged, load_runs.c.deleted, load_runs.c.quarantined,
-            ).where(load_runs.c.landlord_id == LANDLORD).order_by(load_runs.c.run_id)
-        ).all()  # fmt: skip
-    return {
-        "ledger": [tuple(row) for row in ledger],
-        "quarantine": [tuple(row) for row in held],
-        "runs": [tuple(row) for row in runs],
-    }
+        return {
+            "ledger": landlord_rows(conn, LEDGER, entries, LEDGER.c.deleted_at.is_not(None)),
+            "quarantine": landlord_rows(conn, quarantine, "source_row reason message", resolved),
+            "runs": landlord_rows(conn, load_runs, counts, order="run_id"),
+        }
 
 
 def two_nights(tmp_path: Path, warehouse: Warehouse, chunk: int) -> dict[str, list[tuple]]:
@@ -193,11 +205,7 @@ def test_a_key_repeated_in_the_last_chunk_fails_the_contract(
     """The contract's key rule looks across chunks: a spooled last chunk repeating a key of
     the first (written here by hand: normalise itself quarantines such rows) fails it, and
     the blocked load writes no canonical row."""
-    inbox = tmp_path / "inbox"
-    path = ledger_datafix(tmp_path, inbox)
-    write_ledger(inbox, range(1, 15))
-    loaded = load_datafix(path)
-    normalised = normalise(loaded, pull(loaded, "ledger_entries"), chunk=7)
+    loaded, normalised = chunked_ledger(tmp_path, range(1, 15), chunk=7)
     assert normalised.batch is not None
     spool = normalised.batch.spool
     first = spool.frame("rows", 0)
@@ -216,11 +224,7 @@ def test_a_key_repeated_in_the_last_chunk_fails_the_contract(
 
 
 def test_the_spool_is_private_and_removed_when_released(tmp_path: Path) -> None:
-    inbox = tmp_path / "inbox"
-    path = ledger_datafix(tmp_path, inbox)
-    write_ledger(inbox, range(1, 30))
-    loaded = load_datafix(path)
-    normalised = normalise(loaded, pull(loaded, "ledger_entries"), chunk=10)
+    _, normalised = chunked_ledger(tmp_path, range(1, 30), chunk=10)
     assert normalised.batch is not None
     folder = normalised.batch.spool.folder
     files = sorted(folder.iterdir())
