@@ -33,6 +33,7 @@ from schemas.datafix import EntityMapping
 from tests.casedata import parametrize
 from tests.pipelines.lib.transforming import (
     ACTIVE,
+    ONE_TENANT_AND_DAY,
     contract_rules_left_in,
     raw_table,
     transform,
@@ -57,11 +58,9 @@ def rejected(batch: NormalisedBatch) -> list[tuple[str, str]]:
 
 
 # Constants that satisfy the required columns the test does not look at.
-LEDGER_CONSTANTS = {
-    "tenant_ref": {"const": "T1"},
-    "entry_date": {"const": "2026-03-01"},
-    "kind": {"const": "rent"},
-}
+LEDGER_CONSTANTS = ONE_TENANT_AND_DAY | {"kind": {"const": "rent"}}
+# the reference, tenant and date columns of the ledger exports below (`Pièce;Compte;Date;…`)
+LEDGER_COLUMNS = {"entry_ref": "Pièce", "tenant_ref": "Compte", "entry_date": "Date"}
 INVOICE_CONSTANTS = {
     "order_ref": {"const": "BT345678"},
     "kind": {"const": "final"},
@@ -843,9 +842,7 @@ def transform_on(
 
 
 SIGNED_LEDGER = {
-    "entry_ref": "Pièce",
-    "tenant_ref": "Compte",
-    "entry_date": "Date",
+    **LEDGER_COLUMNS,
     "kind": {"const": "rent_call"},
     "amount_cents": {
         "from": "Montant",
@@ -973,9 +970,7 @@ def test_a_date_a_case_cannot_read_quarantines_the_row() -> None:
 
 
 LEDGER_KIND = {
-    "entry_ref": "Pièce",
-    "tenant_ref": "Compte",
-    "entry_date": "Date",
+    **LEDGER_COLUMNS,
     "amount_cents": "Montant",
     "kind": {
         "cases": [
@@ -1045,9 +1040,7 @@ def test_an_amount_a_case_cannot_read_quarantines_only_where_it_decides() -> Non
 
 def test_amount_from_whichever_of_two_columns_is_filled() -> None:
     fields = {
-        "entry_ref": "Pièce",
-        "tenant_ref": "Compte",
-        "entry_date": "Date",
+        **LEDGER_COLUMNS,
         "kind": {"const": "rent_call"},
         "amount_cents": {
             "cases": [
@@ -1130,8 +1123,7 @@ def test_payments_by_method_are_one_kind_and_a_payment_method_column() -> None:
         "ledger_entries",
         {
             "entry_ref": "Pièce",
-            "tenant_ref": {"const": "T1"},
-            "entry_date": {"const": "2026-03-01"},
+            **ONE_TENANT_AND_DAY,
             "amount_cents": "Montant",
             "kind": {"from": "Code mvt", "map": {"QUI": "rent_call", "REG": "payment"}},
             "payment_method": {

@@ -17,7 +17,14 @@ import pytest
 import re2
 
 from pipelines.lib.transforms import EntityTransformer
-from tests.pipelines.lib.transforming import ACTIVE, mapping_of, raw_of, raw_table, transform
+from tests.pipelines.lib.transforming import (
+    ACTIVE,
+    ONE_TENANT_AND_DAY,
+    mapping_of,
+    raw_of,
+    raw_table,
+    transform,
+)
 
 CELLS = [
     "Total",
@@ -102,8 +109,7 @@ def _kinds_by_case(pattern: str, codes: list[str]) -> list[Any]:
         "ledger_entries",
         {
             "entry_ref": "Ref",
-            "tenant_ref": {"const": "T1"},
-            "entry_date": {"const": "2026-03-01"},
+            **ONE_TENANT_AND_DAY,
             "amount_cents": "Montant",
             "kind": {
                 "cases": [{"when": {"column": "Code", "matches": pattern}, "value": "fee"}],

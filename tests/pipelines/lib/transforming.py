@@ -13,6 +13,8 @@ from schemas.canonical import ENTITIES
 from schemas.datafix import EntityMapping
 
 ACTIVE = {"status": {"const": "active"}}
+# a ledger's tenant and date, for the tests that do not look at them
+ONE_TENANT_AND_DAY = {"tenant_ref": {"const": "T1"}, "entry_date": {"const": "2026-03-01"}}
 
 
 def raw_of(frame: pd.DataFrame, name: str = "export.csv") -> RawTable:
