@@ -19,7 +19,7 @@ from connectors.sandbox.demo_files import (
 )
 from pipelines.lib.environment import REPO_ROOT
 from schemas.canonical import ENTITIES
-from tests.landlords.common import DATAFIX, connected, datafix
+from tests.landlords.common import DATAFIX, connected, datafix, datafix_ok
 
 CASES = REPO_ROOT / "tests" / "cases" / "landlords"
 
@@ -38,8 +38,7 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("sandbox")
 def test_demo_balances_and_names_every_quarantined_row(warehouse_url: str) -> None:
-    completed = datafix("demo")
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = datafix_ok("demo")
     assert f"{len(DEMO_LANDLORDS)} of {len(DEMO_LANDLORDS)} landlord(s) ok" in completed.stdout
     assert len(DEMO_LANDLORDS) == 5
     # the test's sandbox is up: the demo reuses it rather than starting its own
@@ -158,8 +157,7 @@ def test_check_passes_on_the_web_service_demo_datafixes_while_the_sandbox_runs()
 
 def test_sandbox_serves_the_peers_prints_how_to_reach_them_and_stops(hub_home: Path) -> None:
     # DATAFIX_SANDBOX_PORT=0: ports the system picks, so parallel workers never collide
-    completed = datafix("sandbox", "--seconds", "0", env={"DATAFIX_SANDBOX_PORT": "0"})
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = datafix_ok("sandbox", "--seconds", "0", env={"DATAFIX_SANDBOX_PORT": "0"})
     urls = re.findall(r"^  \S.*? +(https?://127\.0\.0\.1:\d+) +started$", completed.stdout, re.M)
     assert len(urls) == 4 and urls[2].startswith("https://"), completed.stdout
     assert f"landlord ERP WSDL      {urls[0]}/wsdl" in completed.stdout

@@ -68,6 +68,13 @@ def datafix(
     )
 
 
+def datafix_ok(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`datafix(*args)` that must succeed: a failure shows the command's output."""
+    completed = datafix(*args, env=env)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed
+
+
 def python(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """This virtualenv's Python in a subprocess (`python("-c", script)`), run as `datafix` is:
     from the repository's root, in the test's environment, never raising on a failure."""

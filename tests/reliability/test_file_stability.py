@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.landlords.common import connected, datafix
+from tests.landlords.common import connected, datafix, datafix_ok
 from tests.reliability.tenants_export import HOUSEHOLD_SIZE, TENANT_FIELDS
 
 LANDLORD = "stable-habitat"
@@ -80,13 +80,11 @@ def test_a_csv_cut_in_the_middle_of_its_last_line_quarantines_that_row(hub_home:
     torn = whole[: whole.rindex(b";4")]  # "T004;…;ACT": the copy stopped before ";4"
     drop(hub_home, torn)
 
-    preview = datafix("preview", LANDLORD, env=env)
-    assert preview.returncode == 0, preview.stdout + preview.stderr
+    preview = datafix_ok("preview", LANDLORD, env=env)
     assert "read 4, accepted 3, quarantined 1" in preview.stdout
     assert "locataires.csv:5  [truncated_row]" in preview.stdout
 
-    run = datafix("run", LANDLORD, "--no-push", env=env)
-    assert run.returncode == 0, run.stdout + run.stderr
+    datafix_ok("run", LANDLORD, "--no-push", env=env)
     tenants, quarantined = tenants_and_quarantine(hub_home)
     assert tenants == ["T001", "T002", "T003"]  # the torn row is not loaded padded with blanks
     assert [(row, reason) for row, reason, _ in quarantined] == [
@@ -100,8 +98,7 @@ def test_an_unterminated_quote_at_the_end_is_a_torn_row_the_rest_loads(hub_home:
     env = write_datafix(hub_home)
     rows = [*ROWS[:3], 'T004;"Moreau']  # the copy stopped inside a quoted value
     drop(hub_home, "\n".join([HEADER, *rows]).encode("utf-8"))
-    preview = datafix("preview", LANDLORD, env=env)
-    assert preview.returncode == 0, preview.stdout + preview.stderr
+    preview = datafix_ok("preview", LANDLORD, env=env)
     assert "read 4, accepted 3, quarantined 1" in preview.stdout
     assert "locataires.csv:5  [truncated_row]" in preview.stdout
 
@@ -110,8 +107,7 @@ def test_a_short_line_inside_a_csv_is_quarantined_not_padded(hub_home: Path) -> 
     env = write_datafix(hub_home)
     rows = [ROWS[0], "T002;Durand;Hugo;15/06/2018;SOR", *ROWS[2:]]  # a field lost mid-file
     drop(hub_home, ("\n".join([HEADER, *rows]) + "\n").encode("utf-8"))
-    run = datafix("run", LANDLORD, "--no-push", env=env)
-    assert run.returncode == 0, run.stdout + run.stderr
+    datafix_ok("run", LANDLORD, "--no-push", env=env)
     tenants, quarantined = tenants_and_quarantine(hub_home)
     assert tenants == ["T001", "T003", "T004"]
     assert [(row, reason) for row, reason, _ in quarantined] == [("locataires.csv:3", "short_row")]
@@ -145,8 +141,7 @@ def test_a_file_still_growing_is_not_read_and_is_read_once_it_settles(hub_home: 
 
     # the copy is over: a file younger than the interval is waited for, then read whole
     lines = path.read_bytes().count(b"\n")
-    settled = datafix("preview", LANDLORD, env=env)
-    assert settled.returncode == 0, settled.stdout + settled.stderr
+    settled = datafix_ok("preview", LANDLORD, env=env)
     assert f"read {lines - 1}, accepted {lines - 1}, quarantined 0" in settled.stdout
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from connectors.sandbox.demo_files import write_demo_sources
 from pipelines.lib.environment import REPO_ROOT
-from tests.landlords.common import datafix
+from tests.landlords.common import datafix, datafix_ok
 
 # The warehouse columns allowed to hold personal data in plain text: the canonical model's
 # personal columns (written out here, not read from the hub's model).
@@ -127,8 +127,7 @@ def plain_text_hits(home: Path, pattern: re.Pattern[bytes]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("sandbox")
 def test_after_the_demo_no_personal_value_is_in_plain_text_under_the_home(hub_home: Path) -> None:
-    completed = datafix("demo")
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = datafix_ok("demo")
     values = personal_values(hub_home / "inbox")
     pattern = needles(values)
     # the scan finds them where they belong: the sources and the canonical columns
@@ -158,8 +157,7 @@ def test_a_quarantined_row_is_encrypted_at_rest_and_still_fixed_and_requeued(
 ) -> None:
     write_demo_sources(hub_home)  # the landlord's nightly drop
     inbox = hub_home / "inbox" / LOIRE
-    first = datafix("pull", LOIRE)
-    assert first.returncode == 0, first.stdout + first.stderr
+    datafix_ok("pull", LOIRE)
     tenants = loire_tenants(inbox)
     # the row the demo seeds with an unknown status code (SUS), with its personal cells
     suspended = tenants[tenants["Statut"] == "SUS"].iloc[0]
@@ -175,14 +173,12 @@ def test_a_quarantined_row_is_encrypted_at_rest_and_still_fixed_and_requeued(
         assert not any(value in text for value in set(tenants["Nom  du locataire"]))
 
     # the operator reads the row, decrypted with the key
-    shown = datafix("quarantine", LOIRE, "--entity", "tenants")
-    assert shown.returncode == 0, shown.stdout + shown.stderr
+    shown = datafix_ok("quarantine", LOIRE, "--entity", "tenants")
     assert suspended["Nom  du locataire"] in shown.stdout
     assert "SUS" in shown.stdout
 
     # a second pull of the same files keeps one quarantine row per rejected row, not two
-    again = datafix("pull", LOIRE, "--full-refresh")
-    assert again.returncode == 0, again.stdout + again.stderr
+    datafix_ok("pull", LOIRE, "--full-refresh")
     assert [(r, h) for r, _, h in quarantined_tenants(hub_home)] == [(r, h) for r, _, h in rows]
 
     # landlord IT maps the code, then requeues: the row loads with its name as the source has it
@@ -193,8 +189,7 @@ def test_a_quarantined_row_is_encrypted_at_rest_and_still_fixed_and_requeued(
     assert fixed != text
     (datafixes / f"{LOIRE}.yaml").write_text(fixed)
     monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(datafixes))
-    requeued = datafix("requeue", LOIRE, "--entity", "tenants")
-    assert requeued.returncode == 0, requeued.stdout + requeued.stderr
+    requeued = datafix_ok("requeue", LOIRE, "--entity", "tenants")
     assert re.search(r"requeued: 1 loaded", requeued.stdout), requeued.stdout
     with sqlite3.connect(hub_home / "warehouse.db") as warehouse:
         loaded = warehouse.execute(
@@ -219,8 +214,7 @@ def test_the_home_is_private_0700_and_the_files_the_hub_writes_0600(tmp_path: Pa
     dropped = set()
     for path in (drop / "inbox" / LOIRE).iterdir():
         dropped.add(Path(shutil.copy(path, inbox / path.name)))
-    second = datafix("pull", LOIRE, env=env)
-    assert second.returncode == 0, second.stdout + second.stderr
+    datafix_ok("pull", LOIRE, env=env)
     assert (home / "warehouse.db").is_file()
     assert any(home.rglob("dagster.yaml"))
     loose = []
