@@ -354,10 +354,13 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
             ("GET", DATA_PATH + r"sobjects/?", self._describe_global, False),
             ("GET", DATA_PATH + r"sobjects/(?P<object>\w+)/describe/?", self._describe, False),
             ("GET", DATA_PATH + r"limits/?", self._limits, False),
-            ("POST", DATA_PATH + r"jobs/query/?", self._create_query_job, False),
-            ("GET", DATA_PATH + r"jobs/query/(?P<job>\w+)/?", self._query_job_info, False),
-            ("PATCH", DATA_PATH + r"jobs/query/(?P<job>\w+)/?", self._query_job_state, False),
-            ("DELETE", DATA_PATH + r"jobs/query/(?P<job>\w+)/?", self._query_job_delete, False),
+            *_job_routes(
+                "query",
+                self._create_query_job,
+                self._query_job_info,
+                self._query_job_state,
+                self._query_job_delete,
+            ),
             ("GET", DATA_PATH + r"jobs/query/(?P<job>\w+)/results/?", self._query_results, False),
             ("POST", DATA_PATH + r"sobjects/(?P<object>\w+)/?", self._create_one, False),
             (
@@ -378,10 +381,13 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
                 self._upsert_collection,
                 False,
             ),
-            ("POST", DATA_PATH + r"jobs/ingest/?", self._create_ingest_job, False),
-            ("GET", DATA_PATH + r"jobs/ingest/(?P<job>\w+)/?", self._ingest_job_info, False),
-            ("PATCH", DATA_PATH + r"jobs/ingest/(?P<job>\w+)/?", self._ingest_job_state, False),
-            ("DELETE", DATA_PATH + r"jobs/ingest/(?P<job>\w+)/?", self._ingest_job_delete, False),
+            *_job_routes(
+                "ingest",
+                self._create_ingest_job,
+                self._ingest_job_info,
+                self._ingest_job_state,
+                self._ingest_job_delete,
+            ),
             ("PUT", DATA_PATH + r"jobs/ingest/(?P<job>\w+)/batches/?", self._ingest_upload, False),
             (
                 "GET",
@@ -393,6 +399,23 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
         )
         for method, pattern, handler, public in routes:
             self._routes.append(Route(method, re.compile(pattern), handler, public))
+
+
+_Handler = Callable[[PeerRequest], PeerResponse]
+
+
+def _job_routes(
+    kind: str, create: _Handler, info: _Handler, state: _Handler, delete: _Handler
+) -> tuple[tuple[str, str, _Handler, bool], ...]:
+    """The life cycle Bulk 2.0 gives every job, under `jobs/<kind>/` (`query`, `ingest`):
+    created (POST), read (GET), moved on (PATCH its state: UploadComplete, Aborted), deleted."""
+    job = DATA_PATH + rf"jobs/{kind}/(?P<job>\w+)/?"
+    return (
+        ("POST", DATA_PATH + rf"jobs/{kind}/?", create, False),
+        ("GET", job, info, False),
+        ("PATCH", job, state, False),
+        ("DELETE", job, delete, False),
+    )
 
 
 def main(argv: Iterable[str] | None = None) -> int:
