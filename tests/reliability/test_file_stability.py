@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.landlords.common import connected, datafix, datafix_ok
+from tests.landlords.common import connected, datafix, datafix_ok, live_rows
 from tests.reliability.tenants_export import HOUSEHOLD_SIZE, TENANT_FIELDS
 
 LANDLORD = "stable-habitat"
@@ -64,14 +64,15 @@ def drop(home: Path, content: bytes, *, age: float = 60.0) -> Path:
 
 
 def tenants_and_quarantine(home: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
-    with connected(f"sqlite:///{home}/warehouse.db") as conn:
-        tenants = conn.execute(
-            sa.text("SELECT tenant_ref FROM tenants ORDER BY tenant_ref")
-        ).scalars()
+    """The tenants loaded (their references, sorted) and the quarantine rows (row, reason,
+    message) in source order."""
+    url = f"sqlite:///{home}/warehouse.db"
+    tenants = [ref for (ref,) in live_rows(url, LANDLORD, "tenants", "tenant_ref")]
+    with connected(url) as conn:
         quarantined = conn.execute(
             sa.text("SELECT source_row, reason, message FROM quarantine ORDER BY source_row")
         ).all()
-        return list(tenants), [tuple(row) for row in quarantined]
+    return tenants, [tuple(row) for row in quarantined]
 
 
 def test_a_csv_cut_in_the_middle_of_its_last_line_quarantines_that_row(hub_home: Path) -> None:
