@@ -226,89 +226,13 @@ def test_statuses_map_to_outcomes() -> None:
 
 # --- other styles, rendered only ------------------------------------------------------------
 
-STYLES_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
-<wsdl:definitions name="Styles" targetNamespace="urn:styles" xmlns:tns="urn:styles"
-    xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
-    xmlns:xsd="http://www.w3.org/2001/XMLSchema">
-  <wsdl:types>
-    <xsd:schema targetNamespace="urn:styles" elementFormDefault="qualified">
-      <xsd:complexType name="Montant">
-        <xsd:simpleContent>
-          <xsd:extension base="xsd:decimal">
-            <xsd:attribute name="devise" type="xsd:string" use="required"/>
-          </xsd:extension>
-        </xsd:simpleContent>
-      </xsd:complexType>
-      <xsd:complexType name="Ligne">
-        <xsd:sequence>
-          <xsd:element name="libelle" type="xsd:string"/>
-          <xsd:element name="montant" type="tns:Montant"/>
-        </xsd:sequence>
-      </xsd:complexType>
-      <xsd:element name="Facture">
-        <xsd:complexType>
-          <xsd:sequence>
-            <xsd:element name="numero" type="xsd:string"/>
-            <xsd:element name="total" type="tns:Montant"/>
-            <xsd:element name="commentaire" type="xsd:string" minOccurs="0"/>
-            <xsd:element name="ligne" type="tns:Ligne" maxOccurs="unbounded"/>
-          </xsd:sequence>
-          <xsd:attribute name="version" type="xsd:int"/>
-        </xsd:complexType>
-      </xsd:element>
-      <xsd:element name="Accuse" type="xsd:string"/>
-    </xsd:schema>
-  </wsdl:types>
-  <wsdl:message name="DeposerIn"><wsdl:part name="facture" element="tns:Facture"/></wsdl:message>
-  <wsdl:message name="DeposerOut"><wsdl:part name="accuse" element="tns:Accuse"/></wsdl:message>
-  <wsdl:message name="CreerIn">
-    <wsdl:part name="numero" type="xsd:string"/>
-    <wsdl:part name="montant" type="xsd:decimal"/>
-  </wsdl:message>
-  <wsdl:message name="CreerOut"><wsdl:part name="statut" type="xsd:string"/></wsdl:message>
-  <wsdl:portType name="DocPort">
-    <wsdl:operation name="Deposer">
-      <wsdl:input message="tns:DeposerIn"/><wsdl:output message="tns:DeposerOut"/>
-    </wsdl:operation>
-  </wsdl:portType>
-  <wsdl:portType name="RpcPort">
-    <wsdl:operation name="Creer">
-      <wsdl:input message="tns:CreerIn"/><wsdl:output message="tns:CreerOut"/>
-    </wsdl:operation>
-  </wsdl:portType>
-  <wsdl:binding name="DocBinding" type="tns:DocPort">
-    <soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
-    <wsdl:operation name="Deposer">
-      <soap:operation soapAction="urn:styles#Deposer"/>
-      <wsdl:input><soap:body use="literal"/></wsdl:input>
-      <wsdl:output><soap:body use="literal"/></wsdl:output>
-    </wsdl:operation>
-  </wsdl:binding>
-  <wsdl:binding name="RpcBinding" type="tns:RpcPort">
-    <soap:binding style="rpc" transport="http://schemas.xmlsoap.org/soap/http"/>
-    <wsdl:operation name="Creer">
-      <soap:operation soapAction="urn:styles#Creer"/>
-      <wsdl:input><soap:body use="literal" namespace="urn:styles"/></wsdl:input>
-      <wsdl:output><soap:body use="literal" namespace="urn:styles"/></wsdl:output>
-    </wsdl:operation>
-  </wsdl:binding>
-  <wsdl:service name="Styles">
-    <wsdl:port name="Doc" binding="tns:DocBinding">
-      <soap:address location="http://127.0.0.1:9/doc"/>
-    </wsdl:port>
-    <wsdl:port name="Rpc" binding="tns:RpcBinding">
-      <soap:address location="http://127.0.0.1:9/rpc"/>
-    </wsdl:port>
-  </wsdl:service>
-</wsdl:definitions>
-"""
+# a document/literal binding and an rpc one, offline (its addresses are never called)
+STYLES_WSDL = Path(__file__).parents[1] / "cases" / "wsdl" / "styles.wsdl"
 
 
 @pytest.fixture
-def styles(tmp_path: Path) -> str:
-    path = tmp_path / "styles.wsdl"
-    path.write_text(STYLES_WSDL, encoding="utf-8")
-    return str(path)
+def styles() -> str:
+    return str(STYLES_WSDL)
 
 
 def _offline(wsdl: str, operation: str, targets: tuple[str, ...]) -> SoapSink:
