@@ -383,63 +383,9 @@ def test_sign_and_cases_refuse(rule: dict[str, Any], expected: str) -> None:
     assert len(error.value.errors()) == 1
 
 
-@pytest.mark.parametrize(
-    ("field", "rule", "path", "message"),
-    [
-        pytest.param(
-            "status",
-            {"cases": [{"when": {"column": "S", "blank": True}, "value": "gone"}]},
-            ("cases", 0, "value"),
-            "`gone` is not an allowed value of status",
-            id="case-value-not-a-choice",
-        ),
-        pytest.param(
-            "status",
-            {
-                "cases": [{"when": {"column": "S", "blank": True}, "value": "left"}],
-                "else": {"then": {"from": "S", "map": {"A": "actif"}}},
-            },
-            ("else", "then", "map", "A"),
-            "`actif` is not an allowed value of status",
-            id="else-map-not-a-choice",
-        ),
-        pytest.param(
-            "status",
-            {
-                "cases": [
-                    {"value": "left"},
-                    {"when": {"column": "S", "blank": True}, "value": "active"},
-                ]
-            },
-            ("cases", 1),
-            "case 2 of status can never apply: case 1 has no `when` and takes every row left",
-            id="case-after-a-catch-all",
-        ),
-        pytest.param(
-            "status",
-            {"cases": [{"value": "left"}], "else": {"value": "active"}},
-            ("else",),
-            "`else` of status can never apply: case 1 has no `when` and takes every row left",
-            id="else-after-a-catch-all",
-        ),
-        pytest.param(
-            "household_size",
-            {"cases": [{"when": {"column": "S", "blank": True}, "value": "deux"}]},
-            ("cases", 0, "value"),
-            "`deux` is not a whole number for household_size",
-            id="case-value-not-an-integer",
-        ),
-        pytest.param(
-            "full_name",
-            {"from": "Nom", "sign": {"column": "Sens", "positive": "D", "negative": "C"}},
-            ("sign",),
-            "`sign` applies to amounts; full_name is text",
-            id="sign-on-text",
-        ),
-    ],
-)
+@parametrize("field_rules", "sign-and-cases-issues", "field, rule, path, message")
 def test_sign_and_cases_semantic_issue(
-    field: str, rule: dict[str, Any], path: tuple[Any, ...], message: str
+    field: str, rule: dict[str, Any], path: list[Any], message: str
 ) -> None:
     issues = semantic_issues(datafix_with("tenants", {"fields": {**TENANT_KEYS, field: rule}}))
 
