@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from connectors.errors import ConfigError, RetriableError
 from connectors.sql.client import read_sql, read_sql_header
+from tests.casedata import parametrize
 
 
 def rows_of(table) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -124,15 +125,7 @@ def test_sqlite_view_and_empty_result(sqlite_url: str) -> None:
     assert list(empty.frame.columns) == ["site"] and len(empty) == 0
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        pytest.param("UPDATE lignes SET libelle = 'A' WHERE ligne = 1", id="value"),
-        pytest.param("UPDATE lignes SET libelle = NULL WHERE ligne = 1", id="to-null"),
-        pytest.param("DELETE FROM lignes WHERE ligne = 9", id="row-deleted"),
-        pytest.param("INSERT INTO lignes VALUES ('BT2', 1, '')", id="row-added"),
-    ],
-)
+@parametrize("sql_queries", "fingerprint-changes", "change")
 def test_sqlite_fingerprint_follows_every_value(sqlite_url: str, change: str) -> None:
     before = read_sql(sqlite_url, table="lignes")
     assert read_sql(sqlite_url, table="lignes").fingerprint == before.fingerprint
