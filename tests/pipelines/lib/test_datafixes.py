@@ -23,6 +23,7 @@ from pipelines.lib.datafixes import (
     load_datafix,
     resolve_env,
 )
+from tests.casedata import parametrize
 
 CASES = Path(__file__).resolve().parents[2] / "cases" / "datafixes"
 GOOD = CASES / "good" / "acme-habitat.yaml"
@@ -494,63 +495,7 @@ def test_a_case_after_one_without_condition_is_reported_as_impossible(tmp_path: 
     ]
 
 
-@pytest.mark.parametrize(
-    ("rule", "token", "message"),
-    [
-        pytest.param(
-            "        cases:\n          - {when: Sortie, value: left}\n",
-            "Sortie",
-            "`when` is a condition `{column: …, <test>: …}` or a list of them",
-            id="when-not-a-condition",
-        ),
-        pytest.param(
-            "        cases:\n          - {when: {column: Sortie, before: demain}, value: left}\n",
-            "demain",
-            "`demain` is not a date to compare with: write `today` or yyyy-mm-dd",
-            id="date-bound-not-a-date",
-        ),
-        pytest.param(
-            "        cases:\n          - {when: {column: Loyer, above: douze}, value: left}\n",
-            "douze",
-            "`douze` is not an amount to compare with: write it like 100 or 12.50",
-            id="number-bound-not-an-amount",
-        ),
-        pytest.param(
-            "        cases:\n          - {when: {column: Sortie, blank: false}, value: [left]}\n",
-            "[left]",
-            "`value` is one value (a text, a number or yes/no), not a list or mapping",
-            id="value-a-list",
-        ),
-        pytest.param(
-            "        cases:\n          - {when: {column: Sortie}, value: left}\n",
-            "{column: Sortie}",
-            "give at least one test: blank, equals, in, matches, above, at_least, below, at_most,"
-            " before, after, on_or_before or on_or_after",
-            id="condition-without-test",
-        ),
-        pytest.param(
-            "        cases:\n          - {when: {column: Sortie, blank: false}}\n",
-            "{when",
-            "give exactly one of `value` or `then`",
-            id="case-without-outcome",
-        ),
-        pytest.param(
-            "        cases:\n          - {when: {column: Sortie, blank: false}, value: left}\n"
-            "        else: active\n",
-            "active",
-            "`else` is `{value: active}` (a fixed value) or `{then: {from: …}}` (a rule), like a"
-            " case",
-            id="else-a-bare-value",
-        ),
-        pytest.param(
-            "        cases:\n          - {when: {column: Sortie, above: 0, before: today},"
-            " value: left}\n",
-            "{column: Sortie, above",
-            "a column is compared as an amount (above) or as a date (before), not both",
-            id="amount-and-date-tests",
-        ),
-    ],
-)
+@parametrize("field_rules", "wrong-type-in-a-case", "rule, token, message")
 def test_a_wrong_type_in_a_case_is_one_clear_message(
     tmp_path: Path, rule: str, token: str, message: str
 ) -> None:
