@@ -89,7 +89,8 @@ def sage(canary: LocalHttpServer, secret_file: Path) -> Iterator[SageX3Peer]:
         yield peer
 
 
-def _read(peer: SageX3Peer, public_name: str = "BPC", **options: Any):
+def _read(peer: SageX3Peer, public_name: str = "BPC", wsdl: str = "", **options: Any):
+    """The peer's `public_name` objects read through its WSDL URL (or the WSDL file `wsdl`)."""
     arguments: dict[str, Any] = {
         "pool_alias": "SEED",
         "public_name": public_name,
@@ -97,7 +98,7 @@ def _read(peer: SageX3Peer, public_name: str = "BPC", **options: Any):
         "retry": FAST,
     }
     arguments.update(options)
-    return read_sage_x3(peer.wsdl_url, **arguments)
+    return read_sage_x3(wsdl or peer.wsdl_url, **arguments)
 
 
 # --- Reading --------------------------------------------------------------------------------
@@ -195,14 +196,7 @@ def test_criteria_are_sent_as_object_keys(sage: SageX3Peer) -> None:
 
 
 def test_the_wsdl_file_with_an_explicit_address(sage: SageX3Peer) -> None:
-    table = read_sage_x3(
-        str(WSDL_PATH),
-        address=sage.soap_url,
-        pool_alias="SEED",
-        public_name="BPC",
-        keys=["BPCNUM"],
-        retry=FAST,
-    )
+    table = _read(sage, wsdl=str(WSDL_PATH), address=sage.soap_url)
     assert len(table) == 4
     assert sage.wsdl_requests == 0
 

@@ -135,7 +135,9 @@ def erp(canary: LocalHttpServer, secret_file: Path) -> Iterator[LandlordErpPeer]
         yield peer
 
 
-def _read(peer: LandlordErpPeer, name: str = "page number, total", **options: Any):
+def _read(peer: LandlordErpPeer, name: str = "page number, total", wsdl: str = "", **options: Any):
+    """The peer's records read as the source `name` of SOURCES, through its WSDL URL (or the
+    WSDL file `wsdl`)."""
     operation, records_path, key, _, paging = SOURCES[name]
     arguments: dict[str, Any] = {
         "operation": operation,
@@ -145,7 +147,7 @@ def _read(peer: LandlordErpPeer, name: str = "page number, total", **options: An
         "retry": FAST,
     }
     arguments.update(options)
-    return read_soap(peer.wsdl_url, **arguments)
+    return read_soap(wsdl or peer.wsdl_url, **arguments)
 
 
 def _all_text(error: BaseException) -> str:
@@ -298,15 +300,8 @@ def test_nothing_modified_gives_an_empty_table_with_the_columns(erp: LandlordErp
 
 
 def test_wsdl_file_with_an_explicit_address(erp: LandlordErpPeer) -> None:
-    table = read_soap(
-        str(WSDL_PATH),
-        address=erp.soap_url,
-        operation="ListTenants",
-        records_path="tenants.tenant",
-        paging=SoapPaging("page_number", page_size=50),
-        key=["tenantRef"],
-        retry=FAST,
-    )
+    paging = SoapPaging("page_number", page_size=50)
+    table = _read(erp, wsdl=str(WSDL_PATH), address=erp.soap_url, paging=paging)
     assert len(table) == 7
     assert table.origin == f"{WSDL_PATH} ListTenants"
     assert erp.wsdl_requests == 0
