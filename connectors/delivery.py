@@ -39,9 +39,13 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from connectors.retry import RetryPolicy
 
 __all__ = [
     "BatchedSink",
@@ -114,14 +118,30 @@ class BatchedSink:
 
     The session is the caller's (TLS trust, proxies, mounted adapters: shared, never closed
     here) or, when `auth` (HTTP Basic) is given without one, a session made on first use, the
-    only one `close` closes. A subclass calls `_hold_session` from its constructor, then
+    only one `close` closes. A subclass calls `_hold_transport` from its constructor, then
     `_check_open` and `_http_session` when it connects.
     """
 
     name: str
     max_batch: int
 
-    def _hold_session(self, session: Any, auth: tuple[str, str] | None) -> None:
+    def _hold_transport(
+        self,
+        address: str | None,
+        timeout: float,
+        operation_timeout: float,
+        retry: RetryPolicy,
+        session: Any,
+        auth: tuple[str, str] | None,
+    ) -> None:
+        """What every web-service sink holds: the endpoint `address` (None: the WSDL's), the
+        `timeout` of a connection and the `operation_timeout` of one call, its `retry` policy,
+        the calls it made (by operation) and the HTTP session (`session`, or one for `auth`)."""
+        self.address = address
+        self.timeout = timeout
+        self.operation_timeout = operation_timeout
+        self.retry = retry
+        self.calls: Counter[str] = Counter()
         self._session = session
         self._http_auth = auth
         self._own_session = False

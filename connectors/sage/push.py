@@ -30,7 +30,6 @@ values as text; `None` fields are left out. Nothing connects before the first `s
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -132,13 +131,10 @@ class SageX3Sink(BatchedSink):
         self.amount_fields = frozenset(amount_fields)
         self.max_batch = max_batch
         self.list_size = list_size
-        self.address = address
-        self.timeout = timeout
-        self.operation_timeout = operation_timeout
-        self.retry = retry or SAGE_X3_RETRY
-        self.calls: Counter[str] = Counter()  # operation calls made, by operation
         self.context = call_context(pool_alias, language, request_config)
-        self._hold_session(session, (user, password or "") if user else None)
+        auth = (user, password or "") if user else None
+        retry = retry or SAGE_X3_RETRY
+        self._hold_transport(address, timeout, operation_timeout, retry, session, auth)
         self._client: zeep.Client | None = None
         self._service: ServiceProxy | None = None
         self._numbers: dict[str, str] = {}  # key → NUM this sink created or found

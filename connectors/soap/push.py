@@ -66,7 +66,6 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -565,14 +564,10 @@ class SoapSink(BatchedSink):
         self.read_back_call = read_back
         self.amount_fields = frozenset(amount_fields)
         self.max_batch = max_batch
-        self.address = address
-        self.timeout = timeout
-        self.operation_timeout = operation_timeout
         self.auth = auth
-        self.retry = retry or SOAP_RETRY
         self.retriable_faults = frozenset(retriable_faults)
-        self.calls: Counter[str] = Counter()  # operation calls made, by operation
-        self._hold_session(session, auth)
+        retry = retry or SOAP_RETRY
+        self._hold_transport(address, timeout, operation_timeout, retry, session, auth)
         self._services: dict[str, ServiceProxy] = {}
         self._input_list: tuple[str, ...] | None = None
         self._read_input: tuple[str, ...] | None = None
