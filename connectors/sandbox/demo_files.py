@@ -26,9 +26,14 @@ is the number of data rows written (or served by the peer) per entity (header, t
 totals rows excluded) and `DEMO_BAD_ROWS` how many of them the hub must quarantine, so that a run
 can assert `read == loaded + quarantined` exactly.
 
-The output is identical to the byte from one run to the next (fixed seeds, fixed dates, fixed
-workbook properties and zip timestamps, SQLite written by `VACUUM INTO`), and a file whose
-content did not change is not rewritten: the hub's inbox sensor keys runs on path + mtime.
+The data is generated for the reference day `EXTRACTED_ON` (31/10/2026) and written dated for
+the demo day (`connectors.sandbox.demo_calendar`: today in Paris unless `DATAFIX_DEMO_DAY` or
+`day` says otherwise), moved by whole months so that October 2026 becomes the demo day's month,
+nothing dated after the demo day; the monthly exports are named after that month. No row moves
+in or out: `DEMO_ROWS` hold on every day. For a given demo day the output is identical to the
+byte from one run to the next (fixed seeds, fixed dates, fixed workbook properties and zip
+timestamps, SQLite written by `VACUUM INTO`), and a file whose content did not change is not
+rewritten: the hub's inbox sensor keys runs on path + mtime.
 All people and companies are invented. No dagster import: this is a plain connector helper.
 """
 

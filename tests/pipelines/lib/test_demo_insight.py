@@ -1,8 +1,9 @@
-"""The demo data makes every insight visible (issue 15, point 7): computed as of the demo's
-extraction day (its files are dated up to it), the demo landlords have tenants in every ageing
-bucket, repayment plans on track, late and broken, rejected direct debits, missed appointments,
-repeat visits that are not a first-time fix, paid invoices with their date (some paid late) and
-completions left uninvoiced; and the morning report shows each.
+"""The demo data makes every insight visible (issue 15, point 7): computed as of the demo day
+(its files are dated up to it; the hand-worked figures below for the reference day 31/10/2026,
+the file-based checks at the end on eight demo days), the demo landlords have tenants in every
+ageing bucket, repayment plans on track, late and broken, rejected direct debits, missed
+appointments, repeat visits that are not a first-time fix, paid invoices with their date (some
+paid late) and completions left uninvoiced; and the morning report shows each.
 
 The demo landlords' files go through the real stages (pull, normalise, load) into a SQLite
 warehouse (the computations are proven on PostgreSQL too by their own tests). The amounts of the
