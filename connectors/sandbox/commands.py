@@ -9,6 +9,10 @@ Both commands export the `DATAFIX_SANDBOX_*` variables of the peers they serve i
 `os.environ` for what they run (the demo datafixes read them). `datafix sandbox --env` prints
 them as `export NAME=value` lines for the configured ports, for a shell that then runs the hub:
 `eval "$(datafix sandbox --env)"`.
+
+Both date the demo data relative to the demo day (`--day`, else `DATAFIX_DEMO_DAY`, else today
+in Paris; `connectors.sandbox.demo_calendar`): the files `datafix demo` writes and the seeds of
+the peers either command starts.
 """
 
 from __future__ import annotations
@@ -20,12 +24,18 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
 
+from connectors.sandbox.demo_calendar import (
+    DEMO_DAY_VARIABLE,
+    DemoCalendar,
+    DemoDayError,
+    parse_demo_day,
+)
 from connectors.sandbox.run import Sandbox, SandboxError, sandbox_variables, start_sandbox
 from pipelines.lib.datafixes import load_landlord
 from pipelines.lib.environment import datafix_home, warehouse_url
@@ -35,8 +45,26 @@ from pipelines.lib.warehouse import Warehouse
 __all__ = ["demo", "sandbox"]
 
 
+def _day(_context: click.Context, _parameter: click.Parameter, text: str | None) -> date | None:
+    try:
+        return None if text is None or not text.strip() else parse_demo_day(text)
+    except DemoDayError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+_DAY_OPTION = click.option(
+    "--day",
+    envvar=DEMO_DAY_VARIABLE,
+    callback=_day,
+    metavar="YYYY-MM-DD",
+    help=f"The demo day the demo data is dated for (default: ${DEMO_DAY_VARIABLE}, else today"
+    " in Paris). The insight steps still age to today.",
+)
+
+
 @click.command()
-def demo() -> None:
+@_DAY_OPTION
+def demo(day: date | None) -> None:
     """Write the demo landlords' source files, run them with the sandbox peers up, and say how
     to open the UI."""
     from connectors.sandbox.demo_files import (
@@ -47,11 +75,15 @@ def demo() -> None:
     from pipelines.cli import run_and_report
 
     home = datafix_home()
-    written = write_demo_sources(home)
+    calendar = DemoCalendar.from_environment() if day is None else DemoCalendar(day)
+    written = write_demo_sources(home, calendar.day)
     write_demo_targets(home)  # where the demo pushes besides the peers: an ERP table, a folder
     files = sum(len(paths) for paths in written.values())
-    click.echo(f"demo sources for {len(written)} landlords ({files} files) in {home / 'inbox'}")
-    with _sandbox_or_exit(home) as running:
+    click.echo(
+        f"demo sources for {len(written)} landlords ({files} files) in {home / 'inbox'},"
+        f" dated for {calendar.day:%d/%m/%Y}"
+    )
+    with _sandbox_or_exit(home, calendar) as running:
         started = [peer.name for peer in running.peers if peer.started]
         served = "started for this run" if started else "already running (datafix sandbox)"
         click.echo(
@@ -90,7 +122,8 @@ def demo() -> None:
     help="Print `export DATAFIX_SANDBOX_…=…` lines for the configured ports and exit (use: eval"
     ' "$(datafix sandbox --env)").',
 )
-def sandbox(seconds: float | None, print_env: bool) -> None:
+@_DAY_OPTION
+def sandbox(seconds: float | None, print_env: bool, day: date | None) -> None:
     """Serve the local peers with demo data (landlord ERP, Sage X3, Salesforce, works-order ERP)
     on 127.0.0.1, so a web-service datafix can be rehearsed offline; stop with Ctrl-C."""
     if print_env:
@@ -104,6 +137,7 @@ def sandbox(seconds: float | None, print_env: bool) -> None:
     from connectors.sandbox.demo_files import write_demo_targets
 
     home = datafix_home()
+    calendar = DemoCalendar.from_environment() if day is None else DemoCalendar(day)
     write_demo_targets(home)  # the demo's push targets that are files, not peers
     # The handler only sets a flag: calling Event.set() from a signal handler can deadlock
     # on the lock Event.wait() holds in the main thread (seen once in a few hundred Ctrl-Cs).
@@ -113,8 +147,11 @@ def sandbox(seconds: float | None, print_env: bool) -> None:
         for number in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with _sandbox_or_exit(home) as running:
-            click.echo("Datafix sandbox: local peers with demo data, on 127.0.0.1 only")
+        with _sandbox_or_exit(home, calendar) as running:
+            click.echo(
+                "Datafix sandbox: local peers with demo data dated for"
+                f" {calendar.day:%d/%m/%Y}, on 127.0.0.1 only"
+            )
             for peer in running.peers:
                 state = "started" if peer.started else "already running in another process"
                 click.echo(f"  {peer.name:<22} {peer.url:<26} {state}")
@@ -152,11 +189,11 @@ def _exported(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def _sandbox_or_exit(home: Path) -> Iterator[Sandbox]:
+def _sandbox_or_exit(home: Path, calendar: DemoCalendar) -> Iterator[Sandbox]:
     """The sandbox peers for the block: started here (stopped after), or reused. Datafixes
     read in this process are pointed at them (their ports may be ones the system picked)."""
     try:
-        running = start_sandbox(home)
+        running = start_sandbox(home, calendar=calendar)
     except SandboxError as error:
         raise click.ClickException(str(error)) from error
     variables = running.variables()

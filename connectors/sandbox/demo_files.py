@@ -26,9 +26,14 @@ is the number of data rows written (or served by the peer) per entity (header, t
 totals rows excluded) and `DEMO_BAD_ROWS` how many of them the hub must quarantine, so that a run
 can assert `read == loaded + quarantined` exactly.
 
-The output is identical to the byte from one run to the next (fixed seeds, fixed dates, fixed
-workbook properties and zip timestamps, SQLite written by `VACUUM INTO`), and a file whose
-content did not change is not rewritten: the hub's inbox sensor keys runs on path + mtime.
+The data is generated for the reference day `EXTRACTED_ON` (31/10/2026) and written dated for
+the demo day (`connectors.sandbox.demo_calendar`: today in Paris unless `DATAFIX_DEMO_DAY` or
+`day` says otherwise), moved by whole months so that October 2026 becomes the demo day's month,
+nothing dated after the demo day; the monthly exports are named after that month. No row moves
+in or out: `DEMO_ROWS` hold on every day. For a given demo day the output is identical to the
+byte from one run to the next (fixed seeds, fixed dates, fixed workbook properties and zip
+timestamps, SQLite written by `VACUUM INTO`), and a file whose content did not change is not
+rewritten: the hub's inbox sensor keys runs on path + mtime.
 All people and companies are invented. No dagster import: this is a plain connector helper.
 """
 
@@ -57,6 +62,8 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
+
+from connectors.sandbox.demo_calendar import REFERENCE_DAY, DemoCalendar, parse_demo_day
 
 LOIRE_HABITAT = "loire-habitat"
 OPALE_LOGEMENT = "opale-logement"
@@ -104,7 +111,8 @@ DEMO_BAD_ROWS: dict[str, dict[str, int]] = {
     RESIDENCES_ESTUAIRE: {"ledger_entries": 0, "work_orders": 3, "completions": 1},
 }
 
-EXTRACTED_ON = date(2026, 10, 31)
+# The reference day the data is generated for; `DemoCalendar` dates it to the demo day.
+EXTRACTED_ON = REFERENCE_DAY
 LEDGER_MONTHS: dict[int, str] = {
     5: "mai",
     6: "juin",
@@ -501,7 +509,7 @@ def _loire_date(rng: random.Random, day: date | None) -> str:
     return day.strftime("%d/%m/%y" if rng.random() < 0.1 else "%d/%m/%Y")
 
 
-def _write_loire_habitat(inbox: Path) -> list[Path]:
+def _write_loire_habitat(inbox: Path, calendar: DemoCalendar) -> list[Path]:
     rng = _rng(LOIRE_HABITAT)
     tenants = []
     for number in range(120):
@@ -520,8 +528,10 @@ def _write_loire_habitat(inbox: Path) -> list[Path]:
                 tenant.lease_ref,
                 f"{tenant.last_name.upper()} {tenant.first_name}",
                 tenant.dwelling_ref,
-                "31/02/2026" if tenant.defect == BAD_DATE else _loire_date(rng, tenant.move_in),
-                _loire_date(rng, tenant.move_out),
+                "31/02/2026"
+                if tenant.defect == BAD_DATE
+                else _loire_date(rng, calendar.event(tenant.move_in)),
+                _loire_date(rng, calendar.event(tenant.move_out)),
                 "SUS" if tenant.defect == UNKNOWN_CODE else _LOIRE_STATUS[tenant.status],
                 _LOIRE_INCOME[tenant.income_band],
                 _LOIRE_AGE[tenant.age_band],
@@ -573,10 +583,12 @@ def _write_loire_habitat(inbox: Path) -> list[Path]:
             (
                 str(2_026_100_000 + number),
                 entry.tenant_ref,
-                "15/13/2026" if entry.defect == BAD_DATE else _loire_date(rng, entry.entry_date),
-                _loire_date(rng, entry.due_date),
+                "15/13/2026"
+                if entry.defect == BAD_DATE
+                else _loire_date(rng, calendar.event(entry.entry_date)),
+                _loire_date(rng, calendar.scheduled(entry.due_date)),
                 code,
-                entry.label,
+                calendar.label(entry.label),
                 debit,
                 credit,
                 entry.reject_reason or "",
@@ -595,8 +607,13 @@ def _write_loire_habitat(inbox: Path) -> list[Path]:
     )
     folder = inbox / LOIRE_HABITAT
     return [
-        _write_if_changed(folder / "locataires_2026-10.csv", _csv_bytes(tenant_rows, "cp1252")),
-        _write_if_changed(folder / "quittancement_2026-10.csv", _csv_bytes(ledger_rows, "cp1252")),
+        _write_if_changed(
+            folder / f"locataires_{calendar.export_month}.csv", _csv_bytes(tenant_rows, "cp1252")
+        ),
+        _write_if_changed(
+            folder / f"quittancement_{calendar.export_month}.csv",
+            _csv_bytes(ledger_rows, "cp1252"),
+        ),
     ]
 
 
@@ -944,6 +961,8 @@ def _fill_sheet(
     headers: Sequence[tuple[str, ...]],
     rows: Sequence[Sequence[_Cell]],
     money_columns: Sequence[int] = (),
+    *,
+    extracted_on: date = EXTRACTED_ON,
 ) -> None:
     """Title block, header (one or two rows, merged), data, `Total` row, trailing empty rows.
 
@@ -953,7 +972,7 @@ def _fill_sheet(
     sheet["A1"] = _OPALE_TITLE
     sheet["A1"].font = Font(bold=True, size=14)
     sheet.merge_cells("A1:H1")
-    sheet["A2"] = f"Extrait le {EXTRACTED_ON:%d/%m/%Y}"
+    sheet["A2"] = f"Extrait le {extracted_on:%d/%m/%Y}"
     sheet["A2"].font = Font(italic=True)
     header_row, depth = 4, len(headers[0])
     for column, labels in enumerate(headers, start=1):
@@ -1009,14 +1028,14 @@ def _fill_sheet(
             sheet.cell(row_number, column).border = _BOX
 
 
-def _workbook_bytes(workbook: Workbook) -> bytes:
+def _workbook_bytes(workbook: Workbook, frozen_time: datetime = _FROZEN_TIME) -> bytes:
     """Save, then freeze what openpyxl stamps with "now": core properties and zip times."""
     workbook.properties.creator = "Opale Logement — export GMAO"
     workbook.properties.lastModifiedBy = "Opale Logement — export GMAO"
-    workbook.properties.created = _FROZEN_TIME
+    workbook.properties.created = frozen_time
     saved = io.BytesIO()
     workbook.save(saved)
-    frozen = _FROZEN_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    frozen = frozen_time.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
     stable = io.BytesIO()
     with (
         zipfile.ZipFile(saved) as source,
@@ -1026,21 +1045,21 @@ def _workbook_bytes(workbook: Workbook) -> bytes:
             content = source.read(info.filename)
             if info.filename == "docProps/core.xml":
                 content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + frozen, content)
-            entry = zipfile.ZipInfo(info.filename, date_time=_FROZEN_TIME.timetuple()[:6])
+            entry = zipfile.ZipInfo(info.filename, date_time=frozen_time.timetuple()[:6])
             entry.compress_type = zipfile.ZIP_DEFLATED
             entry.external_attr = 0o644 << 16
             target.writestr(entry, content)
     return stable.getvalue()
 
 
-def _paid_cell(invoice: _Invoice) -> _Cell:
+def _paid_cell(invoice: _Invoice, calendar: DemoCalendar) -> _Cell:
     """The day a paid invoice was paid, 12 to 56 days after it was issued (so about half are
     paid after their 30-day due date), never after the extraction; derived from its number,
     not drawn, so every other cell of the workbook stays as it was."""
     if invoice.status != "paid":
         return _Cell(None)
     days = 12 + int(invoice.ref.removeprefix("F26-")) * 17 % 45
-    paid = min(invoice.issued + timedelta(days=days), EXTRACTED_ON)
+    paid = calendar.event(min(invoice.issued + timedelta(days=days), EXTRACTED_ON))
     return _Cell(datetime.combine(paid, time()), _DATE_FORMAT)
 
 
@@ -1082,7 +1101,7 @@ def _repeat_visits(
     return repeats
 
 
-def _write_opale_logement(inbox: Path) -> list[Path]:
+def _write_opale_logement(inbox: Path, calendar: DemoCalendar) -> list[Path]:
     rng = _rng(OPALE_LOGEMENT)
     orders = _work_orders(rng, 300)
     quotes = _quotes(rng, orders)
@@ -1114,15 +1133,16 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
                 _money_cell(order.committed_cents),
                 _money_cell(order.committed_cents * (100 + order.vat_percent) // 100),
                 _code_cell(order.defect, "Suspendu", _OPALE_ORDER_STATUS[order.status]),
-                _dated_cell(rng, order.defect, "31/02/2026", order.ordered),
-                _date_cell(rng, order.planned),
-                _date_cell(rng, order.done),
+                _dated_cell(rng, order.defect, "31/02/2026", calendar.event(order.ordered)),
+                _date_cell(rng, calendar.event(order.planned)),
+                _date_cell(rng, calendar.event(order.done)),
                 _Cell(order.gti_hours),
                 _Cell(order.gtr_hours),
             ]
             for order in orders
         ],
         money_columns=(5, 6),
+        extracted_on=calendar.extracted_on,
     )
     _fill_sheet(
         workbook.create_sheet("Devis"),
@@ -1134,21 +1154,23 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
                 _Cell(_yes_no(quote.additional_works)),
                 _money_cell(quote.amount_cents),
                 _code_cell(quote.defect, "En attente", _OPALE_QUOTE_STATUS[quote.status]),
-                _dated_cell(rng, quote.defect, "15/13/2026", quote.issued),
-                _date_cell(rng, quote.accepted),
+                _dated_cell(rng, quote.defect, "15/13/2026", calendar.event(quote.issued)),
+                _date_cell(rng, calendar.event(quote.accepted)),
             ]
             for quote in quotes
         ],
         money_columns=(4,),
+        extracted_on=calendar.extracted_on,
     )
     completion_rows = []
     for completion in completions:
+        visited = calendar.moment(completion.completed_at)
         if completion.defect == BAD_DATE:
             completed_at = _Cell("31/09/2026 14:00", "@")
         elif rng.random() < 0.15:
-            completed_at = _Cell(completion.completed_at.strftime("%d/%m/%Y %H:%M"), "@")
+            completed_at = _Cell(visited.strftime("%d/%m/%Y %H:%M"), "@")
         else:
-            completed_at = _Cell(completion.completed_at, _DATETIME_FORMAT)
+            completed_at = _Cell(visited, _DATETIME_FORMAT)
         completion_rows.append(
             [
                 _Cell(completion.ref),
@@ -1167,7 +1189,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
             [
                 _Cell(repeat.ref),
                 _Cell(repeat.order_ref),
-                _Cell(repeat.completed_at, _DATETIME_FORMAT),
+                _Cell(calendar.moment(repeat.completed_at), _DATETIME_FORMAT),
                 _Cell(repeat.technician),
                 _Cell(_yes_no(repeat.tenant_absent)),
                 _Cell(_yes_no(repeat.tenant_signed)),
@@ -1180,6 +1202,7 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
         workbook.create_sheet("Quitus"),
         _OPALE_COMPLETION_HEADERS,
         completion_rows,
+        extracted_on=calendar.extracted_on,
     )
     invoice_rows = []
     for invoice in invoices:
@@ -1200,10 +1223,10 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
                 _code_cell(invoice.defect, "Avoir", _OPALE_INVOICE_KIND[invoice.kind]),
                 amount,
                 vat,
-                _date_cell(rng, invoice.issued),
-                _date_cell(rng, invoice.due),
+                _date_cell(rng, calendar.event(invoice.issued)),
+                _date_cell(rng, calendar.scheduled(invoice.due)),
                 _Cell(_OPALE_INVOICE_STATUS[invoice.status]),
-                _paid_cell(invoice),
+                _paid_cell(invoice, calendar),
             ]
         )
     _fill_sheet(
@@ -1211,9 +1234,10 @@ def _write_opale_logement(inbox: Path) -> list[Path]:
         _OPALE_INVOICE_HEADERS,
         invoice_rows,
         money_columns=(4, 5),
+        extracted_on=calendar.extracted_on,
     )
-    path = inbox / OPALE_LOGEMENT / "travaux_2026-10.xlsx"
-    return [_write_if_changed(path, _workbook_bytes(workbook))]
+    path = inbox / OPALE_LOGEMENT / f"travaux_{calendar.export_month}.xlsx"
+    return [_write_if_changed(path, _workbook_bytes(workbook, calendar.moment(_FROZEN_TIME)))]
 
 
 # --- Cité des Jardins: an ERP's SQLite database --------------------------------------------------
@@ -1347,7 +1371,8 @@ def _plans(rng: random.Random, tenants: Sequence[_Tenant]) -> list[tuple[object,
 # - broken: the September direct debit rejected (AM04), nothing paid since: September's and
 #   October's instalments unpaid (two missed breaks a plan by default);
 # - departed with debt: left at the end of April, owing the rent of February to April carried
-#   over from the previous system, then an end-of-tenancy repair and a bailiff's fee.
+#   over from the previous system (due since February's), then an end-of-tenancy repair and a
+#   bailiff's fee.
 # As of the extraction day (31/10/2026) their debts fall into every ageing bucket.
 _CITE_RENT_CALL = 52_000
 _CITE_PLAN_INSTALMENT = 20_000
@@ -1389,9 +1414,11 @@ def _cite_accounts() -> tuple[list[_Tenant], list[_Entry], list[tuple[object, ..
             )
         )
         if move_out is not None:
+            # due since February's rent, the oldest of the three: over 180 days old on every
+            # demo day (`DemoCalendar` puts the extraction on any day of a month)
             post(ref, date(2026, 5, 1), "rent_call", 3 * _CITE_RENT_CALL,
                  "Report solde débiteur au 30/04/2026 (loyers 02 à 04/2026)",
-                 due_date=date(2026, 4, 5))  # fmt: skip
+                 due_date=date(2026, 2, 5))  # fmt: skip
             post(ref, date(2026, 5, 15), "fee", 68_000, "Frais de remise en état (état des lieux)")
             post(ref, date(2026, 8, 20), "fee", 21_480, "Frais d'huissier (signification)")
             continue
@@ -1461,7 +1488,7 @@ def _sqlite_bytes(schema: str, tables: dict[str, list[tuple[object, ...]]]) -> b
         return target.read_bytes()
 
 
-def _write_cite_jardins(inbox: Path) -> list[Path]:
+def _write_cite_jardins(inbox: Path, calendar: DemoCalendar) -> list[Path]:
     rng = _rng(CITE_JARDINS)
     tenants = _cite_tenants(rng)
     entries = _ledgers(rng, tenants, _stray_entries(tenants, _CITE_STRAY_ENTRIES))
@@ -1493,8 +1520,8 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
             tenant.first_name,
             tenant.lease_ref,
             tenant.dwelling_ref,
-            "2026-02-31" if tenant.defect == BAD_DATE else _iso(tenant.move_in),
-            _iso(tenant.move_out),
+            "2026-02-31" if tenant.defect == BAD_DATE else _iso(calendar.event(tenant.move_in)),
+            _iso(calendar.event(tenant.move_out)),
             "SUSPENDU" if tenant.defect == UNKNOWN_CODE else _CITE_STATUS[tenant.status],
             _CITE_INCOME[tenant.income_band],
             _CITE_AGE[tenant.age_band],
@@ -1512,10 +1539,10 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
             number,
             f"EC26-{number:06d}",
             tiers_id.get(entry.tenant_ref),
-            "2026-09-31" if entry.defect == BAD_DATE else _iso(entry.entry_date),
-            _iso(entry.due_date),
+            "2026-09-31" if entry.defect == BAD_DATE else _iso(calendar.event(entry.entry_date)),
+            _iso(calendar.scheduled(entry.due_date)),
             _cite_movement(entry),
-            entry.label,
+            calendar.label(entry.label),
             "12,5O" if entry.defect == BAD_AMOUNT else _decimal_text(entry.amount_cents),
             entry.reject_reason,
         )
@@ -1523,6 +1550,10 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
     ]
     plans[len(plans) // 2] = (*plans[len(plans) // 2][:-1], "CTX")  # contentieux: not mapped
     plans += hand_plans
+    plans = [
+        (ref, tenant, _iso(calendar.event(date.fromisoformat(start))), *rest)
+        for ref, tenant, start, *rest in plans
+    ]
     engagement_defects = {20: UNKNOWN_CODE, 95: BAD_DATE, 150: BLANK_REF}
     for index, defect in engagement_defects.items():
         ref, order_ref, amount, committed, budget, status = engagements[index]
@@ -1533,6 +1564,12 @@ def _write_cite_jardins(inbox: Path) -> list[Path]:
         else:
             order_ref = None
         engagements[index] = (ref, order_ref, amount, committed, budget, status)
+    engagements = [
+        (ref, order_ref, amount, _iso(calendar.event(date.fromisoformat(day))), *rest)
+        if day != "2026-02-30"
+        else (ref, order_ref, amount, day, *rest)
+        for ref, order_ref, amount, day, *rest in engagements
+    ]
 
     content = _sqlite_bytes(
         _CITE_SCHEMA,
@@ -1577,17 +1614,21 @@ def write_demo_targets(home: Path) -> dict[str, Path]:
     return {"opale_erp": erp, "sage100_drop": drop}
 
 
-def write_demo_sources(home: Path) -> dict[str, list[Path]]:
+def write_demo_sources(home: Path, day: date | None = None) -> dict[str, list[Path]]:
     """Write the file landlords' sources into `home/inbox/<landlord>/`; return them by landlord
     (`DEMO_SANDBOX_LANDLORDS` read web services: nothing is written for them).
+
+    The files are dated relative to the demo day `day` (default: `DATAFIX_DEMO_DAY`, else
+    today in Paris; see `connectors.sandbox.demo_calendar`): same day, same bytes.
 
     Files whose content is already on disk are left untouched (same bytes, same mtime).
     """
     inbox = Path(home) / "inbox"
+    calendar = DemoCalendar.from_environment() if day is None else DemoCalendar(day)
     return {
-        LOIRE_HABITAT: _write_loire_habitat(inbox),
-        OPALE_LOGEMENT: _write_opale_logement(inbox),
-        CITE_JARDINS: _write_cite_jardins(inbox),
+        LOIRE_HABITAT: _write_loire_habitat(inbox, calendar),
+        OPALE_LOGEMENT: _write_opale_logement(inbox, calendar),
+        CITE_JARDINS: _write_cite_jardins(inbox, calendar),
     }
 
 
@@ -1598,8 +1639,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write the demo landlords' source files into HOME/inbox/<landlord>/.",
     )
     parser.add_argument("home", type=Path, help="the hub's home folder (DATAFIX_HOME)")
+    parser.add_argument(
+        "--day",
+        type=parse_demo_day,
+        default=None,
+        help="the demo day, YYYY-MM-DD (default: DATAFIX_DEMO_DAY, else today in Paris)",
+    )
     arguments = parser.parse_args(argv)
-    for landlord, paths in write_demo_sources(arguments.home).items():
+    for landlord, paths in write_demo_sources(arguments.home, arguments.day).items():
         for path in paths:
             sys.stdout.write(f"{landlord}: {path}\n")
     return 0

@@ -145,6 +145,7 @@ class TravauxErpPeer(SoapAddresses):
         ecritures: int | None = None,
         bons: int | None = None,
         seed: int | None = None,
+        months: int | None = None,
     ) -> None:
         self.requested_port = port
         self._options: list[str] = []
@@ -154,6 +155,7 @@ class TravauxErpPeer(SoapAddresses):
             ("--ecritures", ecritures),
             ("--bons", bons),
             ("--seed", seed),
+            ("--months", months),
         ):
             if value is not None:
                 self._options += [flag, str(int(value))]

@@ -25,6 +25,10 @@ exporting `Sandbox.variables()`.
 The Salesforce peer speaks real TLS with a CA made when its process starts; the sandbox writes
 that CA to `$DATAFIX_HOME/sandbox/salesforce-ca.pem` (the demo datafix's `ca_bundle`).
 
+The peers' seeds are dated relative to the demo day like the demo files
+(`connectors.sandbox.demo_calendar`: `DATAFIX_DEMO_DAY`, else today in Paris). A reused peer
+keeps the demo day it was started with.
+
 `running_sandbox(home)` starts the peers for the block and stops them after, joining every
 thread. A peer already answering on its port (another `datafix sandbox` process) is reused,
 not started again and not stopped: the Salesforce peer hands its CA out at `/sandbox/ca.pem`
@@ -49,6 +53,7 @@ from urllib.parse import urlsplit
 
 from connectors.errors import ConfigError
 from connectors.sandbox import erp_node, sage_x3, soap_erp
+from connectors.sandbox.demo_calendar import DemoCalendar
 from connectors.sandbox.salesforce import (
     DEFAULT_SESSION_ID,
     PeerRequest,
@@ -227,19 +232,23 @@ class Sandbox:
             self._owned.pop().stop()
 
 
-def start_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Sandbox:
+def start_sandbox(
+    home: Path, *, ports: SandboxPorts | None = None, calendar: DemoCalendar | None = None
+) -> Sandbox:
     """Start (or reuse) the four peers and write the Salesforce CA under `home`.
 
-    `ports` defaults to `configured_ports()`. Raises SandboxError when a port is held by a
+    `ports` defaults to `configured_ports()`, `calendar` (the demo day the seeds are dated
+    for) to `DemoCalendar.from_environment()`. Raises SandboxError when a port is held by a
     program that is not a sandbox peer; nothing is left running then.
     """
     ports = configured_ports() if ports is None else ports
+    calendar = DemoCalendar.from_environment() if calendar is None else calendar
     owned: list[_Stoppable] = []
     try:
         erp, _ = _attach(
             "landlord ERP (SOAP)",
             ports.erp,
-            lambda port: _ErpPeer(soap_erp.demo_seed(), port=port),
+            lambda port: _ErpPeer(soap_erp.demo_seed(calendar), port=port),
             lambda port: _wsdl(port, soap_erp.NAMESPACE),
             owned,
         )
@@ -248,18 +257,22 @@ def start_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Sandbox:
             ports.sage_x3,
             # writable: the demo pushes its sales invoices there (`save` / `modify` of SIH)
             lambda port: _SagePeer(
-                sage_x3.demo_seed(), pool_alias=SAGE_POOL, port=port, writable=True
+                sage_x3.demo_seed(calendar), pool_alias=SAGE_POOL, port=port, writable=True
             ),
             lambda port: _wsdl(port, sage_x3.ENDPOINT_PATH),
             owned,
         )
         salesforce, ca_pem = _attach(
-            "Salesforce (HTTPS)", ports.salesforce, _SalesforcePeer, _salesforce_ca, owned
+            "Salesforce (HTTPS)",
+            ports.salesforce,
+            lambda port: _SalesforcePeer(port, calendar),
+            _salesforce_ca,
+            owned,
         )
         travaux, _ = _attach(
             "works-order ERP (Node)",
             ports.travaux,
-            lambda port: _TravauxPeer(port=port),
+            lambda port: _TravauxPeer(port=port, months=calendar.months),
             lambda port: _wsdl(port, erp_node.NAMESPACE),
             owned,
         )
@@ -273,9 +286,11 @@ def start_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Sandbox:
 
 
 @contextlib.contextmanager
-def running_sandbox(home: Path, *, ports: SandboxPorts | None = None) -> Iterator[Sandbox]:
+def running_sandbox(
+    home: Path, *, ports: SandboxPorts | None = None, calendar: DemoCalendar | None = None
+) -> Iterator[Sandbox]:
     """The sandbox for the block (see `start_sandbox`); the peers started here stop after."""
-    sandbox = start_sandbox(home, ports=ports)
+    sandbox = start_sandbox(home, ports=ports, calendar=calendar)
     try:
         yield sandbox
     finally:
@@ -362,13 +377,13 @@ class _TravauxPeer(erp_node.TravauxErpPeer):
 class _SalesforcePeer(SalesforcePeer):
     """The demo org; it hands out its CA at `GET /sandbox/ca.pem` (no session needed)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, calendar: DemoCalendar | None = None) -> None:
         if importlib.util.find_spec("trustme") is None:  # makes its certificates
             raise SandboxError(
                 "the sandbox's Salesforce peer needs trustme, a development dependency — install"
                 " the hub with `make install` (pip install -e '.[dev]')"
             )
-        super().__init__(demo_store(), port=port)
+        super().__init__(demo_store(calendar), port=port)
         self.add_route("GET", CA_ROUTE, self._ca_response, public=True)
 
     @property

@@ -74,6 +74,7 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
+from connectors.sandbox.demo_calendar import DemoCalendar
 from connectors.sandbox.http import (
     HOSTILE_MODES,
     SOAP_ENV,
@@ -687,9 +688,10 @@ class SageX3Peer(PushFaultHooks, SoapPeer):
 # Demo data and a standalone run
 
 
-def demo_seed() -> dict[str, list[dict[str, Any]]]:
+def demo_seed(calendar: DemoCalendar | None = None) -> dict[str, list[dict[str, Any]]]:
     """A small fixed seed (invented companies): 5 customers (landlords billed by a contractor)
-    and 6 sales invoices with 1 to 3 lines each, every one carrying a work-order number."""
+    and 6 sales invoices with 1 to 3 lines each, every one carrying a work-order number. With a
+    `calendar` (the sandbox's), its dates are moved to the demo day like the demo files'."""
     names = (
         "Loire Habitat Social",
         "Opale Logement",
@@ -739,7 +741,8 @@ def demo_seed() -> dict[str, list[dict[str, Any]]]:
                 "SIH4_1": lines,
             }
         )
-    return {"BPC": customers, "SIH": invoices}
+    seed = {"BPC": customers, "SIH": invoices}
+    return seed if calendar is None else calendar.value(seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -110,6 +110,7 @@ from typing import Any, ClassVar
 
 from lxml import etree
 
+from connectors.sandbox.demo_calendar import DemoCalendar
 from connectors.sandbox.http import (
     HOSTILE_MODES,
     SOAP_ENV,
@@ -681,8 +682,11 @@ _NO_TENANT_ENTRY = 20  # posted to no tenant account (blank tenantRef)
 _UNKNOWN_CODE_ENTRY = 25  # movement code `PEN`
 
 
-def demo_seed() -> dict[str, list[dict[str, Any]]]:
+def demo_seed(calendar: DemoCalendar | None = None) -> dict[str, list[dict[str, Any]]]:
     """A small fixed seed (invented people): 12 tenants, 36 ledger entries, 9 work orders.
+
+    With a `calendar` (the sandbox's: `datafix demo`), every date and label is moved to its
+    demo day like the demo files' (`connectors.sandbox.demo_calendar`); without, as written.
 
     Identical from one call to the next; `modifiedAt` spreads over March 2026 so incremental
     pulls have something to skip. Three records are deliberately bad, for the demo's
@@ -748,7 +752,12 @@ def demo_seed() -> dict[str, list[dict[str, Any]]]:
         }
         for number in range(1, 10)
     ]
-    return {"tenants": tenants, "ledger_entries": entries, "work_orders": orders}
+    seed = {"tenants": tenants, "ledger_entries": entries, "work_orders": orders}
+    if calendar is None:
+        return seed
+    for entry in entries:
+        entry["label"] = calendar.label(entry["label"])
+    return calendar.value(seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from connectors.sandbox.demo_files import (
     DEMO_LANDLORDS,
     DEMO_ROWS,
     DEMO_SANDBOX_LANDLORDS,
+    EXTRACTED_ON,
     main,
     write_demo_sources,
 )
@@ -71,7 +72,7 @@ EXPECTED_REASONS: dict[str, dict[str, Counter[str]]] = {
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("demo-home")
-    write_demo_sources(home)
+    write_demo_sources(home, EXTRACTED_ON)  # the reference day: the dates asserted below
     return home
 
 
@@ -91,8 +92,8 @@ def _load_datafix(landlord_id: str) -> Datafix:
 
 
 def test_two_generations_are_identical_to_the_byte(tmp_path: Path) -> None:
-    first = write_demo_sources(tmp_path / "one")
-    write_demo_sources(tmp_path / "two")
+    first = write_demo_sources(tmp_path / "one", EXTRACTED_ON)
+    write_demo_sources(tmp_path / "two", EXTRACTED_ON)
 
     digests_one, digests_two = _digests(tmp_path / "one"), _digests(tmp_path / "two")
     assert digests_one == digests_two

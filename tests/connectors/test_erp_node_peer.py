@@ -9,6 +9,8 @@ they check the peer, not the hub's SOAP connector.
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import errno
 import os
 import socket
@@ -435,3 +437,24 @@ def test_the_sandbox_serves_it_and_exports_its_wsdl(sandbox: Sandbox) -> None:
     assert wsdl == sandbox.travaux.wsdl_url and sandbox.travaux.started
     answer = client(wsdl).service.ListerEcritures(page={"numero": 1, "taille": 1})
     assert answer.total == SEEDED
+
+
+def test_months_moves_every_date_of_the_seed_by_whole_months() -> None:
+    """`--months` (the demo calendar's shift): the same seed, each date moved by whole months
+    with its day of the month (clamped) and its time of day; the amounts do not move."""
+    with (
+        TravauxErpPeer(ecritures=30, bons=5) as reference,
+        TravauxErpPeer(ecritures=30, bons=5, months=14) as moved,
+    ):
+        page = {"numero": 1, "taille": 30}
+        before = client(reference.wsdl_url).service.ListerEcritures(page=page).ecritures.ecriture
+        after = client(moved.wsdl_url).service.ListerEcritures(page=page).ecritures.ecriture
+    assert len(before) == len(after) == 30
+    for old, new in zip(before, after, strict=True):
+        assert (new.numeroEcriture, new.montant.valeur) == (old.numeroEcriture, old.montant.valeur)
+        # 14 months on: the next year and two months later, the day clamped to that month
+        index = old.dateEcriture.month - 1 + 14
+        year, month = old.dateEcriture.year + index // 12, index % 12 + 1
+        last = calendar.monthrange(year, month)[1]
+        assert new.dateEcriture == dt.date(year, month, min(old.dateEcriture.day, last))
+        assert new.modifieLe.time() == old.modifieLe.time()

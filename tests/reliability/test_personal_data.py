@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from connectors.sandbox.demo_calendar import DemoCalendar
 from connectors.sandbox.demo_files import write_demo_sources
 from pipelines.lib.environment import REPO_ROOT
 from tests.landlords.common import datafix, datafix_ok
@@ -131,7 +132,8 @@ def test_after_the_demo_no_personal_value_is_in_plain_text_under_the_home(hub_ho
     values = personal_values(hub_home / "inbox")
     pattern = needles(values)
     # the scan finds them where they belong: the sources and the canonical columns
-    source = hub_home / "inbox" / LOIRE / "locataires_2026-10.csv"
+    month = DemoCalendar.from_environment().export_month  # the demo day's: today's
+    source = hub_home / "inbox" / LOIRE / f"locataires_{month}.csv"
     assert pattern.search(source.read_bytes()) is not None
     with sqlite3.connect(hub_home / "warehouse.db") as warehouse:
         names = [row[0] for row in warehouse.execute("SELECT full_name FROM tenants")]

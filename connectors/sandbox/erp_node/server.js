@@ -49,6 +49,7 @@ function parseArguments(argv) {
     ecritures: 2600,
     bons: 300,
     seed: 20240101,
+    months: 0,
     exitWithStdin: false,
   };
   const integers = {
@@ -65,6 +66,14 @@ function parseArguments(argv) {
       options.refuseAll = true;
     } else if (name === '--exit-with-stdin') {
       options.exitWithStdin = true;
+    } else if (name === '--months') {
+      // the demo calendar's shift, in whole months (negative: earlier); see demo_calendar.py
+      const text = argv[i + 1];
+      i += 1;
+      if (text === undefined || !/^-?\d+$/.test(text)) {
+        usage(`--months attend un entier, pas ${JSON.stringify(text)}`);
+      }
+      options.months = Number(text);
     } else if (name in integers) {
       const text = argv[i + 1];
       i += 1;
@@ -124,6 +133,17 @@ const isoDate = (ms) => new Date(ms).toISOString().slice(0, 10);
 const isoDateTime = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 const cents = (value) => (value / 100).toFixed(2);
 
+// `ms` moved by whole months, its day of the month clamped to the target month (31/05 + 1 →
+// 30/06), the time of day kept: the demo calendar of connectors/sandbox/demo_calendar.py.
+function addMonths(ms, months) {
+  if (!months) return ms;
+  const day = new Date(ms);
+  const year = day.getUTCFullYear();
+  const month = day.getUTCMonth() + months;
+  const last = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
+  return Date.UTC(year, month, Math.min(day.getUTCDate(), last)) + (ms % 86400000);
+}
+
 function seedData(options) {
   const random = mulberry32(options.seed);
   const pick = (list) => list[Math.floor(random() * list.length)];
@@ -142,10 +162,10 @@ function seedData(options) {
     ecritures.push({
       numeroEcriture: `EC-${pad(i, 6)}`,
       locataire: { ...pick(locataires) },
-      dateEcriture: isoDate(date),
+      dateEcriture: isoDate(addMonths(date, options.months)),
       code,
       montant: { valeur: cents(sign * between(1500, 98000)), devise: 'EUR' },
-      modifieLe: isoDateTime(date + between(0, 30 * day)),
+      modifieLe: isoDateTime(addMonths(date + between(0, 30 * day), options.months)),
     });
   }
   const bons = [];
@@ -165,9 +185,9 @@ function seedData(options) {
       locataire: { ...pick(locataires) },
       objet: pick(OBJETS),
       etat: pick(ETATS),
-      dateCreation: isoDate(date),
+      dateCreation: isoDate(addMonths(date, options.months)),
       lignes: { ligne: lignes },
-      modifieLe: isoDateTime(date + between(0, 60 * day)),
+      modifieLe: isoDateTime(addMonths(date + between(0, 60 * day), options.months)),
     });
   }
   return { ecritures, bons };

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from connectors.sandbox.demo_calendar import DemoCalendar
 from connectors.sandbox.salesforce.schema import UTC, WORK_ORDER_STATUSES
 from connectors.sandbox.salesforce.store import SalesforceStore
 
@@ -139,7 +140,7 @@ DEMO_WORK_ORDERS = 120
 DEMO_ACCOUNT = "Résidences de l'Estuaire"
 
 
-def demo_store() -> SalesforceStore:
+def demo_store(calendar: DemoCalendar | None = None) -> SalesforceStore:
     """The org the sandbox serves (`datafix sandbox`, `datafix demo`): `field_service_store`
     with `DEMO_WORK_ORDERS` work orders, plus one deliberately bad work order of
     `DEMO_ACCOUNT`, with no `BT_Number__c` (the landlord's order number was never typed in).
@@ -147,7 +148,8 @@ def demo_store() -> SalesforceStore:
     The store has bad records of its own, which the demo's quarantine shows too: work orders
     `Cannot Complete` (a status the hub has no value for), and their appointments marked
     `Completed` with no `ActualEndTime`. Identical from one call to the next (every date is
-    fixed).
+    fixed); with a `calendar` (the sandbox's: `datafix demo`) every date is moved to its demo
+    day like the demo files' (`connectors.sandbox.demo_calendar`).
     """
     store = field_service_store(DEMO_WORK_ORDERS)
     account_id = next(
@@ -176,4 +178,8 @@ def demo_store() -> SalesforceStore:
             "SystemModstamp": stamp,
         },
     )
+    if calendar is not None:
+        for records in store.records.values():
+            for record in records.values():
+                record.update(calendar.value(record))
     return store

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from connectors.sandbox.demo_files import write_demo_sources
+from connectors.sandbox.demo_files import EXTRACTED_ON, write_demo_sources
 from pipelines.lib.arrears import refresh_actions, refresh_arrears
 from pipelines.lib.datafixes import load_landlord
 from pipelines.lib.insight import record_tenant_balances
@@ -39,7 +39,7 @@ DEMO = ["loire-habitat", "cite-jardins"]  # the file landlords with a ledger (an
 
 @pytest.fixture
 def warehouse(warehouse_url: str, hub_home: Path) -> Iterator[Warehouse]:
-    write_demo_sources(hub_home)
+    write_demo_sources(hub_home, EXTRACTED_ON)  # dated for 31/10/2026: AS_OF a month on
     warehouse = Warehouse(warehouse_url)
     warehouse.migrate()
     for landlord in DEMO:

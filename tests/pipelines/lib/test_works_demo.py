@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from connectors.sandbox.demo_calendar import DEMO_DAY_VARIABLE, REFERENCE_DAY
 from connectors.sandbox.demo_files import OPALE_LOGEMENT, RESIDENCES_ESTUAIRE, write_demo_sources
 from pipelines.lib.datafixes import load_datafix
 from pipelines.lib.environment import REPO_ROOT
@@ -35,7 +36,16 @@ EVENTS = ["ordered", "quote_sent", "quote_accepted", "commitment_raised", "commi
 
 
 @pytest.fixture
-def warehouse(warehouse_url: str, hub_home: Path, sandbox: object) -> Iterator[Warehouse]:
+def reference_demo_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo files and the sandbox's seeds dated for the reference day (31/10/2026), the
+    extraction `AS_OF` follows, whatever the day the test runs (requested before `sandbox`)."""
+    monkeypatch.setenv(DEMO_DAY_VARIABLE, REFERENCE_DAY.isoformat())
+
+
+@pytest.fixture
+def warehouse(
+    warehouse_url: str, hub_home: Path, reference_demo_day: None, sandbox: object
+) -> Iterator[Warehouse]:
     """The two works landlords' demo data loaded (pull → normalise → load), works refreshed."""
     write_demo_sources(hub_home)
     warehouse = Warehouse(warehouse_url)
