@@ -64,19 +64,25 @@ def sections(warehouse: Warehouse, loaded: LoadedDatafix) -> dict[str, Section]:
     return {section.title: section for section in build_sections(warehouse, loaded, AS_OF)}
 
 
+def cite_arrears(warehouse: Warehouse, loaded: LoadedDatafix, as_of: date) -> tuple[list, list]:
+    """Cité des Jardins' tenant arrears as the morning computes them on `as_of` (balances, then
+    arrears), with the landlord's open alerts."""
+    with warehouse.engine.begin() as connection:
+        record_tenant_balances(connection, CITE_JARDINS, as_of, "morning")
+        refresh_arrears(connection, CITE_JARDINS, as_of, "morning", loaded.datafix.arrears)
+    with warehouse.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT * FROM tenant_arrears WHERE landlord_id = :l"), {"l": CITE_JARDINS}
+        ).all()
+        return list(rows), insight_alerts(connection, loaded)
+
+
 def test_the_demo_arrears_show_every_bucket_plan_status_and_rejected_debits(
     hub_home: Path,
 ) -> None:
     warehouse, loaded = loaded_demo(hub_home, CITE_JARDINS)
     try:
-        with warehouse.engine.begin() as connection:
-            record_tenant_balances(connection, CITE_JARDINS, AS_OF, "morning")
-            refresh_arrears(connection, CITE_JARDINS, AS_OF, "morning", loaded.datafix.arrears)
-        with warehouse.engine.connect() as connection:
-            rows = connection.execute(
-                sa.text("SELECT * FROM tenant_arrears WHERE landlord_id = :l"), {"l": CITE_JARDINS}
-            ).all()
-            alerts = insight_alerts(connection, loaded)
+        rows, alerts = cite_arrears(warehouse, loaded, AS_OF)
         report = sections(warehouse, loaded)
     finally:
         warehouse.dispose()
@@ -420,14 +426,7 @@ def test_today_the_hub_shows_every_bucket_and_broken_plans(hub_home: Path) -> No
     agree with the files: every bucket holds tenants, plans are broken."""
     warehouse, loaded = loaded_demo(hub_home, CITE_JARDINS, TODAY)
     try:
-        with warehouse.engine.begin() as connection:
-            record_tenant_balances(connection, CITE_JARDINS, TODAY, "morning")
-            refresh_arrears(connection, CITE_JARDINS, TODAY, "morning", loaded.datafix.arrears)
-        with warehouse.engine.connect() as connection:
-            rows = connection.execute(
-                sa.text("SELECT * FROM tenant_arrears WHERE landlord_id = :l"), {"l": CITE_JARDINS}
-            ).all()
-            alerts = insight_alerts(connection, loaded)
+        rows, alerts = cite_arrears(warehouse, loaded, TODAY)
     finally:
         warehouse.dispose()
     expected = tenants_per_bucket(cite_movements(hub_home / "inbox"), TODAY)
