@@ -27,13 +27,21 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from connectors.errors import SourceDataError
+from connectors.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 __all__ = [
     "CHUNK_ROWS",
@@ -379,12 +387,12 @@ def value_text(value: object, *, midnight_as_date: bool = False) -> str:
 
 
 # a column holding one of these types (and blanks) is converted by Arrow in one call
-_ARROW_TYPES: dict[type, pa.DataType] = {
-    float: pa.float64(),
-    int: pa.int64(),
-    bool: pa.bool_(),
-    dt.date: pa.date32(),
-    dt.datetime: pa.timestamp("us"),
+_ARROW_TYPES: dict[type, Callable[[], pa.DataType]] = {
+    float: lambda: pa.float64(),
+    int: lambda: pa.int64(),
+    bool: lambda: pa.bool_(),
+    dt.date: lambda: pa.date32(),
+    dt.datetime: lambda: pa.timestamp("us"),
 }
 
 
@@ -421,7 +429,7 @@ def _arrow_text(column: np.ndarray, kind: type, midnight_as_date: bool) -> pa.Ar
         if sample is None or sample.tzinfo is not None:  # type: ignore[attr-defined]
             return None  # Arrow would silently shift aware values to UTC
     try:
-        array = pa.array(column, type=_ARROW_TYPES[kind])
+        array = pa.array(column, type=_ARROW_TYPES[kind]())
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
         return None
     if kind is dt.datetime:

@@ -25,16 +25,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from python_calamine import CalamineWorkbook
 
 from connectors.environment import seconds_variable
 from connectors.errors import ConfigError, RetriableError, SourceDataError
+from connectors.lazy import lazy_module
 from connectors.rawtable import (
     HEADER_SCAN_ROWS,
     RawTable,
@@ -46,6 +43,17 @@ from connectors.rawtable import (
     line_lineage,
     value_text,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
+    pacsv = lazy_module("pyarrow.csv")
 
 __all__ = [
     "fingerprint_files",
@@ -862,7 +870,9 @@ def _faults(reasons: dict[int, tuple[str, str]], index: pd.Index) -> pd.DataFram
     ).set_axis(index[positions])
 
 
-FileRead = tuple[list[str], pd.DataFrame, pd.Series, pd.DataFrame | None]
+# named for the annotations only (pandas is imported at its first use: connectors/lazy.py)
+if TYPE_CHECKING:
+    FileRead = tuple[list[str], pd.DataFrame, pd.Series, pd.DataFrame | None]
 
 
 def _read_files(

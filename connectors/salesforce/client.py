@@ -30,10 +30,9 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
-import pandas as pd
 import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.api import DEFAULT_API_VERSION
@@ -49,10 +48,16 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
+from connectors.lazy import lazy_module
 from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage, line_lineage
 from connectors.retry import RetryPolicy, with_retries
 from connectors.salesforce.models import SALESFORCE_RETRY, SalesforceAuth
 from connectors.salesforce.soql import build_query, check_name, check_object
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = [
     "DEFAULT_API_VERSION",

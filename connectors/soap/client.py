@@ -48,10 +48,9 @@ import difflib
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pandas as pd
 import requests
 import zeep
 import zeep.exceptions as zeep_errors
@@ -61,6 +60,7 @@ from zeep.proxy import ServiceProxy
 from zeep.xsd import ComplexType
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
+from connectors.lazy import lazy_module
 from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage
 from connectors.retry import RetryPolicy, with_retries
 from connectors.secrets import scrub
@@ -77,6 +77,11 @@ from connectors.soap.wsdl import (
     path_problem,
     required_paths,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = [
     "SOAP_ENCODING_NAMESPACE",

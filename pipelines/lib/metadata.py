@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
+from connectors.lazy import lazy_module
 from pipelines.lib.stages import preview_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 RUN_TAG_FULL_REFRESH = "datafix/full_refresh"
 

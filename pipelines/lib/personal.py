@@ -34,11 +34,16 @@ import os
 import tempfile
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING
 
 from connectors.errors import ConfigError
+from connectors.lazy import lazy_module
 from pipelines.lib.environment import datafix_home
+
+if TYPE_CHECKING:
+    from cryptography import fernet
+else:
+    fernet = lazy_module("cryptography.fernet")
 
 __all__ = [
     "KEY_FILE",
@@ -90,7 +95,7 @@ def quarantine_key() -> bytes:
         try:
             os.fchmod(handle, 0o600)
             with os.fdopen(handle, "wb") as stream:
-                stream.write(Fernet.generate_key())
+                stream.write(fernet.Fernet.generate_key())
             with contextlib.suppress(FileExistsError):  # another process made it first
                 os.link(temporary, path)
         finally:
@@ -115,7 +120,7 @@ class RawSealer:
 
     def __init__(self, key: bytes | None = None) -> None:
         key = quarantine_key() if key is None else key
-        self._fernet = Fernet(key)
+        self._fernet = fernet.Fernet(key)
         self._hash_key = hmac.new(key, _HASH_CONTEXT, hashlib.sha256).digest()
 
     def raw_hash(self, plain: str) -> str:
@@ -152,7 +157,7 @@ class RawSealer:
             if isinstance(value, str) and value.startswith(SEALED_PREFIX):
                 try:
                     value = self._fernet.decrypt(value[len(SEALED_PREFIX) :].encode()).decode()
-                except InvalidToken:
+                except fernet.InvalidToken:
                     raise ConfigError(
                         f"{where}: cell `{column}` was sealed with another key — set"
                         f" {KEY_VARIABLE} (or restore $DATAFIX_HOME/{KEY_FILE}) to the key the"

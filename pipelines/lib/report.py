@@ -17,12 +17,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import sqlalchemy as sa
 from markupsafe import Markup
 
+from connectors.lazy import lazy_module
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.environment import datafix_home
 from pipelines.lib.health import insight_alerts, latest_loads, quarantine_reasons
@@ -40,6 +40,11 @@ from schemas.tables import (
     works_missed_by_tenant,
     works_orders,
 )
+
+if TYPE_CHECKING:
+    import jinja2
+else:
+    jinja2 = lazy_module("jinja2")
 
 INVOICES = CANONICAL_TABLES["invoices"]
 TEMPLATES = Path(__file__).parent / "templates"

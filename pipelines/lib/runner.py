@@ -143,9 +143,10 @@ class LandlordRunner:
     def __init__(self, job_name: str, *, own_process: bool = False) -> None:
         try:
             self.instance = ensure_instance()
-            from pipelines.definitions import defs  # imported late: loading defs reads datafixes/
+            # imported late: loading the definitions reads datafixes/
+            from pipelines.definitions import run_definitions
 
-            definitions = defs()
+            definitions = run_definitions()
             self.job = definitions.resolve_job_def(job_name)
             # the landlord's health, refreshed by its own run after a run that did not refresh it
             self.health = (

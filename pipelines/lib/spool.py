@@ -22,14 +22,21 @@ import uuid
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.ipc as ipc
-
+from connectors.lazy import lazy_module
 from pipelines.lib.environment import datafix_home
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
+    ipc = lazy_module("pyarrow.ipc")
 
 __all__ = ["KeyHashes", "KeyIndex", "Spool", "key_hashes", "release_freed_memory", "scratch_root"]
 

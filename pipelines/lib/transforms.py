@@ -12,16 +12,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from connectors.errors import ConfigError
+from connectors.lazy import after_import, lazy_module
 from connectors.rawtable import RawTable, header_key
 from pipelines.lib.quality import row_rule_breaks
 from schemas.canonical import ENTITIES, PANDAS_DTYPES, ColumnSpec, ColumnType, EntitySpec
@@ -38,8 +36,19 @@ from schemas.datafix import (
     did_you_mean,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
-def _use_a_fast_arrow_pool() -> None:
+
+def _use_a_fast_arrow_pool(arrow: types.ModuleType) -> None:
     """Allocate Arrow memory (every text column) with jemalloc rather than mimalloc.
 
     Arrow's default allocator, mimalloc, spends about 1 s of system time the first time a
@@ -47,17 +56,19 @@ def _use_a_fast_arrow_pool() -> None:
     the first normalise, 0.1 s in the next ones), and the hub runs each landlord in a fresh
     process. jemalloc (or the system allocator where pyarrow has no jemalloc) avoids it, with
     a lower peak RSS. Only the allocator changes; an explicit ARROW_DEFAULT_MEMORY_POOL wins.
+    Chosen once pyarrow is imported, before the hub's first use of pandas or Arrow
+    (`connectors.lazy.after_import`).
     """
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return
     try:
-        pool = pa.jemalloc_memory_pool()
+        pool = arrow.jemalloc_memory_pool()
     except NotImplementedError:
-        pool = pa.system_memory_pool()
-    pa.set_memory_pool(pool)
+        pool = arrow.system_memory_pool()
+    arrow.set_memory_pool(pool)
 
 
-_use_a_fast_arrow_pool()
+after_import("pyarrow", _use_a_fast_arrow_pool)
 
 DEFAULT_DATE_FORMATS: tuple[str, ...] = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d.%m.%Y")
 ISO_FORMATS: tuple[str, ...] = (
@@ -69,7 +80,7 @@ ISO_FORMATS: tuple[str, ...] = (
 )
 # excel serial numbers accepted as dates: 1954-10-03 .. 2119-01-09
 EXCEL_SERIAL_RANGE = (20_000, 80_000)
-EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+EXCEL_EPOCH = "1899-12-30"  # day 0 of Excel's serial dates (pd.Timestamp at use)
 LOCAL_TIMEZONE = "Europe/Paris"
 
 TRUE_WORDS = ("oui", "o", "yes", "y", "true", "vrai", "1", "x")
@@ -389,7 +400,7 @@ def parse_dates(
             values[todo].where(values[todo].str.fullmatch(r"\d{5}(?:\.\d+)?")), errors="coerce"
         )
         in_range = serial.between(*EXCEL_SERIAL_RANGE)
-        as_dates = EXCEL_EPOCH + pd.to_timedelta(serial[in_range], unit="D")
+        as_dates = pd.Timestamp(EXCEL_EPOCH) + pd.to_timedelta(serial[in_range], unit="D")
         as_dates = as_dates.dt.round("s") if with_time else as_dates.dt.floor("D")
         parsed.loc[as_dates.index] = as_dates
         todo.loc[as_dates.index] = False

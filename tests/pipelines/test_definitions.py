@@ -277,3 +277,38 @@ def test_materialize_a_demo_landlord_loads_every_row_or_quarantines_it(
 
 def test_warehouse_resource_uses_the_environment_url(warehouse_url: str) -> None:
     assert WarehouseResource().get_client().url == warehouse_url
+
+
+def test_the_run_definitions_are_the_code_locations_without_the_component_catalogue() -> None:
+    """`datafix run` builds its definitions with `run_definitions` (no catalogue of component
+    types): every asset, check, job (its snapshot included), schedule, sensor and resource is
+    the UI's."""
+    import warnings
+
+    from pipelines.definitions import run_definitions
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a Dagster warning would reach the command's stderr
+        ran = run_definitions()
+
+    def shape(definitions: dg.Definitions) -> dict[str, list[str]]:
+        repository = definitions.get_repository_def()
+        graph = repository.asset_graph
+        return {
+            "assets": sorted(key.to_user_string() for key in graph.get_all_asset_keys()),
+            "checks": sorted(str(key) for key in graph.asset_check_keys),
+            "jobs": sorted(job.name for job in repository.get_all_jobs()),
+            "schedules": sorted(schedule.name for schedule in repository.schedule_defs),
+            "sensors": sorted(sensor.name for sensor in repository.sensor_defs),
+            "resources": sorted(repository.get_top_level_resources()),
+        }
+
+    assert shape(ran) == shape(DEFINITIONS)
+    assert "nightly" in shape(ran)["jobs"]
+    for job in ("nightly", "pull", "push", "health"):
+        ours = ran.resolve_job_def(job).get_job_snapshot()
+        theirs = DEFINITIONS.resolve_job_def(job).get_job_snapshot()
+        assert ours.snapshot_id == theirs.snapshot_id, job
+    catalogue = "plugin_component_types_json"
+    assert catalogue in DEFINITIONS.get_repository_def().metadata
+    assert catalogue not in ran.get_repository_def().metadata

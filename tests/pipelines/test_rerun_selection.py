@@ -178,3 +178,35 @@ def test_a_command_process_runs_the_collector_again_after_its_set_up(
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_an_unchanged_rerun_imports_no_data_frame_library(hub_home: Path) -> None:
+    """An unchanged rerun touches no data frame: pandas, numpy and pyarrow (a fifth of the
+    process's CPU) are imported at their first use only (connectors/lazy.py). Run in a fresh
+    process, as `datafix run` is; the runs it writes are the instance's like any other."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    write_demo_sources(hub_home)
+    first = run_once()
+    probe = (
+        "import json, sys\n"
+        "from pipelines.lib.runner import run_landlords\n"
+        f"[outcome] = run_landlords([{LANDLORD!r}], workers=1)\n"
+        "print(json.dumps({'success': outcome.success, 'run_id': outcome.run_id,\n"
+        "    'statuses': sorted({e.status for e in outcome.entities.values()}),\n"
+        "    'imported': [m for m in ('pandas', 'numpy', 'pyarrow') if m in sys.modules]}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert done.returncode == 0, done.stderr
+    second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert second["success"]
+    assert second["statuses"] == ["unchanged"]
+    assert second["imported"] == []
+    assert steps(ensure_instance(), first) >= ENTITY_STEPS  # the first run read and loaded
+    rerun = LandlordOutcome(LANDLORD, run_id=second["run_id"])
+    assert steps(ensure_instance(), rerun) == ENTITY_STEPS | {"landlord_health"}
