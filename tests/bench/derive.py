@@ -390,10 +390,10 @@ def print_table(report: dict) -> None:
                         for c, w in zip(cells, widths, strict=True)).rstrip())  # fmt: skip
     print(
         f"as_of {report['as_of']}; tenants = the ledger's as generated (in brackets: those"
-        " the derive counted, and those who owe); load = the load stage alone (pull, normalise and contract"
-        " before it not counted); CPU = the process's user + system seconds, plus on PostgreSQL"
-        " its server processes'; derive RSS = ru_maxrss of the derive process (imports"
-        " included)."
+        " the derive counted, and those who owe); load = the load stage alone (pull,"
+        " normalise and contract before it not counted); CPU = the process's user + system"
+        " seconds, plus on PostgreSQL its server processes'; derive RSS = ru_maxrss of the"
+        " derive process (imports included)."
     )
     for line in verdicts(report):
         print(line)

@@ -44,7 +44,8 @@ MORNINGS = (
 HASHED = ("tenant_balances", "tenant_arrears", "prevention_actions")
 
 DEBITS = ("rent_call", "rent", "service_charges", "sls", "deposit", "fee", "legal_costs",
-          "rejected_debit", "housing_aid_clawback", "plan_instalment", "refund_to_tenant")  # fmt: skip
+          "rejected_debit", "housing_aid_clawback", "plan_instalment",
+          "refund_to_tenant")  # fmt: skip
 CREDITS = ("payment", "housing_aid", "deposit_refund", "refund", "credit_note", "write_off")
 METHODS = ("sepa_debit", "transfer", "cheque", "cash", "card")
 REASONS = ("AC01", "AC04", "AM04", "MS02", "MD06", "MS03", "RR04")
@@ -80,7 +81,9 @@ def ledger(rng: random.Random, tenants: int, first_ref: int = 1) -> list[dict[st
             ref = f"E{number:07d}"
             day = _day(rng, dt.date(2023, 1, 1), dt.date(2025, 2, 15))
             if rng.random() < 0.15:  # a tie on the posting day with the tenant's previous line
-                day = lines[-1]["entry_date"] if lines and lines[-1]["tenant_ref"] == tenant else day
+                day = (
+                    lines[-1]["entry_date"] if lines and lines[-1]["tenant_ref"] == tenant else day
+                )
             if rng.random() < 0.5:
                 kind = rng.choice(DEBITS[:4]) if rng.random() < 0.8 else rng.choice(DEBITS)
                 amount = rent if kind in ("rent_call", "rent") else rng.randrange(1, 250_000)
@@ -140,15 +143,26 @@ def plan_rows(rng: random.Random, tenants: int) -> tuple[list[dict], list[dict]]
             for month in range(count):
                 due = start + dt.timedelta(days=30 * month)
                 instalments.append(
-                    _entry(f"I{index:05d}-{number}-{month:02d}", tenant,
-                           due - dt.timedelta(days=rng.choice((0, 4))), "plan_instalment",
-                           instalment, rng, due)  # fmt: skip
+                    _entry(
+                        f"I{index:05d}-{number}-{month:02d}",
+                        tenant,
+                        due - dt.timedelta(days=rng.choice((0, 4))),
+                        "plan_instalment",
+                        instalment,
+                        rng,
+                        due,
+                    )
                 )
                 if rng.random() < 0.6:
                     instalments.append(
-                        _entry(f"J{index:05d}-{number}-{month:02d}", tenant,
-                               due + dt.timedelta(days=rng.randrange(0, 20)), "payment",
-                               -instalment, rng)  # fmt: skip
+                        _entry(
+                            f"J{index:05d}-{number}-{month:02d}",
+                            tenant,
+                            due + dt.timedelta(days=rng.randrange(0, 20)),
+                            "payment",
+                            -instalment,
+                            rng,
+                        )
                     )
     return plans, instalments
 
