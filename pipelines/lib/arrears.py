@@ -32,7 +32,13 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from pipelines.lib.insight import analyse, computed_once, load_version, staged
+from pipelines.lib.insight import (
+    analyse,
+    computed_once,
+    ledger_analysed,
+    load_version,
+    staged,
+)
 from pipelines.lib.warehouse import newest_first
 from schemas.arrears import (
     FACTS,
@@ -468,7 +474,10 @@ def compute_arrears(
     """Replace the landlord's `tenant_arrears` with the day's figures and profiles (one
     INSERT … SELECT), and copy the day's ageing, plan status and profile onto the history rows
     of `tenant_balances` (written by the balances step before)."""
-    analyse(connection, LEDGER, TENANTS, PLANS, tenant_balances)
+    inputs = (TENANTS, PLANS, tenant_balances)
+    if not ledger_analysed(connection, landlord_id, as_of):
+        inputs = (LEDGER, *inputs)
+    analyse(connection, *inputs)
     with staged(connection, TOTALS, _totals(landlord_id, as_of)) as totals:
         facts = _facts(landlord_id, as_of, settings.plan_broken_after, totals)
         profile, placed_by = _profiles(facts, settings.rules(), as_of)
