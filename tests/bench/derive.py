@@ -183,17 +183,15 @@ def _load(landlord: str, entity: str, url: str) -> dict:
 
 def _derive(kind: str, landlord: str, url: str) -> dict:
     """The insight steps of `kind`, each in its own transaction, as the assets run them."""
+    import sqlalchemy as sa
+
     from pipelines.lib.arrears import arrears_figures, compute_arrears, refresh_actions
     from pipelines.lib.datafixes import datafix_path, load_datafix
     from pipelines.lib.insight import refresh_tenant_balances
-    from pipelines.lib.warehouse import Warehouse
     from pipelines.lib.works import refresh_works, works_summary
 
     datafix = load_datafix(datafix_path(landlord)).datafix
-    # the warehouse's own engine, as the assets have it (`WarehouseResource`): on SQLite its
-    # pragmas (WAL, synchronous=NORMAL, the sorter's helper thread), as the load child has them
-    warehouse = Warehouse(url)
-    engine = warehouse.engine
+    engine = sa.create_engine(url)
     clock = _Clock(engine)
     run_id = uuid.uuid4().hex
     result: dict[str, Any] = {}
@@ -223,7 +221,7 @@ def _derive(kind: str, landlord: str, url: str) -> dict:
         )
         with engine.connect() as connection:
             result["orders"] = works_summary(connection, landlord).orders
-    warehouse.dispose()
+    engine.dispose()
     return result | {"steps": clock.steps}
 
 
