@@ -154,6 +154,35 @@ def refresh_tenant_balances(
     return True
 
 
+def ledger_analysed(connection: sa.Connection, landlord_id: str, as_of: date) -> bool:
+    """Whether the ledger's statistics were refreshed after its last load (of any landlord):
+    the balances of `as_of` were recorded (`record_tenant_balances` analyses the ledger) from
+    the landlord's ledger as it is, and no load wrote the table since. Then a computation of
+    the same morning need not `ANALYZE` the 1M-line ledger again (0.2 s on SQLite, 0.3-1 s on
+    PostgreSQL)."""
+    state = balance_states
+    recorded = connection.execute(
+        sa.select(state.c.ledger_loads, state.c.ledger_run_id, state.c.computed_at).where(
+            state.c.landlord_id == landlord_id, state.c.as_of == as_of
+        )
+    ).first()
+    if recorded is None or LedgerVersion(recorded.ledger_loads, recorded.ledger_run_id) != (
+        ledger_version(connection, landlord_id)
+    ):
+        return False
+    newest_load = connection.execute(
+        sa.select(sa.func.max(load_runs.c.finished_at)).where(
+            load_runs.c.entity == "ledger_entries", load_runs.c.status.in_(WRITING_LOADS)
+        )
+    ).scalar()
+    return newest_load is None or _utc(newest_load) <= _utc(recorded.computed_at)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite gives the stored UTC timestamps back without their zone
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def balance_figures(connection: sa.Connection, landlord_id: str, as_of: date) -> BalanceFigures:
     """Count, tenants in debt and total of the landlord's recorded balances of `as_of` (one SQL
     aggregate over the stored rows, not the ledger)."""
@@ -215,6 +244,9 @@ def analyse(connection: sa.Connection, *tables: sa.Table) -> None:
         # the one setting that differs: PostgreSQL's JIT compiled the arrears query for 2.7 s
         # of its 7.9 s (its cost is over jit_inline_above_cost); for this transaction only
         connection.execute(sa.text("SET LOCAL jit = off"))
+        # the sorts of the FIFO and last-line windows (a few hundred thousand rows) in memory,
+        # not in temporary files (the default 4 MB spilled them): bounded, per sort
+        connection.execute(sa.text("SET LOCAL work_mem = '64MB'"))
 
 
 @contextmanager

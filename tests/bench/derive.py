@@ -5,8 +5,10 @@ memory flat in the number of rows").
 
 For each database (a fresh SQLite file under `bench/derive/`, a fresh PostgreSQL database that
 the bench creates and drops) and each data set:
-- the ledger at two sizes (250,000 and 1,000,000 lines, generate.py's writer: 50,000 tenants),
-  then the works workbook of 200,000 orders (generate.py's writer, its own folder);
+- the ledger at two sizes (250,000 and 1,000,000 lines, one tenant per 10 lines: 25,000 and
+  100,000 tenants, the issue's size; generate.py's writer, each in its own folder under
+  `bench/derive/`, not the 50,000-tenant ledger of Table 1), then the works workbook of 200,000
+  orders (generate.py's writer, its own folder);
 - one child process loads it as the Dagster assets do (pull → normalise → contract → load into
   that warehouse), timing each stage: `load` is the load's own time, the baseline;
 - a second child process derives from it, as the insight assets do, each step in its own
@@ -47,6 +49,7 @@ import generate  # noqa: E402  (tests/bench/generate.py, beside this script)
 import process as process_bench  # noqa: E402  (tests/bench/process.py: timed children, PG)
 
 LEDGER_SIZES = (250_000, 1_000_000)
+LINES_PER_TENANT = 10  # the issue's size: 1M ledger lines over 100,000 tenants
 WORKS_ORDERS = 200_000
 FLAT_RSS_RATIO = 1.2
 AS_OF = date(2024, 12, 31)  # the generated files' export day: their debts are of that time
@@ -62,19 +65,21 @@ class DataSet:
     rows: int
     datafixes: Path
     derive: str  # "arrears" or "works"
+    tenants: int | None = None  # the ledger's tenants, as generated
 
 
-def _ledger(rows: int) -> DataSet:
-    if rows == generate.LedgerParams().rows:
-        ledger = process_bench.standard_ledger()
-    else:
-        ledger = process_bench.generated_ledger(
-            f"bench-ledger-{rows}", f"derive/ledger-{rows}", rows, max(1, rows // 5_000),
-            generate.SEED,
-        )  # fmt: skip
+def ledger_set(rows: int) -> DataSet:
+    """The derive's own ledger of `rows` lines over `rows // LINES_PER_TENANT` tenants in
+    `bench/derive/ledger-<rows>/` (the 1M-line ledger of Table 1 has 50,000 tenants: not the
+    issue's size), with a copy of bench-ledger.yaml naming its landlord and inbox."""
+    tenants = max(1, rows // LINES_PER_TENANT)
+    ledger = process_bench.generated_ledger(
+        f"bench-ledger-{rows}", f"derive/ledger-{rows}", rows, max(1, rows // 5_000),
+        generate.SEED, tenants=tenants,
+    )  # fmt: skip
     return DataSet(
         f"ledger {rows:,} lines", ledger.landlord, "ledger_entries", ledger.rows,
-        ledger.datafixes, "arrears",
+        ledger.datafixes, "arrears", tenants,
     )  # fmt: skip
 
 
@@ -284,13 +289,13 @@ def run_all(ledger_sizes: tuple[int, int] = LEDGER_SIZES, works_orders: int = WO
     """Every data set on SQLite, then on PostgreSQL; the report feeds `print_table`."""
     started = time.perf_counter()
     print("Generating the derive bench files (reused when already there)…", flush=True)
-    sets = [_ledger(rows) for rows in ledger_sizes] + [works_set(works_orders)]
+    sets = [ledger_set(rows) for rows in ledger_sizes] + [works_set(works_orders)]
     report: dict[str, Any] = {"as_of": AS_OF.isoformat(), "sizes": list(ledger_sizes),
                               "results": []}  # fmt: skip
     for database in ("sqlite", "postgresql"):
         for data in sets:
             entry = {"database": database, "data": data.name, "rows": data.rows,
-                     "derive_kind": data.derive}  # fmt: skip
+                     "tenants": data.tenants, "derive_kind": data.derive}  # fmt: skip
             if database == "sqlite":
                 entry |= _measure(data, database, f"sqlite:///{_sqlite_warehouse(data)}")
             else:
@@ -346,8 +351,17 @@ def verdicts(report: dict) -> list[str]:
     return lines
 
 
+def _tenants_text(entry: dict, derived: dict) -> str:
+    """A ledger's tenants as generated, and as the derive counted them (in debt after `/`)."""
+    if entry.get("tenants") is None:
+        return "-"
+    if "tenants" not in derived:
+        return f"{entry['tenants']:,}"
+    return f"{entry['tenants']:,} ({derived['tenants']:,}, {derived['in_debt']:,} owe)"
+
+
 def print_table(report: dict) -> None:
-    header = ("database", "data", "load s", "load CPU s", "derive s", "derive CPU s",
+    header = ("database", "data", "tenants", "load s", "load CPU s", "derive s", "derive CPU s",
               "derive/load", "derive RSS MB", "steps (wall/CPU s)")  # fmt: skip
     rendered = []
     for entry in report["results"]:
@@ -358,6 +372,7 @@ def print_table(report: dict) -> None:
             (
                 entry["database"],
                 entry["data"],
+                _tenants_text(entry, derived if ok else {}),
                 f"{load_step['seconds']:.2f}" if load_step else "-",
                 f"{load_step['cpu_seconds']:.2f}" if load_step else "-",
                 f"{derived['seconds']:.2f}" if ok else "-",
@@ -374,10 +389,11 @@ def print_table(report: dict) -> None:
         print("  ".join(c.splitlines()[0].ljust(w) if c else c.ljust(w)
                         for c, w in zip(cells, widths, strict=True)).rstrip())  # fmt: skip
     print(
-        f"as_of {report['as_of']}; load = the load stage alone (pull, normalise and contract"
-        " before it not counted); CPU = the process's user + system seconds, plus on PostgreSQL"
-        " its server processes'; derive RSS = ru_maxrss of the derive process (imports"
-        " included)."
+        f"as_of {report['as_of']}; tenants = the ledger's as generated (in brackets: those"
+        " the derive counted, and those who owe); load = the load stage alone (pull,"
+        " normalise and contract before it not counted); CPU = the process's user + system"
+        " seconds, plus on PostgreSQL its server processes'; derive RSS = ru_maxrss of the"
+        " derive process (imports included)."
     )
     for line in verdicts(report):
         print(line)

@@ -143,6 +143,7 @@ class LedgerParams:
     rows: int = 1_000_000
     bad_rows: int = 200
     seed: int = SEED
+    tenants: int = TENANTS  # each line's tenant drawn uniformly among them
 
 
 def ledger_csv(params: LedgerParams = LedgerParams()) -> Generated:
@@ -155,8 +156,8 @@ def _write_ledger(path: Path, params: LedgerParams) -> None:
     n = params.rows
     shares = np.array([share for _, share, *_ in LEDGER_CODES])
     code_index = rng.choice(len(LEDGER_CODES), size=n, p=shares / shares.sum())
-    tenant = rng.integers(0, TENANTS, size=n)
-    rent = rng.integers(32_000, 98_000, size=TENANTS)  # each tenant's monthly rent, in cents
+    tenant = rng.integers(0, params.tenants, size=n)
+    rent = rng.integers(32_000, 98_000, size=params.tenants)  # each tenant's rent, in cents
     first = dt.date(2020, 1, 1).toordinal()
     day = np.sort(rng.integers(first, dt.date(2024, 12, 31).toordinal() + 1, size=n))
     free = rng.random(n)

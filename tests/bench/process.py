@@ -230,12 +230,14 @@ def standard_ledger() -> Ledger:
     return Ledger("bench-ledger", made.path, made.data_rows, made.bad_rows, folder, "ledger")
 
 
-def generated_ledger(landlord: str, folder: str, rows: int, bad_rows: int, seed: int) -> Ledger:
-    """A ledger of `rows` lines (generate.py's writer, its own seed) under `bench/<folder>/`,
-    reused while identical, with a copy of bench-ledger.yaml naming `landlord` and that inbox
-    in `bench/<datafixes folder>/`."""
+def generated_ledger(
+    landlord: str, folder: str, rows: int, bad_rows: int, seed: int, tenants: int = generate.TENANTS
+) -> Ledger:
+    """A ledger of `rows` lines over `tenants` tenants (generate.py's writer, its own seed)
+    under `bench/<folder>/`, reused while identical, with a copy of bench-ledger.yaml naming
+    `landlord` and that inbox in `bench/<datafixes folder>/`."""
     (_bench() / folder).mkdir(parents=True, exist_ok=True)
-    params = generate.LedgerParams(rows=rows, bad_rows=bad_rows, seed=seed)
+    params = generate.LedgerParams(rows=rows, bad_rows=bad_rows, seed=seed, tenants=tenants)
     # the bench's own generator, beside this file
     made = generate._generated(folder, LEDGER_FILE, params, generate._write_ledger)
     datafixes = _bench() / Path(folder).parent / "datafixes"

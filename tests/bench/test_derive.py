@@ -59,3 +59,20 @@ def test_the_generated_works_landlord_is_a_valid_datafix_reading_its_own_inbox(
     assert loaded.datafix.inbox.endswith("/bench/derive/works-50")
     assert (tmp_path / "bench" / "derive" / "works-50" / "commandes_2024-12.xlsx").is_file()
     assert (data.entity, data.derive, data.rows) == ("work_orders", "works", 50)
+
+
+def test_the_derive_ledgers_have_one_tenant_per_ten_lines_in_their_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAFIX_HOME", str(tmp_path))
+    monkeypatch.setenv("DATAFIX_INBOX_ROOTS", str(tmp_path / "bench"))
+    data = derive.ledger_set(2_000)
+    assert (data.landlord, data.entity, data.derive) == ("bench-ledger-2000", "ledger_entries",
+                                                         "arrears")  # fmt: skip
+    assert (data.rows, data.tenants) == (2_000, 200)
+    made = tmp_path / "bench" / "derive" / "ledger-2000" / "quittancement_2024-12.csv"
+    lines = made.read_text(encoding="cp1252").splitlines()[1:-2]  # header; blank and total
+    assert len(lines) == 2_000
+    assert len({line.split(";")[1] for line in lines}) == 200  # T100000 … T100199, all drawn
+    loaded = load_datafix(data.datafixes / "bench-ledger-2000.yaml")
+    assert loaded.datafix.inbox.endswith("/bench/derive/ledger-2000")
