@@ -1,5 +1,6 @@
 """Works tracking, computed in the warehouse: set-based SQL (SQLAlchemy Core), the same
-statements on SQLite and PostgreSQL, no Python loop over orders.
+statements on SQLite and PostgreSQL (but for Paris's offset, compiled per dialect, and the
+lookup of a repeat, shaped for each planner), no Python loop over orders.
 
 `refresh_works` replaces the landlord's four works tables (`schemas.tables`) in one transaction:
 - `works_timeline`: every order's events up to the end of the as-of day (Paris), from the
@@ -10,9 +11,17 @@ statements on SQLite and PostgreSQL, no Python loop over orders.
 - `works_missed_by_tenant` and `works_missed_by_slot`: missed appointments per household and
   per weekday and two-hour slot.
 
+How (`make bench`, Table 3: 200,000 orders): each order's events are placed once, with their
+instants and Paris days as integers, into two TEMPORARY tables: `ORDER_EVENTS`, one row per
+order with the three events its own row gives, and `FOREIGN_EVENTS`, one row per event of the
+other tables (grouped per order in one pass of conditional aggregates). The timeline, the
+per-order figures and the missed appointments all read them; no date is parsed twice, Paris's
+offset is a binary search (`paris_offset`), every step is a set-based statement.
+
 Time rules (written once here, the tests and the datafix reference repeat them):
 - instants are compared as epoch seconds (`epoch_seconds`, compiled per dialect); a date-only
-  value (an order's `ordered_date`, a `done_date`) is the start of that day in Paris;
+  value (an order's `ordered_date`, a `done_date`) is the start of that day in Paris (its
+  offset: `paris_offset`, the EU rule from 2000 to 2060, checked against zoneinfo);
 - a visit is a completion report: tenant present (`completed`) or absent (`tenant_absent`);
   GTI runs from the order to the first visit (a missed appointment is an intervention on time:
   the contractor came); GTR runs from the order to the first visit with the tenant present (or
@@ -37,10 +46,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
 
-from pipelines.lib.insight import analyse, load_version
+from pipelines.lib.insight import analyse, load_version, staged
 from schemas.datafix import WorksAlert
 from schemas.tables import (
     CANONICAL_TABLES,
+    KEY,
     WORKS_EVENTS,
     outbox,
     works_missed_by_slot,
@@ -144,13 +154,57 @@ def _summer_spans(first: int = 2000, last: int = 2060) -> list[tuple[int, int]]:
 
 
 SUMMER_SPANS = _summer_spans()
+# every change of the offset, in order: a start of summer time, its end, the next start …
+_CHANGES = tuple(instant for span in SUMMER_SPANS for instant in span)
 
 
-def paris_offset(epoch: sa.ColumnElement) -> sa.ColumnElement:
-    """Paris's offset from UTC, in seconds, at an epoch-seconds instant (one CASE over the
-    summer-time spans: the same SQL everywhere, no time-zone database in the server)."""
-    summer = sa.or_(*(sa.and_(epoch >= start, epoch < end) for start, end in SUMMER_SPANS))
-    return sa.case((summer, 2 * HOUR), else_=HOUR)
+def _integer(value: int) -> sa.ColumnElement:
+    """An integer written into the SQL (a constant of this module, not a bound parameter)."""
+    return sa.literal_column(str(int(value)), sa.BigInteger())
+
+
+class paris_offset(FunctionElement):
+    """Paris's offset from UTC, in seconds, at an epoch-seconds instant: summer time when an odd
+    number of the offset's changes (`SUMMER_SPANS`, flattened) are at or before it; before 2000
+    and after 2060, winter time. Found by a binary search over the changes, never by a
+    time-zone database in the server: on PostgreSQL `width_bucket` (the count of the changes at
+    or before the instant, searched in C), on SQLite nested CASEs (7 comparisons, each reading
+    the instant again: give it a column, not an expression). `test_works` checks both against
+    zoneinfo hour by hour across the changes."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "paris_offset"
+
+
+def _offset_search(low: int, high: int) -> str:
+    """The nested CASEs finding the offset at `{epoch}` when between `low` and `high` of the
+    changes are at or before it (SQLite's text, written once: the expression is large)."""
+    if low == high:
+        return str(2 * HOUR if low % 2 else HOUR)
+    middle = (low + high) // 2
+    return (
+        f"CASE WHEN {{epoch}} < {_CHANGES[middle]} THEN {_offset_search(low, middle)}"
+        f" ELSE {_offset_search(middle + 1, high)} END"
+    )
+
+
+_OFFSET_SQLITE = _offset_search(0, len(_CHANGES))
+
+
+@compiles(paris_offset, "sqlite")
+def _offset_sqlite(element: paris_offset, compiler: SQLCompiler, **kw: object) -> str:
+    return _OFFSET_SQLITE.replace("{epoch}", f"({compiler.process(element.clauses, **kw)})")
+
+
+@compiles(paris_offset)
+def _offset_default(element: paris_offset, compiler: SQLCompiler, **kw: object) -> str:
+    epoch = compiler.process(element.clauses, **kw)
+    changes = ", ".join(str(change) for change in _CHANGES)
+    return (
+        f"CASE mod(width_bucket(CAST({epoch} AS BIGINT), ARRAY[{changes}]::BIGINT[]), 2)"
+        f" WHEN 1 THEN {2 * HOUR} ELSE {HOUR} END"
+    )
 
 
 def paris_day(epoch: sa.ColumnElement) -> sa.ColumnElement:
@@ -168,7 +222,7 @@ def day_end(as_of: date) -> int:
     return int(datetime.combine(as_of + timedelta(days=1), time(0), PARIS).timestamp())
 
 
-# --- The timeline ------------------------------------------------------------------------
+# --- The events and the timeline ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -186,8 +240,133 @@ class WorksSummary:
     median_invoice_delay_days: float | None
 
 
+# An order's events come from two places, each placed once into a TEMPORARY table
+# (`insight.staged`, dropped at the end of the refresh) with its instants and Paris days as
+# integers, then read by every table:
+# - its own row gives three (`OWN_EVENTS`): one row per order in `ORDER_EVENTS`, with what the
+#   works tables need of the order, so the per-order figures read the order's row, grouping
+#   nothing and joining nothing for them;
+# - the other tables (quotes, commitments, completion reports, invoices) and the outbox give
+#   the rest, any number per order: one row per event in `FOREIGN_EVENTS`, grouped per order.
+OWN_EVENTS = ("ordered", "appointment", "completed")
+ORDER_COLUMNS = ("contractor", "category", "dwelling_ref", "status", "gti_hours", "gtr_hours")
+_STAGING = sa.MetaData()
+ORDER_EVENTS = sa.Table(
+    "works_order_events",
+    _STAGING,
+    sa.Column("order_ref", KEY, nullable=False),
+    *(sa.Column(name, ORDERS.c[name].type) for name in ORDER_COLUMNS),
+    *(
+        column
+        for event in OWN_EVENTS
+        for column in (
+            sa.Column(f"{event}_happened", sa.Integer(), nullable=False,
+                      comment="1: the order has it by the end of the as-of day."),
+            sa.Column(f"{event}_at", sa.BigInteger(), comment="Epoch seconds."),
+            sa.Column(f"{event}_day", sa.Integer(), comment="Its Paris day number."),
+        )
+    ),
+    sa.Column("start", sa.BigInteger(), comment="When it was placed: what a repeat is sought by."),
+    prefixes=["TEMPORARY"],
+)  # fmt: skip
+FOREIGN_EVENTS = sa.Table(
+    "works_foreign_events",
+    _STAGING,
+    sa.Column("order_ref", KEY, nullable=False),
+    sa.Column("stage_rank", sa.Integer(), nullable=False),
+    sa.Column("reference", KEY, nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("at", sa.BigInteger(), nullable=False, comment="Epoch seconds."),
+    sa.Column("day", sa.Integer(), nullable=False, comment="Its Paris day number."),
+    prefixes=["TEMPORARY"],
+)
+# SQLite: each live, not cancelled order with a dwelling, by dwelling, category and start: the
+# candidates a restored order seeks a repeat among (first-time fix), stored in key order
+# (WITHOUT ROWID, filled sorted), one B-tree seek per restored order
+STARTS = sa.Table(
+    "works_order_starts",
+    _STAGING,
+    sa.Column("dwelling_ref", sa.Text(), primary_key=True),
+    sa.Column("category", sa.String(32), primary_key=True),
+    sa.Column("start", sa.BigInteger(), primary_key=True, comment="Epoch seconds."),
+    sa.Column("order_ref", KEY, primary_key=True),
+    prefixes=["TEMPORARY"],
+    sqlite_with_rowid=False,
+)
+
+
 def _live(table: sa.Table, landlord_id: str) -> sa.ColumnElement[bool]:
     return sa.and_(table.c.landlord_id == landlord_id, table.c.deleted_at.is_(None))
+
+
+def _reported(landlord_id: str) -> sa.Select:
+    """The orders with a report of a visit with the tenant present (whenever it was): their
+    done date is no event of theirs. Read once as a set (a correlated EXISTS per order had no
+    index on the completions' order to use)."""
+    v = COMPLETIONS
+    present = sa.or_(v.c.tenant_absent.is_(None), v.c.tenant_absent.is_(False))
+    return sa.select(v.c.order_ref).where(
+        _live(v, landlord_id), present, v.c.order_ref.is_not(None)
+    )
+
+
+def _placed(
+    utc: sa.ColumnElement, is_date: bool | sa.ColumnElement[bool], as_of: date
+) -> tuple[sa.ColumnElement, sa.ColumnElement, sa.ColumnElement[bool]]:
+    """(at, day, by the end of the as-of day) of an event at `utc` (epoch seconds; when
+    `is_date`, a date's midnight UTC). A date-only event starts at its Paris midnight:
+    midnight UTC less Paris's offset then. Its Paris day is the date's own, and it is before
+    the end of the as-of day when the date is not after it: the offset changes at 01:00 UTC,
+    never in the hour or two between a Paris midnight and midnight UTC. So the offset is
+    searched once per event (give `utc` as a value: a column)."""
+    dated = utc - paris_offset(utc), utc // DAY, utc < (day_number(as_of) + 1) * DAY
+    timed = utc, paris_day(utc), utc < day_end(as_of)
+    if isinstance(is_date, bool):
+        return dated if is_date else timed
+    at, day, by_end = (sa.case((is_date, d), else_=t) for d, t in zip(dated, timed, strict=True))
+    return at, day, by_end
+
+
+def _order_events(landlord_id: str, as_of: date) -> sa.Select:
+    """The rows of `ORDER_EVENTS`: the landlord's live orders with their three own events,
+    ordered (at its instant, else at the start of its date), appointment (its planned date)
+    and completed (its done date, unless a report says when the tenant was visited). The
+    epochs first, MATERIALIZED on SQLite: each computed once, then read as a value by the
+    offset's search (its CASEs read it again and again; PostgreSQL computes it as cheaply
+    again, inlined)."""
+    o = ORDERS
+    reported = sa.case(
+        (o.c.done_date.is_(None), 0), (o.c.order_ref.in_(_reported(landlord_id)), 1), else_=0
+    )
+    epochs = (
+        sa.select(
+            o.c.order_ref,
+            *(o.c[name] for name in ORDER_COLUMNS),
+            sa.case((o.c.ordered_at.is_(None), 1), else_=0).label("date_only"),
+            epoch_seconds(o.c.ordered_at).label("ordered_at"),
+            epoch_seconds(o.c.ordered_date).label("ordered_date"),
+            epoch_seconds(o.c.planned_date).label("planned_date"),
+            epoch_seconds(o.c.done_date).label("done_date"),
+            reported.label("reported"),
+        )
+        .where(_live(o, landlord_id))
+        .cte("order_epochs")
+        .prefix_with("MATERIALIZED", dialect="sqlite")
+    )
+    e = epochs.c
+    sources = {
+        "ordered": (sa.func.coalesce(e.ordered_at, e.ordered_date), e.date_only == 1, sa.true()),
+        "appointment": (e.planned_date, True, sa.true()),
+        "completed": (e.done_date, True, e.reported == 0),
+    }
+    placed = []
+    for event in OWN_EVENTS:
+        utc, is_date, condition = sources[event]
+        at, day, by_end = _placed(utc, is_date, as_of)
+        placed += [sa.case((sa.and_(condition, by_end), 1), else_=0), at, day]
+    # a repeat's start: its instant, else the start of its date in Paris
+    start = sa.func.coalesce(e.ordered_at, e.ordered_date - paris_offset(e.ordered_date))
+    return sa.select(e.order_ref, *(e[name] for name in ORDER_COLUMNS), *placed, start)
 
 
 def _event(
@@ -196,174 +375,117 @@ def _event(
     reference: sa.ColumnElement,
     utc: sa.ColumnElement,
     *,
-    is_date: bool | sa.ColumnElement,
+    is_date: bool,
 ) -> list[sa.ColumnElement]:
-    """One event's columns: `utc` in epoch seconds; `is_date` 1 when it is a date's midnight
-    UTC (placed at the start of its Paris day by the caller)."""
-    if isinstance(is_date, bool):
-        is_date = sa.literal(1 if is_date else 0, sa.Integer())
+    """One foreign event's columns: `utc` in epoch seconds; `is_date` when it is a date's
+    midnight UTC (placed at the start of its Paris day by the caller)."""
     return [
         order_ref.label("order_ref"),
         sa.literal(event, sa.String(32)).label("event"),
         sa.cast(reference, sa.String(128)).label("reference"),
         sa.cast(utc, sa.BigInteger()).label("utc"),
-        is_date.label("is_date"),
+        sa.literal(1 if is_date else 0, sa.Integer()).label("is_date"),
     ]
 
 
-def _timeline_events(landlord_id: str) -> sa.CTE:
-    """Every event of the landlord's live orders: (order_ref, event, reference, at) with `at`
-    in epoch seconds (a date-only event at the start of its Paris day)."""
+def _foreign_events(landlord_id: str, as_of: date) -> sa.Select:
+    """The rows of `FOREIGN_EVENTS`: every event of the landlord's live orders from the other
+    tables and the outbox, up to the end of the as-of day."""
     o, q, c, v, i = ORDERS, QUOTES, COMMITMENTS, COMPLETIONS, INVOICES
     present = sa.or_(v.c.tenant_absent.is_(None), v.c.tenant_absent.is_(False))
-    live_order = sa.and_(_live(o, landlord_id))
     sent = sa.and_(outbox.c.landlord_id == landlord_id, outbox.c.sent_at.is_not(None))
-    any_present = (
-        sa.select(v.c.completion_ref)
-        .where(_live(v, landlord_id), v.c.order_ref == o.c.order_ref, present)
-        .exists()
-    )
+
+    def of_live_order(select: sa.Select, order_ref: sa.ColumnElement) -> sa.Select:
+        """`select` for the live orders only: an outbox row outlives its order, an invoice
+        may name none."""
+        return select.join(o, sa.and_(o.c.order_ref == order_ref, _live(o, landlord_id)))
 
     def visit(event: str, condition: sa.ColumnElement[bool]) -> sa.Select:
         """An event of each live completion report meeting `condition`, at its instant."""
         at = epoch_seconds(v.c.completed_at)
-        return sa.select(
-            *_event(v.c.order_ref, event, v.c.completion_ref, at, is_date=False)
-        ).where(_live(v, landlord_id), condition)
+        select = sa.select(*_event(v.c.order_ref, event, v.c.completion_ref, at, is_date=False))
+        return of_live_order(select.where(_live(v, landlord_id), condition), v.c.order_ref)
+
+    def dated(
+        table: sa.Table, event: str, reference: sa.ColumnElement, day: sa.Column, *where: object
+    ) -> sa.Select:
+        """An event of each live row of `table` meeting `where`, at the start of `day`."""
+        at = epoch_seconds(day)
+        select = sa.select(*_event(table.c.order_ref, event, reference, at, is_date=True))
+        return of_live_order(select.where(_live(table, landlord_id), *where), table.c.order_ref)
 
     selects = [
-        sa.select(
-            *_event(
-                o.c.order_ref,
-                "ordered",
-                o.c.order_ref,
-                sa.func.coalesce(epoch_seconds(o.c.ordered_at), epoch_seconds(o.c.ordered_date)),
-                is_date=sa.case((o.c.ordered_at.is_(None), 1), else_=0),
-            )
-        ).where(live_order),
-        sa.select(
-            *_event(
-                q.c.order_ref,
-                "quote_sent",
-                q.c.quote_ref,
-                epoch_seconds(q.c.issued_date),
-                is_date=True,
-            )
-        ).where(
-            _live(q, landlord_id),
-            q.c.status.in_(("sent", "accepted", "refused")),
-            q.c.issued_date.is_not(None),
+        dated(q, "quote_sent", q.c.quote_ref, q.c.issued_date,
+              q.c.status.in_(("sent", "accepted", "refused")), q.c.issued_date.is_not(None)),
+        dated(q, "quote_accepted", q.c.quote_ref, q.c.accepted_date,
+              q.c.status == "accepted", q.c.accepted_date.is_not(None)),
+        dated(c, "commitment_raised", c.c.commitment_ref, c.c.committed_date,
+              c.c.status != "cancelled"),
+        of_live_order(
+            sa.select(
+                *_event(outbox.c.record_key, "commitment_sent", outbox.c.sink,
+                        epoch_seconds(outbox.c.sent_at), is_date=False)
+            ).where(sent, outbox.c.entity == "commitments"),
+            outbox.c.record_key,
         ),
-        sa.select(
-            *_event(
-                q.c.order_ref,
-                "quote_accepted",
-                q.c.quote_ref,
-                epoch_seconds(q.c.accepted_date),
-                is_date=True,
-            )
-        ).where(_live(q, landlord_id), q.c.status == "accepted", q.c.accepted_date.is_not(None)),
-        sa.select(
-            *_event(
-                c.c.order_ref,
-                "commitment_raised",
-                c.c.commitment_ref,
-                epoch_seconds(c.c.committed_date),
-                is_date=True,
-            )
-        ).where(_live(c, landlord_id), c.c.status != "cancelled"),
-        sa.select(
-            *_event(
-                outbox.c.record_key,
-                "commitment_sent",
-                outbox.c.sink,
-                epoch_seconds(outbox.c.sent_at),
-                is_date=False,
-            )
-        ).where(sent, outbox.c.entity == "commitments"),
-        sa.select(
-            *_event(
-                o.c.order_ref,
-                "appointment",
-                o.c.order_ref,
-                epoch_seconds(o.c.planned_date),
-                is_date=True,
-            )
-        ).where(live_order, o.c.planned_date.is_not(None)),
         visit("tenant_absent", v.c.tenant_absent.is_(True)),
         visit("completed", present),
-        # an order done by its date, with no report of a visit with the tenant present
-        sa.select(
-            *_event(
-                o.c.order_ref,
-                "completed",
-                o.c.order_ref,
-                epoch_seconds(o.c.done_date),
-                is_date=True,
-            )
-        ).where(live_order, o.c.done_date.is_not(None), ~any_present),
         visit("signed", v.c.tenant_signed.is_(True)),
-        sa.select(
-            *_event(
-                i.c.order_ref,
-                "invoiced",
-                i.c.invoice_ref,
-                epoch_seconds(i.c.issued_date),
-                is_date=True,
+        dated(i, "invoiced", i.c.invoice_ref, i.c.issued_date, i.c.status.in_(ISSUED_INVOICES)),
+        of_live_order(
+            sa.select(
+                *_event(i.c.order_ref, "invoice_sent", i.c.invoice_ref + "@" + outbox.c.sink,
+                        epoch_seconds(outbox.c.sent_at), is_date=False)
             )
-        ).where(_live(i, landlord_id), i.c.status.in_(ISSUED_INVOICES)),
-        sa.select(
-            *_event(
-                i.c.order_ref,
-                "invoice_sent",
-                i.c.invoice_ref + "@" + outbox.c.sink,
-                epoch_seconds(outbox.c.sent_at),
-                is_date=False,
-            )
-        )
-        .join_from(i, outbox, sa.and_(outbox.c.record_key == i.c.invoice_ref, sent))
-        .where(_live(i, landlord_id), outbox.c.entity == "invoices"),
-        sa.select(
-            *_event(
-                i.c.order_ref, "paid", i.c.invoice_ref, epoch_seconds(i.c.paid_date), is_date=True
-            )
-        ).where(_live(i, landlord_id), i.c.status == "paid", i.c.paid_date.is_not(None)),
-    ]
-    # MATERIALIZED (SQLite and PostgreSQL): computed once, then read. Flattened, each use of
-    # `at` below repeated the whole expression (about 120 times, through paris_offset) inside
-    # each other use: 7 s of CPU for 12,000 events instead of 0.1 s
-    raw = sa.union_all(*selects).cte("raw_events").prefix_with("MATERIALIZED")
-    # a date-only event starts at its Paris midnight: midnight UTC less Paris's offset then
-    at = raw.c.utc - raw.c.is_date * paris_offset(raw.c.utc)
-    placed = sa.select(raw.c.order_ref, raw.c.event, raw.c.reference, at.label("at")).subquery(
-        "placed_events"
-    )
-    # only the events of the landlord's live orders (an outbox row outlives its order)
-    return (
-        sa.select(placed)
-        .join_from(placed, o, sa.and_(o.c.order_ref == placed.c.order_ref, live_order))
-        .cte("events")
-        .prefix_with("MATERIALIZED")
-    )
+            .join_from(i, outbox, sa.and_(outbox.c.record_key == i.c.invoice_ref, sent))
+            .where(_live(i, landlord_id), outbox.c.entity == "invoices"),
+            i.c.order_ref,
+        ),
+        dated(i, "paid", i.c.invoice_ref, i.c.paid_date,
+              i.c.status == "paid", i.c.paid_date.is_not(None)),
+    ]  # fmt: skip
+    # SQLite: MATERIALIZED, `utc` computed once per event, then read as a value by each
+    # comparison of the offset's search (flattened, each read parsed the timestamp again)
+    raw = sa.union_all(*selects).cte("raw_events").prefix_with("MATERIALIZED", dialect="sqlite")
+    at, day, by_end = _placed(raw.c.utc, raw.c.is_date == 1, as_of)
+    return sa.select(
+        raw.c.order_ref, sa.case(RANKS, value=raw.c.event), raw.c.reference, raw.c.event, at, day
+    ).where(by_end)
 
 
 def _record_timeline(connection: sa.Connection, landlord_id: str, as_of: date, run_id: str) -> None:
-    events = _timeline_events(landlord_id)
-    rank = sa.case(RANKS, value=events.c.event)
-    select = sa.select(
-        sa.literal(landlord_id, ORDERS.c.landlord_id.type),
-        events.c.order_ref,
-        events.c.event,
-        events.c.reference,
-        rank,
-        utc_timestamp(events.c.at),
-        epoch_day_date(paris_day(events.c.at)),
-        sa.literal(as_of, sa.Date()),
-        sa.literal(run_id, works_timeline.c.run_id.type),
-    ).where(events.c.at < day_end(as_of))
+    """`works_timeline`: each order's own events, then the staged foreign ones."""
+    f, own = FOREIGN_EVENTS, ORDER_EVENTS
+    stamp = (sa.literal(as_of, sa.Date()), sa.literal(run_id, works_timeline.c.run_id.type))
+    landlord = sa.literal(landlord_id, ORDERS.c.landlord_id.type)
+    selects = [
+        sa.select(
+            landlord,
+            own.c.order_ref,
+            sa.literal(event, sa.String(32)),
+            own.c.order_ref,
+            _integer(RANKS[event]),
+            utc_timestamp(own.c[f"{event}_at"]),
+            epoch_day_date(own.c[f"{event}_day"]),
+            *stamp,
+        ).where(own.c[f"{event}_happened"] == 1)
+        for event in OWN_EVENTS
+    ]
+    selects.append(
+        sa.select(
+            landlord,
+            f.c.order_ref,
+            f.c.event,
+            f.c.reference,
+            f.c.stage_rank,
+            utc_timestamp(f.c.at),
+            epoch_day_date(f.c.day),
+            *stamp,
+        )
+    )
     columns = ["landlord_id", "order_ref", "event", "reference", "stage_rank", "event_at",
                "event_date", "as_of", "run_id"]  # fmt: skip
-    connection.execute(works_timeline.insert().from_select(columns, select))
+    connection.execute(works_timeline.insert().from_select(columns, sa.union_all(*selects)))
 
 
 # --- Per order ---------------------------------------------------------------------------
@@ -389,148 +511,132 @@ def _sla_status(
     )
 
 
+# The current stage and the day it began, as one integer: rank * STAGE_KEY + day + STAGE_KEY / 2
+# is largest for the furthest event and, among its occurrences, the latest day (any Paris day
+# within ±STAGE_KEY / 2 days of 1970); read back by // and %
+STAGE_KEY = 1 << 24
+
+
+def _stage_key(rank: sa.ColumnElement | int, day: sa.ColumnElement) -> sa.ColumnElement:
+    return rank * _integer(STAGE_KEY) + day + _integer(STAGE_KEY // 2)
+
+
+def _earlier(first: sa.ColumnElement, second: sa.ColumnElement) -> sa.ColumnElement:
+    """The smaller of two values, either of them NULL (NULL when both are)."""
+    return sa.case((sa.or_(second.is_(None), first <= second), first), else_=second)
+
+
+def _later(first: sa.ColumnElement, second: sa.ColumnElement) -> sa.ColumnElement:
+    """The larger of two values, either of them NULL (NULL when both are)."""
+    return sa.case((sa.or_(second.is_(None), first >= second), first), else_=second)
+
+
+def _order_starts() -> sa.Select:
+    """The candidates for a repeat: each live, not cancelled order with a dwelling, with its
+    start (the columns of `STARTS`)."""
+    own = ORDER_EVENTS.c
+    return sa.select(own.dwelling_ref, own.category, own.start, own.order_ref).where(
+        own.status != "cancelled", own.dwelling_ref.is_not(None)
+    )
+
+
 def _record_orders(
     connection: sa.Connection, landlord_id: str, as_of: date, run_id: str, window_days: int
 ) -> None:
-    t, o = works_timeline, ORDERS
-    at = epoch_seconds(t.c.event_at)
-    mine = t.c.landlord_id == landlord_id
+    """`works_orders`: one row per live order with an event, read from the order's own row
+    (its own events, computed there) with the aggregates of its foreign events, the excused
+    time of its absences and a repeat looked up by key."""
+    f = FOREIGN_EVENTS
     now = day_end(as_of)
     today = day_number(as_of)
+    rank = {event: _integer(value) for event, value in RANKS.items()}
 
-    def first(event: str | tuple[str, ...], value: sa.ColumnElement = at) -> sa.ColumnElement:
-        events = (event,) if isinstance(event, str) else event
-        return sa.func.min(sa.case((t.c.event.in_(events), value)))
+    def when(event: str, value: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.case((f.c.stage_rank == rank[event], value))
 
     def count(event: str) -> sa.ColumnElement:
-        return sa.func.sum(sa.case((t.c.event == event, 1), else_=0))
+        return sa.func.sum(sa.case((f.c.stage_rank == rank[event], 1), else_=0))
 
-    day = epoch_seconds(t.c.event_date) // DAY
-    per_order = (
+    foreign = (
         sa.select(
-            t.c.order_ref,
-            sa.func.max(t.c.stage_rank).label("top_rank"),
-            first("ordered").label("started"),
-            first(VISITS).label("first_visit"),
-            first("completed").label("restored"),
-            first("completed", day).label("restored_day"),
+            f.c.order_ref,
+            sa.func.max(_stage_key(f.c.stage_rank, f.c.day)).label("stage"),
+            sa.func.min(when("completed", f.c.at)).label("restored"),
+            sa.func.min(when("completed", f.c.day)).label("restored_day"),
             count("completed").label("visits"),
+            sa.func.min(when("tenant_absent", f.c.at)).label("first_absence"),
             count("tenant_absent").label("absences"),
-            sa.func.max(sa.case((t.c.event == "quote_accepted", day))).label("accepted_day"),
-            sa.func.max(sa.case((t.c.event == "commitment_sent", day))).label("sent_day"),
-            first("invoiced", day).label("invoiced_day"),
-            first("invoice_sent", day).label("invoice_sent_day"),
+            sa.func.max(when("quote_accepted", f.c.day)).label("accepted_day"),
+            sa.func.max(when("commitment_sent", f.c.day)).label("sent_day"),
+            sa.func.min(when("invoiced", f.c.day)).label("invoiced_day"),
+            sa.func.min(when("invoice_sent", f.c.day)).label("invoice_sent_day"),
         )
-        .where(mine)
-        .group_by(t.c.order_ref)
-        .cte("per_order")
-        .prefix_with("MATERIALIZED")  # read three times below: computed once
+        .group_by(f.c.order_ref)
+        .cte("foreign_events")  # PostgreSQL reads it twice (the repeats): computed once
     )
-    # the current stage: the furthest event, since the last time it happened
-    stage = (
-        sa.select(
-            t.c.order_ref,
-            t.c.event.label("stage"),
-            sa.func.max(t.c.event_date).label("stage_date"),
-        )
-        .join_from(
-            t,
-            per_order,
-            sa.and_(per_order.c.order_ref == t.c.order_ref, per_order.c.top_rank == t.c.stage_rank),
-        )
-        .where(mine)
-        .group_by(t.c.order_ref, t.c.event)
-        .subquery("stage")
+    own = ORDER_EVENTS
+    o, x = own.c, foreign.c
+    excused = _excused(own, now)
+
+    def happened(event: str) -> sa.ColumnElement[bool]:
+        return o[f"{event}_happened"] == 1
+
+    # the order's own events with its foreign ones; the furthest own event first
+    own_stage = sa.case(
+        *((happened(event), _stage_key(RANKS[event], o[f"{event}_day"]))
+          for event in sorted(OWN_EVENTS, key=RANKS.__getitem__, reverse=True)),
+    )  # fmt: skip
+    stage_key = _later(own_stage, x.stage)
+    own_restored = sa.case((happened("completed"), o.completed_at))
+    restored = _earlier(own_restored, x.restored)
+    own_first = sa.and_(
+        happened("completed"), sa.or_(x.restored.is_(None), o.completed_at <= x.restored)
     )
-    # excused time: from each missed appointment before restoration to the next visit
-    absent, visit = t.alias("absent"), t.alias("visit")
-    fixed = t.alias("fixed")
-    restored_at = (
-        sa.select(sa.func.min(epoch_seconds(fixed.c.event_at)))
-        .where(
-            fixed.c.landlord_id == landlord_id,
-            fixed.c.order_ref == absent.c.order_ref,
-            fixed.c.event == "completed",
-        )
-        .correlate(absent)
-        .scalar_subquery()
-    )
-    gaps = (
-        sa.select(
-            absent.c.order_ref,
-            absent.c.reference,
-            epoch_seconds(absent.c.event_at).label("missed_at"),
-            sa.func.coalesce(sa.func.min(epoch_seconds(visit.c.event_at)), now).label("next_at"),
-        )
-        .join_from(
-            absent,
-            visit,
-            sa.and_(
-                visit.c.landlord_id == landlord_id,
-                visit.c.order_ref == absent.c.order_ref,
-                visit.c.event.in_(VISITS),
-                epoch_seconds(visit.c.event_at) > epoch_seconds(absent.c.event_at),
-            ),
-            isouter=True,
-        )
-        .where(absent.c.landlord_id == landlord_id, absent.c.event == "tenant_absent")
-        .where(sa.or_(restored_at.is_(None), epoch_seconds(absent.c.event_at) < restored_at))
-        .group_by(absent.c.order_ref, absent.c.reference, absent.c.event_at)
-        .subquery("gaps")
-    )
-    excused = (
-        sa.select(gaps.c.order_ref, sa.func.sum(gaps.c.next_at - gaps.c.missed_at).label("secs"))
-        .group_by(gaps.c.order_ref)
-        .subquery("excused")
-    )
+    restored_day = sa.case((own_first, o.completed_day), else_=x.restored_day)
+    started = sa.case((happened("ordered"), o.ordered_at))
+    first_visit = _earlier(restored, x.first_absence)
+    visits = o.completed_happened + sa.func.coalesce(x.visits, 0)
+    any_event = sa.or_(*(happened(event) for event in OWN_EVENTS), x.order_ref.is_not(None))
+
+    cancelled = o.status == "cancelled"
     # a repeat: another live, not cancelled order for the same dwelling and category, placed
-    # after the restoration and within the window
-    repeat, again = o.alias("repeat_of"), o.alias("again")
-    again_start = sa.func.coalesce(
-        epoch_seconds(again.c.ordered_at),
-        epoch_seconds(again.c.ordered_date) - paris_offset(epoch_seconds(again.c.ordered_date)),
-    )
-    # each candidate order's start computed once (MATERIALIZED): joined on the dwelling and
-    # category, the planner can index it; computed in the join, the start (a CASE over the
-    # summer-time spans) was evaluated for every pair of orders
-    starts = (
-        sa.select(
-            again.c.order_ref, again.c.dwelling_ref, again.c.category, again_start.label("start")
-        )
+    # after the restoration and within the window. Looked up only for the orders it decides
+    # (not cancelled, restored at one visit): SQLite evaluates it inside the CASE below,
+    # seeking the staged candidates' key; PostgreSQL as a semi-join, hashing the candidates
+    # (a probe per order there costs more than the hash)
+    sqlite = connection.dialect.name == "sqlite"
+    s = STARTS if sqlite else _order_starts().subquery("starts")
+    repeated = (
+        sa.select(s.c.order_ref)
         .where(
-            again.c.landlord_id == landlord_id,
-            again.c.deleted_at.is_(None),
-            again.c.status != "cancelled",
+            s.c.dwelling_ref == o.dwelling_ref,
+            s.c.category == o.category,
+            s.c.start > restored,
+            s.c.start <= restored + window_days * DAY,
+            s.c.order_ref != o.order_ref,
         )
-        .cte("order_starts")
-        .prefix_with("MATERIALIZED")
+        .exists()
     )
-    repeats = (
-        sa.select(repeat.c.order_ref)
-        .join_from(repeat, per_order, per_order.c.order_ref == repeat.c.order_ref)
-        .join(
-            starts,
-            sa.and_(
-                starts.c.order_ref != repeat.c.order_ref,
-                starts.c.dwelling_ref == repeat.c.dwelling_ref,
-                starts.c.category == repeat.c.category,
-                starts.c.start > per_order.c.restored,
-                starts.c.start <= per_order.c.restored + window_days * DAY,
-            ),
+    joins: list[tuple[sa.Subquery, sa.ColumnElement[bool]]] = []
+    if not sqlite:
+        repeats = (
+            sa.select(o.order_ref)
+            .select_from(own)
+            .outerjoin(foreign, x.order_ref == o.order_ref)
+            .where(~cancelled, restored.is_not(None), visits <= 1, repeated)
+            .subquery("repeats")
         )
-        .where(repeat.c.landlord_id == landlord_id, repeat.c.deleted_at.is_(None))
-        .distinct()
-        .subquery("repeats")
-    )
-    p, s = per_order, stage
-    cancelled = o.c.status == "cancelled"
+        joins.append((repeats, repeats.c.order_ref == o.order_ref))
+        repeated = repeats.c.order_ref.is_not(None)
+    top_rank = stage_key // _integer(STAGE_KEY)
+    stage_day = stage_key % _integer(STAGE_KEY) - _integer(STAGE_KEY // 2)
     excused_secs = sa.func.coalesce(excused.c.secs, 0)
-    gti_elapsed = sa.func.coalesce(p.c.first_visit, now) - p.c.started
-    gtr_elapsed = sa.func.coalesce(p.c.restored, now) - p.c.started - excused_secs
-    window_closed = p.c.restored + window_days * DAY <= now
+    gti_elapsed = sa.func.coalesce(first_visit, now) - started
+    gtr_elapsed = sa.func.coalesce(restored, now) - started - excused_secs
+    window_closed = restored + window_days * DAY <= now
     first_time_fix = sa.case(
-        (p.c.restored.is_(None), sa.null()),
-        (sa.or_(p.c.visits > 1, repeats.c.order_ref.is_not(None)), sa.false()),
+        (sa.or_(cancelled, restored.is_(None)), sa.null()),
+        (sa.or_(visits > 1, repeated), sa.false()),
         (window_closed, sa.true()),
         else_=sa.null(),
     )
@@ -538,63 +644,117 @@ def _record_orders(
     def days_after(later: sa.ColumnElement, earlier: sa.ColumnElement) -> sa.ColumnElement:
         return sa.cast(later - earlier, sa.Integer())
 
+    stage = sa.case({value: event for event, value in RANKS.items()}, value=top_rank)
     select = (
         sa.select(
-            sa.literal(landlord_id, o.c.landlord_id.type),
-            o.c.order_ref,
-            o.c.contractor,
-            o.c.category,
-            o.c.dwelling_ref,
+            sa.literal(landlord_id, ORDERS.c.landlord_id.type),
+            o.order_ref,
+            o.contractor,
+            o.category,
+            o.dwelling_ref,
             cancelled,
-            sa.case((cancelled, "cancelled"), else_=s.c.stage),
-            s.c.stage_date,
-            sa.cast(today - epoch_seconds(s.c.stage_date) // DAY, sa.Integer()),
-            p.c.visits,
-            p.c.absences,
+            sa.case((cancelled, "cancelled"), else_=stage),
+            epoch_day_date(stage_day),
+            sa.cast(today - stage_day, sa.Integer()),
+            visits,
+            sa.func.coalesce(x.absences, 0),
             _hours(excused_secs),
-            o.c.gti_hours,
+            o.gti_hours,
             _hours(gti_elapsed),
-            _sla_status(o.c.gti_hours, gti_elapsed, p.c.first_visit.is_not(None), cancelled),
-            o.c.gtr_hours,
+            _sla_status(o.gti_hours, gti_elapsed, first_visit.is_not(None), cancelled),
+            o.gtr_hours,
             _hours(gtr_elapsed),
-            _sla_status(o.c.gtr_hours, gtr_elapsed, p.c.restored.is_not(None), cancelled),
-            sa.case((cancelled, sa.null()), else_=first_time_fix),
-            sa.case((p.c.sent_day >= p.c.accepted_day, days_after(p.c.sent_day, p.c.accepted_day))),
-            days_after(p.c.invoiced_day, p.c.restored_day),
-            days_after(p.c.invoice_sent_day, p.c.restored_day),
+            _sla_status(o.gtr_hours, gtr_elapsed, restored.is_not(None), cancelled),
+            first_time_fix,
+            sa.case((x.sent_day >= x.accepted_day, days_after(x.sent_day, x.accepted_day))),
+            days_after(x.invoiced_day, restored_day),
+            days_after(x.invoice_sent_day, restored_day),
             sa.literal(as_of, sa.Date()),
             sa.literal(run_id, works_orders.c.run_id.type),
         )
-        .join_from(p, o, sa.and_(o.c.order_ref == p.c.order_ref, _live(o, landlord_id)))
-        .join(s, s.c.order_ref == p.c.order_ref)
-        .outerjoin(excused, excused.c.order_ref == p.c.order_ref)
-        .outerjoin(repeats, repeats.c.order_ref == p.c.order_ref)
+        .select_from(own)
+        .outerjoin(foreign, x.order_ref == o.order_ref)
+        .outerjoin(excused, excused.c.order_ref == o.order_ref)
+        .where(any_event)
     )
-    columns = [
+    for joined, on in joins:
+        select = select.outerjoin(joined, on)
+    names = [
         "landlord_id", "order_ref", "contractor", "category", "dwelling_ref", "cancelled",
         "current_stage", "stage_date", "days_in_stage", "visits", "absences", "excused_hours",
         "gti_hours", "gti_elapsed_hours", "gti_status", "gtr_hours", "gtr_elapsed_hours",
         "gtr_status", "first_time_fix", "commitment_lag_days", "invoice_delay_days",
         "invoice_sent_delay_days", "as_of", "run_id",
     ]  # fmt: skip
-    connection.execute(works_orders.insert().from_select(columns, select))
+    if sqlite:
+        starts = _order_starts()
+        ordered = starts.order_by(*starts.selected_columns)  # key order: the B-tree appended
+        with staged(connection, STARTS, ordered):
+            connection.execute(works_orders.insert().from_select(names, select))
+    else:
+        connection.execute(works_orders.insert().from_select(names, select))
+
+
+def _excused(own: sa.Table, now: int) -> sa.Subquery:
+    """Per order with a missed appointment, the excused seconds: from each missed appointment
+    before restoration to the next visit (or to the end of the as-of day). Read from the
+    visits of those orders only: their reports and their done date."""
+    f = FOREIGN_EVENTS
+    absent, restored = RANKS["tenant_absent"], RANKS["completed"]
+    absent_orders = sa.select(f.c.order_ref).where(f.c.stage_rank == _integer(absent))
+    reported = sa.select(f.c.order_ref, f.c.stage_rank, f.c.at).where(
+        f.c.stage_rank.in_(tuple(_integer(RANKS[event]) for event in VISITS)),
+        f.c.order_ref.in_(absent_orders),
+    )
+    by_date = sa.select(own.c.order_ref, _integer(restored), own.c.completed_at).where(
+        own.c.completed_happened == 1, own.c.order_ref.in_(absent_orders)
+    )
+    visit = sa.union_all(reported, by_date).subquery("visit")
+    by_order = {"partition_by": visit.c.order_ref}
+    visits = sa.select(
+        visit.c.order_ref,
+        visit.c.stage_rank,
+        visit.c.at,
+        # the first visit strictly after this one (at >= its instant + 1 s)
+        sa.func.min(visit.c.at)
+        .over(**by_order, order_by=visit.c.at, range_=(1, None))
+        .label("next"),
+        sa.func.min(sa.case((visit.c.stage_rank == _integer(restored), visit.c.at)))
+        .over(**by_order)
+        .label("restored"),
+    ).subquery("visits")
+    return (
+        sa.select(
+            visits.c.order_ref,
+            sa.func.sum(sa.func.coalesce(visits.c.next, now) - visits.c.at).label("secs"),
+        )
+        .where(
+            visits.c.stage_rank == _integer(absent),
+            sa.or_(visits.c.restored.is_(None), visits.c.at < visits.c.restored),
+        )
+        .group_by(visits.c.order_ref)
+        .subquery("excused")
+    )
 
 
 # --- Missed appointments -----------------------------------------------------------------
 
 
 def _record_missed(connection: sa.Connection, landlord_id: str, as_of: date, run_id: str) -> None:
-    t, o = works_timeline, ORDERS
+    """`works_missed_by_tenant` and `works_missed_by_slot` from the reports of visits (the
+    staged foreign events; a done date is no visit report)."""
+    f, o = FOREIGN_EVENTS, ORDERS
     visits = (
         sa.select(
-            t.c.order_ref,
-            epoch_seconds(t.c.event_at).label("at"),
-            sa.case((t.c.event == "tenant_absent", 1), else_=0).label("missed"),
+            f.c.order_ref,
+            f.c.at,
+            sa.case((f.c.stage_rank == _integer(RANKS["tenant_absent"]), 1), else_=0).label(
+                "missed"
+            ),
         )
         .where(
-            t.c.landlord_id == landlord_id,
-            t.c.event.in_(VISITS),
-            t.c.reference != t.c.order_ref,  # a real visit report, not a done date
+            f.c.stage_rank.in_(tuple(_integer(RANKS[event]) for event in VISITS)),
+            f.c.reference != f.c.order_ref,  # a real visit report, not a done date
         )
         .subquery("visits")
     )
@@ -685,11 +845,19 @@ def refresh_works(
     # the planner's statistics first (`insight.analyse`): right after a load, PostgreSQL knew
     # nothing of the orders and took over 7 min on the timeline of 5,000 of them
     analyse(connection, ORDERS, QUOTES, COMMITMENTS, COMPLETIONS, INVOICES, outbox)
-    _record_timeline(connection, landlord_id, as_of, run_id)
-    analyse(connection, works_timeline)
-    _record_orders(connection, landlord_id, as_of, run_id, first_time_fix_days)
-    analyse(connection, works_orders)
-    _record_missed(connection, landlord_id, as_of, run_id)
+    if connection.dialect.name == "postgresql":
+        # the per-order aggregate hashes every order (35 MB for 200,000): with the default
+        # 4 MB it spilled to disk in 25 batches; for this transaction only
+        connection.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+    # the events placed once, then read by each table (none of which is read back here: no
+    # ANALYZE of them, PostgreSQL's autovacuum keeps their statistics)
+    with (
+        staged(connection, ORDER_EVENTS, _order_events(landlord_id, as_of)),
+        staged(connection, FOREIGN_EVENTS, _foreign_events(landlord_id, as_of)),
+    ):
+        _record_timeline(connection, landlord_id, as_of, run_id)
+        _record_orders(connection, landlord_id, as_of, run_id, first_time_fix_days)
+        _record_missed(connection, landlord_id, as_of, run_id)
 
 
 def works_inputs(connection: sa.Connection, landlord_id: str, first_time_fix_days: int) -> str:

@@ -19,6 +19,9 @@ from pipelines.lib.insight import computed_once
 from pipelines.lib.warehouse import Warehouse
 from pipelines.lib.works import (
     SUMMER_SPANS,
+    day_number,
+    paris_day,
+    paris_offset,
     refresh_works,
     works_alerts,
     works_inputs,
@@ -298,6 +301,75 @@ def test_summer_time_spans_match_the_time_zone_database() -> None:
         epoch = int(instant.timestamp())
         summer = any(begin <= epoch < end for begin, end in SUMMER_SPANS)
         assert instant.astimezone(PARIS).utcoffset() == (2 if summer else 1) * hour, instant
+
+
+def dst_instants() -> list[int]:
+    """Epoch seconds around every change of Paris's offset from 2000 to 2060 (a second, half
+    an hour and up to three hours either side), at noon on the 1st of every month, and every
+    hour of 2026."""
+    near = (-3 * 3600, -7200, -3600, -1800, -1, 0, 1, 1800, 3600, 7200, 3 * 3600)
+    changes = [instant for span in SUMMER_SPANS for instant in span]
+    months = [dt.datetime(year, month, 1, 12, tzinfo=dt.UTC) for year in range(2000, 2061)
+              for month in range(1, 13)]  # fmt: skip
+    hours = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=h) for h in range(8760)]
+    return sorted(
+        {change + delta for change in changes for delta in near}
+        | {int(moment.timestamp()) for moment in months + hours}
+    )
+
+
+def evaluated(warehouse_url: str, values: list[int], *columns: Any) -> list[tuple[int, ...]]:
+    """Each of `values` (as `value`, a BIGINT) with `columns(value)` computed by the database,
+    sorted: the values in a TEMPORARY table (SQLite has no VALUES with column names)."""
+    table = sa.Table(
+        "probe", sa.MetaData(), sa.Column("value", sa.BigInteger()), prefixes=["TEMPORARY"]
+    )
+    engine = sa.create_engine(warehouse_url)
+    with engine.begin() as connection:
+        table.create(connection)
+        connection.execute(table.insert(), [{"value": value} for value in values])
+        query = sa.select(table.c.value, *(column(table.c.value) for column in columns))
+        rows = sorted(tuple(int(cell) for cell in row) for row in connection.execute(query))
+    engine.dispose()
+    return rows
+
+
+def test_paris_offset_and_day_match_zoneinfo_across_every_change(warehouse_url: str) -> None:
+    """The offset's binary search and the Paris day, run as SQL by the database (SQLite's
+    nested CASEs, PostgreSQL's width_bucket), against Python's zoneinfo."""
+    instants = dst_instants()
+    rows = evaluated(warehouse_url, instants, paris_offset, paris_day)
+    expected = []
+    for instant in instants:
+        local = dt.datetime.fromtimestamp(instant, PARIS)
+        offset = local.utcoffset()
+        assert offset is not None
+        expected.append((instant, int(offset.total_seconds()), day_number(local.date())))
+    assert rows == expected
+    assert {offset for _, offset, _ in rows} == {3600, 7200}
+
+
+def test_a_date_starts_at_its_paris_midnight_and_stays_on_its_day(warehouse_url: str) -> None:
+    """How the timeline places a date-only event, on every day around each change from 2000
+    to 2060: midnight UTC less the offset then is the Paris midnight zoneinfo gives, and the
+    Paris day of that instant is the date itself."""
+    days = sorted(
+        {dt.datetime.fromtimestamp(instant, dt.UTC).date() + dt.timedelta(days=delta)
+         for span in SUMMER_SPANS for instant in span for delta in (-1, 0, 1, 2)}
+    )  # fmt: skip
+
+    def start(utc: Any) -> Any:
+        return utc - paris_offset(utc)
+
+    def day(utc: Any) -> Any:
+        return paris_day(utc - paris_offset(utc))
+
+    rows = evaluated(warehouse_url, [day_number(d) * 86_400 for d in days], start, day)
+    assert rows == [
+        (day_number(d) * 86_400, int(dt.datetime.combine(d, dt.time(0), PARIS).timestamp()),
+         day_number(d))
+        for d in days
+    ]  # fmt: skip
 
 
 def test_alerts_list_every_late_key_with_its_days(warehouse: Warehouse) -> None:
