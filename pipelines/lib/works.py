@@ -844,11 +844,8 @@ def refresh_works(
         connection.execute(table.delete().where(table.c.landlord_id == landlord_id))
     # the planner's statistics first (`insight.analyse`): right after a load, PostgreSQL knew
     # nothing of the orders and took over 7 min on the timeline of 5,000 of them
+    # (on PostgreSQL it also sets work_mem for the per-order aggregate, see there)
     analyse(connection, ORDERS, QUOTES, COMMITMENTS, COMPLETIONS, INVOICES, outbox)
-    if connection.dialect.name == "postgresql":
-        # the per-order aggregate hashes every order (35 MB for 200,000): with the default
-        # 4 MB it spilled to disk in 25 batches; for this transaction only
-        connection.execute(sa.text("SET LOCAL work_mem = '64MB'"))
     # the events placed once, then read by each table (none of which is read back here: no
     # ANALYZE of them, PostgreSQL's autovacuum keeps their statistics)
     with (
