@@ -130,7 +130,9 @@ def _totals(landlord_id: str, as_of: date) -> sa.Select:
     )
 
 
-def _facts(landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Table) -> sa.Subquery:
+def _facts(
+    landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Table, *, sqlite: bool
+) -> sa.Subquery:
     """One row per tenant (in the tenants table or with a ledger entry): every fact a profile
     rule may test, and every column of `tenant_arrears` but the profile; `totals` holds
     `_totals`.
@@ -139,8 +141,9 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Tab
     `live`; each later part reads as few of its rows as it needs, and sorts them at most once:
     the FIFO window only over the debits of tenants who owe (a tenant whose balance is not
     positive has nothing unpaid), the rejects and housing aid only over the year's lines of
-    those kinds, the last rent and last payment in one window; the tenants are listed from the
-    staged totals rather than from every ledger line."""
+    those kinds, the last rent and last payment in one pass (a GROUP BY on SQLite, a window on
+    PostgreSQL); the tenants are listed from the staged totals rather than from every ledger
+    line."""
     # only the columns read below: the CTE is materialised once and scanned by each part
     used = ("tenant_ref", "entry_ref", "entry_date", "due_date", "kind", "amount_cents",
             "reject_reason", "payment_method")  # fmt: skip
@@ -250,19 +253,43 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Tab
         .cte("rejects")
     )
 
-    # the last line of each kind that counts (rents, payments): one window for all of them
-    latest = (
-        sa.select(
-            live.c.tenant_ref,
-            live.c.kind,
-            live.c.amount_cents,
-            live.c.entry_date,
-            live.c.payment_method,
-            newest_first((live.c.tenant_ref, live.c.kind), live.c.entry_date, live.c.entry_ref),
+    # the last line of each kind that counts (rents, payments), newest by date then reference
+    counted = live.c.kind.in_((*RENT_KINDS, "payment"))
+    if sqlite:
+        # SQLite: one GROUP BY, its only aggregate max() of the date and the reference as one
+        # text (a date is always `YYYY-MM-DD`: the text orders as the pair), and the line's
+        # other columns taken from the row holding that max (SQLite's documented rule for a
+        # bare column beside a single min() or max()). The window below cost this statement
+        # a quarter more on the 250,000-line ledger (make bench, Table 3)
+        newest = sa.type_coerce(live.c.entry_date, sa.String()).concat(live.c.entry_ref)
+        latest = (
+            sa.select(
+                live.c.tenant_ref,
+                live.c.kind,
+                live.c.amount_cents,
+                live.c.entry_date,
+                live.c.payment_method,
+                sa.func.max(newest).label("newest"),
+            )
+            .where(counted)
+            .group_by(live.c.tenant_ref, live.c.kind)
+            .cte("latest")
         )
-        .where(live.c.kind.in_((*RENT_KINDS, "payment")))
-        .cte("latest")
-    )
+        newest_only: tuple[sa.ColumnElement[bool], ...] = ()
+    else:  # one window for all of them
+        latest = (
+            sa.select(
+                live.c.tenant_ref,
+                live.c.kind,
+                live.c.amount_cents,
+                live.c.entry_date,
+                live.c.payment_method,
+                newest_first((live.c.tenant_ref, live.c.kind), live.c.entry_date, live.c.entry_ref),
+            )
+            .where(counted)
+            .cte("latest")
+        )
+        newest_only = (latest.c.rank == 1,)
 
     def last(kind: str, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.func.max(sa.case((latest.c.kind == kind, column)))
@@ -276,7 +303,7 @@ def _facts(landlord_id: str, as_of: date, plan_broken_after: int, totals: sa.Tab
             last("payment", latest.c.entry_date).label("last_payment_date"),
             last("payment", latest.c.payment_method).label("last_payment_method"),
         )
-        .where(latest.c.rank == 1)
+        .where(*newest_only)
         .group_by(latest.c.tenant_ref)
         .cte("last_lines")
     )
@@ -479,7 +506,8 @@ def compute_arrears(
         inputs = (LEDGER, *inputs)
     analyse(connection, *inputs)
     with staged(connection, TOTALS, _totals(landlord_id, as_of)) as totals:
-        facts = _facts(landlord_id, as_of, settings.plan_broken_after, totals)
+        sqlite = connection.dialect.name == "sqlite"
+        facts = _facts(landlord_id, as_of, settings.plan_broken_after, totals, sqlite=sqlite)
         profile, placed_by = _profiles(facts, settings.rules(), as_of)
         select = sa.select(
             sa.literal(landlord_id, tenant_arrears.c.landlord_id.type),
