@@ -2,14 +2,16 @@
 
 An unchanged rerun of a landlord (`datafix run`: every source unchanged, every step skipped)
 never touches a data frame, yet importing the three took some 0.45 s of its CPU, a fifth of the
-whole process. The modules that work on frames bind them through `lazy_module`:
+whole process. The three are bound here once, and the modules that work on frames import the
+stand-ins (`from connectors.lazy import np, pa, pd`); a module that needs a submodule binds it
+itself through `lazy_module`:
 
     if TYPE_CHECKING:
-        import pandas as pd
+        import pyarrow.compute as pc
     else:
-        pd = lazy_module("pandas")
+        pc = lazy_module("pyarrow.compute")
 
-`pd` is then a stand-in module: the first attribute read (`pd.DataFrame`) imports pandas for
+`pd` is a stand-in module: the first attribute read (`pd.DataFrame`) imports pandas for
 real (the import system's own lock: safe from any thread) and copies its namespace into the
 stand-in, so later reads find their attribute at once. Nothing else changes: `pd.X` is pandas'
 own object. The stand-ins are not put in `sys.modules`; a plain `import pandas` elsewhere imports
@@ -27,7 +29,9 @@ import sys
 import threading
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["LazyModule", "after_import", "lazy_module", "np", "pa", "pd"]
 
 _PENDING: list[tuple[str, Callable[[types.ModuleType], None]]] = []
 _PENDING_LOCK = threading.Lock()
@@ -68,3 +72,13 @@ def _run_hooks() -> None:
             _PENDING.remove(entry)
     for name, hook in ready:
         hook(sys.modules[name])
+
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")

@@ -30,17 +30,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from connectors.errors import SourceDataError
-from connectors.lazy import lazy_module
+from connectors.lazy import lazy_module, np, pa, pd
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
     import pyarrow.compute as pc
 else:
-    np = lazy_module("numpy")
-    pd = lazy_module("pandas")
-    pa = lazy_module("pyarrow")
     pc = lazy_module("pyarrow.compute")
 
 __all__ = [

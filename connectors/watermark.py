@@ -16,18 +16,10 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
 
 from connectors.errors import ConfigError
-from connectors.lazy import lazy_module
+from connectors.lazy import np, pd
 from connectors.rawtable import RawTable, Watermark, header_key
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-else:
-    np = lazy_module("numpy")
-    pd = lazy_module("pandas")
 
 __all__ = [
     "CURSOR_KINDS",

@@ -31,7 +31,7 @@ from python_calamine import CalamineWorkbook
 
 from connectors.environment import seconds_variable
 from connectors.errors import ConfigError, RetriableError, SourceDataError
-from connectors.lazy import lazy_module
+from connectors.lazy import lazy_module, np, pa, pd
 from connectors.rawtable import (
     HEADER_SCAN_ROWS,
     RawTable,
@@ -45,14 +45,8 @@ from connectors.rawtable import (
 )
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 else:
-    np = lazy_module("numpy")
-    pd = lazy_module("pandas")
-    pa = lazy_module("pyarrow")
     pacsv = lazy_module("pyarrow.csv")
 
 __all__ = [

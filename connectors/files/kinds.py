@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,16 +134,9 @@ def _header(source: CsvSource | XlsxSource, request: SourceRequest) -> list[str]
     return read_header(_files(source, request), kind=source.kind, **_options(source, request))
 
 
-CSV_SOURCE = SourceKind(
-    "csv", CsvSource, read=_read_csv, header=_header, files=_files, watch=_watch, locator="path"
+# what the two file kinds share: found in the inbox, fingerprinted, watched, headers read cheaply
+_file_kind = functools.partial(
+    SourceKind, header=_header, files=_files, watch=_watch, locator="path"
 )
-XLSX_SOURCE = SourceKind(
-    "xlsx",
-    XlsxSource,
-    read=_read_xlsx,
-    header=_header,
-    files=_files,
-    watch=_watch,
-    sheets=_sheets,
-    locator="path",
-)
+CSV_SOURCE = _file_kind("csv", CsvSource, read=_read_csv)
+XLSX_SOURCE = _file_kind("xlsx", XlsxSource, read=_read_xlsx, sheets=_sheets)

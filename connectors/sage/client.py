@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 import zeep
 from lxml import etree
 
 from connectors.errors import ConfigError, PermanentError
-from connectors.lazy import lazy_module
+from connectors.lazy import pd
 from connectors.rawtable import RawTable, key_lineage, line_lineage
 from connectors.retry import RetryPolicy
 from connectors.sage.models import SAGE_X3_RETRY, SageMessage, SageResult
@@ -54,11 +54,6 @@ from connectors.soap.client import (
     service_for,
     text_frame,
 )
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = lazy_module("pandas")
 
 __all__ = [
     "WSS_NAMESPACE",

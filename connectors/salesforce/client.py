@@ -30,7 +30,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import requests
@@ -48,16 +48,11 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.lazy import lazy_module
+from connectors.lazy import pd
 from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage, line_lineage
 from connectors.retry import RetryPolicy, with_retries
 from connectors.salesforce.models import SALESFORCE_RETRY, SalesforceAuth
 from connectors.salesforce.soql import build_query, check_name, check_object
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = lazy_module("pandas")
 
 __all__ = [
     "DEFAULT_API_VERSION",

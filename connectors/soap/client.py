@@ -48,7 +48,7 @@ import difflib
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -60,7 +60,7 @@ from zeep.proxy import ServiceProxy
 from zeep.xsd import ComplexType
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.lazy import lazy_module
+from connectors.lazy import pd
 from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage
 from connectors.retry import RetryPolicy, with_retries
 from connectors.secrets import scrub
@@ -77,11 +77,6 @@ from connectors.soap.wsdl import (
     path_problem,
     required_paths,
 )
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = lazy_module("pandas")
 
 __all__ = [
     "SOAP_ENCODING_NAMESPACE",

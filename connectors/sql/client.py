@@ -19,14 +19,14 @@ from contextlib import contextmanager
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from connectors.errors import ConfigError, ConnectorError, RetriableError
 from connectors.files.client import gc_paused
-from connectors.lazy import lazy_module
+from connectors.lazy import np, pd
 from connectors.rawtable import (
     RawTable,
     Watermark,
@@ -38,13 +38,6 @@ from connectors.rawtable import (
 )
 from connectors.secrets import scrub
 from connectors.watermark import checked_kind, type_kind, typed_value, value_kind
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-else:
-    np = lazy_module("numpy")
-    pd = lazy_module("pandas")
 
 __all__ = [
     "TRANSIENT",

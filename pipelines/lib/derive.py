@@ -13,21 +13,15 @@ which statuses and flags let a record out. Money stays integer cents (pandas `In
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from connectors.lazy import lazy_module
+from connectors.lazy import pd
 from pipelines.lib.warehouse import Warehouse
 from schemas.canonical import ENTITIES, ColumnType
 from schemas.outgoing import OUTGOING
 from schemas.tables import CANONICAL_TABLES, prevention_actions
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = lazy_module("pandas")
 
 __all__ = ["SOURCE_ROWS", "derive"]
 

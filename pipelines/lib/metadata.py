@@ -5,17 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 
-from connectors.lazy import lazy_module
+from connectors.lazy import pd
 from pipelines.lib.stages import preview_frame
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = lazy_module("pandas")
 
 RUN_TAG_FULL_REFRESH = "datafix/full_refresh"
 

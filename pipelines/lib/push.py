@@ -35,13 +35,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from connectors.delivery import Delivered, OutgoingRecord, Sink, printable, unsafe_text
 from connectors.errors import ConfigError, ConnectorError, RetriableError
-from connectors.lazy import lazy_module
+from connectors.lazy import pd
 from connectors.retry import RetryPolicy, with_retries
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.derive import SOURCE_ROWS, derive
@@ -51,11 +51,6 @@ from schemas.canonical import ColumnType
 from schemas.config import OutFieldRule, SinkBase
 from schemas.outgoing import OUTGOING, OutgoingSpec
 from schemas.tables import contract_results
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = lazy_module("pandas")
 
 __all__ = [
     "FAILING",

@@ -18,20 +18,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from connectors.errors import ConfigError
-from connectors.lazy import lazy_module
+from connectors.lazy import pd
 from connectors.rawtable import RawTable
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch, union_feeds
 from pipelines.lib.warehouse import LoadRequest, Warehouse
 from schemas.canonical import ENTITIES
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = lazy_module("pandas")
 
 __all__ = ["RequeueResult", "requeue"]
 

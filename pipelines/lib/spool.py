@@ -24,18 +24,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from connectors.lazy import lazy_module
+from connectors.lazy import lazy_module, np, pa, pd
 from pipelines.lib.environment import datafix_home
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
     import pyarrow.ipc as ipc
 else:
-    np = lazy_module("numpy")
-    pd = lazy_module("pandas")
-    pa = lazy_module("pyarrow")
     ipc = lazy_module("pyarrow.ipc")
 
 __all__ = ["KeyHashes", "KeyIndex", "Spool", "key_hashes", "release_freed_memory", "scratch_root"]

@@ -10,10 +10,10 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from connectors.files.client import fingerprint_files
-from connectors.lazy import lazy_module
+from connectors.lazy import pd
 from connectors.rawtable import RawTable, Watermark, chunk_rows, header_key
 from connectors.watermark import WatermarkError
 from pipelines.lib.datafixes import LoadedDatafix
@@ -24,11 +24,6 @@ from pipelines.lib.transforms import EntityTransformer, NormalisedBatch, union_f
 from pipelines.lib.warehouse import LoadRequest, LoadResult, Warehouse
 from schemas.canonical import ENTITIES
 from schemas.datafix import Feed
-
-if TYPE_CHECKING:
-    import pandas as pd
-else:
-    pd = lazy_module("pandas")
 
 PullStatus = Literal["read", "unchanged", "not_configured"]
 

@@ -19,7 +19,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from connectors.errors import ConfigError
-from connectors.lazy import after_import, lazy_module
+from connectors.lazy import after_import, lazy_module, np, pa, pd
 from connectors.rawtable import RawTable, header_key
 from pipelines.lib.quality import row_rule_breaks
 from schemas.canonical import ENTITIES, PANDAS_DTYPES, ColumnSpec, ColumnType, EntitySpec
@@ -37,14 +37,8 @@ from schemas.datafix import (
 )
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
     import pyarrow.compute as pc
 else:
-    np = lazy_module("numpy")
-    pd = lazy_module("pandas")
-    pa = lazy_module("pyarrow")
     pc = lazy_module("pyarrow.compute")
 
 

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.errors import ConfigError, ConnectorError, RetriableError
-from connectors.lazy import lazy_module
+from connectors.lazy import np, pd
 from connectors.rawtable import Watermark
 from connectors.secrets import scrub
 from pipelines.lib.personal import RawSealer
@@ -55,13 +55,7 @@ from schemas.tables import (
 )
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-
     from pipelines.lib.spool import Spool
-else:
-    np = lazy_module("numpy")
-    pd = lazy_module("pandas")
 
 # rows per bulk-insert batch: its driver values (a Python object per cell) stay under ~60 MB;
 # 100,000 held ~180 MB at the peak of a 1M-row load, and was no faster

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -83,61 +84,58 @@ ISSUED_INVOICES = ("issued", "paid")
 # --- Portable time arithmetic ------------------------------------------------------------
 
 
-class epoch_seconds(FunctionElement):
+class DialectFunction(FunctionElement):
+    """A one-argument SQL function written one way on SQLite and another on PostgreSQL: a
+    subclass gives the two texts, in which `{value}` stands for the compiled argument, and its
+    result type; its name is its class name."""
+
+    inherit_cache = True
+
+    def __init_subclass__(cls, *, sqlite: str, default: str, **kw: object) -> None:
+        super().__init_subclass__(**kw)
+        cls.name = cls.__name__
+        cls.inherit_cache = True  # SQLAlchemy reads it from each class's own namespace
+        compiles(cls, "sqlite")(cls._writer(sqlite))
+        compiles(cls)(cls._writer(default))
+
+    @staticmethod
+    def _writer(template: str) -> Callable[..., str]:
+        def write(element: FunctionElement, compiler: SQLCompiler, **kw: object) -> str:
+            return template.replace("{value}", compiler.process(element.clauses, **kw))
+
+        return write
+
+
+class epoch_seconds(
+    DialectFunction,
+    sqlite="CAST(ROUND((julianday({value}) - 2440587.5) * 86400) AS INTEGER)",
+    default="CAST(EXTRACT(EPOCH FROM {value}) AS BIGINT)",
+):
     """Seconds since 1970-01-01 UTC of a date (its midnight, UTC) or a timestamp stored in UTC,
     as an integer: `julianday` on SQLite (which stores timestamps as UTC text), `EXTRACT(EPOCH)`
     on PostgreSQL."""
 
     type = sa.BigInteger()
-    inherit_cache = True
-    name = "epoch_seconds"
 
 
-@compiles(epoch_seconds, "sqlite")
-def _epoch_sqlite(element: epoch_seconds, compiler: SQLCompiler, **kw: object) -> str:
-    value = compiler.process(element.clauses, **kw)
-    return f"CAST(ROUND((julianday({value}) - 2440587.5) * 86400) AS INTEGER)"
-
-
-@compiles(epoch_seconds)
-def _epoch_default(element: epoch_seconds, compiler: SQLCompiler, **kw: object) -> str:
-    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS BIGINT)"
-
-
-class utc_timestamp(FunctionElement):
+class utc_timestamp(
+    DialectFunction,
+    sqlite="datetime({value}, 'unixepoch')",
+    default="to_timestamp({value})",
+):
     """The UTC timestamp of an epoch-seconds integer."""
 
     type = sa.DateTime(timezone=True)
-    inherit_cache = True
-    name = "utc_timestamp"
 
 
-@compiles(utc_timestamp, "sqlite")
-def _timestamp_sqlite(element: utc_timestamp, compiler: SQLCompiler, **kw: object) -> str:
-    return f"datetime({compiler.process(element.clauses, **kw)}, 'unixepoch')"
-
-
-@compiles(utc_timestamp)
-def _timestamp_default(element: utc_timestamp, compiler: SQLCompiler, **kw: object) -> str:
-    return f"to_timestamp({compiler.process(element.clauses, **kw)})"
-
-
-class epoch_day_date(FunctionElement):
+class epoch_day_date(
+    DialectFunction,
+    sqlite="date(({value}) * 86400, 'unixepoch')",
+    default="(DATE '1970-01-01' + CAST({value} AS INTEGER))",
+):
     """The date of a day number (days since 1970-01-01)."""
 
     type = sa.Date()
-    inherit_cache = True
-    name = "epoch_day_date"
-
-
-@compiles(epoch_day_date, "sqlite")
-def _day_sqlite(element: epoch_day_date, compiler: SQLCompiler, **kw: object) -> str:
-    return f"date(({compiler.process(element.clauses, **kw)}) * 86400, 'unixepoch')"
-
-
-@compiles(epoch_day_date)
-def _day_default(element: epoch_day_date, compiler: SQLCompiler, **kw: object) -> str:
-    return f"(DATE '1970-01-01' + CAST({compiler.process(element.clauses, **kw)} AS INTEGER))"
 
 
 def _summer_spans(first: int = 2000, last: int = 2060) -> list[tuple[int, int]]:
@@ -163,7 +161,25 @@ def _integer(value: int) -> sa.ColumnElement:
     return sa.literal_column(str(int(value)), sa.BigInteger())
 
 
-class paris_offset(FunctionElement):
+def _offset_search(low: int, high: int) -> str:
+    """The nested CASEs finding the offset at `{value}` when between `low` and `high` of the
+    changes are at or before it (SQLite's text, written once: the expression is large)."""
+    if low == high:
+        return str(2 * HOUR if low % 2 else HOUR)
+    middle = (low + high) // 2
+    return (
+        f"CASE WHEN ({{value}}) < {_CHANGES[middle]} THEN {_offset_search(low, middle)}"
+        f" ELSE {_offset_search(middle + 1, high)} END"
+    )
+
+
+class paris_offset(
+    DialectFunction,
+    sqlite=_offset_search(0, len(_CHANGES)),
+    default="CASE mod(width_bucket(CAST({value} AS BIGINT),"
+    f" ARRAY[{', '.join(str(change) for change in _CHANGES)}]::BIGINT[]), 2)"
+    f" WHEN 1 THEN {2 * HOUR} ELSE {HOUR} END",
+):
     """Paris's offset from UTC, in seconds, at an epoch-seconds instant: summer time when an odd
     number of the offset's changes (`SUMMER_SPANS`, flattened) are at or before it; before 2000
     and after 2060, winter time. Found by a binary search over the changes, never by a
@@ -173,38 +189,6 @@ class paris_offset(FunctionElement):
     zoneinfo hour by hour across the changes."""
 
     type = sa.Integer()
-    inherit_cache = True
-    name = "paris_offset"
-
-
-def _offset_search(low: int, high: int) -> str:
-    """The nested CASEs finding the offset at `{epoch}` when between `low` and `high` of the
-    changes are at or before it (SQLite's text, written once: the expression is large)."""
-    if low == high:
-        return str(2 * HOUR if low % 2 else HOUR)
-    middle = (low + high) // 2
-    return (
-        f"CASE WHEN {{epoch}} < {_CHANGES[middle]} THEN {_offset_search(low, middle)}"
-        f" ELSE {_offset_search(middle + 1, high)} END"
-    )
-
-
-_OFFSET_SQLITE = _offset_search(0, len(_CHANGES))
-
-
-@compiles(paris_offset, "sqlite")
-def _offset_sqlite(element: paris_offset, compiler: SQLCompiler, **kw: object) -> str:
-    return _OFFSET_SQLITE.replace("{epoch}", f"({compiler.process(element.clauses, **kw)})")
-
-
-@compiles(paris_offset)
-def _offset_default(element: paris_offset, compiler: SQLCompiler, **kw: object) -> str:
-    epoch = compiler.process(element.clauses, **kw)
-    changes = ", ".join(str(change) for change in _CHANGES)
-    return (
-        f"CASE mod(width_bucket(CAST({epoch} AS BIGINT), ARRAY[{changes}]::BIGINT[]), 2)"
-        f" WHEN 1 THEN {2 * HOUR} ELSE {HOUR} END"
-    )
 
 
 def paris_day(epoch: sa.ColumnElement) -> sa.ColumnElement:

@@ -463,6 +463,17 @@ def _table(rows: list[Row]) -> str:
     return "\n".join(text_table(header, lines, right={1, 2, 3, 4}))
 
 
+# the options of Table 1's sizes: a field of `process.Options` each, and what it sets
+TABLE_1_SIZES = {
+    "ledger_rows": "Table 1: lines of the ledger of process, postgres and flat (another size"
+    " generates its own ledger and landlord)",
+    "big_rows": "Table 1, flat: lines of the big ledger",
+    "landlords": "Table 1, many: generated landlords",
+    "landlord_rows": "Table 1, many: ledger lines per landlord",
+    "rounds": "Table 1: interleaved rounds of process, postgres and flat, the fastest kept",
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
@@ -476,38 +487,13 @@ def main() -> int:
         " derive (arrears and works beside the load of the same data, SQLite and PostgreSQL)",
     )
     defaults = process_bench.Options()
-    parser.add_argument(
-        "--ledger-rows",
-        type=int,
-        default=defaults.ledger_rows,
-        help="Table 1: lines of the ledger of process, postgres and flat (default %(default)s;"
-        " another size generates its own ledger and landlord)",
-    )
-    parser.add_argument(
-        "--big-rows",
-        type=int,
-        default=defaults.big_rows,
-        help="Table 1, flat: lines of the big ledger (default %(default)s)",
-    )
-    parser.add_argument(
-        "--landlords",
-        type=int,
-        default=defaults.landlords,
-        help="Table 1, many: generated landlords (default %(default)s)",
-    )
-    parser.add_argument(
-        "--landlord-rows",
-        type=int,
-        default=defaults.landlord_rows,
-        help="Table 1, many: ledger lines per landlord (default %(default)s)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=defaults.rounds,
-        help="Table 1: interleaved rounds of process, postgres and flat, the fastest kept"
-        " (default %(default)s)",
-    )
+    for field, meaning in TABLE_1_SIZES.items():
+        parser.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, field),
+            help=f"{meaning} (default %(default)s)",
+        )
     args = parser.parse_args()
     os.environ["DATAFIX_INBOX_ROOTS"] = str(generate.bench_home())  # the push bench, in-process
     if args.measure:
@@ -551,13 +537,7 @@ def main() -> int:
     groups = [g for g in process_bench.GROUPS if args.only in (None, g)]
     if groups:
         print("Table 1, whole process: each run a fresh process timed from outside…", flush=True)
-        options = process_bench.Options(
-            ledger_rows=args.ledger_rows,
-            big_rows=args.big_rows,
-            landlords=args.landlords,
-            landlord_rows=args.landlord_rows,
-            rounds=args.rounds,
-        )
+        options = process_bench.Options(**{field: getattr(args, field) for field in TABLE_1_SIZES})
         process_report = process_bench.run_all(groups, options)
         print()
         process_bench.print_table(process_report)

@@ -48,29 +48,34 @@ def test_a_derive_slower_than_its_load_is_a_miss_and_memory_is_judged_between_si
     assert len(lines) == 5  # no memory verdict for PostgreSQL: its ledgers were not measured
 
 
-def test_the_generated_works_landlord_is_a_valid_datafix_reading_its_own_inbox(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def bench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The hub's home for the generated data sets, whose files the bench writes under `bench/`
+    (the operator's inbox root the landlords read)."""
     monkeypatch.setenv("DATAFIX_HOME", str(tmp_path))
     monkeypatch.setenv("DATAFIX_INBOX_ROOTS", str(tmp_path / "bench"))
+    return tmp_path
+
+
+def test_the_generated_works_landlord_is_a_valid_datafix_reading_its_own_inbox(
+    bench_home: Path,
+) -> None:
     data = derive.works_set(50)
     loaded = load_datafix(data.datafixes / "bench-works-50.yaml")
     assert loaded.datafix.landlord.id == "bench-works-50"
     assert loaded.datafix.inbox.endswith("/bench/derive/works-50")
-    assert (tmp_path / "bench" / "derive" / "works-50" / "commandes_2024-12.xlsx").is_file()
+    assert (bench_home / "bench" / "derive" / "works-50" / "commandes_2024-12.xlsx").is_file()
     assert (data.entity, data.derive, data.rows) == ("work_orders", "works", 50)
 
 
 def test_the_derive_ledgers_have_one_tenant_per_ten_lines_in_their_own_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bench_home: Path,
 ) -> None:
-    monkeypatch.setenv("DATAFIX_HOME", str(tmp_path))
-    monkeypatch.setenv("DATAFIX_INBOX_ROOTS", str(tmp_path / "bench"))
     data = derive.ledger_set(2_000)
     assert (data.landlord, data.entity, data.derive) == ("bench-ledger-2000", "ledger_entries",
                                                          "arrears")  # fmt: skip
     assert (data.rows, data.tenants) == (2_000, 200)
-    made = tmp_path / "bench" / "derive" / "ledger-2000" / "quittancement_2024-12.csv"
+    made = bench_home / "bench" / "derive" / "ledger-2000" / "quittancement_2024-12.csv"
     lines = made.read_text(encoding="cp1252").splitlines()[1:-2]  # header; blank and total
     assert len(lines) == 2_000
     assert len({line.split(";")[1] for line in lines}) == 200  # T100000 … T100199, all drawn

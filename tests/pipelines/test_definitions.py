@@ -21,7 +21,7 @@ from connectors.sandbox.demo_files import (
     write_demo_sources,
     write_demo_targets,
 )
-from pipelines.definitions import defs
+from pipelines.definitions import defs, run_definitions
 from pipelines.defs.automation import nightly_schedule
 from pipelines.defs.normalise.assets import build_normalise_asset
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
@@ -138,6 +138,36 @@ def test_partitions_are_the_datafix_files() -> None:
     assert job.partitions_def is not None
     assert job.partitions_def.get_partition_keys() == landlord_ids()
     assert landlord_ids() == sorted(p.stem for p in (REPO_ROOT / "datafixes").glob("*.yaml"))
+
+
+def test_each_build_of_the_definitions_takes_the_landlords_its_folder_holds_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hub homes, one after the other, in one process (a test of one home, then a test of
+    another; a landlord dropped in while a code location runs, then a reload): the second build
+    partitions every asset, job and schedule by the second home's landlords, not by those the
+    first import of `pipelines/defs/partitions.py` saw."""
+    night = datetime(2026, 11, 23, 2, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    for home, landlords in (("first", ["habitat-a"]), ("second", ["habitat-b", "habitat-c"])):
+        folder = tmp_path / home
+        folder.mkdir()
+        for landlord in landlords:  # the partitions are the file names: the contents are not read
+            (folder / f"{landlord}.yaml").touch()
+        monkeypatch.setenv("DATAFIX_DATAFIXES_DIR", str(folder))
+        for definitions in (defs(), run_definitions()):
+            assets = definitions.resolve_asset_graph().assets_defs
+            partitioned = {tuple(a.partitions_def.get_partition_keys()) for a in assets if a.keys}
+            assert partitioned == {tuple(landlords)}, home
+            for job in ("nightly", "requeue"):
+                partitions = definitions.resolve_job_def(job).partitions_def
+                assert partitions is not None
+                assert partitions.get_partition_keys() == landlords, (home, job)
+            schedule = definitions.resolve_schedule_def("nightly_schedule")
+            context = dg.build_schedule_context(
+                scheduled_execution_time=night, repository_def=definitions.get_repository_def()
+            )
+            requests = schedule.evaluate_tick(context).run_requests
+            assert [r.partition_key for r in requests or []] == landlords, home
 
 
 def test_nightly_schedule_runs_every_landlord_at_two_in_paris() -> None:

@@ -243,7 +243,7 @@ def test_the_requeue_op_of_the_dagster_job_maps_rows_again(
     run_ledger_once(_csv_landlord(hub_home, folder, {"LOY": "rent_call"}), warehouse, "night-1")
     _csv_landlord(hub_home, folder, {"LOY": "rent_call", "NEW": "sls"})
     # the job's op in a job partitioned by this test's landlord (the hub's job takes the
-    # landlords of the repository's datafixes folder, read once per process)
+    # landlords the datafixes folder held when the definitions were built)
     job = dg.GraphDefinition(name="requeue", node_defs=[requeue_quarantine]).to_job(
         partitions_def=dg.StaticPartitionsDefinition([LANDLORD]),
         resource_defs={"warehouse": WarehouseResource(url=url), "datafixes": DatafixesResource()},
