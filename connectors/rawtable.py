@@ -47,6 +47,7 @@ else:
 __all__ = [
     "CHUNK_ROWS",
     "HEADER_SCAN_ROWS",
+    "FrameHasher",
     "RawTable",
     "StreamEnd",
     "Watermark",
@@ -60,6 +61,7 @@ __all__ = [
     "key_lineage",
     "line_lineage",
     "rechunk",
+    "streamed_pages",
     "unique_labels",
     "value_text",
 ]
@@ -658,15 +660,58 @@ def line_lineage(prefix: str, numbers: Sequence[int] | np.ndarray | pd.Series) -
     return (prefix + pd.Series(numbers, dtype=np.int64).astype("str")).astype("str")
 
 
+class FrameHasher:
+    """`frame_fingerprint` computed chunk by chunk: the labels, then each chunk's rows (`add`),
+    then the row count (`hexdigest`); the same digest as the chunks joined in one frame."""
+
+    def __init__(self, labels: Sequence[object]) -> None:
+        self._hasher = hashlib.sha256()
+        self._hasher.update("\0".join(map(str, labels)).encode())
+        self._labels = len(labels)
+        self.rows = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """One chunk's rows (the same columns, in the same order, as the labels)."""
+        if len(frame) and self._labels:
+            self._hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        self.rows += len(frame)
+
+    def hexdigest(self) -> str:
+        """The fingerprint of every chunk added."""
+        hasher = self._hasher.copy()
+        hasher.update(str(self.rows).encode())
+        return hasher.hexdigest()
+
+
+def streamed_pages(origin: str, pages: Callable[[], Iterator[RawTable]]) -> RawTable:
+    """A table streamed from a peer (`RawTable.peer_stream`) whose reader gives it page by page
+    (`pages()`: tables of any size, the same columns each, at least one): re-cut into chunks
+    of the size asked (`rechunk`), fingerprinted as `frame_fingerprint` of every page joined."""
+
+    def chunks(size: int) -> ChunkStream:
+        hasher: FrameHasher | None = None
+
+        def hashed() -> Iterator[RawTable]:
+            nonlocal hasher
+            for page in pages():
+                if hasher is None:
+                    hasher = FrameHasher(list(page.frame.columns))
+                hasher.add(page.frame)
+                yield page
+
+        yield from rechunk(hashed(), size)
+        return StreamEnd(fingerprint="" if hasher is None else hasher.hexdigest())
+
+    return RawTable.streamed_from_peer(origin, chunks)
+
+
 def frame_fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 over a text frame: its column labels, every value in order and the row count.
 
     Equal fingerprints mean the source returned the same rows (readers of web services, which
-    read a whole table at once; SQL readers hash chunk by chunk with the same ingredients).
+    read a whole table at once or page by page: `FrameHasher`; SQL readers hash chunk by chunk
+    with the same ingredients).
     """
-    hasher = hashlib.sha256()
-    hasher.update("\0".join(map(str, frame.columns)).encode())
-    if len(frame) and len(frame.columns):
-        hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    hasher.update(str(len(frame)).encode())
+    hasher = FrameHasher(list(frame.columns))
+    hasher.add(frame)
     return hasher.hexdigest()

@@ -121,7 +121,9 @@ def _read_sql(source: SqlSource, request: SourceRequest) -> RawTable:
     from connectors.sql.client import read_sql
 
     # the database applies the whole (cursor, key) condition itself; the rows are streamed
-    return read_sql(source.url, **_target(source), key=source.key, after=request.after, stream=True)
+    return read_sql(
+        source.url, **_target(source), key=source.key, after=request.after, stream=request.stream
+    )
 
 
 def _sql_header(source: SqlSource, request: SourceRequest) -> list[str]:
@@ -140,13 +142,13 @@ def _odbc_connection(source: OdbcSource) -> str:
 
 
 def _read_odbc(source: OdbcSource, request: SourceRequest) -> RawTable:
-    from connectors.sql.odbc import stream_odbc
+    from connectors.sql.odbc import read_odbc, stream_odbc
 
     after = request.after
     since = None
     if after is not None and after.value is not None:
         since = (after.column, after.value, after.kinds[0] if after.kinds else None)
-    raw = stream_odbc(
+    raw = (stream_odbc if request.stream else read_odbc)(
         _odbc_connection(source),
         **_target(source),
         key=source.key,
