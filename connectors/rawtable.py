@@ -52,6 +52,7 @@ __all__ = [
     "StreamEnd",
     "Watermark",
     "chunk_rows",
+    "closed_after",
     "column_text",
     "combine_header",
     "final_labels",
@@ -662,31 +663,69 @@ def line_lineage(prefix: str, numbers: Sequence[int] | np.ndarray | pd.Series) -
 
 class FrameHasher:
     """`frame_fingerprint` computed chunk by chunk: the labels, then each chunk's rows (`add`),
-    then the row count (`hexdigest`); the same digest as the chunks joined in one frame."""
+    then the row count (`hexdigest`); the same digest as the chunks joined in one frame.
 
-    def __init__(self, labels: Sequence[object]) -> None:
+    With `ordered` false, the digest of the rows as a multiset (two 64-bit hashes of each row
+    summed, so any order of the same rows gives it): for a peer that sends its rows in no
+    particular order (Salesforce's Bulk API), where a table read whole is sorted first."""
+
+    def __init__(self, labels: Sequence[object], *, ordered: bool = True) -> None:
         self._hasher = hashlib.sha256()
         self._hasher.update("\0".join(map(str, labels)).encode())
         self._labels = len(labels)
+        self._ordered = ordered
+        self._sums = [np.uint64(0), np.uint64(0)]
         self.rows = 0
 
     def add(self, frame: pd.DataFrame) -> None:
         """One chunk's rows (the same columns, in the same order, as the labels)."""
         if len(frame) and self._labels:
-            self._hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+            hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+            if self._ordered:
+                self._hasher.update(hashes.tobytes())
+            else:
+                other = pd.util.hash_pandas_object(frame, index=False, hash_key=_OTHER_HASH_KEY)
+                with np.errstate(over="ignore"):  # sums modulo 2**64
+                    self._sums[0] += hashes.sum(dtype=np.uint64)
+                    self._sums[1] += other.to_numpy().sum(dtype=np.uint64)
         self.rows += len(frame)
 
     def hexdigest(self) -> str:
         """The fingerprint of every chunk added."""
         hasher = self._hasher.copy()
+        if not self._ordered:
+            hasher.update(np.array(self._sums, dtype=np.uint64).tobytes())
         hasher.update(str(self.rows).encode())
         return hasher.hexdigest()
 
 
-def streamed_pages(origin: str, pages: Callable[[], Iterator[RawTable]]) -> RawTable:
+_OTHER_HASH_KEY = "datafix-rows-2nd"  # 16 bytes: pandas' second, independent row hash
+
+
+def closed_after(raw: RawTable, close: Callable[[], None]) -> RawTable:
+    """`raw`, whose stream calls `close` once read to its end or given up (a session the
+    reader's calls go through); a table read whole is read: `close` is called at once."""
+    if raw.stream is None:
+        close()
+        return raw
+    stream = raw.stream
+
+    def chunks(size: int) -> ChunkStream:
+        try:
+            return (yield from stream(size))
+        finally:
+            close()
+
+    return dataclasses.replace(raw, stream=chunks)
+
+
+def streamed_pages(
+    origin: str, pages: Callable[[], Iterator[RawTable]], *, ordered: bool = True
+) -> RawTable:
     """A table streamed from a peer (`RawTable.peer_stream`) whose reader gives it page by page
     (`pages()`: tables of any size, the same columns each, at least one): re-cut into chunks
-    of the size asked (`rechunk`), fingerprinted as `frame_fingerprint` of every page joined."""
+    of the size asked (`rechunk`), fingerprinted as `frame_fingerprint` of every page joined
+    (`ordered` false: of the rows in any order, `FrameHasher`)."""
 
     def chunks(size: int) -> ChunkStream:
         hasher: FrameHasher | None = None
@@ -695,7 +734,7 @@ def streamed_pages(origin: str, pages: Callable[[], Iterator[RawTable]]) -> RawT
             nonlocal hasher
             for page in pages():
                 if hasher is None:
-                    hasher = FrameHasher(list(page.frame.columns))
+                    hasher = FrameHasher(list(page.frame.columns), ordered=ordered)
                 hasher.add(page.frame)
                 yield page
 

@@ -138,7 +138,9 @@ def run_once(ledger: process.Ledger, tree: Path | None = None) -> dict:
     command = [process.DATAFIX_COMMAND, "run", ledger.landlord, "--no-push"]
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
-        command = [sys.executable, "-c", "from pipelines.cli import main; main()", *command[1:]]
+        # -P: not the working directory (this checkout) before PYTHONPATH on sys.path
+        command = [sys.executable, "-P", "-c", "from pipelines.cli import main; main()"]
+        command += ["run", ledger.landlord, "--no-push"]
     result = process.timed(command, env, home / "logs" / "first")
     # no quarantine expected from the file's bad lines only: the SQL rows are the same lines
     return process._count_checks(result, process._sqlite_url(home), [ledger])
