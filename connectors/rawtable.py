@@ -18,13 +18,14 @@ functions on labels, rows and frames:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -40,9 +41,12 @@ else:
 __all__ = [
     "CHUNK_ROWS",
     "HEADER_SCAN_ROWS",
+    "FrameHasher",
     "RawTable",
+    "StreamEnd",
     "Watermark",
     "chunk_rows",
+    "closed_after",
     "column_text",
     "combine_header",
     "final_labels",
@@ -51,6 +55,8 @@ __all__ = [
     "header_key",
     "key_lineage",
     "line_lineage",
+    "rechunk",
+    "streamed_pages",
     "unique_labels",
     "value_text",
 ]
@@ -70,6 +76,29 @@ _LETTER = re.compile(r"[^\W\d_]")
 
 
 @dataclass(frozen=True)
+class StreamEnd:
+    """What a table streamed from a peer (a database, a web service) knows once its last chunk
+    is read: the stream's return value (`RawTable.chunks`).
+
+    Attributes:
+        fingerprint: the fingerprint of every row streamed (what `RawTable.fingerprint` holds
+            for a table read whole: equal for the same rows).
+        watermark_kinds: as `RawTable.watermark_kinds`, from the whole stream.
+        last: for an incremental read, the cursor and key values (by column label) of the row
+            the next watermark resumes after, when that is not the last row streamed (a reader
+            that filters and orders the rows itself, chunk by chunk); None: the last row.
+    """
+
+    fingerprint: str
+    watermark_kinds: tuple[str | None, ...] = ()
+    last: dict[str, str] | None = None
+
+
+# a stream: chunks of at most the size asked, then (a peer's stream) what it knows at its end
+ChunkStream = Generator["RawTable", None, "StreamEnd | None"]
+
+
+@dataclass(frozen=True)
 class RawTable:
     """Rows read from one source, before any mapping.
 
@@ -82,7 +111,8 @@ class RawTable:
             `book.xlsx:Sheet:12` (1-based line / row numbers as a person sees them), or
             `table:id=42` for SQL.
         fingerprint: SHA-256 over what was read (file bytes, or the rows for SQL); equal
-            fingerprints mean the source did not change.
+            fingerprints mean the source did not change. Empty for a table streamed from a
+            peer: known once the stream is read (`StreamEnd`).
         origin: the files or table read, for messages.
         faults: the rows the reader could not read whole (a CSV line cut by a copy still
             running, a line with fewer fields than the header): `reason` and `message` per
@@ -97,57 +127,139 @@ class RawTable:
     watermark_kinds: tuple[str | None, ...] = ()
     faults: pd.DataFrame | None = None
     # a table read chunk by chunk: `frame` holds its header only (no rows), `stream(size)`
-    # yields the rows as tables of at most `size` rows, `streamed_rows` counts them all
-    stream: Callable[[int], Iterator[RawTable]] | None = None
+    # yields the rows as tables of at most `size` rows, `streamed_rows` counts them all. A
+    # table streamed from a peer (`fingerprint` empty) knows its header, its row count and its
+    # fingerprint only once read: its `frame` may have no column, `streamed_rows` is 0, and its
+    # stream yields at least one chunk (empty for no row, with the header) then returns a
+    # `StreamEnd`; it is read once (the pull spools it, `pipelines.lib.stages`).
+    stream: Callable[[int], ChunkStream] | None = None
     streamed_rows: int = 0
 
     def __len__(self) -> int:
         return self.streamed_rows if self.stream is not None else len(self.frame)
 
-    def chunks(self, size: int) -> Iterator[RawTable]:
+    @classmethod
+    def streamed_from_peer(cls, origin: str, stream: Callable[[int], ChunkStream]) -> RawTable:
+        """A table streamed from a peer (`peer_stream`): nothing known before it is read."""
+        return cls(
+            frame=pd.DataFrame(),
+            source_rows=pd.Series([], dtype="str"),
+            fingerprint="",
+            origin=origin,
+            stream=stream,
+        )
+
+    @property
+    def peer_stream(self) -> bool:
+        """Streamed from a peer: the fingerprint (and row count) known only once read."""
+        return self.stream is not None and not self.fingerprint
+
+    def chunks(self, size: int) -> ChunkStream:
         """The rows as tables of at most `size` rows, in order, each with its own lineage and
-        faults (indexed from 0 in each chunk); a table read whole is sliced."""
+        faults (indexed from 0 in each chunk); a table read whole is sliced. Returns the
+        stream's `StreamEnd` (None for a table that knew its fingerprint before)."""
         if self.stream is not None:
-            yield from self.stream(size)
-            return
+            return (yield from self.stream(size))
         size = max(1, size)
         for start in range(0, max(len(self.frame), 1), size):
-            frame = self.frame.iloc[start : start + size].reset_index(drop=True)
-            faults = None
-            if self.faults is not None:
-                inside = self.faults.index[
-                    (self.faults.index >= start) & (self.faults.index < start + size)
-                ]
-                if len(inside):
-                    faults = self.faults.loc[inside].set_axis(inside - start)
-            yield RawTable(
-                frame=frame,
-                source_rows=self.source_rows.iloc[start : start + size].reset_index(drop=True),
-                fingerprint=self.fingerprint,
-                origin=self.origin,
-                watermark_kinds=self.watermark_kinds,
-                faults=faults,
-            )
+            yield _slice(self, start, start + size)
+        return None
 
     def whole(self) -> RawTable:
         """The table with every row in `frame` (a streamed table read to its end)."""
         if self.stream is None:
             return self
-        parts = list(self.chunks(CHUNK_ROWS))
-        faults = []
-        offset = 0
-        for part in parts:
-            if part.faults is not None:
-                faults.append(part.faults.set_axis(part.faults.index + offset))
-            offset += len(part.frame)
-        return RawTable(
-            frame=pd.concat([part.frame for part in parts], ignore_index=True),
-            source_rows=pd.concat([part.source_rows for part in parts], ignore_index=True),
-            fingerprint=self.fingerprint,
-            origin=self.origin,
-            watermark_kinds=self.watermark_kinds,
-            faults=pd.concat(faults) if faults else None,
-        )
+        parts = []
+        stream = self.chunks(CHUNK_ROWS)
+        while True:
+            try:
+                parts.append(next(stream))
+            except StopIteration as finished:
+                end: StreamEnd | None = finished.value
+                break
+        return _joined(parts, self, end)
+
+
+def _joined(parts: Sequence[RawTable], like: RawTable, end: StreamEnd | None) -> RawTable:
+    """`parts` (chunks, in order) as one table; its fingerprint and watermark kinds from `end`
+    when given, else from `like`."""
+    faults = []
+    offset = 0
+    for part in parts:
+        if part.faults is not None:
+            faults.append(part.faults.set_axis(part.faults.index + offset))
+        offset += len(part.frame)
+    if not parts:
+        frame, source_rows = like.frame.iloc[:0], like.source_rows.iloc[:0]
+    elif len(parts) == 1:
+        frame, source_rows = parts[0].frame, parts[0].source_rows
+    else:
+        frame = pd.concat([part.frame for part in parts], ignore_index=True)
+        source_rows = pd.concat([part.source_rows for part in parts], ignore_index=True)
+    return RawTable(
+        frame=frame,
+        source_rows=source_rows,
+        fingerprint=like.fingerprint if end is None else end.fingerprint,
+        origin=like.origin,
+        watermark_kinds=like.watermark_kinds if end is None else end.watermark_kinds,
+        faults=pd.concat(faults) if faults else None,
+    )
+
+
+def rechunk(parts: Iterator[RawTable] | ChunkStream, size: int) -> ChunkStream:
+    """Tables of any size (a peer's pages, spooled chunks) as chunks of exactly `size` rows
+    (the last one smaller; one empty chunk, with the header, when there is no row), in order,
+    lineage and faults carried; returns what `parts` returns."""
+    size = max(1, size)
+    held: list[RawTable] = []
+    count = 0
+    empty: RawTable | None = None
+    yielded = False
+    while True:
+        try:
+            part = next(parts)
+        except StopIteration as finished:
+            end = finished.value
+            break
+        if empty is None:
+            empty = _slice(part, 0, 0)
+        rows = len(part.frame)
+        if not held and rows == size:  # already one whole chunk: passed on as it is
+            yield part
+            yielded = True
+            continue
+        start = 0
+        while start < rows:
+            taken = _slice(part, start, min(rows, start + size - count))
+            held.append(taken)
+            count += len(taken.frame)
+            start += len(taken.frame)
+            if count == size:
+                yield _joined(held, held[0], None)
+                yielded = True
+                held, count = [], 0
+    if held:
+        yield _joined(held, held[0], None)
+    elif not yielded and empty is not None:
+        yield empty
+    return end
+
+
+def _slice(table: RawTable, start: int, stop: int) -> RawTable:
+    """Rows `start` to `stop` of a table read whole, faults re-indexed from 0."""
+    if start == 0 and stop >= len(table.frame):
+        return table
+    faults = None
+    if table.faults is not None:
+        inside = table.faults.index[(table.faults.index >= start) & (table.faults.index < stop)]
+        if len(inside):
+            faults = table.faults.loc[inside].set_axis(inside - start)
+    return dataclasses.replace(
+        table,
+        frame=table.frame.iloc[start:stop].reset_index(drop=True),
+        source_rows=table.source_rows.iloc[start:stop].reset_index(drop=True),
+        faults=faults,
+    )
 
 
 @dataclass(frozen=True)
@@ -543,15 +655,96 @@ def line_lineage(prefix: str, numbers: Sequence[int] | np.ndarray | pd.Series) -
     return (prefix + pd.Series(numbers, dtype=np.int64).astype("str")).astype("str")
 
 
+class FrameHasher:
+    """`frame_fingerprint` computed chunk by chunk: the labels, then each chunk's rows (`add`),
+    then the row count (`hexdigest`); the same digest as the chunks joined in one frame.
+
+    With `ordered` false, the digest of the rows as a multiset (two 64-bit hashes of each row
+    summed, so any order of the same rows gives it): for a peer that sends its rows in no
+    particular order (Salesforce's Bulk API), where a table read whole is sorted first."""
+
+    def __init__(self, labels: Sequence[object], *, ordered: bool = True) -> None:
+        self._hasher = hashlib.sha256()
+        self._hasher.update("\0".join(map(str, labels)).encode())
+        self._labels = len(labels)
+        self._ordered = ordered
+        self._sums = [np.uint64(0), np.uint64(0)]
+        self.rows = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """One chunk's rows (the same columns, in the same order, as the labels)."""
+        if len(frame) and self._labels:
+            hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+            if self._ordered:
+                self._hasher.update(hashes.tobytes())
+            else:
+                other = pd.util.hash_pandas_object(frame, index=False, hash_key=_OTHER_HASH_KEY)
+                with np.errstate(over="ignore"):  # sums modulo 2**64
+                    self._sums[0] += hashes.sum(dtype=np.uint64)
+                    self._sums[1] += other.to_numpy().sum(dtype=np.uint64)
+        self.rows += len(frame)
+
+    def hexdigest(self) -> str:
+        """The fingerprint of every chunk added."""
+        hasher = self._hasher.copy()
+        if not self._ordered:
+            hasher.update(np.array(self._sums, dtype=np.uint64).tobytes())
+        hasher.update(str(self.rows).encode())
+        return hasher.hexdigest()
+
+
+_OTHER_HASH_KEY = "datafix-rows-2nd"  # 16 bytes: pandas' second, independent row hash
+
+
+def closed_after(raw: RawTable, close: Callable[[], None]) -> RawTable:
+    """`raw`, whose stream calls `close` once read to its end or given up (a session the
+    reader's calls go through); a table read whole is read: `close` is called at once."""
+    if raw.stream is None:
+        close()
+        return raw
+    stream = raw.stream
+
+    def chunks(size: int) -> ChunkStream:
+        try:
+            return (yield from stream(size))
+        finally:
+            close()
+
+    return dataclasses.replace(raw, stream=chunks)
+
+
+def streamed_pages(
+    origin: str, pages: Callable[[], Iterator[RawTable]], *, ordered: bool = True
+) -> RawTable:
+    """A table streamed from a peer (`RawTable.peer_stream`) whose reader gives it page by page
+    (`pages()`: tables of any size, the same columns each, at least one): re-cut into chunks
+    of the size asked (`rechunk`), fingerprinted as `frame_fingerprint` of every page joined
+    (`ordered` false: of the rows in any order, `FrameHasher`)."""
+
+    def chunks(size: int) -> ChunkStream:
+        hasher: FrameHasher | None = None
+
+        def hashed() -> Iterator[RawTable]:
+            nonlocal hasher
+            for page in pages():
+                if hasher is None:
+                    hasher = FrameHasher(list(page.frame.columns), ordered=ordered)
+                hasher.add(page.frame)
+                yield page
+
+        yield from rechunk(hashed(), size)
+        return StreamEnd(fingerprint="" if hasher is None else hasher.hexdigest())
+
+    return RawTable.streamed_from_peer(origin, chunks)
+
+
 def frame_fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 over a text frame: its column labels, every value in order and the row count.
 
     Equal fingerprints mean the source returned the same rows (readers of web services, which
-    read a whole table at once; SQL readers hash chunk by chunk with the same ingredients).
+    read a whole table at once or page by page: `FrameHasher`; SQL readers hash chunk by chunk
+    with the same ingredients).
     """
-    hasher = hashlib.sha256()
-    hasher.update("\0".join(map(str, frame.columns)).encode())
-    if len(frame) and len(frame.columns):
-        hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    hasher.update(str(len(frame)).encode())
+    hasher = FrameHasher(list(frame.columns))
+    hasher.add(frame)
     return hasher.hexdigest()

@@ -78,6 +78,9 @@ class SourceRequest:
     header_rows: int | None = None
     sheet: str | None = None
     after: Watermark | None = None
+    # the caller reads the table chunk by chunk to its end (the pull): a kind reading a
+    # database or a web service may return it streamed from its peer (`RawTable.peer_stream`)
+    stream: bool = False
 
 
 @dataclass(frozen=True)

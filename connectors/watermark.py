@@ -19,13 +19,14 @@ from decimal import Decimal, InvalidOperation
 
 from connectors.errors import ConfigError
 from connectors.lazy import np, pd
-from connectors.rawtable import RawTable, Watermark, header_key
+from connectors.rawtable import ChunkStream, RawTable, StreamEnd, Watermark, header_key
 
 __all__ = [
     "CURSOR_KINDS",
     "WatermarkError",
     "checked_kind",
     "past_watermark",
+    "past_watermark_stream",
     "type_kind",
     "typed_value",
     "value_kind",
@@ -170,6 +171,51 @@ def past_watermark(raw: RawTable, after: Watermark) -> RawTable:
         frame=frame.iloc[order].reset_index(drop=True),
         source_rows=raw.source_rows.iloc[order].reset_index(drop=True),
     )
+
+
+def past_watermark_stream(raw: RawTable, after: Watermark) -> RawTable:
+    """`past_watermark` on a table streamed from a peer (`RawTable.peer_stream`), chunk by
+    chunk: each chunk keeps its rows strictly after the watermark, sorted; the next watermark
+    is the greatest row kept over every chunk (`StreamEnd.last`), however the peer ordered its
+    rows, so the next pull neither skips nor repeats one. A table read whole: `past_watermark`.
+    """
+    if not raw.peer_stream:
+        return past_watermark(raw, after)
+    names = (after.column, *after.key)
+
+    def chunks(size: int) -> ChunkStream:
+        stream = raw.chunks(size)
+        greatest: tuple[tuple[tuple[int, float, str], ...], dict[str, str]] | None = None
+        while True:
+            try:
+                part = next(stream)
+            except StopIteration as finished:
+                end: StreamEnd | None = finished.value
+                break
+            kept = past_watermark(part, after)
+            if len(kept.frame):
+                labels = {header_key(label): label for label in kept.frame.columns}
+                row = kept.frame.iloc[-1]
+                values = {
+                    labels[header_key(name)]: str(row[labels[header_key(name)]]) for name in names
+                }
+                order = tuple(_order(value) for value in values.values())
+                if greatest is None or order > greatest[0]:
+                    greatest = (order, values)
+            yield kept
+        end = end or StreamEnd(fingerprint="")
+        return dataclasses.replace(end, last=None if greatest is None else greatest[1])
+
+    return dataclasses.replace(raw, stream=chunks)
+
+
+def _order(text: str) -> tuple[int, float, str]:
+    """A value's place in the order `past_watermark` sorts by: numbers as numbers (before any
+    text), anything else as text."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
 
 
 def _sortable(values: pd.Series) -> pd.Series:

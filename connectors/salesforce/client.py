@@ -25,10 +25,11 @@ message.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -49,7 +50,14 @@ from simple_salesforce.exceptions import (
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.lazy import pd
-from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage, line_lineage
+from connectors.rawtable import (
+    RawTable,
+    column_text,
+    frame_fingerprint,
+    key_lineage,
+    line_lineage,
+    streamed_pages,
+)
 from connectors.retry import RetryPolicy, with_retries
 from connectors.salesforce.models import SALESFORCE_RETRY, SalesforceAuth
 from connectors.salesforce.soql import build_query, check_name, check_object
@@ -367,6 +375,13 @@ def record_value(record: Mapping[str, Any], parts: Sequence[str]) -> Any:
 def _rest_frame(
     caller: _Caller, sf: Salesforce, soql: str, fields: Sequence[str]
 ) -> list[pd.DataFrame]:
+    return list(_rest_pages(caller, sf, soql, fields))
+
+
+def _rest_pages(
+    caller: _Caller, sf: Salesforce, soql: str, fields: Sequence[str]
+) -> Iterator[pd.DataFrame]:
+    """The query's pages as text frames, each page called when the previous one is taken."""
     paths = [field.split(".") for field in fields]
 
     def page_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -379,7 +394,8 @@ def _rest_frame(
 
     page = caller(lambda: sf.query(soql), soql)
     expected = int(page["totalSize"])
-    frames = [page_frame(page["records"])]
+    received = len(page["records"])
+    yield page_frame(page["records"])
     seen: set[str] = set()
     while not page["done"]:
         # `done` is the has-more flag, `totalSize` the total checked below; a page that says
@@ -387,7 +403,6 @@ def _rest_frame(
         # pull short or loop: refused
         next_url = page.get("nextRecordsUrl")
         if not next_url or next_url in seen:
-            received = sum(map(len, frames))
             raise PermanentError(
                 f"Salesforce {caller.host}: a page says more records follow but gives"
                 f" {'no' if not next_url else 'an earlier page'} nextRecordsUrl, after {received}"
@@ -395,14 +410,13 @@ def _rest_frame(
             )
         seen.add(next_url)
         page = caller(lambda url=next_url: sf.query_more(url, identifier_is_url=True), soql)
-        frames.append(page_frame(page["records"]))
-    received = sum(map(len, frames))
+        received += len(page["records"])
+        yield page_frame(page["records"])
     if received != expected:
         raise RetriableError(
             f"Salesforce {caller.host} announced {expected} records but sent {received} for"
             f" {soql} — the pull will be retried"
         )
-    return frames
 
 
 def _csv_page(text: str, fields: Sequence[str], host: str) -> pd.DataFrame:
@@ -435,6 +449,31 @@ def _bulk_frame(
         ]
 
     return caller(run_job, soql)
+
+
+def _bulk_pages(
+    caller: _Caller,
+    sf: Salesforce,
+    object_name: str,
+    soql: str,
+    fields: Sequence[str],
+    wait: float,
+) -> Iterator[pd.DataFrame]:
+    """A Bulk API 2.0 query's result pages as text frames, each fetched when the previous one
+    is taken. The job, its wait and the first page are retried whole as `_bulk_frame` retries
+    the job; a later page is not (pages already handed on cannot be taken back): its failure
+    is raised at once, translated, and fails the pull."""
+    handler = getattr(sf.bulk2, object_name)
+
+    def start() -> tuple[Iterator[str], str | None]:
+        texts = iter(handler.query(soql, wait=wait))  # type: ignore[arg-type]
+        return texts, next(texts, None)
+
+    texts, text = caller(start, soql)
+    once = _Caller(caller.session, caller.host, dataclasses.replace(caller.retry, attempts=1))
+    while text is not None:
+        yield _csv_page(text, fields, caller.host)
+        text = once(lambda: next(texts, None), soql)
 
 
 def _selected_fields(fields: Sequence[str], key: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -476,6 +515,7 @@ def read_salesforce(
     version: str = DEFAULT_API_VERSION,
     retry: RetryPolicy | None = None,
     bulk_wait: float = 2.0,
+    stream: bool = False,
 ) -> RawTable:
     """Read `fields` of `object_name` (filtered by `where`, and `since` for incremental pulls).
 
@@ -484,6 +524,11 @@ def read_salesforce(
     is checked before any call is made. `key` fields (default `Id`) are read even when not
     listed in `fields`, and name each row: `WorkOrder:0WO…`. `bulk_wait` is the pause before
     polling a Bulk API 2.0 job.
+
+    `stream`: return a table streamed from Salesforce (`RawTable.peer_stream`): the query
+    pages (or Bulk result pages) are fetched as its chunks are read, one page held at a time,
+    and the session is closed at the end. Its rows come in Salesforce's order (a whole read
+    sorts them by key), so its fingerprint is that of the rows in any order (`FrameHasher`).
     """
     check_object(object_name)
     selected, key_labels = _selected_fields(fields, key)
@@ -494,6 +539,31 @@ def read_salesforce(
     sf = connect(auth, session=session, timeout=timeout, version=version, retry=retry)
     http = sf.session
     assert isinstance(http, TimedSession)
+    origin = f"Salesforce {sf.sf_instance} {object_name}"
+    if stream:
+        caller = _Caller(http, sf.sf_instance, retry)
+
+        def pages() -> Iterator[RawTable]:
+            try:
+                if bulk:
+                    frames = _bulk_pages(caller, sf, object_name, soql, selected, bulk_wait)
+                else:
+                    frames = _rest_pages(caller, sf, soql, selected)
+                count = 0
+                for frame in frames:
+                    for label in frame.columns:
+                        frame[label] = frame[label].str.replace(_REST_DATETIME, r"\1Z", regex=True)
+                    if key_labels:
+                        lineage = _lineage(frame, object_name, key_labels)
+                    else:
+                        numbers = range(count + 1, count + len(frame) + 1)
+                        lineage = line_lineage(f"{object_name}:row ", numbers)
+                    count += len(frame)
+                    yield RawTable(frame=frame, source_rows=lineage, fingerprint="", origin=origin)
+            finally:
+                http.close()
+
+        return streamed_pages(origin, pages, ordered=False)
     try:
         caller = _Caller(http, sf.sf_instance, retry)
         if bulk:
@@ -511,5 +581,5 @@ def read_salesforce(
         frame=frame,
         source_rows=_lineage(frame, object_name, key_labels),
         fingerprint=frame_fingerprint(frame),
-        origin=f"Salesforce {sf.sf_instance} {object_name}",
+        origin=origin,
     )

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from connectors.delivery import Sink
-from connectors.rawtable import RawTable
+from connectors.rawtable import RawTable, closed_after
 from connectors.registry import SinkKind, SourceKind, SourceRequest
-from connectors.watermark import past_watermark
+from connectors.watermark import past_watermark_stream
 from schemas.config import CursorSpec, EnvText, Secret, SinkBase, StrictModel
 
 if TYPE_CHECKING:
@@ -106,11 +106,15 @@ def _read(source: SalesforceSource, request: SourceRequest) -> RawTable:
             key=source.key,
             session=session,
             timeout=source.timeout,
+            stream=request.stream,
         )
-    finally:
+    except BaseException:
         if session is not None:
             session.close()
-    return raw if after is None else past_watermark(raw, after)
+        raise
+    if session is not None:  # the client's calls go through its adapters: closed at the end
+        raw = closed_after(raw, session.close)
+    return raw if after is None else past_watermark_stream(raw, after)
 
 
 def _header(source: SalesforceSource, request: SourceRequest) -> list[str]:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,7 +61,13 @@ from zeep.xsd import ComplexType
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
 from connectors.lazy import pd
-from connectors.rawtable import RawTable, column_text, frame_fingerprint, key_lineage
+from connectors.rawtable import (
+    RawTable,
+    column_text,
+    frame_fingerprint,
+    key_lineage,
+    streamed_pages,
+)
 from connectors.retry import RetryPolicy, with_retries
 from connectors.secrets import scrub
 from connectors.soap.models import RETRIABLE_FAULT_CODES, SOAP_RETRY, SoapPaging
@@ -830,6 +836,7 @@ def read_soap(
     retry: RetryPolicy | None = None,
     retriable_faults: Collection[str] = RETRIABLE_FAULT_CODES,
     session: requests.Session | None = None,
+    stream: bool = False,
 ) -> RawTable:
     """Call `operation` (page after page) and return its records as a text RawTable.
 
@@ -862,6 +869,11 @@ def read_soap(
         retry: how transient faults are retried (`SOAP_RETRY` by default).
         retriable_faults: SOAP fault codes that mean "try again later" (`transient_faults`).
         session: a requests session (TLS settings, authentication).
+        stream: when the WSDL describes the record (its columns known before any call),
+            return a table streamed from the service (`RawTable.peer_stream`): the pages are
+            called as its chunks are read, one page held at a time, and a fault or a short
+            total on a later page fails the stream; its fingerprint (`StreamEnd`) is a whole
+            read's.
     """
     origin = f"{masked_location(wsdl)} {operation}"
     if max_pages < 1:
@@ -886,74 +898,101 @@ def read_soap(
     if since is not None:
         call_arguments[since[0]] = since_value(client, operation, *since)
     nest_arguments(call_arguments, origin)  # a clash is a ConfigError before any call
+    columns = record_columns(record_type, flatten, item_type)
     pager = Pager(paging, origin) if paging is not None else None
-    rows: list[dict[str, Any]] = []
-    positions: list[tuple[int, int, int]] = []  # page, record on the page, occurrence (0: none)
 
-    for page in range(1, max_pages + 1):
-        if pager is not None:
-            call_arguments.update(pager.arguments())
-        result = call_operation(
-            service,
-            operation,
-            nest_arguments(call_arguments, origin),
-            where=origin,
-            retry=policy,
-            retriable_faults=retriable_faults,
-        )
-        data = response_data(result, response_type)
-        records = _as_records(value_at_path(data, records_path, origin, "records_path"))
-        page_rows = [flatten_record(record, record_type) for record in records]
-        if flatten:
-            for index, (record, row) in enumerate(zip(records, page_rows, strict=True), 1):
-                for line, position in _flattened_rows(record, row, flatten, item_type):
-                    rows.append(line)
-                    positions.append((page, index, position))
-        else:
-            rows.extend(page_rows)
-            positions.extend((page, index, 0) for index in range(1, len(records) + 1))
-        if pager is None:
-            break
-        found = {
-            what: value_at_path(data, path, origin, what) if data is not None else None
-            for what, path in paths.items()
-        }
-        last_cursor = None
-        if paging is not None and paging.kind == "cursor" and page_rows:
-            assert paging.cursor_field is not None
-            last_cursor = page_rows[-1].get(paging.cursor_field)
-        if pager.after_page(
-            len(records),
-            total=found.get("total_path"),
-            has_more=found.get("has_more_path"),
-            next_token=found.get("token_path"),
-            last_cursor=last_cursor,
-        ):
-            break
-    else:
+    def pages() -> Iterator[tuple[int, list[dict[str, Any]], list[tuple[int, int, int]]]]:
+        """Each page's number, flat rows and their positions (page, record on the page,
+        occurrence; 0: none), page after page (once: the pager keeps its place)."""
+        read = 0
+        for page in range(1, max_pages + 1):
+            if pager is not None:
+                call_arguments.update(pager.arguments())
+            result = call_operation(
+                service,
+                operation,
+                nest_arguments(call_arguments, origin),
+                where=origin,
+                retry=policy,
+                retriable_faults=retriable_faults,
+            )
+            data = response_data(result, response_type)
+            records = _as_records(value_at_path(data, records_path, origin, "records_path"))
+            page_rows = [flatten_record(record, record_type) for record in records]
+            rows: list[dict[str, Any]] = []
+            positions: list[tuple[int, int, int]] = []
+            if flatten:
+                for index, (record, row) in enumerate(zip(records, page_rows, strict=True), 1):
+                    for line, position in _flattened_rows(record, row, flatten, item_type):
+                        rows.append(line)
+                        positions.append((page, index, position))
+            else:
+                rows = page_rows
+                positions = [(page, index, 0) for index in range(1, len(records) + 1)]
+            read += len(rows)
+            yield page, rows, positions
+            if pager is None:
+                return
+            found = {
+                what: value_at_path(data, path, origin, what) if data is not None else None
+                for what, path in paths.items()
+            }
+            last_cursor = None
+            if paging is not None and paging.kind == "cursor" and page_rows:
+                assert paging.cursor_field is not None
+                last_cursor = page_rows[-1].get(paging.cursor_field)
+            if pager.after_page(
+                len(records),
+                total=found.get("total_path"),
+                has_more=found.get("has_more_path"),
+                next_token=found.get("token_path"),
+                last_cursor=last_cursor,
+            ):
+                return
         raise PermanentError(
-            f"{origin}: still more pages after max_pages={max_pages} ({len(rows)} records read)"
+            f"{origin}: still more pages after max_pages={max_pages} ({read} records read)"
             " — raise max_pages or check the paging settings; nothing of this pull is loaded"
         )
 
-    columns = record_columns(record_type, flatten, item_type)
+    def table(
+        frame: pd.DataFrame, positions: Sequence[tuple[int, int, int]], fingerprint: str
+    ) -> RawTable:
+        check_key(key, list(frame.columns), origin)
+        if key:
+            lineage = key_lineage(frame, operation, key)
+        else:
+            places = [f"{operation}:page {page} row {index}" for page, index, _ in positions]
+            lineage = pd.Series(places, dtype="str")
+        if flatten:
+            occurrence = flatten.rsplit(".", 1)[-1]
+            suffixes = [f"/{occurrence}={position}" for _, _, position in positions]
+            lineage = (lineage + pd.Series(suffixes, dtype="str")).astype("str")
+        return RawTable(frame=frame, source_rows=lineage, fingerprint=fingerprint, origin=origin)
+
+    if stream and record_type is not None and (not flatten or item_type is not None):
+
+        def page_tables() -> Iterator[RawTable]:
+            for page, rows, positions in pages():
+                frame = pd.DataFrame(
+                    {label: column_text([row.get(label) for row in rows]) for label in columns},
+                    index=pd.RangeIndex(len(rows)),
+                )
+                extra = {name for row in rows for name in row} - set(columns)
+                if extra:
+                    raise PermanentError(
+                        f"{origin}: page {page} has fields the WSDL does not describe"
+                        f" ({', '.join(sorted(extra))}) — fix the WSDL or the service"
+                    )
+                yield table(frame, positions, "")
+
+        return streamed_pages(origin, page_tables)
+    rows: list[dict[str, Any]] = []
+    positions: list[tuple[int, int, int]] = []
+    for _page, page_rows, page_positions in pages():
+        rows.extend(page_rows)
+        positions.extend(page_positions)
     frame, fingerprint = text_frame(rows, columns=columns)
-    check_key(key, list(frame.columns), origin)
-    if key:
-        lineage = key_lineage(frame, operation, key)
-    else:
-        places = [f"{operation}:page {page} row {index}" for page, index, _ in positions]
-        lineage = pd.Series(places, dtype="str")
-    if flatten:
-        occurrence = flatten.rsplit(".", 1)[-1]
-        suffixes = [f"/{occurrence}={position}" for _, _, position in positions]
-        lineage = (lineage + pd.Series(suffixes, dtype="str")).astype("str")
-    return RawTable(
-        frame=frame,
-        source_rows=lineage,
-        fingerprint=fingerprint,
-        origin=origin,
-    )
+    return table(frame, positions, fingerprint)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from connectors.rawtable import RawTable
 from connectors.registry import SinkKind, SourceKind, SourceRequest
 from connectors.retry import ONE_ATTEMPT
 from connectors.soap.models import RETRIABLE_FAULT_CODES
-from connectors.watermark import past_watermark
+from connectors.watermark import past_watermark_stream
 from schemas.config import CursorSpec, EnvText, Secret, SinkBase, StrictModel
 
 __all__ = ["SOAP_SINK", "SOAP_SOURCE", "SoapSink", "SoapSource"]
@@ -259,8 +259,9 @@ def _read(source: SoapSource, request: SourceRequest) -> RawTable:
         since=since,
         address=source.address,
         retriable_faults=frozenset(source.transient_faults),
+        stream=request.stream,
     )
-    return raw if after is None else past_watermark(raw, after)
+    return raw if after is None else past_watermark_stream(raw, after)
 
 
 def _header(source: SoapSource, request: SourceRequest) -> list[str] | None:

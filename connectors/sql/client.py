@@ -14,7 +14,7 @@ import datetime as dt
 import difflib
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from operator import itemgetter
@@ -28,7 +28,9 @@ from connectors.errors import ConfigError, ConnectorError, RetriableError
 from connectors.files.client import gc_paused
 from connectors.lazy import np, pd
 from connectors.rawtable import (
+    ChunkStream,
     RawTable,
+    StreamEnd,
     Watermark,
     column_text,
     header_key,
@@ -50,6 +52,7 @@ __all__ = [
     "read_sql",
     "read_sql_header",
     "reflect_table",
+    "text_stream",
 ]
 
 # pip package to install for a missing database driver module
@@ -244,6 +247,16 @@ def match_columns(wanted: Sequence[str], available: Sequence[str], where: str) -
     return matched
 
 
+def text_stream(reading: Generator[RawTable, None, tuple[TextChunks, str]]) -> ChunkStream:
+    """The chunks of a reader made by `TextChunks` (not retained) as a peer's stream
+    (`RawTable.peer_stream`): one empty chunk with the header when there is no row, then what
+    the stream knows at its end (`TextChunks.end`)."""
+    text, _origin = yield from reading
+    if not text.count:
+        yield text.add([])
+    return text.end()
+
+
 class TextChunks:
     """Rows of a result arriving chunk by chunk, made text at once (only the text is kept), with
     their lineage and a running fingerprint.
@@ -317,6 +330,12 @@ class TextChunks:
             origin=self.label,
             watermark_kinds=tuple(self.kinds),
         )
+
+    def end(self) -> StreamEnd:
+        """What the stream of every chunk added knows at its end (`RawTable.chunks`)."""
+        hasher = self.hasher.copy()
+        hasher.update(str(self.count).encode())
+        return StreamEnd(fingerprint=hasher.hexdigest(), watermark_kinds=tuple(self.kinds))
 
     def table(self, origin: str) -> RawTable:
         """Every chunk added, as one table named `origin`."""
@@ -454,6 +473,7 @@ def read_sql(
     key: Sequence[str] = (),
     chunk_rows: int = 50_000,
     after: Watermark | None = None,
+    stream: bool = False,
 ) -> RawTable:
     """Read a table (every column) or a query's result as text, `chunk_rows` rows at a time.
 
@@ -464,10 +484,45 @@ def read_sql(
     of a query. The fingerprint hashes the column names and every text value in order, so any
     change of a value changes it. A table is read in key (or primary key) order so the row
     numbers and the fingerprint do not depend on the storage order.
+
+    `stream`: return a table streamed from the database (`RawTable.peer_stream`): nothing is
+    read until its chunks are, `stream(size)` rows fetched at a time, one chunk held at once;
+    its fingerprint and watermark kinds come at the end (`StreamEnd`), equal to a whole read's.
     """
     check_target(table, query)
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be at least 1")
+    label = table or "query"
+    origin = f"{_masked(url)} {f'{schema}.' if schema else ''}{label}"
+    options = {"table": table, "schema": schema, "query": query, "key": key, "after": after}
+    if stream:
+
+        def chunks(size: int) -> ChunkStream:
+            reading = _sql_chunks(url, chunk_rows=max(1, size), retain=False, **options)
+            return (yield from text_stream(reading))
+
+        return RawTable.streamed_from_peer(origin, chunks)
+    reading = _sql_chunks(url, chunk_rows=chunk_rows, retain=True, **options)
+    while True:
+        try:
+            next(reading)
+        except StopIteration as finished:
+            return finished.value[0].table(origin)  # type: ignore[no-any-return]
+
+
+def _sql_chunks(
+    url: str,
+    *,
+    table: str | None,
+    schema: str | None,
+    query: str | None,
+    key: Sequence[str],
+    chunk_rows: int,
+    after: Watermark | None,
+    retain: bool,
+) -> Generator[RawTable, None, tuple[TextChunks, str]]:
+    """The chunks `read_sql` reads, as fetched; returns the `TextChunks` that made them
+    (`retain`: they keep every chunk) and the label."""
     label = table or "query"
     where = f"{_masked(url)} {label}"
     with _read_only_connection(url) as connection:
@@ -503,13 +558,20 @@ def read_sql(
             raise database_error(error, url, f"reading {label}") from None
         with result:
             marks = () if after is None else (after.column, *after.key)
-            chunks = TextChunks(list(map(str, result.keys())), label, key, where, watermark=marks)
-            try:
-                for part in result.partitions():
-                    chunks.add(part)
-            except sa.exc.DBAPIError as error:
-                raise database_error(error, url, f"reading {label}") from None
-    return chunks.table(f"{_masked(url)} {f'{schema}.' if schema else ''}{label}")
+            names = list(map(str, result.keys()))
+            chunks = TextChunks(names, label, key, where, retain=retain, watermark=marks)
+
+            def added() -> Iterator[RawTable]:
+                try:
+                    for part in result.partitions():
+                        yield chunks.add(part)
+                except sa.exc.DBAPIError as error:
+                    raise database_error(
+                        error, url, f"reading {label} (after {chunks.count:,} rows)"
+                    ) from None
+
+            yield from added()
+    return chunks, label
 
 
 def read_sql_header(

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from connectors.delivery import Sink
 from connectors.rawtable import RawTable
 from connectors.registry import SinkKind, SourceKind, SourceRequest
-from connectors.watermark import past_watermark
+from connectors.watermark import past_watermark_stream
 from schemas.config import (
     CursorSpec,
     DatabaseUrl,
@@ -120,8 +120,10 @@ def _target(source: SqlSource | OdbcSource) -> dict[str, str | None]:
 def _read_sql(source: SqlSource, request: SourceRequest) -> RawTable:
     from connectors.sql.client import read_sql
 
-    # the database applies the whole (cursor, key) condition itself
-    return read_sql(source.url, **_target(source), key=source.key, after=request.after)
+    # the database applies the whole (cursor, key) condition itself; the rows are streamed
+    return read_sql(
+        source.url, **_target(source), key=source.key, after=request.after, stream=request.stream
+    )
 
 
 def _sql_header(source: SqlSource, request: SourceRequest) -> list[str]:
@@ -140,13 +142,13 @@ def _odbc_connection(source: OdbcSource) -> str:
 
 
 def _read_odbc(source: OdbcSource, request: SourceRequest) -> RawTable:
-    from connectors.sql.odbc import read_odbc
+    from connectors.sql.odbc import read_odbc, stream_odbc
 
     after = request.after
     since = None
     if after is not None and after.value is not None:
         since = (after.column, after.value, after.kinds[0] if after.kinds else None)
-    raw = read_odbc(
+    raw = (stream_odbc if request.stream else read_odbc)(
         _odbc_connection(source),
         **_target(source),
         key=source.key,
@@ -154,7 +156,7 @@ def _read_odbc(source: OdbcSource, request: SourceRequest) -> RawTable:
         dialect=source.dialect,
         watermark=() if after is None else (after.column, *after.key),
     )
-    return raw if after is None else past_watermark(raw, after)
+    return raw if after is None else past_watermark_stream(raw, after)
 
 
 def _odbc_header(source: OdbcSource, request: SourceRequest) -> list[str]:

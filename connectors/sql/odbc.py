@@ -37,9 +37,15 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from connectors.errors import ConfigError, ConnectorError, PermanentError, RetriableError
-from connectors.rawtable import RawTable, header_key, unique_labels
+from connectors.rawtable import ChunkStream, RawTable, header_key, unique_labels
 from connectors.secrets import scrub
-from connectors.sql.client import TRANSIENT, TextChunks, check_target, match_columns
+from connectors.sql.client import (
+    TRANSIENT,
+    TextChunks,
+    check_target,
+    match_columns,
+    text_stream,
+)
 from connectors.watermark import WatermarkError, checked_kind, type_kind
 
 if TYPE_CHECKING:
@@ -61,6 +67,7 @@ __all__ = [
     "resolve_connection_string",
     "source_columns",
     "state_and_message",
+    "stream_odbc",
     "uuid_text",
 ]
 
@@ -664,8 +671,10 @@ def _select(
     key: Sequence[str],
     since: tuple[str, str] | tuple[str, str, str | None] | None,
     where: str,
+    order: Sequence[str] = (),
 ) -> tuple[str, tuple[object, ...]]:
-    """The statement reading the source, and its bound parameters."""
+    """The statement reading the source, and its bound parameters; in `order` (an incremental
+    read's cursor and key columns) when given and the source is filtered."""
     if table is None and since is None:
         return str(query), ()  # a query is run as written, like the SQLAlchemy reader
     if table is not None:
@@ -689,6 +698,8 @@ def _select(
         checked_kind(name, since[1], stored, found)  # the column still holds what it held
         statement += f" WHERE {dialect.quote(name)} >= ?"
         parameters = (_typed_bound(since[1], kind, name, dialect),)
+    if since is not None and order:  # the rows past the watermark come in cursor order
+        key_columns = match_columns(order, [name for name, _ in columns], where)
     if key_columns:  # row numbers and fingerprint must not depend on the storage order
         statement += " ORDER BY " + ", ".join(map(dialect.quote, key_columns))
     return statement, parameters
@@ -735,6 +746,25 @@ def read_odbc(connection_string: str, **options: Unpack[OdbcRead]) -> RawTable:
             return retained.table(origin)
 
 
+def stream_odbc(connection_string: str, **options: Unpack[OdbcRead]) -> RawTable:
+    """As `read_odbc`, as a table streamed from the database (`RawTable.peer_stream`): nothing
+    is read until its chunks are, `stream(size)` rows fetched at a time, one chunk held at
+    once; its fingerprint and watermark kinds come at the end (`StreamEnd`), equal to a whole
+    read's."""
+    check_target(options.get("table"), options.get("query"))
+    target = odbc_target(connection_string, options.get("dialect"), 1)
+    label = options.get("table") or "query"
+    schema = options.get("schema")
+
+    def chunks(size: int) -> ChunkStream:
+        options_now: OdbcRead = {**options, "chunk_rows": max(1, size)}
+        return (yield from text_stream(_chunks(connection_string, retain=False, **options_now)))
+
+    return RawTable.streamed_from_peer(
+        f"{target.masked} {f'{schema}.' if schema else ''}{label}", chunks
+    )
+
+
 def iter_odbc(connection_string: str, **options: Unpack[OdbcRead]) -> Iterator[RawTable]:
     """As `read_odbc`, one `chunk_rows` table at a time: memory stays that of one chunk.
 
@@ -775,6 +805,7 @@ def _chunks(
             key=key,
             since=since,
             where=where,
+            order=watermark,
         )
         reading = _run(connection, target, f"reading {label}", statement, parameters)
         with closing(reading) as cursor:

@@ -27,6 +27,7 @@ def _request(
     feed: Feed,
     after: Watermark | None = None,
     header_rows: int | None = None,
+    stream: bool = False,
 ) -> tuple[registry.SourceKind, object, registry.SourceRequest]:
     from pipelines.lib.transforms import EntityTransformer  # transforms imports the model only
 
@@ -43,6 +44,7 @@ def _request(
         header_rows=feed.header_rows if header_rows is None else header_rows,
         sheet=feed.sheet,
         after=after,
+        stream=stream,
     )
     return kind, settings, request
 
@@ -71,8 +73,10 @@ def concrete_feeds(loaded: LoadedDatafix, entity: str) -> list[Feed]:
 def read_source(
     loaded: LoadedDatafix, entity: str, feed: Feed, *, after: Watermark | None = None
 ) -> RawTable:
-    """Every row of `feed`'s source (or those strictly past `after`), as text."""
-    kind, settings, request = _request(loaded, entity, feed, after)
+    """Every row of `feed`'s source (or those strictly past `after`), as text; a database or
+    a web service may give them streamed from the peer (read once, chunk by chunk: the pull
+    drains them, `pipelines.lib.stages`)."""
+    kind, settings, request = _request(loaded, entity, feed, after, stream=True)
     return kind.read(settings, request)
 
 

@@ -67,13 +67,14 @@ def _remove(folder: Path) -> None:
 
 
 class Spool:
-    """The canonical rows and rejects of one entity, one Arrow IPC file per chunk and part."""
+    """The canonical rows and rejects of one entity, one Arrow IPC file per chunk and part
+    (other `parts`: the raw chunks a pull read from a peer, `pipelines.lib.stages`)."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, parts: Sequence[str] = PARTS) -> None:
         safe = "".join(char if char.isalnum() or char in "-_" else "_" for char in label)
         self.folder = scratch_root() / f"{safe[:80]}-{uuid.uuid4().hex[:12]}"
         self.folder.mkdir(mode=0o700)
-        self.counts: dict[str, list[int]] = {part: [] for part in PARTS}
+        self.counts: dict[str, list[int]] = {part: [] for part in parts}
         self._empty: dict[str, pd.DataFrame] = {}
         # the last chunk of each part stays in memory until the next one comes: one chunk
         # more held at a time, and a table of one chunk is never written nor read back

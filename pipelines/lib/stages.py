@@ -14,7 +14,15 @@ from typing import Any, Literal
 
 from connectors.files.client import fingerprint_files
 from connectors.lazy import pd
-from connectors.rawtable import RawTable, Watermark, chunk_rows, header_key
+from connectors.rawtable import (
+    ChunkStream,
+    RawTable,
+    StreamEnd,
+    Watermark,
+    chunk_rows,
+    header_key,
+    rechunk,
+)
 from connectors.watermark import WatermarkError
 from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.quality import ContractResult, quarantine_guard, run_contract_chunks
@@ -67,8 +75,10 @@ class PulledSource(EntityLineage):
 
     @property
     def raw(self) -> RawTable | None:
-        """The rows of the entity's only feed (of its first feed read, when it has several)."""
-        return self.reads[0].raw if self.reads else None
+        """The rows of the entity's only feed (of its first feed read, when it has several),
+        every row in `frame` (a streamed read read back whole: small tables, tests; the stages
+        read `reads` chunk by chunk)."""
+        return self.reads[0].raw.whole() if self.reads else None
 
     @property
     def rows(self) -> int:
@@ -208,7 +218,10 @@ def pull(
         fingerprint = _files_fingerprint(loaded, entity, full)
         if fingerprint is not None and last == (fingerprint, loaded.sha):
             return PulledSource(**base, status="unchanged", fingerprint=fingerprint)
-    whole = [FeedRead(feed, read_source(loaded, entity, feed)) for feed in full]
+    whole = [
+        FeedRead(feed, _drained(read_source(loaded, entity, feed), loaded, entity)[0])
+        for feed in full
+    ]
     fingerprint = _combined([read.raw.fingerprint for read in whole])
     if not reads and last == (fingerprint, loaded.sha):
         return PulledSource(**base, status="unchanged", fingerprint=fingerprint)
@@ -271,7 +284,7 @@ def _pull_incremental(
     elif last is not None:
         after = Watermark(cursor.column, last.value, key, last.key_values, last.kinds)
     try:
-        raw = read_source(loaded, entity, feed, after=after)
+        raw, last_row = _drained(read_source(loaded, entity, feed, after=after), loaded, entity)
     except WatermarkError as error:
         raise WatermarkError(
             error.column,
@@ -279,10 +292,9 @@ def _pull_incremental(
             f" reset-cursor {loaded.landlord_id} {feed.source}` to read it again from the start"
             f" (or `--to VALUE` with a value as the column holds now)",
         ) from None
-    if len(raw) == 0:
+    if len(raw) == 0 or last_row is None:
         return None, None
     labels = {header_key(label): label for label in raw.frame.columns}
-    last_row = raw.frame.iloc[-1]
     watermark = Watermark(
         column=cursor.column,
         value=str(last_row[labels[header_key(cursor.column)]]),
@@ -291,6 +303,93 @@ def _pull_incremental(
         kinds=raw.watermark_kinds,
     )
     return FeedRead(feed, raw), watermark
+
+
+def _drained(
+    raw: RawTable, loaded: LoadedDatafix, entity: str
+) -> tuple[RawTable, dict[str, str] | None]:
+    """`raw`, with every row available, and the row an incremental pull's next watermark is
+    taken from (the last row, or the one the reader names: `StreamEnd.last`; None: no row).
+
+    A table streamed from a peer (a database, a web service: `RawTable.peer_stream`) knows its
+    fingerprint and its last row only once read: it is read here, chunk by chunk, into a spool
+    on disk (`Spool`, one chunk held in memory), so the pull decides `unchanged` and the next
+    watermark exactly as for a table read whole, the peer is read once, and a peer failing
+    half-way (a connection cut, a fault on a page) fails the pull before anything is
+    normalised. The table returned streams the spooled chunks back. Other tables are returned
+    as they are (a streamed file knows its fingerprint from its bytes)."""
+    if not raw.peer_stream:
+        if raw.stream is not None or not len(raw.frame):
+            return raw, None  # a streamed file is not incremental
+        last = raw.frame.iloc[-1]
+        return raw, dict(zip(map(str, last.index), map(str, last.tolist()), strict=True))
+    spool = Spool(f"{loaded.landlord_id}-{entity}-pull", parts=_RAW_PARTS)
+    header = raw.frame
+    rows = 0
+    last_row = None
+    stream = raw.chunks(chunk_rows())
+    while True:
+        try:
+            part = next(stream)
+        except StopIteration as finished:
+            end: StreamEnd = finished.value or StreamEnd(fingerprint="")
+            break
+        if rows == 0 and not len(spool.counts["frame"]):
+            header = part.frame.iloc[:0].copy()
+        spool.add("frame", part.frame)
+        spool.add("lineage", part.source_rows.rename("source_row").to_frame())
+        faults = _no_faults() if part.faults is None else part.faults
+        spool.add("faults", faults.rename_axis("row").reset_index())
+        rows += len(part.frame)
+        if len(part.frame):
+            last = part.frame.iloc[-1]
+            last_row = dict(zip(map(str, last.index), map(str, last.tolist()), strict=True))
+        del part
+        release_freed_memory()
+    if end.last is not None:
+        last_row = end.last
+
+    def spooled() -> Iterator[RawTable]:
+        if not rows:
+            yield RawTable(header, pd.Series([], dtype="str"), end.fingerprint, raw.origin)
+            return
+        for number, count in enumerate(spool.counts["frame"]):
+            if not count:
+                continue
+            faults = None
+            if spool.counts["faults"][number]:
+                faults = spool.frame("faults", number).set_index("row").rename_axis(None)
+            yield RawTable(
+                frame=spool.frame("frame", number),
+                source_rows=spool.frame("lineage", number)["source_row"],
+                fingerprint=end.fingerprint,
+                origin=raw.origin,
+                watermark_kinds=end.watermark_kinds,
+                faults=faults,
+            )
+
+    def replay(size: int) -> ChunkStream:
+        return (yield from rechunk(spooled(), size))
+
+    drained = RawTable(
+        frame=header,
+        source_rows=pd.Series([], dtype="str"),
+        fingerprint=end.fingerprint,
+        origin=raw.origin,
+        watermark_kinds=end.watermark_kinds,
+        stream=replay,
+        streamed_rows=rows,
+    )
+    return drained, last_row
+
+
+_RAW_PARTS = ("frame", "lineage", "faults")
+
+
+def _no_faults() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"reason": pd.Series([], dtype="str"), "message": pd.Series([], dtype="str")}
+    )
 
 
 def _lineage(loaded: LoadedDatafix, entity: str) -> dict[str, str]:

@@ -27,6 +27,8 @@ Groups (`run.py --only NAME` runs one):
   took 103 s against 2.5 s for method=None (SQLAlchemy compiles each 45,000-parameter INSERT).
 - `flat`: the hub's first run on a 4M-line ledger (generated, its own landlord, inbox and
   datafix) against the 1M one: the ratio of peak RSS. Run once when a run takes over 3 minutes.
+  Then the same for a `sql` source (tests/bench/sql_flat.py): the ledger from a PostgreSQL
+  table of 1M rows against 250k rows, each run once.
 - `many`: 300 generated landlords × 10,000 ledger lines, each with its own inbox and datafix,
   ONE `datafix run --no-push` over all of them, run once: wall, CPU seconds, CPU use
   (CPU / wall: how many of the cores were busy).
@@ -715,6 +717,24 @@ def lines(report: dict) -> list[Line]:
                 (("RSS ratio", rss is not None and rss <= FLAT_RSS_RATIO),),
             )
         )
+    flat_sql = report.get("flat_sql")
+    if flat_sql:
+        import sql_flat  # it imports this module
+
+        small, big = flat_sql["small"], flat_sql["big"]
+        rss = _memory(big) / _memory(small) if "error" not in big and "error" not in small else None
+        source = "flat memory, ledger from a PostgreSQL table (sql source)"
+        out.append(Line(f"{source}: hub 1st run", sql_flat.SMALL_ROWS, small, target="baseline"))
+        out.append(
+            Line(
+                f"{source}: hub 1st run",
+                sql_flat.BIG_ROWS,
+                big,
+                f"{rss:.2f}x RSS of {sql_flat.SMALL_ROWS:,}" if rss is not None else "-",
+                f"<={sql_flat.FLAT_TARGET}x RSS",
+                (("RSS ratio", rss is not None and rss <= sql_flat.FLAT_TARGET),),
+            )
+        )
     many = report.get("many")
     if many:
         result = many["hub_many"]
@@ -862,6 +882,18 @@ def run_all(groups: list[str], options: Options = Options()) -> dict:
         report["big"] = {"landlord": big.landlord, "rows": big.rows, "bad_rows": big.bad_rows}
         first = (report.get("process") or {}).get("hub_first")
         report["flat"] = measure_flat(big, ledger, options.rounds, first)
+        import sql_flat  # it imports this module
+
+        print(
+            f"flat: the ledger from a PostgreSQL table, {sql_flat.BIG_ROWS:,} vs"
+            f" {sql_flat.SMALL_ROWS:,} rows (tables made once, reused)…",
+            flush=True,
+        )
+        try:
+            report["flat_sql"] = sql_flat.measure()
+        except Exception as error:  # no server: the measurement is an error
+            failed = {"error": f"{type(error).__name__}: {error}"}
+            report["flat_sql"] = {"small": failed, "big": failed, "ratio": None}
     if "many" in groups:
         print(
             f"many: generating {options.landlords} landlords x {options.landlord_rows:,} lines"
