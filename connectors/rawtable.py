@@ -49,6 +49,7 @@ __all__ = [
     "closed_after",
     "column_text",
     "combine_header",
+    "drain",
     "final_labels",
     "find_header",
     "frame_fingerprint",
@@ -169,14 +170,7 @@ class RawTable:
         """The table with every row in `frame` (a streamed table read to its end)."""
         if self.stream is None:
             return self
-        parts = []
-        stream = self.chunks(CHUNK_ROWS)
-        while True:
-            try:
-                parts.append(next(stream))
-            except StopIteration as finished:
-                end: StreamEnd | None = finished.value
-                break
+        parts, end = drain(self.chunks(CHUNK_ROWS))
         return _joined(parts, self, end)
 
 
@@ -204,6 +198,18 @@ def _joined(parts: Sequence[RawTable], like: RawTable, end: StreamEnd | None) ->
         watermark_kinds=like.watermark_kinds if end is None else end.watermark_kinds,
         faults=pd.concat(faults) if faults else None,
     )
+
+
+def drain(stream: ChunkStream) -> tuple[list[RawTable], StreamEnd | None]:
+    """Every chunk of `stream`, in order, and what the stream returned at its end (its
+    `StreamEnd`: fingerprint and watermark kinds, known once the last row is read; None for a
+    table read whole)."""
+    parts = []
+    while True:
+        try:
+            parts.append(next(stream))
+        except StopIteration as finished:
+            return parts, finished.value
 
 
 def rechunk(parts: Iterator[RawTable] | ChunkStream, size: int) -> ChunkStream:

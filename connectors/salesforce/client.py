@@ -433,47 +433,45 @@ def _csv_page(text: str, fields: Sequence[str], host: str) -> pd.DataFrame:
     return pd.DataFrame({label: page[columns[label.lower()]] for label in fields}).astype("str")
 
 
-def _bulk_frame(
-    caller: _Caller,
-    sf: Salesforce,
-    object_name: str,
-    soql: str,
-    fields: Sequence[str],
-    wait: float,
-) -> list[pd.DataFrame]:
+@dataclasses.dataclass(frozen=True)
+class _BulkQuery:
+    """One Bulk API 2.0 query: the object, its SOQL, the fields its result pages must hold and
+    how long to wait between polls of the job."""
+
+    sf: Salesforce
+    object_name: str
+    soql: str
+    fields: Sequence[str]
+    wait: float
+
+    def results(self) -> Iterator[str]:
+        """The job's result pages as CSV texts, each fetched when the previous one is taken."""
+        handler = getattr(self.sf.bulk2, self.object_name)
+        return iter(handler.query(self.soql, wait=self.wait))  # type: ignore[arg-type]
+
+
+def _bulk_frame(caller: _Caller, query: _BulkQuery) -> list[pd.DataFrame]:
     def run_job() -> list[pd.DataFrame]:
-        handler = getattr(sf.bulk2, object_name)
-        return [
-            _csv_page(text, fields, caller.host)
-            for text in handler.query(soql, wait=wait)  # type: ignore[arg-type]
-        ]
+        return [_csv_page(text, query.fields, caller.host) for text in query.results()]
 
-    return caller(run_job, soql)
+    return caller(run_job, query.soql)
 
 
-def _bulk_pages(
-    caller: _Caller,
-    sf: Salesforce,
-    object_name: str,
-    soql: str,
-    fields: Sequence[str],
-    wait: float,
-) -> Iterator[pd.DataFrame]:
+def _bulk_pages(caller: _Caller, query: _BulkQuery) -> Iterator[pd.DataFrame]:
     """A Bulk API 2.0 query's result pages as text frames, each fetched when the previous one
     is taken. The job, its wait and the first page are retried whole as `_bulk_frame` retries
     the job; a later page is not (pages already handed on cannot be taken back): its failure
     is raised at once, translated, and fails the pull."""
-    handler = getattr(sf.bulk2, object_name)
 
     def start() -> tuple[Iterator[str], str | None]:
-        texts = iter(handler.query(soql, wait=wait))  # type: ignore[arg-type]
+        texts = query.results()
         return texts, next(texts, None)
 
-    texts, text = caller(start, soql)
+    texts, text = caller(start, query.soql)
     once = _Caller(caller.session, caller.host, dataclasses.replace(caller.retry, attempts=1))
     while text is not None:
-        yield _csv_page(text, fields, caller.host)
-        text = once(lambda: next(texts, None), soql)
+        yield _csv_page(text, query.fields, caller.host)
+        text = once(lambda: next(texts, None), query.soql)
 
 
 def _selected_fields(fields: Sequence[str], key: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -540,13 +538,14 @@ def read_salesforce(
     http = sf.session
     assert isinstance(http, TimedSession)
     origin = f"Salesforce {sf.sf_instance} {object_name}"
+    bulk_query = _BulkQuery(sf, object_name, soql, selected, bulk_wait)
     if stream:
         caller = _Caller(http, sf.sf_instance, retry)
 
         def pages() -> Iterator[RawTable]:
             try:
                 if bulk:
-                    frames = _bulk_pages(caller, sf, object_name, soql, selected, bulk_wait)
+                    frames = _bulk_pages(caller, bulk_query)
                 else:
                     frames = _rest_pages(caller, sf, soql, selected)
                 count = 0
@@ -567,7 +566,7 @@ def read_salesforce(
     try:
         caller = _Caller(http, sf.sf_instance, retry)
         if bulk:
-            frames = _bulk_frame(caller, sf, object_name, soql, selected, bulk_wait)
+            frames = _bulk_frame(caller, bulk_query)
         else:
             frames = _rest_frame(caller, sf, soql, selected)
     finally:

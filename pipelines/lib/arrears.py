@@ -255,6 +255,13 @@ def _facts(
 
     # the last line of each kind that counts (rents, payments), newest by date then reference
     counted = live.c.kind.in_((*RENT_KINDS, "payment"))
+    line_columns = (
+        live.c.tenant_ref,
+        live.c.kind,
+        live.c.amount_cents,
+        live.c.entry_date,
+        live.c.payment_method,
+    )
     if sqlite:
         # SQLite: one GROUP BY, its only aggregate max() of the date and the reference as one
         # text (a date is always `YYYY-MM-DD`: the text orders as the pair), and the line's
@@ -263,14 +270,7 @@ def _facts(
         # a quarter more on the 250,000-line ledger (make bench, Table 3)
         newest = sa.type_coerce(live.c.entry_date, sa.String()).concat(live.c.entry_ref)
         latest = (
-            sa.select(
-                live.c.tenant_ref,
-                live.c.kind,
-                live.c.amount_cents,
-                live.c.entry_date,
-                live.c.payment_method,
-                sa.func.max(newest).label("newest"),
-            )
+            sa.select(*line_columns, sa.func.max(newest).label("newest"))
             .where(counted)
             .group_by(live.c.tenant_ref, live.c.kind)
             .cte("latest")
@@ -279,11 +279,7 @@ def _facts(
     else:  # one window for all of them
         latest = (
             sa.select(
-                live.c.tenant_ref,
-                live.c.kind,
-                live.c.amount_cents,
-                live.c.entry_date,
-                live.c.payment_method,
+                *line_columns,
                 newest_first((live.c.tenant_ref, live.c.kind), live.c.entry_date, live.c.entry_ref),
             )
             .where(counted)

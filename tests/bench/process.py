@@ -612,6 +612,21 @@ class Line:
         return "checks ok" if own else "-"
 
 
+def _flat_line(label: str, rows: tuple[int, int], big: dict, small: dict, target: float) -> Line:
+    """The row of a memory-flatness figure: the run over `rows[0]` lines, its peak RSS as a
+    multiple of the run over `rows[1]` lines, against `target`."""
+    whole = "error" not in big and "error" not in small
+    rss = _memory(big) / _memory(small) if whole else None
+    return Line(
+        label,
+        rows[0],
+        big,
+        f"{rss:.2f}x RSS of {rows[1]:,}" if rss is not None else "-",
+        f"<={target}x RSS",
+        (("RSS ratio", rss is not None and rss <= target),),
+    )
+
+
 def _memory(result: dict) -> float:
     """The memory a run needed: its largest process, or the sampled sum over its process tree
     when that is larger (several processes at once); 1e9 when not measured."""
@@ -703,38 +718,21 @@ def lines(report: dict) -> list[Line]:
         )
     flat = report.get("flat")
     if flat:
-        big, small = flat["hub_first_big"], flat["hub_first"]
-        rss = _memory(big) / _memory(small) if "error" not in big and "error" not in small else None
+        big = flat["hub_first_big"]
         runs = len(big.get("runs", []))
-        out.append(
-            Line(
-                f"flat memory: hub 1st run, {report['big']['rows']:,} lines"
-                + (" (run once)" if runs == 1 else ""),
-                report["big"]["rows"],
-                big,
-                f"{rss:.2f}x RSS of {report['ledger']['rows']:,}" if rss is not None else "-",
-                f"<={FLAT_RSS_RATIO}x RSS",
-                (("RSS ratio", rss is not None and rss <= FLAT_RSS_RATIO),),
-            )
-        )
+        label = f"flat memory: hub 1st run, {report['big']['rows']:,} lines"
+        label += " (run once)" if runs == 1 else ""
+        rows = (report["big"]["rows"], report["ledger"]["rows"])
+        out.append(_flat_line(label, rows, big, flat["hub_first"], FLAT_RSS_RATIO))
     flat_sql = report.get("flat_sql")
     if flat_sql:
         import sql_flat  # it imports this module
 
-        small, big = flat_sql["small"], flat_sql["big"]
-        rss = _memory(big) / _memory(small) if "error" not in big and "error" not in small else None
-        source = "flat memory, ledger from a PostgreSQL table (sql source)"
-        out.append(Line(f"{source}: hub 1st run", sql_flat.SMALL_ROWS, small, target="baseline"))
-        out.append(
-            Line(
-                f"{source}: hub 1st run",
-                sql_flat.BIG_ROWS,
-                big,
-                f"{rss:.2f}x RSS of {sql_flat.SMALL_ROWS:,}" if rss is not None else "-",
-                f"<={sql_flat.FLAT_TARGET}x RSS",
-                (("RSS ratio", rss is not None and rss <= sql_flat.FLAT_TARGET),),
-            )
-        )
+        small = flat_sql["small"]
+        label = "flat memory, ledger from a PostgreSQL table (sql source): hub 1st run"
+        out.append(Line(label, sql_flat.SMALL_ROWS, small, target="baseline"))
+        rows = (sql_flat.BIG_ROWS, sql_flat.SMALL_ROWS)
+        out.append(_flat_line(label, rows, flat_sql["big"], small, sql_flat.FLAT_TARGET))
     many = report.get("many")
     if many:
         result = many["hub_many"]

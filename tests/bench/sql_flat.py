@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,7 @@ for folder in (REPO, HERE):
 import generate  # noqa: E402
 import process  # noqa: E402
 
-HOST = os.environ.get("DATAFIX_BENCH_PG_HOST", "127.0.0.1")
-PORT = int(os.environ.get("DATAFIX_BENCH_PG_PORT", "5432"))
-USER = os.environ.get("DATAFIX_BENCH_PG_USER", "postgres")
+HOST, PORT, USER = process.PG_HOST, process.PG_PORT, process.PG_USER
 DATABASE = "datafix_bench_sql"
 BIG_ROWS = 1_000_000
 SMALL_ROWS = 250_000

@@ -306,7 +306,7 @@ PULLS = {
 }
 
 
-def _pull(peer: LandlordErpPeer, name: str, **options: Any):  # type: ignore[no-untyped-def]
+def pull_named(peer: LandlordErpPeer, name: str, **options: Any):  # type: ignore[no-untyped-def]
     operation, records, key, settings = PULLS[name]
     kind = "continuation_token" if name == "continuation token" else "page_number"
     return read_soap(
@@ -325,7 +325,7 @@ def test_a_page_size_above_the_servers_cap_still_brings_every_record(
     erp: LandlordErpPeer, name: str
 ) -> None:
     operation, _, key, settings = PULLS[name]
-    table = _pull(erp, name)
+    table = pull_named(erp, name)
     values = table.frame[key].tolist()
     assert len(values) == MANY
     assert values == sorted(set(values))  # each once, in the ERP's order
@@ -338,7 +338,7 @@ def test_a_page_size_above_the_servers_cap_still_brings_every_record(
 def test_a_peer_lying_about_its_total_fails_the_pull(erp: LandlordErpPeer, skew: int) -> None:
     erp.total_skew = skew
     with pytest.raises(PermanentError) as raised:
-        _pull(erp, "page number, total")
+        pull_named(erp, "page number, total")
     message = str(raised.value)
     assert message.startswith(f"{erp.wsdl_url} ListTenants: the service announced {MANY + skew}")
     assert "records but sent" in message

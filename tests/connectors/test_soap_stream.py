@@ -12,13 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from connectors.errors import PermanentError
-from connectors.rawtable import RawTable, StreamEnd, Watermark
+from connectors.rawtable import RawTable, StreamEnd, Watermark, drain
 from connectors.retry import RetryPolicy
 from connectors.sandbox.soap_erp import LandlordErpPeer
-from connectors.soap.client import read_soap
-from connectors.soap.models import SoapPaging
 from connectors.watermark import past_watermark, past_watermark_stream
-from tests.connectors.test_soap_paging import MANY, PULLS, SEED
+from tests.connectors.test_soap_paging import MANY, PULLS, SEED, pull_named
 
 FAST = RetryPolicy(attempts=2, first_wait=0.01, max_wait=0.02, jitter=0.0)
 
@@ -30,27 +28,11 @@ def erp() -> Iterator[LandlordErpPeer]:
 
 
 def pull(peer: LandlordErpPeer, name: str, *, stream: bool) -> RawTable:
-    operation, records, key, settings = PULLS[name]
-    kind = "continuation_token" if name == "continuation token" else "page_number"
-    return read_soap(
-        peer.wsdl_url,
-        operation=operation,
-        records_path=records,
-        paging=SoapPaging(kind, page_size=500, **settings),
-        key=[key],
-        retry=FAST,
-        stream=stream,
-    )
+    return pull_named(peer, name, stream=stream)
 
 
 def drained(table: RawTable, size: int) -> tuple[list[RawTable], StreamEnd | None]:
-    chunks = []
-    stream = table.chunks(size)
-    while True:
-        try:
-            chunks.append(next(stream))
-        except StopIteration as finished:
-            return chunks, finished.value
+    return drain(table.chunks(size))
 
 
 @pytest.mark.parametrize("name", list(PULLS))
