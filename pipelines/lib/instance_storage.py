@@ -38,6 +38,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -75,7 +76,22 @@ def sqlite_engine(conn_string: str, timeout: float) -> sa.Engine:
         connect_args={"timeout": timeout, "check_same_thread": False},
     )
     sa.event.listen(engine, "connect", _normal_commits)
+    _ENGINES.add(engine)
     return engine
+
+
+# every kept engine of this process: a forked child starts each with a new pool of its own,
+# the parent's connections left to the parent (SQLAlchemy's recipe for engines across a fork;
+# Dagster and the hub spawn their processes, this is for a fork by anyone else)
+_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def _forget_parents_connections() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_parents_connections)
 
 
 def _normal_commits(dbapi_connection: sqlite3.Connection, _record: object) -> None:

@@ -225,3 +225,26 @@ def test_a_moved_instance_gets_its_own_folder_in_dagster_yaml(
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with dg.DagsterInstance.from_config(str(moved / "dagster")) as opened:
         assert opened.get_run_by_id(run_id).is_success
+
+
+def test_a_forked_child_opens_connections_of_its_own() -> None:
+    instance = ensure_instance()
+    assert tiny.execute_in_process(instance=instance).success
+    kept = [
+        instance.run_storage._kept_engine,  # type: ignore[attr-defined]
+        *instance.event_log_storage._engines.values(),  # type: ignore[attr-defined]
+    ]
+    assert all(engine is not None and engine.pool.checkedin() == 1 for engine in kept)
+    pid = os.fork()
+    if pid == 0:  # the child: none of the parent's connections in its pools, and it runs
+        code = 1
+        try:
+            fresh = all(engine.pool.checkedin() == 0 for engine in kept)
+            code = 0 if fresh and tiny.execute_in_process(instance=instance).success else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tiny.execute_in_process(instance=instance).success  # the parent's still work
+    assert len(instance.get_runs()) == 3
+    assert all(run.is_success for run in instance.get_runs())
