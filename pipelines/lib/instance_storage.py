@@ -65,13 +65,13 @@ RUN_STORAGE_TIMEOUT_SECONDS = 5.0
 KEPT_SHARDS = 4
 
 
-def sqlite_engine(conn_string: str, timeout: float) -> sa.Engine:
-    """An engine on one SQLite file that keeps one connection open (`pool_size=1`), opens more
-    for concurrent threads and closes those after use (`max_overflow=-1`: no limit, as with
-    Dagster's engine per use); each connection commits with `synchronous=NORMAL`."""
+def sqlite_engine(conn_string: str, timeout: float, kept: int = 1) -> sa.Engine:
+    """An engine on one SQLite file that keeps `kept` connections open, opens more for
+    concurrent uses and closes those after use (`max_overflow=-1`: no limit, as with Dagster's
+    engine per use); each connection commits with `synchronous=NORMAL`."""
     engine = sa.create_engine(
         conn_string,
-        pool_size=1,
+        pool_size=kept,
         max_overflow=-1,
         connect_args={"timeout": timeout, "check_same_thread": False},
     )
@@ -170,6 +170,8 @@ class HubSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
+        self._index_engine: sa.Engine | None = None
+        self._index_engine_lock = threading.Lock()
         super().__init__(base_dir, inst_data)
 
     @contextmanager
@@ -194,15 +196,33 @@ class HubSqliteEventLogStorage(SqliteEventLogStorage):
                 return
         super()._initdb(engine, for_index_shard=for_index_shard)
 
+    def has_table(self, table_name: str) -> bool:
+        """Dagster's own check, on the index's kept engine (Dagster makes an engine for each, some
+        ten per run). Called while the storage's lock is held (in the middle of a write), as
+        Dagster's is: the engine's pool hands it a connection of its own."""
+        engine = self._index_kept()
+        with engine.connect() as conn:
+            return bool(engine.dialect.has_table(conn, table_name))
+
+    def _index_kept(self) -> sa.Engine:
+        with self._index_engine_lock:
+            if self._index_engine is None:
+                # two kept: `has_table` asks while a write holds the other
+                self._index_engine = sqlite_engine(
+                    self.conn_string_for_shard(INDEX_SHARD_NAME), SQLITE_BUSY_TIMEOUT_SECONDS, 2
+                )
+            return self._index_engine
+
     def _engine_for(self, shard: str) -> sa.Engine:
+        if shard == INDEX_SHARD_NAME:
+            return self._index_kept()
         engine = self._engines.get(shard)
         if engine is not None:
             self._engines.move_to_end(shard)
             return engine
         engine = sqlite_engine(self.conn_string_for_shard(shard), SQLITE_BUSY_TIMEOUT_SECONDS)
         self._engines[shard] = engine
-        runs = [name for name in self._engines if name != INDEX_SHARD_NAME]
-        for name in runs[:-KEPT_SHARDS]:
+        for name in list(self._engines)[:-KEPT_SHARDS]:
             self._engines.pop(name).dispose()
         return engine
 
@@ -271,6 +291,10 @@ class HubSqliteEventLogStorage(SqliteEventLogStorage):
     def _dispose_engines(self) -> None:
         while self._engines:
             self._engines.popitem()[1].dispose()
+        with self._index_engine_lock:
+            if self._index_engine is not None:
+                self._index_engine.dispose()
+                self._index_engine = None
 
 
 class HubSqliteStorage(DagsterSqliteStorage):
