@@ -13,8 +13,10 @@
   `$DAGSTER_HOME`, read by the UI and the daemon as before), through the hub's subclasses
   (`pipelines/lib/instance_storage.py`): each file opened once per process instead of once per
   event, no migration scripts read to open a file, a new run's event file copied from an empty
-  one, commits with `synchronous=NORMAL`. Measured on an unchanged rerun: some 150 engines and
-  five readings of Dagster's ~90 migration scripts per `datafix run` gone.
+  one, commits with `synchronous=NORMAL`. Measured on an unchanged rerun (10,000-line ledger
+  landlord): some 160 engines and five readings of Dagster's ~90 migration scripts gone per
+  `datafix run`; the Dagster run 0.55 -> 0.26 s of CPU, opening the instance 0.34 -> 0.27 s
+  (what is left there is importing Dagster's storage modules).
 - **No intermediate data in the instance**: outputs stay in the run's memory (the `io_manager`
   resource) and step stdout/stderr are not captured: nothing lands under `storage/`.
 """
