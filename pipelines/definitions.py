@@ -1,6 +1,8 @@
 """The Dagster code location: every definition under `pipelines/defs/`, autoloaded."""
 
+import importlib
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -57,4 +59,22 @@ def run_definitions() -> dg.Definitions:
             dg.BetaWarning,
         ):
             warnings.simplefilter("ignore", category=category)
-        return dg.ComponentTree.for_project(PROJECT).build_defs(DEFS_FOLDER)
+        return component_tree().build_defs(DEFS_FOLDER)
+
+
+def component_tree() -> dg.ComponentTree:
+    """`dg.ComponentTree.for_project(PROJECT)`: the project's `[tool.dg.project]` settings read
+    from its pyproject.toml as `for_project` reads them, with the standard library's TOML reader
+    (`for_project` imports tomlkit for it: 0.02 s of every `datafix run`)."""
+    root = PROJECT.parent
+    config = root / "pyproject.toml"
+    if not config.is_file():  # not the repository's layout: Dagster looks for it
+        return dg.ComponentTree.for_project(PROJECT)
+    with config.open("rb") as stream:
+        project = tomllib.load(stream).get("tool", {}).get("dg", {}).get("project", {})
+    defs_module = project.get("defs_module") or f"{project['root_module']}.defs"
+    return dg.ComponentTree(
+        defs_module=importlib.import_module(defs_module),
+        project_root=root,
+        code_location_name=project.get("code_location_name") or root.name,
+    )

@@ -342,3 +342,13 @@ def test_the_run_definitions_are_the_code_locations_without_the_component_catalo
     catalogue = "plugin_component_types_json"
     assert catalogue in DEFINITIONS.get_repository_def().metadata
     assert catalogue not in ran.get_repository_def().metadata
+
+
+def test_the_run_definitions_tree_is_dagsters_for_the_project() -> None:
+    """`component_tree` reads pyproject.toml itself: the tree Dagster's `for_project` makes."""
+    from pipelines.definitions import PROJECT, component_tree
+
+    ours, theirs = component_tree(), dg.ComponentTree.for_project(PROJECT)
+    assert ours.defs_module is theirs.defs_module
+    assert ours.project_root == theirs.project_root
+    assert ours.code_location_name == theirs.code_location_name == "datafix_hub"
