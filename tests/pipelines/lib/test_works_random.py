@@ -253,3 +253,18 @@ def test_a_failed_refresh_keeps_the_keys(
     inspector = sa.inspect(warehouse.engine)
     assert inspector.get_pk_constraint("works_timeline")["constrained_columns"]
     assert inspector.get_pk_constraint("works_orders")["constrained_columns"]
+
+
+def test_the_sampled_statistics_leave_the_setting_as_it_was(warehouse: Warehouse) -> None:
+    """PostgreSQL: the works' ANALYZEs sample fewer rows (the same tables as the reference
+    above come out of it), and the transaction's statistics target is given back."""
+    if warehouse.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    with warehouse.engine.begin() as connection:
+        connection.execute(sa.text("SET LOCAL default_statistics_target = 77"))
+        with recorded(warehouse.engine) as statements:
+            refresh_works(connection, LANDLORD, AS_OF, "run-2", first_time_fix_days=WINDOW_DAYS)
+        assert any("default_statistics_target = 10" in s for s in statements)
+        shown = connection.execute(sa.text("SHOW default_statistics_target")).scalar_one()
+        assert shown == "77"
+    assert_equal_to_reference(warehouse, LANDLORD)
