@@ -81,6 +81,7 @@ SLOTS: dict[int, str] = {hour: f"{hour:02d}-{hour + 2:02d}" for hour in range(0,
 # invoice statuses that mean an invoice was really issued (a draft is not; a cancelled one
 # no longer counts)
 ISSUED_INVOICES = ("issued", "paid")
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock refused by NOWAIT
 
 
 # --- Portable time arithmetic ------------------------------------------------------------
@@ -841,15 +842,17 @@ def _keyed_after(connection: sa.Connection) -> Iterator[None]:
     0.9-1.0 to build it after), each when its table holds no more rows than the block brings
     it (`warehouse.reindexes`, the load's rule). Inside the transaction: a failure gets the
     keys back with the rollback, and readers of the tables wait for the commit (the lock of
-    ALTER TABLE) instead of reading the old rows. SQLite cannot drop a primary key: unchanged
-    there."""
+    ALTER TABLE) instead of reading the old rows. The lock is taken without waiting
+    (`_locked_now`): while another transaction uses the table (another landlord's refresh),
+    the key stays and is kept up row by row, so that two refreshes never wait on each other.
+    SQLite cannot drop a primary key: unchanged there."""
     if connection.dialect.name != "postgresql":
         yield
         return
     quote = connection.dialect.identifier_preparer.quote
     dropped = []
     for table, rows in _incoming(connection).items():
-        if not reindexes(connection, table, rows):
+        if not reindexes(connection, table, rows) or not _locked_now(connection, table):
             continue
         name = sa.inspect(connection).get_pk_constraint(table.name)["name"]
         connection.execute(
@@ -865,6 +868,23 @@ def _keyed_after(connection: sa.Connection) -> Iterator[None]:
                 f" PRIMARY KEY ({columns})"
             )
         )
+
+
+def _locked_now(connection: sa.Connection, table: sa.Table) -> bool:
+    """PostgreSQL: `table` locked for this transaction alone (ACCESS EXCLUSIVE, what ALTER
+    TABLE takes) if no other transaction holds a lock on it, without waiting; False, and the
+    transaction still usable (a savepoint), if one does."""
+    quote = connection.dialect.identifier_preparer.quote
+    try:
+        with connection.begin_nested():
+            connection.execute(
+                sa.text(f"LOCK TABLE {quote(table.name)} IN ACCESS EXCLUSIVE MODE NOWAIT")
+            )
+    except sa.exc.OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    return True
 
 
 def _incoming(connection: sa.Connection) -> dict[sa.Table, int]:
