@@ -737,6 +737,17 @@ class Warehouse:
                     )
 
 
+def reindexes(conn: sa.Connection, table: sa.Table, incoming: int) -> bool:
+    """Whether `incoming` rows go into `table` faster with its indexes dropped and built once
+    afterwards: a b-tree fed in random order costs more than one sort, unless the table already
+    holds more rows (other landlords', other days') than this insert brings, which the rebuild
+    would sort again. The load's rule (`_sqlite_bulk_insert`), the works derive's too."""
+    if incoming < BULK_REINDEX_ROWS:
+        return False
+    held = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(conn, table.name)}").scalar()
+    return (held or 0) <= incoming
+
+
 def _sqlite_bulk_insert(
     conn: sa.Connection, table: sa.Table, columns: list[str], rows: _LoadRows
 ) -> None:
@@ -772,13 +783,9 @@ def _sqlite_bulk_insert(
     insert = f"INSERT INTO {_quote(conn, table.name)} ({names}) VALUES "
     many_rows_sql = insert + ", ".join([one_row] * per_statement)
     one_row_sql = insert + one_row
-    # a b-tree fed in random order costs more than building the index once afterwards, unless
-    # the table already holds more rows (other landlords') than this load brings: the rebuild
-    # would then sort them all again
-    rebuild = []
-    if rows.count >= BULK_REINDEX_ROWS and table.indexes:
-        held = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(conn, table.name)}").scalar()
-        rebuild = list(table.indexes) if (held or 0) <= rows.count else []
+    # a b-tree fed in random order costs more than building the index once afterwards
+    # (`reindexes`)
+    rebuild = list(table.indexes) if table.indexes and reindexes(conn, table, rows.count) else []
     for index in rebuild:
         index.drop(conn)
     cursor = driver.cursor()

@@ -14,13 +14,17 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from pipelines.lib import warehouse as warehouse_module
+from pipelines.lib import works as works_module
 from pipelines.lib.warehouse import Warehouse
 from pipelines.lib.works import refresh_works
-from schemas.tables import CANONICAL_TABLES
+from schemas.tables import CANONICAL_TABLES, works_orders, works_timeline
 from tests.pipelines.lib.helpers import migrated_warehouse
 from tests.pipelines.lib.test_works_demo import (
     AS_OF,
@@ -174,3 +178,113 @@ def test_random_orders_equal_the_reference(warehouse: Warehouse) -> None:
     assert {o["gtr_status"] for o in orders} == {"met", "missed", "pending", "no_term"}
     assert sum(missed for *_, missed in slots) > 0
     assert len(events) > 2 * ORDERS
+
+
+@contextmanager
+def recorded(engine: sa.Engine) -> Iterator[list[str]]:
+    """The SQL statements `engine` runs inside the block."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def test_keys_built_after_the_insert_give_the_same_tables(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the load's threshold (lowered here to the test's size) and with no more rows held
+    than it brings, PostgreSQL drops the primary keys for the inserts and builds them once
+    after: the same rows, the keys back, and a duplicate still refused afterwards."""
+    monkeypatch.setattr(warehouse_module, "BULK_REINDEX_ROWS", 1)
+    # the landlord's rows are deleted first: the tables hold the other landlord's, as many
+    with recorded(warehouse.engine) as statements, warehouse.engine.begin() as connection:
+        refresh_works(connection, LANDLORD, AS_OF, "run-2", first_time_fix_days=WINDOW_DAYS)
+    dropped = [s for s in statements if "DROP CONSTRAINT" in s]
+    rebuilt = [s for s in statements if "ADD CONSTRAINT" in s]
+    assert len(dropped) == len(rebuilt)
+    if warehouse.engine.dialect.name == "postgresql":
+        assert len(rebuilt) == 2
+    else:
+        assert not rebuilt  # SQLite cannot drop a primary key
+    assert_equal_to_reference(warehouse, LANDLORD)
+    assert_equal_to_reference(warehouse, OTHER)
+    inspector = sa.inspect(warehouse.engine)
+    assert inspector.get_pk_constraint("works_timeline")["constrained_columns"] == [
+        "landlord_id", "order_ref", "event", "reference"
+    ]  # fmt: skip
+    assert inspector.get_pk_constraint("works_orders")["constrained_columns"] == [
+        "landlord_id", "order_ref"
+    ]  # fmt: skip
+    with pytest.raises(sa.exc.IntegrityError), warehouse.engine.begin() as connection:
+        connection.execute(
+            sa.insert(works_orders).from_select(
+                [c.name for c in works_orders.c],
+                sa.select(works_orders).where(works_orders.c.landlord_id == LANDLORD).limit(1),
+            )
+        )
+
+
+def test_a_failed_refresh_keeps_the_keys(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh that fails after the keys were dropped rolls back with them: the old rows and
+    both primary keys are there."""
+    monkeypatch.setattr(warehouse_module, "BULK_REINDEX_ROWS", 1)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("the per-order step failed")
+
+    monkeypatch.setattr(works_module, "_record_orders", broken)
+    with (
+        recorded(warehouse.engine) as statements,
+        pytest.raises(RuntimeError, match="per-order step"),
+        warehouse.engine.begin() as connection,
+    ):
+        refresh_works(connection, LANDLORD, AS_OF, "run-2", first_time_fix_days=WINDOW_DAYS)
+    if warehouse.engine.dialect.name == "postgresql":
+        assert any("DROP CONSTRAINT" in s for s in statements)  # dropped before the failure
+    assert_equal_to_reference(warehouse, LANDLORD)
+    inspector = sa.inspect(warehouse.engine)
+    assert inspector.get_pk_constraint("works_timeline")["constrained_columns"]
+    assert inspector.get_pk_constraint("works_orders")["constrained_columns"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("warehouse_url", ["postgres"], indirect=True)  # a PostgreSQL matter
+def test_the_sampled_statistics_leave_the_setting_as_it_was(warehouse: Warehouse) -> None:
+    """PostgreSQL: the works' ANALYZEs sample fewer rows (the same tables as the reference
+    above come out of it), and the transaction's statistics target is given back."""
+    with warehouse.engine.begin() as connection:
+        connection.execute(sa.text("SET LOCAL default_statistics_target = 77"))
+        with recorded(warehouse.engine) as statements:
+            refresh_works(connection, LANDLORD, AS_OF, "run-2", first_time_fix_days=WINDOW_DAYS)
+        assert any("default_statistics_target = 10" in s for s in statements)
+        shown = connection.execute(sa.text("SHOW default_statistics_target")).scalar_one()
+        assert shown == "77"
+    assert_equal_to_reference(warehouse, LANDLORD)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("warehouse_url", ["postgres"], indirect=True)  # a PostgreSQL matter
+def test_a_table_in_use_elsewhere_keeps_its_key(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: while another transaction holds a lock on the timeline (another landlord's
+    refresh), the refresh keeps its key rather than wait for it (two refreshes waiting on each
+    other would deadlock) and still drops the key of works_orders, which nobody holds."""
+    monkeypatch.setattr(warehouse_module, "BULK_REINDEX_ROWS", 1)
+    with warehouse.engine.connect() as other:
+        other.execute(works_timeline.delete().where(works_timeline.c.landlord_id == "nobody"))
+        with recorded(warehouse.engine) as statements, warehouse.engine.begin() as connection:
+            refresh_works(connection, LANDLORD, AS_OF, "run-2", first_time_fix_days=WINDOW_DAYS)
+        other.rollback()
+    dropped = [s for s in statements if "DROP CONSTRAINT" in s]
+    assert len(dropped) == 1
+    assert "works_orders" in dropped[0]
+    assert_equal_to_reference(warehouse, LANDLORD)
