@@ -38,6 +38,7 @@ from pipelines.lib.insight import (
     ledger_analysed,
     load_version,
     staged,
+    staging_table,
 )
 from pipelines.lib.warehouse import newest_first
 from schemas.arrears import (
@@ -92,14 +93,11 @@ def _cents(value: sa.ColumnElement) -> sa.ColumnElement[int]:
 
 
 # each tenant's balance and credits, staged (`insight.staged`) before the arrears are computed
-_STAGING = sa.MetaData()
-TOTALS = sa.Table(
+TOTALS = staging_table(
     "arrears_tenant_totals",
-    _STAGING,
     sa.Column("tenant_ref", sa.Text(), primary_key=True),
     sa.Column("balance_cents", sa.BigInteger(), nullable=False),
     sa.Column("paid", sa.BigInteger(), nullable=False),
-    prefixes=["TEMPORARY"],
     # SQLite: the row lives in its primary key's b-tree, so a probe by tenant is one lookup,
     # not an index lookup then a table lookup (the FIFO join's 500,000 probes: 1.1 s -> 0.6 s)
     sqlite_with_rowid=False,
@@ -628,9 +626,8 @@ class ActionCounts:
 # the scenario steps, staged (`insight.staged`) before the actions are created: a table with
 # a key and statistics, so each tenant in debt looks up their profile's steps (a UNION ALL of
 # constants in the query was scanned whole, then every tenant's arrears once per step)
-STEPS = sa.Table(
+STEPS = staging_table(
     "arrears_scenario_steps",
-    _STAGING,
     sa.Column("profile", sa.Text(), nullable=False),
     sa.Column("step", sa.Text(), nullable=False),
     sa.Column("action", sa.Text(), nullable=False),
@@ -638,7 +635,6 @@ STEPS = sa.Table(
     sa.Column("fallback", sa.Text(), nullable=True),
     sa.Column("template", sa.Text(), nullable=False),
     sa.Column("due_date", sa.Date(), nullable=False),
-    prefixes=["TEMPORARY"],
 )
 sa.Index("ix_arrears_scenario_steps", STEPS.c.profile)
 

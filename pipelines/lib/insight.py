@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -248,6 +249,15 @@ def analyse(connection: sa.Connection, *tables: sa.Table) -> None:
         # works' per-order aggregate (35 MB for 200,000 orders: 25 batches on disk) in memory,
         # not in temporary files (the default 4 MB spilled them): bounded, per sort or hash
         connection.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+
+
+# the staging tables of the derive steps (`staging_table`): never in the warehouse's schema
+_STAGING = sa.MetaData()
+
+
+def staging_table(name: str, *columns: sa.Column, **options: Any) -> sa.Table:
+    """A TEMPORARY table (one per connection) that a derive step fills with `staged`."""
+    return sa.Table(name, _STAGING, *columns, prefixes=["TEMPORARY"], **options)
 
 
 @contextmanager

@@ -48,7 +48,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
 
-from pipelines.lib.insight import analyse, load_version, staged
+from pipelines.lib.insight import analyse, load_version, staged, staging_table
 from pipelines.lib.warehouse import reindexes
 from schemas.datafix import WorksAlert
 from schemas.tables import (
@@ -237,10 +237,8 @@ class WorksSummary:
 #   the rest, any number per order: one row per event in `FOREIGN_EVENTS`, grouped per order.
 OWN_EVENTS = ("ordered", "appointment", "completed")
 ORDER_COLUMNS = ("contractor", "category", "dwelling_ref", "status", "gti_hours", "gtr_hours")
-_STAGING = sa.MetaData()
-ORDER_EVENTS = sa.Table(
+ORDER_EVENTS = staging_table(
     "works_order_events",
-    _STAGING,
     sa.Column("order_ref", KEY, nullable=False),
     *(sa.Column(name, ORDERS.c[name].type) for name in ORDER_COLUMNS),
     *(
@@ -254,30 +252,25 @@ ORDER_EVENTS = sa.Table(
         )
     ),
     sa.Column("start", sa.BigInteger(), comment="When it was placed: what a repeat is sought by."),
-    prefixes=["TEMPORARY"],
 )  # fmt: skip
-FOREIGN_EVENTS = sa.Table(
+FOREIGN_EVENTS = staging_table(
     "works_foreign_events",
-    _STAGING,
     sa.Column("order_ref", KEY, nullable=False),
     sa.Column("stage_rank", sa.Integer(), nullable=False),
     sa.Column("reference", KEY, nullable=False),
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("at", sa.BigInteger(), nullable=False, comment="Epoch seconds."),
     sa.Column("day", sa.Integer(), nullable=False, comment="Its Paris day number."),
-    prefixes=["TEMPORARY"],
 )
 # SQLite: each live, not cancelled order with a dwelling, by dwelling, category and start: the
 # candidates a restored order seeks a repeat among (first-time fix), stored in key order
 # (WITHOUT ROWID, filled sorted), one B-tree seek per restored order
-STARTS = sa.Table(
+STARTS = staging_table(
     "works_order_starts",
-    _STAGING,
     sa.Column("dwelling_ref", sa.Text(), primary_key=True),
     sa.Column("category", sa.String(32), primary_key=True),
     sa.Column("start", sa.BigInteger(), primary_key=True, comment="Epoch seconds."),
     sa.Column("order_ref", KEY, primary_key=True),
-    prefixes=["TEMPORARY"],
     sqlite_with_rowid=False,
 )
 
