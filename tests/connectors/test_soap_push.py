@@ -105,9 +105,10 @@ def test_a_thousand_records_with_seven_poisoned(erp: LandlordErpPeer, kind: str)
     def refusal(key: str) -> str:
         return f"{key} : engagement clôturé, aucune modification possible"
 
-    dead = send_poisoned(
-        make_sink(erp), records, poisoned, lambda key: erp.poison(key, refusal(key))
-    )
+    # a batch of 100 is not a slow call: a generous timeout, so that a loaded machine (CI's
+    # two workers) does not time a batch out and have it retried (11 calls, not 10)
+    sink = make_sink(erp, operation_timeout=30)
+    dead = send_poisoned(sink, records, poisoned, lambda key: erp.poison(key, refusal(key)))
     assert dead == {records[index].key: refusal(records[index].key) for index in poisoned}
     assert erp.movement_count(store) == 993
     assert erp.calls == (10 if kind == "batch" else 1000)
