@@ -1175,23 +1175,21 @@ def _case_issues(rule: FieldRule, column: Any, path: YamlPath) -> list[Issue]:
             issues.append(Issue(path=(*where, "value"), message=problem[0], hint=problem[1]))
     catch_all = next((i for i, case in enumerate(rule.cases) if case.when is None), None)
     if catch_all is not None:
-        for index in range(catch_all + 1, len(rule.cases)):
-            issues.append(
-                Issue(
-                    path=(*path, "cases", index),
-                    message=f"case {index + 1} of {column.name} can never apply: case"
-                    f" {catch_all + 1} has no `when` and takes every row left",
-                    hint=f"remove case {index + 1}, or give case {catch_all + 1} a `when`",
-                )
-            )
+        # what follows the catch-all is never reached: each later case, then `else` (its key)
+        unreachable = [
+            ((*path, "cases", index), f"case {index + 1}", False)
+            for index in range(catch_all + 1, len(rule.cases))
+        ]
         if rule.else_ is not None:
+            unreachable.append(((*path, "else"), "`else`", True))
+        for where, outcome, key_position in unreachable:
             issues.append(
                 Issue(
-                    path=(*path, "else"),
-                    message=f"`else` of {column.name} can never apply: case {catch_all + 1} has"
-                    " no `when` and takes every row left",
-                    hint=f"remove `else`, or give case {catch_all + 1} a `when`",
-                    key_position=True,
+                    path=where,
+                    message=f"{outcome} of {column.name} can never apply: case {catch_all + 1}"
+                    " has no `when` and takes every row left",
+                    hint=f"remove {outcome}, or give case {catch_all + 1} a `when`",
+                    key_position=key_position,
                 )
             )
     return issues

@@ -44,13 +44,12 @@ __all__ = [
     "Reply",
     "Request",
     "Served",
+    "ServedInThread",
     "hostile_xml",
     "parse_soap_body",
     "read_request",
-    "serve_in_thread",
     "serve_until_interrupted",
     "soap_fault_reply",
-    "stop_serving",
 ]
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -173,32 +172,58 @@ class Served:
         self.stop()
 
 
-def serve_in_thread(server: BaseServer, name: str, poll_interval: float) -> threading.Thread:
-    """`server.serve_forever()` in a thread of its own (started); `stop_serving` ends it."""
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": poll_interval},
-        name=name,
-        daemon=True,
-    )
-    thread.start()
-    return thread
+class ServedInThread(Served):
+    """A socket server served by a thread of its own, `<name>-<port>`. `start` binds it (a
+    subclass's `_bind`, on `requested_port`) and serves it; `stop` sets `_stopping` (waking
+    the replies that sleep on it), ends the serve loop, runs `_before_close` (e.g. shut open
+    connections down), closes the socket (joining the request threads when the server's
+    `block_on_close`) and joins the loop's thread. Starting a started one, or stopping a
+    stopped one, does nothing. A subclass's `__init__` sets the attributes below."""
 
+    name: str
+    requested_port: int
+    poll_interval: float = 0.02
+    _stopping: threading.Event
+    _server: BaseServer | None
+    _thread: threading.Thread | None
 
-def stop_serving(
-    server: BaseServer,
-    thread: threading.Thread | None,
-    *,
-    before_close: Callable[[], None] | None = None,
-) -> None:
-    """Stop the serve loop, run `before_close` (e.g. shut open connections down), close the
-    socket (joining the request threads when `block_on_close`), then join the loop's thread."""
-    server.shutdown()
-    if before_close is not None:
-        before_close()
-    server.server_close()  # joins the request threads (block_on_close)
-    if thread is not None:
-        thread.join()
+    def _bind(self) -> BaseServer:
+        raise NotImplementedError
+
+    def _before_close(self) -> None:
+        """Run once the serve loop has ended, before the socket closes."""
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return int(self._server.server_address[1])
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = self._bind()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": self.poll_interval},
+            name=f"{self.name}-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        self._before_close()
+        server.server_close()  # joins the request threads (block_on_close)
+        if thread is not None:
+            thread.join()
+        self._server = self._thread = None
 
 
 def serve_until_interrupted(banner: str) -> None:
@@ -210,7 +235,7 @@ def serve_until_interrupted(banner: str) -> None:
         threading.Event().wait()
 
 
-class LocalHttpServer(Served):
+class LocalHttpServer(ServedInThread):
     """An HTTP server on 127.0.0.1:<port> answering from `app`, in threads; `port=0` (the
     default) lets the system pick a free one.
 
@@ -232,12 +257,6 @@ class LocalHttpServer(Served):
         self._thread: threading.Thread | None = None
 
     @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError(f"{self.name} is not started")
-        return self._server.server_address[1]
-
-    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -253,22 +272,8 @@ class LocalHttpServer(Served):
         """Sleep up to `seconds`; True when woken because the server is stopping."""
         return self._stopping.wait(seconds)
 
-    def start(self) -> Self:
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        self._server = _Server(self, self.requested_port)
-        self._thread = serve_in_thread(self._server, f"{self.name}-{self.port}", 0.02)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, wake sleeping replies, close the socket, join every thread."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        stop_serving(server, thread)
-        self._server = self._thread = None
+    def _bind(self) -> _Server:
+        return _Server(self, self.requested_port)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,12 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from connectors.sandbox.http import (
-    Served,
-    serve_in_thread,
-    serve_until_interrupted,
-    stop_serving,
-)
+from connectors.sandbox.http import ServedInThread, serve_until_interrupted
 from connectors.sandbox.salesforce.bulk import BulkApi, IngestJob, QueryJob
 from connectors.sandbox.salesforce.rest import Cursor, RestApi
 from connectors.sandbox.salesforce.schema import salesforce_id
@@ -45,7 +40,7 @@ from connectors.sandbox.salesforce.writes import SObjectWrites
 DEFAULT_SESSION_ID = "00D5E0000000001!AQ4AQLocalPeerSessionForTestsOnly"
 
 
-class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
+class SalesforcePeer(RestApi, SObjectWrites, BulkApi, ServedInThread):
     """A Salesforce org on 127.0.0.1 over HTTPS; use as a context manager (or start/stop).
 
     `page_size` is the REST page size (Salesforce: 2,000), `bulk_page_size` the most rows per
@@ -92,39 +87,35 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
         self._folder: Path | None = None
         self._add_default_routes()
 
-    # -- life cycle
-    def start(self) -> SalesforcePeer:
-        if self._server is not None:
-            return self
+    # -- life cycle (`ServedInThread`: start, stop)
+    name = "salesforce-peer"
+    poll_interval = 0.05
+
+    def _bind(self) -> PeerServer:
+        """The HTTPS server, its certificate signed by a CA written to a folder of its own."""
         authority, certificate = peer_certificates()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         certificate.configure_cert(context)
         self._folder = Path(tempfile.mkdtemp(prefix="salesforce-peer-"))
         authority.cert_pem.write_to_path(str(self._folder / "ca.pem"))
-        self._stopping.clear()
         try:
-            self._server = PeerServer(self, context, self.requested_port)
+            return PeerServer(self, context, self.requested_port)
         except OSError:  # the port is taken: leave nothing behind
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+            self._remove_folder()
             raise
-        self._thread = serve_in_thread(self._server, f"salesforce-peer-{self.port}", 0.05)
-        return self
 
     def stop(self) -> None:
         """Stop serving, drop open connections, join every thread, remove the CA file."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        with self.lock:
-            self._stopping.set()
-        stop_serving(server, thread, before_close=self._drop_connections)
-        self._server = self._thread = None
+        super().stop()
+        self._remove_folder()
+
+    def _remove_folder(self) -> None:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
-    def _drop_connections(self) -> None:
+    def _before_close(self) -> None:
+        """Shut the open connections down: a client waiting on one is not left hanging."""
         with self.lock:
             connections = list(self._connections)
         for connection in connections:
@@ -143,12 +134,6 @@ class SalesforcePeer(RestApi, SObjectWrites, BulkApi, Served):
             self._connections.discard(connection)
 
     # -- addresses
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the peer is not started")
-        return int(self._server.server_address[1])
-
     @property
     def instance_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"

@@ -19,7 +19,7 @@ from pipelines.lib.arrears import (
     refresh_arrears,
 )
 from pipelines.lib.insight import BalanceFigures, balance_figures, refresh_tenant_balances
-from pipelines.lib.metadata import AssetRole
+from pipelines.lib.metadata import AssetRole, counts
 
 PARIS = ZoneInfo("Europe/Paris")
 ROLE = AssetRole("insight")
@@ -38,11 +38,9 @@ def insight_result(
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _tenant_counts(figures: BalanceFigures | ArrearsFigures) -> dict[str, dg.MetadataValue]:
-    return {
-        "tenants": dg.MetadataValue.int(figures.tenants),
-        "tenants_in_debt": dg.MetadataValue.int(figures.tenants_in_debt),
-    }
+def _tenant_counts(figures: BalanceFigures | ArrearsFigures, **more: int) -> dict[str, Any]:
+    """The tenant counts of the balances or the arrears, and the `more` integer entries."""
+    return counts(tenants=figures.tenants, tenants_in_debt=figures.tenants_in_debt, **more)
 
 
 @landlord_asset(
@@ -68,8 +66,7 @@ def insight_tenant_balances(
         as_of,
         figures.tenants,
         computed,
-        **_tenant_counts(figures),
-        total_balance_cents=dg.MetadataValue.int(figures.total_balance_cents),
+        **_tenant_counts(figures, total_balance_cents=figures.total_balance_cents),
         total_balance_euros=str(Decimal(figures.total_balance_cents).scaleb(-2)),
     )
 
@@ -121,9 +118,7 @@ def insight_tenant_arrears(
         as_of,
         figures.tenants,
         computed,
-        **_tenant_counts(figures),
-        debt_cents=dg.MetadataValue.int(figures.debt_cents),
-        **{name: dg.MetadataValue.int(cents) for name, cents in figures.ageing_cents.items()},
+        **_tenant_counts(figures, debt_cents=figures.debt_cents, **figures.ageing_cents),
         profiles=dg.MetadataValue.json(figures.profiles),
         plans=dg.MetadataValue.json(figures.plans),
     )
@@ -144,11 +139,9 @@ def insight_prevention_actions(
     datafixes: DatafixesResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
-    as_of, counts = _arrears_step(context, datafixes, warehouse, refresh_actions_once)
+    as_of, actions = _arrears_step(context, datafixes, warehouse, refresh_actions_once)
     return insight_result(
         as_of,
-        counts.open,
-        created=dg.MetadataValue.int(counts.created),
-        closed=dg.MetadataValue.int(counts.closed),
-        open=dg.MetadataValue.int(counts.open),
+        actions.open,
+        **counts(created=actions.created, closed=actions.closed, open=actions.open),
     )

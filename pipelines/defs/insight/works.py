@@ -10,7 +10,7 @@ from pipelines.defs.insight.assets import PARIS, insight_result
 from pipelines.defs.partitions import landlord_partitions
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.insight import computed_once
-from pipelines.lib.metadata import AssetRole
+from pipelines.lib.metadata import AssetRole, counts
 from pipelines.lib.push import sinks_sending
 from pipelines.lib.works import (
     WORKS_ALERTS,
@@ -73,14 +73,16 @@ def insight_works(
         as_of,
         summary.orders,
         computed,
-        orders=dg.MetadataValue.int(summary.orders),
-        open_orders=dg.MetadataValue.int(summary.open_orders),
-        timeline_events=dg.MetadataValue.int(summary.events),
+        **counts(
+            orders=summary.orders,
+            open_orders=summary.open_orders,
+            timeline_events=summary.events,
+            missed_appointments=summary.missed_appointments,
+        ),
         orders_by_stage=dg.MetadataValue.json(summary.stages),
         gti=dg.MetadataValue.json(summary.gti),
         gtr=dg.MetadataValue.json(summary.gtr),
         first_time_fix_rate=dg.MetadataValue.float(rate if rate is not None else 0.0),
-        missed_appointments=dg.MetadataValue.int(summary.missed_appointments),
     )
 
 

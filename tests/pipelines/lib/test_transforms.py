@@ -251,16 +251,26 @@ def test_header_matches_ignoring_case_accents_and_spaces(label_in_export: str) -
     assert column(batch, "move_in_date") == [pd.Timestamp("2026-03-15")]
 
 
-@pytest.mark.parametrize(
-    ("field", "const", "expected"),
-    [
-        pytest.param("lease_ref", "BAIL-1", "BAIL-1", id="text"),
-        pytest.param("household_size", 2, 2, id="integer"),
-        pytest.param("fsl_aid", True, True, id="boolean"),
-        pytest.param("move_in_date", "2026-03-01", pd.Timestamp("2026-03-01"), id="date"),
-        pytest.param("income_band", "low", "low", id="choice"),
-    ],
-)
+# One tenants column of each value type, a value a datafix gives it (`const`, `default`) and
+# that value normalised
+FIXED_VALUES = [
+    pytest.param("dwelling_ref", "inconnu", "inconnu", id="text"),
+    pytest.param("household_size", 1, 1, id="integer"),
+    pytest.param("fsl_aid", False, False, id="boolean"),
+    pytest.param("move_in_date", "01/01/2000", pd.Timestamp("2000-01-01"), id="date"),
+    pytest.param("income_band", "low", "low", id="choice"),
+]
+# a source cell of each of those columns holding another value
+OTHER_CELLS = {
+    "dwelling_ref": "LOG-7",
+    "household_size": "3",
+    "fsl_aid": "oui",
+    "move_in_date": "15/03/2026",
+    "income_band": "middle",
+}
+
+
+@pytest.mark.parametrize(("field", "const", "expected"), FIXED_VALUES)
 def test_const_fills_every_row(field: str, const: object, expected: object) -> None:
     batch = transform(
         "tenants",
@@ -483,27 +493,13 @@ def test_choice_default_is_a_canonical_value_applied_after_the_map() -> None:
     assert rejected(batch) == [("export.csv:4", "unmapped_value")]
 
 
-@pytest.mark.parametrize(
-    ("field", "default", "expected"),
-    [
-        pytest.param("dwelling_ref", "inconnu", "inconnu", id="text"),
-        pytest.param("household_size", 1, 1, id="integer"),
-        pytest.param("fsl_aid", False, False, id="boolean"),
-        pytest.param("move_in_date", "01/01/2000", pd.Timestamp("2000-01-01"), id="date"),
-    ],
-)
+@pytest.mark.parametrize(("field", "default", "expected"), FIXED_VALUES)
 def test_default_fills_blank_cells_only(field: str, default: object, expected: object) -> None:
-    value_cells = {
-        "dwelling_ref": "LOG-7",
-        "household_size": "3",
-        "fsl_aid": "oui",
-        "move_in_date": "15/03/2026",
-    }
     batch = transform(
         "tenants",
         {"tenant_ref": "Ref", field: {"from": "Cell", "default": default}} | ACTIVE,
         ["Ref", "Cell"],
-        [["T1", ""], ["T2", "  "], ["T3", value_cells[field]]],
+        [["T1", ""], ["T2", "  "], ["T3", OTHER_CELLS[field]]],
     )
 
     filled = column(batch, field)
