@@ -76,9 +76,10 @@ class Spool:
         self.folder.mkdir(mode=0o700)
         self.counts: dict[str, list[int]] = {part: [] for part in parts}
         self._empty: dict[str, pd.DataFrame] = {}
-        # the last chunk of each part stays in memory until the next one comes: one chunk
-        # more held at a time, and a table of one chunk is never written nor read back
-        self._last: dict[str, pd.DataFrame] = {}
+        # the last non-empty chunk of each part (its number, its rows) stays in memory until
+        # the next non-empty one comes: one chunk more held at a time, and a table of one
+        # chunk (followed by empty ones or not) is never written nor read back
+        self._last: dict[str, tuple[int, pd.DataFrame]] = {}
         self._finalizer = weakref.finalize(self, _remove, self.folder)
 
     def add(self, part: str, frame: pd.DataFrame) -> None:
@@ -86,11 +87,12 @@ class Spool:
         written."""
         self.counts[part].append(len(frame))
         self._empty.setdefault(part, frame.iloc[:0].copy())
+        if not len(frame):
+            return
         held = self._last.pop(part, None)
         if held is not None:
-            self._write(part, len(self.counts[part]) - 2, held)
-        if len(frame):
-            self._last[part] = frame
+            self._write(part, *held)
+        self._last[part] = (len(self.counts[part]) - 1, frame)
 
     def _write(self, part: str, number: int, frame: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -108,8 +110,8 @@ class Spool:
     def frame(self, part: str, number: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Chunk `number` of `part` (only `columns` when given): a frame of its own, which
         the caller may change."""
-        if number == len(self.counts[part]) - 1 and part in self._last:
-            held = self._last[part]
+        if part in self._last and self._last[part][0] == number:
+            held = self._last[part][1]
             return (held if columns is None else held[list(columns)]).copy(deep=False)
         with pa.memory_map(str(self._path(part, number))) as source:
             table = ipc.open_file(source).read_all()

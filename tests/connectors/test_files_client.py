@@ -446,6 +446,14 @@ COLUMN_CASES = {
     ],
     "ints": lambda g: [g.randrange(-(2**62), 2**62) for _ in range(200)],
     "huge-ints-fall-back": lambda g: [2**70, 1, ""],
+    # whole-number floats (hours, counts) go through int64: the edges of that path
+    "whole-floats-with-blanks": lambda g: (
+        [float(g.randrange(-1000, 1000)) if g.random() > 0.2 else "" for _ in range(500)]
+        + [-0.0, 2.0**53 - 1, -(2.0**53 - 1), 1e15]
+    ),
+    "whole-floats-past-2-53-fall-back": lambda g: [2.0**53, 1.0, 1e20, -0.0],
+    "whole-floats-and-infinity-fall-back": lambda g: [float("inf"), 3.0, float("-inf")],
+    "whole-floats-and-nan-fall-back": lambda g: [float("nan"), 3.0, ""],
     "dates": lambda g: [
         dt.date(2000, 1, 1) + dt.timedelta(days=g.randrange(20_000)) for _ in range(200)
     ],
