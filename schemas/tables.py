@@ -540,9 +540,13 @@ works_orders = sa.Table(
         column
         for event in WORKS_OWN_EVENTS
         for column in (
-            sa.Column(f"{event}_at", TIMESTAMP, nullable=True,
-                      comment=f"The order's own `{event}` event (UTC), as in the timeline;"
-                      " None when it has none by the end of the as-of day."),
+            sa.Column(
+                f"{event}_at",
+                TIMESTAMP,
+                nullable=True,
+                comment=f"The order's own `{event}` event (UTC), as in the timeline;"
+                " None when it has none by the end of the as-of day.",
+            ),
             sa.Column(f"{event}_date", sa.Date(), nullable=True, comment="Its day in Paris."),
         )
     ),
@@ -598,9 +602,7 @@ def _works_timeline_select() -> sa.Select:
             w.c.order_ref,
             sa.cast(sa.literal_column(f"'{event}'"), sa.String(32)).label("event"),
             w.c.order_ref.label("reference"),
-            sa.literal_column(str(WORKS_EVENTS.index(event) + 1), sa.Integer()).label(
-                "stage_rank"
-            ),
+            sa.literal_column(str(WORKS_EVENTS.index(event) + 1), sa.Integer()).label("stage_rank"),
             w.c[f"{event}_at"].label("event_at"),
             w.c[f"{event}_date"].label("event_date"),
             w.c.as_of,

@@ -45,11 +45,11 @@ from schemas.canonical import ENTITIES, ColumnType
 from schemas.tables import (
     CANONICAL_TABLES,
     SCHEMA_VERSION,
+    VIEWS,
     feed_cursors,
     hub_schema,
     legacy_source_cursors,
     load_runs,
-    VIEWS,
     metadata,
     quarantine,
     source_state,
