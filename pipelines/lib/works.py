@@ -1064,20 +1064,12 @@ def works_alerts(
 ) -> dict[str, list[AlertKey]]:
     """Every key each works alert (or the `only` one) could list, with its days late (from the
     stored works tables and the canonical invoices and orders), most late first; thresholds
-    are the caller's."""
-    t, w, o, i = works_timeline, works_orders, ORDERS, INVOICES
+    are the caller's. The events an order's own row never gives (quotes, deliveries,
+    invoices) are read from works_events, the others from the timeline (the view); an order
+    is open while it has no `completed` event: none of its visits had the tenant present."""
+    t, w, o, i = works_events, works_orders, ORDERS, INVOICES
     mine = t.c.landlord_id == landlord_id
-
-    restored = t.alias("restored")
-    open_order = ~(
-        sa.select(restored.c.order_ref)
-        .where(
-            restored.c.landlord_id == landlord_id,
-            restored.c.order_ref == w.c.order_ref,
-            restored.c.event == "completed",
-        )
-        .exists()
-    )
+    open_order = w.c.visits == 0
     queries: dict[str, sa.Select] = {
         "orders_past_gtr": sa.select(
             w.c.order_ref,
@@ -1093,7 +1085,8 @@ def works_alerts(
             .exists(),
         ),
     }
-    sent, invoiced, restoring = t.alias("sent"), t.alias("invoiced"), t.alias("restoring")
+    sent, invoiced = t.alias("sent"), t.alias("invoiced")
+    restoring = works_timeline.alias("restoring")
     if pushes_commitments:
         queries["commitment_not_sent"] = sa.select(
             t.c.reference, _days_since(t.c.event_date, as_of)
