@@ -15,9 +15,9 @@ lookup of a repeat, shaped for each planner), no Python loop over orders.
   per weekday and two-hour slot.
 
 How (`make bench`, Table 3: 200,000 orders): each order's events are written once (the
-bench's 487,176 events all come from the orders' own rows: stored as rows of a timeline table
-as well, their insert and its key cost more than the load of the orders), placed once, with their
-instants and Paris days as integers, into two TEMPORARY tables: `ORDER_EVENTS`, one row per
+bench's 487,176 events all come from the orders' own rows: stored again as rows of a timeline
+table, their insert and its key cost more than the load of the orders) and placed once, with
+their instants and Paris days as integers, into two TEMPORARY tables: `ORDER_EVENTS`, one row per
 order with the three events its own row gives, and `FOREIGN_EVENTS`, one row per event of the
 other tables (grouped per order in one pass of conditional aggregates). The timeline, the
 per-order figures and the missed appointments all read them; no date is parsed twice, Paris's
@@ -813,17 +813,16 @@ WORKS_TABLES = (works_events, works_orders, works_missed_by_tenant, works_missed
 
 @contextmanager
 def _keyed_after(connection: sa.Connection) -> Iterator[None]:
-    """PostgreSQL: the primary keys of works_events and of works_orders dropped for the block
-    and built once after it (one sort instead of a B-tree kept up row by row: the 487,176
-    timeline rows the bench once stored went in for 1.9-2.0 CPU s with the key, 0.6-0.9
-    without it and 0.9-1.0 to build it after), each when its table holds no more rows than the
-    block brings
-    it (`warehouse.reindexes`, the load's rule). Inside the transaction: a failure gets the
-    keys back with the rollback, and readers of the tables wait for the commit (the lock of
-    ALTER TABLE) instead of reading the old rows. The lock is taken without waiting
-    (`_locked_now`): while another transaction uses the table (another landlord's refresh),
-    the key stays and is kept up row by row, so that two refreshes never wait on each other.
-    SQLite cannot drop a primary key: unchanged there."""
+    """PostgreSQL: the primary keys of works_events and of works_orders dropped for the block and
+    built once after it (one sort instead of a B-tree kept up row by row: the 487,176 timeline
+    rows the bench once stored went in for 1.9-2.0 CPU s with the key, 0.6-0.9 without it and
+    0.9-1.0 to build it after), each when its table holds no more rows than the block brings it
+    (`warehouse.reindexes`, the load's rule). Inside the transaction: a failure gets the keys
+    back with the rollback, and readers of the tables wait for the commit (the lock of ALTER
+    TABLE) instead of reading the old rows. The lock is taken without waiting (`_locked_now`):
+    while another transaction uses the table (another landlord's refresh), the key stays and is
+    kept up row by row, so that two refreshes never wait on each other. SQLite cannot drop a
+    primary key: unchanged there."""
     if connection.dialect.name != "postgresql":
         yield
         return
