@@ -11,7 +11,11 @@ ledger loads the balances of a day were computed from, so an unchanged ledger is
 arrears (schema 7): `tenant_arrears` (each tenant's ageing, payments, rejections, plan, aid and
 profile today), the ageing columns of `tenant_balances` (the history, one row per tenant per day),
 `prevention_actions` (the actions of the profiles' scenarios, each due once) and `insight_states`
-(what a day's arrears were computed from, so unchanged inputs are not computed again).
+(what a day's arrears were computed from, so unchanged inputs are not computed again);
+works tracking (schema 8): `works_events` (the events of an order read from the other tables and
+the outbox), `works_orders` (each order's stage, SLA and delays, with the events its own row
+gives), the view `works_timeline` (every event of every order: both together) and the missed
+appointments (`works_missed_by_tenant`, `works_missed_by_slot`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import sqlalchemy as sa
 
 from schemas.canonical import ENTITIES, ColumnType, EntitySpec
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = sa.MetaData()
+# the warehouse's views (`VIEWS`): read through these tables, created by `Warehouse.migrate`
+views = sa.MetaData()
 
 _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine] = {
     ColumnType.TEXT: sa.Text(),
@@ -433,27 +439,44 @@ def _works_stamp() -> list[sa.Column]:
     ]
 
 
-works_timeline = sa.Table(
-    "works_timeline",
+# The events an order's own row gives (its placing, its planned date, its done date when no
+# report of a visit with the tenant present exists) are columns of `works_orders` (`<event>_at`,
+# `<event>_date`); the others, any number per order, rows of `works_events`; the view
+# `works_timeline` lists both (the bench's 200,000 orders give 487,176 events, of which
+# every one came from the order's row: writing them a second time cost more than the load)
+WORKS_OWN_EVENTS: tuple[str, ...] = ("ordered", "appointment", "completed")
+
+
+def _timeline_columns(*, key: bool) -> list[sa.Column]:
+    """The columns of a timeline's rows (`works_events`, the view `works_timeline`)."""
+    return [
+        sa.Column("landlord_id", LANDLORD_ID, primary_key=key),
+        sa.Column("order_ref", KEY, primary_key=key),
+        sa.Column("event", sa.String(32), primary_key=key, comment=", ".join(WORKS_EVENTS)),
+        sa.Column(
+            "reference",
+            KEY,
+            primary_key=key,
+            comment="The row the event comes from: quote, commitment, completion or invoice"
+            " reference (the order's own for ordered, appointment and a completion known by"
+            " date).",
+        ),
+        sa.Column(
+            "stage_rank", sa.Integer(), nullable=False, comment="The event's place, 1 = ordered."
+        ),
+        sa.Column("event_at", TIMESTAMP, nullable=False, comment="When it happened (UTC)."),
+        sa.Column("event_date", sa.Date(), nullable=False, comment="Its day in Paris."),
+        *_works_stamp(),
+    ]
+
+
+works_events = sa.Table(
+    "works_events",
     metadata,
-    sa.Column("landlord_id", LANDLORD_ID, primary_key=True),
-    sa.Column("order_ref", KEY, primary_key=True),
-    sa.Column("event", sa.String(32), primary_key=True, comment=", ".join(WORKS_EVENTS)),
-    sa.Column(
-        "reference",
-        KEY,
-        primary_key=True,
-        comment="The row the event comes from: quote, commitment, completion or invoice"
-        " reference (the order's own for ordered, appointment and a completion known by date).",
-    ),
-    sa.Column(
-        "stage_rank", sa.Integer(), nullable=False, comment="The event's place, 1 = ordered."
-    ),
-    sa.Column("event_at", TIMESTAMP, nullable=False, comment="When it happened (UTC)."),
-    sa.Column("event_date", sa.Date(), nullable=False, comment="Its day in Paris."),
-    *_works_stamp(),
-    comment="Each works order's timeline, like a parcel's: one row per event up to the as-of day,"
-    " from the canonical tables and the push outbox (deliveries).",
+    *_timeline_columns(key=True),
+    comment="The events of each works order that its own row does not give, up to the as-of"
+    " day: quotes, commitments and their deliveries (push outbox), completion reports, invoices"
+    " and their deliveries. The whole timeline is the view `works_timeline`.",
 )
 
 works_orders = sa.Table(
@@ -513,6 +536,20 @@ works_orders = sa.Table(
         nullable=True,
         comment="Restored → first invoice delivered (to Sage).",
     ),
+    *(
+        column
+        for event in WORKS_OWN_EVENTS
+        for column in (
+            sa.Column(
+                f"{event}_at",
+                TIMESTAMP,
+                nullable=True,
+                comment=f"The order's own `{event}` event (UTC), as in the timeline;"
+                " None when it has none by the end of the as-of day.",
+            ),
+            sa.Column(f"{event}_date", sa.Date(), nullable=True, comment="Its day in Paris."),
+        )
+    ),
     *_works_stamp(),
     comment="Each works order today: stage and days in it, GTI/GTR met or missed, first-time fix,"
     " commitment lag, invoice delay.",
@@ -541,3 +578,41 @@ works_missed_by_slot = sa.Table(
     *_works_stamp(),
     comment="Visits and missed appointments per weekday and two-hour slot (Paris time).",
 )
+
+
+# --- Views (created by `Warehouse.migrate`, from these SELECTs) -----------------------------
+
+works_timeline = sa.Table(
+    "works_timeline",
+    views,
+    *_timeline_columns(key=False),
+    comment="Each works order's timeline, like a parcel's: one row per event up to the as-of"
+    " day, from the canonical tables and the push outbox (deliveries): a view of the events of"
+    " the orders' own rows (`works_orders`) and of the others (`works_events`).",
+)
+
+
+def _works_timeline_select() -> sa.Select:
+    """`works_timeline`: each own event of `works_orders` that happened, then `works_events`
+    (the same statement on SQLite and PostgreSQL)."""
+    w = works_orders
+    own = [
+        sa.select(
+            w.c.landlord_id,
+            w.c.order_ref,
+            sa.cast(sa.literal_column(f"'{event}'"), sa.String(32)).label("event"),
+            w.c.order_ref.label("reference"),
+            sa.literal_column(str(WORKS_EVENTS.index(event) + 1), sa.Integer()).label("stage_rank"),
+            w.c[f"{event}_at"].label("event_at"),
+            w.c[f"{event}_date"].label("event_date"),
+            w.c.as_of,
+            w.c.run_id,
+        ).where(w.c[f"{event}_at"].is_not(None))
+        for event in WORKS_OWN_EVENTS
+    ]
+    e = works_events
+    return sa.union_all(*own, sa.select(*(e.c[column.name] for column in works_timeline.c)))
+
+
+# each view and its SELECT, in the order they are created
+VIEWS: dict[sa.Table, sa.Select | sa.CompoundSelect] = {works_timeline: _works_timeline_select()}

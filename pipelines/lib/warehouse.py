@@ -45,6 +45,7 @@ from schemas.canonical import ENTITIES, ColumnType
 from schemas.tables import (
     CANONICAL_TABLES,
     SCHEMA_VERSION,
+    VIEWS,
     feed_cursors,
     hub_schema,
     legacy_source_cursors,
@@ -209,6 +210,7 @@ class Warehouse:
             if inspector.has_table(legacy_source_cursors.name):
                 _copy_legacy_cursors(conn)
             applied = conn.execute(sa.select(sa.func.max(hub_schema.c.version))).scalar()
+            _create_views(conn, replace=applied is not None and applied < SCHEMA_VERSION)
             if applied is None or applied < SCHEMA_VERSION:
                 conn.execute(hub_schema.insert().values(version=SCHEMA_VERSION, applied_at=_now()))
 
@@ -903,6 +905,26 @@ def _source_of(request: LoadRequest) -> dict[str, str]:
         name: getattr(request, name)
         for name in ("landlord_id", "entity", "source_name", "fingerprint", "datafix_sha")
     }
+
+
+def _create_views(conn: sa.Connection, *, replace: bool) -> None:
+    """Create the views of `schemas.tables.VIEWS` that are missing (every one again when
+    `replace`: a newer schema may define them otherwise), each from its SELECT compiled for the
+    warehouse. A table of a view's name is dropped first: schema 7 stored the whole works
+    timeline (`works_timeline`), now a view; its rows come back at the landlord's next works
+    computation (`works.works_inputs` names the layout)."""
+    inspector = sa.inspect(conn)
+    tables, present = set(inspector.get_table_names()), set(inspector.get_view_names())
+    for view, select in VIEWS.items():
+        name = _quote(conn, view.name)
+        if view.name in tables:
+            conn.exec_driver_sql(f"DROP TABLE {name}")
+        if view.name in present and replace:
+            conn.exec_driver_sql(f"DROP VIEW {name}")
+            present.discard(view.name)
+        if view.name not in present:
+            body = select.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            conn.exec_driver_sql(f"CREATE VIEW {name} AS {body}")
 
 
 def _copy_legacy_cursors(conn: sa.Connection) -> None:

@@ -3,16 +3,21 @@ statements on SQLite and PostgreSQL (but for Paris's offset, compiled per dialec
 lookup of a repeat, shaped for each planner), no Python loop over orders.
 
 `refresh_works` replaces the landlord's four works tables (`schemas.tables`) in one transaction:
-- `works_timeline`: every order's events up to the end of the as-of day (Paris), from the
-  canonical tables (orders, quotes, commitments, completions, invoices) and the push outbox (a
-  commitment or an invoice delivered);
+- `works_events`: the events of every order up to the end of the as-of day (Paris) that its own
+  row does not give, from the other canonical tables (quotes, commitments, completions,
+  invoices) and the push outbox (a commitment or an invoice delivered);
 - `works_orders`: per order, the current stage (its furthest event) and days in it, GTI and GTR
-  met / missed / pending, first-time fix, commitment lag and invoice delays;
+  met / missed / pending, first-time fix, commitment lag and invoice delays, and the events its
+  own row gives (ordered, appointment, completed by its done date: `<event>_at`, `<event>_date`);
+- the view `works_timeline` (created by the warehouse's migration) lists both: every order's
+  events, what the alerts, the report and the tests read;
 - `works_missed_by_tenant` and `works_missed_by_slot`: missed appointments per household and
   per weekday and two-hour slot.
 
-How (`make bench`, Table 3: 200,000 orders): each order's events are placed once, with their
-instants and Paris days as integers, into two TEMPORARY tables: `ORDER_EVENTS`, one row per
+How (`make bench`, Table 3: 200,000 orders): each order's events are written once (the
+bench's 487,176 events all come from the orders' own rows: stored again as rows of a timeline
+table, their insert and its key cost more than the load of the orders) and placed once, with
+their instants and Paris days as integers, into two TEMPORARY tables: `ORDER_EVENTS`, one row per
 order with the three events its own row gives, and `FOREIGN_EVENTS`, one row per event of the
 other tables (grouped per order in one pass of conditional aggregates). The timeline, the
 per-order figures and the missed appointments all read them; no date is parsed twice, Paris's
@@ -55,7 +60,9 @@ from schemas.tables import (
     CANONICAL_TABLES,
     KEY,
     WORKS_EVENTS,
+    WORKS_OWN_EVENTS,
     outbox,
+    works_events,
     works_missed_by_slot,
     works_missed_by_tenant,
     works_orders,
@@ -235,7 +242,7 @@ class WorksSummary:
 #   nothing and joining nothing for them;
 # - the other tables (quotes, commitments, completion reports, invoices) and the outbox give
 #   the rest, any number per order: one row per event in `FOREIGN_EVENTS`, grouped per order.
-OWN_EVENTS = ("ordered", "appointment", "completed")
+OWN_EVENTS = WORKS_OWN_EVENTS  # ordered, appointment, completed
 ORDER_COLUMNS = ("contractor", "category", "dwelling_ref", "status", "gti_hours", "gtr_hours")
 ORDER_EVENTS = staging_table(
     "works_order_events",
@@ -433,39 +440,23 @@ def _foreign_events(landlord_id: str, as_of: date) -> sa.Select:
     ).where(by_end)
 
 
-def _record_timeline(connection: sa.Connection, landlord_id: str, as_of: date, run_id: str) -> None:
-    """`works_timeline`: each order's own events, then the staged foreign ones."""
-    f, own = FOREIGN_EVENTS, ORDER_EVENTS
-    stamp = (sa.literal(as_of, sa.Date()), sa.literal(run_id, works_timeline.c.run_id.type))
-    landlord = sa.literal(landlord_id, ORDERS.c.landlord_id.type)
-    selects = [
-        sa.select(
-            landlord,
-            own.c.order_ref,
-            sa.literal(event, sa.String(32)),
-            own.c.order_ref,
-            _integer(RANKS[event]),
-            utc_timestamp(own.c[f"{event}_at"]),
-            epoch_day_date(own.c[f"{event}_day"]),
-            *stamp,
-        ).where(own.c[f"{event}_happened"] == 1)
-        for event in OWN_EVENTS
-    ]
-    selects.append(
-        sa.select(
-            landlord,
-            f.c.order_ref,
-            f.c.event,
-            f.c.reference,
-            f.c.stage_rank,
-            utc_timestamp(f.c.at),
-            epoch_day_date(f.c.day),
-            *stamp,
-        )
+def _record_events(connection: sa.Connection, landlord_id: str, as_of: date, run_id: str) -> None:
+    """`works_events`: the staged foreign events (the own ones are columns of works_orders)."""
+    f = FOREIGN_EVENTS
+    select = sa.select(
+        sa.literal(landlord_id, ORDERS.c.landlord_id.type),
+        f.c.order_ref,
+        f.c.event,
+        f.c.reference,
+        f.c.stage_rank,
+        utc_timestamp(f.c.at),
+        epoch_day_date(f.c.day),
+        sa.literal(as_of, sa.Date()),
+        sa.literal(run_id, works_events.c.run_id.type),
     )
     columns = ["landlord_id", "order_ref", "event", "reference", "stage_rank", "event_at",
                "event_date", "as_of", "run_id"]  # fmt: skip
-    connection.execute(works_timeline.insert().from_select(columns, sa.union_all(*selects)))
+    connection.execute(works_events.insert().from_select(columns, select))
 
 
 # --- Per order ---------------------------------------------------------------------------
@@ -649,6 +640,14 @@ def _record_orders(
             sa.case((x.sent_day >= x.accepted_day, days_after(x.sent_day, x.accepted_day))),
             days_after(x.invoiced_day, restored_day),
             days_after(x.invoice_sent_day, restored_day),
+            *(
+                value
+                for event in OWN_EVENTS
+                for value in (
+                    sa.case((happened(event), utc_timestamp(o[f"{event}_at"]))),
+                    sa.case((happened(event), epoch_day_date(o[f"{event}_day"]))),
+                )
+            ),
             sa.literal(as_of, sa.Date()),
             sa.literal(run_id, works_orders.c.run_id.type),
         )
@@ -664,7 +663,9 @@ def _record_orders(
         "current_stage", "stage_date", "days_in_stage", "visits", "absences", "excused_hours",
         "gti_hours", "gti_elapsed_hours", "gti_status", "gtr_hours", "gtr_elapsed_hours",
         "gtr_status", "first_time_fix", "commitment_lag_days", "invoice_delay_days",
-        "invoice_sent_delay_days", "as_of", "run_id",
+        "invoice_sent_delay_days",
+        *(f"{event}_{part}" for event in OWN_EVENTS for part in ("at", "date")),
+        "as_of", "run_id",
     ]  # fmt: skip
     if sqlite:
         starts = _order_starts()
@@ -807,21 +808,21 @@ def _record_missed(connection: sa.Connection, landlord_id: str, as_of: date, run
 
 # --- The whole refresh -------------------------------------------------------------------
 
-WORKS_TABLES = (works_timeline, works_orders, works_missed_by_tenant, works_missed_by_slot)
+WORKS_TABLES = (works_events, works_orders, works_missed_by_tenant, works_missed_by_slot)
 
 
 @contextmanager
 def _keyed_after(connection: sa.Connection) -> Iterator[None]:
-    """PostgreSQL: the primary keys of the timeline and of works_orders dropped for the block
-    and built once after it (one sort instead of a B-tree kept up row by row: the timeline's
-    487,176 rows of the bench went in for 1.9-2.0 CPU s with the key, 0.6-0.9 without it and
-    0.9-1.0 to build it after), each when its table holds no more rows than the block brings
-    it (`warehouse.reindexes`, the load's rule). Inside the transaction: a failure gets the
-    keys back with the rollback, and readers of the tables wait for the commit (the lock of
-    ALTER TABLE) instead of reading the old rows. The lock is taken without waiting
-    (`_locked_now`): while another transaction uses the table (another landlord's refresh),
-    the key stays and is kept up row by row, so that two refreshes never wait on each other.
-    SQLite cannot drop a primary key: unchanged there."""
+    """PostgreSQL: the primary keys of works_events and of works_orders dropped for the block and
+    built once after it (one sort instead of a B-tree kept up row by row: the 487,176 timeline
+    rows the bench once stored went in for 1.9-2.0 CPU s with the key, 0.6-0.9 without it and
+    0.9-1.0 to build it after), each when its table holds no more rows than the block brings it
+    (`warehouse.reindexes`, the load's rule). Inside the transaction: a failure gets the keys
+    back with the rollback, and readers of the tables wait for the commit (the lock of ALTER
+    TABLE) instead of reading the old rows. The lock is taken without waiting (`_locked_now`):
+    while another transaction uses the table (another landlord's refresh), the key stays and is
+    kept up row by row, so that two refreshes never wait on each other. SQLite cannot drop a
+    primary key: unchanged there."""
     if connection.dialect.name != "postgresql":
         yield
         return
@@ -864,24 +865,13 @@ def _locked_now(connection: sa.Connection, table: sa.Table) -> bool:
 
 
 def _incoming(connection: sa.Connection) -> dict[sa.Table, int]:
-    """The rows the timeline and works_orders are about to receive, from the staged events:
-    the timeline's exactly, works_orders' at most (one per order with an event)."""
-    own = ORDER_EVENTS.c
-    orders, own_events = connection.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.coalesce(
-                sa.func.sum(
-                    own.ordered_happened + own.appointment_happened + own.completed_happened
-                ),
-                0,
-            ),
-        )
-    ).one()
+    """The rows works_events and works_orders are about to receive, from the staged events:
+    works_events' exactly, works_orders' at most (one per order with an event)."""
+    orders = connection.execute(sa.select(sa.func.count()).select_from(ORDER_EVENTS)).scalar_one()
     foreign = connection.execute(
         sa.select(sa.func.count()).select_from(FOREIGN_EVENTS)
     ).scalar_one()
-    return {works_timeline: int(own_events) + int(foreign), works_orders: int(orders)}
+    return {works_events: int(foreign), works_orders: int(orders)}
 
 
 # PostgreSQL's statistics target for the works' ANALYZEs: 10 rows of MCV and histogram per
@@ -933,14 +923,21 @@ def refresh_works(
             staged(connection, FOREIGN_EVENTS, _foreign_events(landlord_id, as_of)),
         ):
             with _keyed_after(connection):
-                _record_timeline(connection, landlord_id, as_of, run_id)
+                _record_events(connection, landlord_id, as_of, run_id)
                 _record_orders(connection, landlord_id, as_of, run_id, first_time_fix_days)
             _record_missed(connection, landlord_id, as_of, run_id)
 
 
+# how the works tables are laid out, among their inputs: a warehouse migrated from another
+# layout computes them again on its next run, even from unchanged data (schema 8: the orders'
+# own events moved from the timeline's rows to works_orders' columns)
+WORKS_LAYOUT = 2
+
+
 def works_inputs(connection: sa.Connection, landlord_id: str, first_time_fix_days: int) -> str:
     """What the works tables are computed from: each input table's loads, the deliveries of
-    the outbox and the first-time-fix window (`computed_once` compares it with the last)."""
+    the outbox, the first-time-fix window and the tables' layout (`computed_once` compares it
+    with the last)."""
     versions = {
         entity: dataclasses.astuple(load_version(connection, landlord_id, entity))
         for entity in WORKS_INPUTS
@@ -951,7 +948,8 @@ def works_inputs(connection: sa.Connection, landlord_id: str, first_time_fix_day
         )
     ).one()
     versions["outbox"] = (int(sent[0]), str(sent[1]))
-    return json.dumps({**versions, "first_time_fix_days": first_time_fix_days}, sort_keys=True)
+    settings = {"first_time_fix_days": first_time_fix_days, "layout": WORKS_LAYOUT}
+    return json.dumps({**versions, **settings}, sort_keys=True)
 
 
 def works_as_of(connection: sa.Connection, landlord_id: str) -> date | None:
@@ -1065,20 +1063,12 @@ def works_alerts(
 ) -> dict[str, list[AlertKey]]:
     """Every key each works alert (or the `only` one) could list, with its days late (from the
     stored works tables and the canonical invoices and orders), most late first; thresholds
-    are the caller's."""
-    t, w, o, i = works_timeline, works_orders, ORDERS, INVOICES
+    are the caller's. The events an order's own row never gives (quotes, deliveries,
+    invoices) are read from works_events, the others from the timeline (the view); an order
+    is open while it has no `completed` event: none of its visits had the tenant present."""
+    t, w, o, i = works_events, works_orders, ORDERS, INVOICES
     mine = t.c.landlord_id == landlord_id
-
-    restored = t.alias("restored")
-    open_order = ~(
-        sa.select(restored.c.order_ref)
-        .where(
-            restored.c.landlord_id == landlord_id,
-            restored.c.order_ref == w.c.order_ref,
-            restored.c.event == "completed",
-        )
-        .exists()
-    )
+    open_order = w.c.visits == 0
     queries: dict[str, sa.Select] = {
         "orders_past_gtr": sa.select(
             w.c.order_ref,
@@ -1094,7 +1084,8 @@ def works_alerts(
             .exists(),
         ),
     }
-    sent, invoiced, restoring = t.alias("sent"), t.alias("invoiced"), t.alias("restoring")
+    sent, invoiced = t.alias("sent"), t.alias("invoiced")
+    restoring = works_timeline.alias("restoring")
     if pushes_commitments:
         queries["commitment_not_sent"] = sa.select(
             t.c.reference, _days_since(t.c.event_date, as_of)

@@ -173,6 +173,33 @@ def test_migrate_is_idempotent_and_keeps_the_data(warehouse: Warehouse) -> None:
     assert versions == [tables.SCHEMA_VERSION]
 
 
+def test_migrate_replaces_the_schema_7_works_timeline_table_by_its_view(warehouse_url: str) -> None:
+    """Schema 7 stored the whole works timeline in a table `works_timeline`; from schema 8 it
+    is a view of works_orders' own events and works_events: the table goes (the works are
+    computed again at the next run, `works.WORKS_LAYOUT`), the view comes, once."""
+    engine = sa.create_engine(warehouse_url)
+    key = {"landlord_id", "order_ref", "event", "reference"}
+    old = sa.Table(
+        "works_timeline",
+        sa.MetaData(),
+        *(sa.Column(c.name, c.type, primary_key=c.name in key) for c in tables.works_events.c),
+    )
+    old.create(engine)
+    engine.dispose()
+    hub = Warehouse(warehouse_url)
+    hub.migrate()
+    hub.migrate()
+    inspector = sa.inspect(hub.engine)
+    assert "works_timeline" not in inspector.get_table_names()
+    assert "works_timeline" in inspector.get_view_names()
+    assert {c["name"] for c in inspector.get_columns("works_timeline")} == set(
+        tables.works_timeline.c.keys()
+    )
+    with hub.engine.connect() as conn:
+        assert conn.execute(sa.select(tables.works_timeline)).all() == []
+    hub.dispose()
+
+
 def test_migrate_moves_schema_4_watermarks_into_feed_cursors_once(warehouse_url: str) -> None:
     """Schema 4 kept one watermark per entity (`source_cursors`); the feed is its source."""
     engine = sa.create_engine(warehouse_url)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from pipelines.lib import works as works_module
 from pipelines.lib.insight import computed_once
 from pipelines.lib.warehouse import Warehouse
 from pipelines.lib.works import (
@@ -391,7 +392,9 @@ def test_alerts_list_every_late_key_with_its_days(warehouse: Warehouse) -> None:
     assert without_push["commitment_not_sent"] == []
 
 
-def test_works_are_computed_again_only_when_what_they_read_changed(warehouse: Warehouse) -> None:
+def test_works_are_computed_again_only_when_what_they_read_changed(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def once(day: dt.date = AS_OF, window: int = 5) -> bool:
         with warehouse.engine.begin() as connection:
             return computed_once(
@@ -415,3 +418,6 @@ def test_works_are_computed_again_only_when_what_they_read_changed(warehouse: Wa
         )  # fmt: skip
     assert once(day=AS_OF + dt.timedelta(days=1), window=30) is True
     assert once(day=AS_OF + dt.timedelta(days=1), window=30) is False
+    # tables computed in another layout (schema 7 stored the whole timeline) are computed again
+    monkeypatch.setattr(works_module, "WORKS_LAYOUT", works_module.WORKS_LAYOUT + 1)
+    assert once(day=AS_OF + dt.timedelta(days=1), window=30) is True

@@ -24,7 +24,7 @@ from pipelines.lib import warehouse as warehouse_module
 from pipelines.lib import works as works_module
 from pipelines.lib.warehouse import Warehouse
 from pipelines.lib.works import refresh_works
-from schemas.tables import CANONICAL_TABLES, works_orders, works_timeline
+from schemas.tables import CANONICAL_TABLES, works_events, works_orders
 from tests.pipelines.lib.helpers import migrated_warehouse
 from tests.pipelines.lib.test_works_demo import (
     AS_OF,
@@ -215,7 +215,7 @@ def test_keys_built_after_the_insert_give_the_same_tables(
     assert_equal_to_reference(warehouse, LANDLORD)
     assert_equal_to_reference(warehouse, OTHER)
     inspector = sa.inspect(warehouse.engine)
-    assert inspector.get_pk_constraint("works_timeline")["constrained_columns"] == [
+    assert inspector.get_pk_constraint("works_events")["constrained_columns"] == [
         "landlord_id", "order_ref", "event", "reference"
     ]  # fmt: skip
     assert inspector.get_pk_constraint("works_orders")["constrained_columns"] == [
@@ -251,7 +251,7 @@ def test_a_failed_refresh_keeps_the_keys(
         assert any("DROP CONSTRAINT" in s for s in statements)  # dropped before the failure
     assert_equal_to_reference(warehouse, LANDLORD)
     inspector = sa.inspect(warehouse.engine)
-    assert inspector.get_pk_constraint("works_timeline")["constrained_columns"]
+    assert inspector.get_pk_constraint("works_events")["constrained_columns"]
     assert inspector.get_pk_constraint("works_orders")["constrained_columns"]
 
 
@@ -275,12 +275,12 @@ def test_the_sampled_statistics_leave_the_setting_as_it_was(warehouse: Warehouse
 def test_a_table_in_use_elsewhere_keeps_its_key(
     warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PostgreSQL: while another transaction holds a lock on the timeline (another landlord's
+    """PostgreSQL: while another transaction holds a lock on works_events (another landlord's
     refresh), the refresh keeps its key rather than wait for it (two refreshes waiting on each
     other would deadlock) and still drops the key of works_orders, which nobody holds."""
     monkeypatch.setattr(warehouse_module, "BULK_REINDEX_ROWS", 1)
     with warehouse.engine.connect() as other:
-        other.execute(works_timeline.delete().where(works_timeline.c.landlord_id == "nobody"))
+        other.execute(works_events.delete().where(works_events.c.landlord_id == "nobody"))
         with recorded(warehouse.engine) as statements, warehouse.engine.begin() as connection:
             refresh_works(connection, LANDLORD, AS_OF, "run-2", first_time_fix_days=WINDOW_DAYS)
         other.rollback()
