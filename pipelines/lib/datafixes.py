@@ -286,9 +286,11 @@ class _ParseCache:
         self.lock = threading.Lock()
         self.parses = 0
 
-    def get(self, path: Path) -> _Parsed:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_BYTES + 1)  # a larger file is refused unread (`_parse`)
+    def get(self, path: Path, raw: bytes | None = None) -> _Parsed:
+        """The file at `path`, parsed; `raw`: its bytes, already read."""
+        if raw is None:
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_BYTES + 1)  # a larger file is refused unread (`_parse`)
         # the kinds known decide what validates: a kind registered later is a new entry
         kinds = (*registry.source_kind_names(), "|", *registry.sink_kind_names())
         key = (str(path.resolve()), hashlib.sha256(raw).hexdigest(), kinds)
@@ -518,6 +520,18 @@ def resolve_setting(text: str, marker: Env, declared: list[str] | tuple[str, ...
     that needs them. The values of secrets (declared names, `Secret` settings, passwords in
     URLs and connection strings, names like `*PASSWORD*`/`*TOKEN*`) are remembered so that no
     message, log or metadata ever shows them (`connectors.secrets.scrub`)."""
+    secret_values: list[str] = []
+    try:
+        return _resolved_setting(text, marker, declared, secret_values)
+    finally:  # those read before a variable that is refused too
+        remember(secret_values)
+
+
+def _resolved_setting(
+    text: str, marker: Env, declared: list[str] | tuple[str, ...], secret_values: list[str]
+) -> str:
+    """`resolve_setting`'s text; the secret values it reads are added to `secret_values`
+    instead of remembered."""
     environment = interpolation_env(declared)
     pieces: list[str] = []
     last = 0
@@ -531,7 +545,7 @@ def resolve_setting(text: str, marker: Env, declared: list[str] | tuple[str, ...
             or name in declared
             or _SECRET_NAME.search(name)
         ):
-            remember([value])
+            secret_values.append(value)
         if slot in ("userinfo", "query"):
             value = quote(value, safe="")
         elif slot == "pwd" and _ODBC_BRACES.search(value):
@@ -612,28 +626,93 @@ def _other_inboxes(landlord_id: str, datafix: Path | None) -> list[tuple[str, Pa
     folders = {datafixes_dir()}
     if datafix is not None:
         folders.add(datafix.parent)
-    found: list[tuple[str, Path]] = []
+    # what a datafix's `${VARIABLE}`s resolve against (`interpolation_env`), read once
+    environment = (tuple(os.environ.items()), str(datafix_home()))
+    named: list[tuple[str, Path]] = []
     for folder in folders:
         if not folder.is_dir():
             continue
+        for stem, other, inbox, secret_values in _INBOXES.named(folder, environment):
+            if stem == landlord_id or other == landlord_id:
+                continue
+            remember(secret_values)  # as resolving its variables does, each time
+            if inbox is not None:  # None: a variable unset or refused
+                named.append((other, inbox))
+    real = _realpaths([inbox for _, inbox in named])
+    return [(other, folder) for (other, _), folder in zip(named, real, strict=True)]
+
+
+_NamedInbox = tuple[str, str, Path | None, list[str]]
+
+
+class _NamedInboxes:
+    """Per datafixes folder, the inbox each of its datafixes names (`${VARIABLE}`s resolved,
+    links not followed), kept while the folder's files (their names and bytes), the environment
+    and the kinds known are the same: every load of a datafix checks its inbox against all the
+    others (`inbox_problem`), some fifteen times in one landlord's run, where parsing each
+    datafix and resolving its variables again cost 50 ms per load with 300 landlords."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Path, tuple[tuple[Any, ...], list[_NamedInbox]]] = {}
+        self.lock = threading.Lock()
+
+    def named(self, folder: Path, environment: tuple[Any, ...]) -> list[_NamedInbox]:
+        """(file stem, landlord id, inbox named or None, secret values read) of each datafix
+        of `folder` that names an inbox (one without names its default, refused anyway)."""
+        files: list[tuple[Path, bytes]] = []
         for path in sorted(folder.glob("*.yaml")):
-            if path.name.startswith(".") or path.stem == landlord_id:
+            if path.name.startswith("."):
                 continue
             try:
-                parsed = _CACHE.get(path)
+                with path.open("rb") as stream:
+                    files.append((path, stream.read(MAX_BYTES + 1)))
             except OSError:
                 continue
-            other = parsed.best_effort
-            if other is None or other.landlord.id == landlord_id:
-                continue
-            if other.inbox is None:
-                continue  # its default inbox is under $DATAFIX_HOME/inbox: refused anyway
+        kinds = (*registry.source_kind_names(), "|", *registry.sink_kind_names())
+        key = (tuple((path.name, hashlib.sha256(raw).digest()) for path, raw in files),)
+        key += (environment, kinds)
+        with self.lock:
+            kept = self.entries.get(folder)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        found: list[_NamedInbox] = []
+        for path, raw in files:
             try:
-                named = Path(resolve_env(other.inbox, other.secrets)).expanduser()
-            except ConfigError:
+                other = _CACHE.get(path, raw).best_effort
+            except OSError:
                 continue
-            found.append((other.landlord.id, Path(os.path.realpath(named))))
-    return found
+            if other is None or other.inbox is None:
+                continue
+            secret_values: list[str] = []
+            try:
+                text = _resolved_setting(other.inbox, Env(), other.secrets, secret_values)
+                inbox: Path | None = Path(text).expanduser()
+            except ConfigError:
+                inbox = None
+            found.append((path.stem, other.landlord.id, inbox, secret_values))
+        with self.lock:
+            self.entries[folder] = (key, found)
+        return found
+
+
+_INBOXES = _NamedInboxes()
+
+
+def _realpaths(paths: list[Path]) -> list[Path]:
+    """`os.path.realpath` of each path, the folder they share resolved once: a path's real
+    path is its folder's real path joined with its last part, followed if that is a link."""
+    folders: dict[Path, str] = {}
+    real: list[Path] = []
+    for path in paths:
+        if not path.is_absolute() or ".." in path.parts or path.name in ("", "."):
+            real.append(Path(os.path.realpath(path)))
+            continue
+        folder = folders.get(path.parent)
+        if folder is None:
+            folder = folders[path.parent] = os.path.realpath(path.parent)
+        joined = os.path.join(folder, path.name)
+        real.append(Path(os.path.realpath(joined) if os.path.islink(joined) else joined))
+    return real
 
 
 def sorted_problems(problems: list[Located]) -> list[Located]:
