@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,6 +251,24 @@ def test_a_neighbours_inbox_is_read_again_when_its_datafix_changes(
 
     neighbour(tmp_path, f"{drop}/aaaa")
     assert load_datafix(datafix).inbox() == drop / "ours"
+
+
+def test_a_settled_neighbours_datafix_rewritten_in_place_is_read_again(
+    tmp_path: Path, drop: Path, opened: list[str]
+) -> None:
+    """A datafix that last changed seconds ago is known by its status (not read again at each
+    load) until it changes: rewritten in place, same size, it is read again."""
+    datafix = write(tmp_path, top=f'inbox: "{drop}/ours"')
+    neighbour(tmp_path, f"{drop}/aaaa")
+    time.sleep(2.5)  # its change time now older than what the hub reads again each time
+    assert load_datafix(datafix).inbox() == drop / "ours"
+    opened.clear()
+    assert load_datafix(datafix).inbox() == drop / "ours"
+    assert str((tmp_path / f"{NEIGHBOUR}.yaml").resolve()) not in opened
+
+    neighbour(tmp_path, f"{drop}/ours")
+    with pytest.raises(DatafixError, match=f"inside the inbox of landlord `{NEIGHBOUR}`"):
+        load_datafix(datafix)
 
 
 def test_a_neighbours_inbox_follows_its_variable(
