@@ -268,13 +268,15 @@ def _sqlite_statistics_current(connection: sa.Connection, table: sa.Table) -> bo
     do not depend on them); a table grown by a quarter is analysed again."""
     if table.metadata is _STAGING:  # made and filled for this computation alone
         return False
+    # `main.`: once a staging table is analysed, a bare `sqlite_stat1` names the connection's
+    # TEMP one
     kept = connection.exec_driver_sql(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
+        "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
     ).first()
     if kept is None:
         return False
     stats = connection.exec_driver_sql(
-        "SELECT stat FROM sqlite_stat1 WHERE tbl = ?", (table.name,)
+        "SELECT stat FROM main.sqlite_stat1 WHERE tbl = ?", (table.name,)
     ).scalars()
     analysed = max((int(stat.split()[0]) for stat in stats if stat), default=0)
     if analysed == 0:

@@ -131,7 +131,7 @@ def test_the_asset_records_todays_figures(warehouse: Warehouse) -> None:
 
 def _stat_rows(connection: sa.Connection, table: str) -> set[int]:
     """The row counts SQLite's statistics of `table` were taken on."""
-    stats = connection.exec_driver_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = ?", (table,))
+    stats = connection.exec_driver_sql("SELECT stat FROM main.sqlite_stat1 WHERE tbl = ?", (table,))
     return {int(stat.split()[0]) for stat in stats.scalars()}
 
 
@@ -188,4 +188,24 @@ def test_a_staging_table_is_analysed_each_time(tmp_path) -> None:
                     "SELECT stat FROM temp.sqlite_stat1 WHERE tbl = 'staged_lines'"
                 ).scalars()
                 assert {int(stat.split()[0]) for stat in stats} == {count}
+    engine.dispose()
+
+
+def test_sqlite_keeps_a_tables_statistics_after_a_staging_tables_on_the_connection(
+    tmp_path,
+) -> None:
+    """A staging table's ANALYZE makes the connection's TEMP statistics table: the warehouse's
+    own statistics are still the ones compared (a worker keeps its connection)."""
+    table = sa.Table("lines", sa.MetaData(), sa.Column("ref", sa.Integer, primary_key=True))
+    staging = staging_table("staged_refs", sa.Column("ref", sa.Integer, primary_key=True))
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'stats.db'}")
+    table.create(engine)
+    with engine.begin() as connection:
+        connection.execute(table.insert(), [{"ref": ref} for ref in range(80)])
+        analyse(connection, table)
+        with staged(connection, staging, sa.select(table.c.ref)):
+            pass
+        connection.execute(table.insert(), [{"ref": ref} for ref in range(80, 90)])
+        analyse(connection, table)  # 90 rows: within a quarter of 80
+        assert _stat_rows(connection, "lines") == {80}
     engine.dispose()
