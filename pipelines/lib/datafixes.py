@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 import types
 import typing
 from collections import OrderedDict
@@ -286,9 +287,10 @@ class _ParseCache:
         self.lock = threading.Lock()
         self.parses = 0
 
-    def get(self, path: Path) -> _Parsed:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_BYTES + 1)  # a larger file is refused unread (`_parse`)
+    def get(self, path: Path, raw: bytes | None = None) -> _Parsed:
+        """The file at `path`, parsed; `raw`: its bytes, already read."""
+        if raw is None:
+            raw = _read_bounded(path)
         # the kinds known decide what validates: a kind registered later is a new entry
         kinds = (*registry.source_kind_names(), "|", *registry.sink_kind_names())
         key = (str(path.resolve()), hashlib.sha256(raw).hexdigest(), kinds)
@@ -306,6 +308,17 @@ class _ParseCache:
 
 
 _CACHE = _ParseCache()
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a datafix file, up to MAX_BYTES + 1 (a larger file is refused unread,
+    `_parse`), read into a buffer of the file's size rather than of MAX_BYTES."""
+    with path.open("rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        raw = stream.read(min(size, MAX_BYTES) + 1)
+        if size < len(raw) <= MAX_BYTES:  # it grew meanwhile
+            raw += stream.read(MAX_BYTES + 1 - len(raw))
+        return raw
 
 
 def parse_count() -> int:
@@ -518,6 +531,18 @@ def resolve_setting(text: str, marker: Env, declared: list[str] | tuple[str, ...
     that needs them. The values of secrets (declared names, `Secret` settings, passwords in
     URLs and connection strings, names like `*PASSWORD*`/`*TOKEN*`) are remembered so that no
     message, log or metadata ever shows them (`connectors.secrets.scrub`)."""
+    secret_values: list[str] = []
+    try:
+        return _resolved_setting(text, marker, declared, secret_values)
+    finally:  # those read before a variable that is refused too
+        remember(secret_values)
+
+
+def _resolved_setting(
+    text: str, marker: Env, declared: list[str] | tuple[str, ...], secret_values: list[str]
+) -> str:
+    """`resolve_setting`'s text; the secret values it reads are added to `secret_values`
+    instead of remembered."""
     environment = interpolation_env(declared)
     pieces: list[str] = []
     last = 0
@@ -531,7 +556,7 @@ def resolve_setting(text: str, marker: Env, declared: list[str] | tuple[str, ...
             or name in declared
             or _SECRET_NAME.search(name)
         ):
-            remember([value])
+            secret_values.append(value)
         if slot in ("userinfo", "query"):
             value = quote(value, safe="")
         elif slot == "pwd" and _ODBC_BRACES.search(value):
@@ -561,9 +586,9 @@ def inbox_problem(
     if resolved.is_relative_to(own):
         return None
     for other, folder in _other_inboxes(landlord_id, datafix):
-        if resolved.is_relative_to(folder):
+        if _within(str(resolved), folder):
             return f"{inbox} is inside the inbox of landlord `{other}`", fix
-        if folder.is_relative_to(resolved):
+        if _within(folder, str(resolved)):
             return f"{inbox} holds the inbox of landlord `{other}`", fix
     home = Path(os.path.realpath(datafix_home()))
     if home.is_relative_to(resolved) or resolved.is_relative_to(default_root):
@@ -601,39 +626,159 @@ def database_problem(
         other = resolved.relative_to(default_root).parts[0]
         return f"{database} is in the inbox of landlord `{other}`", fix
     for other, folder in _other_inboxes(landlord_id, datafix):
-        if resolved.is_relative_to(folder):
+        if _within(str(resolved), folder):
             return f"{database} is in the inbox of landlord `{other}`", fix
     return None
 
 
-def _other_inboxes(landlord_id: str, datafix: Path | None) -> list[tuple[str, Path]]:
-    """The inbox folders (links followed) other landlords' datafixes name, in the datafixes
-    folder and beside `datafix`."""
+def _within(path: str, folder: str) -> bool:
+    """`Path(path).is_relative_to(folder)` for two real paths (absolute, normalised), by their
+    text: a check compares one path with every other landlord's inbox."""
+    if path.startswith("//") or folder.startswith("//"):  # `//` is a root of its own
+        return Path(path).is_relative_to(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _other_inboxes(landlord_id: str, datafix: Path | None) -> list[tuple[str, str]]:
+    """The inbox folders (links followed: their real paths) other landlords' datafixes name,
+    in the datafixes folder and beside `datafix`."""
     folders = {datafixes_dir()}
     if datafix is not None:
         folders.add(datafix.parent)
-    found: list[tuple[str, Path]] = []
+    # what a datafix's `${VARIABLE}`s resolve against (`interpolation_env`), read once
+    environment = (tuple(os.environ.items()), str(datafix_home()))
+    found: list[tuple[str, str]] = []
     for folder in folders:
         if not folder.is_dir():
             continue
-        for path in sorted(folder.glob("*.yaml")):
-            if path.name.startswith(".") or path.stem == landlord_id:
+        parents: dict[str, str] = {}  # real paths of the folders the inboxes are in
+        for named in _INBOXES.named(folder, environment):
+            if named.stem == landlord_id or named.landlord_id == landlord_id:
                 continue
+            if named.secret_values:
+                remember(named.secret_values)  # as resolving its variables does, each time
+            if named.inbox is not None:  # None: a variable unset or refused
+                found.append((named.landlord_id, named.real_path(parents)))
+    return found
+
+
+@dataclass(frozen=True)
+class _NamedInbox:
+    """The inbox one datafix names, `${VARIABLE}`s resolved, links not followed (None: a
+    variable unset or refused), and the secret values read to resolve it."""
+
+    stem: str
+    landlord_id: str
+    inbox: Path | None
+    secret_values: list[str]
+    # (folder, last part) of an absolute inbox without `..`, `.` or a root alone
+    split: tuple[str, str] | None = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        inbox = self.inbox
+        simple = inbox is not None and inbox.is_absolute() and ".." not in inbox.parts
+        split = (str(inbox.parent), inbox.name) if simple and inbox.name else None
+        object.__setattr__(self, "split", split)
+
+    def real_path(self, parents: dict[str, str]) -> str:
+        """`os.path.realpath(inbox)`; `parents` holds the real paths of the folders already
+        resolved (the inboxes of a hub mostly share one): the inbox's real path is its folder's
+        joined with its last part, followed if that is a link."""
+        if self.split is None:
+            return os.path.realpath(self.inbox)
+        parent, name = self.split
+        folder = parents.get(parent)
+        if folder is None:
+            folder = parents[parent] = os.path.realpath(parent)
+        joined = os.path.join(folder, name)
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
+
+
+class _NamedInboxes:
+    """Per datafixes folder, the inbox each of its datafixes names, kept while the folder's
+    files (their names and bytes), the environment and the kinds known are the same: every
+    load of a datafix checks its inbox against all the others (`inbox_problem`), some fifteen
+    times in one landlord's run, where parsing each datafix and resolving its variables again
+    cost 50 ms per load with 300 landlords.
+
+    A file's bytes are read again unless its status (inode, size, modification and change
+    times) is the one it had when they were last read and it had changed more than
+    `SETTLED_NS` before then: any later write sets its change time to the clock's time then,
+    so a file rewritten within one tick of the clock is read again (git's racy-clean rule)."""
+
+    SETTLED_NS = 2_000_000_000
+
+    def __init__(self) -> None:
+        self.entries: dict[Path, tuple[tuple[Any, ...], list[_NamedInbox]]] = {}
+        self.digests: dict[str, tuple[tuple[int, ...], bytes]] = {}
+        self.lock = threading.Lock()
+
+    def named(self, folder: Path, environment: tuple[Any, ...]) -> list[_NamedInbox]:
+        """A `_NamedInbox` for each datafix of `folder` that names an inbox (one that does not
+        has its default one, refused anyway)."""
+        names = sorted(  # as folder.glob("*.yaml"), the hidden ones left out
+            entry.name
+            for entry in os.scandir(folder)
+            if entry.name.endswith(".yaml") and not entry.name.startswith(".")
+        )
+        digests = [(name, self._digest(os.path.join(folder, name))) for name in names]
+        kinds = (*registry.source_kind_names(), "|", *registry.sink_kind_names())
+        key = (tuple(digests), environment, kinds)
+        with self.lock:
+            kept = self.entries.get(folder)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        found: list[_NamedInbox] = []
+        for name, digest in digests:
+            if digest is None:
+                continue
+            path = folder / name
             try:
-                parsed = _CACHE.get(path)
+                other = _CACHE.get(path).best_effort
             except OSError:
                 continue
-            other = parsed.best_effort
-            if other is None or other.landlord.id == landlord_id:
+            if other is None or other.inbox is None:
                 continue
-            if other.inbox is None:
-                continue  # its default inbox is under $DATAFIX_HOME/inbox: refused anyway
+            secret_values: list[str] = []
             try:
-                named = Path(resolve_env(other.inbox, other.secrets)).expanduser()
+                text = _resolved_setting(other.inbox, Env(), other.secrets, secret_values)
+                inbox: Path | None = Path(text).expanduser()
             except ConfigError:
-                continue
-            found.append((other.landlord.id, Path(os.path.realpath(named))))
-    return found
+                inbox = None
+            found.append(_NamedInbox(path.stem, other.landlord.id, inbox, secret_values))
+        with self.lock:
+            self.entries[folder] = (key, found)
+        return found
+
+    def _digest(self, path: str) -> bytes | None:
+        """The SHA-256 of the file's bytes (None: it cannot be read)."""
+        try:
+            status = os.stat(path)
+        except OSError:
+            return None
+        stamp = (
+            status.st_dev,
+            status.st_ino,
+            status.st_size,
+            status.st_mtime_ns,
+            status.st_ctime_ns,
+        )
+        with self.lock:
+            known = self.digests.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        read_at = time.time_ns()
+        try:
+            digest = hashlib.sha256(_read_bounded(Path(path))).digest()
+        except OSError:
+            return None
+        if status.st_ctime_ns < read_at - self.SETTLED_NS:
+            with self.lock:
+                self.digests[path] = (stamp, digest)
+        return digest
+
+
+_INBOXES = _NamedInboxes()
 
 
 def sorted_problems(problems: list[Located]) -> list[Located]:

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,6 +211,104 @@ def test_an_operator_root_allows_an_inbox_elsewhere(
 
     assert check_datafix(datafix) == []
     assert load_datafix(datafix).inbox() == drop
+
+
+NEIGHBOUR = "voisin-habitat"
+
+
+def neighbour(folder: Path, inbox: str) -> None:
+    """Another landlord's datafix beside LANDLORD's, naming `inbox`."""
+    text = f"""\
+landlord: {{id: {NEIGHBOUR}, name: Voisin}}
+inbox: "{inbox}"
+sources: {{locataires: {{kind: csv, path: "*.csv"}}}}
+entities: {{tenants: {{source: locataires, fields: {{tenant_ref: a, status: {{const: active}}}}}}}}
+"""
+    (folder / f"{NEIGHBOUR}.yaml").write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def drop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An operator's root holding LANDLORD's inbox `drop/ours`."""
+    root = tmp_path / "drop"
+    (root / "ours").mkdir(parents=True)
+    monkeypatch.setenv("DATAFIX_INBOX_ROOTS", str(root))
+    return root
+
+
+def test_a_neighbours_inbox_is_read_again_when_its_datafix_changes(
+    tmp_path: Path, drop: Path
+) -> None:
+    """Every load compares the inbox with the others' as their files say now: a neighbour's
+    datafix rewritten in place (same size, same second) between two loads of this process."""
+    datafix = write(tmp_path, top=f'inbox: "{drop}/ours"')
+    neighbour(tmp_path, f"{drop}/aaaa")
+    assert load_datafix(datafix).inbox() == drop / "ours"
+
+    neighbour(tmp_path, f"{drop}/ours")
+    with pytest.raises(DatafixError, match=f"inside the inbox of landlord `{NEIGHBOUR}`"):
+        load_datafix(datafix)
+
+    neighbour(tmp_path, f"{drop}/aaaa")
+    assert load_datafix(datafix).inbox() == drop / "ours"
+
+
+def test_a_settled_neighbours_datafix_rewritten_in_place_is_read_again(
+    tmp_path: Path, drop: Path, opened: list[str]
+) -> None:
+    """A datafix that last changed seconds ago is known by its status (not read again at each
+    load) until it changes: rewritten in place, same size, it is read again."""
+    datafix = write(tmp_path, top=f'inbox: "{drop}/ours"')
+    neighbour(tmp_path, f"{drop}/aaaa")
+    time.sleep(2.5)  # its change time now older than what the hub reads again each time
+    assert load_datafix(datafix).inbox() == drop / "ours"
+    opened.clear()
+    assert load_datafix(datafix).inbox() == drop / "ours"
+    assert str((tmp_path / f"{NEIGHBOUR}.yaml").resolve()) not in opened
+
+    neighbour(tmp_path, f"{drop}/ours")
+    with pytest.raises(DatafixError, match=f"inside the inbox of landlord `{NEIGHBOUR}`"):
+        load_datafix(datafix)
+
+
+def test_a_neighbours_inbox_follows_its_variable(
+    tmp_path: Path, drop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datafix = write(tmp_path, top=f'inbox: "{drop}/ours"')
+    neighbour(tmp_path, "${DATAFIX_NEIGHBOUR_INBOX}")
+    monkeypatch.setenv("DATAFIX_NEIGHBOUR_INBOX", str(drop / "theirs"))
+    assert load_datafix(datafix).inbox() == drop / "ours"
+
+    monkeypatch.setenv("DATAFIX_NEIGHBOUR_INBOX", str(drop))
+    with pytest.raises(DatafixError, match=f"inside the inbox of landlord `{NEIGHBOUR}`"):
+        load_datafix(datafix)
+
+
+@pytest.mark.parametrize(
+    ("named", "said"),
+    [
+        pytest.param("link", "inside the inbox", id="the-inbox-a-link"),
+        pytest.param("link/in", "holds the inbox", id="through-a-linked-folder"),
+        pytest.param("link/../link/in", "holds the inbox", id="dot-dot-after-a-link"),
+        pytest.param("link/./in", "holds the inbox", id="dot"),
+    ],
+)
+def test_a_neighbours_inbox_follows_its_links_as_they_are_now(
+    tmp_path: Path, drop: Path, named: str, said: str
+) -> None:
+    """A neighbour's inbox through a link: where the link leads at each load, not where it led
+    at the first."""
+    datafix = write(tmp_path, top=f'inbox: "{drop}/ours"')
+    elsewhere = drop / "elsewhere"
+    (elsewhere / "in").mkdir(parents=True)
+    (drop / "link").symlink_to(elsewhere, target_is_directory=True)
+    neighbour(tmp_path, f"{drop}/{named}")
+    assert load_datafix(datafix).inbox() == drop / "ours"
+
+    (drop / "link").unlink()
+    (drop / "link").symlink_to(drop / "ours", target_is_directory=True)
+    with pytest.raises(DatafixError, match=f"{said} of landlord `{NEIGHBOUR}`"):
+        load_datafix(datafix)
 
 
 # --- ${VARIABLES} ------------------------------------------------------------------------

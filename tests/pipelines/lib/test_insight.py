@@ -15,7 +15,14 @@ import sqlalchemy as sa
 
 from pipelines.defs.insight.assets import PARIS, insight_tenant_balances
 from pipelines.defs.resources import WarehouseResource
-from pipelines.lib.insight import TenantBalance, record_tenant_balances, tenant_balances
+from pipelines.lib.insight import (
+    TenantBalance,
+    analyse,
+    record_tenant_balances,
+    staged,
+    staging_table,
+    tenant_balances,
+)
 from pipelines.lib.warehouse import Warehouse
 from schemas.tables import CANONICAL_TABLES
 from schemas.tables import tenant_balances as tenant_balances_table
@@ -120,3 +127,85 @@ def test_the_asset_records_todays_figures(warehouse: Warehouse) -> None:
     assert metadata["total_balance_cents"] == 105_000
     assert metadata["total_balance_euros"] == "1050.00"
     assert metadata["datafix/stage"] == "insight"
+
+
+def _stat_rows(connection: sa.Connection, table: str) -> set[int]:
+    """The row counts SQLite's statistics of `table` were taken on."""
+    stats = connection.exec_driver_sql("SELECT stat FROM main.sqlite_stat1 WHERE tbl = ?", (table,))
+    return {int(stat.split()[0]) for stat in stats.scalars()}
+
+
+def test_sqlite_analyses_a_table_again_once_it_grew_by_a_quarter(tmp_path) -> None:
+    """SQLite's statistics of a table are taken when it has none, and again once its row
+    count has moved by more than a quarter from theirs (ANALYZE reads the whole table): one
+    landlord's lines more in a table of many keep them."""
+    table = sa.Table(
+        "lines",
+        sa.MetaData(),
+        sa.Column("landlord_id", sa.String, primary_key=True),
+        sa.Column("ref", sa.Integer, primary_key=True),
+    )
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'stats.db'}")
+
+    def landlords(first: int, last: int) -> None:
+        rows = [
+            {"landlord_id": f"L{n}", "ref": ref} for n in range(first, last) for ref in range(10)
+        ]
+        with engine.begin() as connection:
+            connection.execute(table.insert(), rows)
+
+    table.create(engine)
+    with engine.begin() as connection:
+        analyse(connection, table)  # empty: nothing to record
+        assert _stat_rows(connection, "lines") == set()
+    landlords(0, 8)
+    with engine.begin() as connection:
+        analyse(connection, table)
+        assert _stat_rows(connection, "lines") == {80}
+    landlords(8, 10)  # 100 rows: within a quarter of 80
+    with engine.begin() as connection:
+        analyse(connection, table)
+        assert _stat_rows(connection, "lines") == {80}
+    landlords(10, 11)  # 110 rows: more than a quarter above
+    with engine.begin() as connection:
+        analyse(connection, table)
+        assert _stat_rows(connection, "lines") == {110}
+    with engine.begin() as connection:
+        connection.execute(table.delete().where(table.c.landlord_id != "L0"))  # 10 rows
+        analyse(connection, table)
+        assert _stat_rows(connection, "lines") == {10}
+    engine.dispose()
+
+
+def test_a_staging_table_is_analysed_each_time(tmp_path) -> None:
+    staging = staging_table("staged_lines", sa.Column("ref", sa.Integer, primary_key=True))
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'stats.db'}")
+    with engine.begin() as connection:
+        for count in (4, 5):
+            select = sa.union_all(*(sa.select(sa.literal(ref)) for ref in range(count)))
+            with staged(connection, staging, select):
+                stats = connection.exec_driver_sql(
+                    "SELECT stat FROM temp.sqlite_stat1 WHERE tbl = 'staged_lines'"
+                ).scalars()
+                assert {int(stat.split()[0]) for stat in stats} == {count}
+    engine.dispose()
+
+
+def test_sqlite_keeps_a_tables_statistics_after_a_staging_tables_on_the_connection(
+    tmp_path,
+) -> None:
+    """A staging table's ANALYZE makes the connection's TEMP statistics table: the warehouse's
+    own statistics are still the ones compared (a worker keeps its connection)."""
+    table = sa.Table("lines", sa.MetaData(), sa.Column("ref", sa.Integer, primary_key=True))
+    staging = staging_table("staged_refs", sa.Column("ref", sa.Integer, primary_key=True))
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'stats.db'}")
+    table.create(engine)
+    with engine.begin() as connection:
+        connection.execute(table.insert(), [{"ref": ref} for ref in range(80)])
+        analyse(connection, table)
+        with staged(connection, staging, sa.select(table.c.ref)):
+            pass
+        connection.execute(table.insert(), [{"ref": ref} for ref in range(80, 90)])
+        analyse(connection, table)  # 90 rows: within a quarter of 80
+        assert _stat_rows(connection, "lines") == {80}
+    engine.dispose()
