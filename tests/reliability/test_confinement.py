@@ -284,15 +284,16 @@ def test_a_neighbours_inbox_follows_its_variable(
         load_datafix(datafix)
 
 
-@pytest.mark.parametrize(
-    ("named", "said"),
-    [
-        pytest.param("link", "inside the inbox", id="the-inbox-a-link"),
-        pytest.param("link/in", "holds the inbox", id="through-a-linked-folder"),
-        pytest.param("link/../link/in", "holds the inbox", id="dot-dot-after-a-link"),
-        pytest.param("link/./in", "holds the inbox", id="dot"),
-    ],
-)
+# a neighbour's inbox named through a link: case id -> (the path under `drop`, what is said)
+LINKED_INBOXES = {
+    "the-inbox-a-link": ("link", "inside the inbox"),
+    "through-a-linked-folder": ("link/in", "holds the inbox"),
+    "dot-dot-after-a-link": ("link/../link/in", "holds the inbox"),
+    "dot": ("link/./in", "holds the inbox"),
+}
+
+
+@pytest.mark.parametrize(("named", "said"), LINKED_INBOXES.values(), ids=LINKED_INBOXES.keys())
 def test_a_neighbours_inbox_follows_its_links_as_they_are_now(
     tmp_path: Path, drop: Path, named: str, said: str
 ) -> None:
