@@ -292,8 +292,9 @@ def run_contract(entity: str, frame: pd.DataFrame, *, warn: Collection[str] = ()
         # Batch.validate, not ValidationDefinition.run: the latter also serialises every result
         # into the context's in-memory results store, which only grows.
         try:
-            batch = engine.batch_definitions[entity].get_batch(batch_parameters={"dataframe": view})
-            suite_result = batch.validate(engine.suites[entity], result_format=_RESULT_FORMAT)
+            definition, suite = engine.for_entity(entity)
+            batch = definition.get_batch(batch_parameters={"dataframe": view})
+            suite_result = batch.validate(suite, result_format=_RESULT_FORMAT)
         finally:
             engine.release_batches()
     by_name = {item.name: item for item in expectations}
@@ -758,11 +759,41 @@ def _describe_failure(failure: dict) -> str:
 
 @dataclass(frozen=True)
 class _GxEngine:
-    """What is built once per process: batch definitions and suites, one per entity."""
+    """What is built once per process: the context and its pandas data source, and for each
+    entity checked, its batch definition and suite (built at the entity's first check: a run
+    checks one or two entities of the eight)."""
 
+    context: Any
     data_source: Any
-    batch_definitions: dict[str, Any]
-    suites: dict[str, Any]
+    batch_definitions: dict[str, Any] = field(default_factory=dict)
+    suites: dict[str, Any] = field(default_factory=dict)
+
+    def for_entity(self, entity: str) -> tuple[Any, Any]:
+        """The batch definition and the suite of `entity`."""
+        with _engine_lock:
+            if entity not in self.suites:
+                self._add(entity)
+        return self.batch_definitions[entity], self.suites[entity]
+
+    def _add(self, entity: str) -> None:
+        import great_expectations as gx
+        import great_expectations.expectations as gxe
+
+        asset = self.data_source.add_dataframe_asset(name=entity)
+        self.batch_definitions[entity] = asset.add_batch_definition_whole_dataframe(
+            f"{entity}_whole"
+        )
+        suite = self.context.suites.add(gx.ExpectationSuite(name=f"{entity}_contract"))
+        for order, item in enumerate(contract_expectations(entity)):
+            expectation_class = getattr(gxe, item.gx_type)
+            suite.add_expectation(
+                expectation_class(
+                    **item.kwargs,
+                    description=item.description,
+                    meta={"contract": item.name, "contract_order": order},
+                )
+            )
+        self.suites[entity] = suite
 
     def release_batches(self) -> None:
         """Drop the engine's reference to the last frame, which would outlive the run."""
@@ -780,6 +811,9 @@ def _get_engine() -> _GxEngine:
     return _engine
 
 
+_UNUSED_BY_CONTRACTS = ("scipy.stats", "altair")
+
+
 def _build_engine() -> _GxEngine:
     # GX 1.24 ships no analytics client; the variable keeps any version that does quiet.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -787,8 +821,14 @@ def _build_engine() -> _GxEngine:
     if gx_logger.level == logging.NOTSET:
         # GX logs its plugin registry at DEBUG and its temporary docs folder at INFO.
         gx_logger.setLevel(logging.WARNING)
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
+    from connectors.lazy import deferred_imports
+
+    # GX imports scipy.stats and altair at its start for one expectation the contracts do not
+    # use (`expect_column_kl_divergence_to_be_less_than`, at call time only): bound as stand-ins
+    # imported at their first use, they cost nothing (~0.7 s of CPU and ~60 MB per process)
+    with deferred_imports(*_UNUSED_BY_CONTRACTS):
+        import great_expectations as gx
+        import great_expectations.expectations  # the expectation classes `_add` takes
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
 
@@ -799,21 +839,4 @@ def _build_engine() -> _GxEngine:
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    data_source = context.data_sources.add_pandas(name="canonical")
-    batch_definitions: dict[str, Any] = {}
-    suites: dict[str, Any] = {}
-    for entity in ENTITIES:
-        asset = data_source.add_dataframe_asset(name=entity)
-        batch_definitions[entity] = asset.add_batch_definition_whole_dataframe(f"{entity}_whole")
-        suite = context.suites.add(gx.ExpectationSuite(name=f"{entity}_contract"))
-        for order, item in enumerate(contract_expectations(entity)):
-            expectation_class = getattr(gxe, item.gx_type)
-            suite.add_expectation(
-                expectation_class(
-                    **item.kwargs,
-                    description=item.description,
-                    meta={"contract": item.name, "contract_order": order},
-                )
-            )
-        suites[entity] = suite
-    return _GxEngine(data_source=data_source, batch_definitions=batch_definitions, suites=suites)
+    return _GxEngine(context=context, data_source=context.data_sources.add_pandas(name="canonical"))

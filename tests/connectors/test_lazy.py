@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.lazy import LazyModule, after_import, lazy_module
+from connectors.lazy import LazyModule, after_import, deferred_imports, lazy_module
 
 
 @pytest.fixture
@@ -115,3 +115,53 @@ def test_the_hub_chooses_the_arrow_memory_pool_before_its_first_arrow_use() -> N
     assert transforms.pa.string() == pa.string()  # a first use of the lazily bound module
     if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         assert pa.default_memory_pool().backend_name in {"jemalloc", "system"}
+
+
+def test_a_deferred_import_binds_a_stand_in_imported_at_first_use(module_name: str) -> None:
+    """`import name` inside `deferred_imports` imports nothing; the stand-in it binds imports
+    the module at its first attribute read, and `sys.modules` is as before once the block ends."""
+    with deferred_imports(module_name):
+        probe = __import__(module_name)
+        assert isinstance(probe, LazyModule)
+    assert imports() == []
+    assert module_name not in sys.modules  # a later `import name` gets the real module
+    assert probe.double(4) == 8
+    assert imports() == [module_name]
+    assert sys.modules[module_name].double is probe.double
+
+
+def test_a_deferred_module_read_inside_the_block_is_the_real_one(module_name: str) -> None:
+    with deferred_imports(module_name):
+        probe = __import__(module_name)
+        assert probe.VALUE == 42  # `from name import X` inside the block imports it for real
+        assert not isinstance(sys.modules[module_name], LazyModule)
+    assert imports() == [module_name]
+    assert sys.modules[module_name].VALUE == 42
+
+
+def test_an_imported_module_is_not_deferred(module_name: str) -> None:
+    real = __import__(module_name)
+    with deferred_imports(module_name):
+        assert __import__(module_name) is real
+    assert sys.modules[module_name] is real
+
+
+def test_the_contracts_leave_scipy_stats_and_altair_to_their_first_use() -> None:
+    """great-expectations imports them for an expectation the contracts do not use: in a fresh
+    process, building the contracts' engine imports neither; the expectation's module still
+    reaches them at its first use."""
+    import subprocess
+
+    probe = (
+        "import sys\n"
+        "from pipelines.lib import quality\n"
+        "quality._get_engine()\n"
+        "print(sorted(m for m in ('scipy.stats', 'altair') if m in sys.modules))\n"
+        "from great_expectations.expectations.core import (\n"
+        "    expect_column_kl_divergence_to_be_less_than as kl)\n"
+        "print(kl.stats.entropy([0.5, 0.5], [0.5, 0.5]), kl.alt.Chart.__name__)\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert shown == ["[]", "0.0 Chart"]
