@@ -12,12 +12,12 @@ the bench creates and drops) and each data set:
 - one child process loads it as the Dagster assets do (pull → normalise → contract → load into
   that warehouse), timing each stage: `load` is the load's own time, the baseline;
 - a second child process derives from it, as the insight assets do (on the warehouse's own
-  engine, with its SQLite settings), each step in its own transaction: for the ledger the balances, the arrears with their profiles
-  (`compute_arrears`) and the prevention actions (`refresh_actions`); for the works
-  `refresh_works`. Its wall time and CPU seconds (its own, plus on PostgreSQL the server
-  processes of its connections, read from /proc: the machine is shared, wall is noisy) are
-  taken around the steps, after the imports; its peak RSS is `ru_maxrss` of the child (spawned
-  through process.py's wrapper, so it is its own).
+  engine, with its SQLite settings), each step in its own transaction: for the ledger the
+  balances, the arrears with their profiles (`compute_arrears`) and the prevention actions
+  (`refresh_actions`); for the works `refresh_works`. Its wall time and CPU seconds (its
+  own, plus on PostgreSQL the server processes of its connections, read from /proc: the
+  machine is shared, wall is noisy) are taken around the steps, after the imports; its peak
+  RSS is `ru_maxrss` of the child (spawned through process.py's wrapper, so it is its own).
 
 Targets: each derive's wall time below its load's (MET/MISS), and the derive's peak RSS on the
 1M-line ledger at most 1.2x the one on 250,000 lines (memory flat in the rows). Each
