@@ -258,7 +258,6 @@ ORDER_EVENTS = staging_table(
             sa.Column(f"{event}_day", sa.Integer(), comment="Its Paris day number."),
         )
     ),
-    sa.Column("start", sa.BigInteger(), comment="When it was placed: what a repeat is sought by."),
 )  # fmt: skip
 FOREIGN_EVENTS = staging_table(
     "works_foreign_events",
@@ -351,9 +350,7 @@ def _order_events(landlord_id: str, as_of: date) -> sa.Select:
         utc, is_date, condition = sources[event]
         at, day, by_end = _placed(utc, is_date, as_of)
         placed += [sa.case((sa.and_(condition, by_end), 1), else_=0), at, day]
-    # a repeat's start: its instant, else the start of its date in Paris
-    start = sa.func.coalesce(e.ordered_at, e.ordered_date - paris_offset(e.ordered_date))
-    return sa.select(e.order_ref, *(e[name] for name in ORDER_COLUMNS), *placed, start)
+    return sa.select(e.order_ref, *(e[name] for name in ORDER_COLUMNS), *placed)
 
 
 def _event(
@@ -506,7 +503,9 @@ def _order_starts() -> sa.Select:
     """The candidates for a repeat: each live, not cancelled order with a dwelling, with its
     start (the columns of `STARTS`)."""
     own = ORDER_EVENTS.c
-    return sa.select(own.dwelling_ref, own.category, own.start, own.order_ref).where(
+    # its start: when it was placed, its `ordered` instant (by the end of the as-of day or not)
+    start = own.ordered_at.label("start")
+    return sa.select(own.dwelling_ref, own.category, start, own.order_ref).where(
         own.status != "cancelled", own.dwelling_ref.is_not(None)
     )
 
