@@ -258,7 +258,6 @@ ORDER_EVENTS = staging_table(
             sa.Column(f"{event}_day", sa.Integer(), comment="Its Paris day number."),
         )
     ),
-    sa.Column("start", sa.BigInteger(), comment="When it was placed: what a repeat is sought by."),
 )  # fmt: skip
 FOREIGN_EVENTS = staging_table(
     "works_foreign_events",
@@ -351,9 +350,7 @@ def _order_events(landlord_id: str, as_of: date) -> sa.Select:
         utc, is_date, condition = sources[event]
         at, day, by_end = _placed(utc, is_date, as_of)
         placed += [sa.case((sa.and_(condition, by_end), 1), else_=0), at, day]
-    # a repeat's start: its instant, else the start of its date in Paris
-    start = sa.func.coalesce(e.ordered_at, e.ordered_date - paris_offset(e.ordered_date))
-    return sa.select(e.order_ref, *(e[name] for name in ORDER_COLUMNS), *placed, start)
+    return sa.select(e.order_ref, *(e[name] for name in ORDER_COLUMNS), *placed)
 
 
 def _event(
@@ -506,7 +503,9 @@ def _order_starts() -> sa.Select:
     """The candidates for a repeat: each live, not cancelled order with a dwelling, with its
     start (the columns of `STARTS`)."""
     own = ORDER_EVENTS.c
-    return sa.select(own.dwelling_ref, own.category, own.start, own.order_ref).where(
+    # its start: when it was placed, its `ordered` instant (by the end of the as-of day or not)
+    start = own.ordered_at.label("start")
+    return sa.select(own.dwelling_ref, own.category, start, own.order_ref).where(
         own.status != "cancelled", own.dwelling_ref.is_not(None)
     )
 
@@ -528,7 +527,7 @@ def _record_orders(
     def count(event: str) -> sa.ColumnElement:
         return sa.func.sum(sa.case((f.c.stage_rank == rank[event], 1), else_=0))
 
-    foreign = (
+    grouped = (
         sa.select(
             f.c.order_ref,
             sa.func.max(_stage_key(f.c.stage_rank, f.c.day)).label("stage"),
@@ -543,11 +542,18 @@ def _record_orders(
             sa.func.min(when("invoice_sent", f.c.day)).label("invoice_sent_day"),
         )
         .group_by(f.c.order_ref)
-        .cte("foreign_events")  # PostgreSQL reads it twice (the repeats): computed once
+        .subquery("grouped")
     )
     own = ORDER_EVENTS
-    o, x = own.c, foreign.c
+    # with the excused time of the orders with a missed appointment (each has a foreign
+    # event, its absence): joined to the few orders with foreign events, not to every order
     excused = _excused(own, now)
+    foreign = (
+        sa.select(grouped, excused.c.secs.label("excused_secs"))
+        .outerjoin(excused, excused.c.order_ref == grouped.c.order_ref)
+        .cte("foreign_events")  # PostgreSQL reads it twice (the repeats): computed once
+    )
+    o, x = own.c, foreign.c
 
     def happened(event: str) -> sa.ColumnElement[bool]:
         return o[f"{event}_happened"] == 1
@@ -601,7 +607,7 @@ def _record_orders(
         repeated = repeats.c.order_ref.is_not(None)
     top_rank = stage_key // _integer(STAGE_KEY)
     stage_day = stage_key % _integer(STAGE_KEY) - _integer(STAGE_KEY // 2)
-    excused_secs = sa.func.coalesce(excused.c.secs, 0)
+    excused_secs = sa.func.coalesce(x.excused_secs, 0)
     gti_elapsed = sa.func.coalesce(first_visit, now) - started
     gtr_elapsed = sa.func.coalesce(restored, now) - started - excused_secs
     window_closed = restored + window_days * DAY <= now
@@ -653,7 +659,6 @@ def _record_orders(
         )
         .select_from(own)
         .outerjoin(foreign, x.order_ref == o.order_ref)
-        .outerjoin(excused, excused.c.order_ref == o.order_ref)
         .where(any_event)
     )
     for joined, on in joins:
