@@ -263,8 +263,10 @@ def push_under_kills(
     A moment is drawn either by the peer's count of write calls (once 1 to `most_writes`
     writes of that run arrived, plus 0-40 ms so the kill lands before, during or after the
     answer reaches the pusher) or by time (0 to `most_seconds` after the run's first call at
-    the peer, read-backs included). Startup (Dagster) dominates a run, so the moments are
-    drawn within the push window, where a kill matters."""
+    the peer, read-backs included, and no later than its `most_writes`-th write: a fast pusher
+    makes ~20 writes in 0.3 s, and twenty such kills would use up the push before the last).
+    Startup (Dagster) dominates a run, so the moments are drawn within the push window, where
+    a kill matters."""
     rng = random.Random(seed)
     log = KillLog()
     for number in range(kills):
@@ -282,6 +284,10 @@ def push_under_kills(
                 if first_call is None and calls() > before_calls:
                     first_call = time.monotonic()
                 if first_call is not None and time.monotonic() - first_call >= delay:
+                    break
+                # a moment late in a fast push would let it run to the end: cap it at
+                # `most_writes` writes too, so that the kills cannot use up the push
+                if writes() >= before_writes + most_writes:
                     break
             time.sleep(0.002)
         finished = process.poll() is not None
