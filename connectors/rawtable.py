@@ -164,9 +164,9 @@ class RawTable:
         if self.stream is not None:
             return (yield from self.stream(size))
         size = max(1, size)
-        # a tail of under 1/64 of a chunk rides with the chunk before it (a workbook of
-        # 100,000 orders and its `Total` row is one chunk, not a second one of one row that
-        # every stage pays a chunk's fixed cost for): already in memory, it holds no more
+        # a tail of under 1/64 of a chunk rides with the chunk before it (a workbook's `Total`
+        # row is not a chunk of one row that every stage pays a chunk's fixed cost for):
+        # already in memory, it holds no more
         rows = len(self.frame)
         tail = rows % size
         last = rows - tail if rows > size and tail <= size // 64 else rows

@@ -292,8 +292,7 @@ class _ParseCache:
         if raw is None:
             raw = _read_bounded(path)
         # the kinds known decide what validates: a kind registered later is a new entry
-        kinds = (*registry.source_kind_names(), "|", *registry.sink_kind_names())
-        key = (str(path.resolve()), hashlib.sha256(raw).hexdigest(), kinds)
+        key = (str(path.resolve()), hashlib.sha256(raw).hexdigest(), _known_kinds())
         with self.lock:
             if key in self.entries:
                 self.entries.move_to_end(key)
@@ -308,6 +307,11 @@ class _ParseCache:
 
 
 _CACHE = _ParseCache()
+
+
+def _known_kinds() -> tuple[str, ...]:
+    """The source and sink kinds registered now: part of what a parsed datafix is kept by."""
+    return (*registry.source_kind_names(), "|", *registry.sink_kind_names())
 
 
 def _read_bounded(path: Path) -> bytes:
@@ -722,8 +726,7 @@ class _NamedInboxes:
             if entry.name.endswith(".yaml") and not entry.name.startswith(".")
         )
         digests = [(name, self._digest(os.path.join(folder, name))) for name in names]
-        kinds = (*registry.source_kind_names(), "|", *registry.sink_kind_names())
-        key = (tuple(digests), environment, kinds)
+        key = (tuple(digests), environment, _known_kinds())
         with self.lock:
             kept = self.entries.get(folder)
         if kept is not None and kept[0] == key:
