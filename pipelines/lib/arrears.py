@@ -494,8 +494,8 @@ def _sorts_in_one_thread(connection: sa.Connection) -> Iterator[None]:
     statement holds a dozen sorts and temporary b-trees at once; with helper threads each
     sort keeps up to three 4 MB runs in memory (the pages then stay with the process): peak
     RSS of the derive grew 1.26x from the 250,000-line to the 1M-line ledger (issue 15 wants it
-    flat: at most 1.2x), 1.15x without them, and the statement took no more CPU (less: no
-    hand-over between threads; 10.4 against 10.8 CPU s, medians of 3 on a busy machine)."""
+    flat: at most 1.2x), 1.15x without them, and the statement took no more CPU (10.4
+    against 10.8 CPU s, medians of 3 on a busy machine, within its noise)."""
     if connection.dialect.name != "sqlite":
         yield
         return
