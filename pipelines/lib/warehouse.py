@@ -724,13 +724,7 @@ class Warehouse:
         if self.dialect == "sqlite":
             _sqlite_bulk_insert(conn, table, columns, rows)
         elif self.dialect == "postgresql" and conn.dialect.driver == "psycopg":
-            names = ", ".join(_quote(conn, c) for c in columns)
-            cursor = conn.connection.driver_connection.cursor()
-            with cursor.copy(f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN") as copy:
-                for chunk in rows.chunks:
-                    for grid in chunk.grids(columns):
-                        for record in grid.tolist():
-                            copy.write_row(record)
+            _postgres_copy(conn, table, columns, rows)
         else:
             for chunk in rows.chunks:
                 for grid in chunk.grids(columns):
@@ -748,6 +742,69 @@ def reindexes(conn: sa.Connection, table: sa.Table, incoming: int) -> bool:
         return False
     held = conn.exec_driver_sql(f"SELECT count(*) FROM {_quote(conn, table.name)}").scalar()
     return (held or 0) <= incoming
+
+
+def _postgres_copy(
+    conn: sa.Connection, table: sa.Table, columns: list[str], rows: _LoadRows
+) -> None:
+    """COPY of every chunk of `rows` into `table` (psycopg 3).
+
+    A first bulk load (`reindexes`) goes into the table without its indexes, built once
+    afterwards (one sort each instead of a b-tree fed in random order: the 1M-line ledger's
+    COPY cost the server ~23 CPU s with its two indexes in place), when the table can be
+    locked at once (`_postgres_lock_now`): a table another transaction is using keeps them."""
+    rebuild: list[str] = []
+    if reindexes(conn, table, rows.count) and _postgres_lock_now(conn, table):
+        rebuild = _postgres_drop_indexes(conn, table)
+    names = ", ".join(_quote(conn, c) for c in columns)
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN") as copy:
+        for chunk in rows.chunks:
+            for grid in chunk.grids(columns):
+                for record in grid.tolist():
+                    copy.write_row(record)
+    for statement in rebuild:
+        conn.exec_driver_sql(statement)
+
+
+def _postgres_lock_now(conn: sa.Connection, table: sa.Table) -> bool:
+    """Whether this transaction now holds `table` alone (ACCESS EXCLUSIVE, until it ends):
+    False, and nothing changed, when another transaction holds a lock on it (waiting for it,
+    while this one holds a lock on the table already, could deadlock two first loads)."""
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql(
+                f"LOCK TABLE {_quote(conn, table.name)} IN ACCESS EXCLUSIVE MODE NOWAIT"
+            )
+    except sa.exc.OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
+            return False
+        raise
+    return True
+
+
+def _postgres_drop_indexes(conn: sa.Connection, table: sa.Table) -> list[str]:
+    """Drop every index of `table` (its primary key's and unique constraints' included); the
+    statements that build them again as they were."""
+    found = conn.exec_driver_sql(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), c.conname,"
+        " pg_get_constraintdef(c.oid)"
+        " FROM pg_index i LEFT JOIN pg_constraint c"
+        " ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u')"
+        " WHERE i.indrelid = %(table)s::regclass ORDER BY c.conname IS NULL, 1",
+        {"table": _quote(conn, table.name)},
+    ).all()
+    name = _quote(conn, table.name)
+    rebuild = []
+    for index, definition, constraint, constraint_definition in found:
+        if constraint is not None:
+            constraint = _quote(conn, constraint)
+            conn.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT {constraint}")
+            rebuild.append(f"ALTER TABLE {name} ADD CONSTRAINT {constraint} {constraint_definition}")
+        else:
+            conn.exec_driver_sql(f"DROP INDEX {index}")
+            rebuild.append(definition)
+    return rebuild
 
 
 def _sqlite_bulk_insert(
