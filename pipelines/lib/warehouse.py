@@ -1115,7 +1115,7 @@ def _column_values(
     columns["source_row"] = lambda start, stop: source_rows.iloc[start:stop].to_numpy(
         dtype=object, na_value=None
     )
-    arrays["source_row"] = lambda: pa.array(source_rows.to_numpy(dtype=object, na_value=None))
+    arrays["source_row"] = lambda: pa.array(source_rows, type=pa.large_string(), from_pandas=True)
     hashes = row_hashes(rows, spec.column_names)
     columns["row_hash"] = lambda start, stop: hashes[start:stop].astype(object)
     arrays["row_hash"] = lambda: pa.array(hashes)
@@ -1165,7 +1165,8 @@ def _arrow_values(series: pd.Series, column_type: ColumnType, dialect: str) -> p
     """One canonical column as an Arrow array holding the values `_driver_values` gives."""
     missing = series.isna().to_numpy()
     if column_type in (ColumnType.TEXT, ColumnType.CHOICE):
-        return pa.array(series.to_numpy(dtype=object, na_value=None), type=pa.large_string())
+        # an Arrow-backed text column is taken as it is, not through a Python object per cell
+        return pa.array(series, type=pa.large_string(), from_pandas=True)
     if column_type in (ColumnType.CENTS, ColumnType.INTEGER):
         return pa.array(series.to_numpy(dtype="int64", na_value=0), mask=missing)
     if column_type is ColumnType.BOOLEAN:
