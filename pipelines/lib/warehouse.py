@@ -772,12 +772,27 @@ def _postgres_copy(
     cursor = conn.connection.driver_connection.cursor()
     statement = f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN (FORMAT csv)"
     with cursor.copy(statement) as copy:
+        # Arrow's writer hands the text over a batch of rows at a time: no chunk-sized buffer
+        stream = pa.PythonFile(_CopyStream(copy), mode="w")
         for chunk in rows.chunks:
-            text = pa.BufferOutputStream()
-            pacsv.write_csv(chunk.arrow(columns), text, options)
-            copy.write(memoryview(text.getvalue()))
+            pacsv.write_csv(chunk.arrow(columns), stream, options)
     for statement in rebuild:
         conn.exec_driver_sql(statement)
+
+
+class _CopyStream:
+    """A write-only file over a psycopg COPY (what `pa.PythonFile` wraps)."""
+
+    def __init__(self, copy: Any) -> None:
+        self.copy = copy
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.copy.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 def _postgres_lock_now(conn: sa.Connection, table: sa.Table) -> bool:
