@@ -648,6 +648,17 @@ def test_a_large_batch_is_loaded_and_the_index_is_there_afterwards(warehouse: Wa
     assert "ix_ledger_entries_tenant" in indexes
 
 
+def recorded_statements(warehouse: Warehouse) -> list[str]:
+    """The SQL statements `warehouse` runs from now on, appended as they run."""
+    statements: list[str] = []
+    sa.event.listen(
+        warehouse.engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, statement, *_: statements.append(statement),
+    )
+    return statements
+
+
 def indexes_of(warehouse: Warehouse, table: sa.Table) -> list[str]:
     """The definitions of the indexes of `table` on PostgreSQL."""
     with warehouse.engine.connect() as conn:
@@ -667,12 +678,7 @@ def test_postgres_first_bulk_load_builds_the_indexes_after(
         warehouse = Warehouse(url)
         warehouse.migrate()
         before = indexes_of(warehouse, LEDGER)
-        statements: list[str] = []
-        sa.event.listen(
-            warehouse.engine,
-            "before_cursor_execute",
-            lambda _conn, _cursor, statement, *_: statements.append(statement),
-        )
+        statements = recorded_statements(warehouse)
         count = BULK_REINDEX_ROWS + 10
         warehouse.load(request(big_ledger(count), "run-1"))
         after = indexes_of(warehouse, LEDGER)
@@ -702,12 +708,7 @@ def test_postgres_bulk_load_keeps_the_indexes_of_a_table_in_use(
     with postgres_database() as url:
         warehouse = Warehouse(url)
         warehouse.migrate()
-        statements: list[str] = []
-        sa.event.listen(
-            warehouse.engine,
-            "before_cursor_execute",
-            lambda _conn, _cursor, statement, *_: statements.append(statement),
-        )
+        statements = recorded_statements(warehouse)
         reader = sa.create_engine(url)
         with reader.begin() as conn:
             conn.execute(sa.select(sa.func.count()).select_from(LEDGER)).scalar_one()
@@ -727,12 +728,7 @@ def test_sqlite_rebuilds_indexes_only_when_the_load_outweighs_the_table(tmp_path
     feeds the indexes instead: a rebuild would sort all their rows again."""
     warehouse = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
     warehouse.migrate()
-    statements: list[str] = []
-    sa.event.listen(
-        warehouse.engine,
-        "before_cursor_execute",
-        lambda _conn, _cursor, statement, *_: statements.append(statement),
-    )
+    statements = recorded_statements(warehouse)
     warehouse.load(request(big_ledger(60_000), "run-a", landlord="first"))
     first = [s for s in statements if s.lstrip().upper().startswith("DROP INDEX")]
     statements.clear()
