@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ LANDLORD = "acme-habitat"
 OTHER_LANDLORD = "opale-logement"
 LEDGER = CANONICAL_TABLES["ledger_entries"]
 REJECT_COLUMNS = ["source_row", "key", "raw", "reason", "message", "open_columns"]
+DatabaseFactory = Callable[[], AbstractContextManager[str]]
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -567,6 +569,34 @@ def test_dates_datetimes_booleans_and_blanks_round_trip(warehouse: Warehouse) ->
     assert (entry.entry_date, entry.due_date) == (dt.date(2026, 2, 28), None)
 
 
+# what a text column may hold that the bulk write must keep as it is (PostgreSQL's COPY reads
+# CSV: quotes, separators, line breaks, backslashes and its end-of-data mark `\.`)
+AWKWARD_TEXTS = [
+    "",
+    " ",
+    'il a dit "non"',
+    "a;b,c\td",
+    "ligne 1\nligne 2\r\nligne 3",
+    "\\.",
+    "\\N",
+    "NULL",
+    "C:\\chemin\\vers",
+    "Très bien, merci ❤",
+]
+
+
+def test_awkward_texts_and_blanks_round_trip(warehouse: Warehouse) -> None:
+    records = entries(len(AWKWARD_TEXTS) + 1)
+    for record, text in zip(records, AWKWARD_TEXTS, strict=False):
+        record["label"] = text
+    records[-1]["label"] = None
+
+    warehouse.load(request(canonical("ledger_entries", records), "run-1"))
+
+    stored = by_key(warehouse)
+    assert [stored[f"E{n}"].label for n in range(len(records))] == [*AWKWARD_TEXTS, None]
+
+
 def test_reloading_what_was_read_back_changes_nothing(warehouse: Warehouse) -> None:
     """Blanks, booleans and UTC datetimes hash the same on every run: nothing is rewritten."""
     completions = canonical("completions", COMPLETIONS)
@@ -618,18 +648,87 @@ def test_a_large_batch_is_loaded_and_the_index_is_there_afterwards(warehouse: Wa
     assert "ix_ledger_entries_tenant" in indexes
 
 
-def test_sqlite_rebuilds_indexes_only_when_the_load_outweighs_the_table(tmp_path: Path) -> None:
-    """A bulk load drops and rebuilds the table's indexes when it brings more rows than the
-    table holds (a first landlord); into a table that other landlords' rows already fill, it
-    feeds the indexes instead: a rebuild would sort all their rows again."""
-    warehouse = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
-    warehouse.migrate()
+def recorded_statements(warehouse: Warehouse) -> list[str]:
+    """The SQL statements `warehouse` runs from now on, appended as they run."""
     statements: list[str] = []
     sa.event.listen(
         warehouse.engine,
         "before_cursor_execute",
         lambda _conn, _cursor, statement, *_: statements.append(statement),
     )
+    return statements
+
+
+def indexes_of(warehouse: Warehouse, table: sa.Table) -> list[str]:
+    """The definitions of the indexes of `table` on PostgreSQL."""
+    with warehouse.engine.connect() as conn:
+        return sorted(
+            conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = %(table)s", {"table": table.name}
+            ).scalars()
+        )
+
+
+def test_postgres_first_bulk_load_builds_the_indexes_after(
+    postgres_database: DatabaseFactory,
+) -> None:
+    """A bulk load into an empty PostgreSQL table drops its indexes (the primary key's too) and
+    builds them after the COPY, as they were: the key is enforced again for the next load."""
+    with postgres_database() as url:
+        warehouse = Warehouse(url)
+        warehouse.migrate()
+        before = indexes_of(warehouse, LEDGER)
+        statements = recorded_statements(warehouse)
+        count = BULK_REINDEX_ROWS + 10
+        warehouse.load(request(big_ledger(count), "run-1"))
+        after = indexes_of(warehouse, LEDGER)
+        with warehouse.engine.connect() as conn:
+            constraints = conn.exec_driver_sql(
+                "SELECT contype FROM pg_constraint WHERE conrelid = 'ledger_entries'::regclass"
+            ).scalars()
+            stored = conn.execute(sa.select(sa.func.count()).select_from(LEDGER)).scalar_one()
+        with pytest.raises(sa.exc.IntegrityError), warehouse.engine.begin() as conn:
+            conn.execute(LEDGER.insert().from_select(list(LEDGER.c.keys()), sa.select(LEDGER)))
+        result = warehouse.load(request(big_ledger(count), "run-2"))
+        warehouse.dispose()
+
+    assert any(s.startswith("ALTER TABLE ledger_entries DROP CONSTRAINT") for s in statements)
+    assert any(s.startswith("DROP INDEX") for s in statements)
+    assert after == before and len(after) == 2
+    assert list(constraints) == ["p"]
+    assert stored == count
+    assert (result.inserted, result.unchanged) == (0, count)
+
+
+def test_postgres_bulk_load_keeps_the_indexes_of_a_table_in_use(
+    postgres_database: DatabaseFactory,
+) -> None:
+    """Another transaction reading the table: the first bulk load does not wait for it (two
+    first loads waiting for each other would deadlock) and COPYs with the indexes in place."""
+    with postgres_database() as url:
+        warehouse = Warehouse(url)
+        warehouse.migrate()
+        statements = recorded_statements(warehouse)
+        reader = sa.create_engine(url)
+        with reader.begin() as conn:
+            conn.execute(sa.select(sa.func.count()).select_from(LEDGER)).scalar_one()
+            result = warehouse.load(request(big_ledger(BULK_REINDEX_ROWS), "run-1"))
+        reader.dispose()
+        stored = len(by_key(warehouse))
+        warehouse.dispose()
+
+    assert result.inserted == stored == BULK_REINDEX_ROWS
+    assert any("NOWAIT" in s for s in statements)
+    assert not any(s.startswith(("DROP INDEX", "ALTER TABLE")) for s in statements)
+
+
+def test_sqlite_rebuilds_indexes_only_when_the_load_outweighs_the_table(tmp_path: Path) -> None:
+    """A bulk load drops and rebuilds the table's indexes when it brings more rows than the
+    table holds (a first landlord); into a table that other landlords' rows already fill, it
+    feeds the indexes instead: a rebuild would sort all their rows again."""
+    warehouse = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    warehouse.migrate()
+    statements = recorded_statements(warehouse)
     warehouse.load(request(big_ledger(60_000), "run-a", landlord="first"))
     first = [s for s in statements if s.lstrip().upper().startswith("DROP INDEX")]
     statements.clear()
