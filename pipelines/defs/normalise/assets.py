@@ -30,7 +30,11 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
         pulled: PulledSource,
     ) -> dg.Output[NormalisedEntity]:
         try:
-            normalised = normalise(datafixes.get_client(context.partition_key), pulled)
+            normalised = normalise(
+                datafixes.get_client(context.partition_key),
+                pulled,
+                stage=warehouse.get_client().dialect == "sqlite",
+            )
         except ConnectorError as error:
             raise refused(error) from error
         batch = normalised.batch
