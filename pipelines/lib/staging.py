@@ -250,6 +250,9 @@ class StagedRows:
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__, entity, str(self.path)],
+            # the system allocator, trimmed after each chunk (`_stage`): what the helper holds
+            # adds to the run's memory while it follows normalise and the contract
+            env={"ARROW_DEFAULT_MEMORY_POOL": "system", **os.environ},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -330,7 +333,7 @@ def _stop(process: subprocess.Popen[str]) -> None:
 def _stage(entity: str, path: Path, lines: Iterable[str]) -> dict[str, Any]:
     """The helper's work: each chunk file named by `lines` into `path`'s `STAGED_TABLE`, until
     a line `end`; raises when the lines end without it (the run went away)."""
-    from pipelines.lib.spool import read_chunk
+    from pipelines.lib.spool import read_chunk, release_freed_memory
 
     driver = sqlite3.connect(path, isolation_level=None)
     # a scratch file read once by the load: no journal, no sync (a crash just loses it)
@@ -355,6 +358,8 @@ def _stage(entity: str, path: Path, lines: Iterable[str]) -> dict[str, Any]:
             )
         insert_rows(driver, STAGED_TABLE, columns, [values])
         count += values.count
+        del values
+        release_freed_memory()
     raise EOFError("the run stopped before its last chunk")
 
 
