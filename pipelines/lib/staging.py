@@ -14,7 +14,8 @@ its own in the spool's folder (0600 in a 0700 folder, removed with the spool). T
 attaches that file and copies the rows with one `INSERT … SELECT`, the lineage bound once, in
 its one transaction (`Warehouse.load`). The contract still gates the load: a refused entity's
 staged file is never read. When the helper failed, or staged another number of rows than the
-load holds, the load binds the rows itself as before.
+load holds, the load binds the rows itself as before. DATAFIX_LOAD_HELPER=0 turns the helper
+off (`helper_wanted`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "DriverValues",
     "StagedRows",
     "Staging",
+    "helper_wanted",
     "insert_rows",
     "row_hashes",
     "row_values",
@@ -52,6 +54,12 @@ BATCH_ROWS = 32_000
 HASH_ROWS = 131_072
 SQLITE_ROWS_PER_STATEMENT = 200
 STAGED_TABLE = "staged_rows"
+
+
+def helper_wanted() -> bool:
+    """Whether a SQLite load has its rows staged by a helper process (`StagedRows`): yes unless
+    DATAFIX_LOAD_HELPER is `0` (the helper holds ~150 MB more while it runs)."""
+    return os.environ.get("DATAFIX_LOAD_HELPER", "").strip() != "0"
 
 
 def row_hashes(rows: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:

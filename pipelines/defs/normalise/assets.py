@@ -8,6 +8,7 @@ from pipelines.defs.health.tables import skipped_metadata
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole, counts, markdown_preview
 from pipelines.lib.stages import NormalisedEntity, PulledSource, normalise
+from pipelines.lib.staging import helper_wanted
 from schemas.canonical import ENTITIES
 
 
@@ -33,7 +34,7 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
             normalised = normalise(
                 datafixes.get_client(context.partition_key),
                 pulled,
-                stage=warehouse.get_client().dialect == "sqlite",
+                stage=warehouse.get_client().dialect == "sqlite" and helper_wanted(),
             )
         except ConnectorError as error:
             raise refused(error) from error
