@@ -29,10 +29,20 @@ from pipelines.lib.environment import datafix_home
 
 if TYPE_CHECKING:
     import pyarrow.ipc as ipc
+
+    from pipelines.lib.staging import StagedRows
 else:
     ipc = lazy_module("pyarrow.ipc")
 
-__all__ = ["KeyHashes", "KeyIndex", "Spool", "key_hashes", "release_freed_memory", "scratch_root"]
+__all__ = [
+    "KeyHashes",
+    "KeyIndex",
+    "Spool",
+    "key_hashes",
+    "read_chunk",
+    "release_freed_memory",
+    "scratch_root",
+]
 
 PARTS = ("rows", "rejects")
 
@@ -66,11 +76,22 @@ def _remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def read_chunk(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The rows of one spooled chunk file (only `columns` when given)."""
+    with pa.memory_map(str(path)) as source:
+        table = ipc.open_file(source).read_all()
+    if columns is not None:
+        table = table.select(list(columns))
+    return table.to_pandas()
+
+
 class Spool:
     """The canonical rows and rejects of one entity, one Arrow IPC file per chunk and part
     (other `parts`: the raw chunks a pull read from a peer, `pipelines.lib.stages`)."""
 
-    def __init__(self, label: str, parts: Sequence[str] = PARTS) -> None:
+    def __init__(
+        self, label: str, parts: Sequence[str] = PARTS, *, stage: str | None = None
+    ) -> None:
         safe = "".join(char if char.isalnum() or char in "-_" else "_" for char in label)
         self.folder = scratch_root() / f"{safe[:80]}-{uuid.uuid4().hex[:12]}"
         self.folder.mkdir(mode=0o700)
@@ -80,6 +101,11 @@ class Spool:
         # the next non-empty one comes: one chunk more held at a time, and a table of one
         # chunk (followed by empty ones or not) is never written nor read back
         self._last: dict[str, tuple[int, pd.DataFrame]] = {}
+        # `stage`: the entity whose rows a helper process stages for a SQLite load as they are
+        # written (`staging.StagedRows`), started with the first file written: a table of one
+        # chunk is loaded as it is
+        self._stage = stage
+        self.staged: StagedRows | None = None
         self._finalizer = weakref.finalize(self, _remove, self.folder)
 
     def add(self, part: str, frame: pd.DataFrame) -> None:
@@ -100,6 +126,22 @@ class Spool:
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(handle, "wb") as stream, ipc.new_file(stream, table.schema) as writer:
             writer.write_table(table)
+        if part == "rows" and self._stage is not None:
+            if self.staged is None:
+                from pipelines.lib.staging import StagedRows
+
+                self.staged = StagedRows(self.folder, self._stage)
+            self.staged.add(path)
+
+    def seal(self) -> None:
+        """Every chunk was added: a staging helper following the rows gets the last one too
+        (written, and still held for the stages to read from memory)."""
+        if self.staged is None:
+            return
+        held = self._last.get("rows")
+        if held is not None and not self._path("rows", held[0]).exists():
+            self._write("rows", *held)
+        self.staged.close()
 
     def frames(self, part: str, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """The chunks of `part` in order (the non-empty ones), as written."""
@@ -113,11 +155,7 @@ class Spool:
         if part in self._last and self._last[part][0] == number:
             held = self._last[part][1]
             return (held if columns is None else held[list(columns)]).copy(deep=False)
-        with pa.memory_map(str(self._path(part, number))) as source:
-            table = ipc.open_file(source).read_all()
-        if columns is not None:
-            table = table.select(list(columns))
-        return table.to_pandas()
+        return read_chunk(self._path(part, number), columns)
 
     def count(self, part: str) -> int:
         """Rows of `part` over every chunk."""
@@ -132,8 +170,10 @@ class Spool:
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def remove(self) -> None:
-        """Delete the files (the spool cannot be read after)."""
+        """Delete the files (the spool cannot be read after), ending a staging helper."""
         self._last.clear()
+        if self.staged is not None:
+            self.staged.stop()
         self._finalizer()
 
     def _path(self, part: str, number: int) -> Path:

@@ -426,7 +426,12 @@ def _minus_minutes(value: str | None, minutes: int, kind: str | None = None) -> 
 
 
 def normalise(
-    loaded: LoadedDatafix, pulled: PulledSource, *, chunk: int | None = None, limit: int = 0
+    loaded: LoadedDatafix,
+    pulled: PulledSource,
+    *,
+    chunk: int | None = None,
+    limit: int = 0,
+    stage: bool = False,
 ) -> NormalisedEntity:
     """Map the pulled rows onto the canonical entity, each feed with its own field rules;
     rejected rows keep their reason. Several feeds are unioned (`union_feeds`).
@@ -436,13 +441,14 @@ def normalise(
     every row stay exact across chunks: a key already kept in an earlier chunk makes the row a
     `duplicate_key` naming that row (`KeyIndex`). An entity with several feeds is mapped whole
     (`union_feeds` compares the feeds), then spooled. `limit` (a preview): stop after the
-    chunk that reaches that many rows read.
+    chunk that reaches that many rows read. `stage` (a SQLite warehouse): a helper process
+    stages the rows for the load as they are spooled, on the other core (`staging.StagedRows`).
     """
     if not pulled.reads:
         return NormalisedEntity(**pulled.lineage(), status=pulled.status)
     size = chunk_rows() if chunk is None else max(1, chunk)
     mapping = loaded.datafix.entities[pulled.entity]
-    spool = Spool(f"{pulled.landlord_id}-{pulled.entity}")
+    spool = Spool(f"{pulled.landlord_id}-{pulled.entity}", stage=pulled.entity if stage else None)
     warnings: dict[str, int] = {}
     reasons: dict[str, int] = {}
     rows_in_source = skipped = 0
@@ -501,6 +507,7 @@ def normalise(
                     warnings=batch.warnings if not start else {},
                 )
             )
+    spool.seal()
     return NormalisedEntity(
         **pulled.lineage(),
         status=pulled.status,

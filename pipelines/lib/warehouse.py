@@ -21,14 +21,13 @@ Bulk writes go straight to the driver: executemany on SQLite, COPY on PostgreSQL
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import re
-import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,12 +36,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.errors import ConfigError, ConnectorError, RetriableError
-from connectors.lazy import lazy_module, np, pa, pd
+from connectors.lazy import lazy_module, pa, pd
 from connectors.rawtable import Watermark
 from connectors.secrets import scrub
 from pipelines.lib.personal import RawSealer
 from pipelines.lib.runlock import advisory_key
-from schemas.canonical import ENTITIES, ColumnType
+from pipelines.lib.staging import (
+    STAGED_TABLE,
+    DriverValues,
+    Staging,
+    insert_rows,
+    row_values,
+)
+from schemas.canonical import ENTITIES
 from schemas.tables import (
     CANONICAL_TABLES,
     SCHEMA_VERSION,
@@ -63,14 +69,11 @@ if TYPE_CHECKING:
 else:
     pacsv = lazy_module("pyarrow.csv")
 
-# rows per bulk-insert batch: its driver values (a Python object per cell) stay under ~60 MB;
-# 100,000 held ~180 MB at the peak of a 1M-row load, and was no faster
-BATCH_ROWS = 32_000
-HASH_ROWS = 131_072
-SQLITE_ROWS_PER_STATEMENT = 200
 BULK_REINDEX_ROWS = 50_000
 SQLITE_BUSY_TIMEOUT_MS = 300_000
 MIGRATION_LOCK_KEY = advisory_key("datafix-hub:migrate")
+# the name a load attaches a helper's staged rows under (`staging.StagedRows`)
+STAGED_SCHEMA = "datafix_staged"
 LINEAGE = ("source_name", "source_row", "datafix_sha", "run_id", "loaded_at", "row_hash")
 
 
@@ -135,22 +138,6 @@ class LoadResult:
     def loaded(self) -> int:
         """Rows accepted into the canonical table (new, changed or unchanged)."""
         return self.inserted + self.updated + self.unchanged
-
-
-def row_hashes(rows: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """A stable 64-bit hash of each row's mapped values.
-
-    A row's hash depends on its own values only, so it is computed `HASH_ROWS` rows at a time:
-    pandas hashes a text column through a Python object per cell, and over a million rows at
-    once those objects held ~240 MB more at the load's peak, for no gain in time."""
-    hashes = np.empty(len(rows), dtype="int64")
-    mapped = rows[list(columns)]
-    for start in range(0, len(rows), HASH_ROWS):
-        part = mapped.iloc[start : start + HASH_ROWS]
-        hashes[start : start + len(part)] = (
-            pd.util.hash_pandas_object(part, index=False).to_numpy().view("int64")
-        )
-    return hashes
 
 
 def newest_first(
@@ -312,8 +299,8 @@ class Warehouse:
     def load(self, request: LoadRequest) -> LoadResult:
         """Write one batch in one transaction; see the module docstring for the rules."""
         now = _now()
-        with self.engine.begin() as conn:
-            result = self._upsert(conn, request, now)
+        with self.engine.connect() as conn, self._staged(conn, request) as staged, conn.begin():
+            result = self._upsert(conn, request, now, staged)
             quarantined = self._quarantine(conn, request, now)
             result = LoadResult(
                 result.inserted, result.updated, result.unchanged, result.deleted, quarantined
@@ -323,6 +310,26 @@ class Warehouse:
             for feed, watermark in request.watermarks.items():
                 self._advance(conn, request, feed, watermark, now)
         return result
+
+    @contextmanager
+    def _staged(self, conn: sa.Connection, request: LoadRequest) -> Iterator[Staging | None]:
+        """The rows a helper staged for this load (`staging.StagedRows`), attached to `conn`
+        as `STAGED_SCHEMA` (before the load's transaction: SQLite attaches outside one) and
+        detached after; None when none were staged (not SQLite, a table of one chunk, or the
+        helper failed: the load binds the rows itself)."""
+        staging = request.parts.staged if request.parts is not None else None
+        staged = None
+        if staging is not None and self.dialect == "sqlite":
+            staged = staging.finished(request.row_count)
+        if staged is None:
+            yield None
+            return
+        driver = conn.connection.driver_connection
+        driver.execute(f"ATTACH DATABASE ? AS {STAGED_SCHEMA}", (str(staged.path),))
+        try:
+            yield staged
+        finally:
+            driver.execute(f"DETACH DATABASE {STAGED_SCHEMA}")
 
     def open_quarantine(
         self, landlord_id: str, entity: str, reason: str | None = None
@@ -432,9 +439,16 @@ class Warehouse:
             self._audit(conn, request, result, now, status="requeued")
         return result
 
-    def _upsert(self, conn: sa.Connection, request: LoadRequest, now: datetime) -> LoadResult:
+    def _upsert(
+        self,
+        conn: sa.Connection,
+        request: LoadRequest,
+        now: datetime,
+        staged: Staging | None = None,
+    ) -> LoadResult:
         """The canonical rows of `request` written: bulk-inserted into an empty table, else
-        merged by key (a snapshot soft-deleting what vanished)."""
+        merged by key (a snapshot soft-deleting what vanished); read from `staged` when a
+        helper staged them."""
         spec = ENTITIES[request.entity]
         table = CANONICAL_TABLES[request.entity]
         columns = [*spec.column_names, *LINEAGE]
@@ -446,6 +460,8 @@ class Warehouse:
         rows = _LoadRows(
             (_column_values(frame, request, now, self.dialect) for frame in request.row_frames()),
             request.row_count,
+            staged,
+            _lineage(request, now, self.dialect),
         )
         if live_before == 0:
             self._bulk_insert(conn, table, ["landlord_id", *columns], rows)
@@ -755,7 +771,7 @@ def _postgres_copy(
     """COPY of every chunk of `rows` into `table` (psycopg 3), as CSV written by Arrow.
 
     Each chunk goes to the server as one CSV text made by Arrow's writer from the chunk's
-    columns (`_DriverValues.arrow`), not row by row from Python objects (`write_row`: ~2/3 of
+    columns (`DriverValues.arrow`), not row by row from Python objects (`write_row`: ~2/3 of
     the client's CPU in a 1M-line load). Arrow quotes every text value, so `""` is an empty
     text and an unquoted empty field a null, as COPY's CSV format reads them.
 
@@ -840,75 +856,49 @@ def _postgres_drop_indexes(conn: sa.Connection, table: sa.Table) -> list[str]:
 def _sqlite_bulk_insert(
     conn: sa.Connection, table: sa.Table, columns: list[str], rows: _LoadRows
 ) -> None:
-    """Multi-row INSERTs straight to the driver, the load's constants written inline.
-
-    Binding is what costs at a million rows: the lineage shared by every row of the load
-    (landlord, source, datafix version, run, time) goes into the statement as SQL literals
-    instead of being bound five times per row, and each statement carries up to
-    `SQLITE_ROWS_PER_STATEMENT` rows (`VALUES (…), (…), …`), which halves SQLite's cost per
-    row against one `executemany` step per row. The parameters come from numpy object grids
-    reshaped to one flat list per statement, without a Python loop per row.
-    """
+    """Every chunk of `rows` into `table` in multi-row INSERTs straight to the driver, the
+    load's constants written inline (`staging.insert_rows`); or, when a helper staged them
+    (`staging.StagedRows`, attached as `STAGED_SCHEMA`), copied from there in one
+    `INSERT … SELECT`, the constants bound once."""
     driver = conn.connection.driver_connection
     # DROP INDEX is DDL, which sqlite3 runs outside any transaction unless one is open:
     # open it first so that a failed load gets its index back with the rollback
     if not driver.in_transaction:
         conn.exec_driver_sql("BEGIN")
+    if rows.staged is not None:
+        staged = rows.staged.columns
+        picked = [_quote(conn, c) if c in staged else f":{c}" for c in columns]
+        with _indexes_rebuilt(conn, table, rows.count):
+            driver.execute(
+                f"INSERT INTO {_quote(conn, table.name)}"
+                f" ({', '.join(_quote(conn, c) for c in columns)})"
+                f" SELECT {', '.join(picked)} FROM {STAGED_SCHEMA}.{STAGED_TABLE}"
+                " ORDER BY rowid",
+                {c: rows.constants[c] for c in columns if c not in staged},
+            )
+        return
     chunks = iter(rows.chunks)
     first = next(chunks, None)
     if first is None:
         return
-    # every chunk of one load shares its constants (the load's lineage)
-    shared = {
-        name: literal
-        for name in columns
-        if name in first.constants
-        and (literal := _sqlite_literal(first.constants[name])) is not None
-    }
-    limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    names = ", ".join(_quote(conn, c) for c in columns)
-    insert = f"INSERT INTO {_quote(conn, table.name)} ({names}) VALUES "
-    statements: dict[frozenset[str], tuple[list[str], int, str, str]] = {}
+    with _indexes_rebuilt(conn, table, rows.count):
+        insert_rows(
+            driver,
+            _quote(conn, table.name),
+            columns,
+            itertools.chain([first], chunks),
+            lambda name: _quote(conn, name),
+        )
 
-    def statements_for(nulls: frozenset[str]) -> tuple[list[str], int, str, str]:
-        """The columns bound, rows per statement and the two INSERTs of a chunk whose columns
-        `nulls` are null in every row: those are written `NULL` inline, not bound per row
-        (a works file's unmapped columns: 2 of 15 bound, ~0.04 s less per 100,000 rows)."""
-        if nulls not in statements:
-            literals = shared | {name: "NULL" for name in nulls if name not in shared}
-            bound = [name for name in columns if name not in literals]
-            one_row = "(" + ", ".join(literals.get(name, "?") for name in columns) + ")"
-            per_statement = max(1, min(SQLITE_ROWS_PER_STATEMENT, limit // max(1, len(bound))))
-            statements[nulls] = (
-                bound,
-                per_statement,
-                insert + ", ".join([one_row] * per_statement),
-                insert + one_row,
-            )
-        return statements[nulls]
 
-    # a b-tree fed in random order costs more than building the index once afterwards
-    # (`reindexes`)
-    rebuild = list(table.indexes) if table.indexes and reindexes(conn, table, rows.count) else []
+@contextmanager
+def _indexes_rebuilt(conn: sa.Connection, table: sa.Table, incoming: int) -> Iterator[None]:
+    """The indexes of `table` dropped while `incoming` rows go in, and built once after, when
+    that is faster (`reindexes`): a b-tree fed in random order costs more than one sort."""
+    rebuild = list(table.indexes) if table.indexes and reindexes(conn, table, incoming) else []
     for index in rebuild:
         index.drop(conn)
-    cursor = driver.cursor()
-    try:
-        for chunk in itertools.chain([first], chunks):
-            bound, per_statement, many_rows_sql, one_row_sql = statements_for(
-                chunk.nulls & frozenset(columns)
-            )
-            for grid in chunk.grids(bound):
-                whole = len(grid) - len(grid) % per_statement
-                if whole:
-                    cursor.executemany(
-                        many_rows_sql,
-                        grid[:whole].reshape(-1, per_statement * len(bound)).tolist(),
-                    )
-                if whole < len(grid):
-                    cursor.executemany(one_row_sql, grid[whole:].tolist())
-    finally:
-        cursor.close()
+    yield
     for index in rebuild:
         index.create(conn)
 
@@ -1065,154 +1055,37 @@ def _temp_table(conn: sa.Connection, name: str, like: sa.Table) -> sa.Table:
 
 
 @dataclass(frozen=True)
-class _DriverValues:
-    """Driver-ready values of one load: None for nulls, ISO text for dates, Python ints.
-
-    `constants` holds the values every row shares (the load's lineage), `columns` one converter
-    per other column returning the object array of rows `start:stop`. Rows are converted one
-    batch at a time, so a million-row load never holds a million Python objects per column.
-    """
-
-    constants: dict[str, Any]
-    columns: dict[str, Callable[[int, int], np.ndarray]]
-    count: int  # rows
-    nulls: frozenset[str] = frozenset()  # columns null in every row of the batch
-    # the same values as Arrow arrays of every row (the COPY of `_postgres_copy`)
-    arrays: dict[str, Callable[[], pa.Array]] = field(default_factory=dict)
-
-    def arrow(self, names: Sequence[str]) -> pa.Table:
-        """Every row as an Arrow table, one column per name, a constant repeated."""
-        columns = []
-        for name in names:
-            if name in self.constants:
-                value = self.constants[name]
-                columns.append(pa.array([value]).take(np.zeros(self.count, dtype="int64")))
-            else:
-                columns.append(self.arrays[name]())
-        return pa.Table.from_arrays(columns, names=list(names))
-
-    def grids(self, names: Sequence[str]) -> Iterator[np.ndarray]:
-        """Batches of at most BATCH_ROWS rows as 2-D object arrays, one column per name."""
-        for start in range(0, self.count, BATCH_ROWS):
-            stop = min(start + BATCH_ROWS, self.count)
-            grid = np.empty((stop - start, len(names)), dtype=object)
-            for position, name in enumerate(names):
-                if name in self.constants:
-                    grid[:, position] = self.constants[name]
-                else:
-                    grid[:, position] = self.columns[name](start, stop)
-            yield grid
-
-
-@dataclass(frozen=True)
 class _LoadRows:
-    """The rows of one load on their way to the driver: `chunks` (read once) and their `count`."""
+    """The rows of one load on their way to the driver: `chunks` (read once) and their `count`;
+    on SQLite, when a helper staged them (`staged`), read from its file with the load's
+    lineage `constants` instead."""
 
-    chunks: Iterable[_DriverValues]
+    chunks: Iterable[DriverValues]
     count: int
+    staged: Staging | None = None
+    constants: dict[str, Any] = field(default_factory=dict)
 
 
-def _column_values(
-    rows: pd.DataFrame, request: LoadRequest, now: datetime, dialect: str
-) -> _DriverValues:
-    """Driver-ready values per column: None for nulls, ISO text for dates."""
-    spec = ENTITIES[request.entity]
-    columns: dict[str, Callable[[int, int], np.ndarray]] = {
-        column.name: _driver_values(rows[column.name], column.type, dialect)
-        for column in spec.columns
-    }
-    arrays: dict[str, Callable[[], pa.Array]] = {
-        column.name: functools.partial(_arrow_values, rows[column.name], column.type, dialect)
-        for column in spec.columns
-    }
-    nulls = frozenset(name for name in spec.column_names if len(rows) and rows[name].isna().all())
-    source_rows = rows["source_row"].astype("str")
-    columns["source_row"] = lambda start, stop: source_rows.iloc[start:stop].to_numpy(
-        dtype=object, na_value=None
-    )
-    arrays["source_row"] = lambda: pa.array(source_rows, type=pa.large_string(), from_pandas=True)
-    hashes = row_hashes(rows, spec.column_names)
-    columns["row_hash"] = lambda start, stop: hashes[start:stop].astype(object)
-    arrays["row_hash"] = lambda: pa.array(hashes)
+def _lineage(request: LoadRequest, now: datetime, dialect: str) -> dict[str, Any]:
+    """The values every row of a load shares: landlord, source, datafix version, run, time."""
     stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") + ("+00:00" if dialect == "postgresql" else "")
-    constants = {
+    return {
         "landlord_id": request.landlord_id,
         "source_name": request.source_name,
         "datafix_sha": request.datafix_sha,
         "run_id": request.run_id,
         "loaded_at": stamp,
     }
-    if "source_name" in rows:  # an entity with several feeds: each row names its own
-        del constants["source_name"]
-        feeds = rows["source_name"].to_numpy(dtype=object)
-        columns["source_name"] = lambda start, stop: feeds[start:stop]
-        arrays["source_name"] = lambda: pa.array(feeds)
-    return _DriverValues(constants, columns, len(rows), nulls, arrays)
 
 
-def _driver_values(
-    series: pd.Series, column_type: ColumnType, dialect: str
-) -> Callable[[int, int], np.ndarray]:
-    """The converter of one canonical column: rows `start:stop` as an object array."""
-    missing = series.isna().to_numpy()
-
-    def with_nulls(out: np.ndarray, start: int, stop: int) -> np.ndarray:
-        # `out` is always a fresh array here (astype, fancy indexing): set the nulls in place
-        gaps = missing[start:stop]
-        if gaps.any():
-            out[gaps] = None
-        return out
-
-    if column_type in (ColumnType.TEXT, ColumnType.CHOICE):
-        return lambda start, stop: series.iloc[start:stop].to_numpy(dtype=object, na_value=None)
-    if column_type in (ColumnType.CENTS, ColumnType.INTEGER):
-        whole = series.to_numpy(dtype="int64", na_value=0)
-        return lambda start, stop: with_nulls(whole[start:stop].astype(object), start, stop)
-    if column_type is ColumnType.BOOLEAN:
-        truth = series.to_numpy(dtype="bool", na_value=False)
-        return lambda start, stop: with_nulls(truth[start:stop].astype(object), start, stop)
-    codes, text = _date_texts(series, column_type, dialect)
-    text = text.astype(object)
-    return lambda start, stop: with_nulls(text[codes[start:stop]], start, stop)
-
-
-def _arrow_values(series: pd.Series, column_type: ColumnType, dialect: str) -> pa.Array:
-    """One canonical column as an Arrow array holding the values `_driver_values` gives."""
-    missing = series.isna().to_numpy()
-    if column_type in (ColumnType.TEXT, ColumnType.CHOICE):
-        # an Arrow-backed text column is taken as it is, not through a Python object per cell
-        return pa.array(series, type=pa.large_string(), from_pandas=True)
-    if column_type in (ColumnType.CENTS, ColumnType.INTEGER):
-        return pa.array(series.to_numpy(dtype="int64", na_value=0), mask=missing)
-    if column_type is ColumnType.BOOLEAN:
-        return pa.array(series.to_numpy(dtype="bool", na_value=False), mask=missing)
-    codes, text = _date_texts(series, column_type, dialect)
-    return pa.array(text).take(pa.array(codes, mask=missing))
-
-
-def _date_texts(
-    series: pd.Series, column_type: ColumnType, dialect: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """A date or timestamp column as driver text: each row's code into the distinct texts."""
-    # dates repeat: write each distinct date once, then take (numpy's datetime-to-text
-    # conversion costs ~0.3 s per million cells)
-    if column_type is ColumnType.DATE:
-        stamps = series.to_numpy(dtype="datetime64[ns]")
-        codes, distinct = pd.factorize(stamps.view("int64"))
-        text = distinct.view("datetime64[ns]").astype("datetime64[D]").astype(str)
-    else:
-        naive = series.dt.tz_convert("UTC").dt.tz_localize(None) if len(series) else series
-        stamps = naive.to_numpy(dtype="datetime64[ns]")
-        codes, distinct = pd.factorize(stamps.view("int64"))
-        text = np.asarray(distinct.view("datetime64[ns]").astype("datetime64[us]"), dtype=str)
-        text = np.char.replace(text, "T", " ")
-        if dialect == "postgresql":
-            text = np.char.add(text, "+00:00")
-    return codes, text
-
-
-def _sqlite_literal(value: Any) -> str | None:
-    """`value` as an SQLite string literal, or None when it must be bound instead."""
-    if not isinstance(value, str) or "\x00" in value:
-        return None
-    return "'" + value.replace("'", "''") + "'"
+def _column_values(
+    rows: pd.DataFrame, request: LoadRequest, now: datetime, dialect: str
+) -> DriverValues:
+    """Driver-ready values per column (`staging.row_values`) with the load's lineage."""
+    values = row_values(rows, request.entity, dialect)
+    constants = {
+        name: value
+        for name, value in _lineage(request, now, dialect).items()
+        if name not in values.columns  # an entity with several feeds: each row names its own
+    }
+    return replace(values, constants=constants)

@@ -8,6 +8,7 @@ from pipelines.defs.health.tables import skipped_metadata
 from pipelines.defs.resources import DatafixesResource, WarehouseResource
 from pipelines.lib.metadata import AssetRole, counts, markdown_preview
 from pipelines.lib.stages import NormalisedEntity, PulledSource, normalise
+from pipelines.lib.staging import helper_wanted
 from schemas.canonical import ENTITIES
 
 
@@ -30,7 +31,11 @@ def build_normalise_asset(entity: str) -> dg.AssetsDefinition:
         pulled: PulledSource,
     ) -> dg.Output[NormalisedEntity]:
         try:
-            normalised = normalise(datafixes.get_client(context.partition_key), pulled)
+            normalised = normalise(
+                datafixes.get_client(context.partition_key),
+                pulled,
+                stage=warehouse.get_client().dialect == "sqlite" and helper_wanted(),
+            )
         except ConnectorError as error:
             raise refused(error) from error
         batch = normalised.batch

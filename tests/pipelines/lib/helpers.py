@@ -66,14 +66,22 @@ def ecritures_datafix(folder: Path, inbox: Path, landlord: tuple[str, str], **ma
 
 
 def ledger_night(
-    path: Path, warehouse: Warehouse, run_id: str, *, chunk: int | None = None
+    path: Path,
+    warehouse: Warehouse,
+    run_id: str,
+    *,
+    chunk: int | None = None,
+    stage: bool | None = None,
 ) -> tuple[NormalisedEntity, ContractResult, Any]:
     """What the nightly job does for the ledger of the datafix at `path`: normalise (`chunk`
-    rows at a time), the contract, then the load when the contract passes or the blocked
-    load's trace when it fails."""
+    rows at a time; the rows staged by a helper process on SQLite, as the job does, unless
+    `stage` says otherwise), the contract, then the load when the contract passes or the
+    blocked load's trace when it fails."""
     loaded = load_datafix(path)
     pulled = pull(loaded, "ledger_entries", warehouse=warehouse)
-    normalised = normalise(loaded, pulled, chunk=chunk)
+    if stage is None:
+        stage = warehouse.dialect == "sqlite"
+    normalised = normalise(loaded, pulled, chunk=chunk, stage=stage)
     contract = check_contract(loaded, normalised)
     if contract.passed:
         result = load(warehouse, loaded, normalised, run_id=run_id)

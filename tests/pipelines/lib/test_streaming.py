@@ -20,10 +20,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+import pipelines.lib.warehouse as warehouse_module
 from pipelines.lib.datafixes import LoadedDatafix, load_datafix
 from pipelines.lib.stages import (
     NormalisedEntity,
     check_contract,
+    load,
     normalise,
     pull,
     record_refused,
@@ -66,9 +68,12 @@ def ledger_datafix(folder: Path, inbox: Path, **mapping: Any) -> Path:
     return ecritures_datafix(folder, inbox, (LANDLORD, "Stream Habitat"), **mapping)
 
 
-def night(path: Path, warehouse: Warehouse, run_id: str, chunk: int) -> tuple[Any, Any, Any]:
-    """Normalise `chunk` rows at a time, the contract, then the load (or the blocked trace)."""
-    return ledger_night(path, warehouse, run_id, chunk=chunk)
+def night(
+    path: Path, warehouse: Warehouse, run_id: str, chunk: int, stage: bool | None = None
+) -> tuple[Any, Any, Any]:
+    """Normalise `chunk` rows at a time, the contract, then the load (or the blocked trace);
+    on SQLite the rows are staged by a helper process unless `stage` is False."""
+    return ledger_night(path, warehouse, run_id, chunk=chunk, stage=stage)
 
 
 def landlord_rows(
@@ -107,16 +112,18 @@ def contents(warehouse: Warehouse) -> dict[str, list[tuple]]:
         }
 
 
-def two_nights(tmp_path: Path, warehouse: Warehouse, chunk: int) -> dict[str, list[tuple]]:
+def two_nights(
+    tmp_path: Path, warehouse: Warehouse, chunk: int, stage: bool | None = None
+) -> dict[str, list[tuple]]:
     """Night 1: the 60 lines. Night 2: lines of E055…E060 gone (a snapshot: soft-deleted),
     E003 and E004 changed."""
     inbox = tmp_path / "inbox"
     path = ledger_datafix(tmp_path, inbox)
     write_ledger(inbox, range(1, ENTRIES + 1))
-    _, contract, _ = night(path, warehouse, "run-1", chunk)
+    _, contract, _ = night(path, warehouse, "run-1", chunk, stage)
     assert contract.passed, contract.summary()
     write_ledger(inbox, range(1, 55), changed={3, 4})
-    _, contract, _ = night(path, warehouse, "run-2", chunk)
+    _, contract, _ = night(path, warehouse, "run-2", chunk, stage)
     assert contract.passed, contract.summary()
     return contents(warehouse)
 
@@ -254,3 +261,146 @@ def test_a_preview_reads_the_first_chunk_only(tmp_path: Path) -> None:
     # lines 2…26: E019's bad amount quarantined, the rest accepted
     assert (normalised.batch.rows_in_source, normalised.batch.accepted) == (25, 24)
     assert normalised.batch.reasons == {"bad_amount": 1}
+
+
+# --- Rows staged by a helper process for a SQLite load (pipelines.lib.staging) -------------
+
+
+def sqlite_warehouse(folder: Path) -> Warehouse:
+    folder.mkdir()
+    warehouse = Warehouse(f"sqlite:///{folder}/warehouse.db")
+    warehouse.migrate()
+    return warehouse
+
+
+def stored(warehouse: Warehouse) -> list[tuple]:
+    """Every canonical ledger row as SQLite stores it: each value with its storage class, the
+    run's own ids and times left out."""
+    names = [c.name for c in LEDGER.columns if c.name not in ("run_id", "loaded_at", "deleted_at")]
+    picked = ", ".join(f'"{name}", typeof("{name}")' for name in names)
+    with warehouse.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT {picked}, deleted_at IS NULL FROM ledger_entries ORDER BY entry_ref"
+        )
+        return [tuple(row) for row in rows]
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_staged_rows_leave_the_warehouse_a_bound_load_leaves(tmp_path: Path, chunk: int) -> None:
+    """Two nights (a first bulk load, then a merge with soft deletes and changes) with the rows
+    staged by the helper, and with the load binding them itself: the same rows, row hashes,
+    storage classes, quarantine and counts."""
+    got = {}
+    for stage in (True, False):
+        warehouse = sqlite_warehouse(tmp_path / f"warehouse-{stage}")
+        try:  # the same datafix and inbox (the datafix's version is in every row)
+            got[stage] = (
+                two_nights(tmp_path, warehouse, chunk, stage),
+                stored(warehouse),
+            )
+        finally:
+            warehouse.dispose()
+    assert got[True] == got[False]
+    assert len(got[True][1]) == 57 and got[True][0]["runs"][1][0] == "loaded"
+
+
+def test_the_load_copies_the_rows_the_helper_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged file is what the load reads: its rows copied with one INSERT … SELECT (the
+    driver's multi-row INSERT never runs), the lineage from the load."""
+    warehouse = sqlite_warehouse(tmp_path / "warehouse")
+    loaded, normalised = chunked_ledger(tmp_path, range(1, ENTRIES + 1), chunk=7)
+    assert normalised.batch is None or normalised.batch.spool.staged is None  # not asked for
+    normalised = normalise(loaded, pull(loaded, "ledger_entries"), chunk=7, stage=True)
+    assert normalised.batch is not None and normalised.batch.spool.staged is not None
+
+    def not_bound(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the rows were bound again")
+
+    monkeypatch.setattr(warehouse_module, "insert_rows", not_bound)
+    try:
+        result = load(warehouse, loaded, normalised, run_id="run-1")
+        assert result is not None and result.inserted == 57
+        with warehouse.engine.connect() as conn:
+            lineage = conn.execute(
+                sa.select(LEDGER.c.landlord_id, LEDGER.c.run_id, LEDGER.c.source_name).distinct()
+            ).all()
+        assert [tuple(row) for row in lineage] == [(LANDLORD, "run-1", "ecritures")]
+    finally:
+        warehouse.dispose()
+
+
+def test_a_helper_that_failed_leaves_the_load_to_bind_the_rows(tmp_path: Path) -> None:
+    warehouse = sqlite_warehouse(tmp_path / "warehouse")
+    reference = sqlite_warehouse(tmp_path / "reference")
+    try:
+        for target, stage in ((warehouse, True), (reference, False)):
+            # the same datafix and inbox (the datafix's version is in every row)
+            loaded, _ = chunked_ledger(tmp_path, range(1, 30), chunk=7)
+            normalised = normalise(loaded, pull(loaded, "ledger_entries"), chunk=7, stage=stage)
+            assert normalised.batch is not None
+            staged = normalised.batch.spool.staged
+            if stage:
+                assert staged is not None
+                staged._process.kill()  # the helper dies before the load
+            load(target, loaded, normalised, run_id="run-1")
+        assert stored(warehouse) == stored(reference) and len(stored(warehouse)) == 27
+    finally:
+        warehouse.dispose()
+        reference.dispose()
+
+
+def test_a_contract_failure_in_the_last_chunk_loads_nothing_staged(tmp_path: Path) -> None:
+    """The helper stages every chunk of night 2, whose last line breaks a blocking rule: the
+    contract fails, the staged file is never read, nothing of night 2 is written."""
+    warehouse = sqlite_warehouse(tmp_path / "warehouse")
+    try:
+        inbox = tmp_path / "inbox"
+        path = ledger_datafix(tmp_path, inbox, rules={"sign_matches_kind": "block"})
+        write_ledger(inbox, range(1, ENTRIES + 1))
+        night(path, warehouse, "run-1", 7, stage=True)
+        before = stored(warehouse)
+        lines = (inbox / "ecritures.csv").read_text(encoding="utf-8").splitlines()
+        lines = [lines[0]] + [line.replace(",50", ",75") for line in lines[1:]]
+        lines[-1] = lines[-1].replace(";-460,75", ";460,75")
+        (inbox / "ecritures.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        normalised, contract, result = night(path, warehouse, "run-2", 7, stage=True)
+        assert normalised.batch is not None and normalised.batch.spool.staged is not None
+        assert not contract.passed and result.loaded == 0
+        assert stored(warehouse) == before
+        assert contents(warehouse)["runs"][-1][:2] == ("blocked", 60)
+    finally:
+        warehouse.dispose()
+
+
+def test_the_staged_file_is_private_and_removed_with_the_spool(tmp_path: Path) -> None:
+    loaded, _ = chunked_ledger(tmp_path, range(1, 30), chunk=10)
+    normalised = normalise(loaded, pull(loaded, "ledger_entries"), chunk=10, stage=True)
+    assert normalised.batch is not None
+    spool = normalised.batch.spool
+    staged = spool.staged
+    assert staged is not None
+    finished = staged.finished(normalised.batch.accepted)
+    assert finished is not None and finished.rows == 27
+    assert finished.path.parent == spool.folder
+    assert stat.S_IMODE(spool.folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(finished.path.stat().st_mode) == 0o600
+    process = staged._process
+    del normalised, spool, staged
+    gc.collect()
+    assert not finished.path.parent.exists()
+    assert process.poll() is not None
+
+
+def test_a_released_spool_ends_its_helper(tmp_path: Path) -> None:
+    """A run that stops before its load (a failure, the contract) ends the helper with the
+    spool, whatever it was doing."""
+    loaded, _ = chunked_ledger(tmp_path, range(1, 30), chunk=10)
+    normalised = normalise(loaded, pull(loaded, "ledger_entries"), chunk=10, stage=True)
+    assert normalised.batch is not None
+    spool = normalised.batch.spool
+    assert spool.staged is not None
+    process = spool.staged._process
+    spool.remove()
+    assert process.poll() is not None and not spool.folder.exists()

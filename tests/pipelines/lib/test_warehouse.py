@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import pipelines.lib.warehouse as warehouse_module
+import pipelines.lib.staging as staging_module
 from pipelines.lib.warehouse import (
     BULK_REINDEX_ROWS,
     LoadRequest,
@@ -829,6 +829,6 @@ def test_row_hashes_are_the_same_whatever_the_part_size(
     )
     columns = ENTITIES["ledger_entries"].column_names
     whole = pd.util.hash_pandas_object(rows[list(columns)], index=False).to_numpy()
-    monkeypatch.setattr(warehouse_module, "HASH_ROWS", per_part)
+    monkeypatch.setattr(staging_module, "HASH_ROWS", per_part)
 
-    assert warehouse_module.row_hashes(rows, columns).tolist() == whole.view("int64").tolist()
+    assert staging_module.row_hashes(rows, columns).tolist() == whole.view("int64").tolist()
