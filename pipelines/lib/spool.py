@@ -20,17 +20,15 @@ import os
 import shutil
 import uuid
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from connectors.lazy import lazy_module, np, pa, pd
 from pipelines.lib.environment import datafix_home
 
 if TYPE_CHECKING:
     import pyarrow.ipc as ipc
-
-    from pipelines.lib.staging import StagedRows
 else:
     ipc = lazy_module("pyarrow.ipc")
 
@@ -85,12 +83,26 @@ def read_chunk(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame
     return table.to_pandas()
 
 
+class Stager(Protocol):
+    """What follows a spool's rows files (`staging.StagedRows`: spool does not import it)."""
+
+    def add(self, chunk: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Spool:
     """The canonical rows and rejects of one entity, one Arrow IPC file per chunk and part
     (other `parts`: the raw chunks a pull read from a peer, `pipelines.lib.stages`)."""
 
     def __init__(
-        self, label: str, parts: Sequence[str] = PARTS, *, stage: str | None = None
+        self,
+        label: str,
+        parts: Sequence[str] = PARTS,
+        *,
+        stage: Callable[[Path], Stager] | None = None,
     ) -> None:
         safe = "".join(char if char.isalnum() or char in "-_" else "_" for char in label)
         self.folder = scratch_root() / f"{safe[:80]}-{uuid.uuid4().hex[:12]}"
@@ -101,11 +113,11 @@ class Spool:
         # the next non-empty one comes: one chunk more held at a time, and a table of one
         # chunk (followed by empty ones or not) is never written nor read back
         self._last: dict[str, tuple[int, pd.DataFrame]] = {}
-        # `stage`: the entity whose rows a helper process stages for a SQLite load as they are
-        # written (`staging.StagedRows`), started with the first file written: a table of one
-        # chunk is loaded as it is
+        # `stage`: starts the helper process that stages the rows for a SQLite load as they
+        # are written (`staging.StagedRows`, given the spool's folder), with the first file
+        # written: a table of one chunk is loaded as it is
         self._stage = stage
-        self.staged: StagedRows | None = None
+        self.staged: Stager | None = None
         self._finalizer = weakref.finalize(self, _remove, self.folder)
 
     def add(self, part: str, frame: pd.DataFrame) -> None:
@@ -128,9 +140,7 @@ class Spool:
             writer.write_table(table)
         if part == "rows" and self._stage is not None:
             if self.staged is None:
-                from pipelines.lib.staging import StagedRows
-
-                self.staged = StagedRows(self.folder, self._stage)
+                self.staged = self._stage(self.folder)
             self.staged.add(path)
 
     def seal(self) -> None:

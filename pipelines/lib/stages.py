@@ -7,6 +7,7 @@ what the command line prints and what the benchmark measures are the same code.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -28,6 +29,7 @@ from pipelines.lib.datafixes import LoadedDatafix
 from pipelines.lib.quality import ContractResult, quarantine_guard, run_contract_chunks
 from pipelines.lib.sources import concrete_feeds, file_paths, read_source
 from pipelines.lib.spool import KeyIndex, Spool, release_freed_memory
+from pipelines.lib.staging import StagedRows
 from pipelines.lib.transforms import EntityTransformer, NormalisedBatch, union_feeds
 from pipelines.lib.warehouse import LoadRequest, LoadResult, Warehouse
 from schemas.canonical import ENTITIES
@@ -448,7 +450,8 @@ def normalise(
         return NormalisedEntity(**pulled.lineage(), status=pulled.status)
     size = chunk_rows() if chunk is None else max(1, chunk)
     mapping = loaded.datafix.entities[pulled.entity]
-    spool = Spool(f"{pulled.landlord_id}-{pulled.entity}", stage=pulled.entity if stage else None)
+    stager = functools.partial(StagedRows, entity=pulled.entity) if stage else None
+    spool = Spool(f"{pulled.landlord_id}-{pulled.entity}", stage=stager)
     warnings: dict[str, int] = {}
     reasons: dict[str, int] = {}
     rows_in_source = skipped = 0
