@@ -299,6 +299,10 @@ class StagedRows:
     def __init__(self, folder: Path, entity: str) -> None:
         self.path = folder / "staged.sqlite"
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # its errors go to a file, not a pipe: a pipe nobody reads until the end would block a
+        # chatty helper, and then the run writing the next chunk name to it
+        self._errors = folder / "staged.log"
+        errors = os.open(self._errors, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__, entity, str(self.path)],
             # the system allocator, trimmed after each chunk (`_stage`): what the helper holds
@@ -306,9 +310,10 @@ class StagedRows:
             env={"ARROW_DEFAULT_MEMORY_POOL": "system", **os.environ},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=errors,
             text=True,
         )
+        os.close(errors)
         self._finalizer = weakref.finalize(self, _stop, self._process)
         self._broken = self._closed = False
         self._result: Staging | None = None
@@ -344,11 +349,12 @@ class StagedRows:
             return self._result if self._result is not None and self._result.rows == rows else None
         self.close()
         try:
-            out, err = self._process.communicate()
+            out, _ = self._process.communicate()
         except (BrokenPipeError, OSError):  # stdin: the helper is gone
             self._process.wait()
-            out, err = "", "its input closed"
+            out = ""
         self._done = True
+        err = self._errors.read_text(errors="replace") if self._errors.exists() else ""
         if self._process.returncode != 0:
             log.warning(
                 "staging helper failed (exit %s), the load binds the rows itself: %s",
